@@ -1,0 +1,27 @@
+# ironbark — see README.md. Every target installs what it needs first.
+GO      ?= go
+BIN     := bin
+DATA    ?= $(CURDIR)/run
+
+.PHONY: all deps build test run bench fuzz clean
+
+all: build
+
+deps:
+	@scripts/deps
+
+build: deps
+	$(GO) build -o $(BIN)/ironbark ./cmd/ironbark
+	$(GO) build -o $(BIN)/ironbark-node ./cmd/ironbark-node
+
+test: deps
+	@scripts/test
+
+run: build
+	@scripts/run $(DATA)
+
+bench: build
+	@scripts/bench
+
+clean:
+	rm -rf $(BIN)

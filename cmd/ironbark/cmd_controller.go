@@ -1,0 +1,6 @@
+package main
+
+// controllerCommands lists the controller subcommands.
+func controllerCommands() []command {
+	return nil
+}

@@ -1,0 +1,6 @@
+package main
+
+// imageCommands lists the image subcommands.
+func imageCommands() []command {
+	return nil
+}

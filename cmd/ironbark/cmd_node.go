@@ -1,0 +1,6 @@
+package main
+
+// nodeCommands lists the node subcommands.
+func nodeCommands() []command {
+	return nil
+}

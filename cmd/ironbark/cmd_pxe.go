@@ -1,0 +1,6 @@
+package main
+
+// pxeCommands lists the pxe subcommands.
+func pxeCommands() []command {
+	return nil
+}

@@ -1,0 +1,67 @@
+// Package nodeapi holds the types of the controller's internal API, the one
+// node agents speak over mTLS. It is versioned by URL prefix (/v1/...) and
+// documented in docs/node-api.md. Both ends import these types; neither
+// end's logic lives here.
+package nodeapi
+
+// VMType is an instance size, as in Eucalyptus' configurable VM types.
+type VMType struct {
+	Name      string `json:"name"` // m1.small, c1.medium, ...
+	Cores     int    `json:"cores"`
+	MemoryMiB int    `json:"memoryMiB"`
+	DiskGiB   int    `json:"diskGiB"`
+}
+
+// Capacity is what a node has, reported on enrollment and every heartbeat.
+type Capacity struct {
+	Cores     int `json:"cores"`
+	MemoryMiB int `json:"memoryMiB"`
+	DiskGiB   int `json:"diskGiB"`
+}
+
+// Instance states, the EC2 names.
+const (
+	StatePending      = "pending"
+	StateRunning      = "running"
+	StateStopping     = "stopping"
+	StateStopped      = "stopped"
+	StateShuttingDown = "shutting-down"
+	StateTerminated   = "terminated"
+)
+
+// Artifact names an image blob the node fetches by digest.
+type Artifact struct {
+	ID     string `json:"id"`     // emi-/eki-/eri-...
+	Digest string `json:"digest"` // sha256:<hex>
+	Size   int64  `json:"size"`
+	URL    string `json:"url"` // where the node downloads it (Range supported)
+	Format string `json:"format"` // raw | qcow2
+}
+
+// InstanceSpec is the desired state of one instance on a node.
+type InstanceSpec struct {
+	InstanceID   string    `json:"instanceId"`
+	AccountID    string    `json:"accountId"`
+	VMType       VMType    `json:"vmType"`
+	Image        Artifact  `json:"image"`
+	Kernel       *Artifact `json:"kernel,omitempty"`
+	Ramdisk      *Artifact `json:"ramdisk,omitempty"`
+	MAC          string    `json:"mac"`
+	PrivateIP    string    `json:"privateIp,omitempty"`
+	KeyName      string    `json:"keyName,omitempty"`
+	PublicKey    string    `json:"publicKey,omitempty"`
+	UserData     []byte    `json:"userData,omitempty"`
+	Desired      string    `json:"desired"`      // running | stopped | terminated
+	RebootSerial int       `json:"rebootSerial"` // bumped by RebootInstances
+}
+
+// InstanceStatus is what a node observes of one instance.
+type InstanceStatus struct {
+	InstanceID string `json:"instanceId"`
+	State      string `json:"state"`
+	Reason     string `json:"reason,omitempty"` // why it failed or stopped
+	// ConsoleTail is the last 64 KiB of the serial console, sent when it
+	// changed since the last report.
+	ConsoleTail []byte `json:"consoleTail,omitempty"`
+	RebootSerial int   `json:"rebootSerial"`
+}

@@ -1,0 +1,209 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
+	_ "modernc.org/sqlite"             // registers the "sqlite" driver
+)
+
+// Engine names the SQL engine behind a DB.
+type Engine string
+
+const (
+	SQLite   Engine = "sqlite"
+	Postgres Engine = "postgres"
+)
+
+// DB is a database handle that speaks portable SQL: queries use '?'
+// placeholders, rebound to $n for PostgreSQL.
+type DB struct {
+	sql    *sql.DB
+	engine Engine
+	url    string
+}
+
+// Open opens the database named by url: "postgres://..." or
+// "postgresql://..." for PostgreSQL, anything else ("sqlite:PATH" or a
+// plain file path) for SQLite. The SQLite file's directory is created.
+func Open(ctx context.Context, url string) (*DB, error) {
+	var db *DB
+	switch {
+	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
+		h, err := sql.Open("pgx", url)
+		if err != nil {
+			return nil, fmt.Errorf("open postgres: %w", err)
+		}
+		h.SetMaxOpenConns(16)
+		h.SetMaxIdleConns(16)
+		db = &DB{sql: h, engine: Postgres, url: url}
+	default:
+		path := strings.TrimPrefix(url, "sqlite:")
+		if path == "" {
+			return nil, errors.New("open sqlite: empty path")
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, fmt.Errorf("open sqlite: %w", err)
+		}
+		// IMMEDIATE transactions take the write lock up front so two
+		// writers queue on busy_timeout instead of failing to upgrade.
+		dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)" +
+			"&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_txlock=immediate"
+		h, err := sql.Open("sqlite", dsn)
+		if err != nil {
+			return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+		}
+		h.SetMaxOpenConns(8)
+		h.SetMaxIdleConns(8)
+		h.SetConnMaxIdleTime(time.Minute)
+		db = &DB{sql: h, engine: SQLite, url: path}
+	}
+	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := db.sql.PingContext(pctx); err != nil {
+		db.sql.Close()
+		return nil, fmt.Errorf("connect %s: %w", db.engine, err)
+	}
+	return db, nil
+}
+
+// Engine reports which SQL engine the DB uses.
+func (db *DB) Engine() Engine { return db.engine }
+
+// Close closes the database.
+func (db *DB) Close() error { return db.sql.Close() }
+
+// SQL exposes the underlying handle for the rare caller that needs it
+// (benchmarks, engine-specific maintenance). Prefer the methods below.
+func (db *DB) SQL() *sql.DB { return db.sql }
+
+// Rebind rewrites '?' placeholders for the DB's engine. Question marks
+// inside single-quoted literals are left alone.
+func (db *DB) Rebind(q string) string { return rebind(db.engine, q) }
+
+func rebind(e Engine, q string) string {
+	if e != Postgres || !strings.Contains(q, "?") {
+		return q
+	}
+	var b strings.Builder
+	b.Grow(len(q) + 8)
+	n, quoted := 0, false
+	for i := 0; i < len(q); i++ {
+		c := q[i]
+		switch {
+		case c == '\'':
+			quoted = !quoted
+			b.WriteByte(c)
+		case c == '?' && !quoted:
+			n++
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(n))
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// Exec runs a statement outside a transaction.
+func (db *DB) Exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	return db.sql.ExecContext(ctx, db.Rebind(q), args...)
+}
+
+// Query runs a query outside a transaction.
+func (db *DB) Query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	return db.sql.QueryContext(ctx, db.Rebind(q), args...)
+}
+
+// QueryRow runs a single-row query outside a transaction.
+func (db *DB) QueryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	return db.sql.QueryRowContext(ctx, db.Rebind(q), args...)
+}
+
+// Tx is a transaction with the same portable-SQL methods as DB.
+type Tx struct {
+	tx     *sql.Tx
+	engine Engine
+}
+
+// Engine reports which SQL engine the transaction runs on.
+func (tx *Tx) Engine() Engine { return tx.engine }
+
+func (tx *Tx) Exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	return tx.tx.ExecContext(ctx, rebind(tx.engine, q), args...)
+}
+
+func (tx *Tx) Query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	return tx.tx.QueryContext(ctx, rebind(tx.engine, q), args...)
+}
+
+func (tx *Tx) QueryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	return tx.tx.QueryRowContext(ctx, rebind(tx.engine, q), args...)
+}
+
+// Querier is what DB and Tx have in common, for code that runs either
+// inside or outside a transaction.
+type Querier interface {
+	Engine() Engine
+	Exec(ctx context.Context, q string, args ...any) (sql.Result, error)
+	Query(ctx context.Context, q string, args ...any) (*sql.Rows, error)
+	QueryRow(ctx context.Context, q string, args ...any) *sql.Row
+}
+
+// InTx runs fn in a transaction, committing if it returns nil and rolling
+// back otherwise. PostgreSQL serialization failures are retried.
+func (db *DB) InTx(ctx context.Context, fn func(*Tx) error) error {
+	for attempt := 0; ; attempt++ {
+		err := db.inTxOnce(ctx, fn)
+		if err == nil || attempt >= 4 || !retryable(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(attempt+1) * 10 * time.Millisecond):
+		}
+	}
+}
+
+func (db *DB) inTxOnce(ctx context.Context, fn func(*Tx) error) error {
+	t, err := db.sql.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := fn(&Tx{tx: t, engine: db.engine}); err != nil {
+		_ = t.Rollback()
+		return err
+	}
+	if err := t.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+func retryable(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "SQLSTATE 40001") || strings.Contains(s, "SQLSTATE 40P01") ||
+		strings.Contains(s, "SQLITE_BUSY") || strings.Contains(s, "database is locked")
+}
+
+// IsUniqueViolation reports whether err is a unique-constraint violation on
+// either engine, so callers can map it to "already exists".
+func IsUniqueViolation(err error) bool {
+	if err == nil {
+		return false
+	}
+	s := err.Error()
+	return strings.Contains(s, "UNIQUE constraint failed") || strings.Contains(s, "SQLSTATE 23505")
+}
+
+// ErrNotFound is returned by helpers when a row does not exist.
+var ErrNotFound = errors.New("not found")
