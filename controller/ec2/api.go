@@ -1,8 +1,3 @@
-// Package ec2 is the EC2 Query protocol on the wire: it parses GET and
-// form-POST requests, verifies Signature V4 and V2, dispatches the action to
-// a Handler, and writes the XML answer or EC2's error envelope in the
-// namespace of the request's Version. It knows nothing of the store: the
-// controller package implements Handler and CredentialStore.
 package ec2
 
 import (
@@ -25,6 +20,8 @@ type Request struct {
 	Principal Principal
 	RequestID string
 	SourceIP  string
+
+	pageKey []byte // the Server's NextToken MAC key (see Page)
 }
 
 // Handler runs actions. It returns a response struct, marshalled with

@@ -1,0 +1,166 @@
+package controller
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"time"
+
+	"ironbark/controller/ec2"
+	"ironbark/internal/store"
+)
+
+// AdminAccount is the name of the cloud administrator's account, made on
+// the controller's first start. It sees every account's resources.
+const AdminAccount = "admin"
+
+// Account is a tenant of the cloud with one access key.
+type Account struct {
+	ID        string // 12 digits
+	Name      string
+	Admin     bool
+	AccessKey string
+	SecretKey string
+}
+
+// ErrAccountExists is returned by CreateAccount for a name already taken.
+var ErrAccountExists = errors.New("account already exists")
+
+var accountName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+
+// CreateAccount makes an account and its first access key.
+func CreateAccount(ctx context.Context, db *store.DB, name string, admin bool) (Account, error) {
+	if !accountName.MatchString(name) {
+		return Account{}, fmt.Errorf("create account %q: name must be lowercase letters, digits, '.', '_' or '-'", name)
+	}
+	a := Account{ID: newAccountID(), Name: name, Admin: admin, AccessKey: newAccessKey(), SecretKey: newSecretKey()}
+	now := time.Now().Unix()
+	err := db.InTx(ctx, func(tx *store.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO accounts (id, name, admin, created_at) VALUES (?, ?, ?, ?)`,
+			a.ID, a.Name, boolInt(admin), now); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO access_keys (access_key, secret, account_id, created_at) VALUES (?, ?, ?, ?)`,
+			a.AccessKey, a.SecretKey, a.ID, now)
+		return err
+	})
+	if store.IsUniqueViolation(err) {
+		if _, lerr := LookupAccount(ctx, db, name); lerr == nil {
+			return Account{}, fmt.Errorf("create account %q: %w", name, ErrAccountExists)
+		}
+	}
+	if err != nil {
+		return Account{}, fmt.Errorf("create account %q: %w", name, err)
+	}
+	return a, nil
+}
+
+// LookupAccount finds an account by name and its oldest active key.
+func LookupAccount(ctx context.Context, db *store.DB, name string) (Account, error) {
+	var a Account
+	var admin int
+	err := db.QueryRow(ctx, `SELECT a.id, a.name, a.admin, k.access_key, k.secret
+		FROM accounts a JOIN access_keys k ON k.account_id = a.id
+		WHERE a.name = ? AND k.active = 1 ORDER BY k.created_at, k.access_key LIMIT 1`, name).
+		Scan(&a.ID, &a.Name, &admin, &a.AccessKey, &a.SecretKey)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Account{}, fmt.Errorf("account %q: %w", name, store.ErrNotFound)
+	}
+	if err != nil {
+		return Account{}, fmt.Errorf("account %q: %w", name, err)
+	}
+	a.Admin = admin == 1
+	return a, nil
+}
+
+// EnsureAdmin returns the administrator's account, making it if this is
+// the cloud's first start. Several controllers starting at once on one
+// PostgreSQL agree on one admin: the unique name decides.
+func EnsureAdmin(ctx context.Context, db *store.DB) (Account, error) {
+	a, err := LookupAccount(ctx, db, AdminAccount)
+	if err == nil {
+		return a, nil
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return Account{}, err
+	}
+	a, err = CreateAccount(ctx, db, AdminAccount, true)
+	if errors.Is(err, ErrAccountExists) {
+		return LookupAccount(ctx, db, AdminAccount)
+	}
+	return a, err
+}
+
+// LookupAccessKey implements ec2.CredentialStore.
+func (c *Cloud) LookupAccessKey(ctx context.Context, accessKey string) (string, ec2.Principal, error) {
+	var secret, account string
+	var admin int
+	err := c.db.QueryRow(ctx, `SELECT k.secret, a.id, a.admin FROM access_keys k
+		JOIN accounts a ON a.id = k.account_id WHERE k.access_key = ? AND k.active = 1`, accessKey).
+		Scan(&secret, &account, &admin)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", ec2.Principal{}, ec2.ErrUnknownAccessKey
+	}
+	if err != nil {
+		return "", ec2.Principal{}, fmt.Errorf("look up access key: %w", err)
+	}
+	return secret, ec2.Principal{AccountID: account, AccessKey: accessKey, Admin: admin == 1}, nil
+}
+
+// CredentialsDir is where an account's eucarc and AWS CLI files live.
+func CredentialsDir(dataDir, account string) string {
+	return filepath.Join(dataDir, "credentials", account)
+}
+
+// WriteCredentials writes DIR/credentials/NAME/{eucarc,config,credentials}
+// for the account, readable by root only, and returns the directory.
+// endpoint is the EC2 URL users reach the controller at.
+func WriteCredentials(dataDir string, a Account, endpoint, region string) (string, error) {
+	dir := CredentialsDir(dataDir, a.Name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("write credentials: %w", err)
+	}
+	eucarc := fmt.Sprintf(`# ironbark credentials for account %s (%s)
+# Use: . %s
+EUCA_KEY_DIR=$(cd "$(dirname "${BASH_SOURCE:-$0}")" && pwd -P)
+export EC2_URL=%s
+export AWS_ENDPOINT_URL=%s
+export AWS_ACCESS_KEY_ID=%s
+export AWS_SECRET_ACCESS_KEY=%s
+export AWS_DEFAULT_REGION=%s
+export EC2_ACCESS_KEY=%s
+export EC2_SECRET_KEY=%s
+export EC2_ACCOUNT_NUMBER=%s
+export AWS_CONFIG_FILE=${EUCA_KEY_DIR}/config
+export AWS_SHARED_CREDENTIALS_FILE=${EUCA_KEY_DIR}/credentials
+export AWS_EC2_METADATA_DISABLED=true
+`, a.Name, a.ID, filepath.Join(dir, "eucarc"), endpoint, endpoint, a.AccessKey, a.SecretKey, region,
+		a.AccessKey, a.SecretKey, a.ID)
+	config := fmt.Sprintf("[default]\nregion = %s\nendpoint_url = %s\noutput = json\n", region, endpoint)
+	creds := fmt.Sprintf("[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n", a.AccessKey, a.SecretKey)
+	for name, body := range map[string]string{"eucarc": eucarc, "config": config, "credentials": creds} {
+		if err := writeFileAtomic(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
+			return "", fmt.Errorf("write credentials: %w", err)
+		}
+	}
+	return dir, nil
+}
+
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, mode); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

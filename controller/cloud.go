@@ -1,0 +1,156 @@
+package controller
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"ironbark/controller/ec2"
+	"ironbark/internal/nodeapi"
+	"ironbark/internal/store"
+)
+
+// Config is what a Cloud needs besides its collaborators.
+type Config struct {
+	Region   string // default "ironbark"
+	Endpoint string // the EC2 URL DescribeRegions shows
+	// VMTypes are the instance sizes offered, in display order;
+	// DefaultVMTypes when empty.
+	VMTypes []nodeapi.VMType
+	// PublicAddresses is the pool AllocateAddress draws from: CIDRs
+	// ("198.51.100.0/28") or ranges ("198.51.100.10-198.51.100.20").
+	PublicAddresses []string
+	// ArtifactURL says where nodes download a blob by digest (the image
+	// store's HTTP server); nil leaves Artifact.URL empty.
+	ArtifactURL func(digest string) string
+	// TerminatedTTL is how long terminated instances stay visible
+	// (EC2: about an hour).
+	TerminatedTTL time.Duration
+	// BlobSize, when set, checks that RegisterImage's sha256: location is in
+	// the image store and gives its size.
+	BlobSize func(ctx context.Context, digest string) (int64, error)
+}
+
+// Cloud is the EC2 side of the controller: it implements ec2.Handler and
+// ec2.CredentialStore for the wire layer and InstanceLedger for the
+// cluster side, over the store.
+type Cloud struct {
+	db      *store.DB
+	placer  Placer
+	log     *slog.Logger
+	cfg     Config
+	vmTypes map[string]nodeapi.VMType
+	pool    *addressPool
+	now     func() time.Time
+	actions map[string]action
+}
+
+// action runs one EC2 action for an authenticated caller.
+type action func(ctx context.Context, c *call) (any, error)
+
+// New makes a Cloud over a migrated store (see Migrations). placer may be
+// nil: RunInstances then answers InsufficientInstanceCapacity.
+func New(cfg Config, db *store.DB, placer Placer, log *slog.Logger) (*Cloud, error) {
+	if cfg.Region == "" {
+		cfg.Region = DefaultRegion
+	}
+	if len(cfg.VMTypes) == 0 {
+		cfg.VMTypes = DefaultVMTypes()
+	}
+	if cfg.TerminatedTTL == 0 {
+		cfg.TerminatedTTL = time.Hour
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	pool, err := parseAddressPool(cfg.PublicAddresses)
+	if err != nil {
+		return nil, err
+	}
+	c := &Cloud{db: db, placer: placer, log: log, cfg: cfg, pool: pool, now: time.Now,
+		vmTypes: make(map[string]nodeapi.VMType)}
+	for _, vt := range cfg.VMTypes {
+		c.vmTypes[vt.Name] = vt
+	}
+	c.actions = c.actionTable()
+	return c, nil
+}
+
+// DefaultRegion is the region name when the config names none.
+const DefaultRegion = "ironbark"
+
+func (c *Cloud) actionTable() map[string]action {
+	return map[string]action{
+//TODO 		"DescribeRegions":           c.describeRegions,
+//TODO 		"DescribeAvailabilityZones": c.describeAvailabilityZones,
+//TODO 		"DescribeInstanceTypes":     c.describeInstanceTypes,
+
+//TODO 		"RunInstances":           c.runInstances,
+//TODO 		"DescribeInstances":      c.describeInstances,
+//TODO 		"TerminateInstances":     c.terminateInstances,
+//TODO 		"StopInstances":          c.stopInstances,
+//TODO 		"StartInstances":         c.startInstances,
+//TODO 		"RebootInstances":        c.rebootInstances,
+//TODO 		"DescribeInstanceStatus": c.describeInstanceStatus,
+//TODO 		"GetConsoleOutput":       c.getConsoleOutput,
+
+//TODO 		"CreateKeyPair":    c.createKeyPair,
+//TODO 		"ImportKeyPair":    c.importKeyPair,
+//TODO 		"DeleteKeyPair":    c.deleteKeyPair,
+//TODO 		"DescribeKeyPairs": c.describeKeyPairs,
+
+//TODO 		"CreateSecurityGroup":           c.createSecurityGroup,
+//TODO 		"DeleteSecurityGroup":           c.deleteSecurityGroup,
+//TODO 		"DescribeSecurityGroups":        c.describeSecurityGroups,
+//TODO 		"AuthorizeSecurityGroupIngress": c.authorizeIngress,
+//TODO 		"AuthorizeSecurityGroupEgress":  c.authorizeEgress,
+//TODO 		"RevokeSecurityGroupIngress":    c.revokeIngress,
+//TODO 		"RevokeSecurityGroupEgress":     c.revokeEgress,
+
+//TODO 		"AllocateAddress":     c.allocateAddress,
+//TODO 		"ReleaseAddress":      c.releaseAddress,
+//TODO 		"AssociateAddress":    c.associateAddress,
+//TODO 		"DisassociateAddress": c.disassociateAddress,
+//TODO 		"DescribeAddresses":   c.describeAddresses,
+
+		"RegisterImage":          c.registerImage,
+		"DeregisterImage":        c.deregisterImage,
+		"DescribeImages":         c.describeImages,
+		"DescribeImageAttribute": c.describeImageAttribute,
+		"ModifyImageAttribute":   c.modifyImageAttribute,
+		"ResetImageAttribute":    c.resetImageAttribute,
+
+		"CreateTags":   c.createTags,
+		"DeleteTags":   c.deleteTags,
+		"DescribeTags": c.describeTags,
+	}
+}
+
+// ServeEC2 implements ec2.Handler.
+func (c *Cloud) ServeEC2(ctx context.Context, r *ec2.Request) (any, error) {
+	a, ok := c.actions[r.Action]
+	if !ok {
+		return nil, ec2.Errorf("InvalidAction", "The action %s is not valid for this web service.", r.Action)
+	}
+	return a(ctx, &call{Request: r, now: c.now()})
+}
+
+// call is one action's request with the caller's identity at hand.
+type call struct {
+	*ec2.Request
+	now time.Time
+}
+
+func (k *call) account() string { return k.Principal.AccountID }
+func (k *call) admin() bool     { return k.Principal.Admin }
+
+// owns reports whether the caller may see or change a resource of owner.
+func (k *call) owns(owner string) bool { return k.admin() || owner == k.account() }
+
+// Returned is the answer of actions that only say they worked.
+type Returned struct {
+	ec2.ResponseMeta
+	Return bool `xml:"return"`
+}
+
+func ok() (any, error) { return &Returned{Return: true}, nil }

@@ -1,0 +1,150 @@
+package controller
+
+import "ironbark/internal/store"
+
+// Migrations is the EC2 side's schema, applied in order at start. Every
+// table that belongs to an account carries account_id and an index that
+// starts with it, so one account's Describe calls stay flat however many
+// resources other accounts hold.
+func Migrations() []store.Migration {
+	return []store.Migration{
+		{ID: "controller/0001-accounts", SQL: `
+CREATE TABLE accounts (
+	id         TEXT PRIMARY KEY,
+	name       TEXT NOT NULL UNIQUE,
+	admin      INTEGER NOT NULL DEFAULT 0,
+	created_at BIGINT NOT NULL
+);
+CREATE TABLE access_keys (
+	access_key TEXT PRIMARY KEY,
+	secret     TEXT NOT NULL,
+	account_id TEXT NOT NULL REFERENCES accounts(id),
+	active     INTEGER NOT NULL DEFAULT 1,
+	created_at BIGINT NOT NULL
+);
+CREATE INDEX access_keys_account ON access_keys(account_id);
+`},
+		{ID: "controller/0002-images", SQL: `
+CREATE TABLE images (
+	id               TEXT PRIMARY KEY,
+	account_id       TEXT NOT NULL,
+	name             TEXT NOT NULL,
+	description      TEXT NOT NULL DEFAULT '',
+	kind             TEXT NOT NULL,
+	architecture     TEXT NOT NULL,
+	location         TEXT NOT NULL DEFAULT '',
+	digest           TEXT NOT NULL DEFAULT '',
+	size             BIGINT NOT NULL DEFAULT 0,
+	format           TEXT NOT NULL DEFAULT 'raw',
+	root_device_type TEXT NOT NULL DEFAULT 'instance-store',
+	root_device_name TEXT NOT NULL DEFAULT '/dev/sda1',
+	kernel_id        TEXT NOT NULL DEFAULT '',
+	ramdisk_id       TEXT NOT NULL DEFAULT '',
+	virtualization   TEXT NOT NULL DEFAULT 'hvm',
+	public           INTEGER NOT NULL DEFAULT 0,
+	state            TEXT NOT NULL DEFAULT 'available',
+	created_at       BIGINT NOT NULL,
+	UNIQUE (account_id, name)
+);
+CREATE INDEX images_public ON images(public);
+CREATE TABLE launch_permissions (
+	image_id   TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+	account_id TEXT NOT NULL,
+	PRIMARY KEY (image_id, account_id)
+);
+CREATE INDEX launch_permissions_account ON launch_permissions(account_id);
+`},
+		{ID: "controller/0003-ec2-resources", SQL: `
+CREATE TABLE key_pairs (
+	account_id  TEXT NOT NULL,
+	name        TEXT NOT NULL,
+	id          TEXT NOT NULL UNIQUE,
+	key_type    TEXT NOT NULL,
+	fingerprint TEXT NOT NULL,
+	public_key  TEXT NOT NULL,
+	created_at  BIGINT NOT NULL,
+	PRIMARY KEY (account_id, name)
+);
+CREATE TABLE security_groups (
+	id          TEXT PRIMARY KEY,
+	account_id  TEXT NOT NULL,
+	name        TEXT NOT NULL,
+	description TEXT NOT NULL,
+	created_at  BIGINT NOT NULL,
+	UNIQUE (account_id, name)
+);
+CREATE TABLE security_group_rules (
+	id              TEXT PRIMARY KEY,
+	group_id        TEXT NOT NULL REFERENCES security_groups(id) ON DELETE CASCADE,
+	egress          INTEGER NOT NULL,
+	protocol        TEXT NOT NULL,
+	from_port       BIGINT NOT NULL,
+	to_port         BIGINT NOT NULL,
+	cidr            TEXT NOT NULL DEFAULT '',
+	source_group_id TEXT NOT NULL DEFAULT '',
+	source_owner    TEXT NOT NULL DEFAULT '',
+	description     TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX security_group_rules_group ON security_group_rules(group_id);
+CREATE TABLE reservations (
+	id         TEXT PRIMARY KEY,
+	account_id TEXT NOT NULL,
+	groups     TEXT NOT NULL,
+	created_at BIGINT NOT NULL
+);
+CREATE TABLE instances (
+	id             TEXT PRIMARY KEY,
+	account_id     TEXT NOT NULL,
+	reservation_id TEXT NOT NULL REFERENCES reservations(id),
+	launch_index   BIGINT NOT NULL,
+	image_id       TEXT NOT NULL,
+	kernel_id      TEXT NOT NULL DEFAULT '',
+	ramdisk_id     TEXT NOT NULL DEFAULT '',
+	vm_type        TEXT NOT NULL,
+	key_name       TEXT NOT NULL DEFAULT '',
+	zone           TEXT NOT NULL,
+	node_id        TEXT NOT NULL,
+	mac            TEXT NOT NULL UNIQUE,
+	private_ip     TEXT NOT NULL DEFAULT '',
+	public_ip      TEXT NOT NULL DEFAULT '',
+	state          TEXT NOT NULL,
+	desired        TEXT NOT NULL,
+	reason         TEXT NOT NULL DEFAULT '',
+	client_token   TEXT NOT NULL DEFAULT '',
+	user_data      TEXT NOT NULL DEFAULT '',
+	reboot_serial  BIGINT NOT NULL DEFAULT 0,
+	console        TEXT NOT NULL DEFAULT '',
+	console_at     BIGINT NOT NULL DEFAULT 0,
+	launch_time    BIGINT NOT NULL,
+	ended_at       BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX instances_account ON instances(account_id, id);
+CREATE INDEX instances_node ON instances(node_id);
+CREATE TABLE client_tokens (
+	account_id     TEXT NOT NULL,
+	token          TEXT NOT NULL,
+	reservation_id TEXT NOT NULL,
+	created_at     BIGINT NOT NULL,
+	PRIMARY KEY (account_id, token)
+);
+CREATE TABLE addresses (
+	public_ip      TEXT PRIMARY KEY,
+	allocation_id  TEXT NOT NULL UNIQUE,
+	account_id     TEXT NOT NULL,
+	instance_id    TEXT NOT NULL DEFAULT '',
+	association_id TEXT NOT NULL DEFAULT '',
+	created_at     BIGINT NOT NULL
+);
+CREATE INDEX addresses_account ON addresses(account_id);
+CREATE TABLE tags (
+	resource_id   TEXT NOT NULL,
+	key           TEXT NOT NULL,
+	value         TEXT NOT NULL,
+	account_id    TEXT NOT NULL,
+	resource_type TEXT NOT NULL,
+	PRIMARY KEY (resource_id, key)
+);
+CREATE INDEX tags_account ON tags(account_id);
+`},
+	}
+}

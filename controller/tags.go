@@ -1,0 +1,280 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"ironbark/controller/ec2"
+	"ironbark/internal/store"
+)
+
+// Tag is one key/value of a resource's tagSet.
+type Tag struct {
+	Key   string `xml:"key"`
+	Value string `xml:"value"`
+}
+
+// tagSet turns a resource's tags into its tagSet, ordered by key.
+func tagSet(m map[string]string) []Tag {
+	if len(m) == 0 {
+		return nil
+	}
+	ts := make([]Tag, 0, len(m))
+	for k, v := range m {
+		ts = append(ts, Tag{k, v})
+	}
+	sortBy(ts, func(t Tag) string { return t.Key })
+	return ts
+}
+
+// loadTags returns resource id -> key -> value for the tags of one kind of
+// resource that the caller may see (all of them for the admin).
+func loadTags(ctx context.Context, q store.Querier, k *call, resourceType string) (map[string]map[string]string, error) {
+	query := `SELECT resource_id, key, value FROM tags WHERE resource_type = ?`
+	args := []any{resourceType}
+	if !k.admin() {
+		query += ` AND account_id = ?`
+		args = append(args, k.account())
+	}
+	rows, err := q.Query(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("load tags: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]map[string]string{}
+	for rows.Next() {
+		var id, key, val string
+		if err := rows.Scan(&id, &key, &val); err != nil {
+			return nil, err
+		}
+		if out[id] == nil {
+			out[id] = map[string]string{}
+		}
+		out[id][key] = val
+	}
+	return out, rows.Err()
+}
+
+// resourceType names what a resource id refers to, by its prefix.
+func resourceType(id string) string {
+	prefix, _, _ := strings.Cut(id, "-")
+	switch prefix {
+	case "i":
+		return "instance"
+	case "emi", "eki", "eri", "ami", "aki", "ari":
+		return "image"
+	case "sg":
+		return "security-group"
+	case "key":
+		return "key-pair"
+	case "eipalloc":
+		return "elastic-ip"
+	case "r":
+		return "reservation"
+	}
+	return ""
+}
+
+// resourceOwner finds the account that owns a taggable resource.
+func resourceOwner(ctx context.Context, q store.Querier, id string) (string, error) {
+	var table, col string
+	switch resourceType(id) {
+	case "instance":
+		table, col = "instances", "id"
+	case "image":
+		table, col = "images", "id"
+	case "security-group":
+		table, col = "security_groups", "id"
+	case "key-pair":
+		table, col = "key_pairs", "id"
+	case "elastic-ip":
+		table, col = "addresses", "allocation_id"
+	default:
+		return "", ec2.Errorf("InvalidID", "The ID '%s' is not valid", id)
+	}
+	var owner string
+	err := q.QueryRow(ctx, `SELECT account_id FROM `+table+` WHERE `+col+` = ?`, id).Scan(&owner)
+	if err != nil {
+		return "", notFoundOr(err, ec2.Errorf("InvalidID", "The ID '%s' is not valid", id))
+	}
+	return owner, nil
+}
+
+// tagParam is one Tag.N of CreateTags or DeleteTags.
+type tagParam struct {
+	Key, Value string
+	HasValue   bool
+}
+
+// tagParams reads Tag.N.Key / Tag.N.Value.
+func (k *call) tagParams() ([]tagParam, error) {
+	var ts []tagParam
+	for _, n := range k.indices("Tag") {
+		p := fmt.Sprintf("Tag.%d", n)
+		key := k.str(p + ".Key")
+		if key == "" {
+			return nil, ec2.Errorf("InvalidParameterValue", "Tag key must not be empty")
+		}
+		if len(key) > 128 || len(k.str(p+".Value")) > 256 || strings.HasPrefix(strings.ToLower(key), "aws:") {
+			return nil, ec2.Errorf("InvalidParameterValue", "Tag %q is not a valid tag", key)
+		}
+		_, hasValue := k.Params[p+".Value"]
+		ts = append(ts, tagParam{Key: key, Value: k.str(p + ".Value"), HasValue: hasValue})
+	}
+	return ts, nil
+}
+
+func (c *Cloud) createTags(ctx context.Context, k *call) (any, error) {
+	ids := k.list("ResourceId")
+	if len(ids) == 0 {
+		return nil, ec2.Errorf("MissingParameter", "The request must contain the parameter resourceIdSet")
+	}
+	tags, err := k.tagParams()
+	if err != nil {
+		return nil, err
+	}
+	if len(tags) == 0 {
+		return nil, ec2.Errorf("MissingParameter", "The request must contain the parameter tagSet")
+	}
+	err = c.db.InTx(ctx, func(tx *store.Tx) error {
+		for _, id := range ids {
+			owner, err := resourceOwner(ctx, tx, id)
+			if err != nil {
+				return err
+			}
+			if !k.owns(owner) {
+				return ec2.Errorf("InvalidID", "The ID '%s' is not valid", id)
+			}
+			for _, t := range tags {
+				if _, err := tx.Exec(ctx, `DELETE FROM tags WHERE resource_id = ? AND key = ?`, id, t.Key); err != nil {
+					return err
+				}
+				if _, err := tx.Exec(ctx, `INSERT INTO tags (resource_id, key, value, account_id, resource_type) VALUES (?, ?, ?, ?, ?)`,
+					id, t.Key, t.Value, owner, resourceType(id)); err != nil {
+					return err
+				}
+			}
+			var n int
+			if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM tags WHERE resource_id = ?`, id).Scan(&n); err != nil {
+				return err
+			}
+			if n > 50 {
+				return ec2.Errorf("TagLimitExceeded", "The maximum number of Tags for a resource has been reached.")
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ok()
+}
+
+func (c *Cloud) deleteTags(ctx context.Context, k *call) (any, error) {
+	ids := k.list("ResourceId")
+	if len(ids) == 0 {
+		return nil, ec2.Errorf("MissingParameter", "The request must contain the parameter resourceIdSet")
+	}
+	tags, err := k.tagParams()
+	if err != nil {
+		return nil, err
+	}
+	err = c.db.InTx(ctx, func(tx *store.Tx) error {
+		for _, id := range ids {
+			owner, err := resourceOwner(ctx, tx, id)
+			if err != nil {
+				return err
+			}
+			if !k.owns(owner) {
+				return ec2.Errorf("InvalidID", "The ID '%s' is not valid", id)
+			}
+			if len(tags) == 0 {
+				if _, err := tx.Exec(ctx, `DELETE FROM tags WHERE resource_id = ?`, id); err != nil {
+					return err
+				}
+			}
+			for _, t := range tags {
+				q, args := `DELETE FROM tags WHERE resource_id = ? AND key = ?`, []any{id, t.Key}
+				if t.HasValue {
+					q += ` AND value = ?`
+					args = append(args, t.Value)
+				}
+				if _, err := tx.Exec(ctx, q, args...); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ok()
+}
+
+// TagDescription is one item of DescribeTags.
+type TagDescription struct {
+	ResourceID   string `xml:"resourceId"`
+	ResourceType string `xml:"resourceType"`
+	Key          string `xml:"key"`
+	Value        string `xml:"value"`
+}
+
+// DescribeTagsResponse is DescribeTags' answer.
+type DescribeTagsResponse struct {
+	ec2.ResponseMeta
+	Tags      []TagDescription `xml:"tagSet>item"`
+	NextToken string           `xml:"nextToken,omitempty"`
+}
+
+func (c *Cloud) describeTags(ctx context.Context, k *call) (any, error) {
+	fs, err := k.filters(oneOf("key", "value", "resource-id", "resource-type"))
+	if err != nil {
+		return nil, err
+	}
+	p, err := k.page(5, 1000)
+	if err != nil {
+		return nil, err
+	}
+	query := `SELECT resource_id, resource_type, key, value FROM tags`
+	var args []any
+	if !k.admin() {
+		query += ` WHERE account_id = ?`
+		args = append(args, k.account())
+	}
+	rows, err := c.db.Query(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("describe tags: %w", err)
+	}
+	defer rows.Close()
+	var out []TagDescription
+	for rows.Next() {
+		var t TagDescription
+		if err := rows.Scan(&t.ResourceID, &t.ResourceType, &t.Key, &t.Value); err != nil {
+			return nil, err
+		}
+		if matches(fs, nil, func(name string) []string {
+			switch name {
+			case "key":
+				return []string{t.Key}
+			case "value":
+				return []string{t.Value}
+			case "resource-id":
+				return []string{t.ResourceID}
+			case "resource-type":
+				return []string{t.ResourceType}
+			}
+			return nil
+		}) {
+			out = append(out, t)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	key := func(t TagDescription) string { return t.ResourceID + "\x00" + t.Key }
+	sortBy(out, key)
+	page, next := cut(p, out, key)
+	return &DescribeTagsResponse{Tags: page, NextToken: next}, nil
+}

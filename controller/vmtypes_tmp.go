@@ -1,0 +1,5 @@
+package controller
+
+import "ironbark/internal/nodeapi"
+
+func DefaultVMTypes() []nodeapi.VMType { return nil }
