@@ -1,0 +1,193 @@
+package dhcp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/dhcpv4/server4"
+)
+
+// Config configures a Server. Interface, ServerIP and Subnet are required.
+type Config struct {
+	// Interface is the only interface the server answers on (the socket is
+	// bound to it with SO_BINDTODEVICE).
+	Interface string
+	// ServerIP is the server's address on Interface: server identifier
+	// (option 54) and default next-server (siaddr).
+	ServerIP netip.Addr
+	// Subnet is the served network; option 1 comes from it. Relayed
+	// requests are answered only when their giaddr lies inside it.
+	Subnet netip.Prefix
+	// Router (option 3) is sent only when set.
+	Router netip.Addr
+	// DNS servers (option 6) and DomainName (option 15), when set.
+	DNS        []netip.Addr
+	DomainName string
+	// LeaseTime is the default lease duration (default 1h).
+	LeaseTime time.Duration
+	// BIOSBootFile is the TFTP boot file for BIOS PXE clients (default
+	// "undionly.kpxe"); UEFIBootFile for x86-64 UEFI (default
+	// "snponly.efi"; pxe sets "ipxe.efi" when snponly.efi is absent).
+	BIOSBootFile string
+	UEFIBootFile string
+	// Port is the UDP port to listen on (default 67); tests and
+	// benchmarks may change it.
+	Port int
+	// Workers is how many requests are handled at once (default 8).
+	Workers int
+	// Logger receives one line per decision at Debug, ignored MACs once at
+	// Info, and malformed packets at Warn. Default: slog.Default().
+	Logger *slog.Logger
+	// OnDecision, when set, is called after each handled request (for
+	// discovery screens, metrics and tests). It must not block.
+	OnDecision func(Decision)
+}
+
+func (c *Config) setDefaults() error {
+	if !c.ServerIP.Is4() {
+		return fmt.Errorf("dhcp config: server IP %v is not IPv4", c.ServerIP)
+	}
+	if !c.Subnet.IsValid() || !c.Subnet.Addr().Is4() {
+		return fmt.Errorf("dhcp config: subnet %v is not an IPv4 prefix", c.Subnet)
+	}
+	c.Subnet = c.Subnet.Masked()
+	if !c.Subnet.Contains(c.ServerIP) {
+		return fmt.Errorf("dhcp config: server IP %s outside subnet %s", c.ServerIP, c.Subnet)
+	}
+	if c.LeaseTime <= 0 {
+		c.LeaseTime = time.Hour
+	}
+	if c.BIOSBootFile == "" {
+		c.BIOSBootFile = "undionly.kpxe"
+	}
+	if c.UEFIBootFile == "" {
+		c.UEFIBootFile = "snponly.efi"
+	}
+	if c.Port == 0 {
+		c.Port = dhcpv4.ServerPort
+	}
+	if c.Workers <= 0 {
+		c.Workers = 8
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// Server is the DHCPv4 server of one interface.
+type Server struct {
+	cfg     Config
+	backend Backend
+	leases  *LeaseStore
+	log     *slog.Logger
+
+	ignored ignoredSet
+}
+
+// New returns a server answering with backend's decisions and leases from
+// the lease store (whose pool must lie inside cfg.Subnet).
+func New(cfg Config, backend Backend, leases *LeaseStore) (*Server, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	if backend == nil || leases == nil {
+		return nil, errors.New("dhcp: New needs a backend and a lease store")
+	}
+	if p := leases.Pool(); p.Size() > 0 && (!cfg.Subnet.Contains(p.Start) || !cfg.Subnet.Contains(p.End)) {
+		return nil, fmt.Errorf("dhcp config: pool %s-%s outside subnet %s", p.Start, p.End, cfg.Subnet)
+	}
+	return &Server{cfg: cfg, backend: backend, leases: leases, log: cfg.Logger.With("iface", cfg.Interface),
+		ignored: ignoredSet{seen: map[string]struct{}{}, max: 65536}}, nil
+}
+
+// Serve listens on cfg.Interface, port cfg.Port, and answers until ctx
+// ends. The socket is bound to the interface, so requests arriving on
+// other interfaces are never seen.
+func (s *Server) Serve(ctx context.Context) error {
+	if s.cfg.Interface == "" {
+		return errors.New("dhcp serve: no interface configured")
+	}
+	conn, err := server4.NewIPv4UDPConn(s.cfg.Interface, &net.UDPAddr{Port: s.cfg.Port})
+	if err != nil {
+		return fmt.Errorf("dhcp listen on %s: %w", s.cfg.Interface, err)
+	}
+	return s.ServeConn(ctx, conn)
+}
+
+// ServeConn answers requests read from conn until ctx ends, then closes
+// conn. Replies are written to conn (broadcast where RFC 2131 says so).
+func (s *Server) ServeConn(ctx context.Context, conn net.PacketConn) error {
+	s.log.Info("dhcp serving", "addr", conn.LocalAddr(), "server_ip", s.cfg.ServerIP, "subnet", s.cfg.Subnet,
+		"pool", fmt.Sprintf("%s-%s", s.leases.Pool().Start, s.leases.Pool().End))
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	jobs := make(chan []byte, 4*s.cfg.Workers)
+	var wg sync.WaitGroup
+	for range s.cfg.Workers {
+		wg.Go(func() {
+			for j := range jobs {
+				r := s.HandlePacket(ctx, j)
+				if r.Packet == nil {
+					continue
+				}
+				if _, err := conn.WriteTo(r.Packet.ToBytes(), r.Dest); err != nil && ctx.Err() == nil {
+					s.log.Warn("dhcp send", "dest", r.Dest, "mac", r.Decision.MAC, "err", err)
+				}
+			}
+		})
+	}
+	defer wg.Wait()
+	defer close(jobs)
+	for {
+		buf := make([]byte, 1500)
+		n, _, err := conn.ReadFrom(buf)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("dhcp read: %w", err)
+		}
+		select {
+		case jobs <- buf[:n]:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// ignoredSet remembers MACs already logged as ignored, so each is logged
+// once (bounded: when full it starts over, logging each MAC once more).
+type ignoredSet struct {
+	mu   sync.Mutex
+	seen map[string]struct{}
+	max  int
+}
+
+// first reports whether mac is new to the set, and adds it.
+func (s *ignoredSet) first(mac string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.seen[mac]; ok {
+		return false
+	}
+	if len(s.seen) >= s.max {
+		clear(s.seen)
+	}
+	s.seen[mac] = struct{}{}
+	return true
+}
+
+// forget lets mac be logged again (it was answered since).
+func (s *ignoredSet) forget(mac string) {
+	s.mu.Lock()
+	delete(s.seen, mac)
+	s.mu.Unlock()
+}
