@@ -34,7 +34,7 @@ type Artifact struct {
 	ID     string `json:"id"`     // emi-/eki-/eri-...
 	Digest string `json:"digest"` // sha256:<hex>
 	Size   int64  `json:"size"`
-	URL    string `json:"url"` // where the node downloads it (Range supported)
+	URL    string `json:"url"`    // where the node downloads it (Range supported)
 	Format string `json:"format"` // raw | qcow2
 }
 
@@ -62,6 +62,66 @@ type InstanceStatus struct {
 	Reason     string `json:"reason,omitempty"` // why it failed or stopped
 	// ConsoleTail is the last 64 KiB of the serial console, sent when it
 	// changed since the last report.
-	ConsoleTail []byte `json:"consoleTail,omitempty"`
-	RebootSerial int   `json:"rebootSerial"`
+	ConsoleTail  []byte `json:"consoleTail,omitempty"`
+	RebootSerial int    `json:"rebootSerial"`
+}
+
+// Version is the API version, the first path element of every call.
+const Version = "v1"
+
+// Paths of the v1 API, relative to the controller's node URL.
+const (
+	PathEnroll    = "/v1/enroll"    // POST EnrollRequest -> EnrollResponse; no client cert
+	PathHeartbeat = "/v1/heartbeat" // POST HeartbeatRequest -> HeartbeatResponse
+	PathInstances = "/v1/instances" // GET ?etag=E&wait=SECONDS -> Desired (long poll)
+	PathBlobs     = "/v1/blobs/"    // GET sha256:<hex>, Range supported (image store)
+)
+
+// EnrollRequest trades a one-time token for a node certificate.
+type EnrollRequest struct {
+	Token    string   `json:"token"`
+	Hostname string   `json:"hostname"`
+	CSR      string   `json:"csr"` // PEM CERTIFICATE REQUEST; the key stays on the node
+	Capacity Capacity `json:"capacity"`
+}
+
+// EnrollResponse carries the node's identity and certificate.
+type EnrollResponse struct {
+	NodeID      string `json:"nodeId"`
+	Cluster     string `json:"cluster"`
+	Certificate string `json:"certificate"` // PEM, CN = NodeID
+	CA          string `json:"ca"`          // PEM of the cloud's CA
+}
+
+// HeartbeatRequest is what a node reports periodically and whenever an
+// instance changes state.
+type HeartbeatRequest struct {
+	Hostname   string           `json:"hostname"`
+	Capacity   Capacity         `json:"capacity"`
+	Hypervisor string           `json:"hypervisor,omitempty"` // libvirt URI
+	Instances  []InstanceStatus `json:"instances"`
+	// Full is true when Instances lists every instance the node holds
+	// (always, in v1).
+	Full bool `json:"full"`
+}
+
+// HeartbeatResponse acknowledges a heartbeat.
+type HeartbeatResponse struct {
+	NodeID  string `json:"nodeId"`
+	Cluster string `json:"cluster"`
+	// IntervalSeconds is how often the controller wants heartbeats.
+	IntervalSeconds int `json:"intervalSeconds"`
+}
+
+// Desired is the set of instances the controller wants on a node. ETag
+// changes whenever the set does; a GET with the current ETag waits (up to
+// wait seconds) for a change.
+type Desired struct {
+	ETag      string         `json:"etag"`
+	Instances []InstanceSpec `json:"instances"`
+}
+
+// Error is the body of every non-2xx answer.
+type Error struct {
+	Error string `json:"error"`
 }

@@ -1,0 +1,194 @@
+package cluster
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"ironbark/internal/nodeapi"
+	"ironbark/internal/pki"
+)
+
+// maxBody bounds request bodies: a heartbeat with many console tails of
+// 64 KiB each stays well under it.
+const maxBody = 32 << 20
+
+// maxWait bounds how long an instances request may wait for a change.
+const maxWait = 60 * time.Second
+
+// Handler is the node API (docs/node-api.md). Every call but enroll needs a
+// client certificate from the CA whose serial is the node's current one.
+func (s *Service) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+nodeapi.PathEnroll, s.handleEnroll)
+	mux.HandleFunc("POST "+nodeapi.PathHeartbeat, s.authed(s.handleHeartbeat))
+	mux.HandleFunc("GET "+nodeapi.PathInstances, s.authed(s.handleInstances))
+	if s.cfg.Blobs != nil {
+		blobs := s.cfg.Blobs
+		mux.Handle(nodeapi.PathBlobs, s.authed(func(w http.ResponseWriter, r *http.Request, _ Node) {
+			blobs.ServeHTTP(w, r)
+		}))
+	}
+	return mux
+}
+
+func (s *Service) authed(h func(http.ResponseWriter, *http.Request, Node)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil || len(r.TLS.VerifiedChains) == 0 {
+			writeErr(w, http.StatusUnauthorized, "a node certificate is required")
+			return
+		}
+		leaf := r.TLS.VerifiedChains[0][0]
+		n, err := s.Node(r.Context(), leaf.Subject.CommonName)
+		if err != nil || n.CertSerial != pki.SerialHex(leaf.SerialNumber) {
+			writeErr(w, http.StatusForbidden, "node is not enrolled (removed or re-enrolled)")
+			return
+		}
+		h(w, r, n)
+	}
+}
+
+func (s *Service) handleEnroll(w http.ResponseWriter, r *http.Request) {
+	var req nodeapi.EnrollRequest
+	if err := readJSON(r, &req); err != nil {
+		writeErr(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if req.Hostname == "" || req.CSR == "" {
+		writeErr(w, http.StatusBadRequest, "hostname and csr are required")
+		return
+	}
+	var certPEM []byte
+	n, err := s.enroll(r.Context(), req.Token, req.Hostname, "", req.Capacity, s.cfg.Now(),
+		func(nodeID string) (string, error) {
+			c, serial, err := s.ca.SignNode([]byte(req.CSR), nodeID)
+			certPEM = c
+			return serial, err
+		})
+	switch {
+	case errors.Is(err, ErrBadToken):
+		s.log.Warn("enrollment refused", "host", req.Hostname, "remote", r.RemoteAddr)
+		writeErr(w, http.StatusForbidden, err.Error())
+		return
+	case err != nil:
+		s.log.Error("enroll", "host", req.Hostname, "err", err)
+		writeErr(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	s.log.Info("node enrolled", "node", n.ID, "host", n.Hostname, "cluster", n.Cluster,
+		"cores", n.Capacity.Cores, "memoryMiB", n.Capacity.MemoryMiB, "diskGiB", n.Capacity.DiskGiB)
+	writeJSON(w, nodeapi.EnrollResponse{NodeID: n.ID, Cluster: n.Cluster, Certificate: string(certPEM), CA: string(s.ca.CertPEM())})
+}
+
+func (s *Service) handleHeartbeat(w http.ResponseWriter, r *http.Request, n Node) {
+	var req nodeapi.HeartbeatRequest
+	if err := readJSON(r, &req); err != nil {
+		writeErr(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if req.Hostname == "" {
+		req.Hostname = n.Hostname
+	}
+	ok, err := s.heartbeat(r.Context(), n.ID, n.CertSerial, req.Hostname, req.Hypervisor, req.Capacity, s.cfg.Now())
+	if err == nil && !ok {
+		writeErr(w, http.StatusForbidden, "node is not enrolled")
+		return
+	}
+	if err == nil {
+		err = s.cfg.Ledger.Observe(r.Context(), n.ID, req.Instances)
+	}
+	if err != nil {
+		s.log.Error("heartbeat", "node", n.ID, "err", err)
+		writeErr(w, http.StatusInternalServerError, "record heartbeat: "+err.Error())
+		return
+	}
+	if n.State != NodeUp {
+		s.log.Info("node is up", "node", n.ID, "host", req.Hostname)
+	}
+	writeJSON(w, nodeapi.HeartbeatResponse{NodeID: n.ID, Cluster: n.Cluster,
+		IntervalSeconds: int(s.cfg.HeartbeatInterval / time.Second)})
+}
+
+func (s *Service) handleInstances(w http.ResponseWriter, r *http.Request, n Node) {
+	etag := r.URL.Query().Get("etag")
+	wait := time.Duration(0)
+	if v := r.URL.Query().Get("wait"); v != "" {
+		sec, err := strconv.Atoi(v)
+		if err != nil || sec < 0 {
+			writeErr(w, http.StatusBadRequest, "wait: seconds expected")
+			return
+		}
+		wait = min(time.Duration(sec)*time.Second, maxWait)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	defer cancel()
+	for {
+		// Take the channel before reading, so a Notify in between is seen.
+		ch := s.waitCh(n.ID)
+		d, err := s.desired(r.Context(), n.ID)
+		if err != nil {
+			s.log.Error("desired instances", "node", n.ID, "err", err)
+			writeErr(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		if d.ETag != etag || wait == 0 {
+			writeJSON(w, d)
+			return
+		}
+		t := time.NewTimer(s.cfg.DesiredPoll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			if r.Context().Err() != nil {
+				return
+			}
+			writeJSON(w, d)
+			return
+		case <-ch:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+func (s *Service) desired(ctx context.Context, nodeID string) (nodeapi.Desired, error) {
+	specs, err := s.cfg.Ledger.DesiredOnNode(ctx, nodeID)
+	if err != nil {
+		return nodeapi.Desired{}, fmt.Errorf("desired on %s: %w", nodeID, err)
+	}
+	if specs == nil {
+		specs = []nodeapi.InstanceSpec{}
+	}
+	b, err := json.Marshal(specs)
+	if err != nil {
+		return nodeapi.Desired{}, err
+	}
+	sum := sha256.Sum256(b)
+	return nodeapi.Desired{ETag: hex.EncodeToString(sum[:12]), Instances: specs}, nil
+}
+
+func readJSON(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody))
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("request body: %w", err)
+	}
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeErr(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(nodeapi.Error{Error: msg})
+}

@@ -1,0 +1,134 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"ironbark/controller"
+	"ironbark/controller/sched"
+	"ironbark/internal/nodeapi"
+)
+
+// Zone states, as DescribeAvailabilityZones shows them.
+const (
+	ZoneAvailable   = "available"
+	ZoneUnavailable = "unavailable"
+)
+
+// candidates returns each cluster's live nodes with what is free on them,
+// nodes in ID order.
+func (s *Service) candidates(ctx context.Context) (map[string][]sched.Node, error) {
+	nodes, err := s.Nodes(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	usage, err := s.cfg.Ledger.Usage(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("instance usage: %w", err)
+	}
+	cutoff := s.cfg.Now().Add(-s.cfg.HeartbeatTimeout)
+	out := map[string][]sched.Node{}
+	for _, n := range nodes {
+		if n.State != NodeUp || n.LastHeartbeat.Before(cutoff) {
+			continue
+		}
+		u := usage[n.ID]
+		out[n.Cluster] = append(out[n.Cluster], sched.Node{
+			ID: n.ID,
+			Free: nodeapi.Capacity{
+				Cores:     n.Capacity.Cores - u.Cores,
+				MemoryMiB: n.Capacity.MemoryMiB - u.MemoryMiB,
+				DiskGiB:   n.Capacity.DiskGiB - u.DiskGiB,
+			},
+			Instances: u.Instances,
+		})
+	}
+	return out, nil
+}
+
+// Zones lists every cluster with free and max counts per VM type.
+func (s *Service) Zones(ctx context.Context) ([]controller.Zone, error) {
+	clusters, err := s.Clusters(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cands, err := s.candidates(ctx)
+	if err != nil {
+		return nil, err
+	}
+	vts, err := s.cfg.VMTypes(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("vm types: %w", err)
+	}
+	nodes, err := s.Nodes(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	caps := map[string]nodeapi.Capacity{}
+	for _, n := range nodes {
+		caps[n.ID] = n.Capacity
+	}
+	zones := make([]controller.Zone, 0, len(clusters))
+	for _, c := range clusters {
+		z := controller.Zone{Name: c.Name, State: ZoneUnavailable, Free: map[string]int{}, Max: map[string]int{}}
+		if len(cands[c.Name]) > 0 {
+			z.State = ZoneAvailable
+		}
+		for _, vt := range vts {
+			z.Free[vt.Name], z.Max[vt.Name] = 0, 0
+			for _, n := range cands[c.Name] {
+				z.Free[vt.Name] += sched.Count(n.Free, vt)
+				z.Max[vt.Name] += sched.Count(caps[n.ID], vt)
+			}
+		}
+		zones = append(zones, z)
+	}
+	return zones, nil
+}
+
+// Place picks nodes for n instances of vt. With zone "" it tries the zones
+// with the most free room for vt first.
+func (s *Service) Place(ctx context.Context, zone string, vt nodeapi.VMType, n int) (string, []string, error) {
+	if n <= 0 {
+		return "", nil, fmt.Errorf("place %d instances: count must be positive", n)
+	}
+	clusters, err := s.Clusters(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	if zone != "" {
+		found := false
+		for _, c := range clusters {
+			if c.Name == zone {
+				clusters, found = []Cluster{c}, true
+				break
+			}
+		}
+		if !found {
+			return "", nil, fmt.Errorf("%w: %s", controller.ErrNoSuchZone, zone)
+		}
+	}
+	cands, err := s.candidates(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	free := func(c Cluster) int {
+		t := 0
+		for _, nd := range cands[c.Name] {
+			t += sched.Count(nd.Free, vt)
+		}
+		return t
+	}
+	sort.SliceStable(clusters, func(i, j int) bool { return free(clusters[i]) > free(clusters[j]) })
+	for _, c := range clusters {
+		p, err := s.policy(c)
+		if err != nil {
+			return "", nil, err
+		}
+		if ids, ok := sched.PlaceN(p, cands[c.Name], vt, n); ok {
+			return c.Name, ids, nil
+		}
+	}
+	return "", nil, controller.ErrInsufficientCapacity
+}

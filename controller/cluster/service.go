@@ -1,0 +1,212 @@
+package cluster
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"ironbark/controller"
+	"ironbark/controller/sched"
+	"ironbark/internal/nodeapi"
+	"ironbark/internal/pki"
+	"ironbark/internal/store"
+)
+
+// Config are the Service's collaborators and settings.
+type Config struct {
+	DB      *store.DB
+	DataDir string // the CA lives in DataDir/pki
+	Ledger  controller.InstanceLedger
+	Logger  *slog.Logger
+	// VMTypes lists the VM types Zones counts; nil means DefaultVMTypes.
+	VMTypes func(ctx context.Context) ([]nodeapi.VMType, error)
+	// Blobs, when set, serves image blobs to nodes at /v1/blobs/.
+	Blobs http.Handler
+	// ServerNames are extra host names / IPs for the listener certificate.
+	ServerNames []string
+	// HeartbeatInterval is what nodes are told (default 10 s); a node is
+	// down after HeartbeatTimeout without one (default 3 intervals).
+	HeartbeatInterval time.Duration
+	HeartbeatTimeout  time.Duration
+	// DesiredPoll is how often a waiting instances request re-reads the
+	// ledger when nobody called Notify (default 500 ms).
+	DesiredPoll time.Duration
+	Now         func() time.Time
+}
+
+// DefaultVMTypes are Eucalyptus' classic VM types.
+func DefaultVMTypes() []nodeapi.VMType {
+	return []nodeapi.VMType{
+		{Name: "m1.small", Cores: 1, MemoryMiB: 256, DiskGiB: 5},
+		{Name: "c1.medium", Cores: 1, MemoryMiB: 256, DiskGiB: 5},
+		{Name: "m1.large", Cores: 2, MemoryMiB: 512, DiskGiB: 10},
+		{Name: "m1.xlarge", Cores: 2, MemoryMiB: 1024, DiskGiB: 10},
+		{Name: "c1.xlarge", Cores: 2, MemoryMiB: 2048, DiskGiB: 10},
+	}
+}
+
+// Service is the cluster controller: registry, node API and placement.
+type Service struct {
+	*Registry
+	cfg  Config
+	ca   *pki.CA
+	log  *slog.Logger
+	cert tls.Certificate
+
+	mu       sync.Mutex
+	policies map[string]sched.Policy // per cluster, so ROUNDROBIN keeps its place
+	waiters  map[string]chan struct{}
+}
+
+// New opens the cluster side: migrates its tables, loads (or creates) the
+// CA and the listener certificate.
+func New(ctx context.Context, cfg Config) (*Service, error) {
+	if cfg.DB == nil || cfg.Ledger == nil || cfg.DataDir == "" {
+		return nil, errors.New("cluster: DB, Ledger and DataDir are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.HeartbeatInterval <= 0 {
+		cfg.HeartbeatInterval = 10 * time.Second
+	}
+	if cfg.HeartbeatTimeout <= 0 {
+		cfg.HeartbeatTimeout = 3 * cfg.HeartbeatInterval
+	}
+	if cfg.DesiredPoll <= 0 {
+		cfg.DesiredPoll = 500 * time.Millisecond
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.VMTypes == nil {
+		cfg.VMTypes = func(context.Context) ([]nodeapi.VMType, error) { return DefaultVMTypes(), nil }
+	}
+	reg, err := NewRegistry(ctx, cfg.DB)
+	if err != nil {
+		return nil, err
+	}
+	ca, err := pki.LoadOrCreateCA(PKIDir(cfg.DataDir))
+	if err != nil {
+		return nil, err
+	}
+	cert, err := ca.ServerCertificate(cfg.ServerNames)
+	if err != nil {
+		return nil, err
+	}
+	return &Service{
+		Registry: reg, cfg: cfg, ca: ca, log: cfg.Logger, cert: ca.ServerChain(cert),
+		policies: map[string]sched.Policy{}, waiters: map[string]chan struct{}{},
+	}, nil
+}
+
+// PKIDir is where a data dir keeps the CA.
+func PKIDir(dataDir string) string { return filepath.Join(dataDir, "pki") }
+
+// CA is the cloud's certificate authority.
+func (s *Service) CA() *pki.CA { return s.ca }
+
+// TLSConfig is the node listener's TLS configuration.
+func (s *Service) TLSConfig() *tls.Config { return s.ca.ServerTLS(s.cert) }
+
+// Placer is the Service as the EC2 side's placer.
+func (s *Service) Placer() controller.Placer { return s }
+
+// Serve answers the node API on ln (plain TCP; TLS is added here) until ctx
+// ends.
+func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.Handler(),
+		TLSConfig:         s.TLSConfig(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = srv.Shutdown(sctx)
+			cancel()
+			srv.Close()
+		case <-done:
+		}
+	}()
+	err := srv.Serve(tls.NewListener(ln, srv.TLSConfig))
+	close(done)
+	if errors.Is(err, http.ErrServerClosed) || ctx.Err() != nil {
+		return nil
+	}
+	return fmt.Errorf("node api: %w", err)
+}
+
+// Run marks nodes down when their heartbeats stop, until ctx ends.
+func (s *Service) Run(ctx context.Context) error {
+	t := time.NewTicker(s.cfg.HeartbeatInterval / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		ids, err := s.markDown(ctx, s.cfg.Now().Add(-s.cfg.HeartbeatTimeout))
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			s.log.Warn("heartbeat check", "err", err)
+			continue
+		}
+		for _, id := range ids {
+			s.log.Warn("node missed its heartbeats: down", "node", id)
+		}
+	}
+}
+
+// Notify wakes the node's waiting instances request so it sees a change
+// of its desired instances at once. The EC2 side may call it after it
+// records a launch, stop or termination; without it nodes notice within
+// DesiredPoll.
+func (s *Service) Notify(nodeID string) {
+	s.mu.Lock()
+	if ch, ok := s.waiters[nodeID]; ok {
+		close(ch)
+		delete(s.waiters, nodeID)
+	}
+	s.mu.Unlock()
+}
+
+func (s *Service) waitCh(nodeID string) <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch, ok := s.waiters[nodeID]
+	if !ok {
+		ch = make(chan struct{})
+		s.waiters[nodeID] = ch
+	}
+	return ch
+}
+
+func (s *Service) policy(c Cluster) (sched.Policy, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.policies[c.Name]
+	if ok && p.Name() == c.Policy {
+		return p, nil
+	}
+	p, err := sched.New(c.Policy)
+	if err != nil {
+		return nil, fmt.Errorf("cluster %s: %w", c.Name, err)
+	}
+	s.policies[c.Name] = p
+	return p, nil
+}
