@@ -1,0 +1,49 @@
+// Package ec2 is the EC2 Query protocol on the wire: it parses GET and
+// form-POST requests, verifies Signature V4 and V2, dispatches the action to
+// a Handler, and writes the XML answer or EC2's error envelope in the
+// namespace of the request's Version. It knows nothing of the store: the
+// controller package implements Handler and CredentialStore.
+//
+// # For action writers
+//
+// A Handler gets an authenticated *Request and returns a response struct
+// or an error. Read parameters through r.Query(), a Params:
+//
+//	p := r.Query()
+//	if err := p.Check("InstanceId.N", "Filter.N.Name", "Filter.N.Value.N",
+//		"MaxResults", "NextToken"); err != nil { // UnknownParameter
+//		return nil, err
+//	}
+//	name, err := p.Required("KeyName")        // MissingParameter if absent/empty
+//	zone := p.Optional("Placement.AvailabilityZone", "")
+//	n, err := p.Int("MinCount", 1)           // InvalidParameterValue if not an int
+//	n, err := p.IntRange("MaxCount", 1, 1, 100)
+//	dry, err := p.Bool("DryRun", false)
+//	ids, err := p.Strings("InstanceId")      // InstanceId.1, .2, ... by index, gaps ok
+//	perms, err := p.List("IpPermissions")    // []Params scoped to "IpPermissions.N."
+//	for _, perm := range perms {
+//		ranges, _ := perm.List("IpRanges")   // ranges[i].String("CidrIp")
+//	}
+//	ebs := item.Sub("Ebs")                   // BlockDeviceMapping.N.Ebs.VolumeSize
+//	fs, err := p.Filters()                   // Filter.N.Name / Filter.N.Value.M
+//	err = fs.Check("instance-id", "instance-state-name", "tag:*", "tag-key")
+//	ok := fs.Matches(func(name string) []string { ... the resource's values ... })
+//	pg, err := r.Page(0, 0)                  // MaxResults 5..1000, NextToken (tamper-evident)
+//	items, next := ec2.Paginate(sorted, keyOf, pg)
+//
+// Errors: return an *Error; constructors give AWS's codes, statuses and
+// wording: MissingParameter, InvalidParameterValue, InvalidValue,
+// InvalidParameterCombination, InvalidAction (for actions the Handler does
+// not have), UnknownParameter, AuthFailure, SignatureDoesNotMatch,
+// RequestExpired, InternalError (500), Unavailable (503),
+// InsufficientInstanceCapacity, NotFound(code, id) (e.g.
+// "InvalidInstanceID.NotFound"), Duplicate(code, name), Malformed(code, id),
+// or Errorf(code, ...) for any other code. Any other error is answered as
+// InternalError (500) and logged; a panic is recovered the same way.
+//
+// Responses: a struct (or pointer) embedding ResponseMeta first; the wire
+// layer sets its requestId and writes it as the children of
+// <{Action}Response xmlns="http://ec2.amazonaws.com/doc/{Version}/">. Use
+// ec2.List[T] (or `xml:"set>item"`) for lists, ec2.Time for timestamps,
+// numbers as Go integers, and no empty elements (omitempty).
+package ec2
