@@ -1,0 +1,10 @@
+// Package installer is the node installer: a static pure-Go program that
+// runs as /init in the installer initramfs. It reads its settings from the
+// kernel command line (written by the frontend's iPXE script), loads the
+// virtio modules shipped in the initramfs, brings up the NIC, fetches the
+// node's install profile, streams the appliance's whole-disk image onto
+// the target disk while verifying its sha256 (resuming with Range requests
+// if the frontend goes away), writes the node identity into the image's
+// boot partition with go-diskfs, reports progress and the result to the
+// frontend and reboots. The wire types are in pxe/bootapi.
+package installer

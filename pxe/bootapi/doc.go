@@ -1,0 +1,5 @@
+// Package bootapi holds the wire types between the frontend's HTTP boot
+// server (package pxe) and the node installer (package installer): the
+// install profile a node fetches and the progress reports it posts back.
+// It has no logic and no dependencies so the static installer stays small.
+package bootapi

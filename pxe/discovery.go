@@ -1,0 +1,206 @@
+package pxe
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+
+	"ironbark/internal/store"
+)
+
+// Session is the one discovery session (insert-ethers) that may run at a
+// time: while it is active, unknown MACs that PXE-boot become hosts of
+// its appliance, cluster and rack.
+type Session struct {
+	Appliance string
+	Cluster   string
+	Rack      int
+	PID       int
+	Hostname  string // machine the discover process runs on
+	Started   time.Time
+	Heartbeat time.Time
+}
+
+// ErrDiscoveryActive is returned when a second discovery session is
+// started while one is alive.
+var ErrDiscoveryActive = errors.New("a discovery session is already running")
+
+// StaleAfter is how long a session may go without a heartbeat before a
+// new one may replace it. Discover processes beat every StaleAfter/5.
+const StaleAfter = 15 * time.Second
+
+// Discovery manages discovery sessions and names the MACs they see.
+type Discovery struct {
+	db    *store.DB
+	hosts *Hosts
+	now   func() time.Time
+	// alive reports whether a pid on this machine still runs.
+	alive func(pid int) bool
+}
+
+// NewDiscovery returns the discovery manager on db.
+func NewDiscovery(db *store.DB, hosts *Hosts) *Discovery {
+	return &Discovery{db: db, hosts: hosts, now: time.Now, alive: pidAlive}
+}
+
+func pidAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+func (d *Discovery) stale(s Session) bool {
+	if d.now().Sub(s.Heartbeat) > StaleAfter {
+		return true
+	}
+	if host, _ := os.Hostname(); host == s.Hostname && !d.alive(s.PID) {
+		return true
+	}
+	return false
+}
+
+func scanSession(row *sql.Row) (Session, error) {
+	var s Session
+	var started, beat int64
+	err := row.Scan(&s.Appliance, &s.Cluster, &s.Rack, &s.PID, &s.Hostname, &started, &beat)
+	s.Started, s.Heartbeat = time.Unix(started, 0), time.Unix(beat, 0)
+	return s, err
+}
+
+const sessionCols = `appliance, cluster, rack, pid, hostname, started_at, heartbeat_at`
+
+// Start begins a session for appliance/cluster/rack owned by this process.
+// It is refused with ErrDiscoveryActive while another live session exists;
+// a session whose process died or stopped beating is replaced.
+func (d *Discovery) Start(ctx context.Context, appliance, cluster string, rack int) (Session, error) {
+	if err := ValidAppliance(appliance); err != nil {
+		return Session{}, err
+	}
+	if cluster == "" {
+		return Session{}, errors.New("discovery needs a cluster name")
+	}
+	if rack < 0 {
+		return Session{}, fmt.Errorf("rack %d: must be >= 0", rack)
+	}
+	host, _ := os.Hostname()
+	now := d.now()
+	s := Session{Appliance: appliance, Cluster: cluster, Rack: rack, PID: os.Getpid(), Hostname: host,
+		Started: now, Heartbeat: now}
+	err := d.db.InTx(ctx, func(tx *store.Tx) error {
+		old, err := scanSession(tx.QueryRow(ctx, `SELECT `+sessionCols+` FROM pxe_discovery WHERE id = 1`))
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return fmt.Errorf("read discovery session: %w", err)
+		case !d.stale(old):
+			return fmt.Errorf("%w: appliance %s, cluster %s, rack %d, pid %d on %s since %s; end it (q) first",
+				ErrDiscoveryActive, old.Appliance, old.Cluster, old.Rack, old.PID, old.Hostname,
+				old.Started.UTC().Format(time.RFC3339))
+		default:
+			if _, err := tx.Exec(ctx, `DELETE FROM pxe_discovery WHERE id = 1`); err != nil {
+				return fmt.Errorf("remove stale discovery session: %w", err)
+			}
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO pxe_discovery (id, `+sessionCols+`) VALUES (1, ?, ?, ?, ?, ?, ?, ?)`,
+			s.Appliance, s.Cluster, s.Rack, s.PID, s.Hostname, now.Unix(), now.Unix())
+		if store.IsUniqueViolation(err) {
+			return fmt.Errorf("%w (started concurrently)", ErrDiscoveryActive)
+		}
+		return err
+	})
+	if err != nil {
+		return Session{}, fmt.Errorf("start discovery: %w", err)
+	}
+	return s, nil
+}
+
+// Beat refreshes the session's heartbeat. It fails if the session is no
+// longer this one's (it was ended or replaced as stale).
+func (d *Discovery) Beat(ctx context.Context, s Session) error {
+	res, err := d.db.Exec(ctx, `UPDATE pxe_discovery SET heartbeat_at = ? WHERE id = 1 AND pid = ? AND hostname = ?`,
+		d.now().Unix(), s.PID, s.Hostname)
+	if err != nil {
+		return fmt.Errorf("discovery heartbeat: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return errors.New("discovery heartbeat: the session was ended or replaced")
+	}
+	return nil
+}
+
+// Stop ends the session if it is still this one.
+func (d *Discovery) Stop(ctx context.Context, s Session) error {
+	_, err := d.db.Exec(ctx, `DELETE FROM pxe_discovery WHERE id = 1 AND pid = ? AND hostname = ?`, s.PID, s.Hostname)
+	if err != nil {
+		return fmt.Errorf("stop discovery: %w", err)
+	}
+	return nil
+}
+
+// Active returns the live session, if any.
+func (d *Discovery) Active(ctx context.Context) (Session, bool, error) {
+	s, err := scanSession(d.db.QueryRow(ctx, `SELECT `+sessionCols+` FROM pxe_discovery WHERE id = 1`))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Session{}, false, nil
+	}
+	if err != nil {
+		return Session{}, false, fmt.Errorf("read discovery session: %w", err)
+	}
+	if d.stale(s) {
+		return Session{}, false, nil
+	}
+	return s, true, nil
+}
+
+// Discover returns the host for mac. A known MAC keeps its host whatever
+// happens to discovery; an unknown one becomes the next host of the live
+// session's appliance and rack (isNew); with no live session it is
+// ErrHostNotFound and the caller ignores the MAC.
+func (d *Discovery) Discover(ctx context.Context, mac string) (h Host, isNew bool, err error) {
+	m, err := CanonicalMAC(mac)
+	if err != nil {
+		return Host{}, false, err
+	}
+	for attempt := 0; attempt < 5; attempt++ {
+		h, err = d.hosts.ByMAC(ctx, m)
+		if err == nil || !errors.Is(err, ErrHostNotFound) {
+			return h, false, err
+		}
+		s, ok, err := d.Active(ctx)
+		if err != nil {
+			return Host{}, false, err
+		}
+		if !ok {
+			return Host{}, false, fmt.Errorf("MAC %s with no discovery session: %w", m, ErrHostNotFound)
+		}
+		h, err = d.hosts.Add(ctx, AddHost{MAC: m, Appliance: s.Appliance, Rack: s.Rack, Rank: -1,
+			Cluster: s.Cluster, Boot: BootInstall})
+		if err == nil {
+			return h, true, nil
+		}
+		if !errors.Is(err, ErrHostExists) {
+			return Host{}, false, err
+		}
+		// Raced with another request for the same MAC or rank: look again.
+	}
+	return Host{}, false, fmt.Errorf("discover %s: kept racing with other inserts", m)
+}
+
+// Since lists the hosts of the session's appliance created since it began,
+// in the order they were named.
+func (d *Discovery) Since(ctx context.Context, s Session) ([]Host, error) {
+	all, err := d.hosts.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []Host
+	for _, h := range all {
+		if h.Appliance == s.Appliance && !h.Created.Before(s.Started.Truncate(time.Second)) {
+			out = append(out, h)
+		}
+	}
+	return out, nil
+}

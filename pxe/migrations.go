@@ -1,0 +1,39 @@
+package pxe
+
+import "ironbark/internal/store"
+
+// Migrations returns the pxe domain's schema, applied in order at start.
+func Migrations() []store.Migration {
+	return []store.Migration{
+		{ID: "pxe/0001-hosts", SQL: `
+CREATE TABLE pxe_hosts (
+	name             TEXT PRIMARY KEY,
+	mac              TEXT NOT NULL UNIQUE,
+	ip               TEXT NOT NULL DEFAULT '',
+	appliance        TEXT NOT NULL,
+	rack             BIGINT NOT NULL,
+	rank             BIGINT NOT NULL,
+	cluster          TEXT NOT NULL DEFAULT '',
+	boot_action      TEXT NOT NULL,
+	install_state    TEXT NOT NULL DEFAULT '',
+	install_progress BIGINT NOT NULL DEFAULT 0,
+	install_step     TEXT NOT NULL DEFAULT '',
+	install_error    TEXT NOT NULL DEFAULT '',
+	install_attempt  TEXT NOT NULL DEFAULT '',
+	created_at       BIGINT NOT NULL,
+	updated_at       BIGINT NOT NULL,
+	UNIQUE (appliance, rack, rank)
+);
+CREATE UNIQUE INDEX pxe_hosts_ip ON pxe_hosts (ip) WHERE ip <> '';
+CREATE TABLE pxe_discovery (
+	id           BIGINT PRIMARY KEY CHECK (id = 1),
+	appliance    TEXT NOT NULL,
+	cluster      TEXT NOT NULL,
+	rack         BIGINT NOT NULL,
+	pid          BIGINT NOT NULL,
+	hostname     TEXT NOT NULL,
+	started_at   BIGINT NOT NULL,
+	heartbeat_at BIGINT NOT NULL
+);`},
+	}
+}
