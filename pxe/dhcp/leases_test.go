@@ -1,0 +1,179 @@
+package dhcp
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"ironbark/internal/store"
+	"ironbark/internal/store/storetest"
+)
+
+func mac(i int) net.HardwareAddr {
+	return net.HardwareAddr{0x52, 0x54, 0x00, byte(i >> 16), byte(i >> 8), byte(i)}
+}
+
+// clock is a settable test clock.
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time { return c.t }
+
+func newLeases(t *testing.T, db *store.DB, pool Pool, c *clock) *LeaseStore {
+	t.Helper()
+	ls, err := NewLeaseStore(context.Background(), db, LeaseStoreConfig{Pool: pool, Now: c.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ls
+}
+
+var testPool = Pool{Start: netip.MustParseAddr("10.9.0.100"), End: netip.MustParseAddr("10.9.0.103")}
+
+func TestLeaseStore(t *testing.T) {
+	storetest.Each(t, Migrations(), func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		c := &clock{t: time.Unix(1_800_000_000, 0)}
+		ls := newLeases(t, db, testPool, c)
+
+		// Four clients fill the pool with four distinct addresses.
+		seen := map[netip.Addr]bool{}
+		for i := range 4 {
+			l, err := ls.Offer(ctx, OfferRequest{MAC: mac(i)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if seen[l.IP] || !testPool.Contains(l.IP) {
+				t.Fatalf("offer %d: %s (seen %v)", i, l.IP, seen)
+			}
+			seen[l.IP] = true
+			if _, err := ls.Ack(ctx, AckRequest{MAC: mac(i), IP: l.IP, LeaseTime: time.Hour}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := ls.Offer(ctx, OfferRequest{MAC: mac(9)}); !errors.Is(err, ErrPoolExhausted) {
+			t.Fatalf("fifth client: %v, want pool exhausted", err)
+		}
+		// A client asking for another's address is refused.
+		l0, _ := ls.ByMAC(ctx, mac(0))
+		if _, err := ls.Ack(ctx, AckRequest{MAC: mac(9), IP: l0.IP, LeaseTime: time.Hour}); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("steal: %v", err)
+		}
+		// The same MAC gets the same address back.
+		again, err := ls.Offer(ctx, OfferRequest{MAC: mac(0)})
+		if err != nil || again.IP != l0.IP {
+			t.Fatalf("re-offer: %v %v, want %s", again.IP, err, l0.IP)
+		}
+		// A released address goes to a newcomer only when needed, and
+		// expired leases are reclaimed.
+		if err := ls.Release(ctx, mac(1), mustLease(t, ls, mac(1)).IP); err != nil {
+			t.Fatal(err)
+		}
+		c.t = c.t.Add(time.Second)
+		l9, err := ls.Offer(ctx, OfferRequest{MAC: mac(9)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ls.ByMAC(ctx, mac(1)); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("released lease of the evicted MAC still there: %v", err)
+		}
+		// Declined addresses are not handed out until the hold passes.
+		if _, err := ls.Ack(ctx, AckRequest{MAC: mac(9), IP: l9.IP, LeaseTime: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+		if err := ls.Decline(ctx, mac(9), l9.IP); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ls.Offer(ctx, OfferRequest{MAC: mac(10), Requested: l9.IP}); !errors.Is(err, ErrPoolExhausted) {
+			t.Fatalf("declined address handed out: %v", err)
+		}
+		c.t = c.t.Add(2 * time.Hour)
+		if _, err := ls.Offer(ctx, OfferRequest{MAC: mac(10)}); err != nil {
+			t.Fatalf("after expiry: %v", err)
+		}
+
+		// A static address takes over a pool lease of another MAC.
+		st, err := ls.Ack(ctx, AckRequest{MAC: mac(20), IP: l0.IP, Static: true, Hostname: "compute-0-0"})
+		if err != nil || st.State != StateStatic {
+			t.Fatalf("static: %+v %v", st, err)
+		}
+		// Pinning keeps an address forever.
+		p, err := ls.Pin(ctx, mac(21), "compute-0-1")
+		if err != nil || p.State != StateStatic {
+			t.Fatalf("pin: %+v %v", p, err)
+		}
+		c.t = c.t.Add(1000 * time.Hour)
+		if l, _ := ls.ByMAC(ctx, mac(21)); l.IP != p.IP || l.State != StateStatic {
+			t.Fatalf("pinned lease changed: %+v", l)
+		}
+		all, err := ls.List(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ips := map[netip.Addr]bool{}
+		for _, l := range all {
+			if ips[l.IP] {
+				t.Fatalf("duplicate %s in %+v", l.IP, all)
+			}
+			ips[l.IP] = true
+		}
+	})
+}
+
+func mustLease(t *testing.T, ls *LeaseStore, m net.HardwareAddr) Lease {
+	t.Helper()
+	l, err := ls.ByMAC(context.Background(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// TestLeasesSurviveRestart closes and reopens the database between the
+// offer and the request, as a crashed and restarted server would.
+func TestLeasesSurviveRestart(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "ironbark.db")
+	c := &clock{t: time.Unix(1_800_000_000, 0)}
+	open := func() (*store.DB, *LeaseStore) {
+		db, err := store.Open(ctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return db, newLeases(t, db, testPool, c)
+	}
+	db, ls := open()
+	a, _ := ls.Offer(ctx, OfferRequest{MAC: mac(1)})
+	if _, err := ls.Ack(ctx, AckRequest{MAC: mac(1), IP: a.IP, LeaseTime: time.Hour, Hostname: "n1"}); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := ls.Offer(ctx, OfferRequest{MAC: mac(2)})
+	db.Close()
+
+	db, ls = open()
+	defer db.Close()
+	if l := mustLease(t, ls, mac(1)); l.IP != a.IP || l.Hostname != "n1" || l.State != StateBound {
+		t.Fatalf("after restart: %+v", l)
+	}
+	// A new client after the restart does not get either address.
+	n, err := ls.Offer(ctx, OfferRequest{MAC: mac(3)})
+	if err != nil || n.IP == a.IP || n.IP == b.IP {
+		t.Fatalf("after restart new client got %s (a=%s b=%s) %v", n.IP, a.IP, b.IP, err)
+	}
+	if _, err := ls.Ack(ctx, AckRequest{MAC: mac(2), IP: b.IP, LeaseTime: time.Hour}); err != nil {
+		t.Fatalf("request of offer made before the restart: %v", err)
+	}
+}
+
+func TestPoolFor(t *testing.T) {
+	p, err := PoolFor(netip.MustParsePrefix("10.1.0.1/24"))
+	if err != nil || p.Start.String() != "10.1.0.128" || p.End.String() != "10.1.0.254" || p.Size() != 127 {
+		t.Fatalf("PoolFor: %+v %v", p, err)
+	}
+	if _, err := PoolFor(netip.MustParsePrefix("10.1.0.1/31")); err == nil {
+		t.Fatal("PoolFor /31 should fail")
+	}
+}
