@@ -330,3 +330,23 @@ func (hs *Hosts) Report(ctx context.Context, name, attempt, state string, percen
 		return nil
 	})
 }
+
+// Status is a host's install state in a few words, for lists and screens.
+func (h Host) Status() string {
+	switch h.InstallState {
+	case InstallInstalling:
+		s := fmt.Sprintf("installing %d%%", h.InstallProgress)
+		if h.InstallStep != "" {
+			s += " " + h.InstallStep
+		}
+		return s
+	case InstallInstalled:
+		return "installed"
+	case InstallFailed:
+		return "failed: " + h.InstallError
+	}
+	if h.Boot == BootInstall {
+		return "waiting to install"
+	}
+	return "-"
+}

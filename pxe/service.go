@@ -1,0 +1,155 @@
+package pxe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"ironbark/internal/store"
+	"ironbark/pxe/dhcp"
+)
+
+// ServiceConfig configures the PXE service of one interface.
+type ServiceConfig struct {
+	DB        *store.DB
+	Layout    Layout
+	Interface string
+	// Subnet served; zero means the interface's own.
+	Subnet netip.Prefix
+	// HTTPPort of the boot server (default 8080), on the interface address.
+	HTTPPort int
+	// TFTPDir holds undionly.kpxe, snponly.efi and ipxe.efi (default
+	// /usr/lib/ipxe, Debian's ipxe package).
+	TFTPDir    string
+	KernelArgs string // extra installer kernel args, e.g. console=ttyS0
+	OnFail     string // installer's action after a failed install
+	Identity   IdentityIssuer
+	Log        *slog.Logger
+	// Ready, when set, is called once every listener is up.
+	Ready func(baseURL string)
+}
+
+// InterfaceAddr returns the first IPv4 address of an interface and its
+// subnet.
+func InterfaceAddr(name string) (netip.Addr, netip.Prefix, error) {
+	ifc, err := net.InterfaceByName(name)
+	if err != nil {
+		return netip.Addr{}, netip.Prefix{}, fmt.Errorf("interface %s: %w", name, err)
+	}
+	addrs, err := ifc.Addrs()
+	if err != nil {
+		return netip.Addr{}, netip.Prefix{}, fmt.Errorf("addresses of %s: %w", name, err)
+	}
+	for _, a := range addrs {
+		ipn, ok := a.(*net.IPNet)
+		if !ok || ipn.IP.To4() == nil {
+			continue
+		}
+		ip, _ := netip.AddrFromSlice(ipn.IP.To4())
+		ones, _ := ipn.Mask.Size()
+		return ip, netip.PrefixFrom(ip, ones).Masked(), nil
+	}
+	return netip.Addr{}, netip.Prefix{}, fmt.Errorf("interface %s has no IPv4 address", name)
+}
+
+// RunService runs DHCP, TFTP, router advertisements and HTTP boot on one
+// interface until ctx ends.
+func RunService(ctx context.Context, cfg ServiceConfig) error {
+	log := cfg.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	ip, subnet, err := InterfaceAddr(cfg.Interface)
+	if err != nil {
+		return err
+	}
+	if cfg.Subnet.IsValid() {
+		if !cfg.Subnet.Contains(ip) {
+			return fmt.Errorf("subnet %s does not contain %s's address %s", cfg.Subnet, cfg.Interface, ip)
+		}
+		subnet = cfg.Subnet.Masked()
+	}
+	if cfg.HTTPPort == 0 {
+		cfg.HTTPPort = 8080
+	}
+	if cfg.TFTPDir == "" {
+		cfg.TFTPDir = "/usr/lib/ipxe"
+	}
+	if err := cfg.DB.Migrate(ctx, Migrations()); err != nil {
+		return err
+	}
+	pool, err := dhcp.PoolFor(subnet)
+	if err != nil {
+		return err
+	}
+	leases, err := dhcp.NewLeaseStore(ctx, cfg.DB, dhcp.LeaseStoreConfig{Pool: pool})
+	if err != nil {
+		return err
+	}
+	hosts := NewHosts(cfg.DB)
+	disc := NewDiscovery(cfg.DB, hosts)
+	base := "http://" + net.JoinHostPort(ip.String(), strconv.Itoa(cfg.HTTPPort))
+	boot := &HTTPBoot{
+		Script:    ScriptConfig{BaseURL: base, KernelArgs: cfg.KernelArgs, OnFail: cfg.OnFail},
+		Hosts:     hosts,
+		Discovery: disc,
+		BootDir:   cfg.Layout.BootDir(),
+		Images:    &DirImages{Dir: cfg.Layout.ApplianceDir()},
+		Identity:  cfg.Identity,
+		Log:       log.With("part", "http"),
+	}
+	if boot.Identity == nil {
+		boot.Identity = StaticIdentity{}
+	}
+	uefiFile := "snponly.efi"
+	if _, err := os.Stat(filepath.Join(cfg.TFTPDir, uefiFile)); err != nil {
+		uefiFile = "ipxe.efi"
+	}
+	dsrv, err := dhcp.New(dhcp.Config{
+		Interface: cfg.Interface, ServerIP: ip, Subnet: subnet,
+		BIOSBootFile: "undionly.kpxe", UEFIBootFile: uefiFile,
+		Logger: log.With("part", "dhcp"),
+	}, &DHCPBackend{Hosts: hosts, Discovery: disc, Leases: leases, BaseURL: base, Log: log.With("part", "dhcp")}, leases)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip.String(), strconv.Itoa(cfg.HTTPPort)))
+	if err != nil {
+		return fmt.Errorf("http boot: %w", err)
+	}
+	hsrv := &http.Server{Handler: boot.Handler(), ReadHeaderTimeout: 30 * time.Second}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		err := hsrv.Serve(ln)
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return fmt.Errorf("http boot: %w", err)
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return hsrv.Shutdown(sctx)
+	})
+	g.Go(func() error { return dsrv.Serve(gctx) })
+	for _, extra := range extraServices(cfg, ip) {
+		g.Go(func() error { return extra(gctx) })
+	}
+	log.Info("pxe serving", "iface", cfg.Interface, "addr", ip, "subnet", subnet,
+		"pool", fmt.Sprintf("%s-%s", pool.Start, pool.End), "http", base)
+	if cfg.Ready != nil {
+		cfg.Ready(base)
+	}
+	return g.Wait()
+}
