@@ -1,0 +1,429 @@
+package disk
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path"
+	"time"
+
+	"github.com/diskfs/go-diskfs/backend/file"
+	"github.com/diskfs/go-diskfs/filesystem/ext4"
+	"github.com/diskfs/go-diskfs/filesystem/ext4/crc"
+)
+
+// FSOptions tune a filesystem image.
+type FSOptions struct {
+	Label string
+	// Seed derives the filesystem UUID and hash seed; the same seed and
+	// source give the same bytes. Empty means "ironbark".
+	Seed string
+	// Time stamps everything the source does not date (superblock, root,
+	// lost+found, inode change times). Zero means the Unix epoch.
+	Time time.Time
+	// KeepOwners keeps uid/gid from the source; otherwise all is root's
+	// (what a rootfs built by an unprivileged user needs).
+	KeepOwners bool
+	Logger     *slog.Logger
+}
+
+func (o *FSOptions) defaults() {
+	if o.Seed == "" {
+		o.Seed = "ironbark"
+	}
+	if o.Time.IsZero() {
+		o.Time = time.Unix(0, 0)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Result says what went into a filesystem.
+type Result struct {
+	Usage
+	Size            int64    // filesystem size in bytes
+	HardLinksCopied int      // hard links written as independent copies
+	Skipped         []string // device nodes, FIFOs, sockets: not representable, left out
+}
+
+// ErrTooSmall reports a source that does not fit the requested size.
+var ErrTooSmall = errors.New("source larger than the image")
+
+// Ext4Size computes a filesystem size for a source: its content, inode
+// tables, journal and 25% headroom, rounded up to a MiB, at least 64 MiB.
+func Ext4Size(u Usage) int64 {
+	inodes := int64(u.Files+u.Dirs+u.Symlinks+u.Others) + 16
+	data := u.Blocks4K*4096 + int64(u.Dirs)*4096 + int64(u.Symlinks)*4096
+	meta := inodes*256*4 + 64<<20 // inode tables at 4x the count, journal, group metadata
+	size := (data + meta) * 5 / 4
+	size = (size + 1<<20 - 1) &^ (1<<20 - 1)
+	return max(size, 64<<20)
+}
+
+// fits checks a source against a filesystem size before anything is
+// written, so "too small" is a clear error rather than a failed allocation
+// deep in go-diskfs.
+func fits(u Usage, size int64) error {
+	inodeTables := size / (16 * 1024) * 256 // ext4 default: one inode per 16 KiB
+	overhead := inodeTables + min(size/64, 128<<20) + size/100 + 4<<20
+	need := u.Blocks4K*4096 + int64(u.Dirs+u.Symlinks)*4096
+	if need+overhead > size {
+		return fmt.Errorf("%w: content needs about %d MiB, image is %d MiB", ErrTooSmall, (need+overhead)>>20, size>>20)
+	}
+	if int64(u.Files+u.Dirs+u.Symlinks+16) > size/(16*1024) {
+		return fmt.Errorf("%w: %d files, only %d inodes", ErrTooSmall, u.Files+u.Dirs+u.Symlinks, size/(16*1024))
+	}
+	return nil
+}
+
+// WriteExt4 writes an ext4 filesystem of size bytes at offset in f from
+// src. Use size 0 to compute it (see Ext4Size).
+func WriteExt4(ctx context.Context, f *os.File, offset, size int64, src Source, o FSOptions) (*Result, error) {
+	o.defaults()
+	u, err := Measure(ctx, src)
+	if err != nil {
+		return nil, err
+	}
+	if size == 0 {
+		size = Ext4Size(u)
+	}
+	if err := fits(u, size); err != nil {
+		return nil, err
+	}
+	if st, err := f.Stat(); err == nil && st.Size() < offset+size {
+		if err := f.Truncate(offset + size); err != nil {
+			return nil, fmt.Errorf("ext4: %w", err)
+		}
+	}
+	fsUUID := SeedUUID(o.Seed, "ext4:"+o.Label)
+	efs, err := ext4.Create(file.New(f, false), size, offset, 512, &ext4.Params{UUID: &fsUUID, VolumeName: o.Label})
+	if err != nil {
+		return nil, fmt.Errorf("ext4: create: %w", err)
+	}
+	res := &Result{Usage: u, Size: size}
+	w := &ext4Writer{fs: efs, o: o, res: res, written: map[string]fs.FileMode{}}
+	// go-diskfs makes no lost+found; e2fsck wants one.
+	if err := efs.Mkdir("lost+found"); err != nil {
+		return nil, fmt.Errorf("ext4: mkdir lost+found: %w", err)
+	}
+	if err := efs.Chmod("lost+found", 0o700); err != nil {
+		return nil, fmt.Errorf("ext4: chmod lost+found: %w", err)
+	}
+	if err := src.Walk(ctx, w.add); err != nil {
+		return nil, err
+	}
+	// Directory times last: adding entries changes them.
+	for i := len(w.dirs) - 1; i >= 0; i-- {
+		d := w.dirs[i]
+		if err := efs.Chtimes(d.path, d.mtime, d.mtime, d.mtime); err != nil {
+			return nil, fmt.Errorf("ext4: chtimes %s: %w", d.path, err)
+		}
+	}
+	if !w.rootSeen {
+		if err := efs.Chtimes("/", o.Time, o.Time, o.Time); err != nil {
+			return nil, fmt.Errorf("ext4: chtimes /: %w", err)
+		}
+	}
+	if err := efs.Chtimes("lost+found", o.Time, o.Time, o.Time); err != nil {
+		return nil, fmt.Errorf("ext4: chtimes lost+found: %w", err)
+	}
+	if err := stabilizeExt4(f, offset, o.Seed, o.Time); err != nil {
+		return nil, fmt.Errorf("ext4: %w", err)
+	}
+	if len(res.Skipped) > 0 {
+		o.Logger.Info("ext4: skipped entries go-diskfs cannot write (device nodes come from devtmpfs at boot)",
+			"count", len(res.Skipped), "first", res.Skipped[0])
+	}
+	return res, nil
+}
+
+type dirTime struct {
+	path  string
+	mtime time.Time
+}
+
+type ext4Writer struct {
+	fs       *ext4.FileSystem
+	o        FSOptions
+	res      *Result
+	written  map[string]fs.FileMode
+	dirs     []dirTime
+	rootSeen bool
+	buf      []byte
+}
+
+func (w *ext4Writer) owner(e *Entry) (int, int) {
+	if w.o.KeepOwners {
+		return e.UID, e.GID
+	}
+	return 0, 0
+}
+
+func (w *ext4Writer) add(e *Entry, r io.Reader) error {
+	p, err := CleanPath(e.Path)
+	if err != nil {
+		return err
+	}
+	if p == "." {
+		w.rootSeen = true
+		w.dirs = append(w.dirs, dirTime{"/", e.ModTime})
+		uid, gid := w.owner(e)
+		if err := w.fs.Chown(".", uid, gid); err != nil {
+			return fmt.Errorf("ext4: chown /: %w", err)
+		}
+		return w.fs.Chmod(".", e.Mode.Perm())
+	}
+	if p == "lost+found" && e.Mode.IsDir() {
+		return nil // made above
+	}
+	if parent := path.Dir(p); parent != "." {
+		if m, ok := w.written[parent]; ok && !m.IsDir() {
+			return fmt.Errorf("ext4: %s: parent %s is not a directory", p, parent)
+		}
+	}
+	if _, dup := w.written[p]; dup && !e.Mode.IsDir() {
+		return fmt.Errorf("ext4: %s appears twice in the source", p)
+	}
+	uid, gid := w.owner(e)
+	switch {
+	case e.HardLink != "":
+		if m, ok := w.written[e.HardLink]; !ok || !m.IsRegular() {
+			return fmt.Errorf("ext4: hard link %s: target %s is not an earlier regular file", p, e.HardLink)
+		}
+		src, err := w.fs.OpenFile(e.HardLink, os.O_RDONLY)
+		if err != nil {
+			return fmt.Errorf("ext4: hard link %s: %w", p, err)
+		}
+		err = w.writeFile(p, src)
+		src.Close()
+		if err != nil {
+			return err
+		}
+		w.res.HardLinksCopied++
+		if m, ok := w.written[e.HardLink]; ok {
+			e.Mode = m
+		}
+	case e.Mode.IsRegular():
+		if err := w.writeFile(p, r); err != nil {
+			return err
+		}
+	case e.Mode.IsDir():
+		if _, ok := w.written[p]; !ok {
+			if err := w.fs.Mkdir(p); err != nil {
+				return fmt.Errorf("ext4: mkdir %s: %w", p, err)
+			}
+		}
+		w.dirs = append(w.dirs, dirTime{p, e.ModTime})
+	case e.Mode.Type() == fs.ModeSymlink:
+		if err := w.fs.Symlink(e.Linkname, p); err != nil {
+			return fmt.Errorf("ext4: symlink %s: %w", p, err)
+		}
+	default:
+		w.res.Skipped = append(w.res.Skipped, p)
+		return nil
+	}
+	w.written[p] = e.Mode
+	if e.Mode.Type() == fs.ModeSymlink {
+		// Chmod/Chown would follow the link; links keep 0777 root.
+		if err := w.fs.Chtimes(p, e.ModTime, e.ModTime, e.ModTime); err != nil {
+			return fmt.Errorf("ext4: chtimes %s: %w", p, err)
+		}
+		return nil
+	}
+	if err := w.fs.Chown(p, uid, gid); err != nil {
+		return fmt.Errorf("ext4: chown %s: %w", p, err)
+	}
+	if err := w.fs.Chmod(p, e.Mode.Perm()|e.Mode&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)); err != nil {
+		return fmt.Errorf("ext4: chmod %s: %w", p, err)
+	}
+	if !e.Mode.IsDir() {
+		if err := w.fs.Chtimes(p, e.ModTime, e.ModTime, e.ModTime); err != nil {
+			return fmt.Errorf("ext4: chtimes %s: %w", p, err)
+		}
+	}
+	return nil
+}
+
+func (w *ext4Writer) writeFile(p string, r io.Reader) error {
+	out, err := w.fs.OpenFile(p, os.O_CREATE|os.O_RDWR)
+	if err != nil {
+		return fmt.Errorf("ext4: create %s: %w", p, err)
+	}
+	defer out.Close()
+	if w.buf == nil {
+		w.buf = make([]byte, 4<<20)
+	}
+	if r == nil {
+		return nil
+	}
+	if _, err := io.CopyBuffer(onlyWriter{out}, r, w.buf); err != nil {
+		return fmt.Errorf("ext4: write %s: %w", p, err)
+	}
+	return nil
+}
+
+// onlyWriter hides ReadFrom so io.CopyBuffer uses our large buffer:
+// go-diskfs extends a file's extents per Write call.
+type onlyWriter struct{ w io.Writer }
+
+func (o onlyWriter) Write(p []byte) (int, error) { return o.w.Write(p) }
+
+// stabilizeExt4 makes what go-diskfs stamps with time.Now or randomness
+// deterministic: superblock times and hash seed (primary and backups),
+// and the change/creation times of every used inode (plus all times of
+// the reserved inodes: resize inode, journal), with checksums redone.
+// go-diskfs writes linear directories only, so the hash seed can change
+// after the fact.
+func stabilizeExt4(f *os.File, offset int64, seed string, t time.Time) error {
+	sb := make([]byte, 1024)
+	if _, err := f.ReadAt(sb, offset+1024); err != nil {
+		return fmt.Errorf("stabilize: read superblock: %w", err)
+	}
+	if binary.LittleEndian.Uint16(sb[0x38:]) != 0xEF53 {
+		return errors.New("stabilize: no ext4 superblock")
+	}
+	blockSize := int64(1024) << binary.LittleEndian.Uint32(sb[0x18:])
+	blocksPerGroup := int64(binary.LittleEndian.Uint32(sb[0x20:]))
+	inodesPerGroup := int64(binary.LittleEndian.Uint32(sb[0x28:]))
+	firstDataBlock := int64(binary.LittleEndian.Uint32(sb[0x14:]))
+	blocks := int64(binary.LittleEndian.Uint32(sb[0x4:])) | int64(binary.LittleEndian.Uint32(sb[0x150:]))<<32
+	inodeSize := int64(binary.LittleEndian.Uint16(sb[0x58:]))
+	incompat := binary.LittleEndian.Uint32(sb[0x60:])
+	roCompat := binary.LittleEndian.Uint32(sb[0x64:])
+	csum := roCompat&0x400 != 0
+	descSize := int64(32)
+	if incompat&0x80 != 0 {
+		descSize = int64(binary.LittleEndian.Uint16(sb[0xFE:]))
+	}
+	var csumSeed uint32
+	if incompat&0x2000 != 0 {
+		csumSeed = binary.LittleEndian.Uint32(sb[0x270:])
+	} else {
+		csumSeed = crc.CRC32c(0xffffffff, sb[0x68:0x78])
+	}
+	hashSeed := SeedUUID(seed, "ext4-hash-seed")
+	secs := t.Unix()
+	fixSB := func(b []byte) {
+		for _, off := range []int{0x30, 0x40, 0x108} { // write, last check, mkfs
+			binary.LittleEndian.PutUint32(b[off:], uint32(secs))
+		}
+		binary.LittleEndian.PutUint32(b[0x2C:], 0) // never mounted
+		b[0x274], b[0x275], b[0x276], b[0x277] = 0, byte(secs>>32), byte(secs>>32), byte(secs>>32)
+		copy(b[0xEC:0xFC], hashSeed[:])
+		if csum {
+			binary.LittleEndian.PutUint32(b[0x3FC:], crc.CRC32c(0xffffffff, b[:0x3FC]))
+		}
+	}
+	fixSB(sb)
+	if _, err := f.WriteAt(sb, offset+1024); err != nil {
+		return fmt.Errorf("stabilize: %w", err)
+	}
+	groups := (blocks - firstDataBlock + blocksPerGroup - 1) / blocksPerGroup
+	// Backup superblocks carry their group number at 0x5A.
+	for g := int64(1); g < groups; g++ {
+		at := offset + (g*blocksPerGroup+firstDataBlock)*blockSize
+		b := make([]byte, 1024)
+		if _, err := f.ReadAt(b, at); err != nil {
+			continue
+		}
+		// A backup has the magic and the primary's UUID (go-diskfs leaves
+		// s_block_group_nr at 0).
+		if binary.LittleEndian.Uint16(b[0x38:]) != 0xEF53 || string(b[0x68:0x78]) != string(sb[0x68:0x78]) {
+			continue
+		}
+		fixSB(b)
+		if _, err := f.WriteAt(b, at); err != nil {
+			return fmt.Errorf("stabilize: backup superblock %d: %w", g, err)
+		}
+	}
+	gdt := make([]byte, groups*descSize)
+	if _, err := f.ReadAt(gdt, offset+(firstDataBlock+1)*blockSize); err != nil {
+		return fmt.Errorf("stabilize: read group descriptors: %w", err)
+	}
+	firstIno := int64(binary.LittleEndian.Uint32(sb[0x54:]))
+	ts := make([]byte, 4)
+	binary.LittleEndian.PutUint32(ts, uint32(secs))
+	for g := int64(0); g < groups; g++ {
+		d := gdt[g*descSize:]
+		table := int64(binary.LittleEndian.Uint32(d[0x8:]))
+		unused := int64(binary.LittleEndian.Uint16(d[0x1C:]))
+		if descSize >= 64 {
+			table |= int64(binary.LittleEndian.Uint32(d[0x28:])) << 32
+			unused |= int64(binary.LittleEndian.Uint16(d[0x32:])) << 16
+		}
+		used := inodesPerGroup - unused
+		if used <= 0 {
+			continue
+		}
+		buf := make([]byte, used*inodeSize)
+		at := offset + table*blockSize
+		if _, err := f.ReadAt(buf, at); err != nil {
+			return fmt.Errorf("stabilize: read inode table %d: %w", g, err)
+		}
+		changed := false
+		for i := int64(0); i < used; i++ {
+			in := buf[i*inodeSize : (i+1)*inodeSize]
+			num := g*inodesPerGroup + i + 1
+			if binary.LittleEndian.Uint16(in[0:]) == 0 && num >= firstIno {
+				continue // free
+			}
+			if allZero(in) {
+				continue
+			}
+			copy(in[0x0C:], ts) // ctime
+			extra := int64(binary.LittleEndian.Uint16(in[0x80:]))
+			if extra >= 8 {
+				binary.LittleEndian.PutUint32(in[0x84:], 0) // ctime_extra
+			}
+			if extra >= 24 {
+				copy(in[0x90:], ts)                         // crtime
+				binary.LittleEndian.PutUint32(in[0x94:], 0) // crtime_extra
+			}
+			if num < firstIno {
+				copy(in[0x08:], ts) // atime
+				copy(in[0x10:], ts) // mtime
+				if extra >= 16 {
+					binary.LittleEndian.PutUint32(in[0x88:], 0)
+					binary.LittleEndian.PutUint32(in[0x8C:], 0)
+				}
+			}
+			// go-diskfs fills the checksum fields even without
+			// metadata_csum; clear them then, recompute them otherwise.
+			in[0x7C], in[0x7D] = 0, 0
+			if extra >= 4 {
+				in[0x82], in[0x83] = 0, 0
+			}
+			if csum {
+				c := crc.CRC32c(csumSeed, binary.LittleEndian.AppendUint32(nil, uint32(num)))
+				c = crc.CRC32c(c, in[0x64:0x68]) // generation
+				c = crc.CRC32c(c, in)
+				binary.LittleEndian.PutUint16(in[0x7C:], uint16(c))
+				if extra >= 4 {
+					binary.LittleEndian.PutUint16(in[0x82:], uint16(c>>16))
+				}
+			}
+			changed = true
+		}
+		if changed {
+			if _, err := f.WriteAt(buf, at); err != nil {
+				return fmt.Errorf("stabilize: write inode table %d: %w", g, err)
+			}
+		}
+	}
+	return nil
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
