@@ -1,0 +1,69 @@
+package lab
+
+import (
+	"net"
+	"os"
+	"strings"
+	"testing"
+)
+
+func TestLabNet(t *testing.T) {
+	Require(t, "ip")
+	var nsName, rootVeth string
+	t.Run("build", func(t *testing.T) {
+		ln := NewLabNet(t, "")
+		nsName = ln.NS.Name
+		a, b := ln.NS.Veth(t, ln.Bridge)
+		tap := ln.NS.Tap(t, ln.Bridge)
+		rootVeth = ln.NS.VethToRoot(t, ln.Bridge)
+		for _, n := range []string{ln.Bridge, a, b, tap, ln.NS.Name, rootVeth} {
+			if len(n) > 15 {
+				t.Errorf("name %q longer than 15", n)
+			}
+		}
+		// The bridge address is visible inside the namespace only.
+		var addrs []string
+		if err := ln.NS.Do(func() error {
+			ifi, err := net.InterfaceByName(ln.Bridge)
+			if err != nil {
+				return err
+			}
+			as, err := ifi.Addrs()
+			for _, a := range as {
+				addrs = append(addrs, a.String())
+			}
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(strings.Join(addrs, " "), ln.Addr.String()) {
+			t.Fatalf("bridge addresses %v, want %s", addrs, ln.Addr)
+		}
+		if _, err := net.InterfaceByName(ln.Bridge); err == nil {
+			t.Fatal("bridge visible in the root namespace")
+		}
+		out, err := ln.NS.Command(t.Context(), "ip", "-o", "link").CombinedOutput()
+		if err != nil || !strings.Contains(string(out), tap) {
+			t.Fatalf("ip link in ns: %v\n%s", err, out)
+		}
+		var dad string
+		_ = ln.NS.Do(func() error {
+			b, err := os.ReadFile("/proc/sys/net/ipv6/conf/" + ln.Bridge + "/accept_dad")
+			dad = strings.TrimSpace(string(b))
+			return err
+		})
+		if dad != "0" {
+			t.Errorf("accept_dad on bridge = %q", dad)
+		}
+		p := ln.NS.Start(t, "sleep", "600")
+		if p.Cmd.Process == nil {
+			t.Fatal("no process")
+		}
+	})
+	if _, err := os.Stat("/run/netns/" + nsName); !os.IsNotExist(err) {
+		t.Fatalf("netns %s left behind: %v", nsName, err)
+	}
+	if _, err := net.InterfaceByName(rootVeth); err == nil {
+		t.Fatalf("root veth %s left behind", rootVeth)
+	}
+}
