@@ -1,0 +1,320 @@
+package ec2
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"time"
+)
+
+// Defaults of Config.
+const (
+	DefaultMaxBodyBytes = 1 << 20
+	DefaultClockSkew    = 15 * time.Minute
+)
+
+// Config is what a Server needs.
+type Config struct {
+	Handler     Handler
+	Credentials CredentialStore
+	Logger      *slog.Logger // nil: slog.Default()
+
+	// MaxBodyBytes limits a request body (default 1 MiB); larger ones get
+	// 413 RequestEntityTooLarge.
+	MaxBodyBytes int64
+	// ClockSkew is how far a signed request's time may lie from Now
+	// (default 15 minutes, as AWS).
+	ClockSkew time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// TokenKey signs NextToken values. Controllers that share a store
+	// should share it; when empty, each Server draws a random one (tokens
+	// then do not survive a restart).
+	TokenKey []byte
+}
+
+// Server is the EC2 endpoint: an http.Handler answering at /,
+// /services/compute and /services/Eucalyptus (with or without a trailing
+// slash).
+type Server struct {
+	h        Handler
+	creds    CredentialStore
+	log      *slog.Logger
+	maxBody  int64
+	skew     time.Duration
+	now      func() time.Time
+	tokenKey []byte
+}
+
+// NewServer makes a Server from cfg, filling in defaults.
+func NewServer(cfg Config) *Server {
+	s := &Server{
+		h: cfg.Handler, creds: cfg.Credentials, log: cfg.Logger,
+		maxBody: cfg.MaxBodyBytes, skew: cfg.ClockSkew, now: cfg.Now, tokenKey: cfg.TokenKey,
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.maxBody <= 0 {
+		s.maxBody = DefaultMaxBodyBytes
+	}
+	if s.skew <= 0 {
+		s.skew = DefaultClockSkew
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if len(s.tokenKey) == 0 {
+		s.tokenKey = make([]byte, 32)
+		if _, err := rand.Read(s.tokenKey); err != nil {
+			panic("ec2: no randomness for the NextToken key: " + err.Error())
+		}
+	}
+	return s
+}
+
+// IsEndpointPath reports whether path is one the EC2 endpoint answers at.
+func IsEndpointPath(path string) bool {
+	switch path {
+	case "", "/", "/services/compute", "/services/compute/", "/services/Eucalyptus", "/services/Eucalyptus/":
+		return true
+	}
+	return false
+}
+
+// outcome is what one request came to, for the log line.
+type outcome struct {
+	action  string
+	account string
+	scheme  authScheme
+	status  int
+	code    string
+	err     error // the cause of an InternalError, logged, never sent
+}
+
+// ServeHTTP answers one EC2 call.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := s.now()
+	id := newRequestID()
+	out := s.serve(w, r, id)
+	level := slog.LevelInfo
+	if out.status >= 500 {
+		level = slog.LevelError
+	}
+	attrs := []slog.Attr{
+		slog.String("request_id", id),
+		slog.String("action", out.action),
+		slog.String("account", out.account),
+		slog.Int("status", out.status),
+		slog.Duration("duration", s.now().Sub(start)),
+		slog.String("remote", r.RemoteAddr),
+		slog.String("auth", out.scheme.String()),
+	}
+	if out.code != "" {
+		attrs = append(attrs, slog.String("code", out.code))
+	}
+	if out.err != nil {
+		attrs = append(attrs, slog.String("error", out.err.Error()))
+	}
+	s.log.LogAttrs(r.Context(), level, "ec2 request", attrs...)
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, id string) (out outcome) {
+	fail := func(err error) outcome {
+		e := AsError(err)
+		if e.Code == CodeInternalError && !errors.As(err, new(*Error)) {
+			out.err = err
+		}
+		out.status, out.code = e.Status, e.Code
+		writeError(w, e, id)
+		return out
+	}
+	if !IsEndpointPath(r.URL.Path) {
+		return fail(&Error{Code: "NotFound", Status: http.StatusNotFound,
+			Message: fmt.Sprintf("There is no EC2 endpoint at %s: use /, /services/compute or /services/Eucalyptus", truncate(r.URL.Path, 128))})
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodPost {
+		w.Header().Set("Allow", "GET, POST")
+		return fail(&Error{Code: "MethodNotAllowed", Status: http.StatusMethodNotAllowed,
+			Message: "The EC2 Query API takes GET and POST requests"})
+	}
+	body, err := s.readBody(w, r)
+	if err != nil {
+		return fail(err)
+	}
+	wr := newWireRequest(r, body)
+	q, err := parseQuery(wr)
+	if err != nil {
+		return fail(err)
+	}
+	out.action = q.All.Get("Action")
+
+	sig, err := parseSignature(wr, q)
+	if err != nil {
+		return fail(err)
+	}
+	out.scheme = sig.Scheme
+	secret, principal, err := s.creds.LookupAccessKey(r.Context(), sig.AccessKey)
+	if errors.Is(err, ErrUnknownAccessKey) {
+		return fail(AuthFailure("AWS was not able to validate the provided access credentials"))
+	}
+	if err != nil {
+		out.err = fmt.Errorf("look up access key %s: %w", sig.AccessKey, err)
+		return fail(out.err)
+	}
+	if err := sig.verify(wr, q, verifyInput{Secret: secret, Now: s.now(), Skew: s.skew}); err != nil {
+		return fail(err)
+	}
+	if principal.AccessKey == "" {
+		principal.AccessKey = sig.AccessKey
+	}
+	out.account = principal.AccountID
+
+	req, err := newRequest(q, principal, id, remoteIP(r.RemoteAddr), s.tokenKey)
+	if err != nil {
+		return fail(err)
+	}
+	ns, err := Namespace(req.Version)
+	if err != nil {
+		return fail(err)
+	}
+	resp, err := s.dispatch(r.Context(), req)
+	if err != nil {
+		return fail(err)
+	}
+	b, err := MarshalResponse(req.Action, ns, id, resp)
+	if err != nil {
+		return fail(err)
+	}
+	out.status = http.StatusOK
+	writeXML(w, http.StatusOK, b, id)
+	return out
+}
+
+// readBody reads at most maxBody bytes of the body; more is
+// RequestEntityTooLarge.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	tooLarge := &Error{Code: CodeRequestEntityTooLarge, Status: http.StatusRequestEntityTooLarge,
+		Message: fmt.Sprintf("The request body is larger than %d bytes", s.maxBody)}
+	if r.ContentLength > s.maxBody {
+		return nil, tooLarge
+	}
+	if r.Body == nil { // only a client-side request (tests) has none
+		return nil, nil
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxBody))
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return nil, tooLarge
+	}
+	if err != nil {
+		return nil, Errorf("IncompleteBody", "The request body could not be read: %v", err)
+	}
+	return body, nil
+}
+
+// newRequest builds the Request for the Handler from a verified query.
+func newRequest(q *parsedQuery, p Principal, id, sourceIP string, tokenKey []byte) (*Request, error) {
+	action := q.All.Get("Action")
+	if action == "" {
+		return nil, MissingParameter("Action")
+	}
+	if !validActionName(action) {
+		return nil, InvalidAction(truncate(action, 64))
+	}
+	params := make(map[string][]string, len(q.All))
+	for k, vs := range q.All {
+		if !isSignatureParam(k) {
+			params[k] = vs
+		}
+	}
+	return &Request{
+		Action:    action,
+		Version:   q.All.Get("Version"),
+		Params:    params,
+		Principal: p,
+		RequestID: id,
+		SourceIP:  sourceIP,
+		pageKey:   tokenKey,
+	}, nil
+}
+
+// validActionName admits the shape of EC2 action names: the name becomes
+// an XML element, so nothing else may pass.
+func validActionName(a string) bool {
+	if len(a) == 0 || len(a) > 64 || a[0] < 'A' || a[0] > 'Z' {
+		return false
+	}
+	for i := 1; i < len(a); i++ {
+		c := a[i]
+		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// dispatch runs the Handler; a panic becomes an InternalError.
+func (s *Server) dispatch(ctx context.Context, req *Request) (resp any, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.log.ErrorContext(ctx, "ec2 handler panic", "request_id", req.RequestID, "action", req.Action,
+				"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			resp, err = nil, fmt.Errorf("%s: panic: %v", req.Action, v)
+		}
+	}()
+	return s.h.ServeEC2(ctx, req)
+}
+
+func writeError(w http.ResponseWriter, e *Error, id string) {
+	writeXML(w, e.Status, MarshalError(e, id), id)
+}
+
+func writeXML(w http.ResponseWriter, status int, body []byte, id string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/xml;charset=UTF-8")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	h.Set("x-amzn-RequestId", id)
+	w.WriteHeader(status)
+	_, _ = w.Write(body) // the client went away: nothing to do
+}
+
+func remoteIP(addr string) string {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return host
+}
+
+// newRequestID makes a random (version 4) UUID.
+func newRequestID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("ec2: no randomness for a request id: " + err.Error())
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	var s [36]byte
+	hex.Encode(s[0:8], b[0:4])
+	s[8] = '-'
+	hex.Encode(s[9:13], b[4:6])
+	s[13] = '-'
+	hex.Encode(s[14:18], b[6:8])
+	s[18] = '-'
+	hex.Encode(s[19:23], b[8:10])
+	s[23] = '-'
+	hex.Encode(s[24:36], b[10:16])
+	return string(s[:])
+}
