@@ -465,7 +465,9 @@ func TestServerAuth(t *testing.T) {
 		}, 403, CodeSignatureDoesNotMatch},
 		{"v2 Expires ahead", func() *http.Request { return v2("POST", "127.0.0.1:8773", "HmacSHA256", now.Add(time.Minute), true) }, 200, ""},
 		{"v2 Expires passed", func() *http.Request { return v2("POST", "127.0.0.1:8773", "HmacSHA256", now.Add(-time.Second), true) }, 400, CodeRequestExpired},
-		{"v2 Timestamp old", func() *http.Request { return v2("POST", "127.0.0.1:8773", "HmacSHA256", now.Add(-20*time.Minute), false) }, 400, CodeRequestExpired},
+		{"v2 Timestamp old", func() *http.Request {
+			return v2("POST", "127.0.0.1:8773", "HmacSHA256", now.Add(-20*time.Minute), false)
+		}, 400, CodeRequestExpired},
 		{"v2 wrong secret", func() *http.Request {
 			q := signV2(regionsQuery("2014-10-01"), "POST", "127.0.0.1:8773", "/", testAK, "nope", "HmacSHA256", now, false)
 			return post(q)
