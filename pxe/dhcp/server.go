@@ -115,11 +115,26 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.cfg.Interface == "" {
 		return errors.New("dhcp serve: no interface configured")
 	}
-	conn, err := server4.NewIPv4UDPConn(s.cfg.Interface, &net.UDPAddr{Port: s.cfg.Port})
+	conn, err := Listen(s.cfg.Interface, s.cfg.Port)
 	if err != nil {
-		return fmt.Errorf("dhcp listen on %s: %w", s.cfg.Interface, err)
+		return err
 	}
 	return s.ServeConn(ctx, conn)
+}
+
+// Listen opens a DHCP server socket: UDP port (67 when 0) on all
+// addresses, bound to iface with SO_BINDTODEVICE, broadcast allowed. Use
+// it with ServeConn when the socket must be made elsewhere (inside a
+// network namespace, in tests).
+func Listen(iface string, port int) (net.PacketConn, error) {
+	if port == 0 {
+		port = dhcpv4.ServerPort
+	}
+	conn, err := server4.NewIPv4UDPConn(iface, &net.UDPAddr{Port: port})
+	if err != nil {
+		return nil, fmt.Errorf("dhcp listen on %s: %w", iface, err)
+	}
+	return conn, nil
 }
 
 // ServeConn answers requests read from conn until ctx ends, then closes
