@@ -1,0 +1,345 @@
+package nodeagent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"ironbark/internal/nodeapi"
+	"ironbark/nodeagent/imagecache"
+)
+
+// Config is the agent's configuration (flags or the node config file).
+type Config struct {
+	Controller string // https://HOST:PORT of the node API
+	Token      string // one-time enrollment token; needed only until enrolled
+	LibvirtURI string // xen:///system, qemu:///system, test:///default
+	StateDir   string // identity, image cache, instance disks
+	Bridge     string // cluster bridge for instance NICs ("" for none)
+	DomainType string // qemu (TCG) or kvm, for qemu:// URIs
+	Hostname   string
+	Logger     *slog.Logger
+	// StopTimeout is how long a stopping guest gets to power off before
+	// the domain is destroyed (default 30 s).
+	StopTimeout time.Duration
+	// HypervisorGrace is how long pending launches wait for an unreachable
+	// libvirt before they are failed (default 60 s).
+	HypervisorGrace time.Duration
+	// LaunchAttempts bounds retries of a launch that failed transiently
+	// (default 3).
+	LaunchAttempts int
+	// QemuImg is the qemu-img binary (default "qemu-img").
+	QemuImg string
+}
+
+// Reasons reported with terminated and stopped instances.
+const (
+	ReasonGuestShutdown = "Client.InstanceInitiatedShutdown: the guest powered off"
+	ReasonUserTerminate = "Client.UserInitiatedShutdown"
+)
+
+// Agent runs a node's instances.
+type Agent struct {
+	cfg    Config
+	log    *slog.Logger
+	hv     *hypervisor
+	dtype  string
+	client *nodeapi.Client
+	cache  *imagecache.Cache
+	id     identity
+
+	kickCh chan struct{} // reconcile now
+	hbCh   chan struct{} // heartbeat now
+	wg     sync.WaitGroup
+
+	mu          sync.Mutex
+	desired     []nodeapi.InstanceSpec
+	haveDesired bool
+	insts       map[string]*inst
+	gone        map[string]bool // cleaned up, not desired: report terminated once
+	hvDownSince time.Time
+	capacity    nodeapi.Capacity
+}
+
+// inst is the agent's view of one instance.
+type inst struct {
+	state, reason string
+	rebootSerial  int
+	launching     bool
+	cancel        context.CancelFunc
+	attempts      int
+	retryAt       time.Time
+	stopping      bool
+	seenRunning   bool
+	guestStopped  bool
+	consoleSent   string // hash of the console tail last delivered
+	consoleSeen   string // size and mtime of the console file last looked at
+}
+
+// New checks the configuration and prepares the state dir; Run does the
+// work.
+func New(cfg Config) (*Agent, error) {
+	if cfg.Controller == "" || cfg.StateDir == "" || cfg.LibvirtURI == "" {
+		return nil, errors.New("nodeagent: controller, libvirt URI and state dir are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.DomainType == "" {
+		cfg.DomainType = "qemu"
+	}
+	if cfg.StopTimeout <= 0 {
+		cfg.StopTimeout = 30 * time.Second
+	}
+	if cfg.HypervisorGrace <= 0 {
+		cfg.HypervisorGrace = 60 * time.Second
+	}
+	if cfg.LaunchAttempts <= 0 {
+		cfg.LaunchAttempts = 3
+	}
+	if cfg.QemuImg == "" {
+		cfg.QemuImg = "qemu-img"
+	}
+	if cfg.Hostname == "" {
+		cfg.Hostname, _ = os.Hostname()
+	}
+	dt, err := domainType(cfg.LibvirtURI, cfg.DomainType)
+	if err != nil {
+		return nil, err
+	}
+	// qemu runs as libvirt-qemu: the disks and console files below must
+	// be reachable by it.
+	for _, d := range []string{cfg.StateDir, filepath.Join(cfg.StateDir, "instances"), filepath.Join(cfg.StateDir, "failed")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("state dir: %w", err)
+		}
+	}
+	_ = os.Chmod(cfg.StateDir, 0o755)
+	return &Agent{
+		cfg: cfg, log: cfg.Logger, hv: &hypervisor{uri: cfg.LibvirtURI}, dtype: dt,
+		kickCh: make(chan struct{}, 1), hbCh: make(chan struct{}, 1),
+		insts: map[string]*inst{}, gone: map[string]bool{},
+	}, nil
+}
+
+// NodeID is the enrolled node's ID ("" before enrollment).
+func (a *Agent) NodeID() string { return a.id.NodeID }
+
+// Run enrolls if needed, then heartbeats, follows the desired instances and
+// reconciles libvirt with them until ctx ends. Launches in flight stop where
+// they are; a later Run picks them up.
+func (a *Agent) Run(ctx context.Context) error {
+	defer a.hv.close()
+	if err := a.ensureIdentity(ctx); err != nil {
+		return err
+	}
+	defer a.client.Close()
+	cache, err := imagecache.New(filepath.Join(a.cfg.StateDir, "images"), a.client.HTTP(), a.log)
+	if err != nil {
+		return err
+	}
+	a.cache = cache
+	a.log.Info("node agent running", "node", a.id.NodeID, "cluster", a.id.Cluster,
+		"controller", a.cfg.Controller, "libvirt", a.cfg.LibvirtURI, "domainType", a.dtype)
+	a.updateCapacity()
+	a.reconcile(ctx) // adopt what is there before reporting it
+	a.wg.Add(2)
+	go func() { defer a.wg.Done(); a.followDesired(ctx) }()
+	go func() { defer a.wg.Done(); a.heartbeats(ctx) }()
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			a.wg.Wait()
+			return nil
+		case <-a.kickCh:
+		case <-tick.C:
+		}
+		a.reconcile(ctx)
+	}
+}
+
+func (a *Agent) ensureIdentity(ctx context.Context) error {
+	id, tc, err := loadIdentity(a.cfg.StateDir)
+	if errors.Is(err, os.ErrNotExist) {
+		if a.cfg.Token == "" {
+			return errors.New("not enrolled yet: give --token (ironbark node token --cluster NAME on the frontend)")
+		}
+		for attempt := 0; ; attempt++ {
+			a.updateCapacity()
+			id, err = enroll(ctx, a.cfg.StateDir, a.cfg.Controller, a.cfg.Token, a.cfg.Hostname, a.currentCapacity())
+			if err == nil || permanentEnrollError(err) || ctx.Err() != nil {
+				break
+			}
+			a.log.Warn("enrollment failed, retrying", "err", err)
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(min(time.Duration(attempt+1)*time.Second, 15*time.Second)):
+			}
+		}
+		if err != nil {
+			return err
+		}
+		a.log.Info("enrolled", "node", id.NodeID, "cluster", id.Cluster)
+		if id, tc, err = loadIdentity(a.cfg.StateDir); err != nil {
+			return err
+		}
+	} else if err != nil {
+		return fmt.Errorf("load identity from %s: %w", a.cfg.StateDir, err)
+	}
+	a.id = id
+	a.client = nodeapi.NewClient(a.cfg.Controller, tc)
+	return nil
+}
+
+func (a *Agent) kick() {
+	select {
+	case a.kickCh <- struct{}{}:
+	default:
+	}
+}
+
+func (a *Agent) kickHeartbeat() {
+	select {
+	case a.hbCh <- struct{}{}:
+	default:
+	}
+}
+
+// followDesired long-polls the controller for the desired instances.
+func (a *Agent) followDesired(ctx context.Context) {
+	etag := ""
+	for ctx.Err() == nil {
+		d, err := a.client.Instances(ctx, etag, 25*time.Second)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			a.log.Warn("desired instances", "err", err)
+			sleep(ctx, 2*time.Second)
+			continue
+		}
+		if d.ETag != etag || etag == "" {
+			etag = d.ETag
+			a.mu.Lock()
+			a.desired, a.haveDesired = d.Instances, true
+			a.mu.Unlock()
+			a.kick()
+		}
+	}
+}
+
+func (a *Agent) heartbeats(ctx context.Context) {
+	interval := 10 * time.Second
+	for ctx.Err() == nil {
+		if iv, err := a.heartbeat(ctx); err != nil {
+			if ctx.Err() == nil {
+				a.log.Warn("heartbeat", "err", err)
+			}
+		} else if iv > 0 {
+			interval = iv
+		}
+		t := time.NewTimer(interval)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		case <-a.hbCh:
+			// Coalesce a burst of state changes into one report.
+			sleep(ctx, 100*time.Millisecond)
+		}
+		t.Stop()
+	}
+}
+
+func (a *Agent) updateCapacity() {
+	cores, mem, err := a.hv.capacity()
+	if err != nil {
+		return
+	}
+	var st syscall.Statfs_t
+	disk := 0
+	if err := syscall.Statfs(a.cfg.StateDir, &st); err == nil {
+		disk = int(st.Blocks * uint64(st.Bsize) >> 30)
+	}
+	a.mu.Lock()
+	a.capacity = nodeapi.Capacity{Cores: cores, MemoryMiB: mem, DiskGiB: disk}
+	a.mu.Unlock()
+}
+
+func (a *Agent) currentCapacity() nodeapi.Capacity {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.capacity
+}
+
+// heartbeat sends every instance's state and the console tails that changed.
+func (a *Agent) heartbeat(ctx context.Context) (time.Duration, error) {
+	a.updateCapacity()
+	a.mu.Lock()
+	var ids []string
+	for id := range a.insts {
+		ids = append(ids, id)
+	}
+	for id := range a.gone {
+		if a.insts[id] == nil {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	req := nodeapi.HeartbeatRequest{Hostname: a.cfg.Hostname, Capacity: a.capacity, Hypervisor: a.cfg.LibvirtURI, Full: true}
+	sent := map[string]string{}
+	for _, id := range ids {
+		in := a.insts[id]
+		if in == nil {
+			req.Instances = append(req.Instances, nodeapi.InstanceStatus{InstanceID: id, State: nodeapi.StateTerminated})
+			continue
+		}
+		st := nodeapi.InstanceStatus{InstanceID: id, State: in.state, Reason: in.reason, RebootSerial: in.rebootSerial}
+		if tail, sum, err := consoleTail(a.consolePath(id)); err == nil && sum != in.consoleSent {
+			st.ConsoleTail, sent[id] = tail, sum
+		}
+		req.Instances = append(req.Instances, st)
+	}
+	gone := make(map[string]bool, len(a.gone))
+	for id := range a.gone {
+		gone[id] = true
+	}
+	a.mu.Unlock()
+	resp, err := a.client.Heartbeat(ctx, req)
+	if err != nil {
+		return 0, err
+	}
+	a.mu.Lock()
+	for id, sum := range sent {
+		if in := a.insts[id]; in != nil {
+			in.consoleSent = sum
+		}
+	}
+	for id := range gone {
+		delete(a.gone, id)
+	}
+	a.mu.Unlock()
+	return time.Duration(resp.IntervalSeconds) * time.Second, nil
+}
+
+func (a *Agent) instDir(id string) string     { return filepath.Join(a.cfg.StateDir, "instances", id) }
+func (a *Agent) consolePath(id string) string { return filepath.Join(a.instDir(id), "console.log") }
+func (a *Agent) failedPath(id string) string  { return filepath.Join(a.cfg.StateDir, "failed", id) }
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

@@ -1,0 +1,164 @@
+package nodeagent
+
+import (
+	"encoding/xml"
+	"fmt"
+	"strings"
+
+	"libvirt.org/go/libvirtxml"
+
+	"ironbark/internal/nodeapi"
+)
+
+// MetadataNS is the XML namespace of the agent's tag in a domain's
+// metadata; a domain without it is not ours and is never touched.
+const MetadataNS = "https://ironbark.dev/xmlns/node/1"
+
+const metadataPrefix = "ironbark"
+
+// instanceTag is what a domain's metadata says about its instance.
+type instanceTag struct {
+	XMLName      xml.Name `xml:"instance"`
+	ID           string   `xml:"id,attr"`
+	Account      string   `xml:"account,attr"`
+	VMType       string   `xml:"vmType,attr"`
+	RebootSerial int      `xml:"rebootSerial,attr"`
+}
+
+// tagXML is the metadata element libvirt stores, prefixed as libvirt wants.
+func (t instanceTag) tagXML() string {
+	type out struct {
+		XMLName      xml.Name `xml:"ironbark:instance"`
+		NS           string   `xml:"xmlns:ironbark,attr"`
+		ID           string   `xml:"id,attr"`
+		Account      string   `xml:"account,attr"`
+		VMType       string   `xml:"vmType,attr"`
+		RebootSerial int      `xml:"rebootSerial,attr"`
+	}
+	b, _ := xml.Marshal(out{NS: MetadataNS, ID: t.ID, Account: t.Account, VMType: t.VMType, RebootSerial: t.RebootSerial})
+	return string(b)
+}
+
+// plainXML is the element without prefix, as SetMetadata takes it (libvirt
+// adds the namespace from its arguments).
+func (t instanceTag) plainXML() string {
+	b, _ := xml.Marshal(t)
+	return string(b)
+}
+
+func parseTag(s string) (instanceTag, error) {
+	var t instanceTag
+	if err := xml.Unmarshal([]byte(s), &t); err != nil {
+		return t, fmt.Errorf("instance tag: %w", err)
+	}
+	if t.ID == "" {
+		return t, fmt.Errorf("instance tag without id")
+	}
+	return t, nil
+}
+
+// domainPlan is everything the domain XML is made from.
+type domainPlan struct {
+	Type      string // libvirt domain type: qemu, kvm, xen, test
+	Spec      nodeapi.InstanceSpec
+	Root      string // qcow2 overlay
+	Ephemeral string // qcow2, "" for none
+	Kernel    string // "" boots the root disk
+	Initrd    string
+	Console   string // serial console log file
+	Bridge    string // "" for no NIC
+}
+
+// DomainXML builds the libvirt domain for an instance.
+func (p domainPlan) DomainXML() (string, error) {
+	s := p.Spec
+	if s.VMType.MemoryMiB <= 0 || s.VMType.Cores <= 0 {
+		return "", fmt.Errorf("vm type %q: cores and memory must be positive", s.VMType.Name)
+	}
+	xen := p.Type == "xen"
+	pv := xen && p.Kernel != ""
+	d := &libvirtxml.Domain{
+		Type:     p.Type,
+		Name:     s.InstanceID,
+		Metadata: &libvirtxml.DomainMetadata{XML: instanceTag{ID: s.InstanceID, Account: s.AccountID, VMType: s.VMType.Name, RebootSerial: s.RebootSerial}.tagXML()},
+		Memory:   &libvirtxml.DomainMemory{Value: uint(s.VMType.MemoryMiB), Unit: "MiB"},
+		VCPU:     &libvirtxml.DomainVCPU{Value: uint(s.VMType.Cores)},
+		OS:       &libvirtxml.DomainOS{Type: &libvirtxml.DomainOSType{Arch: "x86_64", Type: "hvm"}},
+		Features: &libvirtxml.DomainFeatureList{ACPI: &libvirtxml.DomainFeature{}, APIC: &libvirtxml.DomainFeatureAPIC{}},
+		// A guest that powers off stays defined (stopped); the agent
+		// decides what that means.
+		OnPoweroff: "destroy",
+		OnReboot:   "restart",
+		OnCrash:    "destroy",
+		Devices:    &libvirtxml.DomainDeviceList{},
+	}
+	if pv {
+		d.OS.Type = &libvirtxml.DomainOSType{Type: "linux"}
+		d.Features = nil
+	}
+	if p.Type == "test" {
+		d.OS.Type.Arch = "i686"
+	}
+	bus, dev := "virtio", "vd"
+	if xen {
+		bus, dev = "xen", "xvd"
+	}
+	root := "/dev/" + dev + "a"
+	if p.Kernel != "" {
+		d.OS.Kernel, d.OS.Initrd = p.Kernel, p.Initrd
+		console := "ttyS0"
+		if pv {
+			console = "hvc0"
+		}
+		d.OS.Cmdline = strings.Join([]string{"console=" + console, "root=" + root, "ro"}, " ")
+	} else if !pv {
+		d.OS.BootDevices = []libvirtxml.DomainBootDevice{{Dev: "hd"}}
+	}
+	disk := func(path, target string) libvirtxml.DomainDisk {
+		return libvirtxml.DomainDisk{
+			Device: "disk",
+			Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "qcow2", Cache: "none"},
+			Source: &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: path}},
+			Target: &libvirtxml.DomainDiskTarget{Dev: target, Bus: bus},
+		}
+	}
+	d.Devices.Disks = append(d.Devices.Disks, disk(p.Root, dev+"a"))
+	if p.Ephemeral != "" {
+		d.Devices.Disks = append(d.Devices.Disks, disk(p.Ephemeral, dev+"b"))
+	}
+	if p.Bridge != "" {
+		nic := libvirtxml.DomainInterface{
+			MAC:    &libvirtxml.DomainInterfaceMAC{Address: s.MAC},
+			Source: &libvirtxml.DomainInterfaceSource{Bridge: &libvirtxml.DomainInterfaceSourceBridge{Bridge: p.Bridge}},
+		}
+		if !xen {
+			nic.Model = &libvirtxml.DomainInterfaceModel{Type: "virtio"}
+		}
+		d.Devices.Interfaces = append(d.Devices.Interfaces, nic)
+	}
+	zero := uint(0)
+	src := &libvirtxml.DomainChardevSource{File: &libvirtxml.DomainChardevSourceFile{Path: p.Console, Append: "on"}}
+	if pv {
+		d.Devices.Consoles = []libvirtxml.DomainConsole{{Source: src, Target: &libvirtxml.DomainConsoleTarget{Type: "xen", Port: &zero}}}
+	} else if p.Type != "test" {
+		d.Devices.Serials = []libvirtxml.DomainSerial{{Source: src, Target: &libvirtxml.DomainSerialTarget{Port: &zero}}}
+	}
+	return d.Marshal()
+}
+
+// domainType maps a libvirt URI and the --domain-type flag (qemu or kvm,
+// for qemu:// URIs) to the domain type.
+func domainType(uri, qemuType string) (string, error) {
+	switch {
+	case strings.HasPrefix(uri, "test:"):
+		return "test", nil
+	case strings.HasPrefix(uri, "xen:"):
+		return "xen", nil
+	case strings.HasPrefix(uri, "qemu:"):
+		if qemuType != "qemu" && qemuType != "kvm" {
+			return "", fmt.Errorf("domain type %q: want qemu (TCG) or kvm", qemuType)
+		}
+		return qemuType, nil
+	}
+	return "", fmt.Errorf("libvirt URI %q: ironbark-node supports qemu://, xen:// and test://", uri)
+}

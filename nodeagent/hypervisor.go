@@ -1,0 +1,208 @@
+package nodeagent
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"libvirt.org/go/libvirt"
+)
+
+// errHypervisor marks a failure to reach libvirt (libvirtd down or
+// restarting): launches are retried, not failed, while it lasts.
+var errHypervisor = errors.New("hypervisor unavailable")
+
+// hypervisor is the agent's libvirt connection, reopened after libvirtd
+// goes away.
+type hypervisor struct {
+	uri string
+
+	mu   sync.Mutex
+	conn *libvirt.Connect
+}
+
+// domState is what libvirt says about one of our domains.
+type domState struct {
+	tag   instanceTag
+	state libvirt.DomainState
+}
+
+func (s domState) active() bool {
+	switch s.state {
+	case libvirt.DOMAIN_RUNNING, libvirt.DOMAIN_BLOCKED, libvirt.DOMAIN_PAUSED, libvirt.DOMAIN_PMSUSPENDED:
+		return true
+	}
+	return false
+}
+
+func (h *hypervisor) connect() (*libvirt.Connect, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.conn != nil {
+		if ok, err := h.conn.IsAlive(); err == nil && ok {
+			return h.conn, nil
+		}
+		h.conn.Close()
+		h.conn = nil
+	}
+	c, err := libvirt.NewConnect(h.uri)
+	if err != nil {
+		return nil, fmt.Errorf("%w: connect %s: %v", errHypervisor, h.uri, err)
+	}
+	h.conn = c
+	return c, nil
+}
+
+// check turns a libvirt error into errHypervisor when the connection is
+// gone, so callers know to retry.
+func (h *hypervisor) check(err error) error {
+	if err == nil {
+		return nil
+	}
+	var le libvirt.Error
+	if errors.As(err, &le) {
+		switch le.Code {
+		case libvirt.ERR_NO_CONNECT, libvirt.ERR_INVALID_CONN, libvirt.ERR_RPC, libvirt.ERR_SYSTEM_ERROR:
+			h.mu.Lock()
+			if h.conn != nil {
+				if ok, aerr := h.conn.IsAlive(); aerr != nil || !ok {
+					h.conn.Close()
+					h.conn = nil
+				}
+			}
+			h.mu.Unlock()
+			return fmt.Errorf("%w: %v", errHypervisor, err)
+		}
+	}
+	return err
+}
+
+func (h *hypervisor) close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.conn != nil {
+		h.conn.Close()
+		h.conn = nil
+	}
+}
+
+// capacity is the host's cores and memory.
+func (h *hypervisor) capacity() (cores, memoryMiB int, err error) {
+	c, err := h.connect()
+	if err != nil {
+		return 0, 0, err
+	}
+	ni, err := c.GetNodeInfo()
+	if err != nil {
+		return 0, 0, h.check(err)
+	}
+	return int(ni.Cpus), int(ni.Memory / 1024), nil
+}
+
+// owned lists the domains tagged as ironbark instances, by instance ID.
+func (h *hypervisor) owned() (map[string]domState, error) {
+	c, err := h.connect()
+	if err != nil {
+		return nil, err
+	}
+	doms, err := c.ListAllDomains(0)
+	if err != nil {
+		return nil, h.check(err)
+	}
+	out := map[string]domState{}
+	for i := range doms {
+		d := &doms[i]
+		meta, err := d.GetMetadata(libvirt.DOMAIN_METADATA_ELEMENT, MetadataNS, libvirt.DOMAIN_AFFECT_CURRENT)
+		if err == nil {
+			if tag, perr := parseTag(meta); perr == nil {
+				if st, _, serr := d.GetState(); serr == nil {
+					out[tag.ID] = domState{tag: tag, state: st}
+				}
+			}
+		}
+		d.Free()
+	}
+	return out, nil
+}
+
+// withDomain runs fn on the domain named id; a missing domain is not an
+// error when missingOK.
+func (h *hypervisor) withDomain(id string, missingOK bool, fn func(*libvirt.Domain) error) error {
+	c, err := h.connect()
+	if err != nil {
+		return err
+	}
+	d, err := c.LookupDomainByName(id)
+	if err != nil {
+		var le libvirt.Error
+		if errors.As(err, &le) && le.Code == libvirt.ERR_NO_DOMAIN && missingOK {
+			return nil
+		}
+		return h.check(err)
+	}
+	defer d.Free()
+	return h.check(fn(d))
+}
+
+func (h *hypervisor) define(xml string) error {
+	c, err := h.connect()
+	if err != nil {
+		return err
+	}
+	d, err := c.DomainDefineXML(xml)
+	if err != nil {
+		return h.check(err)
+	}
+	d.Free()
+	return nil
+}
+
+func (h *hypervisor) start(id string) error {
+	return h.withDomain(id, false, func(d *libvirt.Domain) error { return d.Create() })
+}
+
+// remove destroys (if running) and undefines the domain.
+func (h *hypervisor) remove(id string) error {
+	return h.withDomain(id, true, func(d *libvirt.Domain) error {
+		if active, err := d.IsActive(); err == nil && active {
+			if err := d.Destroy(); err != nil {
+				return fmt.Errorf("destroy %s: %w", id, err)
+			}
+		}
+		if err := d.Undefine(); err != nil {
+			return fmt.Errorf("undefine %s: %w", id, err)
+		}
+		return nil
+	})
+}
+
+// stop asks the guest to power off and pulls the plug after timeout.
+func (h *hypervisor) stop(id string, timeout time.Duration) error {
+	return h.withDomain(id, true, func(d *libvirt.Domain) error {
+		if active, err := d.IsActive(); err != nil || !active {
+			return err
+		}
+		_ = d.Shutdown() // guests without ACPI ignore it; the destroy below does not wait for them
+		deadline := time.Now().Add(timeout)
+		for time.Now().Before(deadline) {
+			if active, err := d.IsActive(); err != nil || !active {
+				return err
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+		return d.Destroy()
+	})
+}
+
+// reboot resets the guest (EC2's reboot must work on guests that ignore
+// ACPI) and records the serial it was done for.
+func (h *hypervisor) reboot(id string, tag instanceTag) error {
+	return h.withDomain(id, false, func(d *libvirt.Domain) error {
+		if err := d.Reset(0); err != nil {
+			return fmt.Errorf("reset %s: %w", id, err)
+		}
+		return d.SetMetadata(libvirt.DOMAIN_METADATA_ELEMENT, tag.plainXML(), metadataPrefix, MetadataNS,
+			libvirt.DOMAIN_AFFECT_LIVE|libvirt.DOMAIN_AFFECT_CONFIG)
+	})
+}

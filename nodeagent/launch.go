@@ -1,0 +1,117 @@
+package nodeagent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"ironbark/internal/nodeapi"
+	"ironbark/nodeagent/imagecache"
+)
+
+// launch makes one instance: images into the cache, disks, console file,
+// domain defined and started. The domain definition is the commit point:
+// a launch cut short before it leaves only a directory that the next
+// attempt (or a restarted agent) removes first.
+func (a *Agent) launch(ctx context.Context, s nodeapi.InstanceSpec) error {
+	dir := a.instDir(s.InstanceID)
+	if err := os.RemoveAll(dir); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	_ = os.Chmod(dir, 0o755)
+	image, err := a.fetch(ctx, "image", &s.Image)
+	if err != nil {
+		return err
+	}
+	kernel, err := a.fetch(ctx, "kernel", s.Kernel)
+	if err != nil {
+		return err
+	}
+	ramdisk, err := a.fetch(ctx, "ramdisk", s.Ramdisk)
+	if err != nil {
+		return err
+	}
+	plan := domainPlan{
+		Type: a.dtype, Spec: s, Kernel: kernel, Initrd: ramdisk, Bridge: a.cfg.Bridge,
+		Root:    filepath.Join(dir, "root.qcow2"),
+		Console: filepath.Join(dir, "console.log"),
+	}
+	format := s.Image.Format
+	if format == "" {
+		format = "raw"
+	}
+	if format != "raw" && format != "qcow2" {
+		return fmt.Errorf("image %s: format %q: want raw or qcow2", s.Image.ID, format)
+	}
+	// Copy-on-write: the cached image is only ever read.
+	if err := a.qemuImg(ctx, "create", "-q", "-f", "qcow2", "-F", format, "-b", image, plan.Root); err != nil {
+		return err
+	}
+	if s.VMType.DiskGiB > 0 {
+		plan.Ephemeral = filepath.Join(dir, "ephemeral.qcow2")
+		if err := a.qemuImg(ctx, "create", "-q", "-f", "qcow2", plan.Ephemeral, fmt.Sprintf("%dG", s.VMType.DiskGiB)); err != nil {
+			return err
+		}
+	}
+	if err := os.WriteFile(plan.Console, nil, 0o644); err != nil {
+		return err
+	}
+	xml, err := plan.DomainXML()
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := a.hv.define(xml); err != nil {
+		return fmt.Errorf("define domain: %w", err)
+	}
+	if err := a.hv.start(s.InstanceID); err != nil {
+		if !errors.Is(err, errHypervisor) {
+			_ = a.hv.remove(s.InstanceID)
+		}
+		return fmt.Errorf("start domain: %w", err)
+	}
+	return nil
+}
+
+func (a *Agent) fetch(ctx context.Context, what string, art *nodeapi.Artifact) (string, error) {
+	if art == nil {
+		return "", nil
+	}
+	url := art.URL
+	if strings.HasPrefix(url, "/") {
+		url = a.client.Base() + url // served by the controller's node listener
+	}
+	p, err := a.cache.Get(ctx, imagecache.Blob{Digest: art.Digest, Size: art.Size, URL: url})
+	if err != nil {
+		return "", fmt.Errorf("%s %s: %w", what, art.ID, err)
+	}
+	return p, nil
+}
+
+func (a *Agent) qemuImg(ctx context.Context, args ...string) error {
+	out, err := exec.CommandContext(ctx, a.cfg.QemuImg, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("qemu-img %s: %v: %s", args[0], err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// isTransientFetch reports whether a launch error is a download that may
+// work later (network, controller restart), as opposed to a corrupt image.
+func isTransientFetch(err error) bool {
+	if errors.Is(err, imagecache.ErrCorrupt) {
+		return false
+	}
+	var se interface{ Timeout() bool }
+	return errors.As(err, &se) || strings.Contains(err.Error(), "connection refused") ||
+		strings.Contains(err.Error(), "connection reset") || strings.Contains(err.Error(), "EOF")
+}
