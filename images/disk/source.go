@@ -295,4 +295,3 @@ func Measure(ctx context.Context, src Source) (Usage, error) {
 	})
 	return u, err
 }
-
