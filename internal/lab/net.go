@@ -388,3 +388,29 @@ func NewLabNet(t T, addr string) *LabNet {
 }
 
 func writeFile(path, s string) error { return os.WriteFile(path, []byte(s), 0o644) }
+
+// Link connects another namespace to this one's bridge with a veth pair
+// and returns the name of the end inside other (up, no address). Use it
+// to put a client (a load generator, a second host) behind the bridge, so
+// its traffic really crosses the link instead of the local loopback.
+func (ns *NetNS) Link(t T, bridge string, other *NetNS) string {
+	t.Helper()
+	a, b := IfName("ibla"), IfName("iblb")
+	la := netlink.NewLinkAttrs()
+	la.Name = a
+	if err := ns.nl.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: b}); err != nil {
+		t.Fatalf("add veth %s/%s in %s: %v", a, b, ns.Name, err)
+	}
+	if err := ns.nl.LinkSetNsFd(ns.link(t, b), int(other.handle)); err != nil {
+		t.Fatalf("move %s into %s: %v", b, other.Name, err)
+	}
+	ns.noDAD(t, a)
+	other.noDAD(t, b)
+	al := ns.link(t, a)
+	if err := ns.nl.LinkSetMaster(al, ns.link(t, bridge)); err != nil {
+		t.Fatalf("enslave %s to %s: %v", a, bridge, err)
+	}
+	ns.up(t, al)
+	other.up(t, other.link(t, b))
+	return b
+}

@@ -2,9 +2,11 @@ package lab
 
 import (
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestLabNet(t *testing.T) {
@@ -16,6 +18,34 @@ func TestLabNet(t *testing.T) {
 		a, b := ln.NS.Veth(t, ln.Bridge)
 		tap := ln.NS.Tap(t, ln.Bridge)
 		rootVeth = ln.NS.VethToRoot(t, ln.Bridge)
+		other := NewNetNS(t)
+		far := ln.NS.Link(t, ln.Bridge, other)
+		other.AddAddr(t, far, netip.PrefixFrom(ln.Addr.Addr().Next(), ln.Addr.Bits()))
+		// The far namespace reaches the bridge address over the link.
+		var srv net.PacketConn
+		if err := ln.NS.Do(func() (err error) {
+			srv, err = net.ListenPacket("udp4", ln.Addr.Addr().String()+":0")
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		defer srv.Close()
+		if err := other.Do(func() error {
+			c, err := net.Dial("udp4", srv.LocalAddr().String())
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			_, err = c.Write([]byte("hi"))
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		srv.SetReadDeadline(time.Now().Add(10 * time.Second))
+		buf := make([]byte, 8)
+		if n, from, err := srv.ReadFrom(buf); err != nil || string(buf[:n]) != "hi" {
+			t.Fatalf("across the link: %q from %v: %v", buf[:n], from, err)
+		}
 		for _, n := range []string{ln.Bridge, a, b, tap, ln.NS.Name, rootVeth} {
 			if len(n) > 15 {
 				t.Errorf("name %q longer than 15", n)
