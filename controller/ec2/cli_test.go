@@ -1,0 +1,131 @@
+package ec2
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"ironbark/internal/lab"
+)
+
+// findAWSCLI returns the path of an `aws` whose --version starts with
+// prefix ("aws-cli/1." or "aws-cli/2."), among candidates, or "".
+func findAWSCLI(t *testing.T, prefix string, candidates ...string) string {
+	t.Helper()
+	for _, c := range candidates {
+		p, err := exec.LookPath(c)
+		if err != nil {
+			continue
+		}
+		out, err := exec.Command(p, "--version").CombinedOutput()
+		if err == nil && strings.HasPrefix(string(out), prefix) {
+			return p
+		}
+	}
+	return ""
+}
+
+// runAWS runs the AWS CLI against endpoint with explicit credentials and
+// nothing from the environment that could reach a real AWS (or the
+// instance metadata address).
+func runAWS(t *testing.T, cli, endpoint, ak, secret string, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	home := t.TempDir()
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "AWS_") && !strings.HasPrefix(kv, "HOME=") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env,
+		"HOME="+home,
+		"AWS_ACCESS_KEY_ID="+ak,
+		"AWS_SECRET_ACCESS_KEY="+secret,
+		"AWS_EC2_METADATA_DISABLED=true",
+		"AWS_PAGER=",
+		"AWS_CONFIG_FILE="+filepath.Join(home, "no-config"),
+		"AWS_SHARED_CREDENTIALS_FILE="+filepath.Join(home, "no-credentials"),
+		"AWS_MAX_ATTEMPTS=1",
+	)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	full := append([]string{"--endpoint-url", endpoint, "--region", "us-east-1", "--output", "json"}, args...)
+	cmd := exec.CommandContext(ctx, cli, full...)
+	cmd.Env = env
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err = cmd.Run()
+	return o.String(), e.String(), err
+}
+
+func testAWSCLI(t *testing.T, cli string) {
+	ts, _ := liveServer(t)
+	for _, path := range []string{"", "/services/compute"} {
+		out, stderr, err := runAWS(t, cli, ts.URL+path, testAK, testSecret, "ec2", "describe-regions")
+		if err != nil {
+			t.Fatalf("describe-regions at %q: %v\n%s", path, err, stderr)
+		}
+		var got struct {
+			Regions []struct{ RegionName, Endpoint, OptInStatus string }
+		}
+		if err := json.Unmarshal([]byte(out), &got); err != nil {
+			t.Fatalf("output %q: %v", out, err)
+		}
+		if len(got.Regions) != 2 || got.Regions[1].RegionName != "ironbark-west" || got.Regions[0].OptInStatus != "opt-in-not-required" {
+			t.Errorf("regions: %s", out)
+		}
+	}
+
+	out, stderr, err := runAWS(t, cli, ts.URL, testAK, testSecret, "ec2", "describe-regions", "--region-names", "nowhere")
+	if err != nil || strings.Join(strings.Fields(out), "") != `{"Regions":[]}` {
+		t.Errorf("empty list: %v %q %s", err, out, stderr)
+	}
+
+	out, stderr, err = runAWS(t, cli, ts.URL, testAK, testSecret, "ec2", "describe-regions",
+		"--filters", "Name=region-name,Values=*-west")
+	if err != nil || !strings.Contains(out, "ironbark-west") || strings.Contains(out, `"ironbark"`) {
+		t.Errorf("filter: %v %q %s", err, out, stderr)
+	}
+
+	for _, tt := range []struct{ ak, secret, code string }{
+		{testAK, "not-the-secret", CodeSignatureDoesNotMatch},
+		{"AKIAUNKNOWN000000000", testSecret, CodeAuthFailure},
+	} {
+		_, stderr, err := runAWS(t, cli, ts.URL, tt.ak, tt.secret, "ec2", "describe-regions")
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || !strings.Contains(stderr, "("+tt.code+")") ||
+			!strings.Contains(stderr, "DescribeRegions operation") {
+			t.Errorf("want %s: err %v, stderr %q", tt.code, err, stderr)
+		}
+	}
+}
+
+// TestAWSCLIv1 drives the server with the AWS CLI v1 of the machine's
+// Python (the first `aws` on PATH here).
+func TestAWSCLIv1(t *testing.T) {
+	lab.Require(t, "aws")
+	home, _ := os.UserHomeDir()
+	cli := findAWSCLI(t, "aws-cli/1.", "aws", filepath.Join(home, ".pyenv/shims/aws"))
+	if cli == "" {
+		lab.Missing(t, "AWS CLI v1 (pip awscli in the machine's Python) not found")
+	}
+	testAWSCLI(t, cli)
+}
+
+// TestAWSCLIv2 drives the server with Debian's AWS CLI v2 (package
+// awscli, /usr/bin/aws).
+func TestAWSCLIv2(t *testing.T) {
+	lab.Require(t)
+	cli := findAWSCLI(t, "aws-cli/2.", "/usr/bin/aws", "aws")
+	if cli == "" {
+		lab.Missing(t, "AWS CLI v2 not found: apt-get install -y --no-install-recommends awscli")
+	}
+	testAWSCLI(t, cli)
+}
