@@ -164,3 +164,19 @@ func boolInt(b bool) int {
 	}
 	return 0
 }
+
+// TokenKey returns the key that signs NextToken values, made once per
+// cloud and kept in the store so that every controller on it, and the
+// same controller after a restart, accepts the others' tokens.
+func TokenKey(ctx context.Context, db *store.DB) ([]byte, error) {
+	fresh := randomString(secretLetters, 43)
+	if _, err := db.Exec(ctx, `INSERT INTO controller_secrets (name, value) VALUES ('next-token-key', ?)
+		ON CONFLICT (name) DO NOTHING`, fresh); err != nil {
+		return nil, fmt.Errorf("token key: %w", err)
+	}
+	var key string
+	if err := db.QueryRow(ctx, `SELECT value FROM controller_secrets WHERE name = 'next-token-key'`).Scan(&key); err != nil {
+		return nil, fmt.Errorf("token key: %w", err)
+	}
+	return []byte(key), nil
+}

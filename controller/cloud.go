@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	"ironbark/controller/ec2"
@@ -26,6 +27,9 @@ type Config struct {
 	// TerminatedTTL is how long terminated instances stay visible
 	// (EC2: about an hour).
 	TerminatedTTL time.Duration
+	// Notify, when set, is told the node of every instance whose desired
+	// state changed, so the cluster side can wake that node's agent.
+	Notify func(nodeID string)
 	// BlobSize, when set, checks that RegisterImage's sha256: location is in
 	// the image store and gives its size.
 	BlobSize func(ctx context.Context, digest string) (int64, error)
@@ -43,6 +47,7 @@ type Cloud struct {
 	pool    *addressPool
 	now     func() time.Time
 	actions map[string]action
+	runMu   sync.Mutex
 }
 
 // action runs one EC2 action for an authenticated caller.
@@ -76,42 +81,60 @@ func New(cfg Config, db *store.DB, placer Placer, log *slog.Logger) (*Cloud, err
 	return c, nil
 }
 
+// SetPlacer sets the cluster side after construction: the cluster side
+// needs the Cloud as its InstanceLedger first. Call it before serving.
+func (c *Cloud) SetPlacer(p Placer) { c.placer = p }
+
+// notify tells the cluster side that these nodes have work.
+func (c *Cloud) notify(nodes ...string) {
+	if c.cfg.Notify == nil {
+		return
+	}
+	seen := map[string]bool{}
+	for _, n := range nodes {
+		if n != "" && !seen[n] {
+			seen[n] = true
+			c.cfg.Notify(n)
+		}
+	}
+}
+
 // DefaultRegion is the region name when the config names none.
 const DefaultRegion = "ironbark"
 
 func (c *Cloud) actionTable() map[string]action {
 	return map[string]action{
-//TODO 		"DescribeRegions":           c.describeRegions,
-//TODO 		"DescribeAvailabilityZones": c.describeAvailabilityZones,
-//TODO 		"DescribeInstanceTypes":     c.describeInstanceTypes,
+		"DescribeRegions":           c.describeRegions,
+		"DescribeAvailabilityZones": c.describeAvailabilityZones,
+		"DescribeInstanceTypes":     c.describeInstanceTypes,
 
-//TODO 		"RunInstances":           c.runInstances,
-//TODO 		"DescribeInstances":      c.describeInstances,
-//TODO 		"TerminateInstances":     c.terminateInstances,
-//TODO 		"StopInstances":          c.stopInstances,
-//TODO 		"StartInstances":         c.startInstances,
-//TODO 		"RebootInstances":        c.rebootInstances,
-//TODO 		"DescribeInstanceStatus": c.describeInstanceStatus,
-//TODO 		"GetConsoleOutput":       c.getConsoleOutput,
+		"RunInstances":           c.runInstances,
+		"DescribeInstances":      c.describeInstances,
+		"TerminateInstances":     c.terminateInstances,
+		"StopInstances":          c.stopInstances,
+		"StartInstances":         c.startInstances,
+		"RebootInstances":        c.rebootInstances,
+		"DescribeInstanceStatus": c.describeInstanceStatus,
+		"GetConsoleOutput":       c.getConsoleOutput,
 
-//TODO 		"CreateKeyPair":    c.createKeyPair,
-//TODO 		"ImportKeyPair":    c.importKeyPair,
-//TODO 		"DeleteKeyPair":    c.deleteKeyPair,
-//TODO 		"DescribeKeyPairs": c.describeKeyPairs,
+		"CreateKeyPair":    c.createKeyPair,
+		"ImportKeyPair":    c.importKeyPair,
+		"DeleteKeyPair":    c.deleteKeyPair,
+		"DescribeKeyPairs": c.describeKeyPairs,
 
-//TODO 		"CreateSecurityGroup":           c.createSecurityGroup,
-//TODO 		"DeleteSecurityGroup":           c.deleteSecurityGroup,
-//TODO 		"DescribeSecurityGroups":        c.describeSecurityGroups,
-//TODO 		"AuthorizeSecurityGroupIngress": c.authorizeIngress,
-//TODO 		"AuthorizeSecurityGroupEgress":  c.authorizeEgress,
-//TODO 		"RevokeSecurityGroupIngress":    c.revokeIngress,
-//TODO 		"RevokeSecurityGroupEgress":     c.revokeEgress,
+		"CreateSecurityGroup":           c.createSecurityGroup,
+		"DeleteSecurityGroup":           c.deleteSecurityGroup,
+		"DescribeSecurityGroups":        c.describeSecurityGroups,
+		"AuthorizeSecurityGroupIngress": c.authorizeIngress,
+		"AuthorizeSecurityGroupEgress":  c.authorizeEgress,
+		"RevokeSecurityGroupIngress":    c.revokeIngress,
+		"RevokeSecurityGroupEgress":     c.revokeEgress,
 
-//TODO 		"AllocateAddress":     c.allocateAddress,
-//TODO 		"ReleaseAddress":      c.releaseAddress,
-//TODO 		"AssociateAddress":    c.associateAddress,
-//TODO 		"DisassociateAddress": c.disassociateAddress,
-//TODO 		"DescribeAddresses":   c.describeAddresses,
+		"AllocateAddress":     c.allocateAddress,
+		"ReleaseAddress":      c.releaseAddress,
+		"AssociateAddress":    c.associateAddress,
+		"DisassociateAddress": c.disassociateAddress,
+		"DescribeAddresses":   c.describeAddresses,
 
 		"RegisterImage":          c.registerImage,
 		"DeregisterImage":        c.deregisterImage,

@@ -322,12 +322,12 @@ type DescribeImagesResponse struct {
 	NextToken string  `xml:"nextToken,omitempty"`
 }
 
-var imageFilters = oneOf("architecture", "image-id", "image-type", "is-public", "kernel-id", "name",
+var imageFilters = []string{"architecture", "image-id", "image-type", "is-public", "kernel-id", "name",
 	"owner-id", "ramdisk-id", "root-device-type", "root-device-name", "state", "description",
-	"virtualization-type", "hypervisor", "manifest-location", "creation-date")
+	"virtualization-type", "hypervisor", "manifest-location", "creation-date"}
 
 func (c *Cloud) describeImages(ctx context.Context, k *call) (any, error) {
-	fs, err := k.filters(imageFilters)
+	fs, err := k.filters(imageFilters...)
 	if err != nil {
 		return nil, err
 	}
@@ -335,8 +335,18 @@ func (c *Cloud) describeImages(ctx context.Context, k *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	ids := k.list("ImageId")
-	owners, execBy := k.list("Owner"), k.list("ExecutableBy")
+	ids, err := k.list("ImageId")
+	if err != nil {
+		return nil, err
+	}
+	owners, err := k.list("Owner")
+	if err != nil {
+		return nil, err
+	}
+	execBy, err := k.list("ExecutableBy")
+	if err != nil {
+		return nil, err
+	}
 	shared := map[string]bool{}
 	rows, err := c.db.Query(ctx, `SELECT image_id FROM launch_permissions WHERE account_id = ?`, k.account())
 	if err != nil {
@@ -394,7 +404,7 @@ func (c *Cloud) describeImages(ctx context.Context, k *call) (any, error) {
 		}
 	}
 	sortBy(out, func(i Image) string { return i.ImageID })
-	page, next := cut(p, out, func(i Image) string { return i.ImageID })
+	page, next := ec2.Paginate(out, func(i Image) string { return i.ImageID }, p)
 	return &DescribeImagesResponse{Images: page, NextToken: next}, nil
 }
 
@@ -413,15 +423,6 @@ func imageExecMatch(k *call, r imageRow, shared bool, by []string) bool {
 		case e == "all" && r.Public:
 			return true
 		case (e == "self" || e == k.account()) && (r.Owner == k.account() || shared || r.Public):
-			return true
-		}
-	}
-	return false
-}
-
-func containsFunc[T any](items []T, f func(T) bool) bool {
-	for _, it := range items {
-		if f(it) {
 			return true
 		}
 	}
@@ -585,10 +586,18 @@ func (k *call) permissionChanges() ([]permissionChange, error) {
 		if opType != "add" && opType != "remove" {
 			return nil, ec2.Errorf("InvalidParameterValue", "Value (%s) for parameter operationType is invalid.", opType)
 		}
-		for _, u := range k.list("UserId") {
+		users, err := k.list("UserId")
+		if err != nil {
+			return nil, err
+		}
+		groups, err := k.list("UserGroup")
+		if err != nil {
+			return nil, err
+		}
+		for _, u := range users {
 			out = append(out, permissionChange{add: opType == "add", user: u})
 		}
-		for _, g := range k.list("UserGroup") {
+		for _, g := range groups {
 			out = append(out, permissionChange{add: opType == "add", group: g})
 		}
 	}

@@ -146,5 +146,19 @@ CREATE TABLE tags (
 );
 CREATE INDEX tags_account ON tags(account_id);
 `},
+		// What a node needs to run an instance is copied at launch, so
+		// deregistering its image or deleting its key pair later does not
+		// strand it; the client token remembers the request it answered.
+		{ID: "controller/0004-instance-spec", SQL: `
+ALTER TABLE instances ADD COLUMN artifacts TEXT NOT NULL DEFAULT '';
+ALTER TABLE instances ADD COLUMN public_key TEXT NOT NULL DEFAULT '';
+ALTER TABLE client_tokens ADD COLUMN params TEXT NOT NULL DEFAULT '';
+`},
+		{ID: "controller/0005-secrets", SQL: `
+CREATE TABLE controller_secrets (
+	name  TEXT PRIMARY KEY,
+	value TEXT NOT NULL
+);
+`},
 	}
 }

@@ -126,7 +126,10 @@ func (k *call) tagParams() ([]tagParam, error) {
 }
 
 func (c *Cloud) createTags(ctx context.Context, k *call) (any, error) {
-	ids := k.list("ResourceId")
+	ids, err := k.list("ResourceId")
+	if err != nil {
+		return nil, err
+	}
 	if len(ids) == 0 {
 		return nil, ec2.Errorf("MissingParameter", "The request must contain the parameter resourceIdSet")
 	}
@@ -172,7 +175,10 @@ func (c *Cloud) createTags(ctx context.Context, k *call) (any, error) {
 }
 
 func (c *Cloud) deleteTags(ctx context.Context, k *call) (any, error) {
-	ids := k.list("ResourceId")
+	ids, err := k.list("ResourceId")
+	if err != nil {
+		return nil, err
+	}
 	if len(ids) == 0 {
 		return nil, ec2.Errorf("MissingParameter", "The request must contain the parameter resourceIdSet")
 	}
@@ -229,7 +235,7 @@ type DescribeTagsResponse struct {
 }
 
 func (c *Cloud) describeTags(ctx context.Context, k *call) (any, error) {
-	fs, err := k.filters(oneOf("key", "value", "resource-id", "resource-type"))
+	fs, err := k.filters("key", "value", "resource-id", "resource-type")
 	if err != nil {
 		return nil, err
 	}
@@ -275,6 +281,6 @@ func (c *Cloud) describeTags(ctx context.Context, k *call) (any, error) {
 	}
 	key := func(t TagDescription) string { return t.ResourceID + "\x00" + t.Key }
 	sortBy(out, key)
-	page, next := cut(p, out, key)
+	page, next := ec2.Paginate(out, key, p)
 	return &DescribeTagsResponse{Tags: page, NextToken: next}, nil
 }

@@ -1,0 +1,346 @@
+package controller
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"ironbark/controller/ec2"
+	"ironbark/internal/store"
+)
+
+// addressPool is the set of public addresses AllocateAddress hands out.
+type addressPool struct {
+	ranges [][2]netip.Addr // inclusive
+}
+
+// parseAddressPool reads CIDRs ("198.51.100.0/28": the network and
+// broadcast addresses are left out) and ranges ("a.b.c.d-a.b.c.e").
+func parseAddressPool(specs []string) (*addressPool, error) {
+	p := &addressPool{}
+	for _, s := range specs {
+		s = strings.TrimSpace(s)
+		if lo, hi, ok := strings.Cut(s, "-"); ok {
+			a, err1 := netip.ParseAddr(strings.TrimSpace(lo))
+			b, err2 := netip.ParseAddr(strings.TrimSpace(hi))
+			if err1 != nil || err2 != nil || !a.Is4() || !b.Is4() || b.Less(a) {
+				return nil, fmt.Errorf("public address range %q: want a.b.c.d-a.b.c.e", s)
+			}
+			p.ranges = append(p.ranges, [2]netip.Addr{a, b})
+			continue
+		}
+		pfx, err := netip.ParsePrefix(s)
+		if err != nil || !pfx.Addr().Is4() {
+			return nil, fmt.Errorf("public address block %q: want an IPv4 CIDR or range", s)
+		}
+		pfx = pfx.Masked()
+		first, last := pfx.Addr(), lastAddr(pfx)
+		if pfx.Bits() <= 30 {
+			first, last = first.Next(), last.Prev()
+		}
+		p.ranges = append(p.ranges, [2]netip.Addr{first, last})
+	}
+	return p, nil
+}
+
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Addr().As4()
+	host := uint32(1)<<(32-p.Bits()) - 1
+	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]) | host
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+// first returns the lowest pool address not in used.
+func (p *addressPool) first(used map[string]bool) (string, bool) {
+	for _, r := range p.ranges {
+		for a := r[0]; ; a = a.Next() {
+			if !used[a.String()] {
+				return a.String(), true
+			}
+			if a == r[1] {
+				break
+			}
+		}
+	}
+	return "", false
+}
+
+// AllocateAddressResponse is AllocateAddress' answer.
+type AllocateAddressResponse struct {
+	ec2.ResponseMeta
+	PublicIP     string `xml:"publicIp"`
+	Domain       string `xml:"domain"`
+	AllocationID string `xml:"allocationId"`
+}
+
+func (c *Cloud) allocateAddress(ctx context.Context, k *call) (any, error) {
+	domain := k.str("Domain")
+	if domain == "" {
+		domain = "standard"
+	}
+	if domain != "standard" && domain != "vpc" {
+		return nil, ec2.InvalidValue("Domain", domain, "Expected standard or vpc.")
+	}
+	resp := &AllocateAddressResponse{Domain: domain, AllocationID: newID("eipalloc", 17)}
+	err := c.db.InTx(ctx, func(tx *store.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT public_ip FROM addresses`)
+		if err != nil {
+			return err
+		}
+		used := map[string]bool{}
+		for rows.Next() {
+			var ip string
+			if err := rows.Scan(&ip); err != nil {
+				rows.Close()
+				return err
+			}
+			used[ip] = true
+		}
+		rows.Close()
+		ip, ok := c.pool.first(used)
+		if !ok {
+			return ec2.Errorf("AddressLimitExceeded", "Too many addresses allocated")
+		}
+		resp.PublicIP = ip
+		_, err = tx.Exec(ctx, `INSERT INTO addresses (public_ip, allocation_id, account_id, created_at) VALUES (?, ?, ?, ?)`,
+			ip, resp.AllocationID, k.account(), k.now.Unix())
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// address is an allocated address as stored.
+type address struct {
+	IP, AllocationID, Owner, InstanceID, AssociationID string
+}
+
+// findAddress loads an address of the caller's by allocation id or IP.
+func findAddress(ctx context.Context, q store.Querier, k *call, allocID, ip string) (address, error) {
+	var a address
+	col, key, code := "allocation_id", allocID, "InvalidAllocationID.NotFound"
+	if allocID == "" {
+		col, key, code = "public_ip", ip, "InvalidAddress.NotFound"
+	}
+	if key == "" {
+		return a, ec2.MissingParameter("AllocationId")
+	}
+	err := q.QueryRow(ctx, `SELECT public_ip, allocation_id, account_id, instance_id, association_id FROM addresses WHERE `+col+` = ?`, key).
+		Scan(&a.IP, &a.AllocationID, &a.Owner, &a.InstanceID, &a.AssociationID)
+	if err == nil && !k.owns(a.Owner) {
+		err = sql.ErrNoRows
+	}
+	if err != nil {
+		return a, notFoundOr(err, ec2.NotFound(code, key))
+	}
+	return a, nil
+}
+
+func disassociate(ctx context.Context, tx *store.Tx, a address) error {
+	if a.InstanceID == "" {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, `UPDATE instances SET public_ip = '' WHERE id = ? AND public_ip = ?`, a.InstanceID, a.IP); err != nil {
+		return err
+	}
+	_, err := tx.Exec(ctx, `UPDATE addresses SET instance_id = '', association_id = '' WHERE public_ip = ?`, a.IP)
+	return err
+}
+
+func (c *Cloud) releaseAddress(ctx context.Context, k *call) (any, error) {
+	err := c.db.InTx(ctx, func(tx *store.Tx) error {
+		a, err := findAddress(ctx, tx, k, k.str("AllocationId"), k.str("PublicIp"))
+		if err != nil {
+			return err
+		}
+		if err := disassociate(ctx, tx, a); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM tags WHERE resource_id = ?`, a.AllocationID); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `DELETE FROM addresses WHERE public_ip = ?`, a.IP)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ok()
+}
+
+// AssociateAddressResponse is AssociateAddress' answer.
+type AssociateAddressResponse struct {
+	ec2.ResponseMeta
+	Return        bool   `xml:"return"`
+	AssociationID string `xml:"associationId"`
+}
+
+func (c *Cloud) associateAddress(ctx context.Context, k *call) (any, error) {
+	instanceID, err := k.required("InstanceId")
+	if err != nil {
+		return nil, err
+	}
+	reassoc, err := k.Query().Bool("AllowReassociation", true)
+	if err != nil {
+		return nil, err
+	}
+	resp := &AssociateAddressResponse{Return: true, AssociationID: newID("eipassoc", 17)}
+	err = c.db.InTx(ctx, func(tx *store.Tx) error {
+		a, err := findAddress(ctx, tx, k, k.str("AllocationId"), k.str("PublicIp"))
+		if err != nil {
+			return err
+		}
+		var owner, state, oldIP string
+		err = tx.QueryRow(ctx, `SELECT account_id, state, public_ip FROM instances WHERE id = ?`, instanceID).Scan(&owner, &state, &oldIP)
+		if err == nil && owner != a.Owner {
+			err = sql.ErrNoRows
+		}
+		if err != nil {
+			return notFoundOr(err, ec2.NotFound("InvalidInstanceID.NotFound", instanceID))
+		}
+		if state == "terminated" || state == "shutting-down" {
+			return ec2.Errorf("IncorrectInstanceState", "The instance '%s' is not in a valid state for this operation.", instanceID)
+		}
+		if a.InstanceID != "" && a.InstanceID != instanceID && !reassoc {
+			return ec2.Errorf("Resource.AlreadyAssociated", "resource %s is already associated with associate-id %s", a.AllocationID, a.AssociationID)
+		}
+		if err := disassociate(ctx, tx, a); err != nil {
+			return err
+		}
+		if oldIP != "" {
+			if _, err := tx.Exec(ctx, `UPDATE addresses SET instance_id = '', association_id = '' WHERE public_ip = ?`, oldIP); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.Exec(ctx, `UPDATE addresses SET instance_id = ?, association_id = ? WHERE public_ip = ?`,
+			instanceID, resp.AssociationID, a.IP); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE instances SET public_ip = ? WHERE id = ?`, a.IP, instanceID)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+func (c *Cloud) disassociateAddress(ctx context.Context, k *call) (any, error) {
+	err := c.db.InTx(ctx, func(tx *store.Tx) error {
+		var a address
+		var err error
+		if id := k.str("AssociationId"); id != "" {
+			err = tx.QueryRow(ctx, `SELECT public_ip, allocation_id, account_id, instance_id, association_id FROM addresses WHERE association_id = ?`, id).
+				Scan(&a.IP, &a.AllocationID, &a.Owner, &a.InstanceID, &a.AssociationID)
+			if err == nil && !k.owns(a.Owner) {
+				err = sql.ErrNoRows
+			}
+			if err != nil {
+				return notFoundOr(err, ec2.NotFound("InvalidAssociationID.NotFound", id))
+			}
+		} else if a, err = findAddress(ctx, tx, k, "", k.str("PublicIp")); err != nil {
+			return err
+		}
+		return disassociate(ctx, tx, a)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ok()
+}
+
+// Address is one item of DescribeAddresses.
+type Address struct {
+	PublicIP      string `xml:"publicIp"`
+	AllocationID  string `xml:"allocationId"`
+	Domain        string `xml:"domain"`
+	InstanceID    string `xml:"instanceId,omitempty"`
+	AssociationID string `xml:"associationId,omitempty"`
+	PrivateIP     string `xml:"privateIpAddress,omitempty"`
+	Tags          []Tag  `xml:"tagSet>item"`
+	owner         string
+}
+
+// DescribeAddressesResponse is DescribeAddresses' answer.
+type DescribeAddressesResponse struct {
+	ec2.ResponseMeta
+	Addresses []Address `xml:"addressesSet>item"`
+}
+
+func (c *Cloud) describeAddresses(ctx context.Context, k *call) (any, error) {
+	fs, err := k.filters("allocation-id", "association-id", "domain", "instance-id", "public-ip", "private-ip-address")
+	if err != nil {
+		return nil, err
+	}
+	ipList, err := k.list("PublicIp")
+	if err != nil {
+		return nil, err
+	}
+	allocList, err := k.list("AllocationId")
+	if err != nil {
+		return nil, err
+	}
+	tags, err := loadTags(ctx, c.db, k, "elastic-ip")
+	if err != nil {
+		return nil, err
+	}
+	where, args := ` WHERE a.account_id = ?`, []any{k.account()}
+	if k.admin() {
+		where, args = ``, nil
+	}
+	rows, err := c.db.Query(ctx, `SELECT a.public_ip, a.allocation_id, a.account_id, a.instance_id, a.association_id,
+		COALESCE(i.private_ip, '') FROM addresses a LEFT JOIN instances i ON i.id = a.instance_id`+where, args...)
+	if err != nil {
+		return nil, fmt.Errorf("describe addresses: %w", err)
+	}
+	defer rows.Close()
+	ips, allocs := wanted(ipList), wanted(allocList)
+	var out []Address
+	for rows.Next() {
+		a := Address{Domain: "standard"}
+		if err := rows.Scan(&a.PublicIP, &a.AllocationID, &a.owner, &a.InstanceID, &a.AssociationID, &a.PrivateIP); err != nil {
+			return nil, err
+		}
+		if (ips != nil && !ips[a.PublicIP]) || (allocs != nil && !allocs[a.AllocationID]) {
+			continue
+		}
+		a.Tags = tagSet(tags[a.AllocationID])
+		if !matches(fs, tags[a.AllocationID], func(n string) []string {
+			switch n {
+			case "allocation-id":
+				return []string{a.AllocationID}
+			case "association-id":
+				return []string{a.AssociationID}
+			case "domain":
+				return []string{a.Domain}
+			case "instance-id":
+				return []string{a.InstanceID}
+			case "public-ip":
+				return []string{a.PublicIP}
+			}
+			return []string{a.PrivateIP}
+		}) {
+			continue
+		}
+		out = append(out, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for ip := range ips {
+		if !containsFunc(out, func(a Address) bool { return a.PublicIP == ip }) {
+			return nil, ec2.NotFound("InvalidAddress.NotFound", ip)
+		}
+	}
+	for id := range allocs {
+		if !containsFunc(out, func(a Address) bool { return a.AllocationID == id }) {
+			return nil, ec2.NotFound("InvalidAllocationID.NotFound", id)
+		}
+	}
+	sortBy(out, func(a Address) string { return a.PublicIP })
+	return &DescribeAddressesResponse{Addresses: out}, nil
+}

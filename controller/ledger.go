@@ -1,0 +1,164 @@
+package controller
+
+import (
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"ironbark/internal/nodeapi"
+	"ironbark/internal/store"
+)
+
+// Cloud is the cluster side's InstanceLedger.
+var _ InstanceLedger = (*Cloud)(nil)
+
+// DesiredOnNode implements InstanceLedger: every instance placed on the
+// node that the node has not yet reported terminated.
+func (c *Cloud) DesiredOnNode(ctx context.Context, nodeID string) ([]nodeapi.InstanceSpec, error) {
+	rows, err := c.db.Query(ctx, `SELECT id, account_id, vm_type, mac, private_ip, key_name, public_key, user_data,
+		desired, reboot_serial, artifacts FROM instances WHERE node_id = ? AND state <> 'terminated'`, nodeID)
+	if err != nil {
+		return nil, fmt.Errorf("desired on node %s: %w", nodeID, err)
+	}
+	defer rows.Close()
+	var specs []nodeapi.InstanceSpec
+	for rows.Next() {
+		var s nodeapi.InstanceSpec
+		var vmType, userData, arts string
+		if err := rows.Scan(&s.InstanceID, &s.AccountID, &vmType, &s.MAC, &s.PrivateIP, &s.KeyName, &s.PublicKey,
+			&userData, &s.Desired, &s.RebootSerial, &arts); err != nil {
+			return nil, err
+		}
+		s.VMType = c.vmTypes[vmType]
+		s.VMType.Name = vmType
+		if userData != "" {
+			s.UserData, _ = base64.StdEncoding.DecodeString(userData)
+		}
+		var a artifacts
+		if err := json.Unmarshal([]byte(arts), &a); err != nil {
+			return nil, fmt.Errorf("instance %s artifacts: %w", s.InstanceID, err)
+		}
+		s.Image, s.Kernel, s.Ramdisk = c.withURL(a.Image), c.withURLPtr(a.Kernel), c.withURLPtr(a.Ramdisk)
+		specs = append(specs, s)
+	}
+	return specs, rows.Err()
+}
+
+func (c *Cloud) withURL(a nodeapi.Artifact) nodeapi.Artifact {
+	if c.cfg.ArtifactURL != nil && a.Digest != "" {
+		a.URL = c.cfg.ArtifactURL(a.Digest)
+	}
+	return a
+}
+
+func (c *Cloud) withURLPtr(a *nodeapi.Artifact) *nodeapi.Artifact {
+	if a == nil {
+		return nil
+	}
+	b := c.withURL(*a)
+	return &b
+}
+
+// accept decides the state to record when a node reports reported for an
+// instance whose record says state and desired: the report wins unless it
+// is behind what the user asked for (a node that has not yet acted on a
+// terminate still says running).
+func accept(state, desired, reported string) string {
+	switch desired {
+	case nodeapi.StateTerminated:
+		if reported == nodeapi.StateTerminated || reported == nodeapi.StateShuttingDown {
+			return reported
+		}
+		return nodeapi.StateShuttingDown
+	case nodeapi.StateStopped:
+		switch reported {
+		case nodeapi.StateStopped, nodeapi.StateStopping, nodeapi.StateTerminated:
+			return reported
+		}
+		return nodeapi.StateStopping
+	}
+	switch reported {
+	case nodeapi.StatePending, nodeapi.StateRunning:
+		return reported
+	case nodeapi.StateStopped, nodeapi.StateStopping, nodeapi.StateShuttingDown, nodeapi.StateTerminated:
+		// The guest went down by itself; a start in progress (pending)
+		// is not undone by a stale report.
+		if state == nodeapi.StateRunning || reported == nodeapi.StateTerminated {
+			return reported
+		}
+	}
+	return state
+}
+
+// Observe implements InstanceLedger: it records what a node reports of the
+// instances placed on it.
+func (c *Cloud) Observe(ctx context.Context, nodeID string, sts []nodeapi.InstanceStatus) error {
+	return c.db.InTx(ctx, func(tx *store.Tx) error {
+		now := c.now().Unix()
+		for _, st := range sts {
+			var state, desired, reason string
+			err := tx.QueryRow(ctx, `SELECT state, desired, reason FROM instances WHERE id = ? AND node_id = ?`,
+				st.InstanceID, nodeID).Scan(&state, &desired, &reason)
+			if err != nil {
+				if errors.Is(err, sql.ErrNoRows) {
+					continue // not ours on this node: the caller's policy handles strays
+				}
+				return err
+			}
+			next := accept(state, desired, st.State)
+			if st.Reason != "" {
+				reason = st.Reason
+			}
+			ended := int64(0)
+			if next == nodeapi.StateTerminated && state != nodeapi.StateTerminated {
+				ended = now
+			}
+			if next != state || st.Reason != "" {
+				if _, err := tx.Exec(ctx, `UPDATE instances SET state = ?, reason = ?,
+					ended_at = CASE WHEN ? > 0 THEN ? ELSE ended_at END WHERE id = ?`,
+					next, reason, ended, ended, st.InstanceID); err != nil {
+					return err
+				}
+				if next != state {
+					c.log.Info("instance state", "instance", st.InstanceID, "node", nodeID, "from", state, "to", next)
+				}
+			}
+			if len(st.ConsoleTail) > 0 {
+				if _, err := tx.Exec(ctx, `UPDATE instances SET console = ?, console_at = ? WHERE id = ?`,
+					base64.StdEncoding.EncodeToString(st.ConsoleTail), now, st.InstanceID); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+}
+
+// Usage implements InstanceLedger: the resources of every instance not yet
+// terminated, per node.
+func (c *Cloud) Usage(ctx context.Context) (map[string]NodeUsage, error) {
+	rows, err := c.db.Query(ctx, `SELECT node_id, vm_type, COUNT(*) FROM instances WHERE state <> 'terminated' GROUP BY node_id, vm_type`)
+	if err != nil {
+		return nil, fmt.Errorf("usage: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]NodeUsage{}
+	for rows.Next() {
+		var node, vt string
+		var n int
+		if err := rows.Scan(&node, &vt, &n); err != nil {
+			return nil, err
+		}
+		t := c.vmTypes[vt]
+		u := out[node]
+		u.Cores += n * t.Cores
+		u.MemoryMiB += n * t.MemoryMiB
+		u.DiskGiB += n * t.DiskGiB
+		u.Instances += n
+		out[node] = u
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,77 @@
+package controller
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"ironbark/internal/nodeapi"
+)
+
+// Settings are the controller's settings in DIR/controller.json: what the
+// administrator edits (region, public addresses, VM types) and what the
+// controller remembers for the other commands (the store URL, the EC2
+// endpoint it answers at).
+type Settings struct {
+	Region          string           `json:"region,omitempty"`
+	DB              string           `json:"db,omitempty"`
+	Endpoint        string           `json:"endpoint,omitempty"`
+	PublicAddresses []string         `json:"publicAddresses,omitempty"`
+	VMTypes         []nodeapi.VMType `json:"vmTypes,omitempty"`
+}
+
+// SettingsPath is where a data dir keeps its Settings.
+func SettingsPath(dataDir string) string { return filepath.Join(dataDir, "controller.json") }
+
+// LoadSettings reads DIR/controller.json; a missing file is empty settings.
+func LoadSettings(dataDir string) (Settings, error) {
+	var s Settings
+	b, err := os.ReadFile(SettingsPath(dataDir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return s, nil
+	}
+	if err != nil {
+		return s, fmt.Errorf("settings: %w", err)
+	}
+	if err := json.Unmarshal(b, &s); err != nil {
+		return s, fmt.Errorf("settings %s: %w", SettingsPath(dataDir), err)
+	}
+	if len(s.VMTypes) > 0 {
+		if err := checkVMTypes(s.VMTypes); err != nil {
+			return s, fmt.Errorf("settings %s: %w", SettingsPath(dataDir), err)
+		}
+	}
+	return s, nil
+}
+
+// SaveSettings writes DIR/controller.json atomically.
+func SaveSettings(dataDir string, s Settings) error {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return fmt.Errorf("settings: %w", err)
+	}
+	return writeFileAtomic(SettingsPath(dataDir), append(b, '\n'), 0o600)
+}
+
+// StoreURL is the store every command of a data dir uses: the --db flag
+// when given, else the URL the controller remembered, else the SQLite
+// file DIR/ironbark.db.
+func StoreURL(dataDir, flag string) (string, error) {
+	if flag != "" {
+		return flag, nil
+	}
+	s, err := LoadSettings(dataDir)
+	if err != nil {
+		return "", err
+	}
+	if s.DB != "" {
+		return s.DB, nil
+	}
+	return filepath.Join(dataDir, "ironbark.db"), nil
+}
