@@ -34,12 +34,12 @@ func (b *blobServer) add(data []byte) nodeapi.Artifact {
 	b.mu.Lock()
 	b.blobs[d] = data
 	b.mu.Unlock()
-	return nodeapi.Artifact{ID: "emi-" + d[7:15], Digest: d, Size: int64(len(data)), URL: nodeapi.PathBlobs + d, Format: "raw"}
+	return nodeapi.Artifact{ID: "emi-" + d[7:15], Digest: d, Size: int64(len(data)), URL: nodeapi.PathBlobs + "sha256/" + d[7:], Format: "raw"}
 }
 
 func (b *blobServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	b.mu.Lock()
-	data, ok := b.blobs[strings.TrimPrefix(r.URL.Path, nodeapi.PathBlobs)]
+	data, ok := b.blobs["sha256:"+strings.TrimPrefix(r.URL.Path, "/sha256/")]
 	b.mu.Unlock()
 	if !ok {
 		http.NotFound(w, r)
@@ -190,7 +190,7 @@ func TestCorruptImageTerminates(t *testing.T) {
 	r.startAgent(t)
 	img := r.blobs.add([]byte("good image"))
 	img.Digest = "sha256:" + strings.Repeat("ab", 32)
-	img.URL = nodeapi.PathBlobs + "sha256:" + strings.Repeat("ab", 32)
+	img.URL = nodeapi.PathBlobs + "sha256/" + strings.Repeat("ab", 32)
 	r.blobs.mu.Lock()
 	r.blobs.blobs[img.Digest] = []byte("bad image")
 	r.blobs.mu.Unlock()

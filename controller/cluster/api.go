@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"ironbark/internal/nodeapi"
@@ -31,7 +32,7 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("POST "+nodeapi.PathHeartbeat, s.authed(s.handleHeartbeat))
 	mux.HandleFunc("GET "+nodeapi.PathInstances, s.authed(s.handleInstances))
 	if s.cfg.Blobs != nil {
-		blobs := s.cfg.Blobs
+		blobs := http.StripPrefix(strings.TrimSuffix(nodeapi.PathBlobs, "/"), s.cfg.Blobs)
 		mux.Handle(nodeapi.PathBlobs, s.authed(func(w http.ResponseWriter, r *http.Request, _ Node) {
 			blobs.ServeHTTP(w, r)
 		}))

@@ -27,7 +27,9 @@ type Config struct {
 	Logger  *slog.Logger
 	// VMTypes lists the VM types Zones counts; nil means DefaultVMTypes.
 	VMTypes func(ctx context.Context) ([]nodeapi.VMType, error)
-	// Blobs, when set, serves image blobs to nodes at /v1/blobs/.
+	// Blobs, when set, serves image blobs to enrolled nodes under
+	// /v1/blobs/, with that prefix stripped: images/blobstore's
+	// Store.Handler() fits as is (GET /v1/blobs/sha256/<hex>, Range).
 	Blobs http.Handler
 	// ServerNames are extra host names / IPs for the listener certificate.
 	ServerNames []string

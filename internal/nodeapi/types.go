@@ -74,7 +74,7 @@ const (
 	PathEnroll    = "/v1/enroll"    // POST EnrollRequest -> EnrollResponse; no client cert
 	PathHeartbeat = "/v1/heartbeat" // POST HeartbeatRequest -> HeartbeatResponse
 	PathInstances = "/v1/instances" // GET ?etag=E&wait=SECONDS -> Desired (long poll)
-	PathBlobs     = "/v1/blobs/"    // GET sha256:<hex>, Range supported (image store)
+	PathBlobs     = "/v1/blobs/"    // GET /v1/blobs/sha256/<hex>, Range supported (image store)
 )
 
 // EnrollRequest trades a one-time token for a node certificate.
