@@ -1,0 +1,109 @@
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"ironbark/internal/lab"
+)
+
+const (
+	macBIOS = "52:54:00:1b:00:01"
+	macUEFI = "52:54:00:1b:00:02"
+)
+
+// TestPXEInstall is issue 5's end-to-end test: two blank VMs, one BIOS and
+// one UEFI, are discovered as compute-0-0 and compute-0-1, installed over
+// PXE, boot their installed disks, and compute-0-0 is reinstalled with one
+// command.
+func TestPXEInstall(t *testing.T) {
+	lab.Require(t, "qemu-system-x86_64", "ip", "syslinux", "go")
+	k := lab.GuestKernel(t)
+	for _, f := range []string{"/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd", "/usr/lib/ipxe/undionly.kpxe"} {
+		if _, err := os.Stat(f); err != nil {
+			lab.Missing(t, f+" (ovmf, ipxe packages)")
+		}
+	}
+	work := t.TempDir()
+	data := filepath.Join(work, "data")
+	ironbark, installer := buildBinaries(t, work)
+
+	ironbarkCmd(t, ironbark, "pxe", "setup", "--data-dir", data, "--kernel", k.Vmlinuz,
+		"--modules", k.ModulesDir(), "--installer", installer)
+	ironbarkCmd(t, ironbark, "pxe", "image", "compute", applianceImage(t, k, work), "--data-dir", data)
+	ironbarkCmd(t, ironbark, "cluster", "add", "c1", "--data-dir", data)
+
+	n := newLabNet(t)
+	pxe := startProc(t, "pxe", n.Command(ironbark, "pxe", "--data-dir", data, "--interface", n.Bridge,
+		"--kernel-args", "console=ttyS0", "--on-fail", "poweroff"), work)
+	pxe.WaitLine(t, "pxe serving", 30*time.Second)
+
+	disc := startProc(t, "discover", exec.Command(ironbark, "discover", "--appliance", "compute", "--cluster", "c1",
+		"--no-tui", "--data-dir", data), work)
+	disc.WaitLine(t, "discovering compute appliances", 30*time.Second)
+
+	// A second discovery session is refused while the first one lives.
+	out, err := exec.Command(ironbark, "discover", "--appliance", "compute", "--cluster", "c1", "--no-tui",
+		"--data-dir", data).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "already running") {
+		t.Fatalf("second discover: err=%v, output %q; want refusal", err, out)
+	}
+	t.Logf("second discover refused: %s", strings.TrimSpace(string(out)))
+
+	bios := newVM(t, n, work, "bios", macBIOS, false)
+	uefi := newVM(t, n, work, "uefi", macUEFI, true)
+	bios.Start(t)
+	line := disc.WaitLine(t, "mac="+macBIOS, 3*time.Minute)
+	if !strings.Contains(line, "discovered compute-0-0 ") {
+		t.Fatalf("BIOS VM: %q, want compute-0-0", line)
+	}
+	uefi.Start(t)
+	line = disc.WaitLine(t, "mac="+macUEFI, 3*time.Minute)
+	if !strings.Contains(line, "discovered compute-0-1 ") {
+		t.Fatalf("UEFI VM: %q, want compute-0-1", line)
+	}
+
+	got := bios.WaitConsole(t, markerLine, 6*time.Minute)
+	want(t, got, markerLine+"compute-0-0 boot=bios")
+	got = uefi.WaitConsole(t, markerLine, 6*time.Minute)
+	want(t, got, markerLine+"compute-0-1 boot=uefi")
+	bios.proc.WaitExit(t, time.Minute)
+	uefi.proc.WaitExit(t, time.Minute)
+
+	list := ironbarkCmd(t, ironbark, "host", "list", "--data-dir", data)
+	for _, h := range []string{"compute-0-0", "compute-0-1"} {
+		if !regexp.MustCompile(`(?m)^` + h + `\s.*\sos\s+installed$`).MatchString(list) {
+			t.Fatalf("host list: %s is not installed with boot action os:\n%s", h, list)
+		}
+	}
+
+	// Reinstall is one command and a reboot.
+	ironbarkCmd(t, ironbark, "host", "set-boot", "compute-0-0", "install", "--data-dir", data)
+	bios.Start(t)
+	bios.WaitConsole(t, "ironbark-installer: install of compute-0-0 done", 6*time.Minute)
+	got = bios.WaitConsole(t, markerLine, 4*time.Minute)
+	want(t, got, markerLine+"compute-0-0 boot=bios")
+	bios.proc.WaitExit(t, time.Minute)
+	list = ironbarkCmd(t, ironbark, "host", "list", "--data-dir", data)
+	if !regexp.MustCompile(`(?m)^compute-0-0\s.*\sos\s+installed$`).MatchString(list) {
+		t.Fatalf("after reinstall, compute-0-0 is not installed with boot action os:\n%s", list)
+	}
+
+	if err := disc.Interrupt(t, 10*time.Second); err != nil {
+		t.Fatalf("discover: %v\n%s", err, disc.tail(20))
+	}
+	disc.WaitLine(t, "discovery ended: 2 node(s) discovered", time.Second)
+	t.Logf("discover output:\n%s", strings.Join(disc.Lines(), "\n"))
+}
+
+func want(t *testing.T, got, prefix string) {
+	t.Helper()
+	if !strings.Contains(got, prefix) {
+		t.Fatalf("console line %q, want %q", got, prefix)
+	}
+}
