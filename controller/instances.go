@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -434,6 +435,7 @@ func (c *Cloud) reservationByToken(ctx context.Context, k *call, l *launch) (*Ru
 	if err != nil {
 		return nil, err
 	}
+	sort.Slice(rows, func(i, j int) bool { return rows[i].LaunchIndex < rows[j].LaunchIndex })
 	res := &RunInstancesResponse{Reservation: Reservation{ReservationID: resID, OwnerID: k.account()}}
 	for _, r := range rows {
 		res.Groups = r.Groups
