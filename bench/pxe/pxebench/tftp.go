@@ -147,4 +147,3 @@ func fetch(ns *lab.NetNS, addr, name string, blksize int, want int64) error {
 		return err
 	})
 }
-
