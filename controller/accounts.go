@@ -126,7 +126,6 @@ func WriteCredentials(dataDir string, a Account, endpoint, region string) (strin
 	}
 	eucarc := fmt.Sprintf(`# ironbark credentials for account %s (%s)
 # Use: . %s
-EUCA_KEY_DIR=$(cd "$(dirname "${BASH_SOURCE:-$0}")" && pwd -P)
 export EC2_URL=%s
 export AWS_ENDPOINT_URL=%s
 export AWS_ACCESS_KEY_ID=%s
@@ -135,11 +134,11 @@ export AWS_DEFAULT_REGION=%s
 export EC2_ACCESS_KEY=%s
 export EC2_SECRET_KEY=%s
 export EC2_ACCOUNT_NUMBER=%s
-export AWS_CONFIG_FILE=${EUCA_KEY_DIR}/config
-export AWS_SHARED_CREDENTIALS_FILE=${EUCA_KEY_DIR}/credentials
+export AWS_CONFIG_FILE=%s
+export AWS_SHARED_CREDENTIALS_FILE=%s
 export AWS_EC2_METADATA_DISABLED=true
 `, a.Name, a.ID, filepath.Join(dir, "eucarc"), endpoint, endpoint, a.AccessKey, a.SecretKey, region,
-		a.AccessKey, a.SecretKey, a.ID)
+		a.AccessKey, a.SecretKey, a.ID, filepath.Join(dir, "config"), filepath.Join(dir, "credentials"))
 	config := fmt.Sprintf("[default]\nregion = %s\nendpoint_url = %s\noutput = json\n", region, endpoint)
 	creds := fmt.Sprintf("[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n", a.AccessKey, a.SecretKey)
 	for name, body := range map[string]string{"eucarc": eucarc, "config": config, "credentials": creds} {

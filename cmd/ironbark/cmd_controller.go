@@ -1,6 +1,272 @@
 package main
 
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"ironbark/controller"
+	"ironbark/controller/cluster"
+	"ironbark/controller/ec2"
+	"ironbark/images/blobstore"
+	"ironbark/internal/nodeapi"
+	"ironbark/internal/store"
+)
+
 // controllerCommands lists the controller subcommands.
 func controllerCommands() []command {
+	return []command{
+		{name: "controller", summary: "run the cloud controller: EC2 API on --listen, node API on --node-listen", run: runController},
+		{name: "account create", summary: "make an account and its credentials: account create NAME (prints the credentials dir)", run: runAccountCreate},
+	}
+}
+
+// storeFlags are the data dir and store flags the controller commands share.
+type storeFlags struct {
+	dataDir, db string
+}
+
+func (f *storeFlags) add(fs *flag.FlagSet) {
+	fs.StringVar(&f.dataDir, "data-dir", defaultDataDir, "frontend data directory")
+	fs.StringVar(&f.db, "db", "", "store URL: postgres://... for PostgreSQL (remembered in the data dir); default SQLite DATA/ironbark.db")
+}
+
+// open opens and migrates the store the data dir uses.
+func (f *storeFlags) open(ctx context.Context) (*store.DB, error) {
+	url, err := controller.StoreURL(f.dataDir, f.db)
+	if err != nil {
+		return nil, err
+	}
+	db, err := store.Open(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	if err := db.Migrate(ctx, controller.Migrations()); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+func runController(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("controller", flag.ContinueOnError)
+	var sf storeFlags
+	sf.add(fs)
+	listen := fs.String("listen", ":8773", "EC2 API address HOST:PORT")
+	nodeListen := fs.String("node-listen", ":8774", "node API (mTLS) address HOST:PORT")
+	endpoint := fs.String("endpoint", "", "EC2 URL written to credentials (default: from --listen)")
+	region := fs.String("region", "", "region name (default: from DATA/controller.json, else "+controller.DefaultRegion+")")
+	vmTypesFile := fs.String("vm-types", "", "JSON file of VM types (default: DATA/controller.json's, else Eucalyptus' defaults)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("controller: unexpected argument %q", fs.Arg(0))
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+
+	settings, err := controller.LoadSettings(sf.dataDir)
+	if err != nil {
+		return err
+	}
+	if sf.db != "" {
+		settings.DB = sf.db
+	}
+	db, err := sf.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	cfg := controller.Config{Region: settings.Region, VMTypes: settings.VMTypes, PublicAddresses: settings.PublicAddresses}
+	if *region != "" {
+		cfg.Region, settings.Region = *region, *region
+	}
+	if cfg.Region == "" {
+		cfg.Region = controller.DefaultRegion
+	}
+	if *vmTypesFile != "" {
+		if cfg.VMTypes, err = controller.LoadVMTypes(*vmTypesFile); err != nil {
+			return err
+		}
+	}
+	if len(cfg.VMTypes) == 0 {
+		cfg.VMTypes = controller.DefaultVMTypes()
+	}
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("controller: %w", err)
+	}
+	defer ln.Close()
+	nodeLn, err := net.Listen("tcp", *nodeListen)
+	if err != nil {
+		return fmt.Errorf("controller: node api: %w", err)
+	}
+	defer nodeLn.Close()
+	cfg.Endpoint = *endpoint
+	if cfg.Endpoint == "" {
+		cfg.Endpoint = endpointFor(ln.Addr())
+	}
+
+	blobs, err := blobstore.Open(filepath.Join(sf.dataDir, "images"))
+	if err != nil {
+		return err
+	}
+	cfg.ArtifactURL = func(d string) string { return blobstore.URLPath(nodeapi.PathBlobs, blobstore.Digest(d)) }
+	cfg.BlobSize = func(_ context.Context, d string) (int64, error) { return blobs.Size(blobstore.Digest(d)) }
+	var svc *cluster.Service
+	cfg.Notify = func(node string) { svc.Notify(node) }
+	cloud, err := controller.New(cfg, db, nil, log)
+	if err != nil {
+		return err
+	}
+	svc, err = cluster.New(ctx, cluster.Config{
+		DB: db, DataDir: sf.dataDir, Ledger: cloud, Logger: log,
+		VMTypes:     func(context.Context) ([]nodeapi.VMType, error) { return cfg.VMTypes, nil },
+		Blobs:       blobs.HandlerAt(nodeapi.PathBlobs),
+		ServerNames: serverNames(cfg.Endpoint),
+	})
+	if err != nil {
+		return err
+	}
+	cloud.SetPlacer(svc.Placer())
+
+	admin, err := controller.EnsureAdmin(ctx, db)
+	if err != nil {
+		return err
+	}
+	creds, err := controller.WriteCredentials(sf.dataDir, admin, cfg.Endpoint, cfg.Region)
+	if err != nil {
+		return err
+	}
+	settings.Endpoint = cfg.Endpoint
+	if err := controller.SaveSettings(sf.dataDir, settings); err != nil {
+		return err
+	}
+	key, err := controller.TokenKey(ctx, db)
+	if err != nil {
+		return err
+	}
+	api := &http.Server{
+		Handler:           ec2.NewServer(ec2.Config{Handler: cloud, Credentials: cloud, Logger: log, TokenKey: key}),
+		ReadHeaderTimeout: 10 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	log.Info("controller started", "ec2", cfg.Endpoint, "node_api", nodeLn.Addr().String(), "store", db.Engine(),
+		"data_dir", sf.dataDir, "region", cfg.Region, "admin_credentials", filepath.Join(creds, "eucarc"))
+
+	errc := make(chan error, 3)
+	go func() {
+		if err := api.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("ec2 api: %w", err)
+		}
+	}()
+	go func() { errc <- svc.Serve(ctx, nodeLn) }()
+	go func() { errc <- svc.Run(ctx) }()
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		if err == nil && ctx.Err() == nil {
+			err = errors.New("controller: a server stopped")
+		}
+	}
+	log.Info("controller stopping")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if serr := api.Shutdown(sctx); serr != nil && err == nil {
+		err = serr
+	}
+	return err
+}
+
+// endpointFor makes the EC2 URL from the listener's address; an
+// unspecified host becomes the first non-loopback IPv4 address, or
+// loopback when the machine has none.
+func endpointFor(addr net.Addr) string {
+	host, port, _ := net.SplitHostPort(addr.String())
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+		if addrs, err := net.InterfaceAddrs(); err == nil {
+			for _, a := range addrs {
+				if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() && !n.IP.IsLinkLocalUnicast() {
+					host = n.IP.String()
+					break
+				}
+			}
+		}
+	}
+	if _, err := strconv.Atoi(port); err != nil {
+		port = "8773"
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/"
+}
+
+// serverNames are the names the node API certificate should carry: the
+// host of the EC2 endpoint (nodes reach both on the same machine).
+func serverNames(endpoint string) []string {
+	host := endpoint
+	if u, err := urlHost(endpoint); err == nil {
+		host = u
+	}
+	names := []string{host}
+	if h, err := os.Hostname(); err == nil {
+		names = append(names, h)
+	}
+	return names
+}
+
+func urlHost(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", err
+	}
+	return u.Hostname(), nil
+}
+
+func runAccountCreate(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("account create", flag.ContinueOnError)
+	var sf storeFlags
+	sf.add(fs)
+	pos, err := parseWithArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return errors.New("usage: ironbark account create NAME [--data-dir DIR] [--db URL]")
+	}
+	settings, err := controller.LoadSettings(sf.dataDir)
+	if err != nil {
+		return err
+	}
+	db, err := sf.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	a, err := controller.CreateAccount(ctx, db, pos[0], false)
+	if err != nil {
+		return err
+	}
+	endpoint, region := settings.Endpoint, settings.Region
+	if endpoint == "" {
+		endpoint = "http://127.0.0.1:8773/"
+	}
+	if region == "" {
+		region = controller.DefaultRegion
+	}
+	dir, err := controller.WriteCredentials(sf.dataDir, a, endpoint, region)
+	if err != nil {
+		return err
+	}
+	fmt.Println(dir)
 	return nil
 }
