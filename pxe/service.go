@@ -123,6 +123,10 @@ func RunService(ctx context.Context, cfg ServiceConfig) error {
 	if err != nil {
 		return err
 	}
+	extras, err := extraServices(cfg, ip, log)
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(ip.String(), strconv.Itoa(cfg.HTTPPort)))
 	if err != nil {
 		return fmt.Errorf("http boot: %w", err)
@@ -143,7 +147,7 @@ func RunService(ctx context.Context, cfg ServiceConfig) error {
 		return hsrv.Shutdown(sctx)
 	})
 	g.Go(func() error { return dsrv.Serve(gctx) })
-	for _, extra := range extraServices(cfg, ip) {
+	for _, extra := range extras {
 		g.Go(func() error { return extra(gctx) })
 	}
 	log.Info("pxe serving", "iface", cfg.Interface, "addr", ip, "subnet", subnet,

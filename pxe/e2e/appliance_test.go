@@ -147,4 +147,3 @@ func applianceImage(t *testing.T, k *lab.Kernel, dir string) string {
 	run(t, "syslinux", "--install", "--offset", strconv.Itoa(partStart*512), path)
 	return path
 }
-

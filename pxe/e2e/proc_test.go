@@ -176,4 +176,3 @@ func ironbarkCmd(t *testing.T, bin string, args ...string) string {
 	t.Logf("$ ironbark %s\n%s", strings.Join(args, " "), out)
 	return string(out)
 }
-
