@@ -37,6 +37,10 @@ type Config struct {
 	LaunchAttempts int
 	// QemuImg is the qemu-img binary (default "qemu-img").
 	QemuImg string
+	// MaxCores, MaxMemoryMiB and MaxDiskGiB, when positive, replace what
+	// the node reports (Eucalyptus' MAX_CORES/MAX_MEM/MAX_DISK): to keep
+	// room for dom0, or to overcommit cores.
+	MaxCores, MaxMemoryMiB, MaxDiskGiB int
 }
 
 // Reasons reported with terminated and stopped instances.
@@ -270,8 +274,14 @@ func (a *Agent) updateCapacity() {
 	if err := syscall.Statfs(a.cfg.StateDir, &st); err == nil {
 		disk = int(st.Blocks * uint64(st.Bsize) >> 30)
 	}
+	c := nodeapi.Capacity{Cores: cores, MemoryMiB: mem, DiskGiB: disk}
+	for _, o := range []struct{ set, to *int }{{&a.cfg.MaxCores, &c.Cores}, {&a.cfg.MaxMemoryMiB, &c.MemoryMiB}, {&a.cfg.MaxDiskGiB, &c.DiskGiB}} {
+		if *o.set > 0 {
+			*o.to = *o.set
+		}
+	}
 	a.mu.Lock()
-	a.capacity = nodeapi.Capacity{Cores: cores, MemoryMiB: mem, DiskGiB: disk}
+	a.capacity = c
 	a.mu.Unlock()
 }
 

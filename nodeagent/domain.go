@@ -117,7 +117,7 @@ func (p domainPlan) DomainXML() (string, error) {
 	disk := func(path, target string) libvirtxml.DomainDisk {
 		return libvirtxml.DomainDisk{
 			Device: "disk",
-			Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "qcow2", Cache: "none"},
+			Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "qcow2"},
 			Source: &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: path}},
 			Target: &libvirtxml.DomainDiskTarget{Dev: target, Bus: bus},
 		}

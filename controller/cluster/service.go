@@ -25,7 +25,8 @@ type Config struct {
 	DataDir string // the CA lives in DataDir/pki
 	Ledger  controller.InstanceLedger
 	Logger  *slog.Logger
-	// VMTypes lists the VM types Zones counts; nil means DefaultVMTypes.
+	// VMTypes lists the VM types Zones counts; nil means
+	// controller.DefaultVMTypes.
 	VMTypes func(ctx context.Context) ([]nodeapi.VMType, error)
 	// Blobs, when set, serves image blobs to enrolled nodes under
 	// /v1/blobs/, with that prefix stripped: images/blobstore's
@@ -41,17 +42,6 @@ type Config struct {
 	// ledger when nobody called Notify (default 500 ms).
 	DesiredPoll time.Duration
 	Now         func() time.Time
-}
-
-// DefaultVMTypes are Eucalyptus' classic VM types.
-func DefaultVMTypes() []nodeapi.VMType {
-	return []nodeapi.VMType{
-		{Name: "m1.small", Cores: 1, MemoryMiB: 256, DiskGiB: 5},
-		{Name: "c1.medium", Cores: 1, MemoryMiB: 256, DiskGiB: 5},
-		{Name: "m1.large", Cores: 2, MemoryMiB: 512, DiskGiB: 10},
-		{Name: "m1.xlarge", Cores: 2, MemoryMiB: 1024, DiskGiB: 10},
-		{Name: "c1.xlarge", Cores: 2, MemoryMiB: 2048, DiskGiB: 10},
-	}
 }
 
 // Service is the cluster controller: registry, node API and placement.
@@ -89,7 +79,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		cfg.Now = time.Now
 	}
 	if cfg.VMTypes == nil {
-		cfg.VMTypes = func(context.Context) ([]nodeapi.VMType, error) { return DefaultVMTypes(), nil }
+		cfg.VMTypes = func(context.Context) ([]nodeapi.VMType, error) { return controller.DefaultVMTypes(), nil }
 	}
 	reg, err := NewRegistry(ctx, cfg.DB)
 	if err != nil {

@@ -4,9 +4,15 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"io"
+	"log/slog"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,13 +22,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	sdk "github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"libvirt.org/go/libvirt"
 
+	"ironbark/controller"
 	"ironbark/controller/cluster"
-	"ironbark/controller/cluster/clustertest"
+	"ironbark/controller/ec2"
 	"ironbark/images/blobstore"
 	"ironbark/internal/lab"
 	"ironbark/internal/nodeapi"
+	"ironbark/internal/store"
+	"ironbark/internal/store/storetest"
 )
 
 const marker = "IRONBARK-GUEST-OK"
@@ -33,11 +46,17 @@ const (
 	stateWait = 2 * time.Minute
 )
 
+// env is a controller (EC2 API, cluster side, image blobs) in-process, and
+// the lab around ironbark-node.
 type env struct {
 	uri, bridge, state, bin string
-	ctl                     *clustertest.Controller
+	db                      *store.DB
+	svc                     *cluster.Service
+	nodeURL                 string
+	ec2                     *sdk.Client
 	blobs                   *blobstore.Store
-	kernel, initrd, root    nodeapi.Artifact
+	kernel, initrd          string // eki-, eri- ids
+	rootDigest              string
 }
 
 func setup(t *testing.T, blobWrap func(http.Handler) http.Handler) *env {
@@ -65,25 +84,108 @@ func setup(t *testing.T, blobWrap func(http.Handler) http.Handler) *env {
 	if blobWrap != nil {
 		blobs = blobWrap(blobs)
 	}
-	e.ctl = clustertest.Start(t, clustertest.NewLedger(), cluster.Config{Blobs: blobs, DesiredPoll: 200 * time.Millisecond})
-	e.kernel = e.put(t, "eki", k.Vmlinuz, "raw")
-	e.initrd = e.put(t, "eri", makeInitramfs(t, work, bb, marker), "raw")
-	root := filepath.Join(work, "root.img")
-	if err := os.WriteFile(root, make([]byte, 1<<20), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	e.root = e.put(t, "emi", root, "raw")
+	e.startController(t, work, blobs)
+	e.kernel = e.register(t, controller.KindKernel, "kernel", k.Vmlinuz)
+	e.initrd = e.register(t, controller.KindRamdisk, "busybox", makeInitramfs(t, work, bb, marker))
 	return e
 }
 
-func (e *env) put(t *testing.T, kind, path, format string) nodeapi.Artifact {
-	t.Helper()
-	d, n, err := e.blobs.PutFile(context.Background(), path)
+// startController runs the EC2 side (controller.Cloud behind the EC2 wire
+// server) and the cluster side (cluster.Service on an mTLS listener) over
+// one SQLite store, wired to each other as `ironbark controller` does.
+func (e *env) startController(t *testing.T, dir string, blobs http.Handler) {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	log := testLog(t)
+	e.db = storetest.SQLite(t, controller.Migrations())
+	admin, err := controller.EnsureAdmin(ctx, e.db)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return nodeapi.Artifact{ID: kind + "-" + d.Hex()[:8], Digest: string(d), Size: n,
-		URL: blobstore.URLPath(strings.TrimSuffix(nodeapi.PathBlobs, "/"), d), Format: format}
+	var svc *cluster.Service
+	cloud, err := controller.New(controller.Config{
+		Region: "ironbark", Endpoint: "http://127.0.0.1/",
+		ArtifactURL: func(d string) string {
+			return blobstore.URLPath(strings.TrimSuffix(nodeapi.PathBlobs, "/"), blobstore.Digest(d))
+		},
+		Notify: func(node string) { svc.Notify(node) },
+	}, e.db, nil, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err = cluster.New(ctx, cluster.Config{DB: e.db, DataDir: dir, Ledger: cloud, Logger: log, Blobs: blobs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cloud.SetPlacer(svc)
+	e.svc = svc
+	if err := svc.AddCluster(ctx, "zone-e2e", "GREEDY"); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.nodeURL = "https://" + ln.Addr().String()
+	done := make(chan struct{}, 2)
+	go func() { _ = svc.Serve(ctx, ln); done <- struct{}{} }()
+	go func() { _ = svc.Run(ctx); done <- struct{}{} }()
+	t.Cleanup(func() { cancel(); <-done; <-done })
+	key, err := controller.TokenKey(ctx, e.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(ec2.NewServer(ec2.Config{Handler: cloud, Credentials: cloud, Logger: log, TokenKey: key}))
+	t.Cleanup(srv.Close)
+	e.ec2 = sdk.New(sdk.Options{
+		Region:       "ironbark",
+		BaseEndpoint: aws.String(srv.URL + "/services/compute"),
+		Credentials:  credentials.NewStaticCredentialsProvider(admin.AccessKey, admin.SecretKey, ""),
+	})
+}
+
+// register puts a file in the image store and registers it as an image.
+func (e *env) register(t *testing.T, kind, name, path string) string {
+	t.Helper()
+	ctx := context.Background()
+	d, n, err := e.blobs.PutFile(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := controller.RegisterStoredImage(ctx, e.db, controller.ImageRecord{Name: name + "-" + d.Hex()[:8], Kind: kind,
+		Digest: string(d), Size: n, Public: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// machineImage registers an EMI (a 1 MiB raw root the guest never reads)
+// with the kernel and the given ramdisk.
+func (e *env) machineImage(t *testing.T, ramdisk string) string {
+	t.Helper()
+	ctx := context.Background()
+	root := filepath.Join(filepath.Dir(e.state), "root.img")
+	if err := os.WriteFile(root, make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d, n, err := e.blobs.PutFile(ctx, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := controller.RegisterStoredImage(ctx, e.db, controller.ImageRecord{Name: "tiny-" + ramdisk, Digest: string(d),
+		Size: n, KernelID: e.kernel, RamdiskID: ramdisk, Public: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func testLog(t *testing.T) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	return slog.New(slog.DiscardHandler)
 }
 
 func buildAgent(t *testing.T, dir string) string {
@@ -156,7 +258,7 @@ func (e *env) startAgent(t *testing.T, token string) *agent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := []string{"--controller", e.ctl.URL, "--libvirt", e.uri, "--state-dir", e.state,
+	args := []string{"--controller", e.nodeURL, "--libvirt", e.uri, "--state-dir", e.state,
 		"--bridge", e.bridge, "--domain-type", "qemu", "--stop-timeout", "2s", "--log-level", "debug"}
 	if token != "" {
 		args = append(args, "--token", token)
@@ -186,39 +288,110 @@ func (a *agent) kill() {
 	}
 }
 
-func (e *env) waitNode(t *testing.T) string {
+func (e *env) token(t *testing.T) string {
+	t.Helper()
+	tok, err := e.svc.NewToken(context.Background(), e.svc.CA(), "zone-e2e", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// waitZone waits until the enrolled node's capacity shows in
+// DescribeAvailabilityZones.
+func (e *env) waitZone(t *testing.T) {
 	t.Helper()
 	deadline := time.Now().Add(stateWait)
 	for time.Now().Before(deadline) {
-		nodes, _ := e.ctl.Nodes(context.Background(), "zone-e2e")
-		if len(nodes) == 1 {
-			return nodes[0].ID
+		zs, err := e.ec2.DescribeAvailabilityZones(context.Background(), &sdk.DescribeAvailabilityZonesInput{})
+		if err == nil && len(zs.AvailabilityZones) == 1 && aws.ToString(zs.AvailabilityZones[0].ZoneName) == "zone-e2e" &&
+			zs.AvailabilityZones[0].State == types.AvailabilityZoneStateAvailable {
+			return
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatal("the agent did not enroll")
-	return ""
+	t.Fatal("zone-e2e never became available: the agent did not enroll")
 }
 
-func (e *env) spec(id, mac string, initrd nodeapi.Artifact) nodeapi.InstanceSpec {
-	k, r := e.kernel, initrd
-	return nodeapi.InstanceSpec{InstanceID: id, AccountID: "000000000001", MAC: mac, Image: e.root, Kernel: &k, Ramdisk: &r,
-		VMType: nodeapi.VMType{Name: "m1.small", Cores: 1, MemoryMiB: 256, DiskGiB: 1}}
-}
-
-func (e *env) waitMarker(t *testing.T, id, mark string) {
+// run launches one instance of image through the EC2 API.
+func (e *env) run(t *testing.T, image string) string {
 	t.Helper()
-	e.ctl.Ledger.Wait(t, id, bootWait, "console marker "+mark, func(_ nodeapi.InstanceStatus, con []byte) bool {
-		return bytes.Contains(con, []byte(mark))
+	out, err := e.ec2.RunInstances(context.Background(), &sdk.RunInstancesInput{
+		ImageId: aws.String(image), InstanceType: types.InstanceTypeM1Small, MinCount: aws.Int32(1), MaxCount: aws.Int32(1),
+		Placement: &types.Placement{AvailabilityZone: aws.String("zone-e2e")},
 	})
+	if err != nil {
+		t.Fatalf("RunInstances: %v", err)
+	}
+	return aws.ToString(out.Instances[0].InstanceId)
+}
+
+func (e *env) instState(t *testing.T, id string) (types.InstanceStateName, string) {
+	t.Helper()
+	out, err := e.ec2.DescribeInstances(context.Background(), &sdk.DescribeInstancesInput{InstanceIds: []string{id}})
+	if err != nil {
+		t.Fatalf("DescribeInstances: %v", err)
+	}
+	in := out.Reservations[0].Instances[0]
+	reason := aws.ToString(in.StateTransitionReason)
+	if in.StateReason != nil {
+		reason = aws.ToString(in.StateReason.Message)
+	}
+	return in.State.Name, reason
+}
+
+func (e *env) waitState(t *testing.T, id string, want types.InstanceStateName, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		st, reason := e.instState(t, id)
+		if st == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: state %s (%s), want %s", id, st, reason, want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// console is GetConsoleOutput, decoded.
+func (e *env) console(t *testing.T, id string) []byte {
+	t.Helper()
+	out, err := e.ec2.GetConsoleOutput(context.Background(), &sdk.GetConsoleOutputInput{InstanceId: aws.String(id)})
+	if err != nil {
+		t.Fatalf("GetConsoleOutput: %v", err)
+	}
+	b, err := base64.StdEncoding.DecodeString(aws.ToString(out.Output))
+	if err != nil {
+		t.Fatalf("console output is not base64: %v", err)
+	}
+	return b
+}
+
+func (e *env) waitMarker(t *testing.T, id, mark string, count int) {
+	t.Helper()
+	deadline := time.Now().Add(bootWait)
+	for {
+		con := e.console(t, id)
+		if bytes.Count(con, []byte(mark)) >= count {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d× %q not on the console; tail:\n%s", id, count, mark, con[max(0, len(con)-2000):])
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // terminate ends the instance and checks that libvirt has no domain and
 // the disks are gone.
 func (e *env) terminate(t *testing.T, id string) {
 	t.Helper()
-	e.ctl.Ledger.SetDesired(id, nodeapi.StateTerminated)
-	e.ctl.Ledger.WaitState(t, id, nodeapi.StateTerminated, stateWait)
+	if _, err := e.ec2.TerminateInstances(context.Background(), &sdk.TerminateInstancesInput{InstanceIds: []string{id}}); err != nil {
+		t.Fatalf("TerminateInstances: %v", err)
+	}
+	e.waitState(t, id, types.InstanceStateNameTerminated, stateWait)
 	c, err := libvirt.NewConnect(e.uri)
 	if err != nil {
 		t.Fatal(err)
@@ -237,12 +410,11 @@ func (e *env) terminate(t *testing.T, id string) {
 // marker from the console tail the agent reports, and terminates it.
 func TestLaunchAndTerminate(t *testing.T) {
 	e := setup(t, nil)
-	e.startAgent(t, e.ctl.Token(t, "zone-e2e"))
-	node := e.waitNode(t)
-	id := "i-e2e" + hex.EncodeToString(randBytes(3))
-	e.ctl.Ledger.Launch(node, e.spec(id, "d0:0d:e2:e0:00:01", e.initrd))
-	e.ctl.Ledger.WaitState(t, id, nodeapi.StateRunning, bootWait)
-	e.waitMarker(t, id, marker)
+	e.startAgent(t, e.token(t))
+	e.waitZone(t)
+	id := e.run(t, e.machineImage(t, e.initrd))
+	e.waitState(t, id, types.InstanceStateNameRunning, bootWait)
+	e.waitMarker(t, id, marker, 1)
 	e.terminate(t, id)
 }
 
@@ -274,38 +446,44 @@ func TestAgentKilledMidLaunch(t *testing.T) {
 	}
 	e := setup(t, wrap)
 	mark2 := marker + "-AFTER-RESTART"
-	initrd2 := e.put(t, "eri", makeInitramfs(t, filepath.Dir(e.state), lab.Busybox(t), mark2), "raw")
-	slow = "/sha256/" + strings.TrimPrefix(initrd2.Digest, "sha256:")
+	initrd2 := makeInitramfs(t, filepath.Dir(e.state), lab.Busybox(t), mark2)
+	eri2 := e.register(t, controller.KindRamdisk, "busybox2", initrd2)
+	d2, err := blobstore.ParseDigest(fileDigest(t, initrd2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow = "/sha256/" + d2.Hex()
 
-	a := e.startAgent(t, e.ctl.Token(t, "zone-e2e"))
-	node := e.waitNode(t)
-	id := "i-e2e" + hex.EncodeToString(randBytes(3))
-	e.ctl.Ledger.Launch(node, e.spec(id, "d0:0d:e2:e0:00:02", initrd2))
-	partial := filepath.Join(e.state, "images", "partial", strings.TrimPrefix(initrd2.Digest, "sha256:"))
+	a := e.startAgent(t, e.token(t))
+	e.waitZone(t)
+	id := e.run(t, e.machineImage(t, eri2))
+	partial := filepath.Join(e.state, "images", "partial", d2.Hex())
 	select {
 	case <-stalled:
 	case <-time.After(stateWait):
 		t.Fatal("the ramdisk download never started")
 	}
-	waitFile(t, partial, initrd2.Size/2)
+	fi, _ := os.Stat(initrd2)
+	waitFile(t, partial, fi.Size()/2)
 	a.kill()
-	if st, _ := e.ctl.Ledger.Status(id); st.State != nodeapi.StatePending {
-		t.Fatalf("before the kill the instance was %q, want pending", st.State)
+	if st, reason := e.instState(t, id); st != types.InstanceStateNamePending {
+		t.Fatalf("before the kill the instance was %s (%s), want pending", st, reason)
 	}
 
 	a = e.startAgent(t, "") // enrolled: the state dir is enough now
-	e.ctl.Ledger.WaitState(t, id, nodeapi.StateRunning, bootWait)
-	e.waitMarker(t, id, mark2)
+	e.waitState(t, id, types.InstanceStateNameRunning, bootWait)
+	e.waitMarker(t, id, mark2, 1)
 
 	// Killed while the guest runs: the guest goes on, and the restarted
 	// agent adopts the domain: it reboots it on request (the guest prints
 	// its marker a second time) and terminates it.
 	a.kill()
 	e.startAgent(t, "")
-	e.ctl.Ledger.Reboot(id)
-	e.ctl.Ledger.Wait(t, id, bootWait, "reboot and second marker", func(s nodeapi.InstanceStatus, con []byte) bool {
-		return s.RebootSerial == 1 && bytes.Count(con, []byte(mark2)) >= 2
-	})
+	if _, err := e.ec2.RebootInstances(context.Background(), &sdk.RebootInstancesInput{InstanceIds: []string{id}}); err != nil {
+		t.Fatalf("RebootInstances: %v", err)
+	}
+	e.waitMarker(t, id, mark2, 2)
+	e.waitState(t, id, types.InstanceStateNameRunning, stateWait)
 	e.terminate(t, id)
 }
 
@@ -331,8 +509,16 @@ func waitFile(t *testing.T, path string, size int64) {
 	t.Fatalf("%s never reached %d bytes", path, size)
 }
 
-func randBytes(n int) []byte {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return b
+func fileDigest(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil))
 }
