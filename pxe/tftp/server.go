@@ -1,6 +1,7 @@
 package tftp
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -231,7 +232,19 @@ func (s *Server) read(ctx context.Context, name string, rf io.ReaderFrom) error 
 	if c, ok := r.(io.Closer); ok {
 		defer c.Close()
 	}
-	n, err := rf.ReadFrom(r)
+	var src io.Reader = r
+	if f, ok := r.(*os.File); ok {
+		// Read files in large chunks rather than one read(2) per block;
+		// the size (tsize) then has to be set by hand, the library only
+		// finds it itself on a Seeker.
+		if st, err := f.Stat(); err == nil {
+			if ot, ok := rf.(tftp.OutgoingTransfer); ok {
+				ot.SetSize(st.Size())
+			}
+			src = bufio.NewReaderSize(f, 256<<10)
+		}
+	}
+	n, err := rf.ReadFrom(src)
 	if err != nil {
 		log.Warn("tftp transfer failed", "bytes", n, "err", err, "duration", time.Since(start))
 		return nil // the library already sent the error to the client

@@ -20,7 +20,7 @@ import (
 )
 
 // serve starts a server on a random loopback port and returns its address.
-func serve(t *testing.T, s *Server) string {
+func serve(t testing.TB, s *Server) string {
 	t.Helper()
 	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
