@@ -232,3 +232,17 @@ func must[T any](t *testing.T) func(v T, err error) T {
 		return v
 	}
 }
+
+// observe reports the instances in a state, as their nodes would.
+func (e *testEnv) observe(t *testing.T, ids []string, state string) {
+	t.Helper()
+	for _, id := range ids {
+		var node string
+		if err := e.db.QueryRow(context.Background(), `SELECT node_id FROM instances WHERE id = ?`, id).Scan(&node); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.cloud.Observe(context.Background(), node, []nodeapi.InstanceStatus{{InstanceID: id, State: state}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
