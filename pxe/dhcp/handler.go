@@ -369,8 +369,10 @@ func (s *Server) reply(req *dhcpv4.DHCPv4, ci ClientInfo, b *Binding, mt dhcpv4.
 		d.BootFile = bf
 		if ci.PXE && !ci.IsIPXE {
 			// PXE firmware treats only offers naming "PXEClient" as PXE
-			// offers.
+			// offers; option 43 sub-option 6 (discovery control) = 8 says
+			// "boot the file named here, no boot server discovery".
 			resp.UpdateOption(dhcpv4.OptClassIdentifier("PXEClient"))
+			resp.UpdateOption(dhcpv4.OptGeneric(dhcpv4.OptionVendorSpecificInformation, []byte{6, 1, 8, 255}))
 		}
 	}
 	if ci.IsIPXE {

@@ -167,6 +167,9 @@ func TestHandlePXEFlavours(t *testing.T) {
 			if got := p.ClassIdentifier() == "PXEClient"; got != tc.pxeClass {
 				t.Errorf("option 60 %q", p.ClassIdentifier())
 			}
+			if got := p.Options.Get(dhcpv4.OptionVendorSpecificInformation); tc.pxeClass != bytes.Equal(got, []byte{6, 1, 8, 255}) {
+				t.Errorf("option 43 = %v", got)
+			}
 			if !p.ServerIdentifier().Equal(net.IPv4(10, 9, 0, 1)) || p.SubnetMask().String() != "ffffff00" ||
 				p.IPAddressLeaseTime(0) != time.Hour || p.Options.Has(dhcpv4.OptionRouter) {
 				t.Errorf("network options: %s", p.Summary())
