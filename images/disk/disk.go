@@ -225,7 +225,7 @@ func writeDisk(ctx context.Context, f *os.File, s DiskSpec) (*DiskResult, error)
 		if err := installSyslinuxBIOS(f.Name(), first, s.FS.Time.Unix()); err != nil {
 			return nil, err
 		}
-		if err := StabilizeFAT32(f, first, s.FS.Time); err != nil {
+		if err := StabilizeFAT(f, first, s.FS.Time); err != nil {
 			return nil, err
 		}
 	}
