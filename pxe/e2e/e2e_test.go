@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,8 +39,8 @@ func TestPXEInstall(t *testing.T) {
 	ironbarkCmd(t, ironbark, "pxe", "image", "compute", applianceImage(t, k, work), "--data-dir", data)
 	ironbarkCmd(t, ironbark, "cluster", "add", "c1", "--data-dir", data)
 
-	n := newLabNet(t)
-	pxe := startProc(t, "pxe", n.Command(ironbark, "pxe", "--data-dir", data, "--interface", n.Bridge,
+	n := lab.NewLabNet(t, "")
+	pxe := startProc(t, "pxe", n.NS.Command(context.Background(), ironbark, "pxe", "--data-dir", data, "--interface", n.Bridge,
 		"--kernel-args", "console=ttyS0", "--on-fail", "poweroff"), work)
 	pxe.WaitLine(t, "pxe serving", 30*time.Second)
 
@@ -99,6 +100,7 @@ func TestPXEInstall(t *testing.T) {
 	}
 	disc.WaitLine(t, "discovery ended: 2 node(s) discovered", time.Second)
 	t.Logf("discover output:\n%s", strings.Join(disc.Lines(), "\n"))
+	t.Logf("pxe output:\n%s", strings.Join(pxe.Lines(), "\n"))
 }
 
 func want(t *testing.T, got, prefix string) {

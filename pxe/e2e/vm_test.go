@@ -1,12 +1,15 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"ironbark/internal/lab"
 )
 
 // vm is a blank qemu machine (TCG) with a virtio NIC on the lab bridge
@@ -18,7 +21,7 @@ type vm struct {
 	Disk string
 	Vars string // UEFI variable store
 	Tap  string
-	net  *labNet
+	net  *lab.LabNet
 	dir  string
 	boot int
 	proc *proc
@@ -26,7 +29,7 @@ type vm struct {
 	Console string
 }
 
-func newVM(t *testing.T, n *labNet, dir, name, mac string, uefi bool) *vm {
+func newVM(t *testing.T, n *lab.LabNet, dir, name, mac string, uefi bool) *vm {
 	t.Helper()
 	v := &vm{Name: name, MAC: mac, UEFI: uefi, net: n, dir: dir, Disk: filepath.Join(dir, name+".disk")}
 	if err := os.WriteFile(v.Disk, nil, 0o644); err != nil {
@@ -45,7 +48,7 @@ func newVM(t *testing.T, n *labNet, dir, name, mac string, uefi bool) *vm {
 			t.Fatal(err)
 		}
 	}
-	v.Tap = n.Tap(t)
+	v.Tap = n.NS.Tap(t, n.Bridge)
 	return v
 }
 
@@ -64,14 +67,22 @@ func (v *vm) Start(t *testing.T) {
 	if v.UEFI {
 		args = append(args,
 			"-drive", "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
-			"-drive", "if=pflash,format=raw,file="+v.Vars)
+			"-drive", "if=pflash,format=raw,file="+v.Vars,
+			// The firmware's own network boot entries (PXE and HTTP boot
+			// over its IP stacks) would run, and time out, between iPXE
+			// leaving with `exit` and the disk entry: this machine boots
+			// from the network with iPXE only, then from its disk.
+			"-fw_cfg", "name=opt/org.tianocore/IPv4PXESupport,string=no",
+			"-fw_cfg", "name=opt/org.tianocore/IPv6PXESupport,string=no",
+			"-fw_cfg", "name=opt/org.tianocore/IPv4Support,string=no",
+			"-fw_cfg", "name=opt/org.tianocore/IPv6Support,string=no")
 		nic += ",bootindex=1"
 		blk += ",bootindex=2"
 	} else {
 		args = append(args, "-boot", "n")
 	}
 	args = append(args, "-device", nic, "-device", blk)
-	v.proc = startProc(t, fmt.Sprintf("%s.qemu.%d", v.Name, v.boot), v.net.Command("qemu-system-x86_64", args...), v.dir)
+	v.proc = startProc(t, fmt.Sprintf("%s.qemu.%d", v.Name, v.boot), v.net.NS.Command(context.Background(), "qemu-system-x86_64", args...), v.dir)
 }
 
 // WaitConsole waits for s on the serial console and returns the line.
