@@ -3,40 +3,28 @@ package ec2
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"net/http/httptest"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/smithy-go"
+
+	"ironbark/controller/ec2/ec2test"
 )
 
 // liveServer runs a Server on a loopback listener with the real clock.
 func liveServer(t testing.TB) (*httptest.Server, *fixture) {
 	t.Helper()
-	f := &fixture{h: &testHandler{}, logs: &syncBuffer{}}
-	f.srv = NewServer(Config{
-		Handler:     f.h,
-		Credentials: testCreds{},
-		Logger:      slog.New(slog.NewTextHandler(f.logs, nil)),
-	})
+	f := newFixture(t, nil)
 	ts := httptest.NewServer(f.srv)
 	t.Cleanup(ts.Close)
 	return ts, f
 }
 
-func sdkClient(url, ak, secret string) *ec2.Client {
-	cfg := aws.Config{
-		Region:           "us-east-1",
-		Credentials:      credentials.NewStaticCredentialsProvider(ak, secret, ""),
-		RetryMaxAttempts: 1,
-	}
-	return ec2.NewFromConfig(cfg, func(o *ec2.Options) { o.BaseEndpoint = aws.String(url) })
-}
+func sdkClient(url, ak, secret string) *ec2.Client { return ec2test.Client(url, ak, secret) }
 
 func TestSDKClient(t *testing.T) {
 	ts, _ := liveServer(t)

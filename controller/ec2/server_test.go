@@ -3,22 +3,17 @@ package ec2
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha1"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/xml"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"regexp"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -26,6 +21,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+
+	"ironbark/controller/ec2/ec2test"
 )
 
 const (
@@ -256,45 +253,10 @@ func presignV4(t testing.TB, r *http.Request, ak, secret string, at time.Time, e
 	return out
 }
 
-// signV2 is a Signature V2 signer written from the specification (not
-// from the server's code): it adds the V2 fields to params and signs them
-// for host (as the client chooses to sign it) and path.
+// signV2 is ec2test.SignV2, a Signature V2 signer written from the
+// specification, not from the server's code.
 func signV2(params url.Values, method, host, path, ak, secret, alg string, at time.Time, expires bool) url.Values {
-	p := url.Values{}
-	for k, v := range params {
-		p[k] = append([]string(nil), v...)
-	}
-	p.Set("AWSAccessKeyId", ak)
-	p.Set("SignatureVersion", "2")
-	p.Set("SignatureMethod", alg)
-	if expires {
-		p.Set("Expires", at.UTC().Format("2006-01-02T15:04:05Z"))
-	} else {
-		p.Set("Timestamp", at.UTC().Format("2006-01-02T15:04:05.000Z"))
-	}
-	keys := make([]string, 0, len(p))
-	for k := range p {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var pairs []string
-	for _, k := range keys {
-		pairs = append(pairs, rfc3986(k)+"="+rfc3986(p.Get(k)))
-	}
-	sts := method + "\n" + strings.ToLower(host) + "\n" + path + "\n" + strings.Join(pairs, "&")
-	var h func() hash.Hash = sha256.New
-	if alg == "HmacSHA1" {
-		h = sha1.New
-	}
-	m := hmac.New(h, []byte(secret))
-	m.Write([]byte(sts))
-	p.Set("Signature", base64.StdEncoding.EncodeToString(m.Sum(nil)))
-	return p
-}
-
-// rfc3986 is url.QueryEscape with the V2 rules: space as %20, '~' kept.
-func rfc3986(s string) string {
-	return strings.NewReplacer("+", "%20", "%7E", "~").Replace(url.QueryEscape(s))
+	return ec2test.SignV2(params, method, host, path, ak, secret, alg, at, expires)
 }
 
 func (f *fixture) do(r *http.Request) *httptest.ResponseRecorder {
