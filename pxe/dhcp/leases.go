@@ -36,8 +36,11 @@ func Migrations() []store.Migration {
 type LeaseState string
 
 const (
-	// StateOffered: offered to a client that has not requested it yet;
-	// held for LeaseStoreConfig.OfferHold.
+	// StateOffered: offered to a client that has not requested it yet.
+	// Offers of pool addresses are held in memory for
+	// LeaseStoreConfig.OfferHold, not written: a DORA costs one write, and
+	// an offer lost in a crash costs at most a NAK (the ACK is what the
+	// unique address key guards).
 	StateOffered LeaseState = "offered"
 	// StateBound: acknowledged; held until Expires.
 	StateBound LeaseState = "bound"
@@ -130,6 +133,13 @@ type LeaseStore struct {
 
 	mu     sync.Mutex // serialises allocation in this process
 	cursor uint32     // next pool offset to try: a hint, not state
+	offers map[netip.Addr]offer
+}
+
+// offer is an in-memory reservation of a pool address for a MAC.
+type offer struct {
+	mac     string
+	expires time.Time
 }
 
 // NewLeaseStore applies the lease migrations to db and returns the store.
@@ -149,7 +159,7 @@ func NewLeaseStore(ctx context.Context, db *store.DB, cfg LeaseStoreConfig) (*Le
 	if err := db.Migrate(ctx, Migrations()); err != nil {
 		return nil, fmt.Errorf("lease store: %w", err)
 	}
-	return &LeaseStore{db: db, cfg: cfg}, nil
+	return &LeaseStore{db: db, cfg: cfg, offers: map[netip.Addr]offer{}}, nil
 }
 
 // Pool returns the store's pool.
@@ -260,20 +270,32 @@ type OfferRequest struct {
 	Requested netip.Addr
 }
 
-// Offer picks the address to offer a client and reserves it: the static
-// address if given; else the address the MAC already holds; else the
-// requested address if free in the pool; else the next free pool address.
-// A free address is one with no row, or whose row has expired.
+// Offer picks the address to offer a client: the static address if
+// given (written at once, taking it over from a pool lease); else the
+// address the MAC already holds; else the requested address if free in
+// the pool; else the next free pool address. A pool address is free when
+// it has no row or an expired one, and no unexpired offer to another MAC.
 func (s *LeaseStore) Offer(ctx context.Context, r OfferRequest) (Lease, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out Lease
-	err := s.retryConflicts(ctx, func(tx *store.Tx) error {
-		var err error
-		out, err = s.offerTx(ctx, tx, r)
-		return err
-	})
-	return out, err
+	if r.Static.IsValid() {
+		var out Lease
+		err := s.retryConflicts(ctx, func(tx *store.Tx) error {
+			mac := r.MAC.String()
+			cur, have, err := s.byMAC(ctx, tx, mac)
+			if err != nil {
+				return err
+			}
+			if have && cur.IP == r.Static && cur.State == StateStatic {
+				out = cur
+				return nil
+			}
+			out, err = s.takeTx(ctx, tx, mac, r.Static, r.Hostname, StateStatic, time.Time{}, cur, have, true)
+			return err
+		})
+		return out, err
+	}
+	return s.offerPool(ctx, r)
 }
 
 // retryConflicts runs fn in a transaction, again when another server
@@ -289,50 +311,86 @@ func (s *LeaseStore) retryConflicts(ctx context.Context, fn func(tx *store.Tx) e
 	return err
 }
 
-func (s *LeaseStore) offerTx(ctx context.Context, tx *store.Tx, r OfferRequest) (Lease, error) {
+// offerPool finds a pool address for r and reserves it in memory. Only
+// reads the database. Called with s.mu held.
+func (s *LeaseStore) offerPool(ctx context.Context, r OfferRequest) (Lease, error) {
 	now := s.cfg.Now()
 	mac := r.MAC.String()
-	cur, have, err := s.byMAC(ctx, tx, mac)
+	s.pruneOffers(now)
+	cur, have, err := s.byMAC(ctx, s.db, mac)
 	if err != nil {
 		return Lease{}, err
 	}
-	if r.Static.IsValid() {
-		if have && cur.IP == r.Static && cur.State == StateStatic {
-			return cur, nil
-		}
-		return s.takeTx(ctx, tx, mac, r.Static, r.Hostname, StateStatic, time.Time{}, cur, have, true)
-	}
 	// The MAC's own address, unless it was static (the host lost its
 	// static binding) or is outside the pool (the pool changed).
-	if have && cur.State != StateStatic && s.cfg.Pool.Contains(cur.IP) {
+	if have && cur.State != StateStatic && cur.State != StateDeclined && s.cfg.Pool.Contains(cur.IP) {
 		if cur.State == StateBound && cur.Expires.After(now) {
-			return cur, nil // no write: it is already held
+			return cur, nil // already held
 		}
-		if cur.State == StateOffered && cur.Expires.After(now.Add(s.cfg.OfferHold/2)) {
-			return cur, nil
+		if !s.offeredToOther(cur.IP, mac, now) {
+			return s.reserve(cur.IP, mac, r.Hostname, now), nil
 		}
-		return s.takeTx(ctx, tx, mac, cur.IP, r.Hostname, StateOffered, now.Add(s.cfg.OfferHold), cur, have, false)
 	}
 	if s.cfg.Pool.Contains(r.Requested) {
-		l, err := s.takeTx(ctx, tx, mac, r.Requested, r.Hostname, StateOffered, now.Add(s.cfg.OfferHold), cur, have, false)
-		if !errors.Is(err, ErrUnavailable) {
-			return l, err
+		if ok, err := s.free(ctx, r.Requested, mac, now); err != nil || ok {
+			if err != nil {
+				return Lease{}, err
+			}
+			return s.reserve(r.Requested, mac, r.Hostname, now), nil
 		}
 	}
 	size := uint32(s.cfg.Pool.Size())
 	start := u32(s.cfg.Pool.Start)
 	for i := uint32(0); i < size; i++ {
 		off := (s.cursor + i) % size
-		l, err := s.takeTx(ctx, tx, mac, a4(start+off), r.Hostname, StateOffered, now.Add(s.cfg.OfferHold), cur, have, false)
-		if errors.Is(err, ErrUnavailable) {
-			continue
+		ip := a4(start + off)
+		ok, err := s.free(ctx, ip, mac, now)
+		if err != nil {
+			return Lease{}, err
 		}
-		if err == nil {
+		if ok {
 			s.cursor = (off + 1) % size
+			return s.reserve(ip, mac, r.Hostname, now), nil
 		}
-		return l, err
 	}
 	return Lease{}, ErrPoolExhausted
+}
+
+// free reports whether ip may be offered to mac: no live row of another
+// MAC and no unexpired offer to another MAC.
+func (s *LeaseStore) free(ctx context.Context, ip netip.Addr, mac string, now time.Time) (bool, error) {
+	if s.offeredToOther(ip, mac, now) {
+		return false, nil
+	}
+	holder, held, err := s.byIP(ctx, s.db, ip)
+	if err != nil {
+		return false, err
+	}
+	return !held || holder.MAC.String() == mac || !holder.live(now), nil
+}
+
+func (s *LeaseStore) offeredToOther(ip netip.Addr, mac string, now time.Time) bool {
+	o, ok := s.offers[ip]
+	return ok && o.mac != mac && o.expires.After(now)
+}
+
+func (s *LeaseStore) reserve(ip netip.Addr, mac, host string, now time.Time) Lease {
+	exp := now.Add(s.cfg.OfferHold)
+	s.offers[ip] = offer{mac: mac, expires: exp}
+	hw, _ := net.ParseMAC(mac)
+	return Lease{IP: ip, MAC: hw, Hostname: host, State: StateOffered, Expires: exp}
+}
+
+// pruneOffers drops expired offers once the table grows.
+func (s *LeaseStore) pruneOffers(now time.Time) {
+	if len(s.offers) < 4096 {
+		return
+	}
+	for ip, o := range s.offers {
+		if !o.expires.After(now) {
+			delete(s.offers, ip)
+		}
+	}
 }
 
 // takeTx gives ip to mac in state st, if ip is free, expired, already
@@ -412,10 +470,16 @@ func (s *LeaseStore) Ack(ctx context.Context, r AckRequest) (Lease, error) {
 			out, err = s.takeTx(ctx, tx, mac, r.IP, r.Hostname, StateStatic, time.Time{}, cur, have, true)
 			return err
 		}
-		exp := s.cfg.Now().Add(r.LeaseTime)
-		out, err = s.takeTx(ctx, tx, mac, r.IP, r.Hostname, StateBound, exp, cur, have, false)
+		now := s.cfg.Now()
+		if s.offeredToOther(r.IP, mac, now) {
+			return fmt.Errorf("%s for %s offered to another client: %w", r.IP, mac, ErrUnavailable)
+		}
+		out, err = s.takeTx(ctx, tx, mac, r.IP, r.Hostname, StateBound, now.Add(r.LeaseTime), cur, have, false)
 		return err
 	})
+	if err == nil {
+		delete(s.offers, r.IP)
+	}
 	return out, err
 }
 

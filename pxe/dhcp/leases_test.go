@@ -77,13 +77,21 @@ func TestLeaseStore(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// Offers are held in memory: a third client is not offered the
+		// same address meanwhile.
+		if _, err := ls.Offer(ctx, OfferRequest{MAC: mac(11)}); !errors.Is(err, ErrPoolExhausted) {
+			t.Fatalf("address offered twice: %v", err)
+		}
+		if _, err := ls.Ack(ctx, AckRequest{MAC: mac(11), IP: l9.IP, LeaseTime: time.Hour}); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("request for an address offered to another: %v", err)
+		}
+		if _, err := ls.Ack(ctx, AckRequest{MAC: mac(9), IP: l9.IP, LeaseTime: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
 		if _, err := ls.ByMAC(ctx, mac(1)); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("released lease of the evicted MAC still there: %v", err)
 		}
 		// Declined addresses are not handed out until the hold passes.
-		if _, err := ls.Ack(ctx, AckRequest{MAC: mac(9), IP: l9.IP, LeaseTime: time.Hour}); err != nil {
-			t.Fatal(err)
-		}
 		if err := ls.Decline(ctx, mac(9), l9.IP); err != nil {
 			t.Fatal(err)
 		}
@@ -133,7 +141,9 @@ func mustLease(t *testing.T, ls *LeaseStore, m net.HardwareAddr) Lease {
 }
 
 // TestLeasesSurviveRestart closes and reopens the database between the
-// offer and the request, as a crashed and restarted server would.
+// offer and the request, as a crashed and restarted server would: bound
+// leases survive, the offer (kept in memory) does not, and whatever the
+// clients do next, no address is bound twice.
 func TestLeasesSurviveRestart(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "ironbark.db")
@@ -158,13 +168,33 @@ func TestLeasesSurviveRestart(t *testing.T) {
 	if l := mustLease(t, ls, mac(1)); l.IP != a.IP || l.Hostname != "n1" || l.State != StateBound {
 		t.Fatalf("after restart: %+v", l)
 	}
-	// A new client after the restart does not get either address.
 	n, err := ls.Offer(ctx, OfferRequest{MAC: mac(3)})
-	if err != nil || n.IP == a.IP || n.IP == b.IP {
-		t.Fatalf("after restart new client got %s (a=%s b=%s) %v", n.IP, a.IP, b.IP, err)
+	if err != nil || n.IP == a.IP {
+		t.Fatalf("after restart new client got %s (a=%s) %v", n.IP, a.IP, err)
 	}
-	if _, err := ls.Ack(ctx, AckRequest{MAC: mac(2), IP: b.IP, LeaseTime: time.Hour}); err != nil {
-		t.Fatalf("request of offer made before the restart: %v", err)
+	// The client offered b before the crash requests it now, and the new
+	// client requests its offer. If both were offered b, exactly one gets
+	// it and the other a NAK (it starts over with DISCOVER).
+	err2 := ackErr(ls, mac(2), b.IP)
+	err3 := ackErr(ls, mac(3), n.IP)
+	for _, err := range []error{err2, err3} {
+		if err != nil && !errors.Is(err, ErrUnavailable) {
+			t.Fatal(err)
+		}
+	}
+	if n.IP == b.IP && (err2 == nil) == (err3 == nil) {
+		t.Fatalf("both or neither got %s: %v / %v", b.IP, err2, err3)
+	}
+	if n.IP != b.IP && (err2 != nil || err3 != nil) {
+		t.Fatalf("distinct offers refused: %v / %v", err2, err3)
+	}
+	all, _ := ls.List(ctx)
+	seen := map[netip.Addr]bool{}
+	for _, l := range all {
+		if seen[l.IP] {
+			t.Fatalf("%s bound twice: %+v", l.IP, all)
+		}
+		seen[l.IP] = true
 	}
 }
 
@@ -176,4 +206,9 @@ func TestPoolFor(t *testing.T) {
 	if _, err := PoolFor(netip.MustParsePrefix("10.1.0.1/31")); err == nil {
 		t.Fatal("PoolFor /31 should fail")
 	}
+}
+
+func ackErr(ls *LeaseStore, m net.HardwareAddr, ip netip.Addr) error {
+	_, err := ls.Ack(context.Background(), AckRequest{MAC: m, IP: ip, LeaseTime: time.Hour})
+	return err
 }
