@@ -197,7 +197,9 @@ func (l Lease) live(now time.Time) bool {
 }
 
 func (s *LeaseStore) byMAC(ctx context.Context, q store.Querier, mac string) (Lease, bool, error) {
-	l, err := scanLease(q.QueryRow(ctx, `SELECT `+leaseCols+` FROM dhcp_leases WHERE mac = ?`, mac))
+	// "mac <> ''" repeats the partial index's condition so that SQLite
+	// and PostgreSQL use the index instead of scanning the table.
+	l, err := scanLease(q.QueryRow(ctx, `SELECT `+leaseCols+` FROM dhcp_leases WHERE mac = ? AND mac <> ''`, mac))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Lease{}, false, nil
 	}
@@ -520,7 +522,7 @@ func (s *LeaseStore) Decline(ctx context.Context, mac net.HardwareAddr, ip netip
 
 // Forget deletes the MAC's lease, static or not (a host was removed).
 func (s *LeaseStore) Forget(ctx context.Context, mac net.HardwareAddr) error {
-	if _, err := s.db.Exec(ctx, `DELETE FROM dhcp_leases WHERE mac = ?`, mac.String()); err != nil {
+	if _, err := s.db.Exec(ctx, `DELETE FROM dhcp_leases WHERE mac = ? AND mac <> ''`, mac.String()); err != nil {
 		return fmt.Errorf("forget lease of %s: %w", mac, err)
 	}
 	return nil
