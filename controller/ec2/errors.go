@@ -97,6 +97,20 @@ func RequestExpired(format string, args ...any) *Error {
 	return Errorf(CodeRequestExpired, format, args...)
 }
 
+// DryRunOperation (412) is the answer to a DryRun=true call that would
+// have succeeded.
+func DryRunOperation() *Error {
+	return &Error{Code: "DryRunOperation", Message: "Request would have succeeded, but DryRun flag is set.",
+		Status: http.StatusPreconditionFailed}
+}
+
+// UnauthorizedOperation (403): the caller may not do this (e.g. touch
+// another account's resource it can see, or an admin-only action).
+func UnauthorizedOperation() *Error {
+	return &Error{Code: "UnauthorizedOperation", Message: "You are not authorized to perform this operation.",
+		Status: http.StatusForbidden}
+}
+
 // InternalError (500) is for real server faults only: clients retry 5xx
 // (boto2 for over a minute). The message never carries internal details.
 func InternalError() *Error {

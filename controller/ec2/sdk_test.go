@@ -3,8 +3,13 @@ package ec2
 import (
 	"context"
 	"errors"
+	"io"
+	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
@@ -102,5 +107,57 @@ func TestSDKLargeResponse(t *testing.T) {
 	kp := out.KeyPairs[999]
 	if aws.ToString(kp.KeyName) != "key-999" || kp.CreateTime == nil || !kp.CreateTime.Equal(testClock.Add(999*1e6)) {
 		t.Errorf("last key pair %+v (created %v)", kp, kp.CreateTime)
+	}
+}
+
+// TestLiveV2AndPresigned sends Signature V2 (form POST and GET) and a
+// presigned V4 GET over a real socket, where Host and the path are what
+// net/http makes of the wire.
+func TestLiveV2AndPresigned(t *testing.T) {
+	ts, f := liveServer(t)
+	u, err := url.Parse(ts.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	hostOnly := u.Hostname() // boto2 signs the host without the port
+	for _, tc := range []struct {
+		name, method, host, path, alg string
+	}{
+		{"POST sha256 host:port", http.MethodPost, u.Host, "/services/compute/", "HmacSHA256"},
+		{"POST sha256 host", http.MethodPost, hostOnly, "/services/compute/", "HmacSHA256"},
+		{"GET sha1", http.MethodGet, u.Host, "/services/Eucalyptus", "HmacSHA1"},
+	} {
+		q := ec2test.SignV2(regionsQuery("2014-10-01"), tc.method, tc.host, tc.path, testAK, testSecret, tc.alg, now, false)
+		var resp *http.Response
+		if tc.method == http.MethodPost {
+			resp, err = http.PostForm(ts.URL+tc.path, q)
+		} else {
+			resp, err = http.Get(ts.URL + tc.path + "?" + q.Encode())
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), `xmlns="http://ec2.amazonaws.com/doc/2014-10-01/"`) {
+			t.Errorf("%s: %d %s", tc.name, resp.StatusCode, body)
+		}
+	}
+
+	r, _ := http.NewRequest(http.MethodGet, ts.URL+"/?"+regionsQuery("2016-11-15").Encode(), nil)
+	p := presignV4(t, r, testAK, testSecret, now, 60)
+	resp, err := http.DefaultClient.Do(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("presigned: %d %s", resp.StatusCode, body)
+	}
+	if logs := f.logs.String(); !strings.Contains(logs, "account="+testAcct) || !strings.Contains(logs, "action=DescribeRegions") ||
+		!strings.Contains(logs, "auth=sigv2") || !strings.Contains(logs, "auth=sigv4-query") {
+		t.Errorf("log lines: %s", logs)
 	}
 }

@@ -92,31 +92,39 @@ func IsEndpointPath(path string) bool {
 
 // outcome is what one request came to, for the log line.
 type outcome struct {
-	action  string
-	account string
-	scheme  authScheme
-	status  int
-	code    string
-	err     error // the cause of an InternalError, logged, never sent
+	action    string
+	account   string
+	scheme    authScheme
+	accessKey string
+	status    int
+	code      string
+	err       error // the cause of an InternalError, logged, never sent
+	body      []byte
 }
 
-// ServeHTTP answers one EC2 call.
+// ServeHTTP answers one EC2 call and logs a line for it.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := s.now()
+	start := time.Now() // the real clock: Config.Now may be a fixed test time
 	id := newRequestID()
 	out := s.serve(w, r, id)
 	level := slog.LevelInfo
-	if out.status >= 500 {
+	switch {
+	case out.status >= 500:
 		level = slog.LevelError
+	case out.status == http.StatusUnauthorized || out.status == http.StatusForbidden:
+		level = slog.LevelWarn
 	}
 	attrs := []slog.Attr{
 		slog.String("request_id", id),
 		slog.String("action", out.action),
 		slog.String("account", out.account),
 		slog.Int("status", out.status),
-		slog.Duration("duration", s.now().Sub(start)),
+		slog.Duration("duration", time.Since(start)),
 		slog.String("remote", r.RemoteAddr),
 		slog.String("auth", out.scheme.String()),
+	}
+	if out.accessKey != "" {
+		attrs = append(attrs, slog.String("access_key", out.accessKey))
 	}
 	if out.code != "" {
 		attrs = append(attrs, slog.String("code", out.code))
@@ -124,9 +132,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if out.err != nil {
 		attrs = append(attrs, slog.String("error", out.err.Error()))
 	}
+	// Log before answering, so that whoever got the answer finds the line.
 	s.log.LogAttrs(r.Context(), level, "ec2 request", attrs...)
+	writeXML(w, out.status, out.body, id)
 }
 
+// serve works out the answer to r; it writes nothing but headers.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, id string) (out outcome) {
 	fail := func(err error) outcome {
 		e := AsError(err)
@@ -134,7 +145,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, id string) (out o
 			out.err = err
 		}
 		out.status, out.code = e.Status, e.Code
-		writeError(w, e, id)
+		out.body = MarshalError(e, id)
 		return out
 	}
 	if !IsEndpointPath(r.URL.Path) {
@@ -161,7 +172,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, id string) (out o
 	if err != nil {
 		return fail(err)
 	}
-	out.scheme = sig.Scheme
+	out.scheme, out.accessKey = sig.Scheme, sig.AccessKey
 	secret, principal, err := s.creds.LookupAccessKey(r.Context(), sig.AccessKey)
 	if errors.Is(err, ErrUnknownAccessKey) {
 		return fail(AuthFailure("AWS was not able to validate the provided access credentials"))
@@ -194,8 +205,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, id string) (out o
 	if err != nil {
 		return fail(err)
 	}
-	out.status = http.StatusOK
-	writeXML(w, http.StatusOK, b, id)
+	out.status, out.body = http.StatusOK, b
 	return out
 }
 
@@ -275,10 +285,6 @@ func (s *Server) dispatch(ctx context.Context, req *Request) (resp any, err erro
 		}
 	}()
 	return s.h.ServeEC2(ctx, req)
-}
-
-func writeError(w http.ResponseWriter, e *Error, id string) {
-	writeXML(w, e.Status, MarshalError(e, id), id)
 }
 
 func writeXML(w http.ResponseWriter, status int, body []byte, id string) {
