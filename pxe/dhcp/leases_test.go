@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -140,31 +141,42 @@ func mustLease(t *testing.T, ls *LeaseStore, m net.HardwareAddr) Lease {
 	return l
 }
 
-// TestLeasesSurviveRestart closes and reopens the database between the
-// offer and the request, as a crashed and restarted server would: bound
-// leases survive, the offer (kept in memory) does not, and whatever the
-// clients do next, no address is bound twice.
+// TestLeasesSurviveRestart restarts the lease store between the offer
+// and the request, as a crashed and restarted server would: on both
+// engines with a new LeaseStore on the same database, and on SQLite also
+// with the file closed and reopened. Bound leases survive, the offer
+// (kept in memory) does not, and whatever the clients do next, no
+// address is bound twice.
 func TestLeasesSurviveRestart(t *testing.T) {
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "ironbark.db")
 	c := &clock{t: time.Unix(1_800_000_000, 0)}
-	open := func() (*store.DB, *LeaseStore) {
-		db, err := store.Open(ctx, path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return db, newLeases(t, db, testPool, c)
-	}
-	db, ls := open()
+	storetest.Each(t, Migrations(), func(t *testing.T, db *store.DB) {
+		restartScenario(t, func() *LeaseStore { return newLeases(t, db, testPool, c) }, func() {})
+	})
+	t.Run("sqlite-reopen", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "ironbark.db")
+		var db *store.DB
+		restartScenario(t, func() *LeaseStore {
+			var err error
+			if db, err = store.Open(context.Background(), path); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { db.Close() })
+			return newLeases(t, db, testPool, c)
+		}, func() { db.Close() })
+	})
+}
+
+func restartScenario(t *testing.T, open func() *LeaseStore, crash func()) {
+	ctx := context.Background()
+	ls := open()
 	a, _ := ls.Offer(ctx, OfferRequest{MAC: mac(1)})
 	if _, err := ls.Ack(ctx, AckRequest{MAC: mac(1), IP: a.IP, LeaseTime: time.Hour, Hostname: "n1"}); err != nil {
 		t.Fatal(err)
 	}
 	b, _ := ls.Offer(ctx, OfferRequest{MAC: mac(2)})
-	db.Close()
+	crash()
 
-	db, ls = open()
-	defer db.Close()
+	ls = open()
 	if l := mustLease(t, ls, mac(1)); l.IP != a.IP || l.Hostname != "n1" || l.State != StateBound {
 		t.Fatalf("after restart: %+v", l)
 	}
@@ -211,4 +223,61 @@ func TestPoolFor(t *testing.T) {
 func ackErr(ls *LeaseStore, m net.HardwareAddr, ip netip.Addr) error {
 	_, err := ls.Ack(context.Background(), AckRequest{MAC: m, IP: ip, LeaseTime: time.Hour})
 	return err
+}
+
+// TestTwoServersOneDatabase: two lease stores (two frontends) share one
+// database and hand out addresses concurrently. Clients that get a NAK
+// start over, as real ones do; in the end every client has an address
+// and no address is bound twice.
+func TestTwoServersOneDatabase(t *testing.T) {
+	storetest.Each(t, Migrations(), func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		pool := Pool{Start: netip.MustParseAddr("10.9.0.10"), End: netip.MustParseAddr("10.9.0.73")}
+		c := &clock{t: time.Unix(1_800_000_000, 0)}
+		stores := []*LeaseStore{newLeases(t, db, pool, c), newLeases(t, db, pool, c)}
+		const clients = 48
+		errs := make(chan error, clients)
+		var wg sync.WaitGroup
+		for i := range clients {
+			wg.Go(func() {
+				ls := stores[i%2]
+				var err error
+				for try := 0; try < 20; try++ {
+					var l Lease
+					if l, err = ls.Offer(ctx, OfferRequest{MAC: mac(i)}); err != nil {
+						break
+					}
+					if _, err = ls.Ack(ctx, AckRequest{MAC: mac(i), IP: l.IP, LeaseTime: time.Hour}); !errors.Is(err, ErrUnavailable) {
+						break
+					}
+				}
+				errs <- err
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Error(err)
+			}
+		}
+		all, err := stores[0].List(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := map[netip.Addr]bool{}
+		bound := 0
+		for _, l := range all {
+			if seen[l.IP] {
+				t.Fatalf("%s bound twice", l.IP)
+			}
+			seen[l.IP] = true
+			if l.State == StateBound {
+				bound++
+			}
+		}
+		if bound != clients {
+			t.Fatalf("%d bound leases, want %d", bound, clients)
+		}
+	})
 }
