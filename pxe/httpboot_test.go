@@ -237,16 +237,31 @@ func TestInstallFailureKeepsInstall(t *testing.T) {
 	}
 }
 
-// TestFrontendRestartMidInstall cuts the image download halfway and makes
-// the frontend unavailable for a while, as a restart does; the installer
-// retries, resumes with a Range request and completes.
+// TestFrontendRestartMidInstall cuts the image download halfway, refuses
+// connections for a while and then answers from a fresh boot server (no
+// state but the store and data dir), as a frontend restart does; the
+// installer retries, resumes with a Range request and completes.
 func TestFrontendRestartMidInstall(t *testing.T) {
 	db := storetest.SQLite(t, Migrations())
 	ctx := context.Background()
 	var cut, down, ranged atomic.Bool
 	var downUntil atomic.Int64
-	wrap := func(next http.Handler) http.Handler {
+	// cur is the running frontend's handler; the restart replaces it with
+	// a fresh boot server that shares only the store and the data dir.
+	var cur atomic.Pointer[http.Handler]
+	var e *bootEnv
+	restart := func() {
+		fresh := *e.boot
+		fresh.Images = &DirImages{Dir: Layout{DataDir: e.dir}.ApplianceDir()}
+		fresh.Hosts = NewHosts(db)
+		fresh.Discovery = NewDiscovery(db, fresh.Hosts)
+		h := fresh.Handler()
+		cur.Store(&h)
+	}
+	wrap := func(first http.Handler) http.Handler {
+		cur.Store(&first)
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			next := *cur.Load()
 			if time.Now().UnixNano() < downUntil.Load() {
 				down.Store(true)
 				// What a client sees while the frontend restarts.
@@ -262,13 +277,14 @@ func TestFrontendRestartMidInstall(t *testing.T) {
 				if !cut.Swap(true) {
 					next.ServeHTTP(&cutWriter{ResponseWriter: w, left: 10 << 20}, r)
 					downUntil.Store(time.Now().Add(1500 * time.Millisecond).UnixNano())
+					restart()
 					panic(http.ErrAbortHandler)
 				}
 			}
 			next.ServeHTTP(w, r)
 		})
 	}
-	e := newBootEnv(t, db, wrap)
+	e = newBootEnv(t, db, wrap)
 	if _, err := e.hosts.Add(ctx, AddHost{MAC: "52:54:00:00:10:03", Appliance: "compute", Rank: -1}); err != nil {
 		t.Fatal(err)
 	}

@@ -83,14 +83,13 @@ func (d *DirImages) Image(ctx context.Context, appliance string) (string, int64,
 // ServeImage implements ApplianceImages: only digests handed out by Image
 // are served, so the URL space is not a file browser.
 func (d *DirImages) ServeImage(w http.ResponseWriter, r *http.Request, digest string) {
-	d.mu.Lock()
-	appliance := ""
-	for a, c := range d.cache {
-		if c.digest == strings.ToLower(digest) {
-			appliance = a
-		}
+	appliance := d.byDigest(strings.ToLower(digest))
+	if appliance == "" {
+		// Not handed out by this process: after a frontend restart an
+		// installer resumes with a digest from the previous process.
+		d.scan(r.Context())
+		appliance = d.byDigest(strings.ToLower(digest))
 	}
-	d.mu.Unlock()
 	if appliance == "" {
 		http.Error(w, "no such image", http.StatusNotFound)
 		return
@@ -121,4 +120,23 @@ func (c ctxReader) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	return c.r.Read(p)
+}
+
+func (d *DirImages) byDigest(digest string) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for a, c := range d.cache {
+		if c.digest == digest {
+			return a
+		}
+	}
+	return ""
+}
+
+// scan computes the digests of every appliance image in Dir.
+func (d *DirImages) scan(ctx context.Context) {
+	ms, _ := filepath.Glob(filepath.Join(d.Dir, "*.img"))
+	for _, m := range ms {
+		_, _, _ = d.Image(ctx, strings.TrimSuffix(filepath.Base(m), ".img"))
+	}
 }

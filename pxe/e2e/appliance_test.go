@@ -33,7 +33,10 @@ for m in $(cat /lib/modules/*/modules.load-order); do insmod /$m; done
 i=0; while [ ! -b /dev/vda1 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
 mkdir -p /mnt
 mount -t vfat -o ro /dev/vda1 /mnt || echo "mount /dev/vda1 failed"
-echo "` + markerLine + `$(cat /mnt/ironbark/hostname) boot=$([ -d /sys/firmware/efi ] && echo uefi || echo bios)"
+id=/mnt/ironbark/node.json
+cluster=$(sed -n 's/.*"cluster": "\([^"]*\)".*/\1/p' $id)
+token=$(grep -q '"enrollmentToken": "ibt1[.]' $id && echo ibt1 || echo none)
+echo "` + markerLine + `$(cat /mnt/ironbark/hostname) boot=$([ -d /sys/firmware/efi ] && echo uefi || echo bios) cluster=$cluster token=$token"
 umount /mnt
 poweroff -f
 `

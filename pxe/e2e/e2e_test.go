@@ -40,8 +40,11 @@ func TestPXEInstall(t *testing.T) {
 	ironbarkCmd(t, ironbark, "cluster", "add", "c1", "--data-dir", data)
 
 	n := lab.NewLabNet(t, "")
-	pxe := startProc(t, "pxe", n.NS.Command(context.Background(), ironbark, "pxe", "--data-dir", data, "--interface", n.Bridge,
-		"--kernel-args", "console=ttyS0", "--on-fail", "poweroff"), work)
+	pxeCmd := func() *exec.Cmd {
+		return n.NS.Command(context.Background(), ironbark, "pxe", "--data-dir", data, "--interface", n.Bridge,
+			"--kernel-args", "console=ttyS0", "--on-fail", "poweroff")
+	}
+	pxe := startProc(t, "pxe", pxeCmd(), work)
 	pxe.WaitLine(t, "pxe serving", 30*time.Second)
 
 	disc := startProc(t, "discover", exec.Command(ironbark, "discover", "--appliance", "compute", "--cluster", "c1",
@@ -70,9 +73,9 @@ func TestPXEInstall(t *testing.T) {
 	}
 
 	got := bios.WaitConsole(t, markerLine, 6*time.Minute)
-	want(t, got, markerLine+"compute-0-0 boot=bios")
+	want(t, got, markerLine+"compute-0-0 boot=bios cluster=c1 token=ibt1")
 	got = uefi.WaitConsole(t, markerLine, 6*time.Minute)
-	want(t, got, markerLine+"compute-0-1 boot=uefi")
+	want(t, got, markerLine+"compute-0-1 boot=uefi cluster=c1 token=ibt1")
 	bios.proc.WaitExit(t, time.Minute)
 	uefi.proc.WaitExit(t, time.Minute)
 
@@ -86,9 +89,15 @@ func TestPXEInstall(t *testing.T) {
 	// Reinstall is one command and a reboot.
 	ironbarkCmd(t, ironbark, "host", "set-boot", "compute-0-0", "install", "--data-dir", data)
 	bios.Start(t)
+	// The frontend restarts while the installer writes the image: the
+	// installer retries, resumes and finishes against the new process.
+	waitHost(t, ironbark, data, `^compute-0-0\s.*installing \d+% writing image`, 4*time.Minute)
+	pxe.Stop(t)
+	pxe = startProc(t, "pxe-restarted", pxeCmd(), work)
+	pxe.WaitLine(t, "pxe serving", 30*time.Second)
 	bios.WaitConsole(t, "ironbark-installer: install of compute-0-0 done", 6*time.Minute)
 	got = bios.WaitConsole(t, markerLine, 4*time.Minute)
-	want(t, got, markerLine+"compute-0-0 boot=bios")
+	want(t, got, markerLine+"compute-0-0 boot=bios cluster=c1 token=ibt1")
 	bios.proc.WaitExit(t, time.Minute)
 	list = ironbarkCmd(t, ironbark, "host", "list", "--data-dir", data)
 	if !regexp.MustCompile(`(?m)^compute-0-0\s.*\sos\s+installed$`).MatchString(list) {
@@ -100,12 +109,32 @@ func TestPXEInstall(t *testing.T) {
 	}
 	disc.WaitLine(t, "discovery ended: 2 node(s) discovered", time.Second)
 	t.Logf("discover output:\n%s", strings.Join(disc.Lines(), "\n"))
-	t.Logf("pxe output:\n%s", strings.Join(pxe.Lines(), "\n"))
+	t.Logf("pxe output (after the restart):\n%s", strings.Join(pxe.Lines(), "\n"))
 }
 
 func want(t *testing.T, got, prefix string) {
 	t.Helper()
 	if !strings.Contains(got, prefix) {
 		t.Fatalf("console line %q, want %q", got, prefix)
+	}
+}
+
+// waitHost polls `ironbark host list` until a line matches re.
+func waitHost(t *testing.T, bin, data, re string, timeout time.Duration) string {
+	t.Helper()
+	rx := regexp.MustCompile("(?m)" + re)
+	deadline := time.Now().Add(timeout)
+	for {
+		out, err := exec.Command(bin, "host", "list", "--data-dir", data).CombinedOutput()
+		if err != nil {
+			t.Fatalf("host list: %v\n%s", err, out)
+		}
+		if m := rx.FindString(string(out)); m != "" {
+			return m
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("host list never matched %q; last:\n%s", re, out)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
