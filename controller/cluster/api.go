@@ -83,6 +83,7 @@ func (s *Service) handleEnroll(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	s.invalidate()
 	s.log.Info("node enrolled", "node", n.ID, "host", n.Hostname, "cluster", n.Cluster,
 		"cores", n.Capacity.Cores, "memoryMiB", n.Capacity.MemoryMiB, "diskGiB", n.Capacity.DiskGiB)
 	writeJSON(w, nodeapi.EnrollResponse{NodeID: n.ID, Cluster: n.Cluster, Certificate: string(certPEM), CA: string(s.ca.CertPEM())})
@@ -111,6 +112,7 @@ func (s *Service) handleHeartbeat(w http.ResponseWriter, r *http.Request, n Node
 		return
 	}
 	if n.State != NodeUp {
+		s.invalidate()
 		s.log.Info("node is up", "node", n.ID, "host", req.Hostname)
 	}
 	writeJSON(w, nodeapi.HeartbeatResponse{NodeID: n.ID, Cluster: n.Cluster,

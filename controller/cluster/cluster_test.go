@@ -301,6 +301,7 @@ func TestZonesAndPlace(t *testing.T) {
 		if err != nil || len(ids2) != 2 {
 			t.Fatalf("mark down: %v %v", ids2, err)
 		}
+		s.invalidate() // as Run does
 		zones, _ = s.Zones(ctx)
 		if zones[0].State != ZoneUnavailable || zones[0].Free["m1.small"] != 0 {
 			t.Fatalf("zone a after timeout: %+v", zones[0])

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"time"
 
 	"ironbark/controller"
 	"ironbark/controller/sched"
@@ -19,7 +20,7 @@ const (
 // candidates returns each cluster's live nodes with what is free on them,
 // nodes in ID order.
 func (s *Service) candidates(ctx context.Context) (map[string][]sched.Node, error) {
-	nodes, err := s.Nodes(ctx, "")
+	nodes, err := s.nodesCached(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -61,7 +62,7 @@ func (s *Service) Zones(ctx context.Context) ([]controller.Zone, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vm types: %w", err)
 	}
-	nodes, err := s.Nodes(ctx, "")
+	nodes, err := s.nodesCached(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -131,4 +132,30 @@ func (s *Service) Place(ctx context.Context, zone string, vt nodeapi.VMType, n i
 		}
 	}
 	return "", nil, controller.ErrInsufficientCapacity
+}
+
+// nodesCached is the node table, read at most once per snapshotTTL.
+func (s *Service) nodesCached(ctx context.Context) ([]Node, error) {
+	s.mu.Lock()
+	snap := s.snap
+	s.mu.Unlock()
+	if now := time.Now(); now.Sub(snap.at) < snapshotTTL && now.After(snap.at) {
+		return snap.nodes, nil
+	}
+	nodes, err := s.Nodes(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.snap = nodeSnapshot{nodes: nodes, at: time.Now()}
+	s.mu.Unlock()
+	return nodes, nil
+}
+
+// invalidate drops the node snapshot after a change placement must see at
+// once (a node enrolled, removed or marked down here).
+func (s *Service) invalidate() {
+	s.mu.Lock()
+	s.snap = nodeSnapshot{}
+	s.mu.Unlock()
 }

@@ -55,7 +55,18 @@ type Service struct {
 	mu       sync.Mutex
 	policies map[string]sched.Policy // per cluster, so ROUNDROBIN keeps its place
 	waiters  map[string]chan struct{}
+	snap     nodeSnapshot
 }
+
+// nodeSnapshot caches the node table for placement: a burst of
+// RunInstances reads it once, not once per call. It is at most
+// snapshotTTL old (several controllers may share a PostgreSQL store).
+type nodeSnapshot struct {
+	nodes []Node
+	at    time.Time
+}
+
+const snapshotTTL = time.Second
 
 // New opens the cluster side: migrates its tables, loads (or creates) the
 // CA and the listener certificate.
@@ -157,6 +168,9 @@ func (s *Service) Run(ctx context.Context) error {
 			}
 			s.log.Warn("heartbeat check", "err", err)
 			continue
+		}
+		if len(ids) > 0 {
+			s.invalidate()
 		}
 		for _, id := range ids {
 			s.log.Warn("node missed its heartbeats: down", "node", id)

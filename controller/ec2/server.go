@@ -166,7 +166,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, id string) (out o
 	if err != nil {
 		return fail(err)
 	}
-	out.action = q.All.Get("Action")
+	out.action = truncate(q.All.Get("Action"), 64)
 
 	sig, err := parseSignature(wr, q)
 	if err != nil {

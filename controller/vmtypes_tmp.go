@@ -1,5 +1,0 @@
-package controller
-
-import "ironbark/internal/nodeapi"
-
-func DefaultVMTypes() []nodeapi.VMType { return nil }
