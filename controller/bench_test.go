@@ -1,0 +1,96 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"testing"
+
+	"ironbark/controller/ec2"
+	"ironbark/internal/nodeapi"
+	"ironbark/internal/store/storetest"
+)
+
+// benchCloud is a Cloud on SQLite with room for 100,000 m1.small.
+func benchCloud(b *testing.B) (*Cloud, *testEnv) {
+	b.Helper()
+	db := storetest.SQLite(b, Migrations())
+	ctx := context.Background()
+	cloud, err := New(Config{}, db, nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := &fixedPlacer{ledger: cloud, types: DefaultVMTypes()}
+	for i := range 100 {
+		p.nodes = append(p.nodes, fixedNode{ID: fmt.Sprintf("n%03d", i), Zone: "z",
+			Cap: nodeapi.Capacity{Cores: 1000, MemoryMiB: 1 << 20, DiskGiB: 1 << 20}})
+	}
+	cloud.SetPlacer(p)
+	image, err := RegisterStoredImage(ctx, db, ImageRecord{Name: "bench", Digest: "sha256:" + hexOf(0xbe), Public: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return cloud, &testEnv{db: db, image: image}
+}
+
+func (e *testEnv) seedAccount(b *testing.B, c *Cloud, name string, n int) ec2.Principal {
+	b.Helper()
+	a, err := CreateAccount(context.Background(), e.db, name, false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := ec2.Principal{AccountID: a.ID, AccessKey: a.AccessKey}
+	for n > 0 {
+		k := min(n, 1000)
+		_, err := c.ServeEC2(context.Background(), &ec2.Request{Action: "RunInstances", Principal: p,
+			Params: map[string][]string{"ImageId": {e.image}, "MinCount": {strconv.Itoa(k)}, "MaxCount": {strconv.Itoa(k)}}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		n -= k
+	}
+	return p
+}
+
+// BenchmarkDescribeInstances answers DescribeInstances (action and XML,
+// without HTTP) for an account of 1,000 instances, and for an account of
+// 10 while other accounts hold 20,000: the second should cost what 10
+// instances cost, whatever the others hold.
+func BenchmarkDescribeInstances(b *testing.B) {
+	cloud, e := benchCloud(b)
+	big := e.seedAccount(b, cloud, "big", 1000)
+	small := e.seedAccount(b, cloud, "small", 10)
+	for i := range 20 {
+		e.seedAccount(b, cloud, fmt.Sprintf("other%d", i), 1000)
+	}
+	for _, tc := range []struct {
+		name string
+		p    ec2.Principal
+	}{{"own-1000", big}, {"own-10-others-21000", small}} {
+		b.Run(tc.name, func(b *testing.B) {
+			ns, _ := ec2.Namespace("2016-11-15")
+			for b.Loop() {
+				resp, err := cloud.ServeEC2(context.Background(), &ec2.Request{Action: "DescribeInstances", Principal: tc.p})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := ec2.MarshalResponse("DescribeInstances", ns, "r", resp); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkRunInstances launches one instance at a time into a cloud that
+// already holds 10,000.
+func BenchmarkRunInstances(b *testing.B) {
+	cloud, e := benchCloud(b)
+	p := e.seedAccount(b, cloud, "busy", 10000)
+	params := map[string][]string{"ImageId": {e.image}, "MinCount": {"1"}, "MaxCount": {"1"}}
+	for b.Loop() {
+		if _, err := cloud.ServeEC2(context.Background(), &ec2.Request{Action: "RunInstances", Principal: p, Params: params}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
