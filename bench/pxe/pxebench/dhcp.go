@@ -39,55 +39,29 @@ func benchDHCP(ctx context.Context, e *env, o options) error {
 		v := uint32(i) * 2654435761 & 0xffffff
 		macs[i] = net.HardwareAddr{0x52, 0x54, 0x01, byte(v >> 16), byte(v >> 8), byte(v)}
 	}
-	fmt.Printf("dhcp: %d simulated clients, %d exchanges in flight, leases persisted (ironbark: SQLite WAL; dnsmasq: lease file)\n",
+	fmt.Printf("dhcp: %d simulated clients, %d exchanges in flight, leases persisted (ironbark: SQLite WAL, synchronous NORMAL and FULL; dnsmasq: lease file, fsync per change)\n",
 		o.macs, o.inflight)
 
 	type result struct{ fresh, again doraResult }
-	var ours, theirs result
+	var ours, oursSync, theirs result
 	var err error
-
-	// ironbark
-	func() {
-		sctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		dir, _ := os.MkdirTemp("", "pxebench-dhcp")
-		defer os.RemoveAll(dir)
-		db, err2 := store.Open(sctx, filepath.Join(dir, "ironbark.db"))
-		if err2 != nil {
-			err = err2
-			return
+	run := func(fsync bool) (r result, err error) {
+		stop, err := startIronbark(ctx, ln, pool, fsync, o.verbose)
+		if err != nil {
+			return r, err
 		}
-		defer db.Close()
-		leases, err2 := dhcp.NewLeaseStore(sctx, db, dhcp.LeaseStoreConfig{Pool: pool})
-		if err2 != nil {
-			err = err2
-			return
+		defer stop()
+		if r.fresh, err = runDORA(ctx, gen, genIf, macs, o.inflight); err != nil {
+			return r, err
 		}
-		level := slog.LevelWarn
-		if o.verbose {
-			level = slog.LevelInfo
-		}
-		allow := dhcp.BackendFunc(func(context.Context, dhcp.ClientInfo) (*dhcp.Binding, error) { return &dhcp.Binding{}, nil })
-		srv, err2 := dhcp.New(dhcp.Config{Interface: ln.Bridge, ServerIP: ln.Addr.Addr(), Subnet: ln.Addr,
-			Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))}, allow, leases)
-		if err2 != nil {
-			err = err2
-			return
-		}
-		var conn net.PacketConn
-		if err = ln.NS.Do(func() (err error) { conn, err = dhcp.Listen(ln.Bridge, 0); return err }); err != nil {
-			return
-		}
-		done := make(chan error, 1)
-		go func() { done <- srv.ServeConn(sctx, conn) }()
-		defer func() { cancel(); <-done }()
-		if ours.fresh, err = runDORA(ctx, gen, genIf, macs, o.inflight); err != nil {
-			return
-		}
-		ours.again, err = runDORA(ctx, gen, genIf, macs, o.inflight)
-	}()
-	if err != nil {
+		r.again, err = runDORA(ctx, gen, genIf, macs, o.inflight)
+		return r, err
+	}
+	if ours, err = run(false); err != nil {
 		return fmt.Errorf("ironbark: %w", err)
+	}
+	if oursSync, err = run(true); err != nil {
+		return fmt.Errorf("ironbark (synchronous=FULL): %w", err)
 	}
 
 	// dnsmasq on the same bridge, fresh lease file.
@@ -126,11 +100,78 @@ func benchDHCP(ctx context.Context, e *env, o options) error {
 	for _, row := range []struct {
 		name string
 		a, b doraResult
-	}{{"new leases", ours.fresh, theirs.fresh}, {"returning clients", ours.again, theirs.again}} {
+	}{
+		{"new leases", ours.fresh, theirs.fresh},
+		{"returning clients", ours.again, theirs.again},
+		{"new, fsync/commit", oursSync.fresh, theirs.fresh},
+		{"returning, fsync", oursSync.again, theirs.again},
+	} {
 		fmt.Printf("dhcp %-18s ironbark %7.0f DORA/s (%d resent, %d NAK)  dnsmasq %7.0f DORA/s (%d resent, %d NAK)  ratio %s\n",
 			row.name, row.a.rate(), row.a.retrans, row.a.naks, row.b.rate(), row.b.retrans, row.b.naks, ratio(row.a.rate(), row.b.rate()))
 	}
 	return nil
+}
+
+// startIronbark runs ironbark's DHCP server on the lab bridge with a fresh
+// SQLite lease database and a backend that admits every client (like
+// dnsmasq's dhcp-range). fsync switches SQLite to synchronous=FULL, which
+// fsyncs the WAL at every commit as dnsmasq fsyncs its lease file after
+// every change; the default (NORMAL) survives a process crash but may
+// lose the last commits on power loss.
+func startIronbark(ctx context.Context, ln *lab.LabNet, pool dhcp.Pool, fsync, verbose bool) (stop func(), err error) {
+	sctx, cancel := context.WithCancel(ctx)
+	dir, err := os.MkdirTemp("", "pxebench-dhcp")
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	var closers []func()
+	stop = func() {
+		cancel()
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+		os.RemoveAll(dir)
+	}
+	defer func() {
+		if err != nil {
+			stop()
+		}
+	}()
+	db, err := store.Open(sctx, filepath.Join(dir, "ironbark.db"))
+	if err != nil {
+		return nil, err
+	}
+	closers = append(closers, func() { db.Close() })
+	if fsync {
+		// PRAGMA synchronous is per connection: use one.
+		db.SQL().SetMaxOpenConns(1)
+		if _, err := db.SQL().ExecContext(sctx, "PRAGMA synchronous=FULL"); err != nil {
+			return nil, err
+		}
+	}
+	leases, err := dhcp.NewLeaseStore(sctx, db, dhcp.LeaseStoreConfig{Pool: pool})
+	if err != nil {
+		return nil, err
+	}
+	level := slog.LevelWarn
+	if verbose {
+		level = slog.LevelInfo
+	}
+	allow := dhcp.BackendFunc(func(context.Context, dhcp.ClientInfo) (*dhcp.Binding, error) { return &dhcp.Binding{}, nil })
+	srv, err := dhcp.New(dhcp.Config{Interface: ln.Bridge, ServerIP: ln.Addr.Addr(), Subnet: ln.Addr,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))}, allow, leases)
+	if err != nil {
+		return nil, err
+	}
+	var conn net.PacketConn
+	if err := ln.NS.Do(func() (err error) { conn, err = dhcp.Listen(ln.Bridge, 0); return err }); err != nil {
+		return nil, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.ServeConn(sctx, conn) }()
+	closers = append(closers, func() { cancel(); <-done })
+	return stop, nil
 }
 
 type doraResult struct {

@@ -49,7 +49,18 @@ func main() {
 	flag.IntVar(&o.blksize, "blksize", 1468, "TFTP blksize the clients ask for")
 	only := flag.String("only", "dhcp,tftp", "which comparisons to run")
 	flag.BoolVar(&o.verbose, "v", false, "log server output and progress")
+	serveAddr := flag.String("serve-tftp", "", "internal: run only ironbark's TFTP server on this address")
+	serveRoot := flag.String("serve-tftp-root", "", "internal: its root directory")
 	flag.Parse()
+	if *serveAddr != "" {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		if err := serveTFTP(ctx, *serveAddr, *serveRoot, o.verbose); err != nil {
+			fmt.Fprintln(os.Stderr, "pxebench tftp server:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "pxebench: needs root (network namespaces)")
 		os.Exit(1)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -74,36 +73,22 @@ func benchTFTP(ctx context.Context, e *env, o options) error {
 		return single, parallel, nil
 	}
 
-	// ironbark: the whole Serve loop runs on a thread inside the lab
-	// namespace, because pin/tftp opens one socket per transfer there.
-	level := slog.LevelWarn
-	if o.verbose {
-		level = slog.LevelInfo
-	}
-	srv, err := ibtftp.New(ibtftp.Config{Root: dir, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))})
+	// ironbark runs as its own process in the lab namespace, like
+	// in.tftpd, so that neither server shares a Go runtime with the
+	// clients.
+	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
-	defer srv.Close()
-	sctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() {
-		done <- ln.NS.Do(func() error {
-			conn, err := net.ListenPacket("udp4", addr)
-			if err != nil {
-				return err
-			}
-			return srv.Serve(sctx, conn)
-		})
-	}()
-	time.Sleep(200 * time.Millisecond) // let the listener open; fetch retries anyway
-	oursSingle, oursPar, err := measure()
-	cancel()
-	if serr := <-done; err == nil && serr != nil {
-		err = serr
+	args := []string{"-serve-tftp", addr, "-serve-tftp-root", dir}
+	if o.verbose {
+		args = append(args, "-v")
 	}
+	ours := ln.NS.Start(e, self, args...)
+	oursSingle, oursPar, err := measure()
+	_ = ours.Cmd.Process.Signal(os.Interrupt)
 	if err != nil {
-		return fmt.Errorf("ironbark: %w", err)
+		return fmt.Errorf("ironbark: %w\n%s", err, ours.Output())
 	}
 
 	p := ln.NS.Start(e, "in.tftpd", "--foreground", "--listen", "--address", addr, "--secure", dir)
@@ -146,4 +131,19 @@ func fetch(ns *lab.NetNS, addr, name string, blksize int, want int64) error {
 		}
 		return err
 	})
+}
+
+// serveTFTP is the benchmark's ironbark TFTP server process (pxebench
+// -serve-tftp ADDR -serve-tftp-root DIR), stopped by SIGINT or SIGTERM.
+func serveTFTP(ctx context.Context, addr, root string, verbose bool) error {
+	level := slog.LevelWarn
+	if verbose {
+		level = slog.LevelInfo
+	}
+	srv, err := ibtftp.New(ibtftp.Config{Root: root, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	return srv.ListenAndServe(ctx, addr)
 }
