@@ -81,6 +81,7 @@ type inst struct {
 	attempts      int
 	retryAt       time.Time
 	stopping      bool
+	removing      bool
 	seenRunning   bool
 	guestStopped  bool
 	consoleSent   string // hash of the console tail last delivered

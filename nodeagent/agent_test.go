@@ -66,6 +66,13 @@ func testLogger(t *testing.T) *slog.Logger {
 
 func newRig(t *testing.T) *rig {
 	t.Helper()
+	// test:///default keeps its domains only while a connection is open:
+	// hold one for the whole test, as a real libvirtd would keep them.
+	conn, err := libvirt.NewConnect("test:///default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
 	bs := &blobServer{blobs: map[string][]byte{}}
 	ctl := clustertest.Start(t, clustertest.NewLedger(), cluster.Config{Blobs: bs, DesiredPoll: 50 * time.Millisecond})
 	r := &rig{ctl: ctl, blobs: bs, state: t.TempDir()}

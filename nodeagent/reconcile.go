@@ -225,16 +225,29 @@ func (a *Agent) apply(ctx context.Context, s nodeapi.InstanceSpec, in *inst, dom
 			in.state = nodeapi.StateShuttingDown
 			return
 		}
-		if exists {
-			if err := a.hv.remove(id); err != nil {
-				a.log.Error("terminate", "instance", id, "err", err)
-				in.state = nodeapi.StateShuttingDown
-				return
-			}
-		}
-		if err := os.RemoveAll(a.instDir(id)); err != nil {
-			a.log.Error("remove disks", "instance", id, "err", err)
+		if in.removing {
 			in.state = nodeapi.StateShuttingDown
+			return
+		}
+		if _, err := os.Stat(a.instDir(id)); exists || err == nil {
+			// Destroying a domain can take seconds (libvirt waits for
+			// qemu to exit): terminations run side by side.
+			in.state, in.removing = nodeapi.StateShuttingDown, true
+			a.wg.Add(1)
+			go func() {
+				defer a.wg.Done()
+				err := a.hv.remove(id)
+				if err == nil {
+					err = os.RemoveAll(a.instDir(id))
+				}
+				if err != nil {
+					a.log.Error("terminate", "instance", id, "err", err)
+				}
+				a.mu.Lock()
+				in.removing = false
+				a.mu.Unlock()
+				a.kick()
+			}()
 			return
 		}
 		if in.state != nodeapi.StateTerminated {

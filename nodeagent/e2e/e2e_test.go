@@ -59,7 +59,7 @@ type env struct {
 	rootDigest              string
 }
 
-func setup(t *testing.T, blobWrap func(http.Handler) http.Handler) *env {
+func setup(t testing.TB, blobWrap func(http.Handler) http.Handler) *env {
 	lab.Require(t, "cpio", "gzip", "ip", "qemu-img")
 	uri := lab.Libvirt(t)
 	k := lab.GuestKernel(t)
@@ -93,7 +93,7 @@ func setup(t *testing.T, blobWrap func(http.Handler) http.Handler) *env {
 // startController runs the EC2 side (controller.Cloud behind the EC2 wire
 // server) and the cluster side (cluster.Service on an mTLS listener) over
 // one SQLite store, wired to each other as `ironbark controller` does.
-func (e *env) startController(t *testing.T, dir string, blobs http.Handler) {
+func (e *env) startController(t testing.TB, dir string, blobs http.Handler) {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	log := testLog(t)
@@ -145,7 +145,7 @@ func (e *env) startController(t *testing.T, dir string, blobs http.Handler) {
 }
 
 // register puts a file in the image store and registers it as an image.
-func (e *env) register(t *testing.T, kind, name, path string) string {
+func (e *env) register(t testing.TB, kind, name, path string) string {
 	t.Helper()
 	ctx := context.Background()
 	d, n, err := e.blobs.PutFile(ctx, path)
@@ -162,11 +162,17 @@ func (e *env) register(t *testing.T, kind, name, path string) string {
 
 // machineImage registers an EMI (a 1 MiB raw root the guest never reads)
 // with the kernel and the given ramdisk.
-func (e *env) machineImage(t *testing.T, ramdisk string) string {
+func (e *env) machineImage(t testing.TB, ramdisk string) string {
+	return e.machineImageSize(t, ramdisk, 1<<20)
+}
+
+// machineImageSize is machineImage with a root of size bytes (not sparse:
+// copying it would show).
+func (e *env) machineImageSize(t testing.TB, ramdisk string, size int) string {
 	t.Helper()
 	ctx := context.Background()
 	root := filepath.Join(filepath.Dir(e.state), "root.img")
-	if err := os.WriteFile(root, make([]byte, 1<<20), 0o644); err != nil {
+	if err := os.WriteFile(root, bytes.Repeat([]byte("ironbark"), size/8), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	d, n, err := e.blobs.PutFile(ctx, root)
@@ -181,14 +187,14 @@ func (e *env) machineImage(t *testing.T, ramdisk string) string {
 	return id
 }
 
-func testLog(t *testing.T) *slog.Logger {
+func testLog(t testing.TB) *slog.Logger {
 	if testing.Verbose() {
 		return slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	return slog.New(slog.DiscardHandler)
 }
 
-func buildAgent(t *testing.T, dir string) string {
+func buildAgent(t testing.TB, dir string) string {
 	t.Helper()
 	bin := filepath.Join(dir, "ironbark-node")
 	cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", bin, "ironbark/cmd/ironbark-node")
@@ -198,7 +204,7 @@ func buildAgent(t *testing.T, dir string) string {
 	return bin
 }
 
-func makeBridge(t *testing.T) string {
+func makeBridge(t testing.TB) string {
 	t.Helper()
 	var b [2]byte
 	_, _ = rand.Read(b[:])
@@ -215,7 +221,7 @@ func makeBridge(t *testing.T) string {
 
 // makeInitramfs builds a gzipped newc cpio whose /init prints the marker to
 // the serial console and then idles.
-func makeInitramfs(t *testing.T, dir, busybox, mark string) string {
+func makeInitramfs(t testing.TB, dir, busybox, mark string) string {
 	t.Helper()
 	root := filepath.Join(dir, "initramfs-"+mark)
 	for _, d := range []string{"bin", "dev", "proc"} {
@@ -252,7 +258,7 @@ type agent struct {
 	log string
 }
 
-func (e *env) startAgent(t *testing.T, token string) *agent {
+func (e *env) startAgent(t testing.TB, token string, extra ...string) *agent {
 	t.Helper()
 	logf, err := os.CreateTemp(filepath.Dir(e.state), "agent-*.log")
 	if err != nil {
@@ -263,6 +269,7 @@ func (e *env) startAgent(t *testing.T, token string) *agent {
 	if token != "" {
 		args = append(args, "--token", token)
 	}
+	args = append(args, extra...)
 	cmd := exec.Command(e.bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
@@ -288,7 +295,7 @@ func (a *agent) kill() {
 	}
 }
 
-func (e *env) token(t *testing.T) string {
+func (e *env) token(t testing.TB) string {
 	t.Helper()
 	tok, err := e.svc.NewToken(context.Background(), e.svc.CA(), "zone-e2e", time.Hour)
 	if err != nil {
@@ -299,7 +306,7 @@ func (e *env) token(t *testing.T) string {
 
 // waitZone waits until the enrolled node's capacity shows in
 // DescribeAvailabilityZones.
-func (e *env) waitZone(t *testing.T) {
+func (e *env) waitZone(t testing.TB) {
 	t.Helper()
 	deadline := time.Now().Add(stateWait)
 	for time.Now().Before(deadline) {
@@ -314,19 +321,28 @@ func (e *env) waitZone(t *testing.T) {
 }
 
 // run launches one instance of image through the EC2 API.
-func (e *env) run(t *testing.T, image string) string {
+func (e *env) run(t testing.TB, image string) string {
+	return e.runN(t, image, 1)[0]
+}
+
+// runN launches n instances of image in one RunInstances call.
+func (e *env) runN(t testing.TB, image string, n int) []string {
 	t.Helper()
 	out, err := e.ec2.RunInstances(context.Background(), &sdk.RunInstancesInput{
-		ImageId: aws.String(image), InstanceType: types.InstanceTypeM1Small, MinCount: aws.Int32(1), MaxCount: aws.Int32(1),
+		ImageId: aws.String(image), InstanceType: types.InstanceTypeM1Small, MinCount: aws.Int32(int32(n)), MaxCount: aws.Int32(int32(n)),
 		Placement: &types.Placement{AvailabilityZone: aws.String("zone-e2e")},
 	})
 	if err != nil {
 		t.Fatalf("RunInstances: %v", err)
 	}
-	return aws.ToString(out.Instances[0].InstanceId)
+	var ids []string
+	for _, in := range out.Instances {
+		ids = append(ids, aws.ToString(in.InstanceId))
+	}
+	return ids
 }
 
-func (e *env) instState(t *testing.T, id string) (types.InstanceStateName, string) {
+func (e *env) instState(t testing.TB, id string) (types.InstanceStateName, string) {
 	t.Helper()
 	out, err := e.ec2.DescribeInstances(context.Background(), &sdk.DescribeInstancesInput{InstanceIds: []string{id}})
 	if err != nil {
@@ -340,7 +356,7 @@ func (e *env) instState(t *testing.T, id string) (types.InstanceStateName, strin
 	return in.State.Name, reason
 }
 
-func (e *env) waitState(t *testing.T, id string, want types.InstanceStateName, timeout time.Duration) {
+func (e *env) waitState(t testing.TB, id string, want types.InstanceStateName, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -356,7 +372,7 @@ func (e *env) waitState(t *testing.T, id string, want types.InstanceStateName, t
 }
 
 // console is GetConsoleOutput, decoded.
-func (e *env) console(t *testing.T, id string) []byte {
+func (e *env) console(t testing.TB, id string) []byte {
 	t.Helper()
 	out, err := e.ec2.GetConsoleOutput(context.Background(), &sdk.GetConsoleOutputInput{InstanceId: aws.String(id)})
 	if err != nil {
@@ -369,7 +385,7 @@ func (e *env) console(t *testing.T, id string) []byte {
 	return b
 }
 
-func (e *env) waitMarker(t *testing.T, id, mark string, count int) {
+func (e *env) waitMarker(t testing.TB, id, mark string, count int) {
 	t.Helper()
 	deadline := time.Now().Add(bootWait)
 	for {
@@ -386,7 +402,7 @@ func (e *env) waitMarker(t *testing.T, id, mark string, count int) {
 
 // terminate ends the instance and checks that libvirt has no domain and
 // the disks are gone.
-func (e *env) terminate(t *testing.T, id string) {
+func (e *env) terminate(t testing.TB, id string) {
 	t.Helper()
 	if _, err := e.ec2.TerminateInstances(context.Background(), &sdk.TerminateInstancesInput{InstanceIds: []string{id}}); err != nil {
 		t.Fatalf("TerminateInstances: %v", err)
@@ -497,7 +513,7 @@ func (c *capture) Header() http.Header         { return c.header }
 func (c *capture) Write(b []byte) (int, error) { return c.buf.Write(b) }
 func (c *capture) WriteHeader(int)             {}
 
-func waitFile(t *testing.T, path string, size int64) {
+func waitFile(t testing.TB, path string, size int64) {
 	t.Helper()
 	deadline := time.Now().Add(stateWait)
 	for time.Now().Before(deadline) {
@@ -509,7 +525,7 @@ func waitFile(t *testing.T, path string, size int64) {
 	t.Fatalf("%s never reached %d bytes", path, size)
 }
 
-func fileDigest(t *testing.T, path string) string {
+func fileDigest(t testing.TB, path string) string {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
