@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sync"
 	"time"
 
 	"ironbark/controller/ec2"
@@ -95,8 +96,14 @@ func EnsureAdmin(ctx context.Context, db *store.DB) (Account, error) {
 	return a, err
 }
 
-// LookupAccessKey implements ec2.CredentialStore.
+// LookupAccessKey implements ec2.CredentialStore. Keys found are kept in
+// memory for a short while: every call needs one, keys are never changed
+// in place, and a key made by another controller or command is simply not
+// in the cache yet.
 func (c *Cloud) LookupAccessKey(ctx context.Context, accessKey string) (string, ec2.Principal, error) {
+	if k, ok := c.keys.get(accessKey, c.now()); ok {
+		return k.secret, k.principal, nil
+	}
 	var secret, account string
 	var admin int
 	err := c.db.QueryRow(ctx, `SELECT k.secret, a.id, a.admin FROM access_keys k
@@ -108,7 +115,46 @@ func (c *Cloud) LookupAccessKey(ctx context.Context, accessKey string) (string, 
 	if err != nil {
 		return "", ec2.Principal{}, fmt.Errorf("look up access key: %w", err)
 	}
-	return secret, ec2.Principal{AccountID: account, AccessKey: accessKey, Admin: admin == 1}, nil
+	p := ec2.Principal{AccountID: account, AccessKey: accessKey, Admin: admin == 1}
+	c.keys.put(accessKey, cachedKey{secret: secret, principal: p}, c.now())
+	return secret, p, nil
+}
+
+// keyCacheTTL is how long a looked-up access key is trusted from memory.
+const keyCacheTTL = 30 * time.Second
+
+type cachedKey struct {
+	secret    string
+	principal ec2.Principal
+	until     time.Time
+}
+
+// keyCache holds recently used access keys, at most keyCacheMax of them.
+type keyCache struct {
+	mu   sync.Mutex
+	keys map[string]cachedKey
+}
+
+const keyCacheMax = 10000
+
+func (kc *keyCache) get(key string, now time.Time) (cachedKey, bool) {
+	kc.mu.Lock()
+	defer kc.mu.Unlock()
+	k, ok := kc.keys[key]
+	if !ok || now.After(k.until) {
+		return cachedKey{}, false
+	}
+	return k, true
+}
+
+func (kc *keyCache) put(key string, k cachedKey, now time.Time) {
+	kc.mu.Lock()
+	defer kc.mu.Unlock()
+	if kc.keys == nil || len(kc.keys) >= keyCacheMax {
+		kc.keys = map[string]cachedKey{}
+	}
+	k.until = now.Add(keyCacheTTL)
+	kc.keys[key] = k
 }
 
 // CredentialsDir is where an account's eucarc and AWS CLI files live.

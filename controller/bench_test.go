@@ -3,10 +3,15 @@ package controller
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"net/http/httptest"
 	"strconv"
 	"testing"
 
+	sdk "github.com/aws/aws-sdk-go-v2/service/ec2"
+
 	"ironbark/controller/ec2"
+	"ironbark/controller/ec2/ec2test"
 	"ironbark/internal/nodeapi"
 	"ironbark/internal/store/storetest"
 )
@@ -90,6 +95,28 @@ func BenchmarkRunInstances(b *testing.B) {
 	params := map[string][]string{"ImageId": {e.image}, "MinCount": {"1"}, "MaxCount": {"1"}}
 	for b.Loop() {
 		if _, err := cloud.ServeEC2(context.Background(), &ec2.Request{Action: "RunInstances", Principal: p, Params: params}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDescribeInstanceByIDOverHTTP is one small call through the
+// whole stack: SDK client, SigV4, the wire layer, the action, the store.
+func BenchmarkDescribeInstanceByIDOverHTTP(b *testing.B) {
+	cloud, e := benchCloud(b)
+	p := e.seedAccount(b, cloud, "busy", 1000)
+	var key, secret, id string
+	if err := e.db.QueryRow(context.Background(), `SELECT k.access_key, k.secret FROM access_keys k WHERE k.account_id = ?`, p.AccountID).Scan(&key, &secret); err != nil {
+		b.Fatal(err)
+	}
+	if err := e.db.QueryRow(context.Background(), `SELECT id FROM instances WHERE account_id = ? LIMIT 1`, p.AccountID).Scan(&id); err != nil {
+		b.Fatal(err)
+	}
+	srv := httptest.NewServer(ec2.NewServer(ec2.Config{Handler: cloud, Credentials: cloud, Logger: slog.New(slog.DiscardHandler)}))
+	defer srv.Close()
+	c := ec2test.Client(srv.URL, key, secret)
+	for b.Loop() {
+		if _, err := c.DescribeInstances(context.Background(), &sdk.DescribeInstancesInput{InstanceIds: []string{id}}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -48,6 +48,7 @@ type Cloud struct {
 	now     func() time.Time
 	actions map[string]action
 	runMu   sync.Mutex
+	keys    keyCache
 }
 
 // action runs one EC2 action for an authenticated caller.

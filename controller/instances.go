@@ -609,7 +609,9 @@ func (c *Cloud) selectInstances(ctx context.Context, k *call, fs ec2.Filters) ([
 		}
 	}
 	var rows []instanceRow
+	var few []string // the ids asked for, when few enough to query by
 	if len(ids) > 0 && len(ids) <= 100 {
+		few = ids
 		rows, err = c.instances(ctx, k, `i.id IN (?`+strings.Repeat(`, ?`, len(ids)-1)+`)`, anySlice(ids)...)
 	} else {
 		rows, err = c.instances(ctx, k, ``)
@@ -617,7 +619,7 @@ func (c *Cloud) selectInstances(ctx context.Context, k *call, fs ec2.Filters) ([
 	if err != nil {
 		return nil, err
 	}
-	tags, err := loadTags(ctx, c.db, k, "instance")
+	tags, err := loadTags(ctx, c.db, k, "instance", few...)
 	if err != nil {
 		return nil, err
 	}

@@ -29,13 +29,18 @@ func tagSet(m map[string]string) []Tag {
 }
 
 // loadTags returns resource id -> key -> value for the tags of one kind of
-// resource that the caller may see (all of them for the admin).
-func loadTags(ctx context.Context, q store.Querier, k *call, resourceType string) (map[string]map[string]string, error) {
+// resource that the caller may see (all of them for the admin), only of
+// the given resources when ids is not empty.
+func loadTags(ctx context.Context, q store.Querier, k *call, resourceType string, ids ...string) (map[string]map[string]string, error) {
 	query := `SELECT resource_id, key, value FROM tags WHERE resource_type = ?`
 	args := []any{resourceType}
 	if !k.admin() {
 		query += ` AND account_id = ?`
 		args = append(args, k.account())
+	}
+	if len(ids) > 0 {
+		query += ` AND resource_id IN (?` + strings.Repeat(`, ?`, len(ids)-1) + `)`
+		args = append(args, anySlice(ids)...)
 	}
 	rows, err := q.Query(ctx, query, args...)
 	if err != nil {

@@ -30,14 +30,13 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	sdk "github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"ironbark/controller"
 	"ironbark/controller/ec2"
+	"ironbark/controller/ec2/ec2test"
 	"ironbark/controller/sched"
 	"ironbark/internal/nodeapi"
 	"ironbark/internal/store"
@@ -92,21 +91,12 @@ func newClient(endpoint, region, key, secret string) *sdk.Client {
 	return sdk.New(sdk.Options{
 		Region: region, BaseEndpoint: aws.String(endpoint),
 		Credentials: credentials.NewStaticCredentialsProvider(key, secret, ""),
-		// The SDK's own retries without waits: on a fast server the SDK
-		// sometimes closes its connection under a response it is reading
-		// (aws/aws-sdk-go-v2#1825, #2737); its default retryer absorbs that.
-		Retryer: retry.NewStandard(func(o *retry.StandardOptions) {
-			o.MaxAttempts = 3
-			o.Backoff = noBackoff{}
-			o.RateLimiter = ratelimit.None
-		}),
-		HTTPClient: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
+		Retryer:     aws.NopRetryer{},
+		// Request bodies buffered: see ec2test.BufferingTransport
+		// (aws/aws-sdk-go-v2#2737 on fast servers).
+		HTTPClient: &http.Client{Transport: ec2test.BufferingTransport{Next: &http.Transport{MaxIdleConnsPerHost: 64}}},
 	})
 }
-
-type noBackoff struct{}
-
-func (noBackoff) BackoffDelay(int, error) (time.Duration, error) { return 0, nil }
 
 func run(ctx context.Context, o options) error {
 	tmp, err := os.MkdirTemp("", "ec2bench-")
@@ -163,11 +153,13 @@ func run(ctx context.Context, o options) error {
 				return fmt.Errorf("seed %s to %d: %w", t.name, size, err)
 			}
 		}
-		if err := measure(fmt.Sprintf("DescribeInstances, %d instances", size), func(t *target) (float64, error) {
+		// A full listing, in pages of 1,000 (moto pages even without
+		// MaxResults).
+		if err := measure(fmt.Sprintf("DescribeInstances, all %d instances", size), func(t *target) (float64, error) {
 			return rate(o.window, 1<<20, 1, func() error {
-				out, err := t.client.DescribeInstances(ctx, &sdk.DescribeInstancesInput{})
-				if err == nil && countInstances(out.Reservations) < size {
-					err = fmt.Errorf("got %d instances, want %d", countInstances(out.Reservations), size)
+				n, err := countAll(ctx, t)
+				if err == nil && n < size {
+					err = fmt.Errorf("got %d instances, want %d", n, size)
 				}
 				return err
 			})
@@ -222,16 +214,25 @@ func someInstance(ctx context.Context, t *target) (string, error) {
 	return aws.ToString(out.Reservations[0].Instances[0].InstanceId), nil
 }
 
-// seed runs instances on t until it holds want (not counting terminated).
-func seed(ctx context.Context, t *target, want int) error {
-	have := 0
+// countAll lists every instance of the caller in pages of 1,000.
+func countAll(ctx context.Context, t *target) (int, error) {
+	n := 0
 	p := sdk.NewDescribeInstancesPaginator(t.client, &sdk.DescribeInstancesInput{MaxResults: aws.Int32(1000)})
 	for p.HasMorePages() {
 		out, err := p.NextPage(ctx)
 		if err != nil {
-			return err
+			return 0, err
 		}
-		have += countInstances(out.Reservations)
+		n += countInstances(out.Reservations)
+	}
+	return n, nil
+}
+
+// seed runs instances on t until it holds want (not counting terminated).
+func seed(ctx context.Context, t *target, want int) error {
+	have, err := countAll(ctx, t)
+	if err != nil {
+		return err
 	}
 	for have < want {
 		n := min(want-have, 1000)
