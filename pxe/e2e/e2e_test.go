@@ -16,6 +16,8 @@ import (
 const (
 	macBIOS = "52:54:00:1b:00:01"
 	macUEFI = "52:54:00:1b:00:02"
+	// macStranger boots while discovery is off.
+	macStranger = "52:54:00:1b:00:03"
 )
 
 // TestPXEInstall is issue 5's end-to-end test: two blank VMs, one BIOS and
@@ -109,6 +111,28 @@ func TestPXEInstall(t *testing.T) {
 	}
 	disc.WaitLine(t, "discovery ended: 2 node(s) discovered", time.Second)
 	t.Logf("discover output:\n%s", strings.Join(disc.Lines(), "\n"))
+	// With discovery off, an unknown machine gets no answer: the DHCP
+	// server logs it once and no host appears.
+	stranger := newVM(t, n, work, "stranger", macStranger, false)
+	stranger.Start(t)
+	pxe.WaitLine(t, "mac="+macStranger, 3*time.Minute)
+	time.Sleep(5 * time.Second) // iPXE keeps sending DISCOVERs meanwhile
+	stranger.proc.Stop(t)
+	logged := 0
+	for _, l := range pxe.Lines() {
+		if strings.Contains(l, "mac="+macStranger) {
+			logged++
+			if !strings.Contains(l, "ignoring unknown client") {
+				t.Fatalf("unknown MAC with discovery off was not ignored: %s", l)
+			}
+		}
+	}
+	if logged != 1 {
+		t.Fatalf("unknown MAC logged %d times, want once", logged)
+	}
+	if list := ironbarkCmd(t, ironbark, "host", "list", "--data-dir", data); strings.Contains(list, macStranger) {
+		t.Fatalf("unknown MAC became a host with discovery off:\n%s", list)
+	}
 	t.Logf("pxe output (after the restart):\n%s", strings.Join(pxe.Lines(), "\n"))
 }
 
