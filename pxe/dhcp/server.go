@@ -149,6 +149,9 @@ func (s *Server) ServeConn(ctx context.Context, conn net.PacketConn) error {
 	for range s.cfg.Workers {
 		wg.Go(func() {
 			for j := range jobs {
+				if ctx.Err() != nil {
+					continue // shutting down: drop what is queued
+				}
 				r := s.HandlePacket(ctx, j)
 				if r.Packet == nil {
 					continue
