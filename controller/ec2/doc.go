@@ -31,14 +31,19 @@
 //	pg, err := r.Page(0, 0)                  // MaxResults 5..1000, NextToken (tamper-evident)
 //	items, next := ec2.Paginate(sorted, keyOf, pg)
 //
+// Paginate wants items sorted ascending by the key it is given (bytewise);
+// NextToken values are MAC'd with Config.TokenKey over the action and the
+// caller's account, so they survive a restart only if the key does.
+//
 // Errors: return an *Error; constructors give AWS's codes, statuses and
 // wording: MissingParameter, InvalidParameterValue, InvalidValue,
 // InvalidParameterCombination, InvalidAction (for actions the Handler does
 // not have), UnknownParameter, AuthFailure, SignatureDoesNotMatch,
 // RequestExpired, InternalError (500), Unavailable (503),
-// InsufficientInstanceCapacity, NotFound(code, id) (e.g.
+// InsufficientInstanceCapacity (500, as AWS), DryRunOperation (412),
+// UnauthorizedOperation (403), NotFound(code, id) (e.g.
 // "InvalidInstanceID.NotFound"), Duplicate(code, name), Malformed(code, id),
-// or Errorf(code, ...) for any other code. Any other error is answered as
+// or Errorf(code, ...) for any other code (400). Any other error is answered as
 // InternalError (500) and logged; a panic is recovered the same way.
 //
 // Responses: a struct (or pointer) embedding ResponseMeta first; the wire
@@ -46,4 +51,26 @@
 // <{Action}Response xmlns="http://ec2.amazonaws.com/doc/{Version}/">. Use
 // ec2.List[T] (or `xml:"set>item"`) for lists, ec2.Time for timestamps,
 // numbers as Go integers, and no empty elements (omitempty).
+//
+// # On the wire
+//
+// The Server answers GET and form POST at /, /services/compute and
+// /services/Eucalyptus (trailing slash or not). It verifies Signature V4
+// (Authorization header, or presigned X-Amz-* query; the canonical request
+// is built from exactly the SignedHeaders the client lists, the body is
+// hashed, and the key is derived from the credential scope as sent) and
+// Signature V2 (HmacSHA256 or HmacSHA1, Timestamp or Expires; the Host is
+// tried with and without its port). Signatures are compared in constant
+// time; requests outside Config.ClockSkew get RequestExpired. An unknown
+// access key is AuthFailure (401), a wrong signature SignatureDoesNotMatch
+// (403), a body over Config.MaxBodyBytes RequestEntityTooLarge (413).
+// Every answer starts with the XML declaration, carries a UUID request id
+// in the x-amzn-RequestId header and in the body (requestId, or RequestID
+// in an error), and is logged as one slog line (action, account, status,
+// duration, auth scheme, error code). A captured request can be replayed
+// within the clock-skew window, as on AWS: RunInstances relies on
+// ClientToken for idempotency.
+//
+// Package ec2test (tests only) has an aws-sdk-go-v2 client for a test
+// listener and a Signature V2 signer.
 package ec2
