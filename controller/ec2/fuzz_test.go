@@ -5,7 +5,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/xml"
+	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -228,4 +232,55 @@ func validHost(s string) bool {
 	}
 	_, err := url.Parse("http://" + s + "/")
 	return err == nil
+}
+
+// FuzzServe sends arbitrary requests through the whole Server: whatever
+// comes in, the answer is a status from 200 to 599, a UUID request id,
+// and a well-formed XML document that starts with the declaration.
+func FuzzServe(f *testing.F) {
+	ok := signV4(f, newQuery(http.MethodPost, "http://127.0.0.1:8773/", url.Values{
+		"Action": {"DescribeRegions"}, "Version": {"2016-11-15"}, "RegionName.1": {"ironbark"}}), testAK, testSecret, testClock, "r", "ec2")
+	f.Add("POST", "/", "", "Action=DescribeRegions&RegionName.1=ironbark&Version=2016-11-15", ok.Header.Get("Authorization"), ok.Header.Get("X-Amz-Date"))
+	f.Add("GET", "/services/compute", "Action=DescribeThings&Version=2016-11-15&MaxResults=5&NextToken=%ff", "", "", "")
+	f.Add("POST", "/services/Eucalyptus/", "", "Action=Describe%C0Regions&Version=%00&AWSAccessKeyId=x&SignatureVersion=2&SignatureMethod=HmacSHA1&Signature=x&Timestamp=2026-11-24T20:45:42Z", "", "")
+	f.Add("PUT", "/x\xff", "", "", "AWS4-HMAC-SHA256 Credential=\xff/20261124/a/b/aws4_request, SignedHeaders=host, Signature=00", "")
+	f.Fuzz(func(t *testing.T, method, path, rawQuery, body, auth, amzDate string) {
+		srv := NewServer(Config{Handler: &testHandler{}, Credentials: testCreds{}, Logger: slog.New(slog.DiscardHandler),
+			Now: fixed(testClock), MaxBodyBytes: 4096, TokenKey: []byte("k")})
+		r := &http.Request{
+			Method: method, Host: "127.0.0.1:8773",
+			URL:    &url.URL{Path: path, RawQuery: rawQuery},
+			Header: http.Header{"Content-Type": {"application/x-www-form-urlencoded"}},
+			Body:   io.NopCloser(strings.NewReader(body)), ContentLength: int64(len(body)),
+			RemoteAddr: "192.0.2.1:1234",
+		}
+		if auth != "" {
+			r.Header.Set("Authorization", auth)
+		}
+		if amzDate != "" {
+			r.Header.Set("X-Amz-Date", amzDate)
+		}
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, r)
+		if rec.Code < 200 || rec.Code > 599 {
+			t.Fatalf("status %d", rec.Code)
+		}
+		if !uuidRE.MatchString(rec.Header().Get("x-amzn-RequestId")) {
+			t.Fatalf("request id %q", rec.Header().Get("x-amzn-RequestId"))
+		}
+		b := rec.Body.Bytes()
+		if !bytes.HasPrefix(b, []byte(`<?xml version="1.0" encoding="UTF-8"?>`)) {
+			t.Fatalf("no XML declaration first: %q", b)
+		}
+		d := xml.NewDecoder(bytes.NewReader(b))
+		for {
+			_, err := d.Token()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("answer is not well-formed XML: %v\n%q", err, b)
+			}
+		}
+	})
 }
