@@ -39,7 +39,7 @@ func (b *blobServer) add(data []byte) nodeapi.Artifact {
 
 func (b *blobServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	b.mu.Lock()
-	data, ok := b.blobs["sha256:"+strings.TrimPrefix(r.URL.Path, "/sha256/")]
+	data, ok := b.blobs["sha256:"+strings.TrimPrefix(r.URL.Path, nodeapi.PathBlobs+"sha256/")]
 	b.mu.Unlock()
 	if !ok {
 		http.NotFound(w, r)

@@ -8,11 +8,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"ironbark/controller"
 	"ironbark/controller/cluster"
 	"ironbark/controller/sched"
 	"ironbark/internal/pki"
@@ -38,13 +38,13 @@ type registryFlags struct {
 
 func (f *registryFlags) add(fs *flag.FlagSet) {
 	fs.StringVar(&f.dataDir, "data-dir", defaultDataDir, "frontend data directory")
-	fs.StringVar(&f.db, "db", "", "store URL (default: SQLite file DATA/ironbark.db; postgres://... for PostgreSQL)")
+	fs.StringVar(&f.db, "db", "", "store URL (default: the controller's, remembered in the data dir; else SQLite DATA/ironbark.db)")
 }
 
 func (f *registryFlags) open(ctx context.Context) (*cluster.Registry, *store.DB, error) {
-	url := f.db
-	if url == "" {
-		url = filepath.Join(f.dataDir, "ironbark.db")
+	url, err := controller.StoreURL(f.dataDir, f.db)
+	if err != nil {
+		return nil, nil, err
 	}
 	db, err := store.Open(ctx, url)
 	if err != nil {

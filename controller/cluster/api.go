@@ -10,7 +10,6 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"ironbark/internal/nodeapi"
@@ -32,7 +31,7 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("POST "+nodeapi.PathHeartbeat, s.authed(s.handleHeartbeat))
 	mux.HandleFunc("GET "+nodeapi.PathInstances, s.authed(s.handleInstances))
 	if s.cfg.Blobs != nil {
-		blobs := http.StripPrefix(strings.TrimSuffix(nodeapi.PathBlobs, "/"), s.cfg.Blobs)
+		blobs := s.cfg.Blobs
 		mux.Handle(nodeapi.PathBlobs, s.authed(func(w http.ResponseWriter, r *http.Request, _ Node) {
 			blobs.ServeHTTP(w, r)
 		}))

@@ -29,8 +29,9 @@ type Config struct {
 	// controller.DefaultVMTypes.
 	VMTypes func(ctx context.Context) ([]nodeapi.VMType, error)
 	// Blobs, when set, serves image blobs to enrolled nodes under
-	// /v1/blobs/, with that prefix stripped: images/blobstore's
-	// Store.Handler() fits as is (GET /v1/blobs/sha256/<hex>, Range).
+	// /v1/blobs/ (it sees the whole path): images/blobstore's
+	// Store.HandlerAt(nodeapi.PathBlobs) fits (GET /v1/blobs/sha256/<hex>,
+	// Range).
 	Blobs http.Handler
 	// ServerNames are extra host names / IPs for the listener certificate.
 	ServerNames []string

@@ -154,9 +154,10 @@ func (e *env) virshFloor(t testing.TB, id string, reps int) time.Duration {
 	d.Name, d.UUID, d.Metadata = fmt.Sprintf("floor-%d", os.Getpid()), "", nil
 	for i := range d.Devices.Disks {
 		src := d.Devices.Disks[i].Source.File
-		info, err := exec.Command("qemu-img", "info", "--output=json", src.File).Output()
+		// -U: the instance's qemu holds the write lock.
+		info, err := exec.Command("qemu-img", "info", "-U", "--output=json", src.File).CombinedOutput()
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("qemu-img info: %v: %s", err, info)
 		}
 		dst := filepath.Join(dir, filepath.Base(src.File))
 		args := []string{"create", "-q", "-f", "qcow2", dst, "5G"}

@@ -80,7 +80,7 @@ func setup(t testing.TB, blobWrap func(http.Handler) http.Handler) *env {
 	if e.blobs, err = blobstore.Open(filepath.Join(work, "blobs")); err != nil {
 		t.Fatal(err)
 	}
-	var blobs http.Handler = e.blobs.Handler()
+	var blobs http.Handler = e.blobs.HandlerAt(nodeapi.PathBlobs)
 	if blobWrap != nil {
 		blobs = blobWrap(blobs)
 	}
@@ -468,7 +468,7 @@ func TestAgentKilledMidLaunch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	slow = "/sha256/" + d2.Hex()
+	slow = nodeapi.PathBlobs + "sha256/" + d2.Hex()
 
 	a := e.startAgent(t, e.token(t))
 	e.waitZone(t)
