@@ -107,33 +107,22 @@ func WriteExt4(ctx context.Context, f *os.File, offset, size int64, src Source, 
 		return nil, fmt.Errorf("ext4: create: %w", err)
 	}
 	res := &Result{Usage: u, Size: size}
-	w := &ext4Writer{fs: efs, o: o, res: res, written: map[string]fs.FileMode{}}
+	w := &ext4Writer{fs: efs, o: o, res: res, written: map[string]fs.FileMode{}, meta: map[uint32]inodeMeta{}}
 	// go-diskfs makes no lost+found; e2fsck wants one.
 	if err := efs.Mkdir("lost+found"); err != nil {
 		return nil, fmt.Errorf("ext4: mkdir lost+found: %w", err)
 	}
-	if err := efs.Chmod("lost+found", 0o700); err != nil {
-		return nil, fmt.Errorf("ext4: chmod lost+found: %w", err)
+	lf, err := w.inodeOf("lost+found")
+	if err != nil {
+		return nil, err
 	}
+	w.written["lost+found"] = fs.ModeDir | 0o700
+	w.meta[lf] = inodeMeta{perm: 0o700, mtime: o.Time}
+	w.meta[2] = inodeMeta{perm: 0o755, mtime: o.Time}
 	if err := src.Walk(ctx, w.add); err != nil {
 		return nil, err
 	}
-	// Directory times last: adding entries changes them.
-	for i := len(w.dirs) - 1; i >= 0; i-- {
-		d := w.dirs[i]
-		if err := efs.Chtimes(d.path, d.mtime, d.mtime, d.mtime); err != nil {
-			return nil, fmt.Errorf("ext4: chtimes %s: %w", d.path, err)
-		}
-	}
-	if !w.rootSeen {
-		if err := efs.Chtimes("/", o.Time, o.Time, o.Time); err != nil {
-			return nil, fmt.Errorf("ext4: chtimes /: %w", err)
-		}
-	}
-	if err := efs.Chtimes("lost+found", o.Time, o.Time, o.Time); err != nil {
-		return nil, fmt.Errorf("ext4: chtimes lost+found: %w", err)
-	}
-	if err := stabilizeExt4(f, offset, o.Seed, o.Time); err != nil {
+	if err := stabilizeExt4(f, offset, o.Seed, o.Time, w.meta); err != nil {
 		return nil, fmt.Errorf("ext4: %w", err)
 	}
 	if len(res.Skipped) > 0 {
@@ -143,19 +132,54 @@ func WriteExt4(ctx context.Context, f *os.File, offset, size int64, src Source, 
 	return res, nil
 }
 
-type dirTime struct {
-	path  string
-	mtime time.Time
+// inodeMeta is what the source says about a file; it is written straight
+// into the inode table after go-diskfs is done (see stabilizeExt4), which
+// saves three path walks (Chmod, Chown, Chtimes) per file.
+type inodeMeta struct {
+	perm     uint16 // permission bits incl. setuid/setgid/sticky
+	uid, gid uint32
+	mtime    time.Time
 }
 
 type ext4Writer struct {
-	fs       *ext4.FileSystem
-	o        FSOptions
-	res      *Result
-	written  map[string]fs.FileMode
-	dirs     []dirTime
-	rootSeen bool
-	buf      []byte
+	fs      *ext4.FileSystem
+	o       FSOptions
+	res     *Result
+	written map[string]fs.FileMode
+	meta    map[uint32]inodeMeta
+	buf     []byte
+}
+
+func unixPerm(m fs.FileMode) uint16 {
+	p := uint16(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		p |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		p |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		p |= 0o1000
+	}
+	return p | uint16(m&0o7000)
+}
+
+func (w *ext4Writer) record(ino uint32, e *Entry) {
+	uid, gid := w.owner(e)
+	w.meta[ino] = inodeMeta{perm: unixPerm(e.Mode), uid: uint32(uid), gid: uint32(gid), mtime: e.ModTime}
+}
+
+// inodeOf returns the inode number of a path in the image.
+func (w *ext4Writer) inodeOf(p string) (uint32, error) {
+	fi, err := w.fs.Stat(p)
+	if err != nil {
+		return 0, fmt.Errorf("ext4: stat %s: %w", p, err)
+	}
+	st, ok := fi.Sys().(*ext4.StatT)
+	if !ok {
+		return 0, fmt.Errorf("ext4: stat %s: no inode number", p)
+	}
+	return st.Ino, nil
 }
 
 func (w *ext4Writer) owner(e *Entry) (int, int) {
@@ -171,46 +195,37 @@ func (w *ext4Writer) add(e *Entry, r io.Reader) error {
 		return err
 	}
 	if p == "." {
-		w.rootSeen = true
-		w.dirs = append(w.dirs, dirTime{"/", e.ModTime})
-		uid, gid := w.owner(e)
-		if err := w.fs.Chown(".", uid, gid); err != nil {
-			return fmt.Errorf("ext4: chown /: %w", err)
-		}
-		return w.fs.Chmod(".", e.Mode.Perm())
-	}
-	if p == "lost+found" && e.Mode.IsDir() {
-		return nil // made above
+		w.record(2, e) // the root directory is inode 2
+		return nil
 	}
 	if parent := path.Dir(p); parent != "." {
 		if m, ok := w.written[parent]; ok && !m.IsDir() {
 			return fmt.Errorf("ext4: %s: parent %s is not a directory", p, parent)
 		}
 	}
-	if _, dup := w.written[p]; dup && !e.Mode.IsDir() {
+	if _, dup := w.written[p]; dup && !(e.Mode.IsDir() && p == "lost+found") {
 		return fmt.Errorf("ext4: %s appears twice in the source", p)
 	}
-	uid, gid := w.owner(e)
+	var ino uint32
 	switch {
 	case e.HardLink != "":
-		if m, ok := w.written[e.HardLink]; !ok || !m.IsRegular() {
+		m, ok := w.written[e.HardLink]
+		if !ok || !m.IsRegular() {
 			return fmt.Errorf("ext4: hard link %s: target %s is not an earlier regular file", p, e.HardLink)
 		}
 		src, err := w.fs.OpenFile(e.HardLink, os.O_RDONLY)
 		if err != nil {
 			return fmt.Errorf("ext4: hard link %s: %w", p, err)
 		}
-		err = w.writeFile(p, src)
+		ino, err = w.writeFile(p, src)
 		src.Close()
 		if err != nil {
 			return err
 		}
 		w.res.HardLinksCopied++
-		if m, ok := w.written[e.HardLink]; ok {
-			e.Mode = m
-		}
+		e.Mode = m
 	case e.Mode.IsRegular():
-		if err := w.writeFile(p, r); err != nil {
+		if ino, err = w.writeFile(p, r); err != nil {
 			return err
 		}
 	case e.Mode.IsDir():
@@ -219,53 +234,49 @@ func (w *ext4Writer) add(e *Entry, r io.Reader) error {
 				return fmt.Errorf("ext4: mkdir %s: %w", p, err)
 			}
 		}
-		w.dirs = append(w.dirs, dirTime{p, e.ModTime})
+		if ino, err = w.inodeOf(p); err != nil {
+			return err
+		}
 	case e.Mode.Type() == fs.ModeSymlink:
 		if err := w.fs.Symlink(e.Linkname, p); err != nil {
 			return fmt.Errorf("ext4: symlink %s: %w", p, err)
 		}
+		if ino, err = w.inodeOf(p); err != nil {
+			return err
+		}
+		e.Mode = fs.ModeSymlink | 0o777
 	default:
 		w.res.Skipped = append(w.res.Skipped, p)
 		return nil
 	}
 	w.written[p] = e.Mode
-	if e.Mode.Type() == fs.ModeSymlink {
-		// Chmod/Chown would follow the link; links keep 0777 root.
-		if err := w.fs.Chtimes(p, e.ModTime, e.ModTime, e.ModTime); err != nil {
-			return fmt.Errorf("ext4: chtimes %s: %w", p, err)
-		}
-		return nil
-	}
-	if err := w.fs.Chown(p, uid, gid); err != nil {
-		return fmt.Errorf("ext4: chown %s: %w", p, err)
-	}
-	if err := w.fs.Chmod(p, e.Mode.Perm()|e.Mode&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)); err != nil {
-		return fmt.Errorf("ext4: chmod %s: %w", p, err)
-	}
-	if !e.Mode.IsDir() {
-		if err := w.fs.Chtimes(p, e.ModTime, e.ModTime, e.ModTime); err != nil {
-			return fmt.Errorf("ext4: chtimes %s: %w", p, err)
-		}
-	}
+	w.record(ino, e)
 	return nil
 }
 
-func (w *ext4Writer) writeFile(p string, r io.Reader) error {
+func (w *ext4Writer) writeFile(p string, r io.Reader) (uint32, error) {
 	out, err := w.fs.OpenFile(p, os.O_CREATE|os.O_RDWR)
 	if err != nil {
-		return fmt.Errorf("ext4: create %s: %w", p, err)
+		return 0, fmt.Errorf("ext4: create %s: %w", p, err)
 	}
 	defer out.Close()
+	fi, err := out.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("ext4: stat %s: %w", p, err)
+	}
+	st, ok := fi.Sys().(*ext4.StatT)
+	if !ok {
+		return 0, fmt.Errorf("ext4: stat %s: no inode number", p)
+	}
 	if w.buf == nil {
-		w.buf = make([]byte, 4<<20)
+		w.buf = make([]byte, 16<<20)
 	}
-	if r == nil {
-		return nil
+	if r != nil {
+		if _, err := io.CopyBuffer(onlyWriter{out}, r, w.buf); err != nil {
+			return 0, fmt.Errorf("ext4: write %s: %w", p, err)
+		}
 	}
-	if _, err := io.CopyBuffer(onlyWriter{out}, r, w.buf); err != nil {
-		return fmt.Errorf("ext4: write %s: %w", p, err)
-	}
-	return nil
+	return st.Ino, nil
 }
 
 // onlyWriter hides ReadFrom so io.CopyBuffer uses our large buffer:
@@ -280,7 +291,7 @@ func (o onlyWriter) Write(p []byte) (int, error) { return o.w.Write(p) }
 // the reserved inodes: resize inode, journal), with checksums redone.
 // go-diskfs writes linear directories only, so the hash seed can change
 // after the fact.
-func stabilizeExt4(f *os.File, offset int64, seed string, t time.Time) error {
+func stabilizeExt4(f *os.File, offset int64, seed string, t time.Time, meta map[uint32]inodeMeta) error {
 	sb := make([]byte, 1024)
 	if _, err := f.ReadAt(sb, offset+1024); err != nil {
 		return fmt.Errorf("stabilize: read superblock: %w", err)
@@ -347,8 +358,6 @@ func stabilizeExt4(f *os.File, offset int64, seed string, t time.Time) error {
 		return fmt.Errorf("stabilize: read group descriptors: %w", err)
 	}
 	firstIno := int64(binary.LittleEndian.Uint32(sb[0x54:]))
-	ts := make([]byte, 4)
-	binary.LittleEndian.PutUint32(ts, uint32(secs))
 	for g := int64(0); g < groups; g++ {
 		d := gdt[g*descSize:]
 		table := int64(binary.LittleEndian.Uint32(d[0x8:]))
@@ -376,22 +385,30 @@ func stabilizeExt4(f *os.File, offset int64, seed string, t time.Time) error {
 			if allZero(in) {
 				continue
 			}
-			copy(in[0x0C:], ts) // ctime
 			extra := int64(binary.LittleEndian.Uint16(in[0x80:]))
-			if extra >= 8 {
-				binary.LittleEndian.PutUint32(in[0x84:], 0) // ctime_extra
+			mtime := t
+			if m, ok := meta[uint32(num)]; ok {
+				mode := binary.LittleEndian.Uint16(in[0:])
+				binary.LittleEndian.PutUint16(in[0:], mode&0xF000|m.perm&0o7777)
+				binary.LittleEndian.PutUint16(in[0x02:], uint16(m.uid))
+				binary.LittleEndian.PutUint16(in[0x78:], uint16(m.uid>>16))
+				binary.LittleEndian.PutUint16(in[0x18:], uint16(m.gid))
+				binary.LittleEndian.PutUint16(in[0x7A:], uint16(m.gid>>16))
+				mtime = m.mtime
 			}
-			if extra >= 24 {
-				copy(in[0x90:], ts)                         // crtime
-				binary.LittleEndian.PutUint32(in[0x94:], 0) // crtime_extra
-			}
-			if num < firstIno {
-				copy(in[0x08:], ts) // atime
-				copy(in[0x10:], ts) // mtime
-				if extra >= 16 {
-					binary.LittleEndian.PutUint32(in[0x88:], 0)
-					binary.LittleEndian.PutUint32(in[0x8C:], 0)
+			// seconds at base, epoch bits and nanoseconds in *_extra
+			putTime := func(base, extraOff int, tm time.Time) {
+				sec := tm.Unix()
+				binary.LittleEndian.PutUint32(in[base:], uint32(sec))
+				if int64(extraOff+4-0x80) <= extra {
+					binary.LittleEndian.PutUint32(in[extraOff:], uint32((sec>>32)&3)|uint32(tm.Nanosecond())<<2)
 				}
+			}
+			putTime(0x08, 0x8C, mtime) // atime
+			putTime(0x10, 0x88, mtime) // mtime
+			putTime(0x0C, 0x84, t)     // ctime
+			if extra >= 24 {
+				putTime(0x90, 0x94, t) // crtime
 			}
 			// go-diskfs fills the checksum fields even without
 			// metadata_csum; clear them then, recompute them otherwise.

@@ -38,6 +38,7 @@ type Result struct {
 	IsolinuxLBA   uint32 // 2048-byte sectors
 	EFIImageLBA   uint32
 	EFIImageBytes int64
+	catalogLBA    uint32
 }
 
 // Build writes the ISO to out; out appears only when complete.
@@ -108,6 +109,9 @@ func Build(ctx context.Context, out string, s Spec) (*Result, error) {
 	}
 	res := &Result{}
 	if err := isohybrid(tmp, sl.IsoHdpfx, res, s.VolumeID); err != nil {
+		return nil, err
+	}
+	if err := stabilize(tmp, res.catalogLBA, s.Time); err != nil {
 		return nil, err
 	}
 	if err := tmp.Chmod(0o644); err != nil {
@@ -200,7 +204,7 @@ func stage(ctx context.Context, ws string, s Spec, sl *disk.Syslinux) error {
 		if err != nil {
 			return err
 		}
-		if d.IsDir() || strings.HasPrefix(p, filepath.Join(ws, "isolinux")) || p == filepath.Join(ws, "boot/efiboot.img") {
+		if d.IsDir() || strings.HasPrefix(p, filepath.Join(ws, "isolinux")) || p == filepath.Join(ws, "boot/efiboot.img") || p == filepath.Join(ws, idFile) {
 			return os.Chtimes(p, s.Time, s.Time)
 		}
 		return nil
@@ -291,6 +295,7 @@ func isohybrid(f *os.File, hdpfx string, res *Result, volumeID string) error {
 		return errors.New("iso: isohybrid: no El Torito boot record at sector 17")
 	}
 	catLBA := binary.LittleEndian.Uint32(brvd[0x47:])
+	res.catalogLBA = catLBA
 	cat := make([]byte, 2048)
 	if _, err := f.ReadAt(cat, int64(catLBA)*2048); err != nil {
 		return fmt.Errorf("iso: isohybrid: %w", err)

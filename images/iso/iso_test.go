@@ -2,6 +2,8 @@ package iso_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -45,14 +47,24 @@ func TestISO(t *testing.T) {
 	os.MkdirAll(filepath.Join(rolls, "base/RPMS"), 0o755)
 	os.WriteFile(filepath.Join(rolls, "base/roll.xml"), []byte("<roll name='base'/>\n"), 0o644)
 	out := filepath.Join(t.TempDir(), "ironbark.iso")
-	res, err := iso.Build(context.Background(), out, iso.Spec{
+	spec := iso.Spec{
 		Kernel: k.Vmlinuz, Initrd: markerInitrd(t), Rolls: rolls,
 		Cmdline: "console=ttyS0 panic=-1",
-	})
+	}
+	res, err := iso.Build(context.Background(), out, spec)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("%+v", res)
+	// Reproducible: a build a second later is the same bytes.
+	time.Sleep(1100 * time.Millisecond)
+	out2 := filepath.Join(t.TempDir(), "again.iso")
+	if _, err := iso.Build(context.Background(), out2, spec); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := fileSum(t, out), fileSum(t, out2); a != b {
+		t.Fatalf("two builds differ: %s %s", a, b)
+	}
 
 	rep, err := exec.Command("xorriso", "-indev", out, "-report_el_torito", "plain").CombinedOutput()
 	if err != nil {
@@ -103,3 +115,11 @@ func TestISO(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+func fileSum(t *testing.T, p string) string {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%x", sha256.Sum256(b))
+}
