@@ -11,6 +11,7 @@ import (
 	"sort"
 	"text/tabwriter"
 
+	"ironbark/controller"
 	"ironbark/images"
 	"ironbark/images/blobstore"
 	"ironbark/images/iso"
@@ -77,12 +78,15 @@ func runImageBuild(ctx context.Context, args []string) error {
 	return nil
 }
 
+// openImageStore opens the data dir's blob store and the controller's
+// store (the URL the controller remembered, or DATA/ironbark.db).
 func openImageStore(ctx context.Context, dataDir, dbURL string) (*store.DB, *blobstore.Store, error) {
-	if dbURL == "" {
-		dbURL = filepath.Join(dataDir, "ironbark.db")
-		if err := os.MkdirAll(dataDir, 0o755); err != nil {
-			return nil, nil, err
-		}
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return nil, nil, err
+	}
+	dbURL, err := controller.StoreURL(dataDir, dbURL)
+	if err != nil {
+		return nil, nil, err
 	}
 	blobs, err := blobstore.Open(images.StoreDir(dataDir))
 	if err != nil {
@@ -98,7 +102,7 @@ func openImageStore(ctx context.Context, dataDir, dbURL string) (*store.DB, *blo
 func runImageImport(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("image import", flag.ContinueOnError)
 	dataDir := fs.String("data-dir", defaultDataDir, "frontend data directory")
-	dbURL := fs.String("db", "", "store URL (default: SQLite file DATA/ironbark.db)")
+	dbURL := fs.String("db", "", "store URL (default: the controller's, else SQLite file DATA/ironbark.db)")
 	kind := fs.String("kind", images.KindMachine, "machine, kernel or ramdisk")
 	name := fs.String("name", "", "image name (default: from the file name)")
 	desc := fs.String("description", "", "description")
@@ -131,7 +135,7 @@ func runImageImport(ctx context.Context, args []string) error {
 func runImageList(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("image list", flag.ContinueOnError)
 	dataDir := fs.String("data-dir", defaultDataDir, "frontend data directory")
-	dbURL := fs.String("db", "", "store URL (default: SQLite file DATA/ironbark.db)")
+	dbURL := fs.String("db", "", "store URL (default: the controller's, else SQLite file DATA/ironbark.db)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
