@@ -315,14 +315,21 @@ type AuthorizeResponse struct {
 	Rules  []SecurityGroupRule `xml:"securityGroupRuleSet>item"`
 }
 
+// requestedRules finds the group an Authorize or Revoke call names and
+// reads the rules it lists.
+func (c *Cloud) requestedRules(ctx context.Context, tx *store.Tx, k *call, egress bool) (groupRef, []rule, error) {
+	g, err := findGroup(ctx, tx, k, k.str("GroupId"), k.str("GroupName"))
+	if err != nil {
+		return g, nil, err
+	}
+	rules, err := c.permissions(ctx, tx, k, g, egress)
+	return g, rules, err
+}
+
 func (c *Cloud) authorize(ctx context.Context, k *call, egress bool) (any, error) {
 	resp := &AuthorizeResponse{Return: true}
 	err := c.db.InTx(ctx, func(tx *store.Tx) error {
-		g, err := findGroup(ctx, tx, k, k.str("GroupId"), k.str("GroupName"))
-		if err != nil {
-			return err
-		}
-		rules, err := c.permissions(ctx, tx, k, g, egress)
+		g, rules, err := c.requestedRules(ctx, tx, k, egress)
 		if err != nil {
 			return err
 		}
@@ -353,11 +360,7 @@ func (c *Cloud) authorize(ctx context.Context, k *call, egress bool) (any, error
 
 func (c *Cloud) revoke(ctx context.Context, k *call, egress bool) (any, error) {
 	err := c.db.InTx(ctx, func(tx *store.Tx) error {
-		g, err := findGroup(ctx, tx, k, k.str("GroupId"), k.str("GroupName"))
-		if err != nil {
-			return err
-		}
-		rules, err := c.permissions(ctx, tx, k, g, egress)
+		_, rules, err := c.requestedRules(ctx, tx, k, egress)
 		if err != nil {
 			return err
 		}

@@ -130,15 +130,30 @@ func (k *call) tagParams() ([]tagParam, error) {
 	return ts, nil
 }
 
-func (c *Cloud) createTags(ctx context.Context, k *call) (any, error) {
+// tagRequest reads the ResourceId.N and Tag.N of CreateTags/DeleteTags.
+func (k *call) tagRequest() ([]string, []tagParam, error) {
 	ids, err := k.list("ResourceId")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(ids) == 0 {
-		return nil, ec2.Errorf("MissingParameter", "The request must contain the parameter resourceIdSet")
+		return nil, nil, ec2.Errorf("MissingParameter", "The request must contain the parameter resourceIdSet")
 	}
 	tags, err := k.tagParams()
+	return ids, tags, err
+}
+
+// ownedResource returns the owner of a resource the caller may tag.
+func ownedResource(ctx context.Context, tx *store.Tx, k *call, id string) (string, error) {
+	owner, err := resourceOwner(ctx, tx, id)
+	if err == nil && !k.owns(owner) {
+		err = ec2.Errorf("InvalidID", "The ID '%s' is not valid", id)
+	}
+	return owner, err
+}
+
+func (c *Cloud) createTags(ctx context.Context, k *call) (any, error) {
+	ids, tags, err := k.tagRequest()
 	if err != nil {
 		return nil, err
 	}
@@ -147,12 +162,9 @@ func (c *Cloud) createTags(ctx context.Context, k *call) (any, error) {
 	}
 	err = c.db.InTx(ctx, func(tx *store.Tx) error {
 		for _, id := range ids {
-			owner, err := resourceOwner(ctx, tx, id)
+			owner, err := ownedResource(ctx, tx, k, id)
 			if err != nil {
 				return err
-			}
-			if !k.owns(owner) {
-				return ec2.Errorf("InvalidID", "The ID '%s' is not valid", id)
 			}
 			for _, t := range tags {
 				if _, err := tx.Exec(ctx, `DELETE FROM tags WHERE resource_id = ? AND key = ?`, id, t.Key); err != nil {
@@ -180,25 +192,14 @@ func (c *Cloud) createTags(ctx context.Context, k *call) (any, error) {
 }
 
 func (c *Cloud) deleteTags(ctx context.Context, k *call) (any, error) {
-	ids, err := k.list("ResourceId")
-	if err != nil {
-		return nil, err
-	}
-	if len(ids) == 0 {
-		return nil, ec2.Errorf("MissingParameter", "The request must contain the parameter resourceIdSet")
-	}
-	tags, err := k.tagParams()
+	ids, tags, err := k.tagRequest()
 	if err != nil {
 		return nil, err
 	}
 	err = c.db.InTx(ctx, func(tx *store.Tx) error {
 		for _, id := range ids {
-			owner, err := resourceOwner(ctx, tx, id)
-			if err != nil {
+			if _, err := ownedResource(ctx, tx, k, id); err != nil {
 				return err
-			}
-			if !k.owns(owner) {
-				return ec2.Errorf("InvalidID", "The ID '%s' is not valid", id)
 			}
 			if len(tags) == 0 {
 				if _, err := tx.Exec(ctx, `DELETE FROM tags WHERE resource_id = ?`, id); err != nil {
