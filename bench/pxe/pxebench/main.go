@@ -47,6 +47,8 @@ func main() {
 	flag.IntVar(&o.tftpMiB, "tftp-mib", 64, "TFTP file size in MiB")
 	flag.IntVar(&o.tftpClients, "tftp-clients", 32, "concurrent TFTP clients in the parallel run")
 	flag.IntVar(&o.blksize, "blksize", 1468, "TFTP blksize the clients ask for")
+	flag.IntVar(&o.tftpRounds, "tftp-rounds", 3, "single-client TFTP rounds per server (best counts)")
+	flag.IntVar(&o.tftpParRounds, "tftp-parallel-rounds", 2, "parallel TFTP rounds per server (best counts)")
 	only := flag.String("only", "dhcp,tftp", "which comparisons to run")
 	flag.BoolVar(&o.verbose, "v", false, "log server output and progress")
 	serveAddr := flag.String("serve-tftp", "", "internal: run only ironbark's TFTP server on this address")
@@ -90,10 +92,11 @@ func main() {
 }
 
 type options struct {
-	macs, inflight       int
-	tftpMiB, tftpClients int
-	blksize              int
-	verbose              bool
+	macs, inflight            int
+	tftpMiB, tftpClients      int
+	tftpRounds, tftpParRounds int
+	blksize                   int
+	verbose                   bool
 }
 
 // runOne runs one comparison with its own lab, always cleaned up.
