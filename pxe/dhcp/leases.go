@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -250,16 +251,10 @@ func (s *LeaseStore) List(ctx context.Context) ([]Lease, error) {
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list leases: %w", err)
 	}
-	sortLeases(out)
+	// Sorted here, not in SQL: the ip column is text ("10.0.0.10" <
+	// "10.0.0.9").
+	slices.SortFunc(out, func(a, b Lease) int { return a.IP.Compare(b.IP) })
 	return out, nil
-}
-
-func sortLeases(ls []Lease) {
-	for i := 1; i < len(ls); i++ {
-		for j := i; j > 0 && ls[j].IP.Less(ls[j-1].IP); j-- {
-			ls[j], ls[j-1] = ls[j-1], ls[j]
-		}
-	}
 }
 
 // OfferRequest asks for an address to offer a client.
