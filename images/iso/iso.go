@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/filesystem/iso9660"
 
 	"ironbark/images/disk"
@@ -89,7 +88,8 @@ func Build(ctx context.Context, out string, s Spec) (*Result, error) {
 			os.Remove(tmp.Name())
 		}
 	}()
-	fsys, err := iso9660.Create(file.New(tmp, false), 0, 0, 2048, ws)
+	out9660 := newCoalescer(tmp)
+	fsys, err := iso9660.Create(out9660, 0, 0, 2048, ws)
 	if err != nil {
 		return nil, fmt.Errorf("iso: create: %w", err)
 	}
@@ -104,6 +104,9 @@ func Build(ctx context.Context, out string, s Spec) (*Result, error) {
 			},
 		},
 	})
+	if err == nil {
+		err = out9660.Flush()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("iso: finalize: %w", err)
 	}
