@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +15,7 @@ import (
 	"ironbark/controller"
 	"ironbark/internal/lab"
 	"ironbark/internal/store"
+	"ironbark/internal/store/storetest"
 )
 
 // startController runs `ironbark controller` in-process on loopback ports
@@ -209,4 +212,74 @@ func containsString(ss []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// TestControllerRemembersDB starts the controller on PostgreSQL and checks
+// that `account create` without --db finds the same store.
+func TestControllerRemembersDB(t *testing.T) {
+	admin := os.Getenv(storetest.EnvPG)
+	if admin == "" {
+		lab.Missing(t, storetest.EnvPG+" not set (make test starts PostgreSQL)")
+	}
+	ctx := context.Background()
+	adb, err := store.Open(ctx, admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := fmt.Sprintf("ctl_%d", time.Now().UnixNano())
+	if _, err := adb.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = adb.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+		adb.Close()
+	})
+	u, err := url.Parse(admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + name
+	dataDir := t.TempDir()
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- runController(cctx, []string{"--data-dir", dataDir, "--db", u.String(), "--listen", "127.0.0.1:0", "--node-listen", "127.0.0.1:0"})
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("controller: %v", err)
+		}
+	}()
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if s, _ := controller.LoadSettings(dataDir); s.Endpoint != "" {
+			if s.DB != u.String() {
+				t.Fatalf("remembered db %q", s.DB)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("controller did not start")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := runAccountCreate(ctx, []string{"carol", "--data-dir", dataDir}); err != nil {
+		t.Fatal(err)
+	}
+	db, err := store.Open(ctx, u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	a, err := controller.LookupAccount(ctx, db, "carol")
+	if err != nil {
+		t.Fatalf("carol is not in the PostgreSQL store: %v", err)
+	}
+	eucarc, err := os.ReadFile(filepath.Join(dataDir, "credentials", "carol", "eucarc"))
+	if err != nil || !strings.Contains(string(eucarc), "export EC2_ACCESS_KEY="+a.AccessKey) {
+		t.Fatalf("carol's eucarc: %v\n%s", err, eucarc)
+	}
+	if err := runAccountCreate(ctx, []string{"carol", "--data-dir", dataDir}); err == nil {
+		t.Fatal("a second carol was made")
+	}
 }
