@@ -50,7 +50,11 @@
 // layer sets its requestId and writes it as the children of
 // <{Action}Response xmlns="http://ec2.amazonaws.com/doc/{Version}/">. Use
 // ec2.List[T] (or `xml:"set>item"`) for lists, ec2.Time for timestamps,
-// numbers as Go integers, and no empty elements (omitempty).
+// numbers as Go integers, and no empty elements (omitempty). The Server
+// writes such structs with its own encoder (fastxml.go, about 4x faster
+// than encoding/xml and byte for byte the same, which tests and a fuzz
+// target check); a type using anything more (attributes, chardata,
+// interfaces, other marshalers) is written by encoding/xml instead.
 //
 // # On the wire
 //

@@ -52,6 +52,7 @@ type Server struct {
 	skew     time.Duration
 	now      func() time.Time
 	tokenKey []byte
+	enc      responseEncoder
 }
 
 // NewServer makes a Server from cfg, filling in defaults.
@@ -201,7 +202,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, id string) (out o
 	if err != nil {
 		return fail(err)
 	}
-	b, err := MarshalResponse(req.Action, ns, id, resp)
+	b, err := s.enc.marshal(req.Action, ns, id, resp)
 	if err != nil {
 		return fail(err)
 	}
