@@ -84,7 +84,12 @@ func newRig(t *testing.T) *rig {
 // the test's end stops it.
 func (r *rig) startAgent(t *testing.T) {
 	t.Helper()
-	a, err := New(Config{Controller: r.ctl.URL, Token: r.token, LibvirtURI: "test:///default", StateDir: r.state,
+	r.startAgentOn(t, "test:///default")
+}
+
+func (r *rig) startAgentOn(t *testing.T, uri string) {
+	t.Helper()
+	a, err := New(Config{Controller: r.ctl.URL, Token: r.token, LibvirtURI: uri, StateDir: r.state,
 		Logger: testLogger(t), StopTimeout: time.Second, HypervisorGrace: time.Second, Hostname: "node-test"})
 	if err != nil {
 		t.Fatal(err)
@@ -252,4 +257,17 @@ func TestRestartReadopts(t *testing.T) {
 	}
 	l.SetDesired("i-keep0001", nodeapi.StateTerminated)
 	l.WaitState(t, "i-keep0001", nodeapi.StateTerminated, wait)
+}
+
+// With libvirt unreachable, a launch waits out the grace period and then
+// ends terminated with the reason, not pending forever.
+func TestHypervisorDownFailsLaunch(t *testing.T) {
+	r := newRig(t)
+	r.startAgentOn(t, "qemu+unix:///system?socket="+filepath.Join(t.TempDir(), "no-libvirtd.sock"))
+	img := r.blobs.add([]byte("image"))
+	r.ctl.Ledger.Launch(r.node, r.spec("i-nohv0001", img))
+	st := r.ctl.Ledger.WaitState(t, "i-nohv0001", nodeapi.StateTerminated, wait)
+	if !strings.Contains(st.Reason, "hypervisor unavailable") {
+		t.Fatalf("reason %q, want the hypervisor", st.Reason)
+	}
 }

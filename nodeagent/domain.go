@@ -149,12 +149,15 @@ func (p domainPlan) DomainXML() (string, error) {
 // domainType maps a libvirt URI and the --domain-type flag (qemu or kvm,
 // for qemu:// URIs) to the domain type.
 func domainType(uri, qemuType string) (string, error) {
-	switch {
-	case strings.HasPrefix(uri, "test:"):
+	// The driver is the scheme before any "+transport" (qemu+ssh://...).
+	scheme, _, _ := strings.Cut(uri, ":")
+	scheme, _, _ = strings.Cut(scheme, "+")
+	switch scheme {
+	case "test":
 		return "test", nil
-	case strings.HasPrefix(uri, "xen:"):
+	case "xen":
 		return "xen", nil
-	case strings.HasPrefix(uri, "qemu:"):
+	case "qemu":
 		if qemuType != "qemu" && qemuType != "kvm" {
 			return "", fmt.Errorf("domain type %q: want qemu (TCG) or kvm", qemuType)
 		}

@@ -75,12 +75,13 @@ func TestDomainTypes(t *testing.T) {
 	for _, tc := range []struct{ uri, flag, want string }{
 		{"qemu:///system", "qemu", "qemu"}, {"qemu:///system", "kvm", "kvm"},
 		{"xen:///system", "qemu", "xen"}, {"test:///default", "qemu", "test"},
+		{"qemu+unix:///system?socket=/x", "qemu", "qemu"}, {"xen+ssh://root@h/system", "qemu", "xen"},
 	} {
 		if got, err := domainType(tc.uri, tc.flag); err != nil || got != tc.want {
 			t.Errorf("domainType(%s, %s) = %s, %v; want %s", tc.uri, tc.flag, got, err, tc.want)
 		}
 	}
-	for _, bad := range [][2]string{{"qemu:///system", "tcg"}, {"lxc:///", "qemu"}} {
+	for _, bad := range [][2]string{{"qemu:///system", "tcg"}, {"lxc:///", "qemu"}, {"qemux:///", "qemu"}} {
 		if _, err := domainType(bad[0], bad[1]); err == nil {
 			t.Errorf("domainType(%s, %s) accepted", bad[0], bad[1])
 		}

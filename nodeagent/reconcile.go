@@ -120,12 +120,18 @@ func (a *Agent) hypervisorDown(err error) {
 		a.hvDownSince = now
 		a.log.Error("hypervisor unreachable", "uri", a.cfg.LibvirtURI, "err", err)
 	}
+	for _, s := range a.desired {
+		if a.insts[s.InstanceID] == nil {
+			a.insts[s.InstanceID] = &inst{state: nodeapi.StatePending}
+			a.kickHeartbeat()
+		}
+	}
 	if now.Sub(a.hvDownSince) < a.cfg.HypervisorGrace {
 		return
 	}
 	for _, s := range a.desired {
 		in := a.insts[s.InstanceID]
-		if in != nil && in.state == nodeapi.StatePending && !in.launching && s.Desired == nodeapi.StateRunning {
+		if in.state == nodeapi.StatePending && !in.launching && s.Desired == nodeapi.StateRunning {
 			a.fail(s.InstanceID, in, fmt.Errorf("%w: %v", errHypervisor, err))
 			a.kickHeartbeat()
 		}

@@ -538,3 +538,30 @@ func fileDigest(t testing.TB, path string) string {
 	}
 	return "sha256:" + hex.EncodeToString(h.Sum(nil))
 }
+
+// TestStartFailureTerminates: a domain that libvirt cannot start (its
+// bridge does not exist) ends terminated with libvirt's reason, leaving no
+// domain and no disks.
+func TestStartFailureTerminates(t *testing.T) {
+	e := setup(t, nil)
+	e.bridge = fmt.Sprintf("ibnone%d", os.Getpid()%100000)
+	e.startAgent(t, e.token(t))
+	e.waitZone(t)
+	id := e.run(t, e.machineImage(t, e.initrd))
+	e.waitState(t, id, types.InstanceStateNameTerminated, stateWait)
+	if _, reason := e.instState(t, id); !strings.Contains(reason, e.bridge) {
+		t.Fatalf("reason %q does not name the missing bridge", reason)
+	}
+	c, err := libvirt.NewConnect(e.uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if d, err := c.LookupDomainByName(id); err == nil {
+		d.Free()
+		t.Fatal("failed domain left defined")
+	}
+	if _, err := os.Stat(filepath.Join(e.state, "instances", id)); !os.IsNotExist(err) {
+		t.Fatalf("failed instance's disks remain: %v", err)
+	}
+}
