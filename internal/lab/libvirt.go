@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"os"
@@ -39,7 +40,11 @@ func Libvirt(t testing.TB) string {
 		Missing(t, err.Error())
 	}
 	defer unlock()
-	me := filepath.Join(labRun, "libvirt-users", strconv.Itoa(os.Getpid()))
+	// One file per call (pid-random): parallel tests in one binary each
+	// hold their own claim.
+	var rnd [4]byte
+	_, _ = rand.Read(rnd[:])
+	me := filepath.Join(labRun, "libvirt-users", fmt.Sprintf("%d-%x", os.Getpid(), rnd))
 	if err := os.WriteFile(me, nil, 0o644); err != nil {
 		Missing(t, err.Error())
 	}
@@ -96,7 +101,8 @@ func releaseLibvirt(t testing.TB, me string) {
 	os.Remove(me)
 	users, _ := os.ReadDir(filepath.Join(labRun, "libvirt-users"))
 	for _, u := range users {
-		pid, err := strconv.Atoi(u.Name())
+		p, _, _ := strings.Cut(u.Name(), "-")
+		pid, err := strconv.Atoi(p)
 		if err == nil && syscall.Kill(pid, 0) == nil {
 			return // someone still uses the daemons
 		}
