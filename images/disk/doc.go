@@ -1,9 +1,12 @@
 // Package disk writes filesystem and whole-disk images with go-diskfs:
-// ext4 and squashfs root filesystems from a directory tree or a tar
-// stream, FAT32 EFI system partitions, and GPT or MBR disks that boot on
+// ext4 root filesystems from a directory tree or a tar stream, FAT32 EFI
+// system partitions (FAT16 for small boot images), and GPT or MBR disks that boot on
 // BIOS and UEFI with Debian's syslinux (mbr.bin/gptmbr.bin placed by this
 // package, `syslinux --install --offset` for ldlinux.sys, syslinux.efi as
 // EFI/BOOT/BOOTX64.EFI).
+//
+// Squashfs images are staged in a directory and packed by mksquashfs
+// (squashfs-tools), because go-diskfs v1.9.4 cannot pack symlinks.
 //
 // No root, loop device or mount is needed. What the source holds maps to
 // the image like this:

@@ -2,31 +2,34 @@ package disk
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
+	"strconv"
 
-	"github.com/diskfs/go-diskfs/backend/file"
-	"github.com/diskfs/go-diskfs/filesystem/squashfs"
+	"golang.org/x/sys/unix"
 )
 
-// WriteSquashfs writes a gzip-compressed squashfs of src to f (from offset
-// 0). go-diskfs builds squashfs from a host workspace directory, so the
-// source is staged there first (symlinks, modes, owners and times kept;
-// hard links copied; device nodes skipped as for ext4). maxSize, if not
-// zero, is an upper bound for the result.
+// WriteSquashfs writes a gzip-compressed squashfs of src to f. The source
+// is staged in a host directory (symlinks, modes, owners and times kept;
+// hard links copied; device nodes skipped as for ext4) and packed with
+// mksquashfs from squashfs-tools: go-diskfs v1.9.4 resolves symlink
+// targets relative to the process's working directory, so it cannot pack
+// a root filesystem. maxSize, if not zero, bounds the result.
 func WriteSquashfs(ctx context.Context, f *os.File, src Source, maxSize int64, o FSOptions) (*Result, error) {
 	o.defaults()
-	sq, err := squashfs.Create(file.New(f, false), 0, 0, 0)
-	if err != nil {
-		return nil, fmt.Errorf("squashfs: create: %w", err)
+	if _, err := exec.LookPath("mksquashfs"); err != nil {
+		return nil, fmt.Errorf("squashfs: mksquashfs not found (apt-get install squashfs-tools): %w", err)
 	}
-	defer sq.Close()
-	ws := sq.Workspace()
+	ws, err := os.MkdirTemp(filepath.Dir(f.Name()), ".squashfs-stage-*")
+	if err != nil {
+		return nil, fmt.Errorf("squashfs: %w", err)
+	}
+	defer os.RemoveAll(ws)
 	res := &Result{}
 	var dirs []*Entry
 	written := map[string]bool{}
@@ -50,10 +53,14 @@ func WriteSquashfs(ctx context.Context, f *os.File, src Source, maxSize int64, o
 			if err != nil {
 				return fmt.Errorf("squashfs: %w", err)
 			}
+			st, _ := in.Stat()
 			err = copyToFile(host, in, 0o644)
 			in.Close()
 			if err != nil {
 				return err
+			}
+			if st != nil {
+				e.Mode = st.Mode()
 			}
 			res.HardLinksCopied++
 		case e.Mode.IsRegular():
@@ -62,8 +69,10 @@ func WriteSquashfs(ctx context.Context, f *os.File, src Source, maxSize int64, o
 			}
 			written[p] = true
 		case e.Mode.IsDir():
-			if err := os.MkdirAll(host, 0o755); err != nil {
-				return fmt.Errorf("squashfs: %w", err)
+			if p != "." {
+				if err := os.MkdirAll(host, 0o755); err != nil {
+					return fmt.Errorf("squashfs: %w", err)
+				}
 			}
 			dirs = append(dirs, e)
 			return nil
@@ -80,23 +89,21 @@ func WriteSquashfs(ctx context.Context, f *os.File, src Source, maxSize int64, o
 	if err != nil {
 		return nil, err
 	}
+	// Directory times last: creating entries changes them.
 	for i := len(dirs) - 1; i >= 0; i-- {
 		p, _ := CleanPath(dirs[i].Path)
 		if err := applyMeta(filepath.Join(ws, filepath.FromSlash(p)), dirs[i], o); err != nil {
 			return nil, err
 		}
 	}
-	var uid, gid *uint32
+	args := []string{ws, f.Name(), "-noappend", "-quiet", "-no-progress", "-comp", "gzip", "-no-xattrs",
+		"-mkfs-time", strconv.FormatInt(o.Time.Unix(), 10), "-reproducible"}
 	if !o.KeepOwners {
-		zero := uint32(0)
-		uid, gid = &zero, &zero
+		args = append(args, "-all-root")
 	}
-	if err := sq.Finalize(squashfs.FinalizeOptions{Compression: &squashfs.CompressorGzip{}, FileUID: uid, FileGID: gid}); err != nil {
-		return nil, fmt.Errorf("squashfs: finalize: %w", err)
-	}
-	// The superblock's mkfs time (offset 8) is time.Now in go-diskfs.
-	if _, err := f.WriteAt(binary.LittleEndian.AppendUint32(nil, uint32(o.Time.Unix())), 8); err != nil {
-		return nil, fmt.Errorf("squashfs: %w", err)
+	cmd := exec.CommandContext(ctx, "mksquashfs", args...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("squashfs: mksquashfs: %v: %s", err, out)
 	}
 	st, err := f.Stat()
 	if err != nil {
@@ -133,9 +140,10 @@ func applyMeta(host string, e *Entry, o FSOptions) error {
 		if err := os.Chmod(host, e.Mode.Perm()|e.Mode&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)); err != nil {
 			return fmt.Errorf("squashfs: %w", err)
 		}
-		if err := os.Chtimes(host, e.ModTime, e.ModTime); err != nil {
-			return fmt.Errorf("squashfs: %w", err)
-		}
+	}
+	ts := []unix.Timespec{unix.NsecToTimespec(e.ModTime.UnixNano()), unix.NsecToTimespec(e.ModTime.UnixNano())}
+	if err := unix.UtimesNanoAt(unix.AT_FDCWD, host, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("squashfs: set times of %s: %w", host, err)
 	}
 	return nil
 }

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"ironbark/internal/lab"
+)
+
+// capture runs f with os.Stdout redirected and returns what it printed.
+func capture(t *testing.T, f func() error) string {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := os.Stdout
+	os.Stdout = w
+	var buf bytes.Buffer
+	done := make(chan struct{})
+	go func() { io.Copy(&buf, r); close(done) }()
+	ferr := f()
+	w.Close()
+	os.Stdout = old
+	<-done
+	if ferr != nil {
+		t.Fatalf("%v\n%s", ferr, buf.String())
+	}
+	return buf.String()
+}
+
+// TestImageBuildImportDescribe builds an EMI and its EKI from a rootfs
+// tree with `ironbark image build`, registers both with `ironbark image
+// import` while the controller runs, and finds them with the AWS CLI's
+// describe-images.
+func TestImageBuildImportDescribe(t *testing.T) {
+	lab.Require(t, "aws", "qemu-img", "e2fsck")
+	dataDir, endpoint := startController(t)
+	ctx := context.Background()
+	work := t.TempDir()
+	root := filepath.Join(work, "rootfs")
+	for _, d := range []string{"boot", "etc", "sbin"} {
+		os.MkdirAll(filepath.Join(root, d), 0o755)
+	}
+	kernel := make([]byte, 8192)
+	copy(kernel[0x202:], "HdrS")
+	os.WriteFile(filepath.Join(root, "boot/vmlinuz-6.1.0-test"), kernel, 0o644)
+	os.WriteFile(filepath.Join(root, "etc/hostname"), []byte("emi\n"), 0o644)
+
+	emiFile, ekiFile := filepath.Join(work, "debian.img"), filepath.Join(work, "vmlinuz")
+	out := capture(t, func() error {
+		return runImageBuild(ctx, []string{"--from", root, "--out", emiFile, "--kernel-out", ekiFile})
+	})
+	if !strings.Contains(out, "fs image") || !strings.Contains(out, "kernel (EKI)") {
+		t.Errorf("image build printed:\n%s", out)
+	}
+	if b, err := exec.Command("e2fsck", "-fn", emiFile).CombinedOutput(); err != nil {
+		t.Fatalf("e2fsck: %v\n%s", err, b)
+	}
+	eki := strings.TrimSpace(capture(t, func() error {
+		return runImageImport(ctx, []string{ekiFile, "--kind", "kernel", "--name", "vmlinuz-6.1.0-test", "--data-dir", dataDir})
+	}))
+	if !strings.HasPrefix(eki, "eki-") {
+		t.Fatalf("kernel import printed %q", eki)
+	}
+	emi := strings.TrimSpace(capture(t, func() error {
+		return runImageImport(ctx, []string{emiFile, "--data-dir", dataDir, "--kernel", eki, "--public"})
+	}))
+	if !strings.HasPrefix(emi, "emi-") {
+		t.Fatalf("image import printed %q", emi)
+	}
+	list := capture(t, func() error { return runImageList(ctx, []string{"--data-dir", dataDir}) })
+	if !strings.Contains(list, emi) || !strings.Contains(list, eki) || strings.Contains(list, "blob missing") {
+		t.Errorf("image list:\n%s", list)
+	}
+
+	cmd := exec.Command("aws", "--endpoint-url", endpoint, "ec2", "describe-images", "--image-ids", emi, "--output", "json")
+	cmd.Env = clientEnv(t, filepath.Join(dataDir, "credentials", "admin"))
+	b, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("describe-images: %v\n%s", err, b)
+	}
+	var resp struct {
+		Images []struct {
+			ImageId, Name, KernelId, OwnerId, ImageType, State string
+			Public                                             bool
+		}
+	}
+	if err := json.Unmarshal(b, &resp); err != nil {
+		t.Fatalf("%v\n%s", err, b)
+	}
+	if len(resp.Images) != 1 || resp.Images[0].ImageId != emi || resp.Images[0].KernelId != eki ||
+		resp.Images[0].Name != "debian" || !resp.Images[0].Public || resp.Images[0].ImageType != "machine" {
+		t.Fatalf("describe-images: %s", b)
+	}
+	t.Logf("describe-images: %s", b)
+}
