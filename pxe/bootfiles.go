@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"ironbark/images"
+	"ironbark/images/blobstore"
 	"ironbark/images/initramfs"
 )
 
@@ -36,9 +38,9 @@ type Layout struct{ DataDir string }
 // BootDir holds vmlinuz and installer.img for the installer.
 func (l Layout) BootDir() string { return filepath.Join(l.DataDir, "pxe", "boot") }
 
-// ApplianceDir holds <appliance>.img, the whole-disk image each appliance
-// installs.
-func (l Layout) ApplianceDir() string { return filepath.Join(l.DataDir, "pxe", "appliances") }
+// Blobs opens the frontend's content-addressed image store, which holds
+// the appliance images.
+func (l Layout) Blobs() (*blobstore.Store, error) { return blobstore.Open(images.StoreDir(l.DataDir)) }
 
 // DB is the default SQLite store of the data directory.
 func (l Layout) DB() string { return filepath.Join(l.DataDir, "ironbark.db") }
@@ -65,17 +67,6 @@ func (l Layout) InstallBootFiles(kernel, installerBin, modulesDir string) error 
 		return err
 	}
 	return os.Rename(tmp, filepath.Join(l.BootDir(), "installer.img"))
-}
-
-// SetApplianceImage copies a whole-disk image in as the appliance's image.
-func (l Layout) SetApplianceImage(appliance, image string) error {
-	if err := ValidAppliance(appliance); err != nil {
-		return err
-	}
-	if err := os.MkdirAll(l.ApplianceDir(), 0o755); err != nil {
-		return err
-	}
-	return copyFile(image, filepath.Join(l.ApplianceDir(), appliance+".img"))
 }
 
 func copyFile(src, dst string) error {

@@ -10,7 +10,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 
+	"ironbark/images/blobstore"
 	"ironbark/pxe/bootapi"
 )
 
@@ -52,9 +54,7 @@ func (b *HTTPBoot) Handler() http.Handler {
 	mux.HandleFunc("GET "+bootapi.PathInitramfs, b.file("installer.img"))
 	mux.HandleFunc("GET "+bootapi.PathInstall+"{host}/profile", b.profile)
 	mux.HandleFunc("POST "+bootapi.PathInstall+"{host}/progress", b.progress)
-	mux.HandleFunc("GET "+bootapi.PathImages+"{digest}", func(w http.ResponseWriter, r *http.Request) {
-		b.Images.ServeImage(w, r, r.PathValue("digest"))
-	})
+	mux.Handle("GET "+bootapi.PathImages, http.StripPrefix(strings.TrimSuffix(bootapi.PathImages, "/"), b.Images.Handler()))
 	return mux
 }
 
@@ -168,8 +168,8 @@ func (b *HTTPBoot) buildProfile(ctx context.Context, h Host) (bootapi.Profile, e
 	return bootapi.Profile{
 		Hostname: h.Name,
 		Attempt:  h.InstallAttempt,
-		Image: bootapi.Image{URL: b.Script.BaseURL + bootapi.PathImages + digest,
-			Digest: "sha256:" + digest, Size: size},
+		Image: bootapi.Image{URL: b.Script.BaseURL + blobstore.URLPath(bootapi.PathImages, digest),
+			Digest: string(digest), Size: size},
 		Identity: id,
 		Files: []bootapi.File{
 			{Path: "ironbark/hostname", Mode: 0o644, Content: h.Name + "\n"},

@@ -74,7 +74,12 @@ func newBootEnv(t *testing.T, db *store.DB, wrap func(http.Handler) http.Handler
 	t.Helper()
 	dir := t.TempDir()
 	l := Layout{DataDir: dir}
-	if err := l.SetApplianceImage("compute", fatImage(t, t.TempDir())); err != nil {
+	blobs, err := l.Blobs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	imgs := &BlobImages{DB: db, Blobs: blobs}
+	if _, _, err := imgs.Set(context.Background(), "compute", fatImage(t, t.TempDir())); err != nil {
 		t.Fatal(err)
 	}
 	e := &bootEnv{hosts: NewHosts(db), dir: dir}
@@ -82,7 +87,7 @@ func newBootEnv(t *testing.T, db *store.DB, wrap func(http.Handler) http.Handler
 	e.srv = httptest.NewUnstartedServer(nil)
 	base := "http://" + e.srv.Listener.Addr().String()
 	e.boot = &HTTPBoot{Script: ScriptConfig{BaseURL: base}, Hosts: e.hosts, Discovery: e.disc,
-		BootDir: l.BootDir(), Images: &DirImages{Dir: l.ApplianceDir()},
+		BootDir: l.BootDir(), Images: imgs,
 		Identity: StaticIdentity{ControllerURL: "https://10.1.0.1:8774"}, Log: slog.New(slog.DiscardHandler)}
 	var h http.Handler = e.boot.Handler()
 	if wrap != nil {
@@ -252,7 +257,11 @@ func TestFrontendRestartMidInstall(t *testing.T) {
 	var e *bootEnv
 	restart := func() {
 		fresh := *e.boot
-		fresh.Images = &DirImages{Dir: Layout{DataDir: e.dir}.ApplianceDir()}
+		blobs, err := Layout{DataDir: e.dir}.Blobs()
+		if err != nil {
+			panic(err)
+		}
+		fresh.Images = &BlobImages{DB: db, Blobs: blobs}
 		fresh.Hosts = NewHosts(db)
 		fresh.Discovery = NewDiscovery(db, fresh.Hosts)
 		h := fresh.Handler()

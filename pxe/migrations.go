@@ -35,5 +35,12 @@ CREATE TABLE pxe_discovery (
 	started_at   BIGINT NOT NULL,
 	heartbeat_at BIGINT NOT NULL
 );`},
+		{ID: "pxe/0002-appliance-images", SQL: `
+CREATE TABLE pxe_appliances (
+	appliance  TEXT PRIMARY KEY,
+	digest     TEXT NOT NULL,
+	size       BIGINT NOT NULL,
+	updated_at BIGINT NOT NULL
+);`},
 	}
 }

@@ -96,6 +96,10 @@ func RunService(ctx context.Context, cfg ServiceConfig) error {
 	if err != nil {
 		return err
 	}
+	blobs, err := cfg.Layout.Blobs()
+	if err != nil {
+		return err
+	}
 	hosts := NewHosts(cfg.DB)
 	disc := NewDiscovery(cfg.DB, hosts)
 	base := "http://" + net.JoinHostPort(ip.String(), strconv.Itoa(cfg.HTTPPort))
@@ -104,7 +108,7 @@ func RunService(ctx context.Context, cfg ServiceConfig) error {
 		Hosts:     hosts,
 		Discovery: disc,
 		BootDir:   cfg.Layout.BootDir(),
-		Images:    &DirImages{Dir: cfg.Layout.ApplianceDir()},
+		Images:    &BlobImages{DB: cfg.DB, Blobs: blobs},
 		Identity:  cfg.Identity,
 		Log:       log.With("part", "http"),
 	}

@@ -137,11 +137,20 @@ func runPXEImage(ctx context.Context, args []string) error {
 	if len(pos) != 2 {
 		return errors.New("usage: ironbark pxe image APPLIANCE FILE [--data-dir DIR]")
 	}
-	l := pxe.Layout{DataDir: rf.dataDir}
-	if err := l.SetApplianceImage(pos[0], pos[1]); err != nil {
+	db, l, err := pxeDB(ctx, rf)
+	if err != nil {
 		return err
 	}
-	fmt.Printf("appliance %s installs %s\n", pos[0], pos[1])
+	defer db.Close()
+	blobs, err := l.Blobs()
+	if err != nil {
+		return err
+	}
+	d, size, err := (&pxe.BlobImages{DB: db, Blobs: blobs}).Set(ctx, pos[0], pos[1])
+	if err != nil {
+		return err
+	}
+	fmt.Printf("appliance %s installs %s (%d bytes)\n", pos[0], d, size)
 	return nil
 }
 

@@ -9,7 +9,7 @@ const (
 	PathInitramfs = "/boot/installer.img"
 	// PathProfile is followed by the host name: /install/compute-0-0/profile
 	PathInstall = "/install/"
-	// PathImages is followed by an appliance image's sha256 hex digest.
+	// PathImages is followed by sha256/<hex digest> of an appliance image.
 	PathImages = "/images/"
 )
 

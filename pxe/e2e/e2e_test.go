@@ -106,6 +106,14 @@ func TestPXEInstall(t *testing.T) {
 		t.Fatalf("after reinstall, compute-0-0 is not installed with boot action os:\n%s", list)
 	}
 
+	// Rescue boots the installer image without touching the disk.
+	ironbarkCmd(t, ironbark, "host", "set-boot", "compute-0-0", "rescue", "--data-dir", data)
+	bios.Start(t)
+	bios.WaitConsole(t, "ironbark-installer: rescue mode for compute-0-0", 4*time.Minute)
+	bios.proc.Stop(t)
+	waitHost(t, ironbark, data, `^compute-0-0\s.*\srescue\s+installed$`, 10*time.Second)
+	ironbarkCmd(t, ironbark, "host", "set-boot", "compute-0-0", "os", "--data-dir", data)
+
 	if err := disc.Interrupt(t, 10*time.Second); err != nil {
 		t.Fatalf("discover: %v\n%s", err, disc.tail(20))
 	}
