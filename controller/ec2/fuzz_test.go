@@ -16,6 +16,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+
+	"ironbark/controller/ec2/ec2test"
 )
 
 // FuzzParseQuery feeds arbitrary query strings and form bodies to the
@@ -184,6 +186,27 @@ func FuzzSigV4RoundTrip(f *testing.F) {
 			bad.Body = bytes.Replace(body, []byte("Version=2016"), []byte("Version=2017"), 1)
 			if check(&bad) == nil {
 				t.Fatalf("changed body verified")
+			}
+		}
+
+		// The same parameters signed with Signature V2, in the body or the
+		// query string, and presigned V4 in the query string.
+		v2 := ec2test.SignV2(params, method, host, path, testAK, testSecret, "HmacSHA256", testClock, false)
+		w2 := &wireRequest{Method: method, Host: host, Path: path, Header: http.Header{
+			"Content-Type": {"application/x-www-form-urlencoded"}}}
+		if post {
+			w2.Body = []byte(v2.Encode())
+		} else {
+			w2.RawQuery = v2.Encode()
+		}
+		if err := check(w2); err != nil {
+			t.Fatalf("V2-signed request rejected: %v\n%+v", err, w2)
+		}
+		if !post {
+			p := presignV4(t, newQuery(method, "http://"+host+path, params), testAK, testSecret, testClock, 300)
+			p.Host = r.Host
+			if err := check(newWireRequest(p, nil)); err != nil {
+				t.Fatalf("presigned request rejected: %v\n%s", err, p.URL)
 			}
 		}
 	})
