@@ -111,9 +111,14 @@ func testAWSCLI(t *testing.T, cli string) {
 // TestAWSCLIv1 drives the server with the AWS CLI v1 of the machine's
 // Python (the first `aws` on PATH here).
 func TestAWSCLIv1(t *testing.T) {
-	lab.Require(t, "aws")
+	lab.Require(t)
 	home, _ := os.UserHomeDir()
-	cli := findAWSCLI(t, "aws-cli/1.", "aws", filepath.Join(home, ".pyenv/shims/aws"))
+	// The first aws on PATH here; else the pyenv Python's own, which runs
+	// without pyenv's shims on PATH.
+	candidates := []string{"aws"}
+	direct, _ := filepath.Glob(filepath.Join(home, ".pyenv/versions/*/bin/aws"))
+	candidates = append(candidates, direct...)
+	cli := findAWSCLI(t, "aws-cli/1.", candidates...)
 	if cli == "" {
 		lab.Missing(t, "AWS CLI v1 (pip awscli in the machine's Python) not found")
 	}
