@@ -154,6 +154,11 @@ func RunService(ctx context.Context, cfg ServiceConfig) error {
 	for _, extra := range extras {
 		g.Go(func() error { return extra(gctx) })
 	}
+	for _, f := range []string{"vmlinuz", "installer.img"} {
+		if _, err := os.Stat(filepath.Join(cfg.Layout.BootDir(), f)); err != nil {
+			log.Warn("installer boot file missing: nodes cannot install until `ironbark pxe setup` installs it", "file", f, "dir", cfg.Layout.BootDir())
+		}
+	}
 	log.Info("pxe serving", "iface", cfg.Interface, "addr", ip, "subnet", subnet,
 		"pool", fmt.Sprintf("%s-%s", pool.Start, pool.End), "http", base)
 	if cfg.Ready != nil {

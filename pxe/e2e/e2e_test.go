@@ -95,6 +95,7 @@ func TestPXEInstall(t *testing.T) {
 	// installer retries, resumes and finishes against the new process.
 	waitHost(t, ironbark, data, `^compute-0-0\s.*installing \d+% writing image`, 4*time.Minute)
 	pxe.Stop(t)
+	first := pxe
 	pxe = startProc(t, "pxe-restarted", pxeCmd(), work)
 	pxe.WaitLine(t, "pxe serving", 30*time.Second)
 	bios.WaitConsole(t, "ironbark-installer: install of compute-0-0 done", 6*time.Minute)
@@ -141,6 +142,7 @@ func TestPXEInstall(t *testing.T) {
 	if list := ironbarkCmd(t, ironbark, "host", "list", "--data-dir", data); strings.Contains(list, macStranger) {
 		t.Fatalf("unknown MAC became a host with discovery off:\n%s", list)
 	}
+	t.Logf("pxe output (until the restart):\n%s", strings.Join(first.Lines(), "\n"))
 	t.Logf("pxe output (after the restart):\n%s", strings.Join(pxe.Lines(), "\n"))
 }
 
