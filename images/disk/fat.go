@@ -132,32 +132,55 @@ func fillFATFile(fs filesystem.FileSystem, p string, ff FATFile, buf []byte) err
 // shrinks the recorded sector count until every cluster has a FAT entry,
 // in the boot sector and its backup.
 func fixFAT32ClusterCount(f *os.File, offset int64) error {
-	bs := make([]byte, 512)
-	if _, err := f.ReadAt(bs, offset); err != nil {
-		return fmt.Errorf("fat32: %w", err)
+	b, err := readBPB(f, offset)
+	if err != nil {
+		return err
 	}
-	bps := int64(binary.LittleEndian.Uint16(bs[0x0B:]))
-	spc := int64(bs[0x0D])
-	reserved := int64(binary.LittleEndian.Uint16(bs[0x0E:]))
-	fats := int64(bs[0x10])
-	total := int64(binary.LittleEndian.Uint32(bs[0x20:]))
-	fatSize := int64(binary.LittleEndian.Uint32(bs[0x24:]))
-	backup := int64(binary.LittleEndian.Uint16(bs[0x32:]))
-	if bps == 0 || spc == 0 {
-		return fmt.Errorf("fat32: bad boot sector")
-	}
-	maxClusters := fatSize*bps/4 - 2
-	if (total-reserved-fats*fatSize)/spc <= maxClusters {
+	total := int64(binary.LittleEndian.Uint32(b.raw[0x20:]))
+	backup := int64(binary.LittleEndian.Uint16(b.raw[0x32:]))
+	maxClusters := b.fatSize*b.bps/4 - 2
+	if (total-b.reserved-b.fats*b.fatSize)/b.spc <= maxClusters {
 		return nil
 	}
-	total = reserved + fats*fatSize + maxClusters*spc
+	total = b.reserved + b.fats*b.fatSize + maxClusters*b.spc
 	fixed := binary.LittleEndian.AppendUint32(nil, uint32(total))
 	for _, sector := range []int64{0, backup} {
-		if _, err := f.WriteAt(fixed, offset+sector*bps+0x20); err != nil {
+		if _, err := f.WriteAt(fixed, offset+sector*b.bps+0x20); err != nil {
 			return fmt.Errorf("fat32: %w", err)
 		}
 	}
 	return nil
+}
+
+// bpb is the part of a FAT boot sector (BIOS parameter block) we use.
+type bpb struct {
+	raw                      []byte
+	bps, spc, reserved, fats int64
+	rootEntries, fatSize     int64
+	fat16                    bool
+}
+
+func readBPB(f *os.File, offset int64) (*bpb, error) {
+	bs := make([]byte, 512)
+	if _, err := f.ReadAt(bs, offset); err != nil {
+		return nil, fmt.Errorf("fat: %w", err)
+	}
+	b := &bpb{raw: bs,
+		bps:         int64(binary.LittleEndian.Uint16(bs[0x0B:])),
+		spc:         int64(bs[0x0D]),
+		reserved:    int64(binary.LittleEndian.Uint16(bs[0x0E:])),
+		fats:        int64(bs[0x10]),
+		rootEntries: int64(binary.LittleEndian.Uint16(bs[0x11:])),
+		fatSize:     int64(binary.LittleEndian.Uint16(bs[0x16:])),
+	}
+	b.fat16 = b.fatSize != 0
+	if !b.fat16 {
+		b.fatSize = int64(binary.LittleEndian.Uint32(bs[0x24:]))
+	}
+	if b.bps == 0 || b.spc == 0 || b.fatSize == 0 {
+		return nil, fmt.Errorf("fat: bad boot sector")
+	}
+	return b, nil
 }
 
 // StabilizeFAT sets every directory entry's times (create, access,
@@ -165,23 +188,11 @@ func fixFAT32ClusterCount(f *os.File, offset int64) error {
 // go-diskfs and mtools (syslinux --install) stamp entries with the clock.
 // Times before 1980, which FAT cannot hold, become 1980-01-01.
 func StabilizeFAT(f *os.File, offset int64, t time.Time) error {
-	bs := make([]byte, 512)
-	if _, err := f.ReadAt(bs, offset); err != nil {
-		return fmt.Errorf("fat32: %w", err)
+	b, err := readBPB(f, offset)
+	if err != nil {
+		return err
 	}
-	bps := int64(binary.LittleEndian.Uint16(bs[0x0B:]))
-	spc := int64(bs[0x0D])
-	reserved := int64(binary.LittleEndian.Uint16(bs[0x0E:]))
-	fats := int64(bs[0x10])
-	rootEntries := int64(binary.LittleEndian.Uint16(bs[0x11:]))
-	fat16 := binary.LittleEndian.Uint16(bs[0x16:]) != 0
-	fatSize := int64(binary.LittleEndian.Uint16(bs[0x16:]))
-	if !fat16 {
-		fatSize = int64(binary.LittleEndian.Uint32(bs[0x24:]))
-	}
-	if bps == 0 || spc == 0 || fatSize == 0 {
-		return fmt.Errorf("fat: bad boot sector")
-	}
+	bs, bps, spc, reserved, fats, rootEntries, fat16, fatSize := b.raw, b.bps, b.spc, b.reserved, b.fats, b.rootEntries, b.fat16, b.fatSize
 	fat := make([]byte, fatSize*bps)
 	if _, err := f.ReadAt(fat, offset+reserved*bps); err != nil {
 		return fmt.Errorf("fat: read FAT: %w", err)
