@@ -238,7 +238,9 @@ func runDORA(ctx context.Context, ns *lab.NetNS, iface string, macs []net.Hardwa
 			if _, err := conn.WriteTo(b, bcast); err != nil {
 				return nil, err
 			}
-			timeout := time.NewTimer(time.Second)
+			// RFC 2131 4.1: wait about 4 s before the first retransmission,
+			// so a slow server is not also buried in duplicates.
+			timeout := time.NewTimer(4 * time.Second)
 			for {
 				select {
 				case m := <-ch:
