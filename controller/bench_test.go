@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	sdk "github.com/aws/aws-sdk-go-v2/service/ec2"
 
 	"ironbark/controller/ec2"
@@ -118,6 +119,36 @@ func BenchmarkDescribeInstanceByIDOverHTTP(b *testing.B) {
 	for b.Loop() {
 		if _, err := c.DescribeInstances(context.Background(), &sdk.DescribeInstancesInput{InstanceIds: []string{id}}); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkListInstancesPaged lists an account's 10,000 instances in pages
+// of 1,000, as the SDK paginators do (NextToken through the wire layer).
+func BenchmarkListInstancesPaged(b *testing.B) {
+	cloud, e := benchCloud(b)
+	p := e.seedAccount(b, cloud, "big", 10000)
+	var key, secret string
+	if err := e.db.QueryRow(context.Background(), `SELECT access_key, secret FROM access_keys WHERE account_id = ?`, p.AccountID).Scan(&key, &secret); err != nil {
+		b.Fatal(err)
+	}
+	srv := httptest.NewServer(ec2.NewServer(ec2.Config{Handler: cloud, Credentials: cloud, Logger: slog.New(slog.DiscardHandler)}))
+	defer srv.Close()
+	c := ec2test.Client(srv.URL, key, secret)
+	for b.Loop() {
+		n := 0
+		pg := sdk.NewDescribeInstancesPaginator(c, &sdk.DescribeInstancesInput{MaxResults: aws.Int32(1000)})
+		for pg.HasMorePages() {
+			out, err := pg.NextPage(context.Background())
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, r := range out.Reservations {
+				n += len(r.Instances)
+			}
+		}
+		if n != 10000 {
+			b.Fatalf("listed %d", n)
 		}
 	}
 }

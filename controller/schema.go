@@ -165,5 +165,11 @@ CREATE TABLE controller_secrets (
 		{ID: "controller/0006-usage-index", SQL: `
 CREATE INDEX instances_usage ON instances(node_id, vm_type, state);
 `},
+		// Pages of instances are cut in bytewise id order; PostgreSQL
+		// needs an index in that collation to walk them.
+		{ID: "controller/0007-instance-page-index", SQL: `SELECT 1`, Postgres: `
+CREATE INDEX instances_account_c ON instances(account_id, id COLLATE "C");
+CREATE INDEX instances_id_c ON instances(id COLLATE "C");
+`},
 	}
 }
