@@ -55,27 +55,32 @@ func (h *hypervisor) connect() (*libvirt.Connect, error) {
 }
 
 // check turns a libvirt error into errHypervisor when the connection is
-// gone, so callers know to retry.
+// gone (libvirtd down or restarted), so callers know to retry; any other
+// error (a domain that cannot start, say) is returned as it is.
 func (h *hypervisor) check(err error) error {
 	if err == nil {
 		return nil
 	}
 	var le libvirt.Error
-	if errors.As(err, &le) {
-		switch le.Code {
-		case libvirt.ERR_NO_CONNECT, libvirt.ERR_INVALID_CONN, libvirt.ERR_RPC, libvirt.ERR_SYSTEM_ERROR:
-			h.mu.Lock()
-			if h.conn != nil {
-				if ok, aerr := h.conn.IsAlive(); aerr != nil || !ok {
-					h.conn.Close()
-					h.conn = nil
-				}
-			}
-			h.mu.Unlock()
-			return fmt.Errorf("%w: %v", errHypervisor, err)
+	if !errors.As(err, &le) {
+		return err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	dead := le.Code == libvirt.ERR_NO_CONNECT || le.Code == libvirt.ERR_INVALID_CONN
+	if h.conn != nil {
+		if ok, aerr := h.conn.IsAlive(); aerr != nil || !ok {
+			dead = true
 		}
 	}
-	return err
+	if !dead {
+		return err
+	}
+	if h.conn != nil {
+		h.conn.Close()
+		h.conn = nil
+	}
+	return fmt.Errorf("%w: %v", errHypervisor, err)
 }
 
 func (h *hypervisor) close() {

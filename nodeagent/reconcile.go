@@ -193,12 +193,16 @@ func (a *Agent) apply(ctx context.Context, s nodeapi.InstanceSpec, in *inst, dom
 			}
 			// Defined by a launch that was cut short, or started again
 			// after StopInstances.
+			if time.Now().Before(in.retryAt) {
+				return
+			}
+			in.attempts++
 			if err := a.hv.start(id); err != nil {
 				a.launchFailed(id, in, fmt.Errorf("start domain: %w", err))
 				return
 			}
 			a.log.Info("domain started", "instance", id)
-			in.state, in.reason, in.seenRunning = nodeapi.StateRunning, "", true
+			in.state, in.reason, in.seenRunning, in.attempts = nodeapi.StateRunning, "", true, 0
 		}
 	case nodeapi.StateStopped:
 		switch {
