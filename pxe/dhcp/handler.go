@@ -108,7 +108,10 @@ func (s *Server) handle(ctx context.Context, req *dhcpv4.DHCPv4) Reply {
 		return drop("relayed from foreign subnet " + gw.String())
 	}
 	if sid, ok := addr4(req.ServerIdentifier()); ok && sid != s.cfg.ServerIP {
-		// The client chose (or talks to) another server.
+		// The client chose (or talks to) another server: release our offer.
+		if req.MessageType() == dhcpv4.MessageTypeRequest {
+			s.leases.Withdraw(req.ClientHWAddr)
+		}
 		return drop("for server " + sid.String())
 	}
 	ci := clientInfo(req)

@@ -378,6 +378,20 @@ func (s *LeaseStore) reserve(ip netip.Addr, mac, host string, now time.Time) Lea
 	return Lease{IP: ip, MAC: hw, Hostname: host, State: StateOffered, Expires: exp}
 }
 
+// Withdraw forgets the pool offer made to a MAC, if any: the client chose
+// another server's offer (its REQUEST names that server), so the address
+// is free again at once instead of after OfferHold.
+func (s *LeaseStore) Withdraw(mac net.HardwareAddr) {
+	m := mac.String()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for ip, o := range s.offers {
+		if o.mac == m {
+			delete(s.offers, ip)
+		}
+	}
+}
+
 // pruneOffers drops expired offers once the table grows.
 func (s *LeaseStore) pruneOffers(now time.Time) {
 	if len(s.offers) < 4096 {

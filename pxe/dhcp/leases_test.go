@@ -86,6 +86,16 @@ func TestLeaseStore(t *testing.T) {
 		if _, err := ls.Ack(ctx, AckRequest{MAC: mac(11), IP: l9.IP, LeaseTime: time.Hour}); !errors.Is(err, ErrUnavailable) {
 			t.Fatalf("request for an address offered to another: %v", err)
 		}
+		// Once withdrawn (mac(9) chose another server), the offer frees
+		// the address; offered again to mac(9), it is held again.
+		ls.Withdraw(mac(9))
+		if o, err := ls.Offer(ctx, OfferRequest{MAC: mac(12)}); err != nil || o.IP != l9.IP {
+			t.Fatalf("after withdraw: %v %v, want %s", o.IP, err, l9.IP)
+		}
+		ls.Withdraw(mac(12))
+		if o, err := ls.Offer(ctx, OfferRequest{MAC: mac(9)}); err != nil || o.IP != l9.IP {
+			t.Fatalf("re-offer: %v %v", o.IP, err)
+		}
 		if _, err := ls.Ack(ctx, AckRequest{MAC: mac(9), IP: l9.IP, LeaseTime: time.Hour}); err != nil {
 			t.Fatal(err)
 		}
