@@ -365,7 +365,14 @@ func (c *Cloud) describeImages(ctx context.Context, k *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	rows, err = c.db.Query(ctx, `SELECT `+imageColumns+` FROM images`)
+	// Only what the caller may see: own, public and shared images (the
+	// admin sees all), so other accounts' private images cost nothing.
+	q, args := `SELECT `+imageColumns+` FROM images`, []any(nil)
+	if !k.admin() {
+		q += ` WHERE account_id = ? OR public = 1 OR id IN (SELECT image_id FROM launch_permissions WHERE account_id = ?)`
+		args = []any{k.account(), k.account()}
+	}
+	rows, err = c.db.Query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("describe images: %w", err)
 	}

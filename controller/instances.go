@@ -252,11 +252,11 @@ func (c *Cloud) launchGroups(ctx context.Context, k *call, l *launch) error {
 		// A caller launches into their own groups, even the admin.
 		var g GroupIdentifier
 		var owner string
-		q, arg := `SELECT id, name, account_id FROM security_groups WHERE id = ?`, id
+		q, args, arg := `SELECT id, name, account_id FROM security_groups WHERE id = ?`, []any{id}, id
 		if id == "" {
-			q, arg = `SELECT id, name, account_id FROM security_groups WHERE account_id = '`+k.account()+`' AND name = ?`, name
+			q, args, arg = `SELECT id, name, account_id FROM security_groups WHERE account_id = ? AND name = ?`, []any{k.account(), name}, name
 		}
-		err := c.db.QueryRow(ctx, q, arg).Scan(&g.GroupID, &g.GroupName, &owner)
+		err := c.db.QueryRow(ctx, q, args...).Scan(&g.GroupID, &g.GroupName, &owner)
 		if err == nil && owner != k.account() {
 			err = sql.ErrNoRows
 		}
