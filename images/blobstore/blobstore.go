@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 )
 
 // Digest names a blob: "sha256:" followed by 64 lower-case hex digits.
@@ -67,7 +68,23 @@ func Open(dir string) (*Store, error) {
 			return nil, fmt.Errorf("open blob store: %w", err)
 		}
 	}
+	s.removeStaleIngests(24 * time.Hour)
 	return s, nil
+}
+
+// removeStaleIngests deletes temporary files left by ingests that died
+// (a killed process) longer ago than age; younger ones may belong to a
+// running ingest in another process.
+func (s *Store) removeStaleIngests(age time.Duration) {
+	ents, err := os.ReadDir(s.tmpDir())
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if info, err := e.Info(); err == nil && strings.HasPrefix(e.Name(), "ingest-") && time.Since(info.ModTime()) > age {
+			os.Remove(filepath.Join(s.tmpDir(), e.Name()))
+		}
+	}
 }
 
 func (s *Store) shaDir() string { return filepath.Join(s.dir, "sha256") }

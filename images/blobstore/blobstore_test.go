@@ -14,6 +14,7 @@ import (
 	"sync"
 	"testing"
 	"testing/iotest"
+	"time"
 )
 
 func digestOf(b []byte) Digest { return Digest(fmt.Sprintf("sha256:%x", sha256.Sum256(b))) }
@@ -219,4 +220,26 @@ func FuzzParseDigest(f *testing.F) {
 			t.Fatalf("accepted %q", s)
 		}
 	})
+}
+
+func TestStaleIngestsRemoved(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Open(dir); err != nil {
+		t.Fatal(err)
+	}
+	stale := filepath.Join(dir, "blobs", "tmp", "ingest-123")
+	fresh := filepath.Join(dir, "blobs", "tmp", "ingest-456")
+	os.WriteFile(stale, []byte("half"), 0o644)
+	os.WriteFile(fresh, []byte("half"), 0o644)
+	old := time.Now().Add(-48 * time.Hour)
+	os.Chtimes(stale, old, old)
+	if _, err := Open(dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("stale ingest kept: %v", err)
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("fresh ingest removed: %v", err)
+	}
 }
