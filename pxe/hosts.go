@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"ironbark/internal/store"
+	"ironbark/pxe/bootapi"
 )
 
 // BootAction is what a host does the next time it PXE-boots.
@@ -307,14 +308,14 @@ func (hs *Hosts) Report(ctx context.Context, name, attempt, state string, percen
 		percent = min(max(percent, 0), 100)
 		now := hs.now().Unix()
 		switch state {
-		case "running":
+		case bootapi.StateRunning:
 			_, err = tx.Exec(ctx, `UPDATE pxe_hosts SET install_state = ?, install_progress = ?, install_step = ?,
 				updated_at = ? WHERE name = ?`, InstallInstalling, percent, step, now, name)
-		case "done":
+		case bootapi.StateDone:
 			_, err = tx.Exec(ctx, `UPDATE pxe_hosts SET install_state = ?, install_progress = 100, install_step = ?,
 				install_error = '', boot_action = ?, updated_at = ? WHERE name = ?`,
 				InstallInstalled, step, string(BootOS), now, name)
-		case "failed":
+		case bootapi.StateFailed:
 			if why == "" {
 				why = "installer reported failure without a reason"
 			}

@@ -148,6 +148,7 @@ func TestPXEInstall(t *testing.T) {
 
 func want(t *testing.T, got, prefix string) {
 	t.Helper()
+	t.Logf("console: %s", got)
 	if !strings.Contains(got, prefix) {
 		t.Fatalf("console line %q, want %q", got, prefix)
 	}
