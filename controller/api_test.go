@@ -314,6 +314,8 @@ func TestInstancesLifecycle(t *testing.T) {
 				t.Fatalf("terminated %s still desired on its node", s.InstanceID)
 			}
 		}
+		// The usage counters agree with a count of the live instances.
+		e.checkUsage(t)
 		// Terminated instances stay visible for the TTL, then go.
 		e.cloud.now = func() time.Time { return time.Now().Add(2 * time.Hour) }
 		gone := must[*sdk.DescribeInstancesOutput](t)(c.DescribeInstances(ctx, &sdk.DescribeInstancesInput{}))
@@ -387,4 +389,38 @@ func tableCounts(t *testing.T, db *store.DB) map[string]int {
 		out[tbl] = n
 	}
 	return out
+}
+
+// checkUsage compares the ledger's usage counters with a recount.
+func (e *testEnv) checkUsage(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	got, err := e.cloud.Usage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := e.db.Query(ctx, `SELECT node_id, COUNT(*) FROM instances WHERE state <> 'terminated' GROUP BY node_id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	want := map[string]int{}
+	for rows.Next() {
+		var node string
+		var n int
+		if err := rows.Scan(&node, &n); err != nil {
+			t.Fatal(err)
+		}
+		want[node] = n
+	}
+	for node, n := range want {
+		if got[node].Instances != n {
+			t.Fatalf("usage of %s: %d instances, recount %d (all: %+v)", node, got[node].Instances, n, got)
+		}
+	}
+	for node, u := range got {
+		if u.Instances != want[node] {
+			t.Fatalf("usage of %s: %d instances, recount %d", node, u.Instances, want[node])
+		}
+	}
 }

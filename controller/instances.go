@@ -387,6 +387,15 @@ func (c *Cloud) insertReservation(ctx context.Context, k *call, l *launch, zone 
 			}
 			res.Instances = append(res.Instances, in)
 		}
+		perNode := map[string]int{}
+		for _, node := range nodes {
+			perNode[node]++
+		}
+		for node, n := range perNode {
+			if err := addUsage(ctx, tx, node, l.vt.Name, n); err != nil {
+				return err
+			}
+		}
 		return nil
 	})
 	if err != nil {
@@ -755,8 +764,9 @@ func (c *Cloud) changeState(ctx context.Context, k *call, verb string, t transit
 	err = c.db.InTx(ctx, func(tx *store.Tx) error {
 		resp.Instances, nodes = resp.Instances[:0], nodes[:0]
 		for _, id := range ids {
-			var owner, state, desired, node string
-			err := tx.QueryRow(ctx, `SELECT account_id, state, desired, node_id FROM instances WHERE id = ?`, id).Scan(&owner, &state, &desired, &node)
+			var owner, state, desired, node, vmType string
+			err := tx.QueryRow(ctx, `SELECT account_id, state, desired, node_id, vm_type FROM instances WHERE id = ?`, id).
+				Scan(&owner, &state, &desired, &node, &vmType)
 			if err == nil && !k.owns(owner) {
 				err = sql.ErrNoRows
 			}
@@ -771,6 +781,9 @@ func (c *Cloud) changeState(ctx context.Context, k *call, verb string, t transit
 				ended := int64(0)
 				if next == nodeapi.StateTerminated {
 					ended = k.now.Unix()
+					if err := addUsage(ctx, tx, node, vmType, -1); err != nil {
+						return err
+					}
 				}
 				if _, err := tx.Exec(ctx, `UPDATE instances SET state = ?, desired = ?, reason = ?,
 					ended_at = CASE WHEN ? > 0 THEN ? ELSE ended_at END WHERE id = ?`,

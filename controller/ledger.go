@@ -99,9 +99,9 @@ func (c *Cloud) Observe(ctx context.Context, nodeID string, sts []nodeapi.Instan
 	return c.db.InTx(ctx, func(tx *store.Tx) error {
 		now := c.now().Unix()
 		for _, st := range sts {
-			var state, desired, reason string
-			err := tx.QueryRow(ctx, `SELECT state, desired, reason FROM instances WHERE id = ? AND node_id = ?`,
-				st.InstanceID, nodeID).Scan(&state, &desired, &reason)
+			var state, desired, reason, vmType string
+			err := tx.QueryRow(ctx, `SELECT state, desired, reason, vm_type FROM instances WHERE id = ? AND node_id = ?`,
+				st.InstanceID, nodeID).Scan(&state, &desired, &reason, &vmType)
 			if err != nil {
 				if errors.Is(err, sql.ErrNoRows) {
 					continue // not ours on this node: the caller's policy handles strays
@@ -115,6 +115,9 @@ func (c *Cloud) Observe(ctx context.Context, nodeID string, sts []nodeapi.Instan
 			ended := int64(0)
 			if next == nodeapi.StateTerminated && state != nodeapi.StateTerminated {
 				ended = now
+				if err := addUsage(ctx, tx, nodeID, vmType, -1); err != nil {
+					return err
+				}
 			}
 			if next != state || st.Reason != "" {
 				if _, err := tx.Exec(ctx, `UPDATE instances SET state = ?, reason = ?,
@@ -137,10 +140,22 @@ func (c *Cloud) Observe(ctx context.Context, nodeID string, sts []nodeapi.Instan
 	})
 }
 
+// addUsage counts delta instances of a type in or out of a node's usage,
+// in the transaction that launches or ends them.
+func addUsage(ctx context.Context, tx *store.Tx, node, vmType string, delta int) error {
+	_, err := tx.Exec(ctx, `INSERT INTO node_usage (node_id, vm_type, instances) VALUES (?, ?, ?)
+		ON CONFLICT (node_id, vm_type) DO UPDATE SET instances = node_usage.instances + excluded.instances`,
+		node, vmType, delta)
+	if err != nil {
+		return fmt.Errorf("node usage: %w", err)
+	}
+	return nil
+}
+
 // Usage implements InstanceLedger: the resources of every instance not yet
 // terminated, per node.
 func (c *Cloud) Usage(ctx context.Context) (map[string]NodeUsage, error) {
-	rows, err := c.db.Query(ctx, `SELECT node_id, vm_type, COUNT(*) FROM instances WHERE state <> 'terminated' GROUP BY node_id, vm_type`)
+	rows, err := c.db.Query(ctx, `SELECT node_id, vm_type, instances FROM node_usage WHERE instances > 0`)
 	if err != nil {
 		return nil, fmt.Errorf("usage: %w", err)
 	}

@@ -68,6 +68,7 @@ func TestSecurityGroups(t *testing.T) {
 		_, err = c.DeleteSecurityGroup(ctx, &sdk.DeleteSecurityGroupInput{GroupId: web.GroupId})
 		wantCode(t, err, "DependencyViolation") // still shutting down
 		e.observe(t, runIDs(out), "terminated")
+		e.checkUsage(t)
 		must[*sdk.DeleteSecurityGroupOutput](t)(c.DeleteSecurityGroup(ctx, &sdk.DeleteSecurityGroupInput{GroupId: web.GroupId}))
 		_, err = c.DeleteSecurityGroup(ctx, &sdk.DeleteSecurityGroupInput{GroupName: aws.String("default")})
 		wantCode(t, err, "CannotDelete")

@@ -171,5 +171,19 @@ CREATE INDEX instances_usage ON instances(node_id, vm_type, state);
 CREATE INDEX instances_account_c ON instances(account_id, id COLLATE "C");
 CREATE INDEX instances_id_c ON instances(id COLLATE "C");
 `},
+		// Usage is read on every placement: keep it as counters updated
+		// in the transactions that launch and end instances, rather than
+		// counting every live instance each time.
+		{ID: "controller/0008-node-usage", SQL: `
+CREATE TABLE node_usage (
+	node_id   TEXT NOT NULL,
+	vm_type   TEXT NOT NULL,
+	instances BIGINT NOT NULL,
+	PRIMARY KEY (node_id, vm_type)
+);
+INSERT INTO node_usage (node_id, vm_type, instances)
+	SELECT node_id, vm_type, COUNT(*) FROM instances WHERE state <> 'terminated' GROUP BY node_id, vm_type;
+DROP INDEX instances_usage;
+`},
 	}
 }
