@@ -67,7 +67,11 @@ func main() {
 		fmt.Fprintln(os.Stderr, "pxebench: needs root (network namespaces)")
 		os.Exit(1)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// A closed pipe (bench/pxe/run | head) or a signal must not skip the
+	// cleanup of namespaces and servers: ignore SIGPIPE, turn the others
+	// into a cancelled context.
+	signal.Ignore(syscall.SIGPIPE)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	ok := true
 	for _, which := range strings.Split(*only, ",") {
