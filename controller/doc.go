@@ -3,4 +3,13 @@
 // tags) kept in the store, and the actions that the EC2 wire layer
 // (controller/ec2) dispatches to. Clusters, nodes and scheduling live in
 // controller/cluster; the two meet through Placer and InstanceLedger.
+//
+// Cloud is the EC2 side: one action per file group (instances.go,
+// keypairs.go, groups.go, addresses.go, images.go, tags.go, regions.go),
+// each reading and writing its tables (schema.go) in one transaction, so a
+// failed call changes nothing. Every query a tenant's call makes is
+// narrowed by its account id first; the admin account sees all. The data
+// dir holds Settings (controller.json: region, VM types, public addresses,
+// and the store URL and endpoint other commands reuse) and each account's
+// eucarc and AWS CLI files under credentials/NAME.
 package controller
