@@ -147,6 +147,16 @@ func run(ctx context.Context, o options) error {
 	}); err != nil {
 		return err
 	}
+	if err := measure("RunInstances x50 (instances/s), 1 worker", func(t *target) (float64, error) {
+		r, err := rate(o.window, 10, 1, func() error {
+			_, err := t.client.RunInstances(ctx, &sdk.RunInstancesInput{ImageId: aws.String(t.image), InstanceType: t.vmType,
+				MinCount: aws.Int32(50), MaxCount: aws.Int32(50)})
+			return err
+		})
+		return r * 50, err
+	}); err != nil {
+		return err
+	}
 	for _, size := range []int{o.small, o.large} {
 		for _, t := range targets {
 			if err := seed(ctx, t, size); err != nil {
@@ -182,7 +192,7 @@ func run(ctx context.Context, o options) error {
 
 	fmt.Println("ironbark vs moto_server: same workload, same client (aws-sdk-go-v2), loopback, one run")
 	fmt.Printf("ironbark store: %s\n\n", ib.db.Engine())
-	fmt.Printf("%-44s %12s %12s %10s\n", "workload (calls/s)", "ironbark", "moto", "ratio")
+	fmt.Printf("%-44s %12s %12s %10s\n", "workload (calls/s unless said)", "ironbark", "moto", "ratio")
 	for _, r := range rows {
 		fmt.Printf("%-44s %12.1f %12.1f %9.1fx\n", r.name, r.rates[0], r.rates[1], r.rates[0]/r.rates[1])
 	}
