@@ -123,14 +123,11 @@ func Unavailable() *Error {
 	return &Error{Code: CodeUnavailable, Message: "The server is overloaded or under maintenance; try again later.", Status: http.StatusServiceUnavailable}
 }
 
-// InsufficientInstanceCapacity is sent with HTTP 500 as AWS does (it is in
-// EC2's server-error list, and the SDKs retry it a few times, which is what
-// a user of AWS expects when capacity may free up). Set Status to 400 on
-// the returned value to stop retries.
+// InsufficientInstanceCapacity is sent with HTTP 400, not the 500 AWS
+// uses: clients retry 5xx (boto2 for over a minute), and a full private
+// cloud does not empty itself in seconds; the user should hear at once.
 func InsufficientInstanceCapacity(format string, args ...any) *Error {
-	e := Errorf(CodeInsufficientInstanceCapacity, format, args...)
-	e.Status = http.StatusInternalServerError
-	return e
+	return Errorf(CodeInsufficientInstanceCapacity, format, args...)
 }
 
 // notFoundMessages are AWS's wordings for the NotFound codes an EC2
