@@ -163,6 +163,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			a.log.Info("node agent stopping; instances keep running")
 			a.wg.Wait()
 			return nil
 		case <-a.kickCh:
