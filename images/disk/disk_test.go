@@ -142,16 +142,19 @@ func TestBootableDisk(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			// Reproducible: a second build a second later is byte-identical.
-			time.Sleep(1100 * time.Millisecond)
-			img2 := filepath.Join(dir, "node2.img")
-			if _, err := disk.BuildDisk(context.Background(), img2, spec); err != nil {
-				t.Fatal(err)
+			// Reproducible: a second build a second later is byte-identical
+			// (checked for GPT; MBR shares every other step).
+			if table == disk.GPT {
+				time.Sleep(1100 * time.Millisecond)
+				img2 := filepath.Join(dir, "node2.img")
+				if _, err := disk.BuildDisk(context.Background(), img2, spec); err != nil {
+					t.Fatal(err)
+				}
+				if a, b := sum(t, img), sum(t, img2); a != b {
+					t.Fatalf("two builds differ: %s %s", a, b)
+				}
+				os.Remove(img2)
 			}
-			if a, b := sum(t, img), sum(t, img2); a != b {
-				t.Fatalf("two builds differ: %s %s", a, b)
-			}
-			os.Remove(img2)
 
 			parts := run(t, "sfdisk", "-l", img)
 			t.Logf("sfdisk -l:\n%s", parts)
