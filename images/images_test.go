@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"context"
 	"errors"
+	"ironbark/internal/lab"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,7 +42,7 @@ func blobCount(t *testing.T, s *blobstore.Store) int {
 
 func TestBuildFSWithKernelAndRamdisk(t *testing.T) {
 	if _, err := exec.LookPath("e2fsck"); err != nil {
-		t.Skip("e2fsck missing")
+		lab.Missing(t, "e2fsck missing (apt-get install e2fsprogs)")
 	}
 	dir := t.TempDir()
 	res, err := Build(context.Background(), BuildSpec{From: rootfs(t), Out: filepath.Join(dir, "emi.img"),
@@ -83,7 +84,7 @@ func TestBuildRejectsEscapingTar(t *testing.T) {
 
 func TestImport(t *testing.T) {
 	if _, err := exec.LookPath("qemu-img"); err != nil {
-		t.Skip("qemu-img missing")
+		lab.Missing(t, "qemu-img missing (apt-get install qemu-utils)")
 	}
 	ctx := context.Background()
 	dir := t.TempDir()

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"ironbark/internal/lab"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -55,7 +56,7 @@ func requireTools(t *testing.T, tools ...string) {
 	t.Helper()
 	for _, c := range tools {
 		if _, err := exec.LookPath(c); err != nil {
-			t.Skipf("%s not installed", c)
+			lab.Missing(t, c+" not installed (make deps)")
 		}
 	}
 }

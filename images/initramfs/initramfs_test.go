@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"io/fs"
+	"ironbark/internal/lab"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -105,7 +106,7 @@ func decompress(t *testing.T, b []byte, comp Compression) []byte {
 // TestGNUCpioReadsIt checks the archive with the real cpio tool.
 func TestGNUCpioReadsIt(t *testing.T) {
 	if _, err := exec.LookPath("cpio"); err != nil {
-		t.Skip("cpio not installed")
+		lab.Missing(t, "cpio not installed (apt-get install cpio)")
 	}
 	for _, comp := range []Compression{None, Gzip, Zstd} {
 		t.Run(string(comp), func(t *testing.T) {

@@ -41,7 +41,10 @@ func markerInitrd(t *testing.T) string {
 }
 
 func TestISO(t *testing.T) {
-	lab.Require(t, "xorriso", "qemu-system-x86_64", "mdir")
+	lab.Require(t, "xorriso", "qemu-system-x86_64", "mdir", "grub-mkimage")
+	if _, err := os.Stat(filepath.Join(iso.GrubEFIDir, "linux.mod")); err != nil {
+		lab.Missing(t, "GRUB EFI modules (apt-get install grub-efi-amd64-bin): "+err.Error())
+	}
 	k := lab.GuestKernel(t)
 	rolls := t.TempDir()
 	os.MkdirAll(filepath.Join(rolls, "base/RPMS"), 0o755)
