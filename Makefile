@@ -13,6 +13,7 @@ deps:
 build: deps
 	$(GO) build -o $(BIN)/ironbark ./cmd/ironbark
 	$(GO) build -o $(BIN)/ironbark-node ./cmd/ironbark-node
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/ironbark-installer ./cmd/ironbark-installer
 
 test: deps
 	@scripts/test
