@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"context"
 	"errors"
-	"ironbark/internal/lab"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 
 	"ironbark/controller"
 	"ironbark/images/blobstore"
+	"ironbark/internal/lab"
 	"ironbark/internal/store"
 	"ironbark/internal/store/storetest"
 )

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"ironbark/internal/lab"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"ironbark/internal/lab"
 )
 
 // sampleTree makes a small rootfs: dirs, files with modes and owners, a
