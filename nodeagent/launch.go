@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"ironbark/internal/nodeapi"
 	"ironbark/nodeagent/imagecache"
@@ -26,18 +27,28 @@ func (a *Agent) launch(ctx context.Context, s nodeapi.InstanceSpec) error {
 		return err
 	}
 	_ = os.Chmod(dir, 0o755)
-	image, err := a.fetch(ctx, "image", &s.Image)
-	if err != nil {
-		return err
+	// The three downloads (cold cache) run side by side.
+	arts := []struct {
+		what string
+		art  *nodeapi.Artifact
+		path string
+		err  error
+	}{{what: "image", art: &s.Image}, {what: "kernel", art: s.Kernel}, {what: "ramdisk", art: s.Ramdisk}}
+	var wg sync.WaitGroup
+	for i := range arts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			arts[i].path, arts[i].err = a.fetch(ctx, arts[i].what, arts[i].art)
+		}()
 	}
-	kernel, err := a.fetch(ctx, "kernel", s.Kernel)
-	if err != nil {
-		return err
+	wg.Wait()
+	for _, f := range arts {
+		if f.err != nil {
+			return f.err
+		}
 	}
-	ramdisk, err := a.fetch(ctx, "ramdisk", s.Ramdisk)
-	if err != nil {
-		return err
-	}
+	image, kernel, ramdisk := arts[0].path, arts[1].path, arts[2].path
 	plan := domainPlan{
 		Type: a.dtype, Spec: s, Kernel: kernel, Initrd: ramdisk, Bridge: a.cfg.Bridge,
 		Root:    filepath.Join(dir, "root.qcow2"),
