@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -269,5 +270,39 @@ func TestHypervisorDownFailsLaunch(t *testing.T) {
 	st := r.ctl.Ledger.WaitState(t, "i-nohv0001", nodeapi.StateTerminated, wait)
 	if !strings.Contains(st.Reason, "hypervisor unavailable") {
 		t.Fatalf("reason %q, want the hypervisor", st.Reason)
+	}
+}
+
+// The controller restarting (same store, data dir and address) is a pause
+// for the agent: it reconnects with its certificate, keeps its instances,
+// and acts on what was decided while the controller was away.
+func TestControllerRestart(t *testing.T) {
+	r := newRig(t)
+	r.startAgent(t)
+	l := r.ctl.Ledger
+	img := r.blobs.add([]byte("restart image"))
+	l.Launch(r.node, r.spec("i-ctlr0001", img))
+	l.WaitState(t, "i-ctlr0001", nodeapi.StateRunning, wait)
+
+	addr := strings.TrimPrefix(r.ctl.URL, "https://")
+	cfg := r.ctl.Config
+	r.ctl.Stop()
+	// Decided while the controller is down (the EC2 side persisted it).
+	l.SetDesired("i-ctlr0001", nodeapi.StateTerminated)
+	var ln net.Listener
+	var err error
+	for i := 0; i < 50; i++ { // the old listener's port is free again at once, normally
+		if ln, err = net.Listen("tcp", addr); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.ctl = clustertest.StartOn(t, l, cfg, ln)
+	l.WaitState(t, "i-ctlr0001", nodeapi.StateTerminated, wait)
+	if _, ok := domains(t)["i-ctlr0001"]; ok {
+		t.Fatal("domain survived a terminate decided during the controller's restart")
 	}
 }

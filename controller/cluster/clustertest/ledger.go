@@ -170,11 +170,25 @@ type Controller struct {
 	*cluster.Service
 	URL    string // https://127.0.0.1:PORT
 	Ledger *Ledger
+	Config cluster.Config // as started, with DB and DataDir filled in
+	stop   func()
 }
 
 // Start runs a cluster.Service on SQLite with the ledger on a loopback
-// listener until the test ends. blobs, when set, is served at /v1/blobs/.
+// listener until the test ends (or Stop). cfg.Blobs, when set, is served at
+// /v1/blobs/.
 func Start(t testing.TB, l *Ledger, cfg cluster.Config) *Controller {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return StartOn(t, l, cfg, ln)
+}
+
+// StartOn is Start on a given listener: a controller restarted on the
+// same address, store and data dir is the same controller to its nodes.
+func StartOn(t testing.TB, l *Ledger, cfg cluster.Config, ln net.Listener) *Controller {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	if cfg.DB == nil {
@@ -190,21 +204,22 @@ func Start(t testing.TB, l *Ledger, cfg cluster.Config) *Controller {
 	s, err := cluster.New(ctx, cfg)
 	if err != nil {
 		cancel()
+		ln.Close()
 		t.Fatal(err)
 	}
 	l.OnChange(s.Notify)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); _ = s.Serve(ctx, ln) }()
 	go func() { defer wg.Done(); _ = s.Run(ctx) }()
-	t.Cleanup(func() { cancel(); wg.Wait() })
-	return &Controller{Service: s, URL: "https://" + ln.Addr().String(), Ledger: l}
+	var once sync.Once
+	stop := func() { once.Do(func() { cancel(); wg.Wait() }) }
+	t.Cleanup(stop)
+	return &Controller{Service: s, URL: "https://" + ln.Addr().String(), Ledger: l, Config: cfg, stop: stop}
 }
+
+// Stop shuts the controller down (its listener closes).
+func (c *Controller) Stop() { c.stop() }
 
 // Token adds the cluster (if new) and returns an enrollment token for it.
 func (c *Controller) Token(t testing.TB, clusterName string) string {
