@@ -3,10 +3,13 @@ package cluster
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -307,4 +310,58 @@ func TestZonesAndPlace(t *testing.T) {
 			t.Fatalf("zone a after timeout: %+v", zones[0])
 		}
 	})
+}
+
+func TestBadRequests(t *testing.T) {
+	db := storetest.SQLite(t, nil)
+	s := newService(t, db, newMemLedger())
+	url := serve(t, s)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: pki.PinnedTLS(s.CA().Fingerprint())}}
+	defer hc.CloseIdleConnections()
+	post := func(path string, body io.Reader) int {
+		resp, err := hc.Post(url+path, "application/json", body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var e nodeapi.Error
+		if err := json.NewDecoder(resp.Body).Decode(&e); err != nil || e.Error == "" {
+			t.Fatalf("%s: answer is not a JSON error (%v)", path, err)
+		}
+		return resp.StatusCode
+	}
+	for _, tc := range []struct {
+		body string
+		code int
+	}{
+		{`not json`, 400},
+		{`{"token": "ibt1.x.y"}`, 400}, // no hostname, no csr
+		{`{"token": "garbage", "hostname": "h", "csr": "x"}`, 403},
+		{`{"token": "ibt1.nosuch.` + strings.Repeat("ab", 32) + `", "hostname": "h", "csr": "x"}`, 403},
+	} {
+		if got := post(nodeapi.PathEnroll, strings.NewReader(tc.body)); got != tc.code {
+			t.Errorf("enroll %q: %d, want %d", tc.body, got, tc.code)
+		}
+	}
+	// A body past the limit is cut off and refused, not read whole.
+	huge := io.MultiReader(strings.NewReader(`{"token": "`), io.LimitReader(filler{}, maxBody+1), strings.NewReader(`"}`))
+	if got := post(nodeapi.PathEnroll, huge); got != 400 {
+		t.Errorf("huge enroll body: %d, want 400", got)
+	}
+	// Without a client certificate, nothing but enroll answers.
+	if got := post(nodeapi.PathHeartbeat, strings.NewReader(`{}`)); got != 401 {
+		t.Errorf("heartbeat without certificate: %d", got)
+	}
+	if err := s.AddCluster(context.Background(), "bad name!", "GREEDY"); err == nil {
+		t.Error("cluster name with spaces accepted")
+	}
+}
+
+type filler struct{}
+
+func (filler) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = 'a'
+	}
+	return len(p), nil
 }
