@@ -408,6 +408,13 @@ func (e *env) terminate(t testing.TB, id string) {
 		t.Fatalf("TerminateInstances: %v", err)
 	}
 	e.waitState(t, id, types.InstanceStateNameTerminated, stateWait)
+	e.assertGone(t, id)
+}
+
+// assertGone checks that libvirt has no domain for the instance and its
+// disks are gone.
+func (e *env) assertGone(t testing.TB, id string) {
+	t.Helper()
 	c, err := libvirt.NewConnect(e.uri)
 	if err != nil {
 		t.Fatal(err)
@@ -415,7 +422,7 @@ func (e *env) terminate(t testing.TB, id string) {
 	defer c.Close()
 	if d, err := c.LookupDomainByName(id); err == nil {
 		d.Free()
-		t.Fatalf("domain %s still defined after terminate", id)
+		t.Fatalf("domain %s still defined", id)
 	}
 	if _, err := os.Stat(filepath.Join(e.state, "instances", id)); !os.IsNotExist(err) {
 		t.Fatalf("disks of %s remain: %v", id, err)
@@ -552,16 +559,5 @@ func TestStartFailureTerminates(t *testing.T) {
 	if _, reason := e.instState(t, id); !strings.Contains(reason, e.bridge) {
 		t.Fatalf("reason %q does not name the missing bridge", reason)
 	}
-	c, err := libvirt.NewConnect(e.uri)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if d, err := c.LookupDomainByName(id); err == nil {
-		d.Free()
-		t.Fatal("failed domain left defined")
-	}
-	if _, err := os.Stat(filepath.Join(e.state, "instances", id)); !os.IsNotExist(err) {
-		t.Fatalf("failed instance's disks remain: %v", err)
-	}
+	e.assertGone(t, id)
 }
