@@ -153,7 +153,7 @@ func runClusterList(ctx context.Context, args []string) error {
 	up, total := map[string]int{}, map[string]int{}
 	for _, n := range nodes {
 		total[n.Cluster]++
-		if n.State == cluster.NodeUp {
+		if n.Live(time.Now(), cluster.DefaultHeartbeatTimeout) {
 			up[n.Cluster]++
 		}
 	}
@@ -219,7 +219,12 @@ func printNodes(w io.Writer, nodes []cluster.Node) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NODE\tCLUSTER\tHOSTNAME\tSTATE\tCORES\tMEMORY MiB\tDISK GiB\tHYPERVISOR\tLAST HEARTBEAT")
 	for _, n := range nodes {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", n.ID, n.Cluster, n.Hostname, n.State,
+		// The controller may not be running to mark silent nodes down.
+		state := n.State
+		if state == cluster.NodeUp && !n.Live(time.Now(), cluster.DefaultHeartbeatTimeout) {
+			state = cluster.NodeDown
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", n.ID, n.Cluster, n.Hostname, state,
 			n.Capacity.Cores, n.Capacity.MemoryMiB, n.Capacity.DiskGiB, n.Hypervisor, n.LastHeartbeat.Format(time.RFC3339))
 	}
 	return tw.Flush()

@@ -28,10 +28,10 @@ func (s *Service) candidates(ctx context.Context) (map[string][]sched.Node, erro
 	if err != nil {
 		return nil, fmt.Errorf("instance usage: %w", err)
 	}
-	cutoff := s.cfg.Now().Add(-s.cfg.HeartbeatTimeout)
+	now := s.cfg.Now()
 	out := map[string][]sched.Node{}
 	for _, n := range nodes {
-		if n.State != NodeUp || n.LastHeartbeat.Before(cutoff) {
+		if !n.Live(now, s.cfg.HeartbeatTimeout) {
 			continue
 		}
 		u := usage[n.ID]

@@ -82,7 +82,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		cfg.HeartbeatInterval = 10 * time.Second
 	}
 	if cfg.HeartbeatTimeout <= 0 {
-		cfg.HeartbeatTimeout = 3 * cfg.HeartbeatInterval
+		cfg.HeartbeatTimeout = max(3*cfg.HeartbeatInterval, DefaultHeartbeatTimeout)
 	}
 	if cfg.DesiredPoll <= 0 {
 		cfg.DesiredPoll = 500 * time.Millisecond

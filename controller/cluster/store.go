@@ -46,6 +46,15 @@ const (
 	NodeDown = "down" // missed heartbeats for longer than the timeout
 )
 
+// DefaultHeartbeatTimeout is how long a node may stay silent before it
+// counts as down (three heartbeats of the default 10 s).
+const DefaultHeartbeatTimeout = 30 * time.Second
+
+// Live reports whether the node is up and heard from within timeout of now.
+func (n Node) Live(now time.Time, timeout time.Duration) bool {
+	return n.State == NodeUp && !n.LastHeartbeat.Before(now.Add(-timeout))
+}
+
 // Cluster is an availability zone.
 type Cluster struct {
 	Name    string
