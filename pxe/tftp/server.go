@@ -196,7 +196,7 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 	if s.cfg.MaxBlockSize > 0 {
 		srv.SetBlockSize(s.cfg.MaxBlockSize)
 	}
-	srv.SetHook(failureHook{s.log})
+	srv.SetHook(statsHook{s.log})
 	s.log.Info("tftp serving", "addr", conn.LocalAddr(), "root", s.cfg.Root)
 	stop := context.AfterFunc(ctx, srv.Shutdown)
 	defer stop()
@@ -253,11 +253,16 @@ func (s *Server) read(ctx context.Context, name string, rf io.ReaderFrom) error 
 	return nil
 }
 
-// failureHook logs failures the library sees outside a transfer handler
-// (malformed requests, client timeouts).
-type failureHook struct{ log *slog.Logger }
+// statsHook logs the library's view of each transfer at Debug: the
+// negotiated options and datagram counts on success, and failures it sees
+// outside a transfer handler (malformed requests, client timeouts).
+type statsHook struct{ log *slog.Logger }
 
-func (failureHook) OnSuccess(tftp.TransferStats) {}
-func (h failureHook) OnFailure(st tftp.TransferStats, err error) {
+func (h statsHook) OnSuccess(st tftp.TransferStats) {
+	h.log.Debug("tftp stats", "file", st.Filename, "client", st.RemoteAddr, "options", fmt.Sprint(st.Opts),
+		"datagrams", st.DatagramsSent, "acked", st.DatagramsAcked, "duration", st.Duration)
+}
+
+func (h statsHook) OnFailure(st tftp.TransferStats, err error) {
 	h.log.Debug("tftp failure", "file", st.Filename, "client", st.RemoteAddr, "err", err)
 }
