@@ -9,7 +9,10 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -52,11 +55,13 @@ type NetNS struct {
 // Require first in tests.
 func NewNetNS(t T) *NetNS {
 	t.Helper()
+	reapStale(t)
 	name := IfName("ibns")
 	h, err := newNamedNS(name)
 	if err != nil {
 		t.Fatalf("create netns %s: %v", name, err)
 	}
+	unmark := mark("netns", name)
 	ns := &NetNS{Name: name, handle: h}
 	t.Cleanup(func() {
 		if ns.nl != nil {
@@ -66,6 +71,7 @@ func NewNetNS(t T) *NetNS {
 		if err := netns.DeleteNamed(name); err != nil {
 			t.Logf("delete netns %s: %v", name, err)
 		}
+		unmark()
 	})
 	ns.nl, err = netlink.NewHandleAt(h)
 	if err != nil {
@@ -335,10 +341,12 @@ func (ns *NetNS) VethToRoot(t T, bridge string) string {
 	if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: inner}); err != nil {
 		t.Fatalf("add veth %s/%s: %v", root, inner, err)
 	}
+	unmark := mark("link", root)
 	t.Cleanup(func() {
 		if l, err := netlink.LinkByName(root); err == nil {
 			_ = netlink.LinkDel(l)
 		}
+		unmark()
 	})
 	in, err := netlink.LinkByName(inner)
 	if err == nil {
@@ -413,4 +421,66 @@ func (ns *NetNS) Link(t T, bridge string, other *NetNS) string {
 	ns.up(t, al)
 	other.up(t, other.link(t, b))
 	return b
+}
+
+// markDir records what the lab created and which process did, so that
+// what a killed test binary left behind (t.Cleanup does not run after a
+// test timeout panic or a SIGKILL) is removed by the next lab test.
+const markDir = "/run/ironbark-lab/net"
+
+// mark records a namespace or root-namespace link created by this
+// process; the returned function forgets it after a normal cleanup.
+func mark(kind, name string) (unmark func()) {
+	path := filepath.Join(markDir, kind+"."+name)
+	if os.MkdirAll(markDir, 0o755) != nil || os.WriteFile(path, []byte(strconv.Itoa(os.Getpid())), 0o644) != nil {
+		return func() {}
+	}
+	return func() { os.Remove(path) }
+}
+
+// reapStale removes namespaces (killing the processes left inside them)
+// and root-namespace links recorded by processes that no longer exist.
+// Only what this kit marked is touched.
+func reapStale(t T) {
+	entries, err := os.ReadDir(markDir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		path := filepath.Join(markDir, e.Name())
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 0 {
+			continue
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+			continue // its creator is alive
+		}
+		kind, name, ok := strings.Cut(e.Name(), ".")
+		if !ok {
+			continue
+		}
+		switch kind {
+		default:
+			continue // not ours
+		case "netns":
+			if out, err := exec.Command("ip", "netns", "pids", name).Output(); err == nil {
+				for _, f := range strings.Fields(string(out)) {
+					if p, err := strconv.Atoi(f); err == nil {
+						_ = syscall.Kill(p, syscall.SIGKILL)
+					}
+				}
+			}
+			_ = netns.DeleteNamed(name)
+		case "link":
+			if l, err := netlink.LinkByName(name); err == nil {
+				_ = netlink.LinkDel(l)
+			}
+		}
+		os.Remove(path)
+		t.Logf("removed %s %s left by dead process %d", kind, name, pid)
+	}
 }

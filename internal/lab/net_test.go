@@ -4,6 +4,9 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -95,5 +98,39 @@ func TestLabNet(t *testing.T) {
 	}
 	if _, err := net.InterfaceByName(rootVeth); err == nil {
 		t.Fatalf("root veth %s left behind", rootVeth)
+	}
+}
+
+// TestReapStale: what a dead test binary left behind (here: a namespace
+// with a process in it, marked with a pid that no longer exists) is
+// removed by the next lab test.
+func TestReapStale(t *testing.T) {
+	Require(t, "ip", "sleep")
+	name := IfName("ibns")
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v\n%s", err, out)
+	}
+	sleeper := exec.Command("ip", "netns", "exec", name, "sleep", "600")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sleeper.Process.Kill(); _ = sleeper.Wait() }()
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(markDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(markDir, "netns."+name), []byte(strconv.Itoa(dead.Process.Pid)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	NewNetNS(t)
+	if _, err := os.Stat("/run/netns/" + name); !os.IsNotExist(err) {
+		exec.Command("ip", "netns", "del", name).Run()
+		t.Fatalf("stale netns %s not removed: %v", name, err)
+	}
+	if err := sleeper.Wait(); err == nil {
+		t.Fatal("process in the stale namespace was not killed")
 	}
 }
