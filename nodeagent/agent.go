@@ -260,7 +260,7 @@ func (a *Agent) heartbeats(ctx context.Context) {
 		case <-t.C:
 		case <-a.hbCh:
 			// Coalesce a burst of state changes into one report.
-			sleep(ctx, 100*time.Millisecond)
+			sleep(ctx, 25*time.Millisecond)
 		}
 		t.Stop()
 	}

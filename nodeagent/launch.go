@@ -61,15 +61,21 @@ func (a *Agent) launch(ctx context.Context, s nodeapi.InstanceSpec) error {
 	if format != "raw" && format != "qcow2" {
 		return fmt.Errorf("image %s: format %q: want raw or qcow2", s.Image.ID, format)
 	}
-	// Copy-on-write: the cached image is only ever read.
-	if err := a.qemuImg(ctx, "create", "-q", "-f", "qcow2", "-F", format, "-b", image, plan.Root); err != nil {
-		return err
-	}
+	// Copy-on-write: the cached image is only ever read. The ephemeral
+	// disk is made alongside.
+	var ephErr error
 	if s.VMType.DiskGiB > 0 {
 		plan.Ephemeral = filepath.Join(dir, "ephemeral.qcow2")
-		if err := a.qemuImg(ctx, "create", "-q", "-f", "qcow2", plan.Ephemeral, fmt.Sprintf("%dG", s.VMType.DiskGiB)); err != nil {
-			return err
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ephErr = a.qemuImg(ctx, "create", "-q", "-f", "qcow2", plan.Ephemeral, fmt.Sprintf("%dG", s.VMType.DiskGiB))
+		}()
+	}
+	rootErr := a.qemuImg(ctx, "create", "-q", "-f", "qcow2", "-F", format, "-b", image, plan.Root)
+	wg.Wait()
+	if err := errors.Join(rootErr, ephErr); err != nil {
+		return err
 	}
 	if err := os.WriteFile(plan.Console, nil, 0o644); err != nil {
 		return err

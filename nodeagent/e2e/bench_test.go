@@ -75,7 +75,7 @@ func BenchmarkLaunch(b *testing.B) {
 	sort.Strings(names)
 	fmt.Printf("\nlaunch latency, RunInstances to running (mean of %d), qemu TCG, one node:\n", reps)
 	for _, n := range names {
-		fmt.Printf("  %-22s %8.0f ms  %5.1fx virsh start\n", n, ms(results[n]), float64(results[n])/float64(floor))
+		fmt.Printf("  %-28s %8.0f ms  %5.1fx virsh start\n", n, ms(results[n]), float64(results[n])/float64(floor))
 	}
 	fmt.Printf("  disk allocated by one warm launch: %d KiB (root image 64 MiB: not copied)\n\n", written>>10)
 	b.ReportMetric(ms(results["cold, 1 instance"]), "cold1-ms")
