@@ -322,6 +322,16 @@ func TestInstancesLifecycle(t *testing.T) {
 		if got := instanceIDs(gone.Reservations); len(got) != 4 {
 			t.Fatalf("two hours later alice sees %d instances, want the 4 live ones", len(got))
 		}
+		counts := tableCounts(t, db)
+		if n, err := e.cloud.Purge(ctx); err != nil || n != 3 {
+			t.Fatalf("purge: %d, %v", n, err)
+		}
+		purged := tableCounts(t, db)
+		if purged["instances"] != counts["instances"]-3 || purged["reservations"] != counts["reservations"]-1 ||
+			purged["tags"] != counts["tags"]-3 {
+			t.Fatalf("purge: %v -> %v", counts, purged)
+		}
+		e.checkUsage(t)
 	})
 }
 

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"ironbark/internal/nodeapi"
 	"ironbark/internal/store"
@@ -176,4 +177,57 @@ func (c *Cloud) Usage(ctx context.Context) (map[string]NodeUsage, error) {
 		out[node] = u
 	}
 	return out, rows.Err()
+}
+
+// Purge forgets instances that ended longer ago than the TTL (EC2 shows a
+// terminated instance for about an hour), with their tags, and the
+// reservations and client tokens left without instances. It returns how
+// many instances it removed.
+func (c *Cloud) Purge(ctx context.Context) (int, error) {
+	cutoff := c.now().Add(-c.cfg.TerminatedTTL).Unix()
+	var n int
+	err := c.db.InTx(ctx, func(tx *store.Tx) error {
+		const gone = `SELECT id FROM instances WHERE state = 'terminated' AND ended_at > 0 AND ended_at <= ?`
+		if _, err := tx.Exec(ctx, `DELETE FROM tags WHERE resource_id IN (`+gone+`)`, cutoff); err != nil {
+			return err
+		}
+		res, err := tx.Exec(ctx, `DELETE FROM instances WHERE state = 'terminated' AND ended_at > 0 AND ended_at <= ?`, cutoff)
+		if err != nil {
+			return err
+		}
+		n64, _ := res.RowsAffected()
+		n = int(n64)
+		if n == 0 {
+			return nil
+		}
+		const empty = `SELECT r.id FROM reservations r WHERE NOT EXISTS (SELECT 1 FROM instances i WHERE i.reservation_id = r.id)`
+		if _, err := tx.Exec(ctx, `DELETE FROM client_tokens WHERE reservation_id IN (`+empty+`)`); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `DELETE FROM reservations WHERE id IN (`+empty+`)`)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("purge instances: %w", err)
+	}
+	if n > 0 {
+		c.log.Info("purged terminated instances", "count", n)
+	}
+	return n, nil
+}
+
+// RunPurge calls Purge every interval until ctx ends.
+func (c *Cloud) RunPurge(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := c.Purge(ctx); err != nil && ctx.Err() == nil {
+			c.log.Warn("purge", "err", err)
+		}
+	}
 }

@@ -172,6 +172,7 @@ func runController(ctx context.Context, args []string) error {
 	}()
 	go func() { errc <- svc.Serve(ctx, nodeLn) }()
 	go func() { errc <- svc.Run(ctx) }()
+	go cloud.RunPurge(ctx, 10*time.Minute)
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
