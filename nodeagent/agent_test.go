@@ -306,3 +306,37 @@ func TestControllerRestart(t *testing.T) {
 		t.Fatal("domain survived a terminate decided during the controller's restart")
 	}
 }
+
+// Several agents may share a libvirtd: a domain tagged for another node is
+// never adopted nor removed.
+func TestOtherNodesDomainsLeftAlone(t *testing.T) {
+	r := newRig(t)
+	c, err := libvirt.NewConnect("test:///default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	spec := r.spec("i-other001", nodeapi.Artifact{})
+	x, err := domainPlan{Type: "test", Node: "node-someone-else", Spec: spec, Root: "/nonexistent.qcow2"}.DomainXML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := c.DomainDefineXML(x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { d.Undefine(); d.Free() }()
+	r.startAgent(t)
+	// A launch on this node proves a full reconcile ran in between.
+	img := r.blobs.add([]byte("mine"))
+	r.ctl.Ledger.Launch(r.node, r.spec("i-mine0001", img))
+	r.ctl.Ledger.WaitState(t, "i-mine0001", nodeapi.StateRunning, wait)
+	if _, ok := domains(t)["i-other001"]; !ok {
+		t.Fatal("the agent removed another node's domain")
+	}
+	if st, _ := r.ctl.Ledger.Status("i-other001"); st.State != "" {
+		t.Fatalf("the agent reported another node's instance: %+v", st)
+	}
+	r.ctl.Ledger.SetDesired("i-mine0001", nodeapi.StateTerminated)
+	r.ctl.Ledger.WaitState(t, "i-mine0001", nodeapi.StateTerminated, wait)
+}

@@ -18,11 +18,14 @@ const metadataPrefix = "ironbark"
 
 // instanceTag is what a domain's metadata says about its instance.
 type instanceTag struct {
-	XMLName      xml.Name `xml:"instance"`
-	ID           string   `xml:"id,attr"`
-	Account      string   `xml:"account,attr"`
-	VMType       string   `xml:"vmType,attr"`
-	RebootSerial int      `xml:"rebootSerial,attr"`
+	XMLName xml.Name `xml:"instance"`
+	ID      string   `xml:"id,attr"`
+	// Node is the enrolled node that owns the domain: several agents may
+	// share one libvirtd (tests do), and each touches only its own.
+	Node         string `xml:"node,attr"`
+	Account      string `xml:"account,attr"`
+	VMType       string `xml:"vmType,attr"`
+	RebootSerial int    `xml:"rebootSerial,attr"`
 }
 
 // tagXML is the metadata element libvirt stores, prefixed as libvirt wants.
@@ -31,11 +34,12 @@ func (t instanceTag) tagXML() string {
 		XMLName      xml.Name `xml:"ironbark:instance"`
 		NS           string   `xml:"xmlns:ironbark,attr"`
 		ID           string   `xml:"id,attr"`
+		Node         string   `xml:"node,attr"`
 		Account      string   `xml:"account,attr"`
 		VMType       string   `xml:"vmType,attr"`
 		RebootSerial int      `xml:"rebootSerial,attr"`
 	}
-	b, _ := xml.Marshal(out{NS: MetadataNS, ID: t.ID, Account: t.Account, VMType: t.VMType, RebootSerial: t.RebootSerial})
+	b, _ := xml.Marshal(out{NS: MetadataNS, ID: t.ID, Node: t.Node, Account: t.Account, VMType: t.VMType, RebootSerial: t.RebootSerial})
 	return string(b)
 }
 
@@ -60,6 +64,7 @@ func parseTag(s string) (instanceTag, error) {
 // domainPlan is everything the domain XML is made from.
 type domainPlan struct {
 	Type      string // libvirt domain type: qemu, kvm, xen, test
+	Node      string // the owning node's ID
 	Spec      nodeapi.InstanceSpec
 	Root      string // qcow2 overlay
 	Ephemeral string // qcow2, "" for none
@@ -80,7 +85,7 @@ func (p domainPlan) DomainXML() (string, error) {
 	d := &libvirtxml.Domain{
 		Type:     p.Type,
 		Name:     s.InstanceID,
-		Metadata: &libvirtxml.DomainMetadata{XML: instanceTag{ID: s.InstanceID, Account: s.AccountID, VMType: s.VMType.Name, RebootSerial: s.RebootSerial}.tagXML()},
+		Metadata: &libvirtxml.DomainMetadata{XML: instanceTag{ID: s.InstanceID, Node: p.Node, Account: s.AccountID, VMType: s.VMType.Name, RebootSerial: s.RebootSerial}.tagXML()},
 		Memory:   &libvirtxml.DomainMemory{Value: uint(s.VMType.MemoryMiB), Unit: "MiB"},
 		VCPU:     &libvirtxml.DomainVCPU{Value: uint(s.VMType.Cores)},
 		OS:       &libvirtxml.DomainOS{Type: &libvirtxml.DomainOSType{Arch: "x86_64", Type: "hvm"}},

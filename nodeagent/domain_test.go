@@ -19,7 +19,7 @@ func goldenSpec() nodeapi.InstanceSpec {
 
 func TestDomainXMLGolden(t *testing.T) {
 	dir := "/var/lib/ironbark-node/instances/i-0123abcd"
-	base := domainPlan{Spec: goldenSpec(), Root: dir + "/root.qcow2", Ephemeral: dir + "/ephemeral.qcow2",
+	base := domainPlan{Spec: goldenSpec(), Node: "node-5c1e09aa", Root: dir + "/root.qcow2", Ephemeral: dir + "/ephemeral.qcow2",
 		Console: dir + "/console.log", Bridge: "br-zone-a"}
 	kernel := "/var/lib/ironbark-node/images/sha256/aaaa"
 	initrd := "/var/lib/ironbark-node/images/sha256/bbbb"
@@ -59,10 +59,10 @@ func TestDomainXMLGolden(t *testing.T) {
 }
 
 func TestTagRoundTrip(t *testing.T) {
-	tag := instanceTag{ID: "i-1", Account: "a", VMType: "m1.small", RebootSerial: 3}
+	tag := instanceTag{ID: "i-1", Node: "node-1", Account: "a", VMType: "m1.small", RebootSerial: 3}
 	for _, s := range []string{tag.tagXML(), tag.plainXML()} {
 		got, err := parseTag(s)
-		if err != nil || got.ID != "i-1" || got.RebootSerial != 3 || got.VMType != "m1.small" {
+		if err != nil || got.ID != "i-1" || got.Node != "node-1" || got.RebootSerial != 3 || got.VMType != "m1.small" {
 			t.Fatalf("parse %s: %+v %v", s, got, err)
 		}
 	}

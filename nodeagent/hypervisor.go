@@ -105,8 +105,10 @@ func (h *hypervisor) capacity() (cores, memoryMiB int, err error) {
 	return int(ni.Cpus), int(ni.Memory / 1024), nil
 }
 
-// owned lists the domains tagged as ironbark instances, by instance ID.
-func (h *hypervisor) owned() (map[string]domState, error) {
+// owned lists the domains tagged as instances of node, by instance ID.
+// Domains of other nodes sharing the libvirtd are left out; so are
+// untagged ones.
+func (h *hypervisor) owned(node string) (map[string]domState, error) {
 	c, err := h.connect()
 	if err != nil {
 		return nil, err
@@ -120,7 +122,7 @@ func (h *hypervisor) owned() (map[string]domState, error) {
 		d := &doms[i]
 		meta, err := d.GetMetadata(libvirt.DOMAIN_METADATA_ELEMENT, MetadataNS, libvirt.DOMAIN_AFFECT_CURRENT)
 		if err == nil {
-			if tag, perr := parseTag(meta); perr == nil {
+			if tag, perr := parseTag(meta); perr == nil && (tag.Node == node || tag.Node == "") {
 				if st, _, serr := d.GetState(); serr == nil {
 					out[tag.ID] = domState{tag: tag, state: st}
 				}

@@ -50,7 +50,7 @@ func (a *Agent) launch(ctx context.Context, s nodeapi.InstanceSpec) error {
 	}
 	image, kernel, ramdisk := arts[0].path, arts[1].path, arts[2].path
 	plan := domainPlan{
-		Type: a.dtype, Spec: s, Kernel: kernel, Initrd: ramdisk, Bridge: a.cfg.Bridge,
+		Type: a.dtype, Node: a.id.NodeID, Spec: s, Kernel: kernel, Initrd: ramdisk, Bridge: a.cfg.Bridge,
 		Root:    filepath.Join(dir, "root.qcow2"),
 		Console: filepath.Join(dir, "console.log"),
 	}

@@ -17,7 +17,7 @@ func (a *Agent) reconcile(ctx context.Context) {
 	if ctx.Err() != nil {
 		return
 	}
-	doms, err := a.hv.owned()
+	doms, err := a.hv.owned(a.id.NodeID)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if err != nil {
