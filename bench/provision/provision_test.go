@@ -1,0 +1,116 @@
+package provision
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"ironbark/internal/lab"
+)
+
+var sizesFlag = flag.String("provision.sizes", "1,4,8", "comma-separated numbers of VMs provisioned at once, one round each")
+
+const (
+	// installedMarker is printed by the installed appliance image's /init,
+	// followed by the host name the installer wrote into its identity.
+	installedMarker = "IRONBARK-BENCH-INSTALLED host="
+	// floorMarker is printed by the floor's initramfs as soon as it runs.
+	floorMarker = "IRONBARK-BENCH-FLOOR"
+	floorRuns   = 3
+)
+
+// BenchmarkProvision measures, in one run, the floor (one VM booting the
+// Debian cloud kernel directly to userspace) and the wall time of
+// provisioning each size of blank VMs at once over PXE, and reports both
+// with their ratio. Heavy (minutes), so it runs only when
+// IRONBARK_BENCH_PROVISION=1, as bench/provision/run sets it: `go test
+// -bench .` over the whole tree would otherwise repeat it.
+func BenchmarkProvision(b *testing.B) {
+	if os.Getenv("IRONBARK_BENCH_PROVISION") != "1" {
+		b.Skip("takes minutes: run bench/provision/run (sets IRONBARK_BENCH_PROVISION=1)")
+	}
+	sizes, err := parseSizes(*sizesFlag)
+	if err != nil {
+		b.Fatal(err)
+	}
+	lab.Require(b, "qemu-system-x86_64", "ip", "syslinux", "go")
+	if _, err := os.Stat("/usr/lib/ipxe/undionly.kpxe"); err != nil {
+		lab.Missing(b, "/usr/lib/ipxe/undionly.kpxe (ipxe package)")
+	}
+	k := lab.GuestKernel(b)
+	work := b.TempDir()
+	ironbark, installer := buildBinaries(b, work)
+	data := filepath.Join(work, "data")
+	ironbarkCmd(b, ironbark, "pxe", "setup", "--data-dir", data, "--kernel", k.Vmlinuz,
+		"--modules", k.ModulesDir(), "--installer", installer)
+	ironbarkCmd(b, ironbark, "pxe", "image", "compute", applianceImage(b, k, work), "--data-dir", data)
+	ironbarkCmd(b, ironbark, "cluster", "add", "bench", "--data-dir", data)
+
+	n := lab.NewLabNet(b, "")
+	pxe := start(b, work, "pxe", n.NS.Command(context.Background(), ironbark, "pxe", "--data-dir", data,
+		"--interface", n.Bridge, "--kernel-args", "console=ttyS0 quiet", "--on-fail", "poweroff"))
+	pxe.waitLog(b, "pxe serving", time.Minute)
+	disc := start(b, work, "discover", n.NS.Command(context.Background(), ironbark, "discover",
+		"--appliance", "compute", "--cluster", "bench", "--no-tui", "--data-dir", data))
+	disc.waitLog(b, "discovering compute appliances", time.Minute)
+
+	floorInitrd := floorInitramfs(b, k, work)
+	fleet := &fleet{net: n, dir: work}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		floor := measureFloor(b, k, floorInitrd, work)
+		b.ReportMetric(floor.Seconds(), "floor-s")
+		b.Logf("floor: one VM boots its kernel directly to userspace in %.1f s (median of %d)", floor.Seconds(), floorRuns)
+		for _, size := range sizes {
+			all, each := fleet.provision(b, size)
+			ratio := all.Seconds() / floor.Seconds()
+			b.ReportMetric(all.Seconds(), fmt.Sprintf("%dvm-s", size))
+			b.ReportMetric(ratio, fmt.Sprintf("%dvm-xfloor", size))
+			b.Logf("provision %d VM(s): %.1f s = %.1fx floor (each VM done after: %s)", size, all.Seconds(), ratio, seconds(each))
+		}
+	}
+}
+
+func parseSizes(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > 200 {
+			return nil, fmt.Errorf("-provision.sizes %q: want positive numbers like 1,4,8", s)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func seconds(ds []time.Duration) string {
+	s := make([]string, len(ds))
+	for i, d := range ds {
+		s[i] = fmt.Sprintf("%.1f", d.Seconds())
+	}
+	return strings.Join(s, " ") + " s"
+}
+
+// measureFloor boots one VM straight into the kernel and a busybox
+// initramfs floorRuns times and returns the median time to the marker.
+func measureFloor(b *testing.B, k *lab.Kernel, initrd, dir string) time.Duration {
+	b.Helper()
+	var runs []time.Duration
+	for i := range floorRuns {
+		console := filepath.Join(dir, fmt.Sprintf("floor.%d.console.log", i))
+		t0 := time.Now()
+		p := start(b, dir, fmt.Sprintf("floor.%d.qemu", i), qemu(context.Background(), nil, console,
+			"-kernel", k.Vmlinuz, "-initrd", initrd, "-append", "console=ttyS0 panic=-1 quiet"))
+		runs = append(runs, waitConsole(b, p, console, floorMarker, t0, 5*time.Minute))
+		p.waitExit(b, time.Minute)
+	}
+	slices.Sort(runs)
+	return runs[len(runs)/2]
+}
