@@ -17,9 +17,12 @@ func (a *Agent) reconcile(ctx context.Context) {
 	if ctx.Err() != nil {
 		return
 	}
-	doms, err := a.hv.owned(a.id.NodeID)
+	// The domain list is taken under the lock: a launch that finishes
+	// meanwhile has defined its domain before it can clear its launching
+	// flag, so no snapshot ever misses a domain whose launch looks done.
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	doms, err := a.hv.owned(a.id.NodeID)
 	if err != nil {
 		a.hypervisorDown(err)
 		return
