@@ -42,7 +42,13 @@ func start(b *testing.B, dir, name string, cmd *exec.Cmd) *proc {
 		f.Close()
 		close(p.done)
 	}()
-	b.Cleanup(p.stop)
+	b.Cleanup(func() {
+		p.stop()
+		// The work directory goes with the benchmark: keep what explains a failure.
+		if out := strings.TrimSpace(tailFile(p.log, 25)); b.Failed() && out != "" {
+			b.Logf("%s output (tail):\n%s", name, out)
+		}
+	})
 	return p
 }
 
@@ -78,10 +84,19 @@ func (p *proc) waitExit(b *testing.B, timeout time.Duration) {
 	}
 }
 
-// waitLog waits for a line containing s in the process's output.
+// waitLog waits for a line containing s in the process's output; the
+// process ending first, or the timeout, is fatal.
 func (p *proc) waitLog(b *testing.B, s string, timeout time.Duration) {
 	b.Helper()
-	waitConsole(b, p, p.log, s, time.Now(), timeout)
+	for t0 := time.Now(); ; time.Sleep(50 * time.Millisecond) {
+		exited := p.exited()
+		if _, ok := findLine(p.log, s); ok {
+			return
+		}
+		if exited || time.Since(t0) > timeout {
+			b.Fatalf("%s: no %q (exited: %v, %v); output tail:\n%s", p.name, s, exited, p.err, tailFile(p.log, 30))
+		}
+	}
 }
 
 // findLine returns the first line of the file that contains s.
@@ -93,25 +108,6 @@ func findLine(path, s string) (string, bool) {
 		}
 	}
 	return "", false
-}
-
-// waitConsole waits until file (p's console or log) has a line with s and
-// returns the time from t0; p ending first, or the timeout, is fatal.
-func waitConsole(b *testing.B, p *proc, file, s string, t0 time.Time, timeout time.Duration) time.Duration {
-	b.Helper()
-	for {
-		exited := p.exited()
-		if _, ok := findLine(file, s); ok {
-			return time.Since(t0)
-		}
-		if exited {
-			b.Fatalf("%s ended (%v) before %q; tail of %s:\n%s", p.name, p.err, s, file, tailFile(file, 30))
-		}
-		if time.Since(t0) > timeout {
-			b.Fatalf("%s: no %q within %v; tail of %s:\n%s", p.name, s, timeout, file, tailFile(file, 30))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 func tailFile(path string, n int) string {
@@ -132,6 +128,61 @@ func qemu(ctx context.Context, ns *lab.NetNS, console string, args ...string) *e
 	return exec.CommandContext(ctx, "qemu-system-x86_64", all...)
 }
 
+// machine is one qemu run whose serial console is watched for a marker.
+type machine struct {
+	name, console string
+	cmd           *exec.Cmd
+}
+
+// bootAll powers all machines on at once and returns, for each, the time
+// from power-on until its console showed marker; then it waits for them
+// to power off. A machine that stops or hangs before its marker is fatal.
+func bootAll(b *testing.B, dir string, ms []*machine, marker string, timeout time.Duration) []time.Duration {
+	b.Helper()
+	ps := make([]*proc, len(ms))
+	t0 := time.Now()
+	for i, m := range ms {
+		ps[i] = start(b, dir, m.name+".qemu", m.cmd)
+	}
+	// Poll every console together, so each machine's time is its own.
+	took := make([]time.Duration, len(ms))
+	for left := len(ms); left > 0; time.Sleep(50 * time.Millisecond) {
+		for i, m := range ms {
+			if took[i] != 0 {
+				continue
+			}
+			exited := ps[i].exited()
+			if _, ok := findLine(m.console, marker); ok {
+				took[i] = time.Since(t0)
+				left--
+				continue
+			}
+			if exited || time.Since(t0) > timeout {
+				b.Fatalf("%s (one of %d booted at once) never printed %q (exited: %v, %v); console tail:\n%s",
+					m.name, len(ms), marker, exited, ps[i].err, tailFile(m.console, 40))
+			}
+		}
+	}
+	for _, p := range ps {
+		p.waitExit(b, time.Minute)
+	}
+	return took
+}
+
+// directBoot boots n machines at once straight into the kernel and the
+// floor initramfs and returns the time until the last printed its marker.
+func directBoot(b *testing.B, k *lab.Kernel, initrd, dir string, n int) time.Duration {
+	b.Helper()
+	ms := make([]*machine, n)
+	for i := range ms {
+		name := lab.IfName("direct")
+		console := filepath.Join(dir, name+".console.log")
+		ms[i] = &machine{name: name, console: console, cmd: qemu(context.Background(), nil, console,
+			"-kernel", k.Vmlinuz, "-initrd", initrd, "-append", "console=ttyS0 panic=-1 quiet")}
+	}
+	return slices.Max(bootAll(b, dir, ms, floorMarker, 10*time.Minute))
+}
+
 // fleet makes blank BIOS machines on the lab bridge, numbered across
 // rounds so every machine has a fresh MAC and is discovered anew.
 type fleet struct {
@@ -141,15 +192,10 @@ type fleet struct {
 }
 
 // provision powers on size blank machines at once and returns the time
-// until the last one, and each one, printed the installed image's
-// marker after installing over PXE and rebooting from its disk.
-func (f *fleet) provision(b *testing.B, size int) (time.Duration, []time.Duration) {
+// until each one printed the installed image's marker, after installing
+// over PXE and rebooting from its disk.
+func (f *fleet) provision(b *testing.B, size int) []time.Duration {
 	b.Helper()
-	type machine struct {
-		name, console string
-		cmd           *exec.Cmd
-		p             *proc
-	}
 	ms := make([]*machine, size)
 	for i := range ms {
 		f.made++
@@ -170,33 +216,10 @@ func (f *fleet) provision(b *testing.B, size int) (time.Duration, []time.Duratio
 			"-drive", "file="+disk+",if=none,id=d0,format=raw",
 			"-device", "virtio-blk-pci,drive=d0")}
 	}
-	t0 := time.Now()
-	for _, m := range ms {
-		m.p = start(b, f.dir, m.name+".qemu", m.cmd)
+	took := bootAll(b, f.dir, ms, installedMarker, 30*time.Minute)
+	for i, m := range ms {
+		line, _ := findLine(m.console, installedMarker)
+		b.Logf("  %s: %s after %.1f s", m.name, line, took[i].Seconds())
 	}
-	// Poll every machine's console together, so each one's time is its own.
-	each := make([]time.Duration, size)
-	for left := size; left > 0; {
-		for i, m := range ms {
-			if each[i] != 0 {
-				continue
-			}
-			exited := m.p.exited()
-			if line, ok := findLine(m.console, installedMarker); ok {
-				each[i] = time.Since(t0)
-				left--
-				b.Logf("  %s: %s after %.1f s", m.name, line, each[i].Seconds())
-				continue
-			}
-			if exited || time.Since(t0) > 30*time.Minute {
-				b.Fatalf("%s (round of %d) never printed %q (exited: %v, %v); console tail:\n%s",
-					m.name, size, installedMarker, exited, m.p.err, tailFile(m.console, 40))
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	for _, m := range ms {
-		m.p.waitExit(b, time.Minute) // the installed image powers off
-	}
-	return slices.Max(each), each
+	return took
 }
