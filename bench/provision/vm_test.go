@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -134,32 +133,41 @@ type machine struct {
 	cmd           *exec.Cmd
 }
 
-// bootAll powers all machines on at once and returns, for each, the time
-// from power-on until its console showed marker; then it waits for them
-// to power off. A machine that stops or hangs before its marker is fatal.
-func bootAll(b *testing.B, dir string, ms []*machine, marker string, timeout time.Duration) []time.Duration {
+// bootAll powers all machines on at once and returns, for each machine
+// and each of marks, the time from power-on until its console first
+// showed that mark (0 if it never did); a machine is done with the last
+// mark. Then it waits for them to power off. A machine that stops or
+// hangs before its last mark is fatal.
+func bootAll(b *testing.B, dir string, ms []*machine, marks []string, timeout time.Duration) [][]time.Duration {
 	b.Helper()
+	last := len(marks) - 1
 	ps := make([]*proc, len(ms))
+	took := make([][]time.Duration, len(ms))
 	t0 := time.Now()
 	for i, m := range ms {
 		ps[i] = start(b, dir, m.name+".qemu", m.cmd)
+		took[i] = make([]time.Duration, len(marks))
 	}
 	// Poll every console together, so each machine's time is its own.
-	took := make([]time.Duration, len(ms))
 	for left := len(ms); left > 0; time.Sleep(50 * time.Millisecond) {
 		for i, m := range ms {
-			if took[i] != 0 {
+			if took[i][last] != 0 {
 				continue
 			}
 			exited := ps[i].exited()
-			if _, ok := findLine(m.console, marker); ok {
-				took[i] = time.Since(t0)
+			data, _ := os.ReadFile(m.console)
+			for j, mark := range marks {
+				if took[i][j] == 0 && strings.Contains(string(data), mark) {
+					took[i][j] = time.Since(t0)
+				}
+			}
+			if took[i][last] != 0 {
 				left--
 				continue
 			}
 			if exited || time.Since(t0) > timeout {
 				b.Fatalf("%s (one of %d booted at once) never printed %q (exited: %v, %v); console tail:\n%s",
-					m.name, len(ms), marker, exited, ps[i].err, tailFile(m.console, 40))
+					m.name, len(ms), marks[last], exited, ps[i].err, tailFile(m.console, 40))
 			}
 		}
 	}
@@ -180,7 +188,11 @@ func directBoot(b *testing.B, k *lab.Kernel, initrd, dir string, n int) time.Dur
 		ms[i] = &machine{name: name, console: console, cmd: qemu(context.Background(), nil, console,
 			"-kernel", k.Vmlinuz, "-initrd", initrd, "-append", "console=ttyS0 panic=-1 quiet")}
 	}
-	return slices.Max(bootAll(b, dir, ms, floorMarker, 10*time.Minute))
+	var all time.Duration
+	for _, t := range bootAll(b, dir, ms, []string{floorMarker}, 10*time.Minute) {
+		all = max(all, t[0])
+	}
+	return all
 }
 
 // fleet makes blank BIOS machines on the lab bridge, numbered across
@@ -191,10 +203,22 @@ type fleet struct {
 	made int
 }
 
-// provision powers on size blank machines at once and returns the time
-// until each one printed the installed image's marker, after installing
-// over PXE and rebooting from its disk.
-func (f *fleet) provision(b *testing.B, size int) []time.Duration {
+// phases are console lines a provisioned machine prints on its way, in
+// order. Before the first, the machine ran the firmware's PXE, DHCP,
+// discovery, TFTP and iPXE, and fetched and booted the installer kernel
+// and initramfs (iPXE under SeaBIOS writes nothing to the serial port);
+// between the second and the last, it rebooted, PXE-booted again to be
+// told to boot its disk, and booted the installed image.
+var phases = []struct{ name, mark string }{
+	{"installer running", "ironbark-installer: installing "},
+	{"image written", "ironbark-installer: install of "},
+	{"installed image up", installedMarker},
+}
+
+// provision powers on size blank machines at once and returns, for each
+// machine, the time until each of phases, the last being the installed
+// image's marker after installing over PXE and rebooting from its disk.
+func (f *fleet) provision(b *testing.B, size int) [][]time.Duration {
 	b.Helper()
 	ms := make([]*machine, size)
 	for i := range ms {
@@ -216,10 +240,14 @@ func (f *fleet) provision(b *testing.B, size int) []time.Duration {
 			"-drive", "file="+disk+",if=none,id=d0,format=raw",
 			"-device", "virtio-blk-pci,drive=d0")}
 	}
-	took := bootAll(b, f.dir, ms, installedMarker, 30*time.Minute)
+	marks := make([]string, len(phases))
+	for i, p := range phases {
+		marks[i] = p.mark
+	}
+	took := bootAll(b, f.dir, ms, marks, 30*time.Minute)
 	for i, m := range ms {
 		line, _ := findLine(m.console, installedMarker)
-		b.Logf("  %s: %s after %.1f s", m.name, line, took[i].Seconds())
+		b.Logf("  %s: %s after %.1f s", m.name, line, took[i][len(marks)-1].Seconds())
 	}
 	return took
 }
