@@ -5,10 +5,12 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -40,6 +42,9 @@ func BenchmarkProvision(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	// Ctrl-C ends the benchmark through its cleanups instead of killing it.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	b.Cleanup(stop)
 	lab.Require(b, "qemu-system-x86_64", "ip", "syslinux", "go")
 	if _, err := os.Stat("/usr/lib/ipxe/undionly.kpxe"); err != nil {
 		lab.Missing(b, "/usr/lib/ipxe/undionly.kpxe (ipxe package)")
@@ -56,21 +61,21 @@ func BenchmarkProvision(b *testing.B) {
 	n := lab.NewLabNet(b, "")
 	pxe := start(b, work, "pxe", n.NS.Command(context.Background(), ironbark, "pxe", "--data-dir", data,
 		"--interface", n.Bridge, "--kernel-args", "console=ttyS0 quiet", "--on-fail", "poweroff"))
-	pxe.waitLog(b, "pxe serving", time.Minute)
+	pxe.waitLog(ctx, b, "pxe serving", time.Minute)
 	disc := start(b, work, "discover", n.NS.Command(context.Background(), ironbark, "discover",
 		"--appliance", "compute", "--cluster", "bench", "--no-tui", "--data-dir", data))
-	disc.waitLog(b, "discovering compute appliances", time.Minute)
+	disc.waitLog(ctx, b, "discovering compute appliances", time.Minute)
 
 	floorInitrd := floorInitramfs(b, k, work)
 	fleet := &fleet{net: n, dir: work}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		floor := measureFloor(b, k, floorInitrd, work)
+		floor := measureFloor(ctx, b, k, floorInitrd, work)
 		b.ReportMetric(floor.Seconds(), "floor-s")
 		summary := []string{fmt.Sprintf("floor: one VM boots its kernel directly to userspace: %.1f s (median of %d)",
 			floor.Seconds(), floorRuns)}
 		for _, size := range sizes {
-			took := fleet.provision(b, size)
+			took := fleet.provision(ctx, b, size)
 			each := make([]time.Duration, size)
 			for i, t := range took {
 				each[i] = t[len(t)-1]
@@ -82,7 +87,7 @@ func BenchmarkProvision(b *testing.B) {
 			line := fmt.Sprintf("provision %d VM(s) at once: %.1f s = %.1fx floor", size, all.Seconds(), ratio)
 			if size > 1 {
 				// What the CPUs alone cost: as many direct boots at once.
-				par := directBoot(b, k, floorInitrd, work, size)
+				par := directBoot(ctx, b, k, floorInitrd, work, size)
 				line += fmt.Sprintf(" (%d direct boots at once: %.1f s, so %.1fx that)", size, par.Seconds(), all.Seconds()/par.Seconds())
 			}
 			summary = append(summary, line, "    each VM done after: "+seconds(each), "    mean time from power-on to: "+phaseMeans(took))
@@ -134,11 +139,11 @@ func phaseMeans(took [][]time.Duration) string {
 
 // measureFloor boots one VM straight into the kernel and a busybox
 // initramfs floorRuns times and returns the median time to the marker.
-func measureFloor(b *testing.B, k *lab.Kernel, initrd, dir string) time.Duration {
+func measureFloor(ctx context.Context, b *testing.B, k *lab.Kernel, initrd, dir string) time.Duration {
 	b.Helper()
 	runs := make([]time.Duration, floorRuns)
 	for i := range runs {
-		runs[i] = directBoot(b, k, initrd, dir, 1)
+		runs[i] = directBoot(ctx, b, k, initrd, dir, 1)
 	}
 	slices.Sort(runs)
 	return runs[len(runs)/2]

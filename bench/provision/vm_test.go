@@ -85,16 +85,26 @@ func (p *proc) waitExit(b *testing.B, timeout time.Duration) {
 
 // waitLog waits for a line containing s in the process's output; the
 // process ending first, or the timeout, is fatal.
-func (p *proc) waitLog(b *testing.B, s string, timeout time.Duration) {
+func (p *proc) waitLog(ctx context.Context, b *testing.B, s string, timeout time.Duration) {
 	b.Helper()
 	for t0 := time.Now(); ; time.Sleep(50 * time.Millisecond) {
 		exited := p.exited()
 		if _, ok := findLine(p.log, s); ok {
 			return
 		}
+		interrupted(ctx, b)
 		if exited || time.Since(t0) > timeout {
 			b.Fatalf("%s: no %q (exited: %v, %v); output tail:\n%s", p.name, s, exited, p.err, tailFile(p.log, 30))
 		}
+	}
+}
+
+// interrupted ends the benchmark, through its cleanups, once ctx is done
+// (SIGINT or SIGTERM): the namespace, taps and VMs must not outlive it.
+func interrupted(ctx context.Context, b *testing.B) {
+	b.Helper()
+	if ctx.Err() != nil {
+		b.Fatalf("interrupted: %v", context.Cause(ctx))
 	}
 }
 
@@ -138,7 +148,7 @@ type machine struct {
 // showed that mark (0 if it never did); a machine is done with the last
 // mark. Then it waits for them to power off. A machine that stops or
 // hangs before its last mark is fatal.
-func bootAll(b *testing.B, dir string, ms []*machine, marks []string, timeout time.Duration) [][]time.Duration {
+func bootAll(ctx context.Context, b *testing.B, dir string, ms []*machine, marks []string, timeout time.Duration) [][]time.Duration {
 	b.Helper()
 	last := len(marks) - 1
 	ps := make([]*proc, len(ms))
@@ -150,6 +160,7 @@ func bootAll(b *testing.B, dir string, ms []*machine, marks []string, timeout ti
 	}
 	// Poll every console together, so each machine's time is its own.
 	for left := len(ms); left > 0; time.Sleep(50 * time.Millisecond) {
+		interrupted(ctx, b)
 		for i, m := range ms {
 			if took[i][last] != 0 {
 				continue
@@ -179,7 +190,7 @@ func bootAll(b *testing.B, dir string, ms []*machine, marks []string, timeout ti
 
 // directBoot boots n machines at once straight into the kernel and the
 // floor initramfs and returns the time until the last printed its marker.
-func directBoot(b *testing.B, k *lab.Kernel, initrd, dir string, n int) time.Duration {
+func directBoot(ctx context.Context, b *testing.B, k *lab.Kernel, initrd, dir string, n int) time.Duration {
 	b.Helper()
 	ms := make([]*machine, n)
 	for i := range ms {
@@ -189,7 +200,7 @@ func directBoot(b *testing.B, k *lab.Kernel, initrd, dir string, n int) time.Dur
 			"-kernel", k.Vmlinuz, "-initrd", initrd, "-append", "console=ttyS0 panic=-1 quiet")}
 	}
 	var all time.Duration
-	for _, t := range bootAll(b, dir, ms, []string{floorMarker}, 10*time.Minute) {
+	for _, t := range bootAll(ctx, b, dir, ms, []string{floorMarker}, 10*time.Minute) {
 		all = max(all, t[0])
 	}
 	return all
@@ -218,7 +229,7 @@ var phases = []struct{ name, mark string }{
 // provision powers on size blank machines at once and returns, for each
 // machine, the time until each of phases, the last being the installed
 // image's marker after installing over PXE and rebooting from its disk.
-func (f *fleet) provision(b *testing.B, size int) [][]time.Duration {
+func (f *fleet) provision(ctx context.Context, b *testing.B, size int) [][]time.Duration {
 	b.Helper()
 	ms := make([]*machine, size)
 	for i := range ms {
@@ -244,7 +255,7 @@ func (f *fleet) provision(b *testing.B, size int) [][]time.Duration {
 	for i, p := range phases {
 		marks[i] = p.mark
 	}
-	took := bootAll(b, f.dir, ms, marks, 30*time.Minute)
+	took := bootAll(ctx, b, f.dir, ms, marks, 30*time.Minute)
 	for i, m := range ms {
 		line, _ := findLine(m.console, installedMarker)
 		b.Logf("  %s: %s after %.1f s", m.name, line, took[i][len(marks)-1].Seconds())
