@@ -73,6 +73,7 @@ func setup(t testing.TB, blobWrap func(http.Handler) http.Handler) *env {
 		}
 	}
 	e.state = filepath.Join(work, "node")
+	t.Cleanup(func() { destroyDomainsUnder(t, uri, work) })
 	e.bin = buildAgent(t, work)
 	e.bridge = makeBridge(t)
 
@@ -560,4 +561,24 @@ func TestStartFailureTerminates(t *testing.T) {
 		t.Fatalf("reason %q does not name the missing bridge", reason)
 	}
 	e.assertGone(t, id)
+}
+
+// destroyDomainsUnder removes every libvirt domain whose disks live under
+// dir: a test or benchmark that fails before it terminates its instances
+// must not leave guests running on the shared libvirtd.
+func destroyDomainsUnder(t testing.TB, uri, dir string) {
+	out, err := exec.Command("virsh", "-c", uri, "list", "--all", "--name").Output()
+	if err != nil {
+		t.Logf("list domains for cleanup: %v", err)
+		return
+	}
+	for _, name := range strings.Fields(string(out)) {
+		x, err := exec.Command("virsh", "-c", uri, "dumpxml", name).Output()
+		if err != nil || !strings.Contains(string(x), dir+"/") {
+			continue
+		}
+		_ = exec.Command("virsh", "-c", uri, "destroy", name).Run()
+		_ = exec.Command("virsh", "-c", uri, "undefine", name).Run()
+		t.Logf("cleanup: removed leftover domain %s", name)
+	}
 }
