@@ -237,12 +237,9 @@ func runAccountCreate(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("account create", flag.ContinueOnError)
 	var sf storeFlags
 	sf.add(fs)
-	pos, err := parseWithArgs(fs, args)
+	pos, err := parseArgs(fs, args, 1, "usage: ironbark account create NAME [--data-dir DIR] [--db URL]")
 	if err != nil {
 		return err
-	}
-	if len(pos) != 1 {
-		return errors.New("usage: ironbark account create NAME [--data-dir DIR] [--db URL]")
 	}
 	settings, err := controller.LoadSettings(sf.dataDir)
 	if err != nil {

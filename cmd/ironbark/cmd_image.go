@@ -110,12 +110,9 @@ func runImageImport(ctx context.Context, args []string) error {
 	kernel := fs.String("kernel", "", "machine image: kernel image id (eki-...)")
 	ramdisk := fs.String("ramdisk", "", "machine image: ramdisk image id (eri-...)")
 	public := fs.Bool("public", false, "launchable by every account")
-	pos, err := parseWithArgs(fs, args)
+	pos, err := parseArgs(fs, args, 1, "usage: ironbark image import FILE --data-dir DIR [--kind machine|kernel|ramdisk] [--name NAME]")
 	if err != nil {
 		return err
-	}
-	if len(pos) != 1 {
-		return errors.New("usage: ironbark image import FILE --data-dir DIR [--kind machine|kernel|ramdisk] [--name NAME]")
 	}
 	db, blobs, err := openImageStore(ctx, *dataDir, *dbURL)
 	if err != nil {

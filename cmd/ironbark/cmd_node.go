@@ -58,6 +58,16 @@ func (f *registryFlags) open(ctx context.Context) (*cluster.Registry, *store.DB,
 	return reg, db, nil
 }
 
+// parseArgs is parseWithArgs for commands that take exactly n positional
+// arguments; usage is the error otherwise.
+func parseArgs(fs *flag.FlagSet, args []string, n int, usage string) ([]string, error) {
+	pos, err := parseWithArgs(fs, args)
+	if err == nil && len(pos) != n {
+		err = errors.New(usage)
+	}
+	return pos, err
+}
+
 // parseWithArgs parses flags that may come before, between or after the
 // positional arguments, and returns the positional ones.
 func parseWithArgs(fs *flag.FlagSet, args []string) ([]string, error) {
@@ -80,12 +90,9 @@ func runClusterAdd(ctx context.Context, args []string) error {
 	var rf registryFlags
 	rf.add(fs)
 	policy := fs.String("policy", sched.Greedy, "scheduling policy: "+strings.Join(sched.Policies(), ", "))
-	pos, err := parseWithArgs(fs, args)
+	pos, err := parseArgs(fs, args, 1, "usage: ironbark cluster add NAME [--policy P] [--data-dir DIR]")
 	if err != nil {
 		return err
-	}
-	if len(pos) != 1 {
-		return errors.New("usage: ironbark cluster add NAME [--policy P] [--data-dir DIR]")
 	}
 	p, err := sched.New(*policy)
 	if err != nil {
@@ -107,12 +114,9 @@ func runClusterSetPolicy(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("cluster set-policy", flag.ContinueOnError)
 	var rf registryFlags
 	rf.add(fs)
-	pos, err := parseWithArgs(fs, args)
+	pos, err := parseArgs(fs, args, 2, "usage: ironbark cluster set-policy NAME POLICY [--data-dir DIR]")
 	if err != nil {
 		return err
-	}
-	if len(pos) != 2 {
-		return errors.New("usage: ironbark cluster set-policy NAME POLICY [--data-dir DIR]")
 	}
 	p, err := sched.New(pos[1])
 	if err != nil {
@@ -134,7 +138,7 @@ func runClusterList(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("cluster list", flag.ContinueOnError)
 	var rf registryFlags
 	rf.add(fs)
-	if _, err := parseWithArgs(fs, args); err != nil {
+	if _, err := parseArgs(fs, args, 0, "usage: ironbark "+fs.Name()+" [flags]: no arguments"); err != nil {
 		return err
 	}
 	reg, db, err := rf.open(ctx)
@@ -171,7 +175,7 @@ func runNodeToken(ctx context.Context, args []string) error {
 	rf.add(fs)
 	name := fs.String("cluster", "", "cluster the node joins (required)")
 	ttl := fs.Duration("ttl", cluster.DefaultTokenTTL, "how long the token stays valid")
-	if _, err := parseWithArgs(fs, args); err != nil {
+	if _, err := parseArgs(fs, args, 0, "usage: ironbark "+fs.Name()+" [flags]: no arguments"); err != nil {
 		return err
 	}
 	if *name == "" {
@@ -200,7 +204,7 @@ func runNodeList(ctx context.Context, args []string) error {
 	var rf registryFlags
 	rf.add(fs)
 	name := fs.String("cluster", "", "only this cluster's nodes")
-	if _, err := parseWithArgs(fs, args); err != nil {
+	if _, err := parseArgs(fs, args, 0, "usage: ironbark "+fs.Name()+" [flags]: no arguments"); err != nil {
 		return err
 	}
 	reg, db, err := rf.open(ctx)
@@ -234,12 +238,9 @@ func runNodeRemove(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("node remove", flag.ContinueOnError)
 	var rf registryFlags
 	rf.add(fs)
-	pos, err := parseWithArgs(fs, args)
+	pos, err := parseArgs(fs, args, 1, "usage: ironbark node remove NODE-ID [--data-dir DIR]")
 	if err != nil {
 		return err
-	}
-	if len(pos) != 1 {
-		return errors.New("usage: ironbark node remove NODE-ID [--data-dir DIR]")
 	}
 	reg, db, err := rf.open(ctx)
 	if err != nil {

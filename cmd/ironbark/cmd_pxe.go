@@ -66,7 +66,7 @@ func runPXE(ctx context.Context, args []string) error {
 	ctrl := fs.String("controller-url", "", "controller URL written into each node's identity")
 	tftpDir := fs.String("tftp-dir", "/usr/lib/ipxe", "directory with undionly.kpxe, snponly.efi, ipxe.efi")
 	verbose := fs.Bool("v", false, "log every DHCP decision")
-	if _, err := parseWithArgs(fs, args); err != nil {
+	if _, err := parseArgs(fs, args, 0, "usage: ironbark "+fs.Name()+" [flags]: no arguments"); err != nil {
 		return err
 	}
 	if *iface == "" {
@@ -112,7 +112,7 @@ func runPXESetup(ctx context.Context, args []string) error {
 	kernel := fs.String("kernel", "", "installer kernel (bzImage)")
 	modules := fs.String("modules", "", "the kernel's module tree, /lib/modules/VERSION (with modules.dep)")
 	inst := fs.String("installer", "", "static ironbark-installer binary")
-	if _, err := parseWithArgs(fs, args); err != nil {
+	if _, err := parseArgs(fs, args, 0, "usage: ironbark "+fs.Name()+" [flags]: no arguments"); err != nil {
 		return err
 	}
 	if *kernel == "" || *modules == "" || *inst == "" {
@@ -130,12 +130,9 @@ func runPXEImage(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("pxe image", flag.ContinueOnError)
 	var rf registryFlags
 	rf.add(fs)
-	pos, err := parseWithArgs(fs, args)
+	pos, err := parseArgs(fs, args, 2, "usage: ironbark pxe image APPLIANCE FILE [--data-dir DIR]")
 	if err != nil {
 		return err
-	}
-	if len(pos) != 2 {
-		return errors.New("usage: ironbark pxe image APPLIANCE FILE [--data-dir DIR]")
 	}
 	db, l, err := pxeDB(ctx, rf)
 	if err != nil {
@@ -162,7 +159,7 @@ func runDiscover(ctx context.Context, args []string) error {
 	clusterName := fs.String("cluster", "", "cluster the nodes join (required)")
 	rack := fs.Int("rack", 0, "rack number in the names <appliance>-<rack>-<rank>")
 	noTUI := fs.Bool("no-tui", false, "print one line per discovered node instead of the screen")
-	if _, err := parseWithArgs(fs, args); err != nil {
+	if _, err := parseArgs(fs, args, 0, "usage: ironbark "+fs.Name()+" [flags]: no arguments"); err != nil {
 		return err
 	}
 	if *clusterName == "" {
@@ -261,7 +258,7 @@ func runHostList(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("host list", flag.ContinueOnError)
 	var rf registryFlags
 	rf.add(fs)
-	if _, err := parseWithArgs(fs, args); err != nil {
+	if _, err := parseArgs(fs, args, 0, "usage: ironbark "+fs.Name()+" [flags]: no arguments"); err != nil {
 		return err
 	}
 	db, _, err := pxeDB(ctx, rf)
@@ -333,12 +330,9 @@ func runHostRemove(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("host remove", flag.ContinueOnError)
 	var rf registryFlags
 	rf.add(fs)
-	pos, err := parseWithArgs(fs, args)
+	pos, err := parseArgs(fs, args, 1, "usage: ironbark host remove HOST [--data-dir DIR]")
 	if err != nil {
 		return err
-	}
-	if len(pos) != 1 {
-		return errors.New("usage: ironbark host remove HOST [--data-dir DIR]")
 	}
 	db, _, err := pxeDB(ctx, rf)
 	if err != nil {
@@ -372,12 +366,9 @@ func runHostSetBoot(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("host set-boot", flag.ContinueOnError)
 	var rf registryFlags
 	rf.add(fs)
-	pos, err := parseWithArgs(fs, args)
+	pos, err := parseArgs(fs, args, 2, "usage: ironbark host set-boot HOST install|os|rescue [--data-dir DIR]")
 	if err != nil {
 		return err
-	}
-	if len(pos) != 2 {
-		return errors.New("usage: ironbark host set-boot HOST install|os|rescue [--data-dir DIR]")
 	}
 	action, err := pxe.ParseBootAction(pos[1])
 	if err != nil {
