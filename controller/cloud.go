@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -21,6 +22,10 @@ type Config struct {
 	// PublicAddresses is the pool AllocateAddress draws from: CIDRs
 	// ("198.51.100.0/28") or ranges ("198.51.100.10-198.51.100.20").
 	PublicAddresses []string
+	// InstanceSubnet is the IPv4 subnet instances get their private
+	// address from (the nodes' bridge subnet), DefaultInstanceSubnet when
+	// empty; addresses are handed out from its .10 upward.
+	InstanceSubnet string
 	// ArtifactURL says where nodes download a blob by digest (the image
 	// store's HTTP server); nil leaves Artifact.URL empty.
 	ArtifactURL func(digest string) string
@@ -45,10 +50,13 @@ type Cloud struct {
 	cfg     Config
 	vmTypes map[string]nodeapi.VMType
 	pool    *addressPool
-	now     func() time.Time
-	actions map[string]action
-	runMu   sync.Mutex
-	keys    keyCache
+	// subnet and privatePool are where private addresses come from.
+	subnet      netip.Prefix
+	privatePool *addressPool
+	now         func() time.Time
+	actions     map[string]action
+	runMu       sync.Mutex
+	keys        keyCache
 }
 
 // action runs one EC2 action for an authenticated caller.
@@ -73,8 +81,15 @@ func New(cfg Config, db *store.DB, placer Placer, log *slog.Logger) (*Cloud, err
 	if err != nil {
 		return nil, err
 	}
+	if cfg.InstanceSubnet == "" {
+		cfg.InstanceSubnet = DefaultInstanceSubnet
+	}
+	subnet, privatePool, err := parseInstanceSubnet(cfg.InstanceSubnet)
+	if err != nil {
+		return nil, err
+	}
 	c := &Cloud{db: db, placer: placer, log: log, cfg: cfg, pool: pool, now: time.Now,
-		vmTypes: make(map[string]nodeapi.VMType)}
+		subnet: subnet, privatePool: privatePool, vmTypes: make(map[string]nodeapi.VMType)}
 	for _, vt := range cfg.VMTypes {
 		c.vmTypes[vt.Name] = vt
 	}

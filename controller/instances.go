@@ -330,7 +330,9 @@ func (c *Cloud) runInstances(ctx context.Context, k *call) (any, error) {
 		}
 	}
 	if store.IsUniqueViolation(err) {
-		res, err = c.insertReservation(ctx, k, l, zone, nodes) // a MAC collided; draw again
+		// A MAC collided, or another controller took a private address:
+		// draw again.
+		res, err = c.insertReservation(ctx, k, l, zone, nodes)
 	}
 	if err != nil {
 		return nil, err
@@ -361,9 +363,16 @@ func (c *Cloud) insertReservation(ctx context.Context, k *call, l *launch, zone 
 				return err
 			}
 		}
+		taken, err := livePrivateIPs(ctx, tx)
+		if err != nil {
+			return err
+		}
 		res.Instances = res.Instances[:0]
 		for i, node := range nodes {
 			in := Instance{InstanceID: newID("i", 17), MACAddress: newMAC(), nodeID: node, AMILaunchIndex: i}
+			if in.PrivateIPAddress, err = c.allocPrivateIP(taken); err != nil {
+				return err
+			}
 			kernelID, ramdiskID := "", ""
 			if l.kernel != nil {
 				kernelID = l.kernel.ID
@@ -372,10 +381,10 @@ func (c *Cloud) insertReservation(ctx context.Context, k *call, l *launch, zone 
 				ramdiskID = l.ramdisk.ID
 			}
 			if _, err := tx.Exec(ctx, `INSERT INTO instances (id, account_id, reservation_id, launch_index, image_id, kernel_id,
-				ramdisk_id, vm_type, key_name, zone, node_id, mac, state, desired, client_token, user_data, launch_time,
-				artifacts, public_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				ramdisk_id, vm_type, key_name, zone, node_id, mac, private_ip, state, desired, client_token, user_data, launch_time,
+				artifacts, public_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 				in.InstanceID, k.account(), res.ReservationID, i, l.image.ID, kernelID, ramdiskID, l.vt.Name, l.keyName,
-				zone, node, in.MACAddress, nodeapi.StatePending, nodeapi.StateRunning, l.token, l.userData, now.Unix(),
+				zone, node, in.MACAddress, in.PrivateIPAddress, nodeapi.StatePending, nodeapi.StateRunning, l.token, l.userData, now.Unix(),
 				string(arts), l.pubKey); err != nil {
 				return err
 			}
@@ -408,7 +417,7 @@ func (c *Cloud) insertReservation(ctx context.Context, k *call, l *launch, zone 
 	for i := range res.Instances {
 		row := instanceRow{ID: res.Instances[i].InstanceID, Owner: k.account(), ReservationID: res.ReservationID,
 			LaunchIndex: i, ImageID: l.image.ID, VMType: l.vt.Name, KeyName: l.keyName, Zone: zone,
-			NodeID: nodes[i], MAC: res.Instances[i].MACAddress, State: nodeapi.StatePending, Desired: nodeapi.StateRunning,
+			NodeID: nodes[i], MAC: res.Instances[i].MACAddress, PrivateIP: res.Instances[i].PrivateIPAddress, State: nodeapi.StatePending, Desired: nodeapi.StateRunning,
 			ClientToken: l.token, LaunchTime: now.Unix(), Groups: l.groups}
 		if l.kernel != nil {
 			row.KernelID = l.kernel.ID
@@ -521,8 +530,12 @@ func (r instanceRow) item(tags map[string]string) Instance {
 		ClientToken: r.ClientToken, Tags: tagSet(tags), Hypervisor: "xen", MACAddress: r.MAC,
 		nodeID: r.NodeID, ownerID: r.Owner, reservationID: r.ReservationID,
 	}
-	if r.PrivateIP != "" {
-		in.PrivateDNSName = "ip-" + strings.ReplaceAll(r.PrivateIP, ".", "-") + ".internal"
+	if r.State == nodeapi.StateTerminated {
+		// A terminated instance has given its private address back.
+		in.PrivateIPAddress = ""
+	}
+	if in.PrivateIPAddress != "" {
+		in.PrivateDNSName = PrivateDNSName(in.PrivateIPAddress)
 	}
 	if r.PublicIP != "" {
 		in.DNSName = r.PublicIP

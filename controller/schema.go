@@ -185,5 +185,10 @@ INSERT INTO node_usage (node_id, vm_type, instances)
 	SELECT node_id, vm_type, COUNT(*) FROM instances WHERE state <> 'terminated' GROUP BY node_id, vm_type;
 DROP INDEX instances_usage;
 `},
+		// Each live instance holds its own private address; a terminated
+		// one's goes back to the pool (it leaves this partial index).
+		{ID: "controller/0009-private-ip-unique", SQL: `
+CREATE UNIQUE INDEX instances_private_ip ON instances(private_ip) WHERE state <> 'terminated' AND private_ip <> '';
+`},
 	}
 }

@@ -1,0 +1,70 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"ironbark/controller/ec2"
+	"ironbark/internal/store"
+)
+
+// DefaultInstanceSubnet is the instances' private subnet when the config
+// names none: the bridge subnet of scripts/run, whose .1 is the host.
+const DefaultInstanceSubnet = "10.88.0.0/24"
+
+// firstInstanceHost is the host number private addresses start at; the
+// ones below are left to the host side (bridge, gateway, services).
+const firstInstanceHost = 10
+
+// parseInstanceSubnet gives the pool of private addresses of an IPv4
+// subnet: from its .10 up to the one before its broadcast address.
+func parseInstanceSubnet(s string) (netip.Prefix, *addressPool, error) {
+	pfx, err := netip.ParsePrefix(s)
+	if err != nil || !pfx.Addr().Is4() || pfx.Bits() > 28 {
+		return netip.Prefix{}, nil, fmt.Errorf("instance subnet %q: want an IPv4 CIDR of /28 or larger", s)
+	}
+	pfx = pfx.Masked()
+	first := pfx.Addr()
+	for range firstInstanceHost {
+		first = first.Next()
+	}
+	return pfx, &addressPool{ranges: [][2]netip.Addr{{first, lastAddr(pfx).Prev()}}}, nil
+}
+
+// allocPrivateIP picks the lowest private address no live instance holds,
+// inside the launch transaction; the unique index on live instances'
+// addresses catches another controller picking the same one.
+func (c *Cloud) allocPrivateIP(taken map[string]bool) (string, error) {
+	ip, ok := c.privatePool.first(taken)
+	if !ok {
+		return "", ec2.Errorf("InsufficientFreeAddressesInSubnet", "There are not enough free addresses in subnet '%s' to satisfy the requested number of instances.", c.subnet.String())
+	}
+	taken[ip] = true
+	return ip, nil
+}
+
+// livePrivateIPs is the set of private addresses held by instances not
+// yet terminated.
+func livePrivateIPs(ctx context.Context, q store.Querier) (map[string]bool, error) {
+	rows, err := q.Query(ctx, `SELECT private_ip FROM instances WHERE state <> 'terminated' AND private_ip <> ''`)
+	if err != nil {
+		return nil, fmt.Errorf("private addresses in use: %w", err)
+	}
+	defer rows.Close()
+	taken := map[string]bool{}
+	for rows.Next() {
+		var ip string
+		if err := rows.Scan(&ip); err != nil {
+			return nil, err
+		}
+		taken[ip] = true
+	}
+	return taken, rows.Err()
+}
+
+// PrivateDNSName is an instance's private host name, as EC2 spells it.
+func PrivateDNSName(ip string) string {
+	return "ip-" + strings.ReplaceAll(ip, ".", "-") + ".ironbark.internal"
+}
