@@ -125,7 +125,7 @@ func (a *Agent) qemuImg(ctx context.Context, args ...string) error {
 // isTransientFetch reports whether a launch error is a download that may
 // work later (network, controller restart), as opposed to a corrupt image.
 func isTransientFetch(err error) bool {
-	if errors.Is(err, imagecache.ErrCorrupt) {
+	if errors.Is(err, imagecache.ErrCorrupt) || imagecache.IsNoSpace(err) {
 		return false
 	}
 	var se interface{ Timeout() bool }

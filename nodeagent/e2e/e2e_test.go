@@ -35,7 +35,6 @@ import (
 	"ironbark/internal/lab"
 	"ironbark/internal/nodeapi"
 	"ironbark/internal/store"
-	"ironbark/internal/store/storetest"
 )
 
 const marker = "IRONBARK-GUEST-OK"
@@ -57,6 +56,10 @@ type env struct {
 	blobs                   *blobstore.Store
 	kernel, initrd          string // eki-, eri- ids
 	rootDigest              string
+	// What a restarted controller reopens (openController).
+	ctlDir, dbPath string
+	blobHandler    http.Handler
+	stopCtl        func()
 }
 
 func setup(t testing.TB, blobWrap func(http.Handler) http.Handler) *env {
@@ -95,10 +98,46 @@ func setup(t testing.TB, blobWrap func(http.Handler) http.Handler) *env {
 // server) and the cluster side (cluster.Service on an mTLS listener) over
 // one SQLite store, wired to each other as `ironbark controller` does.
 func (e *env) startController(t testing.TB, dir string, blobs http.Handler) {
+	t.Helper()
+	e.ctlDir, e.blobHandler = dir, blobs
+	e.dbPath = filepath.Join(dir, "ironbark.db")
+	e.openController(t)
+}
+
+// openController starts the controller on e.dbPath; once the node
+// listener has an address (e.nodeURL) it listens there again, so a
+// restarted controller is where the agent looks for it. stopController
+// ends it.
+func (e *env) openController(t testing.TB) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
 	log := testLog(t)
-	e.db = storetest.SQLite(t, controller.Migrations())
+	db, err := store.Open(ctx, e.dbPath)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	stopped := false
+	done := make(chan struct{}, 2)
+	var srv *httptest.Server
+	e.stopCtl = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if srv != nil {
+			srv.Close()
+			<-done
+			<-done
+		}
+		db.Close()
+	}
+	t.Cleanup(e.stopController)
+	if err := db.Migrate(ctx, controller.Migrations()); err != nil {
+		t.Fatal(err)
+	}
+	e.db = db
 	admin, err := controller.EnsureAdmin(ctx, e.db)
 	if err != nil {
 		t.Fatal(err)
@@ -114,35 +153,44 @@ func (e *env) startController(t testing.TB, dir string, blobs http.Handler) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err = cluster.New(ctx, cluster.Config{DB: e.db, DataDir: dir, Ledger: cloud, Logger: log, Blobs: blobs})
+	svc, err = cluster.New(ctx, cluster.Config{DB: e.db, DataDir: e.ctlDir, Ledger: cloud, Logger: log, Blobs: e.blobHandler})
 	if err != nil {
 		t.Fatal(err)
 	}
 	cloud.SetPlacer(svc)
 	e.svc = svc
-	if err := svc.AddCluster(ctx, "zone-e2e", "GREEDY"); err != nil {
+	addr := "127.0.0.1:0"
+	if e.nodeURL != "" {
+		addr = strings.TrimPrefix(e.nodeURL, "https://")
+	} else if err := svc.AddCluster(ctx, "zone-e2e", "GREEDY"); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.nodeURL = "https://" + ln.Addr().String()
-	done := make(chan struct{}, 2)
-	go func() { _ = svc.Serve(ctx, ln); done <- struct{}{} }()
-	go func() { _ = svc.Run(ctx); done <- struct{}{} }()
-	t.Cleanup(func() { cancel(); <-done; <-done })
 	key, err := controller.TokenKey(ctx, e.db)
 	if err != nil {
+		ln.Close()
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(ec2.NewServer(ec2.Config{Handler: cloud, Credentials: cloud, Logger: log, TokenKey: key}))
-	t.Cleanup(srv.Close)
+	srv = httptest.NewServer(ec2.NewServer(ec2.Config{Handler: cloud, Credentials: cloud, Logger: log, TokenKey: key}))
+	go func() { _ = svc.Serve(ctx, ln); done <- struct{}{} }()
+	go func() { _ = svc.Run(ctx); done <- struct{}{} }()
 	e.ec2 = sdk.New(sdk.Options{
 		Region:       "ironbark",
 		BaseEndpoint: aws.String(srv.URL + "/services/compute"),
 		Credentials:  credentials.NewStaticCredentialsProvider(admin.AccessKey, admin.SecretKey, ""),
 	})
+}
+
+// stopController stops the controller as a crash would leave the node:
+// listeners closed, loops ended, store closed. The agent is not told.
+func (e *env) stopController() {
+	if e.stopCtl != nil {
+		e.stopCtl()
+	}
 }
 
 // register puts a file in the image store and registers it as an image.
@@ -171,16 +219,23 @@ func (e *env) machineImage(t testing.TB, ramdisk string) string {
 // copying it would show).
 func (e *env) machineImageSize(t testing.TB, ramdisk string, size int) string {
 	t.Helper()
-	ctx := context.Background()
 	root := filepath.Join(filepath.Dir(e.state), "root.img")
 	if err := os.WriteFile(root, bytes.Repeat([]byte("ironbark"), size/8), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	return e.machineImageFrom(t, ramdisk, root)
+}
+
+// machineImageFrom registers the file root as an EMI with the kernel and
+// the given ramdisk.
+func (e *env) machineImageFrom(t testing.TB, ramdisk, root string) string {
+	t.Helper()
+	ctx := context.Background()
 	d, n, err := e.blobs.PutFile(ctx, root)
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, err := controller.RegisterStoredImage(ctx, e.db, controller.ImageRecord{Name: "tiny-" + ramdisk, Digest: string(d),
+	id, err := controller.RegisterStoredImage(ctx, e.db, controller.ImageRecord{Name: "tiny-" + ramdisk + "-" + d.Hex()[:8], Digest: string(d),
 		Size: n, KernelID: e.kernel, RamdiskID: ramdisk, Public: true})
 	if err != nil {
 		t.Fatal(err)
@@ -567,18 +622,27 @@ func TestStartFailureTerminates(t *testing.T) {
 // dir: a test or benchmark that fails before it terminates its instances
 // must not leave guests running on the shared libvirtd.
 func destroyDomainsUnder(t testing.TB, uri, dir string) {
-	out, err := exec.Command("virsh", "-c", uri, "list", "--all", "--name").Output()
-	if err != nil {
-		t.Logf("list domains for cleanup: %v", err)
-		return
-	}
-	for _, name := range strings.Fields(string(out)) {
-		x, err := exec.Command("virsh", "-c", uri, "dumpxml", name).Output()
-		if err != nil || !strings.Contains(string(x), dir+"/") {
-			continue
-		}
+	for _, name := range domainsUnder(t, uri, dir) {
 		_ = exec.Command("virsh", "-c", uri, "destroy", name).Run()
 		_ = exec.Command("virsh", "-c", uri, "undefine", name).Run()
 		t.Logf("cleanup: removed leftover domain %s", name)
 	}
+}
+
+// domainsUnder lists the libvirt domains (running or not) whose disks live
+// under dir.
+func domainsUnder(t testing.TB, uri, dir string) []string {
+	out, err := exec.Command("virsh", "-c", uri, "list", "--all", "--name").Output()
+	if err != nil {
+		t.Logf("list domains: %v", err)
+		return nil
+	}
+	var names []string
+	for _, name := range strings.Fields(string(out)) {
+		x, err := exec.Command("virsh", "-c", uri, "dumpxml", name).Output()
+		if err == nil && strings.Contains(string(x), dir+"/") {
+			names = append(names, name)
+		}
+	}
+	return names
 }

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -153,12 +154,14 @@ func (c *Cache) fetch(ctx context.Context, b Blob, final string) (string, error)
 			c.log.Warn("image download: resuming", "digest", b.Digest, "attempt", attempt, "err", err)
 		}
 		err = c.download(ctx, b, partial)
-		if err == nil || errors.Is(err, ErrCorrupt) || errors.As(err, new(permanent)) || ctx.Err() != nil {
+		if err == nil || errors.Is(err, ErrCorrupt) || IsNoSpace(err) || errors.As(err, new(permanent)) || ctx.Err() != nil {
 			break
 		}
 	}
 	if err != nil {
-		if errors.Is(err, ErrCorrupt) {
+		// A full disk keeps no partial download: it would hold the space
+		// other images need, and this one does not fit anyway.
+		if errors.Is(err, ErrCorrupt) || IsNoSpace(err) {
 			os.Remove(partial)
 		}
 		return "", fmt.Errorf("fetch %s from %s: %w", b.Digest, b.URL, err)
@@ -249,6 +252,12 @@ func verify(path, wantHex string, size int64) error {
 		return fmt.Errorf("%w: got sha256:%s", ErrCorrupt, got)
 	}
 	return nil
+}
+
+// IsNoSpace reports whether err is the cache's filesystem being full (or
+// over quota): retrying does not help until space is freed.
+func IsNoSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }
 
 // permanent marks an error that a retry cannot fix (a 4xx answer).
