@@ -41,6 +41,9 @@ type Config struct {
 	// the node reports (Eucalyptus' MAX_CORES/MAX_MEM/MAX_DISK): to keep
 	// room for dom0, or to overcommit cores.
 	MaxCores, MaxMemoryMiB, MaxDiskGiB int
+	// NoInstanceServices turns off the DHCP server and the metadata
+	// service (169.254.169.254) the agent runs on Bridge for its instances.
+	NoInstanceServices bool
 }
 
 // Reasons reported with terminated and stopped instances.
@@ -155,6 +158,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		"controller", a.cfg.Controller, "libvirt", a.cfg.LibvirtURI, "domainType", a.dtype)
 	a.updateCapacity()
 	a.reconcile(ctx) // adopt what is there before reporting it
+	a.wg.Go(func() { a.serveInstanceNetwork(ctx) })
 	a.wg.Add(2)
 	go func() { defer a.wg.Done(); a.followDesired(ctx) }()
 	go func() { defer a.wg.Done(); a.heartbeats(ctx) }()
