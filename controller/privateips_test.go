@@ -115,3 +115,19 @@ func TestParseInstanceSubnet(t *testing.T) {
 		t.Fatal("New accepted a /30 instance subnet")
 	}
 }
+
+func TestInstanceSubnetSetting(t *testing.T) {
+	dir := t.TempDir()
+	if err := SaveSettings(dir, Settings{InstanceSubnet: "10.77.0.0/16"}); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := LoadSettings(dir); err != nil || s.InstanceSubnet != "10.77.0.0/16" {
+		t.Fatalf("round trip: %+v %v", s, err)
+	}
+	if err := SaveSettings(dir, Settings{InstanceSubnet: "10.77.0.0/30"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadSettings(dir); err == nil {
+		t.Fatal("a /30 instance subnet was accepted")
+	}
+}

@@ -21,6 +21,9 @@ type Settings struct {
 	Endpoint        string           `json:"endpoint,omitempty"`
 	PublicAddresses []string         `json:"publicAddresses,omitempty"`
 	VMTypes         []nodeapi.VMType `json:"vmTypes,omitempty"`
+	// InstanceSubnet is where instances' private addresses come from
+	// (Config.InstanceSubnet): the nodes' bridge subnet.
+	InstanceSubnet string `json:"instanceSubnet,omitempty"`
 }
 
 // SettingsPath is where a data dir keeps its Settings.
@@ -38,6 +41,11 @@ func LoadSettings(dataDir string) (Settings, error) {
 	}
 	if err := json.Unmarshal(b, &s); err != nil {
 		return s, fmt.Errorf("settings %s: %w", SettingsPath(dataDir), err)
+	}
+	if s.InstanceSubnet != "" {
+		if _, _, err := parseInstanceSubnet(s.InstanceSubnet); err != nil {
+			return s, fmt.Errorf("settings %s: %w", SettingsPath(dataDir), err)
+		}
 	}
 	if len(s.VMTypes) > 0 {
 		if err := checkVMTypes(s.VMTypes); err != nil {

@@ -182,8 +182,15 @@ func bindToDevice(dev string) func(network, address string, c syscall.RawConn) e
 }
 
 func (ns *netServices) handleDHCP(conn net.PacketConn, peer net.Addr, req *dhcpv4.DHCPv4) {
-	resp := dhcpAnswer(req, ns.host, ns.specs())
+	specs := ns.specs()
+	resp := dhcpAnswer(req, ns.host, specs)
 	if resp == nil {
+		for _, s := range specs {
+			if strings.EqualFold(s.MAC, req.ClientHWAddr.String()) {
+				ns.log.Warn("instance DHCP: not answering an instance whose address is outside the bridge's subnet",
+					"instance", s.InstanceID, "ip", s.PrivateIP, "subnet", ns.host.Masked(), "type", req.MessageType())
+			}
+		}
 		return
 	}
 	dest := &net.UDPAddr{IP: net.IPv4bcast, Port: dhcpv4.ClientPort}

@@ -86,7 +86,8 @@ func runController(ctx context.Context, args []string) error {
 		return err
 	}
 	defer db.Close()
-	cfg := controller.Config{Region: settings.Region, VMTypes: settings.VMTypes, PublicAddresses: settings.PublicAddresses}
+	cfg := controller.Config{Region: settings.Region, VMTypes: settings.VMTypes, PublicAddresses: settings.PublicAddresses,
+		InstanceSubnet: settings.InstanceSubnet}
 	if *region != "" {
 		cfg.Region, settings.Region = *region, *region
 	}
