@@ -42,9 +42,6 @@ func (l Layout) BootDir() string { return filepath.Join(l.DataDir, "pxe", "boot"
 // the appliance images.
 func (l Layout) Blobs() (*blobstore.Store, error) { return blobstore.Open(images.StoreDir(l.DataDir)) }
 
-// DB is the default SQLite store of the data directory.
-func (l Layout) DB() string { return filepath.Join(l.DataDir, "ironbark.db") }
-
 // InstallBootFiles copies the installer kernel and writes the installer
 // initramfs into the data directory.
 func (l Layout) InstallBootFiles(kernel, installerBin, modulesDir string) error {

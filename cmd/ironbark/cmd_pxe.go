@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"ironbark/controller"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -39,9 +40,10 @@ func pxeCommands() []command {
 // pxeDB opens the store of rf and applies the pxe migrations.
 func pxeDB(ctx context.Context, rf registryFlags) (*store.DB, pxe.Layout, error) {
 	l := pxe.Layout{DataDir: rf.dataDir}
-	url := rf.db
-	if url == "" {
-		url = l.DB()
+	// The controller's store, PostgreSQL included, when it remembered one.
+	url, err := controller.StoreURL(rf.dataDir, rf.db)
+	if err != nil {
+		return nil, l, err
 	}
 	db, err := store.Open(ctx, url)
 	if err != nil {
