@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -136,5 +138,22 @@ func TestBadDigestAndMissing(t *testing.T) {
 	}
 	if _, err := c.Get(context.Background(), Blob{Digest: blobOf([]byte("x")), URL: srv.URL}); err == nil {
 		t.Fatal("404 accepted")
+	}
+}
+
+func TestIsNoSpace(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{&os.PathError{Op: "write", Path: "/cache/partial/x", Err: syscall.ENOSPC}, true},
+		{fmt.Errorf("fetch: %w", &os.PathError{Op: "write", Path: "p", Err: syscall.EDQUOT}), true},
+		{&os.PathError{Op: "open", Path: "p", Err: syscall.ENOENT}, false},
+		{errors.New("no space left on device"), false}, // only the errno counts, not the words
+		{nil, false},
+	} {
+		if got := IsNoSpace(c.err); got != c.want {
+			t.Errorf("IsNoSpace(%v) = %v, want %v", c.err, got, c.want)
+		}
 	}
 }
