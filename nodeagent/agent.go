@@ -35,6 +35,11 @@ type Config struct {
 	// LaunchAttempts bounds retries of a launch that failed transiently
 	// (default 3).
 	LaunchAttempts int
+	// FetchPatience is how long a launch keeps retrying an image download
+	// whose source is unreachable (the controller restarting or upgraded)
+	// before it fails (default 10 min). Such retries do not count against
+	// LaunchAttempts.
+	FetchPatience time.Duration
 	// QemuImg is the qemu-img binary (default "qemu-img").
 	QemuImg string
 	// MaxCores, MaxMemoryMiB and MaxDiskGiB, when positive, replace what
@@ -83,6 +88,7 @@ type inst struct {
 	cancel        context.CancelFunc
 	attempts      int
 	retryAt       time.Time
+	fetchFailing  time.Time // since when downloads fail transiently; zero when not
 	stopping      bool
 	removing      bool
 	seenRunning   bool
@@ -111,6 +117,9 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.LaunchAttempts <= 0 {
 		cfg.LaunchAttempts = 3
+	}
+	if cfg.FetchPatience <= 0 {
+		cfg.FetchPatience = 10 * time.Minute
 	}
 	if cfg.QemuImg == "" {
 		cfg.QemuImg = "qemu-img"

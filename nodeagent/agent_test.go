@@ -9,10 +9,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -90,8 +92,17 @@ func (r *rig) startAgent(t *testing.T) {
 
 func (r *rig) startAgentOn(t *testing.T, uri string) {
 	t.Helper()
-	a, err := New(Config{Controller: r.ctl.URL, Token: r.token, LibvirtURI: uri, StateDir: r.state,
-		Logger: testLogger(t), StopTimeout: time.Second, HypervisorGrace: time.Second, Hostname: "node-test"})
+	r.startAgentWith(t, func(c *Config) { c.LibvirtURI = uri })
+}
+
+// startAgentWith runs an agent on test:///default with the test's changes
+// to its configuration.
+func (r *rig) startAgentWith(t *testing.T, change func(*Config)) {
+	t.Helper()
+	cfg := Config{Controller: r.ctl.URL, Token: r.token, LibvirtURI: "test:///default", StateDir: r.state,
+		Logger: testLogger(t), StopTimeout: time.Second, HypervisorGrace: time.Second, Hostname: "node-test"}
+	change(&cfg)
+	a, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -339,4 +350,38 @@ func TestOtherNodesDomainsLeftAlone(t *testing.T) {
 	}
 	r.ctl.Ledger.SetDesired("i-mine0001", nodeapi.StateTerminated)
 	r.ctl.Ledger.WaitState(t, "i-mine0001", nodeapi.StateTerminated, wait)
+}
+
+// An image source that is down (the controller restarting, say) delays a
+// launch, it does not fail it: the agent keeps retrying within
+// FetchPatience, beyond its LaunchAttempts, and launches once the source is
+// back.
+func TestUnreachableImageSourceRetries(t *testing.T) {
+	r := newRig(t)
+	r.startAgentWith(t, func(c *Config) { c.LaunchAttempts = 1; c.FetchPatience = time.Minute })
+	// The source drops every connection until it is "back": the agent sees
+	// the EOFs a restarting server gives.
+	var up atomic.Bool
+	src := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if up.Load() {
+			r.blobs.ServeHTTP(w, req)
+			return
+		}
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+	}))
+	t.Cleanup(src.Close)
+	img := r.blobs.add([]byte("image behind a source that is down for a while"))
+	img.URL = src.URL + img.URL
+	r.ctl.Ledger.Launch(r.node, r.spec("i-patient1", img))
+	st := r.ctl.Ledger.Wait(t, "i-patient1", wait, "a retry or an end", func(st nodeapi.InstanceStatus, _ []byte) bool {
+		return strings.HasPrefix(st.Reason, "retrying") || st.State == nodeapi.StateTerminated
+	})
+	if st.State != nodeapi.StatePending {
+		t.Fatalf("state %q (%s), want pending while the source is down", st.State, st.Reason)
+	}
+	up.Store(true)
+	r.ctl.Ledger.WaitState(t, "i-patient1", nodeapi.StateRunning, wait)
 }

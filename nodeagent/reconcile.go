@@ -292,6 +292,7 @@ func (a *Agent) startLaunch(ctx context.Context, s nodeapi.InstanceSpec, in *ins
 		case err == nil:
 			a.log.Info("instance running", "instance", s.InstanceID, "took", time.Since(start).Round(time.Millisecond))
 			in.state, in.reason, in.seenRunning, in.attempts = nodeapi.StateRunning, "", true, 0
+			in.fetchFailing = time.Time{}
 		case lctx.Err() != nil:
 			// Terminated meanwhile, or the agent is stopping: reconcile
 			// (now or after restart) finishes the job.
@@ -307,8 +308,17 @@ func (a *Agent) startLaunch(ctx context.Context, s nodeapi.InstanceSpec, in *ins
 
 // launchFailed retries transient failures and fails the rest. a.mu held.
 func (a *Agent) launchFailed(id string, in *inst, err error) {
-	if (errors.Is(err, errHypervisor) || isTransientFetch(err)) && in.attempts < a.cfg.LaunchAttempts {
-		in.retryAt = time.Now().Add(time.Duration(in.attempts) * 2 * time.Second)
+	retry := errors.Is(err, errHypervisor) && in.attempts < a.cfg.LaunchAttempts
+	if isTransientFetch(err) {
+		// An unreachable image source is usually the controller being
+		// restarted: wait for it (bounded), do not spend the attempts.
+		if in.fetchFailing.IsZero() {
+			in.fetchFailing = time.Now()
+		}
+		retry = time.Since(in.fetchFailing) < a.cfg.FetchPatience
+	}
+	if retry {
+		in.retryAt = time.Now().Add(min(time.Duration(in.attempts)*2*time.Second, 15*time.Second))
 		in.state, in.reason = nodeapi.StatePending, "retrying: "+err.Error()
 		a.log.Warn("launch failed, will retry", "instance", id, "attempt", in.attempts, "err", err)
 		return
