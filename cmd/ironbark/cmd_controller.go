@@ -19,7 +19,6 @@ import (
 	"ironbark/controller/ec2"
 	"ironbark/images/blobstore"
 	"ironbark/internal/nodeapi"
-	"ironbark/internal/store"
 )
 
 // controllerCommands lists the controller subcommands.
@@ -28,33 +27,6 @@ func controllerCommands() []command {
 		{name: "controller", summary: "run the cloud controller: EC2 API on --listen, node API on --node-listen", run: runController},
 		{name: "account create", summary: "make an account and its credentials: account create NAME (prints the credentials dir)", run: runAccountCreate},
 	}
-}
-
-// storeFlags are the data dir and store flags the controller commands share.
-type storeFlags struct {
-	dataDir, db string
-}
-
-func (f *storeFlags) add(fs *flag.FlagSet) {
-	fs.StringVar(&f.dataDir, "data-dir", defaultDataDir, "frontend data directory")
-	fs.StringVar(&f.db, "db", "", "store URL: postgres://... for PostgreSQL (remembered in the data dir); default SQLite DATA/ironbark.db")
-}
-
-// open opens and migrates the store the data dir uses.
-func (f *storeFlags) open(ctx context.Context) (*store.DB, error) {
-	url, err := controller.StoreURL(f.dataDir, f.db)
-	if err != nil {
-		return nil, err
-	}
-	db, err := store.Open(ctx, url)
-	if err != nil {
-		return nil, err
-	}
-	if err := db.Migrate(ctx, controller.Migrations()); err != nil {
-		db.Close()
-		return nil, err
-	}
-	return db, nil
 }
 
 func runController(ctx context.Context, args []string) error {

@@ -11,7 +11,6 @@ import (
 	"sort"
 	"text/tabwriter"
 
-	"ironbark/controller"
 	"ironbark/images"
 	"ironbark/images/blobstore"
 	"ironbark/images/iso"
@@ -84,15 +83,11 @@ func openImageStore(ctx context.Context, dataDir, dbURL string) (*store.DB, *blo
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		return nil, nil, err
 	}
-	dbURL, err := controller.StoreURL(dataDir, dbURL)
-	if err != nil {
-		return nil, nil, err
-	}
 	blobs, err := blobstore.Open(images.StoreDir(dataDir))
 	if err != nil {
 		return nil, nil, err
 	}
-	db, err := store.Open(ctx, dbURL)
+	db, err := (&storeFlags{dataDir: dataDir, db: dbURL}).openStore(ctx, nil)
 	if err != nil {
 		return nil, nil, err
 	}

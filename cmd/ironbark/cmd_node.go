@@ -12,7 +12,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"ironbark/controller"
 	"ironbark/controller/cluster"
 	"ironbark/controller/sched"
 	"ironbark/internal/pki"
@@ -31,22 +30,9 @@ func nodeCommands() []command {
 	}
 }
 
-// registryFlags are the flags every cluster/node command takes.
-type registryFlags struct {
-	dataDir, db string
-}
-
-func (f *registryFlags) add(fs *flag.FlagSet) {
-	fs.StringVar(&f.dataDir, "data-dir", defaultDataDir, "frontend data directory")
-	fs.StringVar(&f.db, "db", "", "store URL (default: the controller's, remembered in the data dir; else SQLite DATA/ironbark.db)")
-}
-
-func (f *registryFlags) open(ctx context.Context) (*cluster.Registry, *store.DB, error) {
-	url, err := controller.StoreURL(f.dataDir, f.db)
-	if err != nil {
-		return nil, nil, err
-	}
-	db, err := store.Open(ctx, url)
+// openRegistry opens the store and the cluster registry on it.
+func (f *storeFlags) openRegistry(ctx context.Context) (*cluster.Registry, *store.DB, error) {
+	db, err := f.openStore(ctx, nil)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -87,7 +73,7 @@ func parseWithArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 
 func runClusterAdd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("cluster add", flag.ContinueOnError)
-	var rf registryFlags
+	var rf storeFlags
 	rf.add(fs)
 	policy := fs.String("policy", sched.Greedy, "scheduling policy: "+strings.Join(sched.Policies(), ", "))
 	pos, err := parseArgs(fs, args, 1, "usage: ironbark cluster add NAME [--policy P] [--data-dir DIR]")
@@ -98,7 +84,7 @@ func runClusterAdd(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	reg, db, err := rf.open(ctx)
+	reg, db, err := rf.openRegistry(ctx)
 	if err != nil {
 		return err
 	}
@@ -112,7 +98,7 @@ func runClusterAdd(ctx context.Context, args []string) error {
 
 func runClusterSetPolicy(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("cluster set-policy", flag.ContinueOnError)
-	var rf registryFlags
+	var rf storeFlags
 	rf.add(fs)
 	pos, err := parseArgs(fs, args, 2, "usage: ironbark cluster set-policy NAME POLICY [--data-dir DIR]")
 	if err != nil {
@@ -122,7 +108,7 @@ func runClusterSetPolicy(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	reg, db, err := rf.open(ctx)
+	reg, db, err := rf.openRegistry(ctx)
 	if err != nil {
 		return err
 	}
@@ -136,12 +122,12 @@ func runClusterSetPolicy(ctx context.Context, args []string) error {
 
 func runClusterList(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("cluster list", flag.ContinueOnError)
-	var rf registryFlags
+	var rf storeFlags
 	rf.add(fs)
 	if _, err := parseArgs(fs, args, 0, "usage: ironbark "+fs.Name()+" [flags]: no arguments"); err != nil {
 		return err
 	}
-	reg, db, err := rf.open(ctx)
+	reg, db, err := rf.openRegistry(ctx)
 	if err != nil {
 		return err
 	}
@@ -171,7 +157,7 @@ func runClusterList(ctx context.Context, args []string) error {
 
 func runNodeToken(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("node token", flag.ContinueOnError)
-	var rf registryFlags
+	var rf storeFlags
 	rf.add(fs)
 	name := fs.String("cluster", "", "cluster the node joins (required)")
 	ttl := fs.Duration("ttl", cluster.DefaultTokenTTL, "how long the token stays valid")
@@ -181,7 +167,7 @@ func runNodeToken(ctx context.Context, args []string) error {
 	if *name == "" {
 		return errors.New("usage: ironbark node token --cluster NAME [--ttl 24h] [--data-dir DIR]")
 	}
-	reg, db, err := rf.open(ctx)
+	reg, db, err := rf.openRegistry(ctx)
 	if err != nil {
 		return err
 	}
@@ -201,13 +187,13 @@ func runNodeToken(ctx context.Context, args []string) error {
 
 func runNodeList(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("node list", flag.ContinueOnError)
-	var rf registryFlags
+	var rf storeFlags
 	rf.add(fs)
 	name := fs.String("cluster", "", "only this cluster's nodes")
 	if _, err := parseArgs(fs, args, 0, "usage: ironbark "+fs.Name()+" [flags]: no arguments"); err != nil {
 		return err
 	}
-	reg, db, err := rf.open(ctx)
+	reg, db, err := rf.openRegistry(ctx)
 	if err != nil {
 		return err
 	}
@@ -236,13 +222,13 @@ func printNodes(w io.Writer, nodes []cluster.Node) error {
 
 func runNodeRemove(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("node remove", flag.ContinueOnError)
-	var rf registryFlags
+	var rf storeFlags
 	rf.add(fs)
 	pos, err := parseArgs(fs, args, 1, "usage: ironbark node remove NODE-ID [--data-dir DIR]")
 	if err != nil {
 		return err
 	}
-	reg, db, err := rf.open(ctx)
+	reg, db, err := rf.openRegistry(ctx)
 	if err != nil {
 		return err
 	}

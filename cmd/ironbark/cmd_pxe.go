@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"ironbark/controller"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -38,27 +37,14 @@ func pxeCommands() []command {
 }
 
 // pxeDB opens the store of rf and applies the pxe migrations.
-func pxeDB(ctx context.Context, rf registryFlags) (*store.DB, pxe.Layout, error) {
-	l := pxe.Layout{DataDir: rf.dataDir}
-	// The controller's store, PostgreSQL included, when it remembered one.
-	url, err := controller.StoreURL(rf.dataDir, rf.db)
-	if err != nil {
-		return nil, l, err
-	}
-	db, err := store.Open(ctx, url)
-	if err != nil {
-		return nil, l, err
-	}
-	if err := db.Migrate(ctx, pxe.Migrations()); err != nil {
-		db.Close()
-		return nil, l, err
-	}
-	return db, l, nil
+func pxeDB(ctx context.Context, rf storeFlags) (*store.DB, pxe.Layout, error) {
+	db, err := rf.openStore(ctx, pxe.Migrations())
+	return db, pxe.Layout{DataDir: rf.dataDir}, err
 }
 
 func runPXE(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("pxe", flag.ContinueOnError)
-	var rf registryFlags
+	var rf storeFlags
 	rf.add(fs)
 	iface := fs.String("interface", "", "cluster private interface to serve on (required)")
 	subnet := fs.String("subnet", "", "served subnet (default: the interface's own)")
@@ -109,7 +95,7 @@ func runPXE(ctx context.Context, args []string) error {
 
 func runPXESetup(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("pxe setup", flag.ContinueOnError)
-	var rf registryFlags
+	var rf storeFlags
 	rf.add(fs)
 	kernel := fs.String("kernel", "", "installer kernel (bzImage)")
 	modules := fs.String("modules", "", "the kernel's module tree, /lib/modules/VERSION (with modules.dep)")
@@ -130,7 +116,7 @@ func runPXESetup(ctx context.Context, args []string) error {
 
 func runPXEImage(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("pxe image", flag.ContinueOnError)
-	var rf registryFlags
+	var rf storeFlags
 	rf.add(fs)
 	pos, err := parseArgs(fs, args, 2, "usage: ironbark pxe image APPLIANCE FILE [--data-dir DIR]")
 	if err != nil {
@@ -155,7 +141,7 @@ func runPXEImage(ctx context.Context, args []string) error {
 
 func runDiscover(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("discover", flag.ContinueOnError)
-	var rf registryFlags
+	var rf storeFlags
 	rf.add(fs)
 	appliance := fs.String("appliance", "compute", "appliance of the discovered nodes")
 	clusterName := fs.String("cluster", "", "cluster the nodes join (required)")
@@ -258,7 +244,7 @@ func runDiscover(ctx context.Context, args []string) error {
 
 func runHostList(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("host list", flag.ContinueOnError)
-	var rf registryFlags
+	var rf storeFlags
 	rf.add(fs)
 	if _, err := parseArgs(fs, args, 0, "usage: ironbark "+fs.Name()+" [flags]: no arguments"); err != nil {
 		return err
@@ -290,7 +276,7 @@ func dash(s string) string {
 
 func runHostAdd(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("host add", flag.ContinueOnError)
-	var rf registryFlags
+	var rf storeFlags
 	rf.add(fs)
 	mac := fs.String("mac", "", "MAC address (required)")
 	appliance := fs.String("appliance", "compute", "appliance")
@@ -330,7 +316,7 @@ func runHostAdd(ctx context.Context, args []string) error {
 
 func runHostRemove(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("host remove", flag.ContinueOnError)
-	var rf registryFlags
+	var rf storeFlags
 	rf.add(fs)
 	pos, err := parseArgs(fs, args, 1, "usage: ironbark host remove HOST [--data-dir DIR]")
 	if err != nil {
@@ -366,7 +352,7 @@ func runHostRemove(ctx context.Context, args []string) error {
 
 func runHostSetBoot(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("host set-boot", flag.ContinueOnError)
-	var rf registryFlags
+	var rf storeFlags
 	rf.add(fs)
 	pos, err := parseArgs(fs, args, 2, "usage: ironbark host set-boot HOST install|os|rescue [--data-dir DIR]")
 	if err != nil {
