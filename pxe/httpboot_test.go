@@ -123,9 +123,15 @@ func (e *bootEnv) installer(t *testing.T, script string) *installer.Installer {
 		t.Fatalf("no attempt in script:\n%s", script)
 	}
 	host := regexp.MustCompile(`ironbark\.host=(\S+)`).FindStringSubmatch(script)[1]
+	// The installer talks from the host's own address, as on the wire
+	// (the pools of these tests are on loopback).
+	client := &http.Client{Timeout: 30 * time.Second}
+	if h, err := e.hosts.Get(context.Background(), host); err == nil && h.IP != "" {
+		client.Transport = &http.Transport{DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(h.IP)}}).DialContext}
+	}
 	return &installer.Installer{
 		Config:   installer.Config{URL: e.srv.URL, Host: host, Attempt: m[1], Mode: "install"},
-		Client:   &http.Client{Timeout: 30 * time.Second},
+		Client:   client,
 		Log:      slog.New(slog.DiscardHandler),
 		RetryFor: 20 * time.Second,
 	}
@@ -342,7 +348,7 @@ func TestNodeVanishesMidInstall(t *testing.T) {
 	storetest.Each(t, Migrations(), func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		e := newBootEnv(t, db, nil)
-		pool, _ := dhcp.PoolFor(mustPrefix("10.1.0.0/24"))
+		pool, _ := dhcp.PoolFor(mustPrefix("127.1.0.0/24"))
 		leases, err := dhcp.NewLeaseStore(ctx, db, dhcp.LeaseStoreConfig{Pool: pool})
 		if err != nil {
 			t.Fatal(err)
