@@ -207,15 +207,15 @@ func runNodeList(ctx context.Context, args []string) error {
 
 func printNodes(w io.Writer, nodes []cluster.Node) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tCLUSTER\tHOSTNAME\tSTATE\tCORES\tMEMORY MiB\tDISK GiB\tHYPERVISOR\tLAST HEARTBEAT")
+	fmt.Fprintln(tw, "NODE\tCLUSTER\tHOSTNAME\tSTATE\tCORES\tMEMORY MiB\tDISK GiB\tHYPERVISOR\tLAST HEARTBEAT\tREVIEW")
 	for _, n := range nodes {
 		// The controller may not be running to mark silent nodes down.
 		state := n.State
 		if state == cluster.NodeUp && !n.Live(time.Now(), cluster.DefaultHeartbeatTimeout) {
 			state = cluster.NodeDown
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", n.ID, n.Cluster, n.Hostname, state,
-			n.Capacity.Cores, n.Capacity.MemoryMiB, n.Capacity.DiskGiB, n.Hypervisor, n.LastHeartbeat.Format(time.RFC3339))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\n", n.ID, n.Cluster, n.Hostname, state,
+			n.Capacity.Cores, n.Capacity.MemoryMiB, n.Capacity.DiskGiB, n.Hypervisor, n.LastHeartbeat.Format(time.RFC3339), review(n))
 	}
 	return tw.Flush()
 }

@@ -335,6 +335,14 @@ func runHostRemove(ctx context.Context, args []string) error {
 	if err := hosts.Remove(ctx, h.Name); err != nil {
 		return err
 	}
+	// A removed host's install token must not enroll anything.
+	reg, err := cluster.NewRegistry(ctx, db)
+	if err != nil {
+		return err
+	}
+	if _, err := reg.RevokeHostTokens(ctx, h.Name); err != nil {
+		return err
+	}
 	leases, err := dhcp.NewLeaseStore(ctx, db, dhcp.LeaseStoreConfig{})
 	if err != nil {
 		return err

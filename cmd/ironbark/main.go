@@ -27,6 +27,7 @@ func commands() []command {
 	var cs []command
 	cs = append(cs, controllerCommands()...)
 	cs = append(cs, nodeCommands()...)
+	cs = append(cs, nodeCapCommands()...)
 	cs = append(cs, imageCommands()...)
 	cs = append(cs, pxeCommands()...)
 	return cs
