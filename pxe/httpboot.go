@@ -107,7 +107,9 @@ func (b *HTTPBoot) script(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	h, isNew, err := b.Discovery.Discover(ctx, mac)
+	// Only DHCP admits new hosts (with an address): a script request for
+	// an unknown MAC creates nothing.
+	h, isNew, err := b.Discovery.Discover(ctx, mac, nil)
 	if errors.Is(err, ErrHostNotFound) {
 		writeScript(w, UnknownScript(b.Script, mac))
 		return
