@@ -29,6 +29,7 @@ func commands() []command {
 	cs = append(cs, nodeCommands()...)
 	cs = append(cs, imageCommands()...)
 	cs = append(cs, pxeCommands()...)
+	cs = append(cs, installCommands()...)
 	return cs
 }
 
