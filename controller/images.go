@@ -584,9 +584,15 @@ type permissionChange struct {
 func (k *call) permissionChanges() ([]permissionChange, error) {
 	var out []permissionChange
 	for _, op := range []string{"Add", "Remove"} {
-		for _, n := range k.indices("LaunchPermission." + op) {
-			p := fmt.Sprintf("LaunchPermission.%s.%d.", op, n)
-			out = append(out, permissionChange{add: op == "Add", group: k.str(p + "Group"), user: k.str(p + "UserId")})
+		items, err := k.Query().Sub("LaunchPermission").List(op)
+		if err != nil {
+			return nil, err
+		}
+		for _, it := range items {
+			if err := it.Check("Group", "UserId"); err != nil {
+				return nil, err
+			}
+			out = append(out, permissionChange{add: op == "Add", group: it.String("Group"), user: it.String("UserId")})
 		}
 	}
 	if opType := k.str("OperationType"); opType != "" {

@@ -112,20 +112,27 @@ type tagParam struct {
 	HasValue   bool
 }
 
-// tagParams reads Tag.N.Key / Tag.N.Value.
+// tagParams reads Tag.N.Key / Tag.N.Value, N any non-negative number
+// (clients send 0-based lists too), in the order of N.
 func (k *call) tagParams() ([]tagParam, error) {
-	var ts []tagParam
-	for _, n := range k.indices("Tag") {
-		p := fmt.Sprintf("Tag.%d", n)
-		key := k.str(p + ".Key")
+	items, err := k.Query().List("Tag")
+	if err != nil {
+		return nil, err
+	}
+	ts := make([]tagParam, 0, len(items))
+	for _, it := range items {
+		if err := it.Check("Key", "Value"); err != nil {
+			return nil, err
+		}
+		key := it.String("Key")
 		if key == "" {
 			return nil, ec2.Errorf("InvalidParameterValue", "Tag key must not be empty")
 		}
-		if len(key) > 128 || len(k.str(p+".Value")) > 256 || strings.HasPrefix(strings.ToLower(key), "aws:") {
+		value, hasValue := it.Lookup("Value")
+		if len(key) > 128 || len(value) > 256 || strings.HasPrefix(strings.ToLower(key), "aws:") {
 			return nil, ec2.Errorf("InvalidParameterValue", "Tag %q is not a valid tag", key)
 		}
-		_, hasValue := k.Params[p+".Value"]
-		ts = append(ts, tagParam{Key: key, Value: k.str(p + ".Value"), HasValue: hasValue})
+		ts = append(ts, tagParam{Key: key, Value: value, HasValue: hasValue})
 	}
 	return ts, nil
 }
