@@ -116,4 +116,3 @@ func (e *testEnv) registerPrivateImage(t *testing.T, a Account) string {
 	}
 	return aws.ToString(out.ImageId)
 }
-
