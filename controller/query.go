@@ -4,7 +4,6 @@ import (
 	"database/sql"
 	"errors"
 	"sort"
-	"strconv"
 	"strings"
 
 	"ironbark/controller/ec2"
@@ -22,27 +21,6 @@ func (k *call) required(name string) (string, error) { return k.Query().Required
 // list returns the flattened list prefix.1, prefix.2, ... in index order;
 // a malformed index is an UnknownParameter error.
 func (k *call) list(prefix string) ([]string, error) { return k.Query().Strings(prefix) }
-
-// indices returns the sorted N of every "prefix.N.<anything>" parameter.
-func (k *call) indices(prefix string) []int {
-	seen := map[int]bool{}
-	for key := range k.Params {
-		rest, ok := strings.CutPrefix(key, prefix+".")
-		if !ok {
-			continue
-		}
-		num, _, _ := strings.Cut(rest, ".")
-		if n, err := strconv.Atoi(num); err == nil && n >= 1 {
-			seen[n] = true
-		}
-	}
-	ns := make([]int, 0, len(seen))
-	for n := range seen {
-		ns = append(ns, n)
-	}
-	sort.Ints(ns)
-	return ns
-}
 
 // integer parses an optional integer parameter.
 func (k *call) integer(name string, def int) (int, error) {

@@ -21,30 +21,25 @@ import (
 	"ironbark/internal/nodeapi"
 )
 
-// controllerCommands lists the controller subcommands.
-func controllerCommands() []command {
-	return []command{
-		{name: "controller", summary: "run the cloud controller: EC2 API on --listen, node API on --node-listen", run: runController},
-		{name: "account create", summary: "make an account and its credentials: account create NAME (prints the credentials dir)", run: runAccountCreate},
-	}
+// controllerFlags are the flags of `ironbark controller`.
+type controllerFlags struct {
+	listen, nodeListen, endpoint, region, vmTypesFile string
 }
 
-func runController(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("controller", flag.ContinueOnError)
-	var sf storeFlags
-	sf.add(fs)
-	listen := fs.String("listen", ":8773", "EC2 API address HOST:PORT")
-	nodeListen := fs.String("node-listen", ":8774", "node API (mTLS) address HOST:PORT")
-	endpoint := fs.String("endpoint", "", "EC2 URL written to credentials (default: from --listen)")
-	region := fs.String("region", "", "region name (default: from DATA/controller.json, else "+controller.DefaultRegion+")")
-	vmTypesFile := fs.String("vm-types", "", "JSON file of VM types (default: DATA/controller.json's, else Eucalyptus' defaults)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("controller: unexpected argument %q", fs.Arg(0))
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+func controllerRun(fs *flag.FlagSet) runFunc {
+	var f controllerFlags
+	fs.StringVar(&f.listen, "listen", ":8773", "EC2 API address HOST:PORT")
+	fs.StringVar(&f.nodeListen, "node-listen", ":8774", "node API (mTLS) address HOST:PORT")
+	fs.StringVar(&f.endpoint, "endpoint", "", "EC2 URL written to credentials (default: from --listen)")
+	fs.StringVar(&f.region, "region", "", "region name (default: from DATA/controller.json, else "+controller.DefaultRegion+")")
+	fs.StringVar(&f.vmTypesFile, "vm-types", "", "JSON file of VM types (default: DATA/controller.json's, else Eucalyptus' defaults)")
+	return func(ctx context.Context, e *env) error { return runController(ctx, e, f) }
+}
+
+// runController serves the EC2 and node APIs until ctx ends.
+func runController(ctx context.Context, e *env, f controllerFlags) error {
+	log := e.logger(slog.LevelInfo)
+	sf := e
 
 	settings, err := controller.LoadSettings(sf.dataDir)
 	if err != nil {
@@ -53,21 +48,20 @@ func runController(ctx context.Context, args []string) error {
 	if sf.db != "" {
 		settings.DB = sf.db
 	}
-	db, err := sf.open(ctx)
+	db, err := sf.openStore(ctx, controller.Migrations())
 	if err != nil {
 		return err
 	}
-	defer db.Close()
 	cfg := controller.Config{Region: settings.Region, VMTypes: settings.VMTypes, PublicAddresses: settings.PublicAddresses,
 		InstanceSubnet: settings.InstanceSubnet}
-	if *region != "" {
-		cfg.Region, settings.Region = *region, *region
+	if f.region != "" {
+		cfg.Region, settings.Region = f.region, f.region
 	}
 	if cfg.Region == "" {
 		cfg.Region = controller.DefaultRegion
 	}
-	if *vmTypesFile != "" {
-		if cfg.VMTypes, err = controller.LoadVMTypes(*vmTypesFile); err != nil {
+	if f.vmTypesFile != "" {
+		if cfg.VMTypes, err = controller.LoadVMTypes(f.vmTypesFile); err != nil {
 			return err
 		}
 	}
@@ -75,17 +69,17 @@ func runController(ctx context.Context, args []string) error {
 		cfg.VMTypes = controller.DefaultVMTypes()
 	}
 
-	ln, err := net.Listen("tcp", *listen)
+	ln, err := net.Listen("tcp", f.listen)
 	if err != nil {
 		return fmt.Errorf("controller: %w", err)
 	}
 	defer ln.Close()
-	nodeLn, err := net.Listen("tcp", *nodeListen)
+	nodeLn, err := net.Listen("tcp", f.nodeListen)
 	if err != nil {
 		return fmt.Errorf("controller: node api: %w", err)
 	}
 	defer nodeLn.Close()
-	cfg.Endpoint = *endpoint
+	cfg.Endpoint = f.endpoint
 	if cfg.Endpoint == "" {
 		cfg.Endpoint = endpointFor(ln.Addr())
 	}
@@ -206,24 +200,21 @@ func urlHost(raw string) (string, error) {
 	return u.Hostname(), nil
 }
 
-func runAccountCreate(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("account create", flag.ContinueOnError)
-	var sf storeFlags
-	sf.add(fs)
-	pos, err := parseArgs(fs, args, 1, "usage: ironbark account create NAME [--data-dir DIR] [--db URL]")
-	if err != nil {
-		return err
-	}
+func accountCreate(fs *flag.FlagSet) runFunc {
+	return func(ctx context.Context, e *env) error { return createAccount(ctx, e, e.args[0]) }
+}
+
+func createAccount(ctx context.Context, e *env, name string) error {
+	sf := e
 	settings, err := controller.LoadSettings(sf.dataDir)
 	if err != nil {
 		return err
 	}
-	db, err := sf.open(ctx)
+	db, err := sf.openStore(ctx, controller.Migrations())
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	a, err := controller.CreateAccount(ctx, db, pos[0], false)
+	a, err := controller.CreateAccount(ctx, db, name, false)
 	if err != nil {
 		return err
 	}
@@ -238,6 +229,6 @@ func runAccountCreate(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Println(dir)
+	fmt.Fprintln(e.stdout, dir)
 	return nil
 }

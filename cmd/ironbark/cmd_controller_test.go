@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"os/exec"
@@ -26,7 +27,7 @@ func startController(t *testing.T) (dataDir, endpoint string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- runController(ctx, []string{"--data-dir", dataDir, "--listen", "127.0.0.1:0", "--node-listen", "127.0.0.1:0"})
+		done <- run(ctx, []string{"controller", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--node-listen", "127.0.0.1:0"}, io.Discard, io.Discard)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -94,9 +95,7 @@ func TestEC2Clients(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A tenant account made by the CLI, used by every client below.
-	if err := runAccountCreate(ctx, []string{"tenant", "--data-dir", dataDir}); err != nil {
-		t.Fatal(err)
-	}
+	mustRun(t, "account", "create", "tenant", "--data-dir", dataDir)
 	creds := filepath.Join(dataDir, "credentials", "tenant")
 	env := clientEnv(t, creds)
 
@@ -243,7 +242,7 @@ func TestControllerRemembersDB(t *testing.T) {
 	cctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- runController(cctx, []string{"--data-dir", dataDir, "--db", u.String(), "--listen", "127.0.0.1:0", "--node-listen", "127.0.0.1:0"})
+		done <- run(cctx, []string{"controller", "--data-dir", dataDir, "--db", u.String(), "--listen", "127.0.0.1:0", "--node-listen", "127.0.0.1:0"}, io.Discard, io.Discard)
 	}()
 	defer func() {
 		cancel()
@@ -263,9 +262,7 @@ func TestControllerRemembersDB(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if err := runAccountCreate(ctx, []string{"carol", "--data-dir", dataDir}); err != nil {
-		t.Fatal(err)
-	}
+	mustRun(t, "account", "create", "carol", "--data-dir", dataDir)
 	db, err := store.Open(ctx, u.String())
 	if err != nil {
 		t.Fatal(err)
@@ -279,7 +276,7 @@ func TestControllerRemembersDB(t *testing.T) {
 	if err != nil || !strings.Contains(string(eucarc), "export EC2_ACCESS_KEY="+a.AccessKey) {
 		t.Fatalf("carol's eucarc: %v\n%s", err, eucarc)
 	}
-	if err := runAccountCreate(ctx, []string{"carol", "--data-dir", dataDir}); err == nil {
-		t.Fatal("a second carol was made")
+	if _, _, code := ironbark(t, "account", "create", "carol", "--data-dir", dataDir); code != 1 {
+		t.Fatalf("a second carol: exit %d, want 1", code)
 	}
 }

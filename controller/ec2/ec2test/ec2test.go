@@ -6,10 +6,12 @@ package ec2test
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"hash"
 	"io"
 	"net/http"
@@ -19,6 +21,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 )
@@ -115,4 +118,29 @@ func SignV2(params url.Values, method, host, path, accessKey, secretKey, alg str
 // alphanumerics, and escapes everything else, '*' included).
 func rfc3986(s string) string {
 	return strings.NewReplacer("+", "%20", "%7E", "~").Replace(url.QueryEscape(s))
+}
+
+// Post sends body, exactly as given, as a form-encoded POST to endpoint,
+// signed with Signature V4 (aws-sdk-go-v2's signer) for service and region
+// "ironbark", and returns the status and the answer's body. It is for
+// wire tests that must send the bytes a particular client sends.
+func Post(ctx context.Context, endpoint, accessKey, secretKey, service, body string) (int, []byte, error) {
+	r, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")
+	sum := sha256.Sum256([]byte(body))
+	err = v4.NewSigner().SignHTTP(ctx, aws.Credentials{AccessKeyID: accessKey, SecretAccessKey: secretKey},
+		r, hex.EncodeToString(sum[:]), service, "ironbark", time.Now())
+	if err != nil {
+		return 0, nil, err
+	}
+	resp, err := http.DefaultClient.Do(r)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
 }
