@@ -96,7 +96,7 @@ func WriteExt4(ctx context.Context, f *os.File, offset, size int64, src Source, 
 	if err := fits(u, size); err != nil {
 		return nil, err
 	}
-	if st, err := f.Stat(); err == nil && st.Size() < offset+size {
+	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() && st.Size() < offset+size { // a block device has its size
 		if err := f.Truncate(offset + size); err != nil {
 			return nil, fmt.Errorf("ext4: %w", err)
 		}
