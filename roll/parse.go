@@ -247,10 +247,13 @@ func parseFile(pos, file string, e *element, files map[string][]byte) (Item, err
 			return Item{}, posErr(pos, "<file src=%q> has content too; give one or the other", src)
 		}
 		clean := path.Clean(src)
-		if path.IsAbs(src) || clean != src || !strings.HasPrefix(clean, "files/") {
-			return Item{}, posErr(pos, "<file src=%q>: want a path under the roll's files/ directory", src)
+		if path.IsAbs(src) || clean != src || !(strings.HasPrefix(clean, "files/") || strings.HasPrefix(clean, "bin/")) {
+			return Item{}, posErr(pos, "<file src=%q>: want a path under the roll's files/ or bin/ directory", src)
 		}
-		if _, ok := files[clean]; !ok {
+		// files/ must be in the roll; bin/ may be left for the builder to
+		// supply (the frontend's own binaries, which a built-in roll
+		// cannot embed).
+		if _, ok := files[clean]; !ok && strings.HasPrefix(clean, "files/") {
 			return Item{}, posErr(pos, "<file src=%q>: the roll has no such file", src)
 		}
 		it.Src = clean
