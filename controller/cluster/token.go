@@ -203,7 +203,7 @@ func (r *Registry) enroll(ctx context.Context, e enrollment, now time.Time,
 			n.ID = newNodeID()
 		}
 		if n.CertSerial, err = sign(n.ID); err != nil {
-			return fmt.Errorf("%w: %v", errBadCSR, err)
+			return err
 		}
 		res, err := tx.Exec(ctx, `UPDATE node_tokens SET used_at = ?, node_id = ? WHERE hash = ? AND used_at = 0`,
 			now.Unix(), n.ID, hashSecret(secret))
@@ -233,16 +233,13 @@ func (r *Registry) enroll(ctx context.Context, e enrollment, now time.Time,
 		return err
 	})
 	if err != nil {
-		if errors.Is(err, ErrBadToken) || errors.Is(err, ErrTokenIdentity) || errors.Is(err, errBadCSR) {
+		if errors.Is(err, ErrBadToken) || errors.Is(err, ErrTokenIdentity) || errors.Is(err, pki.ErrBadCSR) {
 			return Node{}, err
 		}
 		return Node{}, fmt.Errorf("enroll %s: %w", e.Hostname, err)
 	}
 	return n, nil
 }
-
-// errBadCSR is a certificate request the CA cannot sign: the client's fault.
-var errBadCSR = errors.New("certificate request refused")
 
 func hasMAC(macs []string, want string) bool {
 	for _, m := range macs {
