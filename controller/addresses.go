@@ -272,18 +272,44 @@ type DescribeAddressesResponse struct {
 }
 
 func (c *Cloud) describeAddresses(ctx context.Context, k *call) (any, error) {
-	fs, err := k.filters("allocation-id", "association-id", "domain", "instance-id", "public-ip", "private-ip-address")
+	d := &describer[Address]{
+		ids: []idParam[Address]{
+			{name: "PublicIp", of: func(a Address) string { return a.PublicIP },
+				notFound: func(ip string) error { return ec2.NotFound("InvalidAddress.NotFound", ip) }},
+			{name: "AllocationId", of: func(a Address) string { return a.AllocationID },
+				notFound: func(id string) error { return ec2.NotFound("InvalidAllocationID.NotFound", id) }},
+		},
+		filters: []string{"allocation-id", "association-id", "domain", "instance-id", "public-ip", "private-ip-address"},
+		field: func(a Address, n string) []string {
+			switch n {
+			case "allocation-id":
+				return []string{a.AllocationID}
+			case "association-id":
+				return []string{a.AssociationID}
+			case "domain":
+				return []string{a.Domain}
+			case "instance-id":
+				return []string{a.InstanceID}
+			case "public-ip":
+				return []string{a.PublicIP}
+			}
+			return []string{a.PrivateIP}
+		},
+		tags: func(a Address) []Tag { return a.Tags },
+		key:  func(a Address) string { return a.PublicIP },
+		load: func(ctx context.Context, k *call, _ map[string][]string) ([]Address, error) {
+			return c.loadAddresses(ctx, k)
+		},
+	}
+	out, _, err := d.run(ctx, k)
 	if err != nil {
 		return nil, err
 	}
-	ipList, err := k.list("PublicIp")
-	if err != nil {
-		return nil, err
-	}
-	allocList, err := k.list("AllocationId")
-	if err != nil {
-		return nil, err
-	}
+	return &DescribeAddressesResponse{Addresses: out}, nil
+}
+
+// loadAddresses loads the addresses the caller holds (all for the admin).
+func (c *Cloud) loadAddresses(ctx context.Context, k *call) ([]Address, error) {
 	tags, err := loadTags(ctx, c.db, k, "elastic-ip")
 	if err != nil {
 		return nil, err
@@ -298,49 +324,14 @@ func (c *Cloud) describeAddresses(ctx context.Context, k *call) (any, error) {
 		return nil, fmt.Errorf("describe addresses: %w", err)
 	}
 	defer rows.Close()
-	ips, allocs := wanted(ipList), wanted(allocList)
 	var out []Address
 	for rows.Next() {
 		a := Address{Domain: "standard"}
 		if err := rows.Scan(&a.PublicIP, &a.AllocationID, &a.owner, &a.InstanceID, &a.AssociationID, &a.PrivateIP); err != nil {
 			return nil, err
 		}
-		if (ips != nil && !ips[a.PublicIP]) || (allocs != nil && !allocs[a.AllocationID]) {
-			continue
-		}
 		a.Tags = tagSet(tags[a.AllocationID])
-		if !matches(fs, tags[a.AllocationID], func(n string) []string {
-			switch n {
-			case "allocation-id":
-				return []string{a.AllocationID}
-			case "association-id":
-				return []string{a.AssociationID}
-			case "domain":
-				return []string{a.Domain}
-			case "instance-id":
-				return []string{a.InstanceID}
-			case "public-ip":
-				return []string{a.PublicIP}
-			}
-			return []string{a.PrivateIP}
-		}) {
-			continue
-		}
 		out = append(out, a)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	for ip := range ips {
-		if !containsFunc(out, func(a Address) bool { return a.PublicIP == ip }) {
-			return nil, ec2.NotFound("InvalidAddress.NotFound", ip)
-		}
-	}
-	for id := range allocs {
-		if !containsFunc(out, func(a Address) bool { return a.AllocationID == id }) {
-			return nil, ec2.NotFound("InvalidAllocationID.NotFound", id)
-		}
-	}
-	sortBy(out, func(a Address) string { return a.PublicIP })
-	return &DescribeAddressesResponse{Addresses: out}, nil
+	return out, rows.Err()
 }

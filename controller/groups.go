@@ -438,24 +438,42 @@ type DescribeSecurityGroupsResponse struct {
 }
 
 func (c *Cloud) describeSecurityGroups(ctx context.Context, k *call) (any, error) {
-	fs, err := k.filters("group-id", "group-name", "description", "owner-id", "ip-permission.protocol",
-		"ip-permission.cidr", "ip-permission.from-port", "ip-permission.to-port", "ip-permission.group-id",
-		"egress.ip-permission.cidr", "egress.ip-permission.protocol")
+	notFound := func(id string) error { return ec2.NotFound("InvalidGroup.NotFound", id) }
+	d := &describer[SecurityGroup]{
+		ids: []idParam[SecurityGroup]{
+			{name: "GroupId", of: func(g SecurityGroup) string { return g.GroupID }, notFound: notFound},
+			// Group names are per account: a name names the caller's own
+			// group, even for the admin.
+			{name: "GroupName", of: func(g SecurityGroup) string {
+				if g.OwnerID != k.account() {
+					return ""
+				}
+				return g.GroupName
+			}, notFound: notFound},
+		},
+		filters: securityGroupFilters,
+		field:   func(g SecurityGroup, name string) []string { return g.field(name) },
+		tags:    func(g SecurityGroup) []Tag { return g.Tags },
+		key:     func(g SecurityGroup) string { return g.GroupID },
+		paged:   true, lo: 5, hi: 1000,
+		load: func(ctx context.Context, k *call, _ map[string][]string) ([]SecurityGroup, error) {
+			return c.loadSecurityGroups(ctx, k)
+		},
+	}
+	page, next, err := d.run(ctx, k)
 	if err != nil {
 		return nil, err
 	}
-	p, err := k.page(5, 1000)
-	if err != nil {
-		return nil, err
-	}
-	idList, err := k.list("GroupId")
-	if err != nil {
-		return nil, err
-	}
-	nameList, err := k.list("GroupName")
-	if err != nil {
-		return nil, err
-	}
+	return &DescribeSecurityGroupsResponse{Groups: page, NextToken: next}, nil
+}
+
+var securityGroupFilters = []string{"group-id", "group-name", "description", "owner-id", "ip-permission.protocol",
+	"ip-permission.cidr", "ip-permission.from-port", "ip-permission.to-port", "ip-permission.group-id",
+	"egress.ip-permission.cidr", "egress.ip-permission.protocol"}
+
+// loadSecurityGroups loads the caller's groups (all for the admin) with
+// their rules and tags; the caller's default group is made first.
+func (c *Cloud) loadSecurityGroups(ctx context.Context, k *call) ([]SecurityGroup, error) {
 	if err := ensureDefaultGroup(ctx, c.db, k.account()); err != nil {
 		return nil, err
 	}
@@ -522,31 +540,12 @@ func (c *Cloud) describeSecurityGroups(ctx context.Context, k *call) (any, error
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	ids, nms := wanted(idList), wanted(nameList)
-	var out []SecurityGroup
-	for _, g := range order {
-		if (ids != nil && !ids[g.GroupID]) || (nms != nil && !(nms[g.GroupName] && g.OwnerID == k.account())) {
-			continue
-		}
+	out := make([]SecurityGroup, len(order))
+	for i, g := range order {
 		g.Tags = tagSet(tags[g.GroupID])
-		if !matches(fs, tags[g.GroupID], g.field) {
-			continue
-		}
-		out = append(out, *g)
+		out[i] = *g
 	}
-	for id := range ids {
-		if !containsFunc(out, func(g SecurityGroup) bool { return g.GroupID == id }) && len(fs) == 0 {
-			return nil, ec2.NotFound("InvalidGroup.NotFound", id)
-		}
-	}
-	for n := range nms {
-		if !containsFunc(out, func(g SecurityGroup) bool { return g.GroupName == n }) && len(fs) == 0 {
-			return nil, ec2.NotFound("InvalidGroup.NotFound", n)
-		}
-	}
-	sortBy(out, func(g SecurityGroup) string { return g.GroupID })
-	page, next := ec2.Paginate(out, func(g SecurityGroup) string { return g.GroupID }, p)
-	return &DescribeSecurityGroupsResponse{Groups: page, NextToken: next}, nil
+	return out, nil
 }
 
 // mergePermission folds a rule into the permission with the same protocol

@@ -327,18 +327,6 @@ var imageFilters = []string{"architecture", "image-id", "image-type", "is-public
 	"virtualization-type", "hypervisor", "manifest-location", "creation-date"}
 
 func (c *Cloud) describeImages(ctx context.Context, k *call) (any, error) {
-	fs, err := k.filters(imageFilters...)
-	if err != nil {
-		return nil, err
-	}
-	p, err := k.page(5, 1000)
-	if err != nil {
-		return nil, err
-	}
-	ids, err := k.list("ImageId")
-	if err != nil {
-		return nil, err
-	}
 	owners, err := k.list("Owner")
 	if err != nil {
 		return nil, err
@@ -347,26 +335,57 @@ func (c *Cloud) describeImages(ctx context.Context, k *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	var shared map[string]bool
+	d := &describer[Image]{
+		ids: []idParam[Image]{{name: "ImageId", of: func(i Image) string { return i.ImageID },
+			notFound: func(id string) error {
+				return ec2.Errorf("InvalidAMIID.NotFound", "The image id '[%s]' does not exist", id)
+			}}},
+		filters: imageFilters,
+		field:   func(i Image, name string) []string { return i.field(name) },
+		tags:    func(i Image) []Tag { return i.Tags },
+		key:     func(i Image) string { return i.ImageID },
+		paged:   true, lo: 5, hi: 1000,
+		load: func(ctx context.Context, k *call, _ map[string][]string) ([]Image, error) {
+			var imgs []Image
+			imgs, shared, err = c.loadImages(ctx, k)
+			return imgs, err
+		},
+		keep: func(i Image) bool {
+			r := imageRow{ID: i.ImageID, ImageRecord: ImageRecord{Owner: i.ImageOwnerID, Public: i.IsPublic}}
+			return (len(owners) == 0 || imageOwnerMatch(k, r, owners)) &&
+				(len(execBy) == 0 || imageExecMatch(k, r, shared[i.ImageID], execBy))
+		},
+	}
+	page, next, err := d.run(ctx, k)
+	if err != nil {
+		return nil, err
+	}
+	return &DescribeImagesResponse{Images: page, NextToken: next}, nil
+}
+
+// loadImages loads the images the caller may see: own, public and shared
+// ones (the admin sees all), and the set of those shared with the caller.
+// Other accounts' private images cost nothing.
+func (c *Cloud) loadImages(ctx context.Context, k *call) ([]Image, map[string]bool, error) {
 	shared := map[string]bool{}
 	rows, err := c.db.Query(ctx, `SELECT image_id FROM launch_permissions WHERE account_id = ?`, k.account())
 	if err != nil {
-		return nil, fmt.Errorf("describe images: %w", err)
+		return nil, nil, fmt.Errorf("describe images: %w", err)
 	}
 	for rows.Next() {
 		var id string
 		if err := rows.Scan(&id); err != nil {
 			rows.Close()
-			return nil, err
+			return nil, nil, err
 		}
 		shared[id] = true
 	}
 	rows.Close()
 	tags, err := loadTags(ctx, c.db, k, "image")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	// Only what the caller may see: own, public and shared images (the
-	// admin sees all), so other accounts' private images cost nothing.
 	q, args := `SELECT `+imageColumns+` FROM images`, []any(nil)
 	if !k.admin() {
 		q += ` WHERE account_id = ? OR public = 1 OR id IN (SELECT image_id FROM launch_permissions WHERE account_id = ?)`
@@ -374,45 +393,21 @@ func (c *Cloud) describeImages(ctx context.Context, k *call) (any, error) {
 	}
 	rows, err = c.db.Query(ctx, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("describe images: %w", err)
+		return nil, nil, fmt.Errorf("describe images: %w", err)
 	}
 	defer rows.Close()
-	want := wanted(ids)
 	var out []Image
 	for rows.Next() {
 		r, err := scanImage(rows)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		visible := k.owns(r.Owner) || r.Public || shared[r.ID]
-		if !visible || (want != nil && !want[r.ID]) {
+		if !k.owns(r.Owner) && !r.Public && !shared[r.ID] {
 			continue
 		}
-		if len(owners) > 0 && !imageOwnerMatch(k, r, owners) {
-			continue
-		}
-		if len(execBy) > 0 && !imageExecMatch(k, r, shared[r.ID], execBy) {
-			continue
-		}
-		img := imageItem(r, tags[r.ID])
-		if !matches(fs, tags[r.ID], img.field) {
-			continue
-		}
-		out = append(out, img)
+		out = append(out, imageItem(r, tags[r.ID]))
 	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	if want != nil {
-		for _, id := range ids {
-			if !containsFunc(out, func(i Image) bool { return i.ImageID == id }) {
-				return nil, ec2.Errorf("InvalidAMIID.NotFound", "The image id '[%s]' does not exist", id)
-			}
-		}
-	}
-	sortBy(out, func(i Image) string { return i.ImageID })
-	page, next := ec2.Paginate(out, func(i Image) string { return i.ImageID }, p)
-	return &DescribeImagesResponse{Images: page, NextToken: next}, nil
+	return out, shared, rows.Err()
 }
 
 func imageOwnerMatch(k *call, r imageRow, owners []string) bool {
@@ -445,7 +440,11 @@ func imageItem(r imageRow, tags map[string]string) Image {
 		VirtualizationType: r.Virt, Hypervisor: "xen", Tags: tagSet(tags),
 	}
 	if r.Kind == KindMachine {
-		img.BlockDeviceMapping = []BlockDevice{{DeviceName: r.RootName}, {DeviceName: "/dev/sdb", VirtualName: "ephemeral0"}}
+		// An instance-store image maps its ephemeral disk by virtual
+		// name, as Eucalyptus and EC2 list it; the root device is
+		// rootDeviceName, not an item (an item with neither virtualName
+		// nor ebs reads as an EBS volume to the SDKs).
+		img.BlockDeviceMapping = []BlockDevice{{DeviceName: "/dev/sdb", VirtualName: "ephemeral0"}}
 	}
 	return img
 }

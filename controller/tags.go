@@ -248,14 +248,35 @@ type DescribeTagsResponse struct {
 }
 
 func (c *Cloud) describeTags(ctx context.Context, k *call) (any, error) {
-	fs, err := k.filters("key", "value", "resource-id", "resource-type")
+	d := &describer[TagDescription]{
+		filters: []string{"key", "value", "resource-id", "resource-type"},
+		field: func(t TagDescription, name string) []string {
+			switch name {
+			case "key":
+				return []string{t.Key}
+			case "value":
+				return []string{t.Value}
+			case "resource-id":
+				return []string{t.ResourceID}
+			case "resource-type":
+				return []string{t.ResourceType}
+			}
+			return nil
+		},
+		key:   func(t TagDescription) string { return t.ResourceID + "\x00" + t.Key },
+		paged: true, lo: 5, hi: 1000,
+		load: c.loadTagDescriptions,
+	}
+	page, next, err := d.run(ctx, k)
 	if err != nil {
 		return nil, err
 	}
-	p, err := k.page(5, 1000)
-	if err != nil {
-		return nil, err
-	}
+	return &DescribeTagsResponse{Tags: page, NextToken: next}, nil
+}
+
+// loadTagDescriptions loads the tags of the caller's resources (all for
+// the admin).
+func (c *Cloud) loadTagDescriptions(ctx context.Context, k *call, _ map[string][]string) ([]TagDescription, error) {
 	query := `SELECT resource_id, resource_type, key, value FROM tags`
 	var args []any
 	if !k.admin() {
@@ -273,27 +294,7 @@ func (c *Cloud) describeTags(ctx context.Context, k *call) (any, error) {
 		if err := rows.Scan(&t.ResourceID, &t.ResourceType, &t.Key, &t.Value); err != nil {
 			return nil, err
 		}
-		if matches(fs, nil, func(name string) []string {
-			switch name {
-			case "key":
-				return []string{t.Key}
-			case "value":
-				return []string{t.Value}
-			case "resource-id":
-				return []string{t.ResourceID}
-			case "resource-type":
-				return []string{t.ResourceType}
-			}
-			return nil
-		}) {
-			out = append(out, t)
-		}
+		out = append(out, t)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	key := func(t TagDescription) string { return t.ResourceID + "\x00" + t.Key }
-	sortBy(out, key)
-	page, next := ec2.Paginate(out, key, p)
-	return &DescribeTagsResponse{Tags: page, NextToken: next}, nil
+	return out, rows.Err()
 }

@@ -73,5 +73,8 @@ func commands() []command {
 		{name: "host add", args: "[NAME]", help: "add a host by hand (needs --mac); NAME defaults to <appliance>-<rack>-<rank>", setup: hostAdd},
 		{name: "host remove", args: "HOST", help: "remove a host and its DHCP lease", setup: hostRemove},
 		{name: "host set-boot", args: "HOST install|os|rescue", help: "set a host's next boot action", setup: hostSetBoot},
+
+		// The frontend installer (cmd_install.go).
+		{name: "install", noStore: true, help: "install this machine as the frontend from an answer file (needs --answers)", setup: frontendInstall},
 	}
 }
