@@ -440,7 +440,11 @@ func imageItem(r imageRow, tags map[string]string) Image {
 		VirtualizationType: r.Virt, Hypervisor: "xen", Tags: tagSet(tags),
 	}
 	if r.Kind == KindMachine {
-		img.BlockDeviceMapping = []BlockDevice{{DeviceName: r.RootName}, {DeviceName: "/dev/sdb", VirtualName: "ephemeral0"}}
+		// An instance-store image maps its ephemeral disk by virtual
+		// name, as Eucalyptus and EC2 list it; the root device is
+		// rootDeviceName, not an item (an item with neither virtualName
+		// nor ebs reads as an EBS volume to the SDKs).
+		img.BlockDeviceMapping = []BlockDevice{{DeviceName: "/dev/sdb", VirtualName: "ephemeral0"}}
 	}
 	return img
 }

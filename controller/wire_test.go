@@ -18,7 +18,13 @@ import (
 // and the answer.
 func (e *testEnv) post(a Account, body string) (int, string) {
 	e.t.Helper()
-	status, b, err := ec2test.Post(context.Background(), e.srv.URL+"/services/compute", a.AccessKey, a.SecretKey, "ec2", body)
+	return e.postTo("/services/compute", "ec2", a, body)
+}
+
+// postTo is post to another path, signed for another service.
+func (e *testEnv) postTo(path, service string, a Account, body string) (int, string) {
+	e.t.Helper()
+	status, b, err := ec2test.Post(context.Background(), e.srv.URL+path, a.AccessKey, a.SecretKey, service, body)
 	if err != nil {
 		e.t.Fatal(err)
 	}
