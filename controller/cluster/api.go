@@ -77,9 +77,14 @@ func (s *Service) handleEnroll(w http.ResponseWriter, r *http.Request) {
 		s.log.Warn("enrollment refused", "host", req.Hostname, "remote", r.RemoteAddr)
 		writeErr(w, http.StatusForbidden, err.Error())
 		return
-	case err != nil:
-		s.log.Error("enroll", "host", req.Hostname, "err", err)
+	case errors.Is(err, pki.ErrBadCSR):
 		writeErr(w, http.StatusBadRequest, err.Error())
+		return
+	case err != nil:
+		// A fault here (the store, the CA) is the controller's: 5xx, which
+		// the agent retries, and no internal detail to the caller.
+		s.log.Error("enroll", "host", req.Hostname, "err", err)
+		writeErr(w, http.StatusInternalServerError, internalError)
 		return
 	}
 	s.invalidate()
@@ -107,7 +112,7 @@ func (s *Service) handleHeartbeat(w http.ResponseWriter, r *http.Request, n Node
 	}
 	if err != nil {
 		s.log.Error("heartbeat", "node", n.ID, "err", err)
-		writeErr(w, http.StatusInternalServerError, "record heartbeat: "+err.Error())
+		writeErr(w, http.StatusInternalServerError, internalError)
 		return
 	}
 	if n.State != NodeUp {
@@ -137,7 +142,7 @@ func (s *Service) handleInstances(w http.ResponseWriter, r *http.Request, n Node
 		d, err := s.desired(r.Context(), n.ID)
 		if err != nil {
 			s.log.Error("desired instances", "node", n.ID, "err", err)
-			writeErr(w, http.StatusInternalServerError, err.Error())
+			writeErr(w, http.StatusInternalServerError, internalError)
 			return
 		}
 		if d.ETag != etag || wait == 0 {
@@ -188,6 +193,10 @@ func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(v)
 }
+
+// internalError is all a caller learns of a server fault; the log has the
+// cause.
+const internalError = "internal error on the controller (its log has the cause); retry later"
 
 func writeErr(w http.ResponseWriter, code int, msg string) {
 	w.Header().Set("Content-Type", "application/json")

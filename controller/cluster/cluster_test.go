@@ -365,3 +365,48 @@ func (filler) Read(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+// A fault on the controller's side during enrollment (here its store is
+// gone) answers 500 with no internal detail, so the agent retries; a bad
+// CSR is still the caller's 400.
+func TestEnrollServerFaultIs5xx(t *testing.T) {
+	ctx := context.Background()
+	db := storetest.SQLite(t, nil)
+	s := newService(t, db, newMemLedger())
+	if err := s.AddCluster(ctx, "c1", "GREEDY"); err != nil {
+		t.Fatal(err)
+	}
+	url := serve(t, s)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: pki.PinnedTLS(s.CA().Fingerprint())}}
+	defer hc.CloseIdleConnections()
+	enroll := func(token, csr string) (int, string) {
+		body, _ := json.Marshal(nodeapi.EnrollRequest{Token: token, Hostname: "h", CSR: csr})
+		resp, err := hc.Post(url+nodeapi.PathEnroll, "application/json", strings.NewReader(string(body)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var e nodeapi.Error
+		_ = json.NewDecoder(resp.Body).Decode(&e)
+		return resp.StatusCode, e.Error
+	}
+	tok, err := s.NewToken(ctx, s.CA(), "c1", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, msg := enroll(tok, "not a csr"); code != http.StatusBadRequest || !strings.Contains(msg, "certificate request") {
+		t.Errorf("bad csr: %d %q, want 400 naming the certificate request", code, msg)
+	}
+	key, _ := pki.NewKey()
+	csr, _ := pki.CSR(key, "h")
+	db.Close() // the store fails from here on
+	code, msg := enroll(tok, string(csr))
+	if code != http.StatusInternalServerError {
+		t.Fatalf("enroll with the store down: %d %q, want 500", code, msg)
+	}
+	for _, leak := range []string{"sql", "database", "enroll h"} {
+		if strings.Contains(msg, leak) {
+			t.Errorf("500 answer leaks internal detail %q: %q", leak, msg)
+		}
+	}
+}
