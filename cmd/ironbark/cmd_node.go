@@ -113,7 +113,7 @@ func nodeToken(fs *flag.FlagSet) runFunc {
 		if err != nil {
 			return err
 		}
-		ca, err := pki.LoadOrCreateCA(cluster.PKIDir(e.dataDir))
+		ca, err := pki.LoadOrCreateCA(e.dir().PKI())
 		if err != nil {
 			return err
 		}

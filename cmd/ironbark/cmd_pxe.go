@@ -68,7 +68,7 @@ func servePXE(ctx context.Context, e *env, cfg pxe.ServiceConfig, controllerURL 
 	if err != nil {
 		return err
 	}
-	ca, err := pki.LoadOrCreateCA(cluster.PKIDir(e.dataDir))
+	ca, err := pki.LoadOrCreateCA(e.dir().PKI())
 	if err != nil {
 		return err
 	}

@@ -21,17 +21,20 @@ import (
 	"ironbark/internal/store/storetest"
 )
 
+// The controller's Cloud is the ledger the frontend runs with.
+var _ InstanceLedger = (*controller.Cloud)(nil)
+
 // memLedger is a stand-in for the EC2 side's instance ledger.
 type memLedger struct {
 	mu       sync.Mutex
 	specs    map[string][]nodeapi.InstanceSpec
 	observed map[string][]nodeapi.InstanceStatus
-	usage    map[string]controller.NodeUsage
+	usage    map[string]nodeapi.NodeUsage
 }
 
 func newMemLedger() *memLedger {
 	return &memLedger{specs: map[string][]nodeapi.InstanceSpec{}, observed: map[string][]nodeapi.InstanceStatus{},
-		usage: map[string]controller.NodeUsage{}}
+		usage: map[string]nodeapi.NodeUsage{}}
 }
 
 func (l *memLedger) DesiredOnNode(_ context.Context, id string) ([]nodeapi.InstanceSpec, error) {
@@ -47,17 +50,17 @@ func (l *memLedger) Observe(_ context.Context, id string, st []nodeapi.InstanceS
 	return nil
 }
 
-func (l *memLedger) Usage(context.Context) (map[string]controller.NodeUsage, error) {
+func (l *memLedger) Usage(context.Context) (map[string]nodeapi.NodeUsage, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	out := map[string]controller.NodeUsage{}
+	out := map[string]nodeapi.NodeUsage{}
 	for k, v := range l.usage {
 		out[k] = v
 	}
 	return out, nil
 }
 
-func newService(t *testing.T, db *store.DB, l controller.InstanceLedger) *Service {
+func newService(t *testing.T, db *store.DB, l InstanceLedger) *Service {
 	t.Helper()
 	s, err := New(context.Background(), Config{DB: db, DataDir: t.TempDir(), Ledger: l,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), DesiredPoll: 20 * time.Millisecond})
@@ -277,7 +280,7 @@ func TestZonesAndPlace(t *testing.T) {
 		}
 		n1 := addNode(t, s, "a", nodeapi.Capacity{Cores: 4, MemoryMiB: 2048, DiskGiB: 40})
 		addNode(t, s, "b", nodeapi.Capacity{Cores: 2, MemoryMiB: 1024, DiskGiB: 20})
-		l.usage[n1] = controller.NodeUsage{Cores: 1, MemoryMiB: 256, DiskGiB: 5, Instances: 1}
+		l.usage[n1] = nodeapi.NodeUsage{Cores: 1, MemoryMiB: 256, DiskGiB: 5, Instances: 1}
 
 		zones, err := s.Zones(ctx)
 		if err != nil {

@@ -19,6 +19,15 @@ type Capacity struct {
 	DiskGiB   int `json:"diskGiB"`
 }
 
+// NodeUsage is what a node's instances use: the controller's ledger sums
+// it from its instance records, and placement subtracts it from Capacity.
+type NodeUsage struct {
+	Cores     int
+	MemoryMiB int
+	DiskGiB   int
+	Instances int
+}
+
 // Instance states, the EC2 names.
 const (
 	StatePending      = "pending"
