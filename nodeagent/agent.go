@@ -153,14 +153,23 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	// qemu runs as libvirt-qemu: the disks and console files below must
-	// be reachable by it.
-	for _, d := range []string{cfg.StateDir, filepath.Join(cfg.StateDir, "instances"), filepath.Join(cfg.StateDir, "failed")} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
+	// Instance disks, console logs and images are the tenants': files
+	// 0600, and directories nobody else lists. qemu runs as libvirt-qemu;
+	// libvirt's DAC driver (dynamic_ownership) gives it the files of a
+	// domain it starts, not the directories above them, so the path to
+	// them is search-only (0711) and each instance directory is qemu's
+	// own (0700, see instanceDirOwner).
+	for _, d := range []struct {
+		path string
+		mode os.FileMode
+	}{{cfg.StateDir, 0o711}, {filepath.Join(cfg.StateDir, "instances"), 0o711}, {filepath.Join(cfg.StateDir, "failed"), 0o700}} {
+		if err := os.MkdirAll(d.path, d.mode); err != nil {
+			return nil, fmt.Errorf("state dir: %w", err)
+		}
+		if err := os.Chmod(d.path, d.mode); err != nil {
 			return nil, fmt.Errorf("state dir: %w", err)
 		}
 	}
-	_ = os.Chmod(cfg.StateDir, 0o755)
 	return &Agent{
 		cfg: cfg, log: cfg.Logger, hv: &hypervisor{uri: cfg.LibvirtURI, timeout: cfg.LibvirtTimeout}, dtype: dt,
 		kickCh: make(chan struct{}, 1), hbCh: make(chan struct{}, 1),

@@ -367,7 +367,7 @@ func (a *Agent) fail(id string, in *inst, err error) {
 	// The domain (if any) goes in the background: a.mu is held.
 	a.background(in, func() error { return a.hv.remove(id) }, func(error) {})
 	os.RemoveAll(a.instDir(id))
-	if werr := os.WriteFile(a.failedPath(id), []byte(reason), 0o644); werr != nil {
+	if werr := os.WriteFile(a.failedPath(id), []byte(reason), 0o600); werr != nil {
 		a.log.Error("record failure", "instance", id, "err", werr)
 	}
 	in.state, in.reason = nodeapi.StateTerminated, reason
