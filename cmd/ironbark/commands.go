@@ -54,9 +54,11 @@ func commands() []command {
 		{name: "cluster add", args: "NAME", help: "add a cluster (availability zone)", setup: clusterAdd},
 		{name: "cluster list", help: "list clusters with their policy and nodes", setup: clusterList},
 		{name: "cluster set-policy", args: "NAME POLICY", help: "change a cluster's scheduling policy", setup: clusterSetPolicy},
+		{name: "cluster set-limit", args: "NAME", help: "bound what one node of the cluster may offer (--max-cores, --max-memory-mib, --max-disk-gib)", setup: clusterSetLimit},
 		{name: "node token", help: "print a one-time enrollment token for ironbark-node (needs --cluster)", setup: nodeToken},
 		{name: "node list", help: "list enrolled nodes with capacity and last heartbeat", setup: nodeList},
 		{name: "node remove", args: "NODE-ID", help: "forget a node and revoke its certificate", setup: nodeRemove},
+		{name: "node approve", args: "NODE-ID", help: "accept what a new or changed node declares, within its cluster's limit", setup: nodeApprove},
 
 		// Images (cmd_image.go).
 		{name: "image build", noStore: true, help: "build a machine image from a directory or tar (needs --from, --out)", setup: imageBuild},

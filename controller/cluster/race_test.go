@@ -30,14 +30,14 @@ import (
 // lock not yet granted). Without a lock in the database both controllers
 // read the same free core.
 type rendezvousLedger struct {
-	controller.InstanceLedger
+	InstanceLedger
 	db      *store.DB
 	once    sync.Once
 	arrived chan struct{} // closed after this controller's first read
 	other   chan struct{}
 }
 
-func (l *rendezvousLedger) Usage(ctx context.Context) (map[string]controller.NodeUsage, error) {
+func (l *rendezvousLedger) Usage(ctx context.Context) (map[string]nodeapi.NodeUsage, error) {
 	u, err := l.InstanceLedger.Usage(ctx)
 	first := false
 	l.once.Do(func() { first = true; close(l.arrived) })
