@@ -172,7 +172,8 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 	return fmt.Errorf("node api: %w", err)
 }
 
-// Run marks nodes down when their heartbeats stop, until ctx ends.
+// Run marks nodes down when their heartbeats stop and purges expired
+// enrollment tokens, until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
 	t := time.NewTicker(s.cfg.HeartbeatInterval / 2)
 	defer t.Stop()
@@ -181,6 +182,11 @@ func (s *Service) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		}
+		if k, err := s.PurgeTokens(ctx, s.cfg.Now()); err != nil && ctx.Err() == nil {
+			s.log.Warn("purge enrollment tokens", "err", err)
+		} else if k > 0 {
+			s.log.Info("expired enrollment tokens purged", "count", k)
 		}
 		ids, err := s.markDown(ctx, s.cfg.Now().Add(-s.cfg.HeartbeatTimeout))
 		if err != nil {
