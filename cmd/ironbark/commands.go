@@ -75,6 +75,6 @@ func commands() []command {
 		{name: "host set-boot", args: "HOST install|os|rescue", help: "set a host's next boot action", setup: hostSetBoot},
 
 		// The frontend installer (cmd_install.go).
-		{name: "install", noStore: true, help: "install this machine as the frontend from an answer file (needs --answers)", setup: frontendInstall},
+		{name: "install", noStore: true, help: "install this machine as the frontend: the installer screens, or unattended with --answers FILE", setup: frontendInstall},
 	}
 }
