@@ -283,9 +283,9 @@ func (c *Cloud) describeInstanceStatus(ctx context.Context, k *call) (any, error
 // GetConsoleOutputResponse is GetConsoleOutput's answer.
 type GetConsoleOutputResponse struct {
 	ec2.ResponseMeta
-	InstanceID string    `xml:"instanceId"`
-	Timestamp  *ec2.Time `xml:"timestamp,omitempty"`
-	Output     string    `xml:"output"`
+	InstanceID string   `xml:"instanceId"`
+	Timestamp  ec2.Time `xml:"timestamp"`
+	Output     string   `xml:"output"`
 }
 
 func (c *Cloud) getConsoleOutput(ctx context.Context, k *call) (any, error) {
@@ -302,10 +302,12 @@ func (c *Cloud) getConsoleOutput(ctx context.Context, k *call) (any, error) {
 	if err != nil {
 		return nil, notFoundOr(err, ec2.NotFound("InvalidInstanceID.NotFound", id))
 	}
-	resp := &GetConsoleOutputResponse{InstanceID: id, Output: console}
+	// Eucalyptus and EC2 always carry a timestamp: when the output was
+	// last seen, or now when there is none yet.
+	when := k.now
 	if at > 0 {
-		t := ec2.TimeOf(time.Unix(at, 0))
-		resp.Timestamp = &t
+		when = time.Unix(at, 0)
 	}
+	resp := &GetConsoleOutputResponse{InstanceID: id, Timestamp: ec2.TimeOf(when), Output: console}
 	return resp, nil
 }

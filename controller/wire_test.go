@@ -18,7 +18,13 @@ import (
 // and the answer.
 func (e *testEnv) post(a Account, body string) (int, string) {
 	e.t.Helper()
-	status, b, err := ec2test.Post(context.Background(), e.srv.URL+"/services/compute", a.AccessKey, a.SecretKey, "ec2", body)
+	return e.postTo("/services/compute", "ec2", a, body)
+}
+
+// postTo is post to another path, signed for another service.
+func (e *testEnv) postTo(path, service string, a Account, body string) (int, string) {
+	e.t.Helper()
+	status, b, err := ec2test.Post(context.Background(), e.srv.URL+path, a.AccessKey, a.SecretKey, service, body)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -106,11 +112,12 @@ func TestZeroBasedLists(t *testing.T) {
 	})
 }
 
-// registerPrivateImage registers a private image owned by a.
+// registerPrivateImage registers a private image owned by a (from the
+// public image's blob: a tenant registers by digest only what it may read).
 func (e *testEnv) registerPrivateImage(t *testing.T, a Account) string {
 	t.Helper()
 	out, err := e.client(a).RegisterImage(context.Background(), &sdk.RegisterImageInput{
-		Name: aws.String(fmt.Sprintf("private-%s", a.Name)), ImageLocation: aws.String("sha256:" + hexOf(0xab))})
+		Name: aws.String(fmt.Sprintf("private-%s", a.Name)), ImageLocation: aws.String("sha256:" + hexOf(0x0f))})
 	if err != nil {
 		t.Fatal(err)
 	}

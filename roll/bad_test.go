@@ -81,7 +81,7 @@ func TestBadInputRefused(t *testing.T) {
 		{"not a Debian package name", []map[string]string{{
 			"roll.xml": manifest("r"), "nodes/a.xml": "<kickstart>\n<package>Vim_Editor</package>\n</kickstart>\n",
 		}}, []string{"nodes/a.xml:2", "Debian package name"}, nil},
-		{"src outside files/", []map[string]string{{
+		{"src outside files/ and bin/", []map[string]string{{
 			"roll.xml": manifest("r"), "nodes/a.xml": "<kickstart>\n<file name=\"/etc/passwd\" src=\"../../etc/passwd\"/>\n</kickstart>\n",
 		}}, []string{"nodes/a.xml:2", "files/"}, nil},
 		{"appliance root missing", []map[string]string{{

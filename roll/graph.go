@@ -97,23 +97,12 @@ func Merge(rolls ...*Roll) (*Graph, error) {
 			}
 			m.extends = append(m.extends, n)
 		}
-		for _, e := range r.Edges {
-			for _, end := range []string{e.From, e.To} {
-				if _, ok := g.nodes[end]; !ok {
-					return nil, fmt.Errorf("%s: edge %s -> %s: no enabled roll has node %s (nodes/%s.xml)",
-						at(rn, e.Pos), e.From, e.To, end, end)
-				}
-			}
-			g.edges = append(g.edges, e)
-		}
+		g.edges = append(g.edges, r.Edges...)
 		g.orders = append(g.orders, r.Orders...)
 		for _, a := range r.Appliances {
 			if o, ok := g.appliances[a.Name]; ok {
 				return nil, fmt.Errorf("%s: %w: appliance %s is also defined by roll %s (%s)",
 					at(rn, a.Pos), ErrConflict, a.Name, o.Roll, o.Pos)
-			}
-			if _, ok := g.nodes[a.Node]; !ok {
-				return nil, fmt.Errorf("%s: appliance %s: no enabled roll has its node %s", at(rn, a.Pos), a.Name, a.Node)
 			}
 			g.appliances[a.Name] = a
 		}
@@ -122,6 +111,33 @@ func Merge(rolls ...*Roll) (*Graph, error) {
 				return nil, fmt.Errorf("roll %s: %w: attribute %s=%q, roll %s sets %q", rn, ErrConflict, k, r.Attrs[k], o, g.globals[k])
 			}
 			g.globals[k], g.globalFrom[k] = r.Attrs[k], rn
+		}
+	}
+	// A node with no file is a pure vertex of the graph (Rocks' client,
+	// grouping what every installed node gets) if edges leave it; a node
+	// that edges only reach and no roll defines is a mistake (a typo, or
+	// a roll that is not enabled).
+	from := map[string]bool{}
+	for _, e := range g.edges {
+		from[e.From] = true
+	}
+	for _, e := range g.edges {
+		for _, end := range []string{e.From, e.To} {
+			if _, ok := g.nodes[end]; ok {
+				continue
+			}
+			if !from[end] {
+				return nil, fmt.Errorf("%s: edge %s -> %s: no enabled roll has node %s (nodes/%s.xml)",
+					at(e.Roll, e.Pos), e.From, e.To, end, end)
+			}
+			g.nodes[end] = &mergedNode{base: &Node{Name: end, Roll: e.Roll, File: e.Pos}}
+		}
+	}
+	for _, rn := range g.names {
+		for _, a := range g.rolls[rn].Appliances {
+			if _, ok := g.nodes[a.Node]; !ok {
+				return nil, fmt.Errorf("%s: appliance %s: no enabled roll has its node %s", at(rn, a.Pos), a.Name, a.Node)
+			}
 		}
 	}
 	if err := g.checkCycles(); err != nil {
@@ -219,7 +235,7 @@ func (g *Graph) Appliance(name string) (Appliance, bool) {
 // AddAppliance adds an appliance the site defined (not from a roll): a
 // name and the node its walk starts from.
 func (g *Graph) AddAppliance(a Appliance) error {
-	if err := ValidName(a.Name); err != nil {
+	if err := ValidApplianceName(a.Name); err != nil {
 		return fmt.Errorf("appliance: %w", err)
 	}
 	if a.Node == "" {
@@ -492,7 +508,12 @@ func (g *Graph) renderFile(roll string, it Item, attrs map[string]string) (File,
 	}
 	f := File{Path: name, Mode: mode, Owner: it.Owner, Append: it.Append}
 	if it.Src != "" {
-		f.Content = g.rolls[roll].Files[it.Src]
+		b, ok := g.rolls[roll].Files[it.Src]
+		if !ok {
+			f.Source = it.Src // bin/...: the builder supplies it
+			return f, nil
+		}
+		f.Content = b
 		return f, nil
 	}
 	body, err := render(it.Text, attrs)

@@ -114,7 +114,7 @@ func fromFiles(source string, files map[string][]byte) (*Roll, error) {
 	r := &Roll{Manifest: m, Source: source, Nodes: map[string]*Node{}, Extends: map[string]*Node{},
 		Replaces: map[string]*Node{}, Files: map[string][]byte{}, ManifestFile: manifests[0]}
 	for p, b := range files {
-		if strings.HasPrefix(p, "files/") {
+		if strings.HasPrefix(p, "files/") || strings.HasPrefix(p, "bin/") {
 			r.Files[p] = b
 		}
 	}
@@ -126,7 +126,7 @@ func fromFiles(source string, files map[string][]byte) (*Roll, error) {
 	for _, p := range paths {
 		dir, base := path.Split(p)
 		switch {
-		case p == manifests[0], strings.HasPrefix(p, "files/"):
+		case p == manifests[0], strings.HasPrefix(p, "files/"), strings.HasPrefix(p, "bin/"):
 		case dir == "nodes/":
 			if !strings.HasSuffix(base, ".xml") {
 				return nil, wrap(posErr(p, "not a node file (want nodes/NAME.xml)"))
@@ -161,7 +161,7 @@ func fromFiles(source string, files map[string][]byte) (*Roll, error) {
 			return nil, wrap(posErr(p, "node files live directly in nodes/"))
 		case !strings.Contains(p, "/") && (strings.HasPrefix(base, "README") || strings.HasPrefix(base, "LICENSE") || p == SumsFile || p == SigFile):
 		default:
-			return nil, wrap(posErr(p, "unexpected file: a roll holds a manifest, nodes/, graphs/default/ and files/"))
+			return nil, wrap(posErr(p, "unexpected file: a roll holds a manifest, nodes/, graphs/default/, files/ and bin/"))
 		}
 	}
 	return r, nil

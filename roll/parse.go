@@ -247,10 +247,13 @@ func parseFile(pos, file string, e *element, files map[string][]byte) (Item, err
 			return Item{}, posErr(pos, "<file src=%q> has content too; give one or the other", src)
 		}
 		clean := path.Clean(src)
-		if path.IsAbs(src) || clean != src || !strings.HasPrefix(clean, "files/") {
-			return Item{}, posErr(pos, "<file src=%q>: want a path under the roll's files/ directory", src)
+		if path.IsAbs(src) || clean != src || !(strings.HasPrefix(clean, "files/") || strings.HasPrefix(clean, "bin/")) {
+			return Item{}, posErr(pos, "<file src=%q>: want a path under the roll's files/ or bin/ directory", src)
 		}
-		if _, ok := files[clean]; !ok {
+		// files/ must be in the roll; bin/ may be left for the builder to
+		// supply (the frontend's own binaries, which a built-in roll
+		// cannot embed).
+		if _, ok := files[clean]; !ok && strings.HasPrefix(clean, "files/") {
 			return Item{}, posErr(pos, "<file src=%q>: the roll has no such file", src)
 		}
 		it.Src = clean
@@ -491,6 +494,17 @@ func parseManifest(file string, data []byte) (Manifest, error) {
 	return m, nil
 }
 
+var applianceRE = regexp.MustCompile(`^[a-z][a-z0-9]*(-[a-z0-9]+)*$`)
+
+// ValidApplianceName reports whether s can name an appliance: it starts
+// host names (compute-kvm-0-1), so letters, digits and inner dashes.
+func ValidApplianceName(s string) error {
+	if !applianceRE.MatchString(s) || len(s) > 31 {
+		return fmt.Errorf("appliance name %q: want up to 31 lower-case letters, digits and inner dashes, starting with a letter", s)
+	}
+	return nil
+}
+
 var attrNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.]{0,127}$`)
 
 // ValidAttrName reports whether s can name an attribute (and so be read in
@@ -528,7 +542,7 @@ func parseAppliance(file, pos string, e *element) (Appliance, error) {
 	a.Name, _ = e.attr("name")
 	a.Node, _ = e.attr("node")
 	a.Summary, _ = e.attr("summary")
-	if err := ValidName(a.Name); err != nil {
+	if err := ValidApplianceName(a.Name); err != nil {
 		return a, posErr(pos, "<appliance>: %v", err)
 	}
 	if a.Node == "" {

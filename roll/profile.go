@@ -55,6 +55,11 @@ type File struct {
 	Owner   string      `json:"owner"`  // user[:group], "" = root:root
 	Append  bool        `json:"append"` // mode="append": add to an existing file
 	Content []byte      `json:"content"`
+	// Source, when set, names a file the roll does not carry and the
+	// builder must supply, with Content empty: <file src="bin/NAME">
+	// in a built-in roll, for the frontend's own binaries (bin/ironbark,
+	// bin/ironbark-node).
+	Source string `json:"source,omitempty"`
 	Origin
 }
 

@@ -194,6 +194,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, id string) (out o
 	if err != nil {
 		return fail(err)
 	}
+	req.Path = r.URL.Path
+	if sig.v4 != nil {
+		req.Service = sig.v4.Service
+	}
 	ns, err := Namespace(req.Version)
 	if err != nil {
 		return fail(err)
