@@ -52,6 +52,18 @@ func lastAddr(p netip.Prefix) netip.Addr {
 	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }
 
+// size is the number of addresses in the pool.
+func (p *addressPool) size() int {
+	n := 0
+	for _, r := range p.ranges {
+		a, b := r[0].As4(), r[1].As4()
+		lo := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
+		hi := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+		n += int(hi-lo) + 1
+	}
+	return n
+}
+
 // first returns the lowest pool address not in used.
 func (p *addressPool) first(used map[string]bool) (string, bool) {
 	for _, r := range p.ranges {

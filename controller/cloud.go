@@ -55,6 +55,7 @@ type Cloud struct {
 	privatePool *addressPool
 	now         func() time.Time
 	actions     map[string]action
+	stsActions  map[string]action
 	runMu       sync.Mutex
 	keys        keyCache
 }
@@ -94,6 +95,7 @@ func New(cfg Config, db *store.DB, placer Placer, log *slog.Logger) (*Cloud, err
 		c.vmTypes[vt.Name] = vt
 	}
 	c.actions = c.actionTable()
+	c.stsActions = c.stsActionTable()
 	return c, nil
 }
 
@@ -159,6 +161,13 @@ func (c *Cloud) actionTable() map[string]action {
 		"ModifyImageAttribute":   c.modifyImageAttribute,
 		"ResetImageAttribute":    c.resetImageAttribute,
 
+		"DescribeVpcs":              c.describeVpcs,
+		"DescribeSubnets":           c.describeSubnets,
+		"DescribeAccountAttributes": c.describeAccountAttributes,
+		"DescribeNetworkInterfaces": c.describeNetworkInterfaces,
+		"DescribeInstanceAttribute": c.describeInstanceAttribute,
+		"ModifyInstanceAttribute":   c.modifyInstanceAttribute,
+
 		"CreateTags":   c.createTags,
 		"DeleteTags":   c.deleteTags,
 		"DescribeTags": c.describeTags,
@@ -167,7 +176,11 @@ func (c *Cloud) actionTable() map[string]action {
 
 // ServeEC2 implements ec2.Handler.
 func (c *Cloud) ServeEC2(ctx context.Context, r *ec2.Request) (any, error) {
-	a, ok := c.actions[r.Action]
+	table := c.actions
+	if r.IsSTS() {
+		table = c.stsActions
+	}
+	a, ok := table[r.Action]
 	if !ok {
 		return nil, ec2.Errorf("InvalidAction", "The action %s is not valid for this web service.", r.Action)
 	}

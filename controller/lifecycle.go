@@ -41,13 +41,22 @@ func (c *Cloud) changeState(ctx context.Context, k *call, verb string, t transit
 		resp.Instances, nodes = resp.Instances[:0], nodes[:0]
 		for _, id := range ids {
 			var owner, state, desired, node, vmType string
-			err := tx.QueryRow(ctx, `SELECT account_id, state, desired, node_id, vm_type FROM instances WHERE id = ?`, id).
-				Scan(&owner, &state, &desired, &node, &vmType)
+			var noTerminate, noStop int
+			err := tx.QueryRow(ctx, `SELECT account_id, state, desired, node_id, vm_type, disable_api_termination,
+				disable_api_stop FROM instances WHERE id = ?`, id).
+				Scan(&owner, &state, &desired, &node, &vmType, &noTerminate, &noStop)
 			if err == nil && !k.owns(owner) {
 				err = sql.ErrNoRows
 			}
 			if err != nil {
 				return notFoundOr(err, ec2.NotFound("InvalidInstanceID.NotFound", id))
+			}
+			// Termination and stop protection (ModifyInstanceAttribute).
+			if verb == "terminate" && noTerminate != 0 && state != nodeapi.StateTerminated {
+				return ec2.Errorf("OperationNotPermitted", "The instance '%s' may not be terminated. Modify its 'disableApiTermination' instance attribute and try again.", id)
+			}
+			if verb == "stop" && noStop != 0 {
+				return ec2.Errorf("OperationNotPermitted", "The instance '%s' may not be stopped. Modify its 'disableApiStop' instance attribute and try again.", id)
 			}
 			next, nextDesired, err := t(state)
 			if err != nil {

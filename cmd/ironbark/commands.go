@@ -94,6 +94,6 @@ func commands() []command {
 		{name: "attr remove", args: "NAME", help: "remove an attribute at its scope", setup: attrRemove},
 
 		// The frontend installer (cmd_install.go).
-		{name: "install", noStore: true, help: "install this machine as the frontend from an answer file (needs --answers)", setup: frontendInstall},
+		{name: "install", noStore: true, help: "install this machine as the frontend: the installer screens, or unattended with --answers FILE", setup: frontendInstall},
 	}
 }
