@@ -87,6 +87,11 @@ type AllocateAddressResponse struct {
 	AllocationID string `xml:"allocationId"`
 }
 
+// allocateAddressParams are the parameters AllocateAddress accepts.
+var allocateAddressParams = []string{
+	"Domain",
+}
+
 func (c *Cloud) allocateAddress(ctx context.Context, k *call) (any, error) {
 	domain := k.str("Domain")
 	if domain == "" {
@@ -163,6 +168,11 @@ func disassociate(ctx context.Context, tx *store.Tx, a address) error {
 	return err
 }
 
+// releaseAddressParams are the parameters ReleaseAddress accepts.
+var releaseAddressParams = []string{
+	"PublicIp", "AllocationId",
+}
+
 func (c *Cloud) releaseAddress(ctx context.Context, k *call) (any, error) {
 	err := c.db.InTx(ctx, func(tx *store.Tx) error {
 		a, err := findAddress(ctx, tx, k, k.str("AllocationId"), k.str("PublicIp"))
@@ -189,6 +199,11 @@ type AssociateAddressResponse struct {
 	ec2.ResponseMeta
 	Return        bool   `xml:"return"`
 	AssociationID string `xml:"associationId"`
+}
+
+// associateAddressParams are the parameters AssociateAddress accepts.
+var associateAddressParams = []string{
+	"InstanceId", "PublicIp", "AllocationId", "AllowReassociation",
 }
 
 func (c *Cloud) associateAddress(ctx context.Context, k *call) (any, error) {
@@ -241,6 +256,11 @@ func (c *Cloud) associateAddress(ctx context.Context, k *call) (any, error) {
 	return resp, nil
 }
 
+// disassociateAddressParams are the parameters DisassociateAddress accepts.
+var disassociateAddressParams = []string{
+	"PublicIp", "AssociationId",
+}
+
 func (c *Cloud) disassociateAddress(ctx context.Context, k *call) (any, error) {
 	err := c.db.InTx(ctx, func(tx *store.Tx) error {
 		var a address
@@ -281,6 +301,11 @@ type Address struct {
 type DescribeAddressesResponse struct {
 	ec2.ResponseMeta
 	Addresses []Address `xml:"addressesSet>item"`
+}
+
+// describeAddressesParams are the parameters DescribeAddresses accepts.
+var describeAddressesParams = []string{
+	"PublicIp.N", "AllocationId.N", "Filter.N.Name", "Filter.N.Value.N",
 }
 
 func (c *Cloud) describeAddresses(ctx context.Context, k *call) (any, error) {

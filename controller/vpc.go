@@ -68,10 +68,12 @@ type DescribeVpcsResponse struct {
 	NextToken string `xml:"nextToken,omitempty"`
 }
 
+// describeVpcsParams are the parameters DescribeVpcs accepts.
+var describeVpcsParams = []string{
+	"VpcId.N", "Filter.N.Name", "Filter.N.Value.N", "MaxResults", "NextToken",
+}
+
 func (c *Cloud) describeVpcs(ctx context.Context, k *call) (any, error) {
-	if err := k.Query().Check("VpcId.N", "Filter.N.Name", "Filter.N.Value.N", "MaxResults", "NextToken"); err != nil {
-		return nil, err
-	}
 	cidr := c.subnet.String()
 	d := &describer[VPC]{
 		ids: []idParam[VPC]{{name: "VpcId", of: func(v VPC) string { return v.VpcID },
@@ -171,10 +173,12 @@ func (c *Cloud) subnetZone(ctx context.Context, k *call, id string) (string, err
 	return "", ec2.NotFound("InvalidSubnetID.NotFound", id)
 }
 
+// describeSubnetsParams are the parameters DescribeSubnets accepts.
+var describeSubnetsParams = []string{
+	"SubnetId.N", "Filter.N.Name", "Filter.N.Value.N", "MaxResults", "NextToken",
+}
+
 func (c *Cloud) describeSubnets(ctx context.Context, k *call) (any, error) {
-	if err := k.Query().Check("SubnetId.N", "Filter.N.Name", "Filter.N.Value.N", "MaxResults", "NextToken"); err != nil {
-		return nil, err
-	}
 	d := &describer[Subnet]{
 		ids: []idParam[Subnet]{{name: "SubnetId", of: func(s Subnet) string { return s.SubnetID },
 			notFound: func(id string) error { return ec2.NotFound("InvalidSubnetID.NotFound", id) }}},
@@ -231,10 +235,12 @@ type DescribeAccountAttributesResponse struct {
 	Attributes []AccountAttribute `xml:"accountAttributeSet>item"`
 }
 
+// describeAccountAttributesParams are the parameters DescribeAccountAttributes accepts.
+var describeAccountAttributesParams = []string{
+	"AttributeName.N",
+}
+
 func (c *Cloud) describeAccountAttributes(ctx context.Context, k *call) (any, error) {
-	if err := k.Query().Check("AttributeName.N"); err != nil {
-		return nil, err
-	}
 	names, err := k.list("AttributeName")
 	if err != nil {
 		return nil, err
@@ -342,10 +348,12 @@ type DescribeNetworkInterfacesResponse struct {
 	NextToken  string             `xml:"nextToken,omitempty"`
 }
 
+// describeNetworkInterfacesParams are the parameters DescribeNetworkInterfaces accepts.
+var describeNetworkInterfacesParams = []string{
+	"NetworkInterfaceId.N", "Filter.N.Name", "Filter.N.Value.N", "MaxResults", "NextToken",
+}
+
 func (c *Cloud) describeNetworkInterfaces(ctx context.Context, k *call) (any, error) {
-	if err := k.Query().Check("NetworkInterfaceId.N", "Filter.N.Name", "Filter.N.Value.N", "MaxResults", "NextToken"); err != nil {
-		return nil, err
-	}
 	d := &describer[NetworkInterface]{
 		ids: []idParam[NetworkInterface]{{name: "NetworkInterfaceId", of: func(n NetworkInterface) string { return n.NetworkInterfaceID },
 			notFound: func(id string) error { return ec2.NotFound("InvalidNetworkInterfaceID.NotFound", id) }}},
