@@ -131,6 +131,9 @@ func discover(fs *flag.FlagSet) runFunc {
 		if f.cluster == "" {
 			return e.usagef("discover: --cluster is required")
 		}
+		if err := e.checkAppliance(ctx, f.appliance); err != nil {
+			return fmt.Errorf("discover: %w", err)
+		}
 		return runDiscover(ctx, e, f)
 	}
 }
