@@ -321,7 +321,11 @@ func printProfile(e *env, p *roll.Profile) error {
 		if f.Source != "" {
 			what += " <- " + f.Source
 		}
-		fmt.Fprintf(tw, "%s\t%04o\t%s\n", what, f.Mode.Perm(), origin(f.Origin))
+		mode := fmt.Sprintf("%04o", f.Mode.Perm())
+		if f.Append && f.Mode == 0 {
+			mode = "-" // the existing file's
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", what, mode, origin(f.Origin))
 	}
 	fmt.Fprintf(tw, "\nSCRIPT\tLINES\tROLL\tFILE\n")
 	for _, s := range p.Scripts {
