@@ -64,6 +64,9 @@ func commands() []command {
 		{name: "image list", help: "list registered images and whether their blobs are stored", setup: imageList},
 		{name: "iso build", noStore: true, help: "build the frontend ISO (BIOS+UEFI, isohybrid) (needs --out)", setup: isoBuild},
 
+		// Appliances (cmd_appliance.go).
+		{name: "appliance build", args: "NAME", help: "build an appliance's disk image from its rolls' profile and make it what the appliance installs", setup: applianceBuild},
+
 		// PXE provisioning and hosts (cmd_pxe.go).
 		{name: "pxe", help: "serve DHCP, TFTP and HTTP boot on an interface (needs --interface)", setup: pxeServe},
 		{name: "pxe setup", help: "install the installer kernel and initramfs (needs --kernel, --modules, --installer)", setup: pxeSetup},
