@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"ironbark/controller/ec2"
+	"ironbark/internal/datadir"
 	"ironbark/internal/store"
 )
 
@@ -157,16 +158,11 @@ func (kc *keyCache) put(key string, k cachedKey, now time.Time) {
 	kc.keys[key] = k
 }
 
-// CredentialsDir is where an account's eucarc and AWS CLI files live.
-func CredentialsDir(dataDir, account string) string {
-	return filepath.Join(dataDir, "credentials", account)
-}
-
 // WriteCredentials writes DIR/credentials/NAME/{eucarc,config,credentials}
 // for the account, readable by root only, and returns the directory.
 // endpoint is the EC2 URL users reach the controller at.
 func WriteCredentials(dataDir string, a Account, endpoint, region string) (string, error) {
-	dir := CredentialsDir(dataDir, a.Name)
+	dir := datadir.Dir(dataDir).Credentials(a.Name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("write credentials: %w", err)
 	}

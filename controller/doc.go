@@ -2,7 +2,8 @@
 // EC2 resources (instances, key pairs, security groups, addresses, images,
 // tags) kept in the store, and the actions that the EC2 wire layer
 // (controller/ec2) dispatches to. Clusters, nodes and scheduling live in
-// controller/cluster; the two meet through Placer and InstanceLedger.
+// controller/cluster; the two meet through Placer (declared here) and
+// cluster.InstanceLedger (declared there).
 //
 // Cloud is the EC2 side: one action per file group (instances.go with
 // run.go, lifecycle.go and describe_instances.go; keypairs.go, groups.go,

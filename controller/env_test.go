@@ -22,7 +22,7 @@ import (
 // first fit in list order, zone by zone, reading usage from the ledger.
 // It stands in for the cluster side, which has its own tests.
 type fixedPlacer struct {
-	ledger InstanceLedger
+	ledger *Cloud
 	nodes  []fixedNode
 	types  []nodeapi.VMType
 }

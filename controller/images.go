@@ -233,10 +233,20 @@ func (c *Cloud) registerImage(ctx context.Context, k *call) (any, error) {
 	}
 	if strings.HasPrefix(r.Location, "sha256:") {
 		r.Digest = r.Location
+		notInStore := ec2.Errorf("InvalidParameterValue", "Image blob %s is not in the image store", r.Digest)
+		readable, err := c.mayReadBlob(ctx, k, r.Digest)
+		if err != nil {
+			return nil, err
+		}
+		if !readable {
+			// Said as for a missing blob: a tenant learns nothing of
+			// blobs it may not read.
+			return nil, notInStore
+		}
 		if c.cfg.BlobSize != nil {
 			size, err := c.cfg.BlobSize(ctx, r.Digest)
 			if err != nil {
-				return nil, ec2.Errorf("InvalidParameterValue", "Image blob %s is not in the image store", r.Digest)
+				return nil, notInStore
 			}
 			r.Size = size
 		}
@@ -249,6 +259,24 @@ func (c *Cloud) registerImage(ctx context.Context, k *call) (any, error) {
 		return nil, err
 	}
 	return &RegisterImageResponse{ImageID: id}, nil
+}
+
+// mayReadBlob reports whether the caller may register an image by the
+// blob's digest: the admin may (its imports put blobs in the store), and
+// an account may when an image it could launch has that digest (its own,
+// public, or shared with it). Otherwise registering by digest would turn a
+// revoked or never-given launch permission into an image of one's own.
+func (c *Cloud) mayReadBlob(ctx context.Context, k *call, digest string) (bool, error) {
+	if k.admin() {
+		return true, nil
+	}
+	var n int
+	err := c.db.QueryRow(ctx, `SELECT COUNT(*) FROM images WHERE digest = ? AND (account_id = ? OR public = 1
+		OR id IN (SELECT image_id FROM launch_permissions WHERE account_id = ?))`, digest, k.account(), k.account()).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("image blob access: %w", err)
+	}
+	return n > 0, nil
 }
 
 func pathBase(s string) string {

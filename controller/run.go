@@ -210,26 +210,14 @@ func (c *Cloud) runInstances(ctx context.Context, k *call) (any, error) {
 	if c.placer == nil {
 		return nil, ec2.InsufficientInstanceCapacity("There is no cluster to run instances in.")
 	}
-	// One placement at a time per controller: Place reads the committed
-	// usage, and the insert below is what reserves it.
+	// Placement reads the committed usage and the insert is what reserves
+	// it, so both happen under the store's placement lock: one placement
+	// at a time across every controller on the database (PostgreSQL's
+	// advisory lock; SQLite's write lock). runMu queues this controller's
+	// own requests in memory instead of on the database.
 	c.runMu.Lock()
 	defer c.runMu.Unlock()
-	zone, nodes, err := c.placer.Place(ctx, l.zone, l.vt, l.max)
-	if errors.Is(err, ErrInsufficientCapacity) && l.min < l.max {
-		zone, nodes, err = c.placer.Place(ctx, l.zone, l.vt, l.min)
-	}
-	switch {
-	case errors.Is(err, ErrInsufficientCapacity):
-		return nil, ec2.InsufficientInstanceCapacity("There is not enough capacity to fulfill your request for %d %s instance(s).", l.min, l.vt.Name)
-	case errors.Is(err, ErrNoSuchZone):
-		return nil, ec2.InvalidParameterValue("Invalid availability zone: [%s]", l.zone)
-	case err != nil:
-		return nil, fmt.Errorf("place instances: %w", err)
-	}
-	if len(nodes) < l.min {
-		return nil, ec2.InsufficientInstanceCapacity("There is not enough capacity to fulfill your request for %d %s instance(s).", l.min, l.vt.Name)
-	}
-	res, err := c.insertReservation(ctx, k, l, zone, nodes)
+	res, err := c.placeAndInsert(ctx, k, l)
 	if store.IsUniqueViolation(err) && l.token != "" {
 		// Another request with this token won the race: answer with its
 		// reservation.
@@ -238,9 +226,8 @@ func (c *Cloud) runInstances(ctx context.Context, k *call) (any, error) {
 		}
 	}
 	if store.IsUniqueViolation(err) {
-		// A MAC collided, or another controller took a private address:
-		// draw again.
-		res, err = c.insertReservation(ctx, k, l, zone, nodes)
+		// A MAC collided: draw again.
+		res, err = c.placeAndInsert(ctx, k, l)
 	}
 	if err != nil {
 		return nil, err
@@ -251,16 +238,48 @@ func (c *Cloud) runInstances(ctx context.Context, k *call) (any, error) {
 	}
 	c.notify(nodesOf...)
 	c.log.Info("run instances", "account", k.account(), "reservation", res.ReservationID, "count", len(res.Instances),
-		"type", l.vt.Name, "image", l.image.ID, "zone", zone)
+		"type", l.vt.Name, "image", l.image.ID, "zone", res.Instances[0].Placement.AvailabilityZone)
 	return res, nil
 }
 
-func (c *Cloud) insertReservation(ctx context.Context, k *call, l *launch, zone string, nodes []string) (*RunInstancesResponse, error) {
+// place asks the placer for nodes, max instances if they fit, else min.
+func (c *Cloud) place(ctx context.Context, l *launch) (string, []string, error) {
+	zone, nodes, err := c.placer.Place(ctx, l.zone, l.vt, l.max)
+	if errors.Is(err, ErrInsufficientCapacity) && l.min < l.max {
+		zone, nodes, err = c.placer.Place(ctx, l.zone, l.vt, l.min)
+	}
+	switch {
+	case errors.Is(err, ErrInsufficientCapacity):
+		return "", nil, ec2.InsufficientInstanceCapacity("There is not enough capacity to fulfill your request for %d %s instance(s).", l.min, l.vt.Name)
+	case errors.Is(err, ErrNoSuchZone):
+		return "", nil, ec2.InvalidParameterValue("Invalid availability zone: [%s]", l.zone)
+	case err != nil:
+		return "", nil, fmt.Errorf("place instances: %w", err)
+	}
+	if len(nodes) < l.min {
+		return "", nil, ec2.InsufficientInstanceCapacity("There is not enough capacity to fulfill your request for %d %s instance(s).", l.min, l.vt.Name)
+	}
+	return zone, nodes, nil
+}
+
+// placeAndInsert places the launch and persists its reservation in one
+// transaction that holds the placement lock from before Place reads the
+// usage until the instances that use it are committed.
+func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch) (*RunInstancesResponse, error) {
 	now := k.now
 	res := &RunInstancesResponse{Reservation: Reservation{ReservationID: newID("r", 17), OwnerID: k.account(), Groups: l.groups}}
 	groupsJSON, _ := json.Marshal(l.groups)
 	arts, _ := json.Marshal(artifacts{Image: *c.artifactOf(&l.image), Kernel: c.artifactOf(l.kernel), Ramdisk: c.artifactOf(l.ramdisk)})
+	var zone string
+	var nodes []string
 	err := c.db.InTx(ctx, func(tx *store.Tx) error {
+		if err := tx.LockPlacement(ctx); err != nil {
+			return err
+		}
+		var err error
+		if zone, nodes, err = c.place(ctx, l); err != nil {
+			return err
+		}
 		if _, err := tx.Exec(ctx, `INSERT INTO reservations (id, account_id, groups, created_at) VALUES (?, ?, ?, ?)`,
 			res.ReservationID, k.account(), string(groupsJSON), now.Unix()); err != nil {
 			return err

@@ -6,9 +6,9 @@ import (
 	"os"
 	"path/filepath"
 
-	"ironbark/images"
 	"ironbark/images/blobstore"
 	"ironbark/images/initramfs"
+	"ironbark/internal/datadir"
 )
 
 // BuildInstallerInitramfs writes the installer initramfs: the static
@@ -36,11 +36,13 @@ func BuildInstallerInitramfs(w io.Writer, installerBin, modulesDir string) error
 type Layout struct{ DataDir string }
 
 // BootDir holds vmlinuz and installer.img for the installer.
-func (l Layout) BootDir() string { return filepath.Join(l.DataDir, "pxe", "boot") }
+func (l Layout) BootDir() string { return datadir.Dir(l.DataDir).PXEBoot() }
 
 // Blobs opens the frontend's content-addressed image store, which holds
 // the appliance images.
-func (l Layout) Blobs() (*blobstore.Store, error) { return blobstore.Open(images.StoreDir(l.DataDir)) }
+func (l Layout) Blobs() (*blobstore.Store, error) {
+	return blobstore.Open(datadir.Dir(l.DataDir).Images())
+}
 
 // InstallBootFiles copies the installer kernel and writes the installer
 // initramfs into the data directory.

@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 
 	"ironbark/controller"
+	"ironbark/internal/datadir"
 	"ironbark/internal/store"
 )
 
@@ -81,6 +82,9 @@ func (e *env) close() error {
 	e.closers = nil
 	return errors.Join(errs...)
 }
+
+// dir is the data directory's layout.
+func (e *env) dir() datadir.Dir { return datadir.Dir(e.dataDir) }
 
 // say prints a message for the user on stderr (not data).
 func (e *env) say(format string, a ...any) {
@@ -175,7 +179,7 @@ func (c *command) flagSet(e *env) (*flag.FlagSet, runFunc) {
 	fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	if !c.noStore {
-		fs.StringVar(&e.dataDir, "data-dir", defaultDataDir, "frontend data directory")
+		fs.StringVar(&e.dataDir, "data-dir", string(datadir.Default), "frontend data directory")
 		fs.StringVar(&e.db, "db", "", "store URL: postgres://... for PostgreSQL (default: the one the controller remembered in the data dir, else SQLite DATA/ironbark.db)")
 	}
 	if c.showsData() {

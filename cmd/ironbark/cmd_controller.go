@@ -84,7 +84,7 @@ func runController(ctx context.Context, e *env, f controllerFlags) error {
 		cfg.Endpoint = endpointFor(ln.Addr())
 	}
 
-	blobs, err := blobstore.Open(filepath.Join(sf.dataDir, "images"))
+	blobs, err := blobstore.Open(e.dir().Images())
 	if err != nil {
 		return err
 	}

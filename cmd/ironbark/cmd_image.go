@@ -10,10 +10,10 @@ import (
 	"sort"
 	"strconv"
 
+	"ironbark/controller"
 	"ironbark/images"
 	"ironbark/images/blobstore"
 	"ironbark/images/iso"
-	"ironbark/internal/store"
 	"ironbark/pxe"
 )
 
@@ -69,17 +69,19 @@ func buildImage(ctx context.Context, e *env, spec images.BuildSpec, size string)
 	return nil
 }
 
-// openImages opens the data dir's blob store and the controller's store.
-func (e *env) openImages(ctx context.Context) (*store.DB, *blobstore.Store, error) {
-	if err := os.MkdirAll(e.dataDir, 0o755); err != nil {
-		return nil, nil, err
-	}
-	blobs, err := blobstore.Open(images.StoreDir(e.dataDir))
+// openImages opens the data dir's blob store and the controller's image
+// catalog.
+func (e *env) openImages(ctx context.Context) (*controller.ImageCatalog, *blobstore.Store, error) {
+	blobs, err := blobstore.Open(e.dir().Images())
 	if err != nil {
 		return nil, nil, err
 	}
 	db, err := e.openStore(ctx, nil)
-	return db, blobs, err
+	if err != nil {
+		return nil, nil, err
+	}
+	cat, err := controller.OpenImageCatalog(ctx, db)
+	return cat, blobs, err
 }
 
 func imageImport(fs *flag.FlagSet) runFunc {
@@ -97,15 +99,15 @@ func imageImport(fs *flag.FlagSet) runFunc {
 }
 
 func importImage(ctx context.Context, e *env, spec images.ImportSpec) error {
-	db, blobs, err := e.openImages(ctx)
+	cat, blobs, err := e.openImages(ctx)
 	if err != nil {
 		return err
 	}
-	im, err := images.Import(ctx, db, blobs, spec)
+	im, err := images.Import(ctx, cat, blobs, spec)
 	if err != nil {
 		return err
 	}
-	e.say("stored %s (%s, %d bytes) in %s", im.Digest, im.Format, im.Size, images.StoreDir(e.dataDir))
+	e.say("stored %s (%s, %d bytes) in %s", im.Digest, im.Format, im.Size, e.dir().Images())
 	fmt.Fprintln(e.stdout, im.ID)
 	return nil
 }
@@ -126,11 +128,11 @@ type imageRow struct {
 
 func imageList(fs *flag.FlagSet) runFunc {
 	return func(ctx context.Context, e *env) error {
-		db, blobs, err := e.openImages(ctx)
+		cat, blobs, err := e.openImages(ctx)
 		if err != nil {
 			return err
 		}
-		list, err := images.List(ctx, db, blobs)
+		list, err := images.List(ctx, cat, blobs)
 		if err != nil {
 			return err
 		}

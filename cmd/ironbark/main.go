@@ -17,6 +17,3 @@ func main() {
 	stop()
 	os.Exit(exitCode(err, os.Stderr))
 }
-
-// defaultDataDir is where a frontend keeps its state.
-const defaultDataDir = "/var/lib/ironbark"

@@ -8,22 +8,35 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"path/filepath"
 	"sync"
 	"time"
 
 	"ironbark/controller"
 	"ironbark/controller/sched"
+	"ironbark/internal/datadir"
 	"ironbark/internal/nodeapi"
 	"ironbark/internal/pki"
 	"ironbark/internal/store"
 )
 
+// InstanceLedger is what the cluster side needs from the EC2 side's
+// instance records (controller.Cloud).
+type InstanceLedger interface {
+	// DesiredOnNode returns the specs of every instance placed on the node
+	// that the node should hold (not yet terminated there).
+	DesiredOnNode(ctx context.Context, nodeID string) ([]nodeapi.InstanceSpec, error)
+	// Observe records what a node reports. An instance the node does not
+	// report but the ledger expects there is handled by the caller's policy.
+	Observe(ctx context.Context, nodeID string, st []nodeapi.InstanceStatus) error
+	// Usage sums the resources of non-terminated instances per node.
+	Usage(ctx context.Context) (map[string]nodeapi.NodeUsage, error)
+}
+
 // Config are the Service's collaborators and settings.
 type Config struct {
 	DB      *store.DB
 	DataDir string // the CA lives in DataDir/pki
-	Ledger  controller.InstanceLedger
+	Ledger  InstanceLedger
 	Logger  *slog.Logger
 	// VMTypes lists the VM types Zones counts; nil means
 	// controller.DefaultVMTypes.
@@ -97,7 +110,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	ca, err := pki.LoadOrCreateCA(PKIDir(cfg.DataDir))
+	ca, err := pki.LoadOrCreateCA(datadir.Dir(cfg.DataDir).PKI())
 	if err != nil {
 		return nil, err
 	}
@@ -110,9 +123,6 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		policies: map[string]sched.Policy{}, waiters: map[string]chan struct{}{},
 	}, nil
 }
-
-// PKIDir is where a data dir keeps the CA.
-func PKIDir(dataDir string) string { return filepath.Join(dataDir, "pki") }
 
 // CA is the cloud's certificate authority.
 func (s *Service) CA() *pki.CA { return s.ca }
@@ -152,7 +162,8 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 	return fmt.Errorf("node api: %w", err)
 }
 
-// Run marks nodes down when their heartbeats stop, until ctx ends.
+// Run marks nodes down when their heartbeats stop and purges expired
+// enrollment tokens, until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
 	t := time.NewTicker(s.cfg.HeartbeatInterval / 2)
 	defer t.Stop()
@@ -161,6 +172,11 @@ func (s *Service) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		}
+		if k, err := s.PurgeTokens(ctx, s.cfg.Now()); err != nil && ctx.Err() == nil {
+			s.log.Warn("purge enrollment tokens", "err", err)
+		} else if k > 0 {
+			s.log.Info("expired enrollment tokens purged", "count", k)
 		}
 		ids, err := s.markDown(ctx, s.cfg.Now().Add(-s.cfg.HeartbeatTimeout))
 		if err != nil {

@@ -211,20 +211,24 @@ func covers(c *x509.Certificate, names []string) bool {
 	return true
 }
 
+// ErrBadCSR is returned by SignNode when the request is not a valid,
+// self-signed certificate request: the caller's fault, not the CA's.
+var ErrBadCSR = errors.New("bad certificate request")
+
 // SignNode issues a client certificate for a node from its CSR. The
 // certificate's CommonName is nodeID and its serial is returned in hex so the
 // caller can record (and later refuse) it.
 func (ca *CA) SignNode(csrPEM []byte, nodeID string) (certPEM []byte, serial string, err error) {
 	b, _ := pem.Decode(csrPEM)
 	if b == nil || b.Type != "CERTIFICATE REQUEST" {
-		return nil, "", errors.New("csr: no CERTIFICATE REQUEST block")
+		return nil, "", fmt.Errorf("%w: no CERTIFICATE REQUEST block", ErrBadCSR)
 	}
 	csr, err := x509.ParseCertificateRequest(b.Bytes)
 	if err != nil {
-		return nil, "", fmt.Errorf("csr: %w", err)
+		return nil, "", fmt.Errorf("%w: %w", ErrBadCSR, err)
 	}
 	if err := csr.CheckSignature(); err != nil {
-		return nil, "", fmt.Errorf("csr signature: %w", err)
+		return nil, "", fmt.Errorf("%w: signature: %w", ErrBadCSR, err)
 	}
 	sn := newSerial()
 	tmpl := &x509.Certificate{

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
@@ -29,6 +30,9 @@ type DB struct {
 	sql    *sql.DB
 	engine Engine
 	url    string
+
+	mu      sync.Mutex
+	applied map[string]bool // migrations known applied through this handle
 }
 
 // Open opens the database named by url: "postgres://..." or
@@ -74,6 +78,10 @@ func Open(ctx context.Context, url string) (*DB, error) {
 	}
 	return db, nil
 }
+
+// URL is what Open was given (the file path for SQLite), so another
+// handle on the same database can be opened.
+func (db *DB) URL() string { return db.url }
 
 // Engine reports which SQL engine the DB uses.
 func (db *DB) Engine() Engine { return db.engine }
@@ -137,6 +145,32 @@ type Tx struct {
 // Engine reports which SQL engine the transaction runs on.
 func (tx *Tx) Engine() Engine { return tx.engine }
 
+// LockPlacement serialises the transactions that take it across every
+// process on the database, until the transaction ends: PostgreSQL takes a
+// transaction-scoped advisory lock; SQLite's transactions begin IMMEDIATE
+// and so already hold the database's one write lock. Reads made after it
+// returns, on any connection, see what earlier holders committed.
+func (tx *Tx) LockPlacement(ctx context.Context) error {
+	return tx.advisoryLock(ctx, lockPlacement)
+}
+
+// Advisory lock keys (PostgreSQL's pg_advisory_xact_lock takes a bigint);
+// one per thing serialised, distinct across the project.
+const (
+	lockMigrate   int64 = 0x69726f6e_0001 // "iron" 1
+	lockPlacement int64 = 0x69726f6e_0002
+)
+
+func (tx *Tx) advisoryLock(ctx context.Context, key int64) error {
+	if tx.engine != Postgres {
+		return nil
+	}
+	if _, err := tx.tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, key); err != nil {
+		return fmt.Errorf("advisory lock %x: %w", key, err)
+	}
+	return nil
+}
+
 func (tx *Tx) Exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
 	return tx.tx.ExecContext(ctx, rebind(tx.engine, q), args...)
 }
@@ -187,22 +221,6 @@ func (db *DB) inTxOnce(ctx context.Context, fn func(*Tx) error) error {
 		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
-}
-
-func retryable(err error) bool {
-	s := err.Error()
-	return strings.Contains(s, "SQLSTATE 40001") || strings.Contains(s, "SQLSTATE 40P01") ||
-		strings.Contains(s, "SQLITE_BUSY") || strings.Contains(s, "database is locked")
-}
-
-// IsUniqueViolation reports whether err is a unique-constraint violation on
-// either engine, so callers can map it to "already exists".
-func IsUniqueViolation(err error) bool {
-	if err == nil {
-		return false
-	}
-	s := err.Error()
-	return strings.Contains(s, "UNIQUE constraint failed") || strings.Contains(s, "SQLSTATE 23505")
 }
 
 // ErrNotFound is returned by helpers when a row does not exist.
