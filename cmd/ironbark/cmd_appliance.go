@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -40,7 +41,7 @@ func applianceBuild(fs *flag.FlagSet) runFunc {
 	profile := fs.String("profile", "", "build this profile (JSON, as roll.Profile) instead of walking rolls")
 	cache := fs.String("cache", "", "package and base tree cache (default <data-dir>/appliance-cache)")
 	mirror := fs.String("mirror", appliance.DefaultMirror, "Debian archive")
-	security := fs.String("security", "", "Debian security archive (e.g. http://deb.debian.org/debian-security)")
+	security := fs.String("security", "http://deb.debian.org/debian-security", "Debian security archive (\"\" for none)")
 	kernel := fs.String("kernel", "", "unpacked kernel package for os busybox appliances (boot/vmlinuz-*, lib/modules)")
 	sourceDir := fs.String("source-dir", "", "where <file src=bin/...> files come from (default: the directory above this binary's)")
 	out := fs.String("out", "", "also keep the image at this path")
@@ -54,7 +55,7 @@ func applianceBuild(fs *flag.FlagSet) runFunc {
 		if *noRegister && *out == "" {
 			return e.usagef("--no-register needs --out")
 		}
-		p, err := applianceProfile(name, *profile, rolls, attrs)
+		p, err := e.buildProfile(ctx, name, *profile, rolls, attrs)
 		if err != nil {
 			return err
 		}
@@ -121,8 +122,19 @@ func applianceBuild(fs *flag.FlagSet) runFunc {
 	}
 }
 
-// applianceProfile reads a profile file or walks the given rolls.
-func applianceProfile(name, file string, rolls, attrs []string) (*roll.Profile, error) {
+// buildProfile is the profile `appliance build` builds: the enabled
+// rolls' walk for the appliance (with its resolved attributes), or a
+// walk of the rolls given with --roll, or a profile file; --attr values
+// go on top.
+func (e *env) buildProfile(ctx context.Context, name, file string, rolls, attrs []string) (*roll.Profile, error) {
+	am := map[string]string{}
+	for _, a := range attrs {
+		k, v, ok := strings.Cut(a, "=")
+		if !ok || k == "" {
+			return nil, e.usagef("--attr %q: want KEY=VALUE", a)
+		}
+		am[k] = v
+	}
 	if file != "" {
 		if len(rolls) > 0 {
 			return nil, fmt.Errorf("--profile and --roll: give one")
@@ -135,13 +147,21 @@ func applianceProfile(name, file string, rolls, attrs []string) (*roll.Profile, 
 		if err := json.Unmarshal(b, &p); err != nil {
 			return nil, fmt.Errorf("profile %s: %w", file, err)
 		}
+		if len(am) > 0 {
+			return nil, e.usagef("--attr does not apply to a --profile file (its files are already rendered)")
+		}
 		if p.Appliance != name {
 			return nil, fmt.Errorf("profile %s is for appliance %q, not %q", file, p.Appliance, name)
 		}
 		return &p, nil
 	}
 	if len(rolls) == 0 {
-		return nil, fmt.Errorf("appliance build %s: give --roll DIR (repeatable) or --profile FILE", name)
+		g, _, resolved, err := e.resolvedAttrs(ctx, name, "")
+		if err != nil {
+			return nil, err
+		}
+		maps.Copy(resolved, am)
+		return g.Profile(name, resolved)
 	}
 	var rs []*roll.Roll
 	for _, p := range rolls {
@@ -154,14 +174,6 @@ func applianceProfile(name, file string, rolls, attrs []string) (*roll.Profile, 
 	g, err := roll.Merge(rs...)
 	if err != nil {
 		return nil, err
-	}
-	am := map[string]string{}
-	for _, a := range attrs {
-		k, v, ok := strings.Cut(a, "=")
-		if !ok || k == "" {
-			return nil, fmt.Errorf("--attr %q: want KEY=VALUE", a)
-		}
-		am[k] = v
 	}
 	return g.Profile(name, am)
 }
