@@ -216,6 +216,12 @@ type RegisterImageResponse struct {
 	ImageID string `xml:"imageId"`
 }
 
+// registerImageParams are the parameters RegisterImage accepts.
+var registerImageParams = []string{
+	"Name", "Description", "ImageType", "Architecture", "KernelId", "RamdiskId", "ImageLocation",
+	"RootDeviceName", "VirtualizationType",
+}
+
 func (c *Cloud) registerImage(ctx context.Context, k *call) (any, error) {
 	r := ImageRecord{
 		Owner:          k.account(),
@@ -286,6 +292,11 @@ func pathBase(s string) string {
 	return s
 }
 
+// deregisterImageParams are the parameters DeregisterImage accepts.
+var deregisterImageParams = []string{
+	"ImageId",
+}
+
 func (c *Cloud) deregisterImage(ctx context.Context, k *call) (any, error) {
 	id, err := k.required("ImageId")
 	if err != nil {
@@ -353,6 +364,11 @@ type DescribeImagesResponse struct {
 var imageFilters = []string{"architecture", "image-id", "image-type", "is-public", "kernel-id", "name",
 	"owner-id", "ramdisk-id", "root-device-type", "root-device-name", "state", "description",
 	"virtualization-type", "hypervisor", "manifest-location", "creation-date"}
+
+// describeImagesParams are the parameters DescribeImages accepts.
+var describeImagesParams = []string{
+	"ImageId.N", "Owner.N", "ExecutableBy.N", "Filter.N.Name", "Filter.N.Value.N", "MaxResults", "NextToken",
+}
 
 func (c *Cloud) describeImages(ctx context.Context, k *call) (any, error) {
 	owners, err := k.list("Owner")
@@ -549,6 +565,11 @@ func ownImage(ctx context.Context, q store.Querier, k *call, id string) (imageRo
 	return r, nil
 }
 
+// describeImageAttributeParams are the parameters DescribeImageAttribute accepts.
+var describeImageAttributeParams = []string{
+	"ImageId", "Attribute",
+}
+
 func (c *Cloud) describeImageAttribute(ctx context.Context, k *call) (any, error) {
 	id, err := k.required("ImageId")
 	if err != nil {
@@ -652,6 +673,13 @@ func (k *call) permissionChanges() ([]permissionChange, error) {
 	return out, nil
 }
 
+// modifyImageAttributeParams are the parameters ModifyImageAttribute accepts.
+var modifyImageAttributeParams = []string{
+	"ImageId", "Attribute", "Value", "OperationType", "UserId.N", "UserGroup.N", "LaunchPermission.Add.N.Group",
+	"LaunchPermission.Add.N.UserId", "LaunchPermission.Remove.N.Group", "LaunchPermission.Remove.N.UserId",
+	"Description.Value",
+}
+
 func (c *Cloud) modifyImageAttribute(ctx context.Context, k *call) (any, error) {
 	id, err := k.required("ImageId")
 	if err != nil {
@@ -700,6 +728,11 @@ func (c *Cloud) modifyImageAttribute(ctx context.Context, k *call) (any, error) 
 		return nil, err
 	}
 	return ok()
+}
+
+// resetImageAttributeParams are the parameters ResetImageAttribute accepts.
+var resetImageAttributeParams = []string{
+	"ImageId", "Attribute",
 }
 
 func (c *Cloud) resetImageAttribute(ctx context.Context, k *call) (any, error) {

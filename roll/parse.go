@@ -237,6 +237,9 @@ func parseFile(pos, file string, e *element, files map[string][]byte) (Item, err
 	case "", "create":
 	case "append":
 		it.Append = true
+		if _, ok := e.attr("perms"); !ok {
+			it.Perms = 0 // keep the existing file's mode
+		}
 	default:
 		return Item{}, posErr(pos, "<file mode=%q>: want append or nothing", m)
 	}
