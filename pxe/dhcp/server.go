@@ -86,7 +86,7 @@ func (c *Config) setDefaults() error {
 type Server struct {
 	cfg     Config
 	backend Backend
-	leases  *LeaseStore
+	leases  Leases
 	log     *slog.Logger
 
 	ignored ignoredSet
@@ -94,7 +94,7 @@ type Server struct {
 
 // New returns a server answering with backend's decisions and leases from
 // the lease store (whose pool must lie inside cfg.Subnet).
-func New(cfg Config, backend Backend, leases *LeaseStore) (*Server, error) {
+func New(cfg Config, backend Backend, leases Leases) (*Server, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
