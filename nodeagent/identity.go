@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"ironbark/internal/atomicfile"
 	"ironbark/internal/nodeapi"
 	"ironbark/internal/pki"
 )
@@ -84,7 +85,7 @@ func enroll(ctx context.Context, dir, controller, token, hostname string, capaci
 		data []byte
 		mode os.FileMode
 	}{{keyFile, kp, 0o600}, {certFile, []byte(resp.Certificate), 0o644}, {caFile, []byte(resp.CA), 0o644}, {identityFile, jb, 0o644}} {
-		if err := pki.WriteFileAtomic(filepath.Join(dir, f.name), f.data, f.mode); err != nil {
+		if err := atomicfile.Write(filepath.Join(dir, f.name), f.data, f.mode); err != nil {
 			return identity{}, err
 		}
 	}

@@ -12,10 +12,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"ironbark/images/blobstore"
 )
 
 // ErrCorrupt is returned when a download does not match its digest or size.
@@ -64,15 +65,14 @@ func New(dir string, hc *http.Client, log *slog.Logger) (*Cache, error) {
 	return &Cache{dir: dir, hc: hc, log: log, retries: 3, inflight: map[string]*call{}}, nil
 }
 
+// parseDigest checks a digest and returns its hex part, the blob's file
+// name.
 func parseDigest(d string) (string, error) {
-	h, ok := strings.CutPrefix(d, "sha256:")
-	if !ok || len(h) != 64 {
-		return "", fmt.Errorf("digest %q: want sha256:<64 hex>", d)
+	pd, err := blobstore.ParseDigest(d)
+	if err != nil {
+		return "", err
 	}
-	if _, err := hex.DecodeString(h); err != nil {
-		return "", fmt.Errorf("digest %q: %w", d, err)
-	}
-	return strings.ToLower(h), nil
+	return pd.Hex(), nil
 }
 
 // Path is where a verified blob lives (it may not exist yet).

@@ -16,6 +16,7 @@ import (
 
 	"ironbark/internal/store/storetest"
 
+	"ironbark/internal/lab"
 	. "ironbark/pxe/dhcp"
 	"ironbark/pxe/leases"
 )
@@ -55,30 +56,21 @@ func (f *fakeBackend) Assign(_ context.Context, c ClientInfo) (*Binding, error) 
 	return b, nil
 }
 
-// logBuf is a concurrency-safe log sink.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
-func (l *logBuf) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
-
-func newTestServer(t testing.TB, fb *fakeBackend, mod func(*Config)) (*Server, *logBuf) {
+func newTestServer(t testing.TB, fb *fakeBackend, mod func(*Config)) (*Server, *lab.Buffer) {
 	t.Helper()
 	s, _, logs := newTestServerPool(t, fb, mod, serverPool)
 	return s, logs
 }
 
 // newTestServerPool is a server with its leases in a fresh SQLite store.
-func newTestServerPool(t testing.TB, fb *fakeBackend, mod func(*Config), pool Pool) (*Server, *leases.Store, *logBuf) {
+func newTestServerPool(t testing.TB, fb *fakeBackend, mod func(*Config), pool Pool) (*Server, *leases.Store, *lab.Buffer) {
 	t.Helper()
 	db := storetest.SQLite(t, leases.Migrations())
 	ls, err := leases.New(context.Background(), db, leases.Config{Pool: pool})
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &logBuf{}
+	logs := &lab.Buffer{}
 	cfg := Config{
 		Interface: "test0",
 		ServerIP:  netip.MustParseAddr("10.9.0.1"),
