@@ -213,6 +213,12 @@ type RegisterImageResponse struct {
 	ImageID string `xml:"imageId"`
 }
 
+// registerImageParams are the parameters RegisterImage accepts.
+var registerImageParams = []string{
+	"Name", "Description", "ImageType", "Architecture", "KernelId", "RamdiskId", "ImageLocation",
+	"RootDeviceName", "VirtualizationType",
+}
+
 func (c *Cloud) registerImage(ctx context.Context, k *call) (any, error) {
 	r := ImageRecord{
 		Owner:          k.account(),
@@ -230,10 +236,20 @@ func (c *Cloud) registerImage(ctx context.Context, k *call) (any, error) {
 	}
 	if strings.HasPrefix(r.Location, "sha256:") {
 		r.Digest = r.Location
+		notInStore := ec2.Errorf("InvalidParameterValue", "Image blob %s is not in the image store", r.Digest)
+		readable, err := c.mayReadBlob(ctx, k, r.Digest)
+		if err != nil {
+			return nil, err
+		}
+		if !readable {
+			// Said as for a missing blob: a tenant learns nothing of
+			// blobs it may not read.
+			return nil, notInStore
+		}
 		if c.cfg.BlobSize != nil {
 			size, err := c.cfg.BlobSize(ctx, r.Digest)
 			if err != nil {
-				return nil, ec2.Errorf("InvalidParameterValue", "Image blob %s is not in the image store", r.Digest)
+				return nil, notInStore
 			}
 			r.Size = size
 		}
@@ -248,11 +264,34 @@ func (c *Cloud) registerImage(ctx context.Context, k *call) (any, error) {
 	return &RegisterImageResponse{ImageID: id}, nil
 }
 
+// mayReadBlob reports whether the caller may register an image by the
+// blob's digest: the admin may (its imports put blobs in the store), and
+// an account may when an image it could launch has that digest (its own,
+// public, or shared with it). Otherwise registering by digest would turn a
+// revoked or never-given launch permission into an image of one's own.
+func (c *Cloud) mayReadBlob(ctx context.Context, k *call, digest string) (bool, error) {
+	if k.admin() {
+		return true, nil
+	}
+	var n int
+	err := c.db.QueryRow(ctx, `SELECT COUNT(*) FROM images WHERE digest = ? AND (account_id = ? OR public = 1
+		OR id IN (SELECT image_id FROM launch_permissions WHERE account_id = ?))`, digest, k.account(), k.account()).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("image blob access: %w", err)
+	}
+	return n > 0, nil
+}
+
 func pathBase(s string) string {
 	if i := strings.LastIndex(s, "/"); i >= 0 {
 		return s[i+1:]
 	}
 	return s
+}
+
+// deregisterImageParams are the parameters DeregisterImage accepts.
+var deregisterImageParams = []string{
+	"ImageId",
 }
 
 func (c *Cloud) deregisterImage(ctx context.Context, k *call) (any, error) {
@@ -322,6 +361,11 @@ type DescribeImagesResponse struct {
 var imageFilters = []string{"architecture", "image-id", "image-type", "is-public", "kernel-id", "name",
 	"owner-id", "ramdisk-id", "root-device-type", "root-device-name", "state", "description",
 	"virtualization-type", "hypervisor", "manifest-location", "creation-date"}
+
+// describeImagesParams are the parameters DescribeImages accepts.
+var describeImagesParams = []string{
+	"ImageId.N", "Owner.N", "ExecutableBy.N", "Filter.N.Name", "Filter.N.Value.N", "MaxResults", "NextToken",
+}
 
 func (c *Cloud) describeImages(ctx context.Context, k *call) (any, error) {
 	owners, err := k.list("Owner")
@@ -518,6 +562,11 @@ func ownImage(ctx context.Context, q store.Querier, k *call, id string) (imageRo
 	return r, nil
 }
 
+// describeImageAttributeParams are the parameters DescribeImageAttribute accepts.
+var describeImageAttributeParams = []string{
+	"ImageId", "Attribute",
+}
+
 func (c *Cloud) describeImageAttribute(ctx context.Context, k *call) (any, error) {
 	id, err := k.required("ImageId")
 	if err != nil {
@@ -621,6 +670,13 @@ func (k *call) permissionChanges() ([]permissionChange, error) {
 	return out, nil
 }
 
+// modifyImageAttributeParams are the parameters ModifyImageAttribute accepts.
+var modifyImageAttributeParams = []string{
+	"ImageId", "Attribute", "Value", "OperationType", "UserId.N", "UserGroup.N", "LaunchPermission.Add.N.Group",
+	"LaunchPermission.Add.N.UserId", "LaunchPermission.Remove.N.Group", "LaunchPermission.Remove.N.UserId",
+	"Description.Value",
+}
+
 func (c *Cloud) modifyImageAttribute(ctx context.Context, k *call) (any, error) {
 	id, err := k.required("ImageId")
 	if err != nil {
@@ -669,6 +725,11 @@ func (c *Cloud) modifyImageAttribute(ctx context.Context, k *call) (any, error) 
 		return nil, err
 	}
 	return ok()
+}
+
+// resetImageAttributeParams are the parameters ResetImageAttribute accepts.
+var resetImageAttributeParams = []string{
+	"ImageId", "Attribute",
 }
 
 func (c *Cloud) resetImageAttribute(ctx context.Context, k *call) (any, error) {

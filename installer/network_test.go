@@ -32,7 +32,7 @@ func TestNetworkDHCP(t *testing.T) {
 	db := storetest.SQLite(t, pxe.Migrations())
 	hosts := pxe.NewHosts(db)
 	disc := pxe.NewDiscovery(db, hosts)
-	if _, err := disc.Start(ctx, "compute", "c1", 0); err != nil {
+	if _, err := disc.Start(ctx, "compute", "c1", 0, 0); err != nil {
 		t.Fatal(err)
 	}
 	subnet := ln.Addr.Masked()

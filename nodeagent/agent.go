@@ -25,7 +25,11 @@ type Config struct {
 	Bridge     string // cluster bridge for instance NICs ("" for none)
 	DomainType string // qemu (TCG) or kvm, for qemu:// URIs
 	Hostname   string
-	Logger     *slog.Logger
+	// IdentityFile is the installer's node identity (nodeapi.Identity,
+	// JSON): Controller, Token and Hostname come from it when not set.
+	// Once enrolled, the spent token is dropped from it.
+	IdentityFile string
+	Logger       *slog.Logger
 	// StopTimeout is how long a stopping guest gets to power off before
 	// the domain is destroyed (default 30 s).
 	StopTimeout time.Duration
@@ -65,7 +69,7 @@ type Agent struct {
 	dtype  string
 	client *nodeapi.Client
 	cache  *imagecache.Cache
-	id     identity
+	id     nodeapi.Identity
 
 	kickCh chan struct{} // reconcile now
 	hbCh   chan struct{} // heartbeat now
@@ -100,8 +104,14 @@ type inst struct {
 // New checks the configuration and prepares the state dir; Run does the
 // work.
 func New(cfg Config) (*Agent, error) {
-	if cfg.Controller == "" || cfg.StateDir == "" || cfg.LibvirtURI == "" {
-		return nil, errors.New("nodeagent: controller, libvirt URI and state dir are required")
+	if err := applyIdentityFile(&cfg); err != nil {
+		return nil, err
+	}
+	if cfg.Controller == "" {
+		return nil, errors.New("no controller: give the installer's identity file (--identity) or --controller https://FRONTEND:8774")
+	}
+	if cfg.StateDir == "" || cfg.LibvirtURI == "" {
+		return nil, errors.New("nodeagent: libvirt URI and state dir are required")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -190,7 +200,7 @@ func (a *Agent) ensureIdentity(ctx context.Context) error {
 	id, tc, err := loadIdentity(a.cfg.StateDir)
 	if errors.Is(err, os.ErrNotExist) {
 		if a.cfg.Token == "" {
-			return errors.New("not enrolled yet: give --token (ironbark node token --cluster NAME on the frontend)")
+			return errors.New("not enrolled yet: give the installer's identity file (--identity) or a token (--token-file; ironbark node token --cluster NAME on the frontend)")
 		}
 		for attempt := 0; ; attempt++ {
 			a.updateCapacity()
@@ -208,7 +218,8 @@ func (a *Agent) ensureIdentity(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		a.log.Info("enrolled", "node", id.NodeID, "cluster", id.Cluster)
+		a.log.Info("enrolled", "node", id.NodeID, "cluster", id.Cluster, "hostname", a.cfg.Hostname)
+		a.scrubToken()
 		if id, tc, err = loadIdentity(a.cfg.StateDir); err != nil {
 			return err
 		}

@@ -235,7 +235,7 @@ func (g *Graph) Appliance(name string) (Appliance, bool) {
 // AddAppliance adds an appliance the site defined (not from a roll): a
 // name and the node its walk starts from.
 func (g *Graph) AddAppliance(a Appliance) error {
-	if err := ValidName(a.Name); err != nil {
+	if err := ValidApplianceName(a.Name); err != nil {
 		return fmt.Errorf("appliance: %w", err)
 	}
 	if a.Node == "" {

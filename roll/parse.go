@@ -237,6 +237,9 @@ func parseFile(pos, file string, e *element, files map[string][]byte) (Item, err
 	case "", "create":
 	case "append":
 		it.Append = true
+		if _, ok := e.attr("perms"); !ok {
+			it.Perms = 0 // keep the existing file's mode
+		}
 	default:
 		return Item{}, posErr(pos, "<file mode=%q>: want append or nothing", m)
 	}
@@ -494,6 +497,17 @@ func parseManifest(file string, data []byte) (Manifest, error) {
 	return m, nil
 }
 
+var applianceRE = regexp.MustCompile(`^[a-z][a-z0-9]*(-[a-z0-9]+)*$`)
+
+// ValidApplianceName reports whether s can name an appliance: it starts
+// host names (compute-kvm-0-1), so letters, digits and inner dashes.
+func ValidApplianceName(s string) error {
+	if !applianceRE.MatchString(s) || len(s) > 31 {
+		return fmt.Errorf("appliance name %q: want up to 31 lower-case letters, digits and inner dashes, starting with a letter", s)
+	}
+	return nil
+}
+
 var attrNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.]{0,127}$`)
 
 // ValidAttrName reports whether s can name an attribute (and so be read in
@@ -531,7 +545,7 @@ func parseAppliance(file, pos string, e *element) (Appliance, error) {
 	a.Name, _ = e.attr("name")
 	a.Node, _ = e.attr("node")
 	a.Summary, _ = e.attr("summary")
-	if err := ValidName(a.Name); err != nil {
+	if err := ValidApplianceName(a.Name); err != nil {
 		return a, posErr(pos, "<appliance>: %v", err)
 	}
 	if a.Node == "" {

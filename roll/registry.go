@@ -472,3 +472,22 @@ func (rg *Registry) AddAppliance(ctx context.Context, a Appliance) error {
 	}
 	return nil
 }
+
+// ApplianceProfile is the profile an appliance's image is built from: the
+// enabled rolls' graph walked with the appliance's attributes (global < os
+// < appliance, the rolls' defaults under each; no host).
+func (rg *Registry) ApplianceProfile(ctx context.Context, appliance string) (*Profile, error) {
+	g, err := rg.Graph(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := g.Appliance(appliance); !ok {
+		return nil, fmt.Errorf("appliance %s: %w", appliance, ErrNoAppliance)
+	}
+	_, o := rg.target()
+	as, err := NewAttrs(rg.DB).Resolve(ctx, g, Target{Host: Host{Appliance: appliance}, OS: o})
+	if err != nil {
+		return nil, err
+	}
+	return g.Profile(appliance, AttrMap(as))
+}

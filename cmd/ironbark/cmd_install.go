@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"ironbark/installer/frontend"
+	"ironbark/tui"
 )
 
 // frontendInstall is `ironbark install`: the frontend installer,
@@ -18,9 +19,34 @@ func frontendInstall(fs *flag.FlagSet) runFunc {
 	image := fs.String("image", frontend.DefaultImage, "the frontend appliance disk image (raw or zstd)")
 	rolls := fs.String("rolls", "", "directory of the rolls on the medium (the answers' rolls must be there)")
 	check := fs.Bool("check", false, "check the answers against this machine and print the plan; write nothing")
+	diskFile := fs.String("disk-file", "", "also offer this disk image file as a target disk (install into an image)")
+	save := fs.String("save", "", "where the summary screen's `s` saves the answers (default: ./answers.yaml)")
+	logFile := fs.String("log", "", "with the screens: also write the install log to this file (the failure screen shows its tail)")
 	return func(ctx context.Context, e *env) error {
+		var m frontend.Machine = frontend.SysMachine{}
+		if *diskFile != "" {
+			m = frontend.WithDiskFiles(m, *diskFile)
+		}
+		md := frontend.Medium{Image: frontend.Image{Path: *image}, RollsDir: *rolls}
 		if *answers == "" {
-			return e.usagef("install: --answers FILE is required (the screens run from the ISO's installer)")
+			if *save == "" {
+				*save = "answers.yaml"
+			}
+			var log io.Writer = io.Discard
+			if *logFile != "" {
+				f, err := os.OpenFile(*logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+				if err != nil {
+					return fmt.Errorf("install: %w", err)
+				}
+				defer f.Close()
+				log = f
+			}
+			a, err := tui.RunInstaller(ctx, os.Stdin, e.stdout, m, md, *save, log)
+			if err != nil {
+				return fmt.Errorf("install: %w", err)
+			}
+			e.say("frontend %s installed on %s; reboot into it", a.Cluster.FQDN, a.Disk.Device)
+			return nil
 		}
 		b, err := os.ReadFile(*answers)
 		if err != nil {
@@ -30,8 +56,6 @@ func frontendInstall(fs *flag.FlagSet) runFunc {
 		if err != nil {
 			return fmt.Errorf("install: %s: %w", *answers, err)
 		}
-		md := frontend.Medium{Image: frontend.Image{Path: *image}, RollsDir: *rolls}
-		m := frontend.SysMachine{}
 		if *check {
 			p, err := frontend.Check(a, m, md)
 			if err != nil {

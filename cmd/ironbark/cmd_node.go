@@ -9,6 +9,7 @@ import (
 
 	"ironbark/controller/cluster"
 	"ironbark/controller/sched"
+	"ironbark/internal/nodeapi"
 	"ironbark/internal/pki"
 )
 
@@ -138,6 +139,10 @@ type nodeRow struct {
 	DiskGiB       int       `json:"diskGiB"`
 	Hypervisor    string    `json:"hypervisor"`
 	LastHeartbeat time.Time `json:"lastHeartbeat"`
+	// Review is "ok", or says the node is new and what it declares beyond
+	// its approved capacity.
+	Review   string           `json:"review"`
+	Declared nodeapi.Capacity `json:"declared"`
 }
 
 func nodeList(fs *flag.FlagSet) runFunc {
@@ -160,15 +165,15 @@ func nodeList(fs *flag.FlagSet) runFunc {
 			}
 			rows[i] = nodeRow{ID: n.ID, Cluster: n.Cluster, Hostname: n.Hostname, State: state,
 				Cores: n.Capacity.Cores, MemoryMiB: n.Capacity.MemoryMiB, DiskGiB: n.Capacity.DiskGiB,
-				Hypervisor: n.Hypervisor, LastHeartbeat: n.LastHeartbeat.UTC()}
+				Hypervisor: n.Hypervisor, LastHeartbeat: n.LastHeartbeat.UTC(), Review: review(n), Declared: n.Declared}
 		}
-		return printList(e, []string{"NODE", "CLUSTER", "HOSTNAME", "STATE", "CORES", "MEMORY MiB", "DISK GiB", "HYPERVISOR", "LAST HEARTBEAT"}, rows)
+		return printList(e, []string{"NODE", "CLUSTER", "HOSTNAME", "STATE", "CORES", "MEMORY MiB", "DISK GiB", "HYPERVISOR", "LAST HEARTBEAT", "REVIEW"}, rows)
 	}
 }
 
 func (r nodeRow) cells() []string {
 	return []string{r.ID, r.Cluster, r.Hostname, r.State, strconv.Itoa(r.Cores), strconv.Itoa(r.MemoryMiB),
-		strconv.Itoa(r.DiskGiB), r.Hypervisor, r.LastHeartbeat.Format(time.RFC3339)}
+		strconv.Itoa(r.DiskGiB), r.Hypervisor, r.LastHeartbeat.Format(time.RFC3339), r.Review}
 }
 
 func nodeRemove(fs *flag.FlagSet) runFunc {

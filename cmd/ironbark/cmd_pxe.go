@@ -116,7 +116,7 @@ func pxeImage(fs *flag.FlagSet) runFunc {
 // discoverFlags are the flags of `ironbark discover`.
 type discoverFlags struct {
 	appliance, cluster string
-	rack               int
+	rack, max          int
 	noTUI              bool
 }
 
@@ -126,9 +126,13 @@ func discover(fs *flag.FlagSet) runFunc {
 	fs.StringVar(&f.cluster, "cluster", "", "cluster the nodes join (required)")
 	fs.IntVar(&f.rack, "rack", 0, "rack number in the names <appliance>-<rack>-<rank>")
 	fs.BoolVar(&f.noTUI, "no-tui", false, "print one line per discovered node instead of the screen")
+	fs.IntVar(&f.max, "max", pxe.DefaultMaxHosts, "most new hosts this session admits; MACs beyond it are refused and counted")
 	return func(ctx context.Context, e *env) error {
 		if f.cluster == "" {
 			return e.usagef("discover: --cluster is required")
+		}
+		if err := e.checkAppliance(ctx, f.appliance); err != nil {
+			return fmt.Errorf("discover: %w", err)
 		}
 		return runDiscover(ctx, e, f)
 	}
@@ -143,7 +147,10 @@ func runDiscover(ctx context.Context, e *env, f discoverFlags) error {
 	}
 	hosts := pxe.NewHosts(db)
 	disc := pxe.NewDiscovery(db, hosts)
-	sess, err := disc.Start(ctx, f.appliance, f.cluster, f.rack)
+	if f.max <= 0 {
+		return e.usagef("discover: --max must be positive")
+	}
+	sess, err := disc.Start(ctx, f.appliance, f.cluster, f.rack, f.max)
 	if err != nil {
 		return err
 	}
@@ -180,9 +187,25 @@ func runDiscover(ctx context.Context, e *env, f discoverFlags) error {
 		}
 		return out, nil
 	}
+	// refusals says what the session turned away, read from the store
+	// (the DHCP server counts them there).
+	refusals := func(ctx context.Context) string {
+		s, ok, err := disc.Active(ctx)
+		if err != nil || !ok || s.Refused == 0 {
+			return ""
+		}
+		return fmt.Sprintf("%d MAC(s) refused (last: %s)", s.Refused, s.LastRefused)
+	}
+	ended := func(n int, refused string) {
+		if refused == "" {
+			refused = "none refused"
+		}
+		e.say("discovery ended: %d node(s) discovered, %s", n, refused)
+	}
 	if f.noTUI {
-		e.say("discovering %s appliances for cluster %s, rack %d; interrupt to end", sess.Appliance, sess.Cluster, sess.Rack)
+		e.say("discovering %s appliances for cluster %s, rack %d, at most %d; interrupt to end", sess.Appliance, sess.Cluster, sess.Rack, sess.Max)
 		seen := map[string]bool{}
+		lastRefused := ""
 		t := time.NewTicker(500 * time.Millisecond)
 		defer t.Stop()
 		for {
@@ -196,12 +219,16 @@ func runDiscover(ctx context.Context, e *env, f discoverFlags) error {
 					fmt.Fprintf(e.stdout, "discovered %s mac=%s ip=%s\n", n.Name, n.MAC, n.IP)
 				}
 			}
+			if r := refusals(ctx); r != "" && r != lastRefused {
+				lastRefused = r
+				e.say("%s", r)
+			}
 			select {
 			case <-ctx.Done():
 				if c := context.Cause(ctx); c != nil && !errors.Is(c, context.Canceled) {
 					return c
 				}
-				e.say("discovery ended: %d node(s) discovered", len(seen))
+				ended(len(seen), lastRefused)
 				return nil
 			case <-t.C:
 			}
@@ -218,7 +245,9 @@ func runDiscover(ctx context.Context, e *env, f discoverFlags) error {
 	if c := context.Cause(ctx); c != nil && !errors.Is(c, context.Canceled) {
 		return c
 	}
-	e.say("discovery ended: %d node(s) discovered", len(screen.Nodes()))
+	rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer rcancel()
+	ended(len(screen.Nodes()), refusals(rctx))
 	for _, n := range screen.Nodes() {
 		fmt.Fprintf(e.stdout, "discovered %s mac=%s ip=%s\n", n.Name, n.MAC, n.IP)
 	}
@@ -316,6 +345,14 @@ func removeHost(ctx context.Context, e *env, name string) error {
 		return err
 	}
 	if err := hosts.Remove(ctx, h.Name); err != nil {
+		return err
+	}
+	// A removed host's install token must not enroll anything.
+	reg, err := cluster.NewRegistry(ctx, db)
+	if err != nil {
+		return err
+	}
+	if _, err := reg.RevokeHostTokens(ctx, h.Name); err != nil {
 		return err
 	}
 	ls, err := leases.New(ctx, db, leases.Config{})

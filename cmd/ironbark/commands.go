@@ -54,9 +54,11 @@ func commands() []command {
 		{name: "cluster add", args: "NAME", help: "add a cluster (availability zone)", setup: clusterAdd},
 		{name: "cluster list", help: "list clusters with their policy and nodes", setup: clusterList},
 		{name: "cluster set-policy", args: "NAME POLICY", help: "change a cluster's scheduling policy", setup: clusterSetPolicy},
+		{name: "cluster set-limit", args: "NAME", help: "bound what one node of the cluster may offer (--max-cores, --max-memory-mib, --max-disk-gib)", setup: clusterSetLimit},
 		{name: "node token", help: "print a one-time enrollment token for ironbark-node (needs --cluster)", setup: nodeToken},
 		{name: "node list", help: "list enrolled nodes with capacity and last heartbeat", setup: nodeList},
 		{name: "node remove", args: "NODE-ID", help: "forget a node and revoke its certificate", setup: nodeRemove},
+		{name: "node approve", args: "NODE-ID", help: "accept what a new or changed node declares, within its cluster's limit", setup: nodeApprove},
 
 		// Images (cmd_image.go).
 		{name: "image build", noStore: true, help: "build a machine image from a directory or tar (needs --from, --out)", setup: imageBuild},
@@ -74,7 +76,24 @@ func commands() []command {
 		{name: "host remove", args: "HOST", help: "remove a host and its DHCP lease", setup: hostRemove},
 		{name: "host set-boot", args: "HOST install|os|rescue", help: "set a host's next boot action", setup: hostSetBoot},
 
+		// Rolls, appliances and attributes (cmd_roll.go).
+		{name: "roll create", args: "DIR", noStore: true, help: "archive the roll in DIR, signed with --sign KEY (needs --out)", setup: rollCreate},
+		{name: "roll key create", args: "FILE", noStore: true, help: "make an ed25519 roll signing key FILE and FILE.pub; prints its id", setup: rollKeyCreate},
+		{name: "roll key trust", args: "PUBFILE", help: "trust rolls signed by the key in PUBFILE; prints its id", setup: rollKeyTrust},
+		{name: "roll add", args: "FILE", help: "verify a roll archive's signature and add it (--insecure-trust for an unsigned one)", setup: rollAdd},
+		{name: "roll list", help: "list the built-in and added rolls and whether they are enabled", setup: rollList},
+		{name: "roll enable", args: "NAME", help: "enable a roll: its nodes and edges join the graph", setup: rollSetEnabled(true)},
+		{name: "roll disable", args: "NAME", help: "disable a roll", setup: rollSetEnabled(false)},
+		{name: "roll remove", args: "NAME", help: "remove an added roll and its archive", setup: rollRemove},
+		{name: "appliance list", help: "list the appliances the enabled rolls and the site define", setup: applianceList},
+		{name: "appliance add", args: "NAME", help: "add a site appliance whose walk starts at --node", setup: applianceAdd},
+		{name: "appliance graph", args: "NAME", help: "print an appliance's graph in DOT (--pruned for one host's, --host H)", setup: applianceGraph},
+		{name: "appliance profile", args: "NAME", help: "print an appliance's ordered profile: nodes, packages, files, scripts, with their rolls", setup: applianceProfile},
+		{name: "attr set", args: "NAME VALUE", help: "set an attribute: global, or with --host/--rack/--appliance/--os", setup: attrSet},
+		{name: "attr list", help: "list attributes; with --host or --appliance the whole chain, each with its source (G/O/A/R/H/I)", setup: attrList},
+		{name: "attr remove", args: "NAME", help: "remove an attribute at its scope", setup: attrRemove},
+
 		// The frontend installer (cmd_install.go).
-		{name: "install", noStore: true, help: "install this machine as the frontend from an answer file (needs --answers)", setup: frontendInstall},
+		{name: "install", noStore: true, help: "install this machine as the frontend: the installer screens, or unattended with --answers FILE", setup: frontendInstall},
 	}
 }

@@ -66,15 +66,15 @@ func (s *Service) handleEnroll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var certPEM []byte
-	n, err := s.enroll(r.Context(), req.Token, req.Hostname, "", req.Capacity, s.cfg.Now(),
+	n, err := s.enroll(r.Context(), enrollment{Token: req.Token, Hostname: req.Hostname, MACs: req.MACs, Capacity: req.Capacity}, s.cfg.Now(),
 		func(nodeID string) (string, error) {
 			c, serial, err := s.ca.SignNode([]byte(req.CSR), nodeID)
 			certPEM = c
 			return serial, err
 		})
 	switch {
-	case errors.Is(err, ErrBadToken):
-		s.log.Warn("enrollment refused", "host", req.Hostname, "remote", r.RemoteAddr)
+	case errors.Is(err, ErrBadToken), errors.Is(err, ErrTokenIdentity):
+		s.log.Warn("enrollment refused", "host", req.Hostname, "macs", req.MACs, "remote", r.RemoteAddr, "why", err)
 		writeErr(w, http.StatusForbidden, err.Error())
 		return
 	case errors.Is(err, pki.ErrBadCSR):
@@ -89,7 +89,8 @@ func (s *Service) handleEnroll(w http.ResponseWriter, r *http.Request) {
 	}
 	s.invalidate()
 	s.log.Info("node enrolled", "node", n.ID, "host", n.Hostname, "cluster", n.Cluster,
-		"cores", n.Capacity.Cores, "memoryMiB", n.Capacity.MemoryMiB, "diskGiB", n.Capacity.DiskGiB)
+		"cores", n.Capacity.Cores, "memoryMiB", n.Capacity.MemoryMiB, "diskGiB", n.Capacity.DiskGiB,
+		"declaredCores", n.Declared.Cores, "declaredMemoryMiB", n.Declared.MemoryMiB, "declaredDiskGiB", n.Declared.DiskGiB)
 	writeJSON(w, nodeapi.EnrollResponse{NodeID: n.ID, Cluster: n.Cluster, Certificate: string(certPEM), CA: string(s.ca.CertPEM())})
 }
 
@@ -99,10 +100,9 @@ func (s *Service) handleHeartbeat(w http.ResponseWriter, r *http.Request, n Node
 		writeErr(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if req.Hostname == "" {
-		req.Hostname = n.Hostname
-	}
-	ok, err := s.heartbeat(r.Context(), n.ID, n.CertSerial, req.Hostname, req.Hypervisor, req.Capacity, s.cfg.Now())
+	// The name is the one enrolled (bound to the host for installed
+	// nodes): a heartbeat cannot rename the node.
+	ok, err := s.heartbeat(r.Context(), n, n.Hostname, req.Hypervisor, req.Capacity, s.cfg.Now())
 	if err == nil && !ok {
 		writeErr(w, http.StatusForbidden, "node is not enrolled")
 		return
@@ -117,7 +117,7 @@ func (s *Service) handleHeartbeat(w http.ResponseWriter, r *http.Request, n Node
 	}
 	if n.State != NodeUp {
 		s.invalidate()
-		s.log.Info("node is up", "node", n.ID, "host", req.Hostname)
+		s.log.Info("node is up", "node", n.ID, "host", n.Hostname)
 	}
 	writeJSON(w, nodeapi.HeartbeatResponse{NodeID: n.ID, Cluster: n.Cluster,
 		IntervalSeconds: int(s.cfg.HeartbeatInterval / time.Second)})

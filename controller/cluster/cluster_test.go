@@ -179,9 +179,15 @@ func TestEnrollHeartbeatInstances(t *testing.T) {
 		if len(got) != 1 || got[0].InstanceID != "i-1" {
 			t.Fatalf("ledger observed %+v", got)
 		}
+		// The node now says 8 cores: placement keeps counting the 4 it
+		// enrolled with until an operator approves the change.
 		n, err := s.Node(ctx, er.NodeID)
-		if err != nil || n.Capacity.Cores != 8 || n.Hypervisor != "test:///default" || n.State != NodeUp {
+		if err != nil || n.Capacity.Cores != 4 || n.Declared.Cores != 8 || !n.Pending() || n.Reviewed ||
+			n.Hypervisor != "test:///default" || n.State != NodeUp {
 			t.Fatalf("node after heartbeat: %+v %v", n, err)
+		}
+		if n, err = s.ApproveNode(ctx, er.NodeID); err != nil || n.Capacity.Cores != 8 || n.Pending() || !n.Reviewed {
+			t.Fatalf("approved node: %+v %v", n, err)
 		}
 
 		// Instances: first call answers at once; a waiting call returns
@@ -250,7 +256,7 @@ func addNode(t *testing.T, s *Service, cluster string, c nodeapi.Capacity) strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := s.enroll(ctx, tok, "h", "test:///default", c, s.cfg.Now(), func(string) (string, error) { return "1", nil })
+	n, err := s.enroll(ctx, enrollment{Token: tok, Hostname: "h", Hypervisor: "test:///default", Capacity: c}, s.cfg.Now(), func(string) (string, error) { return "1", nil })
 	if err != nil {
 		t.Fatal(err)
 	}

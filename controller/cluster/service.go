@@ -14,6 +14,7 @@ import (
 	"ironbark/controller"
 	"ironbark/controller/sched"
 	"ironbark/internal/datadir"
+	"ironbark/internal/httplimit"
 	"ironbark/internal/nodeapi"
 	"ironbark/internal/pki"
 	"ironbark/internal/store"
@@ -56,6 +57,10 @@ type Config struct {
 	// ledger when nobody called Notify (default 500 ms).
 	DesiredPoll time.Duration
 	Now         func() time.Time
+	// Limits bound each node API client (timeouts, connections per
+	// address); zero fields take httplimit's defaults, and responses have
+	// no write timeout (blobs of gigabytes stream through it).
+	Limits httplimit.Limits
 }
 
 // Service is the cluster controller: registry, node API and placement.
@@ -137,12 +142,17 @@ func (s *Service) Placer() controller.Placer { return s }
 // ends.
 func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
-		Handler:           s.Handler(),
-		TLSConfig:         s.TLSConfig(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-		BaseContext:       func(net.Listener) context.Context { return ctx },
+		Handler:     s.Handler(),
+		TLSConfig:   s.TLSConfig(),
+		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		BaseContext: func(net.Listener) context.Context { return ctx },
 	}
+	lim := s.cfg.Limits
+	if lim.WriteTimeout == 0 {
+		lim.WriteTimeout = -1
+	}
+	lim.Apply(srv)
+	ln = lim.Listener(ln, s.log.With("listener", "node-api"))
 	done := make(chan struct{})
 	go func() {
 		select {
@@ -162,7 +172,8 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 	return fmt.Errorf("node api: %w", err)
 }
 
-// Run marks nodes down when their heartbeats stop, until ctx ends.
+// Run marks nodes down when their heartbeats stop and purges expired
+// enrollment tokens, until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
 	t := time.NewTicker(s.cfg.HeartbeatInterval / 2)
 	defer t.Stop()
@@ -171,6 +182,11 @@ func (s *Service) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		}
+		if k, err := s.PurgeTokens(ctx, s.cfg.Now()); err != nil && ctx.Err() == nil {
+			s.log.Warn("purge enrollment tokens", "err", err)
+		} else if k > 0 {
+			s.log.Info("expired enrollment tokens purged", "count", k)
 		}
 		ids, err := s.markDown(ctx, s.cfg.Now().Add(-s.cfg.HeartbeatTimeout))
 		if err != nil {

@@ -97,11 +97,8 @@ func (m SysMachine) Disks() ([]Disk, error) {
 			continue
 		}
 		model := readTrim(filepath.Join(p, "device/model"))
-		if model == "" {
-			model = readTrim(filepath.Join(p, "device/vendor"))
-		}
 		if model == "" && strings.HasPrefix(n, "vd") {
-			model = "virtio disk"
+			model = "virtio disk" // virtio-blk has no model, only a PCI vendor id
 		}
 		out = append(out, Disk{Path: filepath.Join(dev, n), Size: sectors * 512, Model: model})
 	}
@@ -142,4 +139,36 @@ func orNone(s []string) string {
 		return "none"
 	}
 	return strings.Join(s, ", ")
+}
+
+// WithDiskFiles adds disk image files to a machine's disks, so the
+// frontend can be installed into an image (for a VM, or a test).
+func WithDiskFiles(m Machine, files ...string) Machine {
+	if len(files) == 0 {
+		return m
+	}
+	return fileDisks{m, files}
+}
+
+type fileDisks struct {
+	Machine
+	files []string
+}
+
+func (f fileDisks) Disks() ([]Disk, error) {
+	ds, err := f.Machine.Disks()
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range f.files {
+		st, err := os.Stat(p)
+		if err != nil {
+			return nil, fmt.Errorf("disk image: %w", err)
+		}
+		if !st.Mode().IsRegular() {
+			return nil, fmt.Errorf("disk image %s: not a regular file", p)
+		}
+		ds = append(ds, Disk{Path: p, Size: st.Size(), Model: "image file"})
+	}
+	return ds, nil
 }

@@ -24,9 +24,11 @@ func Validate(a *Answers, m Machine, need Need) error {
 	bad := func(path, format string, args ...any) {
 		errs = append(errs, Error{Path: path, Msg: fmt.Sprintf(format, args...)})
 	}
+	badField := map[string]bool{}
 	for _, f := range Fields() {
 		v := f.Get(a)
 		if v == "" || (f.Kind == KindInt && v == "0") {
+			badField[f.Path] = true
 			if f.Required(a) {
 				bad(f.Path, "missing")
 			}
@@ -36,11 +38,19 @@ func Validate(a *Answers, m Machine, need Need) error {
 		// screens reach here without Parse).
 		b := *a
 		if err := f.Set(&b, v); err != nil {
+			badField[f.Path] = true
 			bad(f.Path, "%v", err)
 		}
 	}
-	if len(errs) > 0 {
-		return errs.Err()
+	// The checks across fields run on the fields that are good, so the
+	// screens get them before every later answer is given.
+	ok := func(paths ...string) bool {
+		for _, p := range paths {
+			if badField[p] {
+				return false
+			}
+		}
+		return true
 	}
 
 	// Interfaces.
@@ -55,19 +65,18 @@ func Validate(a *Answers, m Machine, need Need) error {
 		names = append(names, n.Name)
 	}
 	for _, p := range []struct{ path, name string }{{"public.interface", a.Public.Interface}, {"private.interface", a.Private.Interface}} {
-		if _, ok := have[p.name]; !ok {
+		if _, found := have[p.name]; !found && ok(p.path) {
 			bad(p.path, "no interface %q on this machine (it has: %s)", p.name, orNone(names))
 		}
 	}
-	if a.Public.Interface == a.Private.Interface {
+	if a.Public.Interface == a.Private.Interface && ok("private.interface") {
 		bad("private.interface", "the private network needs its own interface, not the public one (%s)", a.Public.Interface)
 	}
 
 	// Subnets.
-	priv, err := prefix(a.Private.Address, a.Private.Netmask)
-	if err != nil {
-		bad("private.address", "%v", err)
-	} else {
+	var priv netip.Prefix
+	if ok("private.address", "private.netmask") {
+		priv, _ = prefix(a.Private.Address, a.Private.Netmask)
 		checkHostAddr(priv, "private.address", bad)
 		pool, err := dhcp.PoolFor(priv)
 		if err != nil {
@@ -84,28 +93,25 @@ func Validate(a *Answers, m Machine, need Need) error {
 			}
 		}
 	}
-	if !a.Public.DHCP {
-		pub, err := prefix(a.Public.Address, a.Public.Netmask)
-		if err != nil {
-			bad("public.address", "%v", err)
-		} else {
-			checkHostAddr(pub, "public.address", bad)
-			if priv.IsValid() && pub.Masked().Overlaps(priv.Masked()) {
-				bad("private.address", "the private subnet %s overlaps the public subnet %s", priv.Masked(), pub.Masked())
-			}
-			if a.Public.Gateway != "" {
-				if gw, err := netip.ParseAddr(a.Public.Gateway); err == nil && !pub.Masked().Contains(gw) {
-					bad("public.gateway", "%s is not in the public subnet %s", gw, pub.Masked())
-				}
+	if !a.Public.DHCP && ok("public.address", "public.netmask") {
+		pub, _ := prefix(a.Public.Address, a.Public.Netmask)
+		checkHostAddr(pub, "public.address", bad)
+		if priv.IsValid() && pub.Masked().Overlaps(priv.Masked()) {
+			bad("private.address", "the private subnet %s overlaps the public subnet %s", priv.Masked(), pub.Masked())
+		}
+		if a.Public.Gateway != "" && ok("public.gateway") {
+			if gw, err := netip.ParseAddr(a.Public.Gateway); err == nil && !pub.Masked().Contains(gw) {
+				bad("public.gateway", "%s is not in the public subnet %s", gw, pub.Masked())
 			}
 		}
 	}
 
 	// Disk.
-	d, err := FindDisk(m, a.Disk.Device)
-	if err != nil {
+	if !ok("disk.device") {
+		// reported above
+	} else if d, err := FindDisk(m, a.Disk.Device); err != nil {
 		bad("disk.device", "%v", err)
-	} else if need.ImageSize > 0 {
+	} else if need.ImageSize > 0 && ok("disk.dataSize") {
 		data := int64(MinDataSize)
 		if a.Disk.DataSize != "" && a.Disk.DataSize != "rest" {
 			data, _ = ParseSize(a.Disk.DataSize)
@@ -118,7 +124,7 @@ func Validate(a *Answers, m Machine, need Need) error {
 	}
 
 	// Rolls.
-	if need.Rolls != nil {
+	if need.Rolls != nil && ok("rolls") {
 		avail := map[string]bool{}
 		for _, r := range need.Rolls {
 			avail[r] = true

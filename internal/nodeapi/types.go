@@ -92,6 +92,9 @@ type EnrollRequest struct {
 	Hostname string   `json:"hostname"`
 	CSR      string   `json:"csr"` // PEM CERTIFICATE REQUEST; the key stays on the node
 	Capacity Capacity `json:"capacity"`
+	// MACs are the node's Ethernet addresses: a token bound to a host
+	// (issued by the PXE installer) enrolls only a node that has its MAC.
+	MACs []string `json:"macs,omitempty"`
 }
 
 // EnrollResponse carries the node's identity and certificate.

@@ -304,3 +304,30 @@ func TestHandleIgnoresAndRelays(t *testing.T) {
 		t.Fatalf("BOOTREPLY: %+v", r.Decision)
 	}
 }
+
+// TestDropLogRateLimited: a client sending a stream of packets the server
+// drops gets one log line per LogEvery, the next one saying how many were
+// left out; other MACs are logged on their own.
+func TestDropLogRateLimited(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	s, logs := newTestServer(t, &fakeBackend{}, func(c *Config) { c.Now = func() time.Time { return now } })
+	mac := net.HardwareAddr{0x52, 0x54, 0, 0x66, 0, 1}
+	foreign := discover(mac, dhcpv4.WithServerIP(net.IPv4(10, 9, 9, 9)), dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.IPv4(10, 9, 9, 9))))
+	ctx := context.Background()
+	for range 1000 {
+		if r := s.Handle(ctx, foreign); r.Decision.Action != ActDrop {
+			t.Fatalf("decision %+v, want drop", r.Decision)
+		}
+	}
+	if n := strings.Count(logs.String(), "dhcp drop"); n != 1 {
+		t.Fatalf("%d drop lines for 1000 drops of one MAC within a minute, want 1:\n%s", n, logs)
+	}
+	other := discover(net.HardwareAddr{0x52, 0x54, 0, 0x66, 0, 2}, dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.IPv4(10, 9, 9, 9))))
+	s.Handle(ctx, other)
+	now = now.Add(time.Minute)
+	s.Handle(ctx, foreign)
+	out := logs.String()
+	if n := strings.Count(out, "dhcp drop"); n != 3 || !strings.Contains(out, "suppressed=999") {
+		t.Fatalf("want a line for the other MAC and one saying 999 were suppressed:\n%s", out)
+	}
+}
