@@ -116,9 +116,18 @@ func (c *Cloud) allocateAddress(ctx context.Context, k *call) (any, error) {
 			used[ip] = true
 		}
 		rows.Close()
-		ip, ok := c.pool.first(used)
+		pool, err := c.publicPool(ctx, tx)
+		if err != nil {
+			return err
+		}
+		if pool.size() == 0 {
+			return ec2.Errorf("AddressLimitExceeded", "This cloud has no public addresses to allocate: "+
+				"its administrator adds some with 'ironbark address pool add CIDR' (or publicAddresses in controller.json).")
+		}
+		ip, ok := pool.first(used)
 		if !ok {
-			return ec2.Errorf("AddressLimitExceeded", "Too many addresses allocated")
+			return ec2.Errorf("AddressLimitExceeded", "All %d public addresses of this cloud are allocated: "+
+				"its administrator adds more with 'ironbark address pool add CIDR'.", pool.size())
 		}
 		resp.PublicIP = ip
 		_, err = tx.Exec(ctx, `INSERT INTO addresses (public_ip, allocation_id, account_id, created_at) VALUES (?, ?, ?, ?)`,

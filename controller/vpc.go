@@ -245,13 +245,17 @@ func (c *Cloud) describeAccountAttributes(ctx context.Context, k *call) (any, er
 	if err != nil {
 		return nil, err
 	}
+	pool, err := c.publicPool(ctx, c.db)
+	if err != nil {
+		return nil, err
+	}
 	all := []AccountAttribute{
 		{Name: "supported-platforms", Values: []string{"VPC"}},
 		{Name: "default-vpc", Values: []string{c.defaultVPCID()}},
 		{Name: "max-instances", Values: []string{strconv.Itoa(maxRunCount)}},
 		{Name: "vpc-max-security-groups-per-interface", Values: []string{"5"}},
-		{Name: "max-elastic-ips", Values: []string{strconv.Itoa(c.pool.size())}},
-		{Name: "vpc-max-elastic-ips", Values: []string{strconv.Itoa(c.pool.size())}},
+		{Name: "max-elastic-ips", Values: []string{strconv.Itoa(pool.size())}},
+		{Name: "vpc-max-elastic-ips", Values: []string{strconv.Itoa(pool.size())}},
 	}
 	resp := &DescribeAccountAttributesResponse{Attributes: []AccountAttribute{}}
 	if len(names) == 0 {

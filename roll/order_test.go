@@ -56,3 +56,49 @@ func TestOrder(t *testing.T) {
 		})
 	}
 }
+
+// A <to> child's guard ANDs with its edge's; identical node files in two
+// rolls are one node, not a conflict.
+func TestEdgeGuardsAndIdenticalNodes(t *testing.T) {
+	r1, err := Open(writeRoll(t, map[string]string{
+		"roll.xml":    `<roll name="r" version="1" arch="any" os="debian"><appliance name="x" node="root"/></roll>`,
+		"nodes/a.xml": emptyNode, "nodes/b.xml": emptyNode, "nodes/root.xml": emptyNode,
+		"graphs/default/g.xml": `<graph><edge from="root" cond="one"><to cond="two">a</to><to os="hurd">b</to></edge></graph>`,
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := Open(writeRoll(t, map[string]string{
+		"roll.xml":    `<roll name="s" version="1" arch="any" os="debian"/>`,
+		"nodes/a.xml": emptyNode,
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := Merge(r1, r2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		attrs map[string]string
+		want  string
+	}{
+		{nil, "root"},
+		{map[string]string{"one": "y"}, "root"},
+		{map[string]string{"two": "y"}, "root"},
+		{map[string]string{"one": "y", "two": "y"}, "root a"},
+		{map[string]string{"one": "y", "os": "hurd"}, "root b"},
+	} {
+		p, err := g.Profile("x", c.attrs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, n := range p.Nodes {
+			got = append(got, n.Name)
+		}
+		if s := strings.Join(got, " "); s != c.want {
+			t.Errorf("%v: walked %s, want %s", c.attrs, s, c.want)
+		}
+	}
+}
