@@ -12,10 +12,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"ironbark/images/blobstore"
+	"ironbark/internal/retry"
 )
 
 // ErrCorrupt is returned when a download does not match its digest or size.
@@ -74,15 +76,14 @@ func New(dir string, hc *http.Client, log *slog.Logger) (*Cache, error) {
 	return &Cache{dir: dir, hc: hc, log: log, retries: 3, inflight: map[string]*call{}}, nil
 }
 
+// parseDigest checks a digest and returns its hex part, the blob's file
+// name.
 func parseDigest(d string) (string, error) {
-	h, ok := strings.CutPrefix(d, "sha256:")
-	if !ok || len(h) != 64 {
-		return "", fmt.Errorf("digest %q: want sha256:<64 hex>", d)
+	pd, err := blobstore.ParseDigest(d)
+	if err != nil {
+		return "", err
 	}
-	if _, err := hex.DecodeString(h); err != nil {
-		return "", fmt.Errorf("digest %q: %w", d, err)
-	}
-	return strings.ToLower(h), nil
+	return pd.Hex(), nil
 }
 
 // Path is where a verified blob lives (it may not exist yet).
@@ -153,21 +154,15 @@ func (c *Cache) fetch(ctx context.Context, b Blob, final string) (string, error)
 	h, _ := parseDigest(b.Digest)
 	partial := filepath.Join(c.dir, "partial", h)
 	start := time.Now()
-	var err error
-	for attempt := 0; attempt <= c.retries; attempt++ {
-		if attempt > 0 {
-			select {
-			case <-ctx.Done():
-				return "", ctx.Err()
-			case <-time.After(time.Duration(attempt) * 500 * time.Millisecond):
-			}
-			c.log.Warn("image download: resuming", "digest", b.Digest, "attempt", attempt, "err", err)
-		}
-		err = c.download(ctx, b, partial)
-		if err == nil || errors.Is(err, ErrCorrupt) || IsNoSpace(err) || errors.As(err, new(permanent)) || ctx.Err() != nil {
-			break
-		}
-	}
+	err := retry.Do(ctx, retry.Policy{
+		Attempts: c.retries + 1, Wait: 500 * time.Millisecond, MaxWait: 2 * time.Second,
+		Retryable: func(err error) bool {
+			return !errors.Is(err, ErrCorrupt) && !IsNoSpace(err) && !errors.As(err, new(permanent))
+		},
+		OnRetry: func(err error, attempt int, _ time.Duration) {
+			c.log.Warn("image download: resuming", "digest", b.Digest, "attempt", attempt+1, "err", err)
+		},
+	}, func(int) error { return c.download(ctx, b, partial) })
 	if err != nil {
 		// A full disk keeps no partial download: it would hold the space
 		// other images need, and this one does not fit anyway.
