@@ -41,13 +41,17 @@ func CreateAccount(ctx context.Context, db *store.DB, name string, admin bool) (
 	}
 	a := Account{ID: newAccountID(), Name: name, Admin: admin, AccessKey: newAccessKey(), SecretKey: newSecretKey()}
 	now := time.Now().Unix()
-	err := db.InTx(ctx, func(tx *store.Tx) error {
+	sealed, err := db.Seal(a.SecretKey, a.AccessKey)
+	if err != nil {
+		return Account{}, fmt.Errorf("create account %q: %w", name, err)
+	}
+	err = db.InTx(ctx, func(tx *store.Tx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO accounts (id, name, admin, created_at) VALUES (?, ?, ?, ?)`,
 			a.ID, a.Name, boolInt(admin), now); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, `INSERT INTO access_keys (access_key, secret, account_id, created_at) VALUES (?, ?, ?, ?)`,
-			a.AccessKey, a.SecretKey, a.ID, now)
+			a.AccessKey, sealed, a.ID, now)
 		return err
 	})
 	if store.IsUniqueViolation(err) {
@@ -75,8 +79,60 @@ func LookupAccount(ctx context.Context, db *store.DB, name string) (Account, err
 	if err != nil {
 		return Account{}, fmt.Errorf("account %q: %w", name, err)
 	}
+	if a.SecretKey, err = db.Unseal(a.SecretKey, a.AccessKey); err != nil {
+		return Account{}, fmt.Errorf("account %q: access key %s: %w", name, a.AccessKey, err)
+	}
 	a.Admin = admin == 1
 	return a, nil
+}
+
+// SealSecrets encrypts the access keys' secrets still stored in plaintext
+// (by a version before sealing) and reports how many it sealed. It fails
+// when a sealed secret does not unseal with this store's key file, so a
+// controller given the wrong key file refuses to start rather than
+// refusing every signature.
+func SealSecrets(ctx context.Context, db *store.DB) (int, error) {
+	type row struct{ key, secret string }
+	var rows []row
+	rs, err := db.Query(ctx, `SELECT access_key, secret FROM access_keys`)
+	if err != nil {
+		return 0, fmt.Errorf("seal secrets: %w", err)
+	}
+	for rs.Next() {
+		var r row
+		if err := rs.Scan(&r.key, &r.secret); err != nil {
+			rs.Close()
+			return 0, fmt.Errorf("seal secrets: %w", err)
+		}
+		rows = append(rows, r)
+	}
+	rs.Close()
+	if err := rs.Err(); err != nil {
+		return 0, fmt.Errorf("seal secrets: %w", err)
+	}
+	n := 0
+	for _, r := range rows {
+		if store.IsSealed(r.secret) {
+			if _, err := db.Unseal(r.secret, r.key); err != nil {
+				return n, fmt.Errorf("access key %s: %w", r.key, err)
+			}
+			continue
+		}
+		sealed, err := db.Seal(r.secret, r.key)
+		if err != nil {
+			return n, fmt.Errorf("seal secrets: %w", err)
+		}
+		// Only if still the plaintext read: another controller may have
+		// sealed it meanwhile.
+		res, err := db.Exec(ctx, `UPDATE access_keys SET secret = ? WHERE access_key = ? AND secret = ?`, sealed, r.key, r.secret)
+		if err != nil {
+			return n, fmt.Errorf("seal secret of %s: %w", r.key, err)
+		}
+		if k, _ := res.RowsAffected(); k == 1 {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // EnsureAdmin returns the administrator's account, making it if this is
@@ -115,6 +171,9 @@ func (c *Cloud) LookupAccessKey(ctx context.Context, accessKey string) (string, 
 	}
 	if err != nil {
 		return "", ec2.Principal{}, fmt.Errorf("look up access key: %w", err)
+	}
+	if secret, err = c.db.Unseal(secret, accessKey); err != nil {
+		return "", ec2.Principal{}, fmt.Errorf("look up access key %s: %w", accessKey, err)
 	}
 	p := ec2.Principal{AccountID: account, AccessKey: accessKey, Admin: admin == 1}
 	c.keys.put(accessKey, cachedKey{secret: secret, principal: p}, c.now())

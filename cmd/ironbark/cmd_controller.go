@@ -56,6 +56,11 @@ func runController(ctx context.Context, e *env, f controllerFlags) error {
 	if err != nil {
 		return err
 	}
+	if n, err := controller.SealSecrets(ctx, db); err != nil {
+		return fmt.Errorf("controller: %w", err)
+	} else if n > 0 {
+		log.Info("sealed access key secrets stored in plaintext", "count", n, "key_file", db.KeyFile())
+	}
 	cfg := controller.Config{Region: settings.Region, VMTypes: settings.VMTypes, PublicAddresses: settings.PublicAddresses,
 		InstanceSubnet: settings.InstanceSubnet}
 	if f.region != "" {
