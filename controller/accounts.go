@@ -219,13 +219,25 @@ func (kc *keyCache) put(key string, k cachedKey, now time.Time) {
 
 // WriteCredentials writes DIR/credentials/NAME/{eucarc,config,credentials}
 // for the account, readable by root only, and returns the directory.
-// endpoint is the EC2 URL users reach the controller at.
-func WriteCredentials(dataDir string, a Account, endpoint, region string) (string, error) {
+// endpoint is the EC2 URL users reach the controller at. caPEM, when the
+// endpoint is HTTPS, is the cloud's CA certificate: it goes beside them as
+// ca.pem, named by the eucarc (AWS_CA_BUNDLE) and the AWS CLI config
+// (ca_bundle), so the clients verify the controller.
+func WriteCredentials(dataDir string, a Account, endpoint, region string, caPEM []byte) (string, error) {
 	dir := datadir.Dir(dataDir).Credentials(a.Name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("write credentials: %w", err)
 	}
-	eucarc := fmt.Sprintf(`# ironbark credentials for account %s (%s)
+	files := map[string]string{}
+	bundle, bundleEnv, bundleConf := filepath.Join(dir, "ca.pem"), "", ""
+	if len(caPEM) > 0 {
+		files["ca.pem"] = string(caPEM)
+		bundleEnv = "export AWS_CA_BUNDLE=" + bundle + "\n"
+		bundleConf = "ca_bundle = " + bundle + "\n"
+	} else {
+		os.Remove(bundle) // plain HTTP now: no stale bundle named anywhere
+	}
+	files["eucarc"] = fmt.Sprintf(`# ironbark credentials for account %s (%s)
 # Use: . %s
 export EC2_URL=%s
 export AWS_ENDPOINT_URL=%s
@@ -238,11 +250,11 @@ export EC2_ACCOUNT_NUMBER=%s
 export AWS_CONFIG_FILE=%s
 export AWS_SHARED_CREDENTIALS_FILE=%s
 export AWS_EC2_METADATA_DISABLED=true
-`, a.Name, a.ID, filepath.Join(dir, "eucarc"), endpoint, endpoint, a.AccessKey, a.SecretKey, region,
-		a.AccessKey, a.SecretKey, a.ID, filepath.Join(dir, "config"), filepath.Join(dir, "credentials"))
-	config := fmt.Sprintf("[default]\nregion = %s\nendpoint_url = %s\noutput = json\n", region, endpoint)
-	creds := fmt.Sprintf("[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n", a.AccessKey, a.SecretKey)
-	for name, body := range map[string]string{"eucarc": eucarc, "config": config, "credentials": creds} {
+%s`, a.Name, a.ID, filepath.Join(dir, "eucarc"), endpoint, endpoint, a.AccessKey, a.SecretKey, region,
+		a.AccessKey, a.SecretKey, a.ID, filepath.Join(dir, "config"), filepath.Join(dir, "credentials"), bundleEnv)
+	files["config"] = fmt.Sprintf("[default]\nregion = %s\nendpoint_url = %s\noutput = json\n%s", region, endpoint, bundleConf)
+	files["credentials"] = fmt.Sprintf("[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n", a.AccessKey, a.SecretKey)
+	for name, body := range files {
 		if err := writeFileAtomic(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
 			return "", fmt.Errorf("write credentials: %w", err)
 		}
