@@ -80,9 +80,6 @@ func (c *Cloud) loadInstanceAttrs(ctx context.Context, q store.Querier, k *call,
 var describeInstanceAttributeParams = []string{"InstanceId", "Attribute"}
 
 func (c *Cloud) describeInstanceAttribute(ctx context.Context, k *call) (any, error) {
-	if err := k.Query().Check(describeInstanceAttributeParams...); err != nil {
-		return nil, err
-	}
 	id, err := k.required("InstanceId")
 	if err != nil {
 		return nil, err
@@ -146,9 +143,6 @@ var modifyInstanceAttributeParams = []string{"InstanceId", "Attribute", "Value",
 
 func (c *Cloud) modifyInstanceAttribute(ctx context.Context, k *call) (any, error) {
 	q := k.Query()
-	if err := q.Check(modifyInstanceAttributeParams...); err != nil {
-		return nil, err
-	}
 	id, err := k.required("InstanceId")
 	if err != nil {
 		return nil, err

@@ -202,6 +202,11 @@ func (c *Cloud) instancePage(ctx context.Context, k *call, p ec2.Page) ([]Instan
 	return out, next, nil
 }
 
+// describeInstancesParams are the parameters DescribeInstances accepts.
+var describeInstancesParams = []string{
+	"InstanceId.N", "Filter.N.Name", "Filter.N.Value.N", "MaxResults", "NextToken",
+}
+
 func (c *Cloud) describeInstances(ctx context.Context, k *call) (any, error) {
 	if k.Query().Has("MaxResults") && k.Query().Sub("InstanceId").Len() > 0 {
 		return nil, ec2.InvalidParameterCombination("The parameter instancesSet cannot be used with the parameter maxResults")
@@ -262,6 +267,11 @@ func statusSummary(state string) StatusSummary {
 	return StatusSummary{Status: "not-applicable", Details: []StatusDetail{{"reachability", "not-applicable"}}}
 }
 
+// describeInstanceStatusParams are the parameters DescribeInstanceStatus accepts.
+var describeInstanceStatusParams = []string{
+	"InstanceId.N", "IncludeAllInstances", "Filter.N.Name", "Filter.N.Value.N", "MaxResults", "NextToken",
+}
+
 func (c *Cloud) describeInstanceStatus(ctx context.Context, k *call) (any, error) {
 	all, err := k.Query().Bool("IncludeAllInstances", false)
 	if err != nil {
@@ -315,6 +325,11 @@ type GetConsoleOutputResponse struct {
 	InstanceID string   `xml:"instanceId"`
 	Timestamp  ec2.Time `xml:"timestamp"`
 	Output     string   `xml:"output"`
+}
+
+// getConsoleOutputParams are the parameters GetConsoleOutput accepts.
+var getConsoleOutputParams = []string{
+	"InstanceId", "Latest",
 }
 
 func (c *Cloud) getConsoleOutput(ctx context.Context, k *call) (any, error) {

@@ -80,6 +80,11 @@ type CreateSecurityGroupResponse struct {
 	GroupID string `xml:"groupId"`
 }
 
+// createSecurityGroupParams are the parameters CreateSecurityGroup accepts.
+var createSecurityGroupParams = []string{
+	"GroupName", "GroupDescription", "VpcId",
+}
+
 func (c *Cloud) createSecurityGroup(ctx context.Context, k *call) (any, error) {
 	name, err := k.required("GroupName")
 	if err != nil {
@@ -114,6 +119,11 @@ func (c *Cloud) createSecurityGroup(ctx context.Context, k *call) (any, error) {
 		return nil, fmt.Errorf("create security group: %w", err)
 	}
 	return &CreateSecurityGroupResponse{Return: true, GroupID: id}, nil
+}
+
+// deleteSecurityGroupParams are the parameters DeleteSecurityGroup accepts.
+var deleteSecurityGroupParams = []string{
+	"GroupId", "GroupName",
 }
 
 func (c *Cloud) deleteSecurityGroup(ctx context.Context, k *call) (any, error) {
@@ -352,6 +362,17 @@ func (c *Cloud) requestedRules(ctx context.Context, tx *store.Tx, k *call, egres
 	return g, rules, err
 }
 
+// securityGroupRuleParams are the parameters the Authorize and Revoke actions accept.
+var securityGroupRuleParams = []string{
+	"GroupId", "GroupName", "IpPermissions.N.IpProtocol", "IpPermissions.N.FromPort", "IpPermissions.N.ToPort",
+	"IpPermissions.N.IpRanges.N.CidrIp", "IpPermissions.N.IpRanges.N.Description",
+	"IpPermissions.N.Ipv6Ranges.N.CidrIpv6", "IpPermissions.N.Ipv6Ranges.N.Description",
+	"IpPermissions.N.Groups.N.GroupId", "IpPermissions.N.Groups.N.GroupName", "IpPermissions.N.Groups.N.UserId",
+	"IpPermissions.N.Groups.N.Description", "IpProtocol", "FromPort", "ToPort", "CidrIp",
+	"SourceSecurityGroupName", "SourceSecurityGroupOwnerId", "TagSpecification.N.ResourceType",
+	"TagSpecification.N.Tag.N.Key", "TagSpecification.N.Tag.N.Value",
+}
+
 func (c *Cloud) authorize(ctx context.Context, k *call, egress bool) (any, error) {
 	resp := &AuthorizeResponse{Return: true}
 	err := c.db.InTx(ctx, func(tx *store.Tx) error {
@@ -461,6 +482,11 @@ type DescribeSecurityGroupsResponse struct {
 	ec2.ResponseMeta
 	Groups    []SecurityGroup `xml:"securityGroupInfo>item"`
 	NextToken string          `xml:"nextToken,omitempty"`
+}
+
+// describeSecurityGroupsParams are the parameters DescribeSecurityGroups accepts.
+var describeSecurityGroupsParams = []string{
+	"GroupId.N", "GroupName.N", "Filter.N.Name", "Filter.N.Value.N", "MaxResults", "NextToken",
 }
 
 func (c *Cloud) describeSecurityGroups(ctx context.Context, k *call) (any, error) {

@@ -102,6 +102,11 @@ func incorrectState(state string) error {
 	return ec2.Errorf("IncorrectInstanceState", "This instance is in the '%s' state, which is not valid for this operation.", state)
 }
 
+// terminateInstancesParams are the parameters TerminateInstances accepts.
+var terminateInstancesParams = []string{
+	"InstanceId.N",
+}
+
 func (c *Cloud) terminateInstances(ctx context.Context, k *call) (any, error) {
 	return c.changeState(ctx, k, "terminate", func(state string) (string, string, error) {
 		if state == nodeapi.StateTerminated {
@@ -109,6 +114,11 @@ func (c *Cloud) terminateInstances(ctx context.Context, k *call) (any, error) {
 		}
 		return nodeapi.StateShuttingDown, nodeapi.StateTerminated, nil
 	})
+}
+
+// stopInstancesParams are the parameters StopInstances accepts.
+var stopInstancesParams = []string{
+	"InstanceId.N", "Force",
 }
 
 func (c *Cloud) stopInstances(ctx context.Context, k *call) (any, error) {
@@ -123,6 +133,11 @@ func (c *Cloud) stopInstances(ctx context.Context, k *call) (any, error) {
 	})
 }
 
+// startInstancesParams are the parameters StartInstances accepts.
+var startInstancesParams = []string{
+	"InstanceId.N", "AdditionalInfo",
+}
+
 func (c *Cloud) startInstances(ctx context.Context, k *call) (any, error) {
 	return c.changeState(ctx, k, "start", func(state string) (string, string, error) {
 		switch state {
@@ -133,6 +148,11 @@ func (c *Cloud) startInstances(ctx context.Context, k *call) (any, error) {
 		}
 		return "", "", incorrectState(state)
 	})
+}
+
+// rebootInstancesParams are the parameters RebootInstances accepts.
+var rebootInstancesParams = []string{
+	"InstanceId.N",
 }
 
 func (c *Cloud) rebootInstances(ctx context.Context, k *call) (any, error) {

@@ -58,9 +58,6 @@ var runInstancesParams = []string{"ImageId", "MinCount", "MaxCount", "InstanceTy
 
 func (c *Cloud) parseLaunch(ctx context.Context, k *call) (*launch, error) {
 	q := k.Query()
-	if err := q.Check(runInstancesParams...); err != nil {
-		return nil, err
-	}
 	l := &launch{}
 	imageID, err := q.Required("ImageId")
 	if err != nil {

@@ -198,5 +198,13 @@ ALTER TABLE instances ADD COLUMN disable_api_termination INTEGER NOT NULL DEFAUL
 ALTER TABLE instances ADD COLUMN disable_api_stop INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE instances ADD COLUMN shutdown_behavior TEXT NOT NULL DEFAULT 'stop';
 `},
+		// The public address pool the administrator manages with
+		// `ironbark address pool`, beside controller.json's publicAddresses.
+		{ID: "controller/0011-public-address-pool", SQL: `
+CREATE TABLE public_address_pool (
+	block      TEXT PRIMARY KEY,
+	created_at BIGINT NOT NULL
+);
+`},
 	}
 }

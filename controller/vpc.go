@@ -68,10 +68,12 @@ type DescribeVpcsResponse struct {
 	NextToken string `xml:"nextToken,omitempty"`
 }
 
+// describeVpcsParams are the parameters DescribeVpcs accepts.
+var describeVpcsParams = []string{
+	"VpcId.N", "Filter.N.Name", "Filter.N.Value.N", "MaxResults", "NextToken",
+}
+
 func (c *Cloud) describeVpcs(ctx context.Context, k *call) (any, error) {
-	if err := k.Query().Check("VpcId.N", "Filter.N.Name", "Filter.N.Value.N", "MaxResults", "NextToken"); err != nil {
-		return nil, err
-	}
 	cidr := c.subnet.String()
 	d := &describer[VPC]{
 		ids: []idParam[VPC]{{name: "VpcId", of: func(v VPC) string { return v.VpcID },
@@ -171,10 +173,12 @@ func (c *Cloud) subnetZone(ctx context.Context, k *call, id string) (string, err
 	return "", ec2.NotFound("InvalidSubnetID.NotFound", id)
 }
 
+// describeSubnetsParams are the parameters DescribeSubnets accepts.
+var describeSubnetsParams = []string{
+	"SubnetId.N", "Filter.N.Name", "Filter.N.Value.N", "MaxResults", "NextToken",
+}
+
 func (c *Cloud) describeSubnets(ctx context.Context, k *call) (any, error) {
-	if err := k.Query().Check("SubnetId.N", "Filter.N.Name", "Filter.N.Value.N", "MaxResults", "NextToken"); err != nil {
-		return nil, err
-	}
 	d := &describer[Subnet]{
 		ids: []idParam[Subnet]{{name: "SubnetId", of: func(s Subnet) string { return s.SubnetID },
 			notFound: func(id string) error { return ec2.NotFound("InvalidSubnetID.NotFound", id) }}},
@@ -231,11 +235,17 @@ type DescribeAccountAttributesResponse struct {
 	Attributes []AccountAttribute `xml:"accountAttributeSet>item"`
 }
 
+// describeAccountAttributesParams are the parameters DescribeAccountAttributes accepts.
+var describeAccountAttributesParams = []string{
+	"AttributeName.N",
+}
+
 func (c *Cloud) describeAccountAttributes(ctx context.Context, k *call) (any, error) {
-	if err := k.Query().Check("AttributeName.N"); err != nil {
+	names, err := k.list("AttributeName")
+	if err != nil {
 		return nil, err
 	}
-	names, err := k.list("AttributeName")
+	pool, err := c.publicPool(ctx, c.db)
 	if err != nil {
 		return nil, err
 	}
@@ -244,8 +254,8 @@ func (c *Cloud) describeAccountAttributes(ctx context.Context, k *call) (any, er
 		{Name: "default-vpc", Values: []string{c.defaultVPCID()}},
 		{Name: "max-instances", Values: []string{strconv.Itoa(maxRunCount)}},
 		{Name: "vpc-max-security-groups-per-interface", Values: []string{"5"}},
-		{Name: "max-elastic-ips", Values: []string{strconv.Itoa(c.pool.size())}},
-		{Name: "vpc-max-elastic-ips", Values: []string{strconv.Itoa(c.pool.size())}},
+		{Name: "max-elastic-ips", Values: []string{strconv.Itoa(pool.size())}},
+		{Name: "vpc-max-elastic-ips", Values: []string{strconv.Itoa(pool.size())}},
 	}
 	resp := &DescribeAccountAttributesResponse{Attributes: []AccountAttribute{}}
 	if len(names) == 0 {
@@ -342,10 +352,12 @@ type DescribeNetworkInterfacesResponse struct {
 	NextToken  string             `xml:"nextToken,omitempty"`
 }
 
+// describeNetworkInterfacesParams are the parameters DescribeNetworkInterfaces accepts.
+var describeNetworkInterfacesParams = []string{
+	"NetworkInterfaceId.N", "Filter.N.Name", "Filter.N.Value.N", "MaxResults", "NextToken",
+}
+
 func (c *Cloud) describeNetworkInterfaces(ctx context.Context, k *call) (any, error) {
-	if err := k.Query().Check("NetworkInterfaceId.N", "Filter.N.Name", "Filter.N.Value.N", "MaxResults", "NextToken"); err != nil {
-		return nil, err
-	}
 	d := &describer[NetworkInterface]{
 		ids: []idParam[NetworkInterface]{{name: "NetworkInterfaceId", of: func(n NetworkInterface) string { return n.NetworkInterfaceID },
 			notFound: func(id string) error { return ec2.NotFound("InvalidNetworkInterfaceID.NotFound", id) }}},
