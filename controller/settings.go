@@ -55,7 +55,7 @@ func LoadSettings(dataDir string) (Settings, error) {
 
 // DefaultEndpoint is the EC2 URL credentials name before a controller has
 // run and remembered its own.
-const DefaultEndpoint = "http://127.0.0.1:8773/"
+const DefaultEndpoint = "https://127.0.0.1:8773/"
 
 // Resolved is s with what it leaves out filled in: DefaultRegion,
 // DefaultVMTypes and DefaultEndpoint. It is what a controller runs with
