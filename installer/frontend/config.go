@@ -18,6 +18,10 @@ import (
 // network the answers describe.
 const Cluster0 = "cluster0"
 
+// InstalledDataDir is where the data partition is mounted on the
+// installed frontend.
+const InstalledDataDir = "/var/lib/ironbark"
+
 // Config is DATA/frontend.json: what the installed frontend is, as the
 // installer wrote it from the answers. Its boot reads it to bring the
 // interfaces up and start the services.
@@ -161,6 +165,27 @@ func StageDataDir(ctx context.Context, dir string, a Answers) error {
 	}
 	if err := reg.AddCluster(ctx, Cluster0, sched.Greedy); err != nil {
 		return err
+	}
+	// The cloud's administrator, with EC2 keys, so the frontend answers
+	// its first request (eucarc under credentials/admin, paths as the
+	// installed frontend sees them).
+	admin, err := controller.EnsureAdmin(ctx, db)
+	if err != nil {
+		return err
+	}
+	cdir, err := controller.WriteCredentials(dir, admin, "http://"+host+":8773/", controller.DefaultRegion)
+	if err != nil {
+		return err
+	}
+	for _, n := range []string{"eucarc", "config", "credentials"} {
+		p := filepath.Join(cdir, n)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, []byte(strings.ReplaceAll(string(b), dir, InstalledDataDir)), 0o600); err != nil {
+			return err
+		}
 	}
 	return db.Close()
 }
