@@ -109,7 +109,9 @@ func stop(say func(string, ...any), err error) error {
 	say("FRONTEND INSTALL FAILED: %v", err)
 	say("nothing boots from the target disk; fix the cause and boot the installer again")
 	unix.Sync()
-	select {}
+	for {
+		time.Sleep(time.Hour) // pid 1 stays; the console keeps the reason
+	}
 }
 
 // MountMedium finds the block device holding the installer's medium (an

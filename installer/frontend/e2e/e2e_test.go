@@ -46,13 +46,24 @@ func (c console) await(t *testing.T, qemu *lab.Process, s string, timeout time.D
 	deadline := time.Now().Add(timeout)
 	for !strings.Contains(c.text(), s) {
 		if strings.Contains(c.text(), "FRONTEND INSTALL FAILED") || strings.Contains(c.text(), "IRONBARK-FRONTEND-FAILED") {
-			t.Fatalf("failed on the console:\n%s", tail(c.text(), 40))
+			t.Fatalf("failed on the console:\n%s\n...\n%s", installerLines(c.text()), tail(c.text(), 20))
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("console never showed %q; qemu: %s\nconsole:\n%s", s, qemu.Output(), tail(c.text(), 40))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// installerLines are the installer's own messages on the console.
+func installerLines(s string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, "ironbark-installer:") || strings.Contains(l, "level=") || strings.Contains(l, "IRONBARK") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 func tail(s string, n int) string {
@@ -94,9 +105,18 @@ func TestISOInstallsFrontend(t *testing.T) {
 	if err := os.WriteFile(answers, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	rolls := filepath.Join(dir, "rolls")
+	for _, r := range a.Rolls {
+		if err := os.MkdirAll(filepath.Join(rolls, r), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(rolls, r, "roll.xml"), []byte("<roll name='"+r+"'/>\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	isoPath := filepath.Join(dir, "ironbark.iso")
 	if _, err := iso.Build(context.Background(), isoPath, installer.ISOSpec(
-		iso.Spec{Kernel: k.Vmlinuz, Initrd: initrd, Cmdline: "console=ttyS0 panic=-1"}, image, answers)); err != nil {
+		iso.Spec{Kernel: k.Vmlinuz, Initrd: initrd, Cmdline: "console=ttyS0 panic=-1", Rolls: rolls}, image, answers)); err != nil {
 		t.Fatal(err)
 	}
 	target := frontendtest.BlankDisk(t, dir, 1536<<20)
@@ -165,6 +185,7 @@ func TestISOInstallsFrontend(t *testing.T) {
 	if len(zones) != 1 || zones[0] != "cluster0" {
 		t.Fatalf("zones %v, want [cluster0]", zones)
 	}
+	t.Logf("console:\n%s", installerLines(con.text()))
 }
 
 // readDataFile reads a file from the installed disk's data partition.
