@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"ironbark/controller/ec2"
+	"ironbark/internal/atomicfile"
 	"ironbark/internal/datadir"
 	"ironbark/internal/store"
 )
@@ -184,19 +185,11 @@ export AWS_EC2_METADATA_DISABLED=true
 	config := fmt.Sprintf("[default]\nregion = %s\nendpoint_url = %s\noutput = json\n", region, endpoint)
 	creds := fmt.Sprintf("[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n", a.AccessKey, a.SecretKey)
 	for name, body := range map[string]string{"eucarc": eucarc, "config": config, "credentials": creds} {
-		if err := writeFileAtomic(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
+		if err := atomicfile.Write(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
 			return "", fmt.Errorf("write credentials: %w", err)
 		}
 	}
 	return dir, nil
-}
-
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, mode); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 func boolInt(b bool) int {

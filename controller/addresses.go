@@ -52,6 +52,18 @@ func lastAddr(p netip.Prefix) netip.Addr {
 	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }
 
+// size is the number of addresses in the pool.
+func (p *addressPool) size() int {
+	n := 0
+	for _, r := range p.ranges {
+		a, b := r[0].As4(), r[1].As4()
+		lo := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
+		hi := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+		n += int(hi-lo) + 1
+	}
+	return n
+}
+
 // first returns the lowest pool address not in used.
 func (p *addressPool) first(used map[string]bool) (string, bool) {
 	for _, r := range p.ranges {
@@ -73,6 +85,11 @@ type AllocateAddressResponse struct {
 	PublicIP     string `xml:"publicIp"`
 	Domain       string `xml:"domain"`
 	AllocationID string `xml:"allocationId"`
+}
+
+// allocateAddressParams are the parameters AllocateAddress accepts.
+var allocateAddressParams = []string{
+	"Domain",
 }
 
 func (c *Cloud) allocateAddress(ctx context.Context, k *call) (any, error) {
@@ -99,9 +116,18 @@ func (c *Cloud) allocateAddress(ctx context.Context, k *call) (any, error) {
 			used[ip] = true
 		}
 		rows.Close()
-		ip, ok := c.pool.first(used)
+		pool, err := c.publicPool(ctx, tx)
+		if err != nil {
+			return err
+		}
+		if pool.size() == 0 {
+			return ec2.Errorf("AddressLimitExceeded", "This cloud has no public addresses to allocate: "+
+				"its administrator adds some with 'ironbark address pool add CIDR' (or publicAddresses in controller.json).")
+		}
+		ip, ok := pool.first(used)
 		if !ok {
-			return ec2.Errorf("AddressLimitExceeded", "Too many addresses allocated")
+			return ec2.Errorf("AddressLimitExceeded", "All %d public addresses of this cloud are allocated: "+
+				"its administrator adds more with 'ironbark address pool add CIDR'.", pool.size())
 		}
 		resp.PublicIP = ip
 		_, err = tx.Exec(ctx, `INSERT INTO addresses (public_ip, allocation_id, account_id, created_at) VALUES (?, ?, ?, ?)`,
@@ -151,6 +177,11 @@ func disassociate(ctx context.Context, tx *store.Tx, a address) error {
 	return err
 }
 
+// releaseAddressParams are the parameters ReleaseAddress accepts.
+var releaseAddressParams = []string{
+	"PublicIp", "AllocationId",
+}
+
 func (c *Cloud) releaseAddress(ctx context.Context, k *call) (any, error) {
 	err := c.db.InTx(ctx, func(tx *store.Tx) error {
 		a, err := findAddress(ctx, tx, k, k.str("AllocationId"), k.str("PublicIp"))
@@ -177,6 +208,11 @@ type AssociateAddressResponse struct {
 	ec2.ResponseMeta
 	Return        bool   `xml:"return"`
 	AssociationID string `xml:"associationId"`
+}
+
+// associateAddressParams are the parameters AssociateAddress accepts.
+var associateAddressParams = []string{
+	"InstanceId", "PublicIp", "AllocationId", "AllowReassociation",
 }
 
 func (c *Cloud) associateAddress(ctx context.Context, k *call) (any, error) {
@@ -229,6 +265,11 @@ func (c *Cloud) associateAddress(ctx context.Context, k *call) (any, error) {
 	return resp, nil
 }
 
+// disassociateAddressParams are the parameters DisassociateAddress accepts.
+var disassociateAddressParams = []string{
+	"PublicIp", "AssociationId",
+}
+
 func (c *Cloud) disassociateAddress(ctx context.Context, k *call) (any, error) {
 	err := c.db.InTx(ctx, func(tx *store.Tx) error {
 		var a address
@@ -269,6 +310,11 @@ type Address struct {
 type DescribeAddressesResponse struct {
 	ec2.ResponseMeta
 	Addresses []Address `xml:"addressesSet>item"`
+}
+
+// describeAddressesParams are the parameters DescribeAddresses accepts.
+var describeAddressesParams = []string{
+	"PublicIp.N", "AllocationId.N", "Filter.N.Name", "Filter.N.Value.N",
 }
 
 func (c *Cloud) describeAddresses(ctx context.Context, k *call) (any, error) {

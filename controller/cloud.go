@@ -54,7 +54,8 @@ type Cloud struct {
 	subnet      netip.Prefix
 	privatePool *addressPool
 	now         func() time.Time
-	actions     map[string]action
+	actions     map[string]actionSpec
+	stsActions  map[string]actionSpec
 	runMu       sync.Mutex
 	keys        keyCache
 }
@@ -94,6 +95,7 @@ func New(cfg Config, db *store.DB, placer Placer, log *slog.Logger) (*Cloud, err
 		c.vmTypes[vt.Name] = vt
 	}
 	c.actions = c.actionTable()
+	c.stsActions = c.stsActionTable()
 	return c, nil
 }
 
@@ -118,60 +120,75 @@ func (c *Cloud) notify(nodes ...string) {
 // DefaultRegion is the region name when the config names none.
 const DefaultRegion = "ironbark"
 
-func (c *Cloud) actionTable() map[string]action {
-	return map[string]action{
-		"DescribeRegions":           c.describeRegions,
-		"DescribeAvailabilityZones": c.describeAvailabilityZones,
-		"DescribeInstanceTypes":     c.describeInstanceTypes,
+// actionSpec is one action: the parameters it accepts (ec2.Params.Check
+// patterns; any other is UnknownParameter, as EC2 answers) and its
+// handler. The lists live next to the handlers.
+type actionSpec struct {
+	params []string
+	run    action
+}
 
-		"RunInstances":           c.runInstances,
-		"DescribeInstances":      c.describeInstances,
-		"TerminateInstances":     c.terminateInstances,
-		"StopInstances":          c.stopInstances,
-		"StartInstances":         c.startInstances,
-		"RebootInstances":        c.rebootInstances,
-		"DescribeInstanceStatus": c.describeInstanceStatus,
-		"GetConsoleOutput":       c.getConsoleOutput,
-
-		"CreateKeyPair":    c.createKeyPair,
-		"ImportKeyPair":    c.importKeyPair,
-		"DeleteKeyPair":    c.deleteKeyPair,
-		"DescribeKeyPairs": c.describeKeyPairs,
-
-		"CreateSecurityGroup":           c.createSecurityGroup,
-		"DeleteSecurityGroup":           c.deleteSecurityGroup,
-		"DescribeSecurityGroups":        c.describeSecurityGroups,
-		"AuthorizeSecurityGroupIngress": c.authorizeIngress,
-		"AuthorizeSecurityGroupEgress":  c.authorizeEgress,
-		"RevokeSecurityGroupIngress":    c.revokeIngress,
-		"RevokeSecurityGroupEgress":     c.revokeEgress,
-
-		"AllocateAddress":     c.allocateAddress,
-		"ReleaseAddress":      c.releaseAddress,
-		"AssociateAddress":    c.associateAddress,
-		"DisassociateAddress": c.disassociateAddress,
-		"DescribeAddresses":   c.describeAddresses,
-
-		"RegisterImage":          c.registerImage,
-		"DeregisterImage":        c.deregisterImage,
-		"DescribeImages":         c.describeImages,
-		"DescribeImageAttribute": c.describeImageAttribute,
-		"ModifyImageAttribute":   c.modifyImageAttribute,
-		"ResetImageAttribute":    c.resetImageAttribute,
-
-		"CreateTags":   c.createTags,
-		"DeleteTags":   c.deleteTags,
-		"DescribeTags": c.describeTags,
+func (c *Cloud) actionTable() map[string]actionSpec {
+	return map[string]actionSpec{
+		"DescribeRegions":               {describeRegionsParams, c.describeRegions},
+		"DescribeAvailabilityZones":     {describeAvailabilityZonesParams, c.describeAvailabilityZones},
+		"DescribeInstanceTypes":         {describeInstanceTypesParams, c.describeInstanceTypes},
+		"RunInstances":                  {runInstancesParams, c.runInstances},
+		"DescribeInstances":             {describeInstancesParams, c.describeInstances},
+		"TerminateInstances":            {terminateInstancesParams, c.terminateInstances},
+		"StopInstances":                 {stopInstancesParams, c.stopInstances},
+		"StartInstances":                {startInstancesParams, c.startInstances},
+		"RebootInstances":               {rebootInstancesParams, c.rebootInstances},
+		"DescribeInstanceStatus":        {describeInstanceStatusParams, c.describeInstanceStatus},
+		"GetConsoleOutput":              {getConsoleOutputParams, c.getConsoleOutput},
+		"CreateKeyPair":                 {createKeyPairParams, c.createKeyPair},
+		"ImportKeyPair":                 {importKeyPairParams, c.importKeyPair},
+		"DeleteKeyPair":                 {deleteKeyPairParams, c.deleteKeyPair},
+		"DescribeKeyPairs":              {describeKeyPairsParams, c.describeKeyPairs},
+		"CreateSecurityGroup":           {createSecurityGroupParams, c.createSecurityGroup},
+		"DeleteSecurityGroup":           {deleteSecurityGroupParams, c.deleteSecurityGroup},
+		"DescribeSecurityGroups":        {describeSecurityGroupsParams, c.describeSecurityGroups},
+		"AuthorizeSecurityGroupIngress": {securityGroupRuleParams, c.authorizeIngress},
+		"AuthorizeSecurityGroupEgress":  {securityGroupRuleParams, c.authorizeEgress},
+		"RevokeSecurityGroupIngress":    {securityGroupRuleParams, c.revokeIngress},
+		"RevokeSecurityGroupEgress":     {securityGroupRuleParams, c.revokeEgress},
+		"AllocateAddress":               {allocateAddressParams, c.allocateAddress},
+		"ReleaseAddress":                {releaseAddressParams, c.releaseAddress},
+		"AssociateAddress":              {associateAddressParams, c.associateAddress},
+		"DisassociateAddress":           {disassociateAddressParams, c.disassociateAddress},
+		"DescribeAddresses":             {describeAddressesParams, c.describeAddresses},
+		"RegisterImage":                 {registerImageParams, c.registerImage},
+		"DeregisterImage":               {deregisterImageParams, c.deregisterImage},
+		"DescribeImages":                {describeImagesParams, c.describeImages},
+		"DescribeImageAttribute":        {describeImageAttributeParams, c.describeImageAttribute},
+		"ModifyImageAttribute":          {modifyImageAttributeParams, c.modifyImageAttribute},
+		"ResetImageAttribute":           {resetImageAttributeParams, c.resetImageAttribute},
+		"DescribeVpcs":                  {describeVpcsParams, c.describeVpcs},
+		"DescribeSubnets":               {describeSubnetsParams, c.describeSubnets},
+		"DescribeAccountAttributes":     {describeAccountAttributesParams, c.describeAccountAttributes},
+		"DescribeNetworkInterfaces":     {describeNetworkInterfacesParams, c.describeNetworkInterfaces},
+		"DescribeInstanceAttribute":     {describeInstanceAttributeParams, c.describeInstanceAttribute},
+		"ModifyInstanceAttribute":       {modifyInstanceAttributeParams, c.modifyInstanceAttribute},
+		"CreateTags":                    {createTagsParams, c.createTags},
+		"DeleteTags":                    {deleteTagsParams, c.deleteTags},
+		"DescribeTags":                  {describeTagsParams, c.describeTags},
 	}
 }
 
 // ServeEC2 implements ec2.Handler.
 func (c *Cloud) ServeEC2(ctx context.Context, r *ec2.Request) (any, error) {
-	a, ok := c.actions[r.Action]
+	table := c.actions
+	if r.IsSTS() {
+		table = c.stsActions
+	}
+	a, ok := table[r.Action]
 	if !ok {
 		return nil, ec2.Errorf("InvalidAction", "The action %s is not valid for this web service.", r.Action)
 	}
-	return a(ctx, &call{Request: r, now: c.now()})
+	if err := r.Query().Check(a.params...); err != nil {
+		return nil, err
+	}
+	return a.run(ctx, &call{Request: r, now: c.now()})
 }
 
 // call is one action's request with the caller's identity at hand.

@@ -23,7 +23,10 @@ var instanceFilters = []string{"instance-id", "instance-state-name", "instance-s
 	"key-name", "availability-zone", "reservation-id", "private-ip-address", "ip-address", "owner-id", "group-id",
 	"group-name", "instance.group-id", "instance.group-name", "client-token", "launch-index", "kernel-id", "ramdisk-id",
 	"architecture", "root-device-type", "dns-name", "private-dns-name", "launch-time", "hypervisor",
-	"virtualization-type", "placement-group-name", "tenancy", "monitoring-state"}
+	"virtualization-type", "placement-group-name", "tenancy", "monitoring-state", "vpc-id", "subnet-id",
+	"network-interface.network-interface-id", "network-interface.subnet-id", "network-interface.vpc-id",
+	"network-interface.group-id", "network-interface.mac-address", "network-interface.private-dns-name",
+	"network-interface.addresses.private-ip-address", "source-dest-check"}
 
 func (in *Instance) field(name string) []string {
 	switch name {
@@ -87,6 +90,32 @@ func (in *Instance) field(name string) []string {
 		return []string{in.Placement.Tenancy}
 	case "monitoring-state":
 		return []string{in.Monitoring.State}
+	case "vpc-id", "network-interface.vpc-id":
+		return []string{in.VpcID}
+	case "subnet-id", "network-interface.subnet-id":
+		return []string{in.SubnetID}
+	case "source-dest-check":
+		return []string{strconv.FormatBool(in.SourceDestCheck)}
+	}
+	if name, ok := strings.CutPrefix(name, "network-interface."); ok {
+		var out []string
+		for _, ni := range in.NetworkInterfaces {
+			switch name {
+			case "network-interface-id":
+				out = append(out, ni.NetworkInterfaceID)
+			case "group-id":
+				for _, g := range ni.Groups {
+					out = append(out, g.GroupID)
+				}
+			case "mac-address":
+				out = append(out, ni.MACAddress)
+			case "private-dns-name":
+				out = append(out, ni.PrivateDNSName)
+			case "addresses.private-ip-address":
+				out = append(out, ni.PrivateIPAddress)
+			}
+		}
+		return out
 	}
 	return nil
 }
@@ -135,7 +164,7 @@ func (c *Cloud) loadInstances(ctx context.Context, k *call, ids map[string][]str
 	}
 	out := make([]Instance, len(rows))
 	for i, r := range rows {
-		out[i] = r.item(tags[r.ID])
+		out[i] = c.instanceItem(r, tags[r.ID])
 	}
 	return out, nil
 }
@@ -168,9 +197,14 @@ func (c *Cloud) instancePage(ctx context.Context, k *call, p ec2.Page) ([]Instan
 	}
 	out := make([]Instance, len(rows))
 	for i, r := range rows {
-		out[i] = r.item(tags[r.ID])
+		out[i] = c.instanceItem(r, tags[r.ID])
 	}
 	return out, next, nil
+}
+
+// describeInstancesParams are the parameters DescribeInstances accepts.
+var describeInstancesParams = []string{
+	"InstanceId.N", "Filter.N.Name", "Filter.N.Value.N", "MaxResults", "NextToken",
 }
 
 func (c *Cloud) describeInstances(ctx context.Context, k *call) (any, error) {
@@ -233,6 +267,11 @@ func statusSummary(state string) StatusSummary {
 	return StatusSummary{Status: "not-applicable", Details: []StatusDetail{{"reachability", "not-applicable"}}}
 }
 
+// describeInstanceStatusParams are the parameters DescribeInstanceStatus accepts.
+var describeInstanceStatusParams = []string{
+	"InstanceId.N", "IncludeAllInstances", "Filter.N.Name", "Filter.N.Value.N", "MaxResults", "NextToken",
+}
+
 func (c *Cloud) describeInstanceStatus(ctx context.Context, k *call) (any, error) {
 	all, err := k.Query().Bool("IncludeAllInstances", false)
 	if err != nil {
@@ -286,6 +325,11 @@ type GetConsoleOutputResponse struct {
 	InstanceID string   `xml:"instanceId"`
 	Timestamp  ec2.Time `xml:"timestamp"`
 	Output     string   `xml:"output"`
+}
+
+// getConsoleOutputParams are the parameters GetConsoleOutput accepts.
+var getConsoleOutputParams = []string{
+	"InstanceId", "Latest",
 }
 
 func (c *Cloud) getConsoleOutput(ctx context.Context, k *call) (any, error) {

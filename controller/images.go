@@ -42,10 +42,7 @@ type ImageRecord struct {
 	Location       string // ImageLocation as DescribeImages shows it; Digest when empty
 }
 
-var (
-	digestPattern = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
-	imageName     = regexp.MustCompile(`^[A-Za-z0-9()\[\] ./'@_-]{3,128}$`)
-)
+var imageName = regexp.MustCompile(fmt.Sprintf("^[%s]{%d,%d}$", imageNameChars, minImageName, maxImageName))
 
 // RegisterStoredImage records an image whose blob is in the image store and
 // returns its id (emi-/eki-/eri-). It runs the controller's migrations
@@ -117,7 +114,7 @@ func validateImage(ctx context.Context, q store.Querier, r *ImageRecord) error {
 	if r.RootDeviceType != "instance-store" && r.RootDeviceType != "ebs" {
 		return ec2.Errorf("InvalidParameterValue", "Invalid root device type %q", r.RootDeviceType)
 	}
-	if r.Digest != "" && !digestPattern.MatchString(r.Digest) {
+	if r.Digest != "" && !canonicalDigest(r.Digest) {
 		return ec2.Errorf("InvalidParameterValue", "Invalid digest %q: sha256:<64 hex>", r.Digest)
 	}
 	if r.Digest == "" && r.Location == "" {
@@ -216,6 +213,12 @@ type RegisterImageResponse struct {
 	ImageID string `xml:"imageId"`
 }
 
+// registerImageParams are the parameters RegisterImage accepts.
+var registerImageParams = []string{
+	"Name", "Description", "ImageType", "Architecture", "KernelId", "RamdiskId", "ImageLocation",
+	"RootDeviceName", "VirtualizationType",
+}
+
 func (c *Cloud) registerImage(ctx context.Context, k *call) (any, error) {
 	r := ImageRecord{
 		Owner:          k.account(),
@@ -286,6 +289,11 @@ func pathBase(s string) string {
 	return s
 }
 
+// deregisterImageParams are the parameters DeregisterImage accepts.
+var deregisterImageParams = []string{
+	"ImageId",
+}
+
 func (c *Cloud) deregisterImage(ctx context.Context, k *call) (any, error) {
 	id, err := k.required("ImageId")
 	if err != nil {
@@ -353,6 +361,11 @@ type DescribeImagesResponse struct {
 var imageFilters = []string{"architecture", "image-id", "image-type", "is-public", "kernel-id", "name",
 	"owner-id", "ramdisk-id", "root-device-type", "root-device-name", "state", "description",
 	"virtualization-type", "hypervisor", "manifest-location", "creation-date"}
+
+// describeImagesParams are the parameters DescribeImages accepts.
+var describeImagesParams = []string{
+	"ImageId.N", "Owner.N", "ExecutableBy.N", "Filter.N.Name", "Filter.N.Value.N", "MaxResults", "NextToken",
+}
 
 func (c *Cloud) describeImages(ctx context.Context, k *call) (any, error) {
 	owners, err := k.list("Owner")
@@ -549,6 +562,11 @@ func ownImage(ctx context.Context, q store.Querier, k *call, id string) (imageRo
 	return r, nil
 }
 
+// describeImageAttributeParams are the parameters DescribeImageAttribute accepts.
+var describeImageAttributeParams = []string{
+	"ImageId", "Attribute",
+}
+
 func (c *Cloud) describeImageAttribute(ctx context.Context, k *call) (any, error) {
 	id, err := k.required("ImageId")
 	if err != nil {
@@ -652,6 +670,13 @@ func (k *call) permissionChanges() ([]permissionChange, error) {
 	return out, nil
 }
 
+// modifyImageAttributeParams are the parameters ModifyImageAttribute accepts.
+var modifyImageAttributeParams = []string{
+	"ImageId", "Attribute", "Value", "OperationType", "UserId.N", "UserGroup.N", "LaunchPermission.Add.N.Group",
+	"LaunchPermission.Add.N.UserId", "LaunchPermission.Remove.N.Group", "LaunchPermission.Remove.N.UserId",
+	"Description.Value",
+}
+
 func (c *Cloud) modifyImageAttribute(ctx context.Context, k *call) (any, error) {
 	id, err := k.required("ImageId")
 	if err != nil {
@@ -702,6 +727,11 @@ func (c *Cloud) modifyImageAttribute(ctx context.Context, k *call) (any, error) 
 	return ok()
 }
 
+// resetImageAttributeParams are the parameters ResetImageAttribute accepts.
+var resetImageAttributeParams = []string{
+	"ImageId", "Attribute",
+}
+
 func (c *Cloud) resetImageAttribute(ctx context.Context, k *call) (any, error) {
 	id, err := k.required("ImageId")
 	if err != nil {
@@ -727,4 +757,4 @@ func (c *Cloud) resetImageAttribute(ctx context.Context, k *call) (any, error) {
 }
 
 // ec2Time formats a time the way every EC2 client parses it.
-func ec2Time(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
+func ec2Time(t time.Time) string { return t.UTC().Format(ec2.TimeFormat) }

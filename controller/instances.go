@@ -49,32 +49,36 @@ type StateReason struct {
 
 // Instance is one item of a reservation's instancesSet.
 type Instance struct {
-	InstanceID         string            `xml:"instanceId"`
-	ImageID            string            `xml:"imageId"`
-	State              InstanceState     `xml:"instanceState"`
-	PrivateDNSName     string            `xml:"privateDnsName"`
-	DNSName            string            `xml:"dnsName"`
-	Reason             string            `xml:"reason"`
-	KeyName            string            `xml:"keyName,omitempty"`
-	AMILaunchIndex     int               `xml:"amiLaunchIndex"`
-	InstanceType       string            `xml:"instanceType"`
-	LaunchTime         ec2.Time          `xml:"launchTime"`
-	Placement          Placement         `xml:"placement"`
-	KernelID           string            `xml:"kernelId,omitempty"`
-	RamdiskID          string            `xml:"ramdiskId,omitempty"`
-	Monitoring         Monitoring        `xml:"monitoring"`
-	PrivateIPAddress   string            `xml:"privateIpAddress,omitempty"`
-	IPAddress          string            `xml:"ipAddress,omitempty"`
-	Groups             []GroupIdentifier `xml:"groupSet>item"`
-	StateReason        *StateReason      `xml:"stateReason,omitempty"`
-	Architecture       string            `xml:"architecture"`
-	RootDeviceType     string            `xml:"rootDeviceType"`
-	RootDeviceName     string            `xml:"rootDeviceName"`
-	VirtualizationType string            `xml:"virtualizationType"`
-	ClientToken        string            `xml:"clientToken,omitempty"`
-	Tags               []Tag             `xml:"tagSet>item"`
-	Hypervisor         string            `xml:"hypervisor"`
-	MACAddress         string            `xml:"-"`
+	InstanceID         string             `xml:"instanceId"`
+	ImageID            string             `xml:"imageId"`
+	State              InstanceState      `xml:"instanceState"`
+	PrivateDNSName     string             `xml:"privateDnsName"`
+	DNSName            string             `xml:"dnsName"`
+	Reason             string             `xml:"reason"`
+	KeyName            string             `xml:"keyName,omitempty"`
+	AMILaunchIndex     int                `xml:"amiLaunchIndex"`
+	InstanceType       string             `xml:"instanceType"`
+	LaunchTime         ec2.Time           `xml:"launchTime"`
+	Placement          Placement          `xml:"placement"`
+	KernelID           string             `xml:"kernelId,omitempty"`
+	RamdiskID          string             `xml:"ramdiskId,omitempty"`
+	Monitoring         Monitoring         `xml:"monitoring"`
+	PrivateIPAddress   string             `xml:"privateIpAddress,omitempty"`
+	IPAddress          string             `xml:"ipAddress,omitempty"`
+	Groups             []GroupIdentifier  `xml:"groupSet>item"`
+	StateReason        *StateReason       `xml:"stateReason,omitempty"`
+	Architecture       string             `xml:"architecture"`
+	RootDeviceType     string             `xml:"rootDeviceType"`
+	RootDeviceName     string             `xml:"rootDeviceName"`
+	VirtualizationType string             `xml:"virtualizationType"`
+	ClientToken        string             `xml:"clientToken,omitempty"`
+	VpcID              string             `xml:"vpcId,omitempty"`
+	SubnetID           string             `xml:"subnetId,omitempty"`
+	SourceDestCheck    bool               `xml:"sourceDestCheck"`
+	NetworkInterfaces  []NetworkInterface `xml:"networkInterfaceSet>item"`
+	Tags               []Tag              `xml:"tagSet>item"`
+	Hypervisor         string             `xml:"hypervisor"`
+	MACAddress         string             `xml:"-"`
 	nodeID             string
 	ownerID            string
 	reservationID      string
@@ -143,13 +147,24 @@ func (c *Cloud) instances(ctx context.Context, k *call, cond string, args ...any
 		}
 		gs, ok := groupCache[groups]
 		if !ok {
-			_ = json.Unmarshal([]byte(groups), &gs)
+			gs = decodeGroups(groups)
 			groupCache[groups] = gs
 		}
 		r.Groups = gs
 		out = append(out, r)
 	}
 	return out, rows.Err()
+}
+
+// instanceItem is an instance as EC2 shows it, in the default VPC and its
+// zone's default subnet, with its one network interface.
+func (c *Cloud) instanceItem(r instanceRow, tags map[string]string) Instance {
+	in := r.item(tags)
+	if r.State != nodeapi.StateTerminated {
+		in.VpcID, in.SubnetID, in.SourceDestCheck = c.defaultVPCID(), c.defaultSubnetID(r.Zone), true
+		in.NetworkInterfaces = []NetworkInterface{c.networkInterface(in)}
+	}
+	return in
 }
 
 func (r instanceRow) item(tags map[string]string) Instance {
@@ -184,4 +199,11 @@ func anySlice(ss []string) []any {
 		out[i] = s
 	}
 	return out
+}
+
+// decodeGroups reads a reservation's groups as stored (JSON).
+func decodeGroups(s string) []GroupIdentifier {
+	var gs []GroupIdentifier
+	_ = json.Unmarshal([]byte(s), &gs)
+	return gs
 }

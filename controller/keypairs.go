@@ -310,6 +310,12 @@ func (c *Cloud) storeKey(ctx context.Context, k *call, name string, key newKey) 
 	return id, nil
 }
 
+// createKeyPairParams are the parameters CreateKeyPair accepts.
+var createKeyPairParams = []string{
+	"KeyName", "KeyType", "KeyFormat", "TagSpecification.N.ResourceType", "TagSpecification.N.Tag.N.Key",
+	"TagSpecification.N.Tag.N.Value",
+}
+
 func (c *Cloud) createKeyPair(ctx context.Context, k *call) (any, error) {
 	name := k.str("KeyName")
 	if err := validKeyName(name); err != nil {
@@ -327,6 +333,12 @@ func (c *Cloud) createKeyPair(ctx context.Context, k *call) (any, error) {
 		return nil, err
 	}
 	return &CreateKeyPairResponse{KeyPairID: id, KeyName: name, KeyFingerprint: key.fingerprint, KeyMaterial: key.material}, nil
+}
+
+// importKeyPairParams are the parameters ImportKeyPair accepts.
+var importKeyPairParams = []string{
+	"KeyName", "PublicKeyMaterial", "TagSpecification.N.ResourceType", "TagSpecification.N.Tag.N.Key",
+	"TagSpecification.N.Tag.N.Value",
 }
 
 func (c *Cloud) importKeyPair(ctx context.Context, k *call) (any, error) {
@@ -353,6 +365,11 @@ func (c *Cloud) importKeyPair(ctx context.Context, k *call) (any, error) {
 		return nil, err
 	}
 	return &ImportKeyPairResponse{KeyPairID: id, KeyName: name, KeyFingerprint: key.fingerprint}, nil
+}
+
+// deleteKeyPairParams are the parameters DeleteKeyPair accepts.
+var deleteKeyPairParams = []string{
+	"KeyName", "KeyPairId",
 }
 
 func (c *Cloud) deleteKeyPair(ctx context.Context, k *call) (any, error) {
@@ -403,6 +420,11 @@ type KeyPairInfo struct {
 type DescribeKeyPairsResponse struct {
 	ec2.ResponseMeta
 	KeyPairs []KeyPairInfo `xml:"keySet>item"`
+}
+
+// describeKeyPairsParams are the parameters DescribeKeyPairs accepts.
+var describeKeyPairsParams = []string{
+	"KeyName.N", "KeyPairId.N", "IncludePublicKey", "Filter.N.Name", "Filter.N.Value.N",
 }
 
 func (c *Cloud) describeKeyPairs(ctx context.Context, k *call) (any, error) {

@@ -41,13 +41,22 @@ func (c *Cloud) changeState(ctx context.Context, k *call, verb string, t transit
 		resp.Instances, nodes = resp.Instances[:0], nodes[:0]
 		for _, id := range ids {
 			var owner, state, desired, node, vmType string
-			err := tx.QueryRow(ctx, `SELECT account_id, state, desired, node_id, vm_type FROM instances WHERE id = ?`, id).
-				Scan(&owner, &state, &desired, &node, &vmType)
+			var noTerminate, noStop int
+			err := tx.QueryRow(ctx, `SELECT account_id, state, desired, node_id, vm_type, disable_api_termination,
+				disable_api_stop FROM instances WHERE id = ?`, id).
+				Scan(&owner, &state, &desired, &node, &vmType, &noTerminate, &noStop)
 			if err == nil && !k.owns(owner) {
 				err = sql.ErrNoRows
 			}
 			if err != nil {
 				return notFoundOr(err, ec2.NotFound("InvalidInstanceID.NotFound", id))
+			}
+			// Termination and stop protection (ModifyInstanceAttribute).
+			if verb == "terminate" && noTerminate != 0 && state != nodeapi.StateTerminated {
+				return ec2.Errorf("OperationNotPermitted", "The instance '%s' may not be terminated. Modify its 'disableApiTermination' instance attribute and try again.", id)
+			}
+			if verb == "stop" && noStop != 0 {
+				return ec2.Errorf("OperationNotPermitted", "The instance '%s' may not be stopped. Modify its 'disableApiStop' instance attribute and try again.", id)
 			}
 			next, nextDesired, err := t(state)
 			if err != nil {
@@ -93,6 +102,11 @@ func incorrectState(state string) error {
 	return ec2.Errorf("IncorrectInstanceState", "This instance is in the '%s' state, which is not valid for this operation.", state)
 }
 
+// terminateInstancesParams are the parameters TerminateInstances accepts.
+var terminateInstancesParams = []string{
+	"InstanceId.N",
+}
+
 func (c *Cloud) terminateInstances(ctx context.Context, k *call) (any, error) {
 	return c.changeState(ctx, k, "terminate", func(state string) (string, string, error) {
 		if state == nodeapi.StateTerminated {
@@ -100,6 +114,11 @@ func (c *Cloud) terminateInstances(ctx context.Context, k *call) (any, error) {
 		}
 		return nodeapi.StateShuttingDown, nodeapi.StateTerminated, nil
 	})
+}
+
+// stopInstancesParams are the parameters StopInstances accepts.
+var stopInstancesParams = []string{
+	"InstanceId.N", "Force",
 }
 
 func (c *Cloud) stopInstances(ctx context.Context, k *call) (any, error) {
@@ -114,6 +133,11 @@ func (c *Cloud) stopInstances(ctx context.Context, k *call) (any, error) {
 	})
 }
 
+// startInstancesParams are the parameters StartInstances accepts.
+var startInstancesParams = []string{
+	"InstanceId.N", "AdditionalInfo",
+}
+
 func (c *Cloud) startInstances(ctx context.Context, k *call) (any, error) {
 	return c.changeState(ctx, k, "start", func(state string) (string, string, error) {
 		switch state {
@@ -124,6 +148,11 @@ func (c *Cloud) startInstances(ctx context.Context, k *call) (any, error) {
 		}
 		return "", "", incorrectState(state)
 	})
+}
+
+// rebootInstancesParams are the parameters RebootInstances accepts.
+var rebootInstancesParams = []string{
+	"InstanceId.N",
 }
 
 func (c *Cloud) rebootInstances(ctx context.Context, k *call) (any, error) {

@@ -24,6 +24,11 @@ type DescribeRegionsResponse struct {
 	Regions []Region `xml:"regionInfo>item"`
 }
 
+// describeRegionsParams are the parameters DescribeRegions accepts.
+var describeRegionsParams = []string{
+	"RegionName.N", "Filter.N.Name", "Filter.N.Value.N", "AllRegions",
+}
+
 func (c *Cloud) describeRegions(ctx context.Context, k *call) (any, error) {
 	d := &describer[Region]{
 		ids: []idParam[Region]{{name: "RegionName", of: func(r Region) string { return r.RegionName },
@@ -64,6 +69,11 @@ type AvailabilityZone struct {
 type DescribeAvailabilityZonesResponse struct {
 	ec2.ResponseMeta
 	Zones []AvailabilityZone `xml:"availabilityZoneInfo>item"`
+}
+
+// describeAvailabilityZonesParams are the parameters DescribeAvailabilityZones accepts.
+var describeAvailabilityZonesParams = []string{
+	"ZoneName.N", "ZoneId.N", "Filter.N.Name", "Filter.N.Value.N", "AllAvailabilityZones",
 }
 
 func (c *Cloud) describeAvailabilityZones(ctx context.Context, k *call) (any, error) {
@@ -206,6 +216,11 @@ type EucalyptusInstanceTypesResponse struct {
 // 2015-10-01 (euca2ools 3.4's), older than AWS's DescribeInstanceTypes.
 func eucalyptusClient(k *call) bool {
 	return strings.TrimSuffix(k.Path, "/") == "/services/Eucalyptus" || (k.Version != "" && k.Version <= "2015-10-01")
+}
+
+// describeInstanceTypesParams are the parameters DescribeInstanceTypes accepts.
+var describeInstanceTypesParams = []string{
+	"InstanceType.N", "Filter.N.Name", "Filter.N.Value.N", "MaxResults", "NextToken",
 }
 
 func (c *Cloud) describeInstanceTypes(ctx context.Context, k *call) (any, error) {

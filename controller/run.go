@@ -38,7 +38,23 @@ type launch struct {
 	userData         string // base64, as sent
 	token, signature string
 	tags             []Tag
+	// Instance attributes set at launch (see attributes.go).
+	noTerminate, noStop bool
+	shutdown            string
+	interfaceGroups     []string // NetworkInterface.1.SecurityGroupId.N
 }
+
+// runInstancesParams are the parameters RunInstances accepts: what it
+// honours, and a few it accepts only with the value it can honour
+// (checked in parseLaunch). Anything else is UnknownParameter.
+var runInstancesParams = []string{"ImageId", "MinCount", "MaxCount", "InstanceType", "KeyName", "SecurityGroup.N",
+	"SecurityGroupId.N", "UserData", "Placement.AvailabilityZone", "Placement.Tenancy", "Placement.GroupName",
+	"KernelId", "RamdiskId", "ClientToken", "TagSpecification.N.ResourceType", "TagSpecification.N.Tag.N.Key",
+	"TagSpecification.N.Tag.N.Value", "DisableApiTermination", "DisableApiStop", "InstanceInitiatedShutdownBehavior",
+	"SubnetId", "Monitoring.Enabled", "EbsOptimized", "AdditionalInfo",
+	"NetworkInterface.N.DeviceIndex", "NetworkInterface.N.SubnetId", "NetworkInterface.N.SecurityGroupId.N",
+	"NetworkInterface.N.AssociatePublicIpAddress", "NetworkInterface.N.DeleteOnTermination",
+	"NetworkInterface.N.Description"}
 
 func (c *Cloud) parseLaunch(ctx context.Context, k *call) (*launch, error) {
 	q := k.Query()
@@ -69,6 +85,9 @@ func (c *Cloud) parseLaunch(ctx context.Context, k *call) (*launch, error) {
 	}
 	l.vt = vt
 	l.zone = q.String("Placement.AvailabilityZone")
+	if err := c.launchOptions(ctx, k, l); err != nil {
+		return nil, err
+	}
 	l.token = q.String("ClientToken")
 	if len(l.token) > 64 {
 		return nil, ec2.InvalidParameterValue("Value for parameter ClientToken is too long (max 64 characters)")
@@ -149,6 +168,7 @@ func (c *Cloud) launchGroups(ctx context.Context, k *call, l *launch) error {
 	if err != nil {
 		return err
 	}
+	ids = append(ids, l.interfaceGroups...)
 	if len(names) == 0 && len(ids) == 0 {
 		if err := ensureDefaultGroup(ctx, c.db, k.account()); err != nil {
 			return err
@@ -309,10 +329,11 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch) (*RunIns
 			}
 			if _, err := tx.Exec(ctx, `INSERT INTO instances (id, account_id, reservation_id, launch_index, image_id, kernel_id,
 				ramdisk_id, vm_type, key_name, zone, node_id, mac, private_ip, state, desired, client_token, user_data, launch_time,
-				artifacts, public_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				artifacts, public_key, disable_api_termination, disable_api_stop, shutdown_behavior)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 				in.InstanceID, k.account(), res.ReservationID, i, l.image.ID, kernelID, ramdiskID, l.vt.Name, l.keyName,
 				zone, node, in.MACAddress, in.PrivateIPAddress, nodeapi.StatePending, nodeapi.StateRunning, l.token, l.userData, now.Unix(),
-				string(arts), l.pubKey); err != nil {
+				string(arts), l.pubKey, boolInt(l.noTerminate), boolInt(l.noStop), l.shutdown); err != nil {
 				return err
 			}
 			for _, t := range l.tags {
@@ -352,7 +373,7 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch) (*RunIns
 		if l.ramdisk != nil {
 			row.RamdiskID = l.ramdisk.ID
 		}
-		res.Instances[i] = row.item(tags)
+		res.Instances[i] = c.instanceItem(row, tags)
 	}
 	return res, nil
 }
@@ -384,7 +405,89 @@ func (c *Cloud) reservationByToken(ctx context.Context, k *call, l *launch) (*Ru
 	res := &RunInstancesResponse{Reservation: Reservation{ReservationID: resID, OwnerID: k.account()}}
 	for _, r := range rows {
 		res.Groups = r.Groups
-		res.Instances = append(res.Instances, r.item(tags[r.ID]))
+		res.Instances = append(res.Instances, c.instanceItem(r, tags[r.ID]))
 	}
 	return res, nil
+}
+
+// launchOptions reads what RunInstances accepts beside the image, count
+// and type: instance attributes, the subnet (a zone's default subnet names
+// the zone) and the one network interface, and the options ironbark can
+// honour only in one way (no monitoring, no EBS optimisation, default
+// tenancy, no placement group), refusing any other value.
+func (c *Cloud) launchOptions(ctx context.Context, k *call, l *launch) error {
+	q := k.Query()
+	var err error
+	if l.noTerminate, err = q.Bool("DisableApiTermination", false); err != nil {
+		return err
+	}
+	if l.noStop, err = q.Bool("DisableApiStop", false); err != nil {
+		return err
+	}
+	l.shutdown = q.Optional("InstanceInitiatedShutdownBehavior", "stop")
+	if l.shutdown != "stop" && l.shutdown != "terminate" {
+		return ec2.InvalidValue("InstanceInitiatedShutdownBehavior", l.shutdown, "Expected stop or terminate.")
+	}
+	for _, opt := range []struct{ name, want, why string }{
+		{"Monitoring.Enabled", "false", "there is no detailed monitoring"},
+		{"EbsOptimized", "false", "there are no EBS volumes"},
+		{"Placement.Tenancy", "default", "instances share nodes"},
+		{"Placement.GroupName", "", "there are no placement groups"},
+	} {
+		if v, ok := q.Lookup(opt.name); ok && v != "" && !strings.EqualFold(v, opt.want) {
+			return ec2.Errorf("UnsupportedOperation", "%s=%s cannot be honoured here: %s.", opt.name, v, opt.why)
+		}
+	}
+	subnet := q.String("SubnetId")
+	nis, err := q.List("NetworkInterface")
+	if err != nil {
+		return err
+	}
+	if len(nis) > 1 {
+		return ec2.Errorf("UnsupportedOperation", "An ironbark instance has one network interface; the request names %d.", len(nis))
+	}
+	if len(nis) == 1 {
+		ni := nis[0]
+		if idx := ni.Optional("DeviceIndex", "0"); idx != "0" {
+			return ec2.InvalidValue(ni.Name("DeviceIndex"), idx, "The one network interface has device index 0.")
+		}
+		if pub, err := ni.Bool("AssociatePublicIpAddress", false); err != nil {
+			return err
+		} else if pub {
+			return ec2.Errorf("UnsupportedOperation", "ironbark assigns no public address at launch: "+
+				"allocate one (AllocateAddress) and associate it (AssociateAddress) once the instance runs.")
+		}
+		if del, err := ni.Bool("DeleteOnTermination", true); err != nil {
+			return err
+		} else if !del {
+			return ec2.Errorf("UnsupportedOperation", "An instance's network interface ends with it (DeleteOnTermination=false cannot be honoured).")
+		}
+		if s := ni.String("SubnetId"); s != "" {
+			if subnet != "" && s != subnet {
+				return ec2.InvalidParameterCombination("Network interface subnet %s and instance subnet %s differ.", s, subnet)
+			}
+			subnet = s
+		}
+		ids, err := ni.Strings("SecurityGroupId")
+		if err != nil {
+			return err
+		}
+		if len(ids) > 0 {
+			if q.Sub("SecurityGroup").Len() > 0 || q.Sub("SecurityGroupId").Len() > 0 {
+				return ec2.InvalidParameterCombination("Network interfaces and an instance-level security groups may not be specified on the same request")
+			}
+			l.interfaceGroups = ids
+		}
+	}
+	if subnet != "" {
+		zone, err := c.subnetZone(ctx, k, subnet)
+		if err != nil {
+			return err
+		}
+		if l.zone != "" && l.zone != zone {
+			return ec2.InvalidParameterCombination("Subnet %s is in zone %s, not %s.", subnet, zone, l.zone)
+		}
+		l.zone = zone
+	}
+	return nil
 }

@@ -159,6 +159,11 @@ func ownedResource(ctx context.Context, tx *store.Tx, k *call, id string) (strin
 	return owner, err
 }
 
+// createTagsParams are the parameters CreateTags accepts.
+var createTagsParams = []string{
+	"ResourceId.N", "Tag.N.Key", "Tag.N.Value",
+}
+
 func (c *Cloud) createTags(ctx context.Context, k *call) (any, error) {
 	ids, tags, err := k.tagRequest()
 	if err != nil {
@@ -196,6 +201,11 @@ func (c *Cloud) createTags(ctx context.Context, k *call) (any, error) {
 		return nil, err
 	}
 	return ok()
+}
+
+// deleteTagsParams are the parameters DeleteTags accepts.
+var deleteTagsParams = []string{
+	"ResourceId.N", "Tag.N.Key", "Tag.N.Value",
 }
 
 func (c *Cloud) deleteTags(ctx context.Context, k *call) (any, error) {
@@ -245,6 +255,11 @@ type DescribeTagsResponse struct {
 	ec2.ResponseMeta
 	Tags      []TagDescription `xml:"tagSet>item"`
 	NextToken string           `xml:"nextToken,omitempty"`
+}
+
+// describeTagsParams are the parameters DescribeTags accepts.
+var describeTagsParams = []string{
+	"Filter.N.Name", "Filter.N.Value.N", "MaxResults", "NextToken",
 }
 
 func (c *Cloud) describeTags(ctx context.Context, k *call) (any, error) {

@@ -123,3 +123,24 @@ func (e *testEnv) registerPrivateImage(t *testing.T, a Account) string {
 	}
 	return aws.ToString(out.ImageId)
 }
+
+// TestUnknownParameterEverywhere sends every action a parameter it does
+// not take: each answers UnknownParameter, as EC2 does, and changes
+// nothing, instead of ignoring it.
+func TestUnknownParameterEverywhere(t *testing.T) {
+	storetest.Each(t, Migrations(), func(t *testing.T, db *store.DB) {
+		e := newTestEnv(t, db)
+		before := tableCounts(t, db)
+		for name := range e.cloud.actions {
+			for _, extra := range []string{"Bogus=1", "InstanceId.x=i-1", "Filter.1.Nme=x"} {
+				status, out := e.post(e.alice, "Action="+name+"&"+extra+"&Version=2016-11-15")
+				if status != 400 || !strings.Contains(out, "<Code>UnknownParameter</Code>") {
+					t.Errorf("%s with %s: %d %s", name, extra, status, out)
+				}
+			}
+		}
+		if after := tableCounts(t, db); fmt.Sprint(after) != fmt.Sprint(before) {
+			t.Errorf("calls with unknown parameters changed the store: %v -> %v", before, after)
+		}
+	})
+}

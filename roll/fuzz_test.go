@@ -61,3 +61,28 @@ func FuzzParseNode(f *testing.F) {
 		parseManifest("roll.xml", b)
 	})
 }
+
+// FuzzArchive: an archive from anyone never panics the reader or the
+// verifier.
+func FuzzArchive(f *testing.F) {
+	files, err := readTree(os.DirFS(filepath.Join("testdata", "rolls", "monitor")))
+	if err != nil {
+		f.Fatal(err)
+	}
+	b, err := archiveBytes(files, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b)
+	f.Add([]byte{0x1f, 0x8b, 0, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		a, err := parseArchive(b)
+		if err != nil {
+			return
+		}
+		a.Verify(nil)
+		if a.CheckSums() == nil {
+			a.Roll()
+		}
+	})
+}

@@ -166,3 +166,33 @@ func fromFiles(source string, files map[string][]byte) (*Roll, error) {
 	}
 	return r, nil
 }
+
+// LoadEach reads every top-level directory of fsys as a roll, by name
+// (the built-in rolls: one go:embed'ed tree with a directory per roll).
+// source prefixes each roll's source in messages ("builtin" gives
+// "builtin:base").
+func LoadEach(fsys fs.FS, source string) ([]*Roll, error) {
+	ents, err := fs.ReadDir(fsys, ".")
+	if err != nil {
+		return nil, fmt.Errorf("rolls %s: %w", source, err)
+	}
+	var rs []*Roll
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		sub, err := fs.Sub(fsys, e.Name())
+		if err != nil {
+			return nil, err
+		}
+		r, err := Load(sub, source+":"+e.Name())
+		if err != nil {
+			return nil, err
+		}
+		if r.Name != e.Name() {
+			return nil, fmt.Errorf("roll %s:%s: its manifest names it %s", source, e.Name(), r.Name)
+		}
+		rs = append(rs, r)
+	}
+	return rs, nil
+}

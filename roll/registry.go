@@ -12,6 +12,7 @@ import (
 	"sort"
 	"time"
 
+	"ironbark/internal/atomicfile"
 	"ironbark/internal/store"
 )
 
@@ -302,7 +303,7 @@ func (rg *Registry) Add(ctx context.Context, file string, opt AddOptions) (RollI
 		return RollInfo{}, fmt.Errorf("roll add: %w", err)
 	}
 	dst := filepath.Join(rg.Dir, info.File)
-	if err := writeFileAtomic(dst, data); err != nil {
+	if err := atomicfile.Write(dst, data, 0o644); err != nil {
 		return RollInfo{}, fmt.Errorf("roll add: %w", err)
 	}
 	err = rg.DB.InTx(ctx, func(tx *store.Tx) error {
@@ -470,4 +471,23 @@ func (rg *Registry) AddAppliance(ctx context.Context, a Appliance) error {
 		return fmt.Errorf("add appliance %s: %w", a.Name, err)
 	}
 	return nil
+}
+
+// ApplianceProfile is the profile an appliance's image is built from: the
+// enabled rolls' graph walked with the appliance's attributes (global < os
+// < appliance, the rolls' defaults under each; no host).
+func (rg *Registry) ApplianceProfile(ctx context.Context, appliance string) (*Profile, error) {
+	g, err := rg.Graph(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := g.Appliance(appliance); !ok {
+		return nil, fmt.Errorf("appliance %s: %w", appliance, ErrNoAppliance)
+	}
+	_, o := rg.target()
+	as, err := NewAttrs(rg.DB).Resolve(ctx, g, Target{Host: Host{Appliance: appliance}, OS: o})
+	if err != nil {
+		return nil, err
+	}
+	return g.Profile(appliance, AttrMap(as))
 }

@@ -280,6 +280,20 @@ func TestRegistry(t *testing.T) {
 		if err != nil || info.KeyID != "insecure" || !info.Enabled {
 			t.Fatalf("insecure add: %+v %v", info, err)
 		}
+		// The profile an image is built from: appliance attributes, no host.
+		if err := NewAttrs(db).Set(ctx, ScopeAppliance, "compute", "xen", "no"); err != nil {
+			t.Fatal(err)
+		}
+		p, err = rg.ApplianceProfile(ctx, "compute")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Attrs["xen"] != "no" || p.Attrs["ssh_port"] != "22" || p.Nodes[len(p.Nodes)-2].Name != "kvm" {
+			t.Errorf("appliance profile: %v %v", p.Attrs, p.Nodes)
+		}
+		if _, err := rg.ApplianceProfile(ctx, "nope"); !errors.Is(err, ErrNoAppliance) {
+			t.Errorf("profile of no appliance: %v", err)
+		}
 		// Removed: the file goes, the graph loses it.
 		if err := rg.SetEnabled(ctx, "monitor", false); err != nil {
 			t.Fatal(err)

@@ -184,3 +184,17 @@ func TestDOTGolden(t *testing.T) {
 		golden(t, "graph-"+c.name+".dot", b.Bytes())
 	}
 }
+
+func TestLoadEach(t *testing.T) {
+	rs, err := LoadEach(os.DirFS(filepath.Join("testdata", "rolls")), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, r := range rs {
+		names = append(names, r.Name+"@"+r.Source)
+	}
+	if got := strings.Join(names, " "); got != "base@test:base monitor@test:monitor site@test:site" {
+		t.Errorf("LoadEach: %s", got)
+	}
+}

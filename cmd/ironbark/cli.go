@@ -152,7 +152,7 @@ func (c *command) summary() string {
 // showsData reports whether the command lists or shows things, so it
 // takes --json.
 func (c *command) showsData() bool {
-	_, verb, _ := strings.Cut(c.name, " ")
+	verb := c.name[strings.LastIndex(c.name, " ")+1:] // "address pool list": list
 	return verb == "list" || verb == "show"
 }
 

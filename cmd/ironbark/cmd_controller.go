@@ -18,12 +18,14 @@ import (
 	"ironbark/controller/cluster"
 	"ironbark/controller/ec2"
 	"ironbark/images/blobstore"
+	"ironbark/internal/httplimit"
 	"ironbark/internal/nodeapi"
 )
 
 // controllerFlags are the flags of `ironbark controller`.
 type controllerFlags struct {
 	listen, nodeListen, endpoint, region, vmTypesFile string
+	perClient                                         int
 }
 
 func controllerRun(fs *flag.FlagSet) runFunc {
@@ -33,6 +35,8 @@ func controllerRun(fs *flag.FlagSet) runFunc {
 	fs.StringVar(&f.endpoint, "endpoint", "", "EC2 URL written to credentials (default: from --listen)")
 	fs.StringVar(&f.region, "region", "", "region name (default: from DATA/controller.json, else "+controller.DefaultRegion+")")
 	fs.StringVar(&f.vmTypesFile, "vm-types", "", "JSON file of VM types (default: DATA/controller.json's, else Eucalyptus' defaults)")
+	fs.IntVar(&f.perClient, "max-conns-per-client", httplimit.Default().PerClient,
+		"connections one client address may hold open on each API listener")
 	return func(ctx context.Context, e *env) error { return runController(ctx, e, f) }
 }
 
@@ -96,8 +100,9 @@ func runController(ctx context.Context, e *env, f controllerFlags) error {
 	if err != nil {
 		return err
 	}
+	limits := httplimit.Limits{PerClient: f.perClient}
 	svc, err = cluster.New(ctx, cluster.Config{
-		DB: db, DataDir: sf.dataDir, Ledger: cloud, Logger: log,
+		DB: db, DataDir: sf.dataDir, Ledger: cloud, Logger: log, Limits: limits,
 		VMTypes:     func(context.Context) ([]nodeapi.VMType, error) { return cfg.VMTypes, nil },
 		Blobs:       blobs.HandlerAt(nodeapi.PathBlobs),
 		ServerNames: serverNames(cfg.Endpoint),
@@ -124,16 +129,17 @@ func runController(ctx context.Context, e *env, f controllerFlags) error {
 		return err
 	}
 	api := &http.Server{
-		Handler:           ec2.NewServer(ec2.Config{Handler: cloud, Credentials: cloud, Logger: log, TokenKey: key}),
-		ReadHeaderTimeout: 10 * time.Second,
-		BaseContext:       func(net.Listener) context.Context { return ctx },
+		Handler:     ec2.NewServer(ec2.Config{Handler: cloud, Credentials: cloud, Logger: log, TokenKey: key}),
+		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		BaseContext: func(net.Listener) context.Context { return ctx },
 	}
+	limits.Apply(api)
 	log.Info("controller started", "ec2", cfg.Endpoint, "node_api", nodeLn.Addr().String(), "store", db.Engine(),
 		"data_dir", sf.dataDir, "region", cfg.Region, "admin_credentials", filepath.Join(creds, "eucarc"))
 
 	errc := make(chan error, 3)
 	go func() {
-		if err := api.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := api.Serve(limits.Listener(ln, log.With("listener", "ec2"))); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("ec2 api: %w", err)
 		}
 	}()

@@ -23,11 +23,16 @@ import (
 // and waits until it has written its credentials.
 func startController(t *testing.T) (dataDir, endpoint string) {
 	t.Helper()
-	dataDir = t.TempDir()
+	return startControllerIn(t, t.TempDir(), "--listen", "127.0.0.1:0", "--node-listen", "127.0.0.1:0")
+}
+
+// startControllerIn runs `ironbark controller --data-dir dataDir args...`.
+func startControllerIn(t *testing.T, dataDir string, args ...string) (string, string) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"controller", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--node-listen", "127.0.0.1:0"}, io.Discard, io.Discard)
+		done <- run(ctx, append([]string{"controller", "--data-dir", dataDir}, args...), io.Discard, io.Discard)
 	}()
 	t.Cleanup(func() {
 		cancel()

@@ -321,7 +321,11 @@ func printProfile(e *env, p *roll.Profile) error {
 		if f.Source != "" {
 			what += " <- " + f.Source
 		}
-		fmt.Fprintf(tw, "%s\t%04o\t%s\n", what, f.Mode.Perm(), origin(f.Origin))
+		mode := fmt.Sprintf("%04o", f.Mode.Perm())
+		if f.Append && f.Mode == 0 {
+			mode = "-" // the existing file's
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", what, mode, origin(f.Origin))
 	}
 	fmt.Fprintf(tw, "\nSCRIPT\tLINES\tROLL\tFILE\n")
 	for _, s := range p.Scripts {
@@ -364,45 +368,49 @@ func (s *attrScope) get(e *env) (roll.Scope, string, error) {
 	return scope, target, nil
 }
 
-func attrSet(fs *flag.FlagSet) runFunc {
-	var s attrScope
-	s.add(fs)
-	return func(ctx context.Context, e *env) error {
-		scope, target, err := s.get(e)
-		if err != nil {
-			return err
-		}
-		db, _, err := e.openRolls(ctx)
-		if err != nil {
-			return err
-		}
-		if scope == roll.ScopeHost {
-			if _, err := pxe.NewHosts(db).Get(ctx, target); err != nil {
+// attrCommand is attr set and attr remove: read the scope flags, open
+// the store, then do.
+func attrCommand(do func(ctx context.Context, e *env, db *store.DB, scope roll.Scope, target string) error) func(fs *flag.FlagSet) runFunc {
+	return func(fs *flag.FlagSet) runFunc {
+		var s attrScope
+		s.add(fs)
+		return func(ctx context.Context, e *env) error {
+			scope, target, err := s.get(e)
+			if err != nil {
 				return err
 			}
+			db, _, err := e.openRolls(ctx)
+			if err != nil {
+				return err
+			}
+			return do(ctx, e, db, scope, target)
 		}
-		if err := roll.NewAttrs(db).Set(ctx, scope, target, e.args[0], e.args[1]); err != nil {
-			return err
-		}
-		e.say("%s %s: %s=%s", scope, target, e.args[0], e.args[1])
-		return nil
 	}
 }
 
-func attrRemove(fs *flag.FlagSet) runFunc {
-	var s attrScope
-	s.add(fs)
-	return func(ctx context.Context, e *env) error {
-		scope, target, err := s.get(e)
-		if err != nil {
+func attrSet(fs *flag.FlagSet) runFunc { return attrCommand(setAttr)(fs) }
+
+func attrRemove(fs *flag.FlagSet) runFunc { return attrCommand(removeAttr)(fs) }
+
+func setAttr(ctx context.Context, e *env, db *store.DB, scope roll.Scope, target string) error {
+	if scope == roll.ScopeHost {
+		if _, err := pxe.NewHosts(db).Get(ctx, target); err != nil {
 			return err
 		}
-		db, _, err := e.openRolls(ctx)
-		if err != nil {
-			return err
-		}
-		return roll.NewAttrs(db).Remove(ctx, scope, target, e.args[0])
 	}
+	if err := roll.NewAttrs(db).Set(ctx, scope, target, e.args[0], e.args[1]); err != nil {
+		return err
+	}
+	where := string(scope)
+	if target != "" {
+		where += " " + target
+	}
+	e.say("%s: %s=%s", where, e.args[0], e.args[1])
+	return nil
+}
+
+func removeAttr(ctx context.Context, e *env, db *store.DB, scope roll.Scope, target string) error {
+	return roll.NewAttrs(db).Remove(ctx, scope, target, e.args[0])
 }
 
 type attrRow roll.Attr

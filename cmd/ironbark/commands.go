@@ -49,6 +49,9 @@ func commands() []command {
 		// The controller and its accounts (cmd_controller.go).
 		{name: "controller", help: "run the cloud controller: EC2 API on --listen, node API on --node-listen", setup: controllerRun},
 		{name: "account create", args: "NAME", help: "make an account and its credentials; prints the credentials dir", setup: accountCreate},
+		{name: "address pool add", args: "CIDR", help: "add public addresses (a CIDR or a.b.c.d-a.b.c.e) for AllocateAddress; a running controller uses them at once", setup: addressPoolAdd},
+		{name: "address pool list", help: "list the public address pool's blocks with how many addresses are allocated", setup: addressPoolList},
+		{name: "address pool remove", args: "CIDR", help: "remove a block from the public address pool (refused while an account holds one of its addresses)", setup: addressPoolRemove},
 
 		// Clusters and nodes (cmd_node.go).
 		{name: "cluster add", args: "NAME", help: "add a cluster (availability zone)", setup: clusterAdd},
@@ -89,6 +92,7 @@ func commands() []command {
 		{name: "appliance add", args: "NAME", help: "add a site appliance whose walk starts at --node", setup: applianceAdd},
 		{name: "appliance graph", args: "NAME", help: "print an appliance's graph in DOT (--pruned for one host's, --host H)", setup: applianceGraph},
 		{name: "appliance profile", args: "NAME", help: "print an appliance's ordered profile: nodes, packages, files, scripts, with their rolls", setup: applianceProfile},
+		{name: "appliance build", args: "NAME", help: "build an appliance's disk image from its rolls' profile and make it what the appliance installs", setup: applianceBuild},
 		{name: "attr set", args: "NAME VALUE", help: "set an attribute: global, or with --host/--rack/--appliance/--os", setup: attrSet},
 		{name: "attr list", help: "list attributes; with --host or --appliance the whole chain, each with its source (G/O/A/R/H/I)", setup: attrList},
 		{name: "attr remove", args: "NAME", help: "remove an attribute at its scope", setup: attrRemove},

@@ -14,6 +14,7 @@ import (
 	"ironbark/controller"
 	"ironbark/controller/sched"
 	"ironbark/internal/datadir"
+	"ironbark/internal/httplimit"
 	"ironbark/internal/nodeapi"
 	"ironbark/internal/pki"
 	"ironbark/internal/store"
@@ -56,6 +57,10 @@ type Config struct {
 	// ledger when nobody called Notify (default 500 ms).
 	DesiredPoll time.Duration
 	Now         func() time.Time
+	// Limits bound each node API client (timeouts, connections per
+	// address); zero fields take httplimit's defaults, and responses have
+	// no write timeout (blobs of gigabytes stream through it).
+	Limits httplimit.Limits
 }
 
 // Service is the cluster controller: registry, node API and placement.
@@ -137,12 +142,17 @@ func (s *Service) Placer() controller.Placer { return s }
 // ends.
 func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
-		Handler:           s.Handler(),
-		TLSConfig:         s.TLSConfig(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-		BaseContext:       func(net.Listener) context.Context { return ctx },
+		Handler:     s.Handler(),
+		TLSConfig:   s.TLSConfig(),
+		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		BaseContext: func(net.Listener) context.Context { return ctx },
 	}
+	lim := s.cfg.Limits
+	if lim.WriteTimeout == 0 {
+		lim.WriteTimeout = -1
+	}
+	lim.Apply(srv)
+	ln = lim.Listener(ln, s.log.With("listener", "node-api"))
 	done := make(chan struct{})
 	go func() {
 		select {

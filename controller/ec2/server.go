@@ -140,13 +140,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // serve works out the answer to r; it writes nothing but headers.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, id string) (out outcome) {
+	sts := false // answer errors in STS's envelope (see sts.go)
 	fail := func(err error) outcome {
 		e := AsError(err)
 		if e.Code == CodeInternalError && !errors.As(err, new(*Error)) {
 			out.err = err
 		}
 		out.status, out.code = e.Status, e.Code
-		out.body = MarshalError(e, id)
+		if sts {
+			out.body = MarshalSTSError(e, id)
+		} else {
+			out.body = MarshalError(e, id)
+		}
 		return out
 	}
 	if !IsEndpointPath(r.URL.Path) {
@@ -168,12 +173,16 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, id string) (out o
 		return fail(err)
 	}
 	out.action = truncate(q.All.Get("Action"), 64)
+	sts = q.All.Get("Version") == STSVersion
 
 	sig, err := parseSignature(wr, q)
 	if err != nil {
 		return fail(err)
 	}
 	out.scheme, out.accessKey = sig.Scheme, sig.AccessKey
+	if sig.v4 != nil && sig.v4.Service == "sts" {
+		sts = true
+	}
 	secret, principal, err := s.creds.LookupAccessKey(r.Context(), sig.AccessKey)
 	if errors.Is(err, ErrUnknownAccessKey) {
 		return fail(AuthFailure("AWS was not able to validate the provided access credentials"))
@@ -198,9 +207,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, id string) (out o
 	if sig.v4 != nil {
 		req.Service = sig.v4.Service
 	}
-	ns, err := Namespace(req.Version)
-	if err != nil {
-		return fail(err)
+	ns := STSNamespace
+	if !req.IsSTS() {
+		if ns, err = Namespace(req.Version); err != nil {
+			return fail(err)
+		}
 	}
 	resp, err := s.dispatch(r.Context(), req)
 	if err != nil {

@@ -102,4 +102,3 @@ func TestErrorsByCode(t *testing.T) {
 		}
 	})
 }
-
