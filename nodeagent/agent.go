@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"ironbark/internal/nodeapi"
+	"ironbark/internal/retry"
 	"ironbark/nodeagent/imagecache"
 )
 
@@ -222,19 +223,15 @@ func (a *Agent) ensureIdentity(ctx context.Context) error {
 		if a.cfg.Token == "" {
 			return errors.New("not enrolled yet: give the installer's identity file (--identity) or a token (--token-file; ironbark node token --cluster NAME on the frontend)")
 		}
-		for attempt := 0; ; attempt++ {
+		err = retry.Do(ctx, retry.Policy{
+			Wait: time.Second, MaxWait: 15 * time.Second,
+			Retryable: func(err error) bool { return !permanentEnrollError(err) },
+			OnRetry:   func(err error, _ int, _ time.Duration) { a.log.Warn("enrollment failed, retrying", "err", err) },
+		}, func(int) error {
 			a.updateCapacity()
 			id, err = enroll(ctx, a.cfg.StateDir, a.cfg.Controller, a.cfg.Token, a.cfg.Hostname, a.currentCapacity())
-			if err == nil || permanentEnrollError(err) || ctx.Err() != nil {
-				break
-			}
-			a.log.Warn("enrollment failed, retrying", "err", err)
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(min(time.Duration(attempt+1)*time.Second, 15*time.Second)):
-			}
-		}
+			return err
+		})
 		if err != nil {
 			return err
 		}

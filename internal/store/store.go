@@ -14,6 +14,8 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
 	_ "modernc.org/sqlite"             // registers the "sqlite" driver
+
+	"ironbark/internal/retry"
 )
 
 // Engine names the SQL engine behind a DB.
@@ -195,17 +197,8 @@ type Querier interface {
 // InTx runs fn in a transaction, committing if it returns nil and rolling
 // back otherwise. PostgreSQL serialization failures are retried.
 func (db *DB) InTx(ctx context.Context, fn func(*Tx) error) error {
-	for attempt := 0; ; attempt++ {
-		err := db.inTxOnce(ctx, fn)
-		if err == nil || attempt >= 4 || !retryable(err) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Duration(attempt+1) * 10 * time.Millisecond):
-		}
-	}
+	p := retry.Policy{Attempts: 5, Wait: 10 * time.Millisecond, MaxWait: 80 * time.Millisecond, Retryable: retryable}
+	return retry.Do(ctx, p, func(int) error { return db.inTxOnce(ctx, fn) })
 }
 
 func (db *DB) inTxOnce(ctx context.Context, fn func(*Tx) error) error {

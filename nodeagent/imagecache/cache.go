@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"ironbark/images/blobstore"
+	"ironbark/internal/retry"
 )
 
 // ErrCorrupt is returned when a download does not match its digest or size.
@@ -153,21 +154,15 @@ func (c *Cache) fetch(ctx context.Context, b Blob, final string) (string, error)
 	h, _ := parseDigest(b.Digest)
 	partial := filepath.Join(c.dir, "partial", h)
 	start := time.Now()
-	var err error
-	for attempt := 0; attempt <= c.retries; attempt++ {
-		if attempt > 0 {
-			select {
-			case <-ctx.Done():
-				return "", ctx.Err()
-			case <-time.After(time.Duration(attempt) * 500 * time.Millisecond):
-			}
-			c.log.Warn("image download: resuming", "digest", b.Digest, "attempt", attempt, "err", err)
-		}
-		err = c.download(ctx, b, partial)
-		if err == nil || errors.Is(err, ErrCorrupt) || IsNoSpace(err) || errors.As(err, new(permanent)) || ctx.Err() != nil {
-			break
-		}
-	}
+	err := retry.Do(ctx, retry.Policy{
+		Attempts: c.retries + 1, Wait: 500 * time.Millisecond, MaxWait: 2 * time.Second,
+		Retryable: func(err error) bool {
+			return !errors.Is(err, ErrCorrupt) && !IsNoSpace(err) && !errors.As(err, new(permanent))
+		},
+		OnRetry: func(err error, attempt int, _ time.Duration) {
+			c.log.Warn("image download: resuming", "digest", b.Digest, "attempt", attempt+1, "err", err)
+		},
+	}, func(int) error { return c.download(ctx, b, partial) })
 	if err != nil {
 		// A full disk keeps no partial download: it would hold the space
 		// other images need, and this one does not fit anyway.

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"ironbark/internal/retry"
 	"ironbark/internal/store"
 	"ironbark/pxe/dhcp"
 )
@@ -204,14 +205,8 @@ func (s *Store) Offer(ctx context.Context, r dhcp.OfferRequest) (dhcp.Lease, err
 // retryConflicts runs fn in a transaction, again when another server
 // took the same address first (unique violation).
 func (s *Store) retryConflicts(ctx context.Context, fn func(tx *store.Tx) error) error {
-	var err error
-	for attempt := 0; attempt < 8; attempt++ {
-		err = s.db.InTx(ctx, fn)
-		if !store.IsUniqueViolation(err) {
-			return err
-		}
-	}
-	return err
+	return retry.Do(ctx, retry.Policy{Attempts: 8, Retryable: store.IsUniqueViolation},
+		func(int) error { return s.db.InTx(ctx, fn) })
 }
 
 // offerPool finds a pool address for r and reserves it in memory. Only
