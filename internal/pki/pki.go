@@ -102,7 +102,7 @@ func createCA(certPath, keyPath string) error {
 	if err := writeKey(keyPath, key); err != nil {
 		return err
 	}
-	return atomicfile.Write(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	return atomicfile.Write(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
 }
 
 // Cert is the CA certificate.
@@ -173,7 +173,7 @@ func (ca *CA) ServerCertificate(hosts []string) (tls.Certificate, error) {
 	if err := writeKey(keyPath, key); err != nil {
 		return tls.Certificate{}, err
 	}
-	if err := atomicfile.Write(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+	if err := atomicfile.Write(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
 		return tls.Certificate{}, err
 	}
 	return tls.LoadX509KeyPair(certPath, keyPath)

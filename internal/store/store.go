@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"crypto/cipher"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -35,6 +36,8 @@ type DB struct {
 
 	mu      sync.Mutex
 	applied map[string]bool // migrations known applied through this handle
+	keyPath string          // the key file secrets are sealed with (secrets.go)
+	aead    cipher.AEAD     // its cipher, once loaded
 }
 
 // Open opens the database named by url: "postgres://..." or
@@ -59,6 +62,13 @@ func Open(ctx context.Context, url string) (*DB, error) {
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return nil, fmt.Errorf("open sqlite: %w", err)
 		}
+		// Made 0600 before SQLite opens it: its -wal and -shm files take
+		// the database file's mode.
+		if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600); err == nil {
+			f.Close()
+		} else {
+			return nil, fmt.Errorf("open sqlite: %w", err)
+		}
 		// IMMEDIATE transactions take the write lock up front so two
 		// writers queue on busy_timeout instead of failing to upgrade.
 		dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)" +
@@ -70,7 +80,7 @@ func Open(ctx context.Context, url string) (*DB, error) {
 		h.SetMaxOpenConns(8)
 		h.SetMaxIdleConns(8)
 		h.SetConnMaxIdleTime(time.Minute)
-		db = &DB{sql: h, engine: SQLite, url: path}
+		db = &DB{sql: h, engine: SQLite, url: path, keyPath: defaultKeyFile(path)}
 	}
 	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
