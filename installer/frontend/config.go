@@ -11,6 +11,8 @@ import (
 	"ironbark/controller"
 	"ironbark/controller/cluster"
 	"ironbark/controller/sched"
+	"ironbark/internal/datadir"
+	"ironbark/internal/pki"
 	"ironbark/internal/store"
 )
 
@@ -148,7 +150,8 @@ func StageDataDir(ctx context.Context, dir string, a Answers) error {
 	if !c.Public.DHCP {
 		host = strings.Split(c.Public.Address, "/")[0]
 	}
-	if err := controller.SaveSettings(dir, controller.Settings{Endpoint: "http://" + host + ":8773/"}); err != nil {
+	endpoint := "https://" + host + ":8773/"
+	if err := controller.SaveSettings(dir, controller.Settings{Endpoint: endpoint}); err != nil {
 		return err
 	}
 	db, err := store.Open(ctx, filepath.Join(dir, "ironbark.db"))
@@ -173,7 +176,13 @@ func StageDataDir(ctx context.Context, dir string, a Answers) error {
 	if err != nil {
 		return err
 	}
-	cdir, err := controller.WriteCredentials(dir, admin, "http://"+host+":8773/", controller.DefaultRegion)
+	// The cloud's CA, made now so the credentials carry it (ca.pem): the
+	// clients verify the frontend from its first answer.
+	ca, err := pki.LoadOrCreateCA(datadir.Dir(dir).PKI())
+	if err != nil {
+		return err
+	}
+	cdir, err := controller.WriteCredentials(dir, admin, endpoint, controller.DefaultRegion, ca.CertPEM())
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,8 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"net"
 	"net/http"
 	"net/netip"
@@ -154,7 +156,11 @@ func TestISOInstallsFrontend(t *testing.T) {
 		t.Fatalf("no admin keys in:\n%s", creds)
 	}
 	// EC2 from the public network: dial inside the namespace.
-	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM([]byte(readDataFile(t, target, "/credentials/admin/ca.pem"))) {
+		t.Fatal("no CA certificate in credentials/admin/ca.pem")
+	}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		var c net.Conn
 		err := ns.Do(func() error {
 			var err error
@@ -163,7 +169,7 @@ func TestISOInstallsFrontend(t *testing.T) {
 		})
 		return c, err
 	}}}
-	ec2 := sdk.New(sdk.Options{Region: "ironbark", BaseEndpoint: aws.String("http://192.0.2.10:8773/"), HTTPClient: client,
+	ec2 := sdk.New(sdk.Options{Region: "ironbark", BaseEndpoint: aws.String("https://192.0.2.10:8773/"), HTTPClient: client,
 		Credentials: credentials.NewStaticCredentialsProvider(ak, sk, "")})
 	var zones []string
 	deadline := time.Now().Add(3 * time.Minute)

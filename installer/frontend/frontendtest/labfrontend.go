@@ -49,7 +49,9 @@ fi
 ip link set "$IRONBARK_PRIVATE_IF" up
 ip addr add "$IRONBARK_PRIVATE_ADDR" dev "$IRONBARK_PRIVATE_IF"
 mkdir -p /var/log
-ironbark controller --data-dir /var/lib/ironbark --listen 0.0.0.0:8773 --node-listen 0.0.0.0:8774 >/var/log/controller.log 2>&1 &
+endpoint=https://$IRONBARK_FQDN:8773/
+[ "$IRONBARK_PUBLIC_DHCP" = no ] && endpoint=https://${IRONBARK_PUBLIC_ADDR%/*}:8773/
+ironbark controller --data-dir /var/lib/ironbark --listen 0.0.0.0:8773 --node-listen 0.0.0.0:8774 --endpoint $endpoint >/var/log/controller.log 2>&1 &
 ironbark pxe --interface "$IRONBARK_PRIVATE_IF" --data-dir /var/lib/ironbark >/var/log/pxe.log 2>&1 &
 echo "` + UpMarker + ` $IRONBARK_FQDN data=$data public=$IRONBARK_PUBLIC_ADDR private=$IRONBARK_PRIVATE_ADDR"
 while true; do sleep 3600; done
