@@ -76,8 +76,8 @@ func TestBadInputRefused(t *testing.T) {
 			"roll.xml": manifest("r"), "nodes/a.xml": "<kickstart>\n<file name=\"/x\" perm=\"0644\">x</file>\n</kickstart>\n",
 		}}, []string{"nodes/a.xml:2", `unknown attribute "perm"`}, nil},
 		{"template does not parse", []map[string]string{{
-			"roll.xml": manifest("r"), "nodes/a.xml": "<kickstart>\n<post>\necho {{.x</post>\n</kickstart>\n",
-		}}, []string{"nodes/a.xml:2", "template"}, nil},
+			"roll.xml": manifest("r"), "nodes/a.xml": "<kickstart>\n<post>\necho ok\necho {{.x</post>\n</kickstart>\n",
+		}}, []string{"nodes/a.xml:4", "template: unclosed action"}, nil},
 		{"not a Debian package name", []map[string]string{{
 			"roll.xml": manifest("r"), "nodes/a.xml": "<kickstart>\n<package>Vim_Editor</package>\n</kickstart>\n",
 		}}, []string{"nodes/a.xml:2", "Debian package name"}, nil},
@@ -145,7 +145,8 @@ func TestRollForAnotherArch(t *testing.T) {
 	}
 }
 
-// A template reading an attribute the host lacks fails with the file:line.
+// A template reading an attribute the host lacks fails with the file:line
+// of the line that reads it.
 func TestMissingAttributeInTemplate(t *testing.T) {
 	r, err := Open(writeRoll(t, map[string]string{
 		"roll.xml":    manifest("r"),
@@ -159,7 +160,7 @@ func TestMissingAttributeInTemplate(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = g.Profile("r-app", nil)
-	if err == nil || !strings.Contains(err.Error(), "roll r: nodes/a.xml:2") || !strings.Contains(err.Error(), "no_such_attr") {
+	if err == nil || !strings.Contains(err.Error(), "roll r: nodes/a.xml:3: template") || !strings.Contains(err.Error(), "no_such_attr") {
 		t.Errorf("Profile = %v", err)
 	}
 }

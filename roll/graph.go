@@ -454,6 +454,10 @@ func (g *Graph) Profile(appliance string, attrs map[string]string) (*Profile, er
 				}
 				o := Origin{Roll: n.Roll, Node: name, Pos: it.Pos}
 				fail := func(err error) error {
+					var pe *PosError
+					if errors.As(err, &pe) {
+						return fmt.Errorf("appliance %s: roll %s: %w", appliance, o.Roll, err)
+					}
 					return fmt.Errorf("appliance %s: roll %s: %s: %w", appliance, o.Roll, o.Pos, err)
 				}
 				switch it.Kind {
@@ -472,7 +476,7 @@ func (g *Graph) Profile(appliance string, attrs map[string]string) (*Profile, er
 					f.Origin = o
 					p.Files = append(p.Files, f)
 				case ItemPost:
-					body, err := render(it.Text, attrs)
+					body, err := it.Text.Render(attrs)
 					if err != nil {
 						return nil, fail(err)
 					}
@@ -489,7 +493,7 @@ func (g *Graph) Profile(appliance string, attrs map[string]string) (*Profile, er
 var ErrNoAppliance = errors.New("no such appliance")
 
 func (g *Graph) renderFile(roll string, it Item, attrs map[string]string) (File, error) {
-	name, err := render(it.Name, attrs)
+	name, err := it.Name.Render(attrs)
 	if err != nil {
 		return File{}, err
 	}
@@ -516,7 +520,7 @@ func (g *Graph) renderFile(roll string, it Item, attrs map[string]string) (File,
 		f.Content = b
 		return f, nil
 	}
-	body, err := render(it.Text, attrs)
+	body, err := it.Text.Render(attrs)
 	if err != nil {
 		return File{}, err
 	}

@@ -9,37 +9,44 @@ import (
 	"text/template"
 )
 
-// parseTemplate parses a node file's text as a Go template named by pos.
-// The dot is the host's attributes: {{.name}} reads one (a missing one is
-// an error, so a typo does not become an empty string); {{attr "name"
-// "default"}} reads one that may be missing.
-func parseTemplate(pos, text string) (*template.Template, error) {
-	t, err := template.New(pos).Option("missingkey=error").Funcs(template.FuncMap{
+// Template is a node file's text (a file's name or content, a post
+// body) as a Go template. The dot is the host's attributes: {{.name}} reads
+// one (a missing one is an error, so a typo does not become an empty
+// string); {{attr "name" "default"}} reads one that may be missing. Errors
+// name the file and line of the node file.
+type Template struct {
+	t    *template.Template
+	file string
+	line int // the node file's line of the template's first line
+}
+
+// newTemplate parses text found at file:line.
+func newTemplate(file string, line int, text string) (*Template, error) {
+	t, err := template.New("t").Option("missingkey=error").Funcs(template.FuncMap{
 		"attr": func(string, ...string) string { return "" },
 	}).Parse(text)
+	tp := &Template{t: t, file: file, line: line}
 	if err != nil {
-		return nil, posErr(pos, "template: %v", trimTemplateErr(err))
+		return nil, tp.posErr(err)
 	}
-	return t, nil
+	return tp, nil
 }
 
-func trimTemplateErr(err error) string {
-	s := err.Error()
-	// text/template prefixes "template: NAME:LINE: "; the name is already
-	// in our position.
-	if i := strings.Index(s, ": "); i >= 0 && strings.HasPrefix(s, "template: ") {
-		s = s[len("template: "):]
-		if j := strings.Index(s, ": "); j >= 0 {
-			s = s[j+2:]
-		}
+var templateErrRE = regexp.MustCompile(`^template: t:(\d+)(?::\d+)?: (?:executing "t" )?(.*)$`)
+
+// posErr turns text/template's error into one at the node file's line.
+func (tp *Template) posErr(err error) error {
+	line, msg := tp.line, err.Error()
+	if m := templateErrRE.FindStringSubmatch(msg); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		line, msg = tp.line+n-1, m[2]
 	}
-	return s
+	return posErr(fmt.Sprintf("%s:%d", tp.file, line), "template: %s", msg)
 }
 
-// render executes t with attrs. attr reads an attribute that may be
-// missing.
-func render(t *template.Template, attrs map[string]string) (string, error) {
-	c, err := t.Clone()
+// Render executes the template with attrs.
+func (tp *Template) Render(attrs map[string]string) (string, error) {
+	c, err := tp.t.Clone()
 	if err != nil {
 		return "", err
 	}
@@ -54,9 +61,18 @@ func render(t *template.Template, attrs map[string]string) (string, error) {
 	}})
 	var b strings.Builder
 	if err := c.Execute(&b, attrs); err != nil {
-		return "", fmt.Errorf("%s", strings.TrimPrefix(err.Error(), "template: "))
+		return "", tp.posErr(err)
 	}
 	return b.String(), nil
+}
+
+// bodyLine is the line a body's first line is on after trimBody: the line
+// after the tag when the text begins with a newline.
+func bodyLine(e *element) int {
+	if strings.HasPrefix(strings.TrimPrefix(e.Text, "\r"), "\n") {
+		return e.Line + 1
+	}
+	return e.Line
 }
 
 func splitList(s string) []string {
@@ -183,7 +199,7 @@ func parseNode(rollName, file, name string, data []byte, files map[string][]byte
 			if interp != "" && !strings.HasPrefix(interp, "/") {
 				return nil, posErr(pos, "<post interpreter=%q>: want an absolute path", interp)
 			}
-			t, err := parseTemplate(pos, trimBody(e.Text))
+			t, err := newTemplate(file, bodyLine(e), trimBody(e.Text))
 			if err != nil {
 				return nil, err
 			}
@@ -216,7 +232,7 @@ func parseFile(pos, file string, e *element, files map[string][]byte) (Item, err
 	if !strings.HasPrefix(name, "/") && !strings.HasPrefix(name, "{{") {
 		return Item{}, posErr(pos, "<file name=%q>: want an absolute path", name)
 	}
-	if it.Name, err = parseTemplate(pos, name); err != nil {
+	if it.Name, err = newTemplate(file, e.Line, name); err != nil {
 		return Item{}, err
 	}
 	if p, ok := e.attr("perms"); ok {
@@ -262,7 +278,7 @@ func parseFile(pos, file string, e *element, files map[string][]byte) (Item, err
 		it.Src = clean
 		return it, nil
 	}
-	if it.Text, err = parseTemplate(pos, body); err != nil {
+	if it.Text, err = newTemplate(file, bodyLine(e), body); err != nil {
 		return Item{}, err
 	}
 	return it, nil

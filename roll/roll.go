@@ -6,7 +6,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"text/template"
 )
 
 // Roll is one roll as read from a directory or an archive: its manifest,
@@ -192,14 +191,14 @@ type Item struct {
 	Packages []string // ItemPackage
 
 	// ItemFile
-	Name   *template.Template
+	Name   *Template
 	Perms  uint32
 	Owner  string
 	Append bool
 	Src    string // path of a shipped file in the roll, or ""
 
 	// ItemFile content, ItemPost body.
-	Text *template.Template
+	Text *Template
 	// ItemPost
 	Interpreter string
 }

@@ -92,6 +92,7 @@ func commands() []command {
 		{name: "appliance add", args: "NAME", help: "add a site appliance whose walk starts at --node", setup: applianceAdd},
 		{name: "appliance graph", args: "NAME", help: "print an appliance's graph in DOT (--pruned for one host's, --host H)", setup: applianceGraph},
 		{name: "appliance profile", args: "NAME", help: "print an appliance's ordered profile: nodes, packages, files, scripts, with their rolls", setup: applianceProfile},
+		{name: "appliance build", args: "NAME", help: "build an appliance's disk image from its rolls' profile and make it what the appliance installs", setup: applianceBuild},
 		{name: "attr set", args: "NAME VALUE", help: "set an attribute: global, or with --host/--rack/--appliance/--os", setup: attrSet},
 		{name: "attr list", help: "list attributes; with --host or --appliance the whole chain, each with its source (G/O/A/R/H/I)", setup: attrList},
 		{name: "attr remove", args: "NAME", help: "remove an attribute at its scope", setup: attrRemove},

@@ -53,6 +53,11 @@ type Config struct {
 	// Busybox is the static busybox for OSBusybox; empty means the host's
 	// /bin/busybox (busybox-static).
 	Busybox string
+	// SourceDir supplies the files a profile names by Source with no
+	// content (<file src="bin/ironbark-node"> in a built-in roll): Source
+	// is read relative to it. The CLI passes the directory above its own
+	// bin/.
+	SourceDir string
 	// Size of the disk image; 0 computes it from the content.
 	Size int64
 	// Refresh builds the base tree again even when one is cached (to
@@ -207,7 +212,7 @@ func Build(ctx context.Context, c Config) (*Result, error) {
 	}
 	log.Info("base tree copied", "key", base.key, "took", time.Since(start).Round(time.Millisecond))
 
-	if err := applyFiles(tree, c.Profile.Files); err != nil {
+	if err := applyFiles(tree, c.SourceDir, c.Profile.Files); err != nil {
 		return nil, err
 	}
 	if res.Scripts, err = runScripts(ctx, tree, c.Profile.Scripts, c.Epoch, log); err != nil {

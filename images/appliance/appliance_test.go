@@ -22,12 +22,21 @@ func labConfig(t *testing.T, cache string) appliance.Config {
 	lab.Require(t, "unshare", "chroot", "grub-mkimage", "cp")
 	k := lab.GuestKernel(t)
 	return appliance.Config{
-		Profile:  appliance.LabProfile(),
+		Profile:  labProfile(t),
 		CacheDir: cache,
 		Output:   filepath.Join(t.TempDir(), "lab.img"),
 		Kernel:   k.Root,
 		Busybox:  lab.Busybox(t),
 	}
+}
+
+func labProfile(t *testing.T) roll.Profile {
+	t.Helper()
+	p, err := appliance.LabProfile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 func build(t *testing.T, c appliance.Config) *appliance.Result {
@@ -118,7 +127,7 @@ func TestFailingScript(t *testing.T) {
 }
 
 func TestBadProfiles(t *testing.T) {
-	base := appliance.Config{Profile: appliance.LabProfile(), CacheDir: t.TempDir(), Output: filepath.Join(t.TempDir(), "x.img"), Kernel: "/nonexistent"}
+	base := appliance.Config{Profile: labProfile(t), CacheDir: t.TempDir(), Output: filepath.Join(t.TempDir(), "x.img"), Kernel: "/nonexistent"}
 	for name, mut := range map[string]func(c *appliance.Config){
 		"arch":           func(c *appliance.Config) { c.Profile.Arch = "aarch64" },
 		"os":             func(c *appliance.Config) { c.Profile.OS = "centos" },
@@ -131,7 +140,7 @@ func TestBadProfiles(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			c := base
-			c.Profile = appliance.LabProfile()
+			c.Profile = labProfile(t)
 			mut(&c)
 			if _, err := appliance.Build(context.Background(), c); !errors.Is(err, appliance.ErrBadProfile) {
 				t.Fatalf("err = %v, want ErrBadProfile", err)

@@ -22,7 +22,7 @@ import (
 // resolved inside the tree (os.Root): a symlink in the tree cannot send a
 // file to the host. Owners are names from the tree's own /etc/passwd and
 // /etc/group, or numbers.
-func applyFiles(tree string, files []roll.File) error {
+func applyFiles(tree, sourceDir string, files []roll.File) error {
 	if len(files) == 0 {
 		return nil
 	}
@@ -32,11 +32,35 @@ func applyFiles(tree string, files []roll.File) error {
 	}
 	defer r.Close()
 	for _, f := range files {
+		if f.Source != "" && len(f.Content) == 0 {
+			b, err := readSource(sourceDir, f.Source)
+			if err != nil {
+				return fmt.Errorf("file %s (roll %s, node %s, %s): %w", f.Path, f.Roll, f.Node, f.Pos, err)
+			}
+			f.Content = b
+		}
 		if err := applyFile(r, f); err != nil {
 			return fmt.Errorf("file %s (roll %s, node %s, %s): %w", f.Path, f.Roll, f.Node, f.Pos, err)
 		}
 	}
 	return nil
+}
+
+// readSource reads a file the builder supplies for a profile.
+func readSource(dir, name string) ([]byte, error) {
+	if dir == "" {
+		return nil, fmt.Errorf("src=%s: the builder was given no source directory (Config.SourceDir)", name)
+	}
+	r, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("src=%s: %w", name, err)
+	}
+	defer r.Close()
+	b, err := r.ReadFile(path.Clean(name))
+	if err != nil {
+		return nil, fmt.Errorf("src=%s: %w (build it first, e.g. make build)", name, err)
+	}
+	return b, nil
 }
 
 func applyFile(r *os.Root, f roll.File) error {
@@ -180,6 +204,7 @@ mount --rbind /dev "$t/dev"
 exec chroot "$t" "$@"`
 		cmd := exec.CommandContext(ctx, "unshare", "--mount", "--propagation", "private", "--",
 			"/bin/sh", "-c", inner, "sh", tree, interp, "/"+name)
+		killGroup(cmd)
 		cmd.Env = []string{
 			"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "LC_ALL=C",
 			"SOURCE_DATE_EPOCH=" + strconv.FormatInt(epoch.Unix(), 10), "DEBIAN_FRONTEND=noninteractive",

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"ironbark/images/initramfs"
+	"ironbark/internal/filelock"
 )
 
 // baseTree is a finished, cached base tree.
@@ -60,7 +61,7 @@ func (c *Config) base(ctx context.Context, log *slog.Logger) (*baseTree, error) 
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("appliance base: %w", err)
 	}
-	unlock, err := lockFile(filepath.Join(dir, ".lock"))
+	unlock, err := filelock.Lock(filepath.Join(dir, ".lock"))
 	if err != nil {
 		return nil, err
 	}
@@ -149,22 +150,80 @@ func (s baseSpec) sources() string {
 	return b.String()
 }
 
-// debianBase makes the tree with mmdebstrap. The package names are first
-// checked against the archive with a private apt (its own lists under
-// the cache, nothing of the host's apt touched), so an unknown package
-// fails in seconds with the node that asked for it.
+// debianBase makes the tree with mmdebstrap. A private apt (its own
+// lists under the cache, nothing of the host's apt touched) checks the
+// package names against the archive at the same time, so an unknown
+// package fails in seconds, not after the essential set is installed,
+// with the node that asked for it.
 func (c *Config) debianBase(ctx context.Context, s baseSpec, tree string, log *slog.Logger) error {
-	if err := c.resolve(ctx, s, log); err != nil {
-		return err
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	resolved := make(chan error, 1)
+	go func() { resolved <- c.resolve(ctx, s, log) }()
+	var out bytes.Buffer
+	built := make(chan error, 1)
+	go func() {
+		cmd, err := c.mmdebstrap(ctx, s, tree)
+		if err != nil {
+			built <- err
+			return
+		}
+		cmd.Stdout, cmd.Stderr = &out, &out
+		log.Info("mmdebstrap", "suite", s.Suite, "variant", s.Variant, "packages", len(s.Packages))
+		built <- cmd.Run()
+	}()
+	var err error
+	select {
+	case err = <-resolved:
+		if err != nil {
+			cancel()
+			<-built
+			return err
+		}
+		err = <-built
+	case err = <-built:
+		cancel()
+		<-resolved
 	}
+	if err != nil {
+		if perr := c.packageError(out.String()); perr != nil {
+			return perr
+		}
+		return fmt.Errorf("appliance %s: mmdebstrap: %v\n%s", c.Profile.Appliance, err, tailLines(out.String(), 30))
+	}
+	return nil
+}
+
+// MmdebstrapCommand is the command Build runs for a Debian profile's
+// base tree (for benchmarks: the same mmdebstrap, alone). It runs in a
+// private mount namespace (unshare -m), so whatever mmdebstrap mounts in
+// the tree goes away with it, even when it is killed; a cancelled
+// context kills its whole process group.
+func (c Config) MmdebstrapCommand(ctx context.Context, tree string) (*exec.Cmd, error) {
+	c.defaults()
+	if err := c.check(); err != nil {
+		return nil, err
+	}
+	s, err := c.baseSpec(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return c.mmdebstrap(ctx, s, tree)
+}
+
+func (c *Config) mmdebstrap(ctx context.Context, s baseSpec, tree string) (*exec.Cmd, error) {
 	debs := filepath.Join(c.CacheDir, "debs")
-	if err := os.MkdirAll(debs, 0o755); err != nil {
-		return fmt.Errorf("appliance base: %w", err)
+	tmp := filepath.Join(c.CacheDir, "tmp")
+	for _, d := range []string{debs, tmp} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("appliance base: %w", err)
+		}
 	}
 	q := shellQuote(debs)
 	// Seed apt's archive directory from the cache and keep what was
 	// downloaded (hard links: same filesystem, no copies).
-	args := []string{"--mode=root", "--variant=" + s.Variant, "--arch=" + s.Arch, "--components=main",
+	args := []string{"--mount", "--propagation", "private", "--", "mmdebstrap",
+		"--mode=root", "--variant=" + s.Variant, "--arch=" + s.Arch, "--components=main",
 		"--aptopt=Acquire::Languages \"none\"",
 		"--dpkgopt=path-exclude=/usr/share/doc/*", "--dpkgopt=path-include=/usr/share/doc/*/copyright",
 		"--dpkgopt=path-exclude=/usr/share/man/*", "--dpkgopt=path-exclude=/usr/share/info/*",
@@ -177,18 +236,20 @@ func (c *Config) debianBase(ctx context.Context, s baseSpec, tree string, log *s
 		args = append(args, "--include="+strings.Join(s.Packages, ","))
 	}
 	args = append(args, s.Suite, tree, s.sources())
-	cmd := exec.CommandContext(ctx, "mmdebstrap", args...)
-	cmd.Env = append(os.Environ(), "SOURCE_DATE_EPOCH="+strconv.FormatInt(s.Epoch, 10), "LC_ALL=C.UTF-8", "TMPDIR="+c.CacheDir)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	log.Info("mmdebstrap", "suite", s.Suite, "variant", s.Variant, "packages", len(s.Packages))
-	if err := cmd.Run(); err != nil {
-		if perr := c.packageError(out.String()); perr != nil {
-			return perr
-		}
-		return fmt.Errorf("appliance %s: mmdebstrap: %v\n%s", c.Profile.Appliance, err, tailLines(out.String(), 30))
-	}
-	return nil
+	cmd := exec.CommandContext(ctx, "unshare", args...)
+	cmd.Env = append(os.Environ(), "SOURCE_DATE_EPOCH="+strconv.FormatInt(s.Epoch, 10), "LC_ALL=C.UTF-8", "TMPDIR="+tmp)
+	killGroup(cmd)
+	return cmd, nil
+}
+
+// killGroup makes cmd the leader of a process group that a cancelled
+// context kills as a whole (apt and dpkg under mmdebstrap, children of a
+// post script), and waits for its output pipes no longer than a few
+// seconds after that.
+func killGroup(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
 }
 
 // resolve asks a private apt whether the archive has every package and
@@ -221,7 +282,7 @@ func (c *Config) resolve(ctx context.Context, s baseSpec, log *slog.Logger) erro
 		"-o", "APT::Architecture=" + s.Arch, "-o", "APT::Architectures=" + s.Arch, "-o", "Acquire::Languages=none",
 		"-o", "Debug::NoLocking=1", "-o", "APT::Install-Recommends=false", "-o", "APT::Sandbox::User=root",
 	}
-	unlock, err := lockFile(filepath.Join(dir, ".lock"))
+	unlock, err := filelock.Lock(filepath.Join(dir, ".lock"))
 	if err != nil {
 		return err
 	}
@@ -307,9 +368,9 @@ func findKernel(root string) (*kernel, error) {
 	if len(vms) == 0 {
 		return nil, fmt.Errorf("appliance: no boot/vmlinuz-* under kernel %q", root)
 	}
-	sort.Strings(vms)
-	v := strings.TrimPrefix(filepath.Base(vms[len(vms)-1]), "vmlinuz-")
-	k := &kernel{version: v, vmlinuz: vms[len(vms)-1], modules: filepath.Join(root, "lib", "modules", v)}
+	vm := newest(vms)
+	v := strings.TrimPrefix(filepath.Base(vm), "vmlinuz-")
+	k := &kernel{version: v, vmlinuz: vm, modules: filepath.Join(root, "lib", "modules", v)}
 	if _, err := os.Stat(filepath.Join(k.modules, "modules.dep")); err != nil {
 		return nil, fmt.Errorf("appliance: kernel %s: %w (run depmod -b)", v, err)
 	}
@@ -423,17 +484,4 @@ func copyFile(src, dst string, mode os.FileMode) error {
 		return fmt.Errorf("copy %s: %w", src, err)
 	}
 	return out.Close()
-}
-
-// lockFile takes an exclusive flock on p; the returned func releases it.
-func lockFile(p string) (func(), error) {
-	f, err := os.OpenFile(p, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("lock %s: %w", p, err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("lock %s: %w", p, err)
-	}
-	return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
 }
