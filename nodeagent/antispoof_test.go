@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,8 +20,9 @@ import (
 // guestOn is a guest: a namespace behind a bridge port named as the agent
 // names an instance's tap, with the instance's MAC and address.
 type guestOn struct {
-	ns   *lab.NetNS
-	port string // inside ns
+	ns    *lab.NetNS
+	port  string         // inside ns
+	dials sync.WaitGroup // dials into ns still running (a timed-out request's)
 }
 
 func newGuest(t *testing.T, n *lab.LabNet, s nodeapi.InstanceSpec) *guestOn {
@@ -32,6 +34,7 @@ func newGuest(t *testing.T, n *lab.LabNet, s nodeapi.InstanceSpec) *guestOn {
 		before[l.Attrs().Name] = true
 	}
 	g := &guestOn{ns: lab.NewNetNS(t)}
+	t.Cleanup(g.dials.Wait) // before the namespace goes
 	g.port = n.NS.Link(t, n.Bridge, g.ns)
 	ls, _ = h.LinkList()
 	for _, l := range ls {
@@ -80,6 +83,8 @@ func (g *guestOn) setMAC(t *testing.T, mac string) {
 func (g *guestOn) metadata(src netip.Addr) (string, error) {
 	c := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			g.dials.Add(1)
+			defer g.dials.Done()
 			var conn net.Conn
 			err := g.ns.Do(func() error {
 				var err error
