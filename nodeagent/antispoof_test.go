@@ -1,13 +1,13 @@
 package nodeagent
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,9 +20,8 @@ import (
 // guestOn is a guest: a namespace behind a bridge port named as the agent
 // names an instance's tap, with the instance's MAC and address.
 type guestOn struct {
-	ns    *lab.NetNS
-	port  string         // inside ns
-	dials sync.WaitGroup // dials into ns still running (a timed-out request's)
+	ns   *lab.NetNS
+	port string // inside ns
 }
 
 func newGuest(t *testing.T, n *lab.LabNet, s nodeapi.InstanceSpec) *guestOn {
@@ -34,7 +33,6 @@ func newGuest(t *testing.T, n *lab.LabNet, s nodeapi.InstanceSpec) *guestOn {
 		before[l.Attrs().Name] = true
 	}
 	g := &guestOn{ns: lab.NewNetNS(t)}
-	t.Cleanup(g.dials.Wait) // before the namespace goes
 	g.port = n.NS.Link(t, n.Bridge, g.ns)
 	ls, _ = h.LinkList()
 	for _, l := range ls {
@@ -79,21 +77,27 @@ func (g *guestOn) setMAC(t *testing.T, mac string) {
 	}
 }
 
-// metadata asks the metadata service for the instance ID, from src.
+// metadata asks the metadata service for the instance ID, from src. The
+// connection is made and used right here (no transport goroutines left
+// in the namespace when the test ends).
 func (g *guestOn) metadata(src netip.Addr) (string, error) {
-	c := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			g.dials.Add(1)
-			defer g.dials.Done()
-			var conn net.Conn
-			err := g.ns.Do(func() error {
-				var err error
-				conn, err = (&net.Dialer{LocalAddr: &net.TCPAddr{IP: src.AsSlice()}}).DialContext(ctx, network, addr)
-				return err
-			})
-			return conn, err
-		}}}
-	resp, err := c.Get("http://169.254.169.254/latest/meta-data/instance-id")
+	var conn net.Conn
+	err := g.ns.Do(func() error {
+		var err error
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: src.AsSlice()}, Timeout: 3 * time.Second}
+		conn, err = d.Dial("tcp", net.JoinHostPort(MetadataAddr.String(), "80"))
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(3 * time.Second))
+	req, _ := http.NewRequest(http.MethodGet, "http://169.254.169.254/latest/meta-data/instance-id", nil)
+	if err := req.Write(conn); err != nil {
+		return "", err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), req)
 	if err != nil {
 		return "", err
 	}
