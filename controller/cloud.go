@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"sync"
@@ -73,6 +74,9 @@ func New(cfg Config, db *store.DB, placer Placer, log *slog.Logger) (*Cloud, err
 	if cfg.Region == "" {
 		cfg.Region = DefaultRegion
 	}
+	if !validRegionName(cfg.Region) {
+		return nil, fmt.Errorf("region %q: want 1 to 64 letters, digits, '-', '_' or '.'", cfg.Region)
+	}
 	if len(cfg.VMTypes) == 0 {
 		cfg.VMTypes = DefaultVMTypes()
 	}
@@ -122,6 +126,21 @@ func (c *Cloud) notify(nodes ...string) {
 			c.cfg.Notify(n)
 		}
 	}
+}
+
+// validRegionName admits any name an operator may choose ("us-east-1" for
+// libraries that expect an AWS region, "ironbark", "site-2") that can
+// appear in credential files, ARNs and zone ids as it is.
+func validRegionName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // DefaultRegion is the region name when the config names none.

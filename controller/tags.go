@@ -112,6 +112,31 @@ type tagParam struct {
 	HasValue   bool
 }
 
+// Tag limits, as EC2 has them.
+const (
+	maxTagsPerResource = 50
+	maxTagKeyLen       = 128
+	maxTagValueLen     = 256
+)
+
+// checkTag checks one tag as CreateTags and RunInstances' TagSpecification
+// both do.
+func checkTag(key, value string) error {
+	if key == "" {
+		return ec2.InvalidParameterValue("Tag key must not be empty")
+	}
+	if len(key) > maxTagKeyLen || len(value) > maxTagValueLen || strings.HasPrefix(strings.ToLower(key), "aws:") {
+		return ec2.InvalidParameterValue("Tag %q is not a valid tag: keys are at most %d characters and do not start with aws:, values at most %d",
+			key, maxTagKeyLen, maxTagValueLen)
+	}
+	return nil
+}
+
+// tagLimit is the error for more than maxTagsPerResource tags.
+func tagLimit() error {
+	return ec2.Errorf("TagLimitExceeded", "The maximum number of Tags for a resource has been reached.")
+}
+
 // tagParams reads Tag.N.Key / Tag.N.Value, N any non-negative number
 // (clients send 0-based lists too), in the order of N.
 func (k *call) tagParams() ([]tagParam, error) {
@@ -125,12 +150,9 @@ func (k *call) tagParams() ([]tagParam, error) {
 			return nil, err
 		}
 		key := it.String("Key")
-		if key == "" {
-			return nil, ec2.Errorf("InvalidParameterValue", "Tag key must not be empty")
-		}
 		value, hasValue := it.Lookup("Value")
-		if len(key) > 128 || len(value) > 256 || strings.HasPrefix(strings.ToLower(key), "aws:") {
-			return nil, ec2.Errorf("InvalidParameterValue", "Tag %q is not a valid tag", key)
+		if err := checkTag(key, value); err != nil {
+			return nil, err
 		}
 		ts = append(ts, tagParam{Key: key, Value: value, HasValue: hasValue})
 	}
@@ -191,8 +213,8 @@ func (c *Cloud) createTags(ctx context.Context, k *call) (any, error) {
 			if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM tags WHERE resource_id = ?`, id).Scan(&n); err != nil {
 				return err
 			}
-			if n > 50 {
-				return ec2.Errorf("TagLimitExceeded", "The maximum number of Tags for a resource has been reached.")
+			if n > maxTagsPerResource {
+				return tagLimit()
 			}
 		}
 		return nil

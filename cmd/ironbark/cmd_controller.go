@@ -141,9 +141,10 @@ func runController(ctx context.Context, e *env, f controllerFlags) error {
 		return err
 	}
 	api := &http.Server{
-		Handler:     ec2.NewServer(ec2.Config{Handler: cloud, Credentials: cloud, Logger: log, TokenKey: key}),
-		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-		BaseContext: func(net.Listener) context.Context { return ctx },
+		Handler:        ec2.NewServer(ec2.Config{Handler: cloud, Credentials: cloud, Logger: log, TokenKey: key}),
+		MaxHeaderBytes: ec2.MaxHeaderBytes, // an oversized query gets EC2's XML, not a plain 431
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		BaseContext:    func(net.Listener) context.Context { return ctx },
 	}
 	limits.Apply(api)
 	apiLn := limits.Listener(ln, log.With("listener", "ec2"))
