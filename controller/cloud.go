@@ -71,14 +71,10 @@ type action func(ctx context.Context, c *call) (any, error)
 // New makes a Cloud over a migrated store (see Migrations). placer may be
 // nil: RunInstances then answers InsufficientInstanceCapacity.
 func New(cfg Config, db *store.DB, placer Placer, log *slog.Logger) (*Cloud, error) {
-	if cfg.Region == "" {
-		cfg.Region = DefaultRegion
-	}
+	d := Settings{Region: cfg.Region, VMTypes: cfg.VMTypes}.Resolved()
+	cfg.Region, cfg.VMTypes = d.Region, d.VMTypes
 	if !validRegionName(cfg.Region) {
 		return nil, fmt.Errorf("region %q: want 1 to 64 letters, digits, '-', '_' or '.'", cfg.Region)
-	}
-	if len(cfg.VMTypes) == 0 {
-		cfg.VMTypes = DefaultVMTypes()
 	}
 	if cfg.LostAfter <= 0 {
 		cfg.LostAfter = DefaultLostAfter
