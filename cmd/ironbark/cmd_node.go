@@ -189,3 +189,24 @@ func nodeRemove(fs *flag.FlagSet) runFunc {
 		return nil
 	}
 }
+
+// nodeDrain is `node drain` (drained=true) and `node undrain`.
+func nodeDrain(drained bool) func(fs *flag.FlagSet) runFunc {
+	return func(fs *flag.FlagSet) runFunc {
+		return func(ctx context.Context, e *env) error {
+			reg, err := e.openRegistry(ctx)
+			if err != nil {
+				return err
+			}
+			if err := reg.SetDrained(ctx, e.args[0], drained); err != nil {
+				return err
+			}
+			if drained {
+				e.say("node %s drained: its instances stay, new ones go elsewhere", e.args[0])
+			} else {
+				e.say("node %s back in service", e.args[0])
+			}
+			return nil
+		}
+	}
+}
