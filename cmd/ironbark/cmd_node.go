@@ -163,6 +163,9 @@ func nodeList(fs *flag.FlagSet) runFunc {
 			if state == cluster.NodeUp && !n.Live(time.Now(), cluster.DefaultHeartbeatTimeout) {
 				state = cluster.NodeDown
 			}
+			if n.Drained {
+				state += ",drained"
+			}
 			rows[i] = nodeRow{ID: n.ID, Cluster: n.Cluster, Hostname: n.Hostname, State: state,
 				Cores: n.Capacity.Cores, MemoryMiB: n.Capacity.MemoryMiB, DiskGiB: n.Capacity.DiskGiB,
 				Hypervisor: n.Hypervisor, LastHeartbeat: n.LastHeartbeat.UTC(), Review: review(n), Declared: n.Declared}
