@@ -99,6 +99,9 @@ func commands() []command {
 		{name: "attr list", help: "list attributes; with --host or --appliance the whole chain, each with its source (G/O/A/R/H/I)", setup: attrList},
 		{name: "attr remove", args: "NAME", help: "remove an attribute at its scope", setup: attrRemove},
 
+		// The operator's dashboard (cmd_tui.go).
+		{name: "tui", help: "the operator's live dashboard: clusters, nodes, hosts, instances, images, events; add a cluster, discover, reinstall, drain", setup: dashboard},
+
 		// The frontend installer (cmd_install.go).
 		{name: "install", noStore: true, help: "install this machine as the frontend: the installer screens, or unattended with --answers FILE", setup: frontendInstall},
 	}
