@@ -97,6 +97,9 @@ func (c *Cloud) createSecurityGroup(ctx context.Context, k *call) (any, error) {
 	if len(name) > 255 || len(desc) > 255 || strings.HasPrefix(name, "sg-") {
 		return nil, ec2.InvalidParameterValue("Invalid security group name or description")
 	}
+	if vpc := k.str("VpcId"); vpc != "" && vpc != c.defaultVPCID() {
+		return nil, ec2.NotFound("InvalidVpcID.NotFound", vpc)
+	}
 	if err := ensureDefaultGroup(ctx, c.db, k.account()); err != nil {
 		return nil, err
 	}
@@ -472,6 +475,7 @@ type SecurityGroup struct {
 	GroupID     string         `xml:"groupId"`
 	GroupName   string         `xml:"groupName"`
 	Description string         `xml:"groupDescription"`
+	VpcID       string         `xml:"vpcId"` // every group is in the default VPC (vpc.go)
 	Ingress     []IPPermission `xml:"ipPermissions>item"`
 	Egress      []IPPermission `xml:"ipPermissionsEgress>item"`
 	Tags        []Tag          `xml:"tagSet>item"`
@@ -519,7 +523,7 @@ func (c *Cloud) describeSecurityGroups(ctx context.Context, k *call) (any, error
 	return &DescribeSecurityGroupsResponse{Groups: page, NextToken: next}, nil
 }
 
-var securityGroupFilters = []string{"group-id", "group-name", "description", "owner-id", "ip-permission.protocol",
+var securityGroupFilters = []string{"group-id", "group-name", "description", "owner-id", "vpc-id", "ip-permission.protocol",
 	"ip-permission.cidr", "ip-permission.from-port", "ip-permission.to-port", "ip-permission.group-id",
 	"egress.ip-permission.cidr", "egress.ip-permission.protocol"}
 
@@ -595,6 +599,7 @@ func (c *Cloud) loadSecurityGroups(ctx context.Context, k *call) ([]SecurityGrou
 	out := make([]SecurityGroup, len(order))
 	for i, g := range order {
 		g.Tags = tagSet(tags[g.GroupID])
+		g.VpcID = c.defaultVPCID()
 		out[i] = *g
 	}
 	return out, nil
@@ -626,6 +631,8 @@ func (g *SecurityGroup) field(name string) []string {
 		return []string{g.Description}
 	case "owner-id":
 		return []string{g.OwnerID}
+	case "vpc-id":
+		return []string{g.VpcID}
 	}
 	perms := g.Ingress
 	if strings.HasPrefix(name, "egress.") {
