@@ -221,12 +221,14 @@ func Build(ctx context.Context, c Config) (*Result, error) {
 	if res.BootConfig, err = bootConfig(tree, &c.Profile); err != nil {
 		return nil, err
 	}
+	fsOpts := disk.FSOptions{Label: "root", Seed: "ironbark-appliance:" + c.Profile.Appliance, Time: c.Epoch,
+		KeepOwners: true, ClampTimes: true, Logger: log}
+	if err := writeFstab(tree, disk.IDs(fsOpts)); err != nil {
+		return nil, err
+	}
 	start = time.Now()
 	d, err := disk.BuildDisk(ctx, c.Output, disk.DiskSpec{
-		Table: disk.GPT, Size: c.Size, Root: disk.DirSource(tree),
-		FS: disk.FSOptions{Label: "root", Seed: "ironbark-appliance:" + c.Profile.Appliance, Time: c.Epoch,
-			KeepOwners: true, ClampTimes: true, Logger: log},
-		GRUB: &disk.GRUB{},
+		Table: disk.GPT, Size: c.Size, Root: disk.DirSource(tree), FS: fsOpts, GRUB: &disk.GRUB{},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("appliance %s: %w", c.Profile.Appliance, err)
