@@ -100,7 +100,8 @@ func (e *PackageError) Error() string {
 	return fmt.Sprintf("package %s (roll %s, node %s, %s): %s", e.Package.Name, e.Package.Roll, e.Package.Node, e.Package.Pos, e.Apt)
 }
 
-// ScriptError is a post script that failed, with its output.
+// ScriptError is a post script that failed, with its output (Error
+// shows its last 40 lines).
 type ScriptError struct {
 	Script roll.Script
 	Output string
@@ -108,7 +109,7 @@ type ScriptError struct {
 }
 
 func (e *ScriptError) Error() string {
-	return fmt.Sprintf("post script of node %s (roll %s, %s) failed: %v\n%s", e.Script.Node, e.Script.Roll, e.Script.Pos, e.Err, e.Output)
+	return fmt.Sprintf("post script of node %s (roll %s, %s) failed: %v\n%s", e.Script.Node, e.Script.Roll, e.Script.Pos, e.Err, tailLines(e.Output, 40))
 }
 
 func (e *ScriptError) Unwrap() error { return e.Err }
