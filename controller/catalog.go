@@ -3,7 +3,10 @@ package controller
 import (
 	"context"
 	"fmt"
+	"regexp"
+	"strings"
 
+	"ironbark/images/blobstore"
 	"ironbark/internal/store"
 )
 
@@ -64,4 +67,34 @@ func (c *ImageCatalog) Images(ctx context.Context) ([]CatalogImage, error) {
 		out = append(out, im)
 	}
 	return out, rows.Err()
+}
+
+// The image-name rule, EC2's: 3 to 128 of these characters.
+const (
+	imageNameChars = `A-Za-z0-9()\[\] ./'@_-`
+	minImageName   = 3
+	maxImageName   = 128
+)
+
+var notImageName = regexp.MustCompile("[^" + imageNameChars + "]+")
+
+// CleanImageName makes a valid image name of s: each run of characters
+// EC2 does not allow becomes "-", a short name is padded with "_", a
+// long one cut.
+func CleanImageName(s string) string {
+	n := notImageName.ReplaceAllString(s, "-")
+	if len(n) < minImageName {
+		n += strings.Repeat("_", minImageName-len(n))
+	}
+	if len(n) > maxImageName {
+		n = n[:maxImageName]
+	}
+	return n
+}
+
+// canonicalDigest reports whether s is a blob digest as the image store
+// writes it: sha256:<64 lower-case hex digits>.
+func canonicalDigest(s string) bool {
+	d, err := blobstore.ParseDigest(s)
+	return err == nil && string(d) == s
 }

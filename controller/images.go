@@ -42,10 +42,7 @@ type ImageRecord struct {
 	Location       string // ImageLocation as DescribeImages shows it; Digest when empty
 }
 
-var (
-	digestPattern = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
-	imageName     = regexp.MustCompile(`^[A-Za-z0-9()\[\] ./'@_-]{3,128}$`)
-)
+var imageName = regexp.MustCompile(fmt.Sprintf("^[%s]{%d,%d}$", imageNameChars, minImageName, maxImageName))
 
 // RegisterStoredImage records an image whose blob is in the image store and
 // returns its id (emi-/eki-/eri-). It runs the controller's migrations
@@ -117,7 +114,7 @@ func validateImage(ctx context.Context, q store.Querier, r *ImageRecord) error {
 	if r.RootDeviceType != "instance-store" && r.RootDeviceType != "ebs" {
 		return ec2.Errorf("InvalidParameterValue", "Invalid root device type %q", r.RootDeviceType)
 	}
-	if r.Digest != "" && !digestPattern.MatchString(r.Digest) {
+	if r.Digest != "" && !canonicalDigest(r.Digest) {
 		return ec2.Errorf("InvalidParameterValue", "Invalid digest %q: sha256:<64 hex>", r.Digest)
 	}
 	if r.Digest == "" && r.Location == "" {
@@ -760,4 +757,4 @@ func (c *Cloud) resetImageAttribute(ctx context.Context, k *call) (any, error) {
 }
 
 // ec2Time formats a time the way every EC2 client parses it.
-func ec2Time(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
+func ec2Time(t time.Time) string { return t.UTC().Format(ec2.TimeFormat) }

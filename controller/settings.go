@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 
+	"ironbark/internal/atomicfile"
 	"ironbark/internal/datadir"
 	"ironbark/internal/nodeapi"
 )
@@ -61,7 +62,7 @@ func SaveSettings(dataDir string, s Settings) error {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return fmt.Errorf("settings: %w", err)
 	}
-	return writeFileAtomic(datadir.Dir(dataDir).Settings(), append(b, '\n'), 0o600)
+	return atomicfile.Write(datadir.Dir(dataDir).Settings(), append(b, '\n'), 0o600)
 }
 
 // StoreURL is the store every command of a data dir uses: the --db flag

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 
 	"ironbark/controller"
@@ -106,8 +105,6 @@ func Import(ctx context.Context, cat Catalog, blobs *blobstore.Store, s ImportSp
 	return &Imported{ID: id, Digest: digest, Size: size, Format: format}, nil
 }
 
-var nameClean = regexp.MustCompile(`[^A-Za-z0-9()\[\] ./'@_-]+`)
-
 // NameFromFile derives an image name from a file name: the base name
 // without the usual image extensions, restricted to what EC2 allows.
 func NameFromFile(p string) string {
@@ -115,14 +112,7 @@ func NameFromFile(p string) string {
 	for _, ext := range []string{".qcow2", ".img", ".raw", ".ext4", ".disk", ".bin"} {
 		n = strings.TrimSuffix(n, ext)
 	}
-	n = nameClean.ReplaceAllString(n, "-")
-	for len(n) < 3 {
-		n += "_"
-	}
-	if len(n) > 128 {
-		n = n[:128]
-	}
-	return n
+	return controller.CleanImageName(n)
 }
 
 // qemuImgInfo is the part of `qemu-img info --output json` we read.

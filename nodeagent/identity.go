@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 
+	"ironbark/internal/atomicfile"
 	"ironbark/internal/nodeapi"
 	"ironbark/internal/pki"
 )
@@ -119,7 +120,7 @@ func enroll(ctx context.Context, dir, controller, token, hostname string, capaci
 		data []byte
 		mode os.FileMode
 	}{{keyFile, kp, 0o600}, {certFile, []byte(resp.Certificate), 0o644}, {caFile, []byte(resp.CA), 0o644}, {identityFile, id.Marshal(), 0o600}} {
-		if err := pki.WriteFileAtomic(filepath.Join(dir, f.name), f.data, f.mode); err != nil {
+		if err := atomicfile.Write(filepath.Join(dir, f.name), f.data, f.mode); err != nil {
 			return nodeapi.Identity{}, err
 		}
 	}
@@ -167,7 +168,7 @@ func (a *Agent) scrubToken() {
 		return
 	}
 	id.EnrollmentToken = ""
-	if err := pki.WriteFileAtomic(a.cfg.IdentityFile, id.Marshal(), 0o600); err != nil {
+	if err := atomicfile.Write(a.cfg.IdentityFile, id.Marshal(), 0o600); err != nil {
 		a.log.Warn("could not drop the spent token from the identity file", "file", a.cfg.IdentityFile, "err", err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"ironbark/pxe/bootapi"
 	"ironbark/pxe/dhcp"
+	"ironbark/pxe/leases"
 )
 
 // DHCPBackend is the hosts table and discovery seen from the DHCP server:
@@ -18,7 +19,7 @@ import (
 type DHCPBackend struct {
 	Hosts     *Hosts
 	Discovery *Discovery
-	Leases    *dhcp.LeaseStore
+	Leases    *leases.Store
 	BaseURL   string // HTTP boot server, for iPXE clients
 	Log       *slog.Logger
 }

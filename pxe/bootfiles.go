@@ -47,14 +47,14 @@ func (l Layout) Blobs() (*blobstore.Store, error) {
 // InstallBootFiles copies the installer kernel and writes the installer
 // initramfs into the data directory.
 func (l Layout) InstallBootFiles(kernel, installerBin, modulesDir string) error {
-	if err := os.MkdirAll(l.BootDir(), 0o755); err != nil {
+	if err := os.MkdirAll(l.BootDir(), 0o700); err != nil { // in the private data dir
 		return err
 	}
 	if err := copyFile(kernel, filepath.Join(l.BootDir(), "vmlinuz")); err != nil {
 		return err
 	}
 	tmp := filepath.Join(l.BootDir(), ".installer.img.tmp")
-	f, err := os.Create(tmp)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}
@@ -75,7 +75,7 @@ func copyFile(src, dst string) error {
 	}
 	defer in.Close()
 	tmp := dst + ".tmp"
-	out, err := os.Create(tmp)
+	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}

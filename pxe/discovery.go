@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"ironbark/internal/retry"
 	"ironbark/internal/store"
 )
 
@@ -187,54 +188,64 @@ func (d *Discovery) Discover(ctx context.Context, mac string, assign func(ctx co
 	if err != nil {
 		return Host{}, false, err
 	}
-	for attempt := 0; attempt < 5; attempt++ {
-		h, err = d.hosts.ByMAC(ctx, m)
-		if err == nil || !errors.Is(err, ErrHostNotFound) {
-			return h, false, err
-		}
-		if assign == nil {
-			return Host{}, false, fmt.Errorf("MAC %s: %w", m, ErrHostNotFound)
-		}
-		s, ok, err := d.Active(ctx)
-		if err != nil {
-			return Host{}, false, err
-		}
-		if !ok {
-			return Host{}, false, fmt.Errorf("MAC %s with no discovery session: %w", m, ErrHostNotFound)
-		}
-		if s.Admitted >= s.Max {
-			return Host{}, false, d.refuse(ctx, m, fmt.Sprintf("the session's cap of %d hosts is reached (discover --max)", s.Max))
-		}
-		ip, err := assign(ctx)
-		if err != nil {
-			return Host{}, false, d.refuse(ctx, m, "no address: "+err.Error())
-		}
-		err = d.db.InTx(ctx, func(tx *store.Tx) error {
-			// The cap is checked again where it is counted: concurrent
-			// MACs cannot overshoot it.
-			res, err := tx.Exec(ctx, `UPDATE pxe_discovery SET admitted = admitted + 1 WHERE id = 1 AND admitted < max_hosts`)
-			if err != nil {
-				return err
-			}
-			if n, _ := res.RowsAffected(); n == 0 {
-				return fmt.Errorf("%w: the session's cap is reached or it ended", ErrRefused)
-			}
-			h, err = d.hosts.add(ctx, tx, AddHost{MAC: m, IP: ip, Appliance: s.Appliance, Rack: s.Rack, Rank: -1,
-				Cluster: s.Cluster, Boot: BootInstall})
+	// A race with another request for the same MAC or rank (ErrHostExists)
+	// is looked at again.
+	err = retry.Do(ctx, retry.Policy{Attempts: 5, Retryable: func(err error) bool { return errors.Is(err, ErrHostExists) }},
+		func(int) error {
+			var err error
+			h, isNew, err = d.discoverOnce(ctx, m, assign)
 			return err
 		})
-		if err == nil {
-			return h, true, nil
-		}
-		if errors.Is(err, ErrRefused) {
-			return Host{}, false, d.refuse(ctx, m, err.Error())
-		}
-		if !errors.Is(err, ErrHostExists) {
-			return Host{}, false, err
-		}
-		// Raced with another request for the same MAC or rank: look again.
+	if errors.Is(err, ErrHostExists) {
+		return Host{}, false, fmt.Errorf("discover %s: kept racing with other inserts: %w", m, err)
 	}
-	return Host{}, false, fmt.Errorf("discover %s: kept racing with other inserts", m)
+	return h, isNew, err
+}
+
+// discoverOnce is one try of Discover; ErrHostExists means it raced.
+func (d *Discovery) discoverOnce(ctx context.Context, m string, assign func(ctx context.Context) (string, error)) (Host, bool, error) {
+	h, err := d.hosts.ByMAC(ctx, m)
+	if err == nil || !errors.Is(err, ErrHostNotFound) {
+		return h, false, err
+	}
+	if assign == nil {
+		return Host{}, false, fmt.Errorf("MAC %s: %w", m, ErrHostNotFound)
+	}
+	s, ok, err := d.Active(ctx)
+	if err != nil {
+		return Host{}, false, err
+	}
+	if !ok {
+		return Host{}, false, fmt.Errorf("MAC %s with no discovery session: %w", m, ErrHostNotFound)
+	}
+	if s.Admitted >= s.Max {
+		return Host{}, false, d.refuse(ctx, m, fmt.Sprintf("the session's cap of %d hosts is reached (discover --max)", s.Max))
+	}
+	ip, err := assign(ctx)
+	if err != nil {
+		return Host{}, false, d.refuse(ctx, m, "no address: "+err.Error())
+	}
+	err = d.db.InTx(ctx, func(tx *store.Tx) error {
+		// The cap is checked again where it is counted: concurrent
+		// MACs cannot overshoot it.
+		res, err := tx.Exec(ctx, `UPDATE pxe_discovery SET admitted = admitted + 1 WHERE id = 1 AND admitted < max_hosts`)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("%w: the session's cap is reached or it ended", ErrRefused)
+		}
+		h, err = d.hosts.add(ctx, tx, AddHost{MAC: m, IP: ip, Appliance: s.Appliance, Rack: s.Rack, Rank: -1,
+			Cluster: s.Cluster, Boot: BootInstall})
+		return err
+	})
+	if err == nil {
+		return h, true, nil
+	}
+	if errors.Is(err, ErrRefused) {
+		return Host{}, false, d.refuse(ctx, m, err.Error())
+	}
+	return Host{}, false, err
 }
 
 // refuse counts a refused MAC in the live session and returns ErrRefused

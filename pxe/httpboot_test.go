@@ -26,6 +26,7 @@ import (
 	"ironbark/internal/store/storetest"
 	"ironbark/pxe/bootapi"
 	"ironbark/pxe/dhcp"
+	"ironbark/pxe/leases"
 )
 
 // fatImage writes a whole-disk image with one FAT32 partition, like an
@@ -105,11 +106,11 @@ func (e *bootEnv) dhcp(t *testing.T, db *store.DB, mac string) *dhcp.Binding {
 	t.Helper()
 	ctx := context.Background()
 	pool, _ := dhcp.PoolFor(mustPrefix("127.1.0.0/24"))
-	leases, err := dhcp.NewLeaseStore(ctx, db, dhcp.LeaseStoreConfig{Pool: pool})
+	ls, err := leases.New(ctx, db, leases.Config{Pool: pool})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &DHCPBackend{Hosts: e.hosts, Discovery: e.disc, Leases: leases, BaseURL: e.srv.URL, Log: slog.New(slog.DiscardHandler)}
+	b := &DHCPBackend{Hosts: e.hosts, Discovery: e.disc, Leases: ls, BaseURL: e.srv.URL, Log: slog.New(slog.DiscardHandler)}
 	hw, _ := net.ParseMAC(mac)
 	bind, err := b.Assign(ctx, dhcp.ClientInfo{MAC: hw, PXE: true, IsIPXE: true})
 	if err != nil {
@@ -373,11 +374,11 @@ func TestNodeVanishesMidInstall(t *testing.T) {
 		ctx := context.Background()
 		e := newBootEnv(t, db, nil)
 		pool, _ := dhcp.PoolFor(mustPrefix("127.1.0.0/24"))
-		leases, err := dhcp.NewLeaseStore(ctx, db, dhcp.LeaseStoreConfig{Pool: pool})
+		ls, err := leases.New(ctx, db, leases.Config{Pool: pool})
 		if err != nil {
 			t.Fatal(err)
 		}
-		b := &DHCPBackend{Hosts: e.hosts, Discovery: e.disc, Leases: leases, BaseURL: e.srv.URL, Log: slog.New(slog.DiscardHandler)}
+		b := &DHCPBackend{Hosts: e.hosts, Discovery: e.disc, Leases: ls, BaseURL: e.srv.URL, Log: slog.New(slog.DiscardHandler)}
 		mac, _ := net.ParseMAC("52:54:00:00:10:04")
 		if _, err := b.Assign(ctx, dhcp.ClientInfo{MAC: mac, PXE: true}); !errors.Is(err, dhcp.ErrIgnore) {
 			t.Fatalf("unknown MAC, discovery off: %v, want ErrIgnore", err)

@@ -14,10 +14,11 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"time"
+
+	"ironbark/internal/atomicfile"
 )
 
 // The two files a roll archive carries besides the roll: the SHA-256 of
@@ -75,7 +76,7 @@ func Create(dir, out string, key ed25519.PrivateKey) (*Roll, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create roll %s: %w", r.Name, err)
 	}
-	if err := writeFileAtomic(out, data); err != nil {
+	if err := atomicfile.Write(out, data, 0o644); err != nil {
 		return nil, fmt.Errorf("create roll %s: %w", r.Name, err)
 	}
 	return r, nil
@@ -120,29 +121,6 @@ func archiveBytes(files map[string][]byte, key ed25519.PrivateKey) ([]byte, erro
 		return nil, err
 	}
 	return buf.Bytes(), nil
-}
-
-func writeFileAtomic(out string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(out), ".roll-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), out)
 }
 
 // ReadArchive reads a roll archive (tar, or gzip'ed tar) into memory. It

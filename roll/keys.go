@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"ironbark/internal/atomicfile"
 )
 
 // KeyID names a public key: the first 8 bytes of its SHA-256, in hex.
@@ -143,7 +145,7 @@ func Trust(dir, pub string) (string, error) {
 		return "", fmt.Errorf("trust roll key: %w", err)
 	}
 	id := KeyID(k)
-	if err := writeFileAtomic(filepath.Join(dir, id+".pub"), b); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, id+".pub"), b, 0o644); err != nil {
 		return "", fmt.Errorf("trust roll key: %w", err)
 	}
 	return id, nil

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"time"
 
+	"ironbark/internal/atomicfile"
 	"ironbark/internal/store"
 )
 
@@ -302,7 +303,7 @@ func (rg *Registry) Add(ctx context.Context, file string, opt AddOptions) (RollI
 		return RollInfo{}, fmt.Errorf("roll add: %w", err)
 	}
 	dst := filepath.Join(rg.Dir, info.File)
-	if err := writeFileAtomic(dst, data); err != nil {
+	if err := atomicfile.Write(dst, data, 0o644); err != nil {
 		return RollInfo{}, fmt.Errorf("roll add: %w", err)
 	}
 	err = rg.DB.InTx(ctx, func(tx *store.Tx) error {

@@ -67,6 +67,7 @@ func (e *env) openStore(ctx context.Context, ms []store.Migration) (*store.DB, e
 		return nil, err
 	}
 	e.closers = append(e.closers, db.Close)
+	db.UseKeyFile(e.dir().SecretKey())
 	if err := db.Migrate(ctx, ms); err != nil {
 		return nil, err
 	}
@@ -268,6 +269,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return usageError{fmt.Sprintf("%s: wrong number of arguments\nusage: %s", c.name, c.usageLine())}
 	}
 	e.args = pos
+	if !c.noStore {
+		// Whoever makes the data dir first makes it private; one made
+		// or loosened by someone else is fixed, and the user told.
+		fixed, err := e.dir().Secure()
+		for _, f := range fixed {
+			e.say("ironbark: %s", f)
+		}
+		if err != nil {
+			return err
+		}
+	}
 	err = runf(ctx, e)
 	return errors.Join(err, e.close())
 }

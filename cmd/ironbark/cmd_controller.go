@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"ironbark/controller"
@@ -20,12 +22,14 @@ import (
 	"ironbark/images/blobstore"
 	"ironbark/internal/httplimit"
 	"ironbark/internal/nodeapi"
+	"ironbark/internal/pki"
 )
 
 // controllerFlags are the flags of `ironbark controller`.
 type controllerFlags struct {
 	listen, nodeListen, endpoint, region, vmTypesFile string
 	perClient                                         int
+	plainHTTP                                         bool
 }
 
 func controllerRun(fs *flag.FlagSet) runFunc {
@@ -35,6 +39,8 @@ func controllerRun(fs *flag.FlagSet) runFunc {
 	fs.StringVar(&f.endpoint, "endpoint", "", "EC2 URL written to credentials (default: from --listen)")
 	fs.StringVar(&f.region, "region", "", "region name (default: from DATA/controller.json, else "+controller.DefaultRegion+")")
 	fs.StringVar(&f.vmTypesFile, "vm-types", "", "JSON file of VM types (default: DATA/controller.json's, else Eucalyptus' defaults)")
+	fs.BoolVar(&f.plainHTTP, "plain-http", false,
+		"serve the EC2 API over plain HTTP instead of HTTPS (keys and user data then cross the network in the clear)")
 	fs.IntVar(&f.perClient, "max-conns-per-client", httplimit.Default().PerClient,
 		"connections one client address may hold open on each API listener")
 	return func(ctx context.Context, e *env) error { return runController(ctx, e, f) }
@@ -55,6 +61,11 @@ func runController(ctx context.Context, e *env, f controllerFlags) error {
 	db, err := sf.openStore(ctx, controller.Migrations())
 	if err != nil {
 		return err
+	}
+	if n, err := controller.SealSecrets(ctx, db); err != nil {
+		return fmt.Errorf("controller: %w", err)
+	} else if n > 0 {
+		log.Info("sealed access key secrets stored in plaintext", "count", n, "key_file", db.KeyFile())
 	}
 	cfg := controller.Config{Region: settings.Region, VMTypes: settings.VMTypes, PublicAddresses: settings.PublicAddresses,
 		InstanceSubnet: settings.InstanceSubnet}
@@ -85,7 +96,7 @@ func runController(ctx context.Context, e *env, f controllerFlags) error {
 	defer nodeLn.Close()
 	cfg.Endpoint = f.endpoint
 	if cfg.Endpoint == "" {
-		cfg.Endpoint = endpointFor(ln.Addr())
+		cfg.Endpoint = endpointFor(ln.Addr(), !f.plainHTTP)
 	}
 
 	blobs, err := blobstore.Open(e.dir().Images())
@@ -116,7 +127,7 @@ func runController(ctx context.Context, e *env, f controllerFlags) error {
 	if err != nil {
 		return err
 	}
-	creds, err := controller.WriteCredentials(sf.dataDir, admin, cfg.Endpoint, cfg.Region)
+	creds, err := controller.WriteCredentials(sf.dataDir, admin, cfg.Endpoint, cfg.Region, svc.CA().CertPEM())
 	if err != nil {
 		return err
 	}
@@ -134,12 +145,17 @@ func runController(ctx context.Context, e *env, f controllerFlags) error {
 		BaseContext: func(net.Listener) context.Context { return ctx },
 	}
 	limits.Apply(api)
+	apiLn := limits.Listener(ln, log.With("listener", "ec2"))
+	if !f.plainHTTP {
+		api.TLSConfig = svc.APITLSConfig()
+		apiLn = tls.NewListener(apiLn, api.TLSConfig)
+	}
 	log.Info("controller started", "ec2", cfg.Endpoint, "node_api", nodeLn.Addr().String(), "store", db.Engine(),
 		"data_dir", sf.dataDir, "region", cfg.Region, "admin_credentials", filepath.Join(creds, "eucarc"))
 
 	errc := make(chan error, 3)
 	go func() {
-		if err := api.Serve(limits.Listener(ln, log.With("listener", "ec2"))); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := api.Serve(apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("ec2 api: %w", err)
 		}
 	}()
@@ -165,7 +181,7 @@ func runController(ctx context.Context, e *env, f controllerFlags) error {
 // endpointFor makes the EC2 URL from the listener's address; an
 // unspecified host becomes the first non-loopback IPv4 address, or
 // loopback when the machine has none.
-func endpointFor(addr net.Addr) string {
+func endpointFor(addr net.Addr, https bool) string {
 	host, port, _ := net.SplitHostPort(addr.String())
 	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
 		host = "127.0.0.1"
@@ -181,7 +197,11 @@ func endpointFor(addr net.Addr) string {
 	if _, err := strconv.Atoi(port); err != nil {
 		port = "8773"
 	}
-	return "http://" + net.JoinHostPort(host, port) + "/"
+	scheme := "http"
+	if https {
+		scheme = "https"
+	}
+	return scheme + "://" + net.JoinHostPort(host, port) + "/"
 }
 
 // serverNames are the names the node API certificate should carry: the
@@ -226,12 +246,20 @@ func createAccount(ctx context.Context, e *env, name string) error {
 	}
 	endpoint, region := settings.Endpoint, settings.Region
 	if endpoint == "" {
-		endpoint = "http://127.0.0.1:8773/"
+		endpoint = "https://127.0.0.1:8773/" // the controller's default, before its first start
 	}
 	if region == "" {
 		region = controller.DefaultRegion
 	}
-	dir, err := controller.WriteCredentials(sf.dataDir, a, endpoint, region)
+	var caPEM []byte
+	if strings.HasPrefix(endpoint, "https:") {
+		ca, err := pki.LoadOrCreateCA(e.dir().PKI())
+		if err != nil {
+			return err
+		}
+		caPEM = ca.CertPEM()
+	}
+	dir, err := controller.WriteCredentials(sf.dataDir, a, endpoint, region, caPEM)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"ironbark/controller"
+	"ironbark/internal/datadir"
 	"ironbark/internal/lab"
 	"ironbark/internal/store"
 	"ironbark/internal/store/storetest"
@@ -273,6 +275,11 @@ func TestControllerRemembersDB(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
+	// The secret in PostgreSQL is sealed: the key is on this machine only.
+	if _, err := controller.LookupAccount(ctx, db, "carol"); !errors.Is(err, store.ErrNoKeyFile) {
+		t.Fatalf("carol's secret read without the key file: %v", err)
+	}
+	db.UseKeyFile(datadir.Dir(dataDir).SecretKey())
 	a, err := controller.LookupAccount(ctx, db, "carol")
 	if err != nil {
 		t.Fatalf("carol is not in the PostgreSQL store: %v", err)

@@ -121,7 +121,7 @@ func nodeToken(fs *flag.FlagSet) runFunc {
 		if err != nil {
 			return err
 		}
-		e.say("# one-time enrollment token for cluster %s, valid until %s:\n# ironbark-node --controller https://FRONTEND:8774 --token TOKEN --state-dir /var/lib/ironbark-node",
+		e.say("# one-time enrollment token for cluster %s, valid until %s:\n# save it to a file (mode 0600) and run: ironbark-node --controller https://FRONTEND:8774 --token-file FILE --state-dir /var/lib/ironbark-node",
 			*name, time.Now().Add(*ttl).UTC().Format(time.RFC3339))
 		_, err = e.stdout.Write([]byte(tok + "\n"))
 		return err

@@ -17,7 +17,7 @@ import (
 	"ironbark/internal/pki"
 	"ironbark/internal/store"
 	"ironbark/pxe"
-	"ironbark/pxe/dhcp"
+	"ironbark/pxe/leases"
 	"ironbark/tui"
 )
 
@@ -355,7 +355,7 @@ func removeHost(ctx context.Context, e *env, name string) error {
 	if _, err := reg.RevokeHostTokens(ctx, h.Name); err != nil {
 		return err
 	}
-	leases, err := dhcp.NewLeaseStore(ctx, db, dhcp.LeaseStoreConfig{})
+	ls, err := leases.New(ctx, db, leases.Config{})
 	if err != nil {
 		return err
 	}
@@ -363,7 +363,7 @@ func removeHost(ctx context.Context, e *env, name string) error {
 	if err != nil {
 		return err
 	}
-	if err := leases.Forget(ctx, mac); err != nil {
+	if err := ls.Forget(ctx, mac); err != nil {
 		return err
 	}
 	e.say("removed %s (%s)", h.Name, h.MAC)

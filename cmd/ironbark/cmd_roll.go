@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"flag"
 	"fmt"
 	"maps"
@@ -183,6 +184,8 @@ type applianceRow struct {
 	Node    string `json:"node"`
 	Roll    string `json:"roll"`
 	Summary string `json:"summary"`
+	// Image is the digest of the disk image it installs, "" for none yet.
+	Image string `json:"image"`
 }
 
 func (a applianceRow) cells() []string {
@@ -190,12 +193,16 @@ func (a applianceRow) cells() []string {
 	if r == "" {
 		r = "(site)"
 	}
-	return []string{a.Name, a.Node, r, a.Summary}
+	img := "-"
+	if a.Image != "" {
+		img = a.Image[:min(len(a.Image), 19)] + "…"
+	}
+	return []string{a.Name, a.Node, r, img, a.Summary}
 }
 
 func applianceList(fs *flag.FlagSet) runFunc {
 	return func(ctx context.Context, e *env) error {
-		_, rg, err := e.openRolls(ctx)
+		db, rg, err := e.openRolls(ctx)
 		if err != nil {
 			return err
 		}
@@ -203,11 +210,20 @@ func applianceList(fs *flag.FlagSet) runFunc {
 		if err != nil {
 			return err
 		}
+		images := &pxe.BlobImages{DB: db}
 		var rows []applianceRow
 		for _, a := range g.Appliances() {
-			rows = append(rows, applianceRow{a.Name, a.Node, a.Roll, a.Summary})
+			row := applianceRow{Name: a.Name, Node: a.Node, Roll: a.Roll, Summary: a.Summary}
+			d, _, err := images.Image(ctx, a.Name)
+			switch {
+			case err == nil:
+				row.Image = string(d)
+			case !errors.Is(err, pxe.ErrNoImage):
+				return err
+			}
+			rows = append(rows, row)
 		}
-		return printList(e, []string{"NAME", "NODE", "ROLL", "SUMMARY"}, rows)
+		return printList(e, []string{"NAME", "NODE", "ROLL", "IMAGE", "SUMMARY"}, rows)
 	}
 }
 

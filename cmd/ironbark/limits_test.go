@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"io"
@@ -16,6 +18,7 @@ import (
 	"ironbark/controller"
 	"ironbark/controller/ec2/ec2test"
 	"ironbark/internal/datadir"
+	"ironbark/internal/httplimit"
 	"ironbark/internal/nodeapi"
 	"ironbark/internal/pki"
 	"ironbark/internal/store"
@@ -55,7 +58,10 @@ func TestStalledClientsDoNotStarveTheAPIs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ec2Client := ec2test.Client(endpoint, admin.AccessKey, admin.SecretKey)
+	if !strings.HasPrefix(endpoint, "https://") {
+		t.Fatalf("the EC2 API is not HTTPS by default: %s", endpoint)
+	}
+	ec2Client := ec2test.ClientCA(endpoint, admin.AccessKey, admin.SecretKey, ca.CertPEM())
 	nodeClient := &http.Client{Transport: &http.Transport{TLSClientConfig: pki.PinnedTLS(ca.Fingerprint())}}
 	defer nodeClient.CloseIdleConnections()
 	answers := func() {
@@ -77,7 +83,10 @@ func TestStalledClientsDoNotStarveTheAPIs(t *testing.T) {
 	}
 	answers()
 
-	ec2Addr := strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(endpoint, "http://"), "https://"), "/")
+	ec2Addr := strings.TrimSuffix(strings.TrimPrefix(endpoint, "https://"), "/")
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca.CertPEM())
+	tlsFor := map[string]*tls.Config{ec2Addr: {RootCAs: pool, ServerName: "127.0.0.1"}, nodeAddr: pki.PinnedTLS(ca.Fingerprint())}
 	var stalled []net.Conn
 	defer func() {
 		for _, c := range stalled {
@@ -85,34 +94,42 @@ func TestStalledClientsDoNotStarveTheAPIs(t *testing.T) {
 		}
 	}()
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
+	refused := map[string]int{}
 	for i := 0; i < 600; i++ {
 		for _, addr := range []string{ec2Addr, nodeAddr} {
-			c, err := d.Dial("tcp", addr)
+			raw, err := d.Dial("tcp", addr)
 			if err != nil {
 				t.Fatalf("stalled connection %d: %v", i, err)
 			}
-			stalled = append(stalled, c)
-			if addr == nodeAddr {
-				// A TLS record header promising a ClientHello that
-				// never comes.
-				_, _ = c.Write([]byte{0x16, 0x03, 0x01, 0x00, 0xff})
-			} else {
-				// Headers promising a body that never comes.
-				_, _ = io.WriteString(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n{")
+			stalled = append(stalled, raw)
+			// A request whose body never comes, on a connection the
+			// server accepted; one past the cap fails its handshake.
+			c := tls.Client(raw, tlsFor[addr])
+			_ = c.SetDeadline(time.Now().Add(30 * time.Second)) // a watchdog, not a measure
+			if err := c.Handshake(); err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					t.Fatalf("handshake %d with %s hung", i, addr)
+				}
+				refused[addr]++
+				continue
 			}
+			// Handlers that wait for the rest of the body.
+			req := "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000000\r\n\r\nAction="
+			if addr == nodeAddr {
+				req = "POST " + nodeapi.PathEnroll + " HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n{\"token\": \""
+			}
+			_, _ = io.WriteString(c, req)
 		}
 		if i%100 == 0 {
 			answers()
 		}
 	}
 	answers()
-	// The last connections are past the cap: the server closed them.
-	for _, c := range stalled[len(stalled)-2:] {
-		_ = c.SetReadDeadline(time.Now().Add(30 * time.Second)) // a watchdog, not a measure
-		_, err := io.ReadAll(c)
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			t.Fatalf("connection %s past the per-client cap was kept open", c.RemoteAddr())
+	// The stalled client held its cap and no more.
+	for _, addr := range []string{ec2Addr, nodeAddr} {
+		if want := 600 - httplimit.Default().PerClient; refused[addr] != want {
+			t.Errorf("%s (ec2 %s): %d of 600 stalled connections refused, want %d (all past the per-client cap)", addr, ec2Addr, refused[addr], want)
 		}
 	}
 }

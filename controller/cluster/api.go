@@ -74,8 +74,14 @@ func (s *Service) handleEnroll(w http.ResponseWriter, r *http.Request) {
 		})
 	switch {
 	case errors.Is(err, ErrBadToken), errors.Is(err, ErrTokenIdentity):
+		// The log says which host a bound token is for; the caller only
+		// learns that it does not fit.
 		s.log.Warn("enrollment refused", "host", req.Hostname, "macs", req.MACs, "remote", r.RemoteAddr, "why", err)
-		writeErr(w, http.StatusForbidden, err.Error())
+		msg := ErrBadToken.Error()
+		if errors.Is(err, ErrTokenIdentity) {
+			msg = ErrTokenIdentity.Error()
+		}
+		writeErr(w, http.StatusForbidden, msg)
 		return
 	case errors.Is(err, pki.ErrBadCSR):
 		writeErr(w, http.StatusBadRequest, err.Error())

@@ -89,6 +89,7 @@ func TestTwoControllersRaceForLastCore(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { h.Close() })
+		h.UseKeyFile(db.KeyFile()) // the controllers share the key file
 		if err := h.Migrate(ctx, controller.Migrations()); err != nil {
 			t.Fatal(err)
 		}

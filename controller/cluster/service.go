@@ -135,6 +135,14 @@ func (s *Service) CA() *pki.CA { return s.ca }
 // TLSConfig is the node listener's TLS configuration.
 func (s *Service) TLSConfig() *tls.Config { return s.ca.ServerTLS(s.cert) }
 
+// APITLSConfig is the EC2 API listener's TLS configuration: the same
+// certificate as the node API's (issued by the cloud's CA for the
+// controller's names), no client certificates, TLS 1.2 and up for the
+// older clients (boto 2, euca2ools).
+func (s *Service) APITLSConfig() *tls.Config {
+	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{s.cert}}
+}
+
 // Placer is the Service as the EC2 side's placer.
 func (s *Service) Placer() controller.Placer { return s }
 

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"ironbark/images/initramfs"
+	"ironbark/internal/filelock"
 )
 
 // baseTree is a finished, cached base tree.
@@ -60,7 +61,7 @@ func (c *Config) base(ctx context.Context, log *slog.Logger) (*baseTree, error) 
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("appliance base: %w", err)
 	}
-	unlock, err := lockFile(filepath.Join(dir, ".lock"))
+	unlock, err := filelock.Lock(filepath.Join(dir, ".lock"))
 	if err != nil {
 		return nil, err
 	}
@@ -281,7 +282,7 @@ func (c *Config) resolve(ctx context.Context, s baseSpec, log *slog.Logger) erro
 		"-o", "APT::Architecture=" + s.Arch, "-o", "APT::Architectures=" + s.Arch, "-o", "Acquire::Languages=none",
 		"-o", "Debug::NoLocking=1", "-o", "APT::Install-Recommends=false", "-o", "APT::Sandbox::User=root",
 	}
-	unlock, err := lockFile(filepath.Join(dir, ".lock"))
+	unlock, err := filelock.Lock(filepath.Join(dir, ".lock"))
 	if err != nil {
 		return err
 	}
@@ -483,17 +484,4 @@ func copyFile(src, dst string, mode os.FileMode) error {
 		return fmt.Errorf("copy %s: %w", src, err)
 	}
 	return out.Close()
-}
-
-// lockFile takes an exclusive flock on p; the returned func releases it.
-func lockFile(p string) (func(), error) {
-	f, err := os.OpenFile(p, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("lock %s: %w", p, err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("lock %s: %w", p, err)
-	}
-	return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
 }

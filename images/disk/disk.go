@@ -12,6 +12,8 @@ import (
 	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/partition/gpt"
 	"github.com/diskfs/go-diskfs/partition/mbr"
+
+	"ironbark/internal/atomicfile"
 )
 
 // Table is a partition table type.
@@ -81,7 +83,7 @@ func seed0(fs FSOptions) string {
 // BuildDisk writes a partitioned disk image to out (atomically).
 func BuildDisk(ctx context.Context, out string, s DiskSpec) (*DiskResult, error) {
 	var res *DiskResult
-	err := writeAtomic(out, func(f *os.File) error {
+	err := atomicfile.WriteWith(out, 0o644, func(f *os.File) error {
 		var err error
 		res, err = writeDisk(ctx, f, s)
 		return err

@@ -16,6 +16,12 @@ type Dir string
 // Store is the SQLite store file, used when no PostgreSQL URL is set.
 func (d Dir) Store() string { return d.join("ironbark.db") }
 
+// SecretKey is the key file that seals the secrets kept in the store
+// (access keys' secrets), outside the database so that a copy of the
+// database alone holds none. Every controller on one PostgreSQL store
+// needs the same file.
+func (d Dir) SecretKey() string { return d.join("secret.key") }
+
 // Settings is the controller's settings file (controller.Settings).
 func (d Dir) Settings() string { return d.join("controller.json") }
 

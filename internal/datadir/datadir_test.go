@@ -8,6 +8,7 @@ func TestLayout(t *testing.T) {
 	for got, want := range map[string]string{
 		d.Store():              "/var/lib/ironbark/ironbark.db",
 		d.Settings():           "/var/lib/ironbark/controller.json",
+		d.SecretKey():          "/var/lib/ironbark/secret.key",
 		d.Images():             "/var/lib/ironbark/images",
 		d.Credentials("alice"): "/var/lib/ironbark/credentials/alice",
 		d.PKI():                "/var/lib/ironbark/pki",

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"crypto/cipher"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -14,6 +15,8 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
 	_ "modernc.org/sqlite"             // registers the "sqlite" driver
+
+	"ironbark/internal/retry"
 )
 
 // Engine names the SQL engine behind a DB.
@@ -33,6 +36,8 @@ type DB struct {
 
 	mu      sync.Mutex
 	applied map[string]bool // migrations known applied through this handle
+	keyPath string          // the key file secrets are sealed with (secrets.go)
+	aead    cipher.AEAD     // its cipher, once loaded
 }
 
 // Open opens the database named by url: "postgres://..." or
@@ -57,6 +62,13 @@ func Open(ctx context.Context, url string) (*DB, error) {
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return nil, fmt.Errorf("open sqlite: %w", err)
 		}
+		// Made 0600 before SQLite opens it: its -wal and -shm files take
+		// the database file's mode.
+		if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600); err == nil {
+			f.Close()
+		} else {
+			return nil, fmt.Errorf("open sqlite: %w", err)
+		}
 		// IMMEDIATE transactions take the write lock up front so two
 		// writers queue on busy_timeout instead of failing to upgrade.
 		dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)" +
@@ -68,7 +80,7 @@ func Open(ctx context.Context, url string) (*DB, error) {
 		h.SetMaxOpenConns(8)
 		h.SetMaxIdleConns(8)
 		h.SetConnMaxIdleTime(time.Minute)
-		db = &DB{sql: h, engine: SQLite, url: path}
+		db = &DB{sql: h, engine: SQLite, url: path, keyPath: defaultKeyFile(path)}
 	}
 	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
@@ -195,17 +207,8 @@ type Querier interface {
 // InTx runs fn in a transaction, committing if it returns nil and rolling
 // back otherwise. PostgreSQL serialization failures are retried.
 func (db *DB) InTx(ctx context.Context, fn func(*Tx) error) error {
-	for attempt := 0; ; attempt++ {
-		err := db.inTxOnce(ctx, fn)
-		if err == nil || attempt >= 4 || !retryable(err) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Duration(attempt+1) * 10 * time.Millisecond):
-		}
-	}
+	p := retry.Policy{Attempts: 5, Wait: 10 * time.Millisecond, MaxWait: 80 * time.Millisecond, Retryable: retryable}
+	return retry.Do(ctx, p, func(int) error { return db.inTxOnce(ctx, fn) })
 }
 
 func (db *DB) inTxOnce(ctx context.Context, fn func(*Tx) error) error {

@@ -50,6 +50,8 @@ type Config struct {
 	// LogEvery bounds the drop and error lines per MAC (default 1 min): a
 	// flood must not flood the log.
 	LogEvery time.Duration
+	// Now is the clock of the log limit (default time.Now); tests set it.
+	Now func() time.Time
 	// OnDecision, when set, is called after each handled request (for
 	// discovery screens, metrics and tests). It must not block.
 	OnDecision func(Decision)
@@ -87,6 +89,9 @@ func (c *Config) setDefaults() error {
 	if c.LogEvery <= 0 {
 		c.LogEvery = time.Minute
 	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
 	return nil
 }
 
@@ -94,7 +99,7 @@ func (c *Config) setDefaults() error {
 type Server struct {
 	cfg     Config
 	backend Backend
-	leases  *LeaseStore
+	leases  Leases
 	log     *slog.Logger
 
 	ignored ignoredSet
@@ -103,7 +108,7 @@ type Server struct {
 
 // New returns a server answering with backend's decisions and leases from
 // the lease store (whose pool must lie inside cfg.Subnet).
-func New(cfg Config, backend Backend, leases *LeaseStore) (*Server, error) {
+func New(cfg Config, backend Backend, leases Leases) (*Server, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
@@ -115,7 +120,7 @@ func New(cfg Config, backend Backend, leases *LeaseStore) (*Server, error) {
 	}
 	return &Server{cfg: cfg, backend: backend, leases: leases, log: cfg.Logger.With("iface", cfg.Interface),
 		ignored: ignoredSet{seen: map[string]struct{}{}, max: 65536},
-		noisy:   logLimiter{every: cfg.LogEvery, last: map[string]*limited{}, max: 65536, now: time.Now}}, nil
+		noisy:   logLimiter{every: cfg.LogEvery, last: map[string]*limited{}, max: 65536, now: cfg.Now}}, nil
 }
 
 // Serve listens on cfg.Interface, port cfg.Port, and answers until ctx
