@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -201,17 +200,12 @@ func Build(ctx context.Context, c Config) (*Result, error) {
 	}
 	res := &Result{Output: c.Output, BaseKey: base.key, BaseCached: base.cached}
 
-	work, err := os.MkdirTemp(filepath.Join(c.CacheDir), "work-")
+	defer base.unlock()
+	tree, done, err := workTree(ctx, c.CacheDir, base, log)
 	if err != nil {
-		return nil, fmt.Errorf("appliance build: %w", err)
+		return nil, err
 	}
-	defer os.RemoveAll(work)
-	tree := filepath.Join(work, "root")
-	start := time.Now()
-	if out, err := exec.CommandContext(ctx, "cp", "-a", "--reflink=auto", base.root, tree).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("appliance build: copy base tree: %v: %s", err, out)
-	}
-	log.Info("base tree copied", "key", base.key, "took", time.Since(start).Round(time.Millisecond))
+	defer done()
 
 	if err := applyFiles(tree, c.SourceDir, c.Profile.Files); err != nil {
 		return nil, err
@@ -227,7 +221,7 @@ func Build(ctx context.Context, c Config) (*Result, error) {
 	if err := writeFstab(tree, disk.IDs(fsOpts)); err != nil {
 		return nil, err
 	}
-	start = time.Now()
+	start := time.Now()
 	d, err := disk.BuildDisk(ctx, c.Output, disk.DiskSpec{
 		Table: disk.GPT, Size: c.Size, Root: disk.DirSource(tree), FS: fsOpts, GRUB: &disk.GRUB{},
 	})
