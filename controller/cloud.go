@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"sync"
@@ -32,6 +33,9 @@ type Config struct {
 	// TerminatedTTL is how long terminated instances stay visible
 	// (EC2: about an hour).
 	TerminatedTTL time.Duration
+	// LostAfter is how long a node is silent before terminations on it
+	// complete without it (failure.go); 0 means DefaultLostAfter.
+	LostAfter time.Duration
 	// Notify, when set, is told the node of every instance whose desired
 	// state changed, so the cluster side can wake that node's agent.
 	Notify func(nodeID string)
@@ -58,6 +62,7 @@ type Cloud struct {
 	stsActions  map[string]actionSpec
 	runMu       sync.Mutex
 	keys        keyCache
+	health      NodeHealth // which nodes are up (failure.go); nil: all
 }
 
 // action runs one EC2 action for an authenticated caller.
@@ -66,11 +71,13 @@ type action func(ctx context.Context, c *call) (any, error)
 // New makes a Cloud over a migrated store (see Migrations). placer may be
 // nil: RunInstances then answers InsufficientInstanceCapacity.
 func New(cfg Config, db *store.DB, placer Placer, log *slog.Logger) (*Cloud, error) {
-	if cfg.Region == "" {
-		cfg.Region = DefaultRegion
+	d := Settings{Region: cfg.Region, VMTypes: cfg.VMTypes}.Resolved()
+	cfg.Region, cfg.VMTypes = d.Region, d.VMTypes
+	if !validRegionName(cfg.Region) {
+		return nil, fmt.Errorf("region %q: want 1 to 64 letters, digits, '-', '_' or '.'", cfg.Region)
 	}
-	if len(cfg.VMTypes) == 0 {
-		cfg.VMTypes = DefaultVMTypes()
+	if cfg.LostAfter <= 0 {
+		cfg.LostAfter = DefaultLostAfter
 	}
 	if cfg.TerminatedTTL == 0 {
 		cfg.TerminatedTTL = time.Hour
@@ -115,6 +122,21 @@ func (c *Cloud) notify(nodes ...string) {
 			c.cfg.Notify(n)
 		}
 	}
+}
+
+// validRegionName admits any name an operator may choose ("us-east-1" for
+// libraries that expect an AWS region, "ironbark", "site-2") that can
+// appear in credential files, ARNs and zone ids as it is.
+func validRegionName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // DefaultRegion is the region name when the config names none.

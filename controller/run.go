@@ -134,26 +134,14 @@ func (c *Cloud) parseLaunch(ctx context.Context, k *call) (*launch, error) {
 	if err := c.launchGroups(ctx, k, l); err != nil {
 		return nil, err
 	}
-	specs, err := q.List("TagSpecification")
+	// Tags for the instance are stored; a launch makes no volume (the root
+	// disk is instance-store) and its one network interface is the
+	// instance's, so tags for those are checked and not kept.
+	specs, err := k.tagSpecs("instance", "volume", "network-interface")
 	if err != nil {
 		return nil, err
 	}
-	for _, s := range specs {
-		if rt := s.String("ResourceType"); rt != "instance" {
-			continue
-		}
-		tags, err := s.List("Tag")
-		if err != nil {
-			return nil, err
-		}
-		for _, t := range tags {
-			key := t.String("Key")
-			if key == "" || len(key) > 128 || strings.HasPrefix(strings.ToLower(key), "aws:") {
-				return nil, ec2.InvalidParameterValue("Invalid tag key %q", key)
-			}
-			l.tags = append(l.tags, Tag{Key: key, Value: t.String("Value")})
-		}
-	}
+	l.tags = specs["instance"]
 	// What makes two requests with one client token "the same".
 	l.signature = strings.Join([]string{imageID, vtName, strconv.Itoa(l.min), strconv.Itoa(l.max), l.keyName, l.zone}, "|")
 	return l, nil
@@ -238,7 +226,7 @@ func (c *Cloud) runInstances(ctx context.Context, k *call) (any, error) {
 	c.runMu.Lock()
 	defer c.runMu.Unlock()
 	res, err := c.placeAndInsert(ctx, k, l)
-	if store.IsUniqueViolation(err) && l.token != "" {
+	if errors.Is(err, errTokenUsed) || (store.IsUniqueViolation(err) && l.token != "") {
 		// Another request with this token won the race: answer with its
 		// reservation.
 		if res, err := c.reservationByToken(ctx, k, l); err != nil || res != nil {
@@ -285,6 +273,9 @@ func (c *Cloud) place(ctx context.Context, l *launch) (string, []string, error) 
 // placeAndInsert places the launch and persists its reservation in one
 // transaction that holds the placement lock from before Place reads the
 // usage until the instances that use it are committed.
+// errTokenUsed says a client token was taken while this call waited.
+var errTokenUsed = errors.New("client token already used")
+
 func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch) (*RunInstancesResponse, error) {
 	now := k.now
 	res := &RunInstancesResponse{Reservation: Reservation{ReservationID: newID("r", 17), OwnerID: k.account(), Groups: l.groups}}
@@ -295,6 +286,19 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch) (*RunIns
 	err := c.db.InTx(ctx, func(tx *store.Tx) error {
 		if err := tx.LockPlacement(ctx); err != nil {
 			return err
+		}
+		// A retry that waited for the lock while the original call
+		// placed and committed finds its token here, before placement
+		// could tell it the original's instances took the capacity.
+		if l.token != "" {
+			var n int
+			if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM client_tokens WHERE account_id = ? AND token = ?`,
+				k.account(), l.token).Scan(&n); err != nil {
+				return err
+			}
+			if n > 0 {
+				return errTokenUsed
+			}
 		}
 		var err error
 		if zone, nodes, err = c.place(ctx, l); err != nil {

@@ -53,6 +53,26 @@ func LoadSettings(dataDir string) (Settings, error) {
 	return s, nil
 }
 
+// DefaultEndpoint is the EC2 URL credentials name before a controller has
+// run and remembered its own.
+const DefaultEndpoint = "https://127.0.0.1:8773/"
+
+// Resolved is s with what it leaves out filled in: DefaultRegion,
+// DefaultVMTypes and DefaultEndpoint. It is what a controller runs with
+// and what credentials name; the file keeps only what was set.
+func (s Settings) Resolved() Settings {
+	if s.Region == "" {
+		s.Region = DefaultRegion
+	}
+	if len(s.VMTypes) == 0 {
+		s.VMTypes = DefaultVMTypes()
+	}
+	if s.Endpoint == "" {
+		s.Endpoint = DefaultEndpoint
+	}
+	return s
+}
+
 // SaveSettings writes DIR/controller.json atomically.
 func SaveSettings(dataDir string, s Settings) error {
 	b, err := json.MarshalIndent(s, "", "  ")

@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"ironbark/controller/ec2"
@@ -112,6 +113,83 @@ type tagParam struct {
 	HasValue   bool
 }
 
+// Tag limits, as EC2 has them.
+const (
+	maxTagsPerResource = 50
+	maxTagKeyLen       = 128
+	maxTagValueLen     = 256
+)
+
+// checkTag checks one tag as CreateTags and RunInstances' TagSpecification
+// both do.
+func checkTag(key, value string) error {
+	if key == "" {
+		return ec2.InvalidParameterValue("Tag key must not be empty")
+	}
+	if len(key) > maxTagKeyLen || len(value) > maxTagValueLen || strings.HasPrefix(strings.ToLower(key), "aws:") {
+		return ec2.InvalidParameterValue("Tag %q is not a valid tag: keys are at most %d characters and do not start with aws:, values at most %d",
+			key, maxTagKeyLen, maxTagValueLen)
+	}
+	return nil
+}
+
+// tagLimit is the error for more than maxTagsPerResource tags.
+func tagLimit() error {
+	return ec2.Errorf("TagLimitExceeded", "The maximum number of Tags for a resource has been reached.")
+}
+
+// tagSpecs reads TagSpecification.N (ResourceType, Tag.N.Key/Value) of a
+// create call, checked like CreateTags (checkTag, no key twice, at most
+// maxTagsPerResource), and returns the tags by resource type. A resource
+// type not in types is InvalidParameterValue, as is one named twice.
+func (k *call) tagSpecs(types ...string) (map[string][]Tag, error) {
+	specs, err := k.Query().List("TagSpecification")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]Tag{}
+	for _, s := range specs {
+		rt := s.String("ResourceType")
+		if !slices.Contains(types, rt) {
+			return nil, ec2.InvalidValue(s.Name("ResourceType"), rt, "Expected one of: "+strings.Join(types, ", ")+".")
+		}
+		if _, dup := out[rt]; dup {
+			return nil, ec2.InvalidParameterValue("The tag specification resource type %s is specified more than once", rt)
+		}
+		tags, err := s.List("Tag")
+		if err != nil {
+			return nil, err
+		}
+		spec := []Tag{}
+		for _, t := range tags {
+			key, value := t.String("Key"), t.String("Value")
+			if err := checkTag(key, value); err != nil {
+				return nil, err
+			}
+			if slices.ContainsFunc(spec, func(o Tag) bool { return o.Key == key }) {
+				return nil, ec2.InvalidParameterValue("Duplicate tag key '%s' in TagSpecification", key)
+			}
+			spec = append(spec, Tag{Key: key, Value: value})
+		}
+		if len(spec) > maxTagsPerResource {
+			return nil, tagLimit()
+		}
+		out[rt] = spec
+	}
+	return out, nil
+}
+
+// insertTags stores a new resource's tags, in the transaction that makes it.
+func insertTags(ctx context.Context, tx store.Querier, id, resourceType, owner string, tags []Tag) error {
+	for _, t := range tags {
+		if _, err := tx.Exec(ctx, `INSERT INTO tags (resource_id, key, value, account_id, resource_type) VALUES (?, ?, ?, ?, ?)`,
+			id, t.Key, t.Value, owner, resourceType); err != nil {
+			return fmt.Errorf("tag %s: %w", id, err)
+		}
+	}
+	return nil
+}
+
 // tagParams reads Tag.N.Key / Tag.N.Value, N any non-negative number
 // (clients send 0-based lists too), in the order of N.
 func (k *call) tagParams() ([]tagParam, error) {
@@ -125,12 +203,9 @@ func (k *call) tagParams() ([]tagParam, error) {
 			return nil, err
 		}
 		key := it.String("Key")
-		if key == "" {
-			return nil, ec2.Errorf("InvalidParameterValue", "Tag key must not be empty")
-		}
 		value, hasValue := it.Lookup("Value")
-		if len(key) > 128 || len(value) > 256 || strings.HasPrefix(strings.ToLower(key), "aws:") {
-			return nil, ec2.Errorf("InvalidParameterValue", "Tag %q is not a valid tag", key)
+		if err := checkTag(key, value); err != nil {
+			return nil, err
 		}
 		ts = append(ts, tagParam{Key: key, Value: value, HasValue: hasValue})
 	}
@@ -191,8 +266,8 @@ func (c *Cloud) createTags(ctx context.Context, k *call) (any, error) {
 			if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM tags WHERE resource_id = ?`, id).Scan(&n); err != nil {
 				return err
 			}
-			if n > 50 {
-				return ec2.Errorf("TagLimitExceeded", "The maximum number of Tags for a resource has been reached.")
+			if n > maxTagsPerResource {
+				return tagLimit()
 			}
 		}
 		return nil

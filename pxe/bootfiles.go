@@ -21,8 +21,9 @@ func BuildInstallerInitramfs(w io.Writer, installerBin, modulesDir string) error
 			initramfs.Dir("proc", 0o555), initramfs.Dir("sys", 0o555), initramfs.Dir("dev", 0o755),
 			initramfs.Dir("tmp", 0o1777),
 		},
-		// virtio PCI, network and block, with their dependencies.
-		Modules:     []string{"virtio_pci", "virtio_net", "virtio_blk"},
+		// virtio PCI, network and block, with their dependencies; the CD
+		// drive and ISO 9660, where the frontend installer finds its medium.
+		Modules:     []string{"virtio_pci", "virtio_net", "virtio_blk", "ata_piix", "sr_mod", "isofs", "vfat", "nls_cp437", "nls_utf8"},
 		ModulesDir:  modulesDir,
 		Compression: initramfs.Gzip,
 	})

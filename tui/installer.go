@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -150,7 +151,7 @@ func NewInstaller(cfg InstallerConfig) (*Installer, error) {
 	rolls := []*row{}
 	for _, r := range cfg.Need.Rolls {
 		rr := m.newRow(rowCheck, "", r)
-		rr.checked = contains(m.a.Rolls, r)
+		rr.checked = slices.Contains(m.a.Rolls, r)
 		rolls = append(rolls, rr)
 	}
 	if len(rolls) == 0 {
@@ -180,15 +181,6 @@ func NewInstaller(cfg InstallerConfig) (*Installer, error) {
 		m.focusRow(s, firstVisible(s, &m.a))
 	}
 	return m, nil
-}
-
-func contains(l []string, s string) bool {
-	for _, x := range l {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // shorten keeps the end of a long path, which tells disks apart.

@@ -49,16 +49,15 @@ func controllerRun(fs *flag.FlagSet) runFunc {
 // runController serves the EC2 and node APIs until ctx ends.
 func runController(ctx context.Context, e *env, f controllerFlags) error {
 	log := e.logger(slog.LevelInfo)
-	sf := e
 
-	settings, err := controller.LoadSettings(sf.dataDir)
+	settings, err := controller.LoadSettings(e.dataDir)
 	if err != nil {
 		return err
 	}
-	if sf.db != "" {
-		settings.DB = sf.db
+	if e.db != "" {
+		settings.DB = e.db
 	}
-	db, err := sf.openStore(ctx, controller.Migrations())
+	db, err := e.openStore(ctx, controller.Migrations())
 	if err != nil {
 		return err
 	}
@@ -67,22 +66,18 @@ func runController(ctx context.Context, e *env, f controllerFlags) error {
 	} else if n > 0 {
 		log.Info("sealed access key secrets stored in plaintext", "count", n, "key_file", db.KeyFile())
 	}
-	cfg := controller.Config{Region: settings.Region, VMTypes: settings.VMTypes, PublicAddresses: settings.PublicAddresses,
-		InstanceSubnet: settings.InstanceSubnet}
 	if f.region != "" {
-		cfg.Region, settings.Region = f.region, f.region
+		settings.Region = f.region // remembered for the other commands
 	}
-	if cfg.Region == "" {
-		cfg.Region = controller.DefaultRegion
-	}
+	run := settings
 	if f.vmTypesFile != "" {
-		if cfg.VMTypes, err = controller.LoadVMTypes(f.vmTypesFile); err != nil {
+		if run.VMTypes, err = controller.LoadVMTypes(f.vmTypesFile); err != nil {
 			return err
 		}
 	}
-	if len(cfg.VMTypes) == 0 {
-		cfg.VMTypes = controller.DefaultVMTypes()
-	}
+	run = run.Resolved()
+	cfg := controller.Config{Region: run.Region, VMTypes: run.VMTypes, PublicAddresses: run.PublicAddresses,
+		InstanceSubnet: run.InstanceSubnet}
 
 	ln, err := net.Listen("tcp", f.listen)
 	if err != nil {
@@ -113,7 +108,7 @@ func runController(ctx context.Context, e *env, f controllerFlags) error {
 	}
 	limits := httplimit.Limits{PerClient: f.perClient}
 	svc, err = cluster.New(ctx, cluster.Config{
-		DB: db, DataDir: sf.dataDir, Ledger: cloud, Logger: log, Limits: limits,
+		DB: db, DataDir: e.dataDir, Ledger: cloud, Logger: log, Limits: limits,
 		VMTypes:     func(context.Context) ([]nodeapi.VMType, error) { return cfg.VMTypes, nil },
 		Blobs:       blobs.HandlerAt(nodeapi.PathBlobs),
 		ServerNames: serverNames(cfg.Endpoint),
@@ -122,17 +117,18 @@ func runController(ctx context.Context, e *env, f controllerFlags) error {
 		return err
 	}
 	cloud.SetPlacer(svc.Placer())
+	cloud.SetNodeHealth(svc)
 
 	admin, err := controller.EnsureAdmin(ctx, db)
 	if err != nil {
 		return err
 	}
-	creds, err := controller.WriteCredentials(sf.dataDir, admin, cfg.Endpoint, cfg.Region, svc.CA().CertPEM())
+	creds, err := controller.WriteCredentials(e.dataDir, admin, cfg.Endpoint, cfg.Region, svc.CA().CertPEM())
 	if err != nil {
 		return err
 	}
 	settings.Endpoint = cfg.Endpoint
-	if err := controller.SaveSettings(sf.dataDir, settings); err != nil {
+	if err := controller.SaveSettings(e.dataDir, settings); err != nil {
 		return err
 	}
 	key, err := controller.TokenKey(ctx, db)
@@ -140,9 +136,10 @@ func runController(ctx context.Context, e *env, f controllerFlags) error {
 		return err
 	}
 	api := &http.Server{
-		Handler:     ec2.NewServer(ec2.Config{Handler: cloud, Credentials: cloud, Logger: log, TokenKey: key}),
-		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-		BaseContext: func(net.Listener) context.Context { return ctx },
+		Handler:        ec2.NewServer(ec2.Config{Handler: cloud, Credentials: cloud, Logger: log, TokenKey: key}),
+		MaxHeaderBytes: ec2.MaxHeaderBytes, // an oversized query gets EC2's XML, not a plain 431
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		BaseContext:    func(net.Listener) context.Context { return ctx },
 	}
 	limits.Apply(api)
 	apiLn := limits.Listener(ln, log.With("listener", "ec2"))
@@ -151,7 +148,7 @@ func runController(ctx context.Context, e *env, f controllerFlags) error {
 		apiLn = tls.NewListener(apiLn, api.TLSConfig)
 	}
 	log.Info("controller started", "ec2", cfg.Endpoint, "node_api", nodeLn.Addr().String(), "store", db.Engine(),
-		"data_dir", sf.dataDir, "region", cfg.Region, "admin_credentials", filepath.Join(creds, "eucarc"))
+		"data_dir", e.dataDir, "region", cfg.Region, "admin_credentials", filepath.Join(creds, "eucarc"))
 
 	errc := make(chan error, 3)
 	go func() {
@@ -162,6 +159,7 @@ func runController(ctx context.Context, e *env, f controllerFlags) error {
 	go func() { errc <- svc.Serve(ctx, nodeLn) }()
 	go func() { errc <- svc.Run(ctx) }()
 	go cloud.RunPurge(ctx, 10*time.Minute)
+	go cloud.RunFailureChecks(ctx, 30*time.Second)
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
@@ -231,12 +229,11 @@ func accountCreate(fs *flag.FlagSet) runFunc {
 }
 
 func createAccount(ctx context.Context, e *env, name string) error {
-	sf := e
-	settings, err := controller.LoadSettings(sf.dataDir)
+	settings, err := controller.LoadSettings(e.dataDir)
 	if err != nil {
 		return err
 	}
-	db, err := sf.openStore(ctx, controller.Migrations())
+	db, err := e.openStore(ctx, controller.Migrations())
 	if err != nil {
 		return err
 	}
@@ -244,22 +241,16 @@ func createAccount(ctx context.Context, e *env, name string) error {
 	if err != nil {
 		return err
 	}
-	endpoint, region := settings.Endpoint, settings.Region
-	if endpoint == "" {
-		endpoint = "https://127.0.0.1:8773/" // the controller's default, before its first start
-	}
-	if region == "" {
-		region = controller.DefaultRegion
-	}
+	s := settings.Resolved()
 	var caPEM []byte
-	if strings.HasPrefix(endpoint, "https:") {
+	if strings.HasPrefix(s.Endpoint, "https:") {
 		ca, err := pki.LoadOrCreateCA(e.dir().PKI())
 		if err != nil {
 			return err
 		}
 		caPEM = ca.CertPEM()
 	}
-	dir, err := controller.WriteCredentials(sf.dataDir, a, endpoint, region, caPEM)
+	dir, err := controller.WriteCredentials(e.dataDir, a, s.Endpoint, s.Region, caPEM)
 	if err != nil {
 		return err
 	}

@@ -2,14 +2,15 @@ package main
 
 import (
 	"context"
-	"errors"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -205,19 +206,10 @@ print(json.dumps(out, default=str))
 			t.Fatalf("boto3 output: %v\n%s", err, out)
 		}
 		if len(v.Regions) != 1 || v.Regions[0] != "ironbark" || len(v.Fingerprint) != 43 ||
-			!containsString(v.Keys, "boto3") || len(v.Images) != 1 || v.Images[0] != emi || len(v.Reservations) != 0 {
+			!slices.Contains(v.Keys, "boto3") || len(v.Images) != 1 || v.Images[0] != emi || len(v.Reservations) != 0 {
 			t.Fatalf("boto3: %s", out)
 		}
 	})
-}
-
-func containsString(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // TestControllerRemembersDB starts the controller on PostgreSQL and checks

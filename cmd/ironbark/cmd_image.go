@@ -14,6 +14,8 @@ import (
 	"ironbark/images"
 	"ironbark/images/blobstore"
 	"ironbark/images/iso"
+	"ironbark/installer"
+	"ironbark/installer/frontend"
 	"ironbark/pxe"
 )
 
@@ -159,6 +161,7 @@ func (r imageRow) cells() []string {
 // isoFlags are the flags of `ironbark iso build`.
 type isoFlags struct {
 	out, kernel, modules, initrd, installer string
+	frontendImage, answers                  string
 	spec                                    iso.Spec
 }
 
@@ -170,6 +173,8 @@ func isoBuild(fs *flag.FlagSet) runFunc {
 	fs.StringVar(&f.initrd, "initrd", "", "installer initramfs to boot")
 	fs.StringVar(&f.installer, "installer", "", "static ironbark-installer binary to build the initramfs from (default: next to this binary)")
 	fs.StringVar(&f.spec.Rolls, "rolls", "", "directory copied to rolls/ on the ISO")
+	fs.StringVar(&f.frontendImage, "frontend-image", "", "the frontend appliance disk image: the default entry becomes the frontend installer, which lays it down")
+	fs.StringVar(&f.answers, "answers", "", "with --frontend-image: an answer file put on the ISO; the frontend installs unattended from it")
 	fs.StringVar(&f.spec.Cmdline, "cmdline", "console=tty0 console=ttyS0,115200", "kernel command line")
 	fs.StringVar(&f.spec.VolumeID, "volume-id", "IRONBARK", "ISO volume id")
 	return func(ctx context.Context, e *env) error {
@@ -220,6 +225,20 @@ func buildISO(ctx context.Context, e *env, f isoFlags) error {
 		e.say("installer initramfs built from %s with modules of %s", f.installer, f.modules)
 	}
 	f.spec.Kernel, f.spec.Initrd = f.kernel, f.initrd
+	if f.frontendImage != "" {
+		if f.answers != "" {
+			b, err := os.ReadFile(f.answers)
+			if err != nil {
+				return err
+			}
+			if _, err := frontend.Parse(b); err != nil {
+				return fmt.Errorf("iso build: %s: %w", f.answers, err)
+			}
+		}
+		f.spec = installer.ISOSpec(f.spec, f.frontendImage, f.answers)
+	} else if f.answers != "" {
+		return e.usagef("iso build: --answers needs --frontend-image")
+	}
 	res, err := iso.Build(ctx, f.out, f.spec)
 	if err != nil {
 		return err

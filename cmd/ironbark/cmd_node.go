@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
+	"ironbark/controller"
 	"ironbark/controller/cluster"
 	"ironbark/controller/sched"
 	"ironbark/internal/nodeapi"
@@ -177,15 +179,39 @@ func (r nodeRow) cells() []string {
 }
 
 func nodeRemove(fs *flag.FlagSet) runFunc {
+	force := fs.Bool("force", false, "terminate the node's instances (reason Server.InternalError) instead of refusing")
 	return func(ctx context.Context, e *env) error {
 		reg, err := e.openRegistry(ctx)
 		if err != nil {
 			return err
 		}
-		if err := reg.RemoveNode(ctx, e.args[0]); err != nil {
+		node := e.args[0]
+		if _, err := reg.Node(ctx, node); err != nil {
 			return err
 		}
-		e.say("node %s removed; its certificate no longer works", e.args[0])
+		db, err := e.openStore(ctx, controller.Migrations())
+		if err != nil {
+			return err
+		}
+		live, err := controller.LiveInstancesOnNode(ctx, db, node)
+		if err != nil {
+			return err
+		}
+		if len(live) > 0 && !*force {
+			return fmt.Errorf("node %s still holds %d instance(s) (%s): terminate them first, or remove it with --force to terminate them",
+				node, len(live), strings.Join(live, ", "))
+		}
+		if len(live) > 0 {
+			ended, err := controller.TerminateOnNode(ctx, db, node)
+			if err != nil {
+				return err
+			}
+			e.say("terminated %d instance(s) on %s: %s", len(ended), node, strings.Join(ended, ", "))
+		}
+		if err := reg.RemoveNode(ctx, node); err != nil {
+			return err
+		}
+		e.say("node %s removed; its certificate no longer works", node)
 		return nil
 	}
 }

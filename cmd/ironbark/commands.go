@@ -60,7 +60,7 @@ func commands() []command {
 		{name: "cluster set-limit", args: "NAME", help: "bound what one node of the cluster may offer (--max-cores, --max-memory-mib, --max-disk-gib)", setup: clusterSetLimit},
 		{name: "node token", help: "print a one-time enrollment token for ironbark-node (needs --cluster)", setup: nodeToken},
 		{name: "node list", help: "list enrolled nodes with capacity and last heartbeat", setup: nodeList},
-		{name: "node remove", args: "NODE-ID", help: "forget a node and revoke its certificate", setup: nodeRemove},
+		{name: "node remove", args: "NODE-ID", help: "forget a node and revoke its certificate; refused while it holds instances unless --force, which terminates them", setup: nodeRemove},
 		{name: "node approve", args: "NODE-ID", help: "accept what a new or changed node declares, within its cluster's limit", setup: nodeApprove},
 
 		// Images (cmd_image.go).

@@ -159,3 +159,18 @@ func (s *Service) invalidate() {
 	s.snap = nodeSnapshot{}
 	s.mu.Unlock()
 }
+
+// NodeStatus implements controller.NodeHealth: every enrolled node and
+// whether it is up (state up and a heartbeat within HeartbeatTimeout).
+func (s *Service) NodeStatus(ctx context.Context) (map[string]controller.NodeStatus, error) {
+	nodes, err := s.nodesCached(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now := s.cfg.Now()
+	out := make(map[string]controller.NodeStatus, len(nodes))
+	for _, n := range nodes {
+		out[n.ID] = controller.NodeStatus{Up: n.Live(now, s.cfg.HeartbeatTimeout), LastHeartbeat: n.LastHeartbeat}
+	}
+	return out, nil
+}

@@ -352,10 +352,17 @@ func (r *Registry) heartbeat(ctx context.Context, n Node, hostname, hypervisor s
 		return false, fmt.Errorf("heartbeat %s: %w", n.ID, err)
 	}
 	c = nonNegative(c)
+	if n.Approved == (nodeapi.Capacity{}) {
+		// Enrolled without a capacity (its hypervisor did not answer
+		// then): the first one it reports is what it enrolled with.
+		n.Approved = minCap(c, cl.Limit())
+	}
 	eff := minCap(minCap(c, n.Approved), cl.Limit())
 	res, err := r.db.Exec(ctx, `UPDATE nodes SET hostname = ?, cores = ?, memory_mib = ?, disk_gib = ?, hypervisor = ?,
-		last_heartbeat = ?, state = ?, declared_cores = ?, declared_memory_mib = ?, declared_disk_gib = ? WHERE id = ? AND cert_serial = ?`,
-		hostname, eff.Cores, eff.MemoryMiB, eff.DiskGiB, hypervisor, now.UnixMilli(), NodeUp, c.Cores, c.MemoryMiB, c.DiskGiB, n.ID, n.CertSerial)
+		last_heartbeat = ?, state = ?, declared_cores = ?, declared_memory_mib = ?, declared_disk_gib = ?,
+		approved_cores = ?, approved_memory_mib = ?, approved_disk_gib = ? WHERE id = ? AND cert_serial = ?`,
+		hostname, eff.Cores, eff.MemoryMiB, eff.DiskGiB, hypervisor, now.UnixMilli(), NodeUp, c.Cores, c.MemoryMiB, c.DiskGiB,
+		n.Approved.Cores, n.Approved.MemoryMiB, n.Approved.DiskGiB, n.ID, n.CertSerial)
 	if err != nil {
 		return false, fmt.Errorf("heartbeat %s: %w", n.ID, err)
 	}

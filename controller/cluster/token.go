@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -181,7 +182,7 @@ func (r *Registry) enroll(ctx context.Context, e enrollment, now time.Time,
 		if used != 0 || now.Unix() >= expires {
 			return ErrBadToken
 		}
-		if boundHost != "" && (e.Hostname != boundHost || !hasMAC(e.MACs, boundMAC)) {
+		if boundHost != "" && (e.Hostname != boundHost || !slices.ContainsFunc(e.MACs, func(m string) bool { return strings.EqualFold(strings.TrimSpace(m), boundMAC) })) {
 			return fmt.Errorf("%w %s (%s)", ErrTokenIdentity, boundHost, boundMAC)
 		}
 		c, err := scanCluster(tx.QueryRow(ctx, `SELECT `+clusterCols+` FROM clusters WHERE name = ?`, cluster))
@@ -239,15 +240,6 @@ func (r *Registry) enroll(ctx context.Context, e enrollment, now time.Time,
 		return Node{}, fmt.Errorf("enroll %s: %w", e.Hostname, err)
 	}
 	return n, nil
-}
-
-func hasMAC(macs []string, want string) bool {
-	for _, m := range macs {
-		if strings.EqualFold(strings.TrimSpace(m), want) {
-			return true
-		}
-	}
-	return false
 }
 
 func newNodeID() string {

@@ -410,6 +410,13 @@ func TestServerAuth(t *testing.T) {
 		}, 403, CodeSignatureDoesNotMatch},
 		{"v2 Expires ahead", func() *http.Request { return v2("POST", "127.0.0.1:8773", "HmacSHA256", now.Add(time.Minute), true) }, 200, ""},
 		{"v2 Expires passed", func() *http.Request { return v2("POST", "127.0.0.1:8773", "HmacSHA256", now.Add(-time.Second), true) }, 400, CodeRequestExpired},
+		{"v2 Expires at the window", func() *http.Request { return v2("POST", "127.0.0.1:8773", "HmacSHA256", now.Add(15*time.Minute), true) }, 200, ""},
+		{"v2 Expires past the window", func() *http.Request {
+			return v2("POST", "127.0.0.1:8773", "HmacSHA256", now.Add(15*time.Minute+time.Second), true)
+		}, 400, CodeRequestExpired},
+		{"v2 Expires in 20 years", func() *http.Request {
+			return v2("POST", "127.0.0.1:8773", "HmacSHA256", now.AddDate(20, 0, 0), true)
+		}, 400, CodeRequestExpired},
 		{"v2 Timestamp old", func() *http.Request {
 			return v2("POST", "127.0.0.1:8773", "HmacSHA256", now.Add(-20*time.Minute), false)
 		}, 400, CodeRequestExpired},

@@ -11,12 +11,18 @@ import (
 	"ironbark/controller"
 	"ironbark/controller/cluster"
 	"ironbark/controller/sched"
+	"ironbark/internal/datadir"
+	"ironbark/internal/pki"
 	"ironbark/internal/store"
 )
 
 // Cluster0 is the availability zone the installer makes from the private
 // network the answers describe.
 const Cluster0 = "cluster0"
+
+// InstalledDataDir is where the data partition is mounted on the
+// installed frontend.
+const InstalledDataDir = "/var/lib/ironbark"
 
 // Config is DATA/frontend.json: what the installed frontend is, as the
 // installer wrote it from the answers. Its boot reads it to bring the
@@ -144,7 +150,8 @@ func StageDataDir(ctx context.Context, dir string, a Answers) error {
 	if !c.Public.DHCP {
 		host = strings.Split(c.Public.Address, "/")[0]
 	}
-	if err := controller.SaveSettings(dir, controller.Settings{Endpoint: "http://" + host + ":8773/"}); err != nil {
+	endpoint := "https://" + host + ":8773/"
+	if err := controller.SaveSettings(dir, controller.Settings{Endpoint: endpoint}); err != nil {
 		return err
 	}
 	db, err := store.Open(ctx, filepath.Join(dir, "ironbark.db"))
@@ -161,6 +168,33 @@ func StageDataDir(ctx context.Context, dir string, a Answers) error {
 	}
 	if err := reg.AddCluster(ctx, Cluster0, sched.Greedy); err != nil {
 		return err
+	}
+	// The cloud's administrator, with EC2 keys, so the frontend answers
+	// its first request (eucarc under credentials/admin, paths as the
+	// installed frontend sees them).
+	admin, err := controller.EnsureAdmin(ctx, db)
+	if err != nil {
+		return err
+	}
+	// The cloud's CA, made now so the credentials carry it (ca.pem): the
+	// clients verify the frontend from its first answer.
+	ca, err := pki.LoadOrCreateCA(datadir.Dir(dir).PKI())
+	if err != nil {
+		return err
+	}
+	cdir, err := controller.WriteCredentials(dir, admin, endpoint, controller.DefaultRegion, ca.CertPEM())
+	if err != nil {
+		return err
+	}
+	for _, n := range []string{"eucarc", "config", "credentials"} {
+		p := filepath.Join(cdir, n)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, []byte(strings.ReplaceAll(string(b), dir, InstalledDataDir)), 0o600); err != nil {
+			return err
+		}
 	}
 	return db.Close()
 }

@@ -165,7 +165,7 @@ func TestInstallOntoDiskImage(t *testing.T) {
 	if env := debugfsCat(t, fsImg, "/frontend.env"); !strings.Contains(env, "IRONBARK_PRIVATE_IF='eth1'") || !strings.Contains(env, "IRONBARK_PUBLIC_ADDR='192.0.2.10/24'") {
 		t.Fatalf("frontend.env:\n%s", env)
 	}
-	if s := debugfsCat(t, fsImg, "/controller.json"); !strings.Contains(s, `"endpoint": "http://192.0.2.10:8773/"`) {
+	if s := debugfsCat(t, fsImg, "/controller.json"); !strings.Contains(s, `"endpoint": "https://192.0.2.10:8773/"`) {
 		t.Fatalf("controller.json:\n%s", s)
 	}
 	if s := debugfsCat(t, fsImg, "/admin/authorized_keys"); s != frontendtest.SSHKey+"\n" {
