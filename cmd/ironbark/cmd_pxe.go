@@ -393,6 +393,19 @@ func hostSetBoot(fs *flag.FlagSet) runFunc {
 		if err := pxe.NewHosts(db).SetBoot(ctx, e.args[0], action); err != nil {
 			return err
 		}
+		// A new decision ends the host's install attempt: its token, if
+		// one is out and unused, no longer enrolls anything.
+		reg, err := cluster.NewRegistry(ctx, db)
+		if err != nil {
+			return err
+		}
+		n, err := reg.RevokeHostTokens(ctx, e.args[0])
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			e.say("%s: its unused enrollment token is revoked", e.args[0])
+		}
 		e.say("%s will boot %s next", e.args[0], action)
 		return nil
 	}
