@@ -166,7 +166,8 @@ func installAndAnswer(t *testing.T, isoPath string, uefi bool) {
 		if err := os.WriteFile(vars, b, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		args = append(args, "-machine", "q35", "-drive", "if=pflash,format=raw,readonly=on,file="+code,
+		// i440fx, as BIOS: the cloud kernel has no AHCI driver for a q35 CD drive.
+		args = append(args, "-drive", "if=pflash,format=raw,readonly=on,file="+code,
 			"-drive", "if=pflash,format=raw,file="+vars)
 		installer := ns.Start(t, "qemu-system-x86_64", append(args, "-cdrom", isoPath, "-no-reboot")...)
 		con.await(t, installer, "FRONTEND INSTALLED", 10*time.Minute)
