@@ -495,7 +495,7 @@ func (c *Cloud) loadKeyPairs(ctx context.Context, k *call, withPublic bool) ([]K
 		if err := rows.Scan(&kp.KeyPairID, &kp.KeyName, &kp.KeyType, &kp.KeyFingerprint, &kp.PublicKey, &created, &kp.owner); err != nil {
 			return nil, err
 		}
-		kp.CreateTime = ec2Time(time.Unix(created, 0))
+		kp.CreateTime = ec2.Time{Time: time.Unix(created, 0)}.String()
 		kp.Tags = tagSet(tags[kp.KeyPairID])
 		if !withPublic {
 			kp.PublicKey = ""
