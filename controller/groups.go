@@ -82,7 +82,8 @@ type CreateSecurityGroupResponse struct {
 
 // createSecurityGroupParams are the parameters CreateSecurityGroup accepts.
 var createSecurityGroupParams = []string{
-	"GroupName", "GroupDescription", "VpcId",
+	"GroupName", "GroupDescription", "VpcId", "TagSpecification.N.ResourceType", "TagSpecification.N.Tag.N.Key",
+	"TagSpecification.N.Tag.N.Value",
 }
 
 func (c *Cloud) createSecurityGroup(ctx context.Context, k *call) (any, error) {
@@ -103,10 +104,17 @@ func (c *Cloud) createSecurityGroup(ctx context.Context, k *call) (any, error) {
 	if err := ensureDefaultGroup(ctx, c.db, k.account()); err != nil {
 		return nil, err
 	}
+	specs, err := k.tagSpecs("security-group")
+	if err != nil {
+		return nil, err
+	}
 	id := newID("sg", 17)
 	err = c.db.InTx(ctx, func(tx *store.Tx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO security_groups (id, account_id, name, description, created_at) VALUES (?, ?, ?, ?, ?)`,
 			id, k.account(), name, desc, k.now.Unix()); err != nil {
+			return err
+		}
+		if err := insertTags(ctx, tx, id, "security-group", k.account(), specs["security-group"]); err != nil {
 			return err
 		}
 		// Every new group lets everything out, as EC2's do: tools that
@@ -372,8 +380,7 @@ var securityGroupRuleParams = []string{
 	"IpPermissions.N.Ipv6Ranges.N.CidrIpv6", "IpPermissions.N.Ipv6Ranges.N.Description",
 	"IpPermissions.N.Groups.N.GroupId", "IpPermissions.N.Groups.N.GroupName", "IpPermissions.N.Groups.N.UserId",
 	"IpPermissions.N.Groups.N.Description", "IpProtocol", "FromPort", "ToPort", "CidrIp",
-	"SourceSecurityGroupName", "SourceSecurityGroupOwnerId", "TagSpecification.N.ResourceType",
-	"TagSpecification.N.Tag.N.Key", "TagSpecification.N.Tag.N.Value",
+	"SourceSecurityGroupName", "SourceSecurityGroupOwnerId",
 }
 
 func (c *Cloud) authorize(ctx context.Context, k *call, egress bool) (any, error) {

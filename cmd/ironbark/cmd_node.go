@@ -165,6 +165,9 @@ func nodeList(fs *flag.FlagSet) runFunc {
 			if state == cluster.NodeUp && !n.Live(time.Now(), cluster.DefaultHeartbeatTimeout) {
 				state = cluster.NodeDown
 			}
+			if n.Drained {
+				state += ",drained"
+			}
 			rows[i] = nodeRow{ID: n.ID, Cluster: n.Cluster, Hostname: n.Hostname, State: state,
 				Cores: n.Capacity.Cores, MemoryMiB: n.Capacity.MemoryMiB, DiskGiB: n.Capacity.DiskGiB,
 				Hypervisor: n.Hypervisor, LastHeartbeat: n.LastHeartbeat.UTC(), Review: review(n), Declared: n.Declared}
@@ -213,5 +216,26 @@ func nodeRemove(fs *flag.FlagSet) runFunc {
 		}
 		e.say("node %s removed; its certificate no longer works", node)
 		return nil
+	}
+}
+
+// nodeDrain is `node drain` (drained=true) and `node undrain`.
+func nodeDrain(drained bool) func(fs *flag.FlagSet) runFunc {
+	return func(fs *flag.FlagSet) runFunc {
+		return func(ctx context.Context, e *env) error {
+			reg, err := e.openRegistry(ctx)
+			if err != nil {
+				return err
+			}
+			if err := reg.SetDrained(ctx, e.args[0], drained); err != nil {
+				return err
+			}
+			if drained {
+				e.say("node %s drained: its instances stay, new ones go elsewhere", e.args[0])
+			} else {
+				e.say("node %s back in service", e.args[0])
+			}
+			return nil
+		}
 	}
 }

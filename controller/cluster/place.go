@@ -31,7 +31,7 @@ func (s *Service) candidates(ctx context.Context) (map[string][]sched.Node, erro
 	now := s.cfg.Now()
 	out := map[string][]sched.Node{}
 	for _, n := range nodes {
-		if !n.Live(now, s.cfg.HeartbeatTimeout) {
+		if !n.Live(now, s.cfg.HeartbeatTimeout) || n.Drained {
 			continue
 		}
 		u := usage[n.ID]
