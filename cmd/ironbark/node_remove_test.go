@@ -13,7 +13,6 @@ import (
 	"ironbark/internal/datadir"
 	"ironbark/internal/nodeapi"
 	"ironbark/internal/pki"
-	"ironbark/internal/store"
 )
 
 // A node removed under running instances: `node remove` refuses and
@@ -41,16 +40,7 @@ func TestNodeRemovedUnderRunningInstances(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	url, err := controller.StoreURL(data, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := store.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	db.UseKeyFile(datadir.Dir(data).SecretKey())
+	db := dataDirStore(t, data)
 	admin, err := controller.EnsureAdmin(ctx, db)
 	if err != nil {
 		t.Fatal(err)
