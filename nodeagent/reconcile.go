@@ -79,7 +79,7 @@ func (a *Agent) reconcile(ctx context.Context) {
 				continue
 			}
 		}
-		if err := os.RemoveAll(a.instDir(id)); err != nil {
+		if err := a.removeInstanceFiles(id); err != nil {
 			a.log.Error("remove instance disks", "instance", id, "err", err)
 			continue
 		}
@@ -152,7 +152,7 @@ func (a *Agent) apply(ctx context.Context, s nodeapi.InstanceSpec, in *inst, dom
 		if exists {
 			_ = a.hv.remove(id)
 		}
-		os.RemoveAll(a.instDir(id))
+		_ = a.removeInstanceFiles(id)
 		in.state, in.reason = nodeapi.StateTerminated, string(reason)
 		return
 	}
@@ -251,7 +251,7 @@ func (a *Agent) apply(ctx context.Context, s nodeapi.InstanceSpec, in *inst, dom
 				defer a.wg.Done()
 				err := a.hv.remove(id)
 				if err == nil {
-					err = os.RemoveAll(a.instDir(id))
+					err = a.removeInstanceFiles(id)
 				}
 				if err != nil {
 					a.log.Error("terminate", "instance", id, "err", err)
@@ -332,7 +332,7 @@ func (a *Agent) fail(id string, in *inst, err error) {
 	reason := "Server.InternalError: " + err.Error()
 	a.log.Error("launch failed", "instance", id, "err", err)
 	_ = a.hv.remove(id)
-	os.RemoveAll(a.instDir(id))
+	_ = a.removeInstanceFiles(id)
 	if werr := os.WriteFile(a.failedPath(id), []byte(reason), 0o644); werr != nil {
 		a.log.Error("record failure", "instance", id, "err", werr)
 	}
