@@ -101,6 +101,10 @@ XB=$(ls -d /usr/lib/xen-4.*/bin | tail -1)
 $XB/oxenstored --pid-file=/run/xenstored.pid
 $XB/xen-init-dom0
 $XB/xenconsoled --pid-file=/run/xenconsoled.pid --log=guest --log-dir=/var/log/xen/console
+# libvirtd loads its qemu driver too (libvirt-daemon depends on it), which
+# refuses to start without the user libvirt-daemon-system would make.
+getent group libvirt-qemu >/dev/null || groupadd -r libvirt-qemu
+getent passwd libvirt-qemu >/dev/null || useradd -r -g libvirt-qemu -d /var/lib/libvirt -s /usr/sbin/nologin libvirt-qemu
 libvirtd -d
 until virsh -c xen:///system version >/dev/null 2>&1; do sleep 1; done
 echo ` + Dom0Ready + `

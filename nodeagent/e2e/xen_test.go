@@ -67,7 +67,14 @@ func TestXenNode(t *testing.T) {
 		Files: []initramfs.File{{Path: "usr/local/bin/ironbark-node", Mode: 0o755, Source: e.bin}},
 		Run: "exec ironbark-node --controller " + e.nodeURL + " --token " + e.token(t) +
 			" --libvirt xen:///system --bridge xenbr0 --state-dir /var/lib/ironbark-node" +
-			" --hostname xen-node --stop-timeout 2s --log-level debug 2>&1",
+			" --hostname xen-node --stop-timeout 2s --log-level debug" +
+			// dom0's root is a small overlay; instance disks are sparse.
+			" --max-disk-gib 20 2>&1",
+	})
+	t.Cleanup(func() { // before the node goes down
+		if t.Failed() {
+			t.Logf("dom0 logs:\n%s", node.Exec(t, "tail -n 40 /var/log/libvirt/libxl/*.log /var/log/xen/*.log 2>&1"))
+		}
 	})
 	node.WaitConsole(t, lab.Dom0Ready, xenBootWait)
 	e.waitZoneFor(t, xenBootWait)
@@ -160,6 +167,7 @@ case "$1" in
 deconfig) ip addr flush dev "$interface"; ip link set "$interface" up ;;
 bound|renew)
 	ifconfig "$interface" "$ip" netmask "$subnet"
+	[ -n "$router" ] && route add default gw "$router" dev "$interface"
 	echo "IP=$ip" ;;
 esac
 `
