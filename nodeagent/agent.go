@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -83,8 +82,9 @@ type Agent struct {
 	gone        map[string]bool // cleaned up, not desired: report terminated once
 	hvDownSince time.Time
 	capacity    nodeapi.Capacity
-	// capacityBusy is set while a capacity query to libvirt runs.
-	capacityBusy atomic.Bool
+	// launchesDone counts finished launches (reconcile's check that no
+	// launch ended while it listed the domains).
+	launchesDone int
 }
 
 // inst is the agent's view of one instance.
@@ -318,15 +318,7 @@ func (a *Agent) currentCapacity() nodeapi.Capacity {
 
 // heartbeat sends every instance's state and the console tails that changed.
 func (a *Agent) heartbeat(ctx context.Context) (time.Duration, error) {
-	// Asking libvirt can take as long as a domain start (Xen's libxl
-	// driver answers after it): the heartbeat goes out with the last
-	// known capacity rather than miss the controller's deadline.
-	if a.capacityBusy.CompareAndSwap(false, true) {
-		a.wg.Go(func() {
-			defer a.capacityBusy.Store(false)
-			a.updateCapacity()
-		})
-	}
+	a.updateCapacity()
 	a.mu.Lock()
 	var ids []string
 	for id := range a.insts {

@@ -14,6 +14,12 @@ import (
 	"ironbark/nodeagent/imagecache"
 )
 
+// errXenStart marks a Xen domain that libxl failed to create. A busy dom0
+// is the usual cause (libxl kills a disk or vif hotplug script that has
+// not finished in 40 s), and a second try finds the scripts' files in
+// the page cache: it is retried like an unreachable hypervisor.
+var errXenStart = errors.New("xen domain start failed")
+
 // launch makes one instance: images into the cache, disks, console file,
 // domain defined and started. The domain definition is the commit point:
 // a launch cut short before it leaves only a directory that the next
@@ -88,6 +94,9 @@ func (a *Agent) launch(ctx context.Context, s nodeapi.InstanceSpec) error {
 	if err := a.hv.start(s.InstanceID); err != nil {
 		if !errors.Is(err, errHypervisor) {
 			_ = a.hv.remove(s.InstanceID)
+		}
+		if a.dtype == "xen" && !errors.Is(err, errHypervisor) {
+			err = fmt.Errorf("%w: %w", errXenStart, err)
 		}
 		return fmt.Errorf("start domain: %w", err)
 	}

@@ -17,14 +17,24 @@ func (a *Agent) reconcile(ctx context.Context) {
 	if ctx.Err() != nil {
 		return
 	}
-	// The domain list is taken under the lock: a launch that finishes
-	// meanwhile has defined its domain before it can clear its launching
-	// flag, so no snapshot ever misses a domain whose launch looks done.
+	// The domain list is taken outside the lock: under Xen, libvirt
+	// answers only after a domain start in progress (tens of seconds
+	// under TCG), and heartbeats must not wait that long. A launch that
+	// finishes meanwhile may be missing from the list although its
+	// launching flag is already clear, so such a list is thrown away and
+	// taken again: no list ever misses a domain whose launch looks done.
+	a.mu.Lock()
+	gen := a.launchesDone
+	a.mu.Unlock()
+	doms, err := a.hv.owned(a.id.NodeID)
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	doms, err := a.hv.owned(a.id.NodeID)
 	if err != nil {
 		a.hypervisorDown(err)
+		return
+	}
+	if a.launchesDone != gen {
+		a.kick()
 		return
 	}
 	if !a.hvDownSince.IsZero() {
@@ -288,6 +298,7 @@ func (a *Agent) startLaunch(ctx context.Context, s nodeapi.InstanceSpec, in *ins
 		err := a.launch(lctx, s)
 		a.mu.Lock()
 		in.launching = false
+		a.launchesDone++
 		switch {
 		case err == nil:
 			a.log.Info("instance running", "instance", s.InstanceID, "took", time.Since(start).Round(time.Millisecond))
@@ -308,7 +319,7 @@ func (a *Agent) startLaunch(ctx context.Context, s nodeapi.InstanceSpec, in *ins
 
 // launchFailed retries transient failures and fails the rest. a.mu held.
 func (a *Agent) launchFailed(id string, in *inst, err error) {
-	retry := errors.Is(err, errHypervisor) && in.attempts < a.cfg.LaunchAttempts
+	retry := (errors.Is(err, errHypervisor) || errors.Is(err, errXenStart)) && in.attempts < a.cfg.LaunchAttempts
 	if isTransientFetch(err) {
 		// An unreachable image source is usually the controller being
 		// restarted: wait for it (bounded), do not spend the attempts.

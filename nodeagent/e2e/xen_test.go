@@ -88,7 +88,7 @@ func TestXenNode(t *testing.T) {
 	if ip == "" || !n.Addr.Masked().Contains(netip.MustParseAddr(ip)) {
 		t.Fatalf("private address %q outside the lab subnet %s", ip, n.Addr.Masked())
 	}
-	e.waitState(t, id, types.InstanceStateNameRunning, xenGuestWait)
+	e.waitRunning(t, id, xenGuestWait)
 	if got := node.Exec(t, "virsh -c xen:///system domstate "+id); !strings.Contains(got, "running") {
 		t.Fatalf("libvirt in dom0 says %s is %q", id, got)
 	}
@@ -110,6 +110,22 @@ func TestXenNode(t *testing.T) {
 		"; ls /var/lib/ironbark-node/instances/ /var/log/xen/console/ | grep -c "+id)
 	if strings.Fields(left)[0] != "0" || strings.Fields(left)[1] != "0" {
 		t.Fatalf("after terminate dom0 still has the domain or files of %s (domains, files): %q", id, left)
+	}
+}
+
+// waitRunning waits for running and fails at once on terminated.
+func (e *env) waitRunning(t *testing.T, id string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		st, reason := e.instState(t, id)
+		switch {
+		case st == types.InstanceStateNameRunning:
+			return
+		case st == types.InstanceStateNameTerminated || time.Now().After(deadline):
+			t.Fatalf("%s: state %s (%s), want running", id, st, reason)
+		}
+		time.Sleep(time.Second)
 	}
 }
 
@@ -158,7 +174,11 @@ n=0
 until ip link show eth0 >/dev/null 2>&1 || [ $n -gt 100 ]; do n=$((n+1)); sleep 0.2; done
 ip link set lo up
 udhcpc -i eth0 -s /udhcpc.sh -q -f -n -t 30 -T 3 || echo "udhcpc failed"
-echo "INSTANCE-ID=$(wget -T 20 -qO- http://169.254.169.254/latest/meta-data/instance-id)"
+# busybox wget segfaults in this PV guest (udhcpc and nc do not): plain
+# HTTP over nc asks the metadata service.
+md() { printf 'GET /latest/meta-data/%s HTTP/1.0\r\nHost: 169.254.169.254\r\n\r\n' "$1" |
+	nc -w 20 169.254.169.254 80 | tr -d '\r' | sed '1,/^$/d'; }
+echo "INSTANCE-ID=$(md instance-id)"
 echo ` + xenMarker + `
 exec sleep 1000000
 `
