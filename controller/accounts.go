@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"ironbark/controller/ec2"
+	"ironbark/internal/atomicfile"
+	"ironbark/internal/datadir"
 	"ironbark/internal/store"
 )
 
@@ -40,13 +42,17 @@ func CreateAccount(ctx context.Context, db *store.DB, name string, admin bool) (
 	}
 	a := Account{ID: newAccountID(), Name: name, Admin: admin, AccessKey: newAccessKey(), SecretKey: newSecretKey()}
 	now := time.Now().Unix()
-	err := db.InTx(ctx, func(tx *store.Tx) error {
+	sealed, err := db.Seal(a.SecretKey, a.AccessKey)
+	if err != nil {
+		return Account{}, fmt.Errorf("create account %q: %w", name, err)
+	}
+	err = db.InTx(ctx, func(tx *store.Tx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO accounts (id, name, admin, created_at) VALUES (?, ?, ?, ?)`,
 			a.ID, a.Name, boolInt(admin), now); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, `INSERT INTO access_keys (access_key, secret, account_id, created_at) VALUES (?, ?, ?, ?)`,
-			a.AccessKey, a.SecretKey, a.ID, now)
+			a.AccessKey, sealed, a.ID, now)
 		return err
 	})
 	if store.IsUniqueViolation(err) {
@@ -74,8 +80,60 @@ func LookupAccount(ctx context.Context, db *store.DB, name string) (Account, err
 	if err != nil {
 		return Account{}, fmt.Errorf("account %q: %w", name, err)
 	}
+	if a.SecretKey, err = db.Unseal(a.SecretKey, a.AccessKey); err != nil {
+		return Account{}, fmt.Errorf("account %q: access key %s: %w", name, a.AccessKey, err)
+	}
 	a.Admin = admin == 1
 	return a, nil
+}
+
+// SealSecrets encrypts the access keys' secrets still stored in plaintext
+// (by a version before sealing) and reports how many it sealed. It fails
+// when a sealed secret does not unseal with this store's key file, so a
+// controller given the wrong key file refuses to start rather than
+// refusing every signature.
+func SealSecrets(ctx context.Context, db *store.DB) (int, error) {
+	type row struct{ key, secret string }
+	var rows []row
+	rs, err := db.Query(ctx, `SELECT access_key, secret FROM access_keys`)
+	if err != nil {
+		return 0, fmt.Errorf("seal secrets: %w", err)
+	}
+	for rs.Next() {
+		var r row
+		if err := rs.Scan(&r.key, &r.secret); err != nil {
+			rs.Close()
+			return 0, fmt.Errorf("seal secrets: %w", err)
+		}
+		rows = append(rows, r)
+	}
+	rs.Close()
+	if err := rs.Err(); err != nil {
+		return 0, fmt.Errorf("seal secrets: %w", err)
+	}
+	n := 0
+	for _, r := range rows {
+		if store.IsSealed(r.secret) {
+			if _, err := db.Unseal(r.secret, r.key); err != nil {
+				return n, fmt.Errorf("access key %s: %w", r.key, err)
+			}
+			continue
+		}
+		sealed, err := db.Seal(r.secret, r.key)
+		if err != nil {
+			return n, fmt.Errorf("seal secrets: %w", err)
+		}
+		// Only if still the plaintext read: another controller may have
+		// sealed it meanwhile.
+		res, err := db.Exec(ctx, `UPDATE access_keys SET secret = ? WHERE access_key = ? AND secret = ?`, sealed, r.key, r.secret)
+		if err != nil {
+			return n, fmt.Errorf("seal secret of %s: %w", r.key, err)
+		}
+		if k, _ := res.RowsAffected(); k == 1 {
+			n++
+		}
+	}
+	return n, nil
 }
 
 // EnsureAdmin returns the administrator's account, making it if this is
@@ -114,6 +172,9 @@ func (c *Cloud) LookupAccessKey(ctx context.Context, accessKey string) (string, 
 	}
 	if err != nil {
 		return "", ec2.Principal{}, fmt.Errorf("look up access key: %w", err)
+	}
+	if secret, err = c.db.Unseal(secret, accessKey); err != nil {
+		return "", ec2.Principal{}, fmt.Errorf("look up access key %s: %w", accessKey, err)
 	}
 	p := ec2.Principal{AccountID: account, AccessKey: accessKey, Admin: admin == 1}
 	c.keys.put(accessKey, cachedKey{secret: secret, principal: p}, c.now())
@@ -157,20 +218,27 @@ func (kc *keyCache) put(key string, k cachedKey, now time.Time) {
 	kc.keys[key] = k
 }
 
-// CredentialsDir is where an account's eucarc and AWS CLI files live.
-func CredentialsDir(dataDir, account string) string {
-	return filepath.Join(dataDir, "credentials", account)
-}
-
 // WriteCredentials writes DIR/credentials/NAME/{eucarc,config,credentials}
 // for the account, readable by root only, and returns the directory.
-// endpoint is the EC2 URL users reach the controller at.
-func WriteCredentials(dataDir string, a Account, endpoint, region string) (string, error) {
-	dir := CredentialsDir(dataDir, a.Name)
+// endpoint is the EC2 URL users reach the controller at. caPEM, when the
+// endpoint is HTTPS, is the cloud's CA certificate: it goes beside them as
+// ca.pem, named by the eucarc (AWS_CA_BUNDLE) and the AWS CLI config
+// (ca_bundle), so the clients verify the controller.
+func WriteCredentials(dataDir string, a Account, endpoint, region string, caPEM []byte) (string, error) {
+	dir := datadir.Dir(dataDir).Credentials(a.Name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("write credentials: %w", err)
 	}
-	eucarc := fmt.Sprintf(`# ironbark credentials for account %s (%s)
+	files := map[string]string{}
+	bundle, bundleEnv, bundleConf := filepath.Join(dir, "ca.pem"), "", ""
+	if len(caPEM) > 0 {
+		files["ca.pem"] = string(caPEM)
+		bundleEnv = "export AWS_CA_BUNDLE=" + bundle + "\n"
+		bundleConf = "ca_bundle = " + bundle + "\n"
+	} else {
+		os.Remove(bundle) // plain HTTP now: no stale bundle named anywhere
+	}
+	files["eucarc"] = fmt.Sprintf(`# ironbark credentials for account %s (%s)
 # Use: . %s
 export EC2_URL=%s
 export AWS_ENDPOINT_URL=%s
@@ -183,24 +251,16 @@ export EC2_ACCOUNT_NUMBER=%s
 export AWS_CONFIG_FILE=%s
 export AWS_SHARED_CREDENTIALS_FILE=%s
 export AWS_EC2_METADATA_DISABLED=true
-`, a.Name, a.ID, filepath.Join(dir, "eucarc"), endpoint, endpoint, a.AccessKey, a.SecretKey, region,
-		a.AccessKey, a.SecretKey, a.ID, filepath.Join(dir, "config"), filepath.Join(dir, "credentials"))
-	config := fmt.Sprintf("[default]\nregion = %s\nendpoint_url = %s\noutput = json\n", region, endpoint)
-	creds := fmt.Sprintf("[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n", a.AccessKey, a.SecretKey)
-	for name, body := range map[string]string{"eucarc": eucarc, "config": config, "credentials": creds} {
-		if err := writeFileAtomic(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
+%s`, a.Name, a.ID, filepath.Join(dir, "eucarc"), endpoint, endpoint, a.AccessKey, a.SecretKey, region,
+		a.AccessKey, a.SecretKey, a.ID, filepath.Join(dir, "config"), filepath.Join(dir, "credentials"), bundleEnv)
+	files["config"] = fmt.Sprintf("[default]\nregion = %s\nendpoint_url = %s\noutput = json\n%s", region, endpoint, bundleConf)
+	files["credentials"] = fmt.Sprintf("[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n", a.AccessKey, a.SecretKey)
+	for name, body := range files {
+		if err := atomicfile.Write(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
 			return "", fmt.Errorf("write credentials: %w", err)
 		}
 	}
 	return dir, nil
-}
-
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, mode); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 func boolInt(b bool) int {

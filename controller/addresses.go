@@ -52,6 +52,18 @@ func lastAddr(p netip.Prefix) netip.Addr {
 	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }
 
+// size is the number of addresses in the pool.
+func (p *addressPool) size() int {
+	n := 0
+	for _, r := range p.ranges {
+		a, b := r[0].As4(), r[1].As4()
+		lo := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
+		hi := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+		n += int(hi-lo) + 1
+	}
+	return n
+}
+
 // first returns the lowest pool address not in used.
 func (p *addressPool) first(used map[string]bool) (string, bool) {
 	for _, r := range p.ranges {
@@ -73,6 +85,11 @@ type AllocateAddressResponse struct {
 	PublicIP     string `xml:"publicIp"`
 	Domain       string `xml:"domain"`
 	AllocationID string `xml:"allocationId"`
+}
+
+// allocateAddressParams are the parameters AllocateAddress accepts.
+var allocateAddressParams = []string{
+	"Domain",
 }
 
 func (c *Cloud) allocateAddress(ctx context.Context, k *call) (any, error) {
@@ -99,9 +116,18 @@ func (c *Cloud) allocateAddress(ctx context.Context, k *call) (any, error) {
 			used[ip] = true
 		}
 		rows.Close()
-		ip, ok := c.pool.first(used)
+		pool, err := c.publicPool(ctx, tx)
+		if err != nil {
+			return err
+		}
+		if pool.size() == 0 {
+			return ec2.Errorf("AddressLimitExceeded", "This cloud has no public addresses to allocate: "+
+				"its administrator adds some with 'ironbark address pool add CIDR' (or publicAddresses in controller.json).")
+		}
+		ip, ok := pool.first(used)
 		if !ok {
-			return ec2.Errorf("AddressLimitExceeded", "Too many addresses allocated")
+			return ec2.Errorf("AddressLimitExceeded", "All %d public addresses of this cloud are allocated: "+
+				"its administrator adds more with 'ironbark address pool add CIDR'.", pool.size())
 		}
 		resp.PublicIP = ip
 		_, err = tx.Exec(ctx, `INSERT INTO addresses (public_ip, allocation_id, account_id, created_at) VALUES (?, ?, ?, ?)`,
@@ -151,6 +177,11 @@ func disassociate(ctx context.Context, tx *store.Tx, a address) error {
 	return err
 }
 
+// releaseAddressParams are the parameters ReleaseAddress accepts.
+var releaseAddressParams = []string{
+	"PublicIp", "AllocationId",
+}
+
 func (c *Cloud) releaseAddress(ctx context.Context, k *call) (any, error) {
 	err := c.db.InTx(ctx, func(tx *store.Tx) error {
 		a, err := findAddress(ctx, tx, k, k.str("AllocationId"), k.str("PublicIp"))
@@ -177,6 +208,11 @@ type AssociateAddressResponse struct {
 	ec2.ResponseMeta
 	Return        bool   `xml:"return"`
 	AssociationID string `xml:"associationId"`
+}
+
+// associateAddressParams are the parameters AssociateAddress accepts.
+var associateAddressParams = []string{
+	"InstanceId", "PublicIp", "AllocationId", "AllowReassociation",
 }
 
 func (c *Cloud) associateAddress(ctx context.Context, k *call) (any, error) {
@@ -229,6 +265,11 @@ func (c *Cloud) associateAddress(ctx context.Context, k *call) (any, error) {
 	return resp, nil
 }
 
+// disassociateAddressParams are the parameters DisassociateAddress accepts.
+var disassociateAddressParams = []string{
+	"PublicIp", "AssociationId",
+}
+
 func (c *Cloud) disassociateAddress(ctx context.Context, k *call) (any, error) {
 	err := c.db.InTx(ctx, func(tx *store.Tx) error {
 		var a address
@@ -271,19 +312,50 @@ type DescribeAddressesResponse struct {
 	Addresses []Address `xml:"addressesSet>item"`
 }
 
+// describeAddressesParams are the parameters DescribeAddresses accepts.
+var describeAddressesParams = []string{
+	"PublicIp.N", "AllocationId.N", "Filter.N.Name", "Filter.N.Value.N",
+}
+
 func (c *Cloud) describeAddresses(ctx context.Context, k *call) (any, error) {
-	fs, err := k.filters("allocation-id", "association-id", "domain", "instance-id", "public-ip", "private-ip-address")
+	d := &describer[Address]{
+		ids: []idParam[Address]{
+			{name: "PublicIp", of: func(a Address) string { return a.PublicIP },
+				notFound: func(ip string) error { return ec2.NotFound("InvalidAddress.NotFound", ip) }},
+			{name: "AllocationId", of: func(a Address) string { return a.AllocationID },
+				notFound: func(id string) error { return ec2.NotFound("InvalidAllocationID.NotFound", id) }},
+		},
+		filters: []string{"allocation-id", "association-id", "domain", "instance-id", "public-ip", "private-ip-address"},
+		field: func(a Address, n string) []string {
+			switch n {
+			case "allocation-id":
+				return []string{a.AllocationID}
+			case "association-id":
+				return []string{a.AssociationID}
+			case "domain":
+				return []string{a.Domain}
+			case "instance-id":
+				return []string{a.InstanceID}
+			case "public-ip":
+				return []string{a.PublicIP}
+			}
+			return []string{a.PrivateIP}
+		},
+		tags: func(a Address) []Tag { return a.Tags },
+		key:  func(a Address) string { return a.PublicIP },
+		load: func(ctx context.Context, k *call, _ map[string][]string) ([]Address, error) {
+			return c.loadAddresses(ctx, k)
+		},
+	}
+	out, _, err := d.run(ctx, k)
 	if err != nil {
 		return nil, err
 	}
-	ipList, err := k.list("PublicIp")
-	if err != nil {
-		return nil, err
-	}
-	allocList, err := k.list("AllocationId")
-	if err != nil {
-		return nil, err
-	}
+	return &DescribeAddressesResponse{Addresses: out}, nil
+}
+
+// loadAddresses loads the addresses the caller holds (all for the admin).
+func (c *Cloud) loadAddresses(ctx context.Context, k *call) ([]Address, error) {
 	tags, err := loadTags(ctx, c.db, k, "elastic-ip")
 	if err != nil {
 		return nil, err
@@ -298,49 +370,14 @@ func (c *Cloud) describeAddresses(ctx context.Context, k *call) (any, error) {
 		return nil, fmt.Errorf("describe addresses: %w", err)
 	}
 	defer rows.Close()
-	ips, allocs := wanted(ipList), wanted(allocList)
 	var out []Address
 	for rows.Next() {
 		a := Address{Domain: "standard"}
 		if err := rows.Scan(&a.PublicIP, &a.AllocationID, &a.owner, &a.InstanceID, &a.AssociationID, &a.PrivateIP); err != nil {
 			return nil, err
 		}
-		if (ips != nil && !ips[a.PublicIP]) || (allocs != nil && !allocs[a.AllocationID]) {
-			continue
-		}
 		a.Tags = tagSet(tags[a.AllocationID])
-		if !matches(fs, tags[a.AllocationID], func(n string) []string {
-			switch n {
-			case "allocation-id":
-				return []string{a.AllocationID}
-			case "association-id":
-				return []string{a.AssociationID}
-			case "domain":
-				return []string{a.Domain}
-			case "instance-id":
-				return []string{a.InstanceID}
-			case "public-ip":
-				return []string{a.PublicIP}
-			}
-			return []string{a.PrivateIP}
-		}) {
-			continue
-		}
 		out = append(out, a)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	for ip := range ips {
-		if !containsFunc(out, func(a Address) bool { return a.PublicIP == ip }) {
-			return nil, ec2.NotFound("InvalidAddress.NotFound", ip)
-		}
-	}
-	for id := range allocs {
-		if !containsFunc(out, func(a Address) bool { return a.AllocationID == id }) {
-			return nil, ec2.NotFound("InvalidAllocationID.NotFound", id)
-		}
-	}
-	sortBy(out, func(a Address) string { return a.PublicIP })
-	return &DescribeAddressesResponse{Addresses: out}, nil
+	return out, rows.Err()
 }

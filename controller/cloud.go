@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"sync"
@@ -54,7 +55,8 @@ type Cloud struct {
 	subnet      netip.Prefix
 	privatePool *addressPool
 	now         func() time.Time
-	actions     map[string]action
+	actions     map[string]actionSpec
+	stsActions  map[string]actionSpec
 	runMu       sync.Mutex
 	keys        keyCache
 }
@@ -65,11 +67,10 @@ type action func(ctx context.Context, c *call) (any, error)
 // New makes a Cloud over a migrated store (see Migrations). placer may be
 // nil: RunInstances then answers InsufficientInstanceCapacity.
 func New(cfg Config, db *store.DB, placer Placer, log *slog.Logger) (*Cloud, error) {
-	if cfg.Region == "" {
-		cfg.Region = DefaultRegion
-	}
-	if len(cfg.VMTypes) == 0 {
-		cfg.VMTypes = DefaultVMTypes()
+	d := Settings{Region: cfg.Region, VMTypes: cfg.VMTypes}.Resolved()
+	cfg.Region, cfg.VMTypes = d.Region, d.VMTypes
+	if !validRegionName(cfg.Region) {
+		return nil, fmt.Errorf("region %q: want 1 to 64 letters, digits, '-', '_' or '.'", cfg.Region)
 	}
 	if cfg.TerminatedTTL == 0 {
 		cfg.TerminatedTTL = time.Hour
@@ -94,6 +95,7 @@ func New(cfg Config, db *store.DB, placer Placer, log *slog.Logger) (*Cloud, err
 		c.vmTypes[vt.Name] = vt
 	}
 	c.actions = c.actionTable()
+	c.stsActions = c.stsActionTable()
 	return c, nil
 }
 
@@ -115,63 +117,93 @@ func (c *Cloud) notify(nodes ...string) {
 	}
 }
 
+// validRegionName admits any name an operator may choose ("us-east-1" for
+// libraries that expect an AWS region, "ironbark", "site-2") that can
+// appear in credential files, ARNs and zone ids as it is.
+func validRegionName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return false
+		}
+	}
+	return true
+}
+
 // DefaultRegion is the region name when the config names none.
 const DefaultRegion = "ironbark"
 
-func (c *Cloud) actionTable() map[string]action {
-	return map[string]action{
-		"DescribeRegions":           c.describeRegions,
-		"DescribeAvailabilityZones": c.describeAvailabilityZones,
-		"DescribeInstanceTypes":     c.describeInstanceTypes,
+// actionSpec is one action: the parameters it accepts (ec2.Params.Check
+// patterns; any other is UnknownParameter, as EC2 answers) and its
+// handler. The lists live next to the handlers.
+type actionSpec struct {
+	params []string
+	run    action
+}
 
-		"RunInstances":           c.runInstances,
-		"DescribeInstances":      c.describeInstances,
-		"TerminateInstances":     c.terminateInstances,
-		"StopInstances":          c.stopInstances,
-		"StartInstances":         c.startInstances,
-		"RebootInstances":        c.rebootInstances,
-		"DescribeInstanceStatus": c.describeInstanceStatus,
-		"GetConsoleOutput":       c.getConsoleOutput,
-
-		"CreateKeyPair":    c.createKeyPair,
-		"ImportKeyPair":    c.importKeyPair,
-		"DeleteKeyPair":    c.deleteKeyPair,
-		"DescribeKeyPairs": c.describeKeyPairs,
-
-		"CreateSecurityGroup":           c.createSecurityGroup,
-		"DeleteSecurityGroup":           c.deleteSecurityGroup,
-		"DescribeSecurityGroups":        c.describeSecurityGroups,
-		"AuthorizeSecurityGroupIngress": c.authorizeIngress,
-		"AuthorizeSecurityGroupEgress":  c.authorizeEgress,
-		"RevokeSecurityGroupIngress":    c.revokeIngress,
-		"RevokeSecurityGroupEgress":     c.revokeEgress,
-
-		"AllocateAddress":     c.allocateAddress,
-		"ReleaseAddress":      c.releaseAddress,
-		"AssociateAddress":    c.associateAddress,
-		"DisassociateAddress": c.disassociateAddress,
-		"DescribeAddresses":   c.describeAddresses,
-
-		"RegisterImage":          c.registerImage,
-		"DeregisterImage":        c.deregisterImage,
-		"DescribeImages":         c.describeImages,
-		"DescribeImageAttribute": c.describeImageAttribute,
-		"ModifyImageAttribute":   c.modifyImageAttribute,
-		"ResetImageAttribute":    c.resetImageAttribute,
-
-		"CreateTags":   c.createTags,
-		"DeleteTags":   c.deleteTags,
-		"DescribeTags": c.describeTags,
+func (c *Cloud) actionTable() map[string]actionSpec {
+	return map[string]actionSpec{
+		"DescribeRegions":               {describeRegionsParams, c.describeRegions},
+		"DescribeAvailabilityZones":     {describeAvailabilityZonesParams, c.describeAvailabilityZones},
+		"DescribeInstanceTypes":         {describeInstanceTypesParams, c.describeInstanceTypes},
+		"RunInstances":                  {runInstancesParams, c.runInstances},
+		"DescribeInstances":             {describeInstancesParams, c.describeInstances},
+		"TerminateInstances":            {terminateInstancesParams, c.terminateInstances},
+		"StopInstances":                 {stopInstancesParams, c.stopInstances},
+		"StartInstances":                {startInstancesParams, c.startInstances},
+		"RebootInstances":               {rebootInstancesParams, c.rebootInstances},
+		"DescribeInstanceStatus":        {describeInstanceStatusParams, c.describeInstanceStatus},
+		"GetConsoleOutput":              {getConsoleOutputParams, c.getConsoleOutput},
+		"CreateKeyPair":                 {createKeyPairParams, c.createKeyPair},
+		"ImportKeyPair":                 {importKeyPairParams, c.importKeyPair},
+		"DeleteKeyPair":                 {deleteKeyPairParams, c.deleteKeyPair},
+		"DescribeKeyPairs":              {describeKeyPairsParams, c.describeKeyPairs},
+		"CreateSecurityGroup":           {createSecurityGroupParams, c.createSecurityGroup},
+		"DeleteSecurityGroup":           {deleteSecurityGroupParams, c.deleteSecurityGroup},
+		"DescribeSecurityGroups":        {describeSecurityGroupsParams, c.describeSecurityGroups},
+		"AuthorizeSecurityGroupIngress": {securityGroupRuleParams, c.authorizeIngress},
+		"AuthorizeSecurityGroupEgress":  {securityGroupRuleParams, c.authorizeEgress},
+		"RevokeSecurityGroupIngress":    {securityGroupRuleParams, c.revokeIngress},
+		"RevokeSecurityGroupEgress":     {securityGroupRuleParams, c.revokeEgress},
+		"AllocateAddress":               {allocateAddressParams, c.allocateAddress},
+		"ReleaseAddress":                {releaseAddressParams, c.releaseAddress},
+		"AssociateAddress":              {associateAddressParams, c.associateAddress},
+		"DisassociateAddress":           {disassociateAddressParams, c.disassociateAddress},
+		"DescribeAddresses":             {describeAddressesParams, c.describeAddresses},
+		"RegisterImage":                 {registerImageParams, c.registerImage},
+		"DeregisterImage":               {deregisterImageParams, c.deregisterImage},
+		"DescribeImages":                {describeImagesParams, c.describeImages},
+		"DescribeImageAttribute":        {describeImageAttributeParams, c.describeImageAttribute},
+		"ModifyImageAttribute":          {modifyImageAttributeParams, c.modifyImageAttribute},
+		"ResetImageAttribute":           {resetImageAttributeParams, c.resetImageAttribute},
+		"DescribeVpcs":                  {describeVpcsParams, c.describeVpcs},
+		"DescribeSubnets":               {describeSubnetsParams, c.describeSubnets},
+		"DescribeAccountAttributes":     {describeAccountAttributesParams, c.describeAccountAttributes},
+		"DescribeNetworkInterfaces":     {describeNetworkInterfacesParams, c.describeNetworkInterfaces},
+		"DescribeInstanceAttribute":     {describeInstanceAttributeParams, c.describeInstanceAttribute},
+		"ModifyInstanceAttribute":       {modifyInstanceAttributeParams, c.modifyInstanceAttribute},
+		"CreateTags":                    {createTagsParams, c.createTags},
+		"DeleteTags":                    {deleteTagsParams, c.deleteTags},
+		"DescribeTags":                  {describeTagsParams, c.describeTags},
 	}
 }
 
 // ServeEC2 implements ec2.Handler.
 func (c *Cloud) ServeEC2(ctx context.Context, r *ec2.Request) (any, error) {
-	a, ok := c.actions[r.Action]
+	table := c.actions
+	if r.IsSTS() {
+		table = c.stsActions
+	}
+	a, ok := table[r.Action]
 	if !ok {
 		return nil, ec2.Errorf("InvalidAction", "The action %s is not valid for this web service.", r.Action)
 	}
-	return a(ctx, &call{Request: r, now: c.now()})
+	if err := r.Query().Check(a.params...); err != nil {
+		return nil, err
+	}
+	return a.run(ctx, &call{Request: r, now: c.now()})
 }
 
 // call is one action's request with the caller's identity at hand.

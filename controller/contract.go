@@ -10,7 +10,8 @@ import (
 // The controller has two halves that meet here: the EC2 side (accounts,
 // instances and the other EC2 resources, in this package and controller/ec2)
 // and the cluster side (clusters, nodes, enrollment, scheduling, the node
-// API; controller/cluster). Each consumes the other through one interface.
+// API; controller/cluster). Each consumes the other through one interface,
+// declared by the consumer: Placer here, cluster.InstanceLedger there.
 
 // Zone is an availability zone (a cluster) as DescribeAvailabilityZones
 // shows it.
@@ -38,25 +39,4 @@ type Placer interface {
 	// IDs. It does not persist anything: the caller records the instances
 	// with their node in one transaction, which is what reserves capacity.
 	Place(ctx context.Context, zone string, vt nodeapi.VMType, n int) (string, []string, error)
-}
-
-// NodeUsage is what a node's instances use.
-type NodeUsage struct {
-	Cores     int
-	MemoryMiB int
-	DiskGiB   int
-	Instances int
-}
-
-// InstanceLedger is what the cluster side needs from the EC2 side's
-// instance records.
-type InstanceLedger interface {
-	// DesiredOnNode returns the specs of every instance placed on the node
-	// that the node should hold (not yet terminated there).
-	DesiredOnNode(ctx context.Context, nodeID string) ([]nodeapi.InstanceSpec, error)
-	// Observe records what a node reports. An instance the node does not
-	// report but the ledger expects there is handled by the caller's policy.
-	Observe(ctx context.Context, nodeID string, st []nodeapi.InstanceStatus) error
-	// Usage sums the resources of non-terminated instances per node.
-	Usage(ctx context.Context) (map[string]NodeUsage, error)
 }

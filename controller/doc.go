@@ -2,11 +2,15 @@
 // EC2 resources (instances, key pairs, security groups, addresses, images,
 // tags) kept in the store, and the actions that the EC2 wire layer
 // (controller/ec2) dispatches to. Clusters, nodes and scheduling live in
-// controller/cluster; the two meet through Placer and InstanceLedger.
+// controller/cluster; the two meet through Placer (declared here) and
+// cluster.InstanceLedger (declared there).
 //
-// Cloud is the EC2 side: one action per file group (instances.go,
-// keypairs.go, groups.go, addresses.go, images.go, tags.go, regions.go),
-// each reading and writing its tables (schema.go) in one transaction, so a
+// Cloud is the EC2 side: one action per file group (instances.go with
+// run.go, lifecycle.go and describe_instances.go; keypairs.go, groups.go,
+// addresses.go, images.go, tags.go, regions.go). Every Describe action
+// runs the one pipeline of describe.go (ids checked first, then filters,
+// then order and page) and supplies only its rows and filter fields.
+// Actions read and write their tables (schema.go) in one transaction, so a
 // failed call changes nothing. Every query a tenant's call makes is
 // narrowed by its account id first; the admin account sees all. The data
 // dir holds Settings (controller.json: region, VM types, public addresses,

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"net/http/httptest"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -22,7 +24,7 @@ import (
 // first fit in list order, zone by zone, reading usage from the ledger.
 // It stands in for the cluster side, which has its own tests.
 type fixedPlacer struct {
-	ledger InstanceLedger
+	ledger *Cloud
 	nodes  []fixedNode
 	types  []nodeapi.VMType
 }
@@ -90,7 +92,7 @@ func (p *fixedPlacer) Place(ctx context.Context, zone string, vt nodeapi.VMType,
 	if zone != "" && !zones[zone] {
 		return "", nil, ErrNoSuchZone
 	}
-	for _, z := range sortedKeys(zones) {
+	for _, z := range slices.Sorted(maps.Keys(zones)) {
 		if zone != "" && z != zone {
 			continue
 		}
@@ -110,15 +112,6 @@ func (p *fixedPlacer) Place(ctx context.Context, zone string, vt nodeapi.VMType,
 		}
 	}
 	return "", nil, ErrInsufficientCapacity
-}
-
-func sortedKeys(m map[string]bool) []string {
-	var out []string
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // testEnv is a controller on a real loopback listener with an admin and

@@ -80,6 +80,11 @@ type CreateSecurityGroupResponse struct {
 	GroupID string `xml:"groupId"`
 }
 
+// createSecurityGroupParams are the parameters CreateSecurityGroup accepts.
+var createSecurityGroupParams = []string{
+	"GroupName", "GroupDescription", "VpcId",
+}
+
 func (c *Cloud) createSecurityGroup(ctx context.Context, k *call) (any, error) {
 	name, err := k.required("GroupName")
 	if err != nil {
@@ -96,8 +101,17 @@ func (c *Cloud) createSecurityGroup(ctx context.Context, k *call) (any, error) {
 		return nil, err
 	}
 	id := newID("sg", 17)
-	_, err = c.db.Exec(ctx, `INSERT INTO security_groups (id, account_id, name, description, created_at) VALUES (?, ?, ?, ?, ?)`,
-		id, k.account(), name, desc, k.now.Unix())
+	err = c.db.InTx(ctx, func(tx *store.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO security_groups (id, account_id, name, description, created_at) VALUES (?, ?, ?, ?, ?)`,
+			id, k.account(), name, desc, k.now.Unix()); err != nil {
+			return err
+		}
+		// Every new group lets everything out, as EC2's do: tools that
+		// manage egress themselves revoke this rule first.
+		_, err := tx.Exec(ctx, `INSERT INTO security_group_rules (id, group_id, egress, protocol, from_port, to_port, cidr)
+			VALUES (?, ?, 1, '-1', -1, -1, '0.0.0.0/0')`, newID("sgr", 17), id)
+		return err
+	})
 	if store.IsUniqueViolation(err) {
 		return nil, ec2.Duplicate("InvalidGroup.Duplicate", name)
 	}
@@ -105,6 +119,11 @@ func (c *Cloud) createSecurityGroup(ctx context.Context, k *call) (any, error) {
 		return nil, fmt.Errorf("create security group: %w", err)
 	}
 	return &CreateSecurityGroupResponse{Return: true, GroupID: id}, nil
+}
+
+// deleteSecurityGroupParams are the parameters DeleteSecurityGroup accepts.
+var deleteSecurityGroupParams = []string{
+	"GroupId", "GroupName",
 }
 
 func (c *Cloud) deleteSecurityGroup(ctx context.Context, k *call) (any, error) {
@@ -176,11 +195,12 @@ func parseProtocol(p string) (string, error) {
 }
 
 // permissions reads IpPermissions.N (and the older flat form) into rules.
-func (c *Cloud) permissions(ctx context.Context, q store.Querier, k *call, g groupRef, egress bool) ([]rule, error) {
+func (c *Cloud) permissions(ctx context.Context, q store.Querier, k *call, g groupRef, egress, revoke bool) ([]rule, error) {
 	type perm struct {
 		proto, from, to string
 		cidrs           [][2]string // cidr, description
 		groups          []groupRef
+		ipv6            bool // names IPv6 ranges
 	}
 	var perms []perm
 	items, err := k.Query().List("IpPermissions")
@@ -195,6 +215,19 @@ func (c *Cloud) permissions(ctx context.Context, q store.Querier, k *call, g gro
 		}
 		for _, r := range ranges {
 			p.cidrs = append(p.cidrs, [2]string{r.String("CidrIp"), r.String("Description")})
+		}
+		v6, err := it.List("Ipv6Ranges")
+		if err != nil {
+			return nil, err
+		}
+		if len(v6) > 0 {
+			// There is no IPv6 here: a rule for it cannot be made, and
+			// revoking one (as Terraform does with the default egress
+			// rule's ::/0) removes nothing, successfully.
+			if !revoke {
+				return nil, ec2.Errorf("UnsupportedOperation", "ironbark instances have no IPv6: rules for IPv6 ranges cannot be added.")
+			}
+			p.ipv6 = true
 		}
 		pairs, err := it.List("Groups")
 		if err != nil {
@@ -248,6 +281,9 @@ func (c *Cloud) permissions(ctx context.Context, q store.Querier, k *call, g gro
 			}
 		}
 		if len(p.cidrs) == 0 && len(p.groups) == 0 {
+			if p.ipv6 {
+				continue
+			}
 			return nil, ec2.MissingParameter("IpRanges or Groups")
 		}
 		for _, cd := range p.cidrs {
@@ -317,19 +353,30 @@ type AuthorizeResponse struct {
 
 // requestedRules finds the group an Authorize or Revoke call names and
 // reads the rules it lists.
-func (c *Cloud) requestedRules(ctx context.Context, tx *store.Tx, k *call, egress bool) (groupRef, []rule, error) {
+func (c *Cloud) requestedRules(ctx context.Context, tx *store.Tx, k *call, egress, revoke bool) (groupRef, []rule, error) {
 	g, err := findGroup(ctx, tx, k, k.str("GroupId"), k.str("GroupName"))
 	if err != nil {
 		return g, nil, err
 	}
-	rules, err := c.permissions(ctx, tx, k, g, egress)
+	rules, err := c.permissions(ctx, tx, k, g, egress, revoke)
 	return g, rules, err
+}
+
+// securityGroupRuleParams are the parameters the Authorize and Revoke actions accept.
+var securityGroupRuleParams = []string{
+	"GroupId", "GroupName", "IpPermissions.N.IpProtocol", "IpPermissions.N.FromPort", "IpPermissions.N.ToPort",
+	"IpPermissions.N.IpRanges.N.CidrIp", "IpPermissions.N.IpRanges.N.Description",
+	"IpPermissions.N.Ipv6Ranges.N.CidrIpv6", "IpPermissions.N.Ipv6Ranges.N.Description",
+	"IpPermissions.N.Groups.N.GroupId", "IpPermissions.N.Groups.N.GroupName", "IpPermissions.N.Groups.N.UserId",
+	"IpPermissions.N.Groups.N.Description", "IpProtocol", "FromPort", "ToPort", "CidrIp",
+	"SourceSecurityGroupName", "SourceSecurityGroupOwnerId", "TagSpecification.N.ResourceType",
+	"TagSpecification.N.Tag.N.Key", "TagSpecification.N.Tag.N.Value",
 }
 
 func (c *Cloud) authorize(ctx context.Context, k *call, egress bool) (any, error) {
 	resp := &AuthorizeResponse{Return: true}
 	err := c.db.InTx(ctx, func(tx *store.Tx) error {
-		g, rules, err := c.requestedRules(ctx, tx, k, egress)
+		g, rules, err := c.requestedRules(ctx, tx, k, egress, false)
 		if err != nil {
 			return err
 		}
@@ -360,7 +407,7 @@ func (c *Cloud) authorize(ctx context.Context, k *call, egress bool) (any, error
 
 func (c *Cloud) revoke(ctx context.Context, k *call, egress bool) (any, error) {
 	err := c.db.InTx(ctx, func(tx *store.Tx) error {
-		_, rules, err := c.requestedRules(ctx, tx, k, egress)
+		_, rules, err := c.requestedRules(ctx, tx, k, egress, true)
 		if err != nil {
 			return err
 		}
@@ -437,25 +484,48 @@ type DescribeSecurityGroupsResponse struct {
 	NextToken string          `xml:"nextToken,omitempty"`
 }
 
+// describeSecurityGroupsParams are the parameters DescribeSecurityGroups accepts.
+var describeSecurityGroupsParams = []string{
+	"GroupId.N", "GroupName.N", "Filter.N.Name", "Filter.N.Value.N", "MaxResults", "NextToken",
+}
+
 func (c *Cloud) describeSecurityGroups(ctx context.Context, k *call) (any, error) {
-	fs, err := k.filters("group-id", "group-name", "description", "owner-id", "ip-permission.protocol",
-		"ip-permission.cidr", "ip-permission.from-port", "ip-permission.to-port", "ip-permission.group-id",
-		"egress.ip-permission.cidr", "egress.ip-permission.protocol")
+	notFound := func(id string) error { return ec2.NotFound("InvalidGroup.NotFound", id) }
+	d := &describer[SecurityGroup]{
+		ids: []idParam[SecurityGroup]{
+			{name: "GroupId", of: func(g SecurityGroup) string { return g.GroupID }, notFound: notFound},
+			// Group names are per account: a name names the caller's own
+			// group, even for the admin.
+			{name: "GroupName", of: func(g SecurityGroup) string {
+				if g.OwnerID != k.account() {
+					return ""
+				}
+				return g.GroupName
+			}, notFound: notFound},
+		},
+		filters: securityGroupFilters,
+		field:   func(g SecurityGroup, name string) []string { return g.field(name) },
+		tags:    func(g SecurityGroup) []Tag { return g.Tags },
+		key:     func(g SecurityGroup) string { return g.GroupID },
+		paged:   true, lo: 5, hi: 1000,
+		load: func(ctx context.Context, k *call, _ map[string][]string) ([]SecurityGroup, error) {
+			return c.loadSecurityGroups(ctx, k)
+		},
+	}
+	page, next, err := d.run(ctx, k)
 	if err != nil {
 		return nil, err
 	}
-	p, err := k.page(5, 1000)
-	if err != nil {
-		return nil, err
-	}
-	idList, err := k.list("GroupId")
-	if err != nil {
-		return nil, err
-	}
-	nameList, err := k.list("GroupName")
-	if err != nil {
-		return nil, err
-	}
+	return &DescribeSecurityGroupsResponse{Groups: page, NextToken: next}, nil
+}
+
+var securityGroupFilters = []string{"group-id", "group-name", "description", "owner-id", "ip-permission.protocol",
+	"ip-permission.cidr", "ip-permission.from-port", "ip-permission.to-port", "ip-permission.group-id",
+	"egress.ip-permission.cidr", "egress.ip-permission.protocol"}
+
+// loadSecurityGroups loads the caller's groups (all for the admin) with
+// their rules and tags; the caller's default group is made first.
+func (c *Cloud) loadSecurityGroups(ctx context.Context, k *call) ([]SecurityGroup, error) {
 	if err := ensureDefaultGroup(ctx, c.db, k.account()); err != nil {
 		return nil, err
 	}
@@ -522,31 +592,12 @@ func (c *Cloud) describeSecurityGroups(ctx context.Context, k *call) (any, error
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	ids, nms := wanted(idList), wanted(nameList)
-	var out []SecurityGroup
-	for _, g := range order {
-		if (ids != nil && !ids[g.GroupID]) || (nms != nil && !(nms[g.GroupName] && g.OwnerID == k.account())) {
-			continue
-		}
+	out := make([]SecurityGroup, len(order))
+	for i, g := range order {
 		g.Tags = tagSet(tags[g.GroupID])
-		if !matches(fs, tags[g.GroupID], g.field) {
-			continue
-		}
-		out = append(out, *g)
+		out[i] = *g
 	}
-	for id := range ids {
-		if !containsFunc(out, func(g SecurityGroup) bool { return g.GroupID == id }) && len(fs) == 0 {
-			return nil, ec2.NotFound("InvalidGroup.NotFound", id)
-		}
-	}
-	for n := range nms {
-		if !containsFunc(out, func(g SecurityGroup) bool { return g.GroupName == n }) && len(fs) == 0 {
-			return nil, ec2.NotFound("InvalidGroup.NotFound", n)
-		}
-	}
-	sortBy(out, func(g SecurityGroup) string { return g.GroupID })
-	page, next := ec2.Paginate(out, func(g SecurityGroup) string { return g.GroupID }, p)
-	return &DescribeSecurityGroupsResponse{Groups: page, NextToken: next}, nil
+	return out, nil
 }
 
 // mergePermission folds a rule into the permission with the same protocol

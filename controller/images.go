@@ -42,10 +42,7 @@ type ImageRecord struct {
 	Location       string // ImageLocation as DescribeImages shows it; Digest when empty
 }
 
-var (
-	digestPattern = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
-	imageName     = regexp.MustCompile(`^[A-Za-z0-9()\[\] ./'@_-]{3,128}$`)
-)
+var imageName = regexp.MustCompile(fmt.Sprintf("^[%s]{%d,%d}$", imageNameChars, minImageName, maxImageName))
 
 // RegisterStoredImage records an image whose blob is in the image store and
 // returns its id (emi-/eki-/eri-). It runs the controller's migrations
@@ -117,7 +114,7 @@ func validateImage(ctx context.Context, q store.Querier, r *ImageRecord) error {
 	if r.RootDeviceType != "instance-store" && r.RootDeviceType != "ebs" {
 		return ec2.Errorf("InvalidParameterValue", "Invalid root device type %q", r.RootDeviceType)
 	}
-	if r.Digest != "" && !digestPattern.MatchString(r.Digest) {
+	if r.Digest != "" && !canonicalDigest(r.Digest) {
 		return ec2.Errorf("InvalidParameterValue", "Invalid digest %q: sha256:<64 hex>", r.Digest)
 	}
 	if r.Digest == "" && r.Location == "" {
@@ -216,6 +213,12 @@ type RegisterImageResponse struct {
 	ImageID string `xml:"imageId"`
 }
 
+// registerImageParams are the parameters RegisterImage accepts.
+var registerImageParams = []string{
+	"Name", "Description", "ImageType", "Architecture", "KernelId", "RamdiskId", "ImageLocation",
+	"RootDeviceName", "VirtualizationType",
+}
+
 func (c *Cloud) registerImage(ctx context.Context, k *call) (any, error) {
 	r := ImageRecord{
 		Owner:          k.account(),
@@ -233,10 +236,20 @@ func (c *Cloud) registerImage(ctx context.Context, k *call) (any, error) {
 	}
 	if strings.HasPrefix(r.Location, "sha256:") {
 		r.Digest = r.Location
+		notInStore := ec2.Errorf("InvalidParameterValue", "Image blob %s is not in the image store", r.Digest)
+		readable, err := c.mayReadBlob(ctx, k, r.Digest)
+		if err != nil {
+			return nil, err
+		}
+		if !readable {
+			// Said as for a missing blob: a tenant learns nothing of
+			// blobs it may not read.
+			return nil, notInStore
+		}
 		if c.cfg.BlobSize != nil {
 			size, err := c.cfg.BlobSize(ctx, r.Digest)
 			if err != nil {
-				return nil, ec2.Errorf("InvalidParameterValue", "Image blob %s is not in the image store", r.Digest)
+				return nil, notInStore
 			}
 			r.Size = size
 		}
@@ -251,11 +264,34 @@ func (c *Cloud) registerImage(ctx context.Context, k *call) (any, error) {
 	return &RegisterImageResponse{ImageID: id}, nil
 }
 
+// mayReadBlob reports whether the caller may register an image by the
+// blob's digest: the admin may (its imports put blobs in the store), and
+// an account may when an image it could launch has that digest (its own,
+// public, or shared with it). Otherwise registering by digest would turn a
+// revoked or never-given launch permission into an image of one's own.
+func (c *Cloud) mayReadBlob(ctx context.Context, k *call, digest string) (bool, error) {
+	if k.admin() {
+		return true, nil
+	}
+	var n int
+	err := c.db.QueryRow(ctx, `SELECT COUNT(*) FROM images WHERE digest = ? AND (account_id = ? OR public = 1
+		OR id IN (SELECT image_id FROM launch_permissions WHERE account_id = ?))`, digest, k.account(), k.account()).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("image blob access: %w", err)
+	}
+	return n > 0, nil
+}
+
 func pathBase(s string) string {
 	if i := strings.LastIndex(s, "/"); i >= 0 {
 		return s[i+1:]
 	}
 	return s
+}
+
+// deregisterImageParams are the parameters DeregisterImage accepts.
+var deregisterImageParams = []string{
+	"ImageId",
 }
 
 func (c *Cloud) deregisterImage(ctx context.Context, k *call) (any, error) {
@@ -326,19 +362,12 @@ var imageFilters = []string{"architecture", "image-id", "image-type", "is-public
 	"owner-id", "ramdisk-id", "root-device-type", "root-device-name", "state", "description",
 	"virtualization-type", "hypervisor", "manifest-location", "creation-date"}
 
+// describeImagesParams are the parameters DescribeImages accepts.
+var describeImagesParams = []string{
+	"ImageId.N", "Owner.N", "ExecutableBy.N", "Filter.N.Name", "Filter.N.Value.N", "MaxResults", "NextToken",
+}
+
 func (c *Cloud) describeImages(ctx context.Context, k *call) (any, error) {
-	fs, err := k.filters(imageFilters...)
-	if err != nil {
-		return nil, err
-	}
-	p, err := k.page(5, 1000)
-	if err != nil {
-		return nil, err
-	}
-	ids, err := k.list("ImageId")
-	if err != nil {
-		return nil, err
-	}
 	owners, err := k.list("Owner")
 	if err != nil {
 		return nil, err
@@ -347,26 +376,57 @@ func (c *Cloud) describeImages(ctx context.Context, k *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	var shared map[string]bool
+	d := &describer[Image]{
+		ids: []idParam[Image]{{name: "ImageId", of: func(i Image) string { return i.ImageID },
+			notFound: func(id string) error {
+				return ec2.Errorf("InvalidAMIID.NotFound", "The image id '[%s]' does not exist", id)
+			}}},
+		filters: imageFilters,
+		field:   func(i Image, name string) []string { return i.field(name) },
+		tags:    func(i Image) []Tag { return i.Tags },
+		key:     func(i Image) string { return i.ImageID },
+		paged:   true, lo: 5, hi: 1000,
+		load: func(ctx context.Context, k *call, _ map[string][]string) ([]Image, error) {
+			var imgs []Image
+			imgs, shared, err = c.loadImages(ctx, k)
+			return imgs, err
+		},
+		keep: func(i Image) bool {
+			r := imageRow{ID: i.ImageID, ImageRecord: ImageRecord{Owner: i.ImageOwnerID, Public: i.IsPublic}}
+			return (len(owners) == 0 || imageOwnerMatch(k, r, owners)) &&
+				(len(execBy) == 0 || imageExecMatch(k, r, shared[i.ImageID], execBy))
+		},
+	}
+	page, next, err := d.run(ctx, k)
+	if err != nil {
+		return nil, err
+	}
+	return &DescribeImagesResponse{Images: page, NextToken: next}, nil
+}
+
+// loadImages loads the images the caller may see: own, public and shared
+// ones (the admin sees all), and the set of those shared with the caller.
+// Other accounts' private images cost nothing.
+func (c *Cloud) loadImages(ctx context.Context, k *call) ([]Image, map[string]bool, error) {
 	shared := map[string]bool{}
 	rows, err := c.db.Query(ctx, `SELECT image_id FROM launch_permissions WHERE account_id = ?`, k.account())
 	if err != nil {
-		return nil, fmt.Errorf("describe images: %w", err)
+		return nil, nil, fmt.Errorf("describe images: %w", err)
 	}
 	for rows.Next() {
 		var id string
 		if err := rows.Scan(&id); err != nil {
 			rows.Close()
-			return nil, err
+			return nil, nil, err
 		}
 		shared[id] = true
 	}
 	rows.Close()
 	tags, err := loadTags(ctx, c.db, k, "image")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	// Only what the caller may see: own, public and shared images (the
-	// admin sees all), so other accounts' private images cost nothing.
 	q, args := `SELECT `+imageColumns+` FROM images`, []any(nil)
 	if !k.admin() {
 		q += ` WHERE account_id = ? OR public = 1 OR id IN (SELECT image_id FROM launch_permissions WHERE account_id = ?)`
@@ -374,45 +434,21 @@ func (c *Cloud) describeImages(ctx context.Context, k *call) (any, error) {
 	}
 	rows, err = c.db.Query(ctx, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("describe images: %w", err)
+		return nil, nil, fmt.Errorf("describe images: %w", err)
 	}
 	defer rows.Close()
-	want := wanted(ids)
 	var out []Image
 	for rows.Next() {
 		r, err := scanImage(rows)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		visible := k.owns(r.Owner) || r.Public || shared[r.ID]
-		if !visible || (want != nil && !want[r.ID]) {
+		if !k.owns(r.Owner) && !r.Public && !shared[r.ID] {
 			continue
 		}
-		if len(owners) > 0 && !imageOwnerMatch(k, r, owners) {
-			continue
-		}
-		if len(execBy) > 0 && !imageExecMatch(k, r, shared[r.ID], execBy) {
-			continue
-		}
-		img := imageItem(r, tags[r.ID])
-		if !matches(fs, tags[r.ID], img.field) {
-			continue
-		}
-		out = append(out, img)
+		out = append(out, imageItem(r, tags[r.ID]))
 	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	if want != nil {
-		for _, id := range ids {
-			if !containsFunc(out, func(i Image) bool { return i.ImageID == id }) {
-				return nil, ec2.Errorf("InvalidAMIID.NotFound", "The image id '[%s]' does not exist", id)
-			}
-		}
-	}
-	sortBy(out, func(i Image) string { return i.ImageID })
-	page, next := ec2.Paginate(out, func(i Image) string { return i.ImageID }, p)
-	return &DescribeImagesResponse{Images: page, NextToken: next}, nil
+	return out, shared, rows.Err()
 }
 
 func imageOwnerMatch(k *call, r imageRow, owners []string) bool {
@@ -445,7 +481,11 @@ func imageItem(r imageRow, tags map[string]string) Image {
 		VirtualizationType: r.Virt, Hypervisor: "xen", Tags: tagSet(tags),
 	}
 	if r.Kind == KindMachine {
-		img.BlockDeviceMapping = []BlockDevice{{DeviceName: r.RootName}, {DeviceName: "/dev/sdb", VirtualName: "ephemeral0"}}
+		// An instance-store image maps its ephemeral disk by virtual
+		// name, as Eucalyptus and EC2 list it; the root device is
+		// rootDeviceName, not an item (an item with neither virtualName
+		// nor ebs reads as an EBS volume to the SDKs).
+		img.BlockDeviceMapping = []BlockDevice{{DeviceName: "/dev/sdb", VirtualName: "ephemeral0"}}
 	}
 	return img
 }
@@ -522,6 +562,11 @@ func ownImage(ctx context.Context, q store.Querier, k *call, id string) (imageRo
 	return r, nil
 }
 
+// describeImageAttributeParams are the parameters DescribeImageAttribute accepts.
+var describeImageAttributeParams = []string{
+	"ImageId", "Attribute",
+}
+
 func (c *Cloud) describeImageAttribute(ctx context.Context, k *call) (any, error) {
 	id, err := k.required("ImageId")
 	if err != nil {
@@ -584,9 +629,15 @@ type permissionChange struct {
 func (k *call) permissionChanges() ([]permissionChange, error) {
 	var out []permissionChange
 	for _, op := range []string{"Add", "Remove"} {
-		for _, n := range k.indices("LaunchPermission." + op) {
-			p := fmt.Sprintf("LaunchPermission.%s.%d.", op, n)
-			out = append(out, permissionChange{add: op == "Add", group: k.str(p + "Group"), user: k.str(p + "UserId")})
+		items, err := k.Query().Sub("LaunchPermission").List(op)
+		if err != nil {
+			return nil, err
+		}
+		for _, it := range items {
+			if err := it.Check("Group", "UserId"); err != nil {
+				return nil, err
+			}
+			out = append(out, permissionChange{add: op == "Add", group: it.String("Group"), user: it.String("UserId")})
 		}
 	}
 	if opType := k.str("OperationType"); opType != "" {
@@ -617,6 +668,13 @@ func (k *call) permissionChanges() ([]permissionChange, error) {
 		}
 	}
 	return out, nil
+}
+
+// modifyImageAttributeParams are the parameters ModifyImageAttribute accepts.
+var modifyImageAttributeParams = []string{
+	"ImageId", "Attribute", "Value", "OperationType", "UserId.N", "UserGroup.N", "LaunchPermission.Add.N.Group",
+	"LaunchPermission.Add.N.UserId", "LaunchPermission.Remove.N.Group", "LaunchPermission.Remove.N.UserId",
+	"Description.Value",
 }
 
 func (c *Cloud) modifyImageAttribute(ctx context.Context, k *call) (any, error) {
@@ -669,6 +727,11 @@ func (c *Cloud) modifyImageAttribute(ctx context.Context, k *call) (any, error) 
 	return ok()
 }
 
+// resetImageAttributeParams are the parameters ResetImageAttribute accepts.
+var resetImageAttributeParams = []string{
+	"ImageId", "Attribute",
+}
+
 func (c *Cloud) resetImageAttribute(ctx context.Context, k *call) (any, error) {
 	id, err := k.required("ImageId")
 	if err != nil {
@@ -694,4 +757,4 @@ func (c *Cloud) resetImageAttribute(ctx context.Context, k *call) (any, error) {
 }
 
 // ec2Time formats a time the way every EC2 client parses it.
-func ec2Time(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
+func ec2Time(t time.Time) string { return t.UTC().Format(ec2.TimeFormat) }

@@ -310,6 +310,12 @@ func (c *Cloud) storeKey(ctx context.Context, k *call, name string, key newKey) 
 	return id, nil
 }
 
+// createKeyPairParams are the parameters CreateKeyPair accepts.
+var createKeyPairParams = []string{
+	"KeyName", "KeyType", "KeyFormat", "TagSpecification.N.ResourceType", "TagSpecification.N.Tag.N.Key",
+	"TagSpecification.N.Tag.N.Value",
+}
+
 func (c *Cloud) createKeyPair(ctx context.Context, k *call) (any, error) {
 	name := k.str("KeyName")
 	if err := validKeyName(name); err != nil {
@@ -327,6 +333,12 @@ func (c *Cloud) createKeyPair(ctx context.Context, k *call) (any, error) {
 		return nil, err
 	}
 	return &CreateKeyPairResponse{KeyPairID: id, KeyName: name, KeyFingerprint: key.fingerprint, KeyMaterial: key.material}, nil
+}
+
+// importKeyPairParams are the parameters ImportKeyPair accepts.
+var importKeyPairParams = []string{
+	"KeyName", "PublicKeyMaterial", "TagSpecification.N.ResourceType", "TagSpecification.N.Tag.N.Key",
+	"TagSpecification.N.Tag.N.Value",
 }
 
 func (c *Cloud) importKeyPair(ctx context.Context, k *call) (any, error) {
@@ -353,6 +365,11 @@ func (c *Cloud) importKeyPair(ctx context.Context, k *call) (any, error) {
 		return nil, err
 	}
 	return &ImportKeyPairResponse{KeyPairID: id, KeyName: name, KeyFingerprint: key.fingerprint}, nil
+}
+
+// deleteKeyPairParams are the parameters DeleteKeyPair accepts.
+var deleteKeyPairParams = []string{
+	"KeyName", "KeyPairId",
 }
 
 func (c *Cloud) deleteKeyPair(ctx context.Context, k *call) (any, error) {
@@ -405,52 +422,26 @@ type DescribeKeyPairsResponse struct {
 	KeyPairs []KeyPairInfo `xml:"keySet>item"`
 }
 
+// describeKeyPairsParams are the parameters DescribeKeyPairs accepts.
+var describeKeyPairsParams = []string{
+	"KeyName.N", "KeyPairId.N", "IncludePublicKey", "Filter.N.Name", "Filter.N.Value.N",
+}
+
 func (c *Cloud) describeKeyPairs(ctx context.Context, k *call) (any, error) {
-	fs, err := k.filters("key-name", "fingerprint", "key-pair-id", "key-type")
-	if err != nil {
-		return nil, err
-	}
 	withPublic, err := k.boolean("IncludePublicKey")
 	if err != nil {
 		return nil, err
 	}
-	tags, err := loadTags(ctx, c.db, k, "key-pair")
-	if err != nil {
-		return nil, err
+	notFound := func(id string) error {
+		return ec2.Errorf("InvalidKeyPair.NotFound", "The key pair '%s' does not exist", id)
 	}
-	// The admin lists only its own key pairs here: key names are per
-	// account, and a key pair is useful only to the account holding it.
-	rows, err := c.db.Query(ctx, `SELECT id, name, key_type, fingerprint, public_key, created_at, account_id
-		FROM key_pairs WHERE account_id = ?`, k.account())
-	if err != nil {
-		return nil, fmt.Errorf("describe key pairs: %w", err)
-	}
-	defer rows.Close()
-	nameList, err := k.list("KeyName")
-	if err != nil {
-		return nil, err
-	}
-	idList, err := k.list("KeyPairId")
-	if err != nil {
-		return nil, err
-	}
-	names, ids := wanted(nameList), wanted(idList)
-	var out []KeyPairInfo
-	for rows.Next() {
-		var kp KeyPairInfo
-		var created int64
-		if err := rows.Scan(&kp.KeyPairID, &kp.KeyName, &kp.KeyType, &kp.KeyFingerprint, &kp.PublicKey, &created, &kp.owner); err != nil {
-			return nil, err
-		}
-		if (names != nil && !names[kp.KeyName]) || (ids != nil && !ids[kp.KeyPairID]) {
-			continue
-		}
-		kp.CreateTime = ec2Time(time.Unix(created, 0))
-		kp.Tags = tagSet(tags[kp.KeyPairID])
-		if !withPublic {
-			kp.PublicKey = ""
-		}
-		if !matches(fs, tags[kp.KeyPairID], func(n string) []string {
+	d := &describer[KeyPairInfo]{
+		ids: []idParam[KeyPairInfo]{
+			{name: "KeyName", of: func(kp KeyPairInfo) string { return kp.KeyName }, notFound: notFound},
+			{name: "KeyPairId", of: func(kp KeyPairInfo) string { return kp.KeyPairID }, notFound: notFound},
+		},
+		filters: []string{"key-name", "fingerprint", "key-pair-id", "key-type"},
+		field: func(kp KeyPairInfo, n string) []string {
 			switch n {
 			case "key-name":
 				return []string{kp.KeyName}
@@ -460,24 +451,47 @@ func (c *Cloud) describeKeyPairs(ctx context.Context, k *call) (any, error) {
 				return []string{kp.KeyPairID}
 			}
 			return []string{kp.KeyType}
-		}) {
-			continue
+		},
+		tags: func(kp KeyPairInfo) []Tag { return kp.Tags },
+		key:  func(kp KeyPairInfo) string { return kp.KeyName },
+		load: func(ctx context.Context, k *call, _ map[string][]string) ([]KeyPairInfo, error) {
+			return c.loadKeyPairs(ctx, k, withPublic)
+		},
+	}
+	out, _, err := d.run(ctx, k)
+	if err != nil {
+		return nil, err
+	}
+	return &DescribeKeyPairsResponse{KeyPairs: out}, nil
+}
+
+// loadKeyPairs loads the caller's key pairs. The admin lists only its own
+// key pairs here: key names are per account, and a key pair is useful only
+// to the account holding it.
+func (c *Cloud) loadKeyPairs(ctx context.Context, k *call, withPublic bool) ([]KeyPairInfo, error) {
+	tags, err := loadTags(ctx, c.db, k, "key-pair")
+	if err != nil {
+		return nil, err
+	}
+	rows, err := c.db.Query(ctx, `SELECT id, name, key_type, fingerprint, public_key, created_at, account_id
+		FROM key_pairs WHERE account_id = ?`, k.account())
+	if err != nil {
+		return nil, fmt.Errorf("describe key pairs: %w", err)
+	}
+	defer rows.Close()
+	var out []KeyPairInfo
+	for rows.Next() {
+		var kp KeyPairInfo
+		var created int64
+		if err := rows.Scan(&kp.KeyPairID, &kp.KeyName, &kp.KeyType, &kp.KeyFingerprint, &kp.PublicKey, &created, &kp.owner); err != nil {
+			return nil, err
+		}
+		kp.CreateTime = ec2Time(time.Unix(created, 0))
+		kp.Tags = tagSet(tags[kp.KeyPairID])
+		if !withPublic {
+			kp.PublicKey = ""
 		}
 		out = append(out, kp)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	for n := range names {
-		if !containsFunc(out, func(kp KeyPairInfo) bool { return kp.KeyName == n }) {
-			return nil, ec2.Errorf("InvalidKeyPair.NotFound", "The key pair '%s' does not exist", n)
-		}
-	}
-	for id := range ids {
-		if !containsFunc(out, func(kp KeyPairInfo) bool { return kp.KeyPairID == id }) {
-			return nil, ec2.Errorf("InvalidKeyPair.NotFound", "The key pair '%s' does not exist", id)
-		}
-	}
-	sortBy(out, func(kp KeyPairInfo) string { return kp.KeyName })
-	return &DescribeKeyPairsResponse{KeyPairs: out}, nil
+	return out, rows.Err()
 }

@@ -13,10 +13,10 @@ import (
 	"ironbark/internal/store"
 )
 
-// Cloud is the cluster side's InstanceLedger.
-var _ InstanceLedger = (*Cloud)(nil)
+// The methods in this file make Cloud the cluster side's
+// cluster.InstanceLedger.
 
-// DesiredOnNode implements InstanceLedger: every instance placed on the
+// DesiredOnNode implements cluster.InstanceLedger: every instance placed on the
 // node that the node has not yet reported terminated.
 func (c *Cloud) DesiredOnNode(ctx context.Context, nodeID string) ([]nodeapi.InstanceSpec, error) {
 	rows, err := c.db.Query(ctx, `SELECT id, account_id, vm_type, mac, private_ip, key_name, public_key, user_data,
@@ -94,7 +94,7 @@ func accept(state, desired, reported string) string {
 	return state
 }
 
-// Observe implements InstanceLedger: it records what a node reports of the
+// Observe implements cluster.InstanceLedger: it records what a node reports of the
 // instances placed on it.
 func (c *Cloud) Observe(ctx context.Context, nodeID string, sts []nodeapi.InstanceStatus) error {
 	return c.db.InTx(ctx, func(tx *store.Tx) error {
@@ -153,15 +153,15 @@ func addUsage(ctx context.Context, tx *store.Tx, node, vmType string, delta int)
 	return nil
 }
 
-// Usage implements InstanceLedger: the resources of every instance not yet
+// Usage implements cluster.InstanceLedger: the resources of every instance not yet
 // terminated, per node.
-func (c *Cloud) Usage(ctx context.Context) (map[string]NodeUsage, error) {
+func (c *Cloud) Usage(ctx context.Context) (map[string]nodeapi.NodeUsage, error) {
 	rows, err := c.db.Query(ctx, `SELECT node_id, vm_type, instances FROM node_usage WHERE instances > 0`)
 	if err != nil {
 		return nil, fmt.Errorf("usage: %w", err)
 	}
 	defer rows.Close()
-	out := map[string]NodeUsage{}
+	out := map[string]nodeapi.NodeUsage{}
 	for rows.Next() {
 		var node, vt string
 		var n int

@@ -11,8 +11,10 @@ import (
 )
 
 // DefaultInstanceSubnet is the instances' private subnet when the config
-// names none: the bridge subnet of scripts/run, whose .1 is the host.
-const DefaultInstanceSubnet = "10.88.0.0/24"
+// names none: the bridge subnet of scripts/run, whose .1 is the host. A /16
+// holds 65,526 instances, so the default never caps a cloud far below the
+// sizes the scale benchmarks run (a /24 stopped bench/ec2 at 245).
+const DefaultInstanceSubnet = "10.88.0.0/16"
 
 // firstInstanceHost is the host number private addresses start at; the
 // ones below are left to the host side (bridge, gateway, services).
@@ -39,7 +41,7 @@ func parseInstanceSubnet(s string) (netip.Prefix, *addressPool, error) {
 func (c *Cloud) allocPrivateIP(taken map[string]bool) (string, error) {
 	ip, ok := c.privatePool.first(taken)
 	if !ok {
-		return "", ec2.Errorf("InsufficientFreeAddressesInSubnet", "There are not enough free addresses in subnet '%s' to satisfy the requested number of instances.", c.subnet.String())
+		return "", ec2.Errorf("InsufficientFreeAddressesInSubnet", "There are not enough free addresses in subnet '%s' to satisfy the requested number of instances (the operator can give a larger instanceSubnet in controller.json).", c.subnet.String())
 	}
 	taken[ip] = true
 	return ip, nil

@@ -4,8 +4,6 @@ import (
 	"database/sql"
 	"errors"
 	"sort"
-	"strconv"
-	"strings"
 
 	"ironbark/controller/ec2"
 )
@@ -23,27 +21,6 @@ func (k *call) required(name string) (string, error) { return k.Query().Required
 // a malformed index is an UnknownParameter error.
 func (k *call) list(prefix string) ([]string, error) { return k.Query().Strings(prefix) }
 
-// indices returns the sorted N of every "prefix.N.<anything>" parameter.
-func (k *call) indices(prefix string) []int {
-	seen := map[int]bool{}
-	for key := range k.Params {
-		rest, ok := strings.CutPrefix(key, prefix+".")
-		if !ok {
-			continue
-		}
-		num, _, _ := strings.Cut(rest, ".")
-		if n, err := strconv.Atoi(num); err == nil && n >= 1 {
-			seen[n] = true
-		}
-	}
-	ns := make([]int, 0, len(seen))
-	for n := range seen {
-		ns = append(ns, n)
-	}
-	sort.Ints(ns)
-	return ns
-}
-
 // integer parses an optional integer parameter.
 func (k *call) integer(name string, def int) (int, error) {
 	n, err := k.Query().Int(name, int64(def))
@@ -52,47 +29,6 @@ func (k *call) integer(name string, def int) (int, error) {
 
 // boolean parses an optional boolean parameter.
 func (k *call) boolean(name string) (bool, error) { return k.Query().Bool(name, false) }
-
-// filters parses Filter.N and checks the names against the resource's
-// (tag:*, tag-key and tag-value are always known).
-func (k *call) filters(known ...string) (ec2.Filters, error) {
-	fs, err := k.Query().Filters()
-	if err != nil {
-		return nil, err
-	}
-	if err := fs.Check(append(known, "tag:*", "tag-key", "tag-value")...); err != nil {
-		return nil, err
-	}
-	return fs, nil
-}
-
-// matches reports whether an item passes every filter: one of a filter's
-// values must match one of the item's values for that name (EC2's AND of
-// ORs). Tag filters read tags; the rest ask field.
-func matches(fs ec2.Filters, tags map[string]string, field func(name string) []string) bool {
-	return fs.Matches(func(name string) []string {
-		switch {
-		case strings.HasPrefix(name, "tag:"):
-			if v, ok := tags[name[4:]]; ok {
-				return []string{v}
-			}
-			return nil
-		case name == "tag-key":
-			keys := make([]string, 0, len(tags))
-			for key := range tags {
-				keys = append(keys, key)
-			}
-			return keys
-		case name == "tag-value":
-			vals := make([]string, 0, len(tags))
-			for _, v := range tags {
-				vals = append(vals, v)
-			}
-			return vals
-		}
-		return field(name)
-	})
-}
 
 // page parses MaxResults (bounded to [lo, hi]) and NextToken.
 func (k *call) page(lo, hi int) (ec2.Page, error) { return k.Page(lo, hi) }
@@ -121,13 +57,4 @@ func notFoundOr(err error, notFound *ec2.Error) error {
 		return notFound
 	}
 	return err
-}
-
-func containsFunc[T any](items []T, f func(T) bool) bool {
-	for _, it := range items {
-		if f(it) {
-			return true
-		}
-	}
-	return false
 }

@@ -3,7 +3,9 @@ package controller
 import (
 	"context"
 	"fmt"
-	"sort"
+	"slices"
+	"strconv"
+	"strings"
 
 	"ironbark/controller/ec2"
 	"ironbark/internal/nodeapi"
@@ -22,51 +24,45 @@ type DescribeRegionsResponse struct {
 	Regions []Region `xml:"regionInfo>item"`
 }
 
+// describeRegionsParams are the parameters DescribeRegions accepts.
+var describeRegionsParams = []string{
+	"RegionName.N", "Filter.N.Name", "Filter.N.Value.N", "AllRegions",
+}
+
 func (c *Cloud) describeRegions(ctx context.Context, k *call) (any, error) {
-	fs, err := k.filters("region-name", "endpoint", "opt-in-status")
+	d := &describer[Region]{
+		ids: []idParam[Region]{{name: "RegionName", of: func(r Region) string { return r.RegionName },
+			notFound: func(name string) error { return ec2.InvalidParameterValue("Invalid region: %s", name) }}},
+		filters: []string{"region-name", "endpoint", "opt-in-status"},
+		field: func(r Region, n string) []string {
+			switch n {
+			case "region-name":
+				return []string{r.RegionName}
+			case "endpoint":
+				return []string{r.RegionEndpoint}
+			}
+			return []string{r.OptInStatus}
+		},
+		key: func(r Region) string { return r.RegionName },
+		load: func(context.Context, *call, map[string][]string) ([]Region, error) {
+			return []Region{{RegionName: c.cfg.Region, RegionEndpoint: c.cfg.Endpoint, OptInStatus: "opt-in-not-required"}}, nil
+		},
+	}
+	regions, _, err := d.run(ctx, k)
 	if err != nil {
 		return nil, err
 	}
-	r := Region{RegionName: c.cfg.Region, RegionEndpoint: c.cfg.Endpoint, OptInStatus: "opt-in-not-required"}
-	regions, err := k.list("RegionName")
-	if err != nil {
-		return nil, err
-	}
-	want := wanted(regions)
-	resp := &DescribeRegionsResponse{}
-	for name := range want {
-		if name != r.RegionName {
-			return nil, ec2.Errorf("InvalidParameterValue", "Invalid region: %s", name)
-		}
-	}
-	if matches(fs, nil, func(n string) []string {
-		switch n {
-		case "region-name":
-			return []string{r.RegionName}
-		case "endpoint":
-			return []string{r.RegionEndpoint}
-		}
-		return []string{r.OptInStatus}
-	}) {
-		resp.Regions = append(resp.Regions, r)
-	}
-	return resp, nil
+	return &DescribeRegionsResponse{Regions: regions}, nil
 }
 
-// ZoneMessage is one line of a zone's messageSet; Eucalyptus' verbose
-// listing is made of them.
-type ZoneMessage struct {
-	Message string `xml:"message"`
-}
-
-// AvailabilityZone is one item of DescribeAvailabilityZones.
+// AvailabilityZone is one item of DescribeAvailabilityZones. Eucalyptus'
+// verbose listing adds items of its own after each zone (see verboseZone).
 type AvailabilityZone struct {
-	ZoneName   string        `xml:"zoneName"`
-	ZoneState  string        `xml:"zoneState"`
-	RegionName string        `xml:"regionName"`
-	ZoneID     string        `xml:"zoneId"`
-	ZoneType   string        `xml:"zoneType"`
-	Messages   []ZoneMessage `xml:"messageSet>item"`
+	ZoneName   string `xml:"zoneName"`
+	ZoneState  string `xml:"zoneState"`
+	RegionName string `xml:"regionName,omitempty"`
+	ZoneID     string `xml:"zoneId,omitempty"`
+	ZoneType   string `xml:"zoneType,omitempty"`
 }
 
 // DescribeAvailabilityZonesResponse is DescribeAvailabilityZones' answer.
@@ -75,66 +71,77 @@ type DescribeAvailabilityZonesResponse struct {
 	Zones []AvailabilityZone `xml:"availabilityZoneInfo>item"`
 }
 
+// describeAvailabilityZonesParams are the parameters DescribeAvailabilityZones accepts.
+var describeAvailabilityZonesParams = []string{
+	"ZoneName.N", "ZoneId.N", "Filter.N.Name", "Filter.N.Value.N", "AllAvailabilityZones",
+}
+
 func (c *Cloud) describeAvailabilityZones(ctx context.Context, k *call) (any, error) {
-	fs, err := k.filters("zone-name", "state", "region-name", "zone-id", "zone-type", "message")
-	if err != nil {
-		return nil, err
-	}
+	// "verbose" among the zone names asks for Eucalyptus' listing of every
+	// zone with its capacity; it is no zone name of its own.
 	names, err := k.list("ZoneName")
 	if err != nil {
 		return nil, err
 	}
-	verbose := false
-	for _, n := range names {
-		if n == "verbose" {
-			verbose = true
-		}
-	}
+	verbose := slices.Contains(names, "verbose")
 	var zones []Zone
 	if c.placer != nil {
 		if zones, err = c.placer.Zones(ctx); err != nil {
 			return nil, fmt.Errorf("describe zones: %w", err)
 		}
 	}
-	want := wanted(names)
-	if verbose {
-		want = nil
+	byName := map[string]Zone{}
+	for _, z := range zones {
+		byName[z.Name] = z
+	}
+	d := &describer[AvailabilityZone]{
+		filters: []string{"zone-name", "state", "region-name", "zone-id", "zone-type", "message"},
+		field:   func(a AvailabilityZone, n string) []string { return a.field(n) },
+		key:     func(a AvailabilityZone) string { return a.ZoneName },
+		load: func(context.Context, *call, map[string][]string) ([]AvailabilityZone, error) {
+			out := make([]AvailabilityZone, 0, len(zones))
+			for _, z := range zones {
+				az := AvailabilityZone{ZoneName: z.Name, ZoneState: z.State, RegionName: c.cfg.Region,
+					ZoneID: c.cfg.Region + "-" + z.Name, ZoneType: "availability-zone"}
+				if az.ZoneState == "" {
+					az.ZoneState = "available"
+				}
+				out = append(out, az)
+			}
+			return out, nil
+		},
+	}
+	if !verbose {
+		d.ids = []idParam[AvailabilityZone]{{name: "ZoneName", of: func(a AvailabilityZone) string { return a.ZoneName },
+			notFound: func(name string) error {
+				return ec2.InvalidParameterValue("The zone '%s' does not exist.", name)
+			}}}
+	}
+	azs, _, err := d.run(ctx, k)
+	if err != nil {
+		return nil, err
 	}
 	resp := &DescribeAvailabilityZonesResponse{Zones: []AvailabilityZone{}}
-	for _, z := range zones {
-		if want != nil && !want[z.Name] {
-			continue
-		}
-		az := AvailabilityZone{ZoneName: z.Name, ZoneState: z.State, RegionName: c.cfg.Region,
-			ZoneID: c.cfg.Region + "-" + z.Name, ZoneType: "availability-zone"}
-		if az.ZoneState == "" {
-			az.ZoneState = "available"
-		}
-		if !matches(fs, nil, az.field) {
-			continue
-		}
-		if verbose {
-			az.Messages = c.verboseZone(z)
-		}
+	for _, az := range azs {
 		resp.Zones = append(resp.Zones, az)
-	}
-	for name := range want {
-		if !containsFunc(resp.Zones, func(a AvailabilityZone) bool { return a.ZoneName == name }) && len(fs) == 0 {
-			return nil, ec2.Errorf("InvalidParameterValue", "The zone '%s' does not exist.", name)
+		if verbose {
+			resp.Zones = append(resp.Zones, c.verboseZone(byName[az.ZoneName])...)
 		}
 	}
 	return resp, nil
 }
 
-// verboseZone lists free/max of each VM type the way euca-describe-availability-zones
-// verbose prints it: "|- vm types     free / max   cpu   ram  disk".
-func (c *Cloud) verboseZone(z Zone) []ZoneMessage {
-	ms := []ZoneMessage{{Message: "|- vm types     free / max   cpu   ram  disk"}}
+// verboseZone is what Eucalyptus answers after a zone for "verbose": a
+// header item, then one item per VM type with free / max, cpu, ram (MiB)
+// and disk (GiB) in zoneState, in the columns Eucalyptus' CLI and
+// console parse.
+func (c *Cloud) verboseZone(z Zone) []AvailabilityZone {
+	out := []AvailabilityZone{{ZoneName: "|- vm types", ZoneState: "free / max   cpu   ram  disk"}}
 	for _, vt := range c.cfg.VMTypes {
-		ms = append(ms, ZoneMessage{Message: fmt.Sprintf("|- %-12s %04d / %04d  %3d  %5d  %4d",
-			vt.Name, z.Free[vt.Name], z.Max[vt.Name], vt.Cores, vt.MemoryMiB, vt.DiskGiB)})
+		out = append(out, AvailabilityZone{ZoneName: "|- " + vt.Name,
+			ZoneState: fmt.Sprintf("%04d / %04d %3d %6d %5d", z.Free[vt.Name], z.Max[vt.Name], vt.Cores, vt.MemoryMiB, vt.DiskGiB)})
 	}
-	return ms
+	return out
 }
 
 func (a AvailabilityZone) field(n string) []string {
@@ -150,11 +157,7 @@ func (a AvailabilityZone) field(n string) []string {
 	case "zone-type":
 		return []string{a.ZoneType}
 	}
-	var out []string
-	for _, m := range a.Messages {
-		out = append(out, m.Message)
-	}
-	return out
+	return nil // message: ironbark's zones carry none
 }
 
 // InstanceTypeInfo is one item of DescribeInstanceTypes.
@@ -185,58 +188,88 @@ type disk struct {
 	Type     string `xml:"type"`
 }
 
-// DescribeInstanceTypesResponse is DescribeInstanceTypes' answer.
+// DescribeInstanceTypesResponse is DescribeInstanceTypes' answer in AWS's
+// shape.
 type DescribeInstanceTypesResponse struct {
 	ec2.ResponseMeta
 	InstanceTypes []InstanceTypeInfo `xml:"instanceTypeSet>item"`
 	NextToken     string             `xml:"nextToken,omitempty"`
 }
 
+// EucalyptusInstanceType is one item of Eucalyptus' DescribeInstanceTypes.
+type EucalyptusInstanceType struct {
+	Name   string `xml:"name"`
+	CPU    int    `xml:"cpu"`
+	Memory int    `xml:"memory"` // MiB
+	Disk   int    `xml:"disk"`   // GiB
+}
+
+// EucalyptusInstanceTypesResponse is DescribeInstanceTypes' answer in
+// Eucalyptus' shape, for Eucalyptus' clients.
+type EucalyptusInstanceTypesResponse struct {
+	ec2.ResponseMeta
+	InstanceTypes []EucalyptusInstanceType `xml:"instanceTypeDetails>item"`
+}
+
+// eucalyptusClient reports whether a call comes from a Eucalyptus-era
+// client: to Eucalyptus' own path, or in an API version up to
+// 2015-10-01 (euca2ools 3.4's), older than AWS's DescribeInstanceTypes.
+func eucalyptusClient(k *call) bool {
+	return strings.TrimSuffix(k.Path, "/") == "/services/Eucalyptus" || (k.Version != "" && k.Version <= "2015-10-01")
+}
+
+// describeInstanceTypesParams are the parameters DescribeInstanceTypes accepts.
+var describeInstanceTypesParams = []string{
+	"InstanceType.N", "Filter.N.Name", "Filter.N.Value.N", "MaxResults", "NextToken",
+}
+
 func (c *Cloud) describeInstanceTypes(ctx context.Context, k *call) (any, error) {
-	fs, err := k.filters("instance-type", "vcpu-info.default-vcpus", "memory-info.size-in-mib",
-		"instance-storage-info.total-size-in-gb", "current-generation")
-	if err != nil {
-		return nil, err
-	}
-	p, err := k.page(5, 100)
-	if err != nil {
-		return nil, err
-	}
-	types, err := k.list("InstanceType")
-	if err != nil {
-		return nil, err
-	}
-	want := wanted(types)
-	for name := range want {
-		if _, ok := c.vmTypes[name]; !ok {
-			return nil, ec2.Errorf("InvalidInstanceType", "The following supplied instance types do not exist: [%s]", name)
-		}
-	}
-	var out []InstanceTypeInfo
-	for _, vt := range c.cfg.VMTypes {
-		if want != nil && !want[vt.Name] {
-			continue
-		}
-		it := instanceTypeInfo(vt)
-		if matches(fs, nil, func(n string) []string {
+	euca := eucalyptusClient(k)
+	d := &describer[nodeapi.VMType]{
+		ids: []idParam[nodeapi.VMType]{{name: "InstanceType", of: func(vt nodeapi.VMType) string { return vt.Name },
+			notFound: func(name string) error {
+				return ec2.Errorf("InvalidInstanceType", "The following supplied instance types do not exist: [%s]", name)
+			}}},
+		filters: []string{"instance-type", "vcpu-info.default-vcpus", "memory-info.size-in-mib",
+			"instance-storage-info.total-size-in-gb", "current-generation"},
+		field: func(vt nodeapi.VMType, n string) []string {
 			switch n {
 			case "instance-type":
 				return []string{vt.Name}
 			case "vcpu-info.default-vcpus":
-				return []string{fmt.Sprint(vt.Cores)}
+				return []string{strconv.Itoa(vt.Cores)}
 			case "memory-info.size-in-mib":
-				return []string{fmt.Sprint(vt.MemoryMiB)}
+				return []string{strconv.Itoa(vt.MemoryMiB)}
 			case "instance-storage-info.total-size-in-gb":
-				return []string{fmt.Sprint(vt.DiskGiB)}
+				return []string{strconv.Itoa(vt.DiskGiB)}
 			}
 			return []string{"true"}
-		}) {
-			out = append(out, it)
-		}
+		},
+		key:   func(vt nodeapi.VMType) string { return vt.Name },
+		paged: !euca, lo: 5, hi: 100,
+		load: func(context.Context, *call, map[string][]string) ([]nodeapi.VMType, error) {
+			return c.cfg.VMTypes, nil
+		},
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].InstanceType < out[j].InstanceType })
-	page, next := ec2.Paginate(out, func(i InstanceTypeInfo) string { return i.InstanceType }, p)
-	return &DescribeInstanceTypesResponse{InstanceTypes: page, NextToken: next}, nil
+	vts, next, err := d.run(ctx, k)
+	if err != nil {
+		return nil, err
+	}
+	if euca {
+		// Eucalyptus lists its types in its own order (the configured one).
+		resp := &EucalyptusInstanceTypesResponse{InstanceTypes: []EucalyptusInstanceType{}}
+		for _, vt := range c.cfg.VMTypes {
+			if slices.ContainsFunc(vts, func(v nodeapi.VMType) bool { return v.Name == vt.Name }) {
+				resp.InstanceTypes = append(resp.InstanceTypes, EucalyptusInstanceType{Name: vt.Name, CPU: vt.Cores, Memory: vt.MemoryMiB, Disk: vt.DiskGiB})
+			}
+		}
+		return resp, nil
+	}
+	resp := &DescribeInstanceTypesResponse{NextToken: next}
+	for _, vt := range vts {
+		resp.InstanceTypes = append(resp.InstanceTypes, instanceTypeInfo(vt))
+	}
+	return resp, nil
 }
 
 func instanceTypeInfo(vt nodeapi.VMType) InstanceTypeInfo {

@@ -190,5 +190,21 @@ DROP INDEX instances_usage;
 		{ID: "controller/0009-private-ip-unique", SQL: `
 CREATE UNIQUE INDEX instances_private_ip ON instances(private_ip) WHERE state <> 'terminated' AND private_ip <> '';
 `},
+		// Instance attributes that automation tools read and set
+		// (DescribeInstanceAttribute, ModifyInstanceAttribute): termination
+		// and stop protection, and what a shutdown from inside does.
+		{ID: "controller/0010-instance-attributes", SQL: `
+ALTER TABLE instances ADD COLUMN disable_api_termination INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE instances ADD COLUMN disable_api_stop INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE instances ADD COLUMN shutdown_behavior TEXT NOT NULL DEFAULT 'stop';
+`},
+		// The public address pool the administrator manages with
+		// `ironbark address pool`, beside controller.json's publicAddresses.
+		{ID: "controller/0011-public-address-pool", SQL: `
+CREATE TABLE public_address_pool (
+	block      TEXT PRIMARY KEY,
+	created_at BIGINT NOT NULL
+);
+`},
 	}
 }

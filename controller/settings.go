@@ -6,8 +6,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 
+	"ironbark/internal/atomicfile"
+	"ironbark/internal/datadir"
 	"ironbark/internal/nodeapi"
 )
 
@@ -26,13 +27,10 @@ type Settings struct {
 	InstanceSubnet string `json:"instanceSubnet,omitempty"`
 }
 
-// SettingsPath is where a data dir keeps its Settings.
-func SettingsPath(dataDir string) string { return filepath.Join(dataDir, "controller.json") }
-
 // LoadSettings reads DIR/controller.json; a missing file is empty settings.
 func LoadSettings(dataDir string) (Settings, error) {
 	var s Settings
-	b, err := os.ReadFile(SettingsPath(dataDir))
+	b, err := os.ReadFile(datadir.Dir(dataDir).Settings())
 	if errors.Is(err, fs.ErrNotExist) {
 		return s, nil
 	}
@@ -40,19 +38,39 @@ func LoadSettings(dataDir string) (Settings, error) {
 		return s, fmt.Errorf("settings: %w", err)
 	}
 	if err := json.Unmarshal(b, &s); err != nil {
-		return s, fmt.Errorf("settings %s: %w", SettingsPath(dataDir), err)
+		return s, fmt.Errorf("settings %s: %w", datadir.Dir(dataDir).Settings(), err)
 	}
 	if s.InstanceSubnet != "" {
 		if _, _, err := parseInstanceSubnet(s.InstanceSubnet); err != nil {
-			return s, fmt.Errorf("settings %s: %w", SettingsPath(dataDir), err)
+			return s, fmt.Errorf("settings %s: %w", datadir.Dir(dataDir).Settings(), err)
 		}
 	}
 	if len(s.VMTypes) > 0 {
 		if err := checkVMTypes(s.VMTypes); err != nil {
-			return s, fmt.Errorf("settings %s: %w", SettingsPath(dataDir), err)
+			return s, fmt.Errorf("settings %s: %w", datadir.Dir(dataDir).Settings(), err)
 		}
 	}
 	return s, nil
+}
+
+// DefaultEndpoint is the EC2 URL credentials name before a controller has
+// run and remembered its own.
+const DefaultEndpoint = "https://127.0.0.1:8773/"
+
+// Resolved is s with what it leaves out filled in: DefaultRegion,
+// DefaultVMTypes and DefaultEndpoint. It is what a controller runs with
+// and what credentials name; the file keeps only what was set.
+func (s Settings) Resolved() Settings {
+	if s.Region == "" {
+		s.Region = DefaultRegion
+	}
+	if len(s.VMTypes) == 0 {
+		s.VMTypes = DefaultVMTypes()
+	}
+	if s.Endpoint == "" {
+		s.Endpoint = DefaultEndpoint
+	}
+	return s
 }
 
 // SaveSettings writes DIR/controller.json atomically.
@@ -64,7 +82,7 @@ func SaveSettings(dataDir string, s Settings) error {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return fmt.Errorf("settings: %w", err)
 	}
-	return writeFileAtomic(SettingsPath(dataDir), append(b, '\n'), 0o600)
+	return atomicfile.Write(datadir.Dir(dataDir).Settings(), append(b, '\n'), 0o600)
 }
 
 // StoreURL is the store every command of a data dir uses: the --db flag
@@ -81,5 +99,5 @@ func StoreURL(dataDir, flag string) (string, error) {
 	if s.DB != "" {
 		return s.DB, nil
 	}
-	return filepath.Join(dataDir, "ironbark.db"), nil
+	return datadir.Dir(dataDir).Store(), nil
 }

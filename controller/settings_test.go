@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"ironbark/internal/datadir"
 	"ironbark/internal/nodeapi"
 )
 
@@ -31,7 +32,7 @@ func TestSettings(t *testing.T) {
 	if u, _ := StoreURL(dir, "other.db"); u != "other.db" {
 		t.Fatalf("flag store %q", u)
 	}
-	if err := os.WriteFile(SettingsPath(dir), []byte(`{"vmTypes":[{"name":"x","cores":0}]}`), 0o600); err != nil {
+	if err := os.WriteFile(datadir.Dir(dir).Settings(), []byte(`{"vmTypes":[{"name":"x","cores":0}]}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := LoadSettings(dir); err == nil {

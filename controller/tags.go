@@ -112,20 +112,49 @@ type tagParam struct {
 	HasValue   bool
 }
 
-// tagParams reads Tag.N.Key / Tag.N.Value.
+// Tag limits, as EC2 has them.
+const (
+	maxTagsPerResource = 50
+	maxTagKeyLen       = 128
+	maxTagValueLen     = 256
+)
+
+// checkTag checks one tag as CreateTags and RunInstances' TagSpecification
+// both do.
+func checkTag(key, value string) error {
+	if key == "" {
+		return ec2.InvalidParameterValue("Tag key must not be empty")
+	}
+	if len(key) > maxTagKeyLen || len(value) > maxTagValueLen || strings.HasPrefix(strings.ToLower(key), "aws:") {
+		return ec2.InvalidParameterValue("Tag %q is not a valid tag: keys are at most %d characters and do not start with aws:, values at most %d",
+			key, maxTagKeyLen, maxTagValueLen)
+	}
+	return nil
+}
+
+// tagLimit is the error for more than maxTagsPerResource tags.
+func tagLimit() error {
+	return ec2.Errorf("TagLimitExceeded", "The maximum number of Tags for a resource has been reached.")
+}
+
+// tagParams reads Tag.N.Key / Tag.N.Value, N any non-negative number
+// (clients send 0-based lists too), in the order of N.
 func (k *call) tagParams() ([]tagParam, error) {
-	var ts []tagParam
-	for _, n := range k.indices("Tag") {
-		p := fmt.Sprintf("Tag.%d", n)
-		key := k.str(p + ".Key")
-		if key == "" {
-			return nil, ec2.Errorf("InvalidParameterValue", "Tag key must not be empty")
+	items, err := k.Query().List("Tag")
+	if err != nil {
+		return nil, err
+	}
+	ts := make([]tagParam, 0, len(items))
+	for _, it := range items {
+		if err := it.Check("Key", "Value"); err != nil {
+			return nil, err
 		}
-		if len(key) > 128 || len(k.str(p+".Value")) > 256 || strings.HasPrefix(strings.ToLower(key), "aws:") {
-			return nil, ec2.Errorf("InvalidParameterValue", "Tag %q is not a valid tag", key)
+		key := it.String("Key")
+		value, hasValue := it.Lookup("Value")
+		if err := checkTag(key, value); err != nil {
+			return nil, err
 		}
-		_, hasValue := k.Params[p+".Value"]
-		ts = append(ts, tagParam{Key: key, Value: k.str(p + ".Value"), HasValue: hasValue})
+		ts = append(ts, tagParam{Key: key, Value: value, HasValue: hasValue})
 	}
 	return ts, nil
 }
@@ -150,6 +179,11 @@ func ownedResource(ctx context.Context, tx *store.Tx, k *call, id string) (strin
 		err = ec2.Errorf("InvalidID", "The ID '%s' is not valid", id)
 	}
 	return owner, err
+}
+
+// createTagsParams are the parameters CreateTags accepts.
+var createTagsParams = []string{
+	"ResourceId.N", "Tag.N.Key", "Tag.N.Value",
 }
 
 func (c *Cloud) createTags(ctx context.Context, k *call) (any, error) {
@@ -179,8 +213,8 @@ func (c *Cloud) createTags(ctx context.Context, k *call) (any, error) {
 			if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM tags WHERE resource_id = ?`, id).Scan(&n); err != nil {
 				return err
 			}
-			if n > 50 {
-				return ec2.Errorf("TagLimitExceeded", "The maximum number of Tags for a resource has been reached.")
+			if n > maxTagsPerResource {
+				return tagLimit()
 			}
 		}
 		return nil
@@ -189,6 +223,11 @@ func (c *Cloud) createTags(ctx context.Context, k *call) (any, error) {
 		return nil, err
 	}
 	return ok()
+}
+
+// deleteTagsParams are the parameters DeleteTags accepts.
+var deleteTagsParams = []string{
+	"ResourceId.N", "Tag.N.Key", "Tag.N.Value",
 }
 
 func (c *Cloud) deleteTags(ctx context.Context, k *call) (any, error) {
@@ -240,15 +279,41 @@ type DescribeTagsResponse struct {
 	NextToken string           `xml:"nextToken,omitempty"`
 }
 
+// describeTagsParams are the parameters DescribeTags accepts.
+var describeTagsParams = []string{
+	"Filter.N.Name", "Filter.N.Value.N", "MaxResults", "NextToken",
+}
+
 func (c *Cloud) describeTags(ctx context.Context, k *call) (any, error) {
-	fs, err := k.filters("key", "value", "resource-id", "resource-type")
+	d := &describer[TagDescription]{
+		filters: []string{"key", "value", "resource-id", "resource-type"},
+		field: func(t TagDescription, name string) []string {
+			switch name {
+			case "key":
+				return []string{t.Key}
+			case "value":
+				return []string{t.Value}
+			case "resource-id":
+				return []string{t.ResourceID}
+			case "resource-type":
+				return []string{t.ResourceType}
+			}
+			return nil
+		},
+		key:   func(t TagDescription) string { return t.ResourceID + "\x00" + t.Key },
+		paged: true, lo: 5, hi: 1000,
+		load: c.loadTagDescriptions,
+	}
+	page, next, err := d.run(ctx, k)
 	if err != nil {
 		return nil, err
 	}
-	p, err := k.page(5, 1000)
-	if err != nil {
-		return nil, err
-	}
+	return &DescribeTagsResponse{Tags: page, NextToken: next}, nil
+}
+
+// loadTagDescriptions loads the tags of the caller's resources (all for
+// the admin).
+func (c *Cloud) loadTagDescriptions(ctx context.Context, k *call, _ map[string][]string) ([]TagDescription, error) {
 	query := `SELECT resource_id, resource_type, key, value FROM tags`
 	var args []any
 	if !k.admin() {
@@ -266,27 +331,7 @@ func (c *Cloud) describeTags(ctx context.Context, k *call) (any, error) {
 		if err := rows.Scan(&t.ResourceID, &t.ResourceType, &t.Key, &t.Value); err != nil {
 			return nil, err
 		}
-		if matches(fs, nil, func(name string) []string {
-			switch name {
-			case "key":
-				return []string{t.Key}
-			case "value":
-				return []string{t.Value}
-			case "resource-id":
-				return []string{t.ResourceID}
-			case "resource-type":
-				return []string{t.ResourceType}
-			}
-			return nil
-		}) {
-			out = append(out, t)
-		}
+		out = append(out, t)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	key := func(t TagDescription) string { return t.ResourceID + "\x00" + t.Key }
-	sortBy(out, key)
-	page, next := ec2.Paginate(out, key, p)
-	return &DescribeTagsResponse{Tags: page, NextToken: next}, nil
+	return out, rows.Err()
 }

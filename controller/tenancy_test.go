@@ -41,9 +41,10 @@ func TestAccountsIsolated(t *testing.T) {
 		_, err = bob.CreateTags(ctx, &sdk.CreateTagsInput{Resources: aliceIDs[:1], Tags: []types.Tag{{Key: aws.String("x"), Value: aws.String("y")}}})
 		wantCode(t, err, "InvalidID")
 
-		// Private images: alice's image is hers until she shares it.
+		// Private images: alice's image is hers until she shares it. (She
+		// registers it from the public image's blob, which she may read.)
 		img := must[*sdk.RegisterImageOutput](t)(alice.RegisterImage(ctx, &sdk.RegisterImageInput{
-			Name: aws.String("alice-image"), ImageLocation: aws.String("sha256:" + hexOf(0xaa))}))
+			Name: aws.String("alice-image"), ImageLocation: aws.String("sha256:" + hexOf(0x0f))}))
 		id := aws.ToString(img.ImageId)
 		_, err = bob.RunInstances(ctx, &sdk.RunInstancesInput{ImageId: img.ImageId, MinCount: aws.Int32(1), MaxCount: aws.Int32(1)})
 		wantCode(t, err, "InvalidAMIID.NotFound")
@@ -75,6 +76,44 @@ func TestAccountsIsolated(t *testing.T) {
 		must[*sdk.DeregisterImageOutput](t)(alice.DeregisterImage(ctx, &sdk.DeregisterImageInput{ImageId: img.ImageId}))
 		_, err = alice.DescribeImages(ctx, &sdk.DescribeImagesInput{ImageIds: []string{id}})
 		wantCode(t, err, "InvalidAMIID.NotFound")
+	})
+}
+
+// Registering by a sha256: location needs read access to the blob: a
+// revoked (or never given) launch permission cannot be turned into an
+// image of one's own with the same bytes.
+func TestRegisterByDigestNeedsAccess(t *testing.T) {
+	storetest.Each(t, Migrations(), func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		e := newTestEnv(t, db)
+		admin, alice, bob := e.client(e.admin), e.client(e.alice), e.client(e.bob)
+		secret := "sha256:" + hexOf(0x5e)
+		img := must[*sdk.RegisterImageOutput](t)(admin.RegisterImage(ctx, &sdk.RegisterImageInput{
+			Name: aws.String("private"), ImageLocation: aws.String(secret)}))
+		share := func(add bool) {
+			lp := []types.LaunchPermission{{UserId: aws.String(e.alice.ID)}}
+			mods := &types.LaunchPermissionModifications{Add: lp}
+			if !add {
+				mods = &types.LaunchPermissionModifications{Remove: lp}
+			}
+			must[*sdk.ModifyImageAttributeOutput](t)(admin.ModifyImageAttribute(ctx, &sdk.ModifyImageAttributeInput{
+				ImageId: img.ImageId, LaunchPermission: mods}))
+		}
+		register := func(c *sdk.Client, name string) error {
+			_, err := c.RegisterImage(ctx, &sdk.RegisterImageInput{Name: aws.String(name), ImageLocation: aws.String(secret)})
+			return err
+		}
+		wantCode(t, register(bob, "bob-copy"), "InvalidParameterValue")
+		share(true)
+		must[*sdk.RunInstancesOutput](t)(alice.RunInstances(ctx, &sdk.RunInstancesInput{ImageId: img.ImageId, MinCount: aws.Int32(1), MaxCount: aws.Int32(1)}))
+		share(false)
+		_, err := alice.RunInstances(ctx, &sdk.RunInstancesInput{ImageId: img.ImageId, MinCount: aws.Int32(1), MaxCount: aws.Int32(1)})
+		wantCode(t, err, "InvalidAMIID.NotFound")
+		wantCode(t, register(alice, "alice-copy"), "InvalidParameterValue")
+		var n int
+		if err := db.QueryRow(ctx, `SELECT COUNT(*) FROM images WHERE digest = ?`, secret).Scan(&n); err != nil || n != 1 {
+			t.Fatalf("images with the private digest: %d (%v), want only the admin's", n, err)
+		}
 	})
 }
 

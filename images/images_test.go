@@ -106,25 +106,29 @@ func TestImport(t *testing.T) {
 	kernel := filepath.Join(rootfs(t), "boot/vmlinuz-6.1.0-test")
 
 	storetest.Each(t, controller.Migrations(), func(t *testing.T, db *store.DB) {
+		cat, err := controller.OpenImageCatalog(ctx, db)
+		if err != nil {
+			t.Fatal(err)
+		}
 		blobs, err := blobstore.Open(t.TempDir())
 		if err != nil {
 			t.Fatal(err)
 		}
-		eki, err := Import(ctx, db, blobs, ImportSpec{File: kernel, Kind: KindKernel, Name: "vmlinuz-6.1"})
+		eki, err := Import(ctx, cat, blobs, ImportSpec{File: kernel, Kind: KindKernel, Name: "vmlinuz-6.1"})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !strings.HasPrefix(eki.ID, "eki-") {
 			t.Fatalf("kernel id %s", eki.ID)
 		}
-		emi, err := Import(ctx, db, blobs, ImportSpec{File: raw, KernelID: eki.ID})
+		emi, err := Import(ctx, cat, blobs, ImportSpec{File: raw, KernelID: eki.ID})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !strings.HasPrefix(emi.ID, "emi-") || emi.Format != "raw" {
 			t.Fatalf("raw import: %+v", emi)
 		}
-		q, err := Import(ctx, db, blobs, ImportSpec{File: qcow, Name: "debian-qcow2"})
+		q, err := Import(ctx, cat, blobs, ImportSpec{File: qcow, Name: "debian-qcow2"})
 		if err != nil || q.Format != "qcow2" {
 			t.Fatalf("qcow2 import: %+v %v", q, err)
 		}
@@ -135,7 +139,7 @@ func TestImport(t *testing.T) {
 			"not a kernel":    {File: raw, Kind: KindKernel, Name: "not-a-kernel"},
 			"not a ramdisk":   {File: raw, Kind: KindRamdisk, Name: "not-a-ramdisk"},
 		} {
-			if _, err := Import(ctx, db, blobs, spec); !errors.Is(err, ErrBadImage) {
+			if _, err := Import(ctx, cat, blobs, spec); !errors.Is(err, ErrBadImage) {
 				t.Errorf("%s: err = %v, want ErrBadImage", name, err)
 			} else {
 				t.Logf("%s: %v", name, err)
@@ -144,13 +148,13 @@ func TestImport(t *testing.T) {
 		// A registration failure (the name is taken) removes the new blob.
 		other := filepath.Join(t.TempDir(), "debian.img")
 		os.WriteFile(other, append(b[:0:0], make([]byte, 1<<20)...), 0o644)
-		if _, err := Import(ctx, db, blobs, ImportSpec{File: other, Name: "debian"}); err == nil {
+		if _, err := Import(ctx, cat, blobs, ImportSpec{File: other, Name: "debian"}); err == nil {
 			t.Fatal("duplicate name registered")
 		}
 		if got := blobCount(t, blobs); got != n {
 			t.Fatalf("%d blobs after failed imports, want %d", got, n)
 		}
-		list, err := List(ctx, db, blobs)
+		list, err := List(ctx, cat, blobs)
 		if err != nil {
 			t.Fatal(err)
 		}

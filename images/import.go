@@ -10,12 +10,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 
 	"ironbark/controller"
 	"ironbark/images/blobstore"
-	"ironbark/internal/store"
 )
 
 // Kinds of image, as the controller names them.
@@ -27,9 +25,6 @@ const (
 
 // ErrBadImage marks a file that is not a valid image of its kind.
 var ErrBadImage = errors.New("not a valid image")
-
-// StoreDir is where a frontend's data dir keeps the image store.
-func StoreDir(dataDir string) string { return filepath.Join(dataDir, "images") }
 
 // ImportSpec describes `ironbark image import`.
 type ImportSpec struct {
@@ -51,11 +46,11 @@ type Imported struct {
 	Format string // raw | qcow2
 }
 
-// Import validates a file, ingests it into the blob store under dataDir
-// and registers it in the controller's images table. When registration
+// Import validates a file, ingests it into the blob store and registers
+// it in the catalog. When registration
 // fails, a blob this import added is removed again: nothing is left
 // registered or half-stored.
-func Import(ctx context.Context, db *store.DB, blobs *blobstore.Store, s ImportSpec) (*Imported, error) {
+func Import(ctx context.Context, cat Catalog, blobs *blobstore.Store, s ImportSpec) (*Imported, error) {
 	if s.Kind == "" {
 		s.Kind = KindMachine
 	}
@@ -93,10 +88,10 @@ func Import(ctx context.Context, db *store.DB, blobs *blobstore.Store, s ImportS
 		return nil, fmt.Errorf("import %s: %w", s.File, err)
 	}
 	existed := false
-	if list, lerr := imagesWithDigest(ctx, db, digest); lerr == nil && list > 0 {
+	if n, lerr := cat.CountDigest(ctx, string(digest)); lerr == nil && n > 0 {
 		existed = true
 	}
-	id, err := controller.RegisterStoredImage(ctx, db, controller.ImageRecord{
+	id, err := cat.Register(ctx, controller.ImageRecord{
 		Owner: s.Owner, Name: s.Name, Description: s.Description, Kind: s.Kind,
 		Digest: string(digest), Size: size, Format: format,
 		KernelID: s.KernelID, RamdiskID: s.RamdiskID, Public: s.Public,
@@ -110,14 +105,6 @@ func Import(ctx context.Context, db *store.DB, blobs *blobstore.Store, s ImportS
 	return &Imported{ID: id, Digest: digest, Size: size, Format: format}, nil
 }
 
-func imagesWithDigest(ctx context.Context, db *store.DB, d blobstore.Digest) (int, error) {
-	var n int
-	err := db.QueryRow(ctx, `SELECT COUNT(*) FROM images WHERE digest = ?`, string(d)).Scan(&n)
-	return n, err
-}
-
-var nameClean = regexp.MustCompile(`[^A-Za-z0-9()\[\] ./'@_-]+`)
-
 // NameFromFile derives an image name from a file name: the base name
 // without the usual image extensions, restricted to what EC2 allows.
 func NameFromFile(p string) string {
@@ -125,14 +112,7 @@ func NameFromFile(p string) string {
 	for _, ext := range []string{".qcow2", ".img", ".raw", ".ext4", ".disk", ".bin"} {
 		n = strings.TrimSuffix(n, ext)
 	}
-	n = nameClean.ReplaceAllString(n, "-")
-	for len(n) < 3 {
-		n += "_"
-	}
-	if len(n) > 128 {
-		n = n[:128]
-	}
-	return n
+	return controller.CleanImageName(n)
 }
 
 // qemuImgInfo is the part of `qemu-img info --output json` we read.

@@ -2,12 +2,22 @@ package images
 
 import (
 	"context"
-	"fmt"
 
 	"ironbark/controller"
 	"ironbark/images/blobstore"
-	"ironbark/internal/store"
 )
+
+// Catalog is the record of registered images that Import writes and List
+// reads. The controller owns it (controller.ImageCatalog); this package
+// runs no SQL of its own.
+type Catalog interface {
+	// Register records an image whose blob is stored and returns its id.
+	Register(ctx context.Context, r controller.ImageRecord) (string, error)
+	// CountDigest says how many registered images use a blob.
+	CountDigest(ctx context.Context, digest string) (int, error)
+	// Images lists the registered images.
+	Images(ctx context.Context) ([]controller.CatalogImage, error)
+}
 
 // Listed is one registered image, as `ironbark image list` shows it.
 type Listed struct {
@@ -19,29 +29,21 @@ type Listed struct {
 }
 
 // List returns the registered images with a check that each blob is in
-// the store. It reads the controller's images table.
-func List(ctx context.Context, db *store.DB, blobs *blobstore.Store) ([]Listed, error) {
-	if err := db.Migrate(ctx, controller.Migrations()); err != nil {
+// the store.
+func List(ctx context.Context, cat Catalog, blobs *blobstore.Store) ([]Listed, error) {
+	ims, err := cat.Images(ctx)
+	if err != nil {
 		return nil, err
 	}
-	rows, err := db.Query(ctx, `SELECT id, name, kind, format, account_id, state, digest, size, public FROM images ORDER BY id`)
-	if err != nil {
-		return nil, fmt.Errorf("list images: %w", err)
-	}
-	defer rows.Close()
-	var out []Listed
-	for rows.Next() {
-		var l Listed
-		var public int
-		if err := rows.Scan(&l.ID, &l.Name, &l.Kind, &l.Format, &l.Owner, &l.State, &l.Digest, &l.Size, &public); err != nil {
-			return nil, fmt.Errorf("list images: %w", err)
-		}
-		l.Public = public != 0
+	out := make([]Listed, len(ims))
+	for i, im := range ims {
+		l := Listed{ID: im.ID, Name: im.Name, Kind: im.Kind, Format: im.Format, Owner: im.Owner, State: im.State,
+			Digest: im.Digest, Size: im.Size, Public: im.Public}
 		if d, err := blobstore.ParseDigest(l.Digest); err == nil && blobs != nil {
 			_, serr := blobs.Size(d)
 			l.BlobPresent = serr == nil
 		}
-		out = append(out, l)
+		out[i] = l
 	}
-	return out, rows.Err()
+	return out, nil
 }

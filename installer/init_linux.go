@@ -25,6 +25,9 @@ func Init(ctx context.Context) error {
 		time.Sleep(10 * time.Second)
 		return Finish("reboot")
 	}
+	if FrontendMode(line) {
+		return FrontendInit(ctx, line)
+	}
 	cfg, err := ParseCmdline(line)
 	if err != nil {
 		say("bad kernel command line: %v; %s in 10 s", err, cfg.OnFail)

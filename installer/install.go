@@ -19,6 +19,7 @@ import (
 	diskfs "github.com/diskfs/go-diskfs"
 	"github.com/diskfs/go-diskfs/filesystem"
 
+	"ironbark/internal/retry"
 	"ironbark/pxe/bootapi"
 )
 
@@ -46,25 +47,17 @@ func (in *Installer) retryFor() time.Duration {
 
 // retry runs fn until it succeeds, fails permanently, or RetryFor passes.
 func (in *Installer) retry(ctx context.Context, what string, fn func() error) error {
-	deadline := time.Now().Add(in.retryFor())
-	wait := 250 * time.Millisecond
-	for {
-		err := fn()
-		var perm errPermanent
-		if err == nil || errors.As(err, &perm) || time.Now().After(deadline) {
-			if err != nil {
-				return fmt.Errorf("%s: %w", what, err)
-			}
-			return nil
-		}
-		in.Log.Warn("retrying", "what", what, "err", err, "in", wait)
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s: %w (last error: %v)", what, ctx.Err(), err)
-		case <-time.After(wait):
-		}
-		wait = min(wait*2, 5*time.Second)
+	err := retry.Do(ctx, retry.Policy{
+		For: in.retryFor(), Wait: 250 * time.Millisecond, MaxWait: 5 * time.Second,
+		Retryable: func(err error) bool { return !errors.As(err, new(errPermanent)) },
+		OnRetry: func(err error, _ int, wait time.Duration) {
+			in.Log.Warn("retrying", "what", what, "err", err, "in", wait)
+		},
+	}, func(int) error { return fn() })
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
 	}
+	return nil
 }
 
 func (in *Installer) hostURL(suffix string) string {

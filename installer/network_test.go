@@ -14,6 +14,7 @@ import (
 	"ironbark/internal/store/storetest"
 	"ironbark/pxe"
 	"ironbark/pxe/dhcp"
+	"ironbark/pxe/leases"
 )
 
 // TestNetworkDHCP brings up a NIC the way the installer does when the
@@ -31,7 +32,7 @@ func TestNetworkDHCP(t *testing.T) {
 	db := storetest.SQLite(t, pxe.Migrations())
 	hosts := pxe.NewHosts(db)
 	disc := pxe.NewDiscovery(db, hosts)
-	if _, err := disc.Start(ctx, "compute", "c1", 0); err != nil {
+	if _, err := disc.Start(ctx, "compute", "c1", 0, 0); err != nil {
 		t.Fatal(err)
 	}
 	subnet := ln.Addr.Masked()
@@ -39,14 +40,14 @@ func TestNetworkDHCP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	leases, err := dhcp.NewLeaseStore(ctx, db, dhcp.LeaseStoreConfig{Pool: pool})
+	ls, err := leases.New(ctx, db, leases.Config{Pool: pool})
 	if err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.DiscardHandler)
 	srv, err := dhcp.New(dhcp.Config{Interface: ln.Bridge, ServerIP: ln.Addr.Addr(), Subnet: subnet, Logger: log},
-		&pxe.DHCPBackend{Hosts: hosts, Discovery: disc, Leases: leases, BaseURL: "http://" + ln.Addr.Addr().String(), Log: log},
-		leases)
+		&pxe.DHCPBackend{Hosts: hosts, Discovery: disc, Leases: ls, BaseURL: "http://" + ln.Addr.Addr().String(), Log: log},
+		ls)
 	if err != nil {
 		t.Fatal(err)
 	}

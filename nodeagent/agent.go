@@ -8,11 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"ironbark/internal/nodeapi"
+	"ironbark/internal/retry"
 	"ironbark/nodeagent/imagecache"
 )
 
@@ -25,7 +27,11 @@ type Config struct {
 	Bridge     string // cluster bridge for instance NICs ("" for none)
 	DomainType string // qemu (TCG) or kvm, for qemu:// URIs
 	Hostname   string
-	Logger     *slog.Logger
+	// IdentityFile is the installer's node identity (nodeapi.Identity,
+	// JSON): Controller, Token and Hostname come from it when not set.
+	// Once enrolled, the spent token is dropped from it.
+	IdentityFile string
+	Logger       *slog.Logger
 	// StopTimeout is how long a stopping guest gets to power off before
 	// the domain is destroyed (default 30 s).
 	StopTimeout time.Duration
@@ -40,6 +46,11 @@ type Config struct {
 	// before it fails (default 10 min). Such retries do not count against
 	// LaunchAttempts.
 	FetchPatience time.Duration
+	// LibvirtTimeout bounds every libvirt call (default 60 s, 3 min for
+	// xen:// URIs): a hung
+	// libvirtd makes the hypervisor count as unreachable, while
+	// heartbeats, DHCP and the metadata service go on.
+	LibvirtTimeout time.Duration
 	// QemuImg is the qemu-img binary (default "qemu-img").
 	QemuImg string
 	// XenConsoleDir is where xenconsoled (--log=guest) writes each Xen
@@ -69,7 +80,7 @@ type Agent struct {
 	dtype  string
 	client *nodeapi.Client
 	cache  *imagecache.Cache
-	id     identity
+	id     nodeapi.Identity
 
 	kickCh chan struct{} // reconcile now
 	hbCh   chan struct{} // heartbeat now
@@ -82,9 +93,10 @@ type Agent struct {
 	gone        map[string]bool // cleaned up, not desired: report terminated once
 	hvDownSince time.Time
 	capacity    nodeapi.Capacity
-	// launchesDone counts finished launches (reconcile's check that no
-	// launch ended while it listed the domains).
-	launchesDone int
+	// gen counts completed background libvirt work (launches, stops,
+	// removals): reconcile takes its domain snapshot without the lock and
+	// retakes it when gen moved meanwhile.
+	gen uint64
 }
 
 // inst is the agent's view of one instance.
@@ -98,6 +110,7 @@ type inst struct {
 	fetchFailing  time.Time // since when downloads fail transiently; zero when not
 	stopping      bool
 	removing      bool
+	busy          bool // a start, reboot or removal runs in the background
 	seenRunning   bool
 	guestStopped  bool
 	consoleSent   string // hash of the console tail last delivered
@@ -107,8 +120,14 @@ type inst struct {
 // New checks the configuration and prepares the state dir; Run does the
 // work.
 func New(cfg Config) (*Agent, error) {
-	if cfg.Controller == "" || cfg.StateDir == "" || cfg.LibvirtURI == "" {
-		return nil, errors.New("nodeagent: controller, libvirt URI and state dir are required")
+	if err := applyIdentityFile(&cfg); err != nil {
+		return nil, err
+	}
+	if cfg.Controller == "" {
+		return nil, errors.New("no controller: give the installer's identity file (--identity) or --controller https://FRONTEND:8774")
+	}
+	if cfg.StateDir == "" || cfg.LibvirtURI == "" {
+		return nil, errors.New("nodeagent: libvirt URI and state dir are required")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -134,6 +153,14 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.XenConsoleDir == "" {
 		cfg.XenConsoleDir = "/var/log/xen/console"
 	}
+	if cfg.LibvirtTimeout <= 0 {
+		cfg.LibvirtTimeout = 60 * time.Second
+		if strings.HasPrefix(cfg.LibvirtURI, "xen") {
+			// libxl gives each device's hotplug script 40 s of its
+			// own; a domain start waits for all of them.
+			cfg.LibvirtTimeout = 3 * time.Minute
+		}
+	}
 	if cfg.Hostname == "" {
 		cfg.Hostname, _ = os.Hostname()
 	}
@@ -141,16 +168,25 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	// qemu runs as libvirt-qemu: the disks and console files below must
-	// be reachable by it.
-	for _, d := range []string{cfg.StateDir, filepath.Join(cfg.StateDir, "instances"), filepath.Join(cfg.StateDir, "failed")} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
+	// Instance disks, console logs and images are the tenants': files
+	// 0600, and directories nobody else lists. qemu runs as libvirt-qemu;
+	// libvirt's DAC driver (dynamic_ownership) gives it the files of a
+	// domain it starts, not the directories above them, so the path to
+	// them is search-only (0711) and each instance directory is qemu's
+	// own (0700, see instanceDirOwner).
+	for _, d := range []struct {
+		path string
+		mode os.FileMode
+	}{{cfg.StateDir, 0o711}, {filepath.Join(cfg.StateDir, "instances"), 0o711}, {filepath.Join(cfg.StateDir, "failed"), 0o700}} {
+		if err := os.MkdirAll(d.path, d.mode); err != nil {
+			return nil, fmt.Errorf("state dir: %w", err)
+		}
+		if err := os.Chmod(d.path, d.mode); err != nil {
 			return nil, fmt.Errorf("state dir: %w", err)
 		}
 	}
-	_ = os.Chmod(cfg.StateDir, 0o755)
 	return &Agent{
-		cfg: cfg, log: cfg.Logger, hv: &hypervisor{uri: cfg.LibvirtURI}, dtype: dt,
+		cfg: cfg, log: cfg.Logger, hv: &hypervisor{uri: cfg.LibvirtURI, timeout: cfg.LibvirtTimeout}, dtype: dt,
 		kickCh: make(chan struct{}, 1), hbCh: make(chan struct{}, 1),
 		insts: map[string]*inst{}, gone: map[string]bool{},
 	}, nil
@@ -175,7 +211,6 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.cache = cache
 	a.log.Info("node agent running", "node", a.id.NodeID, "cluster", a.id.Cluster,
 		"controller", a.cfg.Controller, "libvirt", a.cfg.LibvirtURI, "domainType", a.dtype)
-	a.updateCapacity()
 	a.reconcile(ctx) // adopt what is there before reporting it
 	a.wg.Go(func() { a.serveInstanceNetwork(ctx) })
 	a.wg.Add(2)
@@ -200,25 +235,22 @@ func (a *Agent) ensureIdentity(ctx context.Context) error {
 	id, tc, err := loadIdentity(a.cfg.StateDir)
 	if errors.Is(err, os.ErrNotExist) {
 		if a.cfg.Token == "" {
-			return errors.New("not enrolled yet: give --token (ironbark node token --cluster NAME on the frontend)")
+			return errors.New("not enrolled yet: give the installer's identity file (--identity) or a token (--token-file; ironbark node token --cluster NAME on the frontend)")
 		}
-		for attempt := 0; ; attempt++ {
+		err = retry.Do(ctx, retry.Policy{
+			Wait: time.Second, MaxWait: 15 * time.Second,
+			Retryable: func(err error) bool { return !permanentEnrollError(err) },
+			OnRetry:   func(err error, _ int, _ time.Duration) { a.log.Warn("enrollment failed, retrying", "err", err) },
+		}, func(int) error {
 			a.updateCapacity()
 			id, err = enroll(ctx, a.cfg.StateDir, a.cfg.Controller, a.cfg.Token, a.cfg.Hostname, a.currentCapacity())
-			if err == nil || permanentEnrollError(err) || ctx.Err() != nil {
-				break
-			}
-			a.log.Warn("enrollment failed, retrying", "err", err)
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(min(time.Duration(attempt+1)*time.Second, 15*time.Second)):
-			}
-		}
+			return err
+		})
 		if err != nil {
 			return err
 		}
-		a.log.Info("enrolled", "node", id.NodeID, "cluster", id.Cluster)
+		a.log.Info("enrolled", "node", id.NodeID, "cluster", id.Cluster, "hostname", a.cfg.Hostname)
+		a.scrubToken()
 		if id, tc, err = loadIdentity(a.cfg.StateDir); err != nil {
 			return err
 		}
@@ -318,7 +350,8 @@ func (a *Agent) currentCapacity() nodeapi.Capacity {
 
 // heartbeat sends every instance's state and the console tails that changed.
 func (a *Agent) heartbeat(ctx context.Context) (time.Duration, error) {
-	a.updateCapacity()
+	// No libvirt call here: the capacity is the one reconcile last read,
+	// so a hung libvirtd does not stop heartbeats.
 	a.mu.Lock()
 	var ids []string
 	for id := range a.insts {

@@ -142,6 +142,9 @@ func (p domainPlan) DomainXML() (string, error) {
 		nic := libvirtxml.DomainInterface{
 			MAC:    &libvirtxml.DomainInterfaceMAC{Address: s.MAC},
 			Source: &libvirtxml.DomainInterfaceSource{Bridge: &libvirtxml.DomainInterfaceSourceBridge{Bridge: p.Bridge}},
+			// A name the agent knows, so its bridge filter can tie the
+			// port to the instance's MAC and address.
+			Target: &libvirtxml.DomainInterfaceTarget{Dev: TapName(s.InstanceID)},
 		}
 		if !xen {
 			nic.Model = &libvirtxml.DomainInterfaceModel{Type: "virtio"}

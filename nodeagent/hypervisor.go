@@ -14,12 +14,54 @@ import (
 var errHypervisor = errors.New("hypervisor unavailable")
 
 // hypervisor is the agent's libvirt connection, reopened after libvirtd
-// goes away.
+// goes away. Every call is bounded by timeout: libvirt's client has no
+// context, so a call runs on its own goroutine and a caller that waited
+// timeout gets errHypervisor. While a timed-out call is still stuck (a
+// hung libvirtd), further calls fail at once instead of piling up; the
+// first to return clears the way.
 type hypervisor struct {
-	uri string
+	uri     string
+	timeout time.Duration
 
 	mu   sync.Mutex
 	conn *libvirt.Connect
+
+	stuckMu sync.Mutex
+	stuck   int    // timed-out calls that have not returned yet
+	stuckOp string // what the first of them was doing
+}
+
+// call runs fn, a libvirt call, within h.timeout.
+func (h *hypervisor) call(op string, fn func() error) error {
+	h.stuckMu.Lock()
+	if h.stuck > 0 {
+		what := h.stuckOp
+		h.stuckMu.Unlock()
+		return fmt.Errorf("%w: libvirt is not answering (%s has not returned after %v)", errHypervisor, what, h.timeout)
+	}
+	h.stuckMu.Unlock()
+	done := make(chan error, 1)
+	go func() { done <- fn() }()
+	t := time.NewTimer(h.timeout)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+	}
+	h.stuckMu.Lock()
+	h.stuck++
+	if h.stuck == 1 {
+		h.stuckOp = op
+	}
+	h.stuckMu.Unlock()
+	go func() {
+		<-done
+		h.stuckMu.Lock()
+		h.stuck--
+		h.stuckMu.Unlock()
+	}()
+	return fmt.Errorf("%w: %s: no answer from libvirt within %v", errHypervisor, op, h.timeout)
 }
 
 // domState is what libvirt says about one of our domains.
@@ -94,21 +136,35 @@ func (h *hypervisor) close() {
 
 // capacity is the host's cores and memory.
 func (h *hypervisor) capacity() (cores, memoryMiB int, err error) {
-	c, err := h.connect()
-	if err != nil {
-		return 0, 0, err
-	}
-	ni, err := c.GetNodeInfo()
-	if err != nil {
-		return 0, 0, h.check(err)
-	}
-	return int(ni.Cpus), int(ni.Memory / 1024), nil
+	err = h.call("node info", func() error {
+		c, err := h.connect()
+		if err != nil {
+			return err
+		}
+		ni, err := c.GetNodeInfo()
+		if err != nil {
+			return h.check(err)
+		}
+		cores, memoryMiB = int(ni.Cpus), int(ni.Memory/1024)
+		return nil
+	})
+	return cores, memoryMiB, err
 }
 
 // owned lists the domains tagged as instances of node, by instance ID.
 // Domains of other nodes sharing the libvirtd are left out; so are
 // untagged ones.
 func (h *hypervisor) owned(node string) (map[string]domState, error) {
+	var out map[string]domState
+	err := h.call("list domains", func() error {
+		var err error
+		out, err = h.ownedNow(node)
+		return err
+	})
+	return out, err
+}
+
+func (h *hypervisor) ownedNow(node string) (map[string]domState, error) {
 	c, err := h.connect()
 	if err != nil {
 		return nil, err
@@ -136,6 +192,10 @@ func (h *hypervisor) owned(node string) (map[string]domState, error) {
 // withDomain runs fn on the domain named id; a missing domain is not an
 // error when missingOK.
 func (h *hypervisor) withDomain(id string, missingOK bool, fn func(*libvirt.Domain) error) error {
+	return h.call("domain "+id, func() error { return h.withDomainNow(id, missingOK, fn) })
+}
+
+func (h *hypervisor) withDomainNow(id string, missingOK bool, fn func(*libvirt.Domain) error) error {
 	c, err := h.connect()
 	if err != nil {
 		return err
@@ -153,16 +213,18 @@ func (h *hypervisor) withDomain(id string, missingOK bool, fn func(*libvirt.Doma
 }
 
 func (h *hypervisor) define(xml string) error {
-	c, err := h.connect()
-	if err != nil {
-		return err
-	}
-	d, err := c.DomainDefineXML(xml)
-	if err != nil {
-		return h.check(err)
-	}
-	d.Free()
-	return nil
+	return h.call("define domain", func() error {
+		c, err := h.connect()
+		if err != nil {
+			return err
+		}
+		d, err := c.DomainDefineXML(xml)
+		if err != nil {
+			return h.check(err)
+		}
+		d.Free()
+		return nil
+	})
 }
 
 func (h *hypervisor) start(id string) error {
@@ -184,19 +246,35 @@ func (h *hypervisor) remove(id string) error {
 	})
 }
 
-// stop asks the guest to power off and pulls the plug after timeout.
+// stop asks the guest to power off and pulls the plug after timeout. Each
+// step is its own bounded call.
 func (h *hypervisor) stop(id string, timeout time.Duration) error {
-	return h.withDomain(id, true, func(d *libvirt.Domain) error {
-		if active, err := d.IsActive(); err != nil || !active {
+	active := func() (bool, error) {
+		var on bool
+		err := h.withDomain(id, true, func(d *libvirt.Domain) error {
+			var err error
+			on, err = d.IsActive()
+			return err
+		})
+		return on, err
+	}
+	if on, err := active(); err != nil || !on {
+		return err
+	}
+	// Guests without ACPI ignore it; the destroy below does not wait for them.
+	if err := h.withDomain(id, true, func(d *libvirt.Domain) error { _ = d.Shutdown(); return nil }); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if on, err := active(); err != nil || !on {
 			return err
 		}
-		_ = d.Shutdown() // guests without ACPI ignore it; the destroy below does not wait for them
-		deadline := time.Now().Add(timeout)
-		for time.Now().Before(deadline) {
-			if active, err := d.IsActive(); err != nil || !active {
-				return err
-			}
-			time.Sleep(250 * time.Millisecond)
+		time.Sleep(250 * time.Millisecond)
+	}
+	return h.withDomain(id, true, func(d *libvirt.Domain) error {
+		if on, err := d.IsActive(); err != nil || !on {
+			return err
 		}
 		return d.Destroy()
 	})

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -29,10 +31,12 @@ func (a *Agent) launch(ctx context.Context, s nodeapi.InstanceSpec) error {
 	if err := os.RemoveAll(dir); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	_ = os.Chmod(dir, 0o755)
+	if err := a.ownInstanceDir(dir); err != nil {
+		return err
+	}
 	// The three downloads (cold cache) run side by side.
 	arts := []struct {
 		what string
@@ -77,7 +81,16 @@ func (a *Agent) launch(ctx context.Context, s nodeapi.InstanceSpec) error {
 		}
 	} else {
 		plan.Console = filepath.Join(dir, "console.log")
-		if err := os.WriteFile(plan.Console, nil, 0o644); err != nil {
+		if err := os.WriteFile(plan.Console, nil, 0o600); err != nil {
+			return err
+		}
+	}
+	// qemu-img made the disks with the umask's mode.
+	for _, f := range []string{plan.Root, plan.Ephemeral} {
+		if f == "" {
+			continue
+		}
+		if err := os.Chmod(f, 0o600); err != nil {
 			return err
 		}
 	}
@@ -184,4 +197,30 @@ func isTransientFetch(err error) bool {
 	var se interface{ Timeout() bool }
 	return errors.As(err, &se) || strings.Contains(err.Error(), "connection refused") ||
 		strings.Contains(err.Error(), "connection reset") || strings.Contains(err.Error(), "EOF")
+}
+
+// qemuUser is the user libvirt's qemu driver runs guests as (Debian's
+// qemu.conf default).
+const qemuUser = "libvirt-qemu"
+
+// ownInstanceDir makes an instance directory 0700 and, on a qemu:// node,
+// qemu's: it reaches the disks libvirt labels for it, nobody else lists
+// them. Xen's device model runs as root and keeps root's.
+func (a *Agent) ownInstanceDir(dir string) error {
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return err
+	}
+	if !strings.HasPrefix(a.cfg.LibvirtURI, "qemu") {
+		return nil
+	}
+	u, err := user.Lookup(qemuUser)
+	if err != nil {
+		return nil // no such user: qemu runs as someone else (or root)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	if err := os.Chown(dir, uid, gid); err != nil {
+		return fmt.Errorf("give %s to %s: %w", dir, qemuUser, err)
+	}
+	return nil
 }

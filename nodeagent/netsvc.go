@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -103,6 +104,18 @@ type netServices struct {
 	bridge string
 	host   netip.Prefix // the bridge's address: server identifier, router
 	specs  func() []nodeapi.InstanceSpec
+
+	filterMu sync.Mutex
+	filter   *guestFilter
+}
+
+// syncFilter brings the bridge filter up to date with the instances.
+func (ns *netServices) syncFilter() {
+	ns.filterMu.Lock()
+	defer ns.filterMu.Unlock()
+	if err := ns.filter.sync(ns.specs()); err != nil {
+		ns.log.Error("instance bridge filter", "err", err)
+	}
 }
 
 func (ns *netServices) run(ctx context.Context) error {
@@ -113,6 +126,36 @@ func (ns *netServices) run(ctx context.Context) error {
 		return err
 	}
 	defer removeAddr()
+	// The metadata service answers by source address: the filter makes
+	// sure an instance's packets carry its own. Without it, no service.
+	nsfd, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("network namespace: %w", err)
+	}
+	defer unix.Close(nsfd)
+	if ns.filter, err = newGuestFilter(ns.bridge, nsfd); err != nil {
+		return fmt.Errorf("instance bridge filter (MAC and address of each instance's port): %w", err)
+	}
+	defer func() {
+		ns.filterMu.Lock()
+		defer ns.filterMu.Unlock()
+		if err := ns.filter.close(); err != nil {
+			ns.log.Warn("remove instance bridge filter", "err", err)
+		}
+	}()
+	ns.syncFilter()
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				ns.syncFilter()
+			}
+		}
+	}()
 
 	srv, err := server4.NewServer(ns.bridge, &net.UDPAddr{Port: dhcpv4.ServerPort}, ns.handleDHCP)
 	if err != nil {
@@ -182,6 +225,8 @@ func bindToDevice(dev string) func(network, address string, c syscall.RawConn) e
 }
 
 func (ns *netServices) handleDHCP(conn net.PacketConn, peer net.Addr, req *dhcpv4.DHCPv4) {
+	// An instance asking for its address gets its port's rules first.
+	ns.syncFilter()
 	specs := ns.specs()
 	resp := dhcpAnswer(req, ns.host, specs)
 	if resp == nil {

@@ -17,24 +17,31 @@ func (a *Agent) reconcile(ctx context.Context) {
 	if ctx.Err() != nil {
 		return
 	}
-	// The domain list is taken outside the lock: under Xen, libvirt
-	// answers only after a domain start in progress (tens of seconds
-	// under TCG), and heartbeats must not wait that long. A launch that
-	// finishes meanwhile may be missing from the list although its
-	// launching flag is already clear, so such a list is thrown away and
-	// taken again: no list ever misses a domain whose launch looks done.
-	a.mu.Lock()
-	gen := a.launchesDone
-	a.mu.Unlock()
-	doms, err := a.hv.owned(a.id.NodeID)
-	a.mu.Lock()
+	// libvirt is called without the lock (heartbeats, DHCP and metadata
+	// take it). A launch, stop or removal that finishes while the domain
+	// list is read bumps gen; then the list is read again, so no snapshot
+	// misses a domain whose launch looks done.
+	a.updateCapacity()
+	var doms map[string]domState
+	var err error
+	for try := 0; ; try++ {
+		a.mu.Lock()
+		gen := a.gen
+		a.mu.Unlock()
+		doms, err = a.hv.owned(a.id.NodeID)
+		a.mu.Lock()
+		if err != nil || a.gen == gen {
+			break
+		}
+		a.mu.Unlock()
+		if try == 3 {
+			a.kick() // busy: the next round takes it
+			return
+		}
+	}
 	defer a.mu.Unlock()
 	if err != nil {
 		a.hypervisorDown(err)
-		return
-	}
-	if a.launchesDone != gen {
-		a.kick()
 		return
 	}
 	if !a.hvDownSince.IsZero() {
@@ -79,23 +86,29 @@ func (a *Agent) reconcile(ctx context.Context) {
 		return
 	}
 	for id, in := range a.insts {
-		if want[id] || in.launching {
+		if want[id] || in.launching || in.busy {
 			continue
 		}
 		if _, ok := doms[id]; ok {
 			a.log.Info("removing an instance the controller no longer wants", "instance", id)
-			if err := a.hv.remove(id); err != nil {
-				a.log.Error("remove instance", "instance", id, "err", err)
-				continue
+		}
+		a.background(in, func() error {
+			if _, ok := doms[id]; ok {
+				if err := a.hv.remove(id); err != nil {
+					return fmt.Errorf("remove instance: %w", err)
+				}
 			}
-		}
-		if err := a.removeInstanceFiles(id); err != nil {
-			a.log.Error("remove instance disks", "instance", id, "err", err)
-			continue
-		}
-		delete(a.insts, id)
-		a.gone[id] = true
-		changed = true
+			return a.removeInstanceFiles(id)
+		}, func(err error) {
+			if err != nil {
+				a.log.Error("remove instance", "instance", id, "err", err)
+				return
+			}
+			if a.insts[id] == in {
+				delete(a.insts, id)
+				a.gone[id] = true
+			}
+		})
 	}
 	// Leftovers of launches killed before their domain was defined, and
 	// failure records of instances the controller has let go.
@@ -156,14 +169,17 @@ func (a *Agent) hypervisorDown(err error) {
 func (a *Agent) apply(ctx context.Context, s nodeapi.InstanceSpec, in *inst, doms map[string]domState) {
 	id := s.InstanceID
 	d, exists := doms[id]
+	if in.busy {
+		return // a start, reboot or removal is under way
+	}
 	if reason, err := os.ReadFile(a.failedPath(id)); err == nil {
 		// Failed here before: stays terminated (and cleaned) until the
 		// controller lets it go.
-		if exists {
-			_ = a.hv.remove(id)
-		}
-		_ = a.removeInstanceFiles(id)
 		in.state, in.reason = nodeapi.StateTerminated, string(reason)
+		if exists {
+			a.background(in, func() error { return a.hv.remove(id) }, func(error) {})
+		}
+		os.RemoveAll(a.instDir(id))
 		return
 	}
 	if s.Desired != nodeapi.StateRunning {
@@ -186,12 +202,14 @@ func (a *Agent) apply(ctx context.Context, s nodeapi.InstanceSpec, in *inst, dom
 			if s.RebootSerial > d.tag.RebootSerial {
 				tag := d.tag
 				tag.RebootSerial = s.RebootSerial
-				if err := a.hv.reboot(id, tag); err != nil {
-					a.log.Error("reboot", "instance", id, "err", err)
-				} else {
-					a.log.Info("rebooted", "instance", id, "serial", s.RebootSerial)
-					in.rebootSerial = s.RebootSerial
-				}
+				a.background(in, func() error { return a.hv.reboot(id, tag) }, func(err error) {
+					if err != nil {
+						a.log.Error("reboot", "instance", id, "err", err)
+						return
+					}
+					a.log.Info("rebooted", "instance", id, "serial", tag.RebootSerial)
+					in.rebootSerial = tag.RebootSerial
+				})
 			}
 		case in.stopping:
 			in.state = nodeapi.StateStopping
@@ -210,12 +228,14 @@ func (a *Agent) apply(ctx context.Context, s nodeapi.InstanceSpec, in *inst, dom
 				return
 			}
 			in.attempts++
-			if err := a.hv.start(id); err != nil {
-				a.launchFailed(id, in, fmt.Errorf("start domain: %w", err))
-				return
-			}
-			a.log.Info("domain started", "instance", id)
-			in.state, in.reason, in.seenRunning, in.attempts = nodeapi.StateRunning, "", true, 0
+			a.background(in, func() error { return a.hv.start(id) }, func(err error) {
+				if err != nil {
+					a.launchFailed(id, in, fmt.Errorf("start domain: %w", err))
+					return
+				}
+				a.log.Info("domain started", "instance", id)
+				in.state, in.reason, in.seenRunning, in.attempts = nodeapi.StateRunning, "", true, 0
+			})
 		}
 	case nodeapi.StateStopped:
 		switch {
@@ -233,6 +253,7 @@ func (a *Agent) apply(ctx context.Context, s nodeapi.InstanceSpec, in *inst, dom
 				err := a.hv.stop(id, a.cfg.StopTimeout)
 				a.mu.Lock()
 				in.stopping, in.seenRunning = false, false
+				a.gen++
 				a.mu.Unlock()
 				if err != nil {
 					a.log.Error("stop", "instance", id, "err", err)
@@ -268,6 +289,7 @@ func (a *Agent) apply(ctx context.Context, s nodeapi.InstanceSpec, in *inst, dom
 				}
 				a.mu.Lock()
 				in.removing = false
+				a.gen++
 				a.mu.Unlock()
 				a.kick()
 			}()
@@ -298,7 +320,7 @@ func (a *Agent) startLaunch(ctx context.Context, s nodeapi.InstanceSpec, in *ins
 		err := a.launch(lctx, s)
 		a.mu.Lock()
 		in.launching = false
-		a.launchesDone++
+		a.gen++
 		switch {
 		case err == nil:
 			a.log.Info("instance running", "instance", s.InstanceID, "took", time.Since(start).Round(time.Millisecond))
@@ -342,10 +364,30 @@ func (a *Agent) launchFailed(id string, in *inst, err error) {
 func (a *Agent) fail(id string, in *inst, err error) {
 	reason := "Server.InternalError: " + err.Error()
 	a.log.Error("launch failed", "instance", id, "err", err)
-	_ = a.hv.remove(id)
-	_ = a.removeInstanceFiles(id)
-	if werr := os.WriteFile(a.failedPath(id), []byte(reason), 0o644); werr != nil {
+	// The domain (if any) goes in the background: a.mu is held.
+	a.background(in, func() error { return a.hv.remove(id) }, func(error) {})
+	os.RemoveAll(a.instDir(id))
+	if werr := os.WriteFile(a.failedPath(id), []byte(reason), 0o600); werr != nil {
 		a.log.Error("record failure", "instance", id, "err", werr)
 	}
 	in.state, in.reason = nodeapi.StateTerminated, reason
+}
+
+// background runs fn, libvirt work for one instance, without a.mu, marking
+// the instance busy meanwhile; then runs done(err) with a.mu held and
+// kicks reconcile. Called with a.mu held.
+func (a *Agent) background(in *inst, fn func() error, done func(error)) {
+	in.busy = true
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		err := fn()
+		a.mu.Lock()
+		in.busy = false
+		a.gen++
+		done(err)
+		a.mu.Unlock()
+		a.kick()
+		a.kickHeartbeat()
+	}()
 }

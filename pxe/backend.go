@@ -9,6 +9,7 @@ import (
 
 	"ironbark/pxe/bootapi"
 	"ironbark/pxe/dhcp"
+	"ironbark/pxe/leases"
 )
 
 // DHCPBackend is the hosts table and discovery seen from the DHCP server:
@@ -18,14 +19,35 @@ import (
 type DHCPBackend struct {
 	Hosts     *Hosts
 	Discovery *Discovery
-	Leases    *dhcp.LeaseStore
+	Leases    *leases.Store
 	BaseURL   string // HTTP boot server, for iPXE clients
 	Log       *slog.Logger
 }
 
 // Assign implements dhcp.Backend.
 func (b *DHCPBackend) Assign(ctx context.Context, c dhcp.ClientInfo) (*dhcp.Binding, error) {
-	h, isNew, err := b.Discovery.Discover(ctx, c.MAC.String())
+	// A new host is created with its address, or not at all: the lease is
+	// pinned first and given back if discovery refuses the MAC after all.
+	pinned := false
+	h, isNew, err := b.Discovery.Discover(ctx, c.MAC.String(), func(ctx context.Context) (string, error) {
+		l, err := b.Leases.Pin(ctx, c.MAC, "")
+		if err != nil {
+			return "", err
+		}
+		pinned = true
+		return l.IP.String(), nil
+	})
+	if err != nil && pinned {
+		if ferr := b.Leases.Forget(ctx, c.MAC); ferr != nil {
+			b.Log.Error("give back the address of a refused MAC", "mac", c.MAC, "err", ferr)
+		}
+	}
+	if errors.Is(err, ErrRefused) {
+		// Counted in the session, which `discover` reports; the DHCP
+		// server logs the ignored MAC once.
+		b.Log.Debug("discovery refused a MAC", "mac", c.MAC, "why", err)
+		return nil, dhcp.ErrIgnore
+	}
 	if errors.Is(err, ErrHostNotFound) {
 		return nil, dhcp.ErrIgnore
 	}

@@ -6,9 +6,9 @@ import (
 	"os"
 	"path/filepath"
 
-	"ironbark/images"
 	"ironbark/images/blobstore"
 	"ironbark/images/initramfs"
+	"ironbark/internal/datadir"
 )
 
 // BuildInstallerInitramfs writes the installer initramfs: the static
@@ -21,8 +21,9 @@ func BuildInstallerInitramfs(w io.Writer, installerBin, modulesDir string) error
 			initramfs.Dir("proc", 0o555), initramfs.Dir("sys", 0o555), initramfs.Dir("dev", 0o755),
 			initramfs.Dir("tmp", 0o1777),
 		},
-		// virtio PCI, network and block, with their dependencies.
-		Modules:     []string{"virtio_pci", "virtio_net", "virtio_blk"},
+		// virtio PCI, network and block, with their dependencies; the CD
+		// drive and ISO 9660, where the frontend installer finds its medium.
+		Modules:     []string{"virtio_pci", "virtio_net", "virtio_blk", "ata_piix", "sr_mod", "isofs", "vfat", "nls_cp437", "nls_utf8"},
 		ModulesDir:  modulesDir,
 		Compression: initramfs.Gzip,
 	})
@@ -36,23 +37,25 @@ func BuildInstallerInitramfs(w io.Writer, installerBin, modulesDir string) error
 type Layout struct{ DataDir string }
 
 // BootDir holds vmlinuz and installer.img for the installer.
-func (l Layout) BootDir() string { return filepath.Join(l.DataDir, "pxe", "boot") }
+func (l Layout) BootDir() string { return datadir.Dir(l.DataDir).PXEBoot() }
 
 // Blobs opens the frontend's content-addressed image store, which holds
 // the appliance images.
-func (l Layout) Blobs() (*blobstore.Store, error) { return blobstore.Open(images.StoreDir(l.DataDir)) }
+func (l Layout) Blobs() (*blobstore.Store, error) {
+	return blobstore.Open(datadir.Dir(l.DataDir).Images())
+}
 
 // InstallBootFiles copies the installer kernel and writes the installer
 // initramfs into the data directory.
 func (l Layout) InstallBootFiles(kernel, installerBin, modulesDir string) error {
-	if err := os.MkdirAll(l.BootDir(), 0o755); err != nil {
+	if err := os.MkdirAll(l.BootDir(), 0o700); err != nil { // in the private data dir
 		return err
 	}
 	if err := copyFile(kernel, filepath.Join(l.BootDir(), "vmlinuz")); err != nil {
 		return err
 	}
 	tmp := filepath.Join(l.BootDir(), ".installer.img.tmp")
-	f, err := os.Create(tmp)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}
@@ -73,7 +76,7 @@ func copyFile(src, dst string) error {
 	}
 	defer in.Close()
 	tmp := dst + ".tmp"
-	out, err := os.Create(tmp)
+	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"ironbark/internal/retry"
 	"ironbark/internal/store"
 )
 
@@ -23,7 +24,21 @@ type Session struct {
 	Hostname  string // machine the discover process runs on
 	Started   time.Time
 	Heartbeat time.Time
+	// Max is how many new hosts the session admits; Admitted how many it
+	// did, Refused how many MACs it turned away (LastRefused says the
+	// last one and why).
+	Max, Admitted, Refused int
+	LastRefused            string
 }
+
+// DefaultMaxHosts is a discovery session's cap when none is given: a few
+// racks' worth, far below a /24 pool, so a flood of fake MACs cannot take
+// every address.
+const DefaultMaxHosts = 64
+
+// ErrRefused is returned for an unknown MAC that the live session does not
+// admit (its cap is reached or no address is left).
+var ErrRefused = errors.New("discovery refused the MAC")
 
 // ErrDiscoveryActive is returned when a second discovery session is
 // started while one is alive.
@@ -65,17 +80,22 @@ func (d *Discovery) stale(s Session) bool {
 func scanSession(row *sql.Row) (Session, error) {
 	var s Session
 	var started, beat int64
-	err := row.Scan(&s.Appliance, &s.Cluster, &s.Rack, &s.PID, &s.Hostname, &started, &beat)
+	err := row.Scan(&s.Appliance, &s.Cluster, &s.Rack, &s.PID, &s.Hostname, &started, &beat,
+		&s.Max, &s.Admitted, &s.Refused, &s.LastRefused)
 	s.Started, s.Heartbeat = time.Unix(started, 0), time.Unix(beat, 0)
 	return s, err
 }
 
-const sessionCols = `appliance, cluster, rack, pid, hostname, started_at, heartbeat_at`
+const sessionCols = `appliance, cluster, rack, pid, hostname, started_at, heartbeat_at, max_hosts, admitted, refused, last_refused`
 
-// Start begins a session for appliance/cluster/rack owned by this process.
+// Start begins a session for appliance/cluster/rack owned by this process
+// that admits at most max new hosts (DefaultMaxHosts when max <= 0).
 // It is refused with ErrDiscoveryActive while another live session exists;
 // a session whose process died or stopped beating is replaced.
-func (d *Discovery) Start(ctx context.Context, appliance, cluster string, rack int) (Session, error) {
+func (d *Discovery) Start(ctx context.Context, appliance, cluster string, rack, max int) (Session, error) {
+	if max <= 0 {
+		max = DefaultMaxHosts
+	}
 	if err := ValidAppliance(appliance); err != nil {
 		return Session{}, err
 	}
@@ -88,7 +108,7 @@ func (d *Discovery) Start(ctx context.Context, appliance, cluster string, rack i
 	host, _ := os.Hostname()
 	now := d.now()
 	s := Session{Appliance: appliance, Cluster: cluster, Rack: rack, PID: os.Getpid(), Hostname: host,
-		Started: now, Heartbeat: now}
+		Started: now, Heartbeat: now, Max: max}
 	err := d.db.InTx(ctx, func(tx *store.Tx) error {
 		old, err := scanSession(tx.QueryRow(ctx, `SELECT `+sessionCols+` FROM pxe_discovery WHERE id = 1`))
 		switch {
@@ -104,8 +124,8 @@ func (d *Discovery) Start(ctx context.Context, appliance, cluster string, rack i
 				return fmt.Errorf("remove stale discovery session: %w", err)
 			}
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO pxe_discovery (id, `+sessionCols+`) VALUES (1, ?, ?, ?, ?, ?, ?, ?)`,
-			s.Appliance, s.Cluster, s.Rack, s.PID, s.Hostname, now.Unix(), now.Unix())
+		_, err = tx.Exec(ctx, `INSERT INTO pxe_discovery (id, `+sessionCols+`) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, '')`,
+			s.Appliance, s.Cluster, s.Rack, s.PID, s.Hostname, now.Unix(), now.Unix(), s.Max)
 		if store.IsUniqueViolation(err) {
 			return fmt.Errorf("%w (started concurrently)", ErrDiscoveryActive)
 		}
@@ -156,37 +176,85 @@ func (d *Discovery) Active(ctx context.Context) (Session, bool, error) {
 }
 
 // Discover returns the host for mac. A known MAC keeps its host whatever
-// happens to discovery; an unknown one becomes the next host of the live
-// session's appliance and rack (isNew); with no live session it is
-// ErrHostNotFound and the caller ignores the MAC.
-func (d *Discovery) Discover(ctx context.Context, mac string) (h Host, isNew bool, err error) {
+// happens to discovery. An unknown one becomes the next host of the live
+// session's appliance and rack (isNew) only if the session admits it: below
+// its cap, and with an address from assign (called with the MAC; the host
+// is created with that address, so no host exists without one). Otherwise
+// the MAC is refused (ErrRefused, counted in the session) and nothing is
+// kept. With no live session, or no assign (the HTTP boot server: only DHCP
+// admits), it is ErrHostNotFound and the caller ignores the MAC.
+func (d *Discovery) Discover(ctx context.Context, mac string, assign func(ctx context.Context) (string, error)) (h Host, isNew bool, err error) {
 	m, err := CanonicalMAC(mac)
 	if err != nil {
 		return Host{}, false, err
 	}
-	for attempt := 0; attempt < 5; attempt++ {
-		h, err = d.hosts.ByMAC(ctx, m)
-		if err == nil || !errors.Is(err, ErrHostNotFound) {
-			return h, false, err
-		}
-		s, ok, err := d.Active(ctx)
-		if err != nil {
-			return Host{}, false, err
-		}
-		if !ok {
-			return Host{}, false, fmt.Errorf("MAC %s with no discovery session: %w", m, ErrHostNotFound)
-		}
-		h, err = d.hosts.Add(ctx, AddHost{MAC: m, Appliance: s.Appliance, Rack: s.Rack, Rank: -1,
-			Cluster: s.Cluster, Boot: BootInstall})
-		if err == nil {
-			return h, true, nil
-		}
-		if !errors.Is(err, ErrHostExists) {
-			return Host{}, false, err
-		}
-		// Raced with another request for the same MAC or rank: look again.
+	// A race with another request for the same MAC or rank (ErrHostExists)
+	// is looked at again.
+	err = retry.Do(ctx, retry.Policy{Attempts: 5, Retryable: func(err error) bool { return errors.Is(err, ErrHostExists) }},
+		func(int) error {
+			var err error
+			h, isNew, err = d.discoverOnce(ctx, m, assign)
+			return err
+		})
+	if errors.Is(err, ErrHostExists) {
+		return Host{}, false, fmt.Errorf("discover %s: kept racing with other inserts: %w", m, err)
 	}
-	return Host{}, false, fmt.Errorf("discover %s: kept racing with other inserts", m)
+	return h, isNew, err
+}
+
+// discoverOnce is one try of Discover; ErrHostExists means it raced.
+func (d *Discovery) discoverOnce(ctx context.Context, m string, assign func(ctx context.Context) (string, error)) (Host, bool, error) {
+	h, err := d.hosts.ByMAC(ctx, m)
+	if err == nil || !errors.Is(err, ErrHostNotFound) {
+		return h, false, err
+	}
+	if assign == nil {
+		return Host{}, false, fmt.Errorf("MAC %s: %w", m, ErrHostNotFound)
+	}
+	s, ok, err := d.Active(ctx)
+	if err != nil {
+		return Host{}, false, err
+	}
+	if !ok {
+		return Host{}, false, fmt.Errorf("MAC %s with no discovery session: %w", m, ErrHostNotFound)
+	}
+	if s.Admitted >= s.Max {
+		return Host{}, false, d.refuse(ctx, m, fmt.Sprintf("the session's cap of %d hosts is reached (discover --max)", s.Max))
+	}
+	ip, err := assign(ctx)
+	if err != nil {
+		return Host{}, false, d.refuse(ctx, m, "no address: "+err.Error())
+	}
+	err = d.db.InTx(ctx, func(tx *store.Tx) error {
+		// The cap is checked again where it is counted: concurrent
+		// MACs cannot overshoot it.
+		res, err := tx.Exec(ctx, `UPDATE pxe_discovery SET admitted = admitted + 1 WHERE id = 1 AND admitted < max_hosts`)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("%w: the session's cap is reached or it ended", ErrRefused)
+		}
+		h, err = d.hosts.add(ctx, tx, AddHost{MAC: m, IP: ip, Appliance: s.Appliance, Rack: s.Rack, Rank: -1,
+			Cluster: s.Cluster, Boot: BootInstall})
+		return err
+	})
+	if err == nil {
+		return h, true, nil
+	}
+	if errors.Is(err, ErrRefused) {
+		return Host{}, false, d.refuse(ctx, m, err.Error())
+	}
+	return Host{}, false, err
+}
+
+// refuse counts a refused MAC in the live session and returns ErrRefused
+// with why.
+func (d *Discovery) refuse(ctx context.Context, mac, why string) error {
+	if _, err := d.db.Exec(ctx, `UPDATE pxe_discovery SET refused = refused + 1, last_refused = ? WHERE id = 1`, mac+": "+why); err != nil {
+		return fmt.Errorf("record refused MAC %s: %w", mac, err)
+	}
+	return fmt.Errorf("MAC %s: %w: %s", mac, ErrRefused, why)
 }
 
 // Since lists the hosts of the session's appliance created since it began,

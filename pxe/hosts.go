@@ -70,13 +70,13 @@ var (
 	ErrHostExists   = errors.New("host already exists")
 )
 
-var applianceRE = regexp.MustCompile(`^[a-z][a-z0-9]{0,30}$`)
+var applianceRE = regexp.MustCompile(`^[a-z][a-z0-9]*(-[a-z0-9]+)*$`)
 
 // ValidAppliance reports whether s can be an appliance name (and so the
 // first part of a host name).
 func ValidAppliance(s string) error {
-	if !applianceRE.MatchString(s) {
-		return fmt.Errorf("appliance %q: want lower-case letters and digits, starting with a letter", s)
+	if !applianceRE.MatchString(s) || len(s) > 31 {
+		return fmt.Errorf("appliance %q: want up to 31 lower-case letters, digits and inner dashes (compute-kvm), starting with a letter", s)
 	}
 	return nil
 }

@@ -3,7 +3,9 @@ package pxe
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,15 +18,17 @@ func TestDiscoveryNamesHosts(t *testing.T) {
 		ctx := context.Background()
 		hosts := NewHosts(db)
 		d := NewDiscovery(db, hosts)
-		if _, _, err := d.Discover(ctx, "52:54:00:00:00:01"); !errors.Is(err, ErrHostNotFound) {
+		next := 10
+		assign := func(context.Context) (string, error) { next++; return fmt.Sprintf("10.1.0.%d", next), nil }
+		if _, _, err := d.Discover(ctx, "52:54:00:00:00:01", assign); !errors.Is(err, ErrHostNotFound) {
 			t.Fatalf("unknown MAC with discovery off: %v, want ErrHostNotFound", err)
 		}
-		s, err := d.Start(ctx, "compute", "c1", 2)
+		s, err := d.Start(ctx, "compute", "c1", 2, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for i, mac := range []string{"52:54:00:00:00:01", "52-54-00-00-00-02", "52:54:00:00:00:01"} {
-			h, isNew, err := d.Discover(ctx, mac)
+			h, isNew, err := d.Discover(ctx, mac, assign)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -33,7 +37,7 @@ func TestDiscoveryNamesHosts(t *testing.T) {
 				t.Fatalf("discover %s: %+v new=%v, want %s new=%v", mac, h, isNew, wantName, i < 2)
 			}
 		}
-		if _, err := d.Start(ctx, "compute", "c1", 0); !errors.Is(err, ErrDiscoveryActive) {
+		if _, err := d.Start(ctx, "compute", "c1", 0, 0); !errors.Is(err, ErrDiscoveryActive) {
 			t.Fatalf("second session: %v, want ErrDiscoveryActive", err)
 		}
 		if err := d.Beat(ctx, s); err != nil {
@@ -48,7 +52,7 @@ func TestDiscoveryNamesHosts(t *testing.T) {
 		if _, ok, _ := d.Active(ctx); ok {
 			t.Fatal("session of a dead process is still active")
 		}
-		s2, err := d.Start(ctx, "compute", "c1", 0)
+		s2, err := d.Start(ctx, "compute", "c1", 0, 0)
 		if err != nil {
 			t.Fatalf("replace stale session: %v", err)
 		}
@@ -59,14 +63,14 @@ func TestDiscoveryNamesHosts(t *testing.T) {
 			t.Fatal("session without heartbeat is still active")
 		}
 		d.now = time.Now
-		h, _, err := d.Discover(ctx, "52:54:00:00:00:03")
+		h, _, err := d.Discover(ctx, "52:54:00:00:00:03", assign)
 		if err != nil || h.Name != "compute-0-0" {
 			t.Fatalf("rack 0: %+v %v", h, err)
 		}
 		if err := d.Stop(ctx, s2); err != nil {
 			t.Fatal(err)
 		}
-		if _, _, err := d.Discover(ctx, "52:54:00:00:00:04"); !errors.Is(err, ErrHostNotFound) {
+		if _, _, err := d.Discover(ctx, "52:54:00:00:00:04", assign); !errors.Is(err, ErrHostNotFound) {
 			t.Fatalf("after stop: %v", err)
 		}
 	})
@@ -162,3 +166,59 @@ func TestInstallReports(t *testing.T) {
 }
 
 func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+
+// TestDiscoveryCap: a session admits --max hosts, each with an address, and
+// counts the MACs it refused; a refused MAC leaves nothing behind.
+func TestDiscoveryCap(t *testing.T) {
+	storetest.Each(t, Migrations(), func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		hosts := NewHosts(db)
+		d := NewDiscovery(db, hosts)
+		if _, err := d.Start(ctx, "compute", "c1", 0, 3); err != nil {
+			t.Fatal(err)
+		}
+		next := 0
+		assign := func(context.Context) (string, error) {
+			next++
+			if next > 4 {
+				return "", errors.New("pool exhausted")
+			}
+			return fmt.Sprintf("10.1.0.%d", next), nil
+		}
+		for i := range 10 {
+			_, _, err := d.Discover(ctx, fmt.Sprintf("52:54:00:00:01:%02x", i), assign)
+			if (i < 3) != (err == nil) || (i >= 3 && !errors.Is(err, ErrRefused)) {
+				t.Fatalf("MAC %d: %v", i, err)
+			}
+		}
+		hs, _ := hosts.List(ctx)
+		if len(hs) != 3 {
+			t.Fatalf("%d hosts, want the cap of 3", len(hs))
+		}
+		for _, h := range hs {
+			if h.IP == "" {
+				t.Fatalf("host %s without an address", h.Name)
+			}
+		}
+		s, _, _ := d.Active(ctx)
+		if s.Admitted != 3 || s.Refused != 7 || !strings.Contains(s.LastRefused, "cap of 3") {
+			t.Fatalf("session %+v, want 3 admitted, 7 refused", s)
+		}
+		// No address: refused, no host.
+		d2 := NewDiscovery(db, hosts)
+		_ = d.Stop(ctx, s)
+		if _, err := d2.Start(ctx, "compute", "c1", 1, 0); err != nil {
+			t.Fatal(err)
+		}
+		next = 4 // the pool is used up
+		if _, _, err := d2.Discover(ctx, "52:54:00:00:02:01", assign); !errors.Is(err, ErrRefused) {
+			t.Fatalf("no address left: %v, want ErrRefused", err)
+		}
+		if s, _, _ := d2.Active(ctx); s.Refused != 1 || !strings.Contains(s.LastRefused, "pool exhausted") {
+			t.Fatalf("session %+v", s)
+		}
+		if _, err := hosts.ByMAC(ctx, "52:54:00:00:02:01"); !errors.Is(err, ErrHostNotFound) {
+			t.Fatalf("refused MAC became a host: %v", err)
+		}
+	})
+}

@@ -7,20 +7,32 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"ironbark/controller/cluster"
 	"ironbark/images/blobstore"
 	"ironbark/pxe/bootapi"
 )
 
 // IdentityIssuer gives an installed node what it needs to join the cloud:
-// the controller URL and an enrollment token for its cluster.
+// the controller URL and an enrollment token for its cluster, one per
+// install attempt (h.InstallAttempt), and revokes it when the attempt ends
+// without one.
 type IdentityIssuer interface {
+	// Identity fails with an error matching ErrIdentityIssued when the
+	// attempt already got its identity.
 	Identity(ctx context.Context, h Host) (bootapi.Identity, error)
+	Revoke(ctx context.Context, h Host) error
 }
+
+// ErrIdentityIssued is returned when an install attempt asks for its
+// identity (its one-time token) a second time.
+var ErrIdentityIssued = cluster.ErrTokenIssued
 
 // StaticIdentity issues identities with a fixed controller URL and no
 // token (for frontends whose controller issues tokens at enrollment).
@@ -31,6 +43,9 @@ func (s StaticIdentity) Identity(_ context.Context, h Host) (bootapi.Identity, e
 	return bootapi.Identity{Hostname: h.Name, Cluster: h.Cluster, Appliance: h.Appliance,
 		ControllerURL: s.ControllerURL}, nil
 }
+
+// Revoke implements IdentityIssuer: there is nothing to revoke.
+func (StaticIdentity) Revoke(context.Context, Host) error { return nil }
 
 // HTTPBoot is the HTTP half of PXE: iPXE scripts, installer kernel and
 // initramfs, install profiles, images and progress reports.
@@ -58,6 +73,17 @@ func (b *HTTPBoot) Handler() http.Handler {
 	return mux
 }
 
+func remoteIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		return a.Unmap().String()
+	}
+	return host
+}
+
 func writeScript(w http.ResponseWriter, s string) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
@@ -81,7 +107,9 @@ func (b *HTTPBoot) script(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	h, isNew, err := b.Discovery.Discover(ctx, mac)
+	// Only DHCP admits new hosts (with an address): a script request for
+	// an unknown MAC creates nothing.
+	h, isNew, err := b.Discovery.Discover(ctx, mac, nil)
 	if errors.Is(err, ErrHostNotFound) {
 		writeScript(w, UnknownScript(b.Script, mac))
 		return
@@ -96,6 +124,12 @@ func (b *HTTPBoot) script(w http.ResponseWriter, r *http.Request) {
 	}
 	attempt := ""
 	if h.Boot == BootInstall {
+		// A new attempt: the previous one's token can no longer enroll.
+		if err := b.Identity.Revoke(ctx, h); err != nil {
+			b.Log.Error("revoke enrollment token", "host", h.Name, "err", err)
+			http.Error(w, "start install: internal error", http.StatusInternalServerError)
+			return
+		}
 		attempt = newAttempt()
 		if err := b.Hosts.StartInstall(ctx, h.Name, attempt); err != nil {
 			b.Log.Error("start install", "host", h.Name, "err", err)
@@ -138,11 +172,23 @@ func (b *HTTPBoot) profile(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "profile: internal error", http.StatusInternalServerError)
 		return
 	}
-	if a := r.URL.Query().Get("attempt"); a == "" || a != h.InstallAttempt {
+	if a := r.URL.Query().Get("attempt"); a == "" || a != h.InstallAttempt || h.Boot != BootInstall {
 		http.Error(w, "install attempt "+a+" is not the current one", http.StatusConflict)
 		return
 	}
+	// The profile carries the node's one-time token: only the host's own
+	// address (its DHCP lease) gets it.
+	if h.IP != "" && remoteIP(r) != h.IP {
+		b.Log.Warn("profile refused: request not from the host's address", "host", h.Name, "ip", h.IP, "remote", r.RemoteAddr)
+		http.Error(w, "profile of "+h.Name+" is served to "+h.IP+" only", http.StatusForbidden)
+		return
+	}
 	p, err := b.buildProfile(ctx, h)
+	if errors.Is(err, ErrIdentityIssued) {
+		b.Log.Warn("profile refused: the attempt's token was already issued", "host", h.Name, "attempt", h.InstallAttempt, "remote", r.RemoteAddr)
+		http.Error(w, "the profile of this install attempt was already issued; boot the host again for a new attempt", http.StatusConflict)
+		return
+	}
 	if err != nil {
 		b.Log.Error("profile", "host", h.Name, "err", err)
 		http.Error(w, "profile: "+err.Error(), http.StatusInternalServerError)
@@ -161,10 +207,6 @@ func (b *HTTPBoot) buildProfile(ctx context.Context, h Host) (bootapi.Profile, e
 	if err != nil {
 		return bootapi.Profile{}, err
 	}
-	idJSON, err := json.MarshalIndent(id, "", "  ")
-	if err != nil {
-		return bootapi.Profile{}, err
-	}
 	return bootapi.Profile{
 		Hostname: h.Name,
 		Attempt:  h.InstallAttempt,
@@ -173,7 +215,7 @@ func (b *HTTPBoot) buildProfile(ctx context.Context, h Host) (bootapi.Profile, e
 		Identity: id,
 		Files: []bootapi.File{
 			{Path: "ironbark/hostname", Mode: 0o644, Content: h.Name + "\n"},
-			{Path: "ironbark/node.json", Mode: 0o600, Content: string(idJSON) + "\n"},
+			{Path: "ironbark/node.json", Mode: 0o600, Content: string(id.Marshal())},
 		},
 	}, nil
 }
@@ -203,6 +245,10 @@ func (b *HTTPBoot) progress(w http.ResponseWriter, r *http.Request) {
 		b.Log.Info("install done; boot action now os", "host", name, "attempt", p.Attempt)
 	case bootapi.StateFailed:
 		b.Log.Warn("install failed; boot action stays install", "host", name, "attempt", p.Attempt, "err", p.Error)
+		// The failed attempt's token dies with it.
+		if err := b.Identity.Revoke(r.Context(), Host{Name: name}); err != nil {
+			b.Log.Error("revoke enrollment token", "host", name, "err", err)
+		}
 	default:
 		b.Log.Debug("install progress", "host", name, "percent", p.Percent, "step", p.Step)
 	}

@@ -26,6 +26,7 @@ import (
 	"ironbark/internal/store/storetest"
 	"ironbark/pxe/bootapi"
 	"ironbark/pxe/dhcp"
+	"ironbark/pxe/leases"
 )
 
 // fatImage writes a whole-disk image with one FAT32 partition, like an
@@ -99,6 +100,25 @@ func newBootEnv(t *testing.T, db *store.DB, wrap func(http.Handler) http.Handler
 	return e
 }
 
+// dhcp runs the MAC's DHCP exchange through the backend, as the DHCP
+// server would (a loopback pool, so the installer can talk from it).
+func (e *bootEnv) dhcp(t *testing.T, db *store.DB, mac string) *dhcp.Binding {
+	t.Helper()
+	ctx := context.Background()
+	pool, _ := dhcp.PoolFor(mustPrefix("127.1.0.0/24"))
+	ls, err := leases.New(ctx, db, leases.Config{Pool: pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &DHCPBackend{Hosts: e.hosts, Discovery: e.disc, Leases: ls, BaseURL: e.srv.URL, Log: slog.New(slog.DiscardHandler)}
+	hw, _ := net.ParseMAC(mac)
+	bind, err := b.Assign(ctx, dhcp.ClientInfo{MAC: hw, PXE: true, IsIPXE: true})
+	if err != nil {
+		t.Fatalf("dhcp for %s: %v", mac, err)
+	}
+	return bind
+}
+
 var attemptRE = regexp.MustCompile(`ironbark\.attempt=([0-9a-f]+)`)
 
 // bootScript fetches a MAC's iPXE script as iPXE would.
@@ -123,9 +143,15 @@ func (e *bootEnv) installer(t *testing.T, script string) *installer.Installer {
 		t.Fatalf("no attempt in script:\n%s", script)
 	}
 	host := regexp.MustCompile(`ironbark\.host=(\S+)`).FindStringSubmatch(script)[1]
+	// The installer talks from the host's own address, as on the wire
+	// (the pools of these tests are on loopback).
+	client := &http.Client{Timeout: 30 * time.Second}
+	if h, err := e.hosts.Get(context.Background(), host); err == nil && h.IP != "" {
+		client.Transport = &http.Transport{DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(h.IP)}}).DialContext}
+	}
 	return &installer.Installer{
 		Config:   installer.Config{URL: e.srv.URL, Host: host, Attempt: m[1], Mode: "install"},
-		Client:   &http.Client{Timeout: 30 * time.Second},
+		Client:   client,
 		Log:      slog.New(slog.DiscardHandler),
 		RetryFor: 20 * time.Second,
 	}
@@ -178,9 +204,14 @@ func TestInstallOverHTTP(t *testing.T) {
 		if _, err := e.hosts.ByMAC(ctx, mac); !errors.Is(err, ErrHostNotFound) {
 			t.Fatalf("unknown MAC was recorded: %v", err)
 		}
-		if _, err := e.disc.Start(ctx, "compute", "c1", 0); err != nil {
+		if _, err := e.disc.Start(ctx, "compute", "c1", 0, 0); err != nil {
 			t.Fatal(err)
 		}
+		// The script alone admits nothing: DHCP does, with an address.
+		if s := e.bootScript(t, mac); !strings.Contains(s, "not a known host") {
+			t.Fatalf("unknown MAC without DHCP got:\n%s", s)
+		}
+		e.dhcp(t, db, mac)
 		script := e.bootScript(t, mac)
 		in := e.installer(t, script)
 		if in.Config.Host != "compute-0-0" {
@@ -342,17 +373,17 @@ func TestNodeVanishesMidInstall(t *testing.T) {
 	storetest.Each(t, Migrations(), func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		e := newBootEnv(t, db, nil)
-		pool, _ := dhcp.PoolFor(mustPrefix("10.1.0.0/24"))
-		leases, err := dhcp.NewLeaseStore(ctx, db, dhcp.LeaseStoreConfig{Pool: pool})
+		pool, _ := dhcp.PoolFor(mustPrefix("127.1.0.0/24"))
+		ls, err := leases.New(ctx, db, leases.Config{Pool: pool})
 		if err != nil {
 			t.Fatal(err)
 		}
-		b := &DHCPBackend{Hosts: e.hosts, Discovery: e.disc, Leases: leases, BaseURL: e.srv.URL, Log: slog.New(slog.DiscardHandler)}
+		b := &DHCPBackend{Hosts: e.hosts, Discovery: e.disc, Leases: ls, BaseURL: e.srv.URL, Log: slog.New(slog.DiscardHandler)}
 		mac, _ := net.ParseMAC("52:54:00:00:10:04")
 		if _, err := b.Assign(ctx, dhcp.ClientInfo{MAC: mac, PXE: true}); !errors.Is(err, dhcp.ErrIgnore) {
 			t.Fatalf("unknown MAC, discovery off: %v, want ErrIgnore", err)
 		}
-		if _, err := e.disc.Start(ctx, "compute", "c1", 0); err != nil {
+		if _, err := e.disc.Start(ctx, "compute", "c1", 0, 0); err != nil {
 			t.Fatal(err)
 		}
 		first, err := b.Assign(ctx, dhcp.ClientInfo{MAC: mac, PXE: true, IsIPXE: true})

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"ironbark/images/blobstore"
@@ -68,5 +69,27 @@ func (b *BlobImages) Image(ctx context.Context, appliance string) (blobstore.Dig
 	return blobstore.Digest(d), size, nil
 }
 
-// Handler implements ApplianceImages.
-func (b *BlobImages) Handler() http.Handler { return b.Blobs.Handler() }
+// Handler implements ApplianceImages. The blob store also holds tenants'
+// images: only blobs that some appliance installs are served here, every
+// other digest is 404 as if it did not exist.
+func (b *BlobImages) Handler() http.Handler {
+	blobs := b.Blobs.Handler()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hex, ok := strings.CutPrefix(r.URL.Path, "/sha256/")
+		if !ok || strings.Contains(hex, "/") {
+			http.NotFound(w, r)
+			return
+		}
+		var n int
+		err := b.DB.QueryRow(r.Context(), `SELECT COUNT(*) FROM pxe_appliances WHERE digest = ?`, "sha256:"+hex).Scan(&n)
+		if err != nil {
+			http.Error(w, "image lookup: internal error", http.StatusInternalServerError)
+			return
+		}
+		if n == 0 {
+			http.NotFound(w, r)
+			return
+		}
+		blobs.ServeHTTP(w, r)
+	})
+}

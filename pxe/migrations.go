@@ -42,5 +42,12 @@ CREATE TABLE pxe_appliances (
 	size       BIGINT NOT NULL,
 	updated_at BIGINT NOT NULL
 );`},
+		// A discovery session admits at most max_hosts new hosts and
+		// counts the MACs it refused.
+		{ID: "pxe/0003-discovery-cap", SQL: `
+ALTER TABLE pxe_discovery ADD COLUMN max_hosts BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE pxe_discovery ADD COLUMN admitted BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE pxe_discovery ADD COLUMN refused BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE pxe_discovery ADD COLUMN last_refused TEXT NOT NULL DEFAULT '';`},
 	}
 }

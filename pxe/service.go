@@ -17,6 +17,7 @@ import (
 
 	"ironbark/internal/store"
 	"ironbark/pxe/dhcp"
+	"ironbark/pxe/leases"
 )
 
 // ServiceConfig configures the PXE service of one interface.
@@ -92,7 +93,7 @@ func RunService(ctx context.Context, cfg ServiceConfig) error {
 	if err != nil {
 		return err
 	}
-	leases, err := dhcp.NewLeaseStore(ctx, cfg.DB, dhcp.LeaseStoreConfig{Pool: pool})
+	ls, err := leases.New(ctx, cfg.DB, leases.Config{Pool: pool})
 	if err != nil {
 		return err
 	}
@@ -123,7 +124,7 @@ func RunService(ctx context.Context, cfg ServiceConfig) error {
 		Interface: cfg.Interface, ServerIP: ip, Subnet: subnet,
 		BIOSBootFile: "undionly.kpxe", UEFIBootFile: uefiFile,
 		Logger: log.With("part", "dhcp"),
-	}, &DHCPBackend{Hosts: hosts, Discovery: disc, Leases: leases, BaseURL: base, Log: log.With("part", "dhcp")}, leases)
+	}, &DHCPBackend{Hosts: hosts, Discovery: disc, Leases: ls, BaseURL: base, Log: log.With("part", "dhcp")}, ls)
 	if err != nil {
 		return err
 	}

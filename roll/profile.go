@@ -50,11 +50,16 @@ type Package struct {
 // rendered (host attributes substituted) or, for a file shipped in the
 // roll (src=), its bytes.
 type File struct {
-	Path    string      `json:"path"` // absolute path inside the image
-	Mode    fs.FileMode `json:"mode"`
+	Path    string      `json:"path"`   // absolute path inside the image
+	Mode    fs.FileMode `json:"mode"`   // 0 with Append: keep the existing file's mode
 	Owner   string      `json:"owner"`  // user[:group], "" = root:root
 	Append  bool        `json:"append"` // mode="append": add to an existing file
 	Content []byte      `json:"content"`
+	// Source, when set, names a file the roll does not carry and the
+	// builder must supply, with Content empty: <file src="bin/NAME">
+	// in a built-in roll, for the frontend's own binaries (bin/ironbark,
+	// bin/ironbark-node).
+	Source string `json:"source,omitempty"`
 	Origin
 }
 

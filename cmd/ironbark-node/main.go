@@ -1,11 +1,14 @@
 // Command ironbark-node is the node agent: it enrolls with the cloud
 // controller and runs instances as libvirt domains. It links libvirt (cgo).
 //
-//	ironbark-node --controller https://HOST:8774 --token TOKEN \
+//	ironbark-node --controller https://HOST:8774 --token-file FILE \
 //	    --libvirt qemu:///system --state-dir /var/lib/ironbark-node [--bridge br0]
 //
-// The same keys can come from a config file (--config, "key = value"
-// lines), as the node installer writes it; flags on the command line win.
+// On an installed node the controller, token and host name come from the
+// identity file the installer wrote (--identity, default
+// /boot/efi/ironbark/node.json, JSON as in docs/node-api.md); flags on the
+// command line win. The token is read from a file or stdin (--token-file -)
+// so that it never shows in ps.
 package main
 
 import (
@@ -13,17 +16,20 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
+	"ironbark/internal/nodeapi"
 	"ironbark/nodeagent"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:])
+	err := run(ctx, os.Args[1:], os.Stdin)
 	stop()
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)
@@ -34,12 +40,13 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, args []string) error {
+func run(ctx context.Context, args []string, stdin io.Reader) error {
 	fs := flag.NewFlagSet("ironbark-node", flag.ContinueOnError)
 	var cfg nodeagent.Config
-	config := fs.String("config", "", "config file with the same keys as the flags (key = value)")
+	identity := fs.String("identity", nodeapi.DefaultIdentityPath, "the node identity the installer wrote (JSON); ignored when missing")
 	fs.StringVar(&cfg.Controller, "controller", "", "the controller's node API, https://HOST:8774")
-	fs.StringVar(&cfg.Token, "token", "", "one-time enrollment token (ironbark node token --cluster NAME); only needed until enrolled")
+	tokenFile := fs.String("token-file", "", "file holding the one-time enrollment token, - for stdin (ironbark node token --cluster NAME); only needed until enrolled")
+	fs.StringVar(&cfg.Token, "token", "", "the enrollment token itself (visible in ps: prefer --token-file)")
 	fs.StringVar(&cfg.LibvirtURI, "libvirt", "qemu:///system", "libvirt URI: xen:///system, qemu:///system or test:///default")
 	fs.StringVar(&cfg.StateDir, "state-dir", "/var/lib/ironbark-node", "node state: certificate, image cache, instance disks")
 	fs.StringVar(&cfg.Bridge, "bridge", "", "cluster bridge the instances' NICs join (none when empty)")
@@ -58,9 +65,18 @@ func run(ctx context.Context, args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	if *config != "" {
-		if err := applyConfigFile(fs, *config); err != nil {
+	if *tokenFile != "" {
+		tok, err := readToken(*tokenFile, stdin)
+		if err != nil {
 			return err
+		}
+		cfg.Token = tok
+	}
+	if *identity != "" {
+		if _, err := os.Stat(*identity); err == nil {
+			cfg.IdentityFile = *identity
+		} else if set(fs, "identity") {
+			return fmt.Errorf("--identity: %w", err)
 		}
 	}
 	cfg.NoInstanceServices = !*instanceServices
@@ -69,9 +85,6 @@ func run(ctx context.Context, args []string) error {
 		return fmt.Errorf("--log-level: %w", err)
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
-	if cfg.Controller == "" {
-		return errors.New("--controller is required (https://FRONTEND:8774)")
-	}
 	a, err := nodeagent.New(cfg)
 	if err != nil {
 		return err
@@ -79,30 +92,27 @@ func run(ctx context.Context, args []string) error {
 	return a.Run(ctx)
 }
 
-// applyConfigFile sets every flag the file names that the command line did
-// not.
-func applyConfigFile(fs *flag.FlagSet, path string) error {
-	f, err := os.Open(path)
+// readToken reads the enrollment token from a file, or from stdin for "-".
+func readToken(path string, stdin io.Reader) (string, error) {
+	var b []byte
+	var err error
+	if path == "-" {
+		b, err = io.ReadAll(io.LimitReader(stdin, 4096))
+	} else {
+		b, err = os.ReadFile(path)
+	}
 	if err != nil {
-		return err
+		return "", fmt.Errorf("--token-file: %w", err)
 	}
-	defer f.Close()
-	kv, err := nodeagent.ParseConfigFile(f)
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+	tok := strings.TrimSpace(string(b))
+	if _, _, err := nodeapi.ParseToken(tok); err != nil {
+		return "", fmt.Errorf("--token-file %s: %w", path, err)
 	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	for k, v := range kv {
-		if k == "config" || set[k] {
-			continue
-		}
-		if fs.Lookup(k) == nil {
-			return fmt.Errorf("%s: unknown key %q", path, k)
-		}
-		if err := fs.Set(k, v); err != nil {
-			return fmt.Errorf("%s: %s: %w", path, k, err)
-		}
-	}
-	return nil
+	return tok, nil
+}
+
+func set(fs *flag.FlagSet, name string) bool {
+	found := false
+	fs.Visit(func(f *flag.Flag) { found = found || f.Name == name })
+	return found
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -12,85 +13,88 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"ironbark/controller"
 	"ironbark/controller/cluster"
 	"ironbark/controller/ec2"
 	"ironbark/images/blobstore"
+	"ironbark/internal/httplimit"
 	"ironbark/internal/nodeapi"
+	"ironbark/internal/pki"
 )
 
-// controllerCommands lists the controller subcommands.
-func controllerCommands() []command {
-	return []command{
-		{name: "controller", summary: "run the cloud controller: EC2 API on --listen, node API on --node-listen", run: runController},
-		{name: "account create", summary: "make an account and its credentials: account create NAME (prints the credentials dir)", run: runAccountCreate},
-	}
+// controllerFlags are the flags of `ironbark controller`.
+type controllerFlags struct {
+	listen, nodeListen, endpoint, region, vmTypesFile string
+	perClient                                         int
+	plainHTTP                                         bool
 }
 
-func runController(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("controller", flag.ContinueOnError)
-	var sf storeFlags
-	sf.add(fs)
-	listen := fs.String("listen", ":8773", "EC2 API address HOST:PORT")
-	nodeListen := fs.String("node-listen", ":8774", "node API (mTLS) address HOST:PORT")
-	endpoint := fs.String("endpoint", "", "EC2 URL written to credentials (default: from --listen)")
-	region := fs.String("region", "", "region name (default: from DATA/controller.json, else "+controller.DefaultRegion+")")
-	vmTypesFile := fs.String("vm-types", "", "JSON file of VM types (default: DATA/controller.json's, else Eucalyptus' defaults)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("controller: unexpected argument %q", fs.Arg(0))
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+func controllerRun(fs *flag.FlagSet) runFunc {
+	var f controllerFlags
+	fs.StringVar(&f.listen, "listen", ":8773", "EC2 API address HOST:PORT")
+	fs.StringVar(&f.nodeListen, "node-listen", ":8774", "node API (mTLS) address HOST:PORT")
+	fs.StringVar(&f.endpoint, "endpoint", "", "EC2 URL written to credentials (default: from --listen)")
+	fs.StringVar(&f.region, "region", "", "region name (default: from DATA/controller.json, else "+controller.DefaultRegion+")")
+	fs.StringVar(&f.vmTypesFile, "vm-types", "", "JSON file of VM types (default: DATA/controller.json's, else Eucalyptus' defaults)")
+	fs.BoolVar(&f.plainHTTP, "plain-http", false,
+		"serve the EC2 API over plain HTTP instead of HTTPS (keys and user data then cross the network in the clear)")
+	fs.IntVar(&f.perClient, "max-conns-per-client", httplimit.Default().PerClient,
+		"connections one client address may hold open on each API listener")
+	return func(ctx context.Context, e *env) error { return runController(ctx, e, f) }
+}
 
-	settings, err := controller.LoadSettings(sf.dataDir)
+// runController serves the EC2 and node APIs until ctx ends.
+func runController(ctx context.Context, e *env, f controllerFlags) error {
+	log := e.logger(slog.LevelInfo)
+
+	settings, err := controller.LoadSettings(e.dataDir)
 	if err != nil {
 		return err
 	}
-	if sf.db != "" {
-		settings.DB = sf.db
+	if e.db != "" {
+		settings.DB = e.db
 	}
-	db, err := sf.open(ctx)
+	db, err := e.openStore(ctx, controller.Migrations())
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	cfg := controller.Config{Region: settings.Region, VMTypes: settings.VMTypes, PublicAddresses: settings.PublicAddresses,
-		InstanceSubnet: settings.InstanceSubnet}
-	if *region != "" {
-		cfg.Region, settings.Region = *region, *region
+	if n, err := controller.SealSecrets(ctx, db); err != nil {
+		return fmt.Errorf("controller: %w", err)
+	} else if n > 0 {
+		log.Info("sealed access key secrets stored in plaintext", "count", n, "key_file", db.KeyFile())
 	}
-	if cfg.Region == "" {
-		cfg.Region = controller.DefaultRegion
+	if f.region != "" {
+		settings.Region = f.region // remembered for the other commands
 	}
-	if *vmTypesFile != "" {
-		if cfg.VMTypes, err = controller.LoadVMTypes(*vmTypesFile); err != nil {
+	run := settings
+	if f.vmTypesFile != "" {
+		if run.VMTypes, err = controller.LoadVMTypes(f.vmTypesFile); err != nil {
 			return err
 		}
 	}
-	if len(cfg.VMTypes) == 0 {
-		cfg.VMTypes = controller.DefaultVMTypes()
-	}
+	run = run.Resolved()
+	cfg := controller.Config{Region: run.Region, VMTypes: run.VMTypes, PublicAddresses: run.PublicAddresses,
+		InstanceSubnet: run.InstanceSubnet}
 
-	ln, err := net.Listen("tcp", *listen)
+	ln, err := net.Listen("tcp", f.listen)
 	if err != nil {
 		return fmt.Errorf("controller: %w", err)
 	}
 	defer ln.Close()
-	nodeLn, err := net.Listen("tcp", *nodeListen)
+	nodeLn, err := net.Listen("tcp", f.nodeListen)
 	if err != nil {
 		return fmt.Errorf("controller: node api: %w", err)
 	}
 	defer nodeLn.Close()
-	cfg.Endpoint = *endpoint
+	cfg.Endpoint = f.endpoint
 	if cfg.Endpoint == "" {
-		cfg.Endpoint = endpointFor(ln.Addr())
+		cfg.Endpoint = endpointFor(ln.Addr(), !f.plainHTTP)
 	}
 
-	blobs, err := blobstore.Open(filepath.Join(sf.dataDir, "images"))
+	blobs, err := blobstore.Open(e.dir().Images())
 	if err != nil {
 		return err
 	}
@@ -102,8 +106,9 @@ func runController(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	limits := httplimit.Limits{PerClient: f.perClient}
 	svc, err = cluster.New(ctx, cluster.Config{
-		DB: db, DataDir: sf.dataDir, Ledger: cloud, Logger: log,
+		DB: db, DataDir: e.dataDir, Ledger: cloud, Logger: log, Limits: limits,
 		VMTypes:     func(context.Context) ([]nodeapi.VMType, error) { return cfg.VMTypes, nil },
 		Blobs:       blobs.HandlerAt(nodeapi.PathBlobs),
 		ServerNames: serverNames(cfg.Endpoint),
@@ -117,12 +122,12 @@ func runController(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	creds, err := controller.WriteCredentials(sf.dataDir, admin, cfg.Endpoint, cfg.Region)
+	creds, err := controller.WriteCredentials(e.dataDir, admin, cfg.Endpoint, cfg.Region, svc.CA().CertPEM())
 	if err != nil {
 		return err
 	}
 	settings.Endpoint = cfg.Endpoint
-	if err := controller.SaveSettings(sf.dataDir, settings); err != nil {
+	if err := controller.SaveSettings(e.dataDir, settings); err != nil {
 		return err
 	}
 	key, err := controller.TokenKey(ctx, db)
@@ -130,16 +135,23 @@ func runController(ctx context.Context, args []string) error {
 		return err
 	}
 	api := &http.Server{
-		Handler:           ec2.NewServer(ec2.Config{Handler: cloud, Credentials: cloud, Logger: log, TokenKey: key}),
-		ReadHeaderTimeout: 10 * time.Second,
-		BaseContext:       func(net.Listener) context.Context { return ctx },
+		Handler:        ec2.NewServer(ec2.Config{Handler: cloud, Credentials: cloud, Logger: log, TokenKey: key}),
+		MaxHeaderBytes: ec2.MaxHeaderBytes, // an oversized query gets EC2's XML, not a plain 431
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		BaseContext:    func(net.Listener) context.Context { return ctx },
+	}
+	limits.Apply(api)
+	apiLn := limits.Listener(ln, log.With("listener", "ec2"))
+	if !f.plainHTTP {
+		api.TLSConfig = svc.APITLSConfig()
+		apiLn = tls.NewListener(apiLn, api.TLSConfig)
 	}
 	log.Info("controller started", "ec2", cfg.Endpoint, "node_api", nodeLn.Addr().String(), "store", db.Engine(),
-		"data_dir", sf.dataDir, "region", cfg.Region, "admin_credentials", filepath.Join(creds, "eucarc"))
+		"data_dir", e.dataDir, "region", cfg.Region, "admin_credentials", filepath.Join(creds, "eucarc"))
 
 	errc := make(chan error, 3)
 	go func() {
-		if err := api.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := api.Serve(apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("ec2 api: %w", err)
 		}
 	}()
@@ -165,7 +177,7 @@ func runController(ctx context.Context, args []string) error {
 // endpointFor makes the EC2 URL from the listener's address; an
 // unspecified host becomes the first non-loopback IPv4 address, or
 // loopback when the machine has none.
-func endpointFor(addr net.Addr) string {
+func endpointFor(addr net.Addr, https bool) string {
 	host, port, _ := net.SplitHostPort(addr.String())
 	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
 		host = "127.0.0.1"
@@ -181,7 +193,11 @@ func endpointFor(addr net.Addr) string {
 	if _, err := strconv.Atoi(port); err != nil {
 		port = "8773"
 	}
-	return "http://" + net.JoinHostPort(host, port) + "/"
+	scheme := "http"
+	if https {
+		scheme = "https"
+	}
+	return scheme + "://" + net.JoinHostPort(host, port) + "/"
 }
 
 // serverNames are the names the node API certificate should carry: the
@@ -206,38 +222,36 @@ func urlHost(raw string) (string, error) {
 	return u.Hostname(), nil
 }
 
-func runAccountCreate(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("account create", flag.ContinueOnError)
-	var sf storeFlags
-	sf.add(fs)
-	pos, err := parseArgs(fs, args, 1, "usage: ironbark account create NAME [--data-dir DIR] [--db URL]")
+func accountCreate(fs *flag.FlagSet) runFunc {
+	return func(ctx context.Context, e *env) error { return createAccount(ctx, e, e.args[0]) }
+}
+
+func createAccount(ctx context.Context, e *env, name string) error {
+	settings, err := controller.LoadSettings(e.dataDir)
 	if err != nil {
 		return err
 	}
-	settings, err := controller.LoadSettings(sf.dataDir)
+	db, err := e.openStore(ctx, controller.Migrations())
 	if err != nil {
 		return err
 	}
-	db, err := sf.open(ctx)
+	a, err := controller.CreateAccount(ctx, db, name, false)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	a, err := controller.CreateAccount(ctx, db, pos[0], false)
+	s := settings.Resolved()
+	var caPEM []byte
+	if strings.HasPrefix(s.Endpoint, "https:") {
+		ca, err := pki.LoadOrCreateCA(e.dir().PKI())
+		if err != nil {
+			return err
+		}
+		caPEM = ca.CertPEM()
+	}
+	dir, err := controller.WriteCredentials(e.dataDir, a, s.Endpoint, s.Region, caPEM)
 	if err != nil {
 		return err
 	}
-	endpoint, region := settings.Endpoint, settings.Region
-	if endpoint == "" {
-		endpoint = "http://127.0.0.1:8773/"
-	}
-	if region == "" {
-		region = controller.DefaultRegion
-	}
-	dir, err := controller.WriteCredentials(sf.dataDir, a, endpoint, region)
-	if err != nil {
-		return err
-	}
-	fmt.Println(dir)
+	fmt.Fprintln(e.stdout, dir)
 	return nil
 }

@@ -2,17 +2,21 @@ package main
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"ironbark/controller"
+	"ironbark/internal/datadir"
 	"ironbark/internal/lab"
 	"ironbark/internal/store"
 	"ironbark/internal/store/storetest"
@@ -22,11 +26,16 @@ import (
 // and waits until it has written its credentials.
 func startController(t *testing.T) (dataDir, endpoint string) {
 	t.Helper()
-	dataDir = t.TempDir()
+	return startControllerIn(t, t.TempDir(), "--listen", "127.0.0.1:0", "--node-listen", "127.0.0.1:0")
+}
+
+// startControllerIn runs `ironbark controller --data-dir dataDir args...`.
+func startControllerIn(t *testing.T, dataDir string, args ...string) (string, string) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- runController(ctx, []string{"--data-dir", dataDir, "--listen", "127.0.0.1:0", "--node-listen", "127.0.0.1:0"})
+		done <- run(ctx, append([]string{"controller", "--data-dir", dataDir}, args...), io.Discard, io.Discard)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -94,9 +103,7 @@ func TestEC2Clients(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A tenant account made by the CLI, used by every client below.
-	if err := runAccountCreate(ctx, []string{"tenant", "--data-dir", dataDir}); err != nil {
-		t.Fatal(err)
-	}
+	mustRun(t, "account", "create", "tenant", "--data-dir", dataDir)
 	creds := filepath.Join(dataDir, "credentials", "tenant")
 	env := clientEnv(t, creds)
 
@@ -199,19 +206,10 @@ print(json.dumps(out, default=str))
 			t.Fatalf("boto3 output: %v\n%s", err, out)
 		}
 		if len(v.Regions) != 1 || v.Regions[0] != "ironbark" || len(v.Fingerprint) != 43 ||
-			!containsString(v.Keys, "boto3") || len(v.Images) != 1 || v.Images[0] != emi || len(v.Reservations) != 0 {
+			!slices.Contains(v.Keys, "boto3") || len(v.Images) != 1 || v.Images[0] != emi || len(v.Reservations) != 0 {
 			t.Fatalf("boto3: %s", out)
 		}
 	})
-}
-
-func containsString(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // TestControllerRemembersDB starts the controller on PostgreSQL and checks
@@ -243,7 +241,7 @@ func TestControllerRemembersDB(t *testing.T) {
 	cctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- runController(cctx, []string{"--data-dir", dataDir, "--db", u.String(), "--listen", "127.0.0.1:0", "--node-listen", "127.0.0.1:0"})
+		done <- run(cctx, []string{"controller", "--data-dir", dataDir, "--db", u.String(), "--listen", "127.0.0.1:0", "--node-listen", "127.0.0.1:0"}, io.Discard, io.Discard)
 	}()
 	defer func() {
 		cancel()
@@ -263,14 +261,17 @@ func TestControllerRemembersDB(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if err := runAccountCreate(ctx, []string{"carol", "--data-dir", dataDir}); err != nil {
-		t.Fatal(err)
-	}
+	mustRun(t, "account", "create", "carol", "--data-dir", dataDir)
 	db, err := store.Open(ctx, u.String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
+	// The secret in PostgreSQL is sealed: the key is on this machine only.
+	if _, err := controller.LookupAccount(ctx, db, "carol"); !errors.Is(err, store.ErrNoKeyFile) {
+		t.Fatalf("carol's secret read without the key file: %v", err)
+	}
+	db.UseKeyFile(datadir.Dir(dataDir).SecretKey())
 	a, err := controller.LookupAccount(ctx, db, "carol")
 	if err != nil {
 		t.Fatalf("carol is not in the PostgreSQL store: %v", err)
@@ -279,7 +280,7 @@ func TestControllerRemembersDB(t *testing.T) {
 	if err != nil || !strings.Contains(string(eucarc), "export EC2_ACCESS_KEY="+a.AccessKey) {
 		t.Fatalf("carol's eucarc: %v\n%s", err, eucarc)
 	}
-	if err := runAccountCreate(ctx, []string{"carol", "--data-dir", dataDir}); err == nil {
-		t.Fatal("a second carol was made")
+	if _, _, code := ironbark(t, "account", "create", "carol", "--data-dir", dataDir); code != 1 {
+		t.Fatalf("a second carol: exit %d, want 1", code)
 	}
 }

@@ -2,34 +2,24 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
-	"text/tabwriter"
+	"strconv"
 
+	"ironbark/controller"
 	"ironbark/images"
 	"ironbark/images/blobstore"
 	"ironbark/images/iso"
-	"ironbark/internal/store"
+	"ironbark/installer"
+	"ironbark/installer/frontend"
 	"ironbark/pxe"
 )
 
-// imageCommands lists the image subcommands.
-func imageCommands() []command {
-	return []command{
-		{name: "image build", summary: "build a machine image: image build --from DIR|TAR --out FILE [--format fs|disk] [--size SIZE]", run: runImageBuild},
-		{name: "image import", summary: "store and register a raw/qcow2 image, kernel or ramdisk: image import FILE [--kind machine|kernel|ramdisk] [--name N]", run: runImageImport},
-		{name: "image list", summary: "list registered images and whether their blobs are stored", run: runImageList},
-		{name: "iso build", summary: "build the frontend ISO (BIOS+UEFI, isohybrid): iso build --out FILE [--kernel F] [--initrd F|--installer BIN]", run: runISOBuild},
-	}
-}
-
-func runImageBuild(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("image build", flag.ContinueOnError)
+func imageBuild(fs *flag.FlagSet) runFunc {
 	from := fs.String("from", "", "root filesystem: a directory or a tar file (gzip/zstd detected)")
 	out := fs.String("out", "", "image file to write")
 	format := fs.String("format", images.FormatFS, "fs (ext4 filesystem, EC2 partition image) or disk (GPT, ESP, boots BIOS and UEFI)")
@@ -38,66 +28,65 @@ func runImageBuild(ctx context.Context, args []string) error {
 	ramdiskOut := fs.String("ramdisk-out", "", "also write the tree's /boot/initrd.img-* here (the ERI)")
 	cmdline := fs.String("cmdline", "", "disk format: kernel command line (root=PARTUUID=... is added)")
 	seed := fs.String("seed", "", "seed for UUIDs (default: the output file name); same seed and input, same bytes")
-	if err := fs.Parse(args); err != nil {
-		return err
+	return func(ctx context.Context, e *env) error {
+		if *from == "" || *out == "" {
+			return e.usagef("image build: --from and --out are required")
+		}
+		return buildImage(ctx, e, images.BuildSpec{From: *from, Out: *out, Format: *format,
+			KernelOut: *kernelOut, RamdiskOut: *ramdiskOut, Cmdline: *cmdline, Seed: *seed}, *size)
 	}
-	if *from == "" || *out == "" || fs.NArg() > 0 {
-		return errors.New("usage: ironbark image build --from DIR|TAR --out FILE [--format fs|disk] [--size SIZE]")
-	}
+}
+
+func buildImage(ctx context.Context, e *env, spec images.BuildSpec, size string) error {
 	var n int64
-	if *size != "" {
+	if size != "" {
 		var err error
-		if n, err = images.ParseSize(*size); err != nil {
+		if n, err = images.ParseSize(size); err != nil {
 			return err
 		}
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	res, err := images.Build(ctx, images.BuildSpec{From: *from, Out: *out, Format: *format, Size: n,
-		KernelOut: *kernelOut, RamdiskOut: *ramdiskOut, Cmdline: *cmdline, Seed: *seed, Logger: log})
+	spec.Size, spec.Logger = n, e.logger(slog.LevelInfo)
+	res, err := images.Build(ctx, spec)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("%s: %s image, %d MiB, %d files, %d dirs, %d symlinks", *out, res.Format, res.Size>>20, res.FS.Files, res.FS.Dirs, res.FS.Symlinks)
+	out := e.stdout
+	fmt.Fprintf(out, "%s: %s image, %d MiB, %d files, %d dirs, %d symlinks", spec.Out, res.Format, res.Size>>20, res.FS.Files, res.FS.Dirs, res.FS.Symlinks)
 	if res.FS.HardLinksCopied > 0 {
-		fmt.Printf(", %d hard links copied", res.FS.HardLinksCopied)
+		fmt.Fprintf(out, ", %d hard links copied", res.FS.HardLinksCopied)
 	}
 	if len(res.FS.Skipped) > 0 {
-		fmt.Printf(", %d device nodes/fifos skipped (devtmpfs provides /dev)", len(res.FS.Skipped))
+		fmt.Fprintf(out, ", %d device nodes/fifos skipped (devtmpfs provides /dev)", len(res.FS.Skipped))
 	}
-	fmt.Println()
+	fmt.Fprintln(out)
 	if res.RootPartUUID != "" {
-		fmt.Printf("root partition PARTUUID=%s, boots %s\n", res.RootPartUUID, res.Kernel)
+		fmt.Fprintf(out, "root partition PARTUUID=%s, boots %s\n", res.RootPartUUID, res.Kernel)
 	}
-	if *kernelOut != "" {
-		fmt.Printf("kernel (EKI): %s from /%s\n", *kernelOut, res.Kernel)
+	if spec.KernelOut != "" {
+		fmt.Fprintf(out, "kernel (EKI): %s from /%s\n", spec.KernelOut, res.Kernel)
 	}
-	if *ramdiskOut != "" {
-		fmt.Printf("ramdisk (ERI): %s from /%s\n", *ramdiskOut, res.Ramdisk)
+	if spec.RamdiskOut != "" {
+		fmt.Fprintf(out, "ramdisk (ERI): %s from /%s\n", spec.RamdiskOut, res.Ramdisk)
 	}
 	return nil
 }
 
-// openImageStore opens the data dir's blob store and the controller's
-// store (the URL the controller remembered, or DATA/ironbark.db).
-func openImageStore(ctx context.Context, dataDir, dbURL string) (*store.DB, *blobstore.Store, error) {
-	if err := os.MkdirAll(dataDir, 0o755); err != nil {
-		return nil, nil, err
-	}
-	blobs, err := blobstore.Open(images.StoreDir(dataDir))
+// openImages opens the data dir's blob store and the controller's image
+// catalog.
+func (e *env) openImages(ctx context.Context) (*controller.ImageCatalog, *blobstore.Store, error) {
+	blobs, err := blobstore.Open(e.dir().Images())
 	if err != nil {
 		return nil, nil, err
 	}
-	db, err := (&storeFlags{dataDir: dataDir, db: dbURL}).openStore(ctx, nil)
+	db, err := e.openStore(ctx, nil)
 	if err != nil {
 		return nil, nil, err
 	}
-	return db, blobs, nil
+	cat, err := controller.OpenImageCatalog(ctx, db)
+	return cat, blobs, err
 }
 
-func runImageImport(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("image import", flag.ContinueOnError)
-	dataDir := fs.String("data-dir", defaultDataDir, "frontend data directory")
-	dbURL := fs.String("db", "", "store URL (default: the controller's, else SQLite file DATA/ironbark.db)")
+func imageImport(fs *flag.FlagSet) runFunc {
 	kind := fs.String("kind", images.KindMachine, "machine, kernel or ramdisk")
 	name := fs.String("name", "", "image name (default: from the file name)")
 	desc := fs.String("description", "", "description")
@@ -105,116 +94,157 @@ func runImageImport(ctx context.Context, args []string) error {
 	kernel := fs.String("kernel", "", "machine image: kernel image id (eki-...)")
 	ramdisk := fs.String("ramdisk", "", "machine image: ramdisk image id (eri-...)")
 	public := fs.Bool("public", false, "launchable by every account")
-	pos, err := parseArgs(fs, args, 1, "usage: ironbark image import FILE --data-dir DIR [--kind machine|kernel|ramdisk] [--name NAME]")
+	return func(ctx context.Context, e *env) error {
+		return importImage(ctx, e, images.ImportSpec{File: e.args[0], Kind: *kind, Name: *name, Description: *desc,
+			Owner: *owner, KernelID: *kernel, RamdiskID: *ramdisk, Public: *public})
+	}
+}
+
+func importImage(ctx context.Context, e *env, spec images.ImportSpec) error {
+	cat, blobs, err := e.openImages(ctx)
 	if err != nil {
 		return err
 	}
-	db, blobs, err := openImageStore(ctx, *dataDir, *dbURL)
+	im, err := images.Import(ctx, cat, blobs, spec)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-	im, err := images.Import(ctx, db, blobs, images.ImportSpec{File: pos[0], Kind: *kind, Name: *name, Description: *desc,
-		Owner: *owner, KernelID: *kernel, RamdiskID: *ramdisk, Public: *public})
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(os.Stderr, "stored %s (%s, %d bytes) in %s\n", im.Digest, im.Format, im.Size, images.StoreDir(*dataDir))
-	fmt.Println(im.ID)
+	e.say("stored %s (%s, %d bytes) in %s", im.Digest, im.Format, im.Size, e.dir().Images())
+	fmt.Fprintln(e.stdout, im.ID)
 	return nil
 }
 
-func runImageList(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("image list", flag.ContinueOnError)
-	dataDir := fs.String("data-dir", defaultDataDir, "frontend data directory")
-	dbURL := fs.String("db", "", "store URL (default: the controller's, else SQLite file DATA/ironbark.db)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	db, blobs, err := openImageStore(ctx, *dataDir, *dbURL)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	list, err := images.List(ctx, db, blobs)
-	if err != nil {
-		return err
-	}
-	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "ID\tKIND\tNAME\tFORMAT\tSIZE\tOWNER\tPUBLIC\tSTATE\tDIGEST")
-	for _, l := range list {
-		d := l.Digest
-		if len(d) > 19 {
-			d = d[:19] + "…"
-		}
-		if !l.BlobPresent {
-			d += " (blob missing)"
-		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%v\t%s\t%s\n", l.ID, l.Kind, l.Name, l.Format, l.Size, l.Owner, l.Public, l.State, d)
-	}
-	return w.Flush()
+// imageRow is a line of `image list`, and its JSON shape.
+type imageRow struct {
+	ID          string `json:"id"`
+	Kind        string `json:"kind"`
+	Name        string `json:"name"`
+	Format      string `json:"format"`
+	Size        int64  `json:"size"`
+	Owner       string `json:"owner"`
+	Public      bool   `json:"public"`
+	State       string `json:"state"`
+	Digest      string `json:"digest"`
+	BlobPresent bool   `json:"blobPresent"`
 }
 
-func runISOBuild(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("iso build", flag.ContinueOnError)
-	out := fs.String("out", "", "ISO file to write")
-	kernel := fs.String("kernel", "", "kernel (bzImage); default: the Debian cloud kernel in the lab cache")
-	modules := fs.String("modules", "", "kernel module dir for --installer (default: the cached kernel's)")
-	initrd := fs.String("initrd", "", "installer initramfs to boot")
-	installer := fs.String("installer", "", "static ironbark-installer binary to build the initramfs from (default: next to this binary)")
-	rolls := fs.String("rolls", "", "directory copied to rolls/ on the ISO")
-	cmdline := fs.String("cmdline", "console=tty0 console=ttyS0,115200", "kernel command line")
-	volid := fs.String("volume-id", "IRONBARK", "ISO volume id")
-	if err := fs.Parse(args); err != nil {
-		return err
+func imageList(fs *flag.FlagSet) runFunc {
+	return func(ctx context.Context, e *env) error {
+		cat, blobs, err := e.openImages(ctx)
+		if err != nil {
+			return err
+		}
+		list, err := images.List(ctx, cat, blobs)
+		if err != nil {
+			return err
+		}
+		rows := make([]imageRow, len(list))
+		for i, l := range list {
+			rows[i] = imageRow{ID: l.ID, Kind: l.Kind, Name: l.Name, Format: l.Format, Size: l.Size, Owner: l.Owner,
+				Public: l.Public, State: l.State, Digest: l.Digest, BlobPresent: l.BlobPresent}
+		}
+		return printList(e, []string{"ID", "KIND", "NAME", "FORMAT", "SIZE", "OWNER", "PUBLIC", "STATE", "DIGEST"}, rows)
 	}
-	if *out == "" || fs.NArg() > 0 {
-		return errors.New("usage: ironbark iso build --out FILE [--kernel VMLINUZ] [--initrd FILE | --installer BIN --modules DIR] [--rolls DIR]")
+}
+
+func (r imageRow) cells() []string {
+	d := r.Digest
+	if len(d) > 19 {
+		d = d[:19] + "…"
 	}
-	if *kernel == "" {
+	if !r.BlobPresent {
+		d += " (blob missing)"
+	}
+	return []string{r.ID, r.Kind, r.Name, r.Format, strconv.FormatInt(r.Size, 10), r.Owner, strconv.FormatBool(r.Public), r.State, d}
+}
+
+// isoFlags are the flags of `ironbark iso build`.
+type isoFlags struct {
+	out, kernel, modules, initrd, installer string
+	frontendImage, answers                  string
+	spec                                    iso.Spec
+}
+
+func isoBuild(fs *flag.FlagSet) runFunc {
+	var f isoFlags
+	fs.StringVar(&f.out, "out", "", "ISO file to write")
+	fs.StringVar(&f.kernel, "kernel", "", "kernel (bzImage); default: the Debian cloud kernel in the lab cache")
+	fs.StringVar(&f.modules, "modules", "", "kernel module dir for --installer (default: the cached kernel's)")
+	fs.StringVar(&f.initrd, "initrd", "", "installer initramfs to boot")
+	fs.StringVar(&f.installer, "installer", "", "static ironbark-installer binary to build the initramfs from (default: next to this binary)")
+	fs.StringVar(&f.spec.Rolls, "rolls", "", "directory copied to rolls/ on the ISO")
+	fs.StringVar(&f.frontendImage, "frontend-image", "", "the frontend appliance disk image: the default entry becomes the frontend installer, which lays it down")
+	fs.StringVar(&f.answers, "answers", "", "with --frontend-image: an answer file put on the ISO; the frontend installs unattended from it")
+	fs.StringVar(&f.spec.Cmdline, "cmdline", "console=tty0 console=ttyS0,115200", "kernel command line")
+	fs.StringVar(&f.spec.VolumeID, "volume-id", "IRONBARK", "ISO volume id")
+	return func(ctx context.Context, e *env) error {
+		if f.out == "" {
+			return e.usagef("iso build: --out is required")
+		}
+		return buildISO(ctx, e, f)
+	}
+}
+
+func buildISO(ctx context.Context, e *env, f isoFlags) error {
+	if f.kernel == "" {
 		k, mods, err := cachedKernel()
 		if err != nil {
 			return err
 		}
-		*kernel = k
-		if *modules == "" {
-			*modules = mods
+		f.kernel = k
+		if f.modules == "" {
+			f.modules = mods
 		}
 	}
-	if *initrd == "" {
-		if *installer == "" {
+	if f.initrd == "" {
+		if f.installer == "" {
 			self, err := os.Executable()
 			if err == nil {
 				cand := filepath.Join(filepath.Dir(self), "ironbark-installer")
 				if _, err := os.Stat(cand); err == nil {
-					*installer = cand
+					f.installer = cand
 				}
 			}
 		}
-		if *installer == "" || *modules == "" {
-			return errors.New("iso build: no installer initramfs: give --initrd FILE, or --installer BIN (go build ./cmd/ironbark-installer) and --modules /lib/modules/VERSION")
+		if f.installer == "" || f.modules == "" {
+			return e.usagef("iso build: no installer initramfs: give --initrd FILE, or --installer BIN (go build ./cmd/ironbark-installer) and --modules /lib/modules/VERSION")
 		}
-		tmp, err := os.CreateTemp(filepath.Dir(*out), ".installer-*.img")
+		tmp, err := os.CreateTemp(filepath.Dir(f.out), ".installer-*.img")
 		if err != nil {
 			return err
 		}
 		defer os.Remove(tmp.Name())
-		if err := pxe.BuildInstallerInitramfs(tmp, *installer, *modules); err != nil {
+		if err := pxe.BuildInstallerInitramfs(tmp, f.installer, f.modules); err != nil {
 			tmp.Close()
 			return err
 		}
 		if err := tmp.Close(); err != nil {
 			return err
 		}
-		*initrd = tmp.Name()
-		fmt.Fprintf(os.Stderr, "installer initramfs built from %s with modules of %s\n", *installer, *modules)
+		f.initrd = tmp.Name()
+		e.say("installer initramfs built from %s with modules of %s", f.installer, f.modules)
 	}
-	res, err := iso.Build(ctx, *out, iso.Spec{Kernel: *kernel, Initrd: *initrd, Rolls: *rolls, Cmdline: *cmdline, VolumeID: *volid})
+	f.spec.Kernel, f.spec.Initrd = f.kernel, f.initrd
+	if f.frontendImage != "" {
+		if f.answers != "" {
+			b, err := os.ReadFile(f.answers)
+			if err != nil {
+				return err
+			}
+			if _, err := frontend.Parse(b); err != nil {
+				return fmt.Errorf("iso build: %s: %w", f.answers, err)
+			}
+		}
+		f.spec = installer.ISOSpec(f.spec, f.frontendImage, f.answers)
+	} else if f.answers != "" {
+		return e.usagef("iso build: --answers needs --frontend-image")
+	}
+	res, err := iso.Build(ctx, f.out, f.spec)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("%s: %d MiB, kernel %s, El Torito BIOS (isolinux.bin at LBA %d) + UEFI (efiboot.img at LBA %d), isohybrid MBR\n",
-		*out, res.Size>>20, *kernel, res.IsolinuxLBA, res.EFIImageLBA)
+	fmt.Fprintf(e.stdout, "%s: %d MiB, kernel %s, El Torito BIOS (isolinux.bin at LBA %d) + UEFI (efiboot.img at LBA %d), isohybrid MBR\n",
+		f.out, res.Size>>20, f.kernel, res.IsolinuxLBA, res.EFIImageLBA)
 	return nil
 }
 

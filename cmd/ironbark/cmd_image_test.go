@@ -1,10 +1,7 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,28 +11,6 @@ import (
 	"ironbark/internal/lab"
 )
 
-// capture runs f with os.Stdout redirected and returns what it printed.
-func capture(t *testing.T, f func() error) string {
-	t.Helper()
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	old := os.Stdout
-	os.Stdout = w
-	var buf bytes.Buffer
-	done := make(chan struct{})
-	go func() { io.Copy(&buf, r); close(done) }()
-	ferr := f()
-	w.Close()
-	os.Stdout = old
-	<-done
-	if ferr != nil {
-		t.Fatalf("%v\n%s", ferr, buf.String())
-	}
-	return buf.String()
-}
-
 // TestImageBuildImportDescribe builds an EMI and its EKI from a rootfs
 // tree with `ironbark image build`, registers both with `ironbark image
 // import` while the controller runs, and finds them with the AWS CLI's
@@ -43,7 +18,6 @@ func capture(t *testing.T, f func() error) string {
 func TestImageBuildImportDescribe(t *testing.T) {
 	lab.Require(t, "aws", "qemu-img", "e2fsck")
 	dataDir, endpoint := startController(t)
-	ctx := context.Background()
 	work := t.TempDir()
 	root := filepath.Join(work, "rootfs")
 	for _, d := range []string{"boot", "etc", "sbin"} {
@@ -55,28 +29,22 @@ func TestImageBuildImportDescribe(t *testing.T) {
 	os.WriteFile(filepath.Join(root, "etc/hostname"), []byte("emi\n"), 0o644)
 
 	emiFile, ekiFile := filepath.Join(work, "debian.img"), filepath.Join(work, "vmlinuz")
-	out := capture(t, func() error {
-		return runImageBuild(ctx, []string{"--from", root, "--out", emiFile, "--kernel-out", ekiFile})
-	})
+	out := mustRun(t, "image", "build", "--from", root, "--out", emiFile, "--kernel-out", ekiFile)
 	if !strings.Contains(out, "fs image") || !strings.Contains(out, "kernel (EKI)") {
 		t.Errorf("image build printed:\n%s", out)
 	}
 	if b, err := exec.Command("e2fsck", "-fn", emiFile).CombinedOutput(); err != nil {
 		t.Fatalf("e2fsck: %v\n%s", err, b)
 	}
-	eki := strings.TrimSpace(capture(t, func() error {
-		return runImageImport(ctx, []string{ekiFile, "--kind", "kernel", "--name", "vmlinuz-6.1.0-test", "--data-dir", dataDir})
-	}))
+	eki := strings.TrimSpace(mustRun(t, "image", "import", ekiFile, "--kind", "kernel", "--name", "vmlinuz-6.1.0-test", "--data-dir", dataDir))
 	if !strings.HasPrefix(eki, "eki-") {
 		t.Fatalf("kernel import printed %q", eki)
 	}
-	emi := strings.TrimSpace(capture(t, func() error {
-		return runImageImport(ctx, []string{emiFile, "--data-dir", dataDir, "--kernel", eki, "--public"})
-	}))
+	emi := strings.TrimSpace(mustRun(t, "image", "import", emiFile, "--data-dir", dataDir, "--kernel", eki, "--public"))
 	if !strings.HasPrefix(emi, "emi-") {
 		t.Fatalf("image import printed %q", emi)
 	}
-	list := capture(t, func() error { return runImageList(ctx, []string{"--data-dir", dataDir}) })
+	list := mustRun(t, "image", "list", "--data-dir", dataDir)
 	if !strings.Contains(list, emi) || !strings.Contains(list, eki) || strings.Contains(list, "blob missing") {
 		t.Errorf("image list:\n%s", list)
 	}

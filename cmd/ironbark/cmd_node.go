@@ -2,240 +2,190 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
-	"fmt"
-	"io"
-	"log/slog"
-	"os"
+	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"ironbark/controller/cluster"
 	"ironbark/controller/sched"
+	"ironbark/internal/nodeapi"
 	"ironbark/internal/pki"
-	"ironbark/internal/store"
 )
 
-// nodeCommands lists the cluster and node subcommands.
-func nodeCommands() []command {
-	return []command{
-		{name: "cluster add", summary: "add a cluster (availability zone): cluster add NAME [--policy GREEDY|ROUNDROBIN|POWERSAVE]", run: runClusterAdd},
-		{name: "cluster list", summary: "list clusters with their policy and nodes", run: runClusterList},
-		{name: "cluster set-policy", summary: "change a cluster's scheduling policy: cluster set-policy NAME POLICY", run: runClusterSetPolicy},
-		{name: "node token", summary: "print a one-time enrollment token for ironbark-node: node token --cluster NAME", run: runNodeToken},
-		{name: "node list", summary: "list enrolled nodes with capacity and last heartbeat", run: runNodeList},
-		{name: "node remove", summary: "forget a node and revoke its certificate: node remove NODE-ID", run: runNodeRemove},
-	}
-}
-
 // openRegistry opens the store and the cluster registry on it.
-func (f *storeFlags) openRegistry(ctx context.Context) (*cluster.Registry, *store.DB, error) {
-	db, err := f.openStore(ctx, nil)
+func (e *env) openRegistry(ctx context.Context) (*cluster.Registry, error) {
+	db, err := e.openStore(ctx, nil)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	reg, err := cluster.NewRegistry(ctx, db)
-	if err != nil {
-		db.Close()
-		return nil, nil, err
-	}
-	return reg, db, nil
+	return cluster.NewRegistry(ctx, db)
 }
 
-// parseArgs is parseWithArgs for commands that take exactly n positional
-// arguments; usage is the error otherwise.
-func parseArgs(fs *flag.FlagSet, args []string, n int, usage string) ([]string, error) {
-	pos, err := parseWithArgs(fs, args)
-	if err == nil && len(pos) != n {
-		err = errors.New(usage)
-	}
-	return pos, err
-}
-
-// parseWithArgs parses flags that may come before, between or after the
-// positional arguments, and returns the positional ones.
-func parseWithArgs(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
-}
-
-func runClusterAdd(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("cluster add", flag.ContinueOnError)
-	var rf storeFlags
-	rf.add(fs)
+func clusterAdd(fs *flag.FlagSet) runFunc {
 	policy := fs.String("policy", sched.Greedy, "scheduling policy: "+strings.Join(sched.Policies(), ", "))
-	pos, err := parseArgs(fs, args, 1, "usage: ironbark cluster add NAME [--policy P] [--data-dir DIR]")
-	if err != nil {
-		return err
-	}
-	p, err := sched.New(*policy)
-	if err != nil {
-		return err
-	}
-	reg, db, err := rf.openRegistry(ctx)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	if err := reg.AddCluster(ctx, pos[0], p.Name()); err != nil {
-		return err
-	}
-	fmt.Printf("cluster %s added (policy %s)\n", pos[0], p.Name())
-	return nil
-}
-
-func runClusterSetPolicy(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("cluster set-policy", flag.ContinueOnError)
-	var rf storeFlags
-	rf.add(fs)
-	pos, err := parseArgs(fs, args, 2, "usage: ironbark cluster set-policy NAME POLICY [--data-dir DIR]")
-	if err != nil {
-		return err
-	}
-	p, err := sched.New(pos[1])
-	if err != nil {
-		return err
-	}
-	reg, db, err := rf.openRegistry(ctx)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	if err := reg.SetPolicy(ctx, pos[0], p.Name()); err != nil {
-		return err
-	}
-	fmt.Printf("cluster %s: policy %s\n", pos[0], p.Name())
-	return nil
-}
-
-func runClusterList(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("cluster list", flag.ContinueOnError)
-	var rf storeFlags
-	rf.add(fs)
-	if _, err := parseArgs(fs, args, 0, "usage: ironbark "+fs.Name()+" [flags]: no arguments"); err != nil {
-		return err
-	}
-	reg, db, err := rf.openRegistry(ctx)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	cs, err := reg.Clusters(ctx)
-	if err != nil {
-		return err
-	}
-	nodes, err := reg.Nodes(ctx, "")
-	if err != nil {
-		return err
-	}
-	up, total := map[string]int{}, map[string]int{}
-	for _, n := range nodes {
-		total[n.Cluster]++
-		if n.Live(time.Now(), cluster.DefaultHeartbeatTimeout) {
-			up[n.Cluster]++
+	return func(ctx context.Context, e *env) error {
+		p, err := sched.New(*policy)
+		if err != nil {
+			return err
 		}
+		reg, err := e.openRegistry(ctx)
+		if err != nil {
+			return err
+		}
+		if err := reg.AddCluster(ctx, e.args[0], p.Name()); err != nil {
+			return err
+		}
+		e.say("cluster %s added (policy %s)", e.args[0], p.Name())
+		return nil
 	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "CLUSTER\tPOLICY\tNODES UP\tNODES\tCREATED")
-	for _, c := range cs {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\n", c.Name, c.Policy, up[c.Name], total[c.Name], c.Created.Format(time.RFC3339))
-	}
-	return tw.Flush()
 }
 
-func runNodeToken(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("node token", flag.ContinueOnError)
-	var rf storeFlags
-	rf.add(fs)
+func clusterSetPolicy(fs *flag.FlagSet) runFunc {
+	return func(ctx context.Context, e *env) error {
+		p, err := sched.New(e.args[1])
+		if err != nil {
+			return err
+		}
+		reg, err := e.openRegistry(ctx)
+		if err != nil {
+			return err
+		}
+		if err := reg.SetPolicy(ctx, e.args[0], p.Name()); err != nil {
+			return err
+		}
+		e.say("cluster %s: policy %s", e.args[0], p.Name())
+		return nil
+	}
+}
+
+// clusterRow is a line of `cluster list`, and its JSON shape.
+type clusterRow struct {
+	Name    string    `json:"name"`
+	Policy  string    `json:"policy"`
+	NodesUp int       `json:"nodesUp"`
+	Nodes   int       `json:"nodes"`
+	Created time.Time `json:"created"`
+}
+
+func clusterList(fs *flag.FlagSet) runFunc {
+	return func(ctx context.Context, e *env) error {
+		reg, err := e.openRegistry(ctx)
+		if err != nil {
+			return err
+		}
+		cs, err := reg.Clusters(ctx)
+		if err != nil {
+			return err
+		}
+		nodes, err := reg.Nodes(ctx, "")
+		if err != nil {
+			return err
+		}
+		rows := make([]clusterRow, len(cs))
+		for i, c := range cs {
+			rows[i] = clusterRow{Name: c.Name, Policy: c.Policy, Created: c.Created.UTC()}
+			for _, n := range nodes {
+				if n.Cluster == c.Name {
+					rows[i].Nodes++
+					if n.Live(time.Now(), cluster.DefaultHeartbeatTimeout) {
+						rows[i].NodesUp++
+					}
+				}
+			}
+		}
+		return printList(e, []string{"CLUSTER", "POLICY", "NODES UP", "NODES", "CREATED"}, rows)
+	}
+}
+
+func (r clusterRow) cells() []string {
+	return []string{r.Name, r.Policy, strconv.Itoa(r.NodesUp), strconv.Itoa(r.Nodes), r.Created.Format(time.RFC3339)}
+}
+
+func nodeToken(fs *flag.FlagSet) runFunc {
 	name := fs.String("cluster", "", "cluster the node joins (required)")
 	ttl := fs.Duration("ttl", cluster.DefaultTokenTTL, "how long the token stays valid")
-	if _, err := parseArgs(fs, args, 0, "usage: ironbark "+fs.Name()+" [flags]: no arguments"); err != nil {
-		return err
-	}
-	if *name == "" {
-		return errors.New("usage: ironbark node token --cluster NAME [--ttl 24h] [--data-dir DIR]")
-	}
-	reg, db, err := rf.openRegistry(ctx)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	ca, err := pki.LoadOrCreateCA(cluster.PKIDir(rf.dataDir))
-	if err != nil {
-		return err
-	}
-	tok, err := reg.NewToken(ctx, ca, *name, *ttl)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(os.Stdout, "# one-time enrollment token for cluster %s, valid until %s:\n# ironbark-node --controller https://FRONTEND:8774 --token TOKEN --state-dir /var/lib/ironbark-node\n%s\n",
-		*name, time.Now().Add(*ttl).UTC().Format(time.RFC3339), tok)
-	return nil
-}
-
-func runNodeList(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("node list", flag.ContinueOnError)
-	var rf storeFlags
-	rf.add(fs)
-	name := fs.String("cluster", "", "only this cluster's nodes")
-	if _, err := parseArgs(fs, args, 0, "usage: ironbark "+fs.Name()+" [flags]: no arguments"); err != nil {
-		return err
-	}
-	reg, db, err := rf.openRegistry(ctx)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	nodes, err := reg.Nodes(ctx, *name)
-	if err != nil {
-		return err
-	}
-	return printNodes(os.Stdout, nodes)
-}
-
-func printNodes(w io.Writer, nodes []cluster.Node) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tCLUSTER\tHOSTNAME\tSTATE\tCORES\tMEMORY MiB\tDISK GiB\tHYPERVISOR\tLAST HEARTBEAT")
-	for _, n := range nodes {
-		// The controller may not be running to mark silent nodes down.
-		state := n.State
-		if state == cluster.NodeUp && !n.Live(time.Now(), cluster.DefaultHeartbeatTimeout) {
-			state = cluster.NodeDown
+	return func(ctx context.Context, e *env) error {
+		if *name == "" {
+			return e.usagef("node token: --cluster is required")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", n.ID, n.Cluster, n.Hostname, state,
-			n.Capacity.Cores, n.Capacity.MemoryMiB, n.Capacity.DiskGiB, n.Hypervisor, n.LastHeartbeat.Format(time.RFC3339))
+		reg, err := e.openRegistry(ctx)
+		if err != nil {
+			return err
+		}
+		ca, err := pki.LoadOrCreateCA(e.dir().PKI())
+		if err != nil {
+			return err
+		}
+		tok, err := reg.NewToken(ctx, ca, *name, *ttl)
+		if err != nil {
+			return err
+		}
+		e.say("# one-time enrollment token for cluster %s, valid until %s:\n# save it to a file (mode 0600) and run: ironbark-node --controller https://FRONTEND:8774 --token-file FILE --state-dir /var/lib/ironbark-node",
+			*name, time.Now().Add(*ttl).UTC().Format(time.RFC3339))
+		_, err = e.stdout.Write([]byte(tok + "\n"))
+		return err
 	}
-	return tw.Flush()
 }
 
-func runNodeRemove(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("node remove", flag.ContinueOnError)
-	var rf storeFlags
-	rf.add(fs)
-	pos, err := parseArgs(fs, args, 1, "usage: ironbark node remove NODE-ID [--data-dir DIR]")
-	if err != nil {
-		return err
+// nodeRow is a line of `node list`, and its JSON shape.
+type nodeRow struct {
+	ID            string    `json:"id"`
+	Cluster       string    `json:"cluster"`
+	Hostname      string    `json:"hostname"`
+	State         string    `json:"state"`
+	Cores         int       `json:"cores"`
+	MemoryMiB     int       `json:"memoryMiB"`
+	DiskGiB       int       `json:"diskGiB"`
+	Hypervisor    string    `json:"hypervisor"`
+	LastHeartbeat time.Time `json:"lastHeartbeat"`
+	// Review is "ok", or says the node is new and what it declares beyond
+	// its approved capacity.
+	Review   string           `json:"review"`
+	Declared nodeapi.Capacity `json:"declared"`
+}
+
+func nodeList(fs *flag.FlagSet) runFunc {
+	name := fs.String("cluster", "", "only this cluster's nodes")
+	return func(ctx context.Context, e *env) error {
+		reg, err := e.openRegistry(ctx)
+		if err != nil {
+			return err
+		}
+		nodes, err := reg.Nodes(ctx, *name)
+		if err != nil {
+			return err
+		}
+		rows := make([]nodeRow, len(nodes))
+		for i, n := range nodes {
+			// The controller may not be running to mark silent nodes down.
+			state := n.State
+			if state == cluster.NodeUp && !n.Live(time.Now(), cluster.DefaultHeartbeatTimeout) {
+				state = cluster.NodeDown
+			}
+			rows[i] = nodeRow{ID: n.ID, Cluster: n.Cluster, Hostname: n.Hostname, State: state,
+				Cores: n.Capacity.Cores, MemoryMiB: n.Capacity.MemoryMiB, DiskGiB: n.Capacity.DiskGiB,
+				Hypervisor: n.Hypervisor, LastHeartbeat: n.LastHeartbeat.UTC(), Review: review(n), Declared: n.Declared}
+		}
+		return printList(e, []string{"NODE", "CLUSTER", "HOSTNAME", "STATE", "CORES", "MEMORY MiB", "DISK GiB", "HYPERVISOR", "LAST HEARTBEAT", "REVIEW"}, rows)
 	}
-	reg, db, err := rf.openRegistry(ctx)
-	if err != nil {
-		return err
+}
+
+func (r nodeRow) cells() []string {
+	return []string{r.ID, r.Cluster, r.Hostname, r.State, strconv.Itoa(r.Cores), strconv.Itoa(r.MemoryMiB),
+		strconv.Itoa(r.DiskGiB), r.Hypervisor, r.LastHeartbeat.Format(time.RFC3339), r.Review}
+}
+
+func nodeRemove(fs *flag.FlagSet) runFunc {
+	return func(ctx context.Context, e *env) error {
+		reg, err := e.openRegistry(ctx)
+		if err != nil {
+			return err
+		}
+		if err := reg.RemoveNode(ctx, e.args[0]); err != nil {
+			return err
+		}
+		e.say("node %s removed; its certificate no longer works", e.args[0])
+		return nil
 	}
-	defer db.Close()
-	if err := reg.RemoveNode(ctx, pos[0]); err != nil {
-		return err
-	}
-	slog.Info("node removed; its certificate no longer works", "node", pos[0])
-	return nil
 }

@@ -8,8 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
-	"text/tabwriter"
+	"strconv"
 	"time"
 
 	tea "github.com/charmbracelet/bubbletea"
@@ -18,34 +17,19 @@ import (
 	"ironbark/internal/pki"
 	"ironbark/internal/store"
 	"ironbark/pxe"
-	"ironbark/pxe/dhcp"
+	"ironbark/pxe/leases"
 	"ironbark/tui"
 )
 
-// pxeCommands lists the pxe, discover and host subcommands.
-func pxeCommands() []command {
-	return []command{
-		{name: "pxe", summary: "serve DHCP, TFTP and HTTP boot on an interface: pxe --interface IFACE [--subnet CIDR]", run: runPXE},
-		{name: "pxe setup", summary: "install the installer kernel and initramfs: pxe setup --kernel VMLINUZ --modules DIR --installer BIN", run: runPXESetup},
-		{name: "pxe image", summary: "set the disk image an appliance installs: pxe image APPLIANCE FILE", run: runPXEImage},
-		{name: "discover", summary: "name PXE-booting nodes (insert-ethers): discover --appliance compute --cluster NAME [--rack R] [--no-tui]", run: runDiscover},
-		{name: "host list", summary: "list hosts with boot action and install state", run: runHostList},
-		{name: "host add", summary: "add a host: host add --mac MAC --appliance A [--rack R --rank N] [--ip IP] [--cluster C] [NAME]", run: runHostAdd},
-		{name: "host remove", summary: "remove a host and its DHCP lease: host remove HOST", run: runHostRemove},
-		{name: "host set-boot", summary: "set a host's next boot action: host set-boot HOST install|os|rescue", run: runHostSetBoot},
-	}
+// openPXE opens the store with the pxe migrations, and the data dir's
+// pxe layout.
+func (e *env) openPXE(ctx context.Context) (*store.DB, pxe.Layout, error) {
+	db, err := e.openStore(ctx, pxe.Migrations())
+	return db, pxe.Layout{DataDir: e.dataDir}, err
 }
 
-// pxeDB opens the store of rf and applies the pxe migrations.
-func pxeDB(ctx context.Context, rf storeFlags) (*store.DB, pxe.Layout, error) {
-	db, err := rf.openStore(ctx, pxe.Migrations())
-	return db, pxe.Layout{DataDir: rf.dataDir}, err
-}
-
-func runPXE(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("pxe", flag.ContinueOnError)
-	var rf storeFlags
-	rf.add(fs)
+func pxeServe(fs *flag.FlagSet) runFunc {
+	var cfg pxe.ServiceConfig
 	iface := fs.String("interface", "", "cluster private interface to serve on (required)")
 	subnet := fs.String("subnet", "", "served subnet (default: the interface's own)")
 	port := fs.Int("http-port", 8080, "HTTP boot server port on the interface address")
@@ -54,113 +38,119 @@ func runPXE(ctx context.Context, args []string) error {
 	ctrl := fs.String("controller-url", "", "controller URL written into each node's identity")
 	tftpDir := fs.String("tftp-dir", "/usr/lib/ipxe", "directory with undionly.kpxe, snponly.efi, ipxe.efi")
 	verbose := fs.Bool("v", false, "log every DHCP decision")
-	if _, err := parseArgs(fs, args, 0, "usage: ironbark "+fs.Name()+" [flags]: no arguments"); err != nil {
-		return err
-	}
-	if *iface == "" {
-		return errors.New("usage: ironbark pxe --interface IFACE [--subnet CIDR] [--data-dir DIR]")
-	}
-	var sub netip.Prefix
-	if *subnet != "" {
-		p, err := netip.ParsePrefix(*subnet)
-		if err != nil {
-			return fmt.Errorf("--subnet: %w", err)
+	return func(ctx context.Context, e *env) error {
+		if *iface == "" {
+			return e.usagef("pxe: --interface is required")
 		}
-		sub = p
+		if *subnet != "" {
+			p, err := netip.ParsePrefix(*subnet)
+			if err != nil {
+				return e.usagef("pxe: --subnet: %v", err)
+			}
+			cfg.Subnet = p
+		}
+		level := slog.LevelInfo
+		if *verbose {
+			level = slog.LevelDebug
+		}
+		cfg.Interface, cfg.HTTPPort, cfg.TFTPDir, cfg.KernelArgs, cfg.OnFail = *iface, *port, *tftpDir, *kargs, *onFail
+		cfg.Log = e.logger(level)
+		return servePXE(ctx, e, cfg, *ctrl)
 	}
-	level := slog.LevelInfo
-	if *verbose {
-		level = slog.LevelDebug
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	db, layout, err := pxeDB(ctx, rf)
+}
+
+func servePXE(ctx context.Context, e *env, cfg pxe.ServiceConfig, controllerURL string) error {
+	db, layout, err := e.openPXE(ctx)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
 	reg, err := cluster.NewRegistry(ctx, db)
 	if err != nil {
 		return err
 	}
-	ca, err := pki.LoadOrCreateCA(cluster.PKIDir(rf.dataDir))
+	ca, err := pki.LoadOrCreateCA(e.dir().PKI())
 	if err != nil {
 		return err
 	}
-	return pxe.RunService(ctx, pxe.ServiceConfig{
-		DB: db, Layout: layout, Interface: *iface, Subnet: sub, HTTPPort: *port, TFTPDir: *tftpDir,
-		KernelArgs: *kargs, OnFail: *onFail, Log: log,
-		Identity: pxe.TokenIdentity{Registry: reg, CA: ca, ControllerURL: *ctrl},
-	})
+	cfg.DB, cfg.Layout = db, layout
+	cfg.Identity = pxe.TokenIdentity{Registry: reg, CA: ca, ControllerURL: controllerURL}
+	return pxe.RunService(ctx, cfg)
 }
 
-func runPXESetup(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("pxe setup", flag.ContinueOnError)
-	var rf storeFlags
-	rf.add(fs)
+func pxeSetup(fs *flag.FlagSet) runFunc {
 	kernel := fs.String("kernel", "", "installer kernel (bzImage)")
 	modules := fs.String("modules", "", "the kernel's module tree, /lib/modules/VERSION (with modules.dep)")
 	inst := fs.String("installer", "", "static ironbark-installer binary")
-	if _, err := parseArgs(fs, args, 0, "usage: ironbark "+fs.Name()+" [flags]: no arguments"); err != nil {
-		return err
+	return func(ctx context.Context, e *env) error {
+		if *kernel == "" || *modules == "" || *inst == "" {
+			return e.usagef("pxe setup: --kernel, --modules and --installer are required")
+		}
+		l := pxe.Layout{DataDir: e.dataDir}
+		if err := l.InstallBootFiles(*kernel, *inst, *modules); err != nil {
+			return err
+		}
+		e.say("installer kernel and initramfs installed in %s", l.BootDir())
+		return nil
 	}
-	if *kernel == "" || *modules == "" || *inst == "" {
-		return errors.New("usage: ironbark pxe setup --kernel VMLINUZ --modules DIR --installer BIN [--data-dir DIR]")
-	}
-	l := pxe.Layout{DataDir: rf.dataDir}
-	if err := l.InstallBootFiles(*kernel, *inst, *modules); err != nil {
-		return err
-	}
-	fmt.Printf("installer kernel and initramfs installed in %s\n", l.BootDir())
-	return nil
 }
 
-func runPXEImage(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("pxe image", flag.ContinueOnError)
-	var rf storeFlags
-	rf.add(fs)
-	pos, err := parseArgs(fs, args, 2, "usage: ironbark pxe image APPLIANCE FILE [--data-dir DIR]")
-	if err != nil {
-		return err
+func pxeImage(fs *flag.FlagSet) runFunc {
+	return func(ctx context.Context, e *env) error {
+		db, l, err := e.openPXE(ctx)
+		if err != nil {
+			return err
+		}
+		blobs, err := l.Blobs()
+		if err != nil {
+			return err
+		}
+		d, size, err := (&pxe.BlobImages{DB: db, Blobs: blobs}).Set(ctx, e.args[0], e.args[1])
+		if err != nil {
+			return err
+		}
+		e.say("appliance %s installs %s (%d bytes)", e.args[0], d, size)
+		return nil
 	}
-	db, l, err := pxeDB(ctx, rf)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	blobs, err := l.Blobs()
-	if err != nil {
-		return err
-	}
-	d, size, err := (&pxe.BlobImages{DB: db, Blobs: blobs}).Set(ctx, pos[0], pos[1])
-	if err != nil {
-		return err
-	}
-	fmt.Printf("appliance %s installs %s (%d bytes)\n", pos[0], d, size)
-	return nil
 }
 
-func runDiscover(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("discover", flag.ContinueOnError)
-	var rf storeFlags
-	rf.add(fs)
-	appliance := fs.String("appliance", "compute", "appliance of the discovered nodes")
-	clusterName := fs.String("cluster", "", "cluster the nodes join (required)")
-	rack := fs.Int("rack", 0, "rack number in the names <appliance>-<rack>-<rank>")
-	noTUI := fs.Bool("no-tui", false, "print one line per discovered node instead of the screen")
-	if _, err := parseArgs(fs, args, 0, "usage: ironbark "+fs.Name()+" [flags]: no arguments"); err != nil {
-		return err
+// discoverFlags are the flags of `ironbark discover`.
+type discoverFlags struct {
+	appliance, cluster string
+	rack, max          int
+	noTUI              bool
+}
+
+func discover(fs *flag.FlagSet) runFunc {
+	var f discoverFlags
+	fs.StringVar(&f.appliance, "appliance", "compute", "appliance of the discovered nodes")
+	fs.StringVar(&f.cluster, "cluster", "", "cluster the nodes join (required)")
+	fs.IntVar(&f.rack, "rack", 0, "rack number in the names <appliance>-<rack>-<rank>")
+	fs.BoolVar(&f.noTUI, "no-tui", false, "print one line per discovered node instead of the screen")
+	fs.IntVar(&f.max, "max", pxe.DefaultMaxHosts, "most new hosts this session admits; MACs beyond it are refused and counted")
+	return func(ctx context.Context, e *env) error {
+		if f.cluster == "" {
+			return e.usagef("discover: --cluster is required")
+		}
+		if err := e.checkAppliance(ctx, f.appliance); err != nil {
+			return fmt.Errorf("discover: %w", err)
+		}
+		return runDiscover(ctx, e, f)
 	}
-	if *clusterName == "" {
-		return errors.New("usage: ironbark discover --appliance compute --cluster NAME [--rack R] [--no-tui] [--data-dir DIR]")
-	}
-	db, _, err := pxeDB(ctx, rf)
+}
+
+// runDiscover names nodes until ctx ends (or q on the screen): discovered
+// nodes are data on stdout, the rest goes to stderr.
+func runDiscover(ctx context.Context, e *env, f discoverFlags) error {
+	db, _, err := e.openPXE(ctx)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
 	hosts := pxe.NewHosts(db)
 	disc := pxe.NewDiscovery(db, hosts)
-	sess, err := disc.Start(ctx, *appliance, *clusterName, *rack)
+	if f.max <= 0 {
+		return e.usagef("discover: --max must be positive")
+	}
+	sess, err := disc.Start(ctx, f.appliance, f.cluster, f.rack, f.max)
 	if err != nil {
 		return err
 	}
@@ -197,9 +187,25 @@ func runDiscover(ctx context.Context, args []string) error {
 		}
 		return out, nil
 	}
-	if *noTUI {
-		fmt.Printf("discovering %s appliances for cluster %s, rack %d; interrupt to end\n", sess.Appliance, sess.Cluster, sess.Rack)
+	// refusals says what the session turned away, read from the store
+	// (the DHCP server counts them there).
+	refusals := func(ctx context.Context) string {
+		s, ok, err := disc.Active(ctx)
+		if err != nil || !ok || s.Refused == 0 {
+			return ""
+		}
+		return fmt.Sprintf("%d MAC(s) refused (last: %s)", s.Refused, s.LastRefused)
+	}
+	ended := func(n int, refused string) {
+		if refused == "" {
+			refused = "none refused"
+		}
+		e.say("discovery ended: %d node(s) discovered, %s", n, refused)
+	}
+	if f.noTUI {
+		e.say("discovering %s appliances for cluster %s, rack %d, at most %d; interrupt to end", sess.Appliance, sess.Cluster, sess.Rack, sess.Max)
 		seen := map[string]bool{}
+		lastRefused := ""
 		t := time.NewTicker(500 * time.Millisecond)
 		defer t.Stop()
 		for {
@@ -210,15 +216,19 @@ func runDiscover(ctx context.Context, args []string) error {
 			for _, n := range nodes {
 				if !seen[n.Name] && n.IP != "" {
 					seen[n.Name] = true
-					fmt.Printf("discovered %s mac=%s ip=%s\n", n.Name, n.MAC, n.IP)
+					fmt.Fprintf(e.stdout, "discovered %s mac=%s ip=%s\n", n.Name, n.MAC, n.IP)
 				}
+			}
+			if r := refusals(ctx); r != "" && r != lastRefused {
+				lastRefused = r
+				e.say("%s", r)
 			}
 			select {
 			case <-ctx.Done():
 				if c := context.Cause(ctx); c != nil && !errors.Is(c, context.Canceled) {
 					return c
 				}
-				fmt.Printf("discovery ended: %d node(s) discovered\n", len(seen))
+				ended(len(seen), lastRefused)
 				return nil
 			case <-t.C:
 			}
@@ -235,36 +245,49 @@ func runDiscover(ctx context.Context, args []string) error {
 	if c := context.Cause(ctx); c != nil && !errors.Is(c, context.Canceled) {
 		return c
 	}
-	fmt.Printf("discovery ended: %d node(s) discovered\n", len(screen.Nodes()))
+	rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer rcancel()
+	ended(len(screen.Nodes()), refusals(rctx))
 	for _, n := range screen.Nodes() {
-		fmt.Printf("discovered %s mac=%s ip=%s\n", n.Name, n.MAC, n.IP)
+		fmt.Fprintf(e.stdout, "discovered %s mac=%s ip=%s\n", n.Name, n.MAC, n.IP)
 	}
 	return nil
 }
 
-func runHostList(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("host list", flag.ContinueOnError)
-	var rf storeFlags
-	rf.add(fs)
-	if _, err := parseArgs(fs, args, 0, "usage: ironbark "+fs.Name()+" [flags]: no arguments"); err != nil {
-		return err
+// hostRow is a line of `host list`, and its JSON shape.
+type hostRow struct {
+	Name      string `json:"name"`
+	MAC       string `json:"mac"`
+	IP        string `json:"ip"`
+	Appliance string `json:"appliance"`
+	Rack      int    `json:"rack"`
+	Rank      int    `json:"rank"`
+	Cluster   string `json:"cluster"`
+	Boot      string `json:"boot"`
+	Install   string `json:"install"`
+}
+
+func hostList(fs *flag.FlagSet) runFunc {
+	return func(ctx context.Context, e *env) error {
+		db, _, err := e.openPXE(ctx)
+		if err != nil {
+			return err
+		}
+		hs, err := pxe.NewHosts(db).List(ctx)
+		if err != nil {
+			return err
+		}
+		rows := make([]hostRow, len(hs))
+		for i, h := range hs {
+			rows[i] = hostRow{Name: h.Name, MAC: h.MAC, IP: h.IP, Appliance: h.Appliance, Rack: h.Rack, Rank: h.Rank,
+				Cluster: h.Cluster, Boot: string(h.Boot), Install: h.Status()}
+		}
+		return printList(e, []string{"HOST", "MAC", "IP", "APPLIANCE", "RACK", "RANK", "CLUSTER", "BOOT", "INSTALL"}, rows)
 	}
-	db, _, err := pxeDB(ctx, rf)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	hs, err := pxe.NewHosts(db).List(ctx)
-	if err != nil {
-		return err
-	}
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOST\tMAC\tIP\tAPPLIANCE\tRACK\tRANK\tCLUSTER\tBOOT\tINSTALL")
-	for _, h := range hs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", h.Name, h.MAC, dash(h.IP), h.Appliance, h.Rack, h.Rank,
-			dash(h.Cluster), h.Boot, h.Status())
-	}
-	return tw.Flush()
+}
+
+func (r hostRow) cells() []string {
+	return []string{r.Name, r.MAC, dash(r.IP), r.Appliance, strconv.Itoa(r.Rack), strconv.Itoa(r.Rank), dash(r.Cluster), r.Boot, r.Install}
 }
 
 func dash(s string) string {
@@ -274,10 +297,7 @@ func dash(s string) string {
 	return s
 }
 
-func runHostAdd(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("host add", flag.ContinueOnError)
-	var rf storeFlags
-	rf.add(fs)
+func hostAdd(fs *flag.FlagSet) runFunc {
 	mac := fs.String("mac", "", "MAC address (required)")
 	appliance := fs.String("appliance", "compute", "appliance")
 	rack := fs.Int("rack", 0, "rack")
@@ -285,57 +305,57 @@ func runHostAdd(ctx context.Context, args []string) error {
 	ip := fs.String("ip", "", "static IPv4 address (default: from the pool at first boot)")
 	clusterName := fs.String("cluster", "", "cluster")
 	boot := fs.String("boot", "install", "boot action: install, os or rescue")
-	pos, err := parseWithArgs(fs, args)
-	if err != nil {
-		return err
+	return func(ctx context.Context, e *env) error {
+		if *mac == "" {
+			return e.usagef("host add: --mac is required")
+		}
+		action, err := pxe.ParseBootAction(*boot)
+		if err != nil {
+			return e.usagef("host add: --boot: %v", err)
+		}
+		spec := pxe.AddHost{MAC: *mac, IP: *ip, Appliance: *appliance, Rack: *rack, Rank: *rank, Cluster: *clusterName, Boot: action}
+		if len(e.args) == 1 {
+			spec.Name = e.args[0]
+		}
+		db, _, err := e.openPXE(ctx)
+		if err != nil {
+			return err
+		}
+		h, err := pxe.NewHosts(db).Add(ctx, spec)
+		if err != nil {
+			return err
+		}
+		e.say("added %s mac=%s ip=%s boot=%s", h.Name, h.MAC, dash(h.IP), h.Boot)
+		return nil
 	}
-	if *mac == "" || len(pos) > 1 {
-		return errors.New("usage: ironbark host add --mac MAC [--appliance A] [--rack R] [--rank N] [--ip IP] [--cluster C] [--boot ACTION] [NAME]")
-	}
-	action, err := pxe.ParseBootAction(*boot)
-	if err != nil {
-		return err
-	}
-	name := ""
-	if len(pos) == 1 {
-		name = pos[0]
-	}
-	db, _, err := pxeDB(ctx, rf)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	h, err := pxe.NewHosts(db).Add(ctx, pxe.AddHost{Name: name, MAC: *mac, IP: *ip, Appliance: *appliance,
-		Rack: *rack, Rank: *rank, Cluster: *clusterName, Boot: action})
-	if err != nil {
-		return err
-	}
-	fmt.Printf("added %s mac=%s ip=%s boot=%s\n", h.Name, h.MAC, dash(h.IP), h.Boot)
-	return nil
 }
 
-func runHostRemove(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("host remove", flag.ContinueOnError)
-	var rf storeFlags
-	rf.add(fs)
-	pos, err := parseArgs(fs, args, 1, "usage: ironbark host remove HOST [--data-dir DIR]")
+func hostRemove(fs *flag.FlagSet) runFunc {
+	return func(ctx context.Context, e *env) error { return removeHost(ctx, e, e.args[0]) }
+}
+
+func removeHost(ctx context.Context, e *env, name string) error {
+	db, _, err := e.openPXE(ctx)
 	if err != nil {
 		return err
 	}
-	db, _, err := pxeDB(ctx, rf)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
 	hosts := pxe.NewHosts(db)
-	h, err := hosts.Get(ctx, pos[0])
+	h, err := hosts.Get(ctx, name)
 	if err != nil {
 		return err
 	}
 	if err := hosts.Remove(ctx, h.Name); err != nil {
 		return err
 	}
-	leases, err := dhcp.NewLeaseStore(ctx, db, dhcp.LeaseStoreConfig{})
+	// A removed host's install token must not enroll anything.
+	reg, err := cluster.NewRegistry(ctx, db)
+	if err != nil {
+		return err
+	}
+	if _, err := reg.RevokeHostTokens(ctx, h.Name); err != nil {
+		return err
+	}
+	ls, err := leases.New(ctx, db, leases.Config{})
 	if err != nil {
 		return err
 	}
@@ -343,33 +363,27 @@ func runHostRemove(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := leases.Forget(ctx, mac); err != nil {
+	if err := ls.Forget(ctx, mac); err != nil {
 		return err
 	}
-	fmt.Printf("removed %s (%s)\n", h.Name, h.MAC)
+	e.say("removed %s (%s)", h.Name, h.MAC)
 	return nil
 }
 
-func runHostSetBoot(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("host set-boot", flag.ContinueOnError)
-	var rf storeFlags
-	rf.add(fs)
-	pos, err := parseArgs(fs, args, 2, "usage: ironbark host set-boot HOST install|os|rescue [--data-dir DIR]")
-	if err != nil {
-		return err
+func hostSetBoot(fs *flag.FlagSet) runFunc {
+	return func(ctx context.Context, e *env) error {
+		action, err := pxe.ParseBootAction(e.args[1])
+		if err != nil {
+			return e.usagef("host set-boot: %v", err)
+		}
+		db, _, err := e.openPXE(ctx)
+		if err != nil {
+			return err
+		}
+		if err := pxe.NewHosts(db).SetBoot(ctx, e.args[0], action); err != nil {
+			return err
+		}
+		e.say("%s will boot %s next", e.args[0], action)
+		return nil
 	}
-	action, err := pxe.ParseBootAction(pos[1])
-	if err != nil {
-		return err
-	}
-	db, _, err := pxeDB(ctx, rf)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	if err := pxe.NewHosts(db).SetBoot(ctx, pos[0], action); err != nil {
-		return err
-	}
-	fmt.Printf("%s will boot %s next\n", pos[0], action)
-	return nil
 }

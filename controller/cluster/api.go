@@ -66,25 +66,37 @@ func (s *Service) handleEnroll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var certPEM []byte
-	n, err := s.enroll(r.Context(), req.Token, req.Hostname, "", req.Capacity, s.cfg.Now(),
+	n, err := s.enroll(r.Context(), enrollment{Token: req.Token, Hostname: req.Hostname, MACs: req.MACs, Capacity: req.Capacity}, s.cfg.Now(),
 		func(nodeID string) (string, error) {
 			c, serial, err := s.ca.SignNode([]byte(req.CSR), nodeID)
 			certPEM = c
 			return serial, err
 		})
 	switch {
-	case errors.Is(err, ErrBadToken):
-		s.log.Warn("enrollment refused", "host", req.Hostname, "remote", r.RemoteAddr)
-		writeErr(w, http.StatusForbidden, err.Error())
+	case errors.Is(err, ErrBadToken), errors.Is(err, ErrTokenIdentity):
+		// The log says which host a bound token is for; the caller only
+		// learns that it does not fit.
+		s.log.Warn("enrollment refused", "host", req.Hostname, "macs", req.MACs, "remote", r.RemoteAddr, "why", err)
+		msg := ErrBadToken.Error()
+		if errors.Is(err, ErrTokenIdentity) {
+			msg = ErrTokenIdentity.Error()
+		}
+		writeErr(w, http.StatusForbidden, msg)
+		return
+	case errors.Is(err, pki.ErrBadCSR):
+		writeErr(w, http.StatusBadRequest, err.Error())
 		return
 	case err != nil:
+		// A fault here (the store, the CA) is the controller's: 5xx, which
+		// the agent retries, and no internal detail to the caller.
 		s.log.Error("enroll", "host", req.Hostname, "err", err)
-		writeErr(w, http.StatusBadRequest, err.Error())
+		writeErr(w, http.StatusInternalServerError, internalError)
 		return
 	}
 	s.invalidate()
 	s.log.Info("node enrolled", "node", n.ID, "host", n.Hostname, "cluster", n.Cluster,
-		"cores", n.Capacity.Cores, "memoryMiB", n.Capacity.MemoryMiB, "diskGiB", n.Capacity.DiskGiB)
+		"cores", n.Capacity.Cores, "memoryMiB", n.Capacity.MemoryMiB, "diskGiB", n.Capacity.DiskGiB,
+		"declaredCores", n.Declared.Cores, "declaredMemoryMiB", n.Declared.MemoryMiB, "declaredDiskGiB", n.Declared.DiskGiB)
 	writeJSON(w, nodeapi.EnrollResponse{NodeID: n.ID, Cluster: n.Cluster, Certificate: string(certPEM), CA: string(s.ca.CertPEM())})
 }
 
@@ -94,10 +106,9 @@ func (s *Service) handleHeartbeat(w http.ResponseWriter, r *http.Request, n Node
 		writeErr(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if req.Hostname == "" {
-		req.Hostname = n.Hostname
-	}
-	ok, err := s.heartbeat(r.Context(), n.ID, n.CertSerial, req.Hostname, req.Hypervisor, req.Capacity, s.cfg.Now())
+	// The name is the one enrolled (bound to the host for installed
+	// nodes): a heartbeat cannot rename the node.
+	ok, err := s.heartbeat(r.Context(), n, n.Hostname, req.Hypervisor, req.Capacity, s.cfg.Now())
 	if err == nil && !ok {
 		writeErr(w, http.StatusForbidden, "node is not enrolled")
 		return
@@ -107,12 +118,12 @@ func (s *Service) handleHeartbeat(w http.ResponseWriter, r *http.Request, n Node
 	}
 	if err != nil {
 		s.log.Error("heartbeat", "node", n.ID, "err", err)
-		writeErr(w, http.StatusInternalServerError, "record heartbeat: "+err.Error())
+		writeErr(w, http.StatusInternalServerError, internalError)
 		return
 	}
 	if n.State != NodeUp {
 		s.invalidate()
-		s.log.Info("node is up", "node", n.ID, "host", req.Hostname)
+		s.log.Info("node is up", "node", n.ID, "host", n.Hostname)
 	}
 	writeJSON(w, nodeapi.HeartbeatResponse{NodeID: n.ID, Cluster: n.Cluster,
 		IntervalSeconds: int(s.cfg.HeartbeatInterval / time.Second)})
@@ -137,7 +148,7 @@ func (s *Service) handleInstances(w http.ResponseWriter, r *http.Request, n Node
 		d, err := s.desired(r.Context(), n.ID)
 		if err != nil {
 			s.log.Error("desired instances", "node", n.ID, "err", err)
-			writeErr(w, http.StatusInternalServerError, err.Error())
+			writeErr(w, http.StatusInternalServerError, internalError)
 			return
 		}
 		if d.ETag != etag || wait == 0 {
@@ -188,6 +199,10 @@ func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(v)
 }
+
+// internalError is all a caller learns of a server fault; the log has the
+// cause.
+const internalError = "internal error on the controller (its log has the cause); retry later"
 
 func writeErr(w http.ResponseWriter, code int, msg string) {
 	w.Header().Set("Content-Type", "application/json")

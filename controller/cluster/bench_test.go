@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"ironbark/controller"
 	"ironbark/internal/nodeapi"
 	"ironbark/internal/store"
 	"ironbark/internal/store/storetest"
@@ -65,6 +64,6 @@ func addNodes(b *testing.B, s *Service, db *store.DB, policy string, n int) {
 	// Some nodes busy, so POWERSAVE has something to pack onto.
 	l := s.cfg.Ledger.(*memLedger)
 	for i := 0; i < n; i += 7 {
-		l.usage[fmt.Sprintf("node-%04d", i)] = controller.NodeUsage{Cores: 4, MemoryMiB: 1024, DiskGiB: 20, Instances: 4}
+		l.usage[fmt.Sprintf("node-%04d", i)] = nodeapi.NodeUsage{Cores: 4, MemoryMiB: 1024, DiskGiB: 20, Instances: 4}
 	}
 }

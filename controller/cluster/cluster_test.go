@@ -21,17 +21,20 @@ import (
 	"ironbark/internal/store/storetest"
 )
 
+// The controller's Cloud is the ledger the frontend runs with.
+var _ InstanceLedger = (*controller.Cloud)(nil)
+
 // memLedger is a stand-in for the EC2 side's instance ledger.
 type memLedger struct {
 	mu       sync.Mutex
 	specs    map[string][]nodeapi.InstanceSpec
 	observed map[string][]nodeapi.InstanceStatus
-	usage    map[string]controller.NodeUsage
+	usage    map[string]nodeapi.NodeUsage
 }
 
 func newMemLedger() *memLedger {
 	return &memLedger{specs: map[string][]nodeapi.InstanceSpec{}, observed: map[string][]nodeapi.InstanceStatus{},
-		usage: map[string]controller.NodeUsage{}}
+		usage: map[string]nodeapi.NodeUsage{}}
 }
 
 func (l *memLedger) DesiredOnNode(_ context.Context, id string) ([]nodeapi.InstanceSpec, error) {
@@ -47,17 +50,17 @@ func (l *memLedger) Observe(_ context.Context, id string, st []nodeapi.InstanceS
 	return nil
 }
 
-func (l *memLedger) Usage(context.Context) (map[string]controller.NodeUsage, error) {
+func (l *memLedger) Usage(context.Context) (map[string]nodeapi.NodeUsage, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	out := map[string]controller.NodeUsage{}
+	out := map[string]nodeapi.NodeUsage{}
 	for k, v := range l.usage {
 		out[k] = v
 	}
 	return out, nil
 }
 
-func newService(t *testing.T, db *store.DB, l controller.InstanceLedger) *Service {
+func newService(t *testing.T, db *store.DB, l InstanceLedger) *Service {
 	t.Helper()
 	s, err := New(context.Background(), Config{DB: db, DataDir: t.TempDir(), Ledger: l,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), DesiredPoll: 20 * time.Millisecond})
@@ -176,9 +179,15 @@ func TestEnrollHeartbeatInstances(t *testing.T) {
 		if len(got) != 1 || got[0].InstanceID != "i-1" {
 			t.Fatalf("ledger observed %+v", got)
 		}
+		// The node now says 8 cores: placement keeps counting the 4 it
+		// enrolled with until an operator approves the change.
 		n, err := s.Node(ctx, er.NodeID)
-		if err != nil || n.Capacity.Cores != 8 || n.Hypervisor != "test:///default" || n.State != NodeUp {
+		if err != nil || n.Capacity.Cores != 4 || n.Declared.Cores != 8 || !n.Pending() || n.Reviewed ||
+			n.Hypervisor != "test:///default" || n.State != NodeUp {
 			t.Fatalf("node after heartbeat: %+v %v", n, err)
+		}
+		if n, err = s.ApproveNode(ctx, er.NodeID); err != nil || n.Capacity.Cores != 8 || n.Pending() || !n.Reviewed {
+			t.Fatalf("approved node: %+v %v", n, err)
 		}
 
 		// Instances: first call answers at once; a waiting call returns
@@ -247,7 +256,7 @@ func addNode(t *testing.T, s *Service, cluster string, c nodeapi.Capacity) strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := s.enroll(ctx, tok, "h", "test:///default", c, s.cfg.Now(), func(string) (string, error) { return "1", nil })
+	n, err := s.enroll(ctx, enrollment{Token: tok, Hostname: "h", Hypervisor: "test:///default", Capacity: c}, s.cfg.Now(), func(string) (string, error) { return "1", nil })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +280,7 @@ func TestZonesAndPlace(t *testing.T) {
 		}
 		n1 := addNode(t, s, "a", nodeapi.Capacity{Cores: 4, MemoryMiB: 2048, DiskGiB: 40})
 		addNode(t, s, "b", nodeapi.Capacity{Cores: 2, MemoryMiB: 1024, DiskGiB: 20})
-		l.usage[n1] = controller.NodeUsage{Cores: 1, MemoryMiB: 256, DiskGiB: 5, Instances: 1}
+		l.usage[n1] = nodeapi.NodeUsage{Cores: 1, MemoryMiB: 256, DiskGiB: 5, Instances: 1}
 
 		zones, err := s.Zones(ctx)
 		if err != nil {
@@ -364,4 +373,49 @@ func (filler) Read(p []byte) (int, error) {
 		p[i] = 'a'
 	}
 	return len(p), nil
+}
+
+// A fault on the controller's side during enrollment (here its store is
+// gone) answers 500 with no internal detail, so the agent retries; a bad
+// CSR is still the caller's 400.
+func TestEnrollServerFaultIs5xx(t *testing.T) {
+	ctx := context.Background()
+	db := storetest.SQLite(t, nil)
+	s := newService(t, db, newMemLedger())
+	if err := s.AddCluster(ctx, "c1", "GREEDY"); err != nil {
+		t.Fatal(err)
+	}
+	url := serve(t, s)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: pki.PinnedTLS(s.CA().Fingerprint())}}
+	defer hc.CloseIdleConnections()
+	enroll := func(token, csr string) (int, string) {
+		body, _ := json.Marshal(nodeapi.EnrollRequest{Token: token, Hostname: "h", CSR: csr})
+		resp, err := hc.Post(url+nodeapi.PathEnroll, "application/json", strings.NewReader(string(body)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var e nodeapi.Error
+		_ = json.NewDecoder(resp.Body).Decode(&e)
+		return resp.StatusCode, e.Error
+	}
+	tok, err := s.NewToken(ctx, s.CA(), "c1", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, msg := enroll(tok, "not a csr"); code != http.StatusBadRequest || !strings.Contains(msg, "certificate request") {
+		t.Errorf("bad csr: %d %q, want 400 naming the certificate request", code, msg)
+	}
+	key, _ := pki.NewKey()
+	csr, _ := pki.CSR(key, "h")
+	db.Close() // the store fails from here on
+	code, msg := enroll(tok, string(csr))
+	if code != http.StatusInternalServerError {
+		t.Fatalf("enroll with the store down: %d %q, want 500", code, msg)
+	}
+	for _, leak := range []string{"sql", "database", "enroll h"} {
+		if strings.Contains(msg, leak) {
+			t.Errorf("500 answer leaks internal detail %q: %q", leak, msg)
+		}
+	}
 }

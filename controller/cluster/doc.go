@@ -5,5 +5,5 @@
 // nodes' capacity minus what the instance ledger says is in use.
 //
 // The EC2 side owns instance records; this package reaches them only
-// through controller.InstanceLedger.
+// through InstanceLedger, declared here.
 package cluster

@@ -8,22 +8,36 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"path/filepath"
 	"sync"
 	"time"
 
 	"ironbark/controller"
 	"ironbark/controller/sched"
+	"ironbark/internal/datadir"
+	"ironbark/internal/httplimit"
 	"ironbark/internal/nodeapi"
 	"ironbark/internal/pki"
 	"ironbark/internal/store"
 )
 
+// InstanceLedger is what the cluster side needs from the EC2 side's
+// instance records (controller.Cloud).
+type InstanceLedger interface {
+	// DesiredOnNode returns the specs of every instance placed on the node
+	// that the node should hold (not yet terminated there).
+	DesiredOnNode(ctx context.Context, nodeID string) ([]nodeapi.InstanceSpec, error)
+	// Observe records what a node reports. An instance the node does not
+	// report but the ledger expects there is handled by the caller's policy.
+	Observe(ctx context.Context, nodeID string, st []nodeapi.InstanceStatus) error
+	// Usage sums the resources of non-terminated instances per node.
+	Usage(ctx context.Context) (map[string]nodeapi.NodeUsage, error)
+}
+
 // Config are the Service's collaborators and settings.
 type Config struct {
 	DB      *store.DB
 	DataDir string // the CA lives in DataDir/pki
-	Ledger  controller.InstanceLedger
+	Ledger  InstanceLedger
 	Logger  *slog.Logger
 	// VMTypes lists the VM types Zones counts; nil means
 	// controller.DefaultVMTypes.
@@ -43,6 +57,10 @@ type Config struct {
 	// ledger when nobody called Notify (default 500 ms).
 	DesiredPoll time.Duration
 	Now         func() time.Time
+	// Limits bound each node API client (timeouts, connections per
+	// address); zero fields take httplimit's defaults, and responses have
+	// no write timeout (blobs of gigabytes stream through it).
+	Limits httplimit.Limits
 }
 
 // Service is the cluster controller: registry, node API and placement.
@@ -97,7 +115,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	ca, err := pki.LoadOrCreateCA(PKIDir(cfg.DataDir))
+	ca, err := pki.LoadOrCreateCA(datadir.Dir(cfg.DataDir).PKI())
 	if err != nil {
 		return nil, err
 	}
@@ -111,14 +129,19 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	}, nil
 }
 
-// PKIDir is where a data dir keeps the CA.
-func PKIDir(dataDir string) string { return filepath.Join(dataDir, "pki") }
-
 // CA is the cloud's certificate authority.
 func (s *Service) CA() *pki.CA { return s.ca }
 
 // TLSConfig is the node listener's TLS configuration.
 func (s *Service) TLSConfig() *tls.Config { return s.ca.ServerTLS(s.cert) }
+
+// APITLSConfig is the EC2 API listener's TLS configuration: the same
+// certificate as the node API's (issued by the cloud's CA for the
+// controller's names), no client certificates, TLS 1.2 and up for the
+// older clients (boto 2, euca2ools).
+func (s *Service) APITLSConfig() *tls.Config {
+	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{s.cert}}
+}
 
 // Placer is the Service as the EC2 side's placer.
 func (s *Service) Placer() controller.Placer { return s }
@@ -127,12 +150,17 @@ func (s *Service) Placer() controller.Placer { return s }
 // ends.
 func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
-		Handler:           s.Handler(),
-		TLSConfig:         s.TLSConfig(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-		BaseContext:       func(net.Listener) context.Context { return ctx },
+		Handler:     s.Handler(),
+		TLSConfig:   s.TLSConfig(),
+		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		BaseContext: func(net.Listener) context.Context { return ctx },
 	}
+	lim := s.cfg.Limits
+	if lim.WriteTimeout == 0 {
+		lim.WriteTimeout = -1
+	}
+	lim.Apply(srv)
+	ln = lim.Listener(ln, s.log.With("listener", "node-api"))
 	done := make(chan struct{})
 	go func() {
 		select {
@@ -152,7 +180,8 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 	return fmt.Errorf("node api: %w", err)
 }
 
-// Run marks nodes down when their heartbeats stop, until ctx ends.
+// Run marks nodes down when their heartbeats stop and purges expired
+// enrollment tokens, until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
 	t := time.NewTicker(s.cfg.HeartbeatInterval / 2)
 	defer t.Stop()
@@ -161,6 +190,11 @@ func (s *Service) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		}
+		if k, err := s.PurgeTokens(ctx, s.cfg.Now()); err != nil && ctx.Err() == nil {
+			s.log.Warn("purge enrollment tokens", "err", err)
+		} else if k > 0 {
+			s.log.Info("expired enrollment tokens purged", "count", k)
 		}
 		ids, err := s.markDown(ctx, s.cfg.Now().Add(-s.cfg.HeartbeatTimeout))
 		if err != nil {

@@ -38,6 +38,28 @@ var Migrations = []store.Migration{
 		used_at BIGINT NOT NULL,
 		node_id TEXT NOT NULL)`},
 	{ID: "cluster/0004-nodes-cluster-idx", SQL: `CREATE INDEX nodes_cluster ON nodes (cluster, id)`},
+	// Install tokens are bound to one host (name and MAC) and one install
+	// attempt; hand-made tokens leave these empty.
+	{ID: "cluster/0005-token-hostname", SQL: `ALTER TABLE node_tokens ADD COLUMN hostname TEXT NOT NULL DEFAULT ''`},
+	{ID: "cluster/0006-token-mac", SQL: `ALTER TABLE node_tokens ADD COLUMN mac TEXT NOT NULL DEFAULT ''`},
+	{ID: "cluster/0007-token-attempt", SQL: `ALTER TABLE node_tokens ADD COLUMN attempt TEXT NOT NULL DEFAULT ''`},
+	{ID: "cluster/0008-token-attempt-idx", SQL: `CREATE UNIQUE INDEX node_tokens_attempt ON node_tokens (hostname, attempt) WHERE attempt <> ''`},
+	// What a node declares apart from what placement counts (cores,
+	// memory_mib, disk_gib): the approved capacity bounds the latter.
+	{ID: "cluster/0009-node-declared-cores", SQL: `ALTER TABLE nodes ADD COLUMN declared_cores BIGINT NOT NULL DEFAULT 0`},
+	{ID: "cluster/0010-node-declared-mem", SQL: `ALTER TABLE nodes ADD COLUMN declared_memory_mib BIGINT NOT NULL DEFAULT 0`},
+	{ID: "cluster/0011-node-declared-disk", SQL: `ALTER TABLE nodes ADD COLUMN declared_disk_gib BIGINT NOT NULL DEFAULT 0`},
+	{ID: "cluster/0012-node-approved-cores", SQL: `ALTER TABLE nodes ADD COLUMN approved_cores BIGINT NOT NULL DEFAULT 0`},
+	{ID: "cluster/0013-node-approved-mem", SQL: `ALTER TABLE nodes ADD COLUMN approved_memory_mib BIGINT NOT NULL DEFAULT 0`},
+	{ID: "cluster/0014-node-approved-disk", SQL: `ALTER TABLE nodes ADD COLUMN approved_disk_gib BIGINT NOT NULL DEFAULT 0`},
+	{ID: "cluster/0015-node-reviewed", SQL: `ALTER TABLE nodes ADD COLUMN reviewed BIGINT NOT NULL DEFAULT 0`},
+	// Nodes enrolled before capacity review count as reviewed at what they
+	// reported last.
+	{ID: "cluster/0016-node-capacity-backfill", SQL: `UPDATE nodes SET declared_cores = cores, declared_memory_mib = memory_mib,
+		declared_disk_gib = disk_gib, approved_cores = cores, approved_memory_mib = memory_mib, approved_disk_gib = disk_gib, reviewed = 1`},
+	{ID: "cluster/0017-cluster-max-cores", SQL: `ALTER TABLE clusters ADD COLUMN max_node_cores BIGINT NOT NULL DEFAULT 0`},
+	{ID: "cluster/0018-cluster-max-mem", SQL: `ALTER TABLE clusters ADD COLUMN max_node_memory_mib BIGINT NOT NULL DEFAULT 0`},
+	{ID: "cluster/0019-cluster-max-disk", SQL: `ALTER TABLE clusters ADD COLUMN max_node_disk_gib BIGINT NOT NULL DEFAULT 0`},
 }
 
 // Node states.
@@ -60,6 +82,29 @@ type Cluster struct {
 	Name    string
 	Policy  string
 	Created time.Time
+	// NodeLimit bounds what one node of the cluster may offer; a zero
+	// field means DefaultNodeLimit's.
+	NodeLimit nodeapi.Capacity
+}
+
+// DefaultNodeLimit bounds a node's capacity in a cluster with no limit of
+// its own: well above today's largest hypervisors, far below what a rogue
+// node could claim to take every launch.
+var DefaultNodeLimit = nodeapi.Capacity{Cores: 512, MemoryMiB: 8 << 20, DiskGiB: 256 << 10}
+
+// Limit is the cluster's per-node limit with the defaults filled in.
+func (c Cluster) Limit() nodeapi.Capacity {
+	l := c.NodeLimit
+	if l.Cores <= 0 {
+		l.Cores = DefaultNodeLimit.Cores
+	}
+	if l.MemoryMiB <= 0 {
+		l.MemoryMiB = DefaultNodeLimit.MemoryMiB
+	}
+	if l.DiskGiB <= 0 {
+		l.DiskGiB = DefaultNodeLimit.DiskGiB
+	}
+	return l
 }
 
 // Node is an enrolled node.
@@ -73,6 +118,23 @@ type Node struct {
 	Enrolled      time.Time
 	LastHeartbeat time.Time
 	State         string
+	// Declared is what the node says it has; Approved the capacity the
+	// operator (or enrollment, within the cluster's limit) accepted.
+	// Capacity, what placement counts, is the smaller of the two.
+	Declared, Approved nodeapi.Capacity
+	// Reviewed is false for a node no operator has approved yet.
+	Reviewed bool
+}
+
+// Pending reports whether the node declares more than was approved: the
+// difference waits for `ironbark node approve`.
+func (n Node) Pending() bool {
+	d, a := n.Declared, n.Approved
+	return d.Cores > a.Cores || d.MemoryMiB > a.MemoryMiB || d.DiskGiB > a.DiskGiB
+}
+
+func minCap(a, b nodeapi.Capacity) nodeapi.Capacity {
+	return nodeapi.Capacity{Cores: min(a.Cores, b.Cores), MemoryMiB: min(a.MemoryMiB, b.MemoryMiB), DiskGiB: min(a.DiskGiB, b.DiskGiB)}
 }
 
 // ErrNoSuchCluster is returned for an unknown cluster name.
@@ -125,19 +187,17 @@ func (r *Registry) SetPolicy(ctx context.Context, name, policy string) error {
 
 // Clusters lists the clusters by name.
 func (r *Registry) Clusters(ctx context.Context) ([]Cluster, error) {
-	rows, err := r.db.Query(ctx, `SELECT name, policy, created_at FROM clusters ORDER BY name`)
+	rows, err := r.db.Query(ctx, `SELECT `+clusterCols+` FROM clusters ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("list clusters: %w", err)
 	}
 	defer rows.Close()
 	var out []Cluster
 	for rows.Next() {
-		var c Cluster
-		var created int64
-		if err := rows.Scan(&c.Name, &c.Policy, &created); err != nil {
+		c, err := scanCluster(rows)
+		if err != nil {
 			return nil, err
 		}
-		c.Created = time.Unix(created, 0).UTC()
 		out = append(out, c)
 	}
 	return out, rows.Err()
@@ -145,26 +205,93 @@ func (r *Registry) Clusters(ctx context.Context) ([]Cluster, error) {
 
 // Cluster returns one cluster.
 func (r *Registry) Cluster(ctx context.Context, name string) (Cluster, error) {
-	c := Cluster{Name: name}
-	var created int64
-	err := r.db.QueryRow(ctx, `SELECT policy, created_at FROM clusters WHERE name = ?`, name).Scan(&c.Policy, &created)
+	c, err := scanCluster(r.db.QueryRow(ctx, `SELECT `+clusterCols+` FROM clusters WHERE name = ?`, name))
 	if errors.Is(err, sql.ErrNoRows) {
 		return c, fmt.Errorf("%w: %s", ErrNoSuchCluster, name)
 	}
 	if err != nil {
 		return c, fmt.Errorf("cluster %s: %w", name, err)
 	}
-	c.Created = time.Unix(created, 0).UTC()
 	return c, nil
 }
 
-const nodeCols = `id, cluster, hostname, cores, memory_mib, disk_gib, hypervisor, cert_serial, enrolled_at, last_heartbeat, state`
+const clusterCols = `name, policy, created_at, max_node_cores, max_node_memory_mib, max_node_disk_gib`
+
+func scanCluster(sc interface{ Scan(...any) error }) (Cluster, error) {
+	var c Cluster
+	var created int64
+	err := sc.Scan(&c.Name, &c.Policy, &created, &c.NodeLimit.Cores, &c.NodeLimit.MemoryMiB, &c.NodeLimit.DiskGiB)
+	c.Created = time.Unix(created, 0).UTC()
+	return c, err
+}
+
+// SetNodeLimit sets the most one node of the cluster may offer (zero
+// fields: the default). Nodes above it are cut down to it at once.
+func (r *Registry) SetNodeLimit(ctx context.Context, name string, l nodeapi.Capacity) error {
+	if l.Cores < 0 || l.MemoryMiB < 0 || l.DiskGiB < 0 {
+		return fmt.Errorf("node limit of %s: negative values", name)
+	}
+	return r.db.InTx(ctx, func(tx *store.Tx) error {
+		res, err := tx.Exec(ctx, `UPDATE clusters SET max_node_cores = ?, max_node_memory_mib = ?, max_node_disk_gib = ? WHERE name = ?`,
+			l.Cores, l.MemoryMiB, l.DiskGiB, name)
+		if err != nil {
+			return fmt.Errorf("set node limit of %s: %w", name, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("%w: %s", ErrNoSuchCluster, name)
+		}
+		lim := Cluster{NodeLimit: l}.Limit()
+		_, err = tx.Exec(ctx, `UPDATE nodes SET cores = CASE WHEN cores > ? THEN ? ELSE cores END,
+			memory_mib = CASE WHEN memory_mib > ? THEN ? ELSE memory_mib END,
+			disk_gib = CASE WHEN disk_gib > ? THEN ? ELSE disk_gib END WHERE cluster = ?`,
+			lim.Cores, lim.Cores, lim.MemoryMiB, lim.MemoryMiB, lim.DiskGiB, lim.DiskGiB, name)
+		if err != nil {
+			return fmt.Errorf("apply node limit of %s: %w", name, err)
+		}
+		return nil
+	})
+}
+
+// ApproveNode accepts what a node declares (within its cluster's limit) as
+// its capacity and marks it reviewed; it returns the node as approved.
+func (r *Registry) ApproveNode(ctx context.Context, id string) (Node, error) {
+	var n Node
+	err := r.db.InTx(ctx, func(tx *store.Tx) error {
+		var err error
+		n, err = scanNode(tx.QueryRow(ctx, `SELECT `+nodeCols+` FROM nodes WHERE id = ?`, id))
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("node %s: %w", id, store.ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		c, err := scanCluster(tx.QueryRow(ctx, `SELECT `+clusterCols+` FROM clusters WHERE name = ?`, n.Cluster))
+		if err != nil {
+			return fmt.Errorf("cluster of %s: %w", id, err)
+		}
+		n.Approved = minCap(n.Declared, c.Limit())
+		n.Capacity, n.Reviewed = n.Approved, true
+		_, err = tx.Exec(ctx, `UPDATE nodes SET approved_cores = ?, approved_memory_mib = ?, approved_disk_gib = ?,
+			cores = ?, memory_mib = ?, disk_gib = ?, reviewed = 1 WHERE id = ?`,
+			n.Approved.Cores, n.Approved.MemoryMiB, n.Approved.DiskGiB, n.Capacity.Cores, n.Capacity.MemoryMiB, n.Capacity.DiskGiB, id)
+		return err
+	})
+	if err != nil {
+		return Node{}, fmt.Errorf("approve node %s: %w", id, err)
+	}
+	return n, nil
+}
+
+const nodeCols = `id, cluster, hostname, cores, memory_mib, disk_gib, hypervisor, cert_serial, enrolled_at, last_heartbeat, state,
+	declared_cores, declared_memory_mib, declared_disk_gib, approved_cores, approved_memory_mib, approved_disk_gib, reviewed`
 
 func scanNode(sc interface{ Scan(...any) error }) (Node, error) {
 	var n Node
-	var enrolled, hb int64
+	var enrolled, hb, reviewed int64
 	err := sc.Scan(&n.ID, &n.Cluster, &n.Hostname, &n.Capacity.Cores, &n.Capacity.MemoryMiB, &n.Capacity.DiskGiB,
-		&n.Hypervisor, &n.CertSerial, &enrolled, &hb, &n.State)
+		&n.Hypervisor, &n.CertSerial, &enrolled, &hb, &n.State,
+		&n.Declared.Cores, &n.Declared.MemoryMiB, &n.Declared.DiskGiB, &n.Approved.Cores, &n.Approved.MemoryMiB, &n.Approved.DiskGiB, &reviewed)
+	n.Reviewed = reviewed != 0
 	n.Enrolled = time.UnixMilli(enrolled).UTC()
 	n.LastHeartbeat = time.UnixMilli(hb).UTC()
 	return n, err
@@ -216,16 +343,24 @@ func (r *Registry) RemoveNode(ctx context.Context, id string) error {
 }
 
 // heartbeat records a node's report; it returns false when the node or its
-// certificate serial is unknown (removed or re-enrolled).
-func (r *Registry) heartbeat(ctx context.Context, id, serial, hostname, hypervisor string, c nodeapi.Capacity, now time.Time) (bool, error) {
-	res, err := r.db.Exec(ctx, `UPDATE nodes SET hostname = ?, cores = ?, memory_mib = ?, disk_gib = ?, hypervisor = ?,
-		last_heartbeat = ?, state = ? WHERE id = ? AND cert_serial = ?`,
-		hostname, c.Cores, c.MemoryMiB, c.DiskGiB, hypervisor, now.UnixMilli(), NodeUp, id, serial)
+// certificate serial is unknown (removed or re-enrolled). What the node
+// declares is kept; what placement counts stays within the approved
+// capacity and the cluster's limit, so a node cannot grow by saying so.
+func (r *Registry) heartbeat(ctx context.Context, n Node, hostname, hypervisor string, c nodeapi.Capacity, now time.Time) (bool, error) {
+	cl, err := r.Cluster(ctx, n.Cluster)
 	if err != nil {
-		return false, fmt.Errorf("heartbeat %s: %w", id, err)
+		return false, fmt.Errorf("heartbeat %s: %w", n.ID, err)
 	}
-	n, _ := res.RowsAffected()
-	return n > 0, nil
+	c = nonNegative(c)
+	eff := minCap(minCap(c, n.Approved), cl.Limit())
+	res, err := r.db.Exec(ctx, `UPDATE nodes SET hostname = ?, cores = ?, memory_mib = ?, disk_gib = ?, hypervisor = ?,
+		last_heartbeat = ?, state = ?, declared_cores = ?, declared_memory_mib = ?, declared_disk_gib = ? WHERE id = ? AND cert_serial = ?`,
+		hostname, eff.Cores, eff.MemoryMiB, eff.DiskGiB, hypervisor, now.UnixMilli(), NodeUp, c.Cores, c.MemoryMiB, c.DiskGiB, n.ID, n.CertSerial)
+	if err != nil {
+		return false, fmt.Errorf("heartbeat %s: %w", n.ID, err)
+	}
+	k, _ := res.RowsAffected()
+	return k > 0, nil
 }
 
 // markDown sets nodes whose last heartbeat is older than cutoff to down and
@@ -257,6 +392,10 @@ func (r *Registry) markDown(ctx context.Context, cutoff time.Time) ([]string, er
 		return nil, fmt.Errorf("mark nodes down: %w", err)
 	}
 	return ids, nil
+}
+
+func nonNegative(c nodeapi.Capacity) nodeapi.Capacity {
+	return nodeapi.Capacity{Cores: max(c.Cores, 0), MemoryMiB: max(c.MemoryMiB, 0), DiskGiB: max(c.DiskGiB, 0)}
 }
 
 func validName(s string) bool {

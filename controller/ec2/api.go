@@ -20,6 +20,12 @@ type Request struct {
 	Principal Principal
 	RequestID string
 	SourceIP  string
+	// Path is the URL path the call came to: "/services/Eucalyptus" marks
+	// Eucalyptus' own clients, which expect Eucalyptus' answers.
+	Path string
+	// Service is the service of a Signature V4 credential scope as sent
+	// ("ec2", "sts"; "" for Signature V2).
+	Service string
 
 	pageKey []byte // the Server's NextToken MAC key (see Page)
 }

@@ -25,9 +25,9 @@
 //		ranges, _ := perm.List("IpRanges")   // ranges[i].String("CidrIp")
 //	}
 //	ebs := item.Sub("Ebs")                   // BlockDeviceMapping.N.Ebs.VolumeSize
-//	fs, err := p.Filters()                   // Filter.N.Name / Filter.N.Value.M
-//	err = fs.Check("instance-id", "instance-state-name", "tag:*", "tag-key")
-//	ok := fs.Matches(func(name string) []string { ... the resource's values ... })
+//	fs, err := p.Filters()                   // Filter.N.Name / Filter.N.Value.M, sizes capped
+//	m, err := fs.Compile("instance-id", "instance-state-name", "tag:*", "tag-key")
+//	ok := m.Match(func(name string) []string { ... the resource's values ... })
 //	pg, err := r.Page(0, 0)                  // MaxResults 5..1000, NextToken (tamper-evident)
 //	items, next := ec2.Paginate(sorted, keyOf, pg)
 //

@@ -3,7 +3,6 @@ package ec2
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -12,7 +11,11 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
 )
 
 // Defaults of Config.
@@ -20,6 +23,12 @@ const (
 	DefaultMaxBodyBytes = 1 << 20
 	DefaultClockSkew    = 15 * time.Minute
 )
+
+// MaxHeaderBytes is what an http.Server serving the EC2 API should set as
+// its MaxHeaderBytes: room for a query string past MaxBodyBytes, so that
+// the Server answers it in EC2's XML (RequestEntityTooLarge) rather than
+// net/http with a plain-text 431 that no EC2 client can read.
+const MaxHeaderBytes = 4 << 20
 
 // Config is what a Server needs.
 type Config struct {
@@ -140,13 +149,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // serve works out the answer to r; it writes nothing but headers.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, id string) (out outcome) {
+	sts := false // answer errors in STS's envelope (see sts.go)
 	fail := func(err error) outcome {
 		e := AsError(err)
 		if e.Code == CodeInternalError && !errors.As(err, new(*Error)) {
 			out.err = err
 		}
 		out.status, out.code = e.Status, e.Code
-		out.body = MarshalError(e, id)
+		if sts {
+			out.body = MarshalSTSError(e, id)
+		} else {
+			out.body = MarshalError(e, id)
+		}
 		return out
 	}
 	if !IsEndpointPath(r.URL.Path) {
@@ -158,6 +172,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, id string) (out o
 		return fail(&Error{Code: "MethodNotAllowed", Status: http.StatusMethodNotAllowed,
 			Message: "The EC2 Query API takes GET and POST requests"})
 	}
+	if int64(len(r.URL.RawQuery)) > s.maxBody {
+		return fail(&Error{Code: CodeRequestEntityTooLarge, Status: http.StatusRequestEntityTooLarge,
+			Message: fmt.Sprintf("The query string is larger than %d bytes", s.maxBody)})
+	}
 	body, err := s.readBody(w, r)
 	if err != nil {
 		return fail(err)
@@ -168,12 +186,16 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, id string) (out o
 		return fail(err)
 	}
 	out.action = truncate(q.All.Get("Action"), 64)
+	sts = q.All.Get("Version") == STSVersion
 
 	sig, err := parseSignature(wr, q)
 	if err != nil {
 		return fail(err)
 	}
 	out.scheme, out.accessKey = sig.Scheme, sig.AccessKey
+	if sig.v4 != nil && sig.v4.Service == "sts" {
+		sts = true
+	}
 	secret, principal, err := s.creds.LookupAccessKey(r.Context(), sig.AccessKey)
 	if errors.Is(err, ErrUnknownAccessKey) {
 		return fail(AuthFailure("AWS was not able to validate the provided access credentials"))
@@ -194,9 +216,15 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, id string) (out o
 	if err != nil {
 		return fail(err)
 	}
-	ns, err := Namespace(req.Version)
-	if err != nil {
-		return fail(err)
+	req.Path = r.URL.Path
+	if sig.v4 != nil {
+		req.Service = sig.v4.Service
+	}
+	ns := STSNamespace
+	if !req.IsSTS() {
+		if ns, err = Namespace(req.Version); err != nil {
+			return fail(err)
+		}
 	}
 	resp, err := s.dispatch(r.Context(), req)
 	if err != nil {
@@ -243,9 +271,15 @@ func newRequest(q *parsedQuery, p Principal, id, sourceIP string, tokenKey []byt
 	}
 	params := make(map[string][]string, len(q.All))
 	for k, vs := range q.All {
-		if !isSignatureParam(k) {
-			params[k] = vs
+		if isSignatureParam(k) {
+			continue
 		}
+		for _, v := range append([]string{k}, vs...) {
+			if !storableText(v) {
+				return nil, InvalidParameterValue("Value for parameter %s contains invalid UTF-8 or a character XML cannot carry", truncate(strings.ToValidUTF8(k, "?"), 128))
+			}
+		}
+		params[k] = vs
 	}
 	return &Request{
 		Action:    action,
@@ -256,6 +290,25 @@ func newRequest(q *parsedQuery, p Principal, id, sourceIP string, tokenKey []byt
 		SourceIP:  sourceIP,
 		pageKey:   tokenKey,
 	}, nil
+}
+
+// storableText reports whether s is valid UTF-8 of characters XML 1.0
+// can carry (tab, newline, carriage return and U+0020 up, less the
+// surrogates and U+FFFE/U+FFFF). Anything else would be stored and then
+// answered altered (encoding/xml replaces it), so it is refused up front.
+func storableText(s string) bool {
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		i += size
+		switch {
+		case r == utf8.RuneError && size == 1:
+			return false // invalid UTF-8
+		case r == '\t' || r == '\n' || r == '\r':
+		case r < 0x20, r == 0xFFFE, r == 0xFFFF:
+			return false // (DecodeRune never returns a surrogate)
+		}
+	}
+	return true
 }
 
 // validActionName admits the shape of EC2 action names: the name becomes
@@ -305,23 +358,5 @@ func remoteIP(addr string) string {
 	return host
 }
 
-// newRequestID makes a random (version 4) UUID.
-func newRequestID() string {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic("ec2: no randomness for a request id: " + err.Error())
-	}
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	var s [36]byte
-	hex.Encode(s[0:8], b[0:4])
-	s[8] = '-'
-	hex.Encode(s[9:13], b[4:6])
-	s[13] = '-'
-	hex.Encode(s[14:18], b[6:8])
-	s[18] = '-'
-	hex.Encode(s[19:23], b[8:10])
-	s[23] = '-'
-	hex.Encode(s[24:36], b[10:16])
-	return string(s[:])
-}
+// newRequestID makes a random (version 4) UUID, as EC2's request ids are.
+func newRequestID() string { return uuid.NewString() }

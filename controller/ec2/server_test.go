@@ -23,6 +23,7 @@ import (
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 
 	"ironbark/controller/ec2/ec2test"
+	"ironbark/internal/lab"
 )
 
 const (
@@ -151,33 +152,15 @@ func contains(ss []string, s string) bool {
 	return false
 }
 
-// syncBuffer collects log output safely.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type fixture struct {
 	srv  *Server
 	h    *testHandler
-	logs *syncBuffer
+	logs *lab.Buffer
 }
 
 func newFixture(t testing.TB, now func() time.Time) *fixture {
 	t.Helper()
-	f := &fixture{h: &testHandler{}, logs: &syncBuffer{}}
+	f := &fixture{h: &testHandler{}, logs: &lab.Buffer{}}
 	f.srv = NewServer(Config{
 		Handler:     f.h,
 		Credentials: testCreds{},
@@ -427,6 +410,13 @@ func TestServerAuth(t *testing.T) {
 		}, 403, CodeSignatureDoesNotMatch},
 		{"v2 Expires ahead", func() *http.Request { return v2("POST", "127.0.0.1:8773", "HmacSHA256", now.Add(time.Minute), true) }, 200, ""},
 		{"v2 Expires passed", func() *http.Request { return v2("POST", "127.0.0.1:8773", "HmacSHA256", now.Add(-time.Second), true) }, 400, CodeRequestExpired},
+		{"v2 Expires at the window", func() *http.Request { return v2("POST", "127.0.0.1:8773", "HmacSHA256", now.Add(15*time.Minute), true) }, 200, ""},
+		{"v2 Expires past the window", func() *http.Request {
+			return v2("POST", "127.0.0.1:8773", "HmacSHA256", now.Add(15*time.Minute+time.Second), true)
+		}, 400, CodeRequestExpired},
+		{"v2 Expires in 20 years", func() *http.Request {
+			return v2("POST", "127.0.0.1:8773", "HmacSHA256", now.AddDate(20, 0, 0), true)
+		}, 400, CodeRequestExpired},
 		{"v2 Timestamp old", func() *http.Request {
 			return v2("POST", "127.0.0.1:8773", "HmacSHA256", now.Add(-20*time.Minute), false)
 		}, 400, CodeRequestExpired},

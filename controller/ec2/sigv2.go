@@ -155,6 +155,12 @@ func (s *sigV2) verify(w *wireRequest, q *parsedQuery, in verifyInput) error {
 		if in.Now.After(s.Time) {
 			return RequestExpired("Request has expired. Expires date is %s", s.Time.UTC().Format(f))
 		}
+		// An Expires far ahead would make a captured request replayable
+		// for as long: like AWS, accept at most the clock skew window
+		// (15 minutes) past now.
+		if s.Time.Sub(in.Now) > in.Skew {
+			return RequestExpired("Request expiration %s is more than %d minutes in the future", s.Time.UTC().Format(f), int(in.Skew/time.Minute))
+		}
 		return nil
 	}
 	if outsideWindow(s.Time, in.Now, in.Skew) {

@@ -64,7 +64,7 @@ type Store struct {
 func Open(dir string) (*Store, error) {
 	s := &Store{dir: filepath.Join(dir, "blobs")}
 	for _, d := range []string{s.shaDir(), s.tmpDir()} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
+		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("open blob store: %w", err)
 		}
 	}
@@ -136,7 +136,7 @@ func (s *Store) PutExpect(ctx context.Context, r io.Reader, want Expect) (Digest
 	if want.Digest != "" && d != want.Digest {
 		return "", n, fmt.Errorf("put blob: content is %s, want %s: %w", d, want.Digest, ErrDigestMismatch)
 	}
-	if err := tmp.Chmod(0o644); err != nil {
+	if err := tmp.Chmod(0o600); err != nil {
 		return "", n, fmt.Errorf("put blob: %w", err)
 	}
 	if err := tmp.Sync(); err != nil {

@@ -5,12 +5,15 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	diskfs "github.com/diskfs/go-diskfs"
 	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/partition/gpt"
 	"github.com/diskfs/go-diskfs/partition/mbr"
+
+	"ironbark/internal/atomicfile"
 )
 
 // Table is a partition table type.
@@ -37,7 +40,8 @@ type DiskSpec struct {
 	Table    Table  // GPT (default) or MBR
 	Size     int64  // whole disk; 0 computes it
 	ESPSize  int64  // 0 computes it from the boot files
-	Boot     *Boot  // nil: no ESP, no boot code
+	Boot     *Boot  // syslinux boot of one kernel; nil: none
+	GRUB     *GRUB  // GRUB on BIOS and UEFI reading the root's /boot (GPT only; not with Boot)
 	Root     Source // root filesystem content
 	RootType FSType // ext4 (default) or squashfs
 	FS       FSOptions
@@ -60,7 +64,7 @@ const (
 // BuildDisk writes a partitioned disk image to out (atomically).
 func BuildDisk(ctx context.Context, out string, s DiskSpec) (*DiskResult, error) {
 	var res *DiskResult
-	err := writeAtomic(out, func(f *os.File) error {
+	err := atomicfile.WriteWith(out, 0o644, func(f *os.File) error {
 		var err error
 		res, err = writeDisk(ctx, f, s)
 		return err
@@ -86,6 +90,42 @@ func writeDisk(ctx context.Context, f *os.File, s DiskSpec) (*DiskResult, error)
 	}
 	var espFiles []FATFile
 	var sl *Syslinux
+	var grubCore string
+	biosBoot := int64(0)
+	rootPartUUID := SeedUUID(s.FS.Seed, "root-partition")
+	if s.GRUB != nil {
+		if s.Boot != nil {
+			return nil, fmt.Errorf("disk: both syslinux and GRUB boot asked for")
+		}
+		if s.Table != GPT {
+			return nil, fmt.Errorf("disk: GRUB boot needs a GPT disk")
+		}
+		if err := s.GRUB.check(); err != nil {
+			return nil, err
+		}
+		tmp, err := os.MkdirTemp("", "ironbark-grub-*")
+		if err != nil {
+			return nil, fmt.Errorf("disk: %w", err)
+		}
+		defer os.RemoveAll(tmp)
+		cfg := s.GRUB.embeddedConfig(ext4UUID(s.FS).String(), rootPartUUID.String())
+		pcDir, efiDir := s.GRUB.dirs()
+		if grubCore, err = s.GRUB.mkimage(tmp, "i386-pc", pcDir, "core.img", cfg, grubPCModules); err != nil {
+			return nil, err
+		}
+		efi, err := s.GRUB.mkimage(tmp, "x86_64-efi", efiDir, "BOOTX64.EFI", cfg, grubEFIModules)
+		if err != nil {
+			return nil, err
+		}
+		espFiles = []FATFile{{Path: "EFI/BOOT/BOOTX64.EFI", Source: efi}}
+		if s.ESPSize == 0 {
+			if s.ESPSize, err = FATSize(espFiles); err != nil {
+				return nil, err
+			}
+		}
+		s.ESPSize = roundUp(s.ESPSize, alignBytes)
+		biosBoot = biosBootSize
+	}
 	if s.Boot != nil {
 		sl = s.Boot.Syslinux
 		if sl == nil {
@@ -116,7 +156,7 @@ func writeDisk(ctx context.Context, f *os.File, s DiskSpec) (*DiskResult, error)
 	if err != nil {
 		return nil, err
 	}
-	first := int64(alignBytes)
+	first := int64(alignBytes) + biosBoot
 	tail := int64(alignBytes) // room for the backup GPT
 	rootStart := first + s.ESPSize
 	var rootSize int64
@@ -153,16 +193,24 @@ func writeDisk(ctx context.Context, f *os.File, s DiskSpec) (*DiskResult, error)
 		return nil, fmt.Errorf("disk: %w", err)
 	}
 	seed := s.FS.Seed
-	rootPartUUID := SeedUUID(seed, "root-partition")
 	switch s.Table {
 	case GPT:
 		t := &gpt.Table{LogicalSectorSize: 512, PhysicalSectorSize: 512, ProtectiveMBR: true,
 			GUID: strings.ToUpper(SeedUUID(seed, "gpt-disk").String())}
 		idx := 1
+		espAttrs := uint64(0)
+		if s.Boot != nil {
+			espAttrs = 1 << 2
+		}
+		if biosBoot > 0 {
+			t.Partitions = append(t.Partitions, &gpt.Partition{Index: idx, Start: uint64(alignBytes / 512), Size: uint64(biosBoot),
+				Type: gpt.Type(grubBIOSBootType), Name: "BIOS boot", GUID: strings.ToUpper(SeedUUID(seed, "bios-boot-partition").String())})
+			idx++
+		}
 		if s.ESPSize > 0 {
 			t.Partitions = append(t.Partitions, &gpt.Partition{Index: idx, Start: uint64(first / 512), Size: uint64(s.ESPSize),
 				Type: gpt.EFISystemPartition, Name: "EFI System", GUID: strings.ToUpper(SeedUUID(seed, "esp-partition").String()),
-				Attributes: 1 << 2}) // legacy BIOS bootable: gptmbr.bin boots this one
+				Attributes: espAttrs}) // legacy BIOS bootable: gptmbr.bin boots this one
 			idx++
 		}
 		t.Partitions = append(t.Partitions, &gpt.Partition{Index: idx, Start: uint64(rootStart / 512), Size: uint64(rootSize),
@@ -197,6 +245,18 @@ func writeDisk(ctx context.Context, f *os.File, s DiskSpec) (*DiskResult, error)
 	}
 	if err != nil {
 		return nil, err
+	}
+
+	if s.GRUB != nil {
+		if err := WriteFAT32(f, first, s.ESPSize, "ESP", espFiles); err != nil {
+			return nil, err
+		}
+		if err := StabilizeFAT(f, first, s.FS.Time); err != nil {
+			return nil, err
+		}
+		if err := installGRUBBIOS(f, filepath.Join(pcDirOf(s.GRUB), "boot.img"), grubCore, alignBytes/512, biosBoot); err != nil {
+			return nil, err
+		}
 	}
 
 	// Boot pieces.

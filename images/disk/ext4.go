@@ -12,6 +12,8 @@ import (
 	"path"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/filesystem/ext4"
 	"github.com/diskfs/go-diskfs/filesystem/ext4/crc"
@@ -29,6 +31,11 @@ type FSOptions struct {
 	// KeepOwners keeps uid/gid from the source; otherwise all is root's
 	// (what a rootfs built by an unprivileged user needs).
 	KeepOwners bool
+	// ClampTimes stamps files modified after Time with Time (what
+	// SOURCE_DATE_EPOCH asks of a tree built now: dpkg, initramfs-tools
+	// and post scripts leave the build's wall-clock time on what they
+	// write).
+	ClampTimes bool
 	Logger     *slog.Logger
 }
 
@@ -96,12 +103,12 @@ func WriteExt4(ctx context.Context, f *os.File, offset, size int64, src Source, 
 	if err := fits(u, size); err != nil {
 		return nil, err
 	}
-	if st, err := f.Stat(); err == nil && st.Size() < offset+size {
+	if st, err := f.Stat(); err == nil && st.Mode().IsRegular() && st.Size() < offset+size { // a block device has its size
 		if err := f.Truncate(offset + size); err != nil {
 			return nil, fmt.Errorf("ext4: %w", err)
 		}
 	}
-	fsUUID := SeedUUID(o.Seed, "ext4:"+o.Label)
+	fsUUID := ext4UUID(o)
 	efs, err := ext4.Create(file.New(f, false), size, offset, 512, &ext4.Params{UUID: &fsUUID, VolumeName: o.Label})
 	if err != nil {
 		return nil, fmt.Errorf("ext4: create: %w", err)
@@ -166,7 +173,11 @@ func unixPerm(m fs.FileMode) uint16 {
 
 func (w *ext4Writer) record(ino uint32, e *Entry) {
 	uid, gid := w.owner(e)
-	w.meta[ino] = inodeMeta{perm: unixPerm(e.Mode), uid: uint32(uid), gid: uint32(gid), mtime: e.ModTime}
+	mtime := e.ModTime
+	if w.o.ClampTimes && mtime.After(w.o.Time) {
+		mtime = w.o.Time
+	}
+	w.meta[ino] = inodeMeta{perm: unixPerm(e.Mode), uid: uint32(uid), gid: uint32(gid), mtime: mtime}
 }
 
 // inodeOf returns the inode number of a path in the image.
@@ -443,4 +454,10 @@ func allZero(b []byte) bool {
 		}
 	}
 	return true
+}
+
+// ext4UUID is the filesystem UUID WriteExt4 gives a filesystem with o.
+func ext4UUID(o FSOptions) uuid.UUID {
+	o.defaults()
+	return SeedUUID(o.Seed, "ext4:"+o.Label)
 }

@@ -4,7 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
+
+	"ironbark/internal/atomicfile"
 )
 
 // FSType is a filesystem image type.
@@ -20,7 +21,7 @@ const (
 // when the image is complete.
 func BuildFilesystem(ctx context.Context, out string, t FSType, src Source, size int64, o FSOptions) (*Result, error) {
 	var res *Result
-	err := writeAtomic(out, func(f *os.File) error {
+	err := atomicfile.WriteWith(out, 0o644, func(f *os.File) error {
 		var err error
 		switch t {
 		case FSExt4, "":
@@ -33,35 +34,4 @@ func BuildFilesystem(ctx context.Context, out string, t FSType, src Source, size
 		return err
 	})
 	return res, err
-}
-
-// writeAtomic runs write on a temporary file next to out and renames it
-// into place only on success; on failure nothing is left.
-func writeAtomic(out string, write func(f *os.File) error) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("create %s: %w", out, err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if err := write(f); err != nil {
-		return fmt.Errorf("build %s: %w", out, err)
-	}
-	if err := f.Chmod(0o644); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("build %s: %w", out, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("build %s: %w", out, err)
-	}
-	if err := os.Rename(f.Name(), out); err != nil {
-		return fmt.Errorf("build %s: %w", out, err)
-	}
-	return nil
 }

@@ -22,6 +22,10 @@ type Spec struct {
 	Kernel  string // host path of the kernel (bzImage)
 	Initrd  string // host path of the installer initramfs
 	Cmdline string // kernel command line; "console=ttyS0 console=tty0" when empty
+	// Entries are the boot menu's entries, the first the default; each
+	// boots the kernel and initramfs with Cmdline plus its own Args.
+	// Empty: one entry, "install", with Cmdline alone.
+	Entries []Entry
 	// Rolls is a host directory copied to rolls/ on the ISO (may be empty).
 	Rolls string
 	// Extra files: ISO path -> host path.
@@ -29,6 +33,43 @@ type Spec struct {
 	VolumeID string         // default "IRONBARK"
 	Syslinux *disk.Syslinux // nil: disk.DebianSyslinux()
 	Time     time.Time      // timestamps of generated files (zero: Unix epoch)
+}
+
+// Entry is one boot menu entry of the ISO.
+type Entry struct {
+	Label string // syslinux label: a word ("frontend", "node")
+	Title string // what the menu shows
+	Args  string // added to Spec.Cmdline
+}
+
+func (s Spec) entries() []Entry {
+	if len(s.Entries) == 0 {
+		return []Entry{{Label: "install", Title: "ironbark installer"}}
+	}
+	return s.Entries
+}
+
+// cmdline is the kernel command line of an entry.
+func (s Spec) cmdline(e Entry) string { return strings.TrimSpace(s.Cmdline + " " + e.Args) }
+
+// isolinuxConfig boots the first entry at once when it is the only one,
+// else after two seconds in which the others can be chosen.
+func (s Spec) isolinuxConfig() string {
+	es := s.entries()
+	var b strings.Builder
+	fmt.Fprintf(&b, "SERIAL 0 115200\nDEFAULT %s\n", es[0].Label)
+	if len(es) == 1 {
+		b.WriteString("PROMPT 0\nTIMEOUT 0\n")
+	} else {
+		b.WriteString("PROMPT 1\nTIMEOUT 20\n")
+		for _, e := range es {
+			fmt.Fprintf(&b, "SAY   %-10s %s\n", e.Label, e.Title)
+		}
+	}
+	for _, e := range es {
+		fmt.Fprintf(&b, "\nLABEL %s\n  MENU LABEL %s\n  LINUX /boot/vmlinuz\n  INITRD /boot/initrd.img\n  APPEND %s\n", e.Label, e.Title, s.cmdline(e))
+	}
+	return b.String()
 }
 
 // Result describes the ISO written.
@@ -135,7 +176,7 @@ func Build(ctx context.Context, out string, s Spec) (*Result, error) {
 
 // stage lays out the ISO tree in ws.
 func stage(ctx context.Context, ws string, s Spec, sl *disk.Syslinux) error {
-	isolinuxCfg := fmt.Sprintf("SERIAL 0 115200\nDEFAULT install\nPROMPT 0\nTIMEOUT 0\n\nLABEL install\n  LINUX /boot/vmlinuz\n  INITRD /boot/initrd.img\n  APPEND %s\n", s.Cmdline)
+	isolinuxCfg := s.isolinuxConfig()
 	for _, d := range []string{"isolinux", "boot", "rolls"} {
 		if err := os.MkdirAll(filepath.Join(ws, d), 0o755); err != nil {
 			return fmt.Errorf("iso: %w", err)
@@ -172,7 +213,7 @@ func stage(ctx context.Context, ws string, s Spec, sl *disk.Syslinux) error {
 		return fmt.Errorf("iso: %w", err)
 	}
 	grubEFI := filepath.Join(ws, "..", filepath.Base(ws)+"-bootx64.efi")
-	if err := buildGrubEFI(grubEFI, idFile, s.Cmdline); err != nil {
+	if err := buildGrubEFI(grubEFI, idFile, s); err != nil {
 		return err
 	}
 	defer os.Remove(grubEFI)

@@ -7,8 +7,9 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
+
+	"ironbark/internal/filelock"
 )
 
 // Kernel is a Debian cloud kernel unpacked from its .deb.
@@ -49,7 +50,7 @@ func guestKernel() (*Kernel, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	unlock, err := lockFile(filepath.Join(dir, ".lock"))
+	unlock, err := filelock.Lock(filepath.Join(dir, ".lock"))
 	if err != nil {
 		return nil, err
 	}
@@ -139,18 +140,6 @@ func Busybox(t testing.TB) string {
 	}
 	Missing(t, "static busybox not found (apt-get install busybox-static)")
 	return ""
-}
-
-func lockFile(path string) (func(), error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
 }
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }

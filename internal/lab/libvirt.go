@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"ironbark/internal/filelock"
 )
 
 // QemuURI is the libvirt URI end-to-end tests use.
@@ -35,7 +37,7 @@ func Libvirt(t testing.TB) string {
 	if err := os.MkdirAll(filepath.Join(labRun, "libvirt-users"), 0o755); err != nil {
 		Missing(t, err.Error())
 	}
-	unlock, err := lockFile(filepath.Join(labRun, "libvirt.lock"))
+	unlock, err := filelock.Lock(filepath.Join(labRun, "libvirt.lock"))
 	if err != nil {
 		Missing(t, err.Error())
 	}
@@ -92,7 +94,7 @@ func Libvirt(t testing.TB) string {
 // releaseLibvirt unregisters a user and, when it was the last live one,
 // stops the daemons the lab started (libvirtd first).
 func releaseLibvirt(t testing.TB, me string) {
-	unlock, err := lockFile(filepath.Join(labRun, "libvirt.lock"))
+	unlock, err := filelock.Lock(filepath.Join(labRun, "libvirt.lock"))
 	if err != nil {
 		t.Logf("lab: %v", err)
 		return

@@ -151,24 +151,28 @@ func (ns *NetNS) Command(ctx context.Context, name string, args ...string) *exec
 // Process is a program started in a namespace by Start.
 type Process struct {
 	Cmd *exec.Cmd
-	out *syncBuffer
+	out *Buffer
 }
 
 // Output is what the process wrote to stdout and stderr so far.
 func (p *Process) Output() string { return p.out.String() }
 
-type syncBuffer struct {
+// Buffer collects output written from several goroutines: the logs of a
+// server under test, a process's stdout and stderr.
+type Buffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+// Write appends p.
+func (s *Buffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+// String is everything written so far.
+func (s *Buffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
@@ -179,7 +183,7 @@ func (s *syncBuffer) String() string {
 // ends; its output is logged then.
 func (ns *NetNS) Start(t T, name string, args ...string) *Process {
 	t.Helper()
-	out := &syncBuffer{}
+	out := &Buffer{}
 	cmd := ns.Command(context.Background(), name, args...)
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

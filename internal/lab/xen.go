@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"ironbark/internal/filelock"
 )
 
 // Dom0Packages is what the lab's Xen dom0 root holds on top of Debian's
@@ -57,7 +59,7 @@ func xenDom0() (*Dom0, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	unlock, err := lockFile(filepath.Join(dir, ".lock"))
+	unlock, err := filelock.Lock(filepath.Join(dir, ".lock"))
 	if err != nil {
 		return nil, err
 	}

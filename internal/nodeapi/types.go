@@ -19,6 +19,15 @@ type Capacity struct {
 	DiskGiB   int `json:"diskGiB"`
 }
 
+// NodeUsage is what a node's instances use: the controller's ledger sums
+// it from its instance records, and placement subtracts it from Capacity.
+type NodeUsage struct {
+	Cores     int
+	MemoryMiB int
+	DiskGiB   int
+	Instances int
+}
+
 // Instance states, the EC2 names.
 const (
 	StatePending      = "pending"
@@ -83,6 +92,9 @@ type EnrollRequest struct {
 	Hostname string   `json:"hostname"`
 	CSR      string   `json:"csr"` // PEM CERTIFICATE REQUEST; the key stays on the node
 	Capacity Capacity `json:"capacity"`
+	// MACs are the node's Ethernet addresses: a token bound to a host
+	// (issued by the PXE installer) enrolls only a node that has its MAC.
+	MACs []string `json:"macs,omitempty"`
 }
 
 // EnrollResponse carries the node's identity and certificate.

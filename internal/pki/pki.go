@@ -13,12 +13,13 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"ironbark/internal/atomicfile"
+	"ironbark/internal/filelock"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -52,7 +53,7 @@ func LoadOrCreateCA(dir string) (*CA, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("ca dir: %w", err)
 	}
-	unlock, err := lock(filepath.Join(dir, ".lock"))
+	unlock, err := filelock.Lock(filepath.Join(dir, ".lock"))
 	if err != nil {
 		return nil, fmt.Errorf("lock ca dir: %w", err)
 	}
@@ -101,7 +102,7 @@ func createCA(certPath, keyPath string) error {
 	if err := writeKey(keyPath, key); err != nil {
 		return err
 	}
-	return writeFileAtomic(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	return atomicfile.Write(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
 }
 
 // Cert is the CA certificate.
@@ -133,7 +134,7 @@ func Fingerprint(c *x509.Certificate) string {
 // name the current one lacks. localhost, 127.0.0.1, ::1 and the machine's
 // host name are always included.
 func (ca *CA) ServerCertificate(hosts []string) (tls.Certificate, error) {
-	unlock, err := lock(filepath.Join(ca.dir, ".lock"))
+	unlock, err := filelock.Lock(filepath.Join(ca.dir, ".lock"))
 	if err != nil {
 		return tls.Certificate{}, err
 	}
@@ -172,7 +173,7 @@ func (ca *CA) ServerCertificate(hosts []string) (tls.Certificate, error) {
 	if err := writeKey(keyPath, key); err != nil {
 		return tls.Certificate{}, err
 	}
-	if err := writeFileAtomic(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+	if err := atomicfile.Write(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
 		return tls.Certificate{}, err
 	}
 	return tls.LoadX509KeyPair(certPath, keyPath)
@@ -211,20 +212,24 @@ func covers(c *x509.Certificate, names []string) bool {
 	return true
 }
 
+// ErrBadCSR is returned by SignNode when the request is not a valid,
+// self-signed certificate request: the caller's fault, not the CA's.
+var ErrBadCSR = errors.New("bad certificate request")
+
 // SignNode issues a client certificate for a node from its CSR. The
 // certificate's CommonName is nodeID and its serial is returned in hex so the
 // caller can record (and later refuse) it.
 func (ca *CA) SignNode(csrPEM []byte, nodeID string) (certPEM []byte, serial string, err error) {
 	b, _ := pem.Decode(csrPEM)
 	if b == nil || b.Type != "CERTIFICATE REQUEST" {
-		return nil, "", errors.New("csr: no CERTIFICATE REQUEST block")
+		return nil, "", fmt.Errorf("%w: no CERTIFICATE REQUEST block", ErrBadCSR)
 	}
 	csr, err := x509.ParseCertificateRequest(b.Bytes)
 	if err != nil {
-		return nil, "", fmt.Errorf("csr: %w", err)
+		return nil, "", fmt.Errorf("%w: %w", ErrBadCSR, err)
 	}
 	if err := csr.CheckSignature(); err != nil {
-		return nil, "", fmt.Errorf("csr signature: %w", err)
+		return nil, "", fmt.Errorf("%w: signature: %w", ErrBadCSR, err)
 	}
 	sn := newSerial()
 	tmpl := &x509.Certificate{
@@ -384,7 +389,7 @@ func writeKey(path string, key *ecdsa.PrivateKey) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(path, b, 0o600)
+	return atomicfile.Write(path, b, 0o600)
 }
 
 func readKey(path string) (crypto.Signer, error) {
@@ -405,33 +410,4 @@ func readKey(path string) (crypto.Signer, error) {
 		return nil, errors.New("key cannot sign")
 	}
 	return s, nil
-}
-
-// WriteFileAtomic writes a file via a temp file and rename, so readers never
-// see half a key or certificate.
-func WriteFileAtomic(path string, b []byte, mode os.FileMode) error {
-	return writeFileAtomic(path, b, mode)
-}
-
-func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, mode); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
-}
-
-func lock(path string) (func(), error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"crypto/cipher"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -9,10 +10,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
 	_ "modernc.org/sqlite"             // registers the "sqlite" driver
+
+	"ironbark/internal/retry"
 )
 
 // Engine names the SQL engine behind a DB.
@@ -29,6 +33,11 @@ type DB struct {
 	sql    *sql.DB
 	engine Engine
 	url    string
+
+	mu      sync.Mutex
+	applied map[string]bool // migrations known applied through this handle
+	keyPath string          // the key file secrets are sealed with (secrets.go)
+	aead    cipher.AEAD     // its cipher, once loaded
 }
 
 // Open opens the database named by url: "postgres://..." or
@@ -53,6 +62,13 @@ func Open(ctx context.Context, url string) (*DB, error) {
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return nil, fmt.Errorf("open sqlite: %w", err)
 		}
+		// Made 0600 before SQLite opens it: its -wal and -shm files take
+		// the database file's mode.
+		if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600); err == nil {
+			f.Close()
+		} else {
+			return nil, fmt.Errorf("open sqlite: %w", err)
+		}
 		// IMMEDIATE transactions take the write lock up front so two
 		// writers queue on busy_timeout instead of failing to upgrade.
 		dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)" +
@@ -64,7 +80,7 @@ func Open(ctx context.Context, url string) (*DB, error) {
 		h.SetMaxOpenConns(8)
 		h.SetMaxIdleConns(8)
 		h.SetConnMaxIdleTime(time.Minute)
-		db = &DB{sql: h, engine: SQLite, url: path}
+		db = &DB{sql: h, engine: SQLite, url: path, keyPath: defaultKeyFile(path)}
 	}
 	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
@@ -74,6 +90,10 @@ func Open(ctx context.Context, url string) (*DB, error) {
 	}
 	return db, nil
 }
+
+// URL is what Open was given (the file path for SQLite), so another
+// handle on the same database can be opened.
+func (db *DB) URL() string { return db.url }
 
 // Engine reports which SQL engine the DB uses.
 func (db *DB) Engine() Engine { return db.engine }
@@ -137,6 +157,32 @@ type Tx struct {
 // Engine reports which SQL engine the transaction runs on.
 func (tx *Tx) Engine() Engine { return tx.engine }
 
+// LockPlacement serialises the transactions that take it across every
+// process on the database, until the transaction ends: PostgreSQL takes a
+// transaction-scoped advisory lock; SQLite's transactions begin IMMEDIATE
+// and so already hold the database's one write lock. Reads made after it
+// returns, on any connection, see what earlier holders committed.
+func (tx *Tx) LockPlacement(ctx context.Context) error {
+	return tx.advisoryLock(ctx, lockPlacement)
+}
+
+// Advisory lock keys (PostgreSQL's pg_advisory_xact_lock takes a bigint);
+// one per thing serialised, distinct across the project.
+const (
+	lockMigrate   int64 = 0x69726f6e_0001 // "iron" 1
+	lockPlacement int64 = 0x69726f6e_0002
+)
+
+func (tx *Tx) advisoryLock(ctx context.Context, key int64) error {
+	if tx.engine != Postgres {
+		return nil
+	}
+	if _, err := tx.tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, key); err != nil {
+		return fmt.Errorf("advisory lock %x: %w", key, err)
+	}
+	return nil
+}
+
 func (tx *Tx) Exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
 	return tx.tx.ExecContext(ctx, rebind(tx.engine, q), args...)
 }
@@ -161,17 +207,8 @@ type Querier interface {
 // InTx runs fn in a transaction, committing if it returns nil and rolling
 // back otherwise. PostgreSQL serialization failures are retried.
 func (db *DB) InTx(ctx context.Context, fn func(*Tx) error) error {
-	for attempt := 0; ; attempt++ {
-		err := db.inTxOnce(ctx, fn)
-		if err == nil || attempt >= 4 || !retryable(err) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Duration(attempt+1) * 10 * time.Millisecond):
-		}
-	}
+	p := retry.Policy{Attempts: 5, Wait: 10 * time.Millisecond, MaxWait: 80 * time.Millisecond, Retryable: retryable}
+	return retry.Do(ctx, p, func(int) error { return db.inTxOnce(ctx, fn) })
 }
 
 func (db *DB) inTxOnce(ctx context.Context, fn func(*Tx) error) error {
@@ -187,22 +224,6 @@ func (db *DB) inTxOnce(ctx context.Context, fn func(*Tx) error) error {
 		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
-}
-
-func retryable(err error) bool {
-	s := err.Error()
-	return strings.Contains(s, "SQLSTATE 40001") || strings.Contains(s, "SQLSTATE 40P01") ||
-		strings.Contains(s, "SQLITE_BUSY") || strings.Contains(s, "database is locked")
-}
-
-// IsUniqueViolation reports whether err is a unique-constraint violation on
-// either engine, so callers can map it to "already exists".
-func IsUniqueViolation(err error) bool {
-	if err == nil {
-		return false
-	}
-	s := err.Error()
-	return strings.Contains(s, "UNIQUE constraint failed") || strings.Contains(s, "SQLSTATE 23505")
 }
 
 // ErrNotFound is returned by helpers when a row does not exist.

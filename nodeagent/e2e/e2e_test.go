@@ -9,14 +9,17 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -504,7 +507,56 @@ func TestLaunchAndTerminate(t *testing.T) {
 	id := e.run(t, e.machineImage(t, e.initrd))
 	e.waitState(t, id, types.InstanceStateNameRunning, bootWait)
 	e.waitMarker(t, id, marker, 1)
+	// The guest runs from disks, kernel and ramdisk nobody else can read:
+	// qemu (libvirt-qemu) gets them through libvirt's DAC labels.
+	assertPrivate(t, e.state, id)
 	e.terminate(t, id)
+}
+
+// assertPrivate checks the node's files: nothing under the state dir is
+// readable by others, the instance's files are 0600 in a 0700 directory
+// that qemu's user owns, and directories above are search-only.
+func assertPrivate(t *testing.T, state, id string) {
+	t.Helper()
+	err := filepath.WalkDir(state, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		m := fi.Mode()
+		switch {
+		case m.IsDir() && m.Perm()&0o066 != 0:
+			t.Errorf("%s: directory mode %v, others may list or write it", p, m.Perm())
+		case m.IsRegular() && m.Perm()&0o077 != 0 && !strings.HasSuffix(p, ".crt"):
+			t.Errorf("%s: file mode %v, want 0600", p, m.Perm())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(state, "instances", id)
+	fi, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o700 {
+		t.Errorf("%s: mode %v, want 0700", dir, fi.Mode().Perm())
+	}
+	if u, err := user.Lookup("libvirt-qemu"); err == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && strconv.Itoa(int(st.Uid)) != u.Uid {
+			t.Errorf("%s: owner uid %d, want libvirt-qemu's %s", dir, st.Uid, u.Uid)
+		}
+	}
+	for _, f := range []string{"root.qcow2", "ephemeral.qcow2", "console.log"} {
+		fi, err := os.Stat(filepath.Join(dir, f))
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v %v, want mode 0600", f, fi.Mode(), err)
+		}
+	}
 }
 
 // TestAgentKilledMidLaunch kills ironbark-node (SIGKILL) while it downloads

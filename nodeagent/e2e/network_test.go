@@ -25,10 +25,10 @@ const netMarker = "IRONBARK-NET-DONE"
 // udhcpc on eth0 and then fetches its instance id from the metadata
 // service at 169.254.169.254: both must be what DescribeInstances says.
 // The agent serves DHCP and metadata on its bridge, which has the
-// cluster-side address 10.88.0.1/24 (controller.DefaultInstanceSubnet).
+// cluster-side address 10.88.0.1/16 (controller.DefaultInstanceSubnet).
 func TestInstanceNetwork(t *testing.T) {
 	e := setup(t, nil)
-	if out, err := exec.Command("ip", "addr", "add", "10.88.0.1/24", "dev", e.bridge).CombinedOutput(); err != nil {
+	if out, err := exec.Command("ip", "addr", "add", "10.88.0.1/16", "dev", e.bridge).CombinedOutput(); err != nil {
 		t.Fatalf("bridge address: %v: %s", err, out)
 	}
 	eri := e.register(t, controller.KindRamdisk, "netguest", netInitramfs(t, filepath.Dir(e.state)))

@@ -12,10 +12,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"ironbark/images/blobstore"
+	"ironbark/internal/retry"
 )
 
 // ErrCorrupt is returned when a download does not match its digest or size.
@@ -51,12 +53,22 @@ type call struct {
 // New opens (creating) a cache in dir. hc fetches the blobs (the node's
 // mTLS client, so the controller's blob store can insist on it).
 func New(dir string, hc *http.Client, log *slog.Logger) (*Cache, error) {
-	for _, d := range []string{dir, filepath.Join(dir, "sha256"), filepath.Join(dir, "partial")} {
-		// World-traversable: qemu (libvirt-qemu) reads backing files here.
-		if err := os.MkdirAll(d, 0o755); err != nil {
+	for _, d := range []struct {
+		path string
+		mode os.FileMode
+	}{
+		// qemu (libvirt-qemu) opens backing files, kernels and ramdisks
+		// here once libvirt's DAC driver has labelled them for it: the
+		// path must let it through (search, no listing); the blobs stay
+		// 0600.
+		{dir, 0o711}, {filepath.Join(dir, "sha256"), 0o711}, {filepath.Join(dir, "partial"), 0o700},
+	} {
+		if err := os.MkdirAll(d.path, d.mode); err != nil {
 			return nil, fmt.Errorf("image cache: %w", err)
 		}
-		_ = os.Chmod(d, 0o755)
+		if err := os.Chmod(d.path, d.mode); err != nil {
+			return nil, fmt.Errorf("image cache: %w", err)
+		}
 	}
 	if log == nil {
 		log = slog.Default()
@@ -64,15 +76,14 @@ func New(dir string, hc *http.Client, log *slog.Logger) (*Cache, error) {
 	return &Cache{dir: dir, hc: hc, log: log, retries: 3, inflight: map[string]*call{}}, nil
 }
 
+// parseDigest checks a digest and returns its hex part, the blob's file
+// name.
 func parseDigest(d string) (string, error) {
-	h, ok := strings.CutPrefix(d, "sha256:")
-	if !ok || len(h) != 64 {
-		return "", fmt.Errorf("digest %q: want sha256:<64 hex>", d)
+	pd, err := blobstore.ParseDigest(d)
+	if err != nil {
+		return "", err
 	}
-	if _, err := hex.DecodeString(h); err != nil {
-		return "", fmt.Errorf("digest %q: %w", d, err)
-	}
-	return strings.ToLower(h), nil
+	return pd.Hex(), nil
 }
 
 // Path is where a verified blob lives (it may not exist yet).
@@ -143,21 +154,15 @@ func (c *Cache) fetch(ctx context.Context, b Blob, final string) (string, error)
 	h, _ := parseDigest(b.Digest)
 	partial := filepath.Join(c.dir, "partial", h)
 	start := time.Now()
-	var err error
-	for attempt := 0; attempt <= c.retries; attempt++ {
-		if attempt > 0 {
-			select {
-			case <-ctx.Done():
-				return "", ctx.Err()
-			case <-time.After(time.Duration(attempt) * 500 * time.Millisecond):
-			}
-			c.log.Warn("image download: resuming", "digest", b.Digest, "attempt", attempt, "err", err)
-		}
-		err = c.download(ctx, b, partial)
-		if err == nil || errors.Is(err, ErrCorrupt) || IsNoSpace(err) || errors.As(err, new(permanent)) || ctx.Err() != nil {
-			break
-		}
-	}
+	err := retry.Do(ctx, retry.Policy{
+		Attempts: c.retries + 1, Wait: 500 * time.Millisecond, MaxWait: 2 * time.Second,
+		Retryable: func(err error) bool {
+			return !errors.Is(err, ErrCorrupt) && !IsNoSpace(err) && !errors.As(err, new(permanent))
+		},
+		OnRetry: func(err error, attempt int, _ time.Duration) {
+			c.log.Warn("image download: resuming", "digest", b.Digest, "attempt", attempt+1, "err", err)
+		},
+	}, func(int) error { return c.download(ctx, b, partial) })
 	if err != nil {
 		// A full disk keeps no partial download: it would hold the space
 		// other images need, and this one does not fit anyway.
@@ -170,7 +175,7 @@ func (c *Cache) fetch(ctx context.Context, b Blob, final string) (string, error)
 		os.Remove(partial)
 		return "", fmt.Errorf("fetch %s from %s: %w", b.Digest, b.URL, err)
 	}
-	if err := os.Chmod(partial, 0o644); err != nil {
+	if err := os.Chmod(partial, 0o600); err != nil {
 		return "", err
 	}
 	if err := os.Rename(partial, final); err != nil {

@@ -1,5 +1,7 @@
 package bootapi
 
+import "ironbark/internal/nodeapi"
+
 // Paths on the HTTP boot server, relative to its base URL.
 const (
 	// PathScript is followed by the node's MAC: /boot/script/52:54:00:..
@@ -43,14 +45,10 @@ type File struct {
 	Content string `json:"content"`
 }
 
-// Identity is what the installed node needs to join the cloud.
-type Identity struct {
-	Hostname        string `json:"hostname"`
-	Cluster         string `json:"cluster"`
-	Appliance       string `json:"appliance"`
-	ControllerURL   string `json:"controllerUrl,omitempty"`
-	EnrollmentToken string `json:"enrollmentToken,omitempty"`
-}
+// Identity is what the installed node needs to join the cloud: the one
+// node identity format, defined with the node API (internal/nodeapi) that
+// ironbark-node reads it with.
+type Identity = nodeapi.Identity
 
 // Profile is the install profile of one host, served as JSON.
 type Profile struct {

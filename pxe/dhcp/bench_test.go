@@ -1,4 +1,4 @@
-package dhcp
+package dhcp_test
 
 import (
 	"context"
@@ -7,14 +7,16 @@ import (
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
 	"github.com/insomniacslk/dhcp/iana"
+
+	. "ironbark/pxe/dhcp"
 )
 
 // BenchmarkHandleDORA: one full DISCOVER+REQUEST through the handler per
 // iteration, with a new MAC each time (a new lease, two SQLite
 // transactions), no sockets.
 func BenchmarkHandleDORA(b *testing.B) {
-	s, _ := newTestServer(b, &fakeBackend{discovery: true}, func(c *Config) { c.Subnet = netip.MustParsePrefix("10.0.0.0/8") })
-	s.leases.cfg.Pool = Pool{Start: serverPool.Start, End: a4(u32(serverPool.Start) + 1<<20)}
+	big := Pool{Start: serverPool.Start, End: Pool{Start: serverPool.Start}.Nth(1 << 20)}
+	s, _, _ := newTestServerPool(b, &fakeBackend{discovery: true}, func(c *Config) { c.Subnet = netip.MustParsePrefix("10.0.0.0/8") }, big)
 	ctx := context.Background()
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {

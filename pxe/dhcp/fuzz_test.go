@@ -1,4 +1,4 @@
-package dhcp
+package dhcp_test
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
+
+	. "ironbark/pxe/dhcp"
 )
 
 // FuzzHandlePacket feeds arbitrary bytes to the packet handler: it must

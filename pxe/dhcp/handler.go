@@ -75,9 +75,13 @@ func (s *Server) Handle(ctx context.Context, req *dhcpv4.DHCPv4) Reply {
 func (s *Server) report(d Decision) {
 	switch d.Action {
 	case ActDrop:
-		s.log.Warn("dhcp drop", "mac", d.MAC, "type", d.Type, "reason", d.Reason)
+		if ok, n := s.noisy.allow(d.MAC); ok {
+			s.log.Warn("dhcp drop", "mac", d.MAC, "type", d.Type, "reason", d.Reason, "suppressed", n)
+		}
 	case ActError:
-		s.log.Error("dhcp error", "mac", d.MAC, "type", d.Type, "reason", d.Reason)
+		if ok, n := s.noisy.allow(d.MAC); ok {
+			s.log.Error("dhcp error", "mac", d.MAC, "type", d.Type, "reason", d.Reason, "suppressed", n)
+		}
 	case ActIgnore:
 		if s.ignored.first(d.MAC) {
 			s.log.Info("dhcp ignoring unknown client (logged once per MAC)", "mac", d.MAC, "type", d.Type)

@@ -1,4 +1,4 @@
-package dhcp
+package dhcp_test
 
 import (
 	"bytes"
@@ -15,6 +15,10 @@ import (
 	"github.com/insomniacslk/dhcp/iana"
 
 	"ironbark/internal/store/storetest"
+
+	"ironbark/internal/lab"
+	. "ironbark/pxe/dhcp"
+	"ironbark/pxe/leases"
 )
 
 // fakeBackend knows some MACs statically and, with discovery on, gives
@@ -52,23 +56,21 @@ func (f *fakeBackend) Assign(_ context.Context, c ClientInfo) (*Binding, error) 
 	return b, nil
 }
 
-// logBuf is a concurrency-safe log sink.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+func newTestServer(t testing.TB, fb *fakeBackend, mod func(*Config)) (*Server, *lab.Buffer) {
+	t.Helper()
+	s, _, logs := newTestServerPool(t, fb, mod, serverPool)
+	return s, logs
 }
 
-func (l *logBuf) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
-func (l *logBuf) String() string              { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
-
-func newTestServer(t testing.TB, fb *fakeBackend, mod func(*Config)) (*Server, *logBuf) {
+// newTestServerPool is a server with its leases in a fresh SQLite store.
+func newTestServerPool(t testing.TB, fb *fakeBackend, mod func(*Config), pool Pool) (*Server, *leases.Store, *lab.Buffer) {
 	t.Helper()
-	db := storetest.SQLite(t, Migrations())
-	ls, err := NewLeaseStore(context.Background(), db, LeaseStoreConfig{Pool: serverPool})
+	db := storetest.SQLite(t, leases.Migrations())
+	ls, err := leases.New(context.Background(), db, leases.Config{Pool: pool})
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &logBuf{}
+	logs := &lab.Buffer{}
 	cfg := Config{
 		Interface: "test0",
 		ServerIP:  netip.MustParseAddr("10.9.0.1"),
@@ -82,7 +84,11 @@ func newTestServer(t testing.TB, fb *fakeBackend, mod func(*Config)) (*Server, *
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s, logs
+	return s, ls, logs
+}
+
+func mac(i int) net.HardwareAddr {
+	return net.HardwareAddr{0x52, 0x54, 0x00, byte(i >> 16), byte(i >> 8), byte(i)}
 }
 
 var serverPool = Pool{Start: netip.MustParseAddr("10.9.0.100"), End: netip.MustParseAddr("10.9.0.199")}
@@ -121,6 +127,9 @@ func requestAs(d, offer *dhcpv4.DHCPv4) *dhcpv4.DHCPv4 {
 	}
 	return r
 }
+
+// optIPXEEncap is iPXE's encapsulated options (175).
+var optIPXEEncap = dhcpv4.GenericOptionCode(175)
 
 func ipxeEncap(p *dhcpv4.DHCPv4) []byte { return p.Options.Get(optIPXEEncap) }
 
@@ -189,11 +198,11 @@ func TestHandleDORAAndLifecycle(t *testing.T) {
 	fb := &fakeBackend{static: map[string]Binding{
 		m.String(): {IP: netip.MustParseAddr("10.9.0.20"), Hostname: "compute-0-7", LeaseTime: 2 * time.Hour},
 	}, discovery: true}
-	s, _ := newTestServer(t, fb, func(c *Config) {
+	s, ls, _ := newTestServerPool(t, fb, func(c *Config) {
 		c.Router = netip.MustParseAddr("10.9.0.254")
 		c.DNS = []netip.Addr{netip.MustParseAddr("10.9.0.1")}
 		c.DomainName = "cluster.local"
-	})
+	}, serverPool)
 	ctx := context.Background()
 
 	d := discover(m, pxeBIOS()...)
@@ -242,7 +251,7 @@ func TestHandleDORAAndLifecycle(t *testing.T) {
 	if r := s.Handle(ctx, rel); r.Decision.Action != ActRelease || r.Packet != nil {
 		t.Fatalf("release: %+v", r.Decision)
 	}
-	if l := mustLease(t, s.leases, other); l.State != StateReleased {
+	if l, err := ls.ByMAC(ctx, other); err != nil || l.State != StateReleased {
 		t.Fatalf("after release: %+v", l)
 	}
 	// INFORM: options, no address.
@@ -293,5 +302,32 @@ func TestHandleIgnoresAndRelays(t *testing.T) {
 	reply.OpCode = dhcpv4.OpcodeBootReply
 	if r := s.Handle(ctx, reply); r.Decision.Action != ActDrop {
 		t.Fatalf("BOOTREPLY: %+v", r.Decision)
+	}
+}
+
+// TestDropLogRateLimited: a client sending a stream of packets the server
+// drops gets one log line per LogEvery, the next one saying how many were
+// left out; other MACs are logged on their own.
+func TestDropLogRateLimited(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	s, logs := newTestServer(t, &fakeBackend{}, func(c *Config) { c.Now = func() time.Time { return now } })
+	mac := net.HardwareAddr{0x52, 0x54, 0, 0x66, 0, 1}
+	foreign := discover(mac, dhcpv4.WithServerIP(net.IPv4(10, 9, 9, 9)), dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.IPv4(10, 9, 9, 9))))
+	ctx := context.Background()
+	for range 1000 {
+		if r := s.Handle(ctx, foreign); r.Decision.Action != ActDrop {
+			t.Fatalf("decision %+v, want drop", r.Decision)
+		}
+	}
+	if n := strings.Count(logs.String(), "dhcp drop"); n != 1 {
+		t.Fatalf("%d drop lines for 1000 drops of one MAC within a minute, want 1:\n%s", n, logs)
+	}
+	other := discover(net.HardwareAddr{0x52, 0x54, 0, 0x66, 0, 2}, dhcpv4.WithOption(dhcpv4.OptServerIdentifier(net.IPv4(10, 9, 9, 9))))
+	s.Handle(ctx, other)
+	now = now.Add(time.Minute)
+	s.Handle(ctx, foreign)
+	out := logs.String()
+	if n := strings.Count(out, "dhcp drop"); n != 3 || !strings.Contains(out, "suppressed=999") {
+		t.Fatalf("want a line for the other MAC and one saying 999 were suppressed:\n%s", out)
 	}
 }

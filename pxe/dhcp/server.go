@@ -43,8 +43,15 @@ type Config struct {
 	// Workers is how many requests are handled at once (default 8).
 	Workers int
 	// Logger receives one line per decision at Debug, ignored MACs once at
-	// Info, and malformed packets at Warn. Default: slog.Default().
+	// Info, and dropped packets and failures at Warn/Error, at most one
+	// line per MAC per LogEvery (with how many were suppressed meanwhile).
+	// Default: slog.Default().
 	Logger *slog.Logger
+	// LogEvery bounds the drop and error lines per MAC (default 1 min): a
+	// flood must not flood the log.
+	LogEvery time.Duration
+	// Now is the clock of the log limit (default time.Now); tests set it.
+	Now func() time.Time
 	// OnDecision, when set, is called after each handled request (for
 	// discovery screens, metrics and tests). It must not block.
 	OnDecision func(Decision)
@@ -79,6 +86,12 @@ func (c *Config) setDefaults() error {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.LogEvery <= 0 {
+		c.LogEvery = time.Minute
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
 	return nil
 }
 
@@ -86,15 +99,16 @@ func (c *Config) setDefaults() error {
 type Server struct {
 	cfg     Config
 	backend Backend
-	leases  *LeaseStore
+	leases  Leases
 	log     *slog.Logger
 
 	ignored ignoredSet
+	noisy   logLimiter
 }
 
 // New returns a server answering with backend's decisions and leases from
 // the lease store (whose pool must lie inside cfg.Subnet).
-func New(cfg Config, backend Backend, leases *LeaseStore) (*Server, error) {
+func New(cfg Config, backend Backend, leases Leases) (*Server, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
@@ -105,7 +119,8 @@ func New(cfg Config, backend Backend, leases *LeaseStore) (*Server, error) {
 		return nil, fmt.Errorf("dhcp config: pool %s-%s outside subnet %s", p.Start, p.End, cfg.Subnet)
 	}
 	return &Server{cfg: cfg, backend: backend, leases: leases, log: cfg.Logger.With("iface", cfg.Interface),
-		ignored: ignoredSet{seen: map[string]struct{}{}, max: 65536}}, nil
+		ignored: ignoredSet{seen: map[string]struct{}{}, max: 65536},
+		noisy:   logLimiter{every: cfg.LogEvery, last: map[string]*limited{}, max: 65536, now: cfg.Now}}, nil
 }
 
 // Serve listens on cfg.Interface, port cfg.Port, and answers until ctx
@@ -208,4 +223,43 @@ func (s *ignoredSet) forget(mac string) {
 	s.mu.Lock()
 	delete(s.seen, mac)
 	s.mu.Unlock()
+}
+
+// logLimiter lets one line per key (a MAC) through per period and counts
+// the rest, so the next line can say how many were suppressed. Bounded:
+// when full it starts over.
+type logLimiter struct {
+	mu    sync.Mutex
+	every time.Duration
+	last  map[string]*limited
+	max   int
+	now   func() time.Time
+}
+
+type limited struct {
+	at         time.Time
+	suppressed int
+}
+
+// allow reports whether a line for key may be logged now and how many were
+// suppressed since the last one that was.
+func (l *logLimiter) allow(key string) (ok bool, suppressed int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	e := l.last[key]
+	if e == nil {
+		if len(l.last) >= l.max {
+			clear(l.last)
+		}
+		l.last[key] = &limited{at: now}
+		return true, 0
+	}
+	if now.Sub(e.at) < l.every {
+		e.suppressed++
+		return false, 0
+	}
+	n := e.suppressed
+	e.at, e.suppressed = now, 0
+	return true, n
 }

@@ -1,4 +1,4 @@
-package dhcp
+package dhcp_test
 
 import (
 	"context"
@@ -16,6 +16,9 @@ import (
 
 	"ironbark/internal/lab"
 	"ironbark/internal/store"
+
+	. "ironbark/pxe/dhcp"
+	"ironbark/pxe/leases"
 )
 
 // runServer starts a server on the lab bridge (socket opened inside the
@@ -28,7 +31,7 @@ func runServer(t *testing.T, ln *lab.LabNet, dbPath string, b Backend) (stop fun
 		t.Fatal(err)
 	}
 	pool, _ := PoolFor(ln.Addr)
-	ls, err := NewLeaseStore(ctx, db, LeaseStoreConfig{Pool: pool})
+	ls, err := leases.New(ctx, db, leases.Config{Pool: pool})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -305,7 +305,7 @@ type ironbark struct {
 // simPlacer places with the real GREEDY policy over simulated nodes, with
 // usage from the ledger as the cluster side does.
 type simPlacer struct {
-	ledger controller.InstanceLedger
+	ledger *controller.Cloud
 	nodes  []sched.Node
 	mu     sync.Mutex
 }

@@ -21,6 +21,7 @@ import (
 	"ironbark/internal/lab"
 	"ironbark/internal/store"
 	"ironbark/pxe/dhcp"
+	"ironbark/pxe/leases"
 )
 
 // benchDHCP measures DORA/s for fresh leases and for the same clients
@@ -150,7 +151,7 @@ func startIronbark(ctx context.Context, ln *lab.LabNet, pool dhcp.Pool, fsync, v
 			return nil, err
 		}
 	}
-	leases, err := dhcp.NewLeaseStore(sctx, db, dhcp.LeaseStoreConfig{Pool: pool})
+	ls, err := leases.New(sctx, db, leases.Config{Pool: pool})
 	if err != nil {
 		return nil, err
 	}
@@ -160,7 +161,7 @@ func startIronbark(ctx context.Context, ln *lab.LabNet, pool dhcp.Pool, fsync, v
 	}
 	allow := dhcp.BackendFunc(func(context.Context, dhcp.ClientInfo) (*dhcp.Binding, error) { return &dhcp.Binding{}, nil })
 	srv, err := dhcp.New(dhcp.Config{Interface: ln.Bridge, ServerIP: ln.Addr.Addr(), Subnet: ln.Addr,
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))}, allow, leases)
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))}, allow, ls)
 	if err != nil {
 		return nil, err
 	}

@@ -13,13 +13,12 @@ import (
 	"testing"
 	"time"
 
-	"ironbark/controller"
 	"ironbark/controller/cluster"
 	"ironbark/internal/nodeapi"
 	"ironbark/internal/store/storetest"
 )
 
-// Ledger is an in-memory controller.InstanceLedger.
+// Ledger is an in-memory cluster.InstanceLedger.
 type Ledger struct {
 	mu      sync.Mutex
 	recs    map[string]*rec
@@ -147,10 +146,10 @@ func (l *Ledger) Observe(_ context.Context, node string, sts []nodeapi.InstanceS
 }
 
 // Usage sums the VM types of instances not terminated.
-func (l *Ledger) Usage(context.Context) (map[string]controller.NodeUsage, error) {
+func (l *Ledger) Usage(context.Context) (map[string]nodeapi.NodeUsage, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	out := map[string]controller.NodeUsage{}
+	out := map[string]nodeapi.NodeUsage{}
 	for _, r := range l.recs {
 		if r.status.State == nodeapi.StateTerminated {
 			continue

@@ -76,6 +76,7 @@ func Postgres(t testing.TB, ms []store.Migration) *store.DB {
 	if err != nil {
 		t.Fatal(err)
 	}
+	db.UseKeyFile(filepath.Join(t.TempDir(), store.KeyFileName))
 	t.Cleanup(func() {
 		db.Close()
 		a, err := store.Open(context.Background(), admin)

@@ -1,4 +1,4 @@
-package dhcp
+package leases
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 
 	"ironbark/internal/store"
 	"ironbark/internal/store/storetest"
+	"ironbark/pxe/dhcp"
 )
 
 func mac(i int) net.HardwareAddr {
@@ -23,16 +24,16 @@ type clock struct{ t time.Time }
 
 func (c *clock) now() time.Time { return c.t }
 
-func newLeases(t *testing.T, db *store.DB, pool Pool, c *clock) *LeaseStore {
+func newLeases(t *testing.T, db *store.DB, pool dhcp.Pool, c *clock) *Store {
 	t.Helper()
-	ls, err := NewLeaseStore(context.Background(), db, LeaseStoreConfig{Pool: pool, Now: c.now})
+	ls, err := New(context.Background(), db, Config{Pool: pool, Now: c.now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return ls
 }
 
-var testPool = Pool{Start: netip.MustParseAddr("10.9.0.100"), End: netip.MustParseAddr("10.9.0.103")}
+var testPool = dhcp.Pool{Start: netip.MustParseAddr("10.9.0.100"), End: netip.MustParseAddr("10.9.0.103")}
 
 func TestLeaseStore(t *testing.T) {
 	storetest.Each(t, Migrations(), func(t *testing.T, db *store.DB) {
@@ -43,7 +44,7 @@ func TestLeaseStore(t *testing.T) {
 		// Four clients fill the pool with four distinct addresses.
 		seen := map[netip.Addr]bool{}
 		for i := range 4 {
-			l, err := ls.Offer(ctx, OfferRequest{MAC: mac(i)})
+			l, err := ls.Offer(ctx, dhcp.OfferRequest{MAC: mac(i)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -51,20 +52,20 @@ func TestLeaseStore(t *testing.T) {
 				t.Fatalf("offer %d: %s (seen %v)", i, l.IP, seen)
 			}
 			seen[l.IP] = true
-			if _, err := ls.Ack(ctx, AckRequest{MAC: mac(i), IP: l.IP, LeaseTime: time.Hour}); err != nil {
+			if _, err := ls.Ack(ctx, dhcp.AckRequest{MAC: mac(i), IP: l.IP, LeaseTime: time.Hour}); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if _, err := ls.Offer(ctx, OfferRequest{MAC: mac(9)}); !errors.Is(err, ErrPoolExhausted) {
+		if _, err := ls.Offer(ctx, dhcp.OfferRequest{MAC: mac(9)}); !errors.Is(err, dhcp.ErrPoolExhausted) {
 			t.Fatalf("fifth client: %v, want pool exhausted", err)
 		}
 		// A client asking for another's address is refused.
 		l0, _ := ls.ByMAC(ctx, mac(0))
-		if _, err := ls.Ack(ctx, AckRequest{MAC: mac(9), IP: l0.IP, LeaseTime: time.Hour}); !errors.Is(err, ErrUnavailable) {
+		if _, err := ls.Ack(ctx, dhcp.AckRequest{MAC: mac(9), IP: l0.IP, LeaseTime: time.Hour}); !errors.Is(err, dhcp.ErrUnavailable) {
 			t.Fatalf("steal: %v", err)
 		}
 		// The same MAC gets the same address back.
-		again, err := ls.Offer(ctx, OfferRequest{MAC: mac(0)})
+		again, err := ls.Offer(ctx, dhcp.OfferRequest{MAC: mac(0)})
 		if err != nil || again.IP != l0.IP {
 			t.Fatalf("re-offer: %v %v, want %s", again.IP, err, l0.IP)
 		}
@@ -74,29 +75,29 @@ func TestLeaseStore(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.t = c.t.Add(time.Second)
-		l9, err := ls.Offer(ctx, OfferRequest{MAC: mac(9)})
+		l9, err := ls.Offer(ctx, dhcp.OfferRequest{MAC: mac(9)})
 		if err != nil {
 			t.Fatal(err)
 		}
 		// Offers are held in memory: a third client is not offered the
 		// same address meanwhile.
-		if _, err := ls.Offer(ctx, OfferRequest{MAC: mac(11)}); !errors.Is(err, ErrPoolExhausted) {
+		if _, err := ls.Offer(ctx, dhcp.OfferRequest{MAC: mac(11)}); !errors.Is(err, dhcp.ErrPoolExhausted) {
 			t.Fatalf("address offered twice: %v", err)
 		}
-		if _, err := ls.Ack(ctx, AckRequest{MAC: mac(11), IP: l9.IP, LeaseTime: time.Hour}); !errors.Is(err, ErrUnavailable) {
+		if _, err := ls.Ack(ctx, dhcp.AckRequest{MAC: mac(11), IP: l9.IP, LeaseTime: time.Hour}); !errors.Is(err, dhcp.ErrUnavailable) {
 			t.Fatalf("request for an address offered to another: %v", err)
 		}
 		// Once withdrawn (mac(9) chose another server), the offer frees
 		// the address; offered again to mac(9), it is held again.
 		ls.Withdraw(mac(9))
-		if o, err := ls.Offer(ctx, OfferRequest{MAC: mac(12)}); err != nil || o.IP != l9.IP {
+		if o, err := ls.Offer(ctx, dhcp.OfferRequest{MAC: mac(12)}); err != nil || o.IP != l9.IP {
 			t.Fatalf("after withdraw: %v %v, want %s", o.IP, err, l9.IP)
 		}
 		ls.Withdraw(mac(12))
-		if o, err := ls.Offer(ctx, OfferRequest{MAC: mac(9)}); err != nil || o.IP != l9.IP {
+		if o, err := ls.Offer(ctx, dhcp.OfferRequest{MAC: mac(9)}); err != nil || o.IP != l9.IP {
 			t.Fatalf("re-offer: %v %v", o.IP, err)
 		}
-		if _, err := ls.Ack(ctx, AckRequest{MAC: mac(9), IP: l9.IP, LeaseTime: time.Hour}); err != nil {
+		if _, err := ls.Ack(ctx, dhcp.AckRequest{MAC: mac(9), IP: l9.IP, LeaseTime: time.Hour}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := ls.ByMAC(ctx, mac(1)); !errors.Is(err, store.ErrNotFound) {
@@ -106,26 +107,26 @@ func TestLeaseStore(t *testing.T) {
 		if err := ls.Decline(ctx, mac(9), l9.IP); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := ls.Offer(ctx, OfferRequest{MAC: mac(10), Requested: l9.IP}); !errors.Is(err, ErrPoolExhausted) {
+		if _, err := ls.Offer(ctx, dhcp.OfferRequest{MAC: mac(10), Requested: l9.IP}); !errors.Is(err, dhcp.ErrPoolExhausted) {
 			t.Fatalf("declined address handed out: %v", err)
 		}
 		c.t = c.t.Add(2 * time.Hour)
-		if _, err := ls.Offer(ctx, OfferRequest{MAC: mac(10)}); err != nil {
+		if _, err := ls.Offer(ctx, dhcp.OfferRequest{MAC: mac(10)}); err != nil {
 			t.Fatalf("after expiry: %v", err)
 		}
 
 		// A static address takes over a pool lease of another MAC.
-		st, err := ls.Ack(ctx, AckRequest{MAC: mac(20), IP: l0.IP, Static: true, Hostname: "compute-0-0"})
-		if err != nil || st.State != StateStatic {
+		st, err := ls.Ack(ctx, dhcp.AckRequest{MAC: mac(20), IP: l0.IP, Static: true, Hostname: "compute-0-0"})
+		if err != nil || st.State != dhcp.StateStatic {
 			t.Fatalf("static: %+v %v", st, err)
 		}
 		// Pinning keeps an address forever.
 		p, err := ls.Pin(ctx, mac(21), "compute-0-1")
-		if err != nil || p.State != StateStatic {
+		if err != nil || p.State != dhcp.StateStatic {
 			t.Fatalf("pin: %+v %v", p, err)
 		}
 		c.t = c.t.Add(1000 * time.Hour)
-		if l, _ := ls.ByMAC(ctx, mac(21)); l.IP != p.IP || l.State != StateStatic {
+		if l, _ := ls.ByMAC(ctx, mac(21)); l.IP != p.IP || l.State != dhcp.StateStatic {
 			t.Fatalf("pinned lease changed: %+v", l)
 		}
 		all, err := ls.List(ctx)
@@ -142,7 +143,7 @@ func TestLeaseStore(t *testing.T) {
 	})
 }
 
-func mustLease(t *testing.T, ls *LeaseStore, m net.HardwareAddr) Lease {
+func mustLease(t *testing.T, ls *Store, m net.HardwareAddr) dhcp.Lease {
 	t.Helper()
 	l, err := ls.ByMAC(context.Background(), m)
 	if err != nil {
@@ -160,12 +161,12 @@ func mustLease(t *testing.T, ls *LeaseStore, m net.HardwareAddr) Lease {
 func TestLeasesSurviveRestart(t *testing.T) {
 	c := &clock{t: time.Unix(1_800_000_000, 0)}
 	storetest.Each(t, Migrations(), func(t *testing.T, db *store.DB) {
-		restartScenario(t, func() *LeaseStore { return newLeases(t, db, testPool, c) }, func() {})
+		restartScenario(t, func() *Store { return newLeases(t, db, testPool, c) }, func() {})
 	})
 	t.Run("sqlite-reopen", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "ironbark.db")
 		var db *store.DB
-		restartScenario(t, func() *LeaseStore {
+		restartScenario(t, func() *Store {
 			var err error
 			if db, err = store.Open(context.Background(), path); err != nil {
 				t.Fatal(err)
@@ -176,21 +177,21 @@ func TestLeasesSurviveRestart(t *testing.T) {
 	})
 }
 
-func restartScenario(t *testing.T, open func() *LeaseStore, crash func()) {
+func restartScenario(t *testing.T, open func() *Store, crash func()) {
 	ctx := context.Background()
 	ls := open()
-	a, _ := ls.Offer(ctx, OfferRequest{MAC: mac(1)})
-	if _, err := ls.Ack(ctx, AckRequest{MAC: mac(1), IP: a.IP, LeaseTime: time.Hour, Hostname: "n1"}); err != nil {
+	a, _ := ls.Offer(ctx, dhcp.OfferRequest{MAC: mac(1)})
+	if _, err := ls.Ack(ctx, dhcp.AckRequest{MAC: mac(1), IP: a.IP, LeaseTime: time.Hour, Hostname: "n1"}); err != nil {
 		t.Fatal(err)
 	}
-	b, _ := ls.Offer(ctx, OfferRequest{MAC: mac(2)})
+	b, _ := ls.Offer(ctx, dhcp.OfferRequest{MAC: mac(2)})
 	crash()
 
 	ls = open()
-	if l := mustLease(t, ls, mac(1)); l.IP != a.IP || l.Hostname != "n1" || l.State != StateBound {
+	if l := mustLease(t, ls, mac(1)); l.IP != a.IP || l.Hostname != "n1" || l.State != dhcp.StateBound {
 		t.Fatalf("after restart: %+v", l)
 	}
-	n, err := ls.Offer(ctx, OfferRequest{MAC: mac(3)})
+	n, err := ls.Offer(ctx, dhcp.OfferRequest{MAC: mac(3)})
 	if err != nil || n.IP == a.IP {
 		t.Fatalf("after restart new client got %s (a=%s) %v", n.IP, a.IP, err)
 	}
@@ -200,7 +201,7 @@ func restartScenario(t *testing.T, open func() *LeaseStore, crash func()) {
 	err2 := ackErr(ls, mac(2), b.IP)
 	err3 := ackErr(ls, mac(3), n.IP)
 	for _, err := range []error{err2, err3} {
-		if err != nil && !errors.Is(err, ErrUnavailable) {
+		if err != nil && !errors.Is(err, dhcp.ErrUnavailable) {
 			t.Fatal(err)
 		}
 	}
@@ -220,18 +221,8 @@ func restartScenario(t *testing.T, open func() *LeaseStore, crash func()) {
 	}
 }
 
-func TestPoolFor(t *testing.T) {
-	p, err := PoolFor(netip.MustParsePrefix("10.1.0.1/24"))
-	if err != nil || p.Start.String() != "10.1.0.128" || p.End.String() != "10.1.0.254" || p.Size() != 127 {
-		t.Fatalf("PoolFor: %+v %v", p, err)
-	}
-	if _, err := PoolFor(netip.MustParsePrefix("10.1.0.1/31")); err == nil {
-		t.Fatal("PoolFor /31 should fail")
-	}
-}
-
-func ackErr(ls *LeaseStore, m net.HardwareAddr, ip netip.Addr) error {
-	_, err := ls.Ack(context.Background(), AckRequest{MAC: m, IP: ip, LeaseTime: time.Hour})
+func ackErr(ls *Store, m net.HardwareAddr, ip netip.Addr) error {
+	_, err := ls.Ack(context.Background(), dhcp.AckRequest{MAC: m, IP: ip, LeaseTime: time.Hour})
 	return err
 }
 
@@ -242,9 +233,9 @@ func ackErr(ls *LeaseStore, m net.HardwareAddr, ip netip.Addr) error {
 func TestTwoServersOneDatabase(t *testing.T) {
 	storetest.Each(t, Migrations(), func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
-		pool := Pool{Start: netip.MustParseAddr("10.9.0.10"), End: netip.MustParseAddr("10.9.0.73")}
+		pool := dhcp.Pool{Start: netip.MustParseAddr("10.9.0.10"), End: netip.MustParseAddr("10.9.0.73")}
 		c := &clock{t: time.Unix(1_800_000_000, 0)}
-		stores := []*LeaseStore{newLeases(t, db, pool, c), newLeases(t, db, pool, c)}
+		stores := []*Store{newLeases(t, db, pool, c), newLeases(t, db, pool, c)}
 		const clients = 48
 		errs := make(chan error, clients)
 		var wg sync.WaitGroup
@@ -253,11 +244,11 @@ func TestTwoServersOneDatabase(t *testing.T) {
 				ls := stores[i%2]
 				var err error
 				for try := 0; try < 20; try++ {
-					var l Lease
-					if l, err = ls.Offer(ctx, OfferRequest{MAC: mac(i)}); err != nil {
+					var l dhcp.Lease
+					if l, err = ls.Offer(ctx, dhcp.OfferRequest{MAC: mac(i)}); err != nil {
 						break
 					}
-					if _, err = ls.Ack(ctx, AckRequest{MAC: mac(i), IP: l.IP, LeaseTime: time.Hour}); !errors.Is(err, ErrUnavailable) {
+					if _, err = ls.Ack(ctx, dhcp.AckRequest{MAC: mac(i), IP: l.IP, LeaseTime: time.Hour}); !errors.Is(err, dhcp.ErrUnavailable) {
 						break
 					}
 				}
@@ -282,7 +273,7 @@ func TestTwoServersOneDatabase(t *testing.T) {
 				t.Fatalf("%s bound twice", l.IP)
 			}
 			seen[l.IP] = true
-			if l.State == StateBound {
+			if l.State == dhcp.StateBound {
 				bound++
 			}
 		}

@@ -1,0 +1,103 @@
+package main
+
+// Adding a command is one entry in the table below and one function.
+// The logic belongs in its domain package; the function only reads the
+// flags, calls the domain and prints. Example, `ironbark widget add`:
+//
+//	// the table entry, next to the other widget commands:
+//	{name: "widget add", args: "NAME [SIZE]", help: "add a widget", setup: widgetAdd},
+//
+//	// the function, in cmd_<domain>.go:
+//	func widgetAdd(fs *flag.FlagSet) runFunc {
+//		color := fs.String("color", "red", "its color")
+//		return func(ctx context.Context, e *env) error {
+//			db, err := e.openStore(ctx, widget.Migrations())
+//			if err != nil {
+//				return err
+//			}
+//			defer db.Close()
+//			id, err := widget.Add(ctx, db, e.args[0], *color)
+//			if err != nil {
+//				return err
+//			}
+//			fmt.Fprintln(e.stdout, id) // data on stdout
+//			e.say("widget %s added", e.args[0]) // messages on stderr
+//			return nil
+//		}
+//	}
+//
+// What the table gives every command:
+//   - name is "<noun> <verb>" with a singular noun; a verb "list" or "show"
+//     gets --json. Print with printList(e, heads, rows): rows are a row
+//     type with json tags (the stable --json shape scripts rely on) and a
+//     cells() method (its table line); printJSON for one object.
+//   - args is the positional usage; the count is checked before the
+//     function runs ("NAME" required, "[NAME]" optional, "FILE..." many),
+//     and flags may come before or after the arguments.
+//   - --data-dir and --db, and e.openStore, unless noStore is set.
+//   - -h/--help and `ironbark help NAME` print the usage, help and flags
+//     and exit 0; a wrong command line exits 2 (return e.usagef(...) for
+//     one the function finds); any other error exits 1.
+//   - Data goes to e.stdout; messages (e.say), logs (e.logger) and
+//     errors go to stderr.
+// Tests call run(ctx, args, stdout, stderr) against a temp --data-dir
+// (see cli_test.go).
+
+// commands is the command table, grouped by domain.
+func commands() []command {
+	return []command{
+		// The controller and its accounts (cmd_controller.go).
+		{name: "controller", help: "run the cloud controller: EC2 API on --listen, node API on --node-listen", setup: controllerRun},
+		{name: "account create", args: "NAME", help: "make an account and its credentials; prints the credentials dir", setup: accountCreate},
+		{name: "address pool add", args: "CIDR", help: "add public addresses (a CIDR or a.b.c.d-a.b.c.e) for AllocateAddress; a running controller uses them at once", setup: addressPoolAdd},
+		{name: "address pool list", help: "list the public address pool's blocks with how many addresses are allocated", setup: addressPoolList},
+		{name: "address pool remove", args: "CIDR", help: "remove a block from the public address pool (refused while an account holds one of its addresses)", setup: addressPoolRemove},
+
+		// Clusters and nodes (cmd_node.go).
+		{name: "cluster add", args: "NAME", help: "add a cluster (availability zone)", setup: clusterAdd},
+		{name: "cluster list", help: "list clusters with their policy and nodes", setup: clusterList},
+		{name: "cluster set-policy", args: "NAME POLICY", help: "change a cluster's scheduling policy", setup: clusterSetPolicy},
+		{name: "cluster set-limit", args: "NAME", help: "bound what one node of the cluster may offer (--max-cores, --max-memory-mib, --max-disk-gib)", setup: clusterSetLimit},
+		{name: "node token", help: "print a one-time enrollment token for ironbark-node (needs --cluster)", setup: nodeToken},
+		{name: "node list", help: "list enrolled nodes with capacity and last heartbeat", setup: nodeList},
+		{name: "node remove", args: "NODE-ID", help: "forget a node and revoke its certificate", setup: nodeRemove},
+		{name: "node approve", args: "NODE-ID", help: "accept what a new or changed node declares, within its cluster's limit", setup: nodeApprove},
+
+		// Images (cmd_image.go).
+		{name: "image build", noStore: true, help: "build a machine image from a directory or tar (needs --from, --out)", setup: imageBuild},
+		{name: "image import", args: "FILE", help: "store and register a raw/qcow2 image, kernel or ramdisk; prints its id", setup: imageImport},
+		{name: "image list", help: "list registered images and whether their blobs are stored", setup: imageList},
+		{name: "iso build", noStore: true, help: "build the frontend ISO (BIOS+UEFI, isohybrid) (needs --out)", setup: isoBuild},
+
+		// PXE provisioning and hosts (cmd_pxe.go).
+		{name: "pxe", help: "serve DHCP, TFTP and HTTP boot on an interface (needs --interface)", setup: pxeServe},
+		{name: "pxe setup", help: "install the installer kernel and initramfs (needs --kernel, --modules, --installer)", setup: pxeSetup},
+		{name: "pxe image", args: "APPLIANCE FILE", help: "set the disk image an appliance installs", setup: pxeImage},
+		{name: "discover", help: "name PXE-booting nodes as they appear, Rocks' insert-ethers (needs --cluster)", setup: discover},
+		{name: "host list", help: "list hosts with boot action and install state", setup: hostList},
+		{name: "host add", args: "[NAME]", help: "add a host by hand (needs --mac); NAME defaults to <appliance>-<rack>-<rank>", setup: hostAdd},
+		{name: "host remove", args: "HOST", help: "remove a host and its DHCP lease", setup: hostRemove},
+		{name: "host set-boot", args: "HOST install|os|rescue", help: "set a host's next boot action", setup: hostSetBoot},
+
+		// Rolls, appliances and attributes (cmd_roll.go).
+		{name: "roll create", args: "DIR", noStore: true, help: "archive the roll in DIR, signed with --sign KEY (needs --out)", setup: rollCreate},
+		{name: "roll key create", args: "FILE", noStore: true, help: "make an ed25519 roll signing key FILE and FILE.pub; prints its id", setup: rollKeyCreate},
+		{name: "roll key trust", args: "PUBFILE", help: "trust rolls signed by the key in PUBFILE; prints its id", setup: rollKeyTrust},
+		{name: "roll add", args: "FILE", help: "verify a roll archive's signature and add it (--insecure-trust for an unsigned one)", setup: rollAdd},
+		{name: "roll list", help: "list the built-in and added rolls and whether they are enabled", setup: rollList},
+		{name: "roll enable", args: "NAME", help: "enable a roll: its nodes and edges join the graph", setup: rollSetEnabled(true)},
+		{name: "roll disable", args: "NAME", help: "disable a roll", setup: rollSetEnabled(false)},
+		{name: "roll remove", args: "NAME", help: "remove an added roll and its archive", setup: rollRemove},
+		{name: "appliance list", help: "list the appliances the enabled rolls and the site define", setup: applianceList},
+		{name: "appliance add", args: "NAME", help: "add a site appliance whose walk starts at --node", setup: applianceAdd},
+		{name: "appliance graph", args: "NAME", help: "print an appliance's graph in DOT (--pruned for one host's, --host H)", setup: applianceGraph},
+		{name: "appliance profile", args: "NAME", help: "print an appliance's ordered profile: nodes, packages, files, scripts, with their rolls", setup: applianceProfile},
+		{name: "appliance build", args: "NAME", help: "build an appliance's disk image from its rolls' profile and make it what the appliance installs", setup: applianceBuild},
+		{name: "attr set", args: "NAME VALUE", help: "set an attribute: global, or with --host/--rack/--appliance/--os", setup: attrSet},
+		{name: "attr list", help: "list attributes; with --host or --appliance the whole chain, each with its source (G/O/A/R/H/I)", setup: attrList},
+		{name: "attr remove", args: "NAME", help: "remove an attribute at its scope", setup: attrRemove},
+
+		// The frontend installer (cmd_install.go).
+		{name: "install", noStore: true, help: "install this machine as the frontend: the installer screens, or unattended with --answers FILE", setup: frontendInstall},
+	}
+}

@@ -1,0 +1,242 @@
+package frontend
+
+import (
+	"crypto/pbkdf2"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	_ "time/tzdata" // the installer's initramfs has no /usr/share/zoneinfo
+)
+
+var (
+	clusterNameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
+	labelRE       = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$`)
+	ifNameRE      = regexp.MustCompile(`^[a-zA-Z0-9_.:-]{1,15}$`)
+	rollRE        = regexp.MustCompile(`^[a-z][a-z0-9-]*$`)
+)
+
+func checkClusterName(s string) error {
+	if !clusterNameRE.MatchString(s) {
+		return errors.New("lower-case letters, digits and '-', starting with a letter, at most 63")
+	}
+	return nil
+}
+
+func checkFQDN(s string) error {
+	s = strings.TrimSuffix(s, ".")
+	labels := strings.Split(s, ".")
+	if len(labels) < 2 || len(s) > 253 {
+		return errors.New("want a fully qualified name such as frontend.example.org")
+	}
+	for _, l := range labels {
+		if !labelRE.MatchString(l) {
+			return fmt.Errorf("%q is not a DNS label", l)
+		}
+	}
+	return nil
+}
+
+// checkHost accepts a host name or an IP address (NTP servers).
+func checkHost(s string) error {
+	if _, err := netip.ParseAddr(s); err == nil {
+		return nil
+	}
+	for _, l := range strings.Split(strings.TrimSuffix(s, "."), ".") {
+		if !labelRE.MatchString(l) {
+			return fmt.Errorf("%q is neither an address nor a host name", s)
+		}
+	}
+	return nil
+}
+
+func checkIfName(s string) error {
+	if !ifNameRE.MatchString(s) {
+		return errors.New("not an interface name")
+	}
+	return nil
+}
+
+func checkIPv4(s string) error {
+	a, err := netip.ParseAddr(s)
+	if err != nil || !a.Is4() {
+		return fmt.Errorf("%q is not an IPv4 address", s)
+	}
+	return nil
+}
+
+// maskBits turns a dotted netmask (or /N) into a prefix length.
+func maskBits(s string) (int, error) {
+	if n, ok := strings.CutPrefix(s, "/"); ok {
+		b, err := strconv.Atoi(n)
+		if err != nil || b < 0 || b > 32 {
+			return 0, fmt.Errorf("%q is not a prefix length", s)
+		}
+		return b, nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil || !a.Is4() {
+		return 0, fmt.Errorf("%q is not a netmask such as 255.255.255.0", s)
+	}
+	b := a.As4()
+	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	bits := 0
+	for v&(1<<31) != 0 {
+		bits++
+		v <<= 1
+	}
+	if v != 0 {
+		return 0, fmt.Errorf("%q is not a netmask: its ones are not contiguous", s)
+	}
+	return bits, nil
+}
+
+func checkNetmask(s string) error {
+	b, err := maskBits(s)
+	if err != nil {
+		return err
+	}
+	if b < 8 || b > 30 {
+		return fmt.Errorf("/%d: want a netmask between /8 and /30", b)
+	}
+	return nil
+}
+
+// prefix combines an address and netmask already checked one by one.
+func prefix(addr, mask string) (netip.Prefix, error) {
+	a, err := netip.ParseAddr(addr)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	b, err := maskBits(mask)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a, b), nil
+}
+
+func checkZone(s string) error {
+	if _, err := time.LoadLocation(s); err != nil || s == "Local" {
+		return fmt.Errorf("unknown time zone %q (e.g. UTC, Europe/Paris, America/New_York)", s)
+	}
+	return nil
+}
+
+func checkPassword(s string) error {
+	if len(s) < 8 {
+		return errors.New("at least 8 characters")
+	}
+	return nil
+}
+
+func checkSSHKey(s string) error {
+	f := strings.Fields(s)
+	if len(f) < 2 {
+		return errors.New("want an OpenSSH public key line: TYPE BASE64 [COMMENT]")
+	}
+	switch f[0] {
+	case "ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
+		"sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com":
+	default:
+		return fmt.Errorf("key type %q is not one OpenSSH knows", f[0])
+	}
+	blob, err := base64.StdEncoding.DecodeString(f[1])
+	if err != nil || len(blob) < 4+len(f[0]) || string(blob[4:4+len(f[0])]) != f[0] {
+		return errors.New("the key's base64 body does not hold a key of its type")
+	}
+	return nil
+}
+
+func checkDevice(s string) error {
+	if !strings.HasPrefix(s, "/") {
+		return errors.New("want a device path such as /dev/vda")
+	}
+	return nil
+}
+
+// ParseSize reads 512MiB, 20GiB, 1TiB or a number of bytes.
+func ParseSize(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"T", 1 << 40}, {"G", 1 << 30}, {"M", 1 << 20}}
+	mult := int64(1)
+	for _, u := range units {
+		if n, ok := strings.CutSuffix(s, u.suffix); ok {
+			s, mult = strings.TrimSpace(n), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, errors.New("want a size such as 20GiB or 512MiB")
+	}
+	return n * mult, nil
+}
+
+func checkSize(s string) error {
+	if s == "rest" {
+		return nil
+	}
+	_, err := ParseSize(s)
+	if err != nil {
+		return fmt.Errorf("%v, or rest", err)
+	}
+	return nil
+}
+
+func checkRollName(s string) error {
+	if !rollRE.MatchString(s) {
+		return fmt.Errorf("%q is not a roll name", s)
+	}
+	return nil
+}
+
+const pbkdf2Iter = 210000
+
+// HashPassword hashes an admin password for storage:
+// pbkdf2-sha256$ITER$SALT$KEY (base64, no padding).
+func HashPassword(pw string) (string, error) {
+	salt := make([]byte, 16)
+	if _, err := rand.Read(salt); err != nil {
+		return "", err
+	}
+	key, err := pbkdf2.Key(sha256.New, pw, salt, pbkdf2Iter, 32)
+	if err != nil {
+		return "", err
+	}
+	enc := base64.RawStdEncoding
+	return fmt.Sprintf("pbkdf2-sha256$%d$%s$%s", pbkdf2Iter, enc.EncodeToString(salt), enc.EncodeToString(key)), nil
+}
+
+// CheckPassword says whether pw matches a HashPassword hash.
+func CheckPassword(hash, pw string) bool {
+	f := strings.Split(hash, "$")
+	if len(f) != 4 || f[0] != "pbkdf2-sha256" {
+		return false
+	}
+	iter, err := strconv.Atoi(f[1])
+	enc := base64.RawStdEncoding
+	salt, err1 := enc.DecodeString(f[2])
+	want, err2 := enc.DecodeString(f[3])
+	if err != nil || err1 != nil || err2 != nil || iter < 1 {
+		return false
+	}
+	got, err := pbkdf2.Key(sha256.New, pw, salt, iter, len(want))
+	return err == nil && subtle.ConstantTimeCompare(got, want) == 1
+}
+
+func checkPasswordHash(s string) error {
+	f := strings.Split(s, "$")
+	if len(f) != 4 || f[0] != "pbkdf2-sha256" {
+		return errors.New("want pbkdf2-sha256$ITER$SALT$KEY as a saved answer file has it")
+	}
+	return nil
+}

@@ -1,0 +1,153 @@
+package nodeagent
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"sort"
+	"strings"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+
+	"ironbark/internal/nodeapi"
+)
+
+// tapPrefix starts the name of every instance's port on the bridge.
+const tapPrefix = "ibi"
+
+// TapName is the name of an instance's port on the bridge (at most 15
+// bytes, Linux's limit): "ibi" and the end of the instance ID.
+func TapName(instanceID string) string {
+	id := strings.TrimPrefix(instanceID, "i-")
+	if len(id) > 12 {
+		id = id[len(id)-12:]
+	}
+	return tapPrefix + id
+}
+
+// guestFilter pins each instance's bridge port to the instance's MAC and
+// address with an nftables bridge-family table: a frame from an instance's
+// port must carry its MAC, and its IPv4 or ARP sender address must be the
+// instance's (or 0.0.0.0, for DHCP and ARP probes). So the source address
+// the metadata service sees is the instance's own, and no guest reads
+// another's metadata or user data. The bridge filter works the same under
+// qemu and Xen (libvirt's nwfilter has no libxl support), and needs no
+// nft or ebtables binary. Frames from other ports (the uplink) pass. The
+// rules name each port (the instance's tap, TapName) rather than the
+// bridge: `meta ibrname` needs CONFIG_NFT_BRIDGE_META, which not every
+// kernel has, and tap names are unique per instance anyway.
+type guestFilter struct {
+	conn   *nftables.Conn
+	table  *nftables.Table
+	chain  *nftables.Chain
+	bridge string
+	last   string // the instance set the rules were made for
+}
+
+// newGuestFilter makes (replacing a killed agent's) the bridge's table in
+// the network namespace nsfd (0: the process's).
+func newGuestFilter(bridge string, nsfd int) (*guestFilter, error) {
+	var opts []nftables.ConnOption
+	if nsfd > 0 {
+		opts = append(opts, nftables.WithNetNSFd(nsfd))
+	}
+	c, err := nftables.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("nftables: %w", err)
+	}
+	g := &guestFilter{conn: c, bridge: bridge,
+		table: &nftables.Table{Family: nftables.TableFamilyBridge, Name: "ironbark-" + bridge}}
+	c.AddTable(g.table)
+	c.DelTable(g.table)
+	c.AddTable(g.table)
+	g.chain = c.AddChain(&nftables.Chain{Name: "guests", Table: g.table, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRef(-200)})
+	if err := c.Flush(); err != nil {
+		return nil, fmt.Errorf("nftables bridge table for %s: %w", bridge, err)
+	}
+	return g, nil
+}
+
+// sync makes the rules match the instances (no-op when they did not
+// change).
+func (g *guestFilter) sync(specs []nodeapi.InstanceSpec) error {
+	type guest struct {
+		tap string
+		mac net.HardwareAddr
+		ip  netip.Addr
+	}
+	var gs []guest
+	var keys []string
+	for _, s := range specs {
+		mac, err := net.ParseMAC(s.MAC)
+		ip, ierr := netip.ParseAddr(s.PrivateIP)
+		if err != nil || len(mac) != 6 || ierr != nil || !ip.Is4() {
+			continue
+		}
+		gs = append(gs, guest{TapName(s.InstanceID), mac, ip})
+		keys = append(keys, TapName(s.InstanceID)+"/"+mac.String()+"/"+ip.String())
+	}
+	sort.Strings(keys)
+	key := strings.Join(keys, ",")
+	if key == g.last {
+		return nil
+	}
+	g.conn.FlushChain(g.chain)
+	add := func(e ...[]expr.Any) {
+		var all []expr.Any
+		for _, x := range e {
+			all = append(all, x...)
+		}
+		g.conn.AddRule(&nftables.Rule{Table: g.table, Chain: g.chain, Exprs: all})
+	}
+	for _, x := range gs {
+		port := g.metaIs(expr.MetaKeyIIFNAME, ifname(x.tap))
+		zero := []byte{0, 0, 0, 0}
+		add(port, payload(expr.PayloadBaseLLHeader, 6, expr.CmpOpNeq, x.mac), verdict(expr.VerdictDrop))
+		add(port, etherType(unix.ETH_P_IP), payload(expr.PayloadBaseNetworkHeader, 12, expr.CmpOpEq, x.ip.AsSlice()), verdict(expr.VerdictAccept))
+		add(port, etherType(unix.ETH_P_IP), payload(expr.PayloadBaseNetworkHeader, 12, expr.CmpOpEq, zero), verdict(expr.VerdictAccept))
+		add(port, etherType(unix.ETH_P_ARP), payload(expr.PayloadBaseNetworkHeader, 14, expr.CmpOpEq, x.ip.AsSlice()), verdict(expr.VerdictAccept))
+		add(port, etherType(unix.ETH_P_ARP), payload(expr.PayloadBaseNetworkHeader, 14, expr.CmpOpEq, zero), verdict(expr.VerdictAccept))
+		add(port, etherType(unix.ETH_P_IPV6), verdict(expr.VerdictAccept))
+		// Whatever else comes from the port (another address) is dropped.
+		add(port, verdict(expr.VerdictDrop))
+	}
+	if err := g.conn.Flush(); err != nil {
+		return fmt.Errorf("nftables rules for %s: %w", g.bridge, err)
+	}
+	g.last = key
+	return nil
+}
+
+// close removes the table.
+func (g *guestFilter) close() error {
+	g.conn.DelTable(g.table)
+	return g.conn.Flush()
+}
+
+// ifname is an interface name as the kernel compares it: 16 bytes, NUL
+// padded (a shorter slice compares as a prefix).
+func ifname(n string) []byte {
+	b := make([]byte, unix.IFNAMSIZ)
+	copy(b, n)
+	return b
+}
+
+func (g *guestFilter) metaIs(key expr.MetaKey, data []byte) []expr.Any {
+	return []expr.Any{&expr.Meta{Key: key, Register: 1}, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: data}}
+}
+
+func payload(base expr.PayloadBase, off uint32, op expr.CmpOp, data []byte) []expr.Any {
+	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: base, Offset: off, Len: uint32(len(data))},
+		&expr.Cmp{Op: op, Register: 1, Data: data},
+	}
+}
+
+func etherType(t uint16) []expr.Any {
+	return payload(expr.PayloadBaseLLHeader, 12, expr.CmpOpEq, []byte{byte(t >> 8), byte(t)})
+}
+
+func verdict(k expr.VerdictKind) []expr.Any { return []expr.Any{&expr.Verdict{Kind: k}} }

@@ -1,0 +1,168 @@
+package nodeagent
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"ironbark/internal/lab"
+	"ironbark/internal/nodeapi"
+)
+
+// guestOn is a guest: a namespace behind a bridge port named as the agent
+// names an instance's tap, with the instance's MAC and address.
+type guestOn struct {
+	ns   *lab.NetNS
+	port string // inside ns
+}
+
+func newGuest(t *testing.T, n *lab.LabNet, s nodeapi.InstanceSpec) *guestOn {
+	t.Helper()
+	h := n.NS.Netlink()
+	before := map[string]bool{}
+	ls, _ := h.LinkList()
+	for _, l := range ls {
+		before[l.Attrs().Name] = true
+	}
+	g := &guestOn{ns: lab.NewNetNS(t)}
+	g.port = n.NS.Link(t, n.Bridge, g.ns)
+	ls, _ = h.LinkList()
+	for _, l := range ls {
+		if name := l.Attrs().Name; !before[name] && l.Attrs().MasterIndex != 0 {
+			// The bridge side gets the instance's tap name.
+			if err := h.LinkSetDown(l); err != nil {
+				t.Fatal(err)
+			}
+			if err := h.LinkSetName(l, TapName(s.InstanceID)); err != nil {
+				t.Fatal(err)
+			}
+			if err := h.LinkSetUp(l); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	g.setMAC(t, s.MAC)
+	ip := netip.MustParseAddr(s.PrivateIP)
+	g.ns.AddAddr(t, g.port, netip.PrefixFrom(ip, n.Addr.Bits()))
+	l, err := g.ns.Netlink().LinkByName(g.port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 169.254.169.254 is on the node's bridge, next door.
+	if err := g.ns.Netlink().RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Scope: netlink.SCOPE_LINK,
+		Dst: &net.IPNet{IP: MetadataAddr.AsSlice(), Mask: net.CIDRMask(32, 32)}}); err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+func (g *guestOn) setMAC(t *testing.T, mac string) {
+	t.Helper()
+	h := g.ns.Netlink()
+	l, err := h.LinkByName(g.port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hw, _ := net.ParseMAC(mac)
+	if err := h.LinkSetHardwareAddr(l, hw); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// metadata asks the metadata service for the instance ID, from src.
+func (g *guestOn) metadata(src netip.Addr) (string, error) {
+	c := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			var conn net.Conn
+			err := g.ns.Do(func() error {
+				var err error
+				conn, err = (&net.Dialer{LocalAddr: &net.TCPAddr{IP: src.AsSlice()}}).DialContext(ctx, network, addr)
+				return err
+			})
+			return conn, err
+		}}}
+	resp, err := c.Get("http://169.254.169.254/latest/meta-data/instance-id")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
+// TestMetadataSpoofing is issue 9's metadata test, on a real bridge with
+// the agent's DHCP and metadata services and its bridge filter: each guest
+// reads its own metadata; a guest that takes its neighbour's address (and
+// then its MAC too) gets nothing.
+func TestMetadataSpoofing(t *testing.T) {
+	lab.Require(t, "ip")
+	n := lab.NewLabNet(t, "")
+	at := func(i int) string {
+		a := n.Addr.Addr()
+		for range i - 1 {
+			a = a.Next()
+		}
+		return a.String()
+	}
+	a := nodeapi.InstanceSpec{InstanceID: "i-00000000000a0001", MAC: "52:54:00:a0:00:01", PrivateIP: at(10), Desired: nodeapi.StateRunning}
+	b := nodeapi.InstanceSpec{InstanceID: "i-00000000000b0002", MAC: "52:54:00:b0:00:02", PrivateIP: at(11), Desired: nodeapi.StateRunning}
+	ga, gb := newGuest(t, n, a), newGuest(t, n, b)
+
+	svc := &netServices{log: testLogger(t), bridge: n.Bridge, host: n.Addr,
+		specs: func() []nodeapi.InstanceSpec { return []nodeapi.InstanceSpec{a, b} }}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.NS.Do(func() error { return svc.run(ctx) }) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+
+	// Each guest reads its own.
+	ipA, ipB := netip.MustParseAddr(a.PrivateIP), netip.MustParseAddr(b.PrivateIP)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		id, err := ga.metadata(ipA)
+		if err == nil {
+			if id != a.InstanceID {
+				t.Fatalf("guest A read %q", id)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("guest A never reached its metadata: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if id, err := gb.metadata(ipB); err != nil || id != b.InstanceID {
+		t.Fatalf("guest B reads %q %v, want its own %s", id, err, b.InstanceID)
+	}
+
+	// B takes A's address: its packets never arrive.
+	gb.ns.AddAddr(t, gb.port, netip.PrefixFrom(ipA, n.Addr.Bits()))
+	if id, err := gb.metadata(ipA); err == nil {
+		t.Fatalf("guest B with A's address read %q", id)
+	} else {
+		t.Logf("guest B with A's address: %v", err)
+	}
+	// ... and A's MAC too: still nothing.
+	gb.setMAC(t, a.MAC)
+	if id, err := gb.metadata(ipA); err == nil {
+		t.Fatalf("guest B with A's address and MAC read %q", id)
+	} else if !strings.Contains(err.Error(), "timeout") && !strings.Contains(err.Error(), "deadline") {
+		t.Logf("guest B with A's address and MAC: %v", err)
+	}
+	// A is unaffected.
+	if id, err := ga.metadata(ipA); err != nil || id != a.InstanceID {
+		t.Fatalf("guest A after the spoofing: %q %v", id, err)
+	}
+}
