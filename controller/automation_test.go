@@ -83,6 +83,10 @@ func TestAutomationToolsFirstCalls(t *testing.T) {
 		// egress rule, which the provider revokes (IPv4 and IPv6) at once.
 		out = e.mustPost(e.alice, "Action=CreateSecurityGroup&GroupName=web&GroupDescription=web"+v)
 		web := between(out, "<groupId>", "</groupId>")
+		out = e.mustPost(e.alice, "Action=DescribeSecurityGroups&Filter.1.Name=vpc-id&Filter.1.Value.1="+vpc+
+			"&Filter.2.Name=group-name&Filter.2.Value.1=web"+v)
+		wantIn("group by vpc-id", out, "<groupId>"+web+"</groupId>", "<vpcId>"+vpc+"</vpcId>")
+		wantErr("Action=CreateSecurityGroup&GroupName=x&GroupDescription=x&VpcId=vpc-00000000"+v, "InvalidVpcID.NotFound")
 		out = e.mustPost(e.alice, "Action=DescribeSecurityGroups&GroupId.1="+web+v)
 		wantIn("new group", out, "<ipPermissionsEgress><item><ipProtocol>-1</ipProtocol><groups></groups><ipRanges><item><cidrIp>0.0.0.0/0</cidrIp></item></ipRanges></item></ipPermissionsEgress>")
 		e.mustPost(e.alice, "Action=RevokeSecurityGroupEgress&GroupId="+web+"&IpPermissions.1.FromPort=0&IpPermissions.1.IpProtocol=-1"+

@@ -33,6 +33,9 @@ type Config struct {
 	// TerminatedTTL is how long terminated instances stay visible
 	// (EC2: about an hour).
 	TerminatedTTL time.Duration
+	// LostAfter is how long a node is silent before terminations on it
+	// complete without it (failure.go); 0 means DefaultLostAfter.
+	LostAfter time.Duration
 	// Notify, when set, is told the node of every instance whose desired
 	// state changed, so the cluster side can wake that node's agent.
 	Notify func(nodeID string)
@@ -59,6 +62,7 @@ type Cloud struct {
 	stsActions  map[string]actionSpec
 	runMu       sync.Mutex
 	keys        keyCache
+	health      NodeHealth // which nodes are up (failure.go); nil: all
 }
 
 // action runs one EC2 action for an authenticated caller.
@@ -71,6 +75,9 @@ func New(cfg Config, db *store.DB, placer Placer, log *slog.Logger) (*Cloud, err
 	cfg.Region, cfg.VMTypes = d.Region, d.VMTypes
 	if !validRegionName(cfg.Region) {
 		return nil, fmt.Errorf("region %q: want 1 to 64 letters, digits, '-', '_' or '.'", cfg.Region)
+	}
+	if cfg.LostAfter <= 0 {
+		cfg.LostAfter = DefaultLostAfter
 	}
 	if cfg.TerminatedTTL == 0 {
 		cfg.TerminatedTTL = time.Hour

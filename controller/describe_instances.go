@@ -303,10 +303,19 @@ func (c *Cloud) describeInstanceStatus(ctx context.Context, k *call) (any, error
 			if err != nil {
 				return nil, err
 			}
+			nodes, err := c.nodeStatus(ctx)
+			if err != nil {
+				return nil, err
+			}
 			out := make([]InstanceStatusItem, len(ins))
 			for i, in := range ins {
 				out[i] = InstanceStatusItem{InstanceID: in.InstanceID, AvailabilityZone: in.Placement.AvailabilityZone,
 					InstanceState: in.State, SystemStatus: statusSummary(in.State.Name), InstanceStatus: statusSummary(in.State.Name)}
+				if impaired(in, nodes) {
+					// Its node is silent or gone: the host failed, not the guest.
+					out[i].SystemStatus = StatusSummary{Status: "impaired", Details: []StatusDetail{{"reachability", "failed"}}}
+					out[i].InstanceStatus = StatusSummary{Status: "insufficient-data", Details: []StatusDetail{{"reachability", "insufficient-data"}}}
+				}
 			}
 			return out, nil
 		},

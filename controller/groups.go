@@ -82,7 +82,8 @@ type CreateSecurityGroupResponse struct {
 
 // createSecurityGroupParams are the parameters CreateSecurityGroup accepts.
 var createSecurityGroupParams = []string{
-	"GroupName", "GroupDescription", "VpcId",
+	"GroupName", "GroupDescription", "VpcId", "TagSpecification.N.ResourceType", "TagSpecification.N.Tag.N.Key",
+	"TagSpecification.N.Tag.N.Value",
 }
 
 func (c *Cloud) createSecurityGroup(ctx context.Context, k *call) (any, error) {
@@ -97,13 +98,23 @@ func (c *Cloud) createSecurityGroup(ctx context.Context, k *call) (any, error) {
 	if len(name) > 255 || len(desc) > 255 || strings.HasPrefix(name, "sg-") {
 		return nil, ec2.InvalidParameterValue("Invalid security group name or description")
 	}
+	if vpc := k.str("VpcId"); vpc != "" && vpc != c.defaultVPCID() {
+		return nil, ec2.NotFound("InvalidVpcID.NotFound", vpc)
+	}
 	if err := ensureDefaultGroup(ctx, c.db, k.account()); err != nil {
+		return nil, err
+	}
+	specs, err := k.tagSpecs("security-group")
+	if err != nil {
 		return nil, err
 	}
 	id := newID("sg", 17)
 	err = c.db.InTx(ctx, func(tx *store.Tx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO security_groups (id, account_id, name, description, created_at) VALUES (?, ?, ?, ?, ?)`,
 			id, k.account(), name, desc, k.now.Unix()); err != nil {
+			return err
+		}
+		if err := insertTags(ctx, tx, id, "security-group", k.account(), specs["security-group"]); err != nil {
 			return err
 		}
 		// Every new group lets everything out, as EC2's do: tools that
@@ -369,8 +380,7 @@ var securityGroupRuleParams = []string{
 	"IpPermissions.N.Ipv6Ranges.N.CidrIpv6", "IpPermissions.N.Ipv6Ranges.N.Description",
 	"IpPermissions.N.Groups.N.GroupId", "IpPermissions.N.Groups.N.GroupName", "IpPermissions.N.Groups.N.UserId",
 	"IpPermissions.N.Groups.N.Description", "IpProtocol", "FromPort", "ToPort", "CidrIp",
-	"SourceSecurityGroupName", "SourceSecurityGroupOwnerId", "TagSpecification.N.ResourceType",
-	"TagSpecification.N.Tag.N.Key", "TagSpecification.N.Tag.N.Value",
+	"SourceSecurityGroupName", "SourceSecurityGroupOwnerId",
 }
 
 func (c *Cloud) authorize(ctx context.Context, k *call, egress bool) (any, error) {
@@ -472,6 +482,7 @@ type SecurityGroup struct {
 	GroupID     string         `xml:"groupId"`
 	GroupName   string         `xml:"groupName"`
 	Description string         `xml:"groupDescription"`
+	VpcID       string         `xml:"vpcId"` // every group is in the default VPC (vpc.go)
 	Ingress     []IPPermission `xml:"ipPermissions>item"`
 	Egress      []IPPermission `xml:"ipPermissionsEgress>item"`
 	Tags        []Tag          `xml:"tagSet>item"`
@@ -519,7 +530,7 @@ func (c *Cloud) describeSecurityGroups(ctx context.Context, k *call) (any, error
 	return &DescribeSecurityGroupsResponse{Groups: page, NextToken: next}, nil
 }
 
-var securityGroupFilters = []string{"group-id", "group-name", "description", "owner-id", "ip-permission.protocol",
+var securityGroupFilters = []string{"group-id", "group-name", "description", "owner-id", "vpc-id", "ip-permission.protocol",
 	"ip-permission.cidr", "ip-permission.from-port", "ip-permission.to-port", "ip-permission.group-id",
 	"egress.ip-permission.cidr", "egress.ip-permission.protocol"}
 
@@ -595,6 +606,7 @@ func (c *Cloud) loadSecurityGroups(ctx context.Context, k *call) ([]SecurityGrou
 	out := make([]SecurityGroup, len(order))
 	for i, g := range order {
 		g.Tags = tagSet(tags[g.GroupID])
+		g.VpcID = c.defaultVPCID()
 		out[i] = *g
 	}
 	return out, nil
@@ -626,6 +638,8 @@ func (g *SecurityGroup) field(name string) []string {
 		return []string{g.Description}
 	case "owner-id":
 		return []string{g.OwnerID}
+	case "vpc-id":
+		return []string{g.VpcID}
 	}
 	perms := g.Ingress
 	if strings.HasPrefix(name, "egress.") {

@@ -475,7 +475,7 @@ func imageExecMatch(k *call, r imageRow, shared bool, by []string) bool {
 func imageItem(r imageRow, tags map[string]string) Image {
 	img := Image{
 		ImageID: r.ID, ImageLocation: r.Location, ImageState: r.State, ImageOwnerID: r.Owner,
-		CreationDate: ec2Time(time.Unix(r.CreatedAt, 0)), IsPublic: r.Public, Architecture: r.Architecture,
+		CreationDate: ec2.Time{Time: time.Unix(r.CreatedAt, 0)}.String(), IsPublic: r.Public, Architecture: r.Architecture,
 		ImageType: r.Kind, KernelID: r.KernelID, RamdiskID: r.RamdiskID, Name: r.Name,
 		Description: r.Description, RootDeviceType: r.RootDeviceType, RootDeviceName: r.RootName,
 		VirtualizationType: r.Virt, Hypervisor: "xen", Tags: tagSet(tags),
@@ -755,6 +755,3 @@ func (c *Cloud) resetImageAttribute(ctx context.Context, k *call) (any, error) {
 	}
 	return ok()
 }
-
-// ec2Time formats a time the way every EC2 client parses it.
-func ec2Time(t time.Time) string { return t.UTC().Format(ec2.TimeFormat) }

@@ -187,8 +187,8 @@ func (r instanceRow) item(tags map[string]string) Instance {
 	if r.PublicIP != "" {
 		in.DNSName = r.PublicIP
 	}
-	if r.Reason != "" && (r.State == nodeapi.StateTerminated || r.State == nodeapi.StateStopped) {
-		in.StateReason = &StateReason{Code: "Client.UserInitiatedShutdown", Message: r.Reason}
+	if r.State == nodeapi.StateTerminated || r.State == nodeapi.StateStopped {
+		in.StateReason = stateReasonOf(r.Reason)
 	}
 	return in
 }

@@ -298,9 +298,18 @@ func validKeyName(name string) error {
 }
 
 func (c *Cloud) storeKey(ctx context.Context, k *call, name string, key newKey) (string, error) {
+	specs, err := k.tagSpecs("key-pair")
+	if err != nil {
+		return "", err
+	}
 	id := newID("key", 17)
-	_, err := c.db.Exec(ctx, `INSERT INTO key_pairs (account_id, name, id, key_type, fingerprint, public_key, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`, k.account(), name, id, key.keyType, key.fingerprint, key.publicKey, k.now.Unix())
+	err = c.db.InTx(ctx, func(tx *store.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO key_pairs (account_id, name, id, key_type, fingerprint, public_key, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?)`, k.account(), name, id, key.keyType, key.fingerprint, key.publicKey, k.now.Unix()); err != nil {
+			return err
+		}
+		return insertTags(ctx, tx, id, "key-pair", k.account(), specs["key-pair"])
+	})
 	if store.IsUniqueViolation(err) {
 		return "", ec2.Errorf("InvalidKeyPair.Duplicate", "The keypair '%s' already exists.", name)
 	}
@@ -486,7 +495,7 @@ func (c *Cloud) loadKeyPairs(ctx context.Context, k *call, withPublic bool) ([]K
 		if err := rows.Scan(&kp.KeyPairID, &kp.KeyName, &kp.KeyType, &kp.KeyFingerprint, &kp.PublicKey, &created, &kp.owner); err != nil {
 			return nil, err
 		}
-		kp.CreateTime = ec2Time(time.Unix(created, 0))
+		kp.CreateTime = ec2.Time{Time: time.Unix(created, 0)}.String()
 		kp.Tags = tagSet(tags[kp.KeyPairID])
 		if !withPublic {
 			kp.PublicKey = ""

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -135,43 +134,14 @@ func (c *Cloud) parseLaunch(ctx context.Context, k *call) (*launch, error) {
 	if err := c.launchGroups(ctx, k, l); err != nil {
 		return nil, err
 	}
-	specs, err := q.List("TagSpecification")
+	// Tags for the instance are stored; a launch makes no volume (the root
+	// disk is instance-store) and its one network interface is the
+	// instance's, so tags for those are checked and not kept.
+	specs, err := k.tagSpecs("instance", "volume", "network-interface")
 	if err != nil {
 		return nil, err
 	}
-	for _, s := range specs {
-		// Tags for the instance are stored; a launch makes no volume (the
-		// root disk is instance-store) and its one network interface is
-		// the instance's, so tags for those are checked and not kept.
-		rt := s.String("ResourceType")
-		if rt != "instance" && rt != "volume" && rt != "network-interface" {
-			return nil, ec2.InvalidValue(s.Name("ResourceType"), rt, "RunInstances tags an instance, volume or network-interface.")
-		}
-		tags, err := s.List("Tag")
-		if err != nil {
-			return nil, err
-		}
-		var spec []Tag
-		for _, t := range tags {
-			key, value := t.String("Key"), t.String("Value")
-			if err := checkTag(key, value); err != nil {
-				return nil, err
-			}
-			if slices.ContainsFunc(spec, func(o Tag) bool { return o.Key == key }) {
-				return nil, ec2.InvalidParameterValue("Duplicate tag key '%s' in TagSpecification", key)
-			}
-			spec = append(spec, Tag{Key: key, Value: value})
-		}
-		if len(spec) > maxTagsPerResource {
-			return nil, tagLimit()
-		}
-		if rt == "instance" {
-			if len(l.tags) > 0 {
-				return nil, ec2.InvalidParameterValue("The tag specification resource type instance is specified more than once")
-			}
-			l.tags = spec
-		}
-	}
+	l.tags = specs["instance"]
 	// What makes two requests with one client token "the same".
 	l.signature = strings.Join([]string{imageID, vtName, strconv.Itoa(l.min), strconv.Itoa(l.max), l.keyName, l.zone}, "|")
 	return l, nil

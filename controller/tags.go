@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"ironbark/controller/ec2"
@@ -135,6 +136,58 @@ func checkTag(key, value string) error {
 // tagLimit is the error for more than maxTagsPerResource tags.
 func tagLimit() error {
 	return ec2.Errorf("TagLimitExceeded", "The maximum number of Tags for a resource has been reached.")
+}
+
+// tagSpecs reads TagSpecification.N (ResourceType, Tag.N.Key/Value) of a
+// create call, checked like CreateTags (checkTag, no key twice, at most
+// maxTagsPerResource), and returns the tags by resource type. A resource
+// type not in types is InvalidParameterValue, as is one named twice.
+func (k *call) tagSpecs(types ...string) (map[string][]Tag, error) {
+	specs, err := k.Query().List("TagSpecification")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]Tag{}
+	for _, s := range specs {
+		rt := s.String("ResourceType")
+		if !slices.Contains(types, rt) {
+			return nil, ec2.InvalidValue(s.Name("ResourceType"), rt, "Expected one of: "+strings.Join(types, ", ")+".")
+		}
+		if _, dup := out[rt]; dup {
+			return nil, ec2.InvalidParameterValue("The tag specification resource type %s is specified more than once", rt)
+		}
+		tags, err := s.List("Tag")
+		if err != nil {
+			return nil, err
+		}
+		spec := []Tag{}
+		for _, t := range tags {
+			key, value := t.String("Key"), t.String("Value")
+			if err := checkTag(key, value); err != nil {
+				return nil, err
+			}
+			if slices.ContainsFunc(spec, func(o Tag) bool { return o.Key == key }) {
+				return nil, ec2.InvalidParameterValue("Duplicate tag key '%s' in TagSpecification", key)
+			}
+			spec = append(spec, Tag{Key: key, Value: value})
+		}
+		if len(spec) > maxTagsPerResource {
+			return nil, tagLimit()
+		}
+		out[rt] = spec
+	}
+	return out, nil
+}
+
+// insertTags stores a new resource's tags, in the transaction that makes it.
+func insertTags(ctx context.Context, tx store.Querier, id, resourceType, owner string, tags []Tag) error {
+	for _, t := range tags {
+		if _, err := tx.Exec(ctx, `INSERT INTO tags (resource_id, key, value, account_id, resource_type) VALUES (?, ?, ?, ?, ?)`,
+			id, t.Key, t.Value, owner, resourceType); err != nil {
+			return fmt.Errorf("tag %s: %w", id, err)
+		}
+	}
+	return nil
 }
 
 // tagParams reads Tag.N.Key / Tag.N.Value, N any non-negative number

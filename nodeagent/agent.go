@@ -242,7 +242,11 @@ func (a *Agent) ensureIdentity(ctx context.Context) error {
 			Retryable: func(err error) bool { return !permanentEnrollError(err) },
 			OnRetry:   func(err error, _ int, _ time.Duration) { a.log.Warn("enrollment failed, retrying", "err", err) },
 		}, func(int) error {
-			a.updateCapacity()
+			// With libvirt unreachable the node enrolls with no capacity;
+			// its first real report then counts as the enrolled one.
+			if err := a.updateCapacity(); err != nil {
+				a.log.Warn("enrolling without the node's capacity (libvirt does not answer)", "err", err)
+			}
 			id, err = enroll(ctx, a.cfg.StateDir, a.cfg.Controller, a.cfg.Token, a.cfg.Hostname, a.currentCapacity())
 			return err
 		})
@@ -321,10 +325,10 @@ func (a *Agent) heartbeats(ctx context.Context) {
 	}
 }
 
-func (a *Agent) updateCapacity() {
+func (a *Agent) updateCapacity() error {
 	cores, mem, err := a.hv.capacity()
 	if err != nil {
-		return
+		return err
 	}
 	var st syscall.Statfs_t
 	disk := 0
@@ -340,6 +344,7 @@ func (a *Agent) updateCapacity() {
 	a.mu.Lock()
 	a.capacity = c
 	a.mu.Unlock()
+	return nil
 }
 
 func (a *Agent) currentCapacity() nodeapi.Capacity {

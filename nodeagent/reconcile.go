@@ -21,7 +21,7 @@ func (a *Agent) reconcile(ctx context.Context) {
 	// take it). A launch, stop or removal that finishes while the domain
 	// list is read bumps gen; then the list is read again, so no snapshot
 	// misses a domain whose launch looks done.
-	a.updateCapacity()
+	_ = a.updateCapacity() // unreachable: owned below says so
 	var doms map[string]domState
 	var err error
 	for try := 0; ; try++ {

@@ -232,6 +232,24 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
+// parse reads the command's flags and arguments from args into e and
+// returns the function that runs it; a wrong command line is a usageError.
+func (c *command) parse(e *env, args []string) (runFunc, error) {
+	fs, runf := c.flagSet(e)
+	pos, err := parseInterspersed(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil, err
+	}
+	if err != nil {
+		return nil, usageError{fmt.Sprintf("%s: %v\nusage: %s", c.name, err, c.usageLine())}
+	}
+	if min, max := c.arity(); len(pos) < min || (max >= 0 && len(pos) > max) {
+		return nil, usageError{fmt.Sprintf("%s: wrong number of arguments\nusage: %s", c.name, c.usageLine())}
+	}
+	e.args = pos
+	return runf, nil
+}
+
 // run finds the command args name, parses its flags and runs it. The
 // error says how the program ends: see exitCode.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -256,19 +274,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return usageError{fmt.Sprintf("unknown command %q", strings.Join(args, " "))}
 	}
 	e := &env{stdout: stdout, stderr: stderr, cmd: c}
-	fs, runf := c.flagSet(e)
-	pos, err := parseInterspersed(fs, rest)
+	runf, err := c.parse(e, rest)
 	if errors.Is(err, flag.ErrHelp) {
 		c.printHelp(stderr, cs)
 		return err
 	}
 	if err != nil {
-		return usageError{fmt.Sprintf("%s: %v\nusage: %s", c.name, err, c.usageLine())}
+		return err
 	}
-	if min, max := c.arity(); len(pos) < min || (max >= 0 && len(pos) > max) {
-		return usageError{fmt.Sprintf("%s: wrong number of arguments\nusage: %s", c.name, c.usageLine())}
-	}
-	e.args = pos
 	if !c.noStore {
 		// Whoever makes the data dir first makes it private; one made
 		// or loosened by someone else is fixed, and the user told.

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 
 	"ironbark/internal/nodeapi"
+	"ironbark/internal/store"
 )
 
 // ironbark runs the command line as the binary would, in-process, and
@@ -29,6 +31,20 @@ func mustRun(t *testing.T, args ...string) string {
 		t.Fatalf("ironbark %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errs)
 	}
 	return out
+}
+
+// dataDirStore opens the data dir's store as the commands do (the URL
+// the controller remembered or SQLite, the data dir's secret key), for a
+// test to look behind them; it is closed when the test ends.
+func dataDirStore(t testing.TB, dir string) *store.DB {
+	t.Helper()
+	e := &env{dataDir: dir}
+	db, err := e.openStore(context.Background(), nil)
+	t.Cleanup(func() { e.close() })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
 }
 
 func TestExitCodes(t *testing.T) {
@@ -165,5 +181,54 @@ func TestClusterNodeHostStory(t *testing.T) {
 	ib("host", "remove", "head")
 	if out := ib("host", "list"); strings.Contains(out, "head") {
 		t.Errorf("head still listed:\n%s", out)
+	}
+}
+
+// TestREADMECommandLines parses every ironbark command line README.md
+// shows, as the binary would before running it: the command exists, its
+// flags are known and its arguments are as many as it takes.
+func TestREADMECommandLines(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	code := false
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "```") {
+			code = !code
+			continue
+		}
+		if !code {
+			continue
+		}
+		// "$ " marks a command; a bare line may be one (a block of
+		// commands) or a program's output that starts with the word.
+		line, prompted := strings.CutPrefix(line, "$ ")
+		rest, ok := strings.CutPrefix(line, "ironbark ")
+		if !ok {
+			rest, ok = strings.CutPrefix(line, "bin/ironbark ")
+		}
+		if !ok {
+			continue
+		}
+		rest, _, _ = strings.Cut(rest, " #")  // a comment
+		rest, _, _ = strings.Cut(rest, " > ") // a redirection
+		args := strings.Fields(rest)
+		c, after := lookup(commands(), args)
+		if c == nil && !prompted {
+			continue
+		}
+		if c == nil {
+			t.Errorf("README: %q: no such command", line)
+			continue
+		}
+		if _, err := c.parse(&env{cmd: c}, after); err != nil {
+			t.Errorf("README: %q: %v", line, err)
+		}
+		n++
+	}
+	if n < 20 {
+		t.Fatalf("only %d command lines found in README.md", n)
 	}
 }

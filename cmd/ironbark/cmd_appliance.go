@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"ironbark/images/appliance"
-	"ironbark/pxe"
 	"ironbark/roll"
 )
 
@@ -92,15 +91,11 @@ func applianceBuild(fs *flag.FlagSet) runFunc {
 		r := applianceBuildResult{Appliance: name, Digest: res.Digest, Size: res.Size, BaseKey: res.BaseKey,
 			BaseCached: res.BaseCached, BootConfig: res.BootConfig}
 		if !*noRegister {
-			db, l, err := e.openPXE(ctx)
+			images, err := e.applianceImages(ctx)
 			if err != nil {
 				return err
 			}
-			blobs, err := l.Blobs()
-			if err != nil {
-				return err
-			}
-			if _, _, err := (&pxe.BlobImages{DB: db, Blobs: blobs}).Set(ctx, name, c.Output); err != nil {
+			if _, _, err := images.Set(ctx, name, c.Output); err != nil {
 				return err
 			}
 			r.Registered = true

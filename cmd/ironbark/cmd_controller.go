@@ -117,6 +117,7 @@ func runController(ctx context.Context, e *env, f controllerFlags) error {
 		return err
 	}
 	cloud.SetPlacer(svc.Placer())
+	cloud.SetNodeHealth(svc)
 
 	admin, err := controller.EnsureAdmin(ctx, db)
 	if err != nil {
@@ -158,6 +159,7 @@ func runController(ctx context.Context, e *env, f controllerFlags) error {
 	go func() { errc <- svc.Serve(ctx, nodeLn) }()
 	go func() { errc <- svc.Run(ctx) }()
 	go cloud.RunPurge(ctx, 10*time.Minute)
+	go cloud.RunFailureChecks(ctx, 30*time.Second)
 	select {
 	case <-ctx.Done():
 	case err = <-errc:

@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
+	"ironbark/controller"
 	"ironbark/controller/cluster"
 	"ironbark/controller/sched"
 	"ironbark/internal/nodeapi"
@@ -163,6 +165,9 @@ func nodeList(fs *flag.FlagSet) runFunc {
 			if state == cluster.NodeUp && !n.Live(time.Now(), cluster.DefaultHeartbeatTimeout) {
 				state = cluster.NodeDown
 			}
+			if n.Drained {
+				state += ",drained"
+			}
 			rows[i] = nodeRow{ID: n.ID, Cluster: n.Cluster, Hostname: n.Hostname, State: state,
 				Cores: n.Capacity.Cores, MemoryMiB: n.Capacity.MemoryMiB, DiskGiB: n.Capacity.DiskGiB,
 				Hypervisor: n.Hypervisor, LastHeartbeat: n.LastHeartbeat.UTC(), Review: review(n), Declared: n.Declared}
@@ -177,15 +182,60 @@ func (r nodeRow) cells() []string {
 }
 
 func nodeRemove(fs *flag.FlagSet) runFunc {
+	force := fs.Bool("force", false, "terminate the node's instances (reason Server.InternalError) instead of refusing")
 	return func(ctx context.Context, e *env) error {
 		reg, err := e.openRegistry(ctx)
 		if err != nil {
 			return err
 		}
-		if err := reg.RemoveNode(ctx, e.args[0]); err != nil {
+		node := e.args[0]
+		if _, err := reg.Node(ctx, node); err != nil {
 			return err
 		}
-		e.say("node %s removed; its certificate no longer works", e.args[0])
+		db, err := e.openStore(ctx, controller.Migrations())
+		if err != nil {
+			return err
+		}
+		live, err := controller.LiveInstancesOnNode(ctx, db, node)
+		if err != nil {
+			return err
+		}
+		if len(live) > 0 && !*force {
+			return fmt.Errorf("node %s still holds %d instance(s) (%s): terminate them first, or remove it with --force to terminate them",
+				node, len(live), strings.Join(live, ", "))
+		}
+		if len(live) > 0 {
+			ended, err := controller.TerminateOnNode(ctx, db, node)
+			if err != nil {
+				return err
+			}
+			e.say("terminated %d instance(s) on %s: %s", len(ended), node, strings.Join(ended, ", "))
+		}
+		if err := reg.RemoveNode(ctx, node); err != nil {
+			return err
+		}
+		e.say("node %s removed; its certificate no longer works", node)
 		return nil
+	}
+}
+
+// nodeDrain is `node drain` (drained=true) and `node undrain`.
+func nodeDrain(drained bool) func(fs *flag.FlagSet) runFunc {
+	return func(fs *flag.FlagSet) runFunc {
+		return func(ctx context.Context, e *env) error {
+			reg, err := e.openRegistry(ctx)
+			if err != nil {
+				return err
+			}
+			if err := reg.SetDrained(ctx, e.args[0], drained); err != nil {
+				return err
+			}
+			if drained {
+				e.say("node %s drained: its instances stay, new ones go elsewhere", e.args[0])
+			} else {
+				e.say("node %s back in service", e.args[0])
+			}
+			return nil
+		}
 	}
 }

@@ -2,16 +2,17 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
-	"ironbark/controller"
 	"ironbark/controller/cluster"
 	"ironbark/controller/cluster/clustertest"
+	"ironbark/internal/datadir"
 	"ironbark/internal/nodeapi"
 	"ironbark/internal/pki"
-	"ironbark/internal/store"
 )
 
 // TestNodeReviewCommands: a node that declares more than its cluster allows
@@ -22,15 +23,7 @@ func TestNodeReviewCommands(t *testing.T) {
 	dir := t.TempDir()
 	ib := func(args ...string) string { return mustRun(t, append(args, "--data-dir", dir)...) }
 	ib("cluster", "add", "c1")
-	url, err := controller.StoreURL(dir, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := store.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := dataDirStore(t, dir)
 	ctl := clustertest.Start(t, clustertest.NewLedger(), cluster.Config{DB: db, DataDir: dir})
 	tok := ctl.Token(t, "c1")
 	_, fp, _ := nodeapi.ParseToken(tok)
@@ -59,5 +52,34 @@ func TestNodeReviewCommands(t *testing.T) {
 	}
 	if _, _, code := ironbark(t, "node", "approve", "node-nope", "--data-dir", dir); code != 1 {
 		t.Fatalf("approving an unknown node: exit %d", code)
+	}
+}
+
+// TestHostCommandsRevokeTokens: set-boot and remove end the host's install
+// attempt, and with it its unused enrollment token.
+func TestHostCommandsRevokeTokens(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	ib := func(args ...string) string { return mustRun(t, append(args, "--data-dir", dir)...) }
+	ib("cluster", "add", "c1")
+	ib("host", "add", "--mac", "52:54:00:aa:00:07", "--cluster", "c1")
+	db := dataDirStore(t, dir)
+	reg, err := cluster.NewRegistry(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := pki.LoadOrCreateCA(datadir.Dir(dir).PKI())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, cmd := range [][]string{{"host", "set-boot", "compute-0-0", "os"}, {"host", "remove", "compute-0-0"}} {
+		if _, err := reg.InstallToken(ctx, ca, cluster.HostBinding{Cluster: "c1", Hostname: "compute-0-0",
+			MAC: "52:54:00:aa:00:07", Attempt: fmt.Sprint("a", i)}, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		ib(cmd...)
+		if n, _ := reg.TokenCount(ctx, time.Now()); n != 0 {
+			t.Fatalf("%v left %d live tokens", cmd, n)
+		}
 	}
 }

@@ -94,17 +94,27 @@ func pxeSetup(fs *flag.FlagSet) runFunc {
 	}
 }
 
+// applianceImages opens the images appliances install: their table and
+// the blob store.
+func (e *env) applianceImages(ctx context.Context) (*pxe.BlobImages, error) {
+	db, l, err := e.openPXE(ctx)
+	if err != nil {
+		return nil, err
+	}
+	blobs, err := l.Blobs()
+	if err != nil {
+		return nil, err
+	}
+	return &pxe.BlobImages{DB: db, Blobs: blobs}, nil
+}
+
 func pxeImage(fs *flag.FlagSet) runFunc {
 	return func(ctx context.Context, e *env) error {
-		db, l, err := e.openPXE(ctx)
+		images, err := e.applianceImages(ctx)
 		if err != nil {
 			return err
 		}
-		blobs, err := l.Blobs()
-		if err != nil {
-			return err
-		}
-		d, size, err := (&pxe.BlobImages{DB: db, Blobs: blobs}).Set(ctx, e.args[0], e.args[1])
+		d, size, err := images.Set(ctx, e.args[0], e.args[1])
 		if err != nil {
 			return err
 		}
@@ -382,6 +392,19 @@ func hostSetBoot(fs *flag.FlagSet) runFunc {
 		}
 		if err := pxe.NewHosts(db).SetBoot(ctx, e.args[0], action); err != nil {
 			return err
+		}
+		// A new decision ends the host's install attempt: its token, if
+		// one is out and unused, no longer enrolls anything.
+		reg, err := cluster.NewRegistry(ctx, db)
+		if err != nil {
+			return err
+		}
+		n, err := reg.RevokeHostTokens(ctx, e.args[0])
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			e.say("%s: its unused enrollment token is revoked", e.args[0])
 		}
 		e.say("%s will boot %s next", e.args[0], action)
 		return nil

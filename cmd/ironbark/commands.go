@@ -60,7 +60,9 @@ func commands() []command {
 		{name: "cluster set-limit", args: "NAME", help: "bound what one node of the cluster may offer (--max-cores, --max-memory-mib, --max-disk-gib)", setup: clusterSetLimit},
 		{name: "node token", help: "print a one-time enrollment token for ironbark-node (needs --cluster)", setup: nodeToken},
 		{name: "node list", help: "list enrolled nodes with capacity and last heartbeat", setup: nodeList},
-		{name: "node remove", args: "NODE-ID", help: "forget a node and revoke its certificate", setup: nodeRemove},
+		{name: "node remove", args: "NODE-ID", help: "forget a node and revoke its certificate; refused while it holds instances unless --force, which terminates them", setup: nodeRemove},
+		{name: "node drain", args: "NODE-ID", help: "place no new instances on a node (its instances stay)", setup: nodeDrain(true)},
+		{name: "node undrain", args: "NODE-ID", help: "put a drained node back in service", setup: nodeDrain(false)},
 		{name: "node approve", args: "NODE-ID", help: "accept what a new or changed node declares, within its cluster's limit", setup: nodeApprove},
 
 		// Images (cmd_image.go).
@@ -96,6 +98,9 @@ func commands() []command {
 		{name: "attr set", args: "NAME VALUE", help: "set an attribute: global, or with --host/--rack/--appliance/--os", setup: attrSet},
 		{name: "attr list", help: "list attributes; with --host or --appliance the whole chain, each with its source (G/O/A/R/H/I)", setup: attrList},
 		{name: "attr remove", args: "NAME", help: "remove an attribute at its scope", setup: attrRemove},
+
+		// The operator's dashboard (cmd_tui.go).
+		{name: "tui", help: "the operator's live dashboard: clusters, nodes, hosts, instances, images, events; add a cluster, discover, reinstall, drain", setup: dashboard},
 
 		// The frontend installer (cmd_install.go).
 		{name: "install", noStore: true, help: "install this machine as the frontend: the installer screens, or unattended with --answers FILE", setup: frontendInstall},

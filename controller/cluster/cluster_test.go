@@ -307,6 +307,32 @@ func TestZonesAndPlace(t *testing.T) {
 			t.Fatalf("place in empty zone: %v", err)
 		}
 
+		// A drained node gets nothing new; undrained, it is back.
+		nb, err := s.Nodes(ctx, "b")
+		if err != nil || len(nb) != 1 {
+			t.Fatalf("nodes of b: %v %v", nb, err)
+		}
+		if err := s.SetDrained(ctx, nb[0].ID, true); err != nil {
+			t.Fatal(err)
+		}
+		s.invalidate()
+		if n, _ := s.Node(ctx, nb[0].ID); !n.Drained {
+			t.Fatal("node not drained")
+		}
+		if _, _, err := s.Place(ctx, "b", small, 1); !errors.Is(err, controller.ErrInsufficientCapacity) {
+			t.Fatalf("placed on a drained node: %v", err)
+		}
+		if err := s.SetDrained(ctx, nb[0].ID, false); err != nil {
+			t.Fatal(err)
+		}
+		s.invalidate()
+		if _, _, err := s.Place(ctx, "b", small, 1); err != nil {
+			t.Fatalf("undrained node refused: %v", err)
+		}
+		if err := s.SetDrained(ctx, "node-nope", true); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("drain unknown node: %v", err)
+		}
+
 		// Nodes that stop their heartbeats leave the zone.
 		now = now.Add(time.Minute)
 		ids2, err := s.markDown(ctx, now.Add(-s.cfg.HeartbeatTimeout))

@@ -31,7 +31,7 @@ func (s *Service) candidates(ctx context.Context) (map[string][]sched.Node, erro
 	now := s.cfg.Now()
 	out := map[string][]sched.Node{}
 	for _, n := range nodes {
-		if !n.Live(now, s.cfg.HeartbeatTimeout) {
+		if !n.Live(now, s.cfg.HeartbeatTimeout) || n.Drained {
 			continue
 		}
 		u := usage[n.ID]
@@ -158,4 +158,19 @@ func (s *Service) invalidate() {
 	s.mu.Lock()
 	s.snap = nodeSnapshot{}
 	s.mu.Unlock()
+}
+
+// NodeStatus implements controller.NodeHealth: every enrolled node and
+// whether it is up (state up and a heartbeat within HeartbeatTimeout).
+func (s *Service) NodeStatus(ctx context.Context) (map[string]controller.NodeStatus, error) {
+	nodes, err := s.nodesCached(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now := s.cfg.Now()
+	out := make(map[string]controller.NodeStatus, len(nodes))
+	for _, n := range nodes {
+		out[n.ID] = controller.NodeStatus{Up: n.Live(now, s.cfg.HeartbeatTimeout), LastHeartbeat: n.LastHeartbeat}
+	}
+	return out, nil
 }

@@ -60,6 +60,8 @@ var Migrations = []store.Migration{
 	{ID: "cluster/0017-cluster-max-cores", SQL: `ALTER TABLE clusters ADD COLUMN max_node_cores BIGINT NOT NULL DEFAULT 0`},
 	{ID: "cluster/0018-cluster-max-mem", SQL: `ALTER TABLE clusters ADD COLUMN max_node_memory_mib BIGINT NOT NULL DEFAULT 0`},
 	{ID: "cluster/0019-cluster-max-disk", SQL: `ALTER TABLE clusters ADD COLUMN max_node_disk_gib BIGINT NOT NULL DEFAULT 0`},
+	// A drained node keeps its instances but gets no new ones.
+	{ID: "cluster/0020-node-drained", SQL: `ALTER TABLE nodes ADD COLUMN drained BIGINT NOT NULL DEFAULT 0`},
 }
 
 // Node states.
@@ -124,6 +126,9 @@ type Node struct {
 	Declared, Approved nodeapi.Capacity
 	// Reviewed is false for a node no operator has approved yet.
 	Reviewed bool
+	// Drained: placement gives the node no new instances; the ones it
+	// runs stay (ironbark node drain / undrain).
+	Drained bool
 }
 
 // Pending reports whether the node declares more than was approved: the
@@ -258,7 +263,7 @@ func (r *Registry) ApproveNode(ctx context.Context, id string) (Node, error) {
 	var n Node
 	err := r.db.InTx(ctx, func(tx *store.Tx) error {
 		var err error
-		n, err = scanNode(tx.QueryRow(ctx, `SELECT `+nodeCols+` FROM nodes WHERE id = ?`, id))
+		n, err = scanNode(tx.QueryRow(ctx, `SELECT `+nodeSelectCols+` FROM nodes WHERE id = ?`, id))
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("node %s: %w", id, store.ErrNotFound)
 		}
@@ -285,13 +290,18 @@ func (r *Registry) ApproveNode(ctx context.Context, id string) (Node, error) {
 const nodeCols = `id, cluster, hostname, cores, memory_mib, disk_gib, hypervisor, cert_serial, enrolled_at, last_heartbeat, state,
 	declared_cores, declared_memory_mib, declared_disk_gib, approved_cores, approved_memory_mib, approved_disk_gib, reviewed`
 
+// nodeSelectCols are what scanNode reads: nodeCols (what enrollment
+// inserts) and the columns with defaults.
+const nodeSelectCols = nodeCols + `, drained`
+
 func scanNode(sc interface{ Scan(...any) error }) (Node, error) {
 	var n Node
-	var enrolled, hb, reviewed int64
+	var enrolled, hb, reviewed, drained int64
 	err := sc.Scan(&n.ID, &n.Cluster, &n.Hostname, &n.Capacity.Cores, &n.Capacity.MemoryMiB, &n.Capacity.DiskGiB,
 		&n.Hypervisor, &n.CertSerial, &enrolled, &hb, &n.State,
-		&n.Declared.Cores, &n.Declared.MemoryMiB, &n.Declared.DiskGiB, &n.Approved.Cores, &n.Approved.MemoryMiB, &n.Approved.DiskGiB, &reviewed)
+		&n.Declared.Cores, &n.Declared.MemoryMiB, &n.Declared.DiskGiB, &n.Approved.Cores, &n.Approved.MemoryMiB, &n.Approved.DiskGiB, &reviewed, &drained)
 	n.Reviewed = reviewed != 0
+	n.Drained = drained != 0
 	n.Enrolled = time.UnixMilli(enrolled).UTC()
 	n.LastHeartbeat = time.UnixMilli(hb).UTC()
 	return n, err
@@ -299,7 +309,7 @@ func scanNode(sc interface{ Scan(...any) error }) (Node, error) {
 
 // Nodes lists nodes, of one cluster or ("") all, by ID.
 func (r *Registry) Nodes(ctx context.Context, cluster string) ([]Node, error) {
-	q := `SELECT ` + nodeCols + ` FROM nodes`
+	q := `SELECT ` + nodeSelectCols + ` FROM nodes`
 	var args []any
 	if cluster != "" {
 		q += ` WHERE cluster = ?`
@@ -321,9 +331,26 @@ func (r *Registry) Nodes(ctx context.Context, cluster string) ([]Node, error) {
 	return out, rows.Err()
 }
 
+// SetDrained drains a node (no new instances are placed on it) or puts
+// it back in service.
+func (r *Registry) SetDrained(ctx context.Context, id string, drained bool) error {
+	v := 0
+	if drained {
+		v = 1
+	}
+	res, err := r.db.Exec(ctx, `UPDATE nodes SET drained = ? WHERE id = ?`, v, id)
+	if err != nil {
+		return fmt.Errorf("drain node %s: %w", id, err)
+	}
+	if n, err := res.RowsAffected(); err == nil && n == 0 {
+		return fmt.Errorf("node %s: %w", id, store.ErrNotFound)
+	}
+	return nil
+}
+
 // Node returns one node.
 func (r *Registry) Node(ctx context.Context, id string) (Node, error) {
-	n, err := scanNode(r.db.QueryRow(ctx, `SELECT `+nodeCols+` FROM nodes WHERE id = ?`, id))
+	n, err := scanNode(r.db.QueryRow(ctx, `SELECT `+nodeSelectCols+` FROM nodes WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return n, fmt.Errorf("node %s: %w", id, store.ErrNotFound)
 	}
@@ -352,10 +379,17 @@ func (r *Registry) heartbeat(ctx context.Context, n Node, hostname, hypervisor s
 		return false, fmt.Errorf("heartbeat %s: %w", n.ID, err)
 	}
 	c = nonNegative(c)
+	if n.Approved == (nodeapi.Capacity{}) {
+		// Enrolled without a capacity (its hypervisor did not answer
+		// then): the first one it reports is what it enrolled with.
+		n.Approved = minCap(c, cl.Limit())
+	}
 	eff := minCap(minCap(c, n.Approved), cl.Limit())
 	res, err := r.db.Exec(ctx, `UPDATE nodes SET hostname = ?, cores = ?, memory_mib = ?, disk_gib = ?, hypervisor = ?,
-		last_heartbeat = ?, state = ?, declared_cores = ?, declared_memory_mib = ?, declared_disk_gib = ? WHERE id = ? AND cert_serial = ?`,
-		hostname, eff.Cores, eff.MemoryMiB, eff.DiskGiB, hypervisor, now.UnixMilli(), NodeUp, c.Cores, c.MemoryMiB, c.DiskGiB, n.ID, n.CertSerial)
+		last_heartbeat = ?, state = ?, declared_cores = ?, declared_memory_mib = ?, declared_disk_gib = ?,
+		approved_cores = ?, approved_memory_mib = ?, approved_disk_gib = ? WHERE id = ? AND cert_serial = ?`,
+		hostname, eff.Cores, eff.MemoryMiB, eff.DiskGiB, hypervisor, now.UnixMilli(), NodeUp, c.Cores, c.MemoryMiB, c.DiskGiB,
+		n.Approved.Cores, n.Approved.MemoryMiB, n.Approved.DiskGiB, n.ID, n.CertSerial)
 	if err != nil {
 		return false, fmt.Errorf("heartbeat %s: %w", n.ID, err)
 	}

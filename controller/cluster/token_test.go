@@ -161,6 +161,20 @@ func TestCapacityBounded(t *testing.T) {
 		if n, _ = s.Node(ctx, r.NodeID); n.Capacity.Cores != 4 || n.Pending() {
 			t.Fatalf("after shrinking: %+v", n)
 		}
+		// A node that enrolled before its hypervisor answered (no
+		// capacity) counts its first report as what it enrolled with.
+		tok2, _ := s.NewToken(ctx, s.CA(), "c1", time.Hour)
+		r2, err := enrollAs(t, url, tok2, "slow", nil, nodeapi.Capacity{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n2, _ := s.Node(ctx, r2.NodeID)
+		if _, err := s.heartbeat(ctx, n2, n2.Hostname, "", nodeapi.Capacity{Cores: 4, MemoryMiB: 1024, DiskGiB: 10}, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if n2, _ = s.Node(ctx, r2.NodeID); n2.Capacity.Cores != 4 || n2.Pending() || n2.Reviewed {
+			t.Fatalf("first report after enrolling without capacity: %+v", n2)
+		}
 	})
 }
 

@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -100,7 +99,8 @@ func (e *PackageError) Error() string {
 	return fmt.Sprintf("package %s (roll %s, node %s, %s): %s", e.Package.Name, e.Package.Roll, e.Package.Node, e.Package.Pos, e.Apt)
 }
 
-// ScriptError is a post script that failed, with its output.
+// ScriptError is a post script that failed, with its output (Error
+// shows its last 40 lines).
 type ScriptError struct {
 	Script roll.Script
 	Output string
@@ -108,7 +108,7 @@ type ScriptError struct {
 }
 
 func (e *ScriptError) Error() string {
-	return fmt.Sprintf("post script of node %s (roll %s, %s) failed: %v\n%s", e.Script.Node, e.Script.Roll, e.Script.Pos, e.Err, e.Output)
+	return fmt.Sprintf("post script of node %s (roll %s, %s) failed: %v\n%s", e.Script.Node, e.Script.Roll, e.Script.Pos, e.Err, tailLines(e.Output, 40))
 }
 
 func (e *ScriptError) Unwrap() error { return e.Err }
@@ -200,17 +200,12 @@ func Build(ctx context.Context, c Config) (*Result, error) {
 	}
 	res := &Result{Output: c.Output, BaseKey: base.key, BaseCached: base.cached}
 
-	work, err := os.MkdirTemp(filepath.Join(c.CacheDir), "work-")
+	defer base.unlock()
+	tree, done, err := workTree(ctx, c.CacheDir, base, log)
 	if err != nil {
-		return nil, fmt.Errorf("appliance build: %w", err)
+		return nil, err
 	}
-	defer os.RemoveAll(work)
-	tree := filepath.Join(work, "root")
-	start := time.Now()
-	if out, err := exec.CommandContext(ctx, "cp", "-a", "--reflink=auto", base.root, tree).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("appliance build: copy base tree: %v: %s", err, out)
-	}
-	log.Info("base tree copied", "key", base.key, "took", time.Since(start).Round(time.Millisecond))
+	defer done()
 
 	if err := applyFiles(tree, c.SourceDir, c.Profile.Files); err != nil {
 		return nil, err
@@ -221,12 +216,14 @@ func Build(ctx context.Context, c Config) (*Result, error) {
 	if res.BootConfig, err = bootConfig(tree, &c.Profile); err != nil {
 		return nil, err
 	}
-	start = time.Now()
+	fsOpts := disk.FSOptions{Label: "root", Seed: "ironbark-appliance:" + c.Profile.Appliance, Time: c.Epoch,
+		KeepOwners: true, ClampTimes: true, Logger: log}
+	if err := writeFstab(tree, disk.IDs(fsOpts)); err != nil {
+		return nil, err
+	}
+	start := time.Now()
 	d, err := disk.BuildDisk(ctx, c.Output, disk.DiskSpec{
-		Table: disk.GPT, Size: c.Size, Root: disk.DirSource(tree),
-		FS: disk.FSOptions{Label: "root", Seed: "ironbark-appliance:" + c.Profile.Appliance, Time: c.Epoch,
-			KeepOwners: true, ClampTimes: true, Logger: log},
-		GRUB: &disk.GRUB{},
+		Table: disk.GPT, Size: c.Size, Root: disk.DirSource(tree), FS: fsOpts, GRUB: &disk.GRUB{},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("appliance %s: %w", c.Profile.Appliance, err)

@@ -2,7 +2,10 @@ package appliance_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"os/exec"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +13,8 @@ import (
 	"time"
 
 	"ironbark/images/appliance"
+	"ironbark/installer"
+	"ironbark/pxe/bootapi"
 	"ironbark/images/internal/qemuboot"
 	"ironbark/internal/lab"
 	"ironbark/roll"
@@ -72,6 +77,7 @@ func TestLabApplianceBoots(t *testing.T) {
 // warm build reuses the base and still gives them; changing one file
 // changes the image but not the base.
 func TestLabReproducibleAndCached(t *testing.T) {
+	lab.Require(t, "sfdisk", "mdir", "mtype")
 	c1 := labConfig(t, t.TempDir())
 	r1 := build(t, c1)
 	time.Sleep(1100 * time.Millisecond) // a different wall clock second must not matter
@@ -86,6 +92,38 @@ func TestLabReproducibleAndCached(t *testing.T) {
 	if !r3.BaseCached || r3.Digest != r1.Digest || r3.BaseKey != r1.BaseKey {
 		t.Fatalf("warm build: cached %v digest %s key %s, want cached %s %s", r3.BaseCached, r3.Digest, r3.BaseKey, r1.Digest, r1.BaseKey)
 	}
+	// The ESP is partition 1, where the installer writes the identity.
+	if err := installer.WriteFiles(c1.Output, []bootapi.File{{Path: "ironbark/node.json", Content: `{"hostname":"lab-0-0"}`}}); err != nil {
+		t.Fatalf("installer.WriteFiles on the appliance image: %v", err)
+	}
+	parts, err := exec.Command("sfdisk", "--json", c1.Output).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pt struct {
+		PartitionTable struct {
+			Partitions []struct {
+				Start int64  `json:"start"`
+				Type  string `json:"type"`
+			} `json:"partitions"`
+		} `json:"partitiontable"`
+	}
+	if err := json.Unmarshal(parts, &pt); err != nil || len(pt.PartitionTable.Partitions) != 3 {
+		t.Fatalf("sfdisk --json: %v\n%s", err, parts)
+	}
+	for i, typ := range []string{"C12A7328-F81F-11D2-BA4B-00A0C93EC93B", "21686148-6449-6E6F-744E-656564454649", "0FC63DAF-8483-4772-8E79-3D69D8477DE4"} {
+		if got := pt.PartitionTable.Partitions[i].Type; got != typ {
+			t.Errorf("partition %d type %s, want %s", i+1, got, typ)
+		}
+	}
+	esp := fmt.Sprintf("%s@@%d", c1.Output, pt.PartitionTable.Partitions[0].Start*512)
+	if out, err := exec.Command("mtype", "-i", esp, "::ironbark/node.json").CombinedOutput(); err != nil || !strings.Contains(string(out), "lab-0-0") {
+		t.Errorf("mtype node.json: %v %s", err, out)
+	}
+	if out, err := exec.Command("mdir", "-i", esp, "::EFI/BOOT").CombinedOutput(); err != nil || !strings.Contains(string(out), "BOOTX64") {
+		t.Errorf("mdir EFI/BOOT: %v %s", err, out)
+	}
+
 	c4 := c1
 	c4.Output = filepath.Join(t.TempDir(), "lab.img")
 	c4.Profile.Files = append([]roll.File(nil), c1.Profile.Files...)

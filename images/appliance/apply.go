@@ -69,6 +69,12 @@ func applyFile(r *os.Root, f roll.File) error {
 		return errors.New("not a file path")
 	}
 	mode := f.Mode.Perm() | f.Mode&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)
+	// Unix bits written as numbers (0o4755 in a profile file) mean the same.
+	for bit, m := range map[fs.FileMode]fs.FileMode{0o4000: fs.ModeSetuid, 0o2000: fs.ModeSetgid, 0o1000: fs.ModeSticky} {
+		if f.Mode&bit != 0 {
+			mode |= m
+		}
+	}
 	if mode == 0 {
 		mode = 0o644
 	}
@@ -80,7 +86,7 @@ func applyFile(r *os.Root, f roll.File) error {
 		return err
 	}
 	if f.Append {
-		w, err := r.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_APPEND, mode)
+		w, err := r.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_APPEND, mode.Perm())
 		if err != nil {
 			return err
 		}
@@ -105,14 +111,15 @@ func applyFile(r *os.Root, f roll.File) error {
 				return err
 			}
 		}
-		if err := r.WriteFile(name, f.Content, mode); err != nil {
+		if err := r.WriteFile(name, f.Content, mode.Perm()); err != nil {
 			return err
 		}
 	}
-	if err := r.Chmod(name, mode); err != nil {
+	// chown clears setuid and setgid: owner first, then mode.
+	if err := r.Lchown(name, uid, gid); err != nil {
 		return err
 	}
-	return r.Lchown(name, uid, gid)
+	return r.Chmod(name, mode)
 }
 
 // lookupOwner resolves "user[:group]" with the tree's passwd and group.

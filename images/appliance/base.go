@@ -27,6 +27,9 @@ type baseTree struct {
 	key    string
 	root   string
 	cached bool
+	// unlock releases the base's lock, held for the whole build so that
+	// a --refresh elsewhere cannot replace a tree mounted as a lower dir.
+	unlock func()
 }
 
 // baseSpec is everything that decides a base tree's content; its hash is
@@ -65,12 +68,18 @@ func (c *Config) base(ctx context.Context, log *slog.Logger) (*baseTree, error) 
 	if err != nil {
 		return nil, err
 	}
-	defer unlock()
+	keep := false
+	defer func() {
+		if !keep {
+			unlock()
+		}
+	}()
 	root := filepath.Join(dir, "root")
 	done := filepath.Join(dir, "done")
 	if _, err := os.Stat(done); err == nil && !c.Refresh {
 		log.Info("base tree cached", "key", key, "packages", len(spec.Packages))
-		return &baseTree{key: key, root: root, cached: true}, nil
+		keep = true
+		return &baseTree{key: key, root: root, cached: true, unlock: unlock}, nil
 	}
 	os.Remove(done)
 	tmp := root + ".tmp"
@@ -101,7 +110,8 @@ func (c *Config) base(ctx context.Context, log *slog.Logger) (*baseTree, error) 
 		return nil, err
 	}
 	log.Info("base tree built", "key", key, "packages", len(spec.Packages), "took", time.Since(start).Round(time.Millisecond))
-	return &baseTree{key: key, root: root}, nil
+	keep = true
+	return &baseTree{key: key, root: root, unlock: unlock}, nil
 }
 
 func (c *Config) baseSpec(ctx context.Context) (baseSpec, error) {
@@ -293,8 +303,16 @@ func (c *Config) resolve(ctx context.Context, s baseSpec, log *slog.Logger) erro
 		b, err := cmd.CombinedOutput()
 		return string(b), err
 	}
-	if out, err := run("update"); err != nil {
-		return fmt.Errorf("appliance %s: apt-get update (%s): %v\n%s", c.Profile.Appliance, strings.TrimSpace(s.sources()), err, tailLines(out, 20))
+	// Lists younger than an hour answer "does Debian have it" well
+	// enough; mmdebstrap fetches its own for the install.
+	stamp := filepath.Join(dir, "updated-"+hex.EncodeToString(sum[:6]))
+	if st, err := os.Stat(stamp); err != nil || time.Since(st.ModTime()) > time.Hour {
+		if out, err := run("update"); err != nil {
+			return fmt.Errorf("appliance %s: apt-get update (%s): %v\n%s", c.Profile.Appliance, strings.TrimSpace(s.sources()), err, tailLines(out, 20))
+		}
+		if err := os.WriteFile(stamp, nil, 0o644); err != nil {
+			return fmt.Errorf("appliance resolve: %w", err)
+		}
 	}
 	out, err := run(append([]string{"install", "--simulate", "--no-install-recommends"}, s.Packages...)...)
 	if err != nil {

@@ -3,9 +3,11 @@ package appliance
 import (
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 
+	"ironbark/images/disk"
 	"ironbark/roll"
 )
 
@@ -35,18 +37,23 @@ const (
 // bootConfig leaves a grub.cfg the profile made alone and otherwise
 // writes one.
 func bootConfig(tree string, p *roll.Profile) (string, error) {
-	cfg := filepath.Join(tree, GrubConfigPath)
-	if _, err := os.Lstat(cfg); err == nil {
+	r, err := os.OpenRoot(tree)
+	if err != nil {
+		return "", fmt.Errorf("boot config: %w", err)
+	}
+	defer r.Close()
+	cfg := strings.TrimPrefix(GrubConfigPath, "/")
+	if _, err := r.Lstat(cfg); err == nil {
 		return "profile", nil
 	}
 	text, err := generateGrubConfig(tree, p)
 	if err != nil {
 		return "", err
 	}
-	if err := os.MkdirAll(filepath.Dir(cfg), 0o755); err != nil {
-		return "", err
+	if err := r.MkdirAll(path.Dir(cfg), 0o755); err != nil {
+		return "", fmt.Errorf("boot config: %w", err)
 	}
-	return "generated", os.WriteFile(cfg, []byte(text), 0o644)
+	return "generated", r.WriteFile(cfg, []byte(text), 0o644)
 }
 
 func generateGrubConfig(tree string, p *roll.Profile) (string, error) {
@@ -132,3 +139,50 @@ func digitRun(s string) int {
 	}
 	return i
 }
+
+// writeFstab adds the disk's own filesystems to the tree's /etc/fstab
+// unless the profile mounts something there already: the root by its
+// UUID, and the ESP (partition 1, where the installer writes the node's
+// identity, ironbark/node.json) on /boot/efi.
+func writeFstab(tree string, ids disk.DiskIDs) error {
+	r, err := os.OpenRoot(tree)
+	if err != nil {
+		return fmt.Errorf("fstab: %w", err)
+	}
+	defer r.Close()
+	const p = "etc/fstab"
+	old, err := r.ReadFile(p)
+	if err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("fstab: %w", err)
+	}
+	mounted := map[string]bool{}
+	for _, l := range strings.Split(string(old), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && !strings.HasPrefix(f[0], "#") {
+			mounted[f[1]] = true
+		}
+	}
+	var add strings.Builder
+	if !mounted["/"] {
+		fmt.Fprintf(&add, "UUID=%s / ext4 defaults,errors=remount-ro 0 1\n", ids.RootFSUUID)
+	}
+	if !mounted[ESPMount] {
+		fmt.Fprintf(&add, "PARTUUID=%s %s vfat umask=0077,nofail 0 2\n", ids.ESPPartUUID, ESPMount)
+	}
+	if add.Len() == 0 {
+		return nil
+	}
+	if err := r.MkdirAll(strings.TrimPrefix(ESPMount, "/"), 0o700); err != nil {
+		return fmt.Errorf("fstab: %w", err)
+	}
+	if err := r.MkdirAll("etc", 0o755); err != nil {
+		return fmt.Errorf("fstab: %w", err)
+	}
+	text := string(old)
+	if text != "" && !strings.HasSuffix(text, "\n") {
+		text += "\n"
+	}
+	return r.WriteFile(p, []byte(text+"# the appliance disk (ironbark appliance build)\n"+add.String()), 0o644)
+}
+
+// ESPMount is where the installed system mounts its ESP.
+const ESPMount = "/boot/efi"

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"ironbark/images/disk"
 	"ironbark/roll"
 )
 
@@ -63,5 +64,28 @@ func TestGeneratedGrubConfig(t *testing.T) {
 	os.WriteFile(filepath.Join(tree, GrubConfigPath), []byte("mine"), 0o644)
 	if got, err := bootConfig(tree, &roll.Profile{Appliance: "x"}); got != "profile" || err != nil {
 		t.Errorf("own grub.cfg: %q %v", got, err)
+	}
+}
+
+func TestFstab(t *testing.T) {
+	tree := t.TempDir()
+	ids := disk.DiskIDs{RootFSUUID: "r-uuid", ESPPartUUID: "e-part"}
+	if err := writeFstab(tree, ids); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(filepath.Join(tree, "etc/fstab"))
+	for _, w := range []string{"UUID=r-uuid / ext4", "PARTUUID=e-part /boot/efi vfat"} {
+		if !strings.Contains(string(b), w) {
+			t.Errorf("fstab lacks %q:\n%s", w, b)
+		}
+	}
+	// A profile that mounts / and /boot/efi itself keeps its lines alone.
+	own := "LABEL=x / ext4 defaults 0 1\nLABEL=y /boot/efi vfat defaults 0 2"
+	os.WriteFile(filepath.Join(tree, "etc/fstab"), []byte(own), 0o644)
+	if err := writeFstab(tree, ids); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(tree, "etc/fstab")); string(b) != own {
+		t.Errorf("fstab changed:\n%s", b)
 	}
 }

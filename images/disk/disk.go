@@ -52,6 +52,7 @@ type DiskResult struct {
 	Size         int64
 	Root         *Result
 	RootPartUUID string // PARTUUID of the root partition as the kernel sees it
+	ESPPartUUID  string // PARTUUID of the ESP (GPT)
 	ESPStart     int64  // byte offsets (0 when absent)
 	RootStart    int64
 }
@@ -60,6 +61,24 @@ const (
 	mib        = 1 << 20
 	alignBytes = mib
 )
+
+// DiskIDs are the identifiers BuildDisk gives a GPT disk built with fs,
+// known before it is written (e.g. for the tree's /etc/fstab).
+type DiskIDs struct {
+	RootFSUUID, RootPartUUID, ESPPartUUID string
+}
+
+// IDs returns the identifiers of a disk built with fs.
+func IDs(fs FSOptions) DiskIDs {
+	seed := seed0(fs)
+	return DiskIDs{RootFSUUID: ext4UUID(fs).String(), RootPartUUID: SeedUUID(seed, "root-partition").String(),
+		ESPPartUUID: SeedUUID(seed, "esp-partition").String()}
+}
+
+func seed0(fs FSOptions) string {
+	fs.defaults()
+	return fs.Seed
+}
 
 // BuildDisk writes a partitioned disk image to out (atomically).
 func BuildDisk(ctx context.Context, out string, s DiskSpec) (*DiskResult, error) {
@@ -156,9 +175,12 @@ func writeDisk(ctx context.Context, f *os.File, s DiskSpec) (*DiskResult, error)
 	if err != nil {
 		return nil, err
 	}
-	first := int64(alignBytes) + biosBoot
+	// Layout: [ESP][BIOS boot][root]. The ESP stays partition 1, where
+	// the installer writes the node's identity.
+	first := int64(alignBytes)
+	biosBootStart := first + s.ESPSize
 	tail := int64(alignBytes) // room for the backup GPT
-	rootStart := first + s.ESPSize
+	rootStart := biosBootStart + biosBoot
 	var rootSize int64
 	if s.Size == 0 {
 		if s.RootType == FSSquashfs {
@@ -202,15 +224,16 @@ func writeDisk(ctx context.Context, f *os.File, s DiskSpec) (*DiskResult, error)
 		if s.Boot != nil {
 			espAttrs = 1 << 2
 		}
-		if biosBoot > 0 {
-			t.Partitions = append(t.Partitions, &gpt.Partition{Index: idx, Start: uint64(alignBytes / 512), Size: uint64(biosBoot),
-				Type: gpt.Type(grubBIOSBootType), Name: "BIOS boot", GUID: strings.ToUpper(SeedUUID(seed, "bios-boot-partition").String())})
-			idx++
-		}
 		if s.ESPSize > 0 {
 			t.Partitions = append(t.Partitions, &gpt.Partition{Index: idx, Start: uint64(first / 512), Size: uint64(s.ESPSize),
 				Type: gpt.EFISystemPartition, Name: "EFI System", GUID: strings.ToUpper(SeedUUID(seed, "esp-partition").String()),
 				Attributes: espAttrs}) // legacy BIOS bootable: gptmbr.bin boots this one
+			res.ESPPartUUID = SeedUUID(seed, "esp-partition").String()
+			idx++
+		}
+		if biosBoot > 0 {
+			t.Partitions = append(t.Partitions, &gpt.Partition{Index: idx, Start: uint64(biosBootStart / 512), Size: uint64(biosBoot),
+				Type: gpt.Type(grubBIOSBootType), Name: "BIOS boot", GUID: strings.ToUpper(SeedUUID(seed, "bios-boot-partition").String())})
 			idx++
 		}
 		t.Partitions = append(t.Partitions, &gpt.Partition{Index: idx, Start: uint64(rootStart / 512), Size: uint64(rootSize),
@@ -254,7 +277,7 @@ func writeDisk(ctx context.Context, f *os.File, s DiskSpec) (*DiskResult, error)
 		if err := StabilizeFAT(f, first, s.FS.Time); err != nil {
 			return nil, err
 		}
-		if err := installGRUBBIOS(f, filepath.Join(pcDirOf(s.GRUB), "boot.img"), grubCore, alignBytes/512, biosBoot); err != nil {
+		if err := installGRUBBIOS(f, filepath.Join(pcDirOf(s.GRUB), "boot.img"), grubCore, biosBootStart/512, biosBoot); err != nil {
 			return nil, err
 		}
 	}
