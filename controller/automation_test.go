@@ -158,5 +158,25 @@ func TestAutomationToolsFirstCalls(t *testing.T) {
 		out = e.mustPost(e.alice, "Action=DescribeInstanceAttribute&Attribute=instanceInitiatedShutdownBehavior&InstanceId="+prot+v)
 		wantIn("shutdown behaviour set at launch", out, "<value>terminate</value>")
 		wantErr("Action=TerminateInstances&InstanceId.1="+prot+v, "OperationNotPermitted")
+
+		// A guest that powers itself off: stopped, or terminated when it
+		// was launched with InstanceInitiatedShutdownBehavior=terminate
+		// (termination protection guards only the API, as on EC2).
+		plain := between(e.mustPost(e.alice, run+v), "<instanceId>", "</instanceId>")
+		e.observe(t, []string{prot, plain}, "running")
+		e.observe(t, []string{prot, plain}, "stopped")
+		state := func(id string) string {
+			return between(between(e.mustPost(e.alice, "Action=DescribeInstances&InstanceId.1="+id+v), "<instanceState>", "</instanceState>"), "<name>", "</name>")
+		}
+		if got := state(plain); got != "stopped" {
+			t.Errorf("a guest shutdown with behaviour stop: %s", got)
+		}
+		if got := state(prot); got != "shutting-down" {
+			t.Errorf("a guest shutdown with behaviour terminate: %s", got)
+		}
+		e.observe(t, []string{prot}, "terminated")
+		if got := state(prot); got != "terminated" {
+			t.Errorf("after the node removed it: %s", got)
+		}
 	})
 }
