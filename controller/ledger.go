@@ -123,10 +123,7 @@ func (c *Cloud) Observe(ctx context.Context, nodeID string, sts []nodeapi.Instan
 				if _, err := tx.Exec(ctx, `UPDATE instances SET desired = ? WHERE id = ?`, nodeapi.StateTerminated, st.InstanceID); err != nil {
 					return err
 				}
-				if _, err := tx.Exec(ctx, `UPDATE addresses SET instance_id = '', association_id = '' WHERE instance_id = ?`, st.InstanceID); err != nil {
-					return err
-				}
-				if _, err := tx.Exec(ctx, `UPDATE instances SET public_ip = '' WHERE id = ?`, st.InstanceID); err != nil {
+				if err := releaseInstanceAddresses(ctx, tx, st.InstanceID); err != nil {
 					return err
 				}
 			}
