@@ -65,10 +65,12 @@ func TestNodeRemovedUnderRunningInstances(t *testing.T) {
 	if code != 1 || !strings.Contains(stderr, "still holds 2 instance(s)") || !strings.Contains(stderr, ids[0]) {
 		t.Fatalf("node remove under instances: exit %d, %q", code, stderr)
 	}
+	t.Logf("node remove: %s", stderr)
 	_, stderr, code = ironbark(t, "node", "remove", enrolled.NodeID, "--force", "--data-dir", data)
 	if code != 0 || !strings.Contains(stderr, "terminated 2 instance(s)") {
 		t.Fatalf("node remove --force: exit %d, %q", code, stderr)
 	}
+	t.Logf("node remove --force: %s", stderr)
 	d, err := c.DescribeInstances(ctx, &sdk.DescribeInstancesInput{InstanceIds: ids})
 	if err != nil {
 		t.Fatal(err)
