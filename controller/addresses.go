@@ -92,6 +92,49 @@ var allocateAddressParams = []string{
 	"Domain",
 }
 
+// drawPublicAddress picks the lowest free address of the pool, in the
+// transaction that takes it.
+func (c *Cloud) drawPublicAddress(ctx context.Context, tx *store.Tx) (string, error) {
+	held, err := allocatedAddresses(ctx, tx)
+	if err != nil {
+		return "", err
+	}
+	used := make(map[string]bool, len(held))
+	for _, ip := range held {
+		used[ip] = true
+	}
+	pool, err := c.publicPool(ctx, tx)
+	if err != nil {
+		return "", err
+	}
+	if pool.size() == 0 {
+		return "", ec2.Errorf("AddressLimitExceeded", "This cloud has no public addresses to allocate: "+
+			"its administrator adds some with 'ironbark address pool add CIDR' (or publicAddresses in controller.json).")
+	}
+	ip, ok := pool.first(used)
+	if !ok {
+		return "", ec2.Errorf("AddressLimitExceeded", "All %d public addresses of this cloud are allocated: "+
+			"its administrator adds more with 'ironbark address pool add CIDR'.", pool.size())
+	}
+	return ip, nil
+}
+
+// releaseInstanceAddresses frees what an ending instance holds: its public
+// address from launch goes back to the pool, an allocated one is
+// disassociated and stays its account's.
+func releaseInstanceAddresses(ctx context.Context, tx *store.Tx, instanceID string) error {
+	for _, q := range []string{
+		`DELETE FROM addresses WHERE instance_id = ? AND auto = 1`,
+		`UPDATE addresses SET instance_id = '', association_id = '' WHERE instance_id = ?`,
+		`UPDATE instances SET public_ip = '' WHERE id = ?`,
+	} {
+		if _, err := tx.Exec(ctx, q, instanceID); err != nil {
+			return fmt.Errorf("release addresses of %s: %w", instanceID, err)
+		}
+	}
+	return nil
+}
+
 func (c *Cloud) allocateAddress(ctx context.Context, k *call) (any, error) {
 	domain := k.str("Domain")
 	if domain == "" {
@@ -102,32 +145,9 @@ func (c *Cloud) allocateAddress(ctx context.Context, k *call) (any, error) {
 	}
 	resp := &AllocateAddressResponse{Domain: domain, AllocationID: newID("eipalloc", 17)}
 	err := c.db.InTx(ctx, func(tx *store.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT public_ip FROM addresses`)
+		ip, err := c.drawPublicAddress(ctx, tx)
 		if err != nil {
 			return err
-		}
-		used := map[string]bool{}
-		for rows.Next() {
-			var ip string
-			if err := rows.Scan(&ip); err != nil {
-				rows.Close()
-				return err
-			}
-			used[ip] = true
-		}
-		rows.Close()
-		pool, err := c.publicPool(ctx, tx)
-		if err != nil {
-			return err
-		}
-		if pool.size() == 0 {
-			return ec2.Errorf("AddressLimitExceeded", "This cloud has no public addresses to allocate: "+
-				"its administrator adds some with 'ironbark address pool add CIDR' (or publicAddresses in controller.json).")
-		}
-		ip, ok := pool.first(used)
-		if !ok {
-			return ec2.Errorf("AddressLimitExceeded", "All %d public addresses of this cloud are allocated: "+
-				"its administrator adds more with 'ironbark address pool add CIDR'.", pool.size())
 		}
 		resp.PublicIP = ip
 		_, err = tx.Exec(ctx, `INSERT INTO addresses (public_ip, allocation_id, account_id, created_at) VALUES (?, ?, ?, ?)`,
@@ -155,7 +175,7 @@ func findAddress(ctx context.Context, q store.Querier, k *call, allocID, ip stri
 	if key == "" {
 		return a, ec2.MissingParameter("AllocationId")
 	}
-	err := q.QueryRow(ctx, `SELECT public_ip, allocation_id, account_id, instance_id, association_id FROM addresses WHERE `+col+` = ?`, key).
+	err := q.QueryRow(ctx, `SELECT public_ip, allocation_id, account_id, instance_id, association_id FROM addresses WHERE auto = 0 AND `+col+` = ?`, key).
 		Scan(&a.IP, &a.AllocationID, &a.Owner, &a.InstanceID, &a.AssociationID)
 	if err == nil && !k.owns(a.Owner) {
 		err = sql.ErrNoRows
@@ -248,6 +268,11 @@ func (c *Cloud) associateAddress(ctx context.Context, k *call) (any, error) {
 			return err
 		}
 		if oldIP != "" {
+			// The instance's address from launch goes back to the pool,
+			// as EC2 releases it when an Elastic IP takes its place.
+			if _, err := tx.Exec(ctx, `DELETE FROM addresses WHERE public_ip = ? AND auto = 1`, oldIP); err != nil {
+				return err
+			}
 			if _, err := tx.Exec(ctx, `UPDATE addresses SET instance_id = '', association_id = '' WHERE public_ip = ?`, oldIP); err != nil {
 				return err
 			}
@@ -275,7 +300,7 @@ func (c *Cloud) disassociateAddress(ctx context.Context, k *call) (any, error) {
 		var a address
 		var err error
 		if id := k.str("AssociationId"); id != "" {
-			err = tx.QueryRow(ctx, `SELECT public_ip, allocation_id, account_id, instance_id, association_id FROM addresses WHERE association_id = ?`, id).
+			err = tx.QueryRow(ctx, `SELECT public_ip, allocation_id, account_id, instance_id, association_id FROM addresses WHERE auto = 0 AND association_id = ?`, id).
 				Scan(&a.IP, &a.AllocationID, &a.Owner, &a.InstanceID, &a.AssociationID)
 			if err == nil && !k.owns(a.Owner) {
 				err = sql.ErrNoRows
@@ -360,9 +385,10 @@ func (c *Cloud) loadAddresses(ctx context.Context, k *call) ([]Address, error) {
 	if err != nil {
 		return nil, err
 	}
-	where, args := ` WHERE a.account_id = ?`, []any{k.account()}
+	// Addresses given at launch are the instance's, not allocations.
+	where, args := ` WHERE a.auto = 0 AND a.account_id = ?`, []any{k.account()}
 	if k.admin() {
-		where, args = ``, nil
+		where, args = ` WHERE a.auto = 0`, nil
 	}
 	rows, err := c.db.Query(ctx, `SELECT a.public_ip, a.allocation_id, a.account_id, a.instance_id, a.association_id,
 		COALESCE(i.private_ip, '') FROM addresses a LEFT JOIN instances i ON i.id = a.instance_id`+where, args...)

@@ -108,7 +108,7 @@ func TestAutomationToolsFirstCalls(t *testing.T) {
 			t.Errorf("the instance landed in the default group too:\n%s", out)
 		}
 		before := tableCounts(t, db)["instances"]
-		wantErr(run+"&NetworkInterface.1.DeviceIndex=0&NetworkInterface.1.AssociatePublicIpAddress=true"+v, "UnsupportedOperation")
+		wantErr(run+"&NetworkInterface.1.DeviceIndex=0&NetworkInterface.1.DeleteOnTermination=false"+v, "UnsupportedOperation")
 		wantErr(run+"&NetworkInterface.1.DeviceIndex=0&NetworkInterface.1.SecurityGroupId.1="+web+"&SecurityGroupId.1="+web+v, "InvalidParameterCombination")
 		wantErr(run+"&NetworkInterface.1.DeviceIndex=1"+v, "InvalidParameterValue")
 		wantErr(run+"&SubnetId=subnet-00000000"+v, "InvalidSubnetID.NotFound")
@@ -117,6 +117,22 @@ func TestAutomationToolsFirstCalls(t *testing.T) {
 		wantErr(run+"&Bogus=1"+v, "UnknownParameter")
 		if after := tableCounts(t, db)["instances"]; after != before {
 			t.Fatalf("refused launches made instances: %d -> %d", before, after)
+		}
+
+		// A public address at launch comes from the pool, belongs to the
+		// instance (not listed as an allocation) and goes back when it ends.
+		out = e.mustPost(e.alice, run+"&NetworkInterface.1.DeviceIndex=0&NetworkInterface.1.AssociatePublicIpAddress=true"+v)
+		pubInst, pubIP := between(out, "<instanceId>", "</instanceId>"), between(out, "<ipAddress>", "</ipAddress>")
+		if !strings.HasPrefix(pubIP, "198.51.100.") || !strings.Contains(out, "<association><publicIp>"+pubIP+"</publicIp>") {
+			t.Fatalf("no public address from the pool at launch:\n%s", out)
+		}
+		if out := e.mustPost(e.alice, "Action=DescribeAddresses"+v); strings.Contains(out, pubIP) {
+			t.Errorf("a launch address listed as an allocation:\n%s", out)
+		}
+		wantErr("Action=ReleaseAddress&PublicIp="+pubIP+v, "InvalidAddress.NotFound")
+		e.mustPost(e.alice, "Action=TerminateInstances&InstanceId.1="+pubInst+v)
+		if n := tableCounts(t, db)["addresses"]; n != 0 {
+			t.Errorf("the launch address outlived its instance: %d addresses", n)
 		}
 
 		// Instances and their interface, found by VPC, subnet and group.
@@ -158,5 +174,25 @@ func TestAutomationToolsFirstCalls(t *testing.T) {
 		out = e.mustPost(e.alice, "Action=DescribeInstanceAttribute&Attribute=instanceInitiatedShutdownBehavior&InstanceId="+prot+v)
 		wantIn("shutdown behaviour set at launch", out, "<value>terminate</value>")
 		wantErr("Action=TerminateInstances&InstanceId.1="+prot+v, "OperationNotPermitted")
+
+		// A guest that powers itself off: stopped, or terminated when it
+		// was launched with InstanceInitiatedShutdownBehavior=terminate
+		// (termination protection guards only the API, as on EC2).
+		plain := between(e.mustPost(e.alice, run+v), "<instanceId>", "</instanceId>")
+		e.observe(t, []string{prot, plain}, "running")
+		e.observe(t, []string{prot, plain}, "stopped")
+		state := func(id string) string {
+			return between(between(e.mustPost(e.alice, "Action=DescribeInstances&InstanceId.1="+id+v), "<instanceState>", "</instanceState>"), "<name>", "</name>")
+		}
+		if got := state(plain); got != "stopped" {
+			t.Errorf("a guest shutdown with behaviour stop: %s", got)
+		}
+		if got := state(prot); got != "shutting-down" {
+			t.Errorf("a guest shutdown with behaviour terminate: %s", got)
+		}
+		e.observe(t, []string{prot}, "terminated")
+		if got := state(prot); got != "terminated" {
+			t.Errorf("after the node removed it: %s", got)
+		}
 	})
 }

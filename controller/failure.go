@@ -167,7 +167,7 @@ func endInstance(ctx context.Context, tx *store.Tx, id, reason string, now time.
 	if err := addUsage(ctx, tx, node, vmType, -1); err != nil {
 		return false, err
 	}
-	if _, err := tx.Exec(ctx, `UPDATE addresses SET instance_id = '', association_id = '' WHERE instance_id = ?`, id); err != nil {
+	if err := releaseInstanceAddresses(ctx, tx, id); err != nil {
 		return false, err
 	}
 	_, err := tx.Exec(ctx, `UPDATE instances SET state = ?, desired = ?, reason = ?, public_ip = '', ended_at = ? WHERE id = ?`,

@@ -97,12 +97,14 @@ func accept(state, desired, reported string) string {
 // Observe implements cluster.InstanceLedger: it records what a node reports of the
 // instances placed on it.
 func (c *Cloud) Observe(ctx context.Context, nodeID string, sts []nodeapi.InstanceStatus) error {
-	return c.db.InTx(ctx, func(tx *store.Tx) error {
+	terminating := false
+	err := c.db.InTx(ctx, func(tx *store.Tx) error {
+		terminating = false
 		now := c.now().Unix()
 		for _, st := range sts {
-			var state, desired, reason, vmType string
-			err := tx.QueryRow(ctx, `SELECT state, desired, reason, vm_type FROM instances WHERE id = ? AND node_id = ?`,
-				st.InstanceID, nodeID).Scan(&state, &desired, &reason, &vmType)
+			var state, desired, reason, vmType, shutdown string
+			err := tx.QueryRow(ctx, `SELECT state, desired, reason, vm_type, shutdown_behavior FROM instances WHERE id = ? AND node_id = ?`,
+				st.InstanceID, nodeID).Scan(&state, &desired, &reason, &vmType, &shutdown)
 			if err != nil {
 				if errors.Is(err, sql.ErrNoRows) {
 					continue // not ours on this node: the caller's policy handles strays
@@ -112,6 +114,18 @@ func (c *Cloud) Observe(ctx context.Context, nodeID string, sts []nodeapi.Instan
 			next := accept(state, desired, st.State)
 			if st.Reason != "" {
 				reason = st.Reason
+			}
+			// A guest that shut itself down, launched with
+			// InstanceInitiatedShutdownBehavior=terminate, is terminated.
+			if shutdown == "terminate" && desired == nodeapi.StateRunning && state == nodeapi.StateRunning &&
+				(next == nodeapi.StateStopping || next == nodeapi.StateStopped) {
+				next, reason, terminating = nodeapi.StateShuttingDown, "Client.InstanceInitiatedShutdown: Instance initiated shutdown", true
+				if _, err := tx.Exec(ctx, `UPDATE instances SET desired = ? WHERE id = ?`, nodeapi.StateTerminated, st.InstanceID); err != nil {
+					return err
+				}
+				if err := releaseInstanceAddresses(ctx, tx, st.InstanceID); err != nil {
+					return err
+				}
 			}
 			ended := int64(0)
 			if next == nodeapi.StateTerminated && state != nodeapi.StateTerminated {
@@ -139,6 +153,10 @@ func (c *Cloud) Observe(ctx context.Context, nodeID string, sts []nodeapi.Instan
 		}
 		return nil
 	})
+	if err == nil && terminating {
+		c.notify(nodeID) // the node now has a domain to remove
+	}
+	return err
 }
 
 // addUsage counts delta instances of a type in or out of a node's usage,

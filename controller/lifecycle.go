@@ -78,10 +78,7 @@ func (c *Cloud) changeState(ctx context.Context, k *call, verb string, t transit
 				}
 			}
 			if nextDesired == nodeapi.StateTerminated {
-				if _, err := tx.Exec(ctx, `UPDATE addresses SET instance_id = '', association_id = '' WHERE instance_id = ?`, id); err != nil {
-					return err
-				}
-				if _, err := tx.Exec(ctx, `UPDATE instances SET public_ip = '' WHERE id = ?`, id); err != nil {
+				if err := releaseInstanceAddresses(ctx, tx, id); err != nil {
 					return err
 				}
 			}

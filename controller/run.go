@@ -42,6 +42,7 @@ type launch struct {
 	noTerminate, noStop bool
 	shutdown            string
 	interfaceGroups     []string // NetworkInterface.1.SecurityGroupId.N
+	publicAddress       bool     // NetworkInterface.1.AssociatePublicIpAddress
 }
 
 // runInstancesParams are the parameters RunInstances accepts: what it
@@ -340,6 +341,18 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch) (*RunIns
 				string(arts), l.pubKey, boolInt(l.noTerminate), boolInt(l.noStop), l.shutdown); err != nil {
 				return err
 			}
+			if l.publicAddress {
+				if in.IPAddress, err = c.drawPublicAddress(ctx, tx); err != nil {
+					return err
+				}
+				if _, err := tx.Exec(ctx, `INSERT INTO addresses (public_ip, allocation_id, account_id, instance_id, created_at, auto)
+					VALUES (?, ?, ?, ?, ?, 1)`, in.IPAddress, newID("eipalloc", 17), k.account(), in.InstanceID, now.Unix()); err != nil {
+					return err
+				}
+				if _, err := tx.Exec(ctx, `UPDATE instances SET public_ip = ? WHERE id = ?`, in.IPAddress, in.InstanceID); err != nil {
+					return err
+				}
+			}
 			for _, t := range l.tags {
 				if _, err := tx.Exec(ctx, `INSERT INTO tags (resource_id, key, value, account_id, resource_type) VALUES (?, ?, ?, ?, 'instance')`,
 					in.InstanceID, t.Key, t.Value, k.account()); err != nil {
@@ -369,7 +382,8 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch) (*RunIns
 	for i := range res.Instances {
 		row := instanceRow{ID: res.Instances[i].InstanceID, Owner: k.account(), ReservationID: res.ReservationID,
 			LaunchIndex: i, ImageID: l.image.ID, VMType: l.vt.Name, KeyName: l.keyName, Zone: zone,
-			NodeID: nodes[i], MAC: res.Instances[i].MACAddress, PrivateIP: res.Instances[i].PrivateIPAddress, State: nodeapi.StatePending, Desired: nodeapi.StateRunning,
+			NodeID: nodes[i], MAC: res.Instances[i].MACAddress, PrivateIP: res.Instances[i].PrivateIPAddress, PublicIP: res.Instances[i].IPAddress,
+			State: nodeapi.StatePending, Desired: nodeapi.StateRunning,
 			ClientToken: l.token, LaunchTime: now.Unix(), Groups: l.groups}
 		if l.kernel != nil {
 			row.KernelID = l.kernel.ID
@@ -455,11 +469,8 @@ func (c *Cloud) launchOptions(ctx context.Context, k *call, l *launch) error {
 		if idx := ni.Optional("DeviceIndex", "0"); idx != "0" {
 			return ec2.InvalidValue(ni.Name("DeviceIndex"), idx, "The one network interface has device index 0.")
 		}
-		if pub, err := ni.Bool("AssociatePublicIpAddress", false); err != nil {
+		if l.publicAddress, err = ni.Bool("AssociatePublicIpAddress", false); err != nil {
 			return err
-		} else if pub {
-			return ec2.Errorf("UnsupportedOperation", "ironbark assigns no public address at launch: "+
-				"allocate one (AllocateAddress) and associate it (AssociateAddress) once the instance runs.")
 		}
 		if del, err := ni.Bool("DeleteOnTermination", true); err != nil {
 			return err

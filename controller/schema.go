@@ -206,5 +206,11 @@ CREATE TABLE public_address_pool (
 	created_at BIGINT NOT NULL
 );
 `},
+		// A public address given at launch (AssociatePublicIpAddress) is
+		// the instance's: not listed by DescribeAddresses, returned to
+		// the pool when the instance ends.
+		{ID: "controller/0012-launch-public-address", SQL: `
+ALTER TABLE addresses ADD COLUMN auto INTEGER NOT NULL DEFAULT 0;
+`},
 	}
 }

@@ -7,4 +7,10 @@
 // if the frontend goes away), writes the node identity into the image's
 // boot partition with go-diskfs, reports progress and the result to the
 // frontend and reboots. The wire types are in pxe/bootapi.
+//
+// With ironbark.mode=frontend on the command line (the ISO's default
+// entry) the same /init is the frontend installer: it mounts the ISO,
+// finds the answer file (ironbark.answers=) or runs the installer screens
+// (tui), and lays the frontend down with installer/frontend. ISOSpec makes
+// that ISO.
 package installer

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -45,12 +46,17 @@ type Config struct {
 	// before it fails (default 10 min). Such retries do not count against
 	// LaunchAttempts.
 	FetchPatience time.Duration
-	// LibvirtTimeout bounds every libvirt call (default 60 s): a hung
+	// LibvirtTimeout bounds every libvirt call (default 60 s, 3 min for
+	// xen:// URIs): a hung
 	// libvirtd makes the hypervisor count as unreachable, while
 	// heartbeats, DHCP and the metadata service go on.
 	LibvirtTimeout time.Duration
 	// QemuImg is the qemu-img binary (default "qemu-img").
 	QemuImg string
+	// XenConsoleDir is where xenconsoled (--log=guest) writes each Xen
+	// guest's console as guest-NAME.log, which GetConsoleOutput reads
+	// (default /var/log/xen/console). Only for xen:// URIs.
+	XenConsoleDir string
 	// MaxCores, MaxMemoryMiB and MaxDiskGiB, when positive, replace what
 	// the node reports (Eucalyptus' MAX_CORES/MAX_MEM/MAX_DISK): to keep
 	// room for dom0, or to overcommit cores.
@@ -144,8 +150,16 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.QemuImg == "" {
 		cfg.QemuImg = "qemu-img"
 	}
+	if cfg.XenConsoleDir == "" {
+		cfg.XenConsoleDir = "/var/log/xen/console"
+	}
 	if cfg.LibvirtTimeout <= 0 {
 		cfg.LibvirtTimeout = 60 * time.Second
+		if strings.HasPrefix(cfg.LibvirtURI, "xen") {
+			// libxl gives each device's hotplug script 40 s of its
+			// own; a domain start waits for all of them.
+			cfg.LibvirtTimeout = 3 * time.Minute
+		}
 	}
 	if cfg.Hostname == "" {
 		cfg.Hostname, _ = os.Hostname()
@@ -390,9 +404,30 @@ func (a *Agent) heartbeat(ctx context.Context) (time.Duration, error) {
 	return time.Duration(resp.IntervalSeconds) * time.Second, nil
 }
 
-func (a *Agent) instDir(id string) string     { return filepath.Join(a.cfg.StateDir, "instances", id) }
-func (a *Agent) consolePath(id string) string { return filepath.Join(a.instDir(id), "console.log") }
-func (a *Agent) failedPath(id string) string  { return filepath.Join(a.cfg.StateDir, "failed", id) }
+func (a *Agent) instDir(id string) string { return filepath.Join(a.cfg.StateDir, "instances", id) }
+
+// consolePath is the file the instance's console is logged to: the
+// domain's serial file, or under Xen the one xenconsoled writes.
+func (a *Agent) consolePath(id string) string {
+	if a.dtype == "xen" {
+		return filepath.Join(a.cfg.XenConsoleDir, "guest-"+id+".log")
+	}
+	return filepath.Join(a.instDir(id), "console.log")
+}
+
+// removeInstanceFiles deletes an instance's disks and, under Xen, the
+// console log xenconsoled kept outside the instance's directory.
+func (a *Agent) removeInstanceFiles(id string) error {
+	err := os.RemoveAll(a.instDir(id))
+	if a.dtype == "xen" {
+		if rerr := os.Remove(a.consolePath(id)); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			err = errors.Join(err, rerr)
+		}
+	}
+	return err
+}
+
+func (a *Agent) failedPath(id string) string { return filepath.Join(a.cfg.StateDir, "failed", id) }
 
 func sleep(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)

@@ -1,6 +1,7 @@
 package nodeagent
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"net"
@@ -76,19 +77,27 @@ func (g *guestOn) setMAC(t *testing.T, mac string) {
 	}
 }
 
-// metadata asks the metadata service for the instance ID, from src.
+// metadata asks the metadata service for the instance ID, from src. The
+// connection is made and used right here (no transport goroutines left
+// in the namespace when the test ends).
 func (g *guestOn) metadata(src netip.Addr) (string, error) {
-	c := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			var conn net.Conn
-			err := g.ns.Do(func() error {
-				var err error
-				conn, err = (&net.Dialer{LocalAddr: &net.TCPAddr{IP: src.AsSlice()}}).DialContext(ctx, network, addr)
-				return err
-			})
-			return conn, err
-		}}}
-	resp, err := c.Get("http://169.254.169.254/latest/meta-data/instance-id")
+	var conn net.Conn
+	err := g.ns.Do(func() error {
+		var err error
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: src.AsSlice()}, Timeout: 3 * time.Second}
+		conn, err = d.Dial("tcp", net.JoinHostPort(MetadataAddr.String(), "80"))
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(3 * time.Second))
+	req, _ := http.NewRequest(http.MethodGet, "http://169.254.169.254/latest/meta-data/instance-id", nil)
+	if err := req.Write(conn); err != nil {
+		return "", err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), req)
 	if err != nil {
 		return "", err
 	}

@@ -66,11 +66,11 @@ type domainPlan struct {
 	Type      string // libvirt domain type: qemu, kvm, xen, test
 	Node      string // the owning node's ID
 	Spec      nodeapi.InstanceSpec
-	Root      string // qcow2 overlay
-	Ephemeral string // qcow2, "" for none
+	Root      string // qcow2 overlay (Xen: a raw file)
+	Ephemeral string // qcow2 (Xen: a raw file), "" for none
 	Kernel    string // "" boots the root disk
 	Initrd    string
-	Console   string // serial console log file
+	Console   string // serial console log file (Xen: xenconsoled writes its own)
 	Bridge    string // "" for no NIC
 }
 
@@ -119,10 +119,17 @@ func (p domainPlan) DomainXML() (string, error) {
 	} else if !pv {
 		d.OS.BootDevices = []libvirtxml.DomainBootDevice{{Dev: "hd"}}
 	}
+	// Xen's disks are raw files behind the kernel's block backend (a
+	// loop device made by the block hotplug script): a qcow2 disk would
+	// need a qemu device model per guest in dom0.
+	driver := &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "qcow2"}
+	if xen {
+		driver = &libvirtxml.DomainDiskDriver{Type: "raw"}
+	}
 	disk := func(path, target string) libvirtxml.DomainDisk {
 		return libvirtxml.DomainDisk{
 			Device: "disk",
-			Driver: &libvirtxml.DomainDiskDriver{Name: "qemu", Type: "qcow2"},
+			Driver: driver,
 			Source: &libvirtxml.DomainDiskSource{File: &libvirtxml.DomainDiskSourceFile{File: path}},
 			Target: &libvirtxml.DomainDiskTarget{Dev: target, Bus: bus},
 		}
@@ -146,8 +153,11 @@ func (p domainPlan) DomainXML() (string, error) {
 	}
 	zero := uint(0)
 	src := &libvirtxml.DomainChardevSource{File: &libvirtxml.DomainChardevSourceFile{Path: p.Console, Append: "on"}}
-	if pv {
-		d.Devices.Consoles = []libvirtxml.DomainConsole{{Source: src, Target: &libvirtxml.DomainConsoleTarget{Type: "xen", Port: &zero}}}
+	if xen {
+		// libxl gives a guest's console only as a pty; xenconsoled
+		// (--log=guest) keeps what it prints in a file the agent reads.
+		d.Devices.Consoles = []libvirtxml.DomainConsole{{Source: &libvirtxml.DomainChardevSource{Pty: &libvirtxml.DomainChardevSourcePty{}},
+			Target: &libvirtxml.DomainConsoleTarget{Type: "xen", Port: &zero}}}
 	} else if p.Type != "test" {
 		d.Devices.Serials = []libvirtxml.DomainSerial{{Source: src, Target: &libvirtxml.DomainSerialTarget{Port: &zero}}}
 	}

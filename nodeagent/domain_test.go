@@ -37,6 +37,9 @@ func TestDomainXMLGolden(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			p := base
 			p.Type, p.Kernel, p.Initrd = tc.typ, tc.kernel, tc.initrd
+			if tc.typ == "xen" {
+				p.Root, p.Ephemeral, p.Console = dir+"/root.img", dir+"/ephemeral.img", ""
+			}
 			got, err := p.DomainXML()
 			if err != nil {
 				t.Fatal(err)

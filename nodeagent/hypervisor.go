@@ -33,20 +33,37 @@ type hypervisor struct {
 
 // call runs fn, a libvirt call, within h.timeout.
 func (h *hypervisor) call(op string, fn func() error) error {
+	_, err := callValue(h, op, func() (struct{}, error) { return struct{}{}, fn() })
+	return err
+}
+
+type result[T any] struct {
+	v   T
+	err error
+}
+
+// callValue runs fn, a libvirt call, within h.timeout and returns what it
+// returned. fn's result travels by channel: a call that times out keeps
+// running on its own and must not write anything the caller reads.
+func callValue[T any](h *hypervisor, op string, fn func() (T, error)) (T, error) {
+	var zero T
 	h.stuckMu.Lock()
 	if h.stuck > 0 {
 		what := h.stuckOp
 		h.stuckMu.Unlock()
-		return fmt.Errorf("%w: libvirt is not answering (%s has not returned after %v)", errHypervisor, what, h.timeout)
+		return zero, fmt.Errorf("%w: libvirt is not answering (%s has not returned after %v)", errHypervisor, what, h.timeout)
 	}
 	h.stuckMu.Unlock()
-	done := make(chan error, 1)
-	go func() { done <- fn() }()
+	done := make(chan result[T], 1)
+	go func() {
+		v, err := fn()
+		done <- result[T]{v, err}
+	}()
 	t := time.NewTimer(h.timeout)
 	defer t.Stop()
 	select {
-	case err := <-done:
-		return err
+	case r := <-done:
+		return r.v, r.err
 	case <-t.C:
 	}
 	h.stuckMu.Lock()
@@ -61,7 +78,7 @@ func (h *hypervisor) call(op string, fn func() error) error {
 		h.stuck--
 		h.stuckMu.Unlock()
 	}()
-	return fmt.Errorf("%w: %s: no answer from libvirt within %v", errHypervisor, op, h.timeout)
+	return zero, fmt.Errorf("%w: %s: no answer from libvirt within %v", errHypervisor, op, h.timeout)
 }
 
 // domState is what libvirt says about one of our domains.
@@ -136,32 +153,25 @@ func (h *hypervisor) close() {
 
 // capacity is the host's cores and memory.
 func (h *hypervisor) capacity() (cores, memoryMiB int, err error) {
-	err = h.call("node info", func() error {
+	v, err := callValue(h, "node info", func() ([2]int, error) {
 		c, err := h.connect()
 		if err != nil {
-			return err
+			return [2]int{}, err
 		}
 		ni, err := c.GetNodeInfo()
 		if err != nil {
-			return h.check(err)
+			return [2]int{}, h.check(err)
 		}
-		cores, memoryMiB = int(ni.Cpus), int(ni.Memory/1024)
-		return nil
+		return [2]int{int(ni.Cpus), int(ni.Memory / 1024)}, nil
 	})
-	return cores, memoryMiB, err
+	return v[0], v[1], err
 }
 
 // owned lists the domains tagged as instances of node, by instance ID.
 // Domains of other nodes sharing the libvirtd are left out; so are
 // untagged ones.
 func (h *hypervisor) owned(node string) (map[string]domState, error) {
-	var out map[string]domState
-	err := h.call("list domains", func() error {
-		var err error
-		out, err = h.ownedNow(node)
-		return err
-	})
-	return out, err
+	return callValue(h, "list domains", func() (map[string]domState, error) { return h.ownedNow(node) })
 }
 
 func (h *hypervisor) ownedNow(node string) (map[string]domState, error) {
@@ -250,13 +260,15 @@ func (h *hypervisor) remove(id string) error {
 // step is its own bounded call.
 func (h *hypervisor) stop(id string, timeout time.Duration) error {
 	active := func() (bool, error) {
-		var on bool
-		err := h.withDomain(id, true, func(d *libvirt.Domain) error {
-			var err error
-			on, err = d.IsActive()
-			return err
+		return callValue(h, "domain "+id, func() (bool, error) {
+			var on bool
+			err := h.withDomainNow(id, true, func(d *libvirt.Domain) error {
+				var err error
+				on, err = d.IsActive()
+				return err
+			})
+			return on, err
 		})
-		return on, err
 	}
 	if on, err := active(); err != nil || !on {
 		return err

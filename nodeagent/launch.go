@@ -16,6 +16,12 @@ import (
 	"ironbark/nodeagent/imagecache"
 )
 
+// errXenStart marks a Xen domain that libxl failed to create. A busy dom0
+// is the usual cause (libxl kills a disk or vif hotplug script that has
+// not finished in 40 s), and a second try finds the scripts' files in
+// the page cache: it is retried like an unreachable hypervisor.
+var errXenStart = errors.New("xen domain start failed")
+
 // launch makes one instance: images into the cache, disks, console file,
 // domain defined and started. The domain definition is the commit point:
 // a launch cut short before it leaves only a directory that the next
@@ -55,8 +61,7 @@ func (a *Agent) launch(ctx context.Context, s nodeapi.InstanceSpec) error {
 	image, kernel, ramdisk := arts[0].path, arts[1].path, arts[2].path
 	plan := domainPlan{
 		Type: a.dtype, Node: a.id.NodeID, Spec: s, Kernel: kernel, Initrd: ramdisk, Bridge: a.cfg.Bridge,
-		Root:    filepath.Join(dir, "root.qcow2"),
-		Console: filepath.Join(dir, "console.log"),
+		Root: filepath.Join(dir, "root.qcow2"),
 	}
 	format := s.Image.Format
 	if format == "" {
@@ -65,24 +70,20 @@ func (a *Agent) launch(ctx context.Context, s nodeapi.InstanceSpec) error {
 	if format != "raw" && format != "qcow2" {
 		return fmt.Errorf("image %s: format %q: want raw or qcow2", s.Image.ID, format)
 	}
-	// Copy-on-write: the cached image is only ever read. The ephemeral
-	// disk is made alongside.
-	var ephErr error
-	if s.VMType.DiskGiB > 0 {
-		plan.Ephemeral = filepath.Join(dir, "ephemeral.qcow2")
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ephErr = a.qemuImg(ctx, "create", "-q", "-f", "qcow2", plan.Ephemeral, fmt.Sprintf("%dG", s.VMType.DiskGiB))
-		}()
-	}
-	rootErr := a.qemuImg(ctx, "create", "-q", "-f", "qcow2", "-F", format, "-b", image, plan.Root)
-	wg.Wait()
-	if err := errors.Join(rootErr, ephErr); err != nil {
+	if err := a.makeDisks(ctx, &plan, dir, image, format); err != nil {
 		return err
 	}
-	if err := os.WriteFile(plan.Console, nil, 0o600); err != nil {
-		return err
+	if a.dtype == "xen" {
+		// xenconsoled appends to guest-ID.log: a file left by an
+		// earlier attempt would be read as this boot's console.
+		if err := os.Remove(a.consolePath(s.InstanceID)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	} else {
+		plan.Console = filepath.Join(dir, "console.log")
+		if err := os.WriteFile(plan.Console, nil, 0o600); err != nil {
+			return err
+		}
 	}
 	// qemu-img made the disks with the umask's mode.
 	for _, f := range []string{plan.Root, plan.Ephemeral} {
@@ -107,9 +108,61 @@ func (a *Agent) launch(ctx context.Context, s nodeapi.InstanceSpec) error {
 		if !errors.Is(err, errHypervisor) {
 			_ = a.hv.remove(s.InstanceID)
 		}
+		if a.dtype == "xen" && !errors.Is(err, errHypervisor) {
+			err = fmt.Errorf("%w: %w", errXenStart, err)
+		}
 		return fmt.Errorf("start domain: %w", err)
 	}
 	return nil
+}
+
+// makeDisks makes the instance's root (and ephemeral) disk in dir from the
+// cached image, which is only ever read. Under qemu/KVM they are qcow2
+// overlays on it. Under Xen they are raw files (the root a sparse copy):
+// dom0's block backend serves raw files through loop devices, whereas a
+// qcow2 disk needs a qemu device model per guest.
+func (a *Agent) makeDisks(ctx context.Context, plan *domainPlan, dir, image, format string) error {
+	xen := a.dtype == "xen"
+	var ephErr error
+	var wg sync.WaitGroup
+	if s := plan.Spec; s.VMType.DiskGiB > 0 {
+		plan.Ephemeral = filepath.Join(dir, "ephemeral.qcow2")
+		if xen {
+			plan.Ephemeral = filepath.Join(dir, "ephemeral.img")
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if xen {
+				ephErr = sparseFile(plan.Ephemeral, int64(s.VMType.DiskGiB)<<30)
+				return
+			}
+			ephErr = a.qemuImg(ctx, "create", "-q", "-f", "qcow2", plan.Ephemeral, fmt.Sprintf("%dG", s.VMType.DiskGiB))
+		}()
+	}
+	var rootErr error
+	if xen {
+		plan.Root = filepath.Join(dir, "root.img")
+		rootErr = a.qemuImg(ctx, "convert", "-q", "-f", format, "-O", "raw", image, plan.Root)
+	} else {
+		rootErr = a.qemuImg(ctx, "create", "-q", "-f", "qcow2", "-F", format, "-b", image, plan.Root)
+	}
+	wg.Wait()
+	return errors.Join(rootErr, ephErr)
+}
+
+// sparseFile makes an empty raw disk of size bytes that takes no space
+// until written.
+func sparseFile(path string, size int64) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	if err := f.Truncate(size); err != nil {
+		f.Close()
+		return fmt.Errorf("ephemeral disk: %w", err)
+	}
+	return f.Close()
 }
 
 func (a *Agent) fetch(ctx context.Context, what string, art *nodeapi.Artifact) (string, error) {

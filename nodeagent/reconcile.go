@@ -98,7 +98,7 @@ func (a *Agent) reconcile(ctx context.Context) {
 					return fmt.Errorf("remove instance: %w", err)
 				}
 			}
-			return os.RemoveAll(a.instDir(id))
+			return a.removeInstanceFiles(id)
 		}, func(err error) {
 			if err != nil {
 				a.log.Error("remove instance", "instance", id, "err", err)
@@ -282,7 +282,7 @@ func (a *Agent) apply(ctx context.Context, s nodeapi.InstanceSpec, in *inst, dom
 				defer a.wg.Done()
 				err := a.hv.remove(id)
 				if err == nil {
-					err = os.RemoveAll(a.instDir(id))
+					err = a.removeInstanceFiles(id)
 				}
 				if err != nil {
 					a.log.Error("terminate", "instance", id, "err", err)
@@ -341,7 +341,7 @@ func (a *Agent) startLaunch(ctx context.Context, s nodeapi.InstanceSpec, in *ins
 
 // launchFailed retries transient failures and fails the rest. a.mu held.
 func (a *Agent) launchFailed(id string, in *inst, err error) {
-	retry := errors.Is(err, errHypervisor) && in.attempts < a.cfg.LaunchAttempts
+	retry := (errors.Is(err, errHypervisor) || errors.Is(err, errXenStart)) && in.attempts < a.cfg.LaunchAttempts
 	if isTransientFetch(err) {
 		// An unreachable image source is usually the controller being
 		// restarted: wait for it (bounded), do not spend the attempts.

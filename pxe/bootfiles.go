@@ -23,7 +23,7 @@ func BuildInstallerInitramfs(w io.Writer, installerBin, modulesDir string) error
 		},
 		// virtio PCI, network and block, with their dependencies; the CD
 		// drive and ISO 9660, where the frontend installer finds its medium.
-		Modules:     []string{"virtio_pci", "virtio_net", "virtio_blk", "ata_piix", "sr_mod", "isofs", "vfat", "nls_cp437", "nls_utf8"},
+		Modules:     []string{"virtio_pci", "virtio_net", "virtio_blk", "ata_piix", "sr_mod", "virtio_scsi", "sd_mod", "isofs", "vfat", "nls_cp437", "nls_utf8"},
 		ModulesDir:  modulesDir,
 		Compression: initramfs.Gzip,
 	})

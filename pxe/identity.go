@@ -11,8 +11,9 @@ import (
 )
 
 // TokenIdentity issues each install attempt of a host one enrollment token
-// from the controller's cluster registry, bound to the host's name and MAC,
-// so the node agent can enroll on first boot and nothing else can.
+// from the controller's cluster registry, bound to the host's name, MAC
+// and address (its DHCP lease), so the node agent can enroll on first boot
+// and nothing else can.
 type TokenIdentity struct {
 	Registry      *cluster.Registry
 	CA            *pki.CA
@@ -32,7 +33,7 @@ func (t TokenIdentity) Identity(ctx context.Context, h Host) (bootapi.Identity, 
 		ttl = cluster.DefaultTokenTTL
 	}
 	tok, err := t.Registry.InstallToken(ctx, t.CA,
-		cluster.HostBinding{Cluster: h.Cluster, Hostname: h.Name, MAC: h.MAC, Attempt: h.InstallAttempt}, ttl)
+		cluster.HostBinding{Cluster: h.Cluster, Hostname: h.Name, MAC: h.MAC, IP: h.IP, Attempt: h.InstallAttempt}, ttl)
 	if err != nil {
 		return bootapi.Identity{}, fmt.Errorf("enrollment token for %s in cluster %s: %w", h.Name, h.Cluster, err)
 	}

@@ -54,6 +54,7 @@ func run(ctx context.Context, args []string, stdin io.Reader) error {
 	fs.StringVar(&cfg.DomainType, "domain-type", "qemu", "for qemu:// URIs: qemu (TCG) or kvm (only where /dev/kvm works)")
 	fs.StringVar(&cfg.Hostname, "hostname", "", "name reported to the controller (default: the host name)")
 	fs.DurationVar(&cfg.StopTimeout, "stop-timeout", 0, "time a stopping guest gets to power off (default 30s)")
+	fs.StringVar(&cfg.XenConsoleDir, "xen-console-dir", "/var/log/xen/console", "xen:// only: where xenconsoled --log=guest writes guest-NAME.log, read for GetConsoleOutput")
 	fs.IntVar(&cfg.MaxCores, "max-cores", 0, "cores to offer instead of the host's (Eucalyptus MAX_CORES; may overcommit)")
 	fs.IntVar(&cfg.MaxMemoryMiB, "max-memory-mib", 0, "memory to offer instead of the host's, MiB")
 	fs.IntVar(&cfg.MaxDiskGiB, "max-disk-gib", 0, "disk to offer instead of the state dir's file system size, GiB")

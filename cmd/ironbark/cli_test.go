@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"ironbark/internal/nodeapi"
+	"ironbark/internal/store"
 )
 
 // ironbark runs the command line as the binary would, in-process, and
@@ -30,6 +31,20 @@ func mustRun(t *testing.T, args ...string) string {
 		t.Fatalf("ironbark %s: exit %d\n%s%s", strings.Join(args, " "), code, out, errs)
 	}
 	return out
+}
+
+// dataDirStore opens the data dir's store as the commands do (the URL
+// the controller remembered or SQLite, the data dir's secret key), for a
+// test to look behind them; it is closed when the test ends.
+func dataDirStore(t testing.TB, dir string) *store.DB {
+	t.Helper()
+	e := &env{dataDir: dir}
+	db, err := e.openStore(context.Background(), nil)
+	t.Cleanup(func() { e.close() })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
 }
 
 func TestExitCodes(t *testing.T) {

@@ -88,14 +88,7 @@ func TestEC2Clients(t *testing.T) {
 	ctx := context.Background()
 
 	// An image in the store, as `ironbark image import` registers it.
-	url, err := controller.StoreURL(dataDir, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := store.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := dataDirStore(t, dataDir)
 	emi, err := controller.RegisterStoredImage(ctx, db, controller.ImageRecord{Name: "debian-12-cloud",
 		Description: "Debian 12 cloud image", Digest: "sha256:" + strings.Repeat("5e", 32), Size: 2 << 30, Public: true})
 	db.Close()

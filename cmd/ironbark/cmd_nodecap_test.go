@@ -8,13 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"ironbark/controller"
 	"ironbark/controller/cluster"
 	"ironbark/controller/cluster/clustertest"
 	"ironbark/internal/datadir"
 	"ironbark/internal/nodeapi"
 	"ironbark/internal/pki"
-	"ironbark/internal/store"
 )
 
 // TestNodeReviewCommands: a node that declares more than its cluster allows
@@ -25,15 +23,7 @@ func TestNodeReviewCommands(t *testing.T) {
 	dir := t.TempDir()
 	ib := func(args ...string) string { return mustRun(t, append(args, "--data-dir", dir)...) }
 	ib("cluster", "add", "c1")
-	url, err := controller.StoreURL(dir, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := store.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := dataDirStore(t, dir)
 	ctl := clustertest.Start(t, clustertest.NewLedger(), cluster.Config{DB: db, DataDir: dir})
 	tok := ctl.Token(t, "c1")
 	_, fp, _ := nodeapi.ParseToken(tok)
@@ -73,12 +63,7 @@ func TestHostCommandsRevokeTokens(t *testing.T) {
 	ib := func(args ...string) string { return mustRun(t, append(args, "--data-dir", dir)...) }
 	ib("cluster", "add", "c1")
 	ib("host", "add", "--mac", "52:54:00:aa:00:07", "--cluster", "c1")
-	url, _ := controller.StoreURL(dir, "")
-	db, err := store.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := dataDirStore(t, dir)
 	reg, err := cluster.NewRegistry(ctx, db)
 	if err != nil {
 		t.Fatal(err)

@@ -21,7 +21,6 @@ import (
 	"ironbark/internal/httplimit"
 	"ironbark/internal/nodeapi"
 	"ironbark/internal/pki"
-	"ironbark/internal/store"
 )
 
 func freeAddr(t *testing.T) string {
@@ -41,14 +40,7 @@ func TestStalledClientsDoNotStarveTheAPIs(t *testing.T) {
 	nodeAddr := freeAddr(t)
 	dataDir, endpoint := startControllerIn(t, t.TempDir(), "--listen", "127.0.0.1:0", "--node-listen", nodeAddr)
 	ctx := context.Background()
-	url, err := controller.StoreURL(dataDir, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := store.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := dataDirStore(t, dataDir)
 	admin, err := controller.EnsureAdmin(ctx, db)
 	db.Close()
 	if err != nil {

@@ -13,7 +13,6 @@ import (
 	"ironbark/internal/datadir"
 	"ironbark/internal/nodeapi"
 	"ironbark/internal/pki"
-	"ironbark/internal/store"
 )
 
 // A node removed under running instances: `node remove` refuses and
@@ -41,16 +40,7 @@ func TestNodeRemovedUnderRunningInstances(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	url, err := controller.StoreURL(data, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := store.Open(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	db.UseKeyFile(datadir.Dir(data).SecretKey())
+	db := dataDirStore(t, data)
 	admin, err := controller.EnsureAdmin(ctx, db)
 	if err != nil {
 		t.Fatal(err)
@@ -75,10 +65,12 @@ func TestNodeRemovedUnderRunningInstances(t *testing.T) {
 	if code != 1 || !strings.Contains(stderr, "still holds 2 instance(s)") || !strings.Contains(stderr, ids[0]) {
 		t.Fatalf("node remove under instances: exit %d, %q", code, stderr)
 	}
+	t.Logf("node remove: %s", stderr)
 	_, stderr, code = ironbark(t, "node", "remove", enrolled.NodeID, "--force", "--data-dir", data)
 	if code != 0 || !strings.Contains(stderr, "terminated 2 instance(s)") {
 		t.Fatalf("node remove --force: exit %d, %q", code, stderr)
 	}
+	t.Logf("node remove --force: %s", stderr)
 	d, err := c.DescribeInstances(ctx, &sdk.DescribeInstancesInput{InstanceIds: ids})
 	if err != nil {
 		t.Fatal(err)

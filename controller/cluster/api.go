@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -66,7 +68,8 @@ func (s *Service) handleEnroll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var certPEM []byte
-	n, err := s.enroll(r.Context(), enrollment{Token: req.Token, Hostname: req.Hostname, MACs: req.MACs, Capacity: req.Capacity}, s.cfg.Now(),
+	n, err := s.enroll(r.Context(), enrollment{Token: req.Token, Hostname: req.Hostname, MACs: req.MACs, Capacity: req.Capacity,
+		RemoteIP: remoteIP(r)}, s.cfg.Now(),
 		func(nodeID string) (string, error) {
 			c, serial, err := s.ca.SignNode([]byte(req.CSR), nodeID)
 			certPEM = c
@@ -208,4 +211,16 @@ func writeErr(w http.ResponseWriter, code int, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(nodeapi.Error{Error: msg})
+}
+
+// remoteIP is the request's source address without the port.
+func remoteIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		return a.Unmap().String()
+	}
+	return host
 }

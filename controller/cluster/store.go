@@ -60,6 +60,7 @@ var Migrations = []store.Migration{
 	{ID: "cluster/0017-cluster-max-cores", SQL: `ALTER TABLE clusters ADD COLUMN max_node_cores BIGINT NOT NULL DEFAULT 0`},
 	{ID: "cluster/0018-cluster-max-mem", SQL: `ALTER TABLE clusters ADD COLUMN max_node_memory_mib BIGINT NOT NULL DEFAULT 0`},
 	{ID: "cluster/0019-cluster-max-disk", SQL: `ALTER TABLE clusters ADD COLUMN max_node_disk_gib BIGINT NOT NULL DEFAULT 0`},
+	{ID: "cluster/0020-token-ip", SQL: `ALTER TABLE node_tokens ADD COLUMN ip TEXT NOT NULL DEFAULT ''`},
 	// A drained node keeps its instances but gets no new ones.
 	{ID: "cluster/0020-node-drained", SQL: `ALTER TABLE nodes ADD COLUMN drained BIGINT NOT NULL DEFAULT 0`},
 }

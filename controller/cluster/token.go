@@ -37,7 +37,11 @@ type HostBinding struct {
 	Cluster  string
 	Hostname string
 	MAC      string // canonical lower-case; the enrolling node must have it
-	Attempt  string
+	// IP, when set, is the host's address (its DHCP lease): enrollment
+	// must come from it. The MAC a node names is its own word; the
+	// address it connects from is harder to fake on a switched network.
+	IP      string
+	Attempt string
 }
 
 // InstallToken mints the enrollment token of one install attempt of a host:
@@ -68,9 +72,9 @@ func (r *Registry) InstallToken(ctx context.Context, ca *pki.CA, b HostBinding, 
 		if _, err := tx.Exec(ctx, `DELETE FROM node_tokens WHERE hostname = ? AND used_at = 0`, b.Hostname); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `INSERT INTO node_tokens (hash, cluster, created_at, expires_at, used_at, node_id, hostname, mac, attempt)
-			VALUES (?, ?, ?, ?, 0, '', ?, ?, ?)`, hashSecret(secret), b.Cluster, now.Unix(), now.Add(ttl).Unix(),
-			b.Hostname, strings.ToLower(b.MAC), b.Attempt)
+		_, err := tx.Exec(ctx, `INSERT INTO node_tokens (hash, cluster, created_at, expires_at, used_at, node_id, hostname, mac, attempt, ip)
+			VALUES (?, ?, ?, ?, 0, '', ?, ?, ?, ?)`, hashSecret(secret), b.Cluster, now.Unix(), now.Add(ttl).Unix(),
+			b.Hostname, strings.ToLower(b.MAC), b.Attempt, b.IP)
 		if store.IsUniqueViolation(err) {
 			return ErrTokenIssued
 		}
@@ -151,6 +155,7 @@ type enrollment struct {
 	Token, Hostname, Hypervisor string
 	MACs                        []string
 	Capacity                    nodeapi.Capacity
+	RemoteIP                    string // where the request came from
 }
 
 // enroll spends a token and records the node, in one transaction, and
@@ -169,10 +174,10 @@ func (r *Registry) enroll(ctx context.Context, e enrollment, now time.Time,
 	declared := nonNegative(e.Capacity)
 	n := Node{Hostname: e.Hostname, Declared: declared, Hypervisor: e.Hypervisor, Enrolled: now, LastHeartbeat: now, State: NodeUp}
 	err = r.db.InTx(ctx, func(tx *store.Tx) error {
-		var cluster, boundHost, boundMAC string
+		var cluster, boundHost, boundMAC, boundIP string
 		var expires, used int64
-		err := tx.QueryRow(ctx, `SELECT cluster, expires_at, used_at, hostname, mac FROM node_tokens WHERE hash = ?`, hashSecret(secret)).
-			Scan(&cluster, &expires, &used, &boundHost, &boundMAC)
+		err := tx.QueryRow(ctx, `SELECT cluster, expires_at, used_at, hostname, mac, ip FROM node_tokens WHERE hash = ?`, hashSecret(secret)).
+			Scan(&cluster, &expires, &used, &boundHost, &boundMAC, &boundIP)
 		if errors.Is(err, sql.ErrNoRows) {
 			return ErrBadToken
 		}
@@ -184,6 +189,9 @@ func (r *Registry) enroll(ctx context.Context, e enrollment, now time.Time,
 		}
 		if boundHost != "" && (e.Hostname != boundHost || !slices.ContainsFunc(e.MACs, func(m string) bool { return strings.EqualFold(strings.TrimSpace(m), boundMAC) })) {
 			return fmt.Errorf("%w %s (%s)", ErrTokenIdentity, boundHost, boundMAC)
+		}
+		if boundIP != "" && e.RemoteIP != boundIP {
+			return fmt.Errorf("%w %s: enrollment must come from %s, not %s", ErrTokenIdentity, boundHost, boundIP, e.RemoteIP)
 		}
 		c, err := scanCluster(tx.QueryRow(ctx, `SELECT `+clusterCols+` FROM clusters WHERE name = ?`, cluster))
 		if err != nil {

@@ -80,6 +80,16 @@ func TestInstallTokens(t *testing.T) {
 		_, err = enrollAs(t, url, tok2, "compute-0-0", []string{mac}, c)
 		wantStatus(t, "token used twice", err, 403)
 
+		// A token bound to the host's address enrolls only from there.
+		b.Attempt, b.IP = "a2b", "10.9.9.9"
+		tokIP, err := s.InstallToken(ctx, s.CA(), b, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = enrollAs(t, url, tokIP, "compute-0-0", []string{mac}, c)
+		wantStatus(t, "right name and MAC from another address", err, 403)
+		b.IP = "127.0.0.1"
+
 		// Reinstalled: a new attempt, a new token, the same node.
 		b.Attempt = "a3"
 		tok3, err := s.InstallToken(ctx, s.CA(), b, time.Hour)

@@ -63,6 +63,12 @@ type env struct {
 	ctlDir, dbPath string
 	blobHandler    http.Handler
 	stopCtl        func()
+	// listen opens the node API listener (default: loopback); the Xen
+	// test opens it inside its lab namespace.
+	listen func(addr string) (net.Listener, error)
+	// instanceSubnet is the controller's instance subnet ("" for the
+	// default).
+	instanceSubnet string
 }
 
 func setup(t testing.TB, blobWrap func(http.Handler) http.Handler) *env {
@@ -147,7 +153,7 @@ func (e *env) openController(t testing.TB) {
 	}
 	var svc *cluster.Service
 	cloud, err := controller.New(controller.Config{
-		Region: "ironbark", Endpoint: "http://127.0.0.1/",
+		Region: "ironbark", Endpoint: "http://127.0.0.1/", InstanceSubnet: e.instanceSubnet,
 		ArtifactURL: func(d string) string {
 			return blobstore.URLPath(strings.TrimSuffix(nodeapi.PathBlobs, "/"), blobstore.Digest(d))
 		},
@@ -168,7 +174,11 @@ func (e *env) openController(t testing.TB) {
 	} else if err := svc.AddCluster(ctx, "zone-e2e", "GREEDY"); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", addr)
+	listen := e.listen
+	if listen == nil {
+		listen = func(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
+	}
+	ln, err := listen(addr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -208,7 +208,8 @@ func TestHostileProvisioningNetwork(t *testing.T) {
 	if code, _ := get(t, spoof, profile); code != http.StatusConflict {
 		t.Fatalf("second profile of the attempt: %d, want 409", code)
 	}
-	// Enrolling as anything but the host is refused.
+	// Enrolling as anything but the host is refused: another name, its
+	// own MAC, and even the host's name and MAC from its own address.
 	ifc, err := nodeIface(rogueNS, port)
 	if err != nil {
 		t.Fatal(err)
@@ -217,7 +218,7 @@ func TestHostileProvisioningNetwork(t *testing.T) {
 	for _, try := range []struct {
 		host string
 		macs []string
-	}{{"rogue-0-0", []string{victim.MAC}}, {victim.Name, []string{ifc}}} {
+	}{{"rogue-0-0", []string{victim.MAC}}, {victim.Name, []string{ifc}}, {victim.Name, []string{victim.MAC}}} {
 		err := enroll(rogueNS, nodeURL, tok, try.host, try.macs)
 		var se *nodeapi.StatusError
 		if !errors.As(err, &se) || se.Code != 403 {
@@ -241,6 +242,7 @@ func TestHostileProvisioningNetwork(t *testing.T) {
 		t.Fatalf("discover: %v", err)
 	}
 	disc.WaitLine(t, fmt.Sprintf("discovery ended: %d node(s) discovered, ", max), time.Second)
+	t.Logf("discover output:\n%s", strings.Join(disc.Lines(), "\n"))
 	pxe.WaitLine(t, "profile refused", time.Second)
 }
 

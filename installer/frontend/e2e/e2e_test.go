@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -121,6 +122,18 @@ func TestISOInstallsFrontend(t *testing.T) {
 		iso.Spec{Kernel: k.Vmlinuz, Initrd: initrd, Cmdline: "console=ttyS0 panic=-1", Rolls: rolls}, image, answers)); err != nil {
 		t.Fatal(err)
 	}
+	t.Run("bios", func(t *testing.T) { installAndAnswer(t, isoPath, false) })
+	t.Run("uefi", func(t *testing.T) { installAndAnswer(t, isoPath, true) })
+}
+
+// installAndAnswer boots the ISO on a machine with a blank virtio disk and
+// a NIC on each of two bridges, waits for the unattended install and the
+// reboot into the installed frontend, and asks its EC2 endpoint for the
+// zones. BIOS boots the CD once, then the disk; UEFI installs in a first
+// run that ends at the installer's reboot (-no-reboot) and boots the disk
+// alone in a second.
+func installAndAnswer(t *testing.T, isoPath string, uefi bool) {
+	dir := t.TempDir()
 	target := frontendtest.BlankDisk(t, dir, 1536<<20)
 
 	// The public network: a bridge with the "router" 192.0.2.1 in a
@@ -130,14 +143,50 @@ func TestISOInstallsFrontend(t *testing.T) {
 	priv := ns.Bridge(t, netip.Prefix{})
 	tapPub, tapPriv := ns.Tap(t, pub), ns.Tap(t, priv)
 	serial := filepath.Join(dir, "serial.log")
-	qemu := ns.Start(t, "qemu-system-x86_64", "-accel", "tcg", "-m", "1024", "-display", "none", "-no-user-config",
-		"-serial", "file:"+serial, "-monitor", "none",
-		"-drive", "file="+target+",if=virtio,format=raw", "-cdrom", isoPath, "-boot", "once=d",
-		"-netdev", "tap,id=n0,ifname="+tapPub+",script=no,downscript=no", "-device", "virtio-net-pci,netdev=n0,mac=52:54:00:1f:00:01",
-		"-netdev", "tap,id=n1,ifname="+tapPriv+",script=no,downscript=no", "-device", "virtio-net-pci,netdev=n1,mac=52:54:00:1f:00:02")
+	args := []string{"-accel", "tcg", "-m", "1024", "-display", "none", "-no-user-config",
+		"-serial", "file:" + serial, "-monitor", "none",
+		"-drive", "file=" + target + ",if=virtio,format=raw",
+		"-netdev", "tap,id=n0,ifname=" + tapPub + ",script=no,downscript=no", "-device", "virtio-net-pci,netdev=n0,mac=52:54:00:1f:00:01",
+		"-netdev", "tap,id=n1,ifname=" + tapPriv + ",script=no,downscript=no", "-device", "virtio-net-pci,netdev=n1,mac=52:54:00:1f:00:02"}
 	con := console{serial}
-	con.await(t, qemu, "FRONTEND INSTALLED", 10*time.Minute)
+	var qemu *lab.Process
+	if !uefi {
+		qemu = ns.Start(t, "qemu-system-x86_64", append(args, "-cdrom", isoPath, "-boot", "once=d")...)
+		con.await(t, qemu, "FRONTEND INSTALLED", 10*time.Minute)
+	} else {
+		const code, varsTemplate = "/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"
+		if _, err := os.Stat(code); err != nil {
+			lab.Missing(t, "OVMF (apt-get install ovmf): "+err.Error())
+		}
+		vars := filepath.Join(dir, "OVMF_VARS.fd")
+		b, err := os.ReadFile(varsTemplate)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(vars, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		// i440fx, as BIOS: the cloud kernel has no AHCI driver for a q35 CD drive.
+		args = append(args, "-drive", "if=pflash,format=raw,readonly=on,file="+code,
+			"-drive", "if=pflash,format=raw,file="+vars)
+		installer := ns.Start(t, "qemu-system-x86_64", append(args, "-cdrom", isoPath, "-no-reboot")...)
+		con.await(t, installer, "FRONTEND INSTALLED", 10*time.Minute)
+		// -no-reboot: qemu ends at the installer's reboot.
+		for deadline := time.Now().Add(2 * time.Minute); syscall.Kill(installer.Cmd.Process.Pid, 0) == nil; {
+			if time.Now().After(deadline) {
+				t.Fatalf("qemu did not end at the installer's reboot:\n%s", tail(con.text(), 20))
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		if err := os.WriteFile(serial, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		qemu = ns.Start(t, "qemu-system-x86_64", args...)
+	}
 	con.await(t, qemu, frontendtest.UpMarker, 5*time.Minute)
+	if uefi && !strings.Contains(con.text(), "UEFI") && !strings.Contains(con.text(), "EFI") {
+		t.Fatalf("the second boot shows no sign of UEFI:\n%s", tail(con.text(), 30))
+	}
 
 	// The admin's EC2 keys, as the installer wrote them on the data partition.
 	creds := readDataFile(t, target, "/credentials/admin/credentials")
