@@ -61,7 +61,7 @@ func FrontendInit(ctx context.Context, cmdline string) error {
 	if _, err := os.Stat(filepath.Join(MediumDir, "rolls")); err == nil {
 		md.RollsDir = filepath.Join(MediumDir, "rolls")
 	}
-	m := frontend.SysMachine{}
+	m := frontend.WithoutDisk(frontend.SysMachine{}, dev)
 	spec := cmdArg(cmdline, ArgAnswers)
 	if spec == "" {
 		a, err := tui.RunInstaller(ctx, os.Stdin, os.Stdout, m, md, "/tmp/answers.yaml", io.Discard)

@@ -141,11 +141,11 @@ func Trust(dir, pub string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("trust roll key %s: %w", pub, err)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("trust roll key: %w", err)
 	}
 	id := KeyID(k)
-	if err := atomicfile.Write(filepath.Join(dir, id+".pub"), b, 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, id+".pub"), b, 0o600); err != nil {
 		return "", fmt.Errorf("trust roll key: %w", err)
 	}
 	return id, nil

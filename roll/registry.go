@@ -23,7 +23,8 @@ import (
 // would leave a broken graph is refused and nothing is half-registered.
 type Registry struct {
 	DB *store.DB
-	// Dir keeps added roll archives; Dir/keys the trusted public keys.
+	// Dir keeps added roll archives; Dir/keys the trusted public keys
+	// (private to the frontend: 0700 dirs, 0600 files, as the data dir).
 	Dir string
 	// Builtin are the rolls compiled into the binary, enabled unless
 	// disabled; an added roll of the same name takes a built-in's place.
@@ -299,11 +300,11 @@ func (rg *Registry) Add(ctx context.Context, file string, opt AddOptions) (RollI
 	info := RollInfo{Name: r.Name, Version: r.Version, Release: r.Release, Arch: r.Arch, OS: r.OS, Summary: r.Summary,
 		Enabled: enabled, Digest: a.Digest, KeyID: keyID,
 		File: fmt.Sprintf("%s-%s-%s.%s.%s.tar", r.Name, r.Version, r.Release, r.Arch, a.Digest[:12])}
-	if err := os.MkdirAll(rg.Dir, 0o755); err != nil {
+	if err := os.MkdirAll(rg.Dir, 0o700); err != nil {
 		return RollInfo{}, fmt.Errorf("roll add: %w", err)
 	}
 	dst := filepath.Join(rg.Dir, info.File)
-	if err := atomicfile.Write(dst, data, 0o644); err != nil {
+	if err := atomicfile.Write(dst, data, 0o600); err != nil {
 		return RollInfo{}, fmt.Errorf("roll add: %w", err)
 	}
 	err = rg.DB.InTx(ctx, func(tx *store.Tx) error {

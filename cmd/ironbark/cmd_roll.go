@@ -15,10 +15,11 @@ import (
 	"ironbark/internal/store"
 	"ironbark/pxe"
 	"ironbark/roll"
+	"ironbark/roll/builtin"
 )
 
 // builtinRolls are the rolls compiled into the binary.
-func builtinRolls() ([]*roll.Roll, error) { return nil, nil }
+func builtinRolls() ([]*roll.Roll, error) { return roll.LoadEach(builtin.FS(), "builtin") }
 
 // openRolls opens the store with the roll (and pxe, for hosts) tables and
 // the data dir's roll registry.

@@ -119,6 +119,9 @@ func TestRollCommands(t *testing.T) {
 	}
 	ib("roll", "disable", "monitor")
 	ib("roll", "remove", "monitor")
+	// Kept rolls and trusted keys are the frontend's: private like the
+	// rest of the data dir.
+	assertPrivate(t, data)
 }
 
 // disableBuiltins disables every built-in roll, each as soon as the rest

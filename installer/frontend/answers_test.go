@@ -212,3 +212,29 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestWithoutDisk(t *testing.T) {
+	m := frontendtest.TwoNICs()
+	m.Drive = []frontend.Disk{{Path: "/dev/sda", Size: 8 << 30}, {Path: "/dev/sdb", Size: 4 << 30}, {Path: "/dev/sdbb", Size: 1 << 30}}
+	ds, _ := frontend.WithoutDisk(m, "/dev/sdb").Disks()
+	if len(ds) != 2 || ds[0].Path != "/dev/sda" || ds[1].Path != "/dev/sdbb" {
+		t.Fatalf("%+v", ds)
+	}
+	ds, _ = frontend.WithoutDisk(m, "/dev/sda1").Disks()
+	if len(ds) != 2 || ds[0].Path != "/dev/sdb" {
+		t.Fatalf("%+v", ds)
+	}
+}
+
+func TestWithoutDiskPartitions(t *testing.T) {
+	m := frontendtest.TwoNICs()
+	m.Drive = []frontend.Disk{{Path: "/dev/sdb"}, {Path: "/dev/nvme0n1"}}
+	ds, _ := frontend.WithoutDisk(m, "/dev/sdbb1").Disks()
+	if len(ds) != 2 {
+		t.Fatalf("%+v", ds)
+	}
+	ds, _ = frontend.WithoutDisk(m, "/dev/nvme0n1p2").Disks()
+	if len(ds) != 1 || ds[0].Path != "/dev/sdb" {
+		t.Fatalf("%+v", ds)
+	}
+}

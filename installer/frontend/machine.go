@@ -172,3 +172,41 @@ func (f fileDisks) Disks() ([]Disk, error) {
 	}
 	return ds, nil
 }
+
+// WithoutDisk hides the install medium (a USB stick holding the ISO) from
+// the disks the frontend can be installed on.
+func WithoutDisk(m Machine, dev string) Machine { return withoutDisk{m, dev} }
+
+type withoutDisk struct {
+	Machine
+	dev string
+}
+
+func (w withoutDisk) Disks() ([]Disk, error) {
+	ds, err := w.Machine.Disks()
+	if err != nil {
+		return nil, err
+	}
+	var out []Disk
+	for _, d := range ds {
+		if !partOf(w.dev, d.Path) {
+			out = append(out, d)
+		}
+	}
+	return out, nil
+}
+
+// partOf says whether dev is disk or one of its partitions (sdb1, nvme0n1p2).
+func partOf(dev, disk string) bool {
+	rest, ok := strings.CutPrefix(dev, disk)
+	if !ok {
+		return false
+	}
+	rest = strings.TrimPrefix(rest, "p")
+	for _, r := range rest {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
+}

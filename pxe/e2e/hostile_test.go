@@ -242,6 +242,7 @@ func TestHostileProvisioningNetwork(t *testing.T) {
 		t.Fatalf("discover: %v", err)
 	}
 	disc.WaitLine(t, fmt.Sprintf("discovery ended: %d node(s) discovered, ", max), time.Second)
+	t.Logf("discover output:\n%s", strings.Join(disc.Lines(), "\n"))
 	pxe.WaitLine(t, "profile refused", time.Second)
 }
 
