@@ -214,5 +214,6 @@ ALTER TABLE addresses ADD COLUMN auto INTEGER NOT NULL DEFAULT 0;
 `},
 		// Per-account quotas (quotas.go).
 		quotaMigration(),
+		quotaIndexMigration(),
 	}
 }
