@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"ironbark/controller"
@@ -22,7 +21,6 @@ import (
 	"ironbark/images/blobstore"
 	"ironbark/internal/httplimit"
 	"ironbark/internal/nodeapi"
-	"ironbark/internal/pki"
 )
 
 // controllerFlags are the flags of `ironbark controller`.
@@ -229,7 +227,7 @@ func accountCreate(fs *flag.FlagSet) runFunc {
 }
 
 func createAccount(ctx context.Context, e *env, name string) error {
-	settings, err := controller.LoadSettings(e.dataDir)
+	endpoint, region, caPEM, err := credentialSettings(e)
 	if err != nil {
 		return err
 	}
@@ -241,16 +239,7 @@ func createAccount(ctx context.Context, e *env, name string) error {
 	if err != nil {
 		return err
 	}
-	s := settings.Resolved()
-	var caPEM []byte
-	if strings.HasPrefix(s.Endpoint, "https:") {
-		ca, err := pki.LoadOrCreateCA(e.dir().PKI())
-		if err != nil {
-			return err
-		}
-		caPEM = ca.CertPEM()
-	}
-	dir, err := controller.WriteCredentials(e.dataDir, a, s.Endpoint, s.Region, caPEM)
+	dir, err := controller.WriteCredentials(e.dataDir, a, endpoint, region, caPEM)
 	if err != nil {
 		return err
 	}
