@@ -32,7 +32,7 @@ func keyCreate(fs *flag.FlagSet) runFunc {
 		if err != nil {
 			return err
 		}
-		e.say("access key %s made for account %s; its eucarc is in %s", a.AccessKey, a.Name, dir)
+		e.say("access key %s made for account %s", a.AccessKey, a.Name)
 		fmt.Fprintln(e.stdout, dir)
 		return nil
 	}
