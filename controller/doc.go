@@ -7,7 +7,12 @@
 //
 // Cloud is the EC2 side: one action per file group (instances.go with
 // run.go, lifecycle.go and describe_instances.go; keypairs.go, groups.go,
-// addresses.go, images.go, tags.go, regions.go). Every Describe action
+// addresses.go with addresspool.go, images.go, tags.go, regions.go,
+// attributes.go for instance attributes, vpc.go for the synthetic default
+// VPC, subnets and network interfaces that automation tools expect, and
+// sts.go for STS GetCallerIdentity on the same endpoint). The action table
+// (cloud.go) lists each action's accepted parameters, kept next to its
+// handler; any other is UnknownParameter. Every Describe action
 // runs the one pipeline of describe.go (ids checked first, then filters,
 // then order and page) and supplies only its rows and filter fields.
 // Actions read and write their tables (schema.go) in one transaction, so a

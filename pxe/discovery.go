@@ -55,11 +55,13 @@ type Discovery struct {
 	now   func() time.Time
 	// alive reports whether a pid on this machine still runs.
 	alive func(pid int) bool
+	// beatEvery is KeepAlive's period (StaleAfter/5).
+	beatEvery time.Duration
 }
 
 // NewDiscovery returns the discovery manager on db.
 func NewDiscovery(db *store.DB, hosts *Hosts) *Discovery {
-	return &Discovery{db: db, hosts: hosts, now: time.Now, alive: pidAlive}
+	return &Discovery{db: db, hosts: hosts, now: time.Now, alive: pidAlive, beatEvery: StaleAfter / 5}
 }
 
 func pidAlive(pid int) bool {
@@ -149,6 +151,27 @@ func (d *Discovery) Beat(ctx context.Context, s Session) error {
 		return errors.New("discovery heartbeat: the session was ended or replaced")
 	}
 	return nil
+}
+
+// KeepAlive beats the session's heartbeat every StaleAfter/5 until ctx
+// ends (then it returns nil), or until a beat fails: the session was
+// ended or replaced, and that error is returned.
+func (d *Discovery) KeepAlive(ctx context.Context, s Session) error {
+	t := time.NewTicker(d.beatEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if err := d.Beat(ctx, s); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+		}
+	}
 }
 
 // Stop ends the session if it is still this one.

@@ -222,3 +222,30 @@ func TestDiscoveryCap(t *testing.T) {
 		}
 	})
 }
+
+// TestKeepAlive: the heartbeat keeps a session; once the session is ended
+// under it (by another discover replacing it, here by Stop), KeepAlive
+// says so; an ended context is a clean stop.
+func TestKeepAlive(t *testing.T) {
+	db := storetest.SQLite(t, Migrations())
+	ctx := context.Background()
+	d := NewDiscovery(db, NewHosts(db))
+	d.beatEvery = time.Millisecond
+	s, err := d.Start(ctx, "compute", "c1", 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := d.KeepAlive(cctx, s); err != nil {
+		t.Fatalf("cancelled: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- d.KeepAlive(ctx, s) }()
+	if err := d.Stop(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err == nil || !strings.Contains(err.Error(), "ended or replaced") {
+		t.Fatalf("KeepAlive after the session ended: %v", err)
+	}
+}

@@ -99,27 +99,30 @@ func TestEveryCommandHasHelp(t *testing.T) {
 	}
 }
 
-// TestListsPrintJSON checks every list and show command takes --json and
-// prints a JSON array on an empty data dir, and a table header without.
-// What is compiled in (the built-in rolls, their appliances and default
-// attributes) is there from the start: one row per JSON element.
+// TestListsPrintJSON checks every list and show command takes --json on
+// a fresh data dir: a list prints a JSON array with one element per row
+// of its table, a show one JSON value.
 func TestListsPrintJSON(t *testing.T) {
 	dir := t.TempDir()
-	builtin := map[string]bool{"roll list": true, "appliance list": true, "attr list": true}
 	n := 0
 	for _, c := range commands() {
-		if !c.showsData() {
+		if min, _ := c.arity(); !c.showsData() || min > 0 {
 			continue
 		}
 		n++
 		args := append(strings.Fields(c.name), "--data-dir", dir)
 		out := mustRun(t, append(args, "--json")...)
-		var v []map[string]any
-		if err := json.Unmarshal([]byte(out), &v); err != nil || (len(v) != 0) != builtin[c.name] {
-			t.Errorf("%s --json on an empty data dir: %v\n%s", c.name, err, out)
+		var v any
+		if err := json.Unmarshal([]byte(out), &v); err != nil {
+			t.Errorf("%s --json: %v\n%s", c.name, err, out)
+			continue
 		}
-		if out := mustRun(t, args...); strings.Count(out, "\n") != 1+len(v) {
-			t.Errorf("%s on an empty data dir: want a header and %d rows, got %q", c.name, len(v), out)
+		rows, isList := v.([]any)
+		if !isList {
+			continue
+		}
+		if table := mustRun(t, args...); strings.Count(table, "\n") != len(rows)+1 {
+			t.Errorf("%s: %d JSON rows, but the table is:\n%s", c.name, len(rows), table)
 		}
 	}
 	if n < 4 {

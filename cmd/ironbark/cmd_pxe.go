@@ -172,18 +172,8 @@ func runDiscover(ctx context.Context, e *env, f discoverFlags) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	go func() {
-		t := time.NewTicker(pxe.StaleAfter / 5)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if err := disc.Beat(ctx, sess); err != nil && ctx.Err() == nil {
-					cancel(err)
-					return
-				}
-			}
+		if err := disc.KeepAlive(ctx, sess); err != nil {
+			cancel(err)
 		}
 	}()
 	poll := func(ctx context.Context) ([]tui.DiscoveredNode, error) {

@@ -5,18 +5,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os/exec"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"ironbark/images/appliance"
-	"ironbark/installer"
-	"ironbark/pxe/bootapi"
 	"ironbark/images/internal/qemuboot"
+	"ironbark/installer"
 	"ironbark/internal/lab"
+	"ironbark/pxe/bootapi"
 	"ironbark/roll"
 )
 

@@ -12,7 +12,13 @@
 // later builds fetch nothing; base/<key>/ keeps finished base trees keyed
 // by what makes them (suite, arch, mirror, sorted package set, epoch,
 // mmdebstrap version), so a rebuild after a changed file or script only
-// copies the base, re-applies files and scripts and writes the disk.
+// mounts an overlayfs over the base (or copies it where overlayfs cannot
+// mount), re-applies files and scripts and writes the disk.
+//
+// The disk: partition 1 the ESP (FAT32, GRUB's BOOTX64.EFI; the installer
+// writes the node identity there and /etc/fstab mounts it on /boot/efi),
+// 2 the BIOS boot partition (GRUB's core.img), 3 the ext4 root (label
+// root).
 //
 // Same inputs, same bytes: SOURCE_DATE_EPOCH for mmdebstrap and scripts,
 // every time in the image clamped to it, UUIDs derived from the

@@ -1,4 +1,4 @@
-package initramfs
+package initramfs_test
 
 import (
 	"bytes"
@@ -13,6 +13,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 
+	. "ironbark/images/initramfs"
 	"ironbark/internal/lab"
 )
 
