@@ -212,5 +212,7 @@ CREATE TABLE public_address_pool (
 		{ID: "controller/0012-launch-public-address", SQL: `
 ALTER TABLE addresses ADD COLUMN auto INTEGER NOT NULL DEFAULT 0;
 `},
+		// Per-account quotas (quotas.go).
+		quotaMigration(),
 	}
 }

@@ -49,6 +49,8 @@ func commands() []command {
 		// The controller and its accounts (cmd_controller.go).
 		{name: "controller", help: "run the cloud controller: EC2 API on --listen, node API on --node-listen", setup: controllerRun},
 		{name: "account create", args: "NAME", help: "make an account and its credentials; prints the credentials dir", setup: accountCreate},
+		{name: "quota set", args: "ACCOUNT", help: "limit what an account may hold (--instances, --cores, --memory-mib, --addresses, --images, --key-pairs, --security-groups: a number or 'unlimited')", setup: quotaSet},
+		{name: "quota list", args: "[ACCOUNT]", help: "show an account's quotas (every account's without ACCOUNT) and what it holds", setup: quotaList},
 		{name: "address pool add", args: "CIDR", help: "add public addresses (a CIDR or a.b.c.d-a.b.c.e) for AllocateAddress; a running controller uses them at once", setup: addressPoolAdd},
 		{name: "address pool list", help: "list the public address pool's blocks with how many addresses are allocated", setup: addressPoolList},
 		{name: "address pool remove", args: "CIDR", help: "remove a block from the public address pool (refused while an account holds one of its addresses)", setup: addressPoolRemove},
