@@ -145,6 +145,9 @@ func (c *Cloud) allocateAddress(ctx context.Context, k *call) (any, error) {
 	}
 	resp := &AllocateAddressResponse{Domain: domain, AllocationID: newID("eipalloc", 17)}
 	err := c.db.InTx(ctx, func(tx *store.Tx) error {
+		if err := checkQuota(ctx, tx, k.account(), QuotaAddresses, 1); err != nil {
+			return err
+		}
 		ip, err := c.drawPublicAddress(ctx, tx)
 		if err != nil {
 			return err

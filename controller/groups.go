@@ -110,6 +110,9 @@ func (c *Cloud) createSecurityGroup(ctx context.Context, k *call) (any, error) {
 	}
 	id := newID("sg", 17)
 	err = c.db.InTx(ctx, func(tx *store.Tx) error {
+		if err := checkQuota(ctx, tx, k.account(), QuotaSecurityGroups, 1); err != nil {
+			return err
+		}
 		if _, err := tx.Exec(ctx, `INSERT INTO security_groups (id, account_id, name, description, created_at) VALUES (?, ?, ?, ?, ?)`,
 			id, k.account(), name, desc, k.now.Unix()); err != nil {
 			return err

@@ -148,6 +148,9 @@ func insertImage(ctx context.Context, db *store.DB, r ImageRecord) (string, erro
 		if err := validateImage(ctx, tx, &r); err != nil {
 			return err
 		}
+		if err := checkQuota(ctx, tx, r.Owner, QuotaImages, 1); err != nil {
+			return err
+		}
 		id = newID(kindPrefix[r.Kind], 8)
 		_, err := tx.Exec(ctx, `INSERT INTO images (id, account_id, name, description, kind, architecture,
 			location, digest, size, format, root_device_type, kernel_id, ramdisk_id, public, created_at)

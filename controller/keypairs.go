@@ -304,6 +304,9 @@ func (c *Cloud) storeKey(ctx context.Context, k *call, name string, key newKey) 
 	}
 	id := newID("key", 17)
 	err = c.db.InTx(ctx, func(tx *store.Tx) error {
+		if err := checkQuota(ctx, tx, k.account(), QuotaKeyPairs, 1); err != nil {
+			return err
+		}
 		if _, err := tx.Exec(ctx, `INSERT INTO key_pairs (account_id, name, id, key_type, fingerprint, public_key, created_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?)`, k.account(), name, id, key.keyType, key.fingerprint, key.publicKey, k.now.Unix()); err != nil {
 			return err

@@ -301,8 +301,15 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch) (*RunIns
 				return errTokenUsed
 			}
 		}
-		var err error
-		if zone, nodes, err = c.place(ctx, l); err != nil {
+		// Quotas are counted under the placement lock too, so parallel
+		// launches cannot both take the last of an account's quota.
+		allowed, err := launchAllowance(ctx, tx, k.account(), l.vt, l.min, l.max, l.publicAddress)
+		if err != nil {
+			return err
+		}
+		pl := *l
+		pl.max = allowed
+		if zone, nodes, err = c.place(ctx, &pl); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO reservations (id, account_id, groups, created_at) VALUES (?, ?, ?, ?)`,
@@ -360,6 +367,10 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch) (*RunIns
 				}
 			}
 			res.Instances = append(res.Instances, in)
+		}
+		if _, err := tx.Exec(ctx, `UPDATE instances SET cores = ?, memory_mib = ? WHERE reservation_id = ?`,
+			l.vt.Cores, l.vt.MemoryMiB, res.ReservationID); err != nil {
+			return err
 		}
 		perNode := map[string]int{}
 		for _, node := range nodes {

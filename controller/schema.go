@@ -212,6 +212,8 @@ CREATE TABLE public_address_pool (
 		{ID: "controller/0012-launch-public-address", SQL: `
 ALTER TABLE addresses ADD COLUMN auto INTEGER NOT NULL DEFAULT 0;
 `},
+		// Per-account quotas (quotas.go).
+		quotaMigration(),
 		// Access keys carry when they last signed a call (written at most
 		// once a minute per key), and an account can be disabled: its
 		// keys then sign nothing, its instances keep running.

@@ -249,10 +249,14 @@ func (c *Cloud) describeAccountAttributes(ctx context.Context, k *call) (any, er
 	if err != nil {
 		return nil, err
 	}
+	maxInst, err := maxInstances(ctx, c.db, k.account())
+	if err != nil {
+		return nil, err
+	}
 	all := []AccountAttribute{
 		{Name: "supported-platforms", Values: []string{"VPC"}},
 		{Name: "default-vpc", Values: []string{c.defaultVPCID()}},
-		{Name: "max-instances", Values: []string{strconv.Itoa(maxRunCount)}},
+		{Name: "max-instances", Values: []string{maxInst}},
 		{Name: "vpc-max-security-groups-per-interface", Values: []string{"5"}},
 		{Name: "max-elastic-ips", Values: []string{strconv.Itoa(pool.size())}},
 		{Name: "vpc-max-elastic-ips", Values: []string{strconv.Itoa(pool.size())}},

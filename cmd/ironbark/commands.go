@@ -56,6 +56,8 @@ func commands() []command {
 		{name: "key deactivate", args: "ACCOUNT KEYID", help: "refuse every call signed by the key, at once", setup: keySetActive(false)},
 		{name: "key activate", args: "ACCOUNT KEYID", help: "let a deactivated key sign calls again", setup: keySetActive(true)},
 		{name: "key delete", args: "ACCOUNT KEYID", help: "delete an access key and its credentials dir for good", setup: keyDelete},
+		{name: "quota set", args: "ACCOUNT", help: "limit what an account may hold (--instances, --cores, --memory-mib, --addresses, --images, --key-pairs, --security-groups: a number or 'unlimited')", setup: quotaSet},
+		{name: "quota list", args: "[ACCOUNT]", help: "show an account's quotas (every account's without ACCOUNT) and what it holds", setup: quotaList},
 		{name: "address pool add", args: "CIDR", help: "add public addresses (a CIDR or a.b.c.d-a.b.c.e) for AllocateAddress; a running controller uses them at once", setup: addressPoolAdd},
 		{name: "address pool list", help: "list the public address pool's blocks with how many addresses are allocated", setup: addressPoolList},
 		{name: "address pool remove", args: "CIDR", help: "remove a block from the public address pool (refused while an account holds one of its addresses)", setup: addressPoolRemove},

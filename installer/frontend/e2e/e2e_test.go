@@ -29,7 +29,7 @@ import (
 )
 
 // buildStatic builds a command of this module without cgo.
-func buildStatic(t *testing.T, pkg, out string) {
+func buildStatic(t testing.TB, pkg, out string) {
 	t.Helper()
 	cmd := exec.Command("go", "build", "-o", out, pkg)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -44,7 +44,7 @@ type console struct{ path string }
 func (c console) text() string { b, _ := os.ReadFile(c.path); return string(b) }
 
 // await waits for s on the console, failing with the console's tail.
-func (c console) await(t *testing.T, qemu *lab.Process, s string, timeout time.Duration) {
+func (c console) await(t testing.TB, qemu *lab.Process, s string, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !strings.Contains(c.text(), s) {
@@ -81,6 +81,14 @@ func tail(s string, n int) string {
 // virtio disk → reboot from the disk → the frontend's EC2 endpoint
 // answers DescribeAvailabilityZones on the public bridge.
 func TestISOInstallsFrontend(t *testing.T) {
+	isoPath := buildMedia(t)
+	t.Run("bios", func(t *testing.T) { installAndAnswer(t, isoPath, frontendtest.BlankDisk(t, t.TempDir(), 1536<<20), bootBIOS) })
+	t.Run("uefi", func(t *testing.T) { installAndAnswer(t, isoPath, frontendtest.BlankDisk(t, t.TempDir(), 1536<<20), bootUEFI) })
+}
+
+// buildMedia builds the frontend ISO: the installer initramfs, the lab
+// frontend appliance, the rolls and the answer file on it.
+func buildMedia(t testing.TB) string {
 	lab.Require(t, "qemu-system-x86_64", "ip", "go", "syslinux", "xorriso", "grub-mkimage", "debugfs")
 	dir := t.TempDir()
 	ironbarkBin, installerBin := filepath.Join(dir, "ironbark"), filepath.Join(dir, "ironbark-installer")
@@ -122,9 +130,16 @@ func TestISOInstallsFrontend(t *testing.T) {
 		iso.Spec{Kernel: k.Vmlinuz, Initrd: initrd, Cmdline: "console=ttyS0 panic=-1", Rolls: rolls}, image, answers)); err != nil {
 		t.Fatal(err)
 	}
-	t.Run("bios", func(t *testing.T) { installAndAnswer(t, isoPath, false) })
-	t.Run("uefi", func(t *testing.T) { installAndAnswer(t, isoPath, true) })
+	return isoPath
 }
+
+type bootMode int
+
+const (
+	bootBIOS bootMode = iota // the ISO once, then the disk
+	bootUEFI                 // OVMF: the ISO with -no-reboot, then the disk alone
+	bootDisk                 // the installed disk alone (BIOS)
+)
 
 // installAndAnswer boots the ISO on a machine with a blank virtio disk and
 // a NIC on each of two bridges, waits for the unattended install and the
@@ -132,9 +147,9 @@ func TestISOInstallsFrontend(t *testing.T) {
 // zones. BIOS boots the CD once, then the disk; UEFI installs in a first
 // run that ends at the installer's reboot (-no-reboot) and boots the disk
 // alone in a second.
-func installAndAnswer(t *testing.T, isoPath string, uefi bool) {
+func installAndAnswer(t testing.TB, isoPath, target string, mode bootMode) {
 	dir := t.TempDir()
-	target := frontendtest.BlankDisk(t, dir, 1536<<20)
+	uefi := mode == bootUEFI
 
 	// The public network: a bridge with the "router" 192.0.2.1 in a
 	// namespace; the private network: its own bridge.
@@ -150,10 +165,13 @@ func installAndAnswer(t *testing.T, isoPath string, uefi bool) {
 		"-netdev", "tap,id=n1,ifname=" + tapPriv + ",script=no,downscript=no", "-device", "virtio-net-pci,netdev=n1,mac=52:54:00:1f:00:02"}
 	con := console{serial}
 	var qemu *lab.Process
-	if !uefi {
+	switch mode {
+	case bootDisk:
+		qemu = ns.Start(t, "qemu-system-x86_64", args...)
+	case bootBIOS:
 		qemu = ns.Start(t, "qemu-system-x86_64", append(args, "-cdrom", isoPath, "-boot", "once=d")...)
 		con.await(t, qemu, "FRONTEND INSTALLED", 10*time.Minute)
-	} else {
+	default:
 		const code, varsTemplate = "/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"
 		if _, err := os.Stat(code); err != nil {
 			lab.Missing(t, "OVMF (apt-get install ovmf): "+err.Error())
@@ -240,11 +258,52 @@ func installAndAnswer(t *testing.T, isoPath string, uefi bool) {
 	if len(zones) != 1 || zones[0] != "cluster0" {
 		t.Fatalf("zones %v, want [cluster0]", zones)
 	}
-	t.Logf("console:\n%s", installerLines(con.text()))
+	if mode != bootDisk {
+		t.Logf("console:\n%s", installerLines(con.text()))
+	}
+	stopQemu(qemu)
+}
+
+// stopQemu ends a VM now (its namespace stays until the test ends), so a
+// disk is never used by two VMs.
+func stopQemu(p *lab.Process) {
+	_ = syscall.Kill(-p.Cmd.Process.Pid, syscall.SIGTERM)
+	for deadline := time.Now().Add(10 * time.Second); syscall.Kill(p.Cmd.Process.Pid, 0) == nil && time.Now().Before(deadline); {
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// BenchmarkISOToEC2 times ISO boot → unattended install → reboot → the
+// frontend answering EC2, against the floor: dd of the same appliance
+// image onto a disk plus the installed frontend's boot to its first EC2
+// answer (one reboot). Metric: iso/(dd+boot); the goal is at most 1.5.
+func BenchmarkISOToEC2(b *testing.B) {
+	isoPath := buildMedia(b)
+	image := filepath.Join(filepath.Dir(isoPath), "frontend.img")
+	var full, floor time.Duration
+	for range b.N {
+		target := frontendtest.BlankDisk(b, b.TempDir(), 1536<<20)
+		start := time.Now()
+		installAndAnswer(b, isoPath, target, bootBIOS)
+		full += time.Since(start)
+
+		ddTarget := frontendtest.BlankDisk(b, b.TempDir(), 1536<<20)
+		start = time.Now()
+		if out, err := exec.Command("dd", "if="+image, "of="+ddTarget, "bs=1M", "conv=notrunc,fsync", "status=none").CombinedOutput(); err != nil {
+			b.Fatalf("dd: %v %s", err, out)
+		}
+		dd := time.Since(start)
+		start = time.Now()
+		installAndAnswer(b, isoPath, target, bootDisk)
+		floor += dd + time.Since(start)
+	}
+	b.ReportMetric(full.Seconds()/float64(b.N), "iso-s/op")
+	b.ReportMetric(floor.Seconds()/float64(b.N), "dd+boot-s/op")
+	b.ReportMetric(full.Seconds()/floor.Seconds(), "iso/(dd+boot)")
 }
 
 // readDataFile reads a file from the installed disk's data partition.
-func readDataFile(t *testing.T, disk, p string) string {
+func readDataFile(t testing.TB, disk, p string) string {
 	t.Helper()
 	out, err := exec.Command("sfdisk", "--dump", disk).Output()
 	if err != nil {
