@@ -121,8 +121,12 @@ func runController(ctx context.Context, e *env, f controllerFlags) error {
 	if err != nil {
 		return err
 	}
-	creds, err := controller.WriteCredentials(e.dataDir, admin, cfg.Endpoint, cfg.Region, svc.CA().CertPEM())
-	if err != nil {
+	// The admin's files follow its oldest active key (after a rotation,
+	// the new one); with none active they are left as they are.
+	creds := e.dir().Credentials(admin.Name)
+	if admin.AccessKey == "" {
+		log.Warn("the admin account has no active access key: its credentials are not rewritten; activate one or run 'ironbark key create admin'")
+	} else if creds, err = controller.WriteCredentials(e.dataDir, admin, cfg.Endpoint, cfg.Region, svc.CA().CertPEM()); err != nil {
 		return err
 	}
 	settings.Endpoint = cfg.Endpoint
