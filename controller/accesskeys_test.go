@@ -230,3 +230,38 @@ func TestAccessKeyLastUsed(t *testing.T) {
 		}
 	})
 }
+
+// Creates at once still leave at most MaxAccessKeys keys.
+func TestCreateAccessKeyRace(t *testing.T) {
+	storetest.Each(t, Migrations(), func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		if _, err := CreateAccount(ctx, db, "carol", false); err != nil {
+			t.Fatal(err)
+		}
+		const n = 6
+		errs := make(chan error, n)
+		for range n {
+			go func() {
+				_, err := CreateAccessKey(ctx, db, "carol")
+				errs <- err
+			}()
+		}
+		made := 0
+		for range n {
+			err := <-errs
+			switch {
+			case err == nil:
+				made++
+			case !errors.Is(err, ErrTooManyKeys):
+				t.Errorf("create: %v", err)
+			}
+		}
+		keys, err := AccessKeys(ctx, db, "carol")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if made != MaxAccessKeys-1 || len(keys) != MaxAccessKeys {
+			t.Fatalf("%d creates succeeded, %d keys held", made, len(keys))
+		}
+	})
+}
