@@ -14,6 +14,7 @@ build: deps
 	$(GO) build -o $(BIN)/ironbark ./cmd/ironbark
 	$(GO) build -o $(BIN)/ironbark-node ./cmd/ironbark-node
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/ironbark-installer ./cmd/ironbark-installer
+	CGO_ENABLED=0 $(GO) build -tags frontend -o $(BIN)/ironbark-installer-iso ./cmd/ironbark-installer
 
 test: deps
 	@scripts/test

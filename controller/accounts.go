@@ -8,10 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"sync"
 	"time"
 
-	"ironbark/controller/ec2"
 	"ironbark/internal/atomicfile"
 	"ironbark/internal/datadir"
 	"ironbark/internal/store"
@@ -66,13 +64,14 @@ func CreateAccount(ctx context.Context, db *store.DB, name string, admin bool) (
 	return a, nil
 }
 
-// LookupAccount finds an account by name and its oldest active key.
+// LookupAccount finds an account by name and its oldest active key (none,
+// AccessKey empty, when every key is deactivated or deleted).
 func LookupAccount(ctx context.Context, db *store.DB, name string) (Account, error) {
 	var a Account
 	var admin int
-	err := db.QueryRow(ctx, `SELECT a.id, a.name, a.admin, k.access_key, k.secret
-		FROM accounts a JOIN access_keys k ON k.account_id = a.id
-		WHERE a.name = ? AND k.active = 1 ORDER BY k.created_at, k.access_key LIMIT 1`, name).
+	err := db.QueryRow(ctx, `SELECT a.id, a.name, a.admin, COALESCE(k.access_key, ''), COALESCE(k.secret, '')
+		FROM accounts a LEFT JOIN access_keys k ON k.account_id = a.id AND k.active = 1
+		WHERE a.name = ? ORDER BY k.created_at, k.access_key LIMIT 1`, name).
 		Scan(&a.ID, &a.Name, &admin, &a.AccessKey, &a.SecretKey)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Account{}, fmt.Errorf("account %q: %w", name, store.ErrNotFound)
@@ -80,8 +79,10 @@ func LookupAccount(ctx context.Context, db *store.DB, name string) (Account, err
 	if err != nil {
 		return Account{}, fmt.Errorf("account %q: %w", name, err)
 	}
-	if a.SecretKey, err = db.Unseal(a.SecretKey, a.AccessKey); err != nil {
-		return Account{}, fmt.Errorf("account %q: access key %s: %w", name, a.AccessKey, err)
+	if a.AccessKey != "" {
+		if a.SecretKey, err = db.Unseal(a.SecretKey, a.AccessKey); err != nil {
+			return Account{}, fmt.Errorf("account %q: access key %s: %w", name, a.AccessKey, err)
+		}
 	}
 	a.Admin = admin == 1
 	return a, nil
@@ -154,78 +155,18 @@ func EnsureAdmin(ctx context.Context, db *store.DB) (Account, error) {
 	return a, err
 }
 
-// LookupAccessKey implements ec2.CredentialStore. Keys found are kept in
-// memory for a short while: every call needs one, keys are never changed
-// in place, and a key made by another controller or command is simply not
-// in the cache yet.
-func (c *Cloud) LookupAccessKey(ctx context.Context, accessKey string) (string, ec2.Principal, error) {
-	if k, ok := c.keys.get(accessKey, c.now()); ok {
-		return k.secret, k.principal, nil
-	}
-	var secret, account string
-	var admin int
-	err := c.db.QueryRow(ctx, `SELECT k.secret, a.id, a.admin FROM access_keys k
-		JOIN accounts a ON a.id = k.account_id WHERE k.access_key = ? AND k.active = 1`, accessKey).
-		Scan(&secret, &account, &admin)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", ec2.Principal{}, ec2.ErrUnknownAccessKey
-	}
-	if err != nil {
-		return "", ec2.Principal{}, fmt.Errorf("look up access key: %w", err)
-	}
-	if secret, err = c.db.Unseal(secret, accessKey); err != nil {
-		return "", ec2.Principal{}, fmt.Errorf("look up access key %s: %w", accessKey, err)
-	}
-	p := ec2.Principal{AccountID: account, AccessKey: accessKey, Admin: admin == 1}
-	c.keys.put(accessKey, cachedKey{secret: secret, principal: p}, c.now())
-	return secret, p, nil
-}
-
-// keyCacheTTL is how long a looked-up access key is trusted from memory.
-const keyCacheTTL = 30 * time.Second
-
-type cachedKey struct {
-	secret    string
-	principal ec2.Principal
-	until     time.Time
-}
-
-// keyCache holds recently used access keys, at most keyCacheMax of them.
-type keyCache struct {
-	mu   sync.Mutex
-	keys map[string]cachedKey
-}
-
-const keyCacheMax = 10000
-
-func (kc *keyCache) get(key string, now time.Time) (cachedKey, bool) {
-	kc.mu.Lock()
-	defer kc.mu.Unlock()
-	k, ok := kc.keys[key]
-	if !ok || now.After(k.until) {
-		return cachedKey{}, false
-	}
-	return k, true
-}
-
-func (kc *keyCache) put(key string, k cachedKey, now time.Time) {
-	kc.mu.Lock()
-	defer kc.mu.Unlock()
-	if kc.keys == nil || len(kc.keys) >= keyCacheMax {
-		kc.keys = map[string]cachedKey{}
-	}
-	k.until = now.Add(keyCacheTTL)
-	kc.keys[key] = k
-}
-
 // WriteCredentials writes DIR/credentials/NAME/{eucarc,config,credentials}
-// for the account, readable by root only, and returns the directory.
+// for the account, readable by root only, and returns the directory (see
+// WriteKeyCredentials for a key's own).
 // endpoint is the EC2 URL users reach the controller at. caPEM, when the
 // endpoint is HTTPS, is the cloud's CA certificate: it goes beside them as
 // ca.pem, named by the eucarc (AWS_CA_BUNDLE) and the AWS CLI config
 // (ca_bundle), so the clients verify the controller.
 func WriteCredentials(dataDir string, a Account, endpoint, region string, caPEM []byte) (string, error) {
-	dir := datadir.Dir(dataDir).Credentials(a.Name)
+	return writeCredentials(datadir.Dir(dataDir).Credentials(a.Name), a, endpoint, region, caPEM)
+}
+
+func writeCredentials(dir string, a Account, endpoint, region string, caPEM []byte) (string, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("write credentials: %w", err)
 	}

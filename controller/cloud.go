@@ -61,8 +61,9 @@ type Cloud struct {
 	actions     map[string]actionSpec
 	stsActions  map[string]actionSpec
 	runMu       sync.Mutex
-	keys        keyCache
-	health      NodeHealth // which nodes are up (failure.go); nil: all
+	secrets     secretCache // unsealed secrets (accesskeys.go)
+	keyUse      keyUse      // when keys last signed (accesskeys.go)
+	health      NodeHealth  // which nodes are up (failure.go); nil: all
 }
 
 // action runs one EC2 action for an authenticated caller.
@@ -199,6 +200,7 @@ func (c *Cloud) actionTable() map[string]actionSpec {
 
 // ServeEC2 implements ec2.Handler.
 func (c *Cloud) ServeEC2(ctx context.Context, r *ec2.Request) (any, error) {
+	c.noteKeyUse(ctx, r.Principal.AccessKey)
 	table := c.actions
 	if r.IsSTS() {
 		table = c.stsActions

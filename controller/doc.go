@@ -20,5 +20,8 @@
 // narrowed by its account id first; the admin account sees all. The data
 // dir holds Settings (controller.json: region, VM types, public addresses,
 // and the store URL and endpoint other commands reuse) and each account's
-// eucarc and AWS CLI files under credentials/NAME.
+// eucarc and AWS CLI files under credentials/NAME (a further key's under
+// credentials/NAME/keys/KEY). accesskeys.go manages keys (at most two per
+// account, for rotation) and disabled accounts; whether a key may sign is
+// read from the store on every call, never cached.
 package controller

@@ -107,7 +107,7 @@ UPDATE instances SET cores = CASE vm_type` + cores.String() + ` ELSE 0 END,
 // cores and memory from the index alone, however many terminated ones
 // it has left behind.
 func quotaIndexMigration() store.Migration {
-	return store.Migration{ID: "controller/0014-quota-index", SQL: `
+	return store.Migration{ID: "controller/0015-quota-index", SQL: `
 CREATE INDEX instances_quota ON instances(account_id, cores, memory_mib) WHERE state <> 'terminated';
 `}
 }

@@ -214,6 +214,13 @@ ALTER TABLE addresses ADD COLUMN auto INTEGER NOT NULL DEFAULT 0;
 `},
 		// Per-account quotas (quotas.go).
 		quotaMigration(),
+		// Access keys carry when they last signed a call (written at most
+		// once a minute per key), and an account can be disabled: its
+		// keys then sign nothing, its instances keep running.
+		{ID: "controller/0014-access-key-state", SQL: `
+ALTER TABLE access_keys ADD COLUMN last_used BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE accounts ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;
+`},
 		quotaIndexMigration(),
 	}
 }

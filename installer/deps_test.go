@@ -7,7 +7,7 @@ import (
 )
 
 // The installer initramfs' /init is a static pure-Go binary: it must not
-// link cgo or libvirt (the frontend mode may carry the installer screens).
+// link cgo or libvirt (internal/deptest guards the rest: no TUI on nodes).
 func TestInstallerBinaryDeps(t *testing.T) {
 	cmd := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}} {{len .CgoFiles}}", "ironbark/cmd/ironbark-installer")
 	cmd.Env = append(cmd.Environ(), "CGO_ENABLED=0")

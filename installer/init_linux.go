@@ -12,8 +12,9 @@ import (
 
 // Init is the installer's whole life as /init: set up, install (or
 // rescue), report, and reboot, halt or power off. It only returns if the
-// final reboot call fails.
-func Init(ctx context.Context) error {
+// final reboot call fails. frontend runs the frontend installer when the
+// command line asks for it; the node installer's binary passes nil.
+func Init(ctx context.Context, frontend FrontendFunc) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	say := func(format string, a ...any) { fmt.Fprintf(os.Stderr, "ironbark-installer: "+format+"\n", a...) }
 	if err := MountBasics(); err != nil {
@@ -26,7 +27,12 @@ func Init(ctx context.Context) error {
 		return Finish("reboot")
 	}
 	if FrontendMode(line) {
-		return FrontendInit(ctx, line)
+		if frontend == nil {
+			say("%s=frontend, but this is the node installer (the ISO carries the one built with -tags frontend); rebooting in 10 s", ArgMode)
+			time.Sleep(10 * time.Second)
+			return Finish("reboot")
+		}
+		return frontend(ctx, line)
 	}
 	cfg, err := ParseCmdline(line)
 	if err != nil {

@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"ironbark/controller"
@@ -22,7 +21,6 @@ import (
 	"ironbark/images/blobstore"
 	"ironbark/internal/httplimit"
 	"ironbark/internal/nodeapi"
-	"ironbark/internal/pki"
 )
 
 // controllerFlags are the flags of `ironbark controller`.
@@ -123,8 +121,12 @@ func runController(ctx context.Context, e *env, f controllerFlags) error {
 	if err != nil {
 		return err
 	}
-	creds, err := controller.WriteCredentials(e.dataDir, admin, cfg.Endpoint, cfg.Region, svc.CA().CertPEM())
-	if err != nil {
+	// The admin's files follow its oldest active key (after a rotation,
+	// the new one); with none active they are left as they are.
+	creds := e.dir().Credentials(admin.Name)
+	if admin.AccessKey == "" {
+		log.Warn("the admin account has no active access key: its credentials are not rewritten; activate one or run 'ironbark key create admin'")
+	} else if creds, err = controller.WriteCredentials(e.dataDir, admin, cfg.Endpoint, cfg.Region, svc.CA().CertPEM()); err != nil {
 		return err
 	}
 	settings.Endpoint = cfg.Endpoint
@@ -229,7 +231,7 @@ func accountCreate(fs *flag.FlagSet) runFunc {
 }
 
 func createAccount(ctx context.Context, e *env, name string) error {
-	settings, err := controller.LoadSettings(e.dataDir)
+	endpoint, region, caPEM, err := credentialSettings(e)
 	if err != nil {
 		return err
 	}
@@ -241,16 +243,7 @@ func createAccount(ctx context.Context, e *env, name string) error {
 	if err != nil {
 		return err
 	}
-	s := settings.Resolved()
-	var caPEM []byte
-	if strings.HasPrefix(s.Endpoint, "https:") {
-		ca, err := pki.LoadOrCreateCA(e.dir().PKI())
-		if err != nil {
-			return err
-		}
-		caPEM = ca.CertPEM()
-	}
-	dir, err := controller.WriteCredentials(e.dataDir, a, s.Endpoint, s.Region, caPEM)
+	dir, err := controller.WriteCredentials(e.dataDir, a, endpoint, region, caPEM)
 	if err != nil {
 		return err
 	}

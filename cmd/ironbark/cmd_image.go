@@ -171,7 +171,7 @@ func isoBuild(fs *flag.FlagSet) runFunc {
 	fs.StringVar(&f.kernel, "kernel", "", "kernel (bzImage); default: the Debian cloud kernel in the lab cache")
 	fs.StringVar(&f.modules, "modules", "", "kernel module dir for --installer (default: the cached kernel's)")
 	fs.StringVar(&f.initrd, "initrd", "", "installer initramfs to boot")
-	fs.StringVar(&f.installer, "installer", "", "static ironbark-installer binary to build the initramfs from (default: next to this binary)")
+	fs.StringVar(&f.installer, "installer", "", "static ironbark-installer binary built with -tags frontend (it carries the frontend installer) to build the initramfs from (default: ironbark-installer-iso next to this binary)")
 	fs.StringVar(&f.spec.Rolls, "rolls", "", "directory copied to rolls/ on the ISO")
 	fs.StringVar(&f.frontendImage, "frontend-image", "", "the frontend appliance disk image: the default entry becomes the frontend installer, which lays it down")
 	fs.StringVar(&f.answers, "answers", "", "with --frontend-image: an answer file put on the ISO; the frontend installs unattended from it")
@@ -200,14 +200,14 @@ func buildISO(ctx context.Context, e *env, f isoFlags) error {
 		if f.installer == "" {
 			self, err := os.Executable()
 			if err == nil {
-				cand := filepath.Join(filepath.Dir(self), "ironbark-installer")
+				cand := filepath.Join(filepath.Dir(self), "ironbark-installer-iso")
 				if _, err := os.Stat(cand); err == nil {
 					f.installer = cand
 				}
 			}
 		}
 		if f.installer == "" || f.modules == "" {
-			return e.usagef("iso build: no installer initramfs: give --initrd FILE, or --installer BIN (go build ./cmd/ironbark-installer) and --modules /lib/modules/VERSION")
+			return e.usagef("iso build: no installer initramfs: give --initrd FILE, or --installer BIN (CGO_ENABLED=0 go build -tags frontend ./cmd/ironbark-installer) and --modules /lib/modules/VERSION")
 		}
 		tmp, err := os.CreateTemp(filepath.Dir(f.out), ".installer-*.img")
 		if err != nil {

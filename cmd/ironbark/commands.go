@@ -46,9 +46,16 @@ package main
 // commands is the command table, grouped by domain.
 func commands() []command {
 	return []command{
-		// The controller and its accounts (cmd_controller.go).
+		// The controller and its accounts (cmd_controller.go, cmd_key.go).
 		{name: "controller", help: "run the cloud controller: EC2 API on --listen, node API on --node-listen", setup: controllerRun},
 		{name: "account create", args: "NAME", help: "make an account and its credentials; prints the credentials dir", setup: accountCreate},
+		{name: "account disable", args: "NAME", help: "refuse every call signed by the account's keys, at once (its instances keep running)", setup: accountSetDisabled(true)},
+		{name: "account enable", args: "NAME", help: "let a disabled account's keys sign calls again", setup: accountSetDisabled(false)},
+		{name: "key create", args: "ACCOUNT", help: "make another access key (at most 2) and its credentials; prints the credentials dir", setup: keyCreate},
+		{name: "key list", args: "ACCOUNT", help: "list an account's access keys with status and last use", setup: keyList},
+		{name: "key deactivate", args: "ACCOUNT KEYID", help: "refuse every call signed by the key, at once", setup: keySetActive(false)},
+		{name: "key activate", args: "ACCOUNT KEYID", help: "let a deactivated key sign calls again", setup: keySetActive(true)},
+		{name: "key delete", args: "ACCOUNT KEYID", help: "delete an access key and its credentials dir for good", setup: keyDelete},
 		{name: "quota set", args: "ACCOUNT", help: "limit what an account may hold (--instances, --cores, --memory-mib, --addresses, --images, --key-pairs, --security-groups: a number or 'unlimited')", setup: quotaSet},
 		{name: "quota list", args: "[ACCOUNT]", help: "show an account's quotas (every account's without ACCOUNT) and what it holds", setup: quotaList},
 		{name: "address pool add", args: "CIDR", help: "add public addresses (a CIDR or a.b.c.d-a.b.c.e) for AllocateAddress; a running controller uses them at once", setup: addressPoolAdd},

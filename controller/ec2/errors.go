@@ -14,7 +14,8 @@ func sprintf(format string, args ...any) string {
 }
 
 // ErrUnknownAccessKey is what a CredentialStore returns for a key it does
-// not hold; the wire layer answers AuthFailure.
+// not hold or that may not be used (deactivated, or its account disabled);
+// the wire layer answers AuthFailure (InvalidClientTokenId to STS).
 var ErrUnknownAccessKey = errors.New("unknown access key")
 
 // Error codes as AWS spells them. Action code may use any other code too
@@ -27,6 +28,7 @@ const (
 	CodeInvalidAction                = "InvalidAction"
 	CodeUnknownParameter             = "UnknownParameter"
 	CodeAuthFailure                  = "AuthFailure"
+	CodeInvalidClientTokenID         = "InvalidClientTokenId" // STS's AuthFailure
 	CodeSignatureDoesNotMatch        = "SignatureDoesNotMatch"
 	CodeRequestExpired               = "RequestExpired"
 	CodeInternalError                = "InternalError"

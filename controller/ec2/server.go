@@ -198,6 +198,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, id string) (out o
 	}
 	secret, principal, err := s.creds.LookupAccessKey(r.Context(), sig.AccessKey)
 	if errors.Is(err, ErrUnknownAccessKey) {
+		// Unknown, deactivated, or its account disabled: EC2 says
+		// AuthFailure, STS InvalidClientTokenId, and neither says which.
+		if sts {
+			return fail(&Error{Code: CodeInvalidClientTokenID, Status: http.StatusForbidden,
+				Message: "The security token included in the request is invalid."})
+		}
 		return fail(AuthFailure("AWS was not able to validate the provided access credentials"))
 	}
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -83,18 +84,35 @@ func forbid(t *testing.T, env []string, roots []string, bad ...string) []pkg {
 }
 
 // TestInstallerIsStatic: the installer is /init of the installer
-// initramfs and of the ISO, built with CGO_ENABLED=0; it must build so (no
-// cgo anywhere under it) and link no libvirt. (It does link the TUI: the
-// ISO's frontend installer screens run from the same /init, see
-// installer/frontend_linux.go; bubbletea is pure Go.)
+// initramfs and, built with -tags frontend, of the ISO; built with
+// CGO_ENABLED=0 it must build so (no cgo anywhere under it) and link no
+// libvirt. The node installer that PXE serves links no TUI, controller or
+// store either: those come only with the ISO's frontend mode
+// (installer/frontendinit).
 func TestInstallerIsStatic(t *testing.T) {
 	roots := []string{"./cmd/ironbark-installer"}
-	forbid(t, []string{"CGO_ENABLED=0"}, roots, "libvirt.org/go/libvirt", "runtime/cgo", "C")
-	// With cgo available, no package outside the standard library may
-	// bring its own C code in.
-	for _, p := range goList(t, []string{"CGO_ENABLED=1"}, append([]string{"-deps"}, roots...)...) {
-		if !p.Standard && len(p.CgoFiles) > 0 {
-			t.Errorf("%s has cgo files %v: the installer must stay pure Go", p.ImportPath, p.CgoFiles)
+	forbid(t, []string{"CGO_ENABLED=0"}, roots, "libvirt.org/go/libvirt", "runtime/cgo", "C",
+		"ironbark/tui", "github.com/charmbracelet", "ironbark/controller", "ironbark/internal/store", "ironbark/installer/frontendinit")
+	for _, tags := range []string{"", "-tags=frontend"} {
+		args := []string{"-deps"}
+		if tags != "" {
+			args = append(args, tags)
+		}
+		deps := goList(t, []string{"CGO_ENABLED=1"}, append(args, roots...)...)
+		for _, p := range deps {
+			// With cgo available, no package outside the standard library
+			// may bring its own C code in.
+			if !p.Standard && len(p.CgoFiles) > 0 {
+				t.Errorf("%s has cgo files %v: the installer (%s) must stay pure Go", p.ImportPath, p.CgoFiles, tags)
+			}
+			for _, imp := range p.Imports {
+				if strings.HasPrefix(imp, "libvirt.org/") {
+					t.Errorf("%s imports %s: the installer (%s) links no libvirt", p.ImportPath, imp, tags)
+				}
+			}
+		}
+		if tags != "" && !slices.ContainsFunc(deps, func(p pkg) bool { return p.ImportPath == "ironbark/installer/frontendinit" }) {
+			t.Errorf("the installer built with %s lacks the frontend installer", tags)
 		}
 	}
 }

@@ -34,6 +34,7 @@ import (
 	"ironbark/controller"
 	"ironbark/controller/cluster"
 	"ironbark/controller/ec2"
+	"ironbark/controller/ec2/ec2test"
 	"ironbark/images/blobstore"
 	"ironbark/internal/lab"
 	"ironbark/internal/nodeapi"
@@ -192,6 +193,9 @@ func (e *env) openController(t testing.TB) {
 	go func() { _ = svc.Serve(ctx, ln); done <- struct{}{} }()
 	go func() { _ = svc.Run(ctx); done <- struct{}{} }()
 	e.ec2 = sdk.New(sdk.Options{
+		// The buffering transport avoids aws-sdk-go-v2#2737 (a body read
+		// cut by "use of closed network connection"; see ec2test.Client).
+		HTTPClient:   &http.Client{Transport: ec2test.BufferingTransport{Next: http.DefaultTransport}},
 		Region:       "ironbark",
 		BaseEndpoint: aws.String(srv.URL + "/services/compute"),
 		Credentials:  credentials.NewStaticCredentialsProvider(admin.AccessKey, admin.SecretKey, ""),

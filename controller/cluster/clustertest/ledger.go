@@ -140,6 +140,12 @@ func (l *Ledger) Observe(_ context.Context, node string, sts []nodeapi.InstanceS
 			r.console = st.ConsoleTail
 		}
 		st.ConsoleTail = nil
+		// As the controller's ledger does: a report without a reason (the
+		// agent's "gone" line after it removed a failed instance) keeps
+		// the reason the node gave before.
+		if st.Reason == "" {
+			st.Reason = r.status.Reason
+		}
 		r.status = st
 	}
 	return nil

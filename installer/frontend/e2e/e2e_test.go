@@ -29,9 +29,9 @@ import (
 )
 
 // buildStatic builds a command of this module without cgo.
-func buildStatic(t testing.TB, pkg, out string) {
+func buildStatic(t testing.TB, pkg, out string, flags ...string) {
 	t.Helper()
-	cmd := exec.Command("go", "build", "-o", out, pkg)
+	cmd := exec.Command("go", append(append([]string{"build"}, flags...), "-o", out, pkg)...)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
@@ -82,8 +82,12 @@ func tail(s string, n int) string {
 // answers DescribeAvailabilityZones on the public bridge.
 func TestISOInstallsFrontend(t *testing.T) {
 	isoPath := buildMedia(t)
-	t.Run("bios", func(t *testing.T) { installAndAnswer(t, isoPath, frontendtest.BlankDisk(t, t.TempDir(), 1536<<20), bootBIOS) })
-	t.Run("uefi", func(t *testing.T) { installAndAnswer(t, isoPath, frontendtest.BlankDisk(t, t.TempDir(), 1536<<20), bootUEFI) })
+	t.Run("bios", func(t *testing.T) {
+		installAndAnswer(t, isoPath, frontendtest.BlankDisk(t, t.TempDir(), 1536<<20), bootBIOS)
+	})
+	t.Run("uefi", func(t *testing.T) {
+		installAndAnswer(t, isoPath, frontendtest.BlankDisk(t, t.TempDir(), 1536<<20), bootUEFI)
+	})
 }
 
 // buildMedia builds the frontend ISO: the installer initramfs, the lab
@@ -93,7 +97,7 @@ func buildMedia(t testing.TB) string {
 	dir := t.TempDir()
 	ironbarkBin, installerBin := filepath.Join(dir, "ironbark"), filepath.Join(dir, "ironbark-installer")
 	buildStatic(t, "ironbark/cmd/ironbark", ironbarkBin)
-	buildStatic(t, "ironbark/cmd/ironbark-installer", installerBin)
+	buildStatic(t, "ironbark/cmd/ironbark-installer", installerBin, "-tags", "frontend") // the ISO's, with the frontend installer
 	k := lab.GuestKernel(t)
 	image := frontendtest.LabFrontendImage(t, dir, k, ironbarkBin)
 

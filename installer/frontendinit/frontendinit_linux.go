@@ -1,4 +1,4 @@
-package installer
+package frontendinit
 
 import (
 	"context"
@@ -13,63 +13,40 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"ironbark/installer"
 	"ironbark/installer/frontend"
 	"ironbark/tui"
 )
 
-// Kernel command line of the ISO's frontend entry.
-const (
-	ArgMode    = "ironbark.mode"    // "frontend": the frontend installer
-	ArgAnswers = "ironbark.answers" // iso:/PATH, disk:/PATH or an initramfs path
-)
-
-// MediumDir is where the frontend installer mounts its medium (the ISO).
-const MediumDir = "/run/ironbark/medium"
-
-// FrontendMode says whether the command line asks for the frontend
-// installer.
-func FrontendMode(cmdline string) bool {
-	return cmdArg(cmdline, ArgMode) == "frontend"
-}
-
-func cmdArg(cmdline, key string) string {
-	for _, f := range strings.Fields(cmdline) {
-		if k, v, ok := strings.Cut(f, "="); ok && k == key {
-			return v
-		}
-	}
-	return ""
-}
-
-// FrontendInit is /init in frontend mode: mount the medium, then install
+// Run is /init in frontend mode: mount the medium, then install
 // unattended from the answer file the command line names, or run the
 // screens on the console; reboot into the frontend when installed. A
 // failure stops here, saying why, with the disk left unbootable.
-func FrontendInit(ctx context.Context, cmdline string) error {
+func Run(ctx context.Context, cmdline string) error {
 	say := func(format string, a ...any) { fmt.Fprintf(os.Stderr, "ironbark-installer: "+format+"\n", a...) }
 	ring := &tui.LogRing{}
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(os.Stderr, ring), nil))
-	if err := LoadModules(log); err != nil {
+	if err := installer.LoadModules(log); err != nil {
 		say("%v", err)
 	}
-	dev, err := MountMedium(ctx, MediumDir, 60*time.Second)
+	dev, err := MountMedium(ctx, installer.MediumDir, 60*time.Second)
 	if err != nil {
 		return stop(say, err)
 	}
-	say("install medium %s mounted on %s", dev, MediumDir)
-	md := frontend.Medium{Image: frontend.Image{Path: filepath.Join(MediumDir, "images/frontend.img")}}
-	if _, err := os.Stat(filepath.Join(MediumDir, "rolls")); err == nil {
-		md.RollsDir = filepath.Join(MediumDir, "rolls")
+	say("install medium %s mounted on %s", dev, installer.MediumDir)
+	md := frontend.Medium{Image: frontend.Image{Path: filepath.Join(installer.MediumDir, "images/frontend.img")}}
+	if _, err := os.Stat(filepath.Join(installer.MediumDir, "rolls")); err == nil {
+		md.RollsDir = filepath.Join(installer.MediumDir, "rolls")
 	}
 	m := frontend.WithoutDisk(frontend.SysMachine{}, dev)
-	spec := cmdArg(cmdline, ArgAnswers)
+	spec := installer.CmdArg(cmdline, installer.ArgAnswers)
 	if spec == "" {
 		a, err := tui.RunInstaller(ctx, os.Stdin, os.Stdout, m, md, "/tmp/answers.yaml", io.Discard)
 		if err != nil {
 			return stop(say, err)
 		}
 		say("frontend %s installed on %s; rebooting", a.Cluster.FQDN, a.Disk.Device)
-		return Finish("reboot")
+		return installer.Finish("reboot")
 	}
 	path, err := FindAnswers(ctx, spec, 30*time.Second)
 	if err != nil {
@@ -100,7 +77,7 @@ func FrontendInit(ctx context.Context, cmdline string) error {
 		return stop(say, err)
 	}
 	say("FRONTEND INSTALLED: %s on %s; rebooting into it", a.Cluster.FQDN, a.Disk.Device)
-	return Finish("reboot")
+	return installer.Finish("reboot")
 }
 
 // stop reports a failure and keeps the machine up (no reboot loop into a
@@ -168,7 +145,7 @@ func blockDevices() []string {
 // 9660: a USB stick, a second virtual disk), or a path in the initramfs.
 func FindAnswers(ctx context.Context, spec string, wait time.Duration) (string, error) {
 	if p, ok := strings.CutPrefix(spec, "iso:"); ok {
-		return filepath.Join(MediumDir, p), nil
+		return filepath.Join(installer.MediumDir, p), nil
 	}
 	p, ok := strings.CutPrefix(spec, "disk:")
 	if !ok {
