@@ -82,6 +82,11 @@ func keyList(fs *flag.FlagSet) runFunc {
 		if err != nil {
 			return err
 		}
+		if disabled, err := controller.AccountDisabled(ctx, db, e.args[0]); err != nil {
+			return err
+		} else if disabled {
+			e.say("account %s is disabled: none of its keys signs calls ('ironbark account enable %s')", e.args[0], e.args[0])
+		}
 		var rows []keyRow
 		for _, k := range keys {
 			r := keyRow{AccessKey: k.AccessKey, Status: "Inactive", Created: k.Created}

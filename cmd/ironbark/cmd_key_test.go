@@ -117,6 +117,9 @@ func TestKeyCommands(t *testing.T) {
 
 	mustRun(t, "account", "disable", "tenant", "--data-dir", dataDir)
 	refused(fresh)
+	if _, errs, _ := ironbark(t, "key", "list", "tenant", "--data-dir", dataDir); !strings.Contains(errs, "account tenant is disabled") {
+		t.Fatalf("key list of a disabled account says: %s", errs)
+	}
 	mustRun(t, "account", "enable", "tenant", "--data-dir", dataDir)
 	works(fresh)
 	if _, errs, code := ironbark(t, "account", "disable", "admin", "--data-dir", dataDir); code != 1 || !strings.Contains(errs, "cannot be disabled") {
