@@ -27,9 +27,28 @@ func setQuota(t *testing.T, db *store.DB, account, kind string, n *int64) {
 	}
 }
 
+// succeeded counts the calls that succeeded, failing the test if any
+// other failed with anything but refused.
+func succeeded(t *testing.T, errs []error, refused string) int {
+	t.Helper()
+	n := 0
+	for i, err := range errs {
+		var ae *ec2.Error
+		switch {
+		case err == nil:
+			n++
+		case errors.As(err, &ae) && ae.Code == refused:
+		default:
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	return n
+}
+
 // TestQuotaRace launches 20 instances at once, from two controllers on
 // one database, for an account whose quota is 5: exactly 5 run and every
-// other launch is refused with InstanceLimitExceeded.
+// other launch is refused with InstanceLimitExceeded. Then the same for
+// key pairs, which do not take the placement lock.
 func TestQuotaRace(t *testing.T) {
 	storetest.Each(t, Migrations(), func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
@@ -55,18 +74,7 @@ func TestQuotaRace(t *testing.T) {
 			})
 		}
 		wg.Wait()
-		ran := 0
-		for i, err := range errs {
-			var ae *ec2.Error
-			switch {
-			case err == nil:
-				ran++
-			case errors.As(err, &ae) && ae.Code == "InstanceLimitExceeded":
-			default:
-				t.Fatalf("call %d: %v", i, err)
-			}
-		}
-		if ran != 5 {
+		if ran := succeeded(t, errs, "InstanceLimitExceeded"); ran != 5 {
 			t.Fatalf("%d launches ran at a quota of 5", ran)
 		}
 		var live int
@@ -75,6 +83,24 @@ func TestQuotaRace(t *testing.T) {
 		}
 		if live != 5 {
 			t.Fatalf("%d instances stored at a quota of 5", live)
+		}
+		// Resources outside placement count under the account's quota
+		// row: 10 key pairs at once at a quota of 3.
+		setQuota(t, db, "alice", QuotaKeyPairs, limit(3))
+		kerrs := make([]error, 10)
+		for i := range kerrs {
+			cloud := e.cloud
+			if i%2 == 1 {
+				cloud = other
+			}
+			wg.Go(func() {
+				_, kerrs[i] = cloud.ServeEC2(ctx, &ec2.Request{Action: "CreateKeyPair", Version: "2016-11-15", Principal: alice,
+					Params: url.Values{"KeyName": {fmt.Sprintf("k%d", i)}, "KeyType": {"ed25519"}}})
+			})
+		}
+		wg.Wait()
+		if made := succeeded(t, kerrs, "ResourceLimitExceeded"); made != 3 {
+			t.Fatalf("%d key pairs made at a quota of 3", made)
 		}
 		attrs := must[*sdk.DescribeAccountAttributesOutput](t)(e.client(e.alice).DescribeAccountAttributes(ctx, &sdk.DescribeAccountAttributesInput{
 			AttributeNames: []types.AccountAttributeName{"max-instances"}}))
