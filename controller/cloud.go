@@ -149,52 +149,53 @@ const DefaultRegion = "ironbark"
 type actionSpec struct {
 	params []string
 	run    action
+	audit  auditing // readOnly or audited (audit.go)
 }
 
 func (c *Cloud) actionTable() map[string]actionSpec {
 	return map[string]actionSpec{
-		"DescribeRegions":               {describeRegionsParams, c.describeRegions},
-		"DescribeAvailabilityZones":     {describeAvailabilityZonesParams, c.describeAvailabilityZones},
-		"DescribeInstanceTypes":         {describeInstanceTypesParams, c.describeInstanceTypes},
-		"RunInstances":                  {runInstancesParams, c.runInstances},
-		"DescribeInstances":             {describeInstancesParams, c.describeInstances},
-		"TerminateInstances":            {terminateInstancesParams, c.terminateInstances},
-		"StopInstances":                 {stopInstancesParams, c.stopInstances},
-		"StartInstances":                {startInstancesParams, c.startInstances},
-		"RebootInstances":               {rebootInstancesParams, c.rebootInstances},
-		"DescribeInstanceStatus":        {describeInstanceStatusParams, c.describeInstanceStatus},
-		"GetConsoleOutput":              {getConsoleOutputParams, c.getConsoleOutput},
-		"CreateKeyPair":                 {createKeyPairParams, c.createKeyPair},
-		"ImportKeyPair":                 {importKeyPairParams, c.importKeyPair},
-		"DeleteKeyPair":                 {deleteKeyPairParams, c.deleteKeyPair},
-		"DescribeKeyPairs":              {describeKeyPairsParams, c.describeKeyPairs},
-		"CreateSecurityGroup":           {createSecurityGroupParams, c.createSecurityGroup},
-		"DeleteSecurityGroup":           {deleteSecurityGroupParams, c.deleteSecurityGroup},
-		"DescribeSecurityGroups":        {describeSecurityGroupsParams, c.describeSecurityGroups},
-		"AuthorizeSecurityGroupIngress": {securityGroupRuleParams, c.authorizeIngress},
-		"AuthorizeSecurityGroupEgress":  {securityGroupRuleParams, c.authorizeEgress},
-		"RevokeSecurityGroupIngress":    {securityGroupRuleParams, c.revokeIngress},
-		"RevokeSecurityGroupEgress":     {securityGroupRuleParams, c.revokeEgress},
-		"AllocateAddress":               {allocateAddressParams, c.allocateAddress},
-		"ReleaseAddress":                {releaseAddressParams, c.releaseAddress},
-		"AssociateAddress":              {associateAddressParams, c.associateAddress},
-		"DisassociateAddress":           {disassociateAddressParams, c.disassociateAddress},
-		"DescribeAddresses":             {describeAddressesParams, c.describeAddresses},
-		"RegisterImage":                 {registerImageParams, c.registerImage},
-		"DeregisterImage":               {deregisterImageParams, c.deregisterImage},
-		"DescribeImages":                {describeImagesParams, c.describeImages},
-		"DescribeImageAttribute":        {describeImageAttributeParams, c.describeImageAttribute},
-		"ModifyImageAttribute":          {modifyImageAttributeParams, c.modifyImageAttribute},
-		"ResetImageAttribute":           {resetImageAttributeParams, c.resetImageAttribute},
-		"DescribeVpcs":                  {describeVpcsParams, c.describeVpcs},
-		"DescribeSubnets":               {describeSubnetsParams, c.describeSubnets},
-		"DescribeAccountAttributes":     {describeAccountAttributesParams, c.describeAccountAttributes},
-		"DescribeNetworkInterfaces":     {describeNetworkInterfacesParams, c.describeNetworkInterfaces},
-		"DescribeInstanceAttribute":     {describeInstanceAttributeParams, c.describeInstanceAttribute},
-		"ModifyInstanceAttribute":       {modifyInstanceAttributeParams, c.modifyInstanceAttribute},
-		"CreateTags":                    {createTagsParams, c.createTags},
-		"DeleteTags":                    {deleteTagsParams, c.deleteTags},
-		"DescribeTags":                  {describeTagsParams, c.describeTags},
+		"DescribeRegions":               {describeRegionsParams, c.describeRegions, readOnly},
+		"DescribeAvailabilityZones":     {describeAvailabilityZonesParams, c.describeAvailabilityZones, readOnly},
+		"DescribeInstanceTypes":         {describeInstanceTypesParams, c.describeInstanceTypes, readOnly},
+		"RunInstances":                  {runInstancesParams, c.runInstances, audited},
+		"DescribeInstances":             {describeInstancesParams, c.describeInstances, readOnly},
+		"TerminateInstances":            {terminateInstancesParams, c.terminateInstances, audited},
+		"StopInstances":                 {stopInstancesParams, c.stopInstances, audited},
+		"StartInstances":                {startInstancesParams, c.startInstances, audited},
+		"RebootInstances":               {rebootInstancesParams, c.rebootInstances, audited},
+		"DescribeInstanceStatus":        {describeInstanceStatusParams, c.describeInstanceStatus, readOnly},
+		"GetConsoleOutput":              {getConsoleOutputParams, c.getConsoleOutput, readOnly},
+		"CreateKeyPair":                 {createKeyPairParams, c.createKeyPair, audited},
+		"ImportKeyPair":                 {importKeyPairParams, c.importKeyPair, audited},
+		"DeleteKeyPair":                 {deleteKeyPairParams, c.deleteKeyPair, audited},
+		"DescribeKeyPairs":              {describeKeyPairsParams, c.describeKeyPairs, readOnly},
+		"CreateSecurityGroup":           {createSecurityGroupParams, c.createSecurityGroup, audited},
+		"DeleteSecurityGroup":           {deleteSecurityGroupParams, c.deleteSecurityGroup, audited},
+		"DescribeSecurityGroups":        {describeSecurityGroupsParams, c.describeSecurityGroups, readOnly},
+		"AuthorizeSecurityGroupIngress": {securityGroupRuleParams, c.authorizeIngress, audited},
+		"AuthorizeSecurityGroupEgress":  {securityGroupRuleParams, c.authorizeEgress, audited},
+		"RevokeSecurityGroupIngress":    {securityGroupRuleParams, c.revokeIngress, audited},
+		"RevokeSecurityGroupEgress":     {securityGroupRuleParams, c.revokeEgress, audited},
+		"AllocateAddress":               {allocateAddressParams, c.allocateAddress, audited},
+		"ReleaseAddress":                {releaseAddressParams, c.releaseAddress, audited},
+		"AssociateAddress":              {associateAddressParams, c.associateAddress, audited},
+		"DisassociateAddress":           {disassociateAddressParams, c.disassociateAddress, audited},
+		"DescribeAddresses":             {describeAddressesParams, c.describeAddresses, readOnly},
+		"RegisterImage":                 {registerImageParams, c.registerImage, audited},
+		"DeregisterImage":               {deregisterImageParams, c.deregisterImage, audited},
+		"DescribeImages":                {describeImagesParams, c.describeImages, readOnly},
+		"DescribeImageAttribute":        {describeImageAttributeParams, c.describeImageAttribute, readOnly},
+		"ModifyImageAttribute":          {modifyImageAttributeParams, c.modifyImageAttribute, audited},
+		"ResetImageAttribute":           {resetImageAttributeParams, c.resetImageAttribute, audited},
+		"DescribeVpcs":                  {describeVpcsParams, c.describeVpcs, readOnly},
+		"DescribeSubnets":               {describeSubnetsParams, c.describeSubnets, readOnly},
+		"DescribeAccountAttributes":     {describeAccountAttributesParams, c.describeAccountAttributes, readOnly},
+		"DescribeNetworkInterfaces":     {describeNetworkInterfacesParams, c.describeNetworkInterfaces, readOnly},
+		"DescribeInstanceAttribute":     {describeInstanceAttributeParams, c.describeInstanceAttribute, readOnly},
+		"ModifyInstanceAttribute":       {modifyInstanceAttributeParams, c.modifyInstanceAttribute, audited},
+		"CreateTags":                    {createTagsParams, c.createTags, audited},
+		"DeleteTags":                    {deleteTagsParams, c.deleteTags, audited},
+		"DescribeTags":                  {describeTagsParams, c.describeTags, readOnly},
 	}
 }
 
@@ -209,10 +210,20 @@ func (c *Cloud) ServeEC2(ctx context.Context, r *ec2.Request) (any, error) {
 	if !ok {
 		return nil, ec2.Errorf("InvalidAction", "The action %s is not valid for this web service.", r.Action)
 	}
-	if err := r.Query().Check(a.params...); err != nil {
+	now := c.now()
+	resp, err := c.run(ctx, a, &call{Request: r, now: now})
+	if a.audit != readOnly { // only calls that may change state are recorded
+		c.audit(ctx, r, now, resp, err)
+	}
+	return resp, err
+}
+
+// run checks the call's parameters and runs its action.
+func (c *Cloud) run(ctx context.Context, a actionSpec, k *call) (any, error) {
+	if err := k.Query().Check(a.params...); err != nil {
 		return nil, err
 	}
-	return a.run(ctx, &call{Request: r, now: c.now()})
+	return a.run(ctx, k)
 }
 
 // call is one action's request with the caller's identity at hand.

@@ -222,5 +222,7 @@ ALTER TABLE access_keys ADD COLUMN last_used BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE accounts ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;
 `},
 		quotaIndexMigration(),
+		// The audit log of mutating calls and admin commands (audit.go).
+		auditMigration(),
 	}
 }

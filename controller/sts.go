@@ -21,7 +21,7 @@ type GetCallerIdentityResponse struct {
 }
 
 func (c *Cloud) stsActionTable() map[string]actionSpec {
-	return map[string]actionSpec{"GetCallerIdentity": {nil, c.getCallerIdentity}}
+	return map[string]actionSpec{"GetCallerIdentity": {nil, c.getCallerIdentity, readOnly}}
 }
 
 func (c *Cloud) getCallerIdentity(ctx context.Context, k *call) (any, error) {
