@@ -32,6 +32,9 @@ type command struct {
 	// noStore is set for commands that only work on files (image build,
 	// iso build): they get no --data-dir and --db.
 	noStore bool
+	// audit marks a command that changes state: each run is recorded in
+	// the audit log as the account "admin (cli)" (cmd_audit.go).
+	audit bool
 	// setup declares the command's own flags on fs and returns the
 	// function that runs it with their parsed values.
 	setup func(fs *flag.FlagSet) runFunc
@@ -294,6 +297,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	err = runf(ctx, e)
+	if c.audit {
+		err = recordAdmin(ctx, e, err)
+	}
 	return errors.Join(err, e.close())
 }
 

@@ -38,6 +38,9 @@ package main
 //   - -h/--help and `ironbark help NAME` print the usage, help and flags
 //     and exit 0; a wrong command line exits 2 (return e.usagef(...) for
 //     one the function finds); any other error exits 1.
+//   - audit: true records each run in the audit log as "admin (cli)",
+//     with its arguments and result: set it on every command that
+//     changes the cloud's state (accounts, keys, quotas, nodes, ...).
 //   - Data goes to e.stdout; messages (e.say), logs (e.logger) and
 //     errors go to stderr.
 // Tests call run(ctx, args, stdout, stderr) against a temp --data-dir
@@ -47,32 +50,33 @@ package main
 func commands() []command {
 	return []command{
 		// The controller and its accounts (cmd_controller.go, cmd_key.go).
+		{name: "audit", help: "show the audit log: every mutating EC2 call and admin command (--since, --account, --action; --json for JSON lines)", setup: auditShow},
 		{name: "controller", help: "run the cloud controller: EC2 API on --listen, node API on --node-listen", setup: controllerRun},
-		{name: "account create", args: "NAME", help: "make an account and its credentials; prints the credentials dir", setup: accountCreate},
-		{name: "account disable", args: "NAME", help: "refuse every call signed by the account's keys, at once (its instances keep running)", setup: accountSetDisabled(true)},
-		{name: "account enable", args: "NAME", help: "let a disabled account's keys sign calls again", setup: accountSetDisabled(false)},
-		{name: "key create", args: "ACCOUNT", help: "make another access key (at most 2) and its credentials; prints the credentials dir", setup: keyCreate},
+		{name: "account create", audit: true, args: "NAME", help: "make an account and its credentials; prints the credentials dir", setup: accountCreate},
+		{name: "account disable", audit: true, args: "NAME", help: "refuse every call signed by the account's keys, at once (its instances keep running)", setup: accountSetDisabled(true)},
+		{name: "account enable", audit: true, args: "NAME", help: "let a disabled account's keys sign calls again", setup: accountSetDisabled(false)},
+		{name: "key create", audit: true, args: "ACCOUNT", help: "make another access key (at most 2) and its credentials; prints the credentials dir", setup: keyCreate},
 		{name: "key list", args: "ACCOUNT", help: "list an account's access keys with status and last use", setup: keyList},
-		{name: "key deactivate", args: "ACCOUNT KEYID", help: "refuse every call signed by the key, at once", setup: keySetActive(false)},
-		{name: "key activate", args: "ACCOUNT KEYID", help: "let a deactivated key sign calls again", setup: keySetActive(true)},
-		{name: "key delete", args: "ACCOUNT KEYID", help: "delete an access key and its credentials dir for good", setup: keyDelete},
-		{name: "quota set", args: "ACCOUNT", help: "limit what an account may hold (--instances, --cores, --memory-mib, --addresses, --images, --key-pairs, --security-groups: a number or 'unlimited')", setup: quotaSet},
+		{name: "key deactivate", audit: true, args: "ACCOUNT KEYID", help: "refuse every call signed by the key, at once", setup: keySetActive(false)},
+		{name: "key activate", audit: true, args: "ACCOUNT KEYID", help: "let a deactivated key sign calls again", setup: keySetActive(true)},
+		{name: "key delete", audit: true, args: "ACCOUNT KEYID", help: "delete an access key and its credentials dir for good", setup: keyDelete},
+		{name: "quota set", audit: true, args: "ACCOUNT", help: "limit what an account may hold (--instances, --cores, --memory-mib, --addresses, --images, --key-pairs, --security-groups: a number or 'unlimited')", setup: quotaSet},
 		{name: "quota list", args: "[ACCOUNT]", help: "show an account's quotas (every account's without ACCOUNT) and what it holds", setup: quotaList},
-		{name: "address pool add", args: "CIDR", help: "add public addresses (a CIDR or a.b.c.d-a.b.c.e) for AllocateAddress; a running controller uses them at once", setup: addressPoolAdd},
+		{name: "address pool add", audit: true, args: "CIDR", help: "add public addresses (a CIDR or a.b.c.d-a.b.c.e) for AllocateAddress; a running controller uses them at once", setup: addressPoolAdd},
 		{name: "address pool list", help: "list the public address pool's blocks with how many addresses are allocated", setup: addressPoolList},
-		{name: "address pool remove", args: "CIDR", help: "remove a block from the public address pool (refused while an account holds one of its addresses)", setup: addressPoolRemove},
+		{name: "address pool remove", audit: true, args: "CIDR", help: "remove a block from the public address pool (refused while an account holds one of its addresses)", setup: addressPoolRemove},
 
 		// Clusters and nodes (cmd_node.go).
-		{name: "cluster add", args: "NAME", help: "add a cluster (availability zone)", setup: clusterAdd},
+		{name: "cluster add", audit: true, args: "NAME", help: "add a cluster (availability zone)", setup: clusterAdd},
 		{name: "cluster list", help: "list clusters with their policy and nodes", setup: clusterList},
-		{name: "cluster set-policy", args: "NAME POLICY", help: "change a cluster's scheduling policy", setup: clusterSetPolicy},
-		{name: "cluster set-limit", args: "NAME", help: "bound what one node of the cluster may offer (--max-cores, --max-memory-mib, --max-disk-gib)", setup: clusterSetLimit},
+		{name: "cluster set-policy", audit: true, args: "NAME POLICY", help: "change a cluster's scheduling policy", setup: clusterSetPolicy},
+		{name: "cluster set-limit", audit: true, args: "NAME", help: "bound what one node of the cluster may offer (--max-cores, --max-memory-mib, --max-disk-gib)", setup: clusterSetLimit},
 		{name: "node token", help: "print a one-time enrollment token for ironbark-node (needs --cluster)", setup: nodeToken},
 		{name: "node list", help: "list enrolled nodes with capacity and last heartbeat", setup: nodeList},
-		{name: "node remove", args: "NODE-ID", help: "forget a node and revoke its certificate; refused while it holds instances unless --force, which terminates them", setup: nodeRemove},
-		{name: "node drain", args: "NODE-ID", help: "place no new instances on a node (its instances stay)", setup: nodeDrain(true)},
-		{name: "node undrain", args: "NODE-ID", help: "put a drained node back in service", setup: nodeDrain(false)},
-		{name: "node approve", args: "NODE-ID", help: "accept what a new or changed node declares, within its cluster's limit", setup: nodeApprove},
+		{name: "node remove", audit: true, args: "NODE-ID", help: "forget a node and revoke its certificate; refused while it holds instances unless --force, which terminates them", setup: nodeRemove},
+		{name: "node drain", audit: true, args: "NODE-ID", help: "place no new instances on a node (its instances stay)", setup: nodeDrain(true)},
+		{name: "node undrain", audit: true, args: "NODE-ID", help: "put a drained node back in service", setup: nodeDrain(false)},
+		{name: "node approve", audit: true, args: "NODE-ID", help: "accept what a new or changed node declares, within its cluster's limit", setup: nodeApprove},
 
 		// Images (cmd_image.go).
 		{name: "image build", noStore: true, help: "build a machine image from a directory or tar (needs --from, --out)", setup: imageBuild},
