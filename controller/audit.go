@@ -170,9 +170,11 @@ var auditNames = map[string]bool{"KeyName": true, "GroupName": true, "PublicIp":
 
 // auditResourceIDs is what a call made (from its answer) and then the ids
 // its request named (InstanceId.1, GroupId, KeyName, ...), without repeats.
-func auditResourceIDs(r *ec2.Request, resp any) []string {
+func auditResourceIDs(r *ec2.Request, resp any, err error) []string {
 	var ids []string
-	if ar, ok := resp.(auditResourcer); ok {
+	// Only an answer that worked is read: a failed call may come back
+	// with a typed nil beside its error.
+	if ar, ok := resp.(auditResourcer); ok && err == nil {
 		ids = append(ids, ar.auditResources()...)
 	}
 	for _, k := range slices.Sorted(maps.Keys(r.Params)) {
@@ -218,7 +220,7 @@ func (c *Cloud) audit(ctx context.Context, r *ec2.Request, at time.Time, resp an
 		result = ec2.AsError(err).Code
 	}
 	e := AuditEntry{Time: at, Account: r.Principal.AccountID, AccessKey: r.Principal.AccessKey,
-		Action: r.Action, Resources: auditResourceIDs(r, resp), Source: r.SourceIP, Result: result, RequestID: r.RequestID}
+		Action: r.Action, Resources: auditResourceIDs(r, resp, err), Source: r.SourceIP, Result: result, RequestID: r.RequestID}
 	if err := RecordAudit(context.WithoutCancel(ctx), c.db, e); err != nil {
 		c.log.ErrorContext(ctx, "audit log", "request_id", r.RequestID, "action", r.Action, "error", err)
 	}

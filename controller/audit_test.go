@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	sdk "github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/smithy-go"
 
 	"ironbark/controller/ec2"
 	"ironbark/internal/store"
@@ -118,6 +120,20 @@ func TestAuditSDKCalls(t *testing.T) {
 		}
 		if len(byAction) != 1 || byAction[0].Account != "bob" || !slices.Contains(byAction[0].Resources, "bobs") {
 			t.Errorf("CreateKeyPair entries %+v: want bob's one naming bobs", byAction)
+		}
+		// A refused launch, whose handler answers a typed nil beside the
+		// error, is recorded with the code the client saw.
+		_, err = c.RunInstances(ctx, &sdk.RunInstancesInput{ImageId: aws.String(e.image), MinCount: aws.Int32(100), MaxCount: aws.Int32(100)})
+		var ae smithy.APIError
+		if !errors.As(err, &ae) {
+			t.Fatalf("100 instances on 3 nodes: %v", err)
+		}
+		runs, err := AuditLog(ctx, db, AuditQuery{Action: "RunInstances"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(runs) != 1 || runs[0].Result != ae.ErrorCode() || !slices.Contains(runs[0].Resources, e.image) {
+			t.Errorf("RunInstances entries %+v: want one refused with %s naming %s", runs, ae.ErrorCode(), e.image)
 		}
 		if later, err := AuditLog(ctx, db, AuditQuery{Since: time.Now().Add(time.Hour)}); err != nil || len(later) != 0 {
 			t.Errorf("entries after now: %+v, %v", later, err)
