@@ -178,6 +178,14 @@ func endInstance(ctx context.Context, tx *store.Tx, id, reason string, now time.
 // RunFailureChecks applies the failure policy every interval until ctx
 // ends.
 func (c *Cloud) RunFailureChecks(ctx context.Context, interval time.Duration) {
+	c.every(ctx, interval, "failure checks", func(ctx context.Context) error {
+		_, err := c.FinishLostTerminations(ctx)
+		return err
+	})
+}
+
+// every calls job every interval until ctx ends, logging what fails.
+func (c *Cloud) every(ctx context.Context, interval time.Duration, name string, job func(context.Context) error) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -186,8 +194,8 @@ func (c *Cloud) RunFailureChecks(ctx context.Context, interval time.Duration) {
 			return
 		case <-t.C:
 		}
-		if _, err := c.FinishLostTerminations(ctx); err != nil && ctx.Err() == nil {
-			c.log.Warn("failure checks", "err", err)
+		if err := job(ctx); err != nil && ctx.Err() == nil {
+			c.log.Warn(name, "err", err)
 		}
 	}
 }
@@ -195,20 +203,11 @@ func (c *Cloud) RunFailureChecks(ctx context.Context, interval time.Duration) {
 // LiveInstancesOnNode lists the instances placed on a node that are not
 // terminated.
 func LiveInstancesOnNode(ctx context.Context, db *store.DB, node string) ([]string, error) {
-	rows, err := db.Query(ctx, `SELECT id FROM instances WHERE node_id = ? AND state <> ? ORDER BY id`, node, nodeapi.StateTerminated)
+	ids, err := store.Column[string](db.Query(ctx, `SELECT id FROM instances WHERE node_id = ? AND state <> ? ORDER BY id`, node, nodeapi.StateTerminated))
 	if err != nil {
 		return nil, fmt.Errorf("instances on %s: %w", node, err)
 	}
-	defer rows.Close()
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	return ids, rows.Err()
+	return ids, nil
 }
 
 // TerminateOnNode terminates every live instance on a node being removed
@@ -218,21 +217,8 @@ func TerminateOnNode(ctx context.Context, db *store.DB, node string) ([]string, 
 	now := time.Now()
 	err := db.InTx(ctx, func(tx *store.Tx) error {
 		ended = ended[:0]
-		rows, err := tx.Query(ctx, `SELECT id FROM instances WHERE node_id = ? AND state <> ?`, node, nodeapi.StateTerminated)
+		ids, err := store.Column[string](tx.Query(ctx, `SELECT id FROM instances WHERE node_id = ? AND state <> ?`, node, nodeapi.StateTerminated))
 		if err != nil {
-			return err
-		}
-		var ids []string
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return err
-			}
-			ids = append(ids, id)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
 			return err
 		}
 		why := fmt.Sprintf("%s: node %s was removed by the administrator", ReasonInternalError, node)

@@ -236,16 +236,8 @@ func (c *Cloud) Purge(ctx context.Context) (int, error) {
 
 // RunPurge calls Purge every interval until ctx ends.
 func (c *Cloud) RunPurge(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if _, err := c.Purge(ctx); err != nil && ctx.Err() == nil {
-			c.log.Warn("purge", "err", err)
-		}
-	}
+	c.every(ctx, interval, "purge", func(ctx context.Context) error {
+		_, err := c.Purge(ctx)
+		return err
+	})
 }

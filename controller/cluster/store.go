@@ -403,21 +403,9 @@ func (r *Registry) heartbeat(ctx context.Context, n Node, hostname, hypervisor s
 func (r *Registry) markDown(ctx context.Context, cutoff time.Time) ([]string, error) {
 	var ids []string
 	err := r.db.InTx(ctx, func(tx *store.Tx) error {
-		ids = ids[:0]
-		rows, err := tx.Query(ctx, `SELECT id FROM nodes WHERE state = ? AND last_heartbeat < ?`, NodeUp, cutoff.UnixMilli())
+		var err error
+		ids, err = store.Column[string](tx.Query(ctx, `SELECT id FROM nodes WHERE state = ? AND last_heartbeat < ?`, NodeUp, cutoff.UnixMilli()))
 		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return err
-			}
-			ids = append(ids, id)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
 			return err
 		}
 		_, err = tx.Exec(ctx, `UPDATE nodes SET state = ? WHERE state = ? AND last_heartbeat < ?`, NodeDown, NodeUp, cutoff.UnixMilli())

@@ -228,3 +228,21 @@ func (db *DB) inTxOnce(ctx context.Context, fn func(*Tx) error) error {
 
 // ErrNotFound is returned by helpers when a row does not exist.
 var ErrNotFound = errors.New("not found")
+
+// Column reads the one column of every row of rows (and closes them): the
+// ids a SELECT id ... returns, say.
+func Column[T any](rows *sql.Rows, err error) ([]T, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		var v T
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
