@@ -29,8 +29,8 @@ const (
 
 // Defaults of a generated boot entry.
 const (
-	DefaultKernelArgs = "console=tty0 console=ttyS0,115200 ro"
-	DefaultDom0Args   = "console=hvc0 console=tty0 ro"
+	DefaultKernelArgs = "console=tty0 console=ttyS0,115200 ro net.ifnames=0"
+	DefaultDom0Args   = "console=hvc0 console=tty0 ro net.ifnames=0"
 	DefaultXenArgs    = "dom0_mem=%[1]s,max:%[1]s dom0_max_vcpus=%[2]s console=com1,vga com1=115200"
 )
 

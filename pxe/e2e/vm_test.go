@@ -27,15 +27,24 @@ type vm struct {
 	proc *proc
 	// Console is the current boot's serial console log.
 	Console string
+	// Machine replaces the default memory and CPU arguments (-m 512
+	// -smp 1), e.g. with LAB.md's flags for a Xen host.
+	Machine []string
 }
 
 func newVM(t *testing.T, n *lab.LabNet, dir, name, mac string, uefi bool) *vm {
+	t.Helper()
+	return newVMDisk(t, n, dir, name, mac, uefi, 256<<20)
+}
+
+// newVMDisk is newVM with a blank disk of size bytes.
+func newVMDisk(t *testing.T, n *lab.LabNet, dir, name, mac string, uefi bool, size int64) *vm {
 	t.Helper()
 	v := &vm{Name: name, MAC: mac, UEFI: uefi, net: n, dir: dir, Disk: filepath.Join(dir, name+".disk")}
 	if err := os.WriteFile(v.Disk, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Truncate(v.Disk, 256<<20); err != nil {
+	if err := os.Truncate(v.Disk, size); err != nil {
 		t.Fatal(err)
 	}
 	if uefi {
@@ -59,11 +68,15 @@ func (v *vm) Start(t *testing.T) {
 	v.Console = filepath.Join(v.dir, fmt.Sprintf("%s.console.%d.log", v.Name, v.boot))
 	nic := "virtio-net-pci,netdev=n0,mac=" + v.MAC
 	blk := "virtio-blk-pci,drive=d0"
-	args := []string{"-accel", "tcg", "-machine", "pc", "-m", "512", "-smp", "1",
-		"-nodefaults", "-no-user-config", "-display", "none", "-vga", "none",
-		"-serial", "file:" + v.Console,
-		"-netdev", "tap,id=n0,ifname=" + v.Tap + ",script=no,downscript=no",
-		"-drive", "file=" + v.Disk + ",if=none,id=d0,format=raw"}
+	machine := v.Machine
+	if machine == nil {
+		machine = []string{"-m", "512", "-smp", "1"}
+	}
+	args := append([]string{"-accel", "tcg", "-machine", "pc"}, machine...)
+	args = append(args, "-nodefaults", "-no-user-config", "-display", "none", "-vga", "none",
+		"-serial", "file:"+v.Console,
+		"-netdev", "tap,id=n0,ifname="+v.Tap+",script=no,downscript=no",
+		"-drive", "file="+v.Disk+",if=none,id=d0,format=raw")
 	if v.UEFI {
 		args = append(args,
 			"-drive", "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
