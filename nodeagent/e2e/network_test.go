@@ -85,6 +85,14 @@ echo "INSTANCE-ID=$(wget -qO- http://169.254.169.254/latest/meta-data/instance-i
 echo ` + netMarker + `
 exec sleep 1000000
 `
+	return dhcpGuestInitramfs(t, filepath.Join(dir, "initrd-net.gz"), k, initScript, "virtio_pci", "virtio_net")
+}
+
+// dhcpGuestInitramfs writes a busybox initramfs whose init is initScript,
+// with /udhcpc.sh (configures eth0 and prints "IP=<address>") and the
+// given modules, to path.
+func dhcpGuestInitramfs(t *testing.T, path string, k *lab.Kernel, initScript string, modules ...string) string {
+	t.Helper()
 	script := `#!/bin/sh
 case "$1" in
 deconfig) ip addr flush dev "$interface"; ip link set "$interface" up ;;
@@ -102,10 +110,9 @@ esac
 			initramfs.Symlink("bin/sh", "busybox"),
 			initramfs.Dir("proc", 0o555), initramfs.Dir("sys", 0o555), initramfs.Dir("tmp", 0o1777),
 		},
-		Modules:    []string{"virtio_pci", "virtio_net"},
+		Modules:    modules,
 		ModulesDir: k.ModulesDir(),
 	}
-	path := filepath.Join(dir, "initrd-net.gz")
 	f, err := os.Create(path)
 	if err != nil {
 		t.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -182,37 +181,5 @@ echo "INSTANCE-ID=$(md instance-id)"
 echo ` + xenMarker + `
 exec sleep 1000000
 `
-	script := `#!/bin/sh
-case "$1" in
-deconfig) ip addr flush dev "$interface"; ip link set "$interface" up ;;
-bound|renew)
-	ifconfig "$interface" "$ip" netmask "$subnet"
-	[ -n "$router" ] && route add default gw "$router" dev "$interface"
-	echo "IP=$ip" ;;
-esac
-`
-	spec := initramfs.Spec{
-		Files: []initramfs.File{
-			{Path: "init", Mode: 0o755, Data: []byte(initScript)},
-			{Path: "udhcpc.sh", Mode: 0o755, Data: []byte(script)},
-			{Path: "bin/busybox", Mode: 0o755, Source: lab.Busybox(t)},
-			initramfs.Symlink("bin/sh", "busybox"),
-			initramfs.Dir("proc", 0o555), initramfs.Dir("sys", 0o555), initramfs.Dir("tmp", 0o1777),
-		},
-		Modules:    []string{"xen_netfront"},
-		ModulesDir: k.ModulesDir(),
-	}
-	path := filepath.Join(dir, "initrd-xen.gz")
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := initramfs.Build(f, spec); err != nil {
-		f.Close()
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return dhcpGuestInitramfs(t, filepath.Join(dir, "initrd-xen.gz"), k, initScript, "xen_netfront")
 }
