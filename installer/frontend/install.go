@@ -17,6 +17,11 @@ type Medium struct {
 	// RollsDir holds one directory or file per roll; "" means the medium
 	// carries no rolls list and the answers' rolls are not checked.
 	RollsDir string
+	// Appliances are the node appliance images the medium carries
+	// (ReadManifest); the install makes each what its appliance installs.
+	Appliances []CarriedAppliance
+	// PXEBoot, when set, becomes what the frontend's PXE service boots.
+	PXEBoot PXEBoot
 }
 
 // Rolls lists the rolls on the medium (nil when it has no rolls dir).
@@ -55,7 +60,20 @@ func Check(a Answers, m Machine, md Medium) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	return NewPlan(a, md.Image, d)
+	p, err := NewPlan(a, md.Image, d)
+	if err != nil {
+		return nil, err
+	}
+	p.Carried, p.PXEBoot = md.Appliances, md.PXEBoot
+	var carried int64
+	for _, c := range md.Appliances {
+		carried += c.Size
+	}
+	if carried > 0 && p.DataSize < MinDataSize+carried {
+		return nil, fmt.Errorf("disk %s (%s) is too small: the data partition gets %s and must hold the %s of appliance images the medium carries besides %s",
+			d.Path, human(d.Size), human(p.DataSize), human(carried), human(MinDataSize))
+	}
+	return p, nil
 }
 
 // Install is the one path of both the screens and the answer file: check,

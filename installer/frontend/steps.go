@@ -96,6 +96,10 @@ type Plan struct {
 	// Stage is where the data partition's files are staged (a temp dir
 	// when empty).
 	Stage string
+	// Carried are appliance images from the medium for the image store;
+	// PXEBoot the installer the PXE service boots (carried.go).
+	Carried []CarriedAppliance
+	PXEBoot PXEBoot
 }
 
 // dataLabel names the data partition and its filesystem; the frontend's
@@ -277,12 +281,16 @@ func (p *Plan) writeData(ctx context.Context, m *Meter) error {
 	if err := StageDataDir(ctx, stage, p.Answers); err != nil {
 		return fmt.Errorf("stage the configuration: %w", err)
 	}
+	carried, err := stageCarried(ctx, stage, p.Carried, p.PXEBoot)
+	if err != nil {
+		return fmt.Errorf("stage the carried appliances: %w", err)
+	}
 	f, err := p.open()
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	if _, err := disk.WriteExt4(ctx, f, p.DataStart, p.DataSize, disk.DirSource(stage),
+	if _, err := disk.WriteExt4(ctx, f, p.DataStart, p.DataSize, withCarried{disk.DirSource(stage), carried},
 		disk.FSOptions{Label: dataLabel, Seed: uuid.NewString(), Time: time.Now()}); err != nil {
 		return fmt.Errorf("data filesystem: %w", err)
 	}

@@ -1,6 +1,7 @@
 package frontendtest
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -12,6 +13,10 @@ import (
 // UpMarker is what the lab frontend prints on its console when its
 // services are started.
 const UpMarker = "IRONBARK-FRONTEND-UP"
+
+// LabShellPort is where the lab frontend's admin shell listens (see the
+// init below).
+const LabShellPort = "7777"
 
 // labFrontendInit is /init of the lab frontend: the whole system is the
 // initramfs on the ESP (like the compute appliance); it mounts the data
@@ -53,6 +58,10 @@ endpoint=https://$IRONBARK_FQDN:8773/
 [ "$IRONBARK_PUBLIC_DHCP" = no ] && endpoint=https://${IRONBARK_PUBLIC_ADDR%/*}:8773/
 ironbark controller --data-dir /var/lib/ironbark --listen 0.0.0.0:8773 --node-listen 0.0.0.0:8774 --endpoint $endpoint >/var/log/controller.log 2>&1 &
 ironbark pxe --interface "$IRONBARK_PRIVATE_IF" --data-dir /var/lib/ironbark >/var/log/pxe.log 2>&1 &
+# The lab image has no sshd: its administrator's way in (the rack lab's,
+# cmd/ironbark-rack) is a root shell on the public address, port ` + LabShellPort + `.
+# Lab networks only: a real frontend takes the admin's SSH key.
+[ "$IRONBARK_PUBLIC_DHCP" = no ] && setsid nc -ll -s "${IRONBARK_PUBLIC_ADDR%/*}" -p ` + LabShellPort + ` -e /bin/sh </dev/null >/dev/null 2>&1 &
 echo "` + UpMarker + ` $IRONBARK_FQDN data=$data public=$IRONBARK_PUBLIC_ADDR private=$IRONBARK_PRIVATE_ADDR"
 while true; do sleep 3600; done
 `
@@ -62,16 +71,26 @@ while true; do sleep 3600; done
 // and the lab init above.
 func LabFrontendImage(t testing.TB, dir string, k *lab.Kernel, ironbarkBin string) string {
 	t.Helper()
-	bb := lab.Busybox(t)
+	lab.Require(t, "syslinux")
+	img, err := BuildLabFrontendImage(dir, k, lab.Busybox(t), ironbarkBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// BuildLabFrontendImage is LabFrontendImage for programs outside tests
+// (cmd/ironbark-rack), with the static busybox to put in it.
+func BuildLabFrontendImage(dir string, k *lab.Kernel, busybox, ironbarkBin string) (string, error) {
 	initrd := filepath.Join(dir, "frontend-initrd.img")
 	f, err := os.Create(initrd)
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	_, err = initramfs.Build(f, initramfs.Spec{
 		Files: []initramfs.File{
 			{Path: "init", Mode: 0o755, Data: []byte(labFrontendInit)},
-			{Path: "bin/busybox", Mode: 0o755, Source: bb},
+			{Path: "bin/busybox", Mode: 0o755, Source: busybox},
 			{Path: "bin/ironbark", Mode: 0o755, Source: ironbarkBin},
 			initramfs.Symlink("bin/sh", "busybox"),
 			initramfs.Dir("proc", 0o555), initramfs.Dir("sys", 0o555), initramfs.Dir("dev", 0o755),
@@ -84,7 +103,7 @@ func LabFrontendImage(t testing.TB, dir string, k *lab.Kernel, ironbarkBin strin
 		err = cerr
 	}
 	if err != nil {
-		t.Fatal(err)
+		return "", fmt.Errorf("lab frontend initramfs: %w", err)
 	}
-	return Image(t, dir, ImageSpec{Kernel: k.Vmlinuz, Initrd: initrd, Cmdline: "console=ttyS0 panic=-1"})
+	return BuildImage(dir, ImageSpec{Kernel: k.Vmlinuz, Initrd: initrd, Cmdline: "console=ttyS0 panic=-1"})
 }
