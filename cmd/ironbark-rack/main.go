@@ -84,8 +84,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg.Log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	cfg.Out = stdout
 	_, err = rack.Run(ctx, cfg)
-	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
-		return nil // Ctrl-C during a step: removed, as asked
+	if err != nil && ctx.Err() != nil {
+		fmt.Fprintln(stdout, "rack: interrupted:", err)
+		return nil // Ctrl-C during a step: everything is removed, as asked
 	}
 	return err
 }

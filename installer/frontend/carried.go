@@ -191,6 +191,7 @@ func stageCarried(ctx context.Context, stage string, apps []CarriedAppliance, bo
 type withCarried struct {
 	disk.Source
 	files []carriedFile
+	meter *Meter // counts the carried bytes written (nil: none)
 }
 
 func (w withCarried) Walk(ctx context.Context, fn func(e *disk.Entry, r io.Reader) error) error {
@@ -205,7 +206,7 @@ func (w withCarried) Walk(ctx context.Context, fn func(e *disk.Entry, r io.Reade
 			}
 			defer in.Close()
 			e := &disk.Entry{Path: f.path, Mode: datadir.FileMode, ModTime: time.Now(), Size: f.size}
-			return fn(e, &verifyingReader{r: in, want: f.digest, left: f.size, name: f.src, h: sha256.New()})
+			return fn(e, &verifyingReader{r: in, want: f.digest, left: f.size, name: f.src, h: sha256.New(), meter: w.meter})
 		}(); err != nil {
 			return err
 		}
@@ -217,11 +218,12 @@ func (w withCarried) Walk(ctx context.Context, fn func(e *disk.Entry, r io.Reade
 // read that completes its size fails if the content is not what the
 // manifest says.
 type verifyingReader struct {
-	r    io.Reader
-	want blobstore.Digest
-	left int64
-	name string
-	h    hash.Hash
+	r     io.Reader
+	want  blobstore.Digest
+	left  int64
+	name  string
+	h     hash.Hash
+	meter *Meter
 }
 
 func (v *verifyingReader) Read(p []byte) (int, error) {
@@ -234,6 +236,9 @@ func (v *verifyingReader) Read(p []byte) (int, error) {
 	n, err := v.r.Read(p)
 	v.h.Write(p[:n])
 	v.left -= int64(n)
+	if v.meter != nil && n > 0 {
+		v.meter.Add(int64(n))
+	}
 	if v.left == 0 && v.want != "" {
 		if got := "sha256:" + hex.EncodeToString(v.h.Sum(nil)); got != string(v.want) {
 			return n, fmt.Errorf("%s: content is %s, the medium's manifest says %s: a damaged medium", v.name, got, v.want)

@@ -285,12 +285,19 @@ func (p *Plan) writeData(ctx context.Context, m *Meter) error {
 	if err != nil {
 		return fmt.Errorf("stage the carried appliances: %w", err)
 	}
+	var total int64
+	for _, c := range carried {
+		total += c.size
+	}
+	if total > 1<<20 {
+		m.Total(total) // progress: the carried images dominate this step
+	}
 	f, err := p.open()
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	if _, err := disk.WriteExt4(ctx, f, p.DataStart, p.DataSize, withCarried{disk.DirSource(stage), carried},
+	if _, err := disk.WriteExt4(ctx, f, p.DataStart, p.DataSize, withCarried{disk.DirSource(stage), carried, m},
 		disk.FSOptions{Label: dataLabel, Seed: uuid.NewString(), Time: time.Now()}); err != nil {
 		return fmt.Errorf("data filesystem: %w", err)
 	}

@@ -59,12 +59,15 @@ endpoint=https://$IRONBARK_FQDN:8773/
 ironbark controller --data-dir /var/lib/ironbark --listen 0.0.0.0:8773 --node-listen 0.0.0.0:8774 --endpoint $endpoint >/var/log/controller.log 2>&1 &
 ironbark pxe --interface "$IRONBARK_PRIVATE_IF" --data-dir /var/lib/ironbark >/var/log/pxe.log 2>&1 &
 # The lab image has no sshd: its administrator's way in (the rack lab's,
-# cmd/ironbark-rack) is a root shell on the public address, port ` + LabShellPort + `.
-# Lab networks only: a real frontend takes the admin's SSH key.
-[ "$IRONBARK_PUBLIC_DHCP" = no ] && setsid nc -ll -s "${IRONBARK_PUBLIC_ADDR%/*}" -p ` + LabShellPort + ` -e /bin/sh </dev/null >/dev/null 2>&1 &
+# cmd/ironbark-rack) is a root shell on port ` + LabShellPort + ` (busybox nc binds every
+# address). Lab networks only: a real frontend takes the admin's SSH key.
+[ "$IRONBARK_PUBLIC_DHCP" = no ] && setsid nc -ll -p ` + LabShellPort + ` -e /bin/sh </dev/null >/dev/null 2>&1 &
 echo "` + UpMarker + ` $IRONBARK_FQDN data=$data public=$IRONBARK_PUBLIC_ADDR private=$IRONBARK_PRIVATE_ADDR"
 while true; do sleep 3600; done
 `
+
+// LabFrontendInit is the lab frontend's /init, for cache keys.
+func LabFrontendInit() string { return labFrontendInit }
 
 // LabFrontendImage builds a frontend appliance image that boots: the
 // cloud kernel, and an initramfs with busybox, the static ironbark binary

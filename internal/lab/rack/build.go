@@ -17,6 +17,10 @@ import (
 	"ironbark/internal/lab"
 )
 
+// shippedRolls are the built-in rolls the ISO carries and the answers
+// name.
+var shippedRolls = []string{"base", "frontend", "hypervisor-xen", "ironbark-node"}
+
 // artifacts are what step 1 builds (or finds in the cache).
 type artifacts struct {
 	ironbark, installer, node string // binaries
@@ -30,11 +34,11 @@ type artifacts struct {
 	cached                    []string
 }
 
-// goBuild builds a command of the module into out. -buildvcs=false and
-// -trimpath keep the bytes the same for the same source, so the caches
-// keyed by the binaries survive commits that change nothing they hold.
+// goBuild builds a command of the module into out. -buildvcs=false keeps
+// the bytes the same for the same source, so the caches keyed by the
+// binaries survive commits that change nothing they hold.
 func goBuild(ctx context.Context, root, pkg, out string, cgo bool, tags ...string) error {
-	args := []string{"build", "-buildvcs=false", "-trimpath", "-o", out}
+	args := []string{"build", "-buildvcs=false", "-o", out}
 	if len(tags) > 0 {
 		args = append(args, "-tags", strings.Join(tags, ","))
 	}
@@ -151,7 +155,7 @@ func (r *runner) build(ctx context.Context) (*artifacts, error) {
 
 	// The frontend appliance: the lab one (busybox and the static
 	// ironbark, running the controller and pxe from the data partition).
-	fkey, err := fileKey(a.ironbark, k.Vmlinuz, "=lab-frontend-v1")
+	fkey, err := fileKey(a.ironbark, k.Vmlinuz, "="+frontendtest.LabFrontendInit())
 	if err != nil {
 		return nil, err
 	}
@@ -200,9 +204,10 @@ func (r *runner) build(ctx context.Context) (*artifacts, error) {
 	ans.Time.NTP = []string{c.Public.Addr().String()}
 	ans.Admin.Password, ans.Admin.SSHKey = adminPassword, strings.TrimSpace(string(pub))
 	ans.Disk.Device = "/dev/vda"
+	ans.Rolls = shippedRolls
 	// The password is hashed with a random salt: keep one answer file
 	// per key, so the ISO's key stays the same from run to run.
-	akey, err := fileKey(a.sshKey+".pub", "="+c.Public.String())
+	akey, err := fileKey(a.sshKey+".pub", "="+c.Public.String(), "="+strings.Join(shippedRolls, ","))
 	if err != nil {
 		return nil, err
 	}
@@ -225,8 +230,16 @@ func (r *runner) build(ctx context.Context) (*artifacts, error) {
 	}
 	a.iso = filepath.Join(c.Cache, "ironbark-"+a.key+".iso")
 	hit, err = cachedFile(a.iso, func(tmp string) error {
-		r.say("  ironbark iso build (frontend installer, answers, compute appliance carried)")
-		return r.command(ctx, a.ironbark, "iso", "build", "--out", tmp, "--kernel", k.Vmlinuz, "--modules", k.ModulesDir(),
+		// The rolls the frontend was built from ride along (Rocks' roll
+		// CDs); the installer checks the answers' rolls against them.
+		rolls := filepath.Join(r.work, "rolls")
+		for _, n := range shippedRolls {
+			if err := os.CopyFS(filepath.Join(rolls, n), os.DirFS(filepath.Join(c.Root, "roll", "builtin", n))); err != nil {
+				return fmt.Errorf("rolls: %w", err)
+			}
+		}
+		r.say("  ironbark iso build (frontend installer, answers, rolls, compute appliance carried)")
+		return r.command(ctx, a.ironbark, "iso", "build", "--out", tmp, "--rolls", rolls, "--kernel", k.Vmlinuz, "--modules", k.ModulesDir(),
 			"--installer", a.installer, "--frontend-image", a.frontendImage, "--answers", a.answers,
 			"--appliance", "compute="+a.compute, "--cmdline", "console=ttyS0,115200 panic=-1")
 	})
