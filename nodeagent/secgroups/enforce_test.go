@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -42,7 +41,7 @@ func newNode(t *testing.T) *node {
 	n.outside = lab.NewNetNS(t)
 	end := n.net.NS.Link(t, pub, n.outside)
 	n.outside.AddAddr(t, end, netip.MustParsePrefix("192.0.2.2/24"))
-	route(t, n.outside, n.net.Addr.Masked(), netip.MustParseAddr("192.0.2.1"))
+	n.outside.Route(t, n.net.Addr.Masked(), netip.MustParseAddr("192.0.2.1"))
 	if err := n.net.NS.Do(func() error {
 		return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1\n"), 0o644)
 	}); err != nil {
@@ -62,14 +61,6 @@ func (n *node) firewall() *Firewall {
 	return fw
 }
 
-func route(t *testing.T, ns *lab.NetNS, dst netip.Prefix, via netip.Addr) {
-	t.Helper()
-	if err := ns.Netlink().RouteAdd(&netlink.Route{Dst: &net.IPNet{IP: dst.Addr().AsSlice(), Mask: net.CIDRMask(dst.Bits(), 32)},
-		Gw: via.AsSlice()}); err != nil {
-		t.Fatalf("route %s via %s in %s: %v", dst, via, ns.Name, err)
-	}
-}
-
 // instance adds an instance namespace at the nth address of the subnet.
 func (n *node) instance(id string, nth int) *vm {
 	t := n.t
@@ -80,47 +71,9 @@ func (n *node) instance(id string, nth int) *vm {
 	v := &vm{ns: lab.NewNetNS(t), ip: ip}
 	end := n.net.NS.Link(t, n.net.Bridge, v.ns)
 	v.ns.AddAddr(t, end, netip.PrefixFrom(ip, n.net.Addr.Bits()))
-	route(t, v.ns, netip.MustParsePrefix("0.0.0.0/0"), n.net.Addr.Addr())
+	v.ns.Route(t, netip.MustParsePrefix("0.0.0.0/0"), n.net.Addr.Addr())
 	n.insts[id] = v
 	return v
-}
-
-// listen serves TCP on the ports (accept, then close) inside ns.
-func listen(t *testing.T, ns *lab.NetNS, addr string, ports ...int) {
-	t.Helper()
-	for _, p := range ports {
-		var ln net.Listener
-		if err := ns.Do(func() (err error) {
-			ln, err = net.Listen("tcp4", net.JoinHostPort(addr, strconv.Itoa(p)))
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		var wg sync.WaitGroup
-		wg.Go(func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				c.Close()
-			}
-		})
-		t.Cleanup(func() { ln.Close(); wg.Wait() })
-	}
-}
-
-// reach tries a TCP connection from ns to addr:port. A dropped SYN is
-// never answered: the dial's timeout is what "denied" looks like.
-func reach(ns *lab.NetNS, addr netip.Addr, port int) error {
-	return ns.Do(func() error {
-		d := net.Dialer{Timeout: 700 * time.Millisecond}
-		c, err := d.Dial("tcp4", net.JoinHostPort(addr.String(), strconv.Itoa(port)))
-		if err == nil {
-			c.Close()
-		}
-		return err
-	})
 }
 
 // expect checks a list of connections: from, to, port, allowed.
@@ -137,7 +90,7 @@ func (n *node) expect(probes ...probe) {
 	var wg sync.WaitGroup
 	errs := make([]error, len(probes))
 	for i, p := range probes {
-		wg.Go(func() { errs[i] = reach(p.from, p.to, p.port) })
+		wg.Go(func() { errs[i] = p.from.ConnectTCP(p.to, p.port, 700*time.Millisecond) })
 	}
 	wg.Wait()
 	for i, p := range probes {
@@ -188,14 +141,14 @@ func TestEnforce(t *testing.T) {
 	a := n.instance("i-a", 10) // in app
 	b := n.instance("i-b", 11) // in web
 	c := n.instance("i-c", 12) // in other
-	listen(t, a.ns, "0.0.0.0", 22)
-	listen(t, b.ns, "0.0.0.0", 22, 80, 8080)
-	listen(t, n.outside, "0.0.0.0", 9000)
-	listen(t, n.net.NS, n.net.Addr.Addr().String(), 2222)
+	a.ns.ServeTCP(t, "0.0.0.0", 22)
+	b.ns.ServeTCP(t, "0.0.0.0", 22, 80, 8080)
+	n.outside.ServeTCP(t, "0.0.0.0", 9000)
+	n.net.NS.ServeTCP(t, n.net.Addr.Addr().String(), 2222)
 	if err := n.net.NS.Netlink().AddrAdd(mustLink(t, n.net.NS, n.net.Bridge), &netlink.Addr{IPNet: &net.IPNet{IP: MetadataAddr.AsSlice(), Mask: net.CIDRMask(32, 32)}}); err != nil {
 		t.Fatal(err)
 	}
-	listen(t, n.net.NS, MetadataAddr.String(), 80)
+	n.net.NS.ServeTCP(t, MetadataAddr.String(), 80)
 	out := netip.MustParseAddr("192.0.2.2")
 	node := n.net.Addr.Addr()
 
@@ -239,7 +192,7 @@ func TestEnforce(t *testing.T) {
 
 	// D is launched into app: B lets it in on 8080 (membership grows).
 	d := n.instance("i-d", 13)
-	listen(t, d.ns, "0.0.0.0", 22)
+	d.ns.ServeTCP(t, "0.0.0.0", 22)
 	insts = append(insts, Instance{ID: "i-d", IP: d.ip, Groups: []string{"sg-app"}})
 	groups = []nodeapi.SecurityGroup{withMembers(app, a.ip, d.ip), withMembers(web, b.ip), other}
 	n.apply(insts, groups)
