@@ -12,6 +12,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -82,7 +83,7 @@ func New(bridge string) (*Firewall, error) {
 	if err != nil {
 		return nil, fmt.Errorf("network namespace: %w", err)
 	}
-	c, err := nftables.New(nftables.WithNetNSFd(nsfd))
+	c, err := nftables.New(nftables.WithNetNSFd(nsfd), nftables.WithSockOptions(bigBuffers))
 	if err != nil {
 		unix.Close(nsfd)
 		return nil, fmt.Errorf("nftables: %w", err)
@@ -99,6 +100,33 @@ func (f *Firewall) Release() {
 		unix.Close(f.nsfd)
 		f.nsfd = -1
 	}
+}
+
+// bigBuffers lets one transaction carry a whole node's table: a batch is
+// one sendmsg (a message per rule) and the kernel acknowledges each
+// message, which the default socket buffers (wmem_max, rmem_max) do not
+// hold for a thousand rules. The FORCE options (root) pass those limits,
+// as nft does for its batches; the kernel charges what is used, not the
+// limit.
+func bigBuffers(c *netlink.Conn) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		for _, o := range []int{unix.SO_SNDBUFFORCE, unix.SO_RCVBUFFORCE} {
+			if e := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, o, 64<<20); e != nil {
+				serr = e
+			}
+		}
+	}); err != nil {
+		return err
+	}
+	if serr != nil {
+		return fmt.Errorf("netlink socket buffers: %w", serr)
+	}
+	return nil
 }
 
 // bridgeNetfilter turns on the filtering of bridged IPv4 by the inet hooks
