@@ -3,8 +3,11 @@ package secgroups
 import (
 	"fmt"
 	"net/netip"
+	"os/exec"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"ironbark/internal/lab"
 	"ironbark/internal/nodeapi"
@@ -98,7 +101,7 @@ func TestScriptIsApply(t *testing.T) {
 	}
 	ours := lab.NewNetNS(t)
 	if err := ours.Do(func() error {
-		fw, err := New("br0")
+		fw, err := New("br0", 0)
 		if err != nil {
 			return err
 		}
@@ -138,9 +141,16 @@ func TestLargeTable(t *testing.T) {
 		}
 		groups = append(groups, sg)
 	}
+	// The namespace by descriptor, from a thread outside it (as an agent
+	// whose bridge is in another namespace opens it).
 	ns := lab.NewNetNS(t)
-	err := ns.Do(func() error {
-		fw, err := New("br0")
+	nsfd, err := unix.Open("/run/netns/"+ns.Name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(nsfd)
+	err = func() error {
+		fw, err := New("br0", nsfd)
 		if err != nil {
 			return err
 		}
@@ -158,9 +168,12 @@ func TestLargeTable(t *testing.T) {
 		}
 		_, err = fw.Apply(rs)
 		return err
-	})
+	}()
 	if err != nil {
 		t.Fatal(err)
+	}
+	if out, err := exec.Command("nft", "list", "table", "inet", TableName("br0")).CombinedOutput(); err == nil {
+		t.Fatalf("the table is in the test's own namespace:\n%s", out)
 	}
 	out, err := ns.Command(t.Context(), "nft", "list", "chain", "inet", TableName("br0"), "gin_sg-3").CombinedOutput()
 	if err != nil {
