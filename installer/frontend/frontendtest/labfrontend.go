@@ -66,6 +66,8 @@ echo "` + UpMarker + ` $IRONBARK_FQDN data=$data public=$IRONBARK_PUBLIC_ADDR pr
 while true; do sleep 3600; done
 `
 
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
 // LabFrontendInit is the lab frontend's /init, for cache keys.
 func LabFrontendInit() string { return labFrontendInit }
 
@@ -90,15 +92,23 @@ func BuildLabFrontendImage(dir string, k *lab.Kernel, busybox, ironbarkBin strin
 	if err != nil {
 		return "", err
 	}
+	files := []initramfs.File{
+		{Path: "init", Mode: 0o755, Data: []byte(labFrontendInit)},
+		{Path: "bin/busybox", Mode: 0o755, Source: busybox},
+		{Path: "bin/ironbark", Mode: 0o755, Source: ironbarkBin},
+		initramfs.Symlink("bin/sh", "busybox"),
+		initramfs.Dir("proc", 0o555), initramfs.Dir("sys", 0o555), initramfs.Dir("dev", 0o755),
+		initramfs.Dir("tmp", 0o1777), initramfs.Dir("var", 0o755),
+	}
+	// iPXE for the nodes, as the ipxe package puts it (ironbark pxe's
+	// default --tftp-dir), when this machine has it.
+	for _, b := range []string{"undionly.kpxe", "snponly.efi", "ipxe.efi"} {
+		if p := filepath.Join("/usr/lib/ipxe", b); fileExists(p) {
+			files = append(files, initramfs.File{Path: "usr/lib/ipxe/" + b, Mode: 0o644, Source: p})
+		}
+	}
 	_, err = initramfs.Build(f, initramfs.Spec{
-		Files: []initramfs.File{
-			{Path: "init", Mode: 0o755, Data: []byte(labFrontendInit)},
-			{Path: "bin/busybox", Mode: 0o755, Source: busybox},
-			{Path: "bin/ironbark", Mode: 0o755, Source: ironbarkBin},
-			initramfs.Symlink("bin/sh", "busybox"),
-			initramfs.Dir("proc", 0o555), initramfs.Dir("sys", 0o555), initramfs.Dir("dev", 0o755),
-			initramfs.Dir("tmp", 0o1777), initramfs.Dir("var", 0o755),
-		},
+		Files:      files,
 		Modules:    []string{"virtio_pci", "virtio_net", "virtio_blk"},
 		ModulesDir: k.ModulesDir(),
 	})

@@ -155,7 +155,7 @@ func (r *runner) build(ctx context.Context) (*artifacts, error) {
 
 	// The frontend appliance: the lab one (busybox and the static
 	// ironbark, running the controller and pxe from the data partition).
-	fkey, err := fileKey(a.ironbark, k.Vmlinuz, "="+frontendtest.LabFrontendInit())
+	fkey, err := fileKey(a.ironbark, k.Vmlinuz, "="+frontendtest.LabFrontendInit(), "=ipxe-v1")
 	if err != nil {
 		return nil, err
 	}
