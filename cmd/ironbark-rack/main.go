@@ -49,6 +49,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.Cache, "cache", "", "cache of binaries, images, the ISO and the installed frontend disk (default /var/cache/ironbark-lab/rack)")
 	fs.BoolVar(&cfg.Instance, "instance", true, "run an instance on a node with the AWS CLI (step 5)")
 	fs.BoolVar(&cfg.Check, "check", false, "exit once every step is checked, instead of staying up until Ctrl-C")
+	fs.BoolVar(&cfg.LabFrontend, "lab-frontend", false, "put the lab frontend image on the ISO (busybox, minutes faster to build) instead of the frontend appliance")
 	inNS := fs.Bool("netns-only", false, "keep the public network inside the lab namespace (no address on this host; prefix the AWS CLI with ip netns exec)")
 	verbose := fs.Bool("v", false, "log every lab action")
 	fs.Usage = func() {

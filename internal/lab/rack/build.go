@@ -153,31 +153,50 @@ func (r *runner) build(ctx context.Context) (*artifacts, error) {
 	}
 	a.note(hit, "compute appliance "+a.compute)
 
-	// The frontend appliance: the lab one (busybox and the static
-	// ironbark, running the controller and pxe from the data partition).
-	fkey, err := fileKey(a.ironbark, k.Vmlinuz, "="+frontendtest.LabFrontendInit(), "=ipxe-v1")
-	if err != nil {
-		return nil, err
+	// The frontend appliance: the real one (Debian from the built-in
+	// rolls' frontend appliance, with this static ironbark), or with
+	// LabFrontend the lab one (busybox and the static ironbark).
+	var fkey string
+	if c.LabFrontend {
+		if fkey, err = fileKey(a.ironbark, k.Vmlinuz, "="+frontendtest.LabFrontendInit(), "=ipxe-v1"); err != nil {
+			return nil, err
+		}
+		a.frontendImage = filepath.Join(c.Cache, "frontend-lab-"+fkey+".img")
+		hit, err = cachedFile(a.frontendImage, func(tmp string) error {
+			bb, err := lab.StaticBusybox()
+			if err != nil {
+				return err
+			}
+			if err := os.MkdirAll(tmp, 0o755); err != nil {
+				return err
+			}
+			img, err := frontendtest.BuildLabFrontendImage(tmp, k, bb, a.ironbark)
+			if err != nil {
+				return err
+			}
+			if err := os.Rename(img, tmp+".img"); err != nil {
+				return err
+			}
+			os.RemoveAll(tmp)
+			return os.Rename(tmp+".img", tmp)
+		})
+	} else {
+		if fkey, err = fileKey(a.ironbark, "=frontend-appliance"); err != nil {
+			return nil, err
+		}
+		a.frontendImage = filepath.Join(c.Cache, "frontend-"+fkey+".img")
+		hit, err = cachedFile(a.frontendImage, func(tmp string) error {
+			r.say("  ironbark appliance build frontend (Debian packages from the archive, cached in %s)", filepath.Join(lab.CacheDir(), "appliance"))
+			data, err := os.MkdirTemp(c.Cache, "appliance-data-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(data)
+			return r.command(ctx, a.ironbark, "appliance", "build", "frontend", "--data-dir", data,
+				"--cache", filepath.Join(lab.CacheDir(), "appliance"), "--source-dir", r.work,
+				"--out", tmp, "--no-register")
+		})
 	}
-	a.frontendImage = filepath.Join(c.Cache, "frontend-lab-"+fkey+".img")
-	hit, err = cachedFile(a.frontendImage, func(tmp string) error {
-		bb, err := lab.StaticBusybox()
-		if err != nil {
-			return err
-		}
-		if err := os.MkdirAll(tmp, 0o755); err != nil {
-			return err
-		}
-		img, err := frontendtest.BuildLabFrontendImage(tmp, k, bb, a.ironbark)
-		if err != nil {
-			return err
-		}
-		if err := os.Rename(img, tmp+".img"); err != nil {
-			return err
-		}
-		os.RemoveAll(tmp)
-		return os.Rename(tmp+".img", tmp)
-	})
 	if err != nil {
 		return nil, fmt.Errorf("frontend appliance: %w", err)
 	}

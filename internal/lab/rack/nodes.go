@@ -89,10 +89,10 @@ func (r *runner) stepNodes(ctx context.Context) error {
 	}
 	for i, v := range r.nodes {
 		name := fmt.Sprintf("compute-0-%d", i)
-		if err := v.await(ctx, "ironbark-installer: install of "+name+" done", "install of "+name+" failed"); err != nil {
+		if err := r.awaitInstalled(ctx, name, v); err != nil {
 			return err
 		}
-		r.say("  %s installed; rebooting into Xen dom0 from its disk", name)
+		r.say("  %s installed (host list: installed); rebooting into Xen dom0 from its disk", name)
 	}
 	for i := range r.nodes {
 		name := fmt.Sprintf("compute-0-%d", i)
@@ -125,6 +125,41 @@ func (r *runner) awaitDiscovered(ctx context.Context, mac string, v *vm) (string
 		case <-ctx.Done():
 			return "", fmt.Errorf("%s (mac %s) never discovered: %w; console tail:\n%s", v.name, mac, ctx.Err(), tailLines(v.text(), 20))
 		case <-time.After(3 * time.Second):
+		}
+	}
+}
+
+// awaitInstalled waits until the frontend's host list says the host's
+// install is done (the installer reports it before it reboots).
+func (r *runner) awaitInstalled(ctx context.Context, host string, v *vm) error {
+	last := ""
+	for {
+		var hosts []hostRow
+		if err := r.frontendJSON(ctx, "host list", &hosts); err != nil {
+			return err
+		}
+		for _, h := range hosts {
+			if h.Name != host {
+				continue
+			}
+			if h.Install == "installed" {
+				return nil
+			}
+			if strings.HasPrefix(h.Install, "failed") {
+				return fmt.Errorf("%s: install %s", host, h.Install)
+			}
+			if h.Install != last {
+				r.cfg.Log.Info("install", "host", host, "state", h.Install)
+				last = h.Install
+			}
+		}
+		if !v.running() {
+			return fmt.Errorf("%s powered off during its install:\n%s", host, tailLines(v.text(), 20))
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: install not done (%s): %w", host, last, ctx.Err())
+		case <-time.After(5 * time.Second):
 		}
 	}
 }

@@ -41,6 +41,10 @@ type Config struct {
 	// runs from any shell; without it everything stays in the lab
 	// namespace (the test).
 	HostRoute bool
+	// LabFrontend puts the lab frontend image on the ISO (busybox and
+	// the static ironbark, an admin shell instead of sshd) instead of the
+	// frontend appliance built from the rolls.
+	LabFrontend bool
 	// Instance runs step 5's instance with the AWS CLI.
 	Instance bool
 	// Check ends the run once every step is checked, instead of
