@@ -99,7 +99,7 @@ type Agent struct {
 	desiredGroups []nodeapi.SecurityGroup
 	fwMu          sync.Mutex // held by syncSecurityGroups
 	fw            firewall
-	capacity    nodeapi.Capacity
+	capacity      nodeapi.Capacity
 	// gen counts completed background libvirt work (launches, stops,
 	// removals): reconcile takes its domain snapshot without the lock and
 	// retakes it when gen moved meanwhile.

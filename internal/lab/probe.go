@@ -59,3 +59,47 @@ func (ns *NetNS) Route(t T, dst netip.Prefix, via netip.Addr) {
 		t.Fatalf("route %s via %s in %s: %v", dst, via, ns.Name, err)
 	}
 }
+
+// Ping sends one ICMP echo request from inside the namespace to addr and
+// waits up to wait for the reply.
+func (ns *NetNS) Ping(addr netip.Addr, wait time.Duration) error {
+	var c net.PacketConn
+	if err := ns.Do(func() (err error) { c, err = net.ListenPacket("ip4:icmp", "0.0.0.0"); return err }); err != nil {
+		return err
+	}
+	defer c.Close()
+	id := uint16(time.Now().UnixNano())
+	req := []byte{8, 0, 0, 0, byte(id >> 8), byte(id), 0, 1, 'i', 'r', 'o', 'n'}
+	sum := icmpChecksum(req)
+	req[2], req[3] = byte(sum>>8), byte(sum)
+	if _, err := c.WriteTo(req, &net.IPAddr{IP: addr.AsSlice()}); err != nil {
+		return err
+	}
+	_ = c.SetReadDeadline(time.Now().Add(wait))
+	buf := make([]byte, 1500)
+	for {
+		n, from, err := c.ReadFrom(buf)
+		if err != nil {
+			return err
+		}
+		// The raw socket sees every ICMP message: wait for our reply.
+		if ip, ok := from.(*net.IPAddr); ok && ip.IP.Equal(addr.AsSlice()) && n >= 8 && buf[0] == 0 &&
+			buf[4] == byte(id>>8) && buf[5] == byte(id) {
+			return nil
+		}
+	}
+}
+
+func icmpChecksum(b []byte) uint16 {
+	var s uint32
+	for i := 0; i+1 < len(b); i += 2 {
+		s += uint32(b[i])<<8 | uint32(b[i+1])
+	}
+	if len(b)%2 == 1 {
+		s += uint32(b[len(b)-1]) << 8
+	}
+	for s>>16 != 0 {
+		s = s&0xffff + s>>16
+	}
+	return ^uint16(s)
+}

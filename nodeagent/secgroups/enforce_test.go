@@ -54,7 +54,7 @@ func newNode(t *testing.T) *node {
 // firewall is a fresh Firewall in the node's namespace (a new agent).
 func (n *node) firewall() *Firewall {
 	var fw *Firewall
-	if err := n.net.NS.Do(func() (err error) { fw, err = New(n.net.Bridge); return err }); err != nil {
+	if err := n.net.NS.Do(func() (err error) { fw, err = New(n.net.Bridge, 0); return err }); err != nil {
 		n.t.Fatal(err)
 	}
 	n.t.Cleanup(fw.Release)
@@ -158,7 +158,8 @@ func TestEnforce(t *testing.T) {
 		Egress:  []nodeapi.SecurityGroupRule{all}}
 	web := nodeapi.SecurityGroup{ID: "sg-web",
 		Ingress: []nodeapi.SecurityGroupRule{{Protocol: "tcp", From: 80, To: 80, CIDR: "0.0.0.0/0"},
-			{Protocol: "tcp", From: 8000, To: 8100, Group: "sg-app"}},
+			{Protocol: "tcp", From: 8000, To: 8100, Group: "sg-app"},
+			{Protocol: "icmp", From: 8, To: -1, CIDR: "192.0.2.0/24"}},
 		Egress: []nodeapi.SecurityGroupRule{{Protocol: "tcp", From: 22, To: 22, Group: "sg-app"}}}
 	other := nodeapi.SecurityGroup{ID: "sg-other", Egress: []nodeapi.SecurityGroupRule{all}}
 	withMembers := func(g nodeapi.SecurityGroup, ips ...netip.Addr) nodeapi.SecurityGroup {
@@ -189,6 +190,17 @@ func TestEnforce(t *testing.T) {
 		probe{"A's egress to outside", a.ns, out, 9000, true},
 		probe{"C's egress to A (A denies)", c.ns, a.ip, 22, false},
 	)
+
+	// ICMP: echo requests from the outside's CIDR, not from A.
+	if err := n.outside.Ping(b.ip, 2*time.Second); err != nil {
+		t.Errorf("outside pings B (icmp type 8 allowed from 192.0.2.0/24): %v", err)
+	}
+	if err := a.ns.Ping(b.ip, 700*time.Millisecond); err == nil {
+		t.Error("A pinged B: no icmp rule for A's address")
+	}
+	if err := n.outside.Ping(a.ip, 700*time.Millisecond); err == nil {
+		t.Error("outside pinged A: app allows no icmp")
+	}
 
 	// D is launched into app: B lets it in on 8080 (membership grows).
 	d := n.instance("i-d", 13)
