@@ -20,8 +20,11 @@ import (
 
 // UsageRawFor is how long usage events stay raw before the background
 // job rolls them into hourly buckets: long enough that no event stamped
-// before a transaction commits can land behind the roll-up's horizon.
-const UsageRawFor = 48 * time.Hour
+// before its transaction commits (or by a controller whose clock is a
+// little behind) can land behind the roll-up's horizon, short enough
+// that a report reads little but buckets. Reports of periods that start
+// within it are exact to the millisecond; before it, to the hour.
+const UsageRawFor = 6 * time.Hour
 
 // NodeSilence implements cluster.NodeSilences: the usage record learns
 // when a node went silent (at its last heartbeat) and when it was heard

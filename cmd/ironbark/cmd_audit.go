@@ -72,7 +72,11 @@ func (r auditRow) cells() []string {
 	if res == "" {
 		res = "-"
 	}
-	return []string{r.Time.UTC().Format(time.RFC3339), r.Account, key, r.Action, res, r.Source, r.Result}
+	who := r.Account
+	if r.User != "" {
+		who += "/" + r.User // the account's user who signed
+	}
+	return []string{r.Time.UTC().Format(time.RFC3339), who, key, r.Action, res, r.Source, r.Result}
 }
 
 // parseSince reads --since: a duration back from now, or a time.

@@ -32,10 +32,10 @@ func Horizon(ctx context.Context, q store.Querier) (time.Time, error) {
 // Rollup folds every event before `before` (cut down to a whole UTC hour)
 // into hourly buckets and deletes them, leaving for each resource still
 // in use then one event at the new horizon that carries its state on. It
-// returns how many events it folded. Keep the last day or two raw
-// (before = now - 48h, as the controller's job does): an event is
-// stamped before its transaction commits, and one older than the horizon
-// when it lands would be lost.
+// returns how many events it folded. Keep the last hours raw (the
+// controller's job rolls up to now - 6h): an event is stamped before its
+// transaction commits, and one older than the horizon when it lands
+// would be lost.
 func Rollup(ctx context.Context, db *store.DB, before time.Time) (int, error) {
 	target := floorHour(before.UnixMilli())
 	var folded int
