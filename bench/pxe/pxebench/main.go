@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 )
@@ -44,21 +45,46 @@ func main() {
 	var o options
 	flag.IntVar(&o.macs, "macs", 3000, "simulated DHCP clients (MACs)")
 	flag.IntVar(&o.inflight, "inflight", 32, "DORA exchanges in flight at once")
-	flag.IntVar(&o.tftpMiB, "tftp-mib", 64, "TFTP file size in MiB")
+	flag.IntVar(&o.dhcpRounds, "dhcp-rounds", 3, "DHCP rounds per server (the median counts)")
+	flag.BoolVar(&o.dnsmasq, "dnsmasq", false, "also run dnsmasq (one round: it is 10-50 times slower)")
+	flag.IntVar(&o.tftpMiB, "tftp-mib", 64, "TFTP file size in MiB for the single client")
 	flag.IntVar(&o.tftpClients, "tftp-clients", 32, "concurrent TFTP clients in the parallel run")
 	flag.IntVar(&o.blksize, "blksize", 1468, "TFTP blksize the clients ask for")
-	flag.IntVar(&o.tftpRounds, "tftp-rounds", 3, "single-client TFTP rounds per server (best counts)")
-	flag.IntVar(&o.tftpParRounds, "tftp-parallel-rounds", 2, "parallel TFTP rounds per server (best counts)")
+	flag.IntVar(&o.tftpParMiB, "tftp-parallel-mib", 16, "TFTP file size in MiB for each of the parallel clients")
+	flag.IntVar(&o.tftpWindow, "tftp-window", 16, "TFTP windowsize the clients ask for in the windowed runs")
+	flag.IntVar(&o.tftpRounds, "tftp-rounds", 5, "single-client TFTP rounds per server and mode (the median counts)")
+	flag.IntVar(&o.tftpParRounds, "tftp-parallel-rounds", 3, "parallel TFTP rounds per server and mode (the median counts)")
 	only := flag.String("only", "dhcp,tftp", "which comparisons to run")
 	flag.BoolVar(&o.verbose, "v", false, "log server output and progress")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write ironbark servers' CPU profiles to this path (+ .dhcp, .tftp)")
+	dhcpIface := flag.String("serve-dhcp", "", "internal: run only ironbark's DHCP server on this interface")
+	dhcpAddr := flag.String("serve-dhcp-addr", "", "internal: its address and prefix")
+	dhcpPool := flag.String("serve-dhcp-pool", "", "internal: its pool FIRST-LAST")
+	dhcpDB := flag.String("serve-dhcp-db", "", "internal: its lease database")
+	dhcpFsync := flag.Bool("serve-dhcp-fsync", false, "internal: SQLite synchronous=FULL")
 	serveAddr := flag.String("serve-tftp", "", "internal: run only ironbark's TFTP server on this address")
 	serveRoot := flag.String("serve-tftp-root", "", "internal: its root directory")
 	flag.Parse()
-	if *serveAddr != "" {
+	if *serveAddr != "" || *dhcpIface != "" {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
-		if err := serveTFTP(ctx, *serveAddr, *serveRoot, o.verbose); err != nil {
-			fmt.Fprintln(os.Stderr, "pxebench tftp server:", err)
+		if o.cpuProfile != "" {
+			f, err := os.Create(o.cpuProfile)
+			if err == nil && pprof.StartCPUProfile(f) == nil {
+				defer f.Close()
+				defer pprof.StopCPUProfile()
+			}
+		}
+		var err error
+		if *dhcpIface != "" {
+			err = serveDHCP(ctx, *dhcpIface, *dhcpAddr, *dhcpPool, *dhcpDB, *dhcpFsync, o.verbose)
+		} else {
+			err = serveTFTP(ctx, *serveAddr, *serveRoot, o.verbose)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "pxebench server:", err)
+			stop()
+			pprof.StopCPUProfile()
 			os.Exit(1)
 		}
 		return
@@ -97,10 +123,14 @@ func main() {
 
 type options struct {
 	macs, inflight            int
+	dhcpRounds                int
+	dnsmasq                   bool
 	tftpMiB, tftpClients      int
+	tftpParMiB, tftpWindow    int
 	tftpRounds, tftpParRounds int
 	blksize                   int
 	verbose                   bool
+	cpuProfile                string
 }
 
 // runOne runs one comparison with its own lab, always cleaned up.
