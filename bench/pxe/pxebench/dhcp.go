@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -44,6 +45,8 @@ func benchDHCP(ctx context.Context, e *env, o options) error {
 		genIf    string
 		fresh    []float64
 		again    []float64
+		cpu      time.Duration // the server's CPU time in all rounds
+		doras    int
 		resent   int64
 		naks     int64
 		proc     *lab.Process
@@ -121,6 +124,7 @@ func benchDHCP(ctx context.Context, e *env, o options) error {
 			if round >= sv.rounds {
 				continue
 			}
+			cpu0 := cpuTime(sv.proc.Cmd.Process.Pid)
 			fresh, err := runDORA(ctx, sv.gen, sv.genIf, macs, o.inflight)
 			if err != nil {
 				return fmt.Errorf("%s, new leases: %w\n%s", sv.name, err, sv.proc.Output())
@@ -129,6 +133,8 @@ func benchDHCP(ctx context.Context, e *env, o options) error {
 			if err != nil {
 				return fmt.Errorf("%s, returning clients: %w\n%s", sv.name, err, sv.proc.Output())
 			}
+			sv.cpu += cpuTime(sv.proc.Cmd.Process.Pid) - cpu0
+			sv.doras += fresh.n + again.n
 			sv.fresh, sv.again = append(sv.fresh, fresh.rate()), append(sv.again, again.rate())
 			sv.resent += fresh.retrans + again.retrans
 			sv.naks += fresh.naks + again.naks
@@ -152,7 +158,29 @@ func benchDHCP(ctx context.Context, e *env, o options) error {
 				kind, sv.name, v, k, ratio(v, k), list(pick(sv), 1), list(pick(ref), 1), sv.resent, sv.naks)
 		}
 	}
+	for _, sv := range servers {
+		fmt.Printf("dhcp CPU per DORA   %-15s %5.1f µs\n", sv.name, float64(sv.cpu.Microseconds())/float64(max(sv.doras, 1)))
+	}
 	return nil
+}
+
+// cpuTime is the CPU time (user and system) a process has used so far,
+// 0 if it cannot be read.
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The fields after the command name (which may hold spaces) start
+	// after the last ')': state is field 3, utime 14, stime 15.
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ is 100 on Linux
 }
 
 // startKea runs kea-dhcp4 on the lab bridge: the same pool, lease time
