@@ -24,6 +24,8 @@ type rawClient struct {
 	t      *testing.T
 	conn   *net.UDPConn
 	server *net.UDPAddr // the listening port, then the transfer's
+	buf    []byte
+	armed  time.Time // when the read deadline was last set
 }
 
 func newRawClient(t *testing.T, addr string) *rawClient {
@@ -64,16 +66,21 @@ func (c *rawClient) ack(block uint16) {
 // The deadline only keeps a broken server from hanging the test.
 func (c *rawClient) recv() []byte {
 	c.t.Helper()
-	buf := make([]byte, 70000)
-	if err := c.conn.SetReadDeadline(time.Now().Add(30 * time.Second)); err != nil {
-		c.t.Fatal(err)
+	if c.buf == nil {
+		c.buf = make([]byte, 70000)
 	}
-	n, from, err := c.conn.ReadFromUDP(buf)
+	if now := time.Now(); now.Sub(c.armed) > time.Second {
+		if err := c.conn.SetReadDeadline(now.Add(30 * time.Second)); err != nil {
+			c.t.Fatal(err)
+		}
+		c.armed = now
+	}
+	n, from, err := c.conn.ReadFromUDP(c.buf)
 	if err != nil {
 		c.t.Fatalf("receive: %v", err)
 	}
 	c.server = from
-	return buf[:n]
+	return bytes.Clone(c.buf[:n])
 }
 
 // data receives a DATA packet and returns its block number and payload.
