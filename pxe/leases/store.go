@@ -80,6 +80,7 @@ type Store struct {
 // statements are the ACK path's statements, prepared once.
 type statements struct {
 	rowsFor, update, insert, reclaim, dropOld *sql.Stmt
+	updateMine, reclaimExact                  *sql.Stmt
 }
 
 func prepare(ctx context.Context, db *store.DB) (statements, error) {
@@ -93,6 +94,8 @@ func prepare(ctx context.Context, db *store.DB) (statements, error) {
 		{&st.insert, `INSERT INTO dhcp_leases (ip, mac, hostname, state, expires, updated) VALUES (?, ?, ?, ?, ?, ?)`},
 		{&st.reclaim, `DELETE FROM dhcp_leases WHERE ip = ?`},
 		{&st.dropOld, `DELETE FROM dhcp_leases WHERE ip = ? AND mac = ?`},
+		{&st.updateMine, `UPDATE dhcp_leases SET hostname = ?, state = ?, expires = ?, updated = ? WHERE ip = ? AND mac = ?`},
+		{&st.reclaimExact, `DELETE FROM dhcp_leases WHERE ip = ? AND mac = ? AND expires = ?`},
 	} {
 		var err error
 		if *p.s, err = db.Prepare(ctx, p.q); err != nil {
@@ -501,10 +504,11 @@ func (s *Store) Ack(ctx context.Context, r dhcp.AckRequest) (dhcp.Lease, error) 
 // maxBatch bounds the ACKs committed in one transaction.
 const maxBatch = 256
 
-// runBatch commits a batch of ACKs in one transaction and answers each.
-// A refusal (ErrUnavailable) answers only its own ACK; any other failure
-// (a unique violation when another server took an address meanwhile)
-// rolls the batch back, and its ACKs are then committed one by one, so
+// runBatch commits a batch of ACKs in one transaction, written from the
+// in-memory index, and answers each. A refusal (ErrUnavailable) answers
+// only its own ACK; any other failure (the index was out of date, or
+// another server took an address meanwhile) rolls the batch back, and
+// its ACKs are then committed one by one, each reading its rows first, so
 // that one ACK's conflict does not fail the others. Called with s.commit
 // held.
 func (s *Store) runBatch(ctx context.Context, batch []*ackJob) {
@@ -512,35 +516,33 @@ func (s *Store) runBatch(ctx context.Context, batch []*ackJob) {
 		s.runBatch(ctx, batch[:maxBatch])
 		batch = batch[maxBatch:]
 	}
-	if len(batch) > 1 {
-		results := make([]ackResult, len(batch))
-		var fx []effect
-		err := s.db.InTx(ctx, func(tx *store.Tx) error {
-			fx = fx[:0]
-			for i, j := range batch {
-				var err error
-				results[i].l, fx, err = s.ackTx(ctx, tx, fx, j.r)
-				if err != nil && !errors.Is(err, dhcp.ErrUnavailable) {
-					return err
-				}
-				results[i].err = err
+	results := make([]ackResult, len(batch))
+	var fx []effect
+	err := s.db.InTx(ctx, func(tx *store.Tx) error {
+		fx = fx[:0]
+		for i, j := range batch {
+			var err error
+			results[i].l, fx, err = s.ackTx(ctx, tx, fx, j.r, true)
+			if err != nil && !errors.Is(err, dhcp.ErrUnavailable) {
+				return err
 			}
-			return nil
-		})
-		if err == nil {
-			s.apply(fx, true)
-			for i, j := range batch {
-				j.done <- results[i]
-			}
-			return
+			results[i].err = err
 		}
+		return nil
+	})
+	if err == nil {
+		s.apply(fx, true)
+		for i, j := range batch {
+			j.done <- results[i]
+		}
+		return
 	}
 	for _, j := range batch {
 		var l dhcp.Lease
 		var fx []effect
 		err := s.retryConflicts(ctx, func(tx *store.Tx) error {
 			var err error
-			l, fx, err = s.ackTx(ctx, tx, fx[:0], j.r)
+			l, fx, err = s.ackTx(ctx, tx, fx[:0], j.r, false)
 			return err
 		})
 		s.apply(fx, err == nil || errors.Is(err, dhcp.ErrUnavailable))
@@ -549,7 +551,13 @@ func (s *Store) runBatch(ctx context.Context, batch []*ackJob) {
 }
 
 // ackTx is one ACK inside a transaction. ErrUnavailable writes nothing.
-func (s *Store) ackTx(ctx context.Context, tx *store.Tx, fx []effect, r dhcp.AckRequest) (dhcp.Lease, []effect, error) {
+// With fast, a pool ACK is first tried from the in-memory index (ackFast).
+func (s *Store) ackTx(ctx context.Context, tx *store.Tx, fx []effect, r dhcp.AckRequest, fast bool) (dhcp.Lease, []effect, error) {
+	if fast && !r.Static {
+		if l, out, ok, err := s.ackFast(ctx, tx, fx, r); ok {
+			return l, out, err
+		}
+	}
 	mac := r.MAC.String()
 	cur, have, holder, held, err := s.rowsFor(ctx, tx, mac, r.IP)
 	if err != nil {
@@ -567,6 +575,82 @@ func (s *Store) ackTx(ctx context.Context, tx *store.Tx, fx []effect, r dhcp.Ack
 		return dhcp.Lease{}, fx, fmt.Errorf("%s for %s offered to another client: %w", r.IP, mac, dhcp.ErrUnavailable)
 	}
 	return s.takeTx(ctx, tx, fx, mac, r.IP, r.Hostname, dhcp.StateBound, now.Add(r.LeaseTime), cur, have, holder, held, false)
+}
+
+// errStale is a write made from the in-memory index that found the table
+// changed (another server or the CLI wrote the row): the transaction is
+// rolled back, and its ACKs are done again reading the rows first.
+var errStale = errors.New("lease index out of date")
+
+// ackFast binds a pool address from what the in-memory index knows,
+// without reading the table first: each write names the row it expects
+// (the MAC's own row, or the expired row it reclaims) and fails with
+// errStale when the table differs, and an INSERT onto a row the index
+// missed fails on the table's unique keys. ok is false when the index
+// gives no fast answer (the address is held by another client): the
+// reading path decides, nothing is written.
+func (s *Store) ackFast(ctx context.Context, tx *store.Tx, fx []effect, r dhcp.AckRequest) (l dhcp.Lease, out []effect, ok bool, err error) {
+	mac := r.MAC.String()
+	now := s.cfg.Now()
+	s.mu.Lock()
+	holder, held := s.known.rows[r.IP]
+	cur, have := s.known.byMAC(mac)
+	other := s.offeredToOther(r.IP, mac, now)
+	s.mu.Unlock()
+	if other {
+		return dhcp.Lease{}, fx, true, fmt.Errorf("%s for %s offered to another client: %w", r.IP, mac, dhcp.ErrUnavailable)
+	}
+	mine := held && holder.MAC.String() == mac
+	if held && !mine && holder.Live(now) {
+		return dhcp.Lease{}, fx, false, nil
+	}
+	ip := r.IP.String()
+	if held && !mine {
+		res, err := tx.Stmt(ctx, s.stmt.reclaimExact).ExecContext(ctx, ip, holder.MAC.String(), holder.Expires.Unix())
+		if err := one(res, err); err != nil {
+			return dhcp.Lease{}, fx, true, fmt.Errorf("reclaim %s: %w", r.IP, err)
+		}
+		fx = append(fx, effect{del: r.IP})
+	}
+	if have && cur.IP != r.IP {
+		if _, err := tx.Stmt(ctx, s.stmt.dropOld).ExecContext(ctx, cur.IP.String(), mac); err != nil {
+			return dhcp.Lease{}, fx, true, fmt.Errorf("drop old lease of %s: %w", mac, err)
+		}
+		fx = append(fx, effect{del: cur.IP})
+	}
+	host := r.Hostname
+	if host == "" && mine {
+		host = holder.Hostname
+	}
+	exp := now.Add(r.LeaseTime)
+	if mine {
+		res, err := tx.Stmt(ctx, s.stmt.updateMine).ExecContext(ctx, host, string(dhcp.StateBound), exp.Unix(), now.Unix(), ip, mac)
+		err = one(res, err)
+		if err != nil {
+			return dhcp.Lease{}, fx, true, fmt.Errorf("lease %s to %s: %w", r.IP, mac, err)
+		}
+	} else if _, err := tx.Stmt(ctx, s.stmt.insert).ExecContext(ctx, ip, mac, host, string(dhcp.StateBound), exp.Unix(), now.Unix()); err != nil {
+		return dhcp.Lease{}, fx, true, fmt.Errorf("lease %s to %s: %w", r.IP, mac, err)
+	}
+	l = dhcp.Lease{IP: r.IP, MAC: r.MAC, Hostname: host, State: dhcp.StateBound, Expires: exp}
+	kept := l
+	kept.Expires = time.Unix(exp.Unix(), 0)
+	return l, append(fx, effect{put: kept, bound: true}), true, nil
+}
+
+// one checks that a conditional write changed exactly one row.
+func one(res sql.Result, err error) error {
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n != 1 {
+		return errStale
+	}
+	return nil
 }
 
 // Pin gives the MAC a permanent pool address (its current one if it has

@@ -381,5 +381,28 @@ func TestIndexFollowsOtherWriters(t *testing.T) {
 		if _, err := a.Offer(ctx, dhcp.OfferRequest{MAC: mac(4)}); !errors.Is(err, dhcp.ErrPoolExhausted) {
 			t.Fatalf("full pool: %v", err)
 		}
+		// The CLI forgets mac(2), which a still thinks holds the second
+		// address: its renewal writes the row again.
+		if err := cli.Forget(ctx, mac(2)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.Ack(ctx, dhcp.AckRequest{MAC: mac(2), IP: second, LeaseTime: 2 * time.Hour}); err != nil {
+			t.Fatalf("renewal after forget: %v", err)
+		}
+		if l := mustLease(t, cli, mac(2)); l.IP != second || l.State != dhcp.StateBound {
+			t.Fatalf("after renewal: %+v", l)
+		}
+		// Another server reclaims an expired lease a still thinks live...
+		// and a's expired view of another row is checked before reclaiming.
+		c.t = c.t.Add(3 * time.Hour) // every lease has expired
+		if _, err := b.Ack(ctx, dhcp.AckRequest{MAC: mac(5), IP: first, LeaseTime: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.Ack(ctx, dhcp.AckRequest{MAC: mac(6), IP: first, LeaseTime: time.Hour}); !errors.Is(err, dhcp.ErrUnavailable) {
+			t.Fatalf("reclaim of a lease another server renewed: %v", err)
+		}
+		if l := mustLease(t, cli, mac(5)); l.IP != first {
+			t.Fatalf("the other server's lease: %+v", l)
+		}
 	})
 }
