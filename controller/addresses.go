@@ -206,11 +206,13 @@ var releaseAddressParams = []string{
 }
 
 func (c *Cloud) releaseAddress(ctx context.Context, k *call) (any, error) {
+	var moved []string
 	err := c.db.InTx(ctx, func(tx *store.Tx) error {
 		a, err := findAddress(ctx, tx, k, k.str("AllocationId"), k.str("PublicIp"))
 		if err != nil {
 			return err
 		}
+		moved = []string{a.InstanceID}
 		if err := disassociate(ctx, tx, a); err != nil {
 			return err
 		}
@@ -223,6 +225,7 @@ func (c *Cloud) releaseAddress(ctx context.Context, k *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.notifyInstances(ctx, moved...)
 	return ok()
 }
 
@@ -243,16 +246,20 @@ func (c *Cloud) associateAddress(ctx context.Context, k *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	reassoc, err := k.Query().Bool("AllowReassociation", true)
+	// An allocation (VPC style) moves from another instance only when the
+	// caller allows it, as EC2's does; a bare PublicIp (Classic) always may.
+	reassoc, err := k.Query().Bool("AllowReassociation", k.str("AllocationId") == "")
 	if err != nil {
 		return nil, err
 	}
 	resp := &AssociateAddressResponse{Return: true, AssociationID: newID("eipassoc", 17)}
+	var moved []string
 	err = c.db.InTx(ctx, func(tx *store.Tx) error {
 		a, err := findAddress(ctx, tx, k, k.str("AllocationId"), k.str("PublicIp"))
 		if err != nil {
 			return err
 		}
+		moved = []string{a.InstanceID, instanceID}
 		var owner, state, oldIP string
 		err = tx.QueryRow(ctx, `SELECT account_id, state, public_ip FROM instances WHERE id = ?`, instanceID).Scan(&owner, &state, &oldIP)
 		if err == nil && owner != a.Owner {
@@ -290,6 +297,7 @@ func (c *Cloud) associateAddress(ctx context.Context, k *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.notifyInstances(ctx, moved...)
 	return resp, nil
 }
 
@@ -299,6 +307,7 @@ var disassociateAddressParams = []string{
 }
 
 func (c *Cloud) disassociateAddress(ctx context.Context, k *call) (any, error) {
+	var moved string
 	err := c.db.InTx(ctx, func(tx *store.Tx) error {
 		var a address
 		var err error
@@ -314,12 +323,30 @@ func (c *Cloud) disassociateAddress(ctx context.Context, k *call) (any, error) {
 		} else if a, err = findAddress(ctx, tx, k, "", k.str("PublicIp")); err != nil {
 			return err
 		}
+		moved = a.InstanceID
 		return disassociate(ctx, tx, a)
 	})
 	if err != nil {
 		return nil, err
 	}
+	c.notifyInstances(ctx, moved)
 	return ok()
+}
+
+// notifyInstances wakes the nodes of instances whose public address
+// changed: their agents move the NAT rules at once.
+func (c *Cloud) notifyInstances(ctx context.Context, ids ...string) {
+	var nodes []string
+	for _, id := range ids {
+		if id == "" {
+			continue
+		}
+		var node string
+		if err := c.db.QueryRow(ctx, `SELECT node_id FROM instances WHERE id = ?`, id).Scan(&node); err == nil {
+			nodes = append(nodes, node)
+		}
+	}
+	c.notify(nodes...)
 }
 
 // Address is one item of DescribeAddresses.

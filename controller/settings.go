@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"os"
 
 	"ironbark/internal/atomicfile"
@@ -25,6 +26,25 @@ type Settings struct {
 	// InstanceSubnet is where instances' private addresses come from
 	// (Config.InstanceSubnet): the nodes' bridge subnet.
 	InstanceSubnet string `json:"instanceSubnet,omitempty"`
+	// ClusterSubnets gives clusters their own instance subnet by name
+	// (Config.ClusterSubnets); `ironbark cluster set --instance-subnet`
+	// takes precedence.
+	ClusterSubnets map[string]string `json:"clusterSubnets,omitempty"`
+}
+
+// ReservedSubnets are the instance subnets the settings hold, by owner, for
+// the overlap check of a cluster's own: the cloud's default (DefaultInstanceSubnet
+// when unset) and clusterSubnets.
+func (s Settings) ReservedSubnets() map[string]string {
+	def := DefaultInstanceSubnet
+	if p, err := netip.ParsePrefix(s.InstanceSubnet); err == nil {
+		def = p.Masked().String()
+	}
+	out := map[string]string{"instanceSubnet (controller.json)": def}
+	for name, cidr := range s.ClusterSubnets {
+		out["cluster "+name] = cidr
+	}
+	return out
 }
 
 // LoadSettings reads DIR/controller.json; a missing file is empty settings.
@@ -44,6 +64,9 @@ func LoadSettings(dataDir string) (Settings, error) {
 		if _, _, err := parseInstanceSubnet(s.InstanceSubnet); err != nil {
 			return s, fmt.Errorf("settings %s: %w", datadir.Dir(dataDir).Settings(), err)
 		}
+	}
+	if err := CheckSubnets(s.ReservedSubnets()); err != nil {
+		return s, fmt.Errorf("settings %s: %w", datadir.Dir(dataDir).Settings(), err)
 	}
 	if len(s.VMTypes) > 0 {
 		if err := checkVMTypes(s.VMTypes); err != nil {

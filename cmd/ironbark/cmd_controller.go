@@ -75,7 +75,7 @@ func runController(ctx context.Context, e *env, f controllerFlags) error {
 	}
 	run = run.Resolved()
 	cfg := controller.Config{Region: run.Region, VMTypes: run.VMTypes, PublicAddresses: run.PublicAddresses,
-		InstanceSubnet: run.InstanceSubnet}
+		InstanceSubnet: run.InstanceSubnet, ClusterSubnets: run.ClusterSubnets}
 
 	ln, err := net.Listen("tcp", f.listen)
 	if err != nil {
