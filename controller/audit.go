@@ -39,7 +39,7 @@ type AuditEntry struct {
 	Time      time.Time `json:"time"`
 	Account   string    `json:"account"`    // the account's name, or AdminCLI
 	AccountID string    `json:"account_id"` // 12 digits; "" for AdminCLI
-	User      string    `json:"user"`       // "" until accounts have users
+	User      string    `json:"user"`       // the account's user; "" for the account itself or the CLI
 	AccessKey string    `json:"access_key"`
 	Action    string    `json:"action"`    // "RunInstances", "account create"
 	Resources []string  `json:"resources"` // what the call named or made
@@ -219,7 +219,7 @@ func (c *Cloud) audit(ctx context.Context, r *ec2.Request, at time.Time, resp an
 	if err != nil {
 		result = ec2.AsError(err).Code
 	}
-	e := AuditEntry{Time: at, Account: r.Principal.AccountID, AccessKey: r.Principal.AccessKey,
+	e := AuditEntry{Time: at, Account: r.Principal.AccountID, User: r.Principal.User, AccessKey: r.Principal.AccessKey,
 		Action: r.Action, Resources: auditResourceIDs(r, resp, err), Source: r.SourceIP, Result: result, RequestID: r.RequestID}
 	if err := RecordAudit(context.WithoutCancel(ctx), c.db, e); err != nil {
 		c.log.ErrorContext(ctx, "audit log", "request_id", r.RequestID, "action", r.Action, "error", err)

@@ -355,11 +355,11 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch) (*RunIns
 			}
 			if _, err := tx.Exec(ctx, `INSERT INTO instances (id, account_id, reservation_id, launch_index, image_id, kernel_id,
 				ramdisk_id, vm_type, key_name, zone, node_id, mac, private_ip, state, desired, client_token, user_data, launch_time,
-				artifacts, public_key, disable_api_termination, disable_api_stop, shutdown_behavior)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				artifacts, public_key, disable_api_termination, disable_api_stop, shutdown_behavior, user_name)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 				in.InstanceID, k.account(), res.ReservationID, i, l.image.ID, kernelID, ramdiskID, l.vt.Name, l.keyName,
 				zone, node, in.MACAddress, in.PrivateIPAddress, nodeapi.StatePending, nodeapi.StateRunning, l.token, l.userData, now.Unix(),
-				string(arts), l.pubKey, boolInt(l.noTerminate), boolInt(l.noStop), l.shutdown); err != nil {
+				string(arts), l.pubKey, boolInt(l.noTerminate), boolInt(l.noStop), l.shutdown, k.Principal.User); err != nil {
 				return err
 			}
 			if withPublic {

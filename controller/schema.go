@@ -224,5 +224,7 @@ ALTER TABLE accounts ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;
 		quotaIndexMigration(),
 		// The audit log of mutating calls and admin commands (audit.go).
 		auditMigration(),
+		// Users inside an account (users.go).
+		usersMigration(),
 	}
 }
