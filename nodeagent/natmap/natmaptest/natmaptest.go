@@ -54,15 +54,21 @@ type Node struct {
 }
 
 // AddNode makes a node with public address pub (with the world's prefix
-// length) and instance subnet subnet (its bridge takes the first address),
-// forwarding on.
+// length) and instance subnet subnet (its bridge takes the first address;
+// "" leaves the bridge without one, for an agent to give it), forwarding
+// on.
 func (w *World) AddNode(t testing.TB, pub string, subnet string) *Node {
 	t.Helper()
 	ns := lab.NewNetNS(t)
-	n := &Node{NS: ns, Subnet: netip.MustParsePrefix(subnet)}
+	n := &Node{NS: ns}
 	n.Public = w.Out.Link(t, w.Bridge, ns)
 	ns.AddAddr(t, n.Public, netip.PrefixFrom(netip.MustParseAddr(pub), w.Addr.Bits()))
-	n.Bridge = ns.Bridge(t, netip.PrefixFrom(n.Subnet.Addr().Next(), n.Subnet.Bits()))
+	var gw netip.Prefix
+	if subnet != "" {
+		n.Subnet = netip.MustParsePrefix(subnet)
+		gw = netip.PrefixFrom(n.Subnet.Addr().Next(), n.Subnet.Bits())
+	}
+	n.Bridge = ns.Bridge(t, gw)
 	if err := ns.Do(func() error {
 		return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644)
 	}); err != nil {
@@ -79,6 +85,9 @@ func (w *World) AddNode(t testing.TB, pub string, subnet string) *Node {
 
 // NetNSFd is an fd of the node's namespace (natmap.Config.NetNS).
 func (n *Node) NetNSFd() int { return n.nsfd }
+
+// NetNSPath is the node namespace's path (nodeagent.Config.NetNS).
+func (n *Node) NetNSPath() string { return "/run/netns/" + n.NS.Name }
 
 // Ruleset is `nft list ruleset` in the node's namespace.
 func (n *Node) Ruleset(t testing.TB) string {
@@ -101,11 +110,18 @@ type Instance struct {
 // route through the node, answering on Port with "NAME CALLER-ADDRESS".
 func (n *Node) AddInstance(t testing.TB, name, ip string) *Instance {
 	t.Helper()
+	return n.AddInstanceIn(t, name, ip, n.Subnet)
+}
+
+// AddInstanceIn is AddInstance in the given subnet (whose first address
+// is the gateway).
+func (n *Node) AddInstanceIn(t testing.TB, name, ip string, subnet netip.Prefix) *Instance {
+	t.Helper()
 	ns := lab.NewNetNS(t)
 	in := &Instance{Name: name, NS: ns, IP: netip.MustParseAddr(ip)}
 	dev := n.NS.Link(t, n.Bridge, ns)
-	ns.AddAddr(t, dev, netip.PrefixFrom(in.IP, n.Subnet.Bits()))
-	gw := n.Subnet.Addr().Next()
+	ns.AddAddr(t, dev, netip.PrefixFrom(in.IP, subnet.Bits()))
+	gw := subnet.Addr().Next()
 	if err := ns.Netlink().RouteAdd(&netlink.Route{Gw: gw.AsSlice()}); err != nil {
 		t.Fatalf("default route via %s in %s: %v", gw, ns.Name, err)
 	}
