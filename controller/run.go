@@ -247,6 +247,13 @@ func (c *Cloud) runInstances(ctx context.Context, k *call) (any, error) {
 		nodesOf[i] = in.nodeID
 	}
 	c.notify(nodesOf...)
+	// The new instances join their groups: nodes whose rules name one
+	// of them as the peer update their member sets.
+	groupIDs := make([]string, len(l.groups))
+	for i, g := range l.groups {
+		groupIDs[i] = g.GroupID
+	}
+	c.notifyGroupNodes(ctx, groupIDs, true)
 	c.log.Info("run instances", "account", k.account(), "reservation", res.ReservationID, "count", len(res.Instances),
 		"type", l.vt.Name, "image", l.image.ID, "zone", res.Instances[0].Placement.AvailabilityZone)
 	return res, nil

@@ -64,6 +64,8 @@ type InstanceSpec struct {
 	RebootSerial int       `json:"rebootSerial"` // bumped by RebootInstances
 	// Network is the instance's networking (network.go).
 	Network *InstanceNetwork `json:"network,omitempty"`
+	// SecurityGroups are the IDs of the instance's groups (secgroups.go).
+	SecurityGroups []string `json:"securityGroups,omitempty"`
 }
 
 // InstanceStatus is what a node observes of one instance.
@@ -133,6 +135,9 @@ type HeartbeatResponse struct {
 type Desired struct {
 	ETag      string         `json:"etag"`
 	Instances []InstanceSpec `json:"instances"`
+	// SecurityGroups are the groups the instances are in and the peers
+	// their rules name (secgroups.go).
+	SecurityGroups []SecurityGroup `json:"securityGroups,omitempty"`
 }
 
 // Error is the body of every non-2xx answer.

@@ -155,7 +155,7 @@ func (e *env) startAgent(t *testing.T) (stop func()) {
 	t.Helper()
 	a, err := nodeagent.New(nodeagent.Config{Controller: e.nodeURL, Token: e.token, LibvirtURI: "test:///default",
 		StateDir: e.state, Logger: testLog(t), StopTimeout: time.Second, HypervisorGrace: time.Second, Hostname: "node-eip",
-		Bridge: e.node.Bridge, NoInstanceServices: true, PublicInterface: e.node.Public, NetNS: e.node.NetNSPath()})
+		Bridge: e.node.Bridge, NoInstanceServices: true, NoSecurityGroups: true, PublicInterface: e.node.Public, NetNS: e.node.NetNSPath()})
 	if err != nil {
 		t.Fatal(err)
 	}
