@@ -184,7 +184,17 @@ func (c *Cloud) RunFailureChecks(ctx context.Context, interval time.Duration) {
 	})
 }
 
-// every calls job every interval until ctx ends, logging what fails.
+// Leadership decides whether this controller runs the periodic jobs now:
+// several controllers on one database elect one (store.Leader) so each job
+// runs once across them, and another takes over when it dies.
+type Leadership interface {
+	// Held reports whether this controller leads now, taking the lead if
+	// nobody holds it.
+	Held(ctx context.Context) (bool, error)
+}
+
+// every calls job every interval, when this controller leads the periodic
+// jobs, until ctx ends, logging what fails.
 func (c *Cloud) every(ctx context.Context, interval time.Duration, name string, job func(context.Context) error) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -193,6 +203,14 @@ func (c *Cloud) every(ctx context.Context, interval time.Duration, name string, 
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if c.cfg.Jobs != nil {
+			if held, err := c.cfg.Jobs.Held(ctx); !held {
+				if err != nil && ctx.Err() == nil {
+					c.log.Warn(name+": leader election", "err", err)
+				}
+				continue
+			}
 		}
 		if err := job(ctx); err != nil && ctx.Err() == nil {
 			c.log.Warn(name, "err", err)

@@ -39,7 +39,7 @@ func (a *Agent) syncSecurityGroups() {
 		}
 	}
 	if a.fw.fw == nil {
-		fw, err := secgroups.New(a.cfg.Bridge)
+		fw, err := secgroups.New(a.cfg.Bridge, 0)
 		if err != nil {
 			fail(err)
 			return

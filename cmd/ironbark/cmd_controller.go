@@ -74,8 +74,11 @@ func runController(ctx context.Context, e *env, f controllerFlags) error {
 		}
 	}
 	run = run.Resolved()
+	// With several controllers on one PostgreSQL, one at a time runs the
+	// periodic jobs; the store's advisory lock elects it.
+	jobs := db.Leader()
 	cfg := controller.Config{Region: run.Region, VMTypes: run.VMTypes, PublicAddresses: run.PublicAddresses,
-		InstanceSubnet: run.InstanceSubnet, ClusterSubnets: run.ClusterSubnets}
+		InstanceSubnet: run.InstanceSubnet, ClusterSubnets: run.ClusterSubnets, Jobs: jobs}
 
 	ln, err := net.Listen("tcp", f.listen)
 	if err != nil {
@@ -110,6 +113,7 @@ func runController(ctx context.Context, e *env, f controllerFlags) error {
 		VMTypes:     func(context.Context) ([]nodeapi.VMType, error) { return cfg.VMTypes, nil },
 		Blobs:       blobs.HandlerAt(nodeapi.PathBlobs),
 		ServerNames: serverNames(cfg.Endpoint),
+		Jobs:        jobs,
 	})
 	if err != nil {
 		return err
@@ -172,6 +176,7 @@ func runController(ctx context.Context, e *env, f controllerFlags) error {
 	log.Info("controller stopping")
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	jobs.Release(sctx) // another controller takes the periodic jobs at once
 	if serr := api.Shutdown(sctx); serr != nil && err == nil {
 		err = serr
 	}

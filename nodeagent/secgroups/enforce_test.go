@@ -54,7 +54,7 @@ func newNode(t *testing.T) *node {
 // firewall is a fresh Firewall in the node's namespace (a new agent).
 func (n *node) firewall() *Firewall {
 	var fw *Firewall
-	if err := n.net.NS.Do(func() (err error) { fw, err = New(n.net.Bridge); return err }); err != nil {
+	if err := n.net.NS.Do(func() (err error) { fw, err = New(n.net.Bridge, 0); return err }); err != nil {
 		n.t.Fatal(err)
 	}
 	n.t.Cleanup(fw.Release)

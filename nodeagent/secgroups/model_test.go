@@ -1,9 +1,13 @@
 package secgroups
 
 import (
+	"fmt"
 	"net/netip"
+	"os/exec"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"ironbark/internal/lab"
 	"ironbark/internal/nodeapi"
@@ -97,7 +101,7 @@ func TestScriptIsApply(t *testing.T) {
 	}
 	ours := lab.NewNetNS(t)
 	if err := ours.Do(func() error {
-		fw, err := New("br0")
+		fw, err := New("br0", 0)
 		if err != nil {
 			return err
 		}
@@ -115,5 +119,67 @@ func TestScriptIsApply(t *testing.T) {
 	}
 	if a, b := list(ours), list(ref); a != b {
 		t.Fatalf("Apply lists\n%s\nnft -f of Script lists\n%s", a, b)
+	}
+}
+
+// TestLargeTable: a node's whole table (100 instances, 1,000 rules) goes
+// in one transaction, and a one-rule change after it too.
+func TestLargeTable(t *testing.T) {
+	lab.Require(t, "nft")
+	var insts []Instance
+	ip := netip.MustParseAddr("10.9.0.10")
+	for i := range 100 {
+		insts = append(insts, Instance{ID: fmt.Sprintf("i-%03d", i), IP: ip, Groups: []string{fmt.Sprintf("sg-%d", i%10)}})
+		ip = ip.Next()
+	}
+	var groups []nodeapi.SecurityGroup
+	for g := range 10 {
+		sg := nodeapi.SecurityGroup{ID: fmt.Sprintf("sg-%d", g)}
+		for r := range 100 {
+			sg.Ingress = append(sg.Ingress, nodeapi.SecurityGroupRule{Protocol: "tcp", From: 1000 + r, To: 1000 + r,
+				CIDR: fmt.Sprintf("10.%d.%d.0/24", g, r)})
+		}
+		groups = append(groups, sg)
+	}
+	// The namespace by descriptor, from a thread outside it (as an agent
+	// whose bridge is in another namespace opens it).
+	ns := lab.NewNetNS(t)
+	nsfd, err := unix.Open("/run/netns/"+ns.Name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(nsfd)
+	err = func() error {
+		fw, err := New("br0", nsfd)
+		if err != nil {
+			return err
+		}
+		defer fw.Release()
+		rs, err := Build(insts, groups)
+		if err != nil {
+			return err
+		}
+		if _, err := fw.Apply(rs); err != nil {
+			return err
+		}
+		groups[3].Ingress = groups[3].Ingress[1:]
+		if rs, err = Build(insts, groups); err != nil {
+			return err
+		}
+		_, err = fw.Apply(rs)
+		return err
+	}()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("nft", "list", "table", "inet", TableName("br0")).CombinedOutput(); err == nil {
+		t.Fatalf("the table is in the test's own namespace:\n%s", out)
+	}
+	out, err := ns.Command(t.Context(), "nft", "list", "chain", "inet", TableName("br0"), "gin_sg-3").CombinedOutput()
+	if err != nil {
+		t.Fatalf("nft list chain: %v: %s", err, out)
+	}
+	if n := strings.Count(string(out), "accept"); n != 99 || strings.Contains(string(out), "10.3.0.0/24") {
+		t.Fatalf("group 3 after the change has %d rules:\n%s", n, out)
 	}
 }

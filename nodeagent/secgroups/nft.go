@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
 	"sync"
 
@@ -64,31 +65,61 @@ type Firewall struct {
 	chain  map[string]*nftables.Chain
 }
 
-// New readies the firewall of the calling thread's network namespace.
-// It changes no rule (a killed agent's table stays until the
-// first Apply replaces it) but makes sure bridged IPv4 goes through the
-// inet hooks (br_netfilter, bridge-nf-call-iptables) in the calling
-// thread's namespace, without which instances on one bridge would reach
-// each other unfiltered.
-func New(bridge string) (*Firewall, error) {
+// New readies the firewall of the network namespace nsfd (0: the calling
+// thread's; the agent's Config.NetNS when its bridge lives in another).
+// It changes no rule (a killed agent's table stays until the first Apply
+// replaces it) but makes sure bridged IPv4 goes through the inet hooks
+// (br_netfilter, bridge-nf-call-iptables) in that namespace, without
+// which instances on one bridge would reach each other unfiltered.
+func New(bridge string, nsfd int) (*Firewall, error) {
 	if bridge == "" || len(bridge) >= unix.IFNAMSIZ {
 		return nil, fmt.Errorf("security groups: bridge name %q", bridge)
 	}
-	if err := bridgeNetfilter(); err != nil {
+	// Every Flush dials netlink anew, from whatever thread runs it: the
+	// namespace is pinned here, by a descriptor of our own.
+	var own int
+	err := inNetNS(nsfd, func() error {
+		if err := bridgeNetfilter(); err != nil {
+			return err
+		}
+		var err error
+		own, err = unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("network namespace: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
-	// Every Flush dials netlink anew, from whatever thread runs it: the
-	// namespace is pinned here.
-	nsfd, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	c, err := nftables.New(nftables.WithNetNSFd(own), nftables.WithSockOptions(bigBuffers))
 	if err != nil {
-		return nil, fmt.Errorf("network namespace: %w", err)
-	}
-	c, err := nftables.New(nftables.WithNetNSFd(nsfd), nftables.WithSockOptions(bigBuffers))
-	if err != nil {
-		unix.Close(nsfd)
+		unix.Close(own)
 		return nil, fmt.Errorf("nftables: %w", err)
 	}
-	return &Firewall{bridge: bridge, conn: c, nsfd: nsfd, table: &nftables.Table{Family: nftables.TableFamilyINet, Name: TableName(bridge)}}, nil
+	return &Firewall{bridge: bridge, conn: c, nsfd: own, table: &nftables.Table{Family: nftables.TableFamilyINet, Name: TableName(bridge)}}, nil
+}
+
+// inNetNS runs fn in the namespace nsfd (0: right here). /proc/sys/net
+// and /proc/thread-self/ns/net are the opening thread's namespace's, so
+// fn runs on a locked thread moved there, which is dropped afterwards
+// rather than moved back.
+func inNetNS(nsfd int, fn func() error) error {
+	if nsfd <= 0 {
+		return fn()
+	}
+	errc := make(chan error, 1)
+	go func() {
+		// No UnlockOSThread: the goroutine ends locked, so its thread,
+		// still in nsfd's namespace, exits with it.
+		runtime.LockOSThread()
+		if err := unix.Setns(nsfd, unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("enter network namespace: %w", err)
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
 }
 
 // Release lets go of the namespace; the table stays as it is (instances

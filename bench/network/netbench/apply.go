@@ -89,7 +89,7 @@ func benchApply(e *env, o options) error {
 	ns := lab.NewNetNS(e)
 	const bridge = "ibrbench"
 	var fw *secgroups.Firewall
-	if err := ns.Do(func() (err error) { fw, err = secgroups.New(bridge); return err }); err != nil {
+	if err := ns.Do(func() (err error) { fw, err = secgroups.New(bridge, 0); return err }); err != nil {
 		return err
 	}
 	defer fw.Release()
@@ -104,7 +104,7 @@ func benchApply(e *env, o options) error {
 	full := make([]time.Duration, 0, o.loads)
 	for range o.loads {
 		// A fresh Firewall rebuilds the table, as a restarted agent does.
-		if err := ns.Do(func() (err error) { fw.Release(); fw, err = secgroups.New(bridge); return err }); err != nil {
+		if err := ns.Do(func() (err error) { fw.Release(); fw, err = secgroups.New(bridge, 0); return err }); err != nil {
 			return err
 		}
 		d, err := apply(groups)

@@ -35,7 +35,7 @@ func benchPackets(e *env, o options) error {
 	}
 	nsA, nsB := guest(a.IP), guest(b.IP)
 	var fw *secgroups.Firewall
-	if err := n.NS.Do(func() (err error) { fw, err = secgroups.New(n.Bridge); return err }); err != nil {
+	if err := n.NS.Do(func() (err error) { fw, err = secgroups.New(n.Bridge, 0); return err }); err != nil {
 		return err
 	}
 	defer fw.Release()
@@ -120,7 +120,7 @@ func benchPackets(e *env, o options) error {
 				return fmt.Errorf("no ruleset: %w", err)
 			}
 			without = max(without, r)
-			if err := n.NS.Do(func() (err error) { fw, err = secgroups.New(n.Bridge); return err }); err != nil {
+			if err := n.NS.Do(func() (err error) { fw, err = secgroups.New(n.Bridge, 0); return err }); err != nil {
 				return err
 			}
 			if _, err := fw.Apply(rs); err != nil {
