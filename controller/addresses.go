@@ -253,6 +253,10 @@ func (c *Cloud) associateAddress(ctx context.Context, k *call) (any, error) {
 		return nil, err
 	}
 	resp := &AssociateAddressResponse{Return: true, AssociationID: newID("eipassoc", 17)}
+	nets, err := c.zoneNets(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var moved []string
 	err = c.db.InTx(ctx, func(tx *store.Tx) error {
 		a, err := findAddress(ctx, tx, k, k.str("AllocationId"), k.str("PublicIp"))
@@ -260,8 +264,8 @@ func (c *Cloud) associateAddress(ctx context.Context, k *call) (any, error) {
 			return err
 		}
 		moved = []string{a.InstanceID, instanceID}
-		var owner, state, oldIP string
-		err = tx.QueryRow(ctx, `SELECT account_id, state, public_ip FROM instances WHERE id = ?`, instanceID).Scan(&owner, &state, &oldIP)
+		var owner, state, oldIP, zone string
+		err = tx.QueryRow(ctx, `SELECT account_id, state, public_ip, zone FROM instances WHERE id = ?`, instanceID).Scan(&owner, &state, &oldIP, &zone)
 		if err == nil && owner != a.Owner {
 			err = sql.ErrNoRows
 		}
@@ -270,6 +274,9 @@ func (c *Cloud) associateAddress(ctx context.Context, k *call) (any, error) {
 		}
 		if state == "terminated" || state == "shutting-down" {
 			return ec2.Errorf("IncorrectInstanceState", "The instance '%s' is not in a valid state for this operation.", instanceID)
+		}
+		if err := noPublicInSystem(c.zoneNetOf(nets, zone), zone); err != nil {
+			return err
 		}
 		if a.InstanceID != "" && a.InstanceID != instanceID && !reassoc {
 			return ec2.Errorf("Resource.AlreadyAssociated", "resource %s is already associated with associate-id %s", a.AllocationID, a.AssociationID)

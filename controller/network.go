@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	"ironbark/controller/ec2"
 	"ironbark/internal/nodeapi"
 )
 
@@ -79,6 +80,19 @@ func (c *Cloud) zoneNetOf(nets map[string]zoneNet, zone string) zoneNet {
 		return z
 	}
 	return zoneNet{mode: nodeapi.ModeManagedNoVLAN, subnet: c.subnet, pool: c.privatePool}
+}
+
+// noPublicInSystem refuses a public address for an instance of a SYSTEM
+// zone: its instances route through the cluster network's own router, not
+// the node that would NAT the address (Eucalyptus' SYSTEM mode had no
+// elastic IPs either).
+func noPublicInSystem(z zoneNet, zone string) error {
+	if z.mode != nodeapi.ModeSystem {
+		return nil
+	}
+	return ec2.Errorf("UnsupportedOperation", "Instances of availability zone %s (networking mode SYSTEM) take no public address: "+
+		"its instances are on the cluster's own network; the administrator can switch it to MANAGED-NOVLAN "+
+		"(ironbark cluster set %s --network-mode MANAGED-NOVLAN).", zone, zone)
 }
 
 // instanceNetwork is what the node is told of an instance's networking.

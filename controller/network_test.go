@@ -127,17 +127,22 @@ func TestZoneNetworks(t *testing.T) {
 		// AllowReassociation; an unknown one is not found.
 		addrs := must[*sdk.DescribeAddressesOutput](t)(c.DescribeAddresses(ctx, &sdk.DescribeAddressesInput{}))
 		alloc := addrs.Addresses[0].AllocationId
-		must[*sdk.AssociateAddressOutput](t)(c.AssociateAddress(ctx, &sdk.AssociateAddressInput{AllocationId: alloc, InstanceId: none.InstanceId}))
-		_, err = c.AssociateAddress(ctx, &sdk.AssociateAddressInput{AllocationId: alloc, InstanceId: b.InstanceId})
+		must[*sdk.AssociateAddressOutput](t)(c.AssociateAddress(ctx, &sdk.AssociateAddressInput{AllocationId: alloc, InstanceId: a.InstanceId}))
+		_, err = c.AssociateAddress(ctx, &sdk.AssociateAddressInput{AllocationId: alloc, InstanceId: none.InstanceId})
 		wantCode(t, err, "Resource.AlreadyAssociated")
-		must[*sdk.AssociateAddressOutput](t)(c.AssociateAddress(ctx, &sdk.AssociateAddressInput{AllocationId: alloc, InstanceId: b.InstanceId,
+		must[*sdk.AssociateAddressOutput](t)(c.AssociateAddress(ctx, &sdk.AssociateAddressInput{AllocationId: alloc, InstanceId: none.InstanceId,
 			AllowReassociation: aws.Bool(true)}))
 		_, err = c.AssociateAddress(ctx, &sdk.AssociateAddressInput{AllocationId: aws.String("eipalloc-0123456789abcdef0"), InstanceId: b.InstanceId})
 		wantCode(t, err, "InvalidAllocationID.NotFound")
 		desc := must[*sdk.DescribeAddressesOutput](t)(c.DescribeAddresses(ctx, &sdk.DescribeAddressesInput{AllocationIds: []string{aws.ToString(alloc)}}))
-		if aws.ToString(desc.Addresses[0].InstanceId) != aws.ToString(b.InstanceId) || aws.ToString(desc.Addresses[0].PrivateIpAddress) != "10.92.0.10" {
+		if aws.ToString(desc.Addresses[0].InstanceId) != aws.ToString(none.InstanceId) || aws.ToString(desc.Addresses[0].PrivateIpAddress) != "10.91.0.11" {
 			t.Fatalf("DescribeAddresses after reassociation: %+v", desc.Addresses[0])
 		}
+		// A SYSTEM zone's instances take no public address.
+		_, err = c.AssociateAddress(ctx, &sdk.AssociateAddressInput{AllocationId: addrs.Addresses[1].AllocationId, InstanceId: b.InstanceId})
+		wantCode(t, err, "UnsupportedOperation")
+		_, err = run("zone-b", aws.Bool(true))
+		wantCode(t, err, "UnsupportedOperation")
 	})
 }
 

@@ -341,7 +341,12 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch) (*RunIns
 		zn := c.zoneNetOf(nets, zone)
 		// The zone gives every launch a public address unless the
 		// request asked for none.
-		withPublic := l.publicAddress || (zn.publicIPs && !l.publicAddressSet)
+		withPublic := l.publicAddress || (zn.publicIPs && !l.publicAddressSet && zn.mode != nodeapi.ModeSystem)
+		if withPublic {
+			if err := noPublicInSystem(zn, zone); err != nil {
+				return err
+			}
+		}
 		if withPublic && !l.publicAddress {
 			if err := checkQuota(ctx, tx, k.account(), QuotaAddresses, int64(len(nodes))); err != nil {
 				return err

@@ -74,7 +74,7 @@ func instanceNetworks(specs []nodeapi.InstanceSpec) (ms []natmap.Mapping, subnet
 		}
 		pub, err1 := netip.ParseAddr(n.PublicIP)
 		priv, err2 := netip.ParseAddr(s.PrivateIP)
-		if err1 == nil && err2 == nil {
+		if err1 == nil && err2 == nil && n.Mode != nodeapi.ModeSystem {
 			ms = append(ms, natmap.Mapping{Public: pub, Private: priv})
 		}
 	}

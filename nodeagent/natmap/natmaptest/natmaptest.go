@@ -125,6 +125,14 @@ func (n *Node) AddInstanceIn(t testing.TB, name, ip string, subnet netip.Prefix)
 	if err := ns.Netlink().RouteAdd(&netlink.Route{Gw: gw.AsSlice()}); err != nil {
 		t.Fatalf("default route via %s in %s: %v", gw, ns.Name, err)
 	}
+	Serve(t, ns, name)
+	return in
+}
+
+// Serve answers on Port in ns with "NAME CALLER-ADDRESS" until the test
+// ends.
+func Serve(t testing.TB, ns *lab.NetNS, name string) {
+	t.Helper()
 	var ln net.Listener
 	if err := ns.Do(func() error {
 		var err error
@@ -145,7 +153,6 @@ func (n *Node) AddInstanceIn(t testing.TB, name, ip string, subnet netip.Prefix)
 			c.Close()
 		}
 	}()
-	return in
 }
 
 // Dial connects from ns to addr:Port and returns what answered ("NAME
