@@ -143,4 +143,3 @@ func CheckSubnets(subnets map[string]string) error {
 	}
 	return nil
 }
-

@@ -30,6 +30,10 @@ type Settings struct {
 	// (Config.ClusterSubnets); `ironbark cluster set --instance-subnet`
 	// takes precedence.
 	ClusterSubnets map[string]string `json:"clusterSubnets,omitempty"`
+	// AuditRetentionDays, when above 0, is how long audit entries are
+	// kept: the controller deletes older ones every hour. 0 keeps them
+	// all (`ironbark audit prune` deletes by hand).
+	AuditRetentionDays int `json:"auditRetentionDays,omitempty"`
 }
 
 // ReservedSubnets are the instance subnets the settings hold, by owner, for
@@ -67,6 +71,9 @@ func LoadSettings(dataDir string) (Settings, error) {
 	}
 	if err := CheckSubnets(s.ReservedSubnets()); err != nil {
 		return s, fmt.Errorf("settings %s: %w", datadir.Dir(dataDir).Settings(), err)
+	}
+	if s.AuditRetentionDays < 0 {
+		return s, fmt.Errorf("settings %s: auditRetentionDays %d: want 0 (keep all) or more", datadir.Dir(dataDir).Settings(), s.AuditRetentionDays)
 	}
 	if len(s.VMTypes) > 0 {
 		if err := checkVMTypes(s.VMTypes); err != nil {
