@@ -3,7 +3,9 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -11,6 +13,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -51,8 +54,12 @@ type env struct {
 	state string
 	// nodeURL and token are where and how the agent enrolls.
 	nodeURL, token string
-	node           *natmaptest.Node
-	world          *natmaptest.World
+	// endpoint and admin are the EC2 URL and the admin's keys, for the
+	// AWS CLI.
+	endpoint string
+	admin    controller.Account
+	node     *natmaptest.Node
+	world    *natmaptest.World
 }
 
 func testLog(t testing.TB) *slog.Logger {
@@ -66,7 +73,7 @@ func testLog(t testing.TB) *slog.Logger {
 // one cluster whose instance subnet is its own, and the outside and one
 // node as namespaces.
 func start(t *testing.T) *env {
-	lab.Require(t, "ip", "nft", "qemu-img")
+	lab.Require(t, "ip", "nft", "qemu-img", "aws")
 	e := &env{state: t.TempDir()}
 	e.world = natmaptest.NewWorld(t, "198.51.100.1/24")
 	e.node = e.world.AddNode(t, "198.51.100.2", "") // the agent gives the bridge its gateway
@@ -129,6 +136,7 @@ func start(t *testing.T) *env {
 	go func() { defer wg.Done(); _ = svc.Serve(ctx, ln) }()
 	go func() { defer wg.Done(); _ = svc.Run(ctx) }()
 	t.Cleanup(func() { srv.Close(); cancel(); ln.Close(); wg.Wait() })
+	e.endpoint, e.admin = srv.URL+"/", admin
 	e.ec2 = sdk.New(sdk.Options{
 		HTTPClient:   &http.Client{Transport: ec2test.BufferingTransport{Next: http.DefaultTransport}},
 		Region:       "ironbark",
@@ -287,9 +295,11 @@ func TestElasticIPThroughEC2API(t *testing.T) {
 		t.Fatalf("second association: %v, want Resource.AlreadyAssociated", err)
 	}
 	natmaptest.MustReach(t, e.world.Out, eip, "i0 198.51.100.1")
-	if _, err := e.ec2.AssociateAddress(ctx, &sdk.AssociateAddressInput{AllocationId: alloc.AllocationId, InstanceId: aws.String(ids[1]),
-		AllowReassociation: aws.Bool(true)}); err != nil {
-		t.Fatal(err)
+	// Moved with the real AWS CLI.
+	assoc := e.awsCLI(t, "ec2", "associate-address", "--allocation-id", aws.ToString(alloc.AllocationId),
+		"--instance-id", ids[1], "--allow-reassociation")
+	if !strings.HasPrefix(fmt.Sprint(assoc["AssociationId"]), "eipassoc-") {
+		t.Fatalf("aws ec2 associate-address: %v", assoc)
 	}
 	until(t, "the elastic IP moves to i1", reach(eip, "i1 198.51.100.1", out))
 
@@ -332,6 +342,28 @@ func TestElasticIPThroughEC2API(t *testing.T) {
 	if rs := e.node.Ruleset(t); strings.Contains(rs, eip) {
 		t.Errorf("the released address is still in the ruleset:\n%s", rs)
 	}
+}
+
+// awsCLI runs the AWS CLI against the controller as the admin and
+// returns its JSON answer.
+func (e *env) awsCLI(t *testing.T, args ...string) map[string]any {
+	t.Helper()
+	cmd := exec.Command("aws", append([]string{"--endpoint-url", e.endpoint, "--output", "json"}, args...)...)
+	home := t.TempDir()
+	cmd.Env = append(os.Environ(), "HOME="+home, "AWS_CONFIG_FILE="+filepath.Join(home, "none"),
+		"AWS_SHARED_CREDENTIALS_FILE="+filepath.Join(home, "none"), "AWS_ACCESS_KEY_ID="+e.admin.AccessKey,
+		"AWS_SECRET_ACCESS_KEY="+e.admin.SecretKey, "AWS_DEFAULT_REGION=ironbark", "AWS_PAGER=")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	b, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("aws %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	var v map[string]any
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatalf("aws %s: %v\n%s", strings.Join(args, " "), err, b)
+	}
+	return v
 }
 
 // code is an API error's EC2 code.
