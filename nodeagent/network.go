@@ -22,6 +22,7 @@ type netState struct {
 	gateways map[netip.Prefix]bool // put on the bridge already
 	nsfd     int                   // Config.NetNS opened (0: the agent's own)
 	nl       *netlink.Handle
+	checked  bool // whether a previous agent's table was looked for
 }
 
 // open gets the namespace's netlink handle (and fd) on first use.
@@ -114,7 +115,16 @@ func (a *Agent) syncNetwork() {
 	}
 	if a.net.nat == nil {
 		if len(ms) == 0 && !a.cfg.OutboundNAT {
-			return // no elastic IP yet: no table to own
+			// No elastic IP: no table to own, unless a previous agent
+			// left one whose addresses went meanwhile.
+			if a.net.checked {
+				return
+			}
+			left, err := natmap.Exists(a.net.nsfd)
+			a.net.checked = err == nil
+			if err != nil || !left {
+				return
+			}
 		}
 		t, err := natmap.New(natmap.Config{NetNS: a.net.nsfd, PublicInterface: a.cfg.PublicInterface, OutboundNAT: a.cfg.OutboundNAT, Logger: a.log})
 		if err != nil {

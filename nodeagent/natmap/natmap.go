@@ -89,6 +89,25 @@ func New(cfg Config) (*Table, error) {
 	return t, nil
 }
 
+// Exists reports whether the namespace nsfd (0: the process's) has the
+// table: a node whose last elastic IP went while its agent was down must
+// rebuild it even with nothing to map.
+func Exists(nsfd int) (bool, error) {
+	var opts []nftables.ConnOption
+	if nsfd > 0 {
+		opts = append(opts, nftables.WithNetNSFd(nsfd))
+	}
+	conn, err := nftables.New(opts...)
+	if err != nil {
+		return false, fmt.Errorf("natmap: nftables: %w", err)
+	}
+	tables, err := conn.ListTablesOfFamily(nftables.TableFamilyIPv4)
+	if err != nil {
+		return false, fmt.Errorf("natmap: list tables: %w", err)
+	}
+	return slices.ContainsFunc(tables, func(t *nftables.Table) bool { return t.Name == TableName }), nil
+}
+
 // Close releases the netlink handles; the rules and addresses stay.
 func (t *Table) Close() {
 	if t.nl != nil {

@@ -58,8 +58,10 @@ type env struct {
 	// AWS CLI.
 	endpoint string
 	admin    controller.Account
-	node     *natmaptest.Node
-	world    *natmaptest.World
+	// stopAgent stops the agent startAgent last started.
+	stopAgent func()
+	node      *natmaptest.Node
+	world     *natmaptest.World
 }
 
 func testLog(t testing.TB) *slog.Logger {
@@ -180,6 +182,7 @@ func (e *env) startAgent(t *testing.T) (stop func()) {
 		})
 	}
 	t.Cleanup(stop)
+	e.stopAgent = stop
 	return stop
 }
 
@@ -342,6 +345,31 @@ func TestElasticIPThroughEC2API(t *testing.T) {
 	if rs := e.node.Ruleset(t); strings.Contains(rs, eip) {
 		t.Errorf("the released address is still in the ruleset:\n%s", rs)
 	}
+
+	// An address disassociated while the agent is down: the restarted
+	// agent, with nothing to map, still removes the old rule.
+	alloc2, err := e.ec2.AllocateAddress(ctx, &sdk.AllocateAddressInput{Domain: types.DomainTypeVpc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eip2 := aws.ToString(alloc2.PublicIp)
+	a2, err := e.ec2.AssociateAddress(ctx, &sdk.AssociateAddressInput{AllocationId: alloc2.AllocationId, InstanceId: aws.String(ids[0])})
+	if err != nil {
+		t.Fatal(err)
+	}
+	until(t, "a new elastic IP reaches i0", reach(eip2, "i0 198.51.100.1", out))
+	e.stopAgent()
+	if _, err := e.ec2.DisassociateAddress(ctx, &sdk.DisassociateAddressInput{AssociationId: a2.AssociationId}); err != nil {
+		t.Fatal(err)
+	}
+	natmaptest.MustReach(t, e.world.Out, eip2, "i0 198.51.100.1") // the old rule, until an agent runs
+	e.startAgent(t)
+	until(t, "the restarted agent drops the disassociated address", func() error {
+		if got, err := out(eip2); err == nil {
+			return &mismatch{got, "no answer"}
+		}
+		return nil
+	})
 }
 
 // awsCLI runs the AWS CLI against the controller as the admin and
