@@ -142,6 +142,11 @@ func (n Node) Pending() bool {
 	return d.Cores > a.Cores || d.MemoryMiB > a.MemoryMiB || d.DiskGiB > a.DiskGiB
 }
 
+// Known reports whether a capacity is one a node measured: a node whose
+// hypervisor has not answered yet reports no cores or no memory, which
+// says nothing about the host.
+func Known(c nodeapi.Capacity) bool { return c.Cores > 0 && c.MemoryMiB > 0 }
+
 func minCap(a, b nodeapi.Capacity) nodeapi.Capacity {
 	return nodeapi.Capacity{Cores: min(a.Cores, b.Cores), MemoryMiB: min(a.MemoryMiB, b.MemoryMiB), DiskGiB: min(a.DiskGiB, b.DiskGiB)}
 }
@@ -386,9 +391,16 @@ func (r *Registry) heartbeat(ctx context.Context, n Node, hostname, hypervisor s
 		return false, fmt.Errorf("heartbeat %s: %w", n.ID, err)
 	}
 	c = nonNegative(c)
-	if n.Approved == (nodeapi.Capacity{}) {
+	if !Known(c) {
+		// The hypervisor has not answered (yet, or since a restart of
+		// the agent): the node is alive, and what it declared stands.
+		c = n.Declared
+	}
+	if !Known(n.Approved) && Known(c) {
 		// Enrolled without a capacity (its hypervisor did not answer
-		// then): the first one it reports is what it enrolled with.
+		// then): the first one it reports is what it enrolled with, and
+		// is approved as enrollment would have (within the cluster's
+		// limit, still unreviewed). Any later growth waits for review.
 		n.Approved = minCap(c, cl.Limit())
 	}
 	eff := minCap(minCap(c, n.Approved), cl.Limit())
