@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"ironbark/internal/nodeapi"
@@ -88,6 +89,8 @@ type Cluster struct {
 	// NodeLimit bounds what one node of the cluster may offer; a zero
 	// field means DefaultNodeLimit's.
 	NodeLimit nodeapi.Capacity
+	// Network is the cluster's instance networking (network.go).
+	Network Network
 }
 
 // DefaultNodeLimit bounds a node's capacity in a cluster with no limit of
@@ -162,7 +165,7 @@ type Registry struct {
 
 // NewRegistry migrates the cluster tables and returns a registry on db.
 func NewRegistry(ctx context.Context, db *store.DB) (*Registry, error) {
-	if err := db.Migrate(ctx, Migrations); err != nil {
+	if err := db.Migrate(ctx, append(slices.Clone(Migrations), networkMigrations...)); err != nil {
 		return nil, err
 	}
 	return &Registry{db: db}, nil
@@ -226,12 +229,15 @@ func (r *Registry) Cluster(ctx context.Context, name string) (Cluster, error) {
 	return c, nil
 }
 
-const clusterCols = `name, policy, created_at, max_node_cores, max_node_memory_mib, max_node_disk_gib`
+const clusterCols = `name, policy, created_at, max_node_cores, max_node_memory_mib, max_node_disk_gib,
+	network_mode, instance_subnet, public_ips`
 
 func scanCluster(sc interface{ Scan(...any) error }) (Cluster, error) {
 	var c Cluster
-	var created int64
-	err := sc.Scan(&c.Name, &c.Policy, &created, &c.NodeLimit.Cores, &c.NodeLimit.MemoryMiB, &c.NodeLimit.DiskGiB)
+	var created, publicIPs int64
+	err := sc.Scan(&c.Name, &c.Policy, &created, &c.NodeLimit.Cores, &c.NodeLimit.MemoryMiB, &c.NodeLimit.DiskGiB,
+		&c.Network.Mode, &c.Network.Subnet, &publicIPs)
+	c.Network.PublicIPs = publicIPs != 0
 	c.Created = time.Unix(created, 0).UTC()
 	return c, err
 }
