@@ -27,6 +27,9 @@ type Config struct {
 	// address from (the nodes' bridge subnet), DefaultInstanceSubnet when
 	// empty; addresses are handed out from its .10 upward.
 	InstanceSubnet string
+	// ClusterSubnets gives zones their own instance subnet (controller.json's
+	// clusterSubnets) where the cluster record names none.
+	ClusterSubnets map[string]string
 	// ArtifactURL says where nodes download a blob by digest (the image
 	// store's HTTP server); nil leaves Artifact.URL empty.
 	ArtifactURL func(digest string) string
@@ -39,6 +42,10 @@ type Config struct {
 	// Notify, when set, is told the node of every instance whose desired
 	// state changed, so the cluster side can wake that node's agent.
 	Notify func(nodeID string)
+	// Jobs says whether this controller runs the periodic jobs (purge,
+	// failure checks) now: with several controllers on one database, one
+	// at a time does (store.Leader). nil: this one always does.
+	Jobs Leadership
 	// BlobSize, when set, checks that RegisterImage's sha256: location is in
 	// the image store and gives its size.
 	BlobSize func(ctx context.Context, digest string) (int64, error)
@@ -64,6 +71,9 @@ type Cloud struct {
 	secrets     secretCache // unsealed secrets (accesskeys.go)
 	keyUse      keyUse      // when keys last signed (accesskeys.go)
 	health      NodeHealth  // which nodes are up (failure.go); nil: all
+	// noUsage skips the usage record on launch: only benchmarks set it,
+	// to measure what the record costs.
+	noUsage bool
 }
 
 // action runs one EC2 action for an authenticated caller.
@@ -95,6 +105,9 @@ func New(cfg Config, db *store.DB, placer Placer, log *slog.Logger) (*Cloud, err
 	}
 	subnet, privatePool, err := parseInstanceSubnet(cfg.InstanceSubnet)
 	if err != nil {
+		return nil, err
+	}
+	if err := CheckSubnets(Settings{InstanceSubnet: subnet.String(), ClusterSubnets: cfg.ClusterSubnets}.ReservedSubnets()); err != nil {
 		return nil, err
 	}
 	c := &Cloud{db: db, placer: placer, log: log, cfg: cfg, pool: pool, now: time.Now,

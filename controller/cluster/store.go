@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"ironbark/internal/nodeapi"
@@ -88,6 +89,8 @@ type Cluster struct {
 	// NodeLimit bounds what one node of the cluster may offer; a zero
 	// field means DefaultNodeLimit's.
 	NodeLimit nodeapi.Capacity
+	// Network is the cluster's instance networking (network.go).
+	Network Network
 }
 
 // DefaultNodeLimit bounds a node's capacity in a cluster with no limit of
@@ -139,6 +142,11 @@ func (n Node) Pending() bool {
 	return d.Cores > a.Cores || d.MemoryMiB > a.MemoryMiB || d.DiskGiB > a.DiskGiB
 }
 
+// Known reports whether a capacity is one a node measured: a node whose
+// hypervisor has not answered yet reports no cores or no memory, which
+// says nothing about the host.
+func Known(c nodeapi.Capacity) bool { return c.Cores > 0 && c.MemoryMiB > 0 }
+
 func minCap(a, b nodeapi.Capacity) nodeapi.Capacity {
 	return nodeapi.Capacity{Cores: min(a.Cores, b.Cores), MemoryMiB: min(a.MemoryMiB, b.MemoryMiB), DiskGiB: min(a.DiskGiB, b.DiskGiB)}
 }
@@ -157,7 +165,7 @@ type Registry struct {
 
 // NewRegistry migrates the cluster tables and returns a registry on db.
 func NewRegistry(ctx context.Context, db *store.DB) (*Registry, error) {
-	if err := db.Migrate(ctx, Migrations); err != nil {
+	if err := db.Migrate(ctx, append(slices.Clone(Migrations), networkMigrations...)); err != nil {
 		return nil, err
 	}
 	return &Registry{db: db}, nil
@@ -221,12 +229,15 @@ func (r *Registry) Cluster(ctx context.Context, name string) (Cluster, error) {
 	return c, nil
 }
 
-const clusterCols = `name, policy, created_at, max_node_cores, max_node_memory_mib, max_node_disk_gib`
+const clusterCols = `name, policy, created_at, max_node_cores, max_node_memory_mib, max_node_disk_gib,
+	network_mode, instance_subnet, public_ips`
 
 func scanCluster(sc interface{ Scan(...any) error }) (Cluster, error) {
 	var c Cluster
-	var created int64
-	err := sc.Scan(&c.Name, &c.Policy, &created, &c.NodeLimit.Cores, &c.NodeLimit.MemoryMiB, &c.NodeLimit.DiskGiB)
+	var created, publicIPs int64
+	err := sc.Scan(&c.Name, &c.Policy, &created, &c.NodeLimit.Cores, &c.NodeLimit.MemoryMiB, &c.NodeLimit.DiskGiB,
+		&c.Network.Mode, &c.Network.Subnet, &publicIPs)
+	c.Network.PublicIPs = publicIPs != 0
 	c.Created = time.Unix(created, 0).UTC()
 	return c, err
 }
@@ -374,42 +385,93 @@ func (r *Registry) RemoveNode(ctx context.Context, id string) error {
 // certificate serial is unknown (removed or re-enrolled). What the node
 // declares is kept; what placement counts stays within the approved
 // capacity and the cluster's limit, so a node cannot grow by saying so.
-func (r *Registry) heartbeat(ctx context.Context, n Node, hostname, hypervisor string, c nodeapi.Capacity, now time.Time) (bool, error) {
+func (r *Registry) heartbeat(ctx context.Context, n Node, hostname, hypervisor string, c nodeapi.Capacity, now time.Time, rec NodeSilences) (bool, error) {
 	cl, err := r.Cluster(ctx, n.Cluster)
 	if err != nil {
 		return false, fmt.Errorf("heartbeat %s: %w", n.ID, err)
 	}
 	c = nonNegative(c)
-	if n.Approved == (nodeapi.Capacity{}) {
+	if !Known(c) {
+		// The hypervisor has not answered (yet, or since a restart of
+		// the agent): the node is alive, and what it declared stands.
+		c = n.Declared
+	}
+	if !Known(n.Approved) && Known(c) {
 		// Enrolled without a capacity (its hypervisor did not answer
-		// then): the first one it reports is what it enrolled with.
+		// then): the first one it reports is what it enrolled with, and
+		// is approved as enrollment would have (within the cluster's
+		// limit, still unreviewed). Any later growth waits for review.
 		n.Approved = minCap(c, cl.Limit())
 	}
 	eff := minCap(minCap(c, n.Approved), cl.Limit())
-	res, err := r.db.Exec(ctx, `UPDATE nodes SET hostname = ?, cores = ?, memory_mib = ?, disk_gib = ?, hypervisor = ?,
+	update := func(q store.Querier) (bool, error) {
+		res, err := q.Exec(ctx, `UPDATE nodes SET hostname = ?, cores = ?, memory_mib = ?, disk_gib = ?, hypervisor = ?,
 		last_heartbeat = ?, state = ?, declared_cores = ?, declared_memory_mib = ?, declared_disk_gib = ?,
 		approved_cores = ?, approved_memory_mib = ?, approved_disk_gib = ? WHERE id = ? AND cert_serial = ?`,
-		hostname, eff.Cores, eff.MemoryMiB, eff.DiskGiB, hypervisor, now.UnixMilli(), NodeUp, c.Cores, c.MemoryMiB, c.DiskGiB,
-		n.Approved.Cores, n.Approved.MemoryMiB, n.Approved.DiskGiB, n.ID, n.CertSerial)
+			hostname, eff.Cores, eff.MemoryMiB, eff.DiskGiB, hypervisor, now.UnixMilli(), NodeUp, c.Cores, c.MemoryMiB, c.DiskGiB,
+			n.Approved.Cores, n.Approved.MemoryMiB, n.Approved.DiskGiB, n.ID, n.CertSerial)
+		if err != nil {
+			return false, err
+		}
+		k, _ := res.RowsAffected()
+		return k > 0, nil
+	}
+	var ok bool
+	if n.State == NodeUp || rec == nil {
+		ok, err = update(r.db)
+	} else {
+		// Back from a silence: the record says so in the same transaction.
+		err = r.db.InTx(ctx, func(tx *store.Tx) error {
+			var err error
+			if ok, err = update(tx); err != nil || !ok {
+				return err
+			}
+			return rec.NodeSilence(ctx, tx, n.ID, false, now)
+		})
+	}
 	if err != nil {
 		return false, fmt.Errorf("heartbeat %s: %w", n.ID, err)
 	}
-	k, _ := res.RowsAffected()
-	return k > 0, nil
+	return ok, nil
 }
 
 // markDown sets nodes whose last heartbeat is older than cutoff to down and
-// returns their IDs.
-func (r *Registry) markDown(ctx context.Context, cutoff time.Time) ([]string, error) {
+// returns their IDs; rec, when not nil, records each silence from the
+// node's last heartbeat, in the same transaction.
+func (r *Registry) markDown(ctx context.Context, cutoff time.Time, rec NodeSilences) ([]string, error) {
 	var ids []string
 	err := r.db.InTx(ctx, func(tx *store.Tx) error {
-		var err error
-		ids, err = store.Column[string](tx.Query(ctx, `SELECT id FROM nodes WHERE state = ? AND last_heartbeat < ?`, NodeUp, cutoff.UnixMilli()))
+		ids = ids[:0]
+		rows, err := tx.Query(ctx, `SELECT id, last_heartbeat FROM nodes WHERE state = ? AND last_heartbeat < ?`, NodeUp, cutoff.UnixMilli())
 		if err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `UPDATE nodes SET state = ? WHERE state = ? AND last_heartbeat < ?`, NodeDown, NodeUp, cutoff.UnixMilli())
-		return err
+		var last []int64
+		for rows.Next() {
+			var id string
+			var hb int64
+			if err := rows.Scan(&id, &hb); err != nil {
+				rows.Close()
+				return err
+			}
+			ids, last = append(ids, id), append(last, hb)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if _, err = tx.Exec(ctx, `UPDATE nodes SET state = ? WHERE state = ? AND last_heartbeat < ?`, NodeDown, NodeUp, cutoff.UnixMilli()); err != nil {
+			return err
+		}
+		if rec == nil {
+			return nil
+		}
+		for i, id := range ids {
+			if err := rec.NodeSilence(ctx, tx, id, true, time.UnixMilli(last[i])); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("mark nodes down: %w", err)
