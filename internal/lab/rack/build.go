@@ -225,8 +225,15 @@ func (r *runner) build(ctx context.Context) (*artifacts, error) {
 	ans.Disk.Device = "/dev/vda"
 	ans.Rolls = shippedRolls
 	// The password is hashed with a random salt: keep one answer file
-	// per key, so the ISO's key stays the same from run to run.
-	akey, err := fileKey(a.sshKey+".pub", "="+c.Public.String(), "="+strings.Join(shippedRolls, ","))
+	// per key, so the ISO's key stays the same from run to run. The key
+	// names the hash scheme this installer writes, so a new scheme makes
+	// new answers.
+	h, err := frontend.HashPassword(adminPassword)
+	if err != nil {
+		return nil, err
+	}
+	scheme := strings.SplitN(h, "$", 3)
+	akey, err := fileKey(a.sshKey+".pub", "="+c.Public.String(), "="+strings.Join(shippedRolls, ","), "="+strings.Join(scheme[:min(2, len(scheme))], "$"))
 	if err != nil {
 		return nil, err
 	}
