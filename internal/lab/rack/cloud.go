@@ -84,9 +84,16 @@ func (r *runner) stepCloud(ctx context.Context) error {
 func (r *runner) aws(ctx context.Context, args ...string) (string, error) {
 	all := append([]string{"--endpoint-url", fmt.Sprintf("https://%s:8773/", r.cfg.frontendAddr())}, args...)
 	cmd := r.hostCommand(ctx, awsCLI(), all...)
-	cmd.Env = append(os.Environ(), "AWS_CONFIG_FILE="+filepath.Join(r.creds, "config"),
+	// The fetched files alone say who calls: none of the caller's AWS_*
+	// settings.
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "AWS_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, "AWS_CONFIG_FILE="+filepath.Join(r.creds, "config"),
 		"AWS_SHARED_CREDENTIALS_FILE="+filepath.Join(r.creds, "credentials"), "AWS_CA_BUNDLE="+filepath.Join(r.creds, "ca.pem"),
-		"AWS_PAGER=", "AWS_DEFAULT_REGION=ironbark", "AWS_PROFILE=", "AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY=")
+		"AWS_PAGER=", "AWS_EC2_METADATA_DISABLED=true")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("aws %s: %v: %s", strings.Join(args, " "), err, tailLines(string(out), 20))
