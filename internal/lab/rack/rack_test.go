@@ -2,6 +2,7 @@ package rack
 
 import (
 	"context"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"ironbark/internal/lab"
+	"ironbark/roll/builtin"
 )
 
 // TestRack is issue 11's bring-up, non-interactive: the ISO (cached),
@@ -29,6 +31,13 @@ func TestRack(t *testing.T) {
 		"apt-get", "syslinux", "xorriso", "ssh-keygen", "aws")
 	if _, err := os.Stat("/usr/lib/ipxe/undionly.kpxe"); err != nil {
 		lab.Missing(t, "/usr/lib/ipxe/undionly.kpxe (ipxe package)")
+	}
+	// The ISO's frontend is the frontend appliance from the built-in
+	// rolls; it boots as a frontend (services from the installer's data
+	// partition, the admin's SSH key, the node API's name on the private
+	// side) once the frontend roll has its frontend-system node.
+	if _, err := fs.Stat(builtin.FS(), "frontend/nodes/frontend-system.xml"); err != nil {
+		lab.Missing(t, "the frontend roll has no frontend-system node yet: the frontend appliance does not boot as a frontend")
 	}
 	_, file, _, _ := runtime.Caller(0)
 	root := filepath.Join(filepath.Dir(file), "..", "..", "..")
