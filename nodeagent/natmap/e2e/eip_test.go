@@ -370,6 +370,24 @@ func TestElasticIPThroughEC2API(t *testing.T) {
 		}
 		return nil
 	})
+
+	// The cluster gives launches a public address: the new instance is
+	// reachable through it at once, with no AssociateAddress.
+	if err := e.svc.SetNetwork(ctx, zone, cluster.Network{Subnet: subnet, PublicIPs: true}, controller.Settings{}.ReservedSubnets()); err != nil {
+		t.Fatal(err)
+	}
+	run2, err := e.ec2.RunInstances(ctx, &sdk.RunInstancesInput{ImageId: aws.String(img), MinCount: aws.Int32(1), MaxCount: aws.Int32(1),
+		InstanceType: types.InstanceTypeM1Small})
+	if err != nil {
+		t.Fatal(err)
+	}
+	i2 := run2.Instances[0]
+	pub2 := aws.ToString(i2.PublicIpAddress)
+	if pub2 == "" {
+		t.Fatalf("a launch in a cluster with public IPs got none: %+v", i2)
+	}
+	e.node.AddInstanceIn(t, "i2", aws.ToString(i2.PrivateIpAddress), sn)
+	until(t, "the launch-time public address reaches i2", reach(pub2, "i2 198.51.100.1", out))
 }
 
 // awsCLI runs the AWS CLI against the controller as the admin and
