@@ -27,16 +27,20 @@ type HAProxy struct {
 	done chan struct{}
 }
 
-// StartHAProxy balances over the controllers, which must have their
-// addresses set (they need not be running yet).
-func StartHAProxy(ctx context.Context, dir string, ctls []*Controller) (*HAProxy, error) {
-	h := &HAProxy{}
+// Start balances over the controllers, on EC2Addr and NodeAddr (free
+// ports when empty). Start it once the controllers answer: health checks
+// take a server that did not answer out until it has answered twice.
+func (h *HAProxy) Start(ctx context.Context, dir string, ctls []*Controller) error {
 	var err error
-	if h.EC2Addr, err = freeAddr(); err != nil {
-		return nil, err
+	if h.EC2Addr == "" {
+		if h.EC2Addr, err = freeAddr(); err != nil {
+			return err
+		}
 	}
-	if h.NodeAddr, err = freeAddr(); err != nil {
-		return nil, err
+	if h.NodeAddr == "" {
+		if h.NodeAddr, err = freeAddr(); err != nil {
+			return err
+		}
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, `global
@@ -72,17 +76,17 @@ backend controllers-node
 	}
 	cfg := filepath.Join(dir, "haproxy.cfg")
 	if err := os.WriteFile(cfg, []byte(b.String()), 0o600); err != nil {
-		return nil, err
+		return err
 	}
 	if out, err := exec.CommandContext(ctx, "haproxy", "-c", "-f", cfg).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("haproxy config: %v: %s", err, out)
+		return fmt.Errorf("haproxy config: %v: %s", err, out)
 	}
 	h.log = &lab.Buffer{}
 	h.cmd = exec.Command("haproxy", "-db", "-f", cfg)
 	h.cmd.Stdout, h.cmd.Stderr = h.log, h.log
 	h.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := h.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start haproxy: %w", err)
+		return fmt.Errorf("start haproxy: %w", err)
 	}
 	h.done = make(chan struct{})
 	go func() { _ = h.cmd.Wait(); close(h.done) }()
@@ -91,16 +95,16 @@ backend controllers-node
 		c, err := net.DialTimeout("tcp", h.EC2Addr, time.Second)
 		if err == nil {
 			c.Close()
-			return h, nil
+			return nil
 		}
 		select {
 		case <-h.done:
-			return nil, fmt.Errorf("haproxy exited: %s", h.log.String())
+			return fmt.Errorf("haproxy exited: %s", h.log.String())
 		default:
 		}
 		if time.Now().After(deadline) {
 			h.Stop()
-			return nil, fmt.Errorf("haproxy does not listen on %s: %v", h.EC2Addr, err)
+			return fmt.Errorf("haproxy does not listen on %s: %v", h.EC2Addr, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

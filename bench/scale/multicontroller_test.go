@@ -67,11 +67,10 @@ func TestTwoControllersBehindHAProxy(t *testing.T) {
 		}
 		ctls[i] = c
 	}
-	hp, err := StartHAProxy(ctx, dir, ctls)
-	if err != nil {
+	hp := &HAProxy{}
+	if hp.EC2Addr, err = freeAddr(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(hp.Stop)
 	for _, c := range ctls {
 		c.Endpoint = "http://" + hp.EC2Addr + "/"
 		if err := c.Start(ctx); err != nil {
@@ -79,6 +78,10 @@ func TestTwoControllersBehindHAProxy(t *testing.T) {
 		}
 		t.Cleanup(c.Stop)
 	}
+	if err := hp.Start(ctx, dir, ctls); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(hp.Stop)
 	t.Cleanup(func() {
 		if t.Failed() {
 			for i, c := range ctls {
