@@ -47,6 +47,8 @@ type Options struct {
 	// (default 5).
 	DescribeCalls int
 	Progress      io.Writer // progress lines; nil: none
+	// DebugAddr, when set, is where the controller serves its profiler.
+	DebugAddr string
 }
 
 // Result is what one run measured, and what it checked.
@@ -141,7 +143,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("prepare: %w", err)
 	}
-	ctl := &Controller{Binary: o.Binary, DataDir: o.DataDir, DB: o.DB}
+	ctl := &Controller{Binary: o.Binary, DataDir: o.DataDir, DB: o.DB, DebugAddr: o.DebugAddr}
 	if err := ctl.Start(ctx); err != nil {
 		return res, err
 	}
