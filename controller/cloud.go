@@ -68,6 +68,9 @@ type Cloud struct {
 	secrets     secretCache // unsealed secrets (accesskeys.go)
 	keyUse      keyUse      // when keys last signed (accesskeys.go)
 	health      NodeHealth  // which nodes are up (failure.go); nil: all
+	// noUsage skips the usage record on launch: only benchmarks set it,
+	// to measure what the record costs.
+	noUsage bool
 }
 
 // action runs one EC2 action for an authenticated caller.

@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"ironbark/controller/ec2"
+	"ironbark/controller/usage"
 	"ironbark/internal/nodeapi"
 	"ironbark/internal/store"
 )
@@ -380,6 +381,19 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch) (*RunIns
 		if _, err := tx.Exec(ctx, `UPDATE instances SET cores = ?, memory_mib = ? WHERE reservation_id = ?`,
 			l.vt.Cores, l.vt.MemoryMiB, res.ReservationID); err != nil {
 			return err
+		}
+		if !c.noUsage {
+			var evs []usage.Event
+			for i, in := range res.Instances {
+				evs = append(evs, usage.Event{At: now, Kind: usage.KindInstance, Resource: in.InstanceID, State: nodeapi.StatePending,
+					Account: k.account(), User: k.Principal.User, VMType: l.vt.Name, Cores: int64(l.vt.Cores), Zone: zone, Node: nodes[i]})
+				if in.IPAddress != "" {
+					evs = append(evs, addressEvent(now, in.IPAddress, usage.StateHeld, k.account(), k.Principal.User))
+				}
+			}
+			if err := usage.Record(ctx, tx, evs...); err != nil {
+				return err
+			}
 		}
 		perNode := map[string]int{}
 		for _, node := range nodes {

@@ -1,6 +1,9 @@
 package controller
 
-import "ironbark/internal/store"
+import (
+	"ironbark/controller/usage"
+	"ironbark/internal/store"
+)
 
 // Migrations is the EC2 side's schema, applied in order at start. Every
 // table that belongs to an account carries account_id and an index that
@@ -226,5 +229,7 @@ ALTER TABLE accounts ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;
 		auditMigration(),
 		// Users inside an account (users.go).
 		usersMigration(),
+		// The usage record (controller/usage).
+		usage.Migration(),
 	}
 }

@@ -1,6 +1,9 @@
 package nodeagent
 
 import (
+	"fmt"
+	"net"
+
 	"ironbark/internal/nodeapi"
 	"ironbark/nodeagent/secgroups"
 )
@@ -39,6 +42,12 @@ func (a *Agent) syncSecurityGroups() {
 		}
 	}
 	if a.fw.fw == nil {
+		// The bridge must be this namespace's: a table for a bridge
+		// elsewhere would filter nothing.
+		if _, err := net.InterfaceByName(a.cfg.Bridge); err != nil {
+			fail(fmt.Errorf("bridge %s: %w", a.cfg.Bridge, err))
+			return
+		}
 		fw, err := secgroups.New(a.cfg.Bridge, 0)
 		if err != nil {
 			fail(err)

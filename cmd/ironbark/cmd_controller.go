@@ -113,7 +113,7 @@ func runController(ctx context.Context, e *env, f controllerFlags) error {
 	}
 	limits := httplimit.Limits{PerClient: f.perClient}
 	svc, err = cluster.New(ctx, cluster.Config{
-		DB: db, DataDir: e.dataDir, Ledger: cloud, Logger: log, Limits: limits,
+		DB: db, DataDir: e.dataDir, Ledger: cloud, Silences: cloud, Logger: log, Limits: limits,
 		VMTypes:     func(context.Context) ([]nodeapi.VMType, error) { return cfg.VMTypes, nil },
 		Blobs:       blobs.HandlerAt(nodeapi.PathBlobs),
 		ServerNames: serverNames(cfg.Endpoint),
@@ -177,6 +177,10 @@ func runController(ctx context.Context, e *env, f controllerFlags) error {
 	go func() { errc <- svc.Run(ctx) }()
 	go cloud.RunPurge(ctx, 10*time.Minute)
 	go cloud.RunFailureChecks(ctx, 30*time.Second)
+	go cloud.RunUsageRollup(ctx, time.Hour)
+	if days := run.AuditRetentionDays; days > 0 {
+		go cloud.RunAuditRetention(ctx, time.Hour, time.Duration(days)*24*time.Hour)
+	}
 	select {
 	case <-ctx.Done():
 	case err = <-errc:

@@ -64,7 +64,7 @@ func credentialSettings(e *env) (endpoint, region string, caPEM []byte, err erro
 // keyRow is one access key in `key list`; the secret is never listed.
 type keyRow struct {
 	AccessKey string     `json:"accessKeyId"`
-	User      string     `json:"user"` // "" for the account's own keys
+	User      string     `json:"user"`   // "" for the account's own keys
 	Status    string     `json:"status"` // Active or Inactive, as IAM says
 	Created   time.Time  `json:"created"`
 	LastUsed  *time.Time `json:"lastUsed"` // null: never used

@@ -50,7 +50,9 @@ package main
 func commands() []command {
 	return []command{
 		// The controller and its accounts (cmd_controller.go, cmd_key.go, cmd_user.go).
-		{name: "audit", help: "show the audit log: every mutating EC2 call and admin command (--since, --account, --action; --json for JSON lines)", setup: auditShow},
+		{name: "audit", help: "show the audit log: every mutating EC2 call and admin command (--since, --account, --action; --json for JSON lines, --after SEQ to resume shipping)", setup: auditShow},
+		{name: "audit prune", audit: true, help: "delete audit entries older than --before (controller.json's auditRetentionDays does it every hour)", setup: auditPrune},
+		{name: "report usage", help: "instance-, core-, address- and image GiB-hours of a period (--since, --until) by account, user, type, zone or node (--by; --format table|csv|json)", setup: reportUsage},
 		{name: "controller", help: "run the cloud controller: EC2 API on --listen, node API on --node-listen", setup: controllerRun},
 		{name: "account create", audit: true, args: "NAME", help: "make an account and its credentials; prints the credentials dir", setup: accountCreate},
 		{name: "account disable", audit: true, args: "NAME", help: "refuse every call signed by the account's keys, at once (its instances keep running)", setup: accountSetDisabled(true)},

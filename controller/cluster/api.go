@@ -111,7 +111,7 @@ func (s *Service) handleHeartbeat(w http.ResponseWriter, r *http.Request, n Node
 	}
 	// The name is the one enrolled (bound to the host for installed
 	// nodes): a heartbeat cannot rename the node.
-	ok, err := s.heartbeat(r.Context(), n, n.Hostname, req.Hypervisor, req.Capacity, s.cfg.Now())
+	ok, err := s.heartbeat(r.Context(), n, n.Hostname, req.Hypervisor, req.Capacity, s.cfg.Now(), s.cfg.Silences)
 	if err == nil && !ok {
 		writeErr(w, http.StatusForbidden, "node is not enrolled")
 		return

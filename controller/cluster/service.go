@@ -33,12 +33,22 @@ type InstanceLedger interface {
 	Usage(ctx context.Context) (map[string]nodeapi.NodeUsage, error)
 }
 
+// NodeSilences records when a node goes silent (down, at its last
+// heartbeat) and when it is heard again, in the transaction that marks
+// it (controller.Cloud: the usage record reports instance time inside
+// a silence apart).
+type NodeSilences interface {
+	NodeSilence(ctx context.Context, tx *store.Tx, nodeID string, down bool, at time.Time) error
+}
+
 // Config are the Service's collaborators and settings.
 type Config struct {
 	DB      *store.DB
 	DataDir string // the CA lives in DataDir/pki
 	Ledger  InstanceLedger
-	Logger  *slog.Logger
+	// Silences, when set, is told of nodes going silent and coming back.
+	Silences NodeSilences
+	Logger   *slog.Logger
 	// VMTypes lists the VM types Zones counts; nil means
 	// controller.DefaultVMTypes.
 	VMTypes func(ctx context.Context) ([]nodeapi.VMType, error)
@@ -204,6 +214,7 @@ func (s *Service) Run(ctx context.Context) error {
 	s.wake.start(ctx)
 	t := time.NewTicker(s.cfg.HeartbeatInterval / 2)
 	defer t.Stop()
+	started := s.cfg.Now()
 	leading := false
 	for {
 		select {
@@ -231,7 +242,14 @@ func (s *Service) Run(ctx context.Context) error {
 		} else if k > 0 {
 			s.log.Info("expired enrollment tokens purged", "count", k)
 		}
-		ids, err := s.markDown(ctx, s.cfg.Now().Add(-s.cfg.HeartbeatTimeout))
+		now := s.cfg.Now()
+		if now.Sub(started) < s.cfg.HeartbeatTimeout {
+			// Nodes kept running while no controller listened: each gets
+			// a timeout's worth of this controller's time to be heard
+			// before it counts as silent.
+			continue
+		}
+		ids, err := s.markDown(ctx, now.Add(-s.cfg.HeartbeatTimeout), s.cfg.Silences)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil

@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -188,4 +190,103 @@ func TestSecurityGroupsThroughEC2(t *testing.T) {
 		t.Fatalf("the terminated instance is still in the table:\n%s", rs)
 	}
 	t.Logf("table at the end:\n%s", table())
+}
+
+const sgMarker = "IRONBARK-SG-GUEST-UP"
+
+// TestSecurityGroupsQemuGuest is the whole path with a real guest: qemu
+// (TCG) behind its tap on the node's bridge, launched through the EC2 API
+// into a group that allows tcp 80. The guest takes its address by DHCP
+// and reads its metadata (both always allowed), and serves HTTP on 80 and
+// 8080; a client on the bridge reaches 80, not 8080, until 8080 is
+// authorized too; after a revoke 80 is closed.
+func TestSecurityGroupsQemuGuest(t *testing.T) {
+	e := setup(t, nil)
+	lab.Require(t, "nft")
+	if out, err := exec.Command("ip", "addr", "add", "10.88.0.1/16", "dev", e.bridge).CombinedOutput(); err != nil {
+		t.Fatalf("bridge address: %v: %s", err, out)
+	}
+	initScript := `#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+exec >/dev/ttyS0 2>&1
+modprobe virtio_pci
+modprobe virtio_net
+ip link set lo up
+udhcpc -i eth0 -s /udhcpc.sh -q -f -n -t 30 -T 2 || echo "udhcpc failed"
+echo "INSTANCE-ID=$(wget -qO- http://169.254.169.254/latest/meta-data/instance-id)"
+mkdir -p /www && echo hello > /www/index.html
+httpd -p 80 -h /www
+httpd -p 8080 -h /www
+echo ` + sgMarker + `
+exec sleep 1000000
+`
+	eri := e.register(t, controller.KindRamdisk, "sgguest",
+		dhcpGuestInitramfs(t, filepath.Join(filepath.Dir(e.state), "initrd-sg.gz"), lab.GuestKernel(t), initScript, "virtio_pci", "virtio_net"))
+	e.startAgent(t, e.token(t))
+	e.waitZone(t)
+	ctx := context.Background()
+	sg, err := e.ec2.CreateSecurityGroup(ctx, &sdk.CreateSecurityGroupInput{GroupName: aws.String("web"), Description: aws.String("web")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := func(p int32) []types.IpPermission {
+		return []types.IpPermission{{IpProtocol: aws.String("tcp"), FromPort: aws.Int32(p), ToPort: aws.Int32(p),
+			IpRanges: []types.IpRange{{CidrIp: aws.String("0.0.0.0/0")}}}}
+	}
+	if _, err := e.ec2.AuthorizeSecurityGroupIngress(ctx, &sdk.AuthorizeSecurityGroupIngressInput{GroupId: sg.GroupId, IpPermissions: port(80)}); err != nil {
+		t.Fatal(err)
+	}
+	run, err := e.ec2.RunInstances(ctx, &sdk.RunInstancesInput{ImageId: aws.String(e.machineImage(t, eri)), InstanceType: types.InstanceTypeM1Small,
+		MinCount: aws.Int32(1), MaxCount: aws.Int32(1), SecurityGroupIds: []string{aws.ToString(sg.GroupId)},
+		Placement: &types.Placement{AvailabilityZone: aws.String("zone-e2e")}})
+	if err != nil {
+		t.Fatalf("RunInstances: %v", err)
+	}
+	id := aws.ToString(run.Instances[0].InstanceId)
+	ip := netip.MustParseAddr(aws.ToString(run.Instances[0].PrivateIpAddress))
+	e.waitState(t, id, types.InstanceStateNameRunning, bootWait)
+	e.waitMarker(t, id, sgMarker, 1)
+	if con := e.console(t, id); !bytes.Contains(con, []byte("IP="+ip.String())) || !bytes.Contains(con, []byte("INSTANCE-ID="+id)) {
+		t.Fatalf("the guest lacks its DHCP address or its metadata; console tail:\n%s", con[max(0, len(con)-2000):])
+	}
+
+	// A client on the node's bridge: a namespace whose bridge is joined to
+	// it by a veth pair.
+	client := lab.NewLabNet(t, "10.88.0.250/16")
+	root := client.NS.VethToRoot(t, client.Bridge)
+	if out, err := exec.Command("ip", "link", "set", root, "master", e.bridge).CombinedOutput(); err != nil {
+		t.Fatalf("enslave %s to %s: %v: %s", root, e.bridge, err, out)
+	}
+	until := func(what string, p int, allowed bool) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			err := client.NS.ConnectTCP(ip, p, time.Second)
+			if (err == nil) == allowed {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: port %d allowed=%v never came (%v)", what, p, allowed, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	until("the group's port", 80, true)
+	until("a port the group does not name", 8080, false)
+	if _, err := e.ec2.AuthorizeSecurityGroupIngress(ctx, &sdk.AuthorizeSecurityGroupIngressInput{GroupId: sg.GroupId, IpPermissions: port(8080)}); err != nil {
+		t.Fatal(err)
+	}
+	until("8080 authorized", 8080, true)
+	if _, err := e.ec2.RevokeSecurityGroupIngress(ctx, &sdk.RevokeSecurityGroupIngressInput{GroupId: sg.GroupId, IpPermissions: port(80)}); err != nil {
+		t.Fatal(err)
+	}
+	until("80 revoked", 80, false)
+	e.terminate(t, id)
+	out, err := exec.Command("nft", "list", "table", "inet", secgroups.TableName(e.bridge)).CombinedOutput()
+	if err != nil || bytes.Contains(out, []byte(id)) {
+		t.Fatalf("after terminate: %v\n%s", err, out)
+	}
 }

@@ -202,6 +202,20 @@ func TestEnforce(t *testing.T) {
 		t.Error("outside pinged A: app allows no icmp")
 	}
 
+	// An app instance on another node, at the outside's address: only
+	// app's member set changes (no chain), and B lets it in on 8080.
+	rebuilds := n.fw.rebuilds
+	groups = []nodeapi.SecurityGroup{withMembers(app, a.ip, out), withMembers(web, b.ip), other}
+	n.apply(insts, groups)
+	n.expect(probe{"an app member elsewhere to B's port for app", n.outside, b.ip, 8080, true})
+	groups = []nodeapi.SecurityGroup{withMembers(app, a.ip), withMembers(web, b.ip), other}
+	n.apply(insts, groups)
+	n.expect(probe{"the member gone, to B's port for app", n.outside, b.ip, 8080, false},
+		probe{"A to B's port for app", a.ns, b.ip, 8080, true})
+	if n.fw.rebuilds != rebuilds {
+		t.Errorf("a membership change rebuilt the table (%d rebuilds, want %d)", n.fw.rebuilds, rebuilds)
+	}
+
 	// D is launched into app: B lets it in on 8080 (membership grows).
 	d := n.instance("i-d", 13)
 	d.ns.ServeTCP(t, "0.0.0.0", 22)
@@ -215,7 +229,11 @@ func TestEnforce(t *testing.T) {
 	web80 := web
 	web80.Ingress = web.Ingress[1:]
 	groups = []nodeapi.SecurityGroup{withMembers(app, a.ip, d.ip), withMembers(web80, b.ip), other}
+	rebuilds = n.fw.rebuilds
 	n.apply(insts, groups)
+	if n.fw.rebuilds != rebuilds {
+		t.Error("a revoke rebuilt the table rather than web's chain")
+	}
 	n.expect(probe{"A to B's revoked port", a.ns, b.ip, 80, false},
 		probe{"A to B's port for app, still", a.ns, b.ip, 8080, true})
 

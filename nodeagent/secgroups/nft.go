@@ -63,6 +63,9 @@ type Firewall struct {
 	shape  string   // last.structure()
 	sets   map[string]*nftables.Set
 	chain  map[string]*nftables.Chain
+	// rebuilds counts whole-table replacements (the tests tell them from
+	// incremental changes).
+	rebuilds int
 }
 
 // New readies the firewall of the network namespace nsfd (0: the calling
@@ -188,6 +191,7 @@ func (f *Firewall) Apply(rs *Ruleset) (bool, error) {
 			return false, err
 		}
 		f.last, f.shape = rs, shape
+		f.rebuilds++
 		return true, nil
 	}
 	changed := false
