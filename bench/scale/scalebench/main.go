@@ -25,7 +25,7 @@ func main() {
 		sizes, engines, pg, bin string
 		o                       scale.Options
 	)
-	flag.StringVar(&sizes, "sizes", "100:1000,1000:10000", "NODES:INSTANCES,... the points of the curve")
+	flag.StringVar(&sizes, "sizes", "100:1000,1000:5000", "NODES:INSTANCES,... the points of the curve")
 	flag.StringVar(&engines, "engines", "sqlite,postgres", "stores to run on")
 	flag.StringVar(&pg, "pg", os.Getenv("IRONBARK_BENCH_PG"), "admin URL of a PostgreSQL server (a fresh database per run)")
 	flag.StringVar(&bin, "bin", "bin/ironbark", "the ironbark binary")
