@@ -42,10 +42,10 @@ func parseInstanceSubnet(s string) (netip.Prefix, *addressPool, error) {
 // launch take consecutive free addresses without rescanning those below
 // (a scan from the bottom each time made a launch of k instances into a
 // cloud of N cost k*N).
-func (c *Cloud) allocPrivateIP(taken map[string]bool, from *netip.Addr) (string, error) {
-	ip, ok := c.privatePool.firstFrom(taken, *from)
+func (c *Cloud) allocPrivateIP(taken map[string]bool, z zoneNet, from *netip.Addr) (string, error) {
+	ip, ok := z.pool.firstFrom(taken, *from)
 	if !ok {
-		return "", ec2.Errorf("InsufficientFreeAddressesInSubnet", "There are not enough free addresses in subnet '%s' to satisfy the requested number of instances (the operator can give a larger instanceSubnet in controller.json).", c.subnet.String())
+		return "", ec2.Errorf("InsufficientFreeAddressesInSubnet", "There are not enough free addresses in subnet '%s' to satisfy the requested number of instances (the operator can give the cluster a larger one: ironbark cluster set NAME --instance-subnet CIDR).", z.subnet.String())
 	}
 	taken[ip.String()] = true
 	*from = ip.Next()
