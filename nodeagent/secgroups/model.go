@@ -77,14 +77,26 @@ func outChain(id string) string  { return "out_" + id }
 func groupIn(id string) string   { return "gin_" + id }
 func groupOut(id string) string  { return "gout_" + id }
 func memberSet(id string) string { return "m_" + id }
+
 func validName(id string) bool {
-	return id != "" && len(id) <= 200 && !strings.ContainsAny(id, " \t\n\"'{};@$")
+	// Controller IDs (i-..., sg-...): letters, digits, '-', '_', '.',
+	// which nft's syntax takes as names too.
+	if id == "" || len(id) > 200 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // Build makes the ruleset for the instances and the groups the controller
 // sent. An instance in a group the controller did not describe gets that
 // group's chains empty: it is denied, not opened. Names that could not be
-// chain names (never so from the controller) are skipped.
+// chain names, or two instances at one address (never so from the
+// controller), are refused: the table stays as it was.
 func Build(insts []Instance, groups []nodeapi.SecurityGroup) (*Ruleset, error) {
 	rs := &Ruleset{Chains: map[string][]rule{}, Sets: map[string][]netip.Addr{},
 		In: map[netip.Addr]string{}, Out: map[netip.Addr]string{}}

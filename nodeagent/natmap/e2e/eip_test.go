@@ -62,6 +62,9 @@ type env struct {
 	stopAgent func()
 	node      *natmaptest.Node
 	world     *natmaptest.World
+	// securityGroups has the agent enforce them (off where a test is
+	// about NAT alone: its instances are in the default group).
+	securityGroups bool
 }
 
 func testLog(t testing.TB) *slog.Logger {
@@ -165,7 +168,7 @@ func (e *env) startAgent(t *testing.T) (stop func()) {
 	t.Helper()
 	a, err := nodeagent.New(nodeagent.Config{Controller: e.nodeURL, Token: e.token, LibvirtURI: "test:///default",
 		StateDir: e.state, Logger: testLog(t), StopTimeout: time.Second, HypervisorGrace: time.Second, Hostname: "node-eip",
-		Bridge: e.node.Bridge, NoInstanceServices: true, NoSecurityGroups: true, PublicInterface: e.node.Public, NetNS: e.node.NetNSPath()})
+		Bridge: e.node.Bridge, NoInstanceServices: true, NoSecurityGroups: !e.securityGroups, PublicInterface: e.node.Public, NetNS: e.node.NetNSPath()})
 	if err != nil {
 		t.Fatal(err)
 	}
