@@ -28,6 +28,7 @@ type controllerFlags struct {
 	listen, nodeListen, endpoint, region, vmTypesFile string
 	perClient                                         int
 	plainHTTP                                         bool
+	serverNames                                       listFlag
 }
 
 func controllerRun(fs *flag.FlagSet) runFunc {
@@ -39,6 +40,7 @@ func controllerRun(fs *flag.FlagSet) runFunc {
 	fs.StringVar(&f.vmTypesFile, "vm-types", "", "JSON file of VM types (default: DATA/controller.json's, else Eucalyptus' defaults)")
 	fs.BoolVar(&f.plainHTTP, "plain-http", false,
 		"serve the EC2 API over plain HTTP instead of HTTPS (keys and user data then cross the network in the clear)")
+	fs.Var(&f.serverNames, "server-name", "another host name or IP the nodes reach the node API at, for its certificate (repeatable; the frontend's private address)")
 	fs.IntVar(&f.perClient, "max-conns-per-client", httplimit.Default().PerClient,
 		"connections one client address may hold open on each API listener")
 	return func(ctx context.Context, e *env) error { return runController(ctx, e, f) }
@@ -109,7 +111,7 @@ func runController(ctx context.Context, e *env, f controllerFlags) error {
 		DB: db, DataDir: e.dataDir, Ledger: cloud, Logger: log, Limits: limits,
 		VMTypes:     func(context.Context) ([]nodeapi.VMType, error) { return cfg.VMTypes, nil },
 		Blobs:       blobs.HandlerAt(nodeapi.PathBlobs),
-		ServerNames: serverNames(cfg.Endpoint),
+		ServerNames: append(serverNames(cfg.Endpoint), f.serverNames...),
 	})
 	if err != nil {
 		return err
