@@ -21,6 +21,8 @@ import (
 	"ironbark/images/blobstore"
 	"ironbark/internal/httplimit"
 	"ironbark/internal/nodeapi"
+	"ironbark/operator"
+	"ironbark/pxe"
 )
 
 // controllerFlags are the flags of `ironbark controller`.
@@ -57,7 +59,8 @@ func runController(ctx context.Context, e *env, f controllerFlags) error {
 	if e.db != "" {
 		settings.DB = e.db
 	}
-	db, err := e.openStore(ctx, controller.Migrations())
+	// pxe's tables too: the admin actions (the remote dashboard) read hosts.
+	db, err := e.openStore(ctx, append(controller.Migrations(), pxe.Migrations()...))
 	if err != nil {
 		return err
 	}
@@ -139,8 +142,17 @@ func runController(ctx context.Context, e *env, f controllerFlags) error {
 	if err != nil {
 		return err
 	}
+	cat, err := controller.OpenImageCatalog(ctx, db)
+	if err != nil {
+		return err
+	}
+	ops, err := operator.NewLocal(ctx, db, cat, blobs, cfg.VMTypes)
+	if err != nil {
+		return err
+	}
 	api := &http.Server{
-		Handler:        ec2.NewServer(ec2.Config{Handler: cloud, Credentials: cloud, Logger: log, TokenKey: key}),
+		Handler: ec2.NewServer(ec2.Config{Handler: cloud, Credentials: cloud, Logger: log, TokenKey: key,
+			Admin: operator.Admin{Source: ops}}),
 		MaxHeaderBytes: ec2.MaxHeaderBytes, // an oversized query gets EC2's XML, not a plain 431
 		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		BaseContext:    func(net.Listener) context.Context { return ctx },

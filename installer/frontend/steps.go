@@ -143,7 +143,7 @@ func NewPlan(a Answers, im Image, target Disk) (*Plan, error) {
 		{Name: "write appliance", Cmd: fmt.Sprintf("zstdcat -f %s | dd of=%s bs=1M skip=1 seek=1  # %s, its partition table held back", im.Path, dev, human(l.Size)), Run: p.writeImage},
 		{Name: "write configuration", Cmd: fmt.Sprintf("mkfs.ext4 -L %s -d <frontend.json controller.json ironbark.db(cluster0) ...> %s  # %s for /var/lib/ironbark", dataLabel, dataPart, human(p.DataSize)), Run: p.writeData},
 		{Name: "partition", Cmd: fmt.Sprintf("sgdisk --clear %s  # GPT: %s, %s", dev, p.partNames(), dataLabel), Run: p.partition},
-		{Name: "boot loader", Cmd: fmt.Sprintf("dd if=gptmbr.bin of=%s bs=440 count=1  # BIOS; UEFI: \\EFI\\BOOT\\BOOTX64.EFI on the ESP", dev), Run: p.bootLoader},
+		{Name: "boot loader", Cmd: fmt.Sprintf("dd if=%s of=%s bs=440 count=1  # the image's BIOS boot code; UEFI: \\EFI\\BOOT\\BOOTX64.EFI on the ESP", im.Path, dev), Run: p.bootLoader},
 	}
 	return p, nil
 }
@@ -321,8 +321,9 @@ func (p *Plan) partition(ctx context.Context, m *Meter) error {
 	return nil
 }
 
-// bootLoader puts the image's BIOS boot code in the MBR (syslinux's
-// gptmbr.bin, which boots the ESP marked legacy-BIOS-bootable). UEFI needs
+// bootLoader puts the image's BIOS boot code in the MBR (GRUB's boot.img,
+// which loads core.img from the BIOS boot partition, in the appliance
+// images; syslinux's gptmbr.bin in the lab ones). UEFI needs
 // nothing more: the ESP carries \EFI\BOOT\BOOTX64.EFI, the removable-media
 // path firmware boots without an NVRAM entry.
 func (p *Plan) bootLoader(ctx context.Context, m *Meter) error {

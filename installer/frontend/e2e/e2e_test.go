@@ -49,7 +49,7 @@ func (c console) await(t testing.TB, qemu *lab.Process, s string, timeout time.D
 	deadline := time.Now().Add(timeout)
 	for !strings.Contains(c.text(), s) {
 		if txt := c.text(); strings.Contains(txt, "FRONTEND INSTALL FAILED") || strings.Contains(txt, "IRONBARK-FRONTEND-FAILED") ||
-			strings.Contains(txt, "You are in emergency mode") {
+			strings.Contains(txt, "You are in emergency mode") || strings.Contains(txt, "\n(initramfs) ") {
 			t.Fatalf("failed on the console:\n%s\n...\n%s", installerLines(c.text()), tail(c.text(), 20))
 		}
 		if time.Now().After(deadline) {
