@@ -26,8 +26,9 @@ const KeyUseInterval = time.Minute
 
 // Errors of the access-key and account commands.
 var (
-	// ErrTooManyKeys: the account already holds MaxAccessKeys keys.
-	ErrTooManyKeys = fmt.Errorf("an account holds at most %d access keys: deactivate and delete one first", MaxAccessKeys)
+	// ErrTooManyKeys: the account (or the user) already holds
+	// MaxAccessKeys keys.
+	ErrTooManyKeys = fmt.Errorf("an account, and each of its users, holds at most %d access keys: deactivate and delete one first", MaxAccessKeys)
 	// ErrAdminDisable: the administrator's account cannot be disabled
 	// (nobody could then enable it over the API, and the cloud's own
 	// tools use it).
@@ -38,6 +39,7 @@ var (
 // listed, only shown once when the key is made.
 type AccessKey struct {
 	AccessKey string
+	User      string // "" for the account's own keys
 	Active    bool
 	Created   time.Time
 	LastUsed  time.Time // zero: never used
@@ -56,10 +58,12 @@ func accountRef(ctx context.Context, q store.Querier, name string) (id string, a
 	return id, a == 1, nil
 }
 
-// CreateAccessKey makes a new active key for the account and returns the
-// account with that key (and its secret) in AccessKey and SecretKey.
-func CreateAccessKey(ctx context.Context, db *store.DB, account string) (Account, error) {
-	a := Account{Name: account, AccessKey: newAccessKey(), SecretKey: newSecretKey()}
+// CreateAccessKey makes a new active key for the account, or for one of
+// its users when user is not "", and returns the account with that key
+// (and its secret) in AccessKey and SecretKey. The account itself and
+// each user hold at most MaxAccessKeys.
+func CreateAccessKey(ctx context.Context, db *store.DB, account, user string) (Account, error) {
+	a := Account{Name: account, User: user, AccessKey: newAccessKey(), SecretKey: newSecretKey()}
 	sealed, err := db.Seal(a.SecretKey, a.AccessKey)
 	if err != nil {
 		return Account{}, fmt.Errorf("create access key for %q: %w", account, err)
@@ -69,20 +73,25 @@ func CreateAccessKey(ctx context.Context, db *store.DB, account string) (Account
 		if a.ID, a.Admin, err = accountRef(ctx, tx, account); err != nil {
 			return err
 		}
+		if user != "" {
+			if err := userRef(ctx, tx, a.ID, account, user); err != nil {
+				return err
+			}
+		}
 		// Lock the account's row so that two creates at once count each
 		// other's key (PostgreSQL; SQLite serialises writers anyway).
 		if _, err := tx.Exec(ctx, `UPDATE accounts SET id = id WHERE id = ?`, a.ID); err != nil {
 			return err
 		}
 		var n int
-		if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM access_keys WHERE account_id = ?`, a.ID).Scan(&n); err != nil {
+		if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM access_keys WHERE account_id = ? AND user_name = ?`, a.ID, user).Scan(&n); err != nil {
 			return err
 		}
 		if n >= MaxAccessKeys {
 			return ErrTooManyKeys
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO access_keys (access_key, secret, account_id, created_at) VALUES (?, ?, ?, ?)`,
-			a.AccessKey, sealed, a.ID, time.Now().Unix())
+		_, err = tx.Exec(ctx, `INSERT INTO access_keys (access_key, secret, account_id, user_name, created_at) VALUES (?, ?, ?, ?, ?)`,
+			a.AccessKey, sealed, a.ID, user, time.Now().Unix())
 		return err
 	})
 	if err != nil {
@@ -97,7 +106,7 @@ func AccessKeys(ctx context.Context, db *store.DB, account string) ([]AccessKey,
 	if err != nil {
 		return nil, err
 	}
-	rows, err := db.Query(ctx, `SELECT access_key, active, created_at, last_used FROM access_keys
+	rows, err := db.Query(ctx, `SELECT access_key, user_name, active, created_at, last_used FROM access_keys
 		WHERE account_id = ? ORDER BY created_at, access_key`, id)
 	if err != nil {
 		return nil, fmt.Errorf("list access keys of %q: %w", account, err)
@@ -108,7 +117,7 @@ func AccessKeys(ctx context.Context, db *store.DB, account string) ([]AccessKey,
 		var k AccessKey
 		var active int
 		var created, used int64
-		if err := rows.Scan(&k.AccessKey, &active, &created, &used); err != nil {
+		if err := rows.Scan(&k.AccessKey, &k.User, &active, &created, &used); err != nil {
 			return nil, fmt.Errorf("list access keys of %q: %w", account, err)
 		}
 		k.Active, k.Created = active == 1, time.Unix(created, 0).UTC()
@@ -215,11 +224,16 @@ func WriteKeyCredentials(dataDir string, a Account, endpoint, region string, caP
 // command, refuses the very next call; only the unsealed secret is kept
 // in memory, tied to the sealed text it came from.
 func (c *Cloud) LookupAccessKey(ctx context.Context, accessKey string) (string, ec2.Principal, error) {
-	var sealed, account string
+	var sealed, account, user string
 	var admin int
-	err := c.db.QueryRow(ctx, `SELECT k.secret, a.id, a.admin FROM access_keys k
-		JOIN accounts a ON a.id = k.account_id WHERE k.access_key = ? AND k.active = 1 AND a.disabled = 0`, accessKey).
-		Scan(&sealed, &account, &admin)
+	// The cloud administrator's view is the admin account's own keys' and
+	// its admin users'; a plain user of that account sees it alone.
+	err := c.db.QueryRow(ctx, `SELECT k.secret, a.id, k.user_name,
+		CASE WHEN k.user_name = '' THEN a.admin ELSE a.admin * COALESCE(u.admin, 0) END
+		FROM access_keys k JOIN accounts a ON a.id = k.account_id
+		LEFT JOIN users u ON u.account_id = k.account_id AND u.name = k.user_name
+		WHERE k.access_key = ? AND k.active = 1 AND a.disabled = 0`, accessKey).
+		Scan(&sealed, &account, &user, &admin)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", ec2.Principal{}, ec2.ErrUnknownAccessKey
 	}
@@ -233,7 +247,7 @@ func (c *Cloud) LookupAccessKey(ctx context.Context, accessKey string) (string, 
 		}
 		c.secrets.put(accessKey, sealed, secret)
 	}
-	return secret, ec2.Principal{AccountID: account, AccessKey: accessKey, Admin: admin == 1}, nil
+	return secret, ec2.Principal{AccountID: account, AccessKey: accessKey, Admin: admin == 1, User: user}, nil
 }
 
 // secretCache keeps unsealed secrets, each with the sealed text it came

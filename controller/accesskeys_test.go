@@ -81,14 +81,14 @@ func TestAccessKeyRotation(t *testing.T) {
 		old := e.alice
 		ids := runIDs(e.run(e.client(old), 1, ""))
 
-		fresh, err := CreateAccessKey(ctx, db, "alice")
+		fresh, err := CreateAccessKey(ctx, db, "alice", "")
 		if err != nil {
 			t.Fatal(err)
 		}
 		if fresh.ID != old.ID || fresh.AccessKey == old.AccessKey || fresh.SecretKey == "" {
 			t.Fatalf("new key %+v for %+v", fresh, old)
 		}
-		if _, err := CreateAccessKey(ctx, db, "alice"); !errors.Is(err, ErrTooManyKeys) {
+		if _, err := CreateAccessKey(ctx, db, "alice", ""); !errors.Is(err, ErrTooManyKeys) {
 			t.Fatalf("third key: %v", err)
 		}
 		for _, a := range []Account{old, fresh} {
@@ -242,7 +242,7 @@ func TestCreateAccessKeyRace(t *testing.T) {
 		errs := make(chan error, n)
 		for range n {
 			go func() {
-				_, err := CreateAccessKey(ctx, db, "carol")
+				_, err := CreateAccessKey(ctx, db, "carol", "")
 				errs <- err
 			}()
 		}

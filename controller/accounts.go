@@ -19,10 +19,12 @@ import (
 // the controller's first start. It sees every account's resources.
 const AdminAccount = "admin"
 
-// Account is a tenant of the cloud with one access key.
+// Account is a tenant of the cloud with one access key: the account's
+// own (User "") or one of its users'.
 type Account struct {
 	ID        string // 12 digits
 	Name      string
+	User      string // the user the key belongs to; "" for the account itself
 	Admin     bool
 	AccessKey string
 	SecretKey string
@@ -71,7 +73,7 @@ func LookupAccount(ctx context.Context, db *store.DB, name string) (Account, err
 	var admin int
 	err := db.QueryRow(ctx, `SELECT a.id, a.name, a.admin, COALESCE(k.access_key, ''), COALESCE(k.secret, '')
 		FROM accounts a LEFT JOIN access_keys k ON k.account_id = a.id AND k.active = 1
-		WHERE a.name = ? ORDER BY k.created_at, k.access_key LIMIT 1`, name).
+		AND k.user_name = '' WHERE a.name = ? ORDER BY k.created_at, k.access_key LIMIT 1`, name).
 		Scan(&a.ID, &a.Name, &admin, &a.AccessKey, &a.SecretKey)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Account{}, fmt.Errorf("account %q: %w", name, store.ErrNotFound)
@@ -179,7 +181,11 @@ func writeCredentials(dir string, a Account, endpoint, region string, caPEM []by
 	} else {
 		os.Remove(bundle) // plain HTTP now: no stale bundle named anywhere
 	}
-	files["eucarc"] = fmt.Sprintf(`# ironbark credentials for account %s (%s)
+	who := fmt.Sprintf("account %s (%s)", a.Name, a.ID)
+	if a.User != "" {
+		who = fmt.Sprintf("user %s of account %s (%s)", a.User, a.Name, a.ID)
+	}
+	files["eucarc"] = fmt.Sprintf(`# ironbark credentials for %s
 # Use: . %s
 export EC2_URL=%s
 export AWS_ENDPOINT_URL=%s
@@ -192,7 +198,7 @@ export EC2_ACCOUNT_NUMBER=%s
 export AWS_CONFIG_FILE=%s
 export AWS_SHARED_CREDENTIALS_FILE=%s
 export AWS_EC2_METADATA_DISABLED=true
-%s`, a.Name, a.ID, filepath.Join(dir, "eucarc"), endpoint, endpoint, a.AccessKey, a.SecretKey, region,
+%s`, who, filepath.Join(dir, "eucarc"), endpoint, endpoint, a.AccessKey, a.SecretKey, region,
 		a.AccessKey, a.SecretKey, a.ID, filepath.Join(dir, "config"), filepath.Join(dir, "credentials"), bundleEnv)
 	files["config"] = fmt.Sprintf("[default]\nregion = %s\nendpoint_url = %s\noutput = json\n%s", region, endpoint, bundleConf)
 	files["credentials"] = fmt.Sprintf("[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n", a.AccessKey, a.SecretKey)

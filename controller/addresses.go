@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"time"
 
 	"ironbark/controller/ec2"
+	"ironbark/controller/usage"
 	"ironbark/internal/store"
 )
 
@@ -122,7 +124,10 @@ func (c *Cloud) drawPublicAddress(ctx context.Context, tx *store.Tx) (string, er
 // releaseInstanceAddresses frees what an ending instance holds: its public
 // address from launch goes back to the pool, an allocated one is
 // disassociated and stays its account's.
-func releaseInstanceAddresses(ctx context.Context, tx *store.Tx, instanceID string) error {
+func releaseInstanceAddresses(ctx context.Context, tx *store.Tx, instanceID string, now time.Time) error {
+	if err := recordAutoRelease(ctx, tx, now, `instance_id = ?`, instanceID); err != nil {
+		return err
+	}
 	for _, q := range []string{
 		`DELETE FROM addresses WHERE instance_id = ? AND auto = 1`,
 		`UPDATE addresses SET instance_id = '', association_id = '' WHERE instance_id = ?`,
@@ -153,9 +158,11 @@ func (c *Cloud) allocateAddress(ctx context.Context, k *call) (any, error) {
 			return err
 		}
 		resp.PublicIP = ip
-		_, err = tx.Exec(ctx, `INSERT INTO addresses (public_ip, allocation_id, account_id, created_at) VALUES (?, ?, ?, ?)`,
-			ip, resp.AllocationID, k.account(), k.now.Unix())
-		return err
+		if _, err = tx.Exec(ctx, `INSERT INTO addresses (public_ip, allocation_id, account_id, created_at) VALUES (?, ?, ?, ?)`,
+			ip, resp.AllocationID, k.account(), k.now.Unix()); err != nil {
+			return err
+		}
+		return usage.Record(ctx, tx, addressEvent(k.now, ip, usage.StateHeld, k.account(), k.Principal.User))
 	})
 	if err != nil {
 		return nil, err
@@ -217,8 +224,10 @@ func (c *Cloud) releaseAddress(ctx context.Context, k *call) (any, error) {
 		if _, err := tx.Exec(ctx, `DELETE FROM tags WHERE resource_id = ?`, a.AllocationID); err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `DELETE FROM addresses WHERE public_ip = ?`, a.IP)
-		return err
+		if _, err = tx.Exec(ctx, `DELETE FROM addresses WHERE public_ip = ?`, a.IP); err != nil {
+			return err
+		}
+		return usage.Record(ctx, tx, addressEvent(k.now, a.IP, usage.StateReleased, a.Owner, k.Principal.User))
 	})
 	if err != nil {
 		return nil, err
@@ -273,6 +282,9 @@ func (c *Cloud) associateAddress(ctx context.Context, k *call) (any, error) {
 		if oldIP != "" {
 			// The instance's address from launch goes back to the pool,
 			// as EC2 releases it when an Elastic IP takes its place.
+			if err := recordAutoRelease(ctx, tx, k.now, `public_ip = ?`, oldIP); err != nil {
+				return err
+			}
 			if _, err := tx.Exec(ctx, `DELETE FROM addresses WHERE public_ip = ? AND auto = 1`, oldIP); err != nil {
 				return err
 			}
@@ -409,4 +421,33 @@ func (c *Cloud) loadAddresses(ctx context.Context, k *call) ([]Address, error) {
 		out = append(out, a)
 	}
 	return out, rows.Err()
+}
+
+// addressEvent is the usage record's entry for an address held or given
+// back.
+func addressEvent(at time.Time, ip, state, account, user string) usage.Event {
+	return usage.Event{At: at, Kind: usage.KindAddress, Resource: ip, State: state, Account: account, User: user}
+}
+
+// recordAutoRelease records the release of the launch-time addresses
+// (auto) matching cond, before they are deleted.
+func recordAutoRelease(ctx context.Context, tx *store.Tx, at time.Time, cond, arg string) error {
+	rows, err := tx.Query(ctx, `SELECT public_ip, account_id FROM addresses WHERE auto = 1 AND `+cond, arg)
+	if err != nil {
+		return err
+	}
+	var evs []usage.Event
+	for rows.Next() {
+		var ip, account string
+		if err := rows.Scan(&ip, &account); err != nil {
+			rows.Close()
+			return err
+		}
+		evs = append(evs, addressEvent(at, ip, usage.StateReleased, account, ""))
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	return usage.Record(ctx, tx, evs...)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -36,10 +37,13 @@ const AdminCLI = "admin (cli)"
 // AuditEntry is one recorded call. Its json tags are the JSON lines
 // `ironbark audit --json` ships to log systems.
 type AuditEntry struct {
+	// Seq orders the entries of one store and only grows: a log shipper
+	// resumes after the last it sent (AuditQuery.After, `audit --after`).
+	Seq       int64     `json:"seq"`
 	Time      time.Time `json:"time"`
 	Account   string    `json:"account"`    // the account's name, or AdminCLI
 	AccountID string    `json:"account_id"` // 12 digits; "" for AdminCLI
-	User      string    `json:"user"`       // "" until accounts have users
+	User      string    `json:"user"`       // the account's user; "" for the account itself or the CLI
 	AccessKey string    `json:"access_key"`
 	Action    string    `json:"action"`    // "RunInstances", "account create"
 	Resources []string  `json:"resources"` // what the call named or made
@@ -94,6 +98,8 @@ func RecordAudit(ctx context.Context, db *store.DB, e AuditEntry) error {
 // AuditQuery selects audit entries; zero fields select everything.
 type AuditQuery struct {
 	Since   time.Time
+	After   int64  // only entries with a larger Seq
+	Limit   int    // at most this many (0: all)
 	Account string // an account's name or id, or AdminCLI
 	Action  string
 }
@@ -113,10 +119,18 @@ func AuditLog(ctx context.Context, db *store.DB, q AuditQuery) ([]AuditEntry, er
 		where = append(where, "l.action = ?")
 		args = append(args, q.Action)
 	}
-	rows, err := db.Query(ctx, `SELECT l.at, l.account, COALESCE(a.name, ''), l.user_name, l.access_key, l.action,
+	if q.After > 0 {
+		where = append(where, "l.seq > ?")
+		args = append(args, q.After)
+	}
+	limit := ""
+	if q.Limit > 0 {
+		limit = fmt.Sprintf(" LIMIT %d", q.Limit)
+	}
+	rows, err := db.Query(ctx, `SELECT l.seq, l.at, l.account, COALESCE(a.name, ''), l.user_name, l.access_key, l.action,
 		l.resources, l.source, l.result, l.request_id
 		FROM audit_log l LEFT JOIN accounts a ON a.id = l.account
-		WHERE `+strings.Join(where, " AND ")+` ORDER BY l.at, l.seq`, args...)
+		WHERE `+strings.Join(where, " AND ")+` ORDER BY l.seq`+limit, args...)
 	if err != nil {
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
@@ -126,7 +140,7 @@ func AuditLog(ctx context.Context, db *store.DB, q AuditQuery) ([]AuditEntry, er
 		var e AuditEntry
 		var at int64
 		var account, name, res string
-		if err := rows.Scan(&at, &account, &name, &e.User, &e.AccessKey, &e.Action, &res, &e.Source, &e.Result, &e.RequestID); err != nil {
+		if err := rows.Scan(&e.Seq, &at, &account, &name, &e.User, &e.AccessKey, &e.Action, &res, &e.Source, &e.Result, &e.RequestID); err != nil {
 			return nil, fmt.Errorf("audit log: %w", err)
 		}
 		e.Time = time.Unix(0, at).UTC()
@@ -219,9 +233,44 @@ func (c *Cloud) audit(ctx context.Context, r *ec2.Request, at time.Time, resp an
 	if err != nil {
 		result = ec2.AsError(err).Code
 	}
-	e := AuditEntry{Time: at, Account: r.Principal.AccountID, AccessKey: r.Principal.AccessKey,
+	e := AuditEntry{Time: at, Account: r.Principal.AccountID, User: r.Principal.User, AccessKey: r.Principal.AccessKey,
 		Action: r.Action, Resources: auditResourceIDs(r, resp, err), Source: r.SourceIP, Result: result, RequestID: r.RequestID}
 	if err := RecordAudit(context.WithoutCancel(ctx), c.db, e); err != nil {
 		c.log.ErrorContext(ctx, "audit log", "request_id", r.RequestID, "action", r.Action, "error", err)
 	}
+}
+
+// PruneAudit deletes the audit entries older than before and returns how
+// many it deleted. Entries are deleted in batches, so a large prune does
+// not hold the store's write lock for long.
+func PruneAudit(ctx context.Context, db *store.DB, before time.Time) (int, error) {
+	total := 0
+	cut := before.UnixNano()
+	if before.After(time.Unix(0, math.MaxInt64)) { // past 2262: everything
+		cut = math.MaxInt64
+	}
+	for {
+		res, err := db.Exec(ctx, `DELETE FROM audit_log WHERE seq IN (SELECT seq FROM audit_log WHERE at < ? ORDER BY seq LIMIT 10000)`, cut)
+		if err != nil {
+			return total, fmt.Errorf("prune audit log: %w", err)
+		}
+		n, _ := res.RowsAffected()
+		total += int(n)
+		if n < 10000 || ctx.Err() != nil {
+			return total, ctx.Err()
+		}
+	}
+}
+
+// RunAuditRetention deletes audit entries older than keep every interval
+// until ctx ends (the controller runs it when controller.json sets
+// auditRetentionDays).
+func (c *Cloud) RunAuditRetention(ctx context.Context, interval, keep time.Duration) {
+	c.every(ctx, interval, "audit retention", func(ctx context.Context) error {
+		n, err := PruneAudit(ctx, c.db, c.now().Add(-keep))
+		if n > 0 {
+			c.log.Info("audit entries past their retention deleted", "count", n, "retention", keep.String())
+		}
+		return err
+	})
 }

@@ -39,6 +39,10 @@ type Config struct {
 	// Notify, when set, is told the node of every instance whose desired
 	// state changed, so the cluster side can wake that node's agent.
 	Notify func(nodeID string)
+	// Jobs says whether this controller runs the periodic jobs (purge,
+	// failure checks) now: with several controllers on one database, one
+	// at a time does (store.Leader). nil: this one always does.
+	Jobs Leadership
 	// BlobSize, when set, checks that RegisterImage's sha256: location is in
 	// the image store and gives its size.
 	BlobSize func(ctx context.Context, digest string) (int64, error)
@@ -64,6 +68,9 @@ type Cloud struct {
 	secrets     secretCache // unsealed secrets (accesskeys.go)
 	keyUse      keyUse      // when keys last signed (accesskeys.go)
 	health      NodeHealth  // which nodes are up (failure.go); nil: all
+	// noUsage skips the usage record on launch: only benchmarks set it,
+	// to measure what the record costs.
+	noUsage bool
 }
 
 // action runs one EC2 action for an authenticated caller.

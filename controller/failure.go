@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"ironbark/controller/usage"
 	"ironbark/internal/nodeapi"
 	"ironbark/internal/store"
 )
@@ -157,8 +158,10 @@ func (c *Cloud) FinishLostTerminations(ctx context.Context) (int, error) {
 // its usage, addresses and private IP (the last by leaving the live
 // index). It reports false when it already was.
 func endInstance(ctx context.Context, tx *store.Tx, id, reason string, now time.Time) (bool, error) {
-	var state, node, vmType string
-	if err := tx.QueryRow(ctx, `SELECT state, node_id, vm_type FROM instances WHERE id = ?`, id).Scan(&state, &node, &vmType); err != nil {
+	var state, node, vmType, account, user, zone string
+	var cores int64
+	if err := tx.QueryRow(ctx, `SELECT state, node_id, vm_type, account_id, user_name, zone, cores FROM instances WHERE id = ?`, id).
+		Scan(&state, &node, &vmType, &account, &user, &zone, &cores); err != nil {
 		return false, err
 	}
 	if state == nodeapi.StateTerminated {
@@ -167,7 +170,11 @@ func endInstance(ctx context.Context, tx *store.Tx, id, reason string, now time.
 	if err := addUsage(ctx, tx, node, vmType, -1); err != nil {
 		return false, err
 	}
-	if err := releaseInstanceAddresses(ctx, tx, id); err != nil {
+	if err := releaseInstanceAddresses(ctx, tx, id, now); err != nil {
+		return false, err
+	}
+	if err := usage.Record(ctx, tx, usage.Event{At: now, Kind: usage.KindInstance, Resource: id, State: nodeapi.StateTerminated,
+		Account: account, User: user, VMType: vmType, Cores: cores, Zone: zone, Node: node}); err != nil {
 		return false, err
 	}
 	_, err := tx.Exec(ctx, `UPDATE instances SET state = ?, desired = ?, reason = ?, public_ip = '', ended_at = ? WHERE id = ?`,
@@ -184,7 +191,17 @@ func (c *Cloud) RunFailureChecks(ctx context.Context, interval time.Duration) {
 	})
 }
 
-// every calls job every interval until ctx ends, logging what fails.
+// Leadership decides whether this controller runs the periodic jobs now:
+// several controllers on one database elect one (store.Leader) so each job
+// runs once across them, and another takes over when it dies.
+type Leadership interface {
+	// Held reports whether this controller leads now, taking the lead if
+	// nobody holds it.
+	Held(ctx context.Context) (bool, error)
+}
+
+// every calls job every interval, when this controller leads the periodic
+// jobs, until ctx ends, logging what fails.
 func (c *Cloud) every(ctx context.Context, interval time.Duration, name string, job func(context.Context) error) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -193,6 +210,14 @@ func (c *Cloud) every(ctx context.Context, interval time.Duration, name string, 
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if c.cfg.Jobs != nil {
+			if held, err := c.cfg.Jobs.Held(ctx); !held {
+				if err != nil && ctx.Err() == nil {
+					c.log.Warn(name+": leader election", "err", err)
+				}
+				continue
+			}
 		}
 		if err := job(ctx); err != nil && ctx.Err() == nil {
 			c.log.Warn(name, "err", err)

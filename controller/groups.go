@@ -388,11 +388,13 @@ var securityGroupRuleParams = []string{
 
 func (c *Cloud) authorize(ctx context.Context, k *call, egress bool) (any, error) {
 	resp := &AuthorizeResponse{Return: true}
+	var changed string
 	err := c.db.InTx(ctx, func(tx *store.Tx) error {
 		g, rules, err := c.requestedRules(ctx, tx, k, egress, false)
 		if err != nil {
 			return err
 		}
+		changed = g.ID
 		for _, r := range rules {
 			dup, err := findRule(ctx, tx, r)
 			if err != nil {
@@ -415,15 +417,18 @@ func (c *Cloud) authorize(ctx context.Context, k *call, egress bool) (any, error
 	if err != nil {
 		return nil, err
 	}
+	c.notifyGroupNodes(ctx, []string{changed}, false)
 	return resp, nil
 }
 
 func (c *Cloud) revoke(ctx context.Context, k *call, egress bool) (any, error) {
+	var changed string
 	err := c.db.InTx(ctx, func(tx *store.Tx) error {
-		_, rules, err := c.requestedRules(ctx, tx, k, egress, true)
+		g, rules, err := c.requestedRules(ctx, tx, k, egress, true)
 		if err != nil {
 			return err
 		}
+		changed = g.ID
 		for _, r := range rules {
 			id, err := findRule(ctx, tx, r)
 			if err != nil {
@@ -441,6 +446,7 @@ func (c *Cloud) revoke(ctx context.Context, k *call, egress bool) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.notifyGroupNodes(ctx, []string{changed}, false)
 	return ok()
 }
 

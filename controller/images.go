@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"ironbark/controller/ec2"
+	"ironbark/controller/usage"
 	"ironbark/internal/store"
 )
 
@@ -40,6 +41,7 @@ type ImageRecord struct {
 	RamdiskID      string
 	Public         bool
 	Location       string // ImageLocation as DescribeImages shows it; Digest when empty
+	User           string // the account's user who registered it ("" for the account itself or the CLI)
 }
 
 var imageName = regexp.MustCompile(fmt.Sprintf("^[%s]{%d,%d}$", imageNameChars, minImageName, maxImageName))
@@ -152,15 +154,20 @@ func insertImage(ctx context.Context, db *store.DB, r ImageRecord) (string, erro
 			return err
 		}
 		id = newID(kindPrefix[r.Kind], 8)
+		now := time.Now()
 		_, err := tx.Exec(ctx, `INSERT INTO images (id, account_id, name, description, kind, architecture,
 			location, digest, size, format, root_device_type, kernel_id, ramdisk_id, public, created_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			id, r.Owner, r.Name, r.Description, r.Kind, r.Architecture, r.Location, r.Digest, r.Size,
-			r.Format, r.RootDeviceType, r.KernelID, r.RamdiskID, boolInt(r.Public), time.Now().Unix())
+			r.Format, r.RootDeviceType, r.KernelID, r.RamdiskID, boolInt(r.Public), now.Unix())
 		if store.IsUniqueViolation(err) {
 			return ec2.Errorf("InvalidAMIName.Duplicate", "AMI name %s is already in use by AMI owned by this account", r.Name)
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		return usage.Record(ctx, tx, usage.Event{At: now, Kind: usage.KindImage, Resource: id, State: usage.StateStored,
+			Account: r.Owner, User: r.User, Bytes: r.Size})
 	})
 	return id, err
 }
@@ -225,6 +232,7 @@ var registerImageParams = []string{
 func (c *Cloud) registerImage(ctx context.Context, k *call) (any, error) {
 	r := ImageRecord{
 		Owner:          k.account(),
+		User:           k.Principal.User,
 		Name:           k.str("Name"),
 		Description:    k.str("Description"),
 		Kind:           k.str("ImageType"), // ironbark's own: machine | kernel | ramdisk
@@ -317,8 +325,11 @@ func (c *Cloud) deregisterImage(ctx context.Context, k *call) (any, error) {
 		if _, err := tx.Exec(ctx, `DELETE FROM tags WHERE resource_id = ?`, id); err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `DELETE FROM images WHERE id = ?`, id)
-		return err
+		if _, err = tx.Exec(ctx, `DELETE FROM images WHERE id = ?`, id); err != nil {
+			return err
+		}
+		return usage.Record(ctx, tx, usage.Event{At: k.now, Kind: usage.KindImage, Resource: id, State: usage.StateRemoved,
+			Account: owner, User: k.Principal.User})
 	})
 	if err != nil {
 		return nil, err

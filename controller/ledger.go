@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"time"
 
+	"ironbark/controller/usage"
 	"ironbark/internal/nodeapi"
 	"ironbark/internal/store"
 )
@@ -100,11 +101,14 @@ func (c *Cloud) Observe(ctx context.Context, nodeID string, sts []nodeapi.Instan
 	terminating := false
 	err := c.db.InTx(ctx, func(tx *store.Tx) error {
 		terminating = false
-		now := c.now().Unix()
+		at := c.now()
+		now := at.Unix()
 		for _, st := range sts {
-			var state, desired, reason, vmType, shutdown string
-			err := tx.QueryRow(ctx, `SELECT state, desired, reason, vm_type, shutdown_behavior FROM instances WHERE id = ? AND node_id = ?`,
-				st.InstanceID, nodeID).Scan(&state, &desired, &reason, &vmType, &shutdown)
+			var state, desired, reason, vmType, shutdown, account, user, zone string
+			var cores int64
+			err := tx.QueryRow(ctx, `SELECT state, desired, reason, vm_type, shutdown_behavior, account_id, user_name, zone, cores
+				FROM instances WHERE id = ? AND node_id = ?`,
+				st.InstanceID, nodeID).Scan(&state, &desired, &reason, &vmType, &shutdown, &account, &user, &zone, &cores)
 			if err != nil {
 				if errors.Is(err, sql.ErrNoRows) {
 					continue // not ours on this node: the caller's policy handles strays
@@ -123,7 +127,7 @@ func (c *Cloud) Observe(ctx context.Context, nodeID string, sts []nodeapi.Instan
 				if _, err := tx.Exec(ctx, `UPDATE instances SET desired = ? WHERE id = ?`, nodeapi.StateTerminated, st.InstanceID); err != nil {
 					return err
 				}
-				if err := releaseInstanceAddresses(ctx, tx, st.InstanceID); err != nil {
+				if err := releaseInstanceAddresses(ctx, tx, st.InstanceID, at); err != nil {
 					return err
 				}
 			}
@@ -142,6 +146,12 @@ func (c *Cloud) Observe(ctx context.Context, nodeID string, sts []nodeapi.Instan
 				}
 				if next != state {
 					c.log.Info("instance state", "instance", st.InstanceID, "node", nodeID, "from", state, "to", next)
+					// What the node reports is when time starts and stops
+					// counting (running) for the usage record.
+					if err := usage.Record(ctx, tx, usage.Event{At: at, Kind: usage.KindInstance, Resource: st.InstanceID, State: next,
+						Account: account, User: user, VMType: vmType, Cores: cores, Zone: zone, Node: nodeID}); err != nil {
+						return err
+					}
 				}
 			}
 			if len(st.ConsoleTail) > 0 {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"ironbark/controller/ec2"
+	"ironbark/controller/usage"
 	"ironbark/internal/nodeapi"
 	"ironbark/internal/store"
 )
@@ -40,11 +41,12 @@ func (c *Cloud) changeState(ctx context.Context, k *call, verb string, t transit
 	err = c.db.InTx(ctx, func(tx *store.Tx) error {
 		resp.Instances, nodes = resp.Instances[:0], nodes[:0]
 		for _, id := range ids {
-			var owner, state, desired, node, vmType string
+			var owner, state, desired, node, vmType, user, zone string
 			var noTerminate, noStop int
+			var cores int64
 			err := tx.QueryRow(ctx, `SELECT account_id, state, desired, node_id, vm_type, disable_api_termination,
-				disable_api_stop FROM instances WHERE id = ?`, id).
-				Scan(&owner, &state, &desired, &node, &vmType, &noTerminate, &noStop)
+				disable_api_stop, user_name, zone, cores FROM instances WHERE id = ?`, id).
+				Scan(&owner, &state, &desired, &node, &vmType, &noTerminate, &noStop, &user, &zone, &cores)
 			if err == nil && !k.owns(owner) {
 				err = sql.ErrNoRows
 			}
@@ -76,9 +78,15 @@ func (c *Cloud) changeState(ctx context.Context, k *call, verb string, t transit
 					ended, ended, id); err != nil {
 					return err
 				}
+				if next != state {
+					if err := usage.Record(ctx, tx, usage.Event{At: k.now, Kind: usage.KindInstance, Resource: id, State: next,
+						Account: owner, User: user, VMType: vmType, Cores: cores, Zone: zone, Node: node}); err != nil {
+						return err
+					}
+				}
 			}
 			if nextDesired == nodeapi.StateTerminated {
-				if err := releaseInstanceAddresses(ctx, tx, id); err != nil {
+				if err := releaseInstanceAddresses(ctx, tx, id, k.now); err != nil {
 					return err
 				}
 			}

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"ironbark/controller/ec2"
+	"ironbark/controller/usage"
 	"ironbark/internal/nodeapi"
 	"ironbark/internal/store"
 )
@@ -246,6 +247,13 @@ func (c *Cloud) runInstances(ctx context.Context, k *call) (any, error) {
 		nodesOf[i] = in.nodeID
 	}
 	c.notify(nodesOf...)
+	// The new instances join their groups: nodes whose rules name one
+	// of them as the peer update their member sets.
+	groupIDs := make([]string, len(l.groups))
+	for i, g := range l.groups {
+		groupIDs[i] = g.GroupID
+	}
+	c.notifyGroupNodes(ctx, groupIDs, true)
 	c.log.Info("run instances", "account", k.account(), "reservation", res.ReservationID, "count", len(res.Instances),
 		"type", l.vt.Name, "image", l.image.ID, "zone", res.Instances[0].Placement.AvailabilityZone)
 	return res, nil
@@ -341,11 +349,11 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch) (*RunIns
 			}
 			if _, err := tx.Exec(ctx, `INSERT INTO instances (id, account_id, reservation_id, launch_index, image_id, kernel_id,
 				ramdisk_id, vm_type, key_name, zone, node_id, mac, private_ip, state, desired, client_token, user_data, launch_time,
-				artifacts, public_key, disable_api_termination, disable_api_stop, shutdown_behavior)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				artifacts, public_key, disable_api_termination, disable_api_stop, shutdown_behavior, user_name)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 				in.InstanceID, k.account(), res.ReservationID, i, l.image.ID, kernelID, ramdiskID, l.vt.Name, l.keyName,
 				zone, node, in.MACAddress, in.PrivateIPAddress, nodeapi.StatePending, nodeapi.StateRunning, l.token, l.userData, now.Unix(),
-				string(arts), l.pubKey, boolInt(l.noTerminate), boolInt(l.noStop), l.shutdown); err != nil {
+				string(arts), l.pubKey, boolInt(l.noTerminate), boolInt(l.noStop), l.shutdown, k.Principal.User); err != nil {
 				return err
 			}
 			if l.publicAddress {
@@ -371,6 +379,19 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch) (*RunIns
 		if _, err := tx.Exec(ctx, `UPDATE instances SET cores = ?, memory_mib = ? WHERE reservation_id = ?`,
 			l.vt.Cores, l.vt.MemoryMiB, res.ReservationID); err != nil {
 			return err
+		}
+		if !c.noUsage {
+			var evs []usage.Event
+			for i, in := range res.Instances {
+				evs = append(evs, usage.Event{At: now, Kind: usage.KindInstance, Resource: in.InstanceID, State: nodeapi.StatePending,
+					Account: k.account(), User: k.Principal.User, VMType: l.vt.Name, Cores: int64(l.vt.Cores), Zone: zone, Node: nodes[i]})
+				if in.IPAddress != "" {
+					evs = append(evs, addressEvent(now, in.IPAddress, usage.StateHeld, k.account(), k.Principal.User))
+				}
+			}
+			if err := usage.Record(ctx, tx, evs...); err != nil {
+				return err
+			}
 		}
 		perNode := map[string]int{}
 		for _, node := range nodes {

@@ -1,6 +1,9 @@
 package controller
 
-import "ironbark/internal/store"
+import (
+	"ironbark/controller/usage"
+	"ironbark/internal/store"
+)
 
 // Migrations is the EC2 side's schema, applied in order at start. Every
 // table that belongs to an account carries account_id and an index that
@@ -224,5 +227,9 @@ ALTER TABLE accounts ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;
 		quotaIndexMigration(),
 		// The audit log of mutating calls and admin commands (audit.go).
 		auditMigration(),
+		// Users inside an account (users.go).
+		usersMigration(),
+		// The usage record (controller/usage).
+		usage.Migration(),
 	}
 }

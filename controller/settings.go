@@ -25,6 +25,10 @@ type Settings struct {
 	// InstanceSubnet is where instances' private addresses come from
 	// (Config.InstanceSubnet): the nodes' bridge subnet.
 	InstanceSubnet string `json:"instanceSubnet,omitempty"`
+	// AuditRetentionDays, when above 0, is how long audit entries are
+	// kept: the controller deletes older ones every hour. 0 keeps them
+	// all (`ironbark audit prune` deletes by hand).
+	AuditRetentionDays int `json:"auditRetentionDays,omitempty"`
 }
 
 // LoadSettings reads DIR/controller.json; a missing file is empty settings.
@@ -44,6 +48,9 @@ func LoadSettings(dataDir string) (Settings, error) {
 		if _, _, err := parseInstanceSubnet(s.InstanceSubnet); err != nil {
 			return s, fmt.Errorf("settings %s: %w", datadir.Dir(dataDir).Settings(), err)
 		}
+	}
+	if s.AuditRetentionDays < 0 {
+		return s, fmt.Errorf("settings %s: auditRetentionDays %d: want 0 (keep all) or more", datadir.Dir(dataDir).Settings(), s.AuditRetentionDays)
 	}
 	if len(s.VMTypes) > 0 {
 		if err := checkVMTypes(s.VMTypes); err != nil {

@@ -64,6 +64,9 @@ type Config struct {
 	// NoInstanceServices turns off the DHCP server and the metadata
 	// service (169.254.169.254) the agent runs on Bridge for its instances.
 	NoInstanceServices bool
+	// NoSecurityGroups turns off the enforcement of security groups on
+	// Bridge (nftables table inet ironbark-sg-BRIDGE).
+	NoSecurityGroups bool
 }
 
 // Reasons reported with terminated and stopped instances.
@@ -92,7 +95,11 @@ type Agent struct {
 	insts       map[string]*inst
 	gone        map[string]bool // cleaned up, not desired: report terminated once
 	hvDownSince time.Time
-	capacity    nodeapi.Capacity
+	// desiredGroups are the security groups that came with desired.
+	desiredGroups []nodeapi.SecurityGroup
+	fwMu          sync.Mutex // held by syncSecurityGroups
+	fw            firewall
+	capacity      nodeapi.Capacity
 	// gen counts completed background libvirt work (launches, stops,
 	// removals): reconcile takes its domain snapshot without the lock and
 	// retakes it when gen moved meanwhile.
@@ -200,6 +207,13 @@ func (a *Agent) NodeID() string { return a.id.NodeID }
 // they are; a later Run picks them up.
 func (a *Agent) Run(ctx context.Context) error {
 	defer a.hv.close()
+	defer func() {
+		a.fwMu.Lock()
+		defer a.fwMu.Unlock()
+		if a.fw.fw != nil {
+			a.fw.fw.Release() // the rules stay: the instances keep running
+		}
+	}()
 	if err := a.ensureIdentity(ctx); err != nil {
 		return err
 	}
@@ -226,6 +240,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			return nil
 		case <-a.kickCh:
 		case <-tick.C:
+			a.syncSecurityGroups() // retries a failed one
 		}
 		a.reconcile(ctx)
 	}
@@ -297,7 +312,9 @@ func (a *Agent) followDesired(ctx context.Context) {
 			etag = d.ETag
 			a.mu.Lock()
 			a.desired, a.haveDesired = d.Instances, true
+			a.desiredGroups = d.SecurityGroups
 			a.mu.Unlock()
+			a.syncSecurityGroups()
 			a.kick()
 		}
 	}

@@ -51,6 +51,7 @@ func run(ctx context.Context, args []string, stdin io.Reader) error {
 	fs.StringVar(&cfg.StateDir, "state-dir", "/var/lib/ironbark-node", "node state: certificate, image cache, instance disks")
 	fs.StringVar(&cfg.Bridge, "bridge", "", "cluster bridge the instances' NICs join (none when empty)")
 	instanceServices := fs.Bool("instance-services", true, "serve DHCP and the metadata service (169.254.169.254) to the instances on --bridge")
+	securityGroups := fs.Bool("security-groups", true, "enforce the instances' security groups on --bridge (nftables table inet ironbark-sg-BRIDGE)")
 	fs.StringVar(&cfg.DomainType, "domain-type", "qemu", "for qemu:// URIs: qemu (TCG) or kvm (only where /dev/kvm works)")
 	fs.StringVar(&cfg.Hostname, "hostname", "", "name reported to the controller (default: the host name)")
 	fs.DurationVar(&cfg.StopTimeout, "stop-timeout", 0, "time a stopping guest gets to power off (default 30s)")
@@ -80,6 +81,7 @@ func run(ctx context.Context, args []string, stdin io.Reader) error {
 		}
 	}
 	cfg.NoInstanceServices = !*instanceServices
+	cfg.NoSecurityGroups = !*securityGroups
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)

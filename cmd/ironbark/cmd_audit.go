@@ -21,8 +21,13 @@ func auditShow(fs *flag.FlagSet) runFunc {
 	account := fs.String("account", "", "only this account's entries (a name or id; \""+controller.AdminCLI+"\" for admin commands)")
 	action := fs.String("action", "", "only this action (RunInstances, \"account create\", ...)")
 	asJSON := fs.Bool("json", false, "print one JSON object a line, for shipping to a log system")
+	after := fs.Int64("after", 0, "only entries after this seq (a shipper resumes after the last seq it sent)")
+	limit := fs.Int("limit", 0, "at most this many entries, oldest first (0: all)")
 	return func(ctx context.Context, e *env) error {
-		q := controller.AuditQuery{Account: *account, Action: *action}
+		if *after < 0 || *limit < 0 {
+			return e.usagef("--after and --limit take a number of 0 or more")
+		}
+		q := controller.AuditQuery{Account: *account, Action: *action, After: *after, Limit: *limit}
 		if *since != "" {
 			t, err := parseSince(*since, time.Now())
 			if err != nil {
@@ -67,7 +72,11 @@ func (r auditRow) cells() []string {
 	if res == "" {
 		res = "-"
 	}
-	return []string{r.Time.UTC().Format(time.RFC3339), r.Account, key, r.Action, res, r.Source, r.Result}
+	who := r.Account
+	if r.User != "" {
+		who += "/" + r.User // the account's user who signed
+	}
+	return []string{r.Time.UTC().Format(time.RFC3339), who, key, r.Action, res, r.Source, r.Result}
 }
 
 // parseSince reads --since: a duration back from now, or a time.
@@ -115,4 +124,27 @@ func recordAdmin(ctx context.Context, e *env, cmdErr error) error {
 		return fmt.Errorf("%s worked, but its audit log entry was not written: %w", e.cmd.name, err)
 	}
 	return cmdErr
+}
+
+func auditPrune(fs *flag.FlagSet) runFunc {
+	before := fs.String("before", "", "delete the entries older than this: a duration back from now (2160h) or a time (2006-01-02 or RFC 3339)")
+	return func(ctx context.Context, e *env) error {
+		if *before == "" {
+			return e.usagef("--before is required (a duration back from now, or a time)")
+		}
+		t, err := parseSince(*before, time.Now())
+		if err != nil {
+			return e.usagef("--before: %v", err)
+		}
+		db, err := e.openStore(ctx, controller.Migrations())
+		if err != nil {
+			return err
+		}
+		n, err := controller.PruneAudit(ctx, db, t)
+		if err != nil {
+			return err
+		}
+		e.say("deleted %d audit entries older than %s", n, t.UTC().Format(time.RFC3339))
+		return nil
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -97,5 +98,33 @@ func TestParseSince(t *testing.T) {
 		if _, err := parseSince(bad, now); err == nil {
 			t.Errorf("parseSince(%q) took it", bad)
 		}
+	}
+}
+
+// TestAuditPruneCommand deletes old entries (and records that it did);
+// --after resumes a JSON lines shipper.
+func TestAuditPruneCommand(t *testing.T) {
+	dir := t.TempDir()
+	mustRun(t, "account", "create", "carol", "--data-dir", dir)
+	mustRun(t, "account", "create", "dave", "--data-dir", dir)
+	lines := strings.Split(strings.TrimSpace(mustRun(t, "audit", "--json", "--data-dir", dir)), "\n")
+	var first controller.AuditEntry
+	if err := json.Unmarshal([]byte(lines[0]), &first); err != nil || len(lines) != 2 {
+		t.Fatalf("%d lines: %v", len(lines), err)
+	}
+	rest := strings.TrimSpace(mustRun(t, "audit", "--json", "--after", fmt.Sprint(first.Seq), "--data-dir", dir))
+	if strings.Count(rest, "\n") != 0 || !strings.Contains(rest, `"dave"`) {
+		t.Fatalf("after %d: %s", first.Seq, rest)
+	}
+	if _, _, code := ironbark(t, "audit", "prune", "--data-dir", dir); code != 2 {
+		t.Fatalf("prune without --before: exit %d", code)
+	}
+	_, errs, code := ironbark(t, "audit", "prune", "--before", "2999-01-01", "--data-dir", dir)
+	if code != 0 || !strings.Contains(errs, "deleted 2 audit entries") {
+		t.Fatalf("prune: exit %d: %s", code, errs)
+	}
+	left := strings.TrimSpace(mustRun(t, "audit", "--json", "--data-dir", dir))
+	if strings.Count(left, "\n") != 0 || !strings.Contains(left, `"audit prune"`) {
+		t.Fatalf("after the prune: %s", left)
 	}
 }

@@ -79,8 +79,11 @@ func runController(ctx context.Context, e *env, f controllerFlags) error {
 		}
 	}
 	run = run.Resolved()
+	// With several controllers on one PostgreSQL, one at a time runs the
+	// periodic jobs; the store's advisory lock elects it.
+	jobs := db.Leader()
 	cfg := controller.Config{Region: run.Region, VMTypes: run.VMTypes, PublicAddresses: run.PublicAddresses,
-		InstanceSubnet: run.InstanceSubnet}
+		InstanceSubnet: run.InstanceSubnet, Jobs: jobs}
 
 	ln, err := net.Listen("tcp", f.listen)
 	if err != nil {
@@ -111,10 +114,11 @@ func runController(ctx context.Context, e *env, f controllerFlags) error {
 	}
 	limits := httplimit.Limits{PerClient: f.perClient}
 	svc, err = cluster.New(ctx, cluster.Config{
-		DB: db, DataDir: e.dataDir, Ledger: cloud, Logger: log, Limits: limits,
+		DB: db, DataDir: e.dataDir, Ledger: cloud, Silences: cloud, Logger: log, Limits: limits,
 		VMTypes:     func(context.Context) ([]nodeapi.VMType, error) { return cfg.VMTypes, nil },
 		Blobs:       blobs.HandlerAt(nodeapi.PathBlobs),
 		ServerNames: append(serverNames(cfg.Endpoint), f.serverNames...),
+		Jobs:        jobs,
 	})
 	if err != nil {
 		return err
@@ -176,6 +180,10 @@ func runController(ctx context.Context, e *env, f controllerFlags) error {
 	go func() { errc <- svc.Run(ctx) }()
 	go cloud.RunPurge(ctx, 10*time.Minute)
 	go cloud.RunFailureChecks(ctx, 30*time.Second)
+	go cloud.RunUsageRollup(ctx, time.Hour)
+	if days := run.AuditRetentionDays; days > 0 {
+		go cloud.RunAuditRetention(ctx, time.Hour, time.Duration(days)*24*time.Hour)
+	}
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
@@ -186,6 +194,7 @@ func runController(ctx context.Context, e *env, f controllerFlags) error {
 	log.Info("controller stopping")
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	jobs.Release(sctx) // another controller takes the periodic jobs at once
 	if serr := api.Shutdown(sctx); serr != nil && err == nil {
 		err = serr
 	}

@@ -15,6 +15,7 @@ import (
 // work).
 
 func keyCreate(fs *flag.FlagSet) runFunc {
+	user := fs.String("user", "", "make the key for this user of the account (the account's own key otherwise)")
 	return func(ctx context.Context, e *env) error {
 		endpoint, region, caPEM, err := credentialSettings(e)
 		if err != nil {
@@ -24,7 +25,7 @@ func keyCreate(fs *flag.FlagSet) runFunc {
 		if err != nil {
 			return err
 		}
-		a, err := controller.CreateAccessKey(ctx, db, e.args[0])
+		a, err := controller.CreateAccessKey(ctx, db, e.args[0], *user)
 		if err != nil {
 			return err
 		}
@@ -32,7 +33,11 @@ func keyCreate(fs *flag.FlagSet) runFunc {
 		if err != nil {
 			return err
 		}
-		e.say("access key %s made for account %s", a.AccessKey, a.Name)
+		if a.User != "" {
+			e.say("access key %s made for user %s of account %s", a.AccessKey, a.User, a.Name)
+		} else {
+			e.say("access key %s made for account %s", a.AccessKey, a.Name)
+		}
 		fmt.Fprintln(e.stdout, dir)
 		return nil
 	}
@@ -59,6 +64,7 @@ func credentialSettings(e *env) (endpoint, region string, caPEM []byte, err erro
 // keyRow is one access key in `key list`; the secret is never listed.
 type keyRow struct {
 	AccessKey string     `json:"accessKeyId"`
+	User      string     `json:"user"`   // "" for the account's own keys
 	Status    string     `json:"status"` // Active or Inactive, as IAM says
 	Created   time.Time  `json:"created"`
 	LastUsed  *time.Time `json:"lastUsed"` // null: never used
@@ -69,7 +75,11 @@ func (r keyRow) cells() []string {
 	if r.LastUsed != nil {
 		used = r.LastUsed.Format(time.RFC3339)
 	}
-	return []string{r.AccessKey, r.Status, r.Created.Format(time.RFC3339), used}
+	user := r.User
+	if user == "" {
+		user = "-"
+	}
+	return []string{r.AccessKey, user, r.Status, r.Created.Format(time.RFC3339), used}
 }
 
 func keyList(fs *flag.FlagSet) runFunc {
@@ -89,7 +99,7 @@ func keyList(fs *flag.FlagSet) runFunc {
 		}
 		var rows []keyRow
 		for _, k := range keys {
-			r := keyRow{AccessKey: k.AccessKey, Status: "Inactive", Created: k.Created}
+			r := keyRow{AccessKey: k.AccessKey, User: k.User, Status: "Inactive", Created: k.Created}
 			if k.Active {
 				r.Status = "Active"
 			}
@@ -99,7 +109,7 @@ func keyList(fs *flag.FlagSet) runFunc {
 			}
 			rows = append(rows, r)
 		}
-		return printList(e, []string{"ACCESS KEY", "STATUS", "CREATED", "LAST USED"}, rows)
+		return printList(e, []string{"ACCESS KEY", "USER", "STATUS", "CREATED", "LAST USED"}, rows)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -108,7 +109,7 @@ func TestKeyCommands(t *testing.T) {
 	refused(old)
 	works(fresh)
 	table := mustRun(t, "key", "list", "tenant", "--data-dir", dataDir)
-	if !strings.Contains(table, oldKey+"  Inactive") || !strings.Contains(table, "LAST USED") {
+	if !regexp.MustCompile(oldKey+` +- +Inactive`).MatchString(table) || !strings.Contains(table, "LAST USED") {
 		t.Fatalf("key list:\n%s", table)
 	}
 	mustRun(t, "key", "delete", "tenant", oldKey, "--data-dir", dataDir)
@@ -137,5 +138,66 @@ func TestKeyCommands(t *testing.T) {
 	mustRun(t, "key", "delete", "tenant", newKey, "--data-dir", dataDir)
 	if _, err := os.Stat(newDir); !os.IsNotExist(err) {
 		t.Fatalf("deleted key's dir: %v", err)
+	}
+}
+
+// TestUserCommands gives a tenant a user with its own credentials, a
+// second key, and deletes it: its keys stop working at once.
+func TestUserCommands(t *testing.T) {
+	dataDir, endpoint := startController(t)
+	ctx := context.Background()
+	mustRun(t, "account", "create", "tenant", "--data-dir", dataDir)
+	dir := strings.TrimSpace(mustRun(t, "user", "create", "tenant", "dev", "--data-dir", dataDir))
+	if dir != filepath.Join(dataDir, "credentials", "tenant", "users", "dev") {
+		t.Fatalf("user's dir %s", dir)
+	}
+	caPEM, err := os.ReadFile(filepath.Join(dir, "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, secret := credsIn(t, dir)
+	dev := ec2test.ClientCA(endpoint, key, secret, caPEM)
+	if _, err := dev.DescribeInstances(ctx, &sdk.DescribeInstancesInput{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, errs, code := ironbark(t, "user", "create", "tenant", "dev", "--data-dir", dataDir); code != 1 || !strings.Contains(errs, "already exists") {
+		t.Fatalf("second dev: exit %d: %s", code, errs)
+	}
+	keyDir := strings.TrimSpace(mustRun(t, "key", "create", "tenant", "--user", "dev", "--data-dir", dataDir))
+	key2, _ := credsIn(t, keyDir)
+	var users []userRow
+	if err := json.Unmarshal([]byte(mustRun(t, "user", "list", "tenant", "--json", "--data-dir", dataDir)), &users); err != nil {
+		t.Fatal(err)
+	}
+	if len(users) != 1 || users[0].Name != "dev" || users[0].Keys != 2 || users[0].Role != "user" {
+		t.Fatalf("user list: %+v", users)
+	}
+	var keys []keyRow
+	if err := json.Unmarshal([]byte(mustRun(t, "key", "list", "tenant", "--json", "--data-dir", dataDir)), &keys); err != nil {
+		t.Fatal(err)
+	}
+	byUser := map[string]int{}
+	for _, k := range keys {
+		byUser[k.User]++
+	}
+	if len(keys) != 3 || byUser[""] != 1 || byUser["dev"] != 2 {
+		t.Fatalf("key list: %+v", keys)
+	}
+	if _, errs, code := ironbark(t, "user", "delete", "tenant", "dev", "--data-dir", dataDir); code != 1 || !strings.Contains(errs, "active access key") {
+		t.Fatalf("delete with active keys: exit %d: %s", code, errs)
+	}
+	_, errs, code := ironbark(t, "user", "delete", "tenant", "dev", "--force", "--data-dir", dataDir)
+	if code != 0 || !strings.Contains(errs, key) || !strings.Contains(errs, key2) {
+		t.Fatalf("delete --force: exit %d: %s", code, errs)
+	}
+	_, err = dev.DescribeInstances(ctx, &sdk.DescribeInstancesInput{})
+	var ae smithy.APIError
+	if !errors.As(err, &ae) || ae.ErrorCode() != "AuthFailure" {
+		t.Fatalf("a deleted user's key: %v", err)
+	}
+	for _, d := range []string{dir, keyDir} {
+		if _, err := os.Stat(d); !os.IsNotExist(err) {
+			t.Fatalf("%s stays: %v", d, err)
+		}
 	}
 }

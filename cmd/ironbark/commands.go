@@ -49,14 +49,19 @@ package main
 // commands is the command table, grouped by domain.
 func commands() []command {
 	return []command{
-		// The controller and its accounts (cmd_controller.go, cmd_key.go).
-		{name: "audit", help: "show the audit log: every mutating EC2 call and admin command (--since, --account, --action; --json for JSON lines)", setup: auditShow},
+		// The controller and its accounts (cmd_controller.go, cmd_key.go, cmd_user.go).
+		{name: "audit", help: "show the audit log: every mutating EC2 call and admin command (--since, --account, --action; --json for JSON lines, --after SEQ to resume shipping)", setup: auditShow},
+		{name: "audit prune", audit: true, help: "delete audit entries older than --before (controller.json's auditRetentionDays does it every hour)", setup: auditPrune},
+		{name: "report usage", help: "instance-, core-, address- and image GiB-hours of a period (--since, --until) by account, user, type, zone or node (--by; --format table|csv|json)", setup: reportUsage},
 		{name: "controller", help: "run the cloud controller: EC2 API on --listen, node API on --node-listen", setup: controllerRun},
 		{name: "account create", audit: true, args: "NAME", help: "make an account and its credentials; prints the credentials dir", setup: accountCreate},
 		{name: "account disable", audit: true, args: "NAME", help: "refuse every call signed by the account's keys, at once (its instances keep running)", setup: accountSetDisabled(true)},
 		{name: "account enable", audit: true, args: "NAME", help: "let a disabled account's keys sign calls again", setup: accountSetDisabled(false)},
-		{name: "key create", audit: true, args: "ACCOUNT", help: "make another access key (at most 2) and its credentials; prints the credentials dir", setup: keyCreate},
-		{name: "key list", args: "ACCOUNT", help: "list an account's access keys with status and last use", setup: keyList},
+		{name: "user create", audit: true, args: "ACCOUNT USER", help: "make a user in an account (--admin: an account admin) with its access key and credentials; prints the credentials dir", setup: userCreate},
+		{name: "user list", args: "ACCOUNT", help: "list an account's users with their role and keys", setup: userList},
+		{name: "user delete", audit: true, args: "ACCOUNT USER", help: "delete a user and its access keys (refused while a key is active, unless --force)", setup: userDelete},
+		{name: "key create", audit: true, args: "ACCOUNT", help: "make another access key (at most 2 for the account, and 2 for each user with --user) and its credentials; prints the credentials dir", setup: keyCreate},
+		{name: "key list", args: "ACCOUNT", help: "list an account's access keys, its own and its users', with status and last use", setup: keyList},
 		{name: "key deactivate", audit: true, args: "ACCOUNT KEYID", help: "refuse every call signed by the key, at once", setup: keySetActive(false)},
 		{name: "key activate", audit: true, args: "ACCOUNT KEYID", help: "let a deactivated key sign calls again", setup: keySetActive(true)},
 		{name: "key delete", audit: true, args: "ACCOUNT KEYID", help: "delete an access key and its credentials dir for good", setup: keyDelete},

@@ -111,7 +111,7 @@ func (s *Service) handleHeartbeat(w http.ResponseWriter, r *http.Request, n Node
 	}
 	// The name is the one enrolled (bound to the host for installed
 	// nodes): a heartbeat cannot rename the node.
-	ok, err := s.heartbeat(r.Context(), n, n.Hostname, req.Hypervisor, req.Capacity, s.cfg.Now())
+	ok, err := s.heartbeat(r.Context(), n, n.Hostname, req.Hypervisor, req.Capacity, s.cfg.Now(), s.cfg.Silences)
 	if err == nil && !ok {
 		writeErr(w, http.StatusForbidden, "node is not enrolled")
 		return
@@ -182,12 +182,20 @@ func (s *Service) desired(ctx context.Context, nodeID string) (nodeapi.Desired, 
 	if specs == nil {
 		specs = []nodeapi.InstanceSpec{}
 	}
-	b, err := json.Marshal(specs)
+	d := nodeapi.Desired{Instances: specs}
+	if sg, ok := s.cfg.Ledger.(SecurityGroupLedger); ok {
+		if d.SecurityGroups, err = sg.SecurityGroupsOnNode(ctx, nodeID, specs); err != nil {
+			return nodeapi.Desired{}, fmt.Errorf("security groups on %s: %w", nodeID, err)
+		}
+	}
+	// The ETag covers everything the node is told.
+	b, err := json.Marshal(d)
 	if err != nil {
 		return nodeapi.Desired{}, err
 	}
 	sum := sha256.Sum256(b)
-	return nodeapi.Desired{ETag: hex.EncodeToString(sum[:12]), Instances: specs}, nil
+	d.ETag = hex.EncodeToString(sum[:12])
+	return d, nil
 }
 
 func readJSON(r *http.Request, v any) error {

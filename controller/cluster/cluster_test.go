@@ -335,7 +335,7 @@ func TestZonesAndPlace(t *testing.T) {
 
 		// Nodes that stop their heartbeats leave the zone.
 		now = now.Add(time.Minute)
-		ids2, err := s.markDown(ctx, now.Add(-s.cfg.HeartbeatTimeout))
+		ids2, err := s.markDown(ctx, now.Add(-s.cfg.HeartbeatTimeout), nil)
 		if err != nil || len(ids2) != 2 {
 			t.Fatalf("mark down: %v %v", ids2, err)
 		}

@@ -33,12 +33,22 @@ type InstanceLedger interface {
 	Usage(ctx context.Context) (map[string]nodeapi.NodeUsage, error)
 }
 
+// NodeSilences records when a node goes silent (down, at its last
+// heartbeat) and when it is heard again, in the transaction that marks
+// it (controller.Cloud: the usage record reports instance time inside
+// a silence apart).
+type NodeSilences interface {
+	NodeSilence(ctx context.Context, tx *store.Tx, nodeID string, down bool, at time.Time) error
+}
+
 // Config are the Service's collaborators and settings.
 type Config struct {
 	DB      *store.DB
 	DataDir string // the CA lives in DataDir/pki
 	Ledger  InstanceLedger
-	Logger  *slog.Logger
+	// Silences, when set, is told of nodes going silent and coming back.
+	Silences NodeSilences
+	Logger   *slog.Logger
 	// VMTypes lists the VM types Zones counts; nil means
 	// controller.DefaultVMTypes.
 	VMTypes func(ctx context.Context) ([]nodeapi.VMType, error)
@@ -54,9 +64,15 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	HeartbeatTimeout  time.Duration
 	// DesiredPoll is how often a waiting instances request re-reads the
-	// ledger when nobody called Notify (default 500 ms).
+	// ledger when no notification came (default 30 s, longer than the
+	// agents' waits: every change of desired state is notified, by this
+	// controller's Notify or, on PostgreSQL, by another controller's).
 	DesiredPoll time.Duration
-	Now         func() time.Time
+	// Jobs says whether this controller runs the periodic jobs (dead-node
+	// checks, token purge) now: with several controllers on one database,
+	// one at a time does (store.Leader). nil: this one always does.
+	Jobs controller.Leadership
+	Now  func() time.Time
 	// Limits bound each node API client (timeouts, connections per
 	// address); zero fields take httplimit's defaults, and responses have
 	// no write timeout (blobs of gigabytes stream through it).
@@ -75,6 +91,8 @@ type Service struct {
 	policies map[string]sched.Policy // per cluster, so ROUNDROBIN keeps its place
 	waiters  map[string]chan struct{}
 	snap     nodeSnapshot
+
+	wake *wakeBus // wake-ups to and from other controllers (wake.go)
 }
 
 // nodeSnapshot caches the node table for placement: a burst of
@@ -103,7 +121,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		cfg.HeartbeatTimeout = max(3*cfg.HeartbeatInterval, DefaultHeartbeatTimeout)
 	}
 	if cfg.DesiredPoll <= 0 {
-		cfg.DesiredPoll = 500 * time.Millisecond
+		cfg.DesiredPoll = 30 * time.Second
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -123,17 +141,25 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Service{
+	s := &Service{
 		Registry: reg, cfg: cfg, ca: ca, log: cfg.Logger, cert: ca.ServerChain(cert),
 		policies: map[string]sched.Policy{}, waiters: map[string]chan struct{}{},
-	}, nil
+	}
+	s.wake = newWakeBus(cfg.DB, s.log, s.wakeLocal, s.wakeAll)
+	return s, nil
 }
 
 // CA is the cloud's certificate authority.
 func (s *Service) CA() *pki.CA { return s.ca }
 
-// TLSConfig is the node listener's TLS configuration.
-func (s *Service) TLSConfig() *tls.Config { return s.ca.ServerTLS(s.cert) }
+// TLSConfig is the node listener's TLS configuration. It offers HTTP/2,
+// which agents take: a node's long poll, heartbeats and image downloads
+// share one connection, so a controller holds one per node, not two.
+func (s *Service) TLSConfig() *tls.Config {
+	c := s.ca.ServerTLS(s.cert)
+	c.NextProtos = []string{"h2", "http/1.1"}
+	return c
+}
 
 // APITLSConfig is the EC2 API listener's TLS configuration: the same
 // certificate as the node API's (issued by the cloud's CA for the
@@ -181,22 +207,49 @@ func (s *Service) Serve(ctx context.Context, ln net.Listener) error {
 }
 
 // Run marks nodes down when their heartbeats stop and purges expired
-// enrollment tokens, until ctx ends.
+// enrollment tokens (when this controller leads the periodic jobs), and
+// carries wake-ups to and from the other controllers on the database,
+// until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
+	s.wake.start(ctx)
 	t := time.NewTicker(s.cfg.HeartbeatInterval / 2)
 	defer t.Stop()
+	started := s.cfg.Now()
+	leading := false
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
 		}
+		if s.cfg.Jobs != nil {
+			held, err := s.cfg.Jobs.Held(ctx)
+			if err != nil && ctx.Err() == nil {
+				s.log.Warn("background jobs: leader election", "err", err)
+			}
+			if held != leading {
+				leading = held
+				if held {
+					s.log.Info("this controller runs the background jobs now (dead-node checks, purges)")
+				}
+			}
+			if !held {
+				continue
+			}
+		}
 		if k, err := s.PurgeTokens(ctx, s.cfg.Now()); err != nil && ctx.Err() == nil {
 			s.log.Warn("purge enrollment tokens", "err", err)
 		} else if k > 0 {
 			s.log.Info("expired enrollment tokens purged", "count", k)
 		}
-		ids, err := s.markDown(ctx, s.cfg.Now().Add(-s.cfg.HeartbeatTimeout))
+		now := s.cfg.Now()
+		if now.Sub(started) < s.cfg.HeartbeatTimeout {
+			// Nodes kept running while no controller listened: each gets
+			// a timeout's worth of this controller's time to be heard
+			// before it counts as silent.
+			continue
+		}
+		ids, err := s.markDown(ctx, now.Add(-s.cfg.HeartbeatTimeout), s.cfg.Silences)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -214,14 +267,32 @@ func (s *Service) Run(ctx context.Context) error {
 }
 
 // Notify wakes the node's waiting instances request so it sees a change
-// of its desired instances at once. The EC2 side may call it after it
-// records a launch, stop or termination; without it nodes notice within
+// of its desired instances at once, on this controller and (PostgreSQL)
+// every other one on the database. The EC2 side calls it after it
+// commits a launch, stop or termination; without it nodes notice within
 // DesiredPoll.
 func (s *Service) Notify(nodeID string) {
+	s.wakeLocal(nodeID)
+	s.wake.publish(nodeID)
+}
+
+// wakeLocal wakes the node's request waiting on this controller, if any.
+func (s *Service) wakeLocal(nodeID string) {
 	s.mu.Lock()
 	if ch, ok := s.waiters[nodeID]; ok {
 		close(ch)
 		delete(s.waiters, nodeID)
+	}
+	s.mu.Unlock()
+}
+
+// wakeAll wakes every waiting request on this controller: after
+// notifications may have been missed, each rereads its node's instances.
+func (s *Service) wakeAll() {
+	s.mu.Lock()
+	for id, ch := range s.waiters {
+		close(ch)
+		delete(s.waiters, id)
 	}
 	s.mu.Unlock()
 }

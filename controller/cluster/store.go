@@ -374,7 +374,7 @@ func (r *Registry) RemoveNode(ctx context.Context, id string) error {
 // certificate serial is unknown (removed or re-enrolled). What the node
 // declares is kept; what placement counts stays within the approved
 // capacity and the cluster's limit, so a node cannot grow by saying so.
-func (r *Registry) heartbeat(ctx context.Context, n Node, hostname, hypervisor string, c nodeapi.Capacity, now time.Time) (bool, error) {
+func (r *Registry) heartbeat(ctx context.Context, n Node, hostname, hypervisor string, c nodeapi.Capacity, now time.Time, rec NodeSilences) (bool, error) {
 	cl, err := r.Cluster(ctx, n.Cluster)
 	if err != nil {
 		return false, fmt.Errorf("heartbeat %s: %w", n.ID, err)
@@ -386,30 +386,74 @@ func (r *Registry) heartbeat(ctx context.Context, n Node, hostname, hypervisor s
 		n.Approved = minCap(c, cl.Limit())
 	}
 	eff := minCap(minCap(c, n.Approved), cl.Limit())
-	res, err := r.db.Exec(ctx, `UPDATE nodes SET hostname = ?, cores = ?, memory_mib = ?, disk_gib = ?, hypervisor = ?,
+	update := func(q store.Querier) (bool, error) {
+		res, err := q.Exec(ctx, `UPDATE nodes SET hostname = ?, cores = ?, memory_mib = ?, disk_gib = ?, hypervisor = ?,
 		last_heartbeat = ?, state = ?, declared_cores = ?, declared_memory_mib = ?, declared_disk_gib = ?,
 		approved_cores = ?, approved_memory_mib = ?, approved_disk_gib = ? WHERE id = ? AND cert_serial = ?`,
-		hostname, eff.Cores, eff.MemoryMiB, eff.DiskGiB, hypervisor, now.UnixMilli(), NodeUp, c.Cores, c.MemoryMiB, c.DiskGiB,
-		n.Approved.Cores, n.Approved.MemoryMiB, n.Approved.DiskGiB, n.ID, n.CertSerial)
+			hostname, eff.Cores, eff.MemoryMiB, eff.DiskGiB, hypervisor, now.UnixMilli(), NodeUp, c.Cores, c.MemoryMiB, c.DiskGiB,
+			n.Approved.Cores, n.Approved.MemoryMiB, n.Approved.DiskGiB, n.ID, n.CertSerial)
+		if err != nil {
+			return false, err
+		}
+		k, _ := res.RowsAffected()
+		return k > 0, nil
+	}
+	var ok bool
+	if n.State == NodeUp || rec == nil {
+		ok, err = update(r.db)
+	} else {
+		// Back from a silence: the record says so in the same transaction.
+		err = r.db.InTx(ctx, func(tx *store.Tx) error {
+			var err error
+			if ok, err = update(tx); err != nil || !ok {
+				return err
+			}
+			return rec.NodeSilence(ctx, tx, n.ID, false, now)
+		})
+	}
 	if err != nil {
 		return false, fmt.Errorf("heartbeat %s: %w", n.ID, err)
 	}
-	k, _ := res.RowsAffected()
-	return k > 0, nil
+	return ok, nil
 }
 
 // markDown sets nodes whose last heartbeat is older than cutoff to down and
-// returns their IDs.
-func (r *Registry) markDown(ctx context.Context, cutoff time.Time) ([]string, error) {
+// returns their IDs; rec, when not nil, records each silence from the
+// node's last heartbeat, in the same transaction.
+func (r *Registry) markDown(ctx context.Context, cutoff time.Time, rec NodeSilences) ([]string, error) {
 	var ids []string
 	err := r.db.InTx(ctx, func(tx *store.Tx) error {
-		var err error
-		ids, err = store.Column[string](tx.Query(ctx, `SELECT id FROM nodes WHERE state = ? AND last_heartbeat < ?`, NodeUp, cutoff.UnixMilli()))
+		ids = ids[:0]
+		rows, err := tx.Query(ctx, `SELECT id, last_heartbeat FROM nodes WHERE state = ? AND last_heartbeat < ?`, NodeUp, cutoff.UnixMilli())
 		if err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `UPDATE nodes SET state = ? WHERE state = ? AND last_heartbeat < ?`, NodeDown, NodeUp, cutoff.UnixMilli())
-		return err
+		var last []int64
+		for rows.Next() {
+			var id string
+			var hb int64
+			if err := rows.Scan(&id, &hb); err != nil {
+				rows.Close()
+				return err
+			}
+			ids, last = append(ids, id), append(last, hb)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if _, err = tx.Exec(ctx, `UPDATE nodes SET state = ? WHERE state = ? AND last_heartbeat < ?`, NodeDown, NodeUp, cutoff.UnixMilli()); err != nil {
+			return err
+		}
+		if rec == nil {
+			return nil
+		}
+		for i, id := range ids {
+			if err := rec.NodeSilence(ctx, tx, id, true, time.UnixMilli(last[i])); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("mark nodes down: %w", err)

@@ -158,14 +158,14 @@ func TestCapacityBounded(t *testing.T) {
 		if n.Capacity.Cores != 16 {
 			t.Fatalf("after the limit: %d cores, want 16", n.Capacity.Cores)
 		}
-		if _, err := s.heartbeat(ctx, n, n.Hostname, "", nodeapi.Capacity{Cores: 200000, MemoryMiB: 1 << 40, DiskGiB: 10}, time.Now()); err != nil {
+		if _, err := s.heartbeat(ctx, n, n.Hostname, "", nodeapi.Capacity{Cores: 200000, MemoryMiB: 1 << 40, DiskGiB: 10}, time.Now(), nil); err != nil {
 			t.Fatal(err)
 		}
 		if n, err = s.ApproveNode(ctx, r.NodeID); err != nil || n.Capacity.Cores != 16 || !n.Reviewed {
 			t.Fatalf("approved: %+v %v, want 16 cores (the limit)", n, err)
 		}
 		// Shrinking is taken at once, without approval.
-		if _, err := s.heartbeat(ctx, n, n.Hostname, "", nodeapi.Capacity{Cores: 4, MemoryMiB: 1024, DiskGiB: 10}, time.Now()); err != nil {
+		if _, err := s.heartbeat(ctx, n, n.Hostname, "", nodeapi.Capacity{Cores: 4, MemoryMiB: 1024, DiskGiB: 10}, time.Now(), nil); err != nil {
 			t.Fatal(err)
 		}
 		if n, _ = s.Node(ctx, r.NodeID); n.Capacity.Cores != 4 || n.Pending() {
@@ -179,7 +179,7 @@ func TestCapacityBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 		n2, _ := s.Node(ctx, r2.NodeID)
-		if _, err := s.heartbeat(ctx, n2, n2.Hostname, "", nodeapi.Capacity{Cores: 4, MemoryMiB: 1024, DiskGiB: 10}, time.Now()); err != nil {
+		if _, err := s.heartbeat(ctx, n2, n2.Hostname, "", nodeapi.Capacity{Cores: 4, MemoryMiB: 1024, DiskGiB: 10}, time.Now(), nil); err != nil {
 			t.Fatal(err)
 		}
 		if n2, _ = s.Node(ctx, r2.NodeID); n2.Capacity.Cores != 4 || n2.Pending() || n2.Reviewed {

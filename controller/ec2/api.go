@@ -9,7 +9,8 @@ import (
 type Principal struct {
 	AccountID string // 12 digits
 	AccessKey string
-	Admin     bool // the cloud administrator sees every account's resources
+	Admin     bool   // the cloud administrator sees every account's resources
+	User      string // the account's user who signed; "" for the account itself
 }
 
 // Request is one authenticated, parsed EC2 call.

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -24,7 +25,16 @@ type Client struct {
 // (the node's certificate, the CA as roots; see internal/pki.ClientTLS, or
 // PinnedTLS for enrollment).
 func NewClient(base string, tlsConf *tls.Config) *Client {
+	return NewClientFrom(base, tlsConf, nil)
+}
+
+// NewClientFrom is NewClient with connections made from a given local
+// address (nil: any), as a machine with several addresses, or a load
+// generator standing in for many nodes, needs.
+func NewClientFrom(base string, tlsConf *tls.Config, local net.Addr) *Client {
+	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, LocalAddr: local}
 	tr := &http.Transport{
+		DialContext:         d.DialContext,
 		TLSClientConfig:     tlsConf,
 		TLSHandshakeTimeout: 10 * time.Second,
 		MaxIdleConnsPerHost: 4,

@@ -62,6 +62,8 @@ type InstanceSpec struct {
 	UserData     []byte    `json:"userData,omitempty"`
 	Desired      string    `json:"desired"`      // running | stopped | terminated
 	RebootSerial int       `json:"rebootSerial"` // bumped by RebootInstances
+	// SecurityGroups are the IDs of the instance's groups (secgroups.go).
+	SecurityGroups []string `json:"securityGroups,omitempty"`
 }
 
 // InstanceStatus is what a node observes of one instance.
@@ -131,6 +133,9 @@ type HeartbeatResponse struct {
 type Desired struct {
 	ETag      string         `json:"etag"`
 	Instances []InstanceSpec `json:"instances"`
+	// SecurityGroups are the groups the instances are in and the peers
+	// their rules name (secgroups.go).
+	SecurityGroups []SecurityGroup `json:"securityGroups,omitempty"`
 }
 
 // Error is the body of every non-2xx answer.

@@ -38,6 +38,9 @@ type DB struct {
 	applied map[string]bool // migrations known applied through this handle
 	keyPath string          // the key file secrets are sealed with (secrets.go)
 	aead    cipher.AEAD     // its cipher, once loaded
+
+	// writer is SQLite's one write slot in this process (see write).
+	writer chan struct{}
 }
 
 // Open opens the database named by url: "postgres://..." or
@@ -80,7 +83,7 @@ func Open(ctx context.Context, url string) (*DB, error) {
 		h.SetMaxOpenConns(8)
 		h.SetMaxIdleConns(8)
 		h.SetConnMaxIdleTime(time.Minute)
-		db = &DB{sql: h, engine: SQLite, url: path, keyPath: defaultKeyFile(path)}
+		db = &DB{sql: h, engine: SQLite, url: path, keyPath: defaultKeyFile(path), writer: make(chan struct{}, 1)}
 	}
 	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
@@ -135,7 +138,44 @@ func rebind(e Engine, q string) string {
 
 // Exec runs a statement outside a transaction.
 func (db *DB) Exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	release, err := db.write(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	return db.sql.ExecContext(ctx, db.Rebind(q), args...)
+}
+
+// writeWait is how long a writer waits for SQLite's write slot, as long as
+// SQLite's own busy_timeout.
+const writeWait = 10 * time.Second
+
+// ErrBusy is returned when SQLite's one writer held the database longer
+// than a writer may wait.
+var ErrBusy = errors.New("database busy: another write held it too long")
+
+// write takes SQLite's write slot for this process. SQLite lets one
+// transaction write at a time; without the slot every writer that waits
+// holds a pooled connection while it does, and a writer holding the lock
+// that needs a second connection to read (placement reads nodes and usage
+// inside the launch transaction) finds none: a burst of heartbeats stalled
+// RunInstances for their whole busy timeout. Writers queue here, holding
+// no connection; readers never wait. PostgreSQL locks rows, not the
+// database: no slot.
+func (db *DB) write(ctx context.Context) (func(), error) {
+	if db.writer == nil {
+		return func() {}, nil
+	}
+	t := time.NewTimer(writeWait)
+	defer t.Stop()
+	select {
+	case db.writer <- struct{}{}:
+		return func() { <-db.writer }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-t.C:
+		return nil, ErrBusy
+	}
 }
 
 // Query runs a query outside a transaction.
@@ -171,6 +211,7 @@ func (tx *Tx) LockPlacement(ctx context.Context) error {
 const (
 	lockMigrate   int64 = 0x69726f6e_0001 // "iron" 1
 	lockPlacement int64 = 0x69726f6e_0002
+	lockJobs      int64 = 0x69726f6e_0003 // session-level: the background jobs' leader (leader.go)
 )
 
 func (tx *Tx) advisoryLock(ctx context.Context, key int64) error {
@@ -212,6 +253,11 @@ func (db *DB) InTx(ctx context.Context, fn func(*Tx) error) error {
 }
 
 func (db *DB) inTxOnce(ctx context.Context, fn func(*Tx) error) error {
+	release, err := db.write(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
 	t, err := db.sql.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)

@@ -39,6 +39,7 @@ import (
 	"ironbark/internal/lab"
 	"ironbark/internal/nodeapi"
 	"ironbark/internal/store"
+	"ironbark/nodeagent/secgroups"
 )
 
 const marker = "IRONBARK-GUEST-OK"
@@ -285,7 +286,13 @@ func makeBridge(t testing.TB) string {
 	if out, err := exec.Command("ip", "link", "add", "name", name, "type", "bridge").CombinedOutput(); err != nil {
 		lab.Missing(t, fmt.Sprintf("create bridge: %v: %s", err, out))
 	}
-	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", name).Run() })
+	t.Cleanup(func() {
+		_ = exec.Command("ip", "link", "del", name).Run()
+		// A killed agent leaves its bridge's tables (instances keep
+		// their filtering while it is down): the bridge's end is theirs.
+		_ = exec.Command("nft", "delete", "table", "inet", secgroups.TableName(name)).Run()
+		_ = exec.Command("nft", "delete", "table", "bridge", "ironbark-"+name).Run()
+	})
 	if out, err := exec.Command("ip", "link", "set", "dev", name, "up").CombinedOutput(); err != nil {
 		t.Fatalf("bridge up: %v: %s", err, out)
 	}

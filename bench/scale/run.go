@@ -1,0 +1,419 @@
+package scale
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	sdk "github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+
+	"ironbark/controller"
+	"ironbark/controller/ec2/ec2test"
+	"ironbark/internal/nodeapi"
+	"ironbark/internal/simnode"
+)
+
+// Size is one point of the curve.
+type Size struct{ Nodes, Instances int }
+
+func (s Size) String() string { return fmt.Sprintf("%d nodes, %d instances", s.Nodes, s.Instances) }
+
+// Options are one run: one controller, one store, one size.
+type Options struct {
+	Binary  string // the ironbark binary
+	DataDir string // an empty directory for the controller
+	DB      string // "" for SQLite in DataDir, else an empty PostgreSQL database's URL
+	Size    Size
+	// Accounts is how many tenants share the instances (default 100).
+	Accounts int
+	// PerCall is the instances one RunInstances asks for (default 10);
+	// Workers how many calls are in flight at once (default 8).
+	PerCall, Workers int
+	// Steady is how long heartbeats are counted once the launches are
+	// dispatched (default 20 s: two heartbeat intervals).
+	Steady time.Duration
+	// DescribeCalls is how many DescribeInstances each account makes
+	// (default 5).
+	DescribeCalls int
+	Progress      io.Writer // progress lines; nil: none
+}
+
+// Result is what one run measured, and what it checked.
+type Result struct {
+	Engine string
+	Size   Size
+	Enroll time.Duration // all nodes enrolled
+
+	RunCalls                  int
+	RunP50, RunP99            time.Duration
+	RunPerSec                 float64 // instances launched per second
+	DescribeP50, DescribeP99  time.Duration
+	DispatchP50, DispatchP99  time.Duration // RunInstances sent -> the node has the launch
+	HeartbeatsPerSec          float64       // answered, in the steady window
+	SteadyCPU                 float64       // controller cores used in the steady window
+	RSS, PeakRSS, DBSizeBytes int64
+
+	// Correctness.
+	Launched        int   // instance IDs RunInstances returned
+	Received        int   // of those, how many reached a node
+	Duplicates      int   // instance IDs received by more than one node
+	Unknown         int   // received but never returned by RunInstances
+	Relaunches      int64 // a node told to launch one instance twice
+	Heartbeats      int64 // answered in the whole run
+	HeartbeatErrors int64
+	PollErrors      int64
+	NodesUp         int // nodes the controller lists up at the end
+}
+
+// Check says what is wrong with a run's correctness, nil when nothing.
+func (r Result) Check() error {
+	var errs []error
+	if r.Launched != r.Size.Instances {
+		errs = append(errs, fmt.Errorf("%d instances launched, want %d", r.Launched, r.Size.Instances))
+	}
+	if r.Received != r.Launched {
+		errs = append(errs, fmt.Errorf("%d of %d launched instances reached a node", r.Received, r.Launched))
+	}
+	if r.Duplicates > 0 || r.Unknown > 0 || r.Relaunches > 0 {
+		errs = append(errs, fmt.Errorf("launches dispatched more than once: %d on two nodes, %d unknown, %d relaunched",
+			r.Duplicates, r.Unknown, r.Relaunches))
+	}
+	if r.HeartbeatErrors > 0 || r.Heartbeats == 0 {
+		errs = append(errs, fmt.Errorf("%d heartbeats answered, %d failed", r.Heartbeats, r.HeartbeatErrors))
+	}
+	if r.NodesUp != r.Size.Nodes {
+		errs = append(errs, fmt.Errorf("%d of %d nodes up", r.NodesUp, r.Size.Nodes))
+	}
+	return errors.Join(errs...)
+}
+
+func (o *Options) defaults() {
+	if o.Accounts <= 0 {
+		o.Accounts = 100
+	}
+	if o.PerCall <= 0 {
+		o.PerCall = 10
+	}
+	if o.Workers <= 0 {
+		o.Workers = 8
+	}
+	if o.Steady <= 0 {
+		o.Steady = 20 * time.Second
+	}
+	if o.DescribeCalls <= 0 {
+		o.DescribeCalls = 5
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+}
+
+// subnetFor is an instance subnet with room for n instances.
+func subnetFor(n int) string {
+	if n < 60000 {
+		return "10.88.0.0/16"
+	}
+	return "10.64.0.0/12"
+}
+
+// Run runs one size against one controller and store.
+func Run(ctx context.Context, o Options) (Result, error) {
+	o.defaults()
+	res := Result{Engine: "sqlite", Size: o.Size}
+	if o.DB != "" {
+		res.Engine = "postgres"
+	}
+	say := func(format string, a ...any) {
+		fmt.Fprintf(o.Progress, "  [%s %s] %s\n", res.Engine, o.Size, fmt.Sprintf(format, a...))
+	}
+	seed, err := Prepare(ctx, o.DataDir, o.DB, o.Accounts, o.Size.Nodes, subnetFor(o.Size.Instances))
+	if err != nil {
+		return res, fmt.Errorf("prepare: %w", err)
+	}
+	ctl := &Controller{Binary: o.Binary, DataDir: o.DataDir, DB: o.DB}
+	if err := ctl.Start(ctx); err != nil {
+		return res, err
+	}
+	defer ctl.Stop()
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	start := time.Now()
+	nodes, err := enrollFleet(rctx, ctl.NodeURL(), seed.Tokens)
+	if err != nil {
+		return res, fmt.Errorf("%w; controller log:\n%s", err, tail(ctl.Log(), 40))
+	}
+	res.Enroll = time.Since(start)
+	say("%d nodes enrolled in %s", len(nodes), res.Enroll.Round(time.Millisecond))
+	var fleet sync.WaitGroup
+	for _, n := range nodes {
+		fleet.Go(func() { n.Run(rctx) })
+	}
+	defer fleet.Wait()
+	defer cancel()
+
+	tenants := newTenants(ctl.EC2URL(), seed)
+	sent, calls, took, err := launchAll(rctx, tenants, seed.Image, o)
+	if err != nil {
+		return res, fmt.Errorf("%w; controller log:\n%s", err, tail(ctl.Log(), 40))
+	}
+	res.Launched, res.RunCalls = len(sent), len(calls)
+	res.RunP50, res.RunP99 = percentile(calls, 50), percentile(calls, 99)
+	res.RunPerSec = float64(len(sent)) / took.Seconds()
+	say("%d instances launched in %s (%.0f/s)", len(sent), took.Round(time.Millisecond), res.RunPerSec)
+
+	// Every launch must reach its node; wait for the last ones.
+	deadline := time.Now().Add(2*time.Minute + time.Duration(o.Size.Instances)*time.Millisecond)
+	for simnode.Sum(nodes).Launches < int64(len(sent)) && time.Now().Before(deadline) && rctx.Err() == nil {
+		time.Sleep(100 * time.Millisecond)
+	}
+	var dispatch []time.Duration
+	seen := map[string]int{}
+	for _, n := range nodes {
+		for id, at := range n.Received() {
+			seen[id]++
+			if t0, ok := sent[id]; ok && seen[id] == 1 {
+				dispatch = append(dispatch, max(at.Sub(t0), 0))
+			}
+		}
+	}
+	for id, k := range seen {
+		if _, ok := sent[id]; !ok {
+			res.Unknown++
+		} else if k > 1 {
+			res.Duplicates++
+		}
+		if _, ok := sent[id]; ok {
+			res.Received++
+		}
+	}
+	res.DispatchP50, res.DispatchP99 = percentile(dispatch, 50), percentile(dispatch, 99)
+	say("%d launches reached their nodes: p50 %s, p99 %s", res.Received, res.DispatchP50, res.DispatchP99)
+
+	desc, err := describeAll(rctx, tenants, o.DescribeCalls)
+	if err != nil {
+		return res, err
+	}
+	res.DescribeP50, res.DescribeP99 = percentile(desc, 50), percentile(desc, 99)
+
+	// The steady state: every node heartbeating and long-polling, nothing
+	// launched.
+	u0, err := ctl.Usage()
+	if err != nil {
+		return res, err
+	}
+	h0, t0 := simnode.Sum(nodes).Heartbeats, time.Now()
+	select {
+	case <-rctx.Done():
+		return res, rctx.Err()
+	case <-time.After(o.Steady):
+	}
+	u1, err := ctl.Usage()
+	if err != nil {
+		return res, err
+	}
+	wall := time.Since(t0)
+	res.HeartbeatsPerSec = float64(simnode.Sum(nodes).Heartbeats-h0) / wall.Seconds()
+	res.SteadyCPU = (u1.CPU - u0.CPU).Seconds() / wall.Seconds()
+	res.RSS, res.PeakRSS = u1.RSS, u1.PeakRSS
+	say("steady: %.0f heartbeats/s, controller %.2f cores", res.HeartbeatsPerSec, res.SteadyCPU)
+
+	if res.DBSizeBytes, err = DBSize(ctx, o.DataDir, o.DB); err != nil {
+		return res, err
+	}
+	if res.NodesUp, err = nodesUp(ctx, ctl); err != nil {
+		return res, err
+	}
+	cancel()
+	fleet.Wait()
+	st := simnode.Sum(nodes)
+	res.Relaunches, res.Heartbeats, res.HeartbeatErrors, res.PollErrors = st.Relaunches, st.Heartbeats, st.HeartbeatErrors, st.PollErrors
+	return res, nil
+}
+
+// enrollFleet enrolls one simulated node per token, each from a loopback
+// address of its own.
+func enrollFleet(ctx context.Context, nodeURL string, tokens []string) ([]*simnode.Node, error) {
+	nodes := make([]*simnode.Node, len(tokens))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, 1)
+	for range 16 {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(tokens) || ctx.Err() != nil {
+					return
+				}
+				n, err := simnode.Enroll(ctx, simnode.Config{Controller: nodeURL, Token: tokens[i],
+					Hostname: fmt.Sprintf("sim-%05d", i), LocalIP: simnode.LoopbackIP(i),
+					Capacity: nodeapi.Capacity{Cores: 64, MemoryMiB: 64 << 10, DiskGiB: 2 << 10}})
+				if err != nil {
+					select {
+					case errs <- err:
+					default:
+					}
+					return
+				}
+				nodes[i] = n
+			}
+		})
+	}
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return nil, err
+	default:
+	}
+	return nodes, nil
+}
+
+// tenant is one account's EC2 client.
+type tenant struct {
+	name   string
+	client *sdk.Client
+}
+
+func newTenants(endpoint string, seed Seed) []tenant {
+	hc := &http.Client{Transport: ec2test.BufferingTransport{Next: &http.Transport{MaxIdleConnsPerHost: 64}}}
+	out := make([]tenant, len(seed.Accounts))
+	for i, a := range seed.Accounts {
+		out[i] = tenant{name: a.Name, client: NewEC2Client(endpoint, a, hc)}
+	}
+	return out
+}
+
+// NewEC2Client is an account's aws-sdk-go-v2 client with the SDK's
+// standard retries, over hc.
+func NewEC2Client(endpoint string, a controller.Account, hc *http.Client) *sdk.Client {
+	return sdk.New(sdk.Options{
+		Region: controller.DefaultRegion, BaseEndpoint: aws.String(endpoint),
+		Credentials: credentials.NewStaticCredentialsProvider(a.AccessKey, a.SecretKey, ""),
+		HTTPClient:  hc,
+	})
+}
+
+// ClientToken is a fresh idempotency token.
+func ClientToken() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// launchAll launches o.Size.Instances over the tenants, PerCall at a time
+// with Workers calls in flight, each call with a ClientToken. It returns
+// when each instance's call was sent, every call's latency and the time
+// it all took.
+func launchAll(ctx context.Context, tenants []tenant, image string, o Options) (map[string]time.Time, []time.Duration, time.Duration, error) {
+	type job struct {
+		t     tenant
+		count int
+	}
+	jobs := make(chan job)
+	go func() {
+		defer close(jobs)
+		left, i := o.Size.Instances, 0
+		for left > 0 {
+			n := min(left, o.PerCall)
+			select {
+			case jobs <- job{tenants[i%len(tenants)], n}:
+			case <-ctx.Done():
+				return
+			}
+			left -= n
+			i++
+		}
+	}()
+	var mu sync.Mutex
+	sent := map[string]time.Time{}
+	var calls []time.Duration
+	var firstErr error
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range o.Workers {
+		wg.Go(func() {
+			for j := range jobs {
+				t0 := time.Now()
+				out, err := j.t.client.RunInstances(ctx, &sdk.RunInstancesInput{ImageId: aws.String(image),
+					InstanceType: types.InstanceType("m1.small"), MinCount: aws.Int32(int32(j.count)), MaxCount: aws.Int32(int32(j.count)),
+					ClientToken: aws.String(ClientToken())})
+				d := time.Since(t0)
+				mu.Lock()
+				if err != nil {
+					if firstErr == nil {
+						firstErr = fmt.Errorf("RunInstances for %s: %w", j.t.name, err)
+					}
+				} else {
+					calls = append(calls, d)
+					for _, in := range out.Instances {
+						sent[aws.ToString(in.InstanceId)] = t0
+					}
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return sent, calls, time.Since(start), firstErr
+}
+
+// describeAll has every tenant list its instances calls times.
+func describeAll(ctx context.Context, tenants []tenant, calls int) ([]time.Duration, error) {
+	var out []time.Duration
+	for range calls {
+		for _, t := range tenants {
+			t0 := time.Now()
+			p := sdk.NewDescribeInstancesPaginator(t.client, &sdk.DescribeInstancesInput{MaxResults: aws.Int32(1000)})
+			for p.HasMorePages() {
+				if _, err := p.NextPage(ctx); err != nil {
+					return nil, fmt.Errorf("DescribeInstances for %s: %w", t.name, err)
+				}
+			}
+			out = append(out, time.Since(t0))
+		}
+	}
+	return out, nil
+}
+
+// nodesUp counts the nodes `ironbark node list` shows up.
+func nodesUp(ctx context.Context, ctl *Controller) (int, error) {
+	out, err := ctl.Command(ctx, "node", "list", "--json")
+	if err != nil {
+		return 0, err
+	}
+	return countUp(out)
+}
+
+func percentile(ds []time.Duration, p int) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	i := (len(s)*p + 99) / 100
+	return s[min(max(i-1, 0), len(s)-1)]
+}
+
+func tail(s string, lines int) string {
+	n := 0
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i] == '\n' {
+			n++
+			if n > lines {
+				return s[i+1:]
+			}
+		}
+	}
+	return s
+}

@@ -1,0 +1,133 @@
+package cluster
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	sdk "github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+
+	"ironbark/controller"
+	"ironbark/controller/ec2"
+	"ironbark/controller/ec2/ec2test"
+	"ironbark/internal/nodeapi"
+	"ironbark/internal/store"
+	"ironbark/internal/store/storetest"
+)
+
+// controllerOn is one controller process's worth of parts on a shared
+// database: its own connection pool, Cloud and Service, with the periodic
+// loops and the wake-ups running.
+type controllerOn struct {
+	cloud *controller.Cloud
+	svc   *Service
+	ec2   *sdk.Client
+}
+
+func startControllerOn(t *testing.T, url, keyFile string, admin controller.Account) *controllerOn {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	h, err := store.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	h.UseKeyFile(keyFile)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	c := &controllerOn{}
+	c.cloud, err = controller.New(controller.Config{Region: "ironbark", Endpoint: "http://test/",
+		Notify: func(n string) { c.svc.Notify(n) }}, h, nil, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Waits re-read the ledger only when told: a wake-up is the only way
+	// a waiting request learns of a launch within its wait.
+	c.svc, err = New(ctx, Config{DB: h, DataDir: t.TempDir(), Ledger: c.cloud, Logger: log, DesiredPoll: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.cloud.SetPlacer(c.svc.Placer())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = c.svc.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	key, err := controller.TokenKey(ctx, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(ec2.NewServer(ec2.Config{Handler: c.cloud, Credentials: c.cloud, Logger: log, TokenKey: key}))
+	t.Cleanup(srv.Close)
+	c.ec2 = ec2test.Client(srv.URL, admin.AccessKey, admin.SecretKey)
+	return c
+}
+
+// A node waiting on one controller for a change of its instances hears of
+// a launch made through another controller on the same PostgreSQL at once
+// (LISTEN/NOTIFY), not at the end of its wait: the answer to the waiting
+// request itself carries the new instance.
+func TestLongPollWakesAcrossControllers(t *testing.T) {
+	db := storetest.Postgres(t, controller.Migrations())
+	ctx := context.Background()
+	admin, err := controller.EnsureAdmin(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	image, err := controller.RegisterStoredImage(ctx, db, controller.ImageRecord{Name: "wake", Digest: "sha256:" + strings.Repeat("cd", 32), Size: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := startControllerOn(t, db.URL(), db.KeyFile(), admin)
+	b := startControllerOn(t, db.URL(), db.KeyFile(), admin)
+	if err := a.svc.AddCluster(ctx, "c1", "GREEDY"); err != nil {
+		t.Fatal(err)
+	}
+	token, err := a.svc.NewToken(ctx, a.svc.CA(), "c1", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node, enrolled := enrollNode(t, serve(t, a.svc), token)
+	first, err := node.Instances(ctx, "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan nodeapi.Desired, 1)
+	errc := make(chan error, 1)
+	go func() {
+		d, err := node.Instances(ctx, first.ETag, 60*time.Second)
+		if err != nil {
+			errc <- err
+			return
+		}
+		got <- d
+	}()
+	// The request waits on controller a before the launch is made.
+	for {
+		a.svc.mu.Lock()
+		_, waiting := a.svc.waiters[enrolled.NodeID]
+		a.svc.mu.Unlock()
+		if waiting {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	out, err := b.ec2.RunInstances(ctx, &sdk.RunInstancesInput{ImageId: aws.String(image),
+		InstanceType: types.InstanceType("m1.small"), MinCount: aws.Int32(1), MaxCount: aws.Int32(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := aws.ToString(out.Instances[0].InstanceId)
+	select {
+	case err := <-errc:
+		t.Fatal(err)
+	case d := <-got:
+		if len(d.Instances) != 1 || d.Instances[0].InstanceID != id {
+			t.Fatalf("the waiting request on controller a answered %+v; want the launch of %s made through controller b", d.Instances, id)
+		}
+	}
+}

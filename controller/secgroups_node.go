@@ -1,0 +1,206 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"ironbark/internal/nodeapi"
+	"ironbark/internal/store"
+)
+
+// This file tells the nodes about security groups (cluster.SecurityGroupLedger):
+// the groups of the instances on a node, their rules, and the members of
+// the peer groups those rules name. Groups live in the reservation (the
+// groups column, JSON), so membership changes with launches and
+// terminations.
+
+// SecurityGroupsOnNode implements cluster.SecurityGroupLedger.
+func (c *Cloud) SecurityGroupsOnNode(ctx context.Context, nodeID string, specs []nodeapi.InstanceSpec) ([]nodeapi.SecurityGroup, error) {
+	if len(specs) == 0 {
+		return nil, nil
+	}
+	rows, err := c.db.Query(ctx, `SELECT i.id, r.groups FROM instances i JOIN reservations r ON r.id = i.reservation_id
+		WHERE i.node_id = ? AND i.state <> 'terminated'`, nodeID)
+	if err != nil {
+		return nil, fmt.Errorf("groups of the instances on %s: %w", nodeID, err)
+	}
+	of := map[string][]string{}
+	for rows.Next() {
+		var id, js string
+		if err := rows.Scan(&id, &js); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		of[id] = groupIDs(js)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	byID := map[string]*nodeapi.SecurityGroup{}
+	var ids []string
+	for i := range specs {
+		specs[i].SecurityGroups = of[specs[i].InstanceID]
+		for _, g := range specs[i].SecurityGroups {
+			if byID[g] == nil {
+				byID[g] = &nodeapi.SecurityGroup{ID: g}
+				ids = append(ids, g)
+			}
+		}
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	peers, err := c.loadNodeRules(ctx, ids, byID)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range peers {
+		if byID[p] == nil {
+			byID[p] = &nodeapi.SecurityGroup{ID: p}
+			ids = append(ids, p)
+		}
+	}
+	if err := c.loadMembers(ctx, peers, byID); err != nil {
+		return nil, err
+	}
+	slices.Sort(ids)
+	out := make([]nodeapi.SecurityGroup, len(ids))
+	for i, id := range ids {
+		out[i] = *byID[id]
+	}
+	return out, nil
+}
+
+// groupIDs reads a reservation's groups column.
+func groupIDs(js string) []string {
+	var gs []GroupIdentifier
+	if json.Unmarshal([]byte(js), &gs) != nil {
+		return nil
+	}
+	out := make([]string, 0, len(gs))
+	for _, g := range gs {
+		out = append(out, g.GroupID)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// loadNodeRules fills the groups' rules and returns the peer groups they
+// name, sorted.
+func (c *Cloud) loadNodeRules(ctx context.Context, ids []string, byID map[string]*nodeapi.SecurityGroup) ([]string, error) {
+	rows, err := c.db.Query(ctx, `SELECT group_id, egress, protocol, from_port, to_port, cidr, source_group_id
+		FROM security_group_rules WHERE group_id IN (?`+strings.Repeat(`, ?`, len(ids)-1)+`)
+		ORDER BY group_id, egress, protocol, from_port, to_port, cidr, source_group_id`, anySlice(ids)...)
+	if err != nil {
+		return nil, fmt.Errorf("security group rules: %w", err)
+	}
+	defer rows.Close()
+	var peers []string
+	for rows.Next() {
+		var g string
+		var egress int
+		var r nodeapi.SecurityGroupRule
+		if err := rows.Scan(&g, &egress, &r.Protocol, &r.From, &r.To, &r.CIDR, &r.Group); err != nil {
+			return nil, err
+		}
+		sg := byID[g]
+		if egress == 1 {
+			sg.Egress = append(sg.Egress, r)
+		} else {
+			sg.Ingress = append(sg.Ingress, r)
+		}
+		if r.Group != "" {
+			peers = append(peers, r.Group)
+		}
+	}
+	slices.Sort(peers)
+	return slices.Compact(peers), rows.Err()
+}
+
+// loadMembers fills the private addresses of the peer groups' live
+// instances (an instance being terminated has left its groups).
+func (c *Cloud) loadMembers(ctx context.Context, peers []string, byID map[string]*nodeapi.SecurityGroup) error {
+	if len(peers) == 0 {
+		return nil
+	}
+	inAny, args := inGroups(peers)
+	rows, err := c.db.Query(ctx, `SELECT i.private_ip, r.groups FROM instances i JOIN reservations r ON r.id = i.reservation_id
+		WHERE i.state <> 'terminated' AND i.desired <> 'terminated' AND i.private_ip <> '' AND `+inAny, args...)
+	if err != nil {
+		return fmt.Errorf("security group members: %w", err)
+	}
+	defer rows.Close()
+	members := map[string][]netip.Addr{}
+	for rows.Next() {
+		var ip, js string
+		if err := rows.Scan(&ip, &js); err != nil {
+			return err
+		}
+		a, err := netip.ParseAddr(ip)
+		if err != nil {
+			continue
+		}
+		for _, g := range groupIDs(js) {
+			members[g] = append(members[g], a)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, p := range peers {
+		as := members[p]
+		slices.SortFunc(as, func(a, b netip.Addr) int { return a.Compare(b) })
+		as = slices.Compact(as)
+		ips := make([]string, len(as))
+		for i, a := range as {
+			ips[i] = a.String()
+		}
+		byID[p].Members = ips
+	}
+	return nil
+}
+
+// notifyGroupNodes wakes the nodes that enforce the groups: those running
+// a member of one, and, with peers, those running a member of a group
+// whose rules name one as the peer (their member sets change).
+func (c *Cloud) notifyGroupNodes(ctx context.Context, groups []string, peers bool) {
+	if c.cfg.Notify == nil || len(groups) == 0 {
+		return
+	}
+	if peers {
+		more, err := store.Column[string](c.db.Query(ctx, `SELECT DISTINCT group_id FROM security_group_rules WHERE source_group_id IN (?`+
+			strings.Repeat(`, ?`, len(groups)-1)+`)`, anySlice(groups)...))
+		if err != nil {
+			c.log.Warn("security group peers", "err", err)
+			return
+		}
+		groups = append(groups, more...)
+	}
+	slices.Sort(groups)
+	groups = slices.Compact(groups)
+	inAny, args := inGroups(groups)
+	nodes, err := store.Column[string](c.db.Query(ctx, `SELECT DISTINCT i.node_id FROM instances i JOIN reservations r ON r.id = i.reservation_id
+		WHERE i.state <> 'terminated' AND i.node_id <> '' AND `+inAny, args...))
+	if err != nil {
+		c.log.Warn("nodes of security groups", "err", err)
+		return
+	}
+	c.notify(nodes...)
+}
+
+// inGroups is the condition that a reservation (r) names one of the groups,
+// with its arguments: the groups column is JSON, and group IDs are unique
+// enough to find in it with LIKE.
+func inGroups(groups []string) (string, []any) {
+	likes := make([]string, len(groups))
+	args := make([]any, len(groups))
+	for i, g := range groups {
+		likes[i], args[i] = `r.groups LIKE ?`, `%"`+g+`"%`
+	}
+	return `(` + strings.Join(likes, ` OR `) + `)`, args
+}

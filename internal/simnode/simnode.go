@@ -1,0 +1,347 @@
+// Package simnode runs simulated node agents for tests and benchmarks at
+// sizes no lab has: each one enrolls with a one-time token and a key of
+// its own through the real node API client (internal/nodeapi), heartbeats
+// at the interval the controller gives, long-polls its desired instances as
+// the agent does, and "launches" what appears there by reporting it running
+// (no hypervisor, nothing boots), terminating what is desired terminated.
+// It counts what it did so a test can check that every launch reached
+// exactly one node once and every heartbeat was answered.
+package simnode
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"ironbark/internal/nodeapi"
+	"ironbark/internal/pki"
+)
+
+// Config is one simulated node.
+type Config struct {
+	Controller string // node API URL, https://HOST:PORT
+	Token      string // one-time enrollment token
+	Hostname   string
+	Capacity   nodeapi.Capacity
+	// LocalIP is the address the node's connections come from ("" for
+	// any): many nodes on one machine each take a loopback address of
+	// their own (127.x.y.z), as real nodes have addresses of their own.
+	LocalIP string
+	// Wait is the long poll's wait (default 25 s, the agent's).
+	Wait time.Duration
+}
+
+// Stats are what a node did, counted since it started.
+type Stats struct {
+	Heartbeats      int64 // answered by the controller
+	HeartbeatErrors int64 // failed (network, or the controller said no)
+	Polls           int64 // desired-instance answers received
+	PollErrors      int64
+	Launches        int64 // instances started (first seen desired running)
+	Relaunches      int64 // an instance started again after it was started: must stay 0
+	Terminations    int64
+}
+
+// Node is an enrolled simulated node.
+type Node struct {
+	cfg    Config
+	id     string
+	client *nodeapi.Client
+
+	hb                                                 atomic.Int64
+	hbErr, polls, pollErr, launches, relaunches, terms atomic.Int64
+
+	kick chan struct{}
+
+	mu       sync.Mutex
+	insts    map[string]*inst
+	received map[string]time.Time // instance -> when its launch arrived
+	lastHB   time.Time            // when the last heartbeat was answered
+}
+
+type inst struct {
+	state    string
+	reported bool // terminated and reported: forget once no longer desired
+}
+
+// Enroll makes the node's key, has the controller sign it with the token,
+// and returns the node ready to Run.
+func Enroll(ctx context.Context, cfg Config) (*Node, error) {
+	if cfg.Wait <= 0 {
+		cfg.Wait = 25 * time.Second
+	}
+	_, fp, err := nodeapi.ParseToken(cfg.Token)
+	if err != nil {
+		return nil, err
+	}
+	key, err := pki.NewKey()
+	if err != nil {
+		return nil, err
+	}
+	csr, err := pki.CSR(key, cfg.Hostname)
+	if err != nil {
+		return nil, err
+	}
+	var local net.Addr
+	if cfg.LocalIP != "" {
+		ip := net.ParseIP(cfg.LocalIP)
+		if ip == nil {
+			return nil, fmt.Errorf("simnode %s: bad local address %q", cfg.Hostname, cfg.LocalIP)
+		}
+		local = &net.TCPAddr{IP: ip}
+	}
+	ec := nodeapi.NewClientFrom(cfg.Controller, pki.PinnedTLS(fp), local)
+	resp, err := ec.Enroll(ctx, nodeapi.EnrollRequest{Token: cfg.Token, Hostname: cfg.Hostname, CSR: string(csr),
+		Capacity: cfg.Capacity, MACs: []string{fakeMAC(cfg.Hostname)}})
+	ec.Close()
+	if err != nil {
+		return nil, fmt.Errorf("simnode %s: enroll: %w", cfg.Hostname, err)
+	}
+	kp, err := pki.KeyPEM(key)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := tls.X509KeyPair([]byte(resp.Certificate), kp)
+	if err != nil {
+		return nil, fmt.Errorf("simnode %s: certificate: %w", cfg.Hostname, err)
+	}
+	tc, err := pki.ClientTLS(cert, []byte(resp.CA))
+	if err != nil {
+		return nil, err
+	}
+	return &Node{cfg: cfg, id: resp.NodeID, client: nodeapi.NewClientFrom(cfg.Controller, tc, local),
+		kick: make(chan struct{}, 1), insts: map[string]*inst{}, received: map[string]time.Time{}}, nil
+}
+
+// fakeMAC is a locally administered MAC derived from the host name.
+func fakeMAC(host string) string {
+	var h uint32 = 2166136261
+	for i := 0; i < len(host); i++ {
+		h = (h ^ uint32(host[i])) * 16777619
+	}
+	return fmt.Sprintf("02:5e:%02x:%02x:%02x:%02x", byte(h>>24), byte(h>>16), byte(h>>8), byte(h))
+}
+
+// ID is the node ID the controller gave.
+func (n *Node) ID() string { return n.id }
+
+// Hostname is the name the node enrolled with.
+func (n *Node) Hostname() string { return n.cfg.Hostname }
+
+// Run heartbeats and follows the desired instances until ctx ends.
+func (n *Node) Run(ctx context.Context) {
+	defer n.client.Close()
+	var wg sync.WaitGroup
+	wg.Go(func() { n.follow(ctx) })
+	n.heartbeats(ctx)
+	wg.Wait()
+}
+
+func (n *Node) heartbeats(ctx context.Context) {
+	interval := 10 * time.Second
+	// Real nodes boot at different times: a random phase keeps a fleet
+	// started at once from heartbeating in lock step.
+	first := time.NewTimer(time.Duration(rand.Int64N(int64(time.Second))))
+	select {
+	case <-ctx.Done():
+		first.Stop()
+		return
+	case <-first.C:
+	}
+	for ctx.Err() == nil {
+		if iv, err := n.heartbeat(ctx); err != nil {
+			if ctx.Err() == nil {
+				n.hbErr.Add(1)
+			}
+		} else if iv > 0 {
+			interval = iv
+		}
+		t := time.NewTimer(interval)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		case <-n.kick:
+			// As the agent does: a burst of state changes is one report.
+			t2 := time.NewTimer(25 * time.Millisecond)
+			select {
+			case <-ctx.Done():
+			case <-t2.C:
+			}
+			t2.Stop()
+		}
+		t.Stop()
+	}
+}
+
+func (n *Node) heartbeat(ctx context.Context) (time.Duration, error) {
+	n.mu.Lock()
+	req := nodeapi.HeartbeatRequest{Hostname: n.cfg.Hostname, Capacity: n.cfg.Capacity, Hypervisor: "sim:///", Full: true}
+	ids := make([]string, 0, len(n.insts))
+	for id := range n.insts {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	var terminated []string
+	for _, id := range ids {
+		in := n.insts[id]
+		req.Instances = append(req.Instances, nodeapi.InstanceStatus{InstanceID: id, State: in.state})
+		if in.state == nodeapi.StateTerminated {
+			terminated = append(terminated, id)
+		}
+	}
+	n.mu.Unlock()
+	resp, err := n.client.Heartbeat(ctx, req)
+	if err != nil {
+		return 0, err
+	}
+	n.hb.Add(1)
+	n.mu.Lock()
+	n.lastHB = time.Now()
+	for _, id := range terminated {
+		if in := n.insts[id]; in != nil {
+			in.reported = true
+		}
+	}
+	n.mu.Unlock()
+	return time.Duration(resp.IntervalSeconds) * time.Second, nil
+}
+
+func (n *Node) follow(ctx context.Context) {
+	etag := ""
+	for ctx.Err() == nil {
+		d, err := n.client.Instances(ctx, etag, n.cfg.Wait)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			n.pollErr.Add(1)
+			sleep(ctx, 500*time.Millisecond)
+			continue
+		}
+		n.polls.Add(1)
+		if d.ETag == etag && etag != "" {
+			continue
+		}
+		etag = d.ETag
+		if n.apply(d.Instances) {
+			select {
+			case n.kick <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// apply acts on the desired instances as the agent's reconcile would, at
+// once; it reports whether any state changed.
+func (n *Node) apply(specs []nodeapi.InstanceSpec) bool {
+	now := time.Now()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	changed := false
+	desired := make(map[string]bool, len(specs))
+	for _, s := range specs {
+		desired[s.InstanceID] = true
+		in := n.insts[s.InstanceID]
+		switch s.Desired {
+		case nodeapi.StateRunning:
+			if in == nil {
+				if _, seen := n.received[s.InstanceID]; seen {
+					n.relaunches.Add(1)
+				} else {
+					n.received[s.InstanceID] = now
+				}
+				n.insts[s.InstanceID] = &inst{state: nodeapi.StateRunning}
+				n.launches.Add(1)
+				changed = true
+			}
+		case nodeapi.StateStopped:
+			if in != nil && in.state != nodeapi.StateStopped {
+				in.state, changed = nodeapi.StateStopped, true
+			}
+		case nodeapi.StateTerminated:
+			if in == nil {
+				if _, seen := n.received[s.InstanceID]; !seen {
+					n.received[s.InstanceID] = now // terminated before it ran here
+				}
+				in = &inst{state: nodeapi.StatePending}
+				n.insts[s.InstanceID] = in
+			}
+			if in.state != nodeapi.StateTerminated {
+				in.state, changed = nodeapi.StateTerminated, true
+				n.terms.Add(1)
+			}
+		}
+	}
+	for id, in := range n.insts {
+		if !desired[id] && in.reported {
+			delete(n.insts, id)
+		}
+	}
+	return changed
+}
+
+// Stats returns the node's counters.
+func (n *Node) Stats() Stats {
+	return Stats{Heartbeats: n.hb.Load(), HeartbeatErrors: n.hbErr.Load(), Polls: n.polls.Load(), PollErrors: n.pollErr.Load(),
+		Launches: n.launches.Load(), Relaunches: n.relaunches.Load(), Terminations: n.terms.Load()}
+}
+
+// Received returns when each instance's launch reached the node.
+func (n *Node) Received() map[string]time.Time {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := make(map[string]time.Time, len(n.received))
+	for id, t := range n.received {
+		out[id] = t
+	}
+	return out
+}
+
+// LastHeartbeat is when the controller last answered a heartbeat.
+func (n *Node) LastHeartbeat() time.Time {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.lastHB
+}
+
+// Sum adds up the stats of many nodes.
+func Sum(nodes []*Node) Stats {
+	var s Stats
+	for _, n := range nodes {
+		t := n.Stats()
+		s.Heartbeats += t.Heartbeats
+		s.HeartbeatErrors += t.HeartbeatErrors
+		s.Polls += t.Polls
+		s.PollErrors += t.PollErrors
+		s.Launches += t.Launches
+		s.Relaunches += t.Relaunches
+		s.Terminations += t.Terminations
+	}
+	return s
+}
+
+// LoopbackIP is the i-th node's own loopback address (127.1.0.0 up), so
+// per-address connection caps see each simulated node as the machine it
+// stands for.
+func LoopbackIP(i int) string {
+	if i < 0 || i >= 1<<22 {
+		return ""
+	}
+	return fmt.Sprintf("127.%d.%d.%d", 1+i>>16, (i>>8)&0xff, i&0xff)
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

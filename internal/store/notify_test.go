@@ -1,0 +1,153 @@
+package store_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"ironbark/internal/store"
+	"ironbark/internal/store/storetest"
+)
+
+// reopen opens a second handle on db's database, as another controller
+// process would.
+func reopen(t *testing.T, db *store.DB) *store.DB {
+	t.Helper()
+	h, err := store.Open(context.Background(), db.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
+}
+
+// terminate ends the PostgreSQL backends whose current or last query
+// matches like, as a server restart or a network cut would.
+func terminate(t *testing.T, db *store.DB, like string) int {
+	t.Helper()
+	var n int
+	err := db.QueryRow(context.Background(), `SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE ?`, like).Scan(&n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// A process listening on a channel hears what another publishes, and
+// keeps hearing after its connection is cut (it reconnects and says so, so
+// its caller can recheck what it missed).
+func TestListenHearsOtherProcess(t *testing.T) {
+	db := storetest.Postgres(t, testSchema)
+	other := reopen(t, db)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	heard := make(chan string, 16)
+	connected := make(chan struct{}, 16)
+	lost := make(chan error, 16)
+	done := make(chan error, 1)
+	go func() {
+		done <- other.Listen(ctx, "ironbark_test", store.ListenHandlers{
+			Message:   func(p string) { heard <- p },
+			Connected: func() { connected <- struct{}{} },
+			Lost:      func(err error) { lost <- err },
+		})
+	}()
+	expect := func(want string) {
+		t.Helper()
+		select {
+		case got := <-heard:
+			if got != want {
+				t.Fatalf("heard %q, want %q", got, want)
+			}
+		case err := <-done:
+			t.Fatalf("Listen returned %v", err)
+		case <-time.After(30 * time.Second):
+			t.Fatalf("nothing heard, want %q", want)
+		}
+	}
+	<-connected
+	if err := db.Publish(ctx, "ironbark_test", "node-1,node-2"); err != nil {
+		t.Fatal(err)
+	}
+	expect("node-1,node-2")
+
+	if n := terminate(t, db, "LISTEN %"); n != 1 {
+		t.Fatalf("terminated %d listening backends, want 1", n)
+	}
+	select {
+	case err := <-lost:
+		t.Logf("lost as expected: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the cut connection was not noticed")
+	}
+	<-connected
+	if err := db.Publish(ctx, "ironbark_test", "after"); err != nil {
+		t.Fatal(err)
+	}
+	expect("after")
+
+	long := make([]byte, store.MaxPayload+1)
+	for i := range long {
+		long[i] = 'x'
+	}
+	if err := db.Publish(ctx, "ironbark_test", string(long)); err == nil {
+		t.Fatal("an oversized payload was published")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Listen after cancel: %v", err)
+	}
+}
+
+// One process leads at a time; the lead passes on when the leader lets go
+// or loses its connection, and a leader that lost it knows.
+func TestLeaderOneAtATime(t *testing.T) {
+	db := storetest.Postgres(t, testSchema)
+	ctx := context.Background()
+	a, b := reopen(t, db).Leader(), reopen(t, db).Leader()
+	held := func(l *store.Leader) bool {
+		t.Helper()
+		ok, err := l.Held(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	if !held(a) || held(b) || !held(a) {
+		t.Fatal("want a to lead and b to follow")
+	}
+	a.Release(ctx)
+	if !held(b) || held(a) {
+		t.Fatal("after a released: want b to lead")
+	}
+	var n int
+	if err := db.QueryRow(ctx, `SELECT COUNT(pg_terminate_backend(pid, 10000)) FROM pg_locks WHERE locktype = 'advisory' AND granted`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("terminated %d lock holders (%v), want 1", n, err)
+	}
+	if !held(a) {
+		t.Fatal("after b's connection died: want a to lead")
+	}
+	if held(b) {
+		t.Fatal("b still thinks it leads after losing its connection")
+	}
+}
+
+// SQLite serves one controller: it always leads, publishing is a no-op,
+// and there is nothing to listen to.
+func TestSQLiteSingleController(t *testing.T) {
+	db := storetest.SQLite(t, testSchema)
+	ctx := context.Background()
+	if db.CanNotify() {
+		t.Fatal("SQLite claims to notify other processes")
+	}
+	if ok, err := db.Leader().Held(ctx); !ok || err != nil {
+		t.Fatalf("Held = %v, %v; want true", ok, err)
+	}
+	if err := db.Publish(ctx, "ch", "x"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Listen(ctx, "ch", store.ListenHandlers{}); err != nil {
+		t.Fatal(err)
+	}
+}
