@@ -227,6 +227,12 @@ func installAndAnswer(t testing.TB, md media, target string, mode bootMode, blan
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
+		// GRUB's menu (the ISO's UEFI loader) offered both installers.
+		for _, title := range []string{"Install the ironbark frontend", "Node installer"} {
+			if !strings.Contains(con.text(), title) {
+				t.Errorf("the UEFI boot menu lacks %q", title)
+			}
+		}
 		if err := os.WriteFile(serial, nil, 0o644); err != nil {
 			t.Fatal(err)
 		}
