@@ -55,6 +55,9 @@ func (c console) await(t testing.TB, qemu *lab.Process, s string, timeout time.D
 		if time.Now().After(deadline) {
 			t.Fatalf("console never showed %q; qemu: %s\nconsole:\n%s", s, qemu.Output(), tail(c.text(), 40))
 		}
+		if syscall.Kill(qemu.Cmd.Process.Pid, 0) != nil && !strings.Contains(c.text(), s) {
+			t.Fatalf("qemu ended before the console showed %q: %s\nconsole:\n%s", s, qemu.Output(), tail(c.text(), 40))
+		}
 		time.Sleep(200 * time.Millisecond)
 	}
 }
@@ -238,7 +241,9 @@ func installAndAnswer(t testing.TB, md media, target string, mode bootMode, blan
 		}
 		qemu = ns.Start(t, "qemu-system-x86_64", args...)
 	}
-	con.await(t, qemu, frontendtest.UpMarker, 5*time.Minute)
+	// Guards against a hang, not a timing: Debian's boot under TCG on a
+	// busy machine takes minutes.
+	con.await(t, qemu, frontendtest.UpMarker, 10*time.Minute)
 	if uefi && !strings.Contains(con.text(), "UEFI") && !strings.Contains(con.text(), "EFI") {
 		t.Fatalf("the second boot shows no sign of UEFI:\n%s", tail(con.text(), 30))
 	}
@@ -318,6 +323,19 @@ func pxeAnswersBlankVM(t testing.TB, ns *lab.NetNS, priv, key string, con consol
 	ssh := func(cmd string) *lab.Process {
 		return ns.Start(t, "ssh", "-i", key, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
 			"-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=5", "root@192.0.2.10", cmd)
+	}
+	// sshd makes its host keys at first boot: wait for it to answer.
+	for deadline := time.Now().Add(5 * time.Minute); ; {
+		cmd := ns.Command(context.Background(), "ssh", "-i", key, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+			"-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "root@192.0.2.10", "true")
+		out, err := cmd.CombinedOutput()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ssh root@192.0.2.10 with the admin's key: %v\n%s", err, out)
+		}
+		time.Sleep(3 * time.Second)
 	}
 	disc := ssh("ironbark discover --no-tui --cluster cluster0 --data-dir /var/lib/ironbark")
 	waitFor(t, "discovery over SSH", disc, "discovering compute appliances", 2*time.Minute)
