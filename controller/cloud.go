@@ -27,6 +27,9 @@ type Config struct {
 	// address from (the nodes' bridge subnet), DefaultInstanceSubnet when
 	// empty; addresses are handed out from its .10 upward.
 	InstanceSubnet string
+	// ClusterSubnets gives zones their own instance subnet (controller.json's
+	// clusterSubnets) where the cluster record names none.
+	ClusterSubnets map[string]string
 	// ArtifactURL says where nodes download a blob by digest (the image
 	// store's HTTP server); nil leaves Artifact.URL empty.
 	ArtifactURL func(digest string) string
@@ -102,6 +105,9 @@ func New(cfg Config, db *store.DB, placer Placer, log *slog.Logger) (*Cloud, err
 	}
 	subnet, privatePool, err := parseInstanceSubnet(cfg.InstanceSubnet)
 	if err != nil {
+		return nil, err
+	}
+	if err := CheckSubnets(Settings{InstanceSubnet: subnet.String(), ClusterSubnets: cfg.ClusterSubnets}.ReservedSubnets()); err != nil {
 		return nil, err
 	}
 	c := &Cloud{db: db, placer: placer, log: log, cfg: cfg, pool: pool, now: time.Now,

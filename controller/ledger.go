@@ -20,8 +20,12 @@ import (
 // DesiredOnNode implements cluster.InstanceLedger: every instance placed on the
 // node that the node has not yet reported terminated.
 func (c *Cloud) DesiredOnNode(ctx context.Context, nodeID string) ([]nodeapi.InstanceSpec, error) {
+	nets, err := c.zoneNets(ctx)
+	if err != nil {
+		return nil, err
+	}
 	rows, err := c.db.Query(ctx, `SELECT id, account_id, vm_type, mac, private_ip, key_name, public_key, user_data,
-		desired, reboot_serial, artifacts FROM instances WHERE node_id = ? AND state <> 'terminated'`, nodeID)
+		desired, reboot_serial, artifacts, zone, public_ip FROM instances WHERE node_id = ? AND state <> 'terminated'`, nodeID)
 	if err != nil {
 		return nil, fmt.Errorf("desired on node %s: %w", nodeID, err)
 	}
@@ -29,11 +33,12 @@ func (c *Cloud) DesiredOnNode(ctx context.Context, nodeID string) ([]nodeapi.Ins
 	var specs []nodeapi.InstanceSpec
 	for rows.Next() {
 		var s nodeapi.InstanceSpec
-		var vmType, userData, arts string
+		var vmType, userData, arts, zone, publicIP string
 		if err := rows.Scan(&s.InstanceID, &s.AccountID, &vmType, &s.MAC, &s.PrivateIP, &s.KeyName, &s.PublicKey,
-			&userData, &s.Desired, &s.RebootSerial, &arts); err != nil {
+			&userData, &s.Desired, &s.RebootSerial, &arts, &zone, &publicIP); err != nil {
 			return nil, err
 		}
+		s.Network = c.zoneNetOf(nets, zone).instanceNetwork(publicIP)
 		s.VMType = c.vmTypes[vmType]
 		s.VMType.Name = vmType
 		if userData != "" {

@@ -38,10 +38,10 @@ func parseInstanceSubnet(s string) (netip.Prefix, *addressPool, error) {
 // allocPrivateIP picks the lowest private address no live instance holds,
 // inside the launch transaction; the unique index on live instances'
 // addresses catches another controller picking the same one.
-func (c *Cloud) allocPrivateIP(taken map[string]bool) (string, error) {
-	ip, ok := c.privatePool.first(taken)
+func (c *Cloud) allocPrivateIP(taken map[string]bool, z zoneNet) (string, error) {
+	ip, ok := z.pool.first(taken)
 	if !ok {
-		return "", ec2.Errorf("InsufficientFreeAddressesInSubnet", "There are not enough free addresses in subnet '%s' to satisfy the requested number of instances (the operator can give a larger instanceSubnet in controller.json).", c.subnet.String())
+		return "", ec2.Errorf("InsufficientFreeAddressesInSubnet", "There are not enough free addresses in subnet '%s' to satisfy the requested number of instances (the operator can give the cluster a larger one: ironbark cluster set NAME --instance-subnet CIDR).", z.subnet.String())
 	}
 	taken[ip] = true
 	return ip, nil

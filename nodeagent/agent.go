@@ -36,7 +36,9 @@ type Config struct {
 	// the domain is destroyed (default 30 s).
 	StopTimeout time.Duration
 	// HypervisorGrace is how long pending launches wait for an unreachable
-	// libvirt before they are failed (default 60 s).
+	// libvirt before they are failed, and how long a first enrollment
+	// waits for the hypervisor to report the host's cores and memory
+	// before it enrolls without them (default 60 s).
 	HypervisorGrace time.Duration
 	// LaunchAttempts bounds retries of a launch that failed transiently
 	// (default 3).
@@ -64,10 +66,24 @@ type Config struct {
 	// NoInstanceServices turns off the DHCP server and the metadata
 	// service (169.254.169.254) the agent runs on Bridge for its instances.
 	NoInstanceServices bool
+	// PublicInterface is the node's public side, where elastic IPs arrive
+	// (natmap.Config.PublicInterface); "" when the network routes the
+	// public pool to the node.
+	PublicInterface string
+	// OutboundNAT masquerades instances without a public address out of
+	// PublicInterface (off unless the operator turns it on).
+	OutboundNAT bool
+	// NetNS is the path of the network namespace that holds the bridge
+	// and the public interface, for the gateway addresses and the NAT
+	// table ("" the agent's own; tests give a node namespace).
+	NetNS string
 	// NoSecurityGroups turns off the enforcement of security groups on
 	// Bridge (nftables table inet ironbark-sg-BRIDGE).
 	NoSecurityGroups bool
 }
+
+// errNoCapacity marks a hypervisor's answer without cores or memory.
+var errNoCapacity = errors.New("hypervisor does not know the host's capacity yet")
 
 // Reasons reported with terminated and stopped instances.
 const (
@@ -77,13 +93,16 @@ const (
 
 // Agent runs a node's instances.
 type Agent struct {
-	cfg    Config
-	log    *slog.Logger
-	hv     *hypervisor
-	dtype  string
-	client *nodeapi.Client
-	cache  *imagecache.Cache
-	id     nodeapi.Identity
+	cfg Config
+	log *slog.Logger
+	hv  *hypervisor
+	// nodeInfo asks the hypervisor for the host's cores and memory
+	// (hv.capacity; tests stand in for a slow one).
+	nodeInfo func() (cores, memoryMiB int, err error)
+	dtype    string
+	client   *nodeapi.Client
+	cache    *imagecache.Cache
+	id       nodeapi.Identity
 
 	kickCh chan struct{} // reconcile now
 	hbCh   chan struct{} // heartbeat now
@@ -100,6 +119,7 @@ type Agent struct {
 	fwMu          sync.Mutex // held by syncSecurityGroups
 	fw            firewall
 	capacity      nodeapi.Capacity
+	net           netState // NAT and bridge gateways (network.go); reconcile's goroutine only
 	// gen counts completed background libvirt work (launches, stops,
 	// removals): reconcile takes its domain snapshot without the lock and
 	// retakes it when gen moved meanwhile.
@@ -171,6 +191,9 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Hostname == "" {
 		cfg.Hostname, _ = os.Hostname()
 	}
+	if cfg.OutboundNAT && cfg.PublicInterface == "" {
+		return nil, errors.New("outbound NAT needs the node's public interface (--public-interface)")
+	}
 	dt, err := domainType(cfg.LibvirtURI, cfg.DomainType)
 	if err != nil {
 		return nil, err
@@ -192,11 +215,13 @@ func New(cfg Config) (*Agent, error) {
 			return nil, fmt.Errorf("state dir: %w", err)
 		}
 	}
-	return &Agent{
+	a := &Agent{
 		cfg: cfg, log: cfg.Logger, hv: &hypervisor{uri: cfg.LibvirtURI, timeout: cfg.LibvirtTimeout}, dtype: dt,
 		kickCh: make(chan struct{}, 1), hbCh: make(chan struct{}, 1),
 		insts: map[string]*inst{}, gone: map[string]bool{},
-	}, nil
+	}
+	a.nodeInfo = a.hv.capacity
+	return a, nil
 }
 
 // NodeID is the enrolled node's ID ("" before enrollment).
@@ -237,12 +262,14 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			a.log.Info("node agent stopping; instances keep running")
 			a.wg.Wait()
+			a.net.close() // the rules stay: elastic IPs keep working
 			return nil
 		case <-a.kickCh:
 		case <-tick.C:
 			a.syncSecurityGroups() // retries a failed one
 		}
 		a.reconcile(ctx)
+		a.syncNetwork()
 	}
 }
 
@@ -252,16 +279,17 @@ func (a *Agent) ensureIdentity(ctx context.Context) error {
 		if a.cfg.Token == "" {
 			return errors.New("not enrolled yet: give the installer's identity file (--identity) or a token (--token-file; ironbark node token --cluster NAME on the frontend)")
 		}
+		a.awaitCapacity(ctx)
 		err = retry.Do(ctx, retry.Policy{
 			Wait: time.Second, MaxWait: 15 * time.Second,
 			Retryable: func(err error) bool { return !permanentEnrollError(err) },
 			OnRetry:   func(err error, _ int, _ time.Duration) { a.log.Warn("enrollment failed, retrying", "err", err) },
 		}, func(int) error {
-			// With libvirt unreachable the node enrolls with no capacity;
-			// its first real report then counts as the enrolled one.
-			if err := a.updateCapacity(); err != nil {
-				a.log.Warn("enrolling without the node's capacity (libvirt does not answer)", "err", err)
-			}
+			// With the hypervisor still silent the node enrolls with no
+			// capacity (zero: unknown, never a real report); its first
+			// real report, sent as soon as the hypervisor answers, then
+			// counts as the enrolled one.
+			_ = a.updateCapacity()
 			id, err = enroll(ctx, a.cfg.StateDir, a.cfg.Controller, a.cfg.Token, a.cfg.Hostname, a.currentCapacity())
 			return err
 		})
@@ -342,10 +370,43 @@ func (a *Agent) heartbeats(ctx context.Context) {
 	}
 }
 
+// awaitCapacity asks the hypervisor for the host's capacity until it
+// answers or HypervisorGrace has passed: at boot the agent may start
+// before libvirtd's driver can answer (Xen's toolstack comes up first),
+// and a node should enroll with what it has, not with nothing.
+func (a *Agent) awaitCapacity(ctx context.Context) {
+	deadline := time.Now().Add(a.cfg.HypervisorGrace)
+	wait := 500 * time.Millisecond
+	for {
+		err := a.updateCapacity()
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			a.log.Warn("enrolling without the node's capacity: the hypervisor does not answer yet (reported as soon as it does)",
+				"libvirt", a.cfg.LibvirtURI, "waited", a.cfg.HypervisorGrace, "err", err)
+			return
+		}
+		a.log.Info("waiting for the hypervisor to report the host's capacity before enrolling", "libvirt", a.cfg.LibvirtURI, "err", err)
+		sleep(ctx, min(wait, left))
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// updateCapacity asks the hypervisor for the host's cores and memory. When
+// it does not answer (or answers with no cores or memory) the capacity
+// stays what it was: unknown (zero) until the first answer, the last
+// answer after. A change is logged and reported at once.
 func (a *Agent) updateCapacity() error {
-	cores, mem, err := a.hv.capacity()
+	cores, mem, err := a.nodeInfo()
 	if err != nil {
 		return err
+	}
+	if cores <= 0 || mem <= 0 {
+		// A hypervisor still starting may answer before it knows the
+		// host: that is no answer, not a host with nothing.
+		return fmt.Errorf("%w: it reports %d cores and %d MiB", errNoCapacity, cores, mem)
 	}
 	var st syscall.Statfs_t
 	disk := 0
@@ -359,8 +420,14 @@ func (a *Agent) updateCapacity() error {
 		}
 	}
 	a.mu.Lock()
+	old := a.capacity
 	a.capacity = c
 	a.mu.Unlock()
+	if c != old {
+		a.log.Info("node capacity", "cores", c.Cores, "memoryMiB", c.MemoryMiB, "diskGiB", c.DiskGiB,
+			"wasCores", old.Cores, "wasMemoryMiB", old.MemoryMiB, "wasDiskGiB", old.DiskGiB)
+		a.kickHeartbeat()
+	}
 	return nil
 }
 

@@ -83,7 +83,7 @@ func runController(ctx context.Context, e *env, f controllerFlags) error {
 	// periodic jobs; the store's advisory lock elects it.
 	jobs := db.Leader()
 	cfg := controller.Config{Region: run.Region, VMTypes: run.VMTypes, PublicAddresses: run.PublicAddresses,
-		InstanceSubnet: run.InstanceSubnet, Jobs: jobs}
+		InstanceSubnet: run.InstanceSubnet, ClusterSubnets: run.ClusterSubnets, Jobs: jobs}
 
 	ln, err := net.Listen("tcp", f.listen)
 	if err != nil {

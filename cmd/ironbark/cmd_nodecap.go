@@ -10,14 +10,18 @@ import (
 	"ironbark/internal/nodeapi"
 )
 
-// review is node list's REVIEW column: new nodes and nodes that declare
-// more than was approved stand out.
+// review is node list's REVIEW column: new nodes, nodes whose capacity is
+// not known yet, and nodes that declare more than was approved stand out.
 func review(n cluster.Node) string {
 	var parts []string
 	if !n.Reviewed {
 		parts = append(parts, "new")
 	}
 	d, a := n.Declared, n.Approved
+	if !cluster.Known(d) {
+		// Its hypervisor has not reported the host's cores and memory.
+		parts = append(parts, "capacity unknown")
+	}
 	for _, f := range []struct {
 		what           string
 		declared, appr int

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"ironbark/internal/nodeapi"
@@ -88,6 +89,8 @@ type Cluster struct {
 	// NodeLimit bounds what one node of the cluster may offer; a zero
 	// field means DefaultNodeLimit's.
 	NodeLimit nodeapi.Capacity
+	// Network is the cluster's instance networking (network.go).
+	Network Network
 }
 
 // DefaultNodeLimit bounds a node's capacity in a cluster with no limit of
@@ -139,6 +142,11 @@ func (n Node) Pending() bool {
 	return d.Cores > a.Cores || d.MemoryMiB > a.MemoryMiB || d.DiskGiB > a.DiskGiB
 }
 
+// Known reports whether a capacity is one a node measured: a node whose
+// hypervisor has not answered yet reports no cores or no memory, which
+// says nothing about the host.
+func Known(c nodeapi.Capacity) bool { return c.Cores > 0 && c.MemoryMiB > 0 }
+
 func minCap(a, b nodeapi.Capacity) nodeapi.Capacity {
 	return nodeapi.Capacity{Cores: min(a.Cores, b.Cores), MemoryMiB: min(a.MemoryMiB, b.MemoryMiB), DiskGiB: min(a.DiskGiB, b.DiskGiB)}
 }
@@ -157,7 +165,7 @@ type Registry struct {
 
 // NewRegistry migrates the cluster tables and returns a registry on db.
 func NewRegistry(ctx context.Context, db *store.DB) (*Registry, error) {
-	if err := db.Migrate(ctx, Migrations); err != nil {
+	if err := db.Migrate(ctx, append(slices.Clone(Migrations), networkMigrations...)); err != nil {
 		return nil, err
 	}
 	return &Registry{db: db}, nil
@@ -221,12 +229,15 @@ func (r *Registry) Cluster(ctx context.Context, name string) (Cluster, error) {
 	return c, nil
 }
 
-const clusterCols = `name, policy, created_at, max_node_cores, max_node_memory_mib, max_node_disk_gib`
+const clusterCols = `name, policy, created_at, max_node_cores, max_node_memory_mib, max_node_disk_gib,
+	network_mode, instance_subnet, public_ips`
 
 func scanCluster(sc interface{ Scan(...any) error }) (Cluster, error) {
 	var c Cluster
-	var created int64
-	err := sc.Scan(&c.Name, &c.Policy, &created, &c.NodeLimit.Cores, &c.NodeLimit.MemoryMiB, &c.NodeLimit.DiskGiB)
+	var created, publicIPs int64
+	err := sc.Scan(&c.Name, &c.Policy, &created, &c.NodeLimit.Cores, &c.NodeLimit.MemoryMiB, &c.NodeLimit.DiskGiB,
+		&c.Network.Mode, &c.Network.Subnet, &publicIPs)
+	c.Network.PublicIPs = publicIPs != 0
 	c.Created = time.Unix(created, 0).UTC()
 	return c, err
 }
@@ -380,9 +391,16 @@ func (r *Registry) heartbeat(ctx context.Context, n Node, hostname, hypervisor s
 		return false, fmt.Errorf("heartbeat %s: %w", n.ID, err)
 	}
 	c = nonNegative(c)
-	if n.Approved == (nodeapi.Capacity{}) {
+	if !Known(c) {
+		// The hypervisor has not answered (yet, or since a restart of
+		// the agent): the node is alive, and what it declared stands.
+		c = n.Declared
+	}
+	if !Known(n.Approved) && Known(c) {
 		// Enrolled without a capacity (its hypervisor did not answer
-		// then): the first one it reports is what it enrolled with.
+		// then): the first one it reports is what it enrolled with, and
+		// is approved as enrollment would have (within the cluster's
+		// limit, still unreviewed). Any later growth waits for review.
 		n.Approved = minCap(c, cl.Limit())
 	}
 	eff := minCap(minCap(c, n.Approved), cl.Limit())

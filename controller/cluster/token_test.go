@@ -185,6 +185,38 @@ func TestCapacityBounded(t *testing.T) {
 		if n2, _ = s.Node(ctx, r2.NodeID); n2.Capacity.Cores != 4 || n2.Pending() || n2.Reviewed {
 			t.Fatalf("first report after enrolling without capacity: %+v", n2)
 		}
+		// A report without cores or memory (the agent restarted and its
+		// hypervisor is not answering yet) is no report: what the node
+		// declared stands.
+		for _, c := range []nodeapi.Capacity{{}, {DiskGiB: 10}, {Cores: 4, DiskGiB: 10}} {
+			if _, err := s.heartbeat(ctx, n2, n2.Hostname, "", c, time.Now(), nil); err != nil {
+				t.Fatal(err)
+			}
+			if n2, _ = s.Node(ctx, r2.NodeID); n2.Capacity.Cores != 4 || n2.Capacity.MemoryMiB != 1024 || n2.Declared.Cores != 4 {
+				t.Fatalf("after reporting %+v: %+v", c, n2)
+			}
+		}
+		// Growth after that first report waits for the operator.
+		if _, err := s.heartbeat(ctx, n2, n2.Hostname, "", nodeapi.Capacity{Cores: 8, MemoryMiB: 1024, DiskGiB: 10}, time.Now(), nil); err != nil {
+			t.Fatal(err)
+		}
+		if n2, _ = s.Node(ctx, r2.NodeID); n2.Capacity.Cores != 4 || !n2.Pending() {
+			t.Fatalf("growing after the first report: %+v, want 4 cores and pending", n2)
+		}
+		// A node that enrolled with a disk but no cores or memory has not
+		// declared either: its first full report is what it enrolled with.
+		tok3, _ := s.NewToken(ctx, s.CA(), "c1", time.Hour)
+		r3, err := enrollAs(t, url, tok3, "half", nil, nodeapi.Capacity{DiskGiB: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n3, _ := s.Node(ctx, r3.NodeID)
+		if _, err := s.heartbeat(ctx, n3, n3.Hostname, "", nodeapi.Capacity{Cores: 2, MemoryMiB: 2048, DiskGiB: 10}, time.Now(), nil); err != nil {
+			t.Fatal(err)
+		}
+		if n3, _ = s.Node(ctx, r3.NodeID); n3.Capacity.Cores != 2 || n3.Capacity.MemoryMiB != 2048 || n3.Pending() {
+			t.Fatalf("first full report after enrolling with a disk only: %+v", n3)
+		}
 	})
 }
 

@@ -166,7 +166,11 @@ func writeFstab(tree string, ids disk.DiskIDs) error {
 		fmt.Fprintf(&add, "UUID=%s / ext4 defaults,errors=remount-ro 0 1\n", ids.RootFSUUID)
 	}
 	if !mounted[ESPMount] {
-		fmt.Fprintf(&add, "PARTUUID=%s %s vfat umask=0077,nofail 0 2\n", ids.ESPPartUUID, ESPMount)
+		// nofail: boot does not wait for it; a long device timeout: it
+		// is still mounted when udev's coldplug is slow (systemd's 90 s
+		// default ran out under qemu TCG on busy cores, and the agent
+		// found no identity at first boot).
+		fmt.Fprintf(&add, "PARTUUID=%s %s vfat umask=0077,nofail,x-systemd.device-timeout=10min 0 2\n", ids.ESPPartUUID, ESPMount)
 	}
 	if add.Len() == 0 {
 		return nil

@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -14,7 +13,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"ironbark/controller"
-	"ironbark/images/initramfs"
 	"ironbark/internal/lab"
 )
 
@@ -85,44 +83,5 @@ echo "INSTANCE-ID=$(wget -qO- http://169.254.169.254/latest/meta-data/instance-i
 echo ` + netMarker + `
 exec sleep 1000000
 `
-	return dhcpGuestInitramfs(t, filepath.Join(dir, "initrd-net.gz"), k, initScript, "virtio_pci", "virtio_net")
-}
-
-// dhcpGuestInitramfs writes a busybox initramfs whose init is initScript,
-// with /udhcpc.sh (configures eth0 and prints "IP=<address>") and the
-// given modules, to path.
-func dhcpGuestInitramfs(t *testing.T, path string, k *lab.Kernel, initScript string, modules ...string) string {
-	t.Helper()
-	script := `#!/bin/sh
-case "$1" in
-deconfig) ip addr flush dev "$interface"; ip link set "$interface" up ;;
-bound|renew)
-	ifconfig "$interface" "$ip" netmask "$subnet"
-	[ -n "$router" ] && route add default gw "$router" dev "$interface"
-	echo "IP=$ip" ;;
-esac
-`
-	spec := initramfs.Spec{
-		Files: []initramfs.File{
-			{Path: "init", Mode: 0o755, Data: []byte(initScript)},
-			{Path: "udhcpc.sh", Mode: 0o755, Data: []byte(script)},
-			{Path: "bin/busybox", Mode: 0o755, Source: lab.Busybox(t)},
-			initramfs.Symlink("bin/sh", "busybox"),
-			initramfs.Dir("proc", 0o555), initramfs.Dir("sys", 0o555), initramfs.Dir("tmp", 0o1777),
-		},
-		Modules:    modules,
-		ModulesDir: k.ModulesDir(),
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := initramfs.Build(f, spec); err != nil {
-		f.Close()
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return lab.DHCPGuestInitramfs(t, filepath.Join(dir, "initrd-net.gz"), k, initScript, "virtio_pci", "virtio_net")
 }

@@ -224,7 +224,7 @@ echo ` + sgMarker + `
 exec sleep 1000000
 `
 	eri := e.register(t, controller.KindRamdisk, "sgguest",
-		dhcpGuestInitramfs(t, filepath.Join(filepath.Dir(e.state), "initrd-sg.gz"), lab.GuestKernel(t), initScript, "virtio_pci", "virtio_net"))
+		lab.DHCPGuestInitramfs(t, filepath.Join(filepath.Dir(e.state), "initrd-sg.gz"), lab.GuestKernel(t), initScript, "virtio_pci", "virtio_net"))
 	e.startAgent(t, e.token(t))
 	e.waitZone(t)
 	ctx := context.Background()

@@ -21,9 +21,6 @@ import (
 	"ironbark/internal/nodeapi"
 )
 
-// xenMarker ends the Xen guest's report on its console.
-const xenMarker = "IRONBARK-XEN-GUEST-DONE"
-
 // Guards against hangs on two busy cores, not timings: Xen under TCG.
 const (
 	xenBootWait  = 6 * time.Minute
@@ -58,7 +55,7 @@ func TestXenNode(t *testing.T) {
 	}
 	e.startController(t, work, e.blobs.HandlerAt(nodeapi.PathBlobs))
 	e.kernel = e.register(t, controller.KindKernel, "cloud-kernel", k.Vmlinuz)
-	eri := e.register(t, controller.KindRamdisk, "xenguest", xenGuestInitramfs(t, work, k))
+	eri := e.register(t, controller.KindRamdisk, "xenguest", lab.XenGuestInitramfs(t, work, k))
 
 	nodeAddr := netip.PrefixFrom(n.Addr.Addr().Next(), n.Addr.Bits())
 	node := lab.StartXenNode(t, lab.XenNodeConfig{
@@ -91,7 +88,7 @@ func TestXenNode(t *testing.T) {
 	if got := node.Exec(t, "virsh -c xen:///system domstate "+id); !strings.Contains(got, "running") {
 		t.Fatalf("libvirt in dom0 says %s is %q", id, got)
 	}
-	e.waitMarkerFor(t, id, xenMarker, xenGuestWait)
+	e.waitMarkerFor(t, id, lab.XenGuestMarker, xenGuestWait)
 	con := e.console(t, id)
 	gotIP := regexp.MustCompile(`(?m)^IP=(\S+)`).FindSubmatch(con)
 	gotID := regexp.MustCompile(`(?m)^INSTANCE-ID=(\S*)`).FindSubmatch(con)
@@ -156,30 +153,4 @@ func (e *env) waitMarkerFor(t *testing.T, id, mark string, timeout time.Duration
 		}
 		time.Sleep(time.Second)
 	}
-}
-
-// xenGuestInitramfs is a busybox ramdisk for a Xen PV guest: the console
-// is hvc0 and the NIC xen-netfront.
-func xenGuestInitramfs(t *testing.T, dir string, k *lab.Kernel) string {
-	t.Helper()
-	initScript := `#!/bin/busybox sh
-/bin/busybox --install -s /bin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-exec >/dev/hvc0 2>&1
-for m in $(cat /lib/modules/*/modules.load-order); do insmod $m; done
-n=0
-until ip link show eth0 >/dev/null 2>&1 || [ $n -gt 100 ]; do n=$((n+1)); sleep 0.2; done
-ip link set lo up
-udhcpc -i eth0 -s /udhcpc.sh -q -f -n -t 30 -T 3 || echo "udhcpc failed"
-# busybox wget segfaults in this PV guest (udhcpc and nc do not): plain
-# HTTP over nc asks the metadata service.
-md() { printf 'GET /latest/meta-data/%s HTTP/1.0\r\nHost: 169.254.169.254\r\n\r\n' "$1" |
-	nc -w 20 169.254.169.254 80 | tr -d '\r' | sed '1,/^$/d'; }
-echo "INSTANCE-ID=$(md instance-id)"
-echo ` + xenMarker + `
-exec sleep 1000000
-`
-	return dhcpGuestInitramfs(t, filepath.Join(dir, "initrd-xen.gz"), k, initScript, "xen_netfront")
 }

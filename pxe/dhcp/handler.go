@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
+	"github.com/insomniacslk/dhcp/iana"
 )
 
 // Action is what the server did with a request.
@@ -275,7 +276,7 @@ func (s *Server) leaseTime(b *Binding) time.Duration {
 
 func (s *Server) nak(req *dhcpv4.DHCPv4, d Decision, ip netip.Addr, why string) Reply {
 	d.Action, d.IP, d.Reason = ActNak, ip, why
-	resp, err := dhcpv4.NewReplyFromRequest(req,
+	resp, err := newReply(req,
 		dhcpv4.WithMessageType(dhcpv4.MessageTypeNak),
 		dhcpv4.WithOption(dhcpv4.OptServerIdentifier(s.cfg.ServerIP.AsSlice())),
 		dhcpv4.WithOption(dhcpv4.OptMessage(why)))
@@ -298,7 +299,7 @@ func (s *Server) inform(req *dhcpv4.DHCPv4, d Decision) Reply {
 		d.Action, d.Reason = ActDrop, "inform without a ciaddr in our subnet"
 		return Reply{Decision: d}
 	}
-	resp, err := dhcpv4.NewReplyFromRequest(req, dhcpv4.WithMessageType(dhcpv4.MessageTypeAck))
+	resp, err := newReply(req, dhcpv4.WithMessageType(dhcpv4.MessageTypeAck))
 	if err != nil {
 		d.Action, d.Reason = ActError, "build inform reply: "+err.Error()
 		return Reply{Decision: d}
@@ -350,7 +351,7 @@ func (s *Server) bootFile(ci ClientInfo, b *Binding) string {
 
 func (s *Server) reply(req *dhcpv4.DHCPv4, ci ClientInfo, b *Binding, mt dhcpv4.MessageType, ip netip.Addr, d Decision) Reply {
 	lt := s.leaseTime(b)
-	resp, err := dhcpv4.NewReplyFromRequest(req,
+	resp, err := newReply(req,
 		dhcpv4.WithMessageType(mt),
 		dhcpv4.WithYourIP(ip.AsSlice()),
 		dhcpv4.WithOption(dhcpv4.OptIPAddressLeaseTime(lt)),
@@ -400,4 +401,30 @@ func (s *Server) dest(req, resp *dhcpv4.DHCPv4) *net.UDPAddr {
 		return &net.UDPAddr{IP: ci.AsSlice(), Port: dhcpv4.ClientPort}
 	}
 	return &net.UDPAddr{IP: net.IPv4bcast, Port: dhcpv4.ClientPort}
+}
+
+// newReply is dhcpv4.NewReplyFromRequest without the random transaction
+// ID that dhcpv4.New draws (a getrandom call per reply, overwritten at
+// once by the request's): the same fields and copied options.
+func newReply(req *dhcpv4.DHCPv4, mods ...dhcpv4.Modifier) (*dhcpv4.DHCPv4, error) {
+	d := &dhcpv4.DHCPv4{
+		OpCode:        dhcpv4.OpcodeBootRequest,
+		HWType:        iana.HWTypeEthernet,
+		ClientHWAddr:  make(net.HardwareAddr, 6),
+		ClientIPAddr:  net.IPv4zero,
+		YourIPAddr:    net.IPv4zero,
+		ServerIPAddr:  net.IPv4zero,
+		GatewayIPAddr: net.IPv4zero,
+		Options:       make(dhcpv4.Options),
+	}
+	for _, m := range append([]dhcpv4.Modifier{
+		dhcpv4.WithReply(req),
+		dhcpv4.WithGatewayIP(req.GatewayIPAddr),
+		dhcpv4.WithOptionCopied(req, dhcpv4.OptionRelayAgentInformation),
+		// RFC 6842: the client identifier is echoed.
+		dhcpv4.WithOptionCopied(req, dhcpv4.OptionClientIdentifier),
+	}, mods...) {
+		m(d)
+	}
+	return d, nil
 }

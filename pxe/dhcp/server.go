@@ -1,6 +1,7 @@
 package dhcp
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -154,20 +155,31 @@ func Listen(iface string, port int) (net.PacketConn, error) {
 
 // ServeConn answers requests read from conn until ctx ends, then closes
 // conn. Replies are written to conn (broadcast where RFC 2131 says so).
+// Each of the Workers goroutines reads a request from conn, answers it
+// and reads the next: no hand-off between reading and answering, so a
+// request waits for no other thread to be scheduled.
 func (s *Server) ServeConn(ctx context.Context, conn net.PacketConn) error {
 	s.log.Info("dhcp serving", "addr", conn.LocalAddr(), "server_ip", s.cfg.ServerIP, "subnet", s.cfg.Subnet,
 		"pool", fmt.Sprintf("%s-%s", s.leases.Pool().Start, s.leases.Pool().End))
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	jobs := make(chan []byte, 4*s.cfg.Workers)
+	errc := make(chan error, s.cfg.Workers)
 	var wg sync.WaitGroup
 	for range s.cfg.Workers {
 		wg.Go(func() {
-			for j := range jobs {
-				if ctx.Err() != nil {
-					continue // shutting down: drop what is queued
+			buf := make([]byte, 1500)
+			for {
+				n, _, err := conn.ReadFrom(buf)
+				if err != nil {
+					if ctx.Err() == nil {
+						errc <- fmt.Errorf("dhcp read: %w", err)
+						conn.Close() // stops the other workers
+					}
+					return
 				}
-				r := s.HandlePacket(ctx, j)
+				// A copy: the parsed request and what is made of it
+				// (Decision, OnDecision) may keep slices of it.
+				r := s.HandlePacket(ctx, bytes.Clone(buf[:n]))
 				if r.Packet == nil {
 					continue
 				}
@@ -177,22 +189,12 @@ func (s *Server) ServeConn(ctx context.Context, conn net.PacketConn) error {
 			}
 		})
 	}
-	defer wg.Wait()
-	defer close(jobs)
-	for {
-		buf := make([]byte, 1500)
-		n, _, err := conn.ReadFrom(buf)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("dhcp read: %w", err)
-		}
-		select {
-		case jobs <- buf[:n]:
-		case <-ctx.Done():
-			return nil
-		}
+	wg.Wait()
+	select {
+	case err := <-errc:
+		return err
+	default:
+		return nil
 	}
 }
 

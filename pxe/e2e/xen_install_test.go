@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"net"
 	"os"
 	"os/exec"
@@ -19,15 +20,22 @@ const macXen = "52:54:00:1b:00:10"
 // Guards against hangs on two busy cores, not timings: Xen under TCG.
 const (
 	xenInstallWait = 10 * time.Minute
-	xenEnrollWait  = 10 * time.Minute
+	xenEnrollWait  = 15 * time.Minute
 )
+
+// xenLabKernelArgs are the installed dom0's kernel arguments in the lab:
+// the appliance's, with hvc0 (Xen's serial console, which the test
+// reads) as the console systemd writes to and the journal forwarded to
+// it, so the console log has every service's messages (the agent's too).
+const xenLabKernelArgs = "console=tty0 console=hvc0 ro net.ifnames=0 systemd.journald.forward_to_console=1"
 
 // TestXenComputeInstall is issue 8's end-to-end test: the built-in
 // compute appliance (Debian, Xen, libvirt, ironbark-node) is built (its
 // base cached), registered, and PXE-installed by `ironbark pxe` during
 // discovery into a blank qemu with LAB.md's Xen CPU flags; it reboots
 // from its own disk into Xen dom0, and its agent enrolls with the
-// controller from its lease address: `node list` shows it up.
+// controller from its lease address: `node list` shows it up with the
+// cores and memory libvirt's Xen driver reports.
 func TestXenComputeInstall(t *testing.T) {
 	lab.Require(t, "qemu-system-x86_64", "ip", "go", "mmdebstrap", "unshare", "chroot", "grub-mkimage", "apt-get")
 	if _, err := os.Stat("/usr/lib/ipxe/undionly.kpxe"); err != nil {
@@ -46,6 +54,10 @@ func TestXenComputeInstall(t *testing.T) {
 	}
 
 	ironbarkCmd(t, ironbark, "cluster", "add", "c1", "--data-dir", data)
+	ironbarkCmd(t, ironbark, "attr", "set", "kernel_args", xenLabKernelArgs, "--appliance", "compute", "--data-dir", data)
+	// The installed root is the image's size (about 1 GiB); instance disks
+	// are sparse.
+	ironbarkCmd(t, ironbark, "attr", "set", "--appliance", "compute", "--data-dir", data, "--", "ironbark_node_args", "--max-disk-gib 20")
 	ironbarkCmd(t, ironbark, "appliance", "build", "compute", "--data-dir", data,
 		"--cache", filepath.Join(lab.CacheDir(), "appliance"), "--source-dir", work)
 	ironbarkCmd(t, ironbark, "pxe", "setup", "--data-dir", data, "--kernel", k.Vmlinuz,
@@ -75,7 +87,7 @@ func TestXenComputeInstall(t *testing.T) {
 	t.Cleanup(func() {
 		if t.Failed() {
 			b, _ := os.ReadFile(node.Console)
-			t.Logf("node console tail:\n%s", tail(string(b), 80))
+			t.Logf("node console tail:\n%s", tail(string(b), 120))
 			t.Logf("controller tail:\n%s", ctl.tail(30))
 		}
 	})
@@ -84,6 +96,8 @@ func TestXenComputeInstall(t *testing.T) {
 	if err := disc.Interrupt(t, 10*time.Second); err != nil {
 		t.Fatalf("discover: %v\n%s", err, disc.tail(20))
 	}
+	nr := waitCapacity(t, ironbark, data, "compute-0-0", xenEnrollWait)
+	t.Logf("node list --json: %+v", nr)
 }
 
 // waitNode polls `ironbark node list` until host's row says up.
@@ -103,6 +117,42 @@ func waitNode(t *testing.T, bin, data, host string, timeout time.Duration) strin
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("node list never showed %s up; last:\n%s", host, out)
+		}
+		time.Sleep(2 * time.Second)
+	}
+}
+
+// nodeListRow is a row of `ironbark node list --json`.
+type nodeListRow struct {
+	Hostname  string `json:"hostname"`
+	State     string `json:"state"`
+	Cores     int    `json:"cores"`
+	MemoryMiB int    `json:"memoryMiB"`
+	DiskGiB   int    `json:"diskGiB"`
+	Review    string `json:"review"`
+}
+
+// waitCapacity polls `ironbark node list --json` until host is up with
+// cores and memory.
+func waitCapacity(t *testing.T, bin, data, host string, timeout time.Duration) nodeListRow {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		out, err := exec.Command(bin, "node", "list", "--json", "--data-dir", data).Output()
+		if err != nil {
+			t.Fatalf("node list --json: %v\n%s", err, out)
+		}
+		var rows []nodeListRow
+		if err := json.Unmarshal(out, &rows); err != nil {
+			t.Fatalf("node list --json: %v\n%s", err, out)
+		}
+		for _, r := range rows {
+			if r.Hostname == host && r.State == "up" && r.Cores > 0 && r.MemoryMiB > 0 {
+				return r
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node list never showed %s up with cores and memory; last:\n%s", host, out)
 		}
 		time.Sleep(2 * time.Second)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -48,15 +49,71 @@ type Config struct {
 	Now func() time.Time
 }
 
-// Store is the lease database, dhcp.Leases kept in the store. Safe for concurrent use; several
-// servers may share one PostgreSQL database.
+// Store is the lease database, dhcp.Leases kept in the store. Safe for
+// concurrent use; several servers may share one PostgreSQL database.
+//
+// Like Kea's memfile, it answers offers from memory: known holds an
+// index of the lease rows, loaded at start and kept up to date with this
+// store's committed writes. The database stays the authority: an ACK
+// reads the rows it depends on inside its transaction (so a row another
+// server or the CLI changed is seen, and refreshes the index), and
+// concurrent ACKs are committed together, one transaction for all that
+// arrive while the previous commit runs (group commit). An ACK is
+// answered only once its transaction has committed, so no lease promised
+// to a client is lost with the process.
 type Store struct {
 	db  *store.DB
 	cfg Config
 
-	mu     sync.Mutex // serialises allocation in this process
+	mu     sync.Mutex // guards what follows
 	cursor int        // next pool offset to try: a hint, not state
 	offers map[netip.Addr]offer
+	known  index
+
+	commit  sync.Mutex // held by the goroutine committing a batch
+	pendMu  sync.Mutex
+	pending []*ackJob
+
+	stmt statements
+}
+
+// statements are the ACK path's statements, prepared once.
+type statements struct {
+	rowsFor, update, insert, reclaim, dropOld *sql.Stmt
+	updateMine, reclaimExact                  *sql.Stmt
+}
+
+func prepare(ctx context.Context, db *store.DB) (statements, error) {
+	var st statements
+	for _, p := range []struct {
+		s **sql.Stmt
+		q string
+	}{
+		{&st.rowsFor, `SELECT ` + leaseCols + ` FROM dhcp_leases WHERE ip = ? OR (mac = ? AND mac <> '')`},
+		{&st.update, `UPDATE dhcp_leases SET hostname = ?, state = ?, expires = ?, updated = ? WHERE ip = ?`},
+		{&st.insert, `INSERT INTO dhcp_leases (ip, mac, hostname, state, expires, updated) VALUES (?, ?, ?, ?, ?, ?)`},
+		{&st.reclaim, `DELETE FROM dhcp_leases WHERE ip = ?`},
+		{&st.dropOld, `DELETE FROM dhcp_leases WHERE ip = ? AND mac = ?`},
+		{&st.updateMine, `UPDATE dhcp_leases SET hostname = ?, state = ?, expires = ?, updated = ? WHERE ip = ? AND mac = ?`},
+		{&st.reclaimExact, `DELETE FROM dhcp_leases WHERE ip = ? AND mac = ? AND expires = ?`},
+	} {
+		var err error
+		if *p.s, err = db.Prepare(ctx, p.q); err != nil {
+			return st, fmt.Errorf("lease store: %w", err)
+		}
+	}
+	return st, nil
+}
+
+// ackJob is one ACK waiting for a batch to commit it.
+type ackJob struct {
+	r    dhcp.AckRequest
+	done chan ackResult // buffered: the committer never blocks
+}
+
+type ackResult struct {
+	l   dhcp.Lease
+	err error
 }
 
 // offer is an in-memory reservation of a pool address for a MAC.
@@ -82,7 +139,31 @@ func New(ctx context.Context, db *store.DB, cfg Config) (*Store, error) {
 	if err := db.Migrate(ctx, Migrations()); err != nil {
 		return nil, fmt.Errorf("lease store: %w", err)
 	}
-	return &Store{db: db, cfg: cfg, offers: map[netip.Addr]offer{}}, nil
+	st, err := prepare(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{db: db, cfg: cfg, offers: map[netip.Addr]offer{}, stmt: st}
+	if err := s.reload(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// reload replaces the in-memory index with the database's rows.
+func (s *Store) reload(ctx context.Context) error {
+	all, err := s.List(ctx)
+	if err != nil {
+		return fmt.Errorf("lease store: %w", err)
+	}
+	k := newIndex()
+	for _, l := range all {
+		k.put(l)
+	}
+	s.mu.Lock()
+	s.known = k
+	s.mu.Unlock()
+	return nil
 }
 
 // Pool returns the store's pool.
@@ -138,6 +219,32 @@ func (s *Store) byIP(ctx context.Context, q store.Querier, ip netip.Addr) (dhcp.
 	return l, true, nil
 }
 
+// rowsFor reads, in one query, the row of mac and the row on ip: what an
+// ACK depends on.
+func (s *Store) rowsFor(ctx context.Context, tx *store.Tx, mac string, ip netip.Addr) (cur dhcp.Lease, have bool, holder dhcp.Lease, held bool, err error) {
+	rows, err := tx.Stmt(ctx, s.stmt.rowsFor).QueryContext(ctx, ip.String(), mac)
+	if err != nil {
+		return cur, false, holder, false, fmt.Errorf("leases of %s and %s: %w", mac, ip, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		l, err := scanLease(rows)
+		if err != nil {
+			return cur, false, holder, false, err
+		}
+		if l.IP == ip {
+			holder, held = l, true
+		}
+		if l.MAC.String() == mac {
+			cur, have = l, true
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return cur, false, holder, false, fmt.Errorf("leases of %s and %s: %w", mac, ip, err)
+	}
+	return cur, have, holder, held, nil
+}
+
 // ByMAC returns the lease row of a MAC, or store.ErrNotFound.
 func (s *Store) ByMAC(ctx context.Context, mac net.HardwareAddr) (dhcp.Lease, error) {
 	l, ok, err := s.byMAC(ctx, s.db, mac.String())
@@ -179,27 +286,41 @@ func (s *Store) List(ctx context.Context) ([]dhcp.Lease, error) {
 // address the MAC already holds; else the requested address if free in
 // the pool; else the next free pool address. A pool address is free when
 // it has no row or an expired one, and no unexpired offer to another MAC.
+// Pool offers are decided from the in-memory index; when it finds the
+// pool full it is reloaded from the database once (another server or the
+// CLI may have freed addresses).
 func (s *Store) Offer(ctx context.Context, r dhcp.OfferRequest) (dhcp.Lease, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	if r.Static.IsValid() {
+		s.commit.Lock()
+		defer s.commit.Unlock()
 		var out dhcp.Lease
+		var fx []effect
 		err := s.retryConflicts(ctx, func(tx *store.Tx) error {
 			mac := r.MAC.String()
-			cur, have, err := s.byMAC(ctx, tx, mac)
+			fx = fx[:0]
+			cur, have, holder, held, err := s.rowsFor(ctx, tx, mac, r.Static)
 			if err != nil {
 				return err
 			}
+			fx = observe(fx, mac, r.Static, cur, have, holder, held)
 			if have && cur.IP == r.Static && cur.State == dhcp.StateStatic {
 				out = cur
 				return nil
 			}
-			out, err = s.takeTx(ctx, tx, mac, r.Static, r.Hostname, dhcp.StateStatic, time.Time{}, cur, have, true)
+			out, fx, err = s.takeTx(ctx, tx, fx, mac, r.Static, r.Hostname, dhcp.StateStatic, time.Time{}, cur, have, holder, held, true)
 			return err
 		})
+		s.apply(fx, err == nil)
 		return out, err
 	}
-	return s.offerPool(ctx, r)
+	l, err := s.offerPool(r)
+	if errors.Is(err, dhcp.ErrPoolExhausted) {
+		if rerr := s.reload(ctx); rerr != nil {
+			return dhcp.Lease{}, rerr
+		}
+		l, err = s.offerPool(r)
+	}
+	return l, err
 }
 
 // retryConflicts runs fn in a transaction, again when another server
@@ -209,16 +330,15 @@ func (s *Store) retryConflicts(ctx context.Context, fn func(tx *store.Tx) error)
 		func(int) error { return s.db.InTx(ctx, fn) })
 }
 
-// offerPool finds a pool address for r and reserves it in memory. Only
-// reads the database. Called with s.mu held.
-func (s *Store) offerPool(ctx context.Context, r dhcp.OfferRequest) (dhcp.Lease, error) {
+// offerPool finds a pool address for r in the in-memory index and
+// reserves it.
+func (s *Store) offerPool(r dhcp.OfferRequest) (dhcp.Lease, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	now := s.cfg.Now()
 	mac := r.MAC.String()
 	s.pruneOffers(now)
-	cur, have, err := s.byMAC(ctx, s.db, mac)
-	if err != nil {
-		return dhcp.Lease{}, err
-	}
+	cur, have := s.known.byMAC(mac)
 	// The MAC's own address, unless it was static (the host lost its
 	// static binding) or is outside the pool (the pool changed).
 	if have && cur.State != dhcp.StateStatic && cur.State != dhcp.StateDeclined && s.cfg.Pool.Contains(cur.IP) {
@@ -229,23 +349,14 @@ func (s *Store) offerPool(ctx context.Context, r dhcp.OfferRequest) (dhcp.Lease,
 			return s.reserve(cur.IP, mac, r.Hostname, now), nil
 		}
 	}
-	if s.cfg.Pool.Contains(r.Requested) {
-		if ok, err := s.free(ctx, r.Requested, mac, now); err != nil || ok {
-			if err != nil {
-				return dhcp.Lease{}, err
-			}
-			return s.reserve(r.Requested, mac, r.Hostname, now), nil
-		}
+	if s.cfg.Pool.Contains(r.Requested) && s.free(r.Requested, mac, now) {
+		return s.reserve(r.Requested, mac, r.Hostname, now), nil
 	}
 	size := s.cfg.Pool.Size()
 	for i := range size {
 		off := (s.cursor + i) % size
 		ip := s.cfg.Pool.Nth(off)
-		ok, err := s.free(ctx, ip, mac, now)
-		if err != nil {
-			return dhcp.Lease{}, err
-		}
-		if ok {
+		if s.free(ip, mac, now) {
 			s.cursor = (off + 1) % size
 			return s.reserve(ip, mac, r.Hostname, now), nil
 		}
@@ -254,16 +365,13 @@ func (s *Store) offerPool(ctx context.Context, r dhcp.OfferRequest) (dhcp.Lease,
 }
 
 // free reports whether ip may be offered to mac: no live row of another
-// MAC and no unexpired offer to another MAC.
-func (s *Store) free(ctx context.Context, ip netip.Addr, mac string, now time.Time) (bool, error) {
+// MAC and no unexpired offer to another MAC. Called with s.mu held.
+func (s *Store) free(ip netip.Addr, mac string, now time.Time) bool {
 	if s.offeredToOther(ip, mac, now) {
-		return false, nil
+		return false
 	}
-	holder, held, err := s.byIP(ctx, s.db, ip)
-	if err != nil {
-		return false, err
-	}
-	return !held || holder.MAC.String() == mac || !holder.Live(now), nil
+	holder, held := s.known.rows[ip]
+	return !held || holder.MAC.String() == mac || !holder.Live(now)
 }
 
 func (s *Store) offeredToOther(ip netip.Addr, mac string, now time.Time) bool {
@@ -306,28 +414,28 @@ func (s *Store) pruneOffers(now time.Time) {
 
 // takeTx gives ip to mac in state st, if ip is free, expired, already
 // the MAC's, or (force) held by a non-static lease of another MAC. The
-// MAC's previous row (cur), if on another address, is removed.
-func (s *Store) takeTx(ctx context.Context, tx *store.Tx, mac string, ip netip.Addr, host string,
-	st dhcp.LeaseState, exp time.Time, cur dhcp.Lease, have, force bool) (dhcp.Lease, error) {
+// MAC's previous row (cur), if on another address, is removed. holder is
+// the row on ip, read in the same transaction. What it changes is added
+// to fx, for the in-memory index once the transaction commits.
+func (s *Store) takeTx(ctx context.Context, tx *store.Tx, fx []effect, mac string, ip netip.Addr, host string,
+	st dhcp.LeaseState, exp time.Time, cur dhcp.Lease, have bool, holder dhcp.Lease, held, force bool) (dhcp.Lease, []effect, error) {
 	now := s.cfg.Now()
-	holder, held, err := s.byIP(ctx, tx, ip)
-	if err != nil {
-		return dhcp.Lease{}, err
-	}
 	mine := held && holder.MAC.String() == mac
 	if held && !mine {
 		reclaim := !holder.Live(now) || (force && holder.State != dhcp.StateStatic)
 		if !reclaim {
-			return dhcp.Lease{}, fmt.Errorf("%s for %s: %w", ip, mac, dhcp.ErrUnavailable)
+			return dhcp.Lease{}, fx, fmt.Errorf("%s for %s: %w", ip, mac, dhcp.ErrUnavailable)
 		}
-		if _, err := tx.Exec(ctx, `DELETE FROM dhcp_leases WHERE ip = ?`, ip.String()); err != nil {
-			return dhcp.Lease{}, fmt.Errorf("reclaim %s: %w", ip, err)
+		if _, err := tx.Stmt(ctx, s.stmt.reclaim).ExecContext(ctx, ip.String()); err != nil {
+			return dhcp.Lease{}, fx, fmt.Errorf("reclaim %s: %w", ip, err)
 		}
+		fx = append(fx, effect{del: ip})
 	}
 	if have && cur.IP != ip {
-		if _, err := tx.Exec(ctx, `DELETE FROM dhcp_leases WHERE ip = ? AND mac = ?`, cur.IP.String(), mac); err != nil {
-			return dhcp.Lease{}, fmt.Errorf("drop old lease of %s: %w", mac, err)
+		if _, err := tx.Stmt(ctx, s.stmt.dropOld).ExecContext(ctx, cur.IP.String(), mac); err != nil {
+			return dhcp.Lease{}, fx, fmt.Errorf("drop old lease of %s: %w", mac, err)
 		}
+		fx = append(fx, effect{del: cur.IP})
 	}
 	if host == "" && mine {
 		host = holder.Hostname
@@ -336,51 +444,213 @@ func (s *Store) takeTx(ctx context.Context, tx *store.Tx, mac string, ip netip.A
 	if !exp.IsZero() {
 		e = exp.Unix()
 	}
+	var err error
 	if mine {
-		_, err = tx.Exec(ctx, `UPDATE dhcp_leases SET hostname = ?, state = ?, expires = ?, updated = ? WHERE ip = ?`,
-			host, string(st), e, now.Unix(), ip.String())
+		_, err = tx.Stmt(ctx, s.stmt.update).ExecContext(ctx, host, string(st), e, now.Unix(), ip.String())
 	} else {
-		_, err = tx.Exec(ctx, `INSERT INTO dhcp_leases (ip, mac, hostname, state, expires, updated) VALUES (?, ?, ?, ?, ?, ?)`,
-			ip.String(), mac, host, string(st), e, now.Unix())
+		_, err = tx.Stmt(ctx, s.stmt.insert).ExecContext(ctx, ip.String(), mac, host, string(st), e, now.Unix())
 	}
 	if err != nil {
-		return dhcp.Lease{}, fmt.Errorf("lease %s to %s: %w", ip, mac, err)
+		return dhcp.Lease{}, fx, fmt.Errorf("lease %s to %s: %w", ip, mac, err)
 	}
 	hw, _ := net.ParseMAC(mac)
-	return dhcp.Lease{IP: ip, MAC: hw, Hostname: host, State: st, Expires: exp}, nil
+	l := dhcp.Lease{IP: ip, MAC: hw, Hostname: host, State: st, Expires: exp}
+	kept := l
+	if e != 0 {
+		kept.Expires = time.Unix(e, 0) // as the table keeps it: seconds
+	}
+	return l, append(fx, effect{put: kept, bound: true}), nil
 }
 
 // Ack binds IP to the MAC if it may have it: its static address, or a
 // pool address that is free or already the MAC's. Otherwise it returns
-// dhcp.ErrUnavailable and the server NAKs.
+// dhcp.ErrUnavailable and the server NAKs. It returns once the binding is
+// committed: ACKs that arrive while a commit runs wait for it and are
+// then committed together, in one transaction.
 func (s *Store) Ack(ctx context.Context, r dhcp.AckRequest) (dhcp.Lease, error) {
 	if !r.Static && !s.cfg.Pool.Contains(r.IP) {
 		return dhcp.Lease{}, fmt.Errorf("%s for %s outside pool: %w", r.IP, r.MAC, dhcp.ErrUnavailable)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out dhcp.Lease
-	err := s.retryConflicts(ctx, func(tx *store.Tx) error {
-		mac := r.MAC.String()
-		cur, have, err := s.byMAC(ctx, tx, mac)
-		if err != nil {
-			return err
+	job := &ackJob{r: r, done: make(chan ackResult, 1)}
+	s.pendMu.Lock()
+	s.pending = append(s.pending, job)
+	s.pendMu.Unlock()
+	s.commit.Lock()
+	select {
+	case res := <-job.done: // committed in another goroutine's batch
+		s.commit.Unlock()
+		return res.l, res.err
+	default:
+	}
+	s.pendMu.Lock()
+	alone := len(s.pending) == 1
+	s.pendMu.Unlock()
+	if alone {
+		// Let the other runnable requests reach this point first: with
+		// them the transaction's fixed cost is shared (nothing to wait
+		// for when there are none).
+		runtime.Gosched()
+	}
+	s.pendMu.Lock()
+	batch := s.pending
+	s.pending = nil
+	s.pendMu.Unlock()
+	s.runBatch(ctx, batch)
+	s.commit.Unlock()
+	res := <-job.done
+	return res.l, res.err
+}
+
+// maxBatch bounds the ACKs committed in one transaction.
+const maxBatch = 256
+
+// runBatch commits a batch of ACKs in one transaction, written from the
+// in-memory index, and answers each. A refusal (ErrUnavailable) answers
+// only its own ACK; any other failure (the index was out of date, or
+// another server took an address meanwhile) rolls the batch back, and
+// its ACKs are then committed one by one, each reading its rows first, so
+// that one ACK's conflict does not fail the others. Called with s.commit
+// held.
+func (s *Store) runBatch(ctx context.Context, batch []*ackJob) {
+	for len(batch) > maxBatch {
+		s.runBatch(ctx, batch[:maxBatch])
+		batch = batch[maxBatch:]
+	}
+	results := make([]ackResult, len(batch))
+	var fx []effect
+	err := s.db.InTx(ctx, func(tx *store.Tx) error {
+		fx = fx[:0]
+		for i, j := range batch {
+			var err error
+			results[i].l, fx, err = s.ackTx(ctx, tx, fx, j.r, true)
+			if err != nil && !errors.Is(err, dhcp.ErrUnavailable) {
+				return err
+			}
+			results[i].err = err
 		}
-		if r.Static {
-			out, err = s.takeTx(ctx, tx, mac, r.IP, r.Hostname, dhcp.StateStatic, time.Time{}, cur, have, true)
-			return err
-		}
-		now := s.cfg.Now()
-		if s.offeredToOther(r.IP, mac, now) {
-			return fmt.Errorf("%s for %s offered to another client: %w", r.IP, mac, dhcp.ErrUnavailable)
-		}
-		out, err = s.takeTx(ctx, tx, mac, r.IP, r.Hostname, dhcp.StateBound, now.Add(r.LeaseTime), cur, have, false)
-		return err
+		return nil
 	})
 	if err == nil {
-		delete(s.offers, r.IP)
+		s.apply(fx, true)
+		for i, j := range batch {
+			j.done <- results[i]
+		}
+		return
 	}
-	return out, err
+	for _, j := range batch {
+		var l dhcp.Lease
+		var fx []effect
+		err := s.retryConflicts(ctx, func(tx *store.Tx) error {
+			var err error
+			l, fx, err = s.ackTx(ctx, tx, fx[:0], j.r, false)
+			return err
+		})
+		s.apply(fx, err == nil || errors.Is(err, dhcp.ErrUnavailable))
+		j.done <- ackResult{l, err}
+	}
+}
+
+// ackTx is one ACK inside a transaction. ErrUnavailable writes nothing.
+// With fast, a pool ACK is first tried from the in-memory index (ackFast).
+func (s *Store) ackTx(ctx context.Context, tx *store.Tx, fx []effect, r dhcp.AckRequest, fast bool) (dhcp.Lease, []effect, error) {
+	if fast && !r.Static {
+		if l, out, ok, err := s.ackFast(ctx, tx, fx, r); ok {
+			return l, out, err
+		}
+	}
+	mac := r.MAC.String()
+	cur, have, holder, held, err := s.rowsFor(ctx, tx, mac, r.IP)
+	if err != nil {
+		return dhcp.Lease{}, fx, err
+	}
+	fx = observe(fx, mac, r.IP, cur, have, holder, held)
+	if r.Static {
+		return s.takeTx(ctx, tx, fx, mac, r.IP, r.Hostname, dhcp.StateStatic, time.Time{}, cur, have, holder, held, true)
+	}
+	now := s.cfg.Now()
+	s.mu.Lock()
+	other := s.offeredToOther(r.IP, mac, now)
+	s.mu.Unlock()
+	if other {
+		return dhcp.Lease{}, fx, fmt.Errorf("%s for %s offered to another client: %w", r.IP, mac, dhcp.ErrUnavailable)
+	}
+	return s.takeTx(ctx, tx, fx, mac, r.IP, r.Hostname, dhcp.StateBound, now.Add(r.LeaseTime), cur, have, holder, held, false)
+}
+
+// errStale is a write made from the in-memory index that found the table
+// changed (another server or the CLI wrote the row): the transaction is
+// rolled back, and its ACKs are done again reading the rows first.
+var errStale = errors.New("lease index out of date")
+
+// ackFast binds a pool address from what the in-memory index knows,
+// without reading the table first: each write names the row it expects
+// (the MAC's own row, or the expired row it reclaims) and fails with
+// errStale when the table differs, and an INSERT onto a row the index
+// missed fails on the table's unique keys. ok is false when the index
+// gives no fast answer (the address is held by another client): the
+// reading path decides, nothing is written.
+func (s *Store) ackFast(ctx context.Context, tx *store.Tx, fx []effect, r dhcp.AckRequest) (l dhcp.Lease, out []effect, ok bool, err error) {
+	mac := r.MAC.String()
+	now := s.cfg.Now()
+	s.mu.Lock()
+	holder, held := s.known.rows[r.IP]
+	cur, have := s.known.byMAC(mac)
+	other := s.offeredToOther(r.IP, mac, now)
+	s.mu.Unlock()
+	if other {
+		return dhcp.Lease{}, fx, true, fmt.Errorf("%s for %s offered to another client: %w", r.IP, mac, dhcp.ErrUnavailable)
+	}
+	mine := held && holder.MAC.String() == mac
+	if held && !mine && holder.Live(now) {
+		return dhcp.Lease{}, fx, false, nil
+	}
+	ip := r.IP.String()
+	if held && !mine {
+		res, err := tx.Stmt(ctx, s.stmt.reclaimExact).ExecContext(ctx, ip, holder.MAC.String(), holder.Expires.Unix())
+		if err := one(res, err); err != nil {
+			return dhcp.Lease{}, fx, true, fmt.Errorf("reclaim %s: %w", r.IP, err)
+		}
+		fx = append(fx, effect{del: r.IP})
+	}
+	if have && cur.IP != r.IP {
+		if _, err := tx.Stmt(ctx, s.stmt.dropOld).ExecContext(ctx, cur.IP.String(), mac); err != nil {
+			return dhcp.Lease{}, fx, true, fmt.Errorf("drop old lease of %s: %w", mac, err)
+		}
+		fx = append(fx, effect{del: cur.IP})
+	}
+	host := r.Hostname
+	if host == "" && mine {
+		host = holder.Hostname
+	}
+	exp := now.Add(r.LeaseTime)
+	if mine {
+		res, err := tx.Stmt(ctx, s.stmt.updateMine).ExecContext(ctx, host, string(dhcp.StateBound), exp.Unix(), now.Unix(), ip, mac)
+		err = one(res, err)
+		if err != nil {
+			return dhcp.Lease{}, fx, true, fmt.Errorf("lease %s to %s: %w", r.IP, mac, err)
+		}
+	} else if _, err := tx.Stmt(ctx, s.stmt.insert).ExecContext(ctx, ip, mac, host, string(dhcp.StateBound), exp.Unix(), now.Unix()); err != nil {
+		return dhcp.Lease{}, fx, true, fmt.Errorf("lease %s to %s: %w", r.IP, mac, err)
+	}
+	l = dhcp.Lease{IP: r.IP, MAC: r.MAC, Hostname: host, State: dhcp.StateBound, Expires: exp}
+	kept := l
+	kept.Expires = time.Unix(exp.Unix(), 0)
+	return l, append(fx, effect{put: kept, bound: true}), true, nil
+}
+
+// one checks that a conditional write changed exactly one row.
+func one(res sql.Result, err error) error {
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n != 1 {
+		return errStale
+	}
+	return nil
 }
 
 // Pin gives the MAC a permanent pool address (its current one if it has
@@ -403,7 +673,7 @@ func (s *Store) Release(ctx context.Context, mac net.HardwareAddr, ip netip.Addr
 	if err != nil {
 		return fmt.Errorf("release %s from %s: %w", ip, mac, err)
 	}
-	return nil
+	return s.refresh(ctx, ip)
 }
 
 // Decline marks an address the MAC found in use (DHCPDECLINE): no one
@@ -415,13 +685,32 @@ func (s *Store) Decline(ctx context.Context, mac net.HardwareAddr, ip netip.Addr
 	if err != nil {
 		return fmt.Errorf("decline %s from %s: %w", ip, mac, err)
 	}
-	return nil
+	return s.refresh(ctx, ip)
 }
 
 // Forget deletes the MAC's lease, static or not (a host was removed).
 func (s *Store) Forget(ctx context.Context, mac net.HardwareAddr) error {
 	if _, err := s.db.Exec(ctx, `DELETE FROM dhcp_leases WHERE mac = ? AND mac <> ''`, mac.String()); err != nil {
 		return fmt.Errorf("forget lease of %s: %w", mac, err)
+	}
+	s.mu.Lock()
+	s.known.delMAC(mac.String())
+	s.mu.Unlock()
+	return nil
+}
+
+// refresh reads the row on ip into the in-memory index.
+func (s *Store) refresh(ctx context.Context, ip netip.Addr) error {
+	l, ok, err := s.byIP(ctx, s.db, ip)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ok {
+		s.known.put(l)
+	} else {
+		s.known.del(ip)
 	}
 	return nil
 }

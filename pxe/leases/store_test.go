@@ -282,3 +282,127 @@ func TestTwoServersOneDatabase(t *testing.T) {
 		}
 	})
 }
+
+// TestAcksCommittedTogether: many clients at once; every ACK returns
+// only once its lease is committed (another handle on the database sees
+// it at that moment), and no address is bound twice.
+func TestAcksCommittedTogether(t *testing.T) {
+	storetest.Each(t, Migrations(), func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		pool := dhcp.Pool{Start: netip.MustParseAddr("10.9.1.1"), End: netip.MustParseAddr("10.9.1.200")}
+		c := &clock{t: time.Unix(1_800_000_000, 0)}
+		ls := newLeases(t, db, pool, c)
+		const clients = 150
+		errs := make(chan error, clients)
+		var wg sync.WaitGroup
+		for i := range clients {
+			wg.Go(func() {
+				o, err := ls.Offer(ctx, dhcp.OfferRequest{MAC: mac(i)})
+				if err != nil {
+					errs <- err
+					return
+				}
+				a, err := ls.Ack(ctx, dhcp.AckRequest{MAC: mac(i), IP: o.IP, LeaseTime: time.Hour})
+				if err != nil {
+					errs <- err
+					return
+				}
+				var ip string
+				if err := db.QueryRow(ctx, `SELECT ip FROM dhcp_leases WHERE mac = ? AND state = 'bound'`, mac(i).String()).Scan(&ip); err != nil || ip != a.IP.String() {
+					errs <- errors.Join(errors.New("ACK returned before its lease was committed"), err)
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+		all, err := ls.List(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := map[netip.Addr]bool{}
+		for _, l := range all {
+			if seen[l.IP] || l.State != dhcp.StateBound {
+				t.Fatalf("%+v twice or not bound", l)
+			}
+			seen[l.IP] = true
+		}
+		if len(all) != clients {
+			t.Fatalf("%d leases, want %d", len(all), clients)
+		}
+	})
+}
+
+// TestIndexFollowsOtherWriters: offers come from memory, but what another
+// server or the CLI wrote reaches them: a refused ACK refreshes the
+// address, and a full pool is read again from the database.
+func TestIndexFollowsOtherWriters(t *testing.T) {
+	storetest.Each(t, Migrations(), func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		pool := dhcp.Pool{Start: netip.MustParseAddr("10.9.2.1"), End: netip.MustParseAddr("10.9.2.2")}
+		c := &clock{t: time.Unix(1_800_000_000, 0)}
+		a := newLeases(t, db, pool, c)
+		b := newLeases(t, db, pool, c) // another server
+		first, second := pool.Nth(0), pool.Nth(1)
+		if _, err := b.Ack(ctx, dhcp.AckRequest{MAC: mac(1), IP: first, LeaseTime: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+		// a does not know yet: it offers the first address, and the ACK
+		// is refused by the database.
+		o, err := a.Offer(ctx, dhcp.OfferRequest{MAC: mac(2)})
+		if err != nil || o.IP != first {
+			t.Fatalf("offer: %s %v, want %s (from a stale index)", o.IP, err, first)
+		}
+		if _, err := a.Ack(ctx, dhcp.AckRequest{MAC: mac(2), IP: first, LeaseTime: time.Hour}); !errors.Is(err, dhcp.ErrUnavailable) {
+			t.Fatalf("ack of an address another server bound: %v", err)
+		}
+		// The client starts over and gets the other address.
+		a.Withdraw(mac(2))
+		if o, err = a.Offer(ctx, dhcp.OfferRequest{MAC: mac(2)}); err != nil || o.IP != second {
+			t.Fatalf("second offer: %s %v, want %s", o.IP, err, second)
+		}
+		if _, err := a.Ack(ctx, dhcp.AckRequest{MAC: mac(2), IP: second, LeaseTime: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+		// The CLI (another handle) forgets mac(1): a's pool looks full in
+		// memory, is read again, and the address goes to a newcomer.
+		cli := newLeases(t, db, dhcp.Pool{}, c)
+		if err := cli.Forget(ctx, mac(1)); err != nil {
+			t.Fatal(err)
+		}
+		if o, err = a.Offer(ctx, dhcp.OfferRequest{MAC: mac(3)}); err != nil || o.IP != first {
+			t.Fatalf("offer after forget: %s %v, want %s", o.IP, err, first)
+		}
+		if _, err := a.Ack(ctx, dhcp.AckRequest{MAC: mac(3), IP: first, LeaseTime: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.Offer(ctx, dhcp.OfferRequest{MAC: mac(4)}); !errors.Is(err, dhcp.ErrPoolExhausted) {
+			t.Fatalf("full pool: %v", err)
+		}
+		// The CLI forgets mac(2), which a still thinks holds the second
+		// address: its renewal writes the row again.
+		if err := cli.Forget(ctx, mac(2)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.Ack(ctx, dhcp.AckRequest{MAC: mac(2), IP: second, LeaseTime: 2 * time.Hour}); err != nil {
+			t.Fatalf("renewal after forget: %v", err)
+		}
+		if l := mustLease(t, cli, mac(2)); l.IP != second || l.State != dhcp.StateBound {
+			t.Fatalf("after renewal: %+v", l)
+		}
+		// Another server reclaims an expired lease a still thinks live...
+		// and a's expired view of another row is checked before reclaiming.
+		c.t = c.t.Add(3 * time.Hour) // every lease has expired
+		if _, err := b.Ack(ctx, dhcp.AckRequest{MAC: mac(5), IP: first, LeaseTime: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.Ack(ctx, dhcp.AckRequest{MAC: mac(6), IP: first, LeaseTime: time.Hour}); !errors.Is(err, dhcp.ErrUnavailable) {
+			t.Fatalf("reclaim of a lease another server renewed: %v", err)
+		}
+		if l := mustLease(t, cli, mac(5)); l.IP != first {
+			t.Fatalf("the other server's lease: %+v", l)
+		}
+	})
+}

@@ -1,12 +1,20 @@
 // Package tftp is ironbark's read-only TFTP server for boot loaders
-// (undionly.kpxe, snponly.efi, ipxe.efi) on a cluster's private network,
-// built on github.com/pin/tftp/v3.
+// (undionly.kpxe, snponly.efi, ipxe.efi) on a cluster's private network.
 //
 // Files come from a root directory, opened through os.Root so that no
 // name, ".." element or symlink reaches outside it, and from in-memory or
 // generated files registered with Add and AddFunc (which win over the
-// directory). Write requests are refused. blksize and tsize (RFC 2348,
-// 2349) are negotiated; windowsize (RFC 7440) is not: pin/tftp v3.2.0
-// drops that option from its OACK, so clients fall back to lock-step.
-// Every transfer is logged with its client, size and outcome.
+// directory). Write requests are refused.
+//
+// The protocol is its own small read path (RFC 1350 with options, RFC
+// 2347): blksize (RFC 2348), timeout and tsize (RFC 2349) and windowsize
+// (RFC 7440) are negotiated. pin/tftp, used before, drops windowsize
+// from its OACK in every release the module proxy serves (v3.2.0), and
+// clients then fall back to lock-step, one block per round trip. With a
+// window the server sends windowsize blocks, in one sendmmsg, before
+// waiting for an ACK; an ACK inside the window restarts it after the
+// acknowledged block, a timeout sends the window again, and a repeated
+// ACK is answered at most once per window (never in lock-step, RFC 1123).
+// Unknown options and values out of range are ignored, as RFC 2347 asks.
+// Every transfer is logged with its client, size, options and outcome.
 package tftp

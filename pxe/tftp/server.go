@@ -12,11 +12,13 @@ import (
 	"net"
 	"os"
 	"path"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/pin/tftp/v3"
+	"github.com/pin/tftp/v3/netascii"
+	"golang.org/x/net/ipv4"
 )
 
 // Config configures a Server.
@@ -29,9 +31,15 @@ type Config struct {
 	// Retries the attempts per packet (default 5).
 	Timeout time.Duration
 	Retries int
-	// MaxBlockSize caps the negotiated blksize (default: the interface
-	// MTU, as pin/tftp computes it).
+	// MaxBlockSize caps the negotiated blksize (default: what fits the
+	// MTU of the interface the request came in on).
 	MaxBlockSize int
+	// MaxWindowSize caps the negotiated windowsize, the blocks sent
+	// before waiting for an ACK (RFC 7440; default 64).
+	MaxWindowSize int
+	// MaxTransfers caps the transfers running at once (default 512);
+	// requests beyond it get an error ("server busy") and retry.
+	MaxTransfers int
 }
 
 // GenerateFunc produces a file's content per request, e.g. a per-client
@@ -68,6 +76,13 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Retries <= 0 {
 		cfg.Retries = 5
 	}
+	if cfg.MaxWindowSize <= 0 {
+		cfg.MaxWindowSize = 64
+	}
+	if cfg.MaxTransfers <= 0 {
+		cfg.MaxTransfers = 512
+	}
+	cfg.MaxWindowSize = min(cfg.MaxWindowSize, maxWindowSize)
 	s := &Server{cfg: cfg, log: cfg.Logger, mem: map[string][]byte{}, generated: map[string]GenerateFunc{}}
 	if cfg.Root != "" {
 		r, err := os.OpenRoot(cfg.Root)
@@ -183,28 +198,108 @@ func (s *Server) Open(ctx context.Context, name string, remote net.UDPAddr) (io.
 	return f, nil
 }
 
-// Serve answers read requests on conn until ctx ends, then waits for
-// running transfers (each has its own socket) to finish or time out.
+// Serve answers read requests on conn until ctx ends, then stops the
+// running transfers (each has its own socket, the server's transfer ID)
+// and waits for them. Transfer sockets are opened on the address the
+// request was sent to, in the calling goroutine's network namespace.
 func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
-	srv := tftp.NewServer(func(name string, rf io.ReaderFrom) error { return s.read(ctx, name, rf) },
-		func(name string, _ io.WriterTo) error {
-			s.log.Warn("tftp write refused", "file", name)
-			return errors.New("read-only server")
-		})
-	srv.SetTimeout(s.cfg.Timeout)
-	srv.SetRetries(s.cfg.Retries)
-	if s.cfg.MaxBlockSize > 0 {
-		srv.SetBlockSize(s.cfg.MaxBlockSize)
-	}
-	srv.SetHook(statsHook{s.log})
 	s.log.Info("tftp serving", "addr", conn.LocalAddr(), "root", s.cfg.Root)
-	stop := context.AfterFunc(ctx, srv.Shutdown)
-	defer stop()
-	err := srv.Serve(conn)
-	if ctx.Err() != nil {
-		return nil
+	// The request's destination address, so that replies come from the
+	// address the client talks to even when conn listens on all.
+	var pc *ipv4.PacketConn
+	if uc, ok := conn.(*net.UDPConn); ok {
+		pc = ipv4.NewPacketConn(uc)
+		if err := pc.SetControlMessage(ipv4.FlagDst, true); err != nil {
+			pc = nil
+		}
 	}
-	return err
+	tctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	var mu sync.Mutex
+	active := map[string]bool{} // clients with a transfer running
+	buf := make([]byte, 65536)
+	for {
+		var (
+			n      int
+			remote net.Addr
+			local  net.IP
+			err    error
+		)
+		if pc != nil {
+			var cm *ipv4.ControlMessage
+			n, cm, remote, err = pc.ReadFrom(buf)
+			if cm != nil {
+				local = cm.Dst
+			}
+		} else {
+			n, remote, err = conn.ReadFrom(buf)
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("tftp read: %w", err)
+		}
+		ra, ok := remote.(*net.UDPAddr)
+		if !ok {
+			continue
+		}
+		if local == nil || local.IsUnspecified() {
+			if la, ok := conn.LocalAddr().(*net.UDPAddr); ok {
+				local = la.IP
+			}
+		}
+		req, err := parseRequest(buf[:n])
+		if err != nil {
+			// ACKs and errors of finished transfers land here too: only
+			// what looks like a request is answered.
+			if n >= 2 && (buf[1] == opRRQ || buf[1] == opWRQ) && buf[0] == 0 {
+				s.log.Warn("tftp bad request", "client", ra.String(), "err", err)
+				s.reply(local, ra, errorPacket(errIllegalOp, err.Error()))
+			}
+			continue
+		}
+		if req.op == opWRQ {
+			s.log.Warn("tftp write refused", "file", req.filename, "client", ra.String())
+			s.reply(local, ra, errorPacket(errAccess, "read-only server"))
+			continue
+		}
+		key := ra.String()
+		mu.Lock()
+		repeated, full := active[key], len(active) >= s.cfg.MaxTransfers
+		if !repeated && !full {
+			active[key] = true
+		}
+		mu.Unlock()
+		if repeated {
+			continue // a repeated request: its transfer retransmits itself
+		}
+		if full {
+			s.log.Warn("tftp busy", "file", req.filename, "client", key, "transfers", s.cfg.MaxTransfers)
+			s.reply(local, ra, errorPacket(errUndefined, "server busy, try again"))
+			continue
+		}
+		wg.Go(func() {
+			defer func() { mu.Lock(); delete(active, key); mu.Unlock() }()
+			s.serveRead(tctx, local, *ra, req)
+		})
+	}
+}
+
+// reply sends one packet to a client from a fresh socket (an error for
+// a request that starts no transfer).
+func (s *Server) reply(local net.IP, remote *net.UDPAddr, pkt []byte) {
+	c, err := net.DialUDP("udp4", &net.UDPAddr{IP: local}, remote)
+	if err != nil {
+		s.log.Warn("tftp reply", "client", remote.String(), "err", err)
+		return
+	}
+	defer c.Close()
+	_, _ = c.Write(pkt)
 }
 
 // ListenAndServe serves on a UDP address such as "10.1.0.1:69".
@@ -217,52 +312,99 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 	return s.Serve(ctx, conn)
 }
 
-func (s *Server) read(ctx context.Context, name string, rf io.ReaderFrom) error {
+// serveRead runs one read transfer from its own socket.
+func (s *Server) serveRead(ctx context.Context, local net.IP, remote net.UDPAddr, req request) {
 	start := time.Now()
-	var remote net.UDPAddr
-	if ot, ok := rf.(tftp.OutgoingTransfer); ok {
-		remote = ot.RemoteAddr()
+	log := s.log.With("file", req.filename, "client", remote.String())
+	conn, err := net.DialUDP("udp4", &net.UDPAddr{IP: local}, &remote)
+	if err != nil {
+		log.Warn("tftp transfer socket", "err", err)
+		return
 	}
-	log := s.log.With("file", name, "client", remote.String())
-	r, err := s.Open(ctx, name, remote)
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	fail := func(code uint16, msg string) { _, _ = conn.Write(errorPacket(code, msg)) }
+	if req.mode != "octet" && req.mode != "netascii" {
+		log.Warn("tftp refused", "mode", req.mode)
+		fail(errIllegalOp, "mode "+req.mode+" not supported")
+		return
+	}
+	r, err := s.Open(ctx, req.filename, remote)
 	if err != nil {
 		log.Warn("tftp refused", "err", err)
-		return err
+		code := uint16(errNotFound)
+		if errors.Is(err, ErrBadPath) {
+			code = errAccess
+		}
+		fail(code, err.Error())
+		return
 	}
 	if c, ok := r.(io.Closer); ok {
 		defer c.Close()
 	}
+	maxBlock := s.cfg.MaxBlockSize
+	if maxBlock <= 0 {
+		maxBlock = blockSizeFor(local)
+	}
+	neg := negotiate(req.opts, maxBlock, s.cfg.MaxWindowSize)
 	var src io.Reader = r
+	size, sized := fileSize(r)
 	if f, ok := r.(*os.File); ok {
-		// Read files in large chunks rather than one read(2) per block;
-		// the size (tsize) then has to be set by hand, the library only
-		// finds it itself on a Seeker.
-		if st, err := f.Stat(); err == nil {
-			if ot, ok := rf.(tftp.OutgoingTransfer); ok {
-				ot.SetSize(st.Size())
+		src = bufio.NewReaderSize(f, 256<<10) // large reads, not one per block
+	}
+	if req.mode == "netascii" {
+		src, sized = netascii.ToReader(src), false // the size on the wire is unknown
+	}
+	if neg.tsize && sized {
+		neg.oack = append(neg.oack, option{"tsize", strconv.FormatInt(size, 10)})
+	}
+	t := newTransfer(conn, src, neg, s.cfg.Timeout, s.cfg.Retries)
+	if len(neg.oack) > 0 {
+		if err := t.exchange(oackPacket(neg.oack)); err != nil {
+			if ctx.Err() == nil {
+				log.Warn("tftp transfer failed", "err", err)
 			}
-			src = bufio.NewReaderSize(f, 256<<10)
+			return
 		}
 	}
-	n, err := rf.ReadFrom(src)
+	n, err := t.run()
+	attrs := []any{"bytes", n, "blksize", neg.blksize, "windowsize", neg.window, "packets", t.sent, "resent", t.resent,
+		"duration", time.Since(start)}
 	if err != nil {
-		log.Warn("tftp transfer failed", "bytes", n, "err", err, "duration", time.Since(start))
-		return nil // the library already sent the error to the client
+		if errors.Is(err, errClientGone) && t.eof && len(t.blocks) == 1 {
+			// Only the final ACK is missing: the client has every block
+			// and may simply not have waited (RFC 1350 lets it go).
+			log.Info("tftp sent, final ack lost", attrs...)
+			return
+		}
+		if ctx.Err() == nil && !errors.Is(err, errClientGone) {
+			fail(errUndefined, err.Error())
+		}
+		log.Warn("tftp transfer failed", append(attrs, "err", err)...)
+		return
 	}
-	log.Info("tftp sent", "bytes", n, "duration", time.Since(start))
-	return nil
+	log.Info("tftp sent", attrs...)
 }
 
-// statsHook logs the library's view of each transfer at Debug: the
-// negotiated options and datagram counts on success, and failures it sees
-// outside a transfer handler (malformed requests, client timeouts).
-type statsHook struct{ log *slog.Logger }
-
-func (h statsHook) OnSuccess(st tftp.TransferStats) {
-	h.log.Debug("tftp stats", "file", st.Filename, "client", st.RemoteAddr, "options", fmt.Sprint(st.Opts),
-		"datagrams", st.DatagramsSent, "acked", st.DatagramsAcked, "duration", st.Duration)
-}
-
-func (h statsHook) OnFailure(st tftp.TransferStats, err error) {
-	h.log.Debug("tftp failure", "file", st.Filename, "client", st.RemoteAddr, "err", err)
+// blockSizeFor is the largest block that fits one IPv4 datagram on the
+// interface holding local (MTU less the IP and UDP headers), 1468 (an
+// Ethernet frame) when it cannot be found.
+func blockSizeFor(local net.IP) int {
+	ifs, err := net.Interfaces()
+	if err != nil || local == nil {
+		return 1468
+	}
+	for _, ifc := range ifs {
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok && ipn.IP.Equal(local) {
+				return min(max(ifc.MTU-28, minBlockSize), maxBlockSize)
+			}
+		}
+	}
+	return 1468
 }

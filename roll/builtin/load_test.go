@@ -57,13 +57,16 @@ func TestProfiles(t *testing.T) {
 		nodes, notNodes []string
 		packages        []string
 		agentURI        string
+		after           string // the agent unit's ordering: libvirtd (and Xen's toolstack), the ESP
 	}{
 		{"compute", []string{"base", "ssh", "ntp", "node-identity", "xen", "xen-boot", "node-bridge", "ironbark-node"}, []string{"kvm", "controller"},
-			[]string{"xen-hypervisor-4.17-amd64", "xen-utils-4.17", "libvirt-daemon-driver-xen", "linux-image-amd64"}, "--libvirt xen:///system"},
+			[]string{"xen-hypervisor-4.17-amd64", "xen-utils-4.17", "libvirt-daemon-system", "libvirt-daemon-driver-xen", "linux-image-amd64"},
+			"--libvirt xen:///system", "After=network-online.target libvirtd.service xen.service boot-efi.mount"},
 		{"compute-kvm", []string{"base", "kvm", "node-bridge", "ironbark-node"}, []string{"xen", "xen-boot", "controller"},
-			[]string{"qemu-system-x86", "libvirt-daemon-driver-qemu"}, "--libvirt qemu:///system --domain-type kvm"},
+			[]string{"qemu-system-x86", "libvirt-daemon-system", "libvirt-daemon-driver-qemu"},
+			"--libvirt qemu:///system --domain-type kvm", "After=network-online.target libvirtd.service boot-efi.mount"},
 		{"frontend", []string{"base", "controller", "pxe-server", "image-store"}, []string{"xen", "kvm", "ironbark-node"},
-			[]string{"ipxe", "mmdebstrap"}, ""},
+			[]string{"ipxe", "mmdebstrap"}, "", ""},
 	} {
 		p, err := g.Profile(tc.appliance, map[string]string{"hostname": tc.appliance + "-0-0"})
 		if err != nil {
@@ -100,8 +103,8 @@ func TestProfiles(t *testing.T) {
 				unit = string(f.Content)
 			}
 		}
-		if !strings.Contains(unit, tc.agentURI) || !strings.Contains(unit, "After=network-online.target libvirtd.service") {
-			t.Errorf("%s: the agent's unit does not run %q after libvirtd:\n%s", tc.appliance, tc.agentURI, unit)
+		if !strings.Contains(unit, tc.agentURI) || !strings.Contains(unit, tc.after+"\n") || strings.Contains(unit, "Requires=") {
+			t.Errorf("%s: the agent's unit does not run %q with %q (and no Requires=):\n%s", tc.appliance, tc.agentURI, tc.after, unit)
 		}
 	}
 }

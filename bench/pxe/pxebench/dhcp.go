@@ -10,8 +10,11 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
@@ -25,154 +28,283 @@ import (
 )
 
 // benchDHCP measures DORA/s for fresh leases and for the same clients
-// coming back, against ironbark's server and then dnsmasq, on the same
-// bridge from a load generator in a second namespace.
+// coming back, ironbark against Kea (and dnsmasq with -dnsmasq). Each
+// server has its own lab bridge (same addresses, same pool) with a load
+// generator in a namespace behind it, and all run at once, so that their
+// rounds can alternate: on a shared, busy machine load comes and goes,
+// and alternating keeps it from favouring any. Each figure is the median
+// of its rounds; every round brings new MACs.
 func benchDHCP(ctx context.Context, e *env, o options) error {
-	ln := lab.NewLabNet(e, "10.211.0.1/16")
-	gen := lab.NewNetNS(e)
-	genIf := ln.NS.Link(e, ln.Bridge, gen)
 	pool := dhcp.Pool{Start: netip.MustParseAddr("10.211.128.1"), End: netip.MustParseAddr("10.211.255.254")}
-	macs := make([]net.HardwareAddr, o.macs)
-	for i := range macs {
-		// Spread like NIC serials of mixed batches, not 0,1,2...: dnsmasq
-		// picks a start address by hashing the MAC, and consecutive MACs
-		// crowd onto the same addresses and NAK each other.
-		v := uint32(i) * 2654435761 & 0xffffff
-		macs[i] = net.HardwareAddr{0x52, 0x54, 0x01, byte(v >> 16), byte(v >> 8), byte(v)}
-	}
-	fmt.Printf("dhcp: %d simulated clients, %d exchanges in flight, leases persisted (ironbark: SQLite WAL, synchronous NORMAL and FULL; dnsmasq: lease file, fsync per change)\n",
-		o.macs, o.inflight)
+	fmt.Printf("dhcp: %d simulated clients a round, %d exchanges in flight, median of %d rounds, servers alternating, leases persisted (ironbark: SQLite WAL, synchronous NORMAL, and FULL; kea: memfile CSV, flushed per change, not fsynced; dnsmasq: lease file, fsynced)\n",
+		o.macs, o.inflight, o.dhcpRounds)
 
-	type result struct{ fresh, again doraResult }
-	var ours, oursSync, theirs result
-	var err error
-	run := func(fsync bool) (r result, err error) {
-		stop, err := startIronbark(ctx, ln, pool, fsync, o.verbose)
-		if err != nil {
-			return r, err
-		}
-		defer stop()
-		if r.fresh, err = runDORA(ctx, gen, genIf, macs, o.inflight); err != nil {
-			return r, err
-		}
-		r.again, err = runDORA(ctx, gen, genIf, macs, o.inflight)
-		return r, err
+	type server struct {
+		name     string
+		gen      *lab.NetNS
+		genIf    string
+		fresh    []float64
+		again    []float64
+		cpu      time.Duration // the server's CPU time in all rounds
+		doras    int
+		resent   int64
+		naks     int64
+		proc     *lab.Process
+		rounds   int
+		stopping func()
 	}
-	if ours, err = run(false); err != nil {
-		return fmt.Errorf("ironbark: %w", err)
-	}
-	if oursSync, err = run(true); err != nil {
-		return fmt.Errorf("ironbark (synchronous=FULL): %w", err)
-	}
-
-	// dnsmasq on the same bridge, fresh lease file.
-	func() {
-		dir, _ := os.MkdirTemp("", "pxebench-dnsmasq")
-		defer os.RemoveAll(dir)
-		p := ln.NS.Start(e, "dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0", "--user=root",
-			"--interface="+ln.Bridge, "--bind-interfaces",
-			fmt.Sprintf("--dhcp-range=%s,%s,255.255.0.0,1h", pool.Start, pool.End),
-			"--dhcp-leasefile="+filepath.Join(dir, "leases"), "--dhcp-lease-max=1000000",
-			"--dhcp-authoritative", "--no-ping", "--quiet-dhcp", "--dhcp-boot=undionly.kpxe",
-			"--pid-file="+filepath.Join(dir, "pid"))
-		defer func() { _ = p.Cmd.Process.Signal(os.Interrupt) }()
-		// Wait until it answers one client (not counted).
-		var werr error
-		for range 50 {
-			if _, werr = runDORA(ctx, gen, genIf, []net.HardwareAddr{{0x52, 0x54, 0x02, 0, 0, 1}}, 1); werr == nil {
-				break
+	var servers []*server
+	defer func() {
+		for _, sv := range servers {
+			if sv.stopping != nil {
+				sv.stopping()
 			}
 		}
-		if werr != nil {
-			err = fmt.Errorf("dnsmasq did not answer: %v\n%s", werr, p.Output())
-			return
-		}
-		if theirs.fresh, err = runDORA(ctx, gen, genIf, macs, o.inflight); err != nil {
-			return
-		}
-		theirs.again, err = runDORA(ctx, gen, genIf, macs, o.inflight)
-		if fi, serr := os.Stat(filepath.Join(dir, "leases")); serr == nil {
-			e.Logf("dnsmasq lease file: %d bytes", fi.Size())
-		}
 	}()
-	if err != nil {
-		return fmt.Errorf("dnsmasq: %w", err)
+	add := func(name string, rounds int, start func(ln *lab.LabNet, dir string) (*lab.Process, error)) error {
+		ln := lab.NewLabNet(e, "10.211.0.1/16")
+		gen := lab.NewNetNS(e)
+		sv := &server{name: name, gen: gen, genIf: ln.NS.Link(e, ln.Bridge, gen), rounds: rounds}
+		dir, err := os.MkdirTemp("", "pxebench-"+name)
+		if err != nil {
+			return err
+		}
+		e.Cleanup(func() { os.RemoveAll(dir) })
+		if sv.proc, err = start(ln, dir); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		p := sv.proc
+		sv.stopping = func() { stopProcess(p); e.Logf("%s output:\n%s", name, p.Output()) }
+		// Wait until it answers one client (not counted).
+		if err := waitAnswer(ctx, gen, sv.genIf, byte(len(servers))); err != nil {
+			return fmt.Errorf("%s: %w\n%s", name, err, p.Output())
+		}
+		servers = append(servers, sv)
+		return nil
 	}
-	for _, row := range []struct {
-		name string
-		a, b doraResult
-	}{
-		{"new leases", ours.fresh, theirs.fresh},
-		{"returning clients", ours.again, theirs.again},
-		{"new, fsync/commit", oursSync.fresh, theirs.fresh},
-		{"returning, fsync", oursSync.again, theirs.again},
-	} {
-		fmt.Printf("dhcp %-18s ironbark %7.0f DORA/s (%d resent, %d NAK)  dnsmasq %7.0f DORA/s (%d resent, %d NAK)  ratio %s\n",
-			row.name, row.a.rate(), row.a.retrans, row.a.naks, row.b.rate(), row.b.retrans, row.b.naks, ratio(row.a.rate(), row.b.rate()))
+	if err := add("ironbark", o.dhcpRounds, func(ln *lab.LabNet, dir string) (*lab.Process, error) {
+		return startIronbark(e, ln, pool, dir, false, o), nil
+	}); err != nil {
+		return err
+	}
+	if err := add("ironbark-fsync", o.dhcpRounds, func(ln *lab.LabNet, dir string) (*lab.Process, error) {
+		return startIronbark(e, ln, pool, dir, true, o), nil
+	}); err != nil {
+		return err
+	}
+	if err := add("kea", o.dhcpRounds, func(ln *lab.LabNet, dir string) (*lab.Process, error) {
+		return startKea(e, ln, pool, dir), nil
+	}); err != nil {
+		return err
+	}
+	if o.dnsmasq {
+		// dnsmasq is 10-50 times slower: one round.
+		if err := add("dnsmasq", 1, func(ln *lab.LabNet, dir string) (*lab.Process, error) {
+			return ln.NS.Start(e, "dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0", "--user=root",
+				"--interface="+ln.Bridge, "--bind-interfaces",
+				fmt.Sprintf("--dhcp-range=%s,%s,255.255.0.0,1h", pool.Start, pool.End),
+				"--dhcp-leasefile="+filepath.Join(dir, "leases"), "--dhcp-lease-max=1000000",
+				"--dhcp-authoritative", "--no-ping", "--quiet-dhcp", "--dhcp-boot=undionly.kpxe",
+				"--pid-file="+filepath.Join(dir, "pid")), nil
+		}); err != nil {
+			return err
+		}
+	}
+	for round := range o.dhcpRounds {
+		macs := make([]net.HardwareAddr, o.macs)
+		for i := range macs {
+			// Spread like NIC serials of mixed batches, not 0,1,2...:
+			// dnsmasq picks a start address by hashing the MAC, and
+			// consecutive MACs crowd onto the same addresses and NAK each
+			// other.
+			v := uint32(i) * 2654435761 & 0xffffff
+			macs[i] = net.HardwareAddr{0x52, 0x54, byte(0x10 + round), byte(v >> 16), byte(v >> 8), byte(v)}
+		}
+		for _, sv := range servers {
+			if round >= sv.rounds {
+				continue
+			}
+			cpu0 := cpuTime(sv.proc.Cmd.Process.Pid)
+			fresh, err := runDORA(ctx, sv.gen, sv.genIf, macs, o.inflight)
+			if err != nil {
+				return fmt.Errorf("%s, new leases: %w\n%s", sv.name, err, sv.proc.Output())
+			}
+			again, err := runDORA(ctx, sv.gen, sv.genIf, macs, o.inflight)
+			if err != nil {
+				return fmt.Errorf("%s, returning clients: %w\n%s", sv.name, err, sv.proc.Output())
+			}
+			sv.cpu += cpuTime(sv.proc.Cmd.Process.Pid) - cpu0
+			sv.doras += fresh.n + again.n
+			sv.fresh, sv.again = append(sv.fresh, fresh.rate()), append(sv.again, again.rate())
+			sv.resent += fresh.retrans + again.retrans
+			sv.naks += fresh.naks + again.naks
+		}
+	}
+	ref := servers[2] // kea
+	for _, kind := range []string{"new leases", "returning clients"} {
+		pick := func(sv *server) []float64 {
+			if kind == "new leases" {
+				return sv.fresh
+			}
+			return sv.again
+		}
+		k := median(pick(ref))
+		for _, sv := range servers {
+			if sv == ref {
+				continue
+			}
+			v := median(pick(sv))
+			fmt.Printf("dhcp %-17s %-15s %7.0f DORA/s  kea %7.0f DORA/s  ratio %s  (rounds: %s vs %s; %d resent, %d NAK)\n",
+				kind, sv.name, v, k, ratio(v, k), list(pick(sv), 1), list(pick(ref), 1), sv.resent, sv.naks)
+		}
+	}
+	for _, sv := range servers {
+		fmt.Printf("dhcp CPU per DORA   %-15s %5.1f µs\n", sv.name, float64(sv.cpu.Microseconds())/float64(max(sv.doras, 1)))
 	}
 	return nil
 }
 
-// startIronbark runs ironbark's DHCP server on the lab bridge with a fresh
-// SQLite lease database and a backend that admits every client (like
-// dnsmasq's dhcp-range). fsync switches SQLite to synchronous=FULL, which
-// fsyncs the WAL at every commit as dnsmasq fsyncs its lease file after
-// every change; the default (NORMAL) survives a process crash but may
-// lose the last commits on power loss.
-func startIronbark(ctx context.Context, ln *lab.LabNet, pool dhcp.Pool, fsync, verbose bool) (stop func(), err error) {
-	sctx, cancel := context.WithCancel(ctx)
-	dir, err := os.MkdirTemp("", "pxebench-dhcp")
+// cpuTime is the CPU time (user and system) a process has used so far,
+// 0 if it cannot be read.
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		cancel()
-		return nil, err
+		return 0
 	}
-	var closers []func()
-	stop = func() {
-		cancel()
-		for i := len(closers) - 1; i >= 0; i-- {
-			closers[i]()
-		}
-		os.RemoveAll(dir)
+	// The fields after the command name (which may hold spaces) start
+	// after the last ')': state is field 3, utime 14, stime 15.
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
 	}
-	defer func() {
-		if err != nil {
-			stop()
-		}
-	}()
-	db, err := store.Open(sctx, filepath.Join(dir, "ironbark.db"))
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ is 100 on Linux
+}
+
+// startKea runs kea-dhcp4 on the lab bridge: the same pool, lease time
+// and boot file as the others, memfile lease database persisted to a CSV
+// file in dir (Debian's defaults otherwise: raw sockets, no lease file
+// cleanup during the run).
+func startKea(e *env, ln *lab.LabNet, pool dhcp.Pool, dir string) *lab.Process {
+	conf := fmt.Sprintf(`{"Dhcp4": {
+  "interfaces-config": {"interfaces": [%q]},
+  "lease-database": {"type": "memfile", "persist": true, "name": %q, "lfc-interval": 0},
+  "valid-lifetime": 3600,
+  "authoritative": true,
+  "boot-file-name": "undionly.kpxe",
+  "subnet4": [{"id": 1, "subnet": %q, "pools": [{"pool": "%s - %s"}]}],
+  "loggers": [{"name": "kea-dhcp4", "severity": "WARN", "output_options": [{"output": "stderr"}]}]
+}}`, ln.Bridge, filepath.Join(dir, "leases4.csv"), ln.Addr.Masked().String(), pool.Start, pool.End)
+	path := filepath.Join(dir, "kea-dhcp4.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		e.Fatalf("kea config: %v", err)
+	}
+	// Kea keeps its pid and lock files where these say.
+	return ln.NS.Start(e, "env", "KEA_PIDFILE_DIR="+dir, "KEA_LOCKFILE_DIR="+dir, "kea-dhcp4", "-c", path)
+}
+
+// startIronbark runs ironbark's DHCP server as its own process in the lab
+// namespace (like Kea, so it shares no Go runtime with the load
+// generator), with a fresh SQLite lease database in dir and a backend
+// that admits every client (like a dhcp-range). fsync switches SQLite to
+// synchronous=FULL, which fsyncs the WAL at every commit; the default
+// (NORMAL) survives a process crash but may lose the last commits on
+// power loss, like Kea's memfile, which writes each change to its file
+// without fsync.
+func startIronbark(e *env, ln *lab.LabNet, pool dhcp.Pool, dir string, fsync bool, o options) *lab.Process {
+	self, err := os.Executable()
 	if err != nil {
-		return nil, err
+		e.Fatalf("%v", err)
 	}
-	closers = append(closers, func() { db.Close() })
+	args := []string{"-serve-dhcp", ln.Bridge, "-serve-dhcp-addr", ln.Addr.String(),
+		"-serve-dhcp-pool", pool.Start.String() + "-" + pool.End.String(), "-serve-dhcp-db", filepath.Join(dir, "ironbark.db")}
+	if fsync {
+		args = append(args, "-serve-dhcp-fsync")
+	}
+	if o.verbose {
+		args = append(args, "-v")
+	}
+	if o.cpuProfile != "" {
+		prof := o.cpuProfile + ".dhcp"
+		if fsync {
+			prof += "-fsync"
+		}
+		args = append(args, "-cpuprofile", prof)
+	}
+	return ln.NS.Start(e, self, args...)
+}
+
+// stopProcess stops a server started in the lab and waits until it is
+// gone (the lab reaps it, so its pid disappears once it has exited).
+func stopProcess(p *lab.Process) {
+	_ = syscall.Kill(-p.Cmd.Process.Pid, syscall.SIGTERM)
+	for range 200 {
+		if syscall.Kill(p.Cmd.Process.Pid, 0) != nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// serveDHCP is the benchmark's ironbark DHCP server process (pxebench
+// -serve-dhcp IFACE ...), stopped by SIGINT or SIGTERM.
+func serveDHCP(ctx context.Context, iface, addr, poolRange, dbPath string, fsync, verbose bool) error {
+	prefix, err := netip.ParsePrefix(addr)
+	if err != nil {
+		return err
+	}
+	first, last, ok := strings.Cut(poolRange, "-")
+	if !ok {
+		return fmt.Errorf("pool %q: want FIRST-LAST", poolRange)
+	}
+	var pool dhcp.Pool
+	if pool.Start, err = netip.ParseAddr(first); err != nil {
+		return err
+	}
+	if pool.End, err = netip.ParseAddr(last); err != nil {
+		return err
+	}
+	db, err := store.Open(ctx, dbPath)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
 	if fsync {
 		// PRAGMA synchronous is per connection: use one.
 		db.SQL().SetMaxOpenConns(1)
-		if _, err := db.SQL().ExecContext(sctx, "PRAGMA synchronous=FULL"); err != nil {
-			return nil, err
+		if _, err := db.SQL().ExecContext(ctx, "PRAGMA synchronous=FULL"); err != nil {
+			return err
 		}
 	}
-	ls, err := leases.New(sctx, db, leases.Config{Pool: pool})
+	ls, err := leases.New(ctx, db, leases.Config{Pool: pool})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	level := slog.LevelWarn
 	if verbose {
 		level = slog.LevelInfo
 	}
 	allow := dhcp.BackendFunc(func(context.Context, dhcp.ClientInfo) (*dhcp.Binding, error) { return &dhcp.Binding{}, nil })
-	srv, err := dhcp.New(dhcp.Config{Interface: ln.Bridge, ServerIP: ln.Addr.Addr(), Subnet: ln.Addr,
+	srv, err := dhcp.New(dhcp.Config{Interface: iface, ServerIP: prefix.Addr(), Subnet: prefix,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))}, allow, ls)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	var conn net.PacketConn
-	if err := ln.NS.Do(func() (err error) { conn, err = dhcp.Listen(ln.Bridge, 0); return err }); err != nil {
-		return nil, err
+	return srv.Serve(ctx)
+}
+
+// waitAnswer waits until a server answers one DORA (not counted) from
+// a MAC of its own (tag).
+func waitAnswer(ctx context.Context, gen *lab.NetNS, genIf string, tag byte) error {
+	var err error
+	for range 50 {
+		if _, err = runDORA(ctx, gen, genIf, []net.HardwareAddr{{0x52, 0x54, 0x02, 0, 0, tag}}, 1); err == nil {
+			return nil
+		}
 	}
-	done := make(chan error, 1)
-	go func() { done <- srv.ServeConn(sctx, conn) }()
-	closers = append(closers, func() { cancel(); <-done })
-	return stop, nil
+	return fmt.Errorf("did not answer: %w", err)
 }
 
 type doraResult struct {

@@ -1,8 +1,12 @@
 // Command pxebench compares ironbark's PXE servers with the standard
-// Debian tools on one lab network: DHCP (full DORA exchanges per second
-// from thousands of simulated MACs, leases persisted) against dnsmasq, and
-// TFTP (a 64 MiB file to 1 and 32 concurrent clients) against tftpd-hpa.
-// It prints ratios ironbark/reference. Run it through bench/pxe/run.
+// Debian tools on lab networks: DHCP (full DORA exchanges per second from
+// thousands of simulated MACs, leases persisted) against Kea (and
+// dnsmasq with -dnsmasq), TFTP (a 64 MiB file to 1 client, 16 MiB to 32
+// at once, atftp clients with and without windowsize) against tftpd-hpa,
+// and HTTP image streams (32 and 128 at once, each resumed with a Range
+// request) against nginx-light. Each ironbark server runs as its own
+// process, like the reference. It prints medians and ratios
+// ironbark/reference. Run it through bench/pxe/run.
 package main
 
 import (
@@ -11,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 )
@@ -44,21 +49,64 @@ func main() {
 	var o options
 	flag.IntVar(&o.macs, "macs", 3000, "simulated DHCP clients (MACs)")
 	flag.IntVar(&o.inflight, "inflight", 32, "DORA exchanges in flight at once")
-	flag.IntVar(&o.tftpMiB, "tftp-mib", 64, "TFTP file size in MiB")
+	flag.IntVar(&o.dhcpRounds, "dhcp-rounds", 5, "DHCP rounds per server (the median counts)")
+	flag.BoolVar(&o.dnsmasq, "dnsmasq", false, "also run dnsmasq (one round: it is 10-50 times slower)")
+	flag.IntVar(&o.tftpMiB, "tftp-mib", 64, "TFTP file size in MiB for the single client")
 	flag.IntVar(&o.tftpClients, "tftp-clients", 32, "concurrent TFTP clients in the parallel run")
 	flag.IntVar(&o.blksize, "blksize", 1468, "TFTP blksize the clients ask for")
-	flag.IntVar(&o.tftpRounds, "tftp-rounds", 3, "single-client TFTP rounds per server (best counts)")
-	flag.IntVar(&o.tftpParRounds, "tftp-parallel-rounds", 2, "parallel TFTP rounds per server (best counts)")
-	only := flag.String("only", "dhcp,tftp", "which comparisons to run")
+	flag.IntVar(&o.tftpParMiB, "tftp-parallel-mib", 16, "TFTP file size in MiB for each of the parallel clients")
+	flag.IntVar(&o.tftpWindow, "tftp-window", 16, "TFTP windowsize the clients ask for in the windowed runs")
+	flag.IntVar(&o.tftpRounds, "tftp-rounds", 5, "single-client TFTP rounds per server and mode (the median counts)")
+	flag.IntVar(&o.tftpParRounds, "tftp-parallel-rounds", 3, "parallel TFTP rounds per server and mode (the median counts)")
+	only := flag.String("only", "dhcp,tftp,http", "which comparisons to run")
 	flag.BoolVar(&o.verbose, "v", false, "log server output and progress")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write ironbark servers' CPU profiles to this path (+ .dhcp, .tftp)")
+	dhcpIface := flag.String("serve-dhcp", "", "internal: run only ironbark's DHCP server on this interface")
+	dhcpAddr := flag.String("serve-dhcp-addr", "", "internal: its address and prefix")
+	dhcpPool := flag.String("serve-dhcp-pool", "", "internal: its pool FIRST-LAST")
+	dhcpDB := flag.String("serve-dhcp-db", "", "internal: its lease database")
+	dhcpFsync := flag.Bool("serve-dhcp-fsync", false, "internal: SQLite synchronous=FULL")
+	flag.IntVar(&o.httpMiB, "http-mib", 32, "HTTP image size in MiB (each stream fetches all of it)")
+	flag.IntVar(&o.httpRounds, "http-rounds", 3, "HTTP rounds per server and concurrency (the median counts)")
+	httpAddr := flag.String("serve-http", "", "internal: run only ironbark's boot HTTP server on this address")
+	httpDir := flag.String("serve-http-dir", "", "internal: its data directory")
+	httpImage := flag.String("serve-http-image", "", "internal: the image it serves")
+	httpGetURL := flag.String("http-get", "", "internal: run the HTTP client: fetch this URL")
+	httpStreams := flag.Int("http-streams", 32, "internal: the client's concurrent streams")
+	httpSize := flag.Int64("http-size", 0, "internal: the image size the client expects")
 	serveAddr := flag.String("serve-tftp", "", "internal: run only ironbark's TFTP server on this address")
 	serveRoot := flag.String("serve-tftp-root", "", "internal: its root directory")
 	flag.Parse()
-	if *serveAddr != "" {
+	if *httpGetURL != "" {
+		if err := httpGet(*httpGetURL, *httpStreams, *httpSize); err != nil {
+			fmt.Fprintln(os.Stderr, "pxebench http client:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *serveAddr != "" || *dhcpIface != "" || *httpAddr != "" {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
-		if err := serveTFTP(ctx, *serveAddr, *serveRoot, o.verbose); err != nil {
-			fmt.Fprintln(os.Stderr, "pxebench tftp server:", err)
+		if o.cpuProfile != "" {
+			f, err := os.Create(o.cpuProfile)
+			if err == nil && pprof.StartCPUProfile(f) == nil {
+				defer f.Close()
+				defer pprof.StopCPUProfile()
+			}
+		}
+		var err error
+		switch {
+		case *dhcpIface != "":
+			err = serveDHCP(ctx, *dhcpIface, *dhcpAddr, *dhcpPool, *dhcpDB, *dhcpFsync, o.verbose)
+		case *httpAddr != "":
+			err = serveHTTP(ctx, *httpAddr, *httpDir, *httpImage)
+		default:
+			err = serveTFTP(ctx, *serveAddr, *serveRoot, o.verbose)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "pxebench server:", err)
+			stop()
+			pprof.StopCPUProfile()
 			os.Exit(1)
 		}
 		return
@@ -81,6 +129,8 @@ func main() {
 			run = benchDHCP
 		case "tftp":
 			run = benchTFTP
+		case "http":
+			run = benchHTTP
 		default:
 			fmt.Fprintf(os.Stderr, "pxebench: unknown comparison %q\n", which)
 			os.Exit(2)
@@ -97,10 +147,15 @@ func main() {
 
 type options struct {
 	macs, inflight            int
+	dhcpRounds                int
+	dnsmasq                   bool
 	tftpMiB, tftpClients      int
+	tftpParMiB, tftpWindow    int
 	tftpRounds, tftpParRounds int
 	blksize                   int
 	verbose                   bool
+	cpuProfile                string
+	httpMiB, httpRounds       int
 }
 
 // runOne runs one comparison with its own lab, always cleaned up.

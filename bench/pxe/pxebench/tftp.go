@@ -4,23 +4,24 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
-
-	"github.com/pin/tftp/v3"
 
 	"ironbark/internal/lab"
 	ibtftp "ironbark/pxe/tftp"
 )
 
 // benchTFTP measures throughput for one client and for many concurrent
-// clients fetching the same large file, ironbark then tftpd-hpa, from a
-// client namespace behind the lab bridge.
+// clients fetching the same large file, ironbark against tftpd-hpa, from
+// a client namespace behind the lab bridge. The client is Debian's atftp,
+// first asking for windowsize (RFC 7440: tftpd-hpa ignores it and sends
+// lock-step, ironbark sends windows), then lock-step for both.
 func benchTFTP(ctx context.Context, e *env, o options) error {
 	ln := lab.NewLabNet(e, "10.212.0.1/24")
 	cli := lab.NewNetNS(e)
@@ -34,121 +35,143 @@ func benchTFTP(ctx context.Context, e *env, o options) error {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return err
 	}
-	size := int64(o.tftpMiB) << 20
-	data := make([]byte, size)
-	rand.Read(data)
-	if err := os.WriteFile(filepath.Join(dir, "big.img"), data, 0o644); err != nil {
-		return err
+	sizes := map[string]int64{"big.img": int64(o.tftpMiB) << 20, "par.img": int64(o.tftpParMiB) << 20}
+	for name, size := range sizes {
+		data := make([]byte, size)
+		rand.Read(data)
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			return err
+		}
 	}
 	// Both servers run at once, each on its own address of the bridge, so
 	// that their rounds can alternate: on a shared, busy machine load comes
 	// and goes, and alternating keeps it from favouring either. Each figure
-	// is the best of its rounds.
-	ourAddr := ln.Addr.Addr().String() + ":69"
-	hpaIP := ln.Addr.Addr().Next().Next()
+	// is the median of its rounds.
+	ourIP := ln.Addr.Addr()
+	hpaIP := ourIP.Next().Next()
 	ln.NS.AddAddr(e, ln.Bridge, netip.PrefixFrom(hpaIP, ln.Addr.Bits()))
-	hpaAddr := hpaIP.String() + ":69"
-	fmt.Printf("tftp: %d MiB file, blksize %d, clients in a namespace behind the bridge, best of %d single and %d parallel rounds, alternating\n",
-		o.tftpMiB, o.blksize, o.tftpRounds, o.tftpParRounds)
+	fmt.Printf("tftp: %d MiB file to 1 client, %d MiB to each of %d at once, blksize %d, atftp clients in a namespace behind the bridge, median of %d single and %d parallel rounds, servers alternating\n",
+		o.tftpMiB, o.tftpParMiB, o.tftpClients, o.blksize, o.tftpRounds, o.tftpParRounds)
 
 	// ironbark runs as its own process in the lab namespace, like
-	// in.tftpd, so that neither server shares a Go runtime with the
-	// clients.
+	// in.tftpd, so that neither server shares a Go runtime with anything.
 	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
-	args := []string{"-serve-tftp", ourAddr, "-serve-tftp-root", dir}
+	args := []string{"-serve-tftp", ourIP.String() + ":69", "-serve-tftp-root", dir}
 	if o.verbose {
 		args = append(args, "-v")
 	}
-	ours := ln.NS.Start(e, self, args...)
-	hpa := ln.NS.Start(e, "in.tftpd", "--foreground", "--listen", "--address", hpaAddr, "--secure", dir)
-
-	single := func(addr string) (float64, error) {
-		start := time.Now()
-		if err := fetch(cli, addr, "big.img", o.blksize, size); err != nil {
-			return 0, err
-		}
-		return float64(size) / time.Since(start).Seconds(), nil
+	if o.cpuProfile != "" {
+		args = append(args, "-cpuprofile", o.cpuProfile+".tftp")
 	}
-	parallel := func(addr string) (float64, error) {
+	ours := ln.NS.Start(e, self, args...)
+	defer stopProcess(ours) // before the lab goes: the profile is written on exit
+	hpa := ln.NS.Start(e, "in.tftpd", "--foreground", "--listen", "--address", hpaIP.String()+":69", "--secure", dir)
+
+	type server struct {
+		name string
+		ip   netip.Addr
+		proc *lab.Process
+	}
+	servers := []server{{"ironbark", ourIP, ours}, {"tftpd-hpa", hpaIP, hpa}}
+	// Wait until both answer.
+	for _, sv := range servers {
+		var err error
+		for range 50 {
+			if err = atftp(ctx, cli, sv.ip, "big.img", o.blksize, 0); err == nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w\n%s", sv.name, err, sv.proc.Output())
+		}
+	}
+	measure := func(clients int, file string, window int, ip netip.Addr) (float64, error) {
 		var wg sync.WaitGroup
-		errs := make(chan error, o.tftpClients)
+		errs := make(chan error, clients)
 		start := time.Now()
-		for range o.tftpClients {
+		for range clients {
 			wg.Go(func() {
-				if err := fetch(cli, addr, "big.img", o.blksize, size); err != nil {
+				if err := atftp(ctx, cli, ip, file, o.blksize, window); err != nil {
 					errs <- err
 				}
 			})
 		}
 		wg.Wait()
-		rate := float64(size) * float64(o.tftpClients) / time.Since(start).Seconds()
+		rate := float64(sizes[file]) * float64(clients) / time.Since(start).Seconds()
 		close(errs)
 		return rate, <-errs
 	}
-	type server struct {
-		name, addr       string
-		proc             *lab.Process
-		single, parallel float64
-	}
-	servers := []*server{{name: "ironbark", addr: ourAddr, proc: ours}, {name: "tftpd-hpa", addr: hpaAddr, proc: hpa}}
-	round := func(measure func(string) (float64, error), best func(*server) *float64) error {
-		for _, sv := range servers {
-			r, err := measure(sv.addr)
-			if err != nil {
-				return fmt.Errorf("%s: %w\n%s", sv.name, err, sv.proc.Output())
-			}
-			*best(sv) = max(*best(sv), r)
-		}
-		return nil
-	}
-	for range o.tftpRounds {
-		if err := round(single, func(sv *server) *float64 { return &sv.single }); err != nil {
-			return err
-		}
-	}
-	for range o.tftpParRounds {
-		if err := round(parallel, func(sv *server) *float64 { return &sv.parallel }); err != nil {
-			return err
-		}
-	}
-	a, b := servers[0], servers[1]
 	mb := func(r float64) float64 { return r / 1e6 }
-	fmt.Printf("tftp %-18s ironbark %7.1f MB/s  tftpd-hpa %7.1f MB/s  ratio %s\n", "1 client", mb(a.single), mb(b.single), ratio(a.single, b.single))
-	fmt.Printf("tftp %-18s ironbark %7.1f MB/s  tftpd-hpa %7.1f MB/s  ratio %s\n", fmt.Sprintf("%d clients", o.tftpClients), mb(a.parallel), mb(b.parallel), ratio(a.parallel, b.parallel))
+	for _, window := range []int{o.tftpWindow, 0} {
+		mode := fmt.Sprintf("windowsize %d", window)
+		if window == 0 {
+			mode = "lock-step"
+		}
+		for _, run := range []struct {
+			clients, rounds int
+			file            string
+		}{{1, o.tftpRounds, "big.img"}, {o.tftpClients, o.tftpParRounds, "par.img"}} {
+			rates := make([][]float64, len(servers))
+			for range run.rounds {
+				for i, sv := range servers {
+					r, err := measure(run.clients, run.file, window, sv.ip)
+					if err != nil {
+						return fmt.Errorf("%s, %s: %w\n%s", sv.name, mode, err, sv.proc.Output())
+					}
+					rates[i] = append(rates[i], r)
+				}
+			}
+			a, b := median(rates[0]), median(rates[1])
+			fmt.Printf("tftp %-10s %-15s ironbark %7.1f MB/s  tftpd-hpa %7.1f MB/s  ratio %s  (rounds: ironbark %s, tftpd-hpa %s)\n",
+				fmt.Sprintf("%d client%s", run.clients, map[bool]string{true: "s"}[run.clients > 1]), mode,
+				mb(a), mb(b), ratio(a, b), list(rates[0], 1e6), list(rates[1], 1e6))
+		}
+	}
 	return nil
 }
 
-// fetch downloads name with the pin/tftp client from inside ns and checks
-// the size. It retries the first request while the server starts.
-func fetch(ns *lab.NetNS, addr, name string, blksize int, want int64) error {
-	return ns.Do(func() error {
-		var err error
-		for try := 0; try < 20; try++ {
-			if try > 0 {
-				time.Sleep(100 * time.Millisecond)
-			}
-			var c *tftp.Client
-			if c, err = tftp.NewClient(addr); err != nil {
-				return err
-			}
-			c.SetBlockSize(blksize)
-			c.SetTimeout(2 * time.Second)
-			var wt io.WriterTo
-			if wt, err = c.Receive(name, "octet"); err != nil {
-				continue
-			}
-			var n int64
-			n, err = wt.WriteTo(io.Discard)
-			if err == nil && n != want {
-				err = fmt.Errorf("got %d bytes, want %d", n, want)
-			}
-			return err
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// list prints rates divided by unit, rounded.
+func list(rates []float64, unit float64) string {
+	var b strings.Builder
+	for i, r := range rates {
+		if i > 0 {
+			b.WriteByte(' ')
 		}
-		return err
-	})
+		fmt.Fprintf(&b, "%.0f", r/unit)
+	}
+	return b.String()
+}
+
+// atftp downloads name from the server at ip with Debian's atftp client
+// from inside ns, asking for blksize and, when window > 0, windowsize.
+// The file goes to /dev/null; atftp exits non-zero on any failure.
+func atftp(ctx context.Context, ns *lab.NetNS, ip netip.Addr, name string, blksize, window int) error {
+	args := []string{"--option", fmt.Sprintf("blksize %d", blksize), "--tftp-timeout", "2"}
+	if window > 0 {
+		args = append(args, "--option", fmt.Sprintf("windowsize %d", window))
+	}
+	args = append(args, "-g", "-r", name, "-l", "/dev/null", ip.String(), "69")
+	out, err := ns.Command(ctx, "atftp", args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("atftp %s: %w\n%s", name, err, out)
+	}
+	return nil
 }
 
 // serveTFTP is the benchmark's ironbark TFTP server process (pxebench
