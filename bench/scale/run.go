@@ -59,7 +59,7 @@ type Result struct {
 
 	RunCalls                  int
 	RunP50, RunP99            time.Duration
-	RunPerSec                 float64 // instances launched per second
+	RunPerSec                 float64       // instances launched per second
 	LaunchCPU                 time.Duration // controller CPU per instance launched (and dispatched)
 	DescribeP50, DescribeP99  time.Duration
 	DispatchP50, DispatchP99  time.Duration // RunInstances sent -> the node has the launch
@@ -76,7 +76,8 @@ type Result struct {
 	Heartbeats      int64 // answered in the whole run
 	HeartbeatErrors int64
 	PollErrors      int64
-	NodesUp         int // nodes the controller lists up at the end
+	LastError       string // a sample of the nodes' failures
+	NodesUp         int    // nodes the controller lists up at the end
 }
 
 // Check says what is wrong with a run's correctness, nil when nothing.
@@ -93,7 +94,7 @@ func (r Result) Check() error {
 			r.Duplicates, r.Unknown, r.Relaunches))
 	}
 	if r.HeartbeatErrors > 0 || r.Heartbeats == 0 {
-		errs = append(errs, fmt.Errorf("%d heartbeats answered, %d failed", r.Heartbeats, r.HeartbeatErrors))
+		errs = append(errs, fmt.Errorf("%d heartbeats answered, %d failed (last: %s)", r.Heartbeats, r.HeartbeatErrors, r.LastError))
 	}
 	if r.NodesUp != r.Size.Nodes {
 		errs = append(errs, fmt.Errorf("%d of %d nodes up", r.NodesUp, r.Size.Nodes))
@@ -249,6 +250,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	fleet.Wait()
 	st := simnode.Sum(nodes)
 	res.Relaunches, res.Heartbeats, res.HeartbeatErrors, res.PollErrors = st.Relaunches, st.Heartbeats, st.HeartbeatErrors, st.PollErrors
+	res.LastError = st.LastError
 	return res, nil
 }
 
