@@ -154,18 +154,18 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	defer cancel()
 
 	start := time.Now()
-	nodes, err := enrollFleet(rctx, ctl.NodeURL(), seed.Tokens)
+	// Each node starts as soon as it is enrolled, as an agent does: a
+	// fleet started all at once makes the controller do a thousand TLS
+	// handshakes in the same second, which no real rack does.
+	var fleet sync.WaitGroup
+	defer fleet.Wait()
+	defer cancel()
+	nodes, err := enrollFleet(rctx, ctl.NodeURL(), seed.Tokens, func(n *simnode.Node) { fleet.Go(func() { n.Run(rctx) }) })
 	if err != nil {
 		return res, fmt.Errorf("%w; controller log:\n%s", err, tail(ctl.Log(), 40))
 	}
 	res.Enroll = time.Since(start)
 	say("%d nodes enrolled in %s", len(nodes), res.Enroll.Round(time.Millisecond))
-	var fleet sync.WaitGroup
-	for _, n := range nodes {
-		fleet.Go(func() { n.Run(rctx) })
-	}
-	defer fleet.Wait()
-	defer cancel()
 
 	tenants := newTenants(ctl.EC2URL(), seed)
 	cpu0, err := ctl.Usage()
@@ -255,8 +255,8 @@ func Run(ctx context.Context, o Options) (Result, error) {
 }
 
 // enrollFleet enrolls one simulated node per token, each from a loopback
-// address of its own.
-func enrollFleet(ctx context.Context, nodeURL string, tokens []string) ([]*simnode.Node, error) {
+// address of its own, and hands each to started once enrolled.
+func enrollFleet(ctx context.Context, nodeURL string, tokens []string, started func(*simnode.Node)) ([]*simnode.Node, error) {
 	nodes := make([]*simnode.Node, len(tokens))
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -279,6 +279,7 @@ func enrollFleet(ctx context.Context, nodeURL string, tokens []string) ([]*simno
 					return
 				}
 				nodes[i] = n
+				started(n)
 			}
 		})
 	}
