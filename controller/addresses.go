@@ -68,17 +68,34 @@ func (p *addressPool) size() int {
 
 // first returns the lowest pool address not in used.
 func (p *addressPool) first(used map[string]bool) (string, bool) {
+	a, ok := p.firstFrom(used, netip.Addr{})
+	if !ok {
+		return "", false
+	}
+	return a.String(), true
+}
+
+// firstFrom is the lowest address of the pool at or above from (the
+// zero Addr: the pool's start) not in used.
+func (p *addressPool) firstFrom(used map[string]bool, from netip.Addr) (netip.Addr, bool) {
 	for _, r := range p.ranges {
-		for a := r[0]; ; a = a.Next() {
+		a := r[0]
+		if from.IsValid() && a.Less(from) {
+			if r[1].Less(from) {
+				continue
+			}
+			a = from
+		}
+		for ; ; a = a.Next() {
 			if !used[a.String()] {
-				return a.String(), true
+				return a, true
 			}
 			if a == r[1] {
 				break
 			}
 		}
 	}
-	return "", false
+	return netip.Addr{}, false
 }
 
 // AllocateAddressResponse is AllocateAddress' answer.

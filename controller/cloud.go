@@ -46,6 +46,9 @@ type Config struct {
 	// failure checks) now: with several controllers on one database, one
 	// at a time does (store.Leader). nil: this one always does.
 	Jobs Leadership
+	// DataDir, when set, is the frontend's data dir: IAM's DeleteUser and
+	// DeleteAccessKey remove the credentials files kept there.
+	DataDir string
 	// BlobSize, when set, checks that RegisterImage's sha256: location is in
 	// the image store and gives its size.
 	BlobSize func(ctx context.Context, digest string) (int64, error)
@@ -67,6 +70,7 @@ type Cloud struct {
 	now         func() time.Time
 	actions     map[string]actionSpec
 	stsActions  map[string]actionSpec
+	iamActions  map[string]actionSpec
 	runMu       sync.Mutex
 	secrets     secretCache // unsealed secrets (accesskeys.go)
 	keyUse      keyUse      // when keys last signed (accesskeys.go)
@@ -117,6 +121,7 @@ func New(cfg Config, db *store.DB, placer Placer, log *slog.Logger) (*Cloud, err
 	}
 	c.actions = c.actionTable()
 	c.stsActions = c.stsActionTable()
+	c.iamActions = c.iamActionTable()
 	return c, nil
 }
 
@@ -216,8 +221,11 @@ func (c *Cloud) actionTable() map[string]actionSpec {
 func (c *Cloud) ServeEC2(ctx context.Context, r *ec2.Request) (any, error) {
 	c.noteKeyUse(ctx, r.Principal.AccessKey)
 	table := c.actions
-	if r.IsSTS() {
+	switch {
+	case r.IsSTS():
 		table = c.stsActions
+	case r.IsIAM():
+		table = c.iamActions
 	}
 	a, ok := table[r.Action]
 	if !ok {

@@ -103,6 +103,13 @@ func accept(state, desired, reported string) string {
 // Observe implements cluster.InstanceLedger: it records what a node reports of the
 // instances placed on it.
 func (c *Cloud) Observe(ctx context.Context, nodeID string, sts []nodeapi.InstanceStatus) error {
+	// Most heartbeats change nothing (every instance as it was, no new
+	// console output): one read says so, and no write transaction is
+	// taken. A change that races with this read is seen at the next
+	// heartbeat.
+	if quiet, err := c.unchanged(ctx, nodeID, sts); err != nil || quiet {
+		return err
+	}
 	terminating := false
 	err := c.db.InTx(ctx, func(tx *store.Tx) error {
 		terminating = false
@@ -172,6 +179,46 @@ func (c *Cloud) Observe(ctx context.Context, nodeID string, sts []nodeapi.Instan
 		c.notify(nodeID) // the node now has a domain to remove
 	}
 	return err
+}
+
+// unchanged reports whether recording sts would change nothing.
+func (c *Cloud) unchanged(ctx context.Context, nodeID string, sts []nodeapi.InstanceStatus) (bool, error) {
+	for _, st := range sts {
+		if st.Reason != "" || len(st.ConsoleTail) > 0 {
+			return false, nil
+		}
+	}
+	if len(sts) == 0 {
+		return true, nil
+	}
+	rows, err := c.db.Query(ctx, `SELECT id, state, desired, shutdown_behavior FROM instances WHERE node_id = ?`, nodeID)
+	if err != nil {
+		return false, fmt.Errorf("observe %s: %w", nodeID, err)
+	}
+	defer rows.Close()
+	type rec struct{ state, desired, shutdown string }
+	recs := map[string]rec{}
+	for rows.Next() {
+		var id string
+		var r rec
+		if err := rows.Scan(&id, &r.state, &r.desired, &r.shutdown); err != nil {
+			return false, err
+		}
+		recs[id] = r
+	}
+	if err := rows.Err(); err != nil {
+		return false, err
+	}
+	for _, st := range sts {
+		r, ok := recs[st.InstanceID]
+		if !ok {
+			continue // not ours on this node
+		}
+		if accept(r.state, r.desired, st.State) != r.state {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // addUsage counts delta instances of a type in or out of a node's usage,

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
@@ -354,9 +355,10 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch) (*RunIns
 			}
 		}
 		res.Instances = res.Instances[:0]
+		var from netip.Addr // the pool's start
 		for i, node := range nodes {
 			in := Instance{InstanceID: newID("i", 17), MACAddress: newMAC(), nodeID: node, AMILaunchIndex: i}
-			if in.PrivateIPAddress, err = c.allocPrivateIP(taken, zn); err != nil {
+			if in.PrivateIPAddress, err = c.allocPrivateIP(taken, zn, &from); err != nil {
 				return err
 			}
 			kernelID, ramdiskID := "", ""

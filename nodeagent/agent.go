@@ -251,7 +251,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("node agent running", "node", a.id.NodeID, "cluster", a.id.Cluster,
 		"controller", a.cfg.Controller, "libvirt", a.cfg.LibvirtURI, "domainType", a.dtype)
 	a.reconcile(ctx) // adopt what is there before reporting it
-	a.wg.Go(func() { a.serveInstanceNetwork(ctx) })
+	a.wg.Go(func() { a.inNetNS(func() { a.serveInstanceNetwork(ctx) }) })
 	a.wg.Add(2)
 	go func() { defer a.wg.Done(); a.followDesired(ctx) }()
 	go func() { defer a.wg.Done(); a.heartbeats(ctx) }()

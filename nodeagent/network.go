@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -188,4 +189,36 @@ func equalFoldMAC(a, b string) bool {
 	x, err1 := net.ParseMAC(a)
 	y, err2 := net.ParseMAC(b)
 	return err1 == nil && err2 == nil && x.String() == y.String()
+}
+
+// inNetNS runs fn on an OS thread in Config.NetNS (or, without one, as
+// it is): the instance services' sockets, the metadata address and the
+// bridge filter belong to the namespace of the thread that makes them.
+func (a *Agent) inNetNS(fn func()) {
+	if a.cfg.NetNS == "" {
+		fn()
+		return
+	}
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		a.log.Error("instance services: network namespace", "err", err)
+		return
+	}
+	defer orig.Close()
+	h, err := netns.GetFromPath(a.cfg.NetNS)
+	if err == nil {
+		err = netns.Set(h)
+		h.Close()
+	}
+	if err != nil {
+		runtime.UnlockOSThread()
+		a.log.Error("instance services: enter network namespace", "netns", a.cfg.NetNS, "err", err)
+		return
+	}
+	fn()
+	if netns.Set(orig) == nil {
+		runtime.UnlockOSThread()
+	} // else the thread stays locked and ends with its goroutine
 }

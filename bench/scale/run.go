@@ -47,6 +47,8 @@ type Options struct {
 	// (default 5).
 	DescribeCalls int
 	Progress      io.Writer // progress lines; nil: none
+	// DebugAddr, when set, is where the controller serves its profiler.
+	DebugAddr string
 }
 
 // Result is what one run measured, and what it checked.
@@ -58,6 +60,7 @@ type Result struct {
 	RunCalls                  int
 	RunP50, RunP99            time.Duration
 	RunPerSec                 float64 // instances launched per second
+	LaunchCPU                 time.Duration // controller CPU per instance launched (and dispatched)
 	DescribeP50, DescribeP99  time.Duration
 	DispatchP50, DispatchP99  time.Duration // RunInstances sent -> the node has the launch
 	HeartbeatsPerSec          float64       // answered, in the steady window
@@ -141,7 +144,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("prepare: %w", err)
 	}
-	ctl := &Controller{Binary: o.Binary, DataDir: o.DataDir, DB: o.DB}
+	ctl := &Controller{Binary: o.Binary, DataDir: o.DataDir, DB: o.DB, DebugAddr: o.DebugAddr}
 	if err := ctl.Start(ctx); err != nil {
 		return res, err
 	}
@@ -164,6 +167,10 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	defer cancel()
 
 	tenants := newTenants(ctl.EC2URL(), seed)
+	cpu0, err := ctl.Usage()
+	if err != nil {
+		return res, err
+	}
 	sent, calls, took, err := launchAll(rctx, tenants, seed.Image, o)
 	if err != nil {
 		return res, fmt.Errorf("%w; controller log:\n%s", err, tail(ctl.Log(), 40))
@@ -199,6 +206,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		}
 	}
 	res.DispatchP50, res.DispatchP99 = percentile(dispatch, 50), percentile(dispatch, 99)
+	if cpu1, err := ctl.Usage(); err == nil && len(sent) > 0 {
+		res.LaunchCPU = (cpu1.CPU - cpu0.CPU) / time.Duration(len(sent))
+	}
 	say("%d launches reached their nodes: p50 %s, p99 %s", res.Received, res.DispatchP50, res.DispatchP99)
 
 	desc, err := describeAll(rctx, tenants, o.DescribeCalls)

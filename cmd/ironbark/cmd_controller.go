@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -26,6 +27,7 @@ import (
 // controllerFlags are the flags of `ironbark controller`.
 type controllerFlags struct {
 	listen, nodeListen, endpoint, region, vmTypesFile string
+	debugListen                                       string
 	perClient                                         int
 	plainHTTP                                         bool
 }
@@ -39,6 +41,8 @@ func controllerRun(fs *flag.FlagSet) runFunc {
 	fs.StringVar(&f.vmTypesFile, "vm-types", "", "JSON file of VM types (default: DATA/controller.json's, else Eucalyptus' defaults)")
 	fs.BoolVar(&f.plainHTTP, "plain-http", false,
 		"serve the EC2 API over plain HTTP instead of HTTPS (keys and user data then cross the network in the clear)")
+	fs.StringVar(&f.debugListen, "debug-listen", "",
+		"serve Go's profiler (/debug/pprof/) on HOST:PORT, to diagnose a slow controller (keep it on loopback)")
 	fs.IntVar(&f.perClient, "max-conns-per-client", httplimit.Default().PerClient,
 		"connections one client address may hold open on each API listener")
 	return func(ctx context.Context, e *env) error { return runController(ctx, e, f) }
@@ -78,7 +82,7 @@ func runController(ctx context.Context, e *env, f controllerFlags) error {
 	// periodic jobs; the store's advisory lock elects it.
 	jobs := db.Leader()
 	cfg := controller.Config{Region: run.Region, VMTypes: run.VMTypes, PublicAddresses: run.PublicAddresses,
-		InstanceSubnet: run.InstanceSubnet, ClusterSubnets: run.ClusterSubnets, Jobs: jobs}
+		InstanceSubnet: run.InstanceSubnet, ClusterSubnets: run.ClusterSubnets, Jobs: jobs, DataDir: e.dataDir}
 
 	ln, err := net.Listen("tcp", f.listen)
 	if err != nil {
@@ -156,7 +160,14 @@ func runController(ctx context.Context, e *env, f controllerFlags) error {
 	log.Info("controller started", "ec2", cfg.Endpoint, "node_api", nodeLn.Addr().String(), "store", db.Engine(),
 		"data_dir", e.dataDir, "region", cfg.Region, "admin_credentials", filepath.Join(creds, "eucarc"))
 
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
+	if f.debugListen != "" {
+		dbg, err := debugServer(f.debugListen)
+		if err != nil {
+			return err
+		}
+		defer dbg.Close()
+	}
 	go func() {
 		if err := api.Serve(apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("ec2 api: %w", err)
@@ -258,4 +269,21 @@ func createAccount(ctx context.Context, e *env, name string) error {
 	}
 	fmt.Fprintln(e.stdout, dir)
 	return nil
+}
+
+// debugServer serves net/http/pprof's handlers on addr.
+func debugServer(addr string) (*http.Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("debug listener: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return srv, nil
 }

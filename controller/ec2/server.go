@@ -149,15 +149,15 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // serve works out the answer to r; it writes nothing but headers.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, id string) (out outcome) {
-	sts := false // answer errors in STS's envelope (see sts.go)
+	errNS := "" // STS's or IAM's namespace: answer errors in their envelope (see sts.go, iam.go)
 	fail := func(err error) outcome {
 		e := AsError(err)
 		if e.Code == CodeInternalError && !errors.As(err, new(*Error)) {
 			out.err = err
 		}
 		out.status, out.code = e.Status, e.Code
-		if sts {
-			out.body = MarshalSTSError(e, id)
+		if errNS != "" {
+			out.body = marshalQueryError(errNS, e, id)
 		} else {
 			out.body = MarshalError(e, id)
 		}
@@ -186,7 +186,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, id string) (out o
 		return fail(err)
 	}
 	out.action = truncate(q.All.Get("Action"), 64)
-	sts = q.All.Get("Version") == STSVersion
+	switch q.All.Get("Version") {
+	case STSVersion:
+		errNS = STSNamespace
+	case IAMVersion:
+		errNS = IAMNamespace
+	}
 
 	sig, err := parseSignature(wr, q)
 	if err != nil {
@@ -194,13 +199,15 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, id string) (out o
 	}
 	out.scheme, out.accessKey = sig.Scheme, sig.AccessKey
 	if sig.v4 != nil && sig.v4.Service == "sts" {
-		sts = true
+		errNS = STSNamespace
+	} else if sig.v4 != nil && sig.v4.Service == "iam" {
+		errNS = IAMNamespace
 	}
 	secret, principal, err := s.creds.LookupAccessKey(r.Context(), sig.AccessKey)
 	if errors.Is(err, ErrUnknownAccessKey) {
 		// Unknown, deactivated, or its account disabled: EC2 says
-		// AuthFailure, STS InvalidClientTokenId, and neither says which.
-		if sts {
+		// AuthFailure, STS and IAM InvalidClientTokenId, and none says which.
+		if errNS != "" {
 			return fail(&Error{Code: CodeInvalidClientTokenID, Status: http.StatusForbidden,
 				Message: "The security token included in the request is invalid."})
 		}
@@ -227,7 +234,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, id string) (out o
 		req.Service = sig.v4.Service
 	}
 	ns := STSNamespace
-	if !req.IsSTS() {
+	switch {
+	case req.IsSTS():
+	case req.IsIAM():
+		ns = IAMNamespace
+	default:
 		if ns, err = Namespace(req.Version); err != nil {
 			return fail(err)
 		}

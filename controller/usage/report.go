@@ -20,7 +20,7 @@ const (
 )
 
 // Dimensions lists the report groupings in the order `--by` shows them.
-var Dimensions = []string{ByAccount, ByUser, ByType, ByZone, ByNode}
+func Dimensions() []string { return []string{ByAccount, ByUser, ByType, ByZone, ByNode} }
 
 // Group is one line of a report: the dimensions it groups by are set
 // (Account is an account id; ByUser sets Account and User), and the
@@ -50,8 +50,8 @@ func GiBHours(kibS int64) float64 { return float64(kibS) / (1024 * 1024 * 3600) 
 // until after now ends at now, where what is still in use stops
 // accruing for this report.
 func Compute(ctx context.Context, q store.Querier, since, until, now time.Time, by string) (Report, error) {
-	if !slices.Contains(Dimensions, by) {
-		return Report{}, fmt.Errorf("usage by %q: want one of %s", by, strings.Join(Dimensions, ", "))
+	if !slices.Contains(Dimensions(), by) {
+		return Report{}, fmt.Errorf("usage by %q: want one of %s", by, strings.Join(Dimensions(), ", "))
 	}
 	if until.After(now) {
 		until = now

@@ -11,6 +11,7 @@ package simnode
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -21,6 +22,7 @@ import (
 
 	"ironbark/internal/nodeapi"
 	"ironbark/internal/pki"
+	"ironbark/internal/retry"
 )
 
 // Config is one simulated node.
@@ -97,8 +99,18 @@ func Enroll(ctx context.Context, cfg Config) (*Node, error) {
 		local = &net.TCPAddr{IP: ip}
 	}
 	ec := nodeapi.NewClientFrom(cfg.Controller, pki.PinnedTLS(fp), local)
-	resp, err := ec.Enroll(ctx, nodeapi.EnrollRequest{Token: cfg.Token, Hostname: cfg.Hostname, CSR: string(csr),
-		Capacity: cfg.Capacity, MACs: []string{fakeMAC(cfg.Hostname)}})
+	var resp nodeapi.EnrollResponse
+	// As the agent does, a refusal (4xx) is final and anything else
+	// (a controller restarting, a balancer between two) is retried.
+	err = retry.Do(ctx, retry.Policy{Attempts: 6, Wait: 200 * time.Millisecond, MaxWait: 3 * time.Second,
+		Retryable: func(err error) bool {
+			var se *nodeapi.StatusError
+			return !errors.As(err, &se) || se.Code/100 != 4
+		}}, func(int) error {
+		resp, err = ec.Enroll(ctx, nodeapi.EnrollRequest{Token: cfg.Token, Hostname: cfg.Hostname, CSR: string(csr),
+			Capacity: cfg.Capacity, MACs: []string{fakeMAC(cfg.Hostname)}})
+		return err
+	})
 	ec.Close()
 	if err != nil {
 		return nil, fmt.Errorf("simnode %s: enroll: %w", cfg.Hostname, err)

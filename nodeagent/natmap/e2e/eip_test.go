@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -25,6 +26,7 @@ import (
 	sdk "github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/smithy-go"
+	"github.com/vishvananda/netlink"
 	"libvirt.org/go/libvirt"
 
 	"ironbark/controller"
@@ -62,6 +64,9 @@ type env struct {
 	stopAgent func()
 	node      *natmaptest.Node
 	world     *natmaptest.World
+	// securityGroups has the agent enforce them (off where a test is
+	// about NAT alone: its instances are in the default group).
+	securityGroups bool
 }
 
 func testLog(t testing.TB) *slog.Logger {
@@ -75,7 +80,7 @@ func testLog(t testing.TB) *slog.Logger {
 // one cluster whose instance subnet is its own, and the outside and one
 // node as namespaces.
 func start(t *testing.T) *env {
-	lab.Require(t, "ip", "nft", "qemu-img", "aws")
+	lab.Require(t, "ip", "nft", "qemu-img", "aws", "busybox")
 	e := &env{state: t.TempDir()}
 	e.world = natmaptest.NewWorld(t, "198.51.100.1/24")
 	e.node = e.world.AddNode(t, "198.51.100.2", "") // the agent gives the bridge its gateway
@@ -165,7 +170,7 @@ func (e *env) startAgent(t *testing.T) (stop func()) {
 	t.Helper()
 	a, err := nodeagent.New(nodeagent.Config{Controller: e.nodeURL, Token: e.token, LibvirtURI: "test:///default",
 		StateDir: e.state, Logger: testLog(t), StopTimeout: time.Second, HypervisorGrace: time.Second, Hostname: "node-eip",
-		Bridge: e.node.Bridge, NoInstanceServices: true, NoSecurityGroups: true, PublicInterface: e.node.Public, NetNS: e.node.NetNSPath()})
+		Bridge: e.node.Bridge, NoSecurityGroups: !e.securityGroups, PublicInterface: e.node.Public, NetNS: e.node.NetNSPath()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,10 +264,13 @@ func TestElasticIPThroughEC2API(t *testing.T) {
 	// The instances' namespaces stand in for their guests, at the
 	// addresses the controller gave them.
 	sn := netip.MustParsePrefix(subnet)
-	i0 := e.node.AddInstanceIn(t, "i0", ips[0], sn)
+	// i0 takes its address by DHCP and asks the metadata service who it
+	// is; i1 is configured by hand.
+	i0 := e.dhcpAndMetadata(t, ids[0], ips[0])
+	natmaptest.Serve(t, i0, "i0")
 	e.node.AddInstanceIn(t, "i1", ips[1], sn)
-	until(t, "the agent gives the bridge the subnet's gateway", func() error {
-		_, err := natmaptest.Dial(e.node.NS, i0.IP.String())
+	until(t, "the node reaches its instances", func() error {
+		_, err := natmaptest.Dial(e.node.NS, ips[0])
 		return err
 	})
 
@@ -307,7 +315,10 @@ func TestElasticIPThroughEC2API(t *testing.T) {
 	until(t, "the elastic IP moves to i1", reach(eip, "i1 198.51.100.1", out))
 
 	// An agent restart: the rules hold meanwhile and come back the same.
-	before := e.node.Ruleset(t)
+	// (The node's other tables, the bridge filter the instance services
+	// keep, are rebuilt in their own time; natmap's TestElasticIPs
+	// compares the whole ruleset.)
+	before := e.node.NATTable(t)
 	stop()
 	natmaptest.MustReach(t, e.world.Out, eip, "i1 198.51.100.1")
 	e.startAgent(t)
@@ -327,8 +338,8 @@ func TestElasticIPThroughEC2API(t *testing.T) {
 		}
 		return nil
 	})
-	if after := e.node.Ruleset(t); after != before {
-		t.Errorf("ruleset changed across an agent restart:\n--- before\n%s--- after\n%s", before, after)
+	if after := e.node.NATTable(t); after != before {
+		t.Errorf("table ip ironbark-nat changed across an agent restart:\n--- before\n%s--- after\n%s", before, after)
 	}
 	natmaptest.MustReach(t, e.world.Out, eip, "i1 198.51.100.1")
 
@@ -370,6 +381,100 @@ func TestElasticIPThroughEC2API(t *testing.T) {
 		}
 		return nil
 	})
+
+	// The cluster gives launches a public address: the new instance is
+	// reachable through it at once, with no AssociateAddress.
+	if err := e.svc.SetNetwork(ctx, zone, cluster.Network{Subnet: subnet, PublicIPs: true}, controller.Settings{}.ReservedSubnets()); err != nil {
+		t.Fatal(err)
+	}
+	run2, err := e.ec2.RunInstances(ctx, &sdk.RunInstancesInput{ImageId: aws.String(img), MinCount: aws.Int32(1), MaxCount: aws.Int32(1),
+		InstanceType: types.InstanceTypeM1Small})
+	if err != nil {
+		t.Fatal(err)
+	}
+	i2 := run2.Instances[0]
+	pub2 := aws.ToString(i2.PublicIpAddress)
+	if pub2 == "" {
+		t.Fatalf("a launch in a cluster with public IPs got none: %+v", i2)
+	}
+	e.node.AddInstanceIn(t, "i2", aws.ToString(i2.PrivateIpAddress), sn)
+	until(t, "the launch-time public address reaches i2", reach(pub2, "i2 198.51.100.1", out))
+}
+
+// dhcpAndMetadata checks what an instance of the cluster sees on the
+// node's bridge: a guest with its MAC (a namespace standing in) gets its
+// private address by DHCP from the subnet's gateway, the agent on the
+// node, and the metadata service at 169.254.169.254 says who it is. The
+// namespace, configured with that address, is returned.
+func (e *env) dhcpAndMetadata(t *testing.T, id, ip string) *lab.NetNS {
+	t.Helper()
+	ctx := context.Background()
+	d, err := e.ec2.DescribeInstances(ctx, &sdk.DescribeInstancesInput{InstanceIds: []string{id}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mac := aws.ToString(d.Reservations[0].Instances[0].NetworkInterfaces[0].MacAddress)
+	hw, err := net.ParseMAC(mac)
+	if err != nil {
+		t.Fatalf("instance MAC %q: %v", mac, err)
+	}
+	guest := lab.NewNetNS(t)
+	dev := e.node.NS.Link(t, e.node.Bridge, guest)
+	if l, err := guest.Netlink().LinkByName(dev); err != nil {
+		t.Fatal(err)
+	} else if err := guest.Netlink().LinkSetHardwareAddr(l, hw); err != nil {
+		t.Fatal(err)
+	}
+	var lease string
+	until(t, "DHCP answers the instance", func() error {
+		out, err := guest.Command(ctx, "busybox", "udhcpc", "-i", dev, "-n", "-q", "-f", "-t", "2", "-T", "1", "-s", "/bin/true").CombinedOutput()
+		lease = string(out)
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	})
+	if want := "lease of " + ip + " obtained from 10.91.0.1"; !strings.Contains(lease, want) {
+		t.Fatalf("udhcpc: %q, want %q", lease, want)
+	}
+	guest.AddAddr(t, dev, netip.PrefixFrom(netip.MustParseAddr(ip), 24))
+	if err := guest.Netlink().RouteAdd(&netlink.Route{Gw: net.ParseIP("10.91.0.1")}); err != nil {
+		t.Fatal(err)
+	}
+	var got string
+	until(t, "the metadata service answers the instance", func() error {
+		// The request goes over a connection dialed on the namespace's
+		// thread: http.Client would dial from another goroutine, outside.
+		return guest.Do(func() error {
+			c, err := (&net.Dialer{Timeout: 3 * time.Second}).Dial("tcp4", "169.254.169.254:80")
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+			req, _ := http.NewRequest(http.MethodGet, "http://169.254.169.254/latest/meta-data/instance-id", nil)
+			if err := req.Write(c); err != nil {
+				return err
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(c), req)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			b, err := io.ReadAll(resp.Body)
+			got = string(b)
+			return err
+		})
+	})
+	if got != id {
+		t.Fatalf("metadata instance-id %q, want %q", got, id)
+	}
+	for _, line := range strings.Split(lease, "\n") {
+		if strings.Contains(line, "lease of") {
+			t.Logf("%s: %s; metadata instance-id %s", id, strings.TrimSpace(line), got)
+		}
+	}
+	return guest
 }
 
 // awsCLI runs the AWS CLI against the controller as the admin and

@@ -99,6 +99,16 @@ func (n *Node) Ruleset(t testing.TB) string {
 	return string(out)
 }
 
+// NATTable is `nft list table ip ironbark-nat` in the node's namespace.
+func (n *Node) NATTable(t testing.TB) string {
+	t.Helper()
+	out, err := n.NS.Command(context.Background(), "nft", "list", "table", "ip", "ironbark-nat").CombinedOutput()
+	if err != nil {
+		t.Fatalf("nft list table ip ironbark-nat in %s: %v\n%s", n.NS.Name, err, out)
+	}
+	return string(out)
+}
+
 // Instance is an instance namespace on a node's bridge.
 type Instance struct {
 	Name string
