@@ -59,7 +59,7 @@ type Result struct {
 
 	RunCalls                  int
 	RunP50, RunP99            time.Duration
-	RunPerSec                 float64 // instances launched per second
+	RunPerSec                 float64       // instances launched per second
 	LaunchCPU                 time.Duration // controller CPU per instance launched (and dispatched)
 	DescribeP50, DescribeP99  time.Duration
 	DispatchP50, DispatchP99  time.Duration // RunInstances sent -> the node has the launch
@@ -76,7 +76,8 @@ type Result struct {
 	Heartbeats      int64 // answered in the whole run
 	HeartbeatErrors int64
 	PollErrors      int64
-	NodesUp         int // nodes the controller lists up at the end
+	LastError       string // a sample of the nodes' failures
+	NodesUp         int    // nodes the controller lists up at the end
 }
 
 // Check says what is wrong with a run's correctness, nil when nothing.
@@ -93,7 +94,7 @@ func (r Result) Check() error {
 			r.Duplicates, r.Unknown, r.Relaunches))
 	}
 	if r.HeartbeatErrors > 0 || r.Heartbeats == 0 {
-		errs = append(errs, fmt.Errorf("%d heartbeats answered, %d failed", r.Heartbeats, r.HeartbeatErrors))
+		errs = append(errs, fmt.Errorf("%d heartbeats answered, %d failed (last: %s)", r.Heartbeats, r.HeartbeatErrors, r.LastError))
 	}
 	if r.NodesUp != r.Size.Nodes {
 		errs = append(errs, fmt.Errorf("%d of %d nodes up", r.NodesUp, r.Size.Nodes))
@@ -153,18 +154,18 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	defer cancel()
 
 	start := time.Now()
-	nodes, err := enrollFleet(rctx, ctl.NodeURL(), seed.Tokens)
+	// Each node starts as soon as it is enrolled, as an agent does: a
+	// fleet started all at once makes the controller do a thousand TLS
+	// handshakes in the same second, which no real rack does.
+	var fleet sync.WaitGroup
+	defer fleet.Wait()
+	defer cancel()
+	nodes, err := enrollFleet(rctx, ctl.NodeURL(), seed.Tokens, func(n *simnode.Node) { fleet.Go(func() { n.Run(rctx) }) })
 	if err != nil {
 		return res, fmt.Errorf("%w; controller log:\n%s", err, tail(ctl.Log(), 40))
 	}
 	res.Enroll = time.Since(start)
 	say("%d nodes enrolled in %s", len(nodes), res.Enroll.Round(time.Millisecond))
-	var fleet sync.WaitGroup
-	for _, n := range nodes {
-		fleet.Go(func() { n.Run(rctx) })
-	}
-	defer fleet.Wait()
-	defer cancel()
 
 	tenants := newTenants(ctl.EC2URL(), seed)
 	cpu0, err := ctl.Usage()
@@ -249,12 +250,13 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	fleet.Wait()
 	st := simnode.Sum(nodes)
 	res.Relaunches, res.Heartbeats, res.HeartbeatErrors, res.PollErrors = st.Relaunches, st.Heartbeats, st.HeartbeatErrors, st.PollErrors
+	res.LastError = st.LastError
 	return res, nil
 }
 
 // enrollFleet enrolls one simulated node per token, each from a loopback
-// address of its own.
-func enrollFleet(ctx context.Context, nodeURL string, tokens []string) ([]*simnode.Node, error) {
+// address of its own, and hands each to started once enrolled.
+func enrollFleet(ctx context.Context, nodeURL string, tokens []string, started func(*simnode.Node)) ([]*simnode.Node, error) {
 	nodes := make([]*simnode.Node, len(tokens))
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -277,6 +279,7 @@ func enrollFleet(ctx context.Context, nodeURL string, tokens []string) ([]*simno
 					return
 				}
 				nodes[i] = n
+				started(n)
 			}
 		})
 	}

@@ -26,9 +26,9 @@ import (
 // The install medium may carry node appliance images beside the
 // frontend's own (Rocks carries its rolls on the same CD): the install
 // puts them in the frontend's image store and makes each what its
-// appliance installs, and the medium's installer kernel and initramfs
-// become what the frontend's PXE service boots. The frontend then
-// provisions nodes from its first boot, with no file to copy onto it.
+// appliance installs (the node installer itself comes from the medium's
+// /boot, Medium.InstallerDir). The frontend then provisions nodes from
+// its first boot, with no file to copy onto it.
 
 // ManifestPath is the medium's list of carried appliance images.
 const ManifestPath = "images/appliances.json"
@@ -119,12 +119,6 @@ func ReadManifest(dir string) ([]CarriedAppliance, error) {
 	return m.Appliances, nil
 }
 
-// PXEBoot is the installer kernel and initramfs on the medium, which the
-// frontend's PXE service boots nodes with.
-type PXEBoot struct {
-	Kernel, Initrd string
-}
-
 // carriedFile is a file streamed into the data partition from the medium
 // (too big to stage in the installer's memory).
 type carriedFile struct {
@@ -136,14 +130,14 @@ type carriedFile struct {
 
 // stageCarried registers the carried appliances in the staged store and
 // returns the files that go with them into the data partition: each
-// image as its blob, the PXE boot files.
-func stageCarried(ctx context.Context, stage string, apps []CarriedAppliance, boot PXEBoot) ([]carriedFile, error) {
-	if len(apps) == 0 && boot.Kernel == "" {
+// image as its blob.
+func stageCarried(ctx context.Context, stage string, apps []CarriedAppliance) ([]carriedFile, error) {
+	if len(apps) == 0 {
 		return nil, nil
 	}
 	dd := datadir.Dir(stage)
 	var files []carriedFile
-	if len(apps) > 0 {
+	{
 		blobs, err := blobstore.Open(dd.Images())
 		if err != nil {
 			return nil, err
@@ -168,19 +162,6 @@ func stageCarried(ctx context.Context, stage string, apps []CarriedAppliance, bo
 		}
 		if err := db.Close(); err != nil {
 			return nil, err
-		}
-	}
-	if boot.Kernel != "" {
-		if err := os.MkdirAll(dd.PXEBoot(), datadir.DirMode); err != nil {
-			return nil, err
-		}
-		for _, f := range []struct{ name, src string }{{"vmlinuz", boot.Kernel}, {"installer.img", boot.Initrd}} {
-			st, err := os.Stat(f.src)
-			if err != nil {
-				return nil, fmt.Errorf("PXE boot file: %w", err)
-			}
-			rel, _ := filepath.Rel(stage, filepath.Join(dd.PXEBoot(), f.name))
-			files = append(files, carriedFile{path: filepath.ToSlash(rel), src: f.src, size: st.Size()})
 		}
 	}
 	return files, nil

@@ -75,7 +75,7 @@ func TestManifestRefusesBadMedia(t *testing.T) {
 
 // TestInstallRegistersCarriedAppliance: the install puts the medium's
 // compute image into the frontend's image store and makes it what
-// compute installs, with the medium's installer as the PXE boot files;
+// compute installs (beside the medium's installer as the PXE boot files);
 // a damaged image fails the install with the manifest's digest.
 func TestInstallRegistersCarriedAppliance(t *testing.T) {
 	lab.Require(t, "sfdisk", "debugfs", "e2fsck")
@@ -97,7 +97,7 @@ func TestInstallRegistersCarriedAppliance(t *testing.T) {
 	dir := t.TempDir()
 	img := frontendtest.Image(t, dir, frontendtest.ImageSpec{})
 	target := frontendtest.BlankDisk(t, dir, 512<<20)
-	md := frontend.Medium{Image: frontend.Image{Path: img}, Appliances: apps, PXEBoot: frontend.PXEBoot{Kernel: kernel, Initrd: initrd}}
+	md := frontend.Medium{Image: frontend.Image{Path: img}, Appliances: apps, InstallerDir: medium}
 	var logBuf bytes.Buffer
 	if err := frontend.Install(context.Background(), frontendtest.Answers(target), frontendtest.TwoNICs(), md,
 		slog.New(slog.NewTextHandler(&logBuf, nil)), nil); err != nil {

@@ -17,12 +17,20 @@ type Medium struct {
 	// RollsDir holds one directory or file per roll; "" means the medium
 	// carries no rolls list and the answers' rolls are not checked.
 	RollsDir string
+	// InstallerDir holds the node installer the medium boots
+	// (InstallerKernel, InstallerInitrd: the ISO's /boot); the install
+	// makes them what the frontend's PXE serves to the nodes. "": none.
+	InstallerDir string
 	// Appliances are the node appliance images the medium carries
 	// (ReadManifest); the install makes each what its appliance installs.
 	Appliances []CarriedAppliance
-	// PXEBoot, when set, becomes what the frontend's PXE service boots.
-	PXEBoot PXEBoot
 }
+
+// The node installer's files in Medium.InstallerDir.
+const (
+	InstallerKernel = "vmlinuz"
+	InstallerInitrd = "initrd.img"
+)
 
 // Rolls lists the rolls on the medium (nil when it has no rolls dir).
 func (md Medium) Rolls() ([]string, error) {
@@ -64,7 +72,8 @@ func Check(a Answers, m Machine, md Medium) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	p.Carried, p.PXEBoot = md.Appliances, md.PXEBoot
+	p.InstallerDir = md.InstallerDir
+	p.Carried = md.Appliances
 	var carried int64
 	for _, c := range md.Appliances {
 		carried += c.Size

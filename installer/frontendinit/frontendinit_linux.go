@@ -38,13 +38,11 @@ func Run(ctx context.Context, cmdline string) error {
 	if _, err := os.Stat(filepath.Join(installer.MediumDir, "rolls")); err == nil {
 		md.RollsDir = filepath.Join(installer.MediumDir, "rolls")
 	}
+	if _, err := os.Stat(filepath.Join(installer.MediumDir, "boot", frontend.InstallerInitrd)); err == nil {
+		md.InstallerDir = filepath.Join(installer.MediumDir, "boot")
+	}
 	if md.Appliances, err = frontend.ReadManifest(installer.MediumDir); err != nil {
 		return stop(say, err)
-	}
-	if len(md.Appliances) > 0 {
-		// The medium's own installer is what nodes PXE-boot.
-		md.PXEBoot = frontend.PXEBoot{Kernel: filepath.Join(installer.MediumDir, "boot/vmlinuz"),
-			Initrd: filepath.Join(installer.MediumDir, "boot/initrd.img")}
 	}
 	m := frontend.WithoutDisk(frontend.SysMachine{}, dev)
 	spec := installer.CmdArg(cmdline, installer.ArgAnswers)

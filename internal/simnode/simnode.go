@@ -48,6 +48,7 @@ type Stats struct {
 	Launches        int64 // instances started (first seen desired running)
 	Relaunches      int64 // an instance started again after it was started: must stay 0
 	Terminations    int64
+	LastError       string // the last heartbeat or poll failure, for the report
 }
 
 // Node is an enrolled simulated node.
@@ -59,7 +60,8 @@ type Node struct {
 	hb                                                 atomic.Int64
 	hbErr, polls, pollErr, launches, relaunches, terms atomic.Int64
 
-	kick chan struct{}
+	kick    chan struct{}
+	lastErr atomic.Value // string
 
 	mu       sync.Mutex
 	insts    map[string]*inst
@@ -170,6 +172,7 @@ func (n *Node) heartbeats(ctx context.Context) {
 		if iv, err := n.heartbeat(ctx); err != nil {
 			if ctx.Err() == nil {
 				n.hbErr.Add(1)
+				n.lastErr.Store("heartbeat: " + err.Error())
 			}
 		} else if iv > 0 {
 			interval = iv
@@ -233,6 +236,7 @@ func (n *Node) follow(ctx context.Context) {
 				return
 			}
 			n.pollErr.Add(1)
+			n.lastErr.Store("instances: " + err.Error())
 			sleep(ctx, 500*time.Millisecond)
 			continue
 		}
@@ -301,8 +305,12 @@ func (n *Node) apply(specs []nodeapi.InstanceSpec) bool {
 
 // Stats returns the node's counters.
 func (n *Node) Stats() Stats {
-	return Stats{Heartbeats: n.hb.Load(), HeartbeatErrors: n.hbErr.Load(), Polls: n.polls.Load(), PollErrors: n.pollErr.Load(),
+	st := Stats{Heartbeats: n.hb.Load(), HeartbeatErrors: n.hbErr.Load(), Polls: n.polls.Load(), PollErrors: n.pollErr.Load(),
 		Launches: n.launches.Load(), Relaunches: n.relaunches.Load(), Terminations: n.terms.Load()}
+	if e, ok := n.lastErr.Load().(string); ok {
+		st.LastError = e
+	}
+	return st
 }
 
 // Received returns when each instance's launch reached the node.
@@ -335,6 +343,9 @@ func Sum(nodes []*Node) Stats {
 		s.Launches += t.Launches
 		s.Relaunches += t.Relaunches
 		s.Terminations += t.Terminations
+		if t.LastError != "" {
+			s.LastError = t.LastError
+		}
 	}
 	return s
 }

@@ -56,7 +56,7 @@ ip addr add "$IRONBARK_PRIVATE_ADDR" dev "$IRONBARK_PRIVATE_IF"
 mkdir -p /var/log
 endpoint=https://$IRONBARK_FQDN:8773/
 [ "$IRONBARK_PUBLIC_DHCP" = no ] && endpoint=https://${IRONBARK_PUBLIC_ADDR%/*}:8773/
-ironbark controller --data-dir /var/lib/ironbark --listen 0.0.0.0:8773 --node-listen 0.0.0.0:8774 --endpoint $endpoint >/var/log/controller.log 2>&1 &
+ironbark controller --data-dir /var/lib/ironbark --listen 0.0.0.0:8773 --node-listen 0.0.0.0:8774 --endpoint $endpoint --server-name "${IRONBARK_PRIVATE_ADDR%/*}" >/var/log/controller.log 2>&1 &
 ironbark pxe --interface "$IRONBARK_PRIVATE_IF" --data-dir /var/lib/ironbark >/var/log/pxe.log 2>&1 &
 # The lab image has no sshd: its administrator's way in (the rack lab's,
 # cmd/ironbark-rack) is a root shell on port ` + LabShellPort + ` (busybox nc binds every
