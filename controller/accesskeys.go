@@ -225,15 +225,16 @@ func WriteKeyCredentials(dataDir string, a Account, endpoint, region string, caP
 // in memory, tied to the sealed text it came from.
 func (c *Cloud) LookupAccessKey(ctx context.Context, accessKey string) (string, ec2.Principal, error) {
 	var sealed, account, user string
-	var admin int
+	var admin, accountAdmin int
 	// The cloud administrator's view is the admin account's own keys' and
 	// its admin users'; a plain user of that account sees it alone.
 	err := c.db.QueryRow(ctx, `SELECT k.secret, a.id, k.user_name,
-		CASE WHEN k.user_name = '' THEN a.admin ELSE a.admin * COALESCE(u.admin, 0) END
+		CASE WHEN k.user_name = '' THEN a.admin ELSE a.admin * COALESCE(u.admin, 0) END,
+		CASE WHEN k.user_name = '' THEN 1 ELSE COALESCE(u.admin, 0) END
 		FROM access_keys k JOIN accounts a ON a.id = k.account_id
 		LEFT JOIN users u ON u.account_id = k.account_id AND u.name = k.user_name
 		WHERE k.access_key = ? AND k.active = 1 AND a.disabled = 0`, accessKey).
-		Scan(&sealed, &account, &user, &admin)
+		Scan(&sealed, &account, &user, &admin, &accountAdmin)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", ec2.Principal{}, ec2.ErrUnknownAccessKey
 	}
@@ -247,7 +248,8 @@ func (c *Cloud) LookupAccessKey(ctx context.Context, accessKey string) (string, 
 		}
 		c.secrets.put(accessKey, sealed, secret)
 	}
-	return secret, ec2.Principal{AccountID: account, AccessKey: accessKey, Admin: admin == 1, User: user}, nil
+	return secret, ec2.Principal{AccountID: account, AccessKey: accessKey, Admin: admin == 1, User: user,
+		AccountAdmin: accountAdmin == 1}, nil
 }
 
 // secretCache keeps unsealed secrets, each with the sealed text it came

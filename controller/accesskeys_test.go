@@ -11,6 +11,7 @@ import (
 
 	sdk "github.com/aws/aws-sdk-go-v2/service/ec2"
 
+	"ironbark/controller/ec2"
 	"ironbark/internal/store"
 	"ironbark/internal/store/storetest"
 )
@@ -50,6 +51,14 @@ func TestRefusedKeysEveryAction(t *testing.T) {
 				status, out := e.postTo("/", "sts", a, stsCall+action)
 				if status != 403 || !strings.Contains(out, "<Code>InvalidClientTokenId</Code>") {
 					t.Errorf("STS %s with a %s: %d %s", action, why, status, out)
+				}
+			}
+		}
+		for _, action := range slices.Sorted(maps.Keys(e.cloud.iamActions)) {
+			for why, a := range refused {
+				status, out := e.postTo("/", "iam", a, "Version=2010-05-08&Action="+action)
+				if status != 403 || !strings.Contains(out, "<Code>InvalidClientTokenId</Code>") || !strings.Contains(out, ec2.IAMNamespace) {
+					t.Errorf("IAM %s with a %s: %d %s", action, why, status, out)
 				}
 			}
 		}

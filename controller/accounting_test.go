@@ -115,7 +115,7 @@ func TestUsageAcrossRestarts(t *testing.T) {
 		clk.advance(time.Hour)
 		day := UsageQuery{Since: time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC), Until: time.Date(2026, 11, 3, 0, 0, 0, 0, time.UTC)}
 		got := map[string]UsageReport{}
-		for _, by := range usage.Dimensions {
+		for _, by := range usage.Dimensions() {
 			q := day
 			q.By = by
 			got[by] = must[UsageReport](t)(ReportUsage(ctx, db, q, clk.t))
@@ -130,7 +130,7 @@ func TestUsageAcrossRestarts(t *testing.T) {
 		if _, err := usage.Rollup(ctx, db, clk.t.Add(72*time.Hour)); err != nil {
 			t.Fatal(err)
 		}
-		for _, by := range usage.Dimensions {
+		for _, by := range usage.Dimensions() {
 			q := day
 			q.By = by
 			r := must[UsageReport](t)(ReportUsage(ctx, db, q, clk.t.Add(73*time.Hour)))

@@ -68,17 +68,34 @@ func (p *addressPool) size() int {
 
 // first returns the lowest pool address not in used.
 func (p *addressPool) first(used map[string]bool) (string, bool) {
+	a, ok := p.firstFrom(used, netip.Addr{})
+	if !ok {
+		return "", false
+	}
+	return a.String(), true
+}
+
+// firstFrom is the lowest address of the pool at or above from (the
+// zero Addr: the pool's start) not in used.
+func (p *addressPool) firstFrom(used map[string]bool, from netip.Addr) (netip.Addr, bool) {
 	for _, r := range p.ranges {
-		for a := r[0]; ; a = a.Next() {
+		a := r[0]
+		if from.IsValid() && a.Less(from) {
+			if r[1].Less(from) {
+				continue
+			}
+			a = from
+		}
+		for ; ; a = a.Next() {
 			if !used[a.String()] {
-				return a.String(), true
+				return a, true
 			}
 			if a == r[1] {
 				break
 			}
 		}
 	}
-	return "", false
+	return netip.Addr{}, false
 }
 
 // AllocateAddressResponse is AllocateAddress' answer.
@@ -213,11 +230,13 @@ var releaseAddressParams = []string{
 }
 
 func (c *Cloud) releaseAddress(ctx context.Context, k *call) (any, error) {
+	var moved []string
 	err := c.db.InTx(ctx, func(tx *store.Tx) error {
 		a, err := findAddress(ctx, tx, k, k.str("AllocationId"), k.str("PublicIp"))
 		if err != nil {
 			return err
 		}
+		moved = []string{a.InstanceID}
 		if err := disassociate(ctx, tx, a); err != nil {
 			return err
 		}
@@ -232,6 +251,7 @@ func (c *Cloud) releaseAddress(ctx context.Context, k *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.notifyInstances(ctx, moved...)
 	return ok()
 }
 
@@ -252,18 +272,26 @@ func (c *Cloud) associateAddress(ctx context.Context, k *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	reassoc, err := k.Query().Bool("AllowReassociation", true)
+	// An allocation (VPC style) moves from another instance only when the
+	// caller allows it, as EC2's does; a bare PublicIp (Classic) always may.
+	reassoc, err := k.Query().Bool("AllowReassociation", k.str("AllocationId") == "")
 	if err != nil {
 		return nil, err
 	}
 	resp := &AssociateAddressResponse{Return: true, AssociationID: newID("eipassoc", 17)}
+	nets, err := c.zoneNets(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var moved []string
 	err = c.db.InTx(ctx, func(tx *store.Tx) error {
 		a, err := findAddress(ctx, tx, k, k.str("AllocationId"), k.str("PublicIp"))
 		if err != nil {
 			return err
 		}
-		var owner, state, oldIP string
-		err = tx.QueryRow(ctx, `SELECT account_id, state, public_ip FROM instances WHERE id = ?`, instanceID).Scan(&owner, &state, &oldIP)
+		moved = []string{a.InstanceID, instanceID}
+		var owner, state, oldIP, zone string
+		err = tx.QueryRow(ctx, `SELECT account_id, state, public_ip, zone FROM instances WHERE id = ?`, instanceID).Scan(&owner, &state, &oldIP, &zone)
 		if err == nil && owner != a.Owner {
 			err = sql.ErrNoRows
 		}
@@ -272,6 +300,9 @@ func (c *Cloud) associateAddress(ctx context.Context, k *call) (any, error) {
 		}
 		if state == "terminated" || state == "shutting-down" {
 			return ec2.Errorf("IncorrectInstanceState", "The instance '%s' is not in a valid state for this operation.", instanceID)
+		}
+		if err := noPublicInSystem(c.zoneNetOf(nets, zone), zone); err != nil {
+			return err
 		}
 		if a.InstanceID != "" && a.InstanceID != instanceID && !reassoc {
 			return ec2.Errorf("Resource.AlreadyAssociated", "resource %s is already associated with associate-id %s", a.AllocationID, a.AssociationID)
@@ -302,6 +333,7 @@ func (c *Cloud) associateAddress(ctx context.Context, k *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.notifyInstances(ctx, moved...)
 	return resp, nil
 }
 
@@ -311,6 +343,7 @@ var disassociateAddressParams = []string{
 }
 
 func (c *Cloud) disassociateAddress(ctx context.Context, k *call) (any, error) {
+	var moved string
 	err := c.db.InTx(ctx, func(tx *store.Tx) error {
 		var a address
 		var err error
@@ -326,12 +359,30 @@ func (c *Cloud) disassociateAddress(ctx context.Context, k *call) (any, error) {
 		} else if a, err = findAddress(ctx, tx, k, "", k.str("PublicIp")); err != nil {
 			return err
 		}
+		moved = a.InstanceID
 		return disassociate(ctx, tx, a)
 	})
 	if err != nil {
 		return nil, err
 	}
+	c.notifyInstances(ctx, moved)
 	return ok()
+}
+
+// notifyInstances wakes the nodes of instances whose public address
+// changed: their agents move the NAT rules at once.
+func (c *Cloud) notifyInstances(ctx context.Context, ids ...string) {
+	var nodes []string
+	for _, id := range ids {
+		if id == "" {
+			continue
+		}
+		var node string
+		if err := c.db.QueryRow(ctx, `SELECT node_id FROM instances WHERE id = ?`, id).Scan(&node); err == nil {
+			nodes = append(nodes, node)
+		}
+	}
+	c.notify(nodes...)
 }
 
 // Address is one item of DescribeAddresses.

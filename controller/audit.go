@@ -180,7 +180,7 @@ func (r *ImportKeyPairResponse) auditResources() []string    { return []string{r
 
 // auditNames are the request parameters, besides those ending in "Id",
 // that name a resource.
-var auditNames = map[string]bool{"KeyName": true, "GroupName": true, "PublicIp": true}
+var auditNames = map[string]bool{"KeyName": true, "GroupName": true, "PublicIp": true, "UserName": true}
 
 // auditResourceIDs is what a call made (from its answer) and then the ids
 // its request named (InstanceId.1, GroupId, KeyName, ...), without repeats.

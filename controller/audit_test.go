@@ -26,7 +26,7 @@ func TestEveryActionHasAnAuditDecision(t *testing.T) {
 	db := storetest.SQLite(t, Migrations())
 	e := newTestEnv(t, db)
 	ctx := context.Background()
-	tables := map[string]map[string]actionSpec{"ec2": e.cloud.actions, "sts": e.cloud.stsActions}
+	tables := map[string]map[string]actionSpec{"ec2": e.cloud.actions, "sts": e.cloud.stsActions, "iam": e.cloud.iamActions}
 	for svc, table := range tables {
 		for name, a := range table {
 			t.Run(svc+"/"+name, func(t *testing.T) {
@@ -35,15 +35,18 @@ func TestEveryActionHasAnAuditDecision(t *testing.T) {
 				default:
 					t.Fatalf("%s has no audit decision: mark it readOnly or audited in its action table", name)
 				}
-				if verb := leadingVerb(name); (verb == "Describe" || verb == "Get") != (a.audit == readOnly) {
-					t.Errorf("%s is %v: a Describe/Get action is read-only, any other audited", name, a.audit)
+				if verb := leadingVerb(name); (verb == "Describe" || verb == "Get" || verb == "List") != (a.audit == readOnly) {
+					t.Errorf("%s is %v: a Describe/Get/List action is read-only, any other audited", name, a.audit)
 				}
 				before := countAudit(t, db)
 				r := &ec2.Request{Action: name, Version: "2016-11-15", Params: map[string][]string{},
 					Principal: ec2.Principal{AccountID: e.alice.ID, AccessKey: e.alice.AccessKey},
 					RequestID: "req-" + name, SourceIP: "192.0.2.7"}
-				if svc == "sts" {
+				switch svc {
+				case "sts":
 					r.Service, r.Version = "sts", ec2.STSVersion
+				case "iam":
+					r.Service, r.Version = "iam", ec2.IAMVersion
 				}
 				_, callErr := e.cloud.ServeEC2(ctx, r)
 				got := countAudit(t, db) - before

@@ -27,6 +27,9 @@ type Config struct {
 	// address from (the nodes' bridge subnet), DefaultInstanceSubnet when
 	// empty; addresses are handed out from its .10 upward.
 	InstanceSubnet string
+	// ClusterSubnets gives zones their own instance subnet (controller.json's
+	// clusterSubnets) where the cluster record names none.
+	ClusterSubnets map[string]string
 	// ArtifactURL says where nodes download a blob by digest (the image
 	// store's HTTP server); nil leaves Artifact.URL empty.
 	ArtifactURL func(digest string) string
@@ -43,6 +46,9 @@ type Config struct {
 	// failure checks) now: with several controllers on one database, one
 	// at a time does (store.Leader). nil: this one always does.
 	Jobs Leadership
+	// DataDir, when set, is the frontend's data dir: IAM's DeleteUser and
+	// DeleteAccessKey remove the credentials files kept there.
+	DataDir string
 	// BlobSize, when set, checks that RegisterImage's sha256: location is in
 	// the image store and gives its size.
 	BlobSize func(ctx context.Context, digest string) (int64, error)
@@ -64,6 +70,7 @@ type Cloud struct {
 	now         func() time.Time
 	actions     map[string]actionSpec
 	stsActions  map[string]actionSpec
+	iamActions  map[string]actionSpec
 	runMu       sync.Mutex
 	secrets     secretCache // unsealed secrets (accesskeys.go)
 	keyUse      keyUse      // when keys last signed (accesskeys.go)
@@ -104,6 +111,9 @@ func New(cfg Config, db *store.DB, placer Placer, log *slog.Logger) (*Cloud, err
 	if err != nil {
 		return nil, err
 	}
+	if err := CheckSubnets(Settings{InstanceSubnet: subnet.String(), ClusterSubnets: cfg.ClusterSubnets}.ReservedSubnets()); err != nil {
+		return nil, err
+	}
 	c := &Cloud{db: db, placer: placer, log: log, cfg: cfg, pool: pool, now: time.Now,
 		subnet: subnet, privatePool: privatePool, vmTypes: make(map[string]nodeapi.VMType)}
 	for _, vt := range cfg.VMTypes {
@@ -111,6 +121,7 @@ func New(cfg Config, db *store.DB, placer Placer, log *slog.Logger) (*Cloud, err
 	}
 	c.actions = c.actionTable()
 	c.stsActions = c.stsActionTable()
+	c.iamActions = c.iamActionTable()
 	return c, nil
 }
 
@@ -210,8 +221,11 @@ func (c *Cloud) actionTable() map[string]actionSpec {
 func (c *Cloud) ServeEC2(ctx context.Context, r *ec2.Request) (any, error) {
 	c.noteKeyUse(ctx, r.Principal.AccessKey)
 	table := c.actions
-	if r.IsSTS() {
+	switch {
+	case r.IsSTS():
 		table = c.stsActions
+	case r.IsIAM():
+		table = c.iamActions
 	}
 	a, ok := table[r.Action]
 	if !ok {

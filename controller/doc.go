@@ -10,7 +10,9 @@
 // addresses.go with addresspool.go, images.go, tags.go, regions.go,
 // attributes.go for instance attributes, vpc.go for the synthetic default
 // VPC, subnets and network interfaces that automation tools expect, and
-// sts.go for STS GetCallerIdentity on the same endpoint). The action table
+// sts.go for STS GetCallerIdentity and iam.go for IAM's user and key
+// actions on the same endpoint; users.go, accesskeys.go, audit.go and
+// accounting.go for the administration around them). The action table
 // (cloud.go) lists each action's accepted parameters, kept next to its
 // handler; any other is UnknownParameter. Every Describe action
 // runs the one pipeline of describe.go (ids checked first, then filters,

@@ -20,8 +20,12 @@ import (
 // DesiredOnNode implements cluster.InstanceLedger: every instance placed on the
 // node that the node has not yet reported terminated.
 func (c *Cloud) DesiredOnNode(ctx context.Context, nodeID string) ([]nodeapi.InstanceSpec, error) {
+	nets, err := c.zoneNets(ctx)
+	if err != nil {
+		return nil, err
+	}
 	rows, err := c.db.Query(ctx, `SELECT id, account_id, vm_type, mac, private_ip, key_name, public_key, user_data,
-		desired, reboot_serial, artifacts FROM instances WHERE node_id = ? AND state <> 'terminated'`, nodeID)
+		desired, reboot_serial, artifacts, zone, public_ip FROM instances WHERE node_id = ? AND state <> 'terminated'`, nodeID)
 	if err != nil {
 		return nil, fmt.Errorf("desired on node %s: %w", nodeID, err)
 	}
@@ -29,11 +33,12 @@ func (c *Cloud) DesiredOnNode(ctx context.Context, nodeID string) ([]nodeapi.Ins
 	var specs []nodeapi.InstanceSpec
 	for rows.Next() {
 		var s nodeapi.InstanceSpec
-		var vmType, userData, arts string
+		var vmType, userData, arts, zone, publicIP string
 		if err := rows.Scan(&s.InstanceID, &s.AccountID, &vmType, &s.MAC, &s.PrivateIP, &s.KeyName, &s.PublicKey,
-			&userData, &s.Desired, &s.RebootSerial, &arts); err != nil {
+			&userData, &s.Desired, &s.RebootSerial, &arts, &zone, &publicIP); err != nil {
 			return nil, err
 		}
+		s.Network = c.zoneNetOf(nets, zone).instanceNetwork(publicIP)
 		s.VMType = c.vmTypes[vmType]
 		s.VMType.Name = vmType
 		if userData != "" {
@@ -98,6 +103,13 @@ func accept(state, desired, reported string) string {
 // Observe implements cluster.InstanceLedger: it records what a node reports of the
 // instances placed on it.
 func (c *Cloud) Observe(ctx context.Context, nodeID string, sts []nodeapi.InstanceStatus) error {
+	// Most heartbeats change nothing (every instance as it was, no new
+	// console output): one read says so, and no write transaction is
+	// taken. A change that races with this read is seen at the next
+	// heartbeat.
+	if quiet, err := c.unchanged(ctx, nodeID, sts); err != nil || quiet {
+		return err
+	}
 	terminating := false
 	err := c.db.InTx(ctx, func(tx *store.Tx) error {
 		terminating = false
@@ -167,6 +179,46 @@ func (c *Cloud) Observe(ctx context.Context, nodeID string, sts []nodeapi.Instan
 		c.notify(nodeID) // the node now has a domain to remove
 	}
 	return err
+}
+
+// unchanged reports whether recording sts would change nothing.
+func (c *Cloud) unchanged(ctx context.Context, nodeID string, sts []nodeapi.InstanceStatus) (bool, error) {
+	for _, st := range sts {
+		if st.Reason != "" || len(st.ConsoleTail) > 0 {
+			return false, nil
+		}
+	}
+	if len(sts) == 0 {
+		return true, nil
+	}
+	rows, err := c.db.Query(ctx, `SELECT id, state, desired, shutdown_behavior FROM instances WHERE node_id = ?`, nodeID)
+	if err != nil {
+		return false, fmt.Errorf("observe %s: %w", nodeID, err)
+	}
+	defer rows.Close()
+	type rec struct{ state, desired, shutdown string }
+	recs := map[string]rec{}
+	for rows.Next() {
+		var id string
+		var r rec
+		if err := rows.Scan(&id, &r.state, &r.desired, &r.shutdown); err != nil {
+			return false, err
+		}
+		recs[id] = r
+	}
+	if err := rows.Err(); err != nil {
+		return false, err
+	}
+	for _, st := range sts {
+		r, ok := recs[st.InstanceID]
+		if !ok {
+			continue // not ours on this node
+		}
+		if accept(r.state, r.desired, st.State) != r.state {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // addUsage counts delta instances of a type in or out of a node's usage,

@@ -37,14 +37,19 @@ func parseInstanceSubnet(s string) (netip.Prefix, *addressPool, error) {
 
 // allocPrivateIP picks the lowest private address no live instance holds,
 // inside the launch transaction; the unique index on live instances'
-// addresses catches another controller picking the same one.
-func (c *Cloud) allocPrivateIP(taken map[string]bool) (string, error) {
-	ip, ok := c.privatePool.first(taken)
+// addresses catches another controller picking the same one. from is
+// where the search starts, moved past each pick: the instances of one
+// launch take consecutive free addresses without rescanning those below
+// (a scan from the bottom each time made a launch of k instances into a
+// cloud of N cost k*N).
+func (c *Cloud) allocPrivateIP(taken map[string]bool, z zoneNet, from *netip.Addr) (string, error) {
+	ip, ok := z.pool.firstFrom(taken, *from)
 	if !ok {
-		return "", ec2.Errorf("InsufficientFreeAddressesInSubnet", "There are not enough free addresses in subnet '%s' to satisfy the requested number of instances (the operator can give a larger instanceSubnet in controller.json).", c.subnet.String())
+		return "", ec2.Errorf("InsufficientFreeAddressesInSubnet", "There are not enough free addresses in subnet '%s' to satisfy the requested number of instances (the operator can give the cluster a larger one: ironbark cluster set NAME --instance-subnet CIDR).", z.subnet.String())
 	}
-	taken[ip] = true
-	return ip, nil
+	taken[ip.String()] = true
+	*from = ip.Next()
+	return ip.String(), nil
 }
 
 // livePrivateIPs is the set of private addresses held by instances not

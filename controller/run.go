@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
@@ -44,6 +45,7 @@ type launch struct {
 	shutdown            string
 	interfaceGroups     []string // NetworkInterface.1.SecurityGroupId.N
 	publicAddress       bool     // NetworkInterface.1.AssociatePublicIpAddress
+	publicAddressSet    bool     // ... given at all (false overrides the zone's auto-assign)
 }
 
 // runInstancesParams are the parameters RunInstances accepts: what it
@@ -292,7 +294,11 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch) (*RunIns
 	arts, _ := json.Marshal(artifacts{Image: *c.artifactOf(&l.image), Kernel: c.artifactOf(l.kernel), Ramdisk: c.artifactOf(l.ramdisk)})
 	var zone string
 	var nodes []string
-	err := c.db.InTx(ctx, func(tx *store.Tx) error {
+	nets, err := c.zoneNets(ctx)
+	if err != nil {
+		return nil, err
+	}
+	err = c.db.InTx(ctx, func(tx *store.Tx) error {
 		if err := tx.LockPlacement(ctx); err != nil {
 			return err
 		}
@@ -334,10 +340,25 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch) (*RunIns
 		if err != nil {
 			return err
 		}
+		zn := c.zoneNetOf(nets, zone)
+		// The zone gives every launch a public address unless the
+		// request asked for none.
+		withPublic := l.publicAddress || (zn.publicIPs && !l.publicAddressSet && zn.mode != nodeapi.ModeSystem)
+		if withPublic {
+			if err := noPublicInSystem(zn, zone); err != nil {
+				return err
+			}
+		}
+		if withPublic && !l.publicAddress {
+			if err := checkQuota(ctx, tx, k.account(), QuotaAddresses, int64(len(nodes))); err != nil {
+				return err
+			}
+		}
 		res.Instances = res.Instances[:0]
+		var from netip.Addr // the pool's start
 		for i, node := range nodes {
 			in := Instance{InstanceID: newID("i", 17), MACAddress: newMAC(), nodeID: node, AMILaunchIndex: i}
-			if in.PrivateIPAddress, err = c.allocPrivateIP(taken); err != nil {
+			if in.PrivateIPAddress, err = c.allocPrivateIP(taken, zn, &from); err != nil {
 				return err
 			}
 			kernelID, ramdiskID := "", ""
@@ -356,7 +377,7 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch) (*RunIns
 				string(arts), l.pubKey, boolInt(l.noTerminate), boolInt(l.noStop), l.shutdown, k.Principal.User); err != nil {
 				return err
 			}
-			if l.publicAddress {
+			if withPublic {
 				if in.IPAddress, err = c.drawPublicAddress(ctx, tx); err != nil {
 					return err
 				}
@@ -504,6 +525,7 @@ func (c *Cloud) launchOptions(ctx context.Context, k *call, l *launch) error {
 		if l.publicAddress, err = ni.Bool("AssociatePublicIpAddress", false); err != nil {
 			return err
 		}
+		_, l.publicAddressSet = ni.Lookup("AssociatePublicIpAddress")
 		if del, err := ni.Bool("DeleteOnTermination", true); err != nil {
 			return err
 		} else if !del {

@@ -128,7 +128,10 @@ func (c *Cloud) loadMembers(ctx context.Context, peers []string, byID map[string
 	if len(peers) == 0 {
 		return nil
 	}
-	inAny, args := inGroups(peers)
+	inAny, args, err := c.inGroups(ctx, peers)
+	if err != nil {
+		return err
+	}
 	rows, err := c.db.Query(ctx, `SELECT i.private_ip, r.groups FROM instances i JOIN reservations r ON r.id = i.reservation_id
 		WHERE i.state <> 'terminated' AND i.desired <> 'terminated' AND i.private_ip <> '' AND `+inAny, args...)
 	if err != nil {
@@ -183,7 +186,11 @@ func (c *Cloud) notifyGroupNodes(ctx context.Context, groups []string, peers boo
 	}
 	slices.Sort(groups)
 	groups = slices.Compact(groups)
-	inAny, args := inGroups(groups)
+	inAny, args, err := c.inGroups(ctx, groups)
+	if err != nil {
+		c.log.Warn("nodes of security groups", "err", err)
+		return
+	}
 	nodes, err := store.Column[string](c.db.Query(ctx, `SELECT DISTINCT i.node_id FROM instances i JOIN reservations r ON r.id = i.reservation_id
 		WHERE i.state <> 'terminated' AND i.node_id <> '' AND `+inAny, args...))
 	if err != nil {
@@ -193,14 +200,27 @@ func (c *Cloud) notifyGroupNodes(ctx context.Context, groups []string, peers boo
 	c.notify(nodes...)
 }
 
-// inGroups is the condition that a reservation (r) names one of the groups,
-// with its arguments: the groups column is JSON, and group IDs are unique
-// enough to find in it with LIKE.
-func inGroups(groups []string) (string, []any) {
-	likes := make([]string, len(groups))
-	args := make([]any, len(groups))
-	for i, g := range groups {
-		likes[i], args[i] = `r.groups LIKE ?`, `%"`+g+`"%`
+// inGroups is the condition that an instance (i) is a member of one of
+// the groups through its reservation (r), with its arguments: the groups
+// column is JSON, and group IDs are unique enough to find in it with
+// LIKE. Members of a group are instances of the group's account (a launch
+// names only the caller's own groups), so the LIKE runs over the owners'
+// instances through their index, not over every instance of the cloud:
+// the cost follows the account's size, not the cloud's.
+func (c *Cloud) inGroups(ctx context.Context, groups []string) (string, []any, error) {
+	owners, err := store.Column[string](c.db.Query(ctx, `SELECT DISTINCT account_id FROM security_groups WHERE id IN (?`+
+		strings.Repeat(`, ?`, len(groups)-1)+`)`, anySlice(groups)...))
+	if err != nil {
+		return "", nil, fmt.Errorf("owners of security groups: %w", err)
 	}
-	return `(` + strings.Join(likes, ` OR `) + `)`, args
+	if len(owners) == 0 {
+		return `1 = 0`, nil, nil
+	}
+	likes := make([]string, len(groups))
+	args := anySlice(owners)
+	for i, g := range groups {
+		likes[i] = `r.groups LIKE ?`
+		args = append(args, `%"`+g+`"%`)
+	}
+	return `i.account_id IN (?` + strings.Repeat(`, ?`, len(owners)-1) + `) AND (` + strings.Join(likes, ` OR `) + `)`, args, nil
 }

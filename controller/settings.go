@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"os"
 
 	"ironbark/internal/atomicfile"
@@ -25,10 +26,29 @@ type Settings struct {
 	// InstanceSubnet is where instances' private addresses come from
 	// (Config.InstanceSubnet): the nodes' bridge subnet.
 	InstanceSubnet string `json:"instanceSubnet,omitempty"`
+	// ClusterSubnets gives clusters their own instance subnet by name
+	// (Config.ClusterSubnets); `ironbark cluster set --instance-subnet`
+	// takes precedence.
+	ClusterSubnets map[string]string `json:"clusterSubnets,omitempty"`
 	// AuditRetentionDays, when above 0, is how long audit entries are
 	// kept: the controller deletes older ones every hour. 0 keeps them
 	// all (`ironbark audit prune` deletes by hand).
 	AuditRetentionDays int `json:"auditRetentionDays,omitempty"`
+}
+
+// ReservedSubnets are the instance subnets the settings hold, by owner, for
+// the overlap check of a cluster's own: the cloud's default (DefaultInstanceSubnet
+// when unset) and clusterSubnets.
+func (s Settings) ReservedSubnets() map[string]string {
+	def := DefaultInstanceSubnet
+	if p, err := netip.ParsePrefix(s.InstanceSubnet); err == nil {
+		def = p.Masked().String()
+	}
+	out := map[string]string{"instanceSubnet (controller.json)": def}
+	for name, cidr := range s.ClusterSubnets {
+		out["cluster "+name] = cidr
+	}
+	return out
 }
 
 // LoadSettings reads DIR/controller.json; a missing file is empty settings.
@@ -48,6 +68,9 @@ func LoadSettings(dataDir string) (Settings, error) {
 		if _, _, err := parseInstanceSubnet(s.InstanceSubnet); err != nil {
 			return s, fmt.Errorf("settings %s: %w", datadir.Dir(dataDir).Settings(), err)
 		}
+	}
+	if err := CheckSubnets(s.ReservedSubnets()); err != nil {
+		return s, fmt.Errorf("settings %s: %w", datadir.Dir(dataDir).Settings(), err)
 	}
 	if s.AuditRetentionDays < 0 {
 		return s, fmt.Errorf("settings %s: auditRetentionDays %d: want 0 (keep all) or more", datadir.Dir(dataDir).Settings(), s.AuditRetentionDays)

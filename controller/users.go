@@ -49,9 +49,16 @@ var (
 // because the name is also a directory under the credentials dir.
 var userName = regexp.MustCompile(`^[A-Za-z0-9_+=,.@-]{1,64}$`)
 
+// userNameError is a user name refused.
+type userNameError string
+
+func (e userNameError) Error() string {
+	return fmt.Sprintf("user name %q: want 1 to 64 letters, digits or _+=,.@- (not dots only)", string(e))
+}
+
 func validUserName(name string) error {
 	if !userName.MatchString(name) || strings.Trim(name, ".") == "" {
-		return fmt.Errorf("user name %q: want 1 to 64 letters, digits or _+=,.@- (not dots only)", name)
+		return userNameError(name)
 	}
 	return nil
 }
@@ -74,16 +81,26 @@ ALTER TABLE instances ADD COLUMN user_name TEXT NOT NULL DEFAULT '';
 // CreateUser makes a user in the account with its first access key, and
 // returns the account with that user and key (secret included) filled in.
 func CreateUser(ctx context.Context, db *store.DB, account, name string, admin bool) (Account, error) {
+	return createUser(ctx, db, account, name, admin, true)
+}
+
+// createUser makes the user, with its first access key when withKey
+// (IAM's CreateUser makes none).
+func createUser(ctx context.Context, db *store.DB, account, name string, admin, withKey bool) (Account, error) {
 	if err := validUserName(name); err != nil {
 		return Account{}, err
 	}
-	a := Account{Name: account, User: name, AccessKey: newAccessKey(), SecretKey: newSecretKey()}
-	sealed, err := db.Seal(a.SecretKey, a.AccessKey)
-	if err != nil {
-		return Account{}, fmt.Errorf("create user %s/%s: %w", account, name, err)
+	a := Account{Name: account, User: name}
+	var sealed string
+	if withKey {
+		a.AccessKey, a.SecretKey = newAccessKey(), newSecretKey()
+		var err error
+		if sealed, err = db.Seal(a.SecretKey, a.AccessKey); err != nil {
+			return Account{}, fmt.Errorf("create user %s/%s: %w", account, name, err)
+		}
 	}
 	now := time.Now().Unix()
-	err = db.InTx(ctx, func(tx *store.Tx) error {
+	err := db.InTx(ctx, func(tx *store.Tx) error {
 		var err error
 		if a.ID, a.Admin, err = accountRef(ctx, tx, account); err != nil {
 			return err
@@ -95,6 +112,9 @@ func CreateUser(ctx context.Context, db *store.DB, account, name string, admin b
 				return ErrUserExists
 			}
 			return err
+		}
+		if !withKey {
+			return nil
 		}
 		_, err = tx.Exec(ctx, `INSERT INTO access_keys (access_key, secret, account_id, user_name, created_at) VALUES (?, ?, ?, ?, ?)`,
 			a.AccessKey, sealed, a.ID, name, now)

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -147,14 +148,26 @@ func (c *Cloud) defaultSubnets(ctx context.Context, k *call) ([]Subnet, error) {
 	if err != nil {
 		return nil, err
 	}
-	free := max(c.privatePool.size()-len(taken), 0)
+	nets, err := c.zoneNets(ctx)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]Subnet, 0, len(zones))
 	for _, z := range zones {
+		// Each zone shows its own instance subnet; zones that share the
+		// cloud's default one share its free addresses.
+		zn := c.zoneNetOf(nets, z.Name)
+		used := 0
+		for ip := range taken {
+			if a, err := netip.ParseAddr(ip); err == nil && zn.subnet.Contains(a) {
+				used++
+			}
+		}
 		id := c.defaultSubnetID(z.Name)
 		out = append(out, Subnet{SubnetID: id, SubnetArn: "arn:aws:ec2:" + c.cfg.Region + ":" + k.account() + ":subnet/" + id,
-			State: "available", OwnerID: k.account(), VpcID: c.defaultVPCID(), CidrBlock: c.subnet.String(),
-			AvailableIPAddressCount: free, AvailabilityZone: z.Name, AvailabilityZoneID: c.cfg.Region + "-" + z.Name,
-			DefaultForAz: true})
+			State: "available", OwnerID: k.account(), VpcID: c.defaultVPCID(), CidrBlock: zn.subnet.String(),
+			AvailableIPAddressCount: max(zn.pool.size()-used, 0), AvailabilityZone: z.Name, AvailabilityZoneID: c.cfg.Region + "-" + z.Name,
+			DefaultForAz: true, MapPublicIPOnLaunch: zn.publicIPs})
 	}
 	return out, nil
 }

@@ -70,6 +70,17 @@ type Config struct {
 	// NoInstanceServices turns off the DHCP server and the metadata
 	// service (169.254.169.254) the agent runs on Bridge for its instances.
 	NoInstanceServices bool
+	// PublicInterface is the node's public side, where elastic IPs arrive
+	// (natmap.Config.PublicInterface); "" when the network routes the
+	// public pool to the node.
+	PublicInterface string
+	// OutboundNAT masquerades instances without a public address out of
+	// PublicInterface (off unless the operator turns it on).
+	OutboundNAT bool
+	// NetNS is the path of the network namespace that holds the bridge
+	// and the public interface, for the gateway addresses and the NAT
+	// table ("" the agent's own; tests give a node namespace).
+	NetNS string
 	// NoSecurityGroups turns off the enforcement of security groups on
 	// Bridge (nftables table inet ironbark-sg-BRIDGE).
 	NoSecurityGroups bool
@@ -112,6 +123,7 @@ type Agent struct {
 	fwMu          sync.Mutex // held by syncSecurityGroups
 	fw            firewall
 	capacity      nodeapi.Capacity
+	net           netState // NAT and bridge gateways (network.go); reconcile's goroutine only
 	// gen counts completed background libvirt work (launches, stops,
 	// removals): reconcile takes its domain snapshot without the lock and
 	// retakes it when gen moved meanwhile.
@@ -186,6 +198,9 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Hostname == "" {
 		cfg.Hostname, _ = os.Hostname()
 	}
+	if cfg.OutboundNAT && cfg.PublicInterface == "" {
+		return nil, errors.New("outbound NAT needs the node's public interface (--public-interface)")
+	}
 	dt, err := domainType(cfg.LibvirtURI, cfg.DomainType)
 	if err != nil {
 		return nil, err
@@ -243,7 +258,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("node agent running", "node", a.id.NodeID, "cluster", a.id.Cluster,
 		"controller", a.cfg.Controller, "libvirt", a.cfg.LibvirtURI, "domainType", a.dtype)
 	a.reconcile(ctx) // adopt what is there before reporting it
-	a.wg.Go(func() { a.serveInstanceNetwork(ctx) })
+	a.wg.Go(func() { a.inNetNS(func() { a.serveInstanceNetwork(ctx) }) })
 	a.wg.Add(2)
 	go func() { defer a.wg.Done(); a.followDesired(ctx) }()
 	go func() { defer a.wg.Done(); a.heartbeats(ctx) }()
@@ -254,12 +269,14 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			a.log.Info("node agent stopping; instances keep running")
 			a.wg.Wait()
+			a.net.close() // the rules stay: elastic IPs keep working
 			return nil
 		case <-a.kickCh:
 		case <-tick.C:
 			a.syncSecurityGroups() // retries a failed one
 		}
 		a.reconcile(ctx)
+		a.syncNetwork()
 	}
 }
 

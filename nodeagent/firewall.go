@@ -2,7 +2,10 @@ package nodeagent
 
 import (
 	"fmt"
-	"net"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"ironbark/internal/nodeapi"
 	"ironbark/nodeagent/secgroups"
@@ -42,13 +45,7 @@ func (a *Agent) syncSecurityGroups() {
 		}
 	}
 	if a.fw.fw == nil {
-		// The bridge must be this namespace's: a table for a bridge
-		// elsewhere would filter nothing.
-		if _, err := net.InterfaceByName(a.cfg.Bridge); err != nil {
-			fail(fmt.Errorf("bridge %s: %w", a.cfg.Bridge, err))
-			return
-		}
-		fw, err := secgroups.New(a.cfg.Bridge, 0)
+		fw, err := a.newFirewall()
 		if err != nil {
 			fail(err)
 			return
@@ -73,4 +70,30 @@ func (a *Agent) syncSecurityGroups() {
 		a.log.Debug("security groups applied", "bridge", a.cfg.Bridge, "table", secgroups.TableName(a.cfg.Bridge),
 			"instances", len(rs.In), "chains", len(rs.Chains))
 	}
+}
+
+// newFirewall opens the firewall in the bridge's namespace (Config.NetNS,
+// else the agent's own). The bridge must be there: a table for a bridge
+// elsewhere would filter nothing.
+func (a *Agent) newFirewall() (*secgroups.Firewall, error) {
+	h := netns.None()
+	nsfd := 0
+	if a.cfg.NetNS != "" {
+		fd, err := unix.Open(a.cfg.NetNS, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("network namespace %s: %w", a.cfg.NetNS, err)
+		}
+		// secgroups.New keeps a descriptor of its own.
+		defer unix.Close(fd)
+		nsfd, h = fd, netns.NsHandle(fd)
+	}
+	nl, err := netlink.NewHandleAt(h)
+	if err != nil {
+		return nil, fmt.Errorf("netlink: %w", err)
+	}
+	defer nl.Close()
+	if _, err := nl.LinkByName(a.cfg.Bridge); err != nil {
+		return nil, fmt.Errorf("bridge %s: %w", a.cfg.Bridge, err)
+	}
+	return secgroups.New(a.cfg.Bridge, nsfd)
 }

@@ -228,7 +228,11 @@ func (ns *netServices) handleDHCP(conn net.PacketConn, peer net.Addr, req *dhcpv
 	// An instance asking for its address gets its port's rules first.
 	ns.syncFilter()
 	specs := ns.specs()
-	resp := dhcpAnswer(req, ns.host, specs)
+	host, serve := dhcpHost(req.ClientHWAddr.String(), specs, ns.host)
+	if !serve {
+		return // SYSTEM mode: the cluster network's DHCP answers
+	}
+	resp := dhcpAnswer(req, host, specs)
 	if resp == nil {
 		for _, s := range specs {
 			if strings.EqualFold(s.MAC, req.ClientHWAddr.String()) {

@@ -28,6 +28,9 @@ type Controller struct {
 	EC2Addr, NodeAddr, Endpoint string
 	// MaxConnsPerClient is passed to --max-conns-per-client when set.
 	MaxConnsPerClient int
+	// DebugAddr, when set, serves the controller's profiler there
+	// (--debug-listen).
+	DebugAddr string
 
 	cmd  *exec.Cmd
 	log  *lab.Buffer
@@ -54,6 +57,9 @@ func (c *Controller) Start(ctx context.Context) error {
 	}
 	if c.Endpoint != "" {
 		args = append(args, "--endpoint", c.Endpoint)
+	}
+	if c.DebugAddr != "" {
+		args = append(args, "--debug-listen", c.DebugAddr)
 	}
 	if c.MaxConnsPerClient > 0 {
 		args = append(args, "--max-conns-per-client", strconv.Itoa(c.MaxConnsPerClient))

@@ -47,6 +47,8 @@ type Options struct {
 	// (default 5).
 	DescribeCalls int
 	Progress      io.Writer // progress lines; nil: none
+	// DebugAddr, when set, is where the controller serves its profiler.
+	DebugAddr string
 }
 
 // Result is what one run measured, and what it checked.
@@ -57,7 +59,8 @@ type Result struct {
 
 	RunCalls                  int
 	RunP50, RunP99            time.Duration
-	RunPerSec                 float64 // instances launched per second
+	RunPerSec                 float64       // instances launched per second
+	LaunchCPU                 time.Duration // controller CPU per instance launched (and dispatched)
 	DescribeP50, DescribeP99  time.Duration
 	DispatchP50, DispatchP99  time.Duration // RunInstances sent -> the node has the launch
 	HeartbeatsPerSec          float64       // answered, in the steady window
@@ -73,7 +76,8 @@ type Result struct {
 	Heartbeats      int64 // answered in the whole run
 	HeartbeatErrors int64
 	PollErrors      int64
-	NodesUp         int // nodes the controller lists up at the end
+	LastError       string // a sample of the nodes' failures
+	NodesUp         int    // nodes the controller lists up at the end
 }
 
 // Check says what is wrong with a run's correctness, nil when nothing.
@@ -90,7 +94,7 @@ func (r Result) Check() error {
 			r.Duplicates, r.Unknown, r.Relaunches))
 	}
 	if r.HeartbeatErrors > 0 || r.Heartbeats == 0 {
-		errs = append(errs, fmt.Errorf("%d heartbeats answered, %d failed", r.Heartbeats, r.HeartbeatErrors))
+		errs = append(errs, fmt.Errorf("%d heartbeats answered, %d failed (last: %s)", r.Heartbeats, r.HeartbeatErrors, r.LastError))
 	}
 	if r.NodesUp != r.Size.Nodes {
 		errs = append(errs, fmt.Errorf("%d of %d nodes up", r.NodesUp, r.Size.Nodes))
@@ -141,7 +145,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("prepare: %w", err)
 	}
-	ctl := &Controller{Binary: o.Binary, DataDir: o.DataDir, DB: o.DB}
+	ctl := &Controller{Binary: o.Binary, DataDir: o.DataDir, DB: o.DB, DebugAddr: o.DebugAddr}
 	if err := ctl.Start(ctx); err != nil {
 		return res, err
 	}
@@ -150,20 +154,24 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	defer cancel()
 
 	start := time.Now()
-	nodes, err := enrollFleet(rctx, ctl.NodeURL(), seed.Tokens)
+	// Each node starts as soon as it is enrolled, as an agent does: a
+	// fleet started all at once makes the controller do a thousand TLS
+	// handshakes in the same second, which no real rack does.
+	var fleet sync.WaitGroup
+	defer fleet.Wait()
+	defer cancel()
+	nodes, err := enrollFleet(rctx, ctl.NodeURL(), seed.Tokens, func(n *simnode.Node) { fleet.Go(func() { n.Run(rctx) }) })
 	if err != nil {
 		return res, fmt.Errorf("%w; controller log:\n%s", err, tail(ctl.Log(), 40))
 	}
 	res.Enroll = time.Since(start)
 	say("%d nodes enrolled in %s", len(nodes), res.Enroll.Round(time.Millisecond))
-	var fleet sync.WaitGroup
-	for _, n := range nodes {
-		fleet.Go(func() { n.Run(rctx) })
-	}
-	defer fleet.Wait()
-	defer cancel()
 
 	tenants := newTenants(ctl.EC2URL(), seed)
+	cpu0, err := ctl.Usage()
+	if err != nil {
+		return res, err
+	}
 	sent, calls, took, err := launchAll(rctx, tenants, seed.Image, o)
 	if err != nil {
 		return res, fmt.Errorf("%w; controller log:\n%s", err, tail(ctl.Log(), 40))
@@ -199,6 +207,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		}
 	}
 	res.DispatchP50, res.DispatchP99 = percentile(dispatch, 50), percentile(dispatch, 99)
+	if cpu1, err := ctl.Usage(); err == nil && len(sent) > 0 {
+		res.LaunchCPU = (cpu1.CPU - cpu0.CPU) / time.Duration(len(sent))
+	}
 	say("%d launches reached their nodes: p50 %s, p99 %s", res.Received, res.DispatchP50, res.DispatchP99)
 
 	desc, err := describeAll(rctx, tenants, o.DescribeCalls)
@@ -239,12 +250,13 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	fleet.Wait()
 	st := simnode.Sum(nodes)
 	res.Relaunches, res.Heartbeats, res.HeartbeatErrors, res.PollErrors = st.Relaunches, st.Heartbeats, st.HeartbeatErrors, st.PollErrors
+	res.LastError = st.LastError
 	return res, nil
 }
 
 // enrollFleet enrolls one simulated node per token, each from a loopback
-// address of its own.
-func enrollFleet(ctx context.Context, nodeURL string, tokens []string) ([]*simnode.Node, error) {
+// address of its own, and hands each to started once enrolled.
+func enrollFleet(ctx context.Context, nodeURL string, tokens []string, started func(*simnode.Node)) ([]*simnode.Node, error) {
 	nodes := make([]*simnode.Node, len(tokens))
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -267,6 +279,7 @@ func enrollFleet(ctx context.Context, nodeURL string, tokens []string) ([]*simno
 					return
 				}
 				nodes[i] = n
+				started(n)
 			}
 		})
 	}

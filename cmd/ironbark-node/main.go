@@ -59,6 +59,8 @@ func run(ctx context.Context, args []string, stdin io.Reader) error {
 	fs.IntVar(&cfg.MaxCores, "max-cores", 0, "cores to offer instead of the host's (Eucalyptus MAX_CORES; may overcommit)")
 	fs.IntVar(&cfg.MaxMemoryMiB, "max-memory-mib", 0, "memory to offer instead of the host's, MiB")
 	fs.IntVar(&cfg.MaxDiskGiB, "max-disk-gib", 0, "disk to offer instead of the state dir's file system size, GiB")
+	fs.StringVar(&cfg.PublicInterface, "public-interface", "", "the node's public side: elastic IPs go on it (none: the network routes the public pool to the node)")
+	fs.BoolVar(&cfg.OutboundNAT, "outbound-nat", false, "masquerade instances without a public address out of --public-interface")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -21,13 +22,17 @@ import (
 	"ironbark/images/blobstore"
 	"ironbark/internal/httplimit"
 	"ironbark/internal/nodeapi"
+	"ironbark/operator"
+	"ironbark/pxe"
 )
 
 // controllerFlags are the flags of `ironbark controller`.
 type controllerFlags struct {
 	listen, nodeListen, endpoint, region, vmTypesFile string
+	debugListen                                       string
 	perClient                                         int
 	plainHTTP                                         bool
+	serverNames                                       listFlag
 }
 
 func controllerRun(fs *flag.FlagSet) runFunc {
@@ -39,6 +44,9 @@ func controllerRun(fs *flag.FlagSet) runFunc {
 	fs.StringVar(&f.vmTypesFile, "vm-types", "", "JSON file of VM types (default: DATA/controller.json's, else Eucalyptus' defaults)")
 	fs.BoolVar(&f.plainHTTP, "plain-http", false,
 		"serve the EC2 API over plain HTTP instead of HTTPS (keys and user data then cross the network in the clear)")
+	fs.Var(&f.serverNames, "server-name", "another host name or IP the nodes reach the node API at, for its certificate (repeatable; the frontend's private address)")
+	fs.StringVar(&f.debugListen, "debug-listen", "",
+		"serve Go's profiler (/debug/pprof/) on HOST:PORT, to diagnose a slow controller (keep it on loopback)")
 	fs.IntVar(&f.perClient, "max-conns-per-client", httplimit.Default().PerClient,
 		"connections one client address may hold open on each API listener")
 	return func(ctx context.Context, e *env) error { return runController(ctx, e, f) }
@@ -55,7 +63,8 @@ func runController(ctx context.Context, e *env, f controllerFlags) error {
 	if e.db != "" {
 		settings.DB = e.db
 	}
-	db, err := e.openStore(ctx, controller.Migrations())
+	// pxe's tables too: the admin actions (the remote dashboard) read hosts.
+	db, err := e.openStore(ctx, append(controller.Migrations(), pxe.Migrations()...))
 	if err != nil {
 		return err
 	}
@@ -78,7 +87,7 @@ func runController(ctx context.Context, e *env, f controllerFlags) error {
 	// periodic jobs; the store's advisory lock elects it.
 	jobs := db.Leader()
 	cfg := controller.Config{Region: run.Region, VMTypes: run.VMTypes, PublicAddresses: run.PublicAddresses,
-		InstanceSubnet: run.InstanceSubnet, Jobs: jobs}
+		InstanceSubnet: run.InstanceSubnet, ClusterSubnets: run.ClusterSubnets, Jobs: jobs, DataDir: e.dataDir}
 
 	ln, err := net.Listen("tcp", f.listen)
 	if err != nil {
@@ -112,7 +121,7 @@ func runController(ctx context.Context, e *env, f controllerFlags) error {
 		DB: db, DataDir: e.dataDir, Ledger: cloud, Silences: cloud, Logger: log, Limits: limits,
 		VMTypes:     func(context.Context) ([]nodeapi.VMType, error) { return cfg.VMTypes, nil },
 		Blobs:       blobs.HandlerAt(nodeapi.PathBlobs),
-		ServerNames: serverNames(cfg.Endpoint),
+		ServerNames: append(serverNames(cfg.Endpoint), f.serverNames...),
 		Jobs:        jobs,
 	})
 	if err != nil {
@@ -141,8 +150,17 @@ func runController(ctx context.Context, e *env, f controllerFlags) error {
 	if err != nil {
 		return err
 	}
+	cat, err := controller.OpenImageCatalog(ctx, db)
+	if err != nil {
+		return err
+	}
+	ops, err := operator.NewLocal(ctx, db, cat, blobs, cfg.VMTypes)
+	if err != nil {
+		return err
+	}
 	api := &http.Server{
-		Handler:        ec2.NewServer(ec2.Config{Handler: cloud, Credentials: cloud, Logger: log, TokenKey: key}),
+		Handler: ec2.NewServer(ec2.Config{Handler: cloud, Credentials: cloud, Logger: log, TokenKey: key,
+			Admin: operator.Admin{Source: ops}}),
 		MaxHeaderBytes: ec2.MaxHeaderBytes, // an oversized query gets EC2's XML, not a plain 431
 		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		BaseContext:    func(net.Listener) context.Context { return ctx },
@@ -156,7 +174,14 @@ func runController(ctx context.Context, e *env, f controllerFlags) error {
 	log.Info("controller started", "ec2", cfg.Endpoint, "node_api", nodeLn.Addr().String(), "store", db.Engine(),
 		"data_dir", e.dataDir, "region", cfg.Region, "admin_credentials", filepath.Join(creds, "eucarc"))
 
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
+	if f.debugListen != "" {
+		dbg, err := debugServer(f.debugListen)
+		if err != nil {
+			return err
+		}
+		defer dbg.Close()
+	}
 	go func() {
 		if err := api.Serve(apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("ec2 api: %w", err)
@@ -258,4 +283,21 @@ func createAccount(ctx context.Context, e *env, name string) error {
 	}
 	fmt.Fprintln(e.stdout, dir)
 	return nil
+}
+
+// debugServer serves net/http/pprof's handlers on addr.
+func debugServer(addr string) (*http.Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("debug listener: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return srv, nil
 }

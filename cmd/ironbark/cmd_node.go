@@ -26,10 +26,16 @@ func (e *env) openRegistry(ctx context.Context) (*cluster.Registry, error) {
 
 func clusterAdd(fs *flag.FlagSet) runFunc {
 	policy := fs.String("policy", sched.Greedy, "scheduling policy: "+strings.Join(sched.Policies(), ", "))
+	nf := addClusterNetFlags(fs)
 	return func(ctx context.Context, e *env) error {
 		p, err := sched.New(*policy)
 		if err != nil {
 			return err
+		}
+		if *nf.mode != "" {
+			if _, err := cluster.CheckMode(*nf.mode); err != nil {
+				return e.usagef("%v", err)
+			}
 		}
 		reg, err := e.openRegistry(ctx)
 		if err != nil {
@@ -38,7 +44,16 @@ func clusterAdd(fs *flag.FlagSet) runFunc {
 		if err := reg.AddCluster(ctx, e.args[0], p.Name()); err != nil {
 			return err
 		}
-		e.say("cluster %s added (policy %s)", e.args[0], p.Name())
+		n, err := nf.apply(ctx, e, e.args[0], true)
+		if err != nil {
+			// Nothing half-made: the cluster goes again.
+			if rerr := reg.RemoveCluster(ctx, e.args[0]); rerr != nil {
+				e.say("remove cluster %s again: %v", e.args[0], rerr)
+			}
+			return err
+		}
+		e.say("cluster %s added (policy %s, network %s, instance subnet %s, public IPs at launch %s)",
+			e.args[0], p.Name(), n.Mode, orDefault(n.Subnet), onOff(n.PublicIPs))
 		return nil
 	}
 }
@@ -65,6 +80,9 @@ func clusterSetPolicy(fs *flag.FlagSet) runFunc {
 type clusterRow struct {
 	Name    string    `json:"name"`
 	Policy  string    `json:"policy"`
+	Network string    `json:"networkMode"`
+	Subnet  string    `json:"instanceSubnet"`
+	Public  bool      `json:"publicIps"`
 	NodesUp int       `json:"nodesUp"`
 	Nodes   int       `json:"nodes"`
 	Created time.Time `json:"created"`
@@ -84,9 +102,14 @@ func clusterList(fs *flag.FlagSet) runFunc {
 		if err != nil {
 			return err
 		}
+		settings, err := controller.LoadSettings(e.dataDir)
+		if err != nil {
+			return err
+		}
 		rows := make([]clusterRow, len(cs))
 		for i, c := range cs {
-			rows[i] = clusterRow{Name: c.Name, Policy: c.Policy, Created: c.Created.UTC()}
+			rows[i] = clusterRow{Name: c.Name, Policy: c.Policy, Created: c.Created.UTC(),
+				Network: c.Network.Mode, Subnet: subnetOf(c.Network, settings, c.Name), Public: c.Network.PublicIPs}
 			for _, n := range nodes {
 				if n.Cluster == c.Name {
 					rows[i].Nodes++
@@ -96,12 +119,12 @@ func clusterList(fs *flag.FlagSet) runFunc {
 				}
 			}
 		}
-		return printList(e, []string{"CLUSTER", "POLICY", "NODES UP", "NODES", "CREATED"}, rows)
+		return printList(e, []string{"CLUSTER", "POLICY", "NETWORK", "INSTANCE SUBNET", "PUBLIC IPS", "NODES UP", "NODES", "CREATED"}, rows)
 	}
 }
 
 func (r clusterRow) cells() []string {
-	return []string{r.Name, r.Policy, strconv.Itoa(r.NodesUp), strconv.Itoa(r.Nodes), r.Created.Format(time.RFC3339)}
+	return []string{r.Name, r.Policy, r.Network, r.Subnet, onOff(r.Public), strconv.Itoa(r.NodesUp), strconv.Itoa(r.Nodes), r.Created.Format(time.RFC3339)}
 }
 
 func nodeToken(fs *flag.FlagSet) runFunc {

@@ -20,7 +20,7 @@ import (
 func reportUsage(fs *flag.FlagSet) runFunc {
 	since := fs.String("since", "24h", "start of the period: a duration back from now (24h, 720h) or a time (2006-01-02 or RFC 3339)")
 	until := fs.String("until", "", "end of the period (not included): a duration back from now or a time; now when empty")
-	by := fs.String("by", usage.ByAccount, "group by "+strings.Join(usage.Dimensions, ", "))
+	by := fs.String("by", usage.ByAccount, "group by "+strings.Join(usage.Dimensions(), ", "))
 	format := fs.String("format", "table", "table, csv or json")
 	return func(ctx context.Context, e *env) error {
 		now := time.Now()
@@ -40,7 +40,7 @@ func reportUsage(fs *flag.FlagSet) runFunc {
 		switch *by {
 		case usage.ByAccount, usage.ByUser, usage.ByType, usage.ByZone, usage.ByNode:
 		default:
-			return e.usagef("--by %q: want one of %s", *by, strings.Join(usage.Dimensions, ", "))
+			return e.usagef("--by %q: want one of %s", *by, strings.Join(usage.Dimensions(), ", "))
 		}
 		switch *format {
 		case "table", "csv", "json":

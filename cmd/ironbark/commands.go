@@ -72,8 +72,9 @@ func commands() []command {
 		{name: "address pool remove", audit: true, args: "CIDR", help: "remove a block from the public address pool (refused while an account holds one of its addresses)", setup: addressPoolRemove},
 
 		// Clusters and nodes (cmd_node.go).
-		{name: "cluster add", audit: true, args: "NAME", help: "add a cluster (availability zone)", setup: clusterAdd},
-		{name: "cluster list", help: "list clusters with their policy and nodes", setup: clusterList},
+		{name: "cluster add", audit: true, args: "NAME", help: "add a cluster (availability zone) with its networking (--network-mode, --instance-subnet, --public-ips)", setup: clusterAdd},
+		{name: "cluster list", help: "list clusters with their policy, networking and nodes", setup: clusterList},
+		{name: "cluster set", audit: true, args: "NAME", help: "change a cluster's networking: --network-mode, --instance-subnet, --public-ips on|off", setup: clusterSet},
 		{name: "cluster set-policy", audit: true, args: "NAME POLICY", help: "change a cluster's scheduling policy", setup: clusterSetPolicy},
 		{name: "cluster set-limit", audit: true, args: "NAME", help: "bound what one node of the cluster may offer (--max-cores, --max-memory-mib, --max-disk-gib)", setup: clusterSetLimit},
 		{name: "node token", help: "print a one-time enrollment token for ironbark-node (needs --cluster)", setup: nodeToken},
@@ -122,5 +123,6 @@ func commands() []command {
 
 		// The frontend installer (cmd_install.go).
 		{name: "install", noStore: true, help: "install this machine as the frontend: the installer screens, or unattended with --answers FILE", setup: frontendInstall},
+		{name: "frontend setup", help: "make this system what DATA/frontend.json says (network, host name, time, root's password and SSH key); the installed frontend runs it at every boot", setup: frontendSetup},
 	}
 }

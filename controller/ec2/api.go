@@ -11,6 +11,9 @@ type Principal struct {
 	AccessKey string
 	Admin     bool   // the cloud administrator sees every account's resources
 	User      string // the account's user who signed; "" for the account itself
+	// AccountAdmin: the account itself or one of its admin users, who
+	// manage the account's users and keys (IAM).
+	AccountAdmin bool
 }
 
 // Request is one authenticated, parsed EC2 call.

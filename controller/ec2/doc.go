@@ -66,8 +66,8 @@
 // Signature V2 (HmacSHA256 or HmacSHA1, Timestamp or Expires; the Host is
 // tried with and without its port). Signatures are compared in constant
 // time; requests outside Config.ClockSkew get RequestExpired. An unknown,
-// deactivated or disabled access key is AuthFailure (401; STS:
-// InvalidClientTokenId, 403), a wrong signature SignatureDoesNotMatch
+// deactivated or disabled access key is AuthFailure (401; STS and IAM,
+// iam.go: InvalidClientTokenId, 403), a wrong signature SignatureDoesNotMatch
 // (403), a body over Config.MaxBodyBytes RequestEntityTooLarge (413).
 // Every answer starts with the XML declaration, carries a UUID request id
 // in the x-amzn-RequestId header and in the body (requestId, or RequestID

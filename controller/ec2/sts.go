@@ -40,6 +40,12 @@ type stsErrorResponse struct {
 // MarshalSTSError writes STS's error envelope for e: Type is Sender for a
 // client's fault, Receiver for the server's.
 func MarshalSTSError(e *Error, requestID string) []byte {
+	return marshalQueryError(STSNamespace, e, requestID)
+}
+
+// marshalQueryError writes the error envelope STS and IAM share, in the
+// service's namespace.
+func marshalQueryError(ns string, e *Error, requestID string) []byte {
 	typ := "Sender"
 	if e.Status >= http.StatusInternalServerError {
 		typ = "Receiver"
@@ -47,7 +53,7 @@ func MarshalSTSError(e *Error, requestID string) []byte {
 	var buf bytes.Buffer
 	buf.WriteString(xml.Header)
 	enc := xml.NewEncoder(&buf)
-	_ = enc.Encode(stsErrorResponse{Xmlns: STSNamespace, Type: typ, Code: e.Code, Message: e.Message, RequestID: requestID})
+	_ = enc.Encode(stsErrorResponse{Xmlns: ns, Type: typ, Code: e.Code, Message: e.Message, RequestID: requestID})
 	_ = enc.Close()
 	return buf.Bytes()
 }

@@ -20,7 +20,7 @@ const (
 )
 
 // Dimensions lists the report groupings in the order `--by` shows them.
-var Dimensions = []string{ByAccount, ByUser, ByType, ByZone, ByNode}
+func Dimensions() []string { return []string{ByAccount, ByUser, ByType, ByZone, ByNode} }
 
 // Group is one line of a report: the dimensions it groups by are set
 // (Account is an account id; ByUser sets Account and User), and the
@@ -50,10 +50,13 @@ func GiBHours(kibS int64) float64 { return float64(kibS) / (1024 * 1024 * 3600) 
 // until after now ends at now, where what is still in use stops
 // accruing for this report.
 func Compute(ctx context.Context, q store.Querier, since, until, now time.Time, by string) (Report, error) {
-	if !slices.Contains(Dimensions, by) {
-		return Report{}, fmt.Errorf("usage by %q: want one of %s", by, strings.Join(Dimensions, ", "))
+	if !slices.Contains(Dimensions(), by) {
+		return Report{}, fmt.Errorf("usage by %q: want one of %s", by, strings.Join(Dimensions(), ", "))
 	}
-	if until.After(now) {
+	// Events are stamped to the millisecond: a report that ends now reads
+	// those of the current millisecond too (they happened before now).
+	clamped := !until.Before(now)
+	if clamped {
 		until = now
 	}
 	if !since.Before(until) {
@@ -100,14 +103,18 @@ func Compute(ctx context.Context, q store.Querier, since, until, now time.Time, 
 	}
 	if to > horizon {
 		from = max(from, horizon)
-		downs, err := nodeSilences(ctx, q, to, from, to)
+		before := to
+		if clamped {
+			before++
+		}
+		downs, err := nodeSilences(ctx, q, before, from, to)
 		if err != nil {
 			return Report{}, err
 		}
 		w := &accrual{from: from, to: to, downs: downs, emit: func(open *Event, a, b int64, silent bool) {
 			addTo(groupOf(by, open), amount(open, a, b, silent))
 		}}
-		if err := eachEvent(ctx, q, false, to, w.add); err != nil {
+		if err := eachEvent(ctx, q, false, before, w.add); err != nil {
 			return Report{}, err
 		}
 		w.finish()

@@ -91,11 +91,12 @@ func Rollup(ctx context.Context, db *store.DB, before time.Time) (int, error) {
 		}
 		nw.finish()
 		buckets := map[bucketKey]*Totals{}
+		dims := Dimensions()
 		w := &accrual{from: horizon, to: target, downs: downs, lastOf: lastOf,
 			emit: func(open *Event, a, b int64, silent bool) {
 				for h := floorHour(a); h < b; h += hourMS {
 					amt := amount(open, max(a, h), min(b, h+hourMS), silent)
-					for _, dim := range Dimensions {
+					for _, dim := range dims {
 						k := bucketKey{dim, h, groupOf(dim, open)}
 						t := buckets[k]
 						if t == nil {

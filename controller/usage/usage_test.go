@@ -127,7 +127,7 @@ func TestRollupKeepsReports(t *testing.T) {
 		periods := [][2]time.Duration{{0, 80 * time.Hour}, {5 * time.Hour, 30 * time.Hour}, {40 * time.Hour, 41 * time.Hour}, {30 * time.Hour, 75 * time.Hour}}
 		before := map[string]Report{}
 		for _, p := range periods {
-			for _, by := range Dimensions {
+			for _, by := range Dimensions() {
 				before[fmt.Sprint(p, by)] = compute(t, db, at(p[0]), at(p[1]), now, by)
 			}
 		}
@@ -151,7 +151,7 @@ func TestRollupKeepsReports(t *testing.T) {
 			t.Fatalf("horizon %s", h)
 		}
 		for _, p := range periods {
-			for _, by := range Dimensions {
+			for _, by := range Dimensions() {
 				got, want := compute(t, db, at(p[0]), at(p[1]), now, by), before[fmt.Sprint(p, by)]
 				if fmt.Sprint(got.Groups) != fmt.Sprint(want.Groups) {
 					t.Fatalf("%v by %s after the roll-up:\n got %+v\nwant %+v", p, by, got.Groups, want.Groups)

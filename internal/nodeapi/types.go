@@ -62,6 +62,8 @@ type InstanceSpec struct {
 	UserData     []byte    `json:"userData,omitempty"`
 	Desired      string    `json:"desired"`      // running | stopped | terminated
 	RebootSerial int       `json:"rebootSerial"` // bumped by RebootInstances
+	// Network is the instance's networking (network.go).
+	Network *InstanceNetwork `json:"network,omitempty"`
 	// SecurityGroups are the IDs of the instance's groups (secgroups.go).
 	SecurityGroups []string `json:"securityGroups,omitempty"`
 }

@@ -11,6 +11,7 @@ package simnode
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -21,6 +22,7 @@ import (
 
 	"ironbark/internal/nodeapi"
 	"ironbark/internal/pki"
+	"ironbark/internal/retry"
 )
 
 // Config is one simulated node.
@@ -46,6 +48,7 @@ type Stats struct {
 	Launches        int64 // instances started (first seen desired running)
 	Relaunches      int64 // an instance started again after it was started: must stay 0
 	Terminations    int64
+	LastError       string // the last heartbeat or poll failure, for the report
 }
 
 // Node is an enrolled simulated node.
@@ -57,7 +60,8 @@ type Node struct {
 	hb                                                 atomic.Int64
 	hbErr, polls, pollErr, launches, relaunches, terms atomic.Int64
 
-	kick chan struct{}
+	kick    chan struct{}
+	lastErr atomic.Value // string
 
 	mu       sync.Mutex
 	insts    map[string]*inst
@@ -97,8 +101,18 @@ func Enroll(ctx context.Context, cfg Config) (*Node, error) {
 		local = &net.TCPAddr{IP: ip}
 	}
 	ec := nodeapi.NewClientFrom(cfg.Controller, pki.PinnedTLS(fp), local)
-	resp, err := ec.Enroll(ctx, nodeapi.EnrollRequest{Token: cfg.Token, Hostname: cfg.Hostname, CSR: string(csr),
-		Capacity: cfg.Capacity, MACs: []string{fakeMAC(cfg.Hostname)}})
+	var resp nodeapi.EnrollResponse
+	// As the agent does, a refusal (4xx) is final and anything else
+	// (a controller restarting, a balancer between two) is retried.
+	err = retry.Do(ctx, retry.Policy{Attempts: 6, Wait: 200 * time.Millisecond, MaxWait: 3 * time.Second,
+		Retryable: func(err error) bool {
+			var se *nodeapi.StatusError
+			return !errors.As(err, &se) || se.Code/100 != 4
+		}}, func(int) error {
+		resp, err = ec.Enroll(ctx, nodeapi.EnrollRequest{Token: cfg.Token, Hostname: cfg.Hostname, CSR: string(csr),
+			Capacity: cfg.Capacity, MACs: []string{fakeMAC(cfg.Hostname)}})
+		return err
+	})
 	ec.Close()
 	if err != nil {
 		return nil, fmt.Errorf("simnode %s: enroll: %w", cfg.Hostname, err)
@@ -158,6 +172,7 @@ func (n *Node) heartbeats(ctx context.Context) {
 		if iv, err := n.heartbeat(ctx); err != nil {
 			if ctx.Err() == nil {
 				n.hbErr.Add(1)
+				n.lastErr.Store("heartbeat: " + err.Error())
 			}
 		} else if iv > 0 {
 			interval = iv
@@ -221,6 +236,7 @@ func (n *Node) follow(ctx context.Context) {
 				return
 			}
 			n.pollErr.Add(1)
+			n.lastErr.Store("instances: " + err.Error())
 			sleep(ctx, 500*time.Millisecond)
 			continue
 		}
@@ -289,8 +305,12 @@ func (n *Node) apply(specs []nodeapi.InstanceSpec) bool {
 
 // Stats returns the node's counters.
 func (n *Node) Stats() Stats {
-	return Stats{Heartbeats: n.hb.Load(), HeartbeatErrors: n.hbErr.Load(), Polls: n.polls.Load(), PollErrors: n.pollErr.Load(),
+	st := Stats{Heartbeats: n.hb.Load(), HeartbeatErrors: n.hbErr.Load(), Polls: n.polls.Load(), PollErrors: n.pollErr.Load(),
 		Launches: n.launches.Load(), Relaunches: n.relaunches.Load(), Terminations: n.terms.Load()}
+	if e, ok := n.lastErr.Load().(string); ok {
+		st.LastError = e
+	}
+	return st
 }
 
 // Received returns when each instance's launch reached the node.
@@ -323,6 +343,9 @@ func Sum(nodes []*Node) Stats {
 		s.Launches += t.Launches
 		s.Relaunches += t.Relaunches
 		s.Terminations += t.Terminations
+		if t.LastError != "" {
+			s.LastError = t.LastError
+		}
 	}
 	return s
 }

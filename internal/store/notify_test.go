@@ -122,7 +122,8 @@ func TestLeaderOneAtATime(t *testing.T) {
 		t.Fatal("after a released: want b to lead")
 	}
 	var n int
-	if err := db.QueryRow(ctx, `SELECT COUNT(pg_terminate_backend(pid, 10000)) FROM pg_locks WHERE locktype = 'advisory' AND granted`).Scan(&n); err != nil || n != 1 {
+	if err := db.QueryRow(ctx, `SELECT COUNT(pg_terminate_backend(pid, 10000)) FROM pg_locks
+		WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&n); err != nil || n != 1 {
 		t.Fatalf("terminated %d lock holders (%v), want 1", n, err)
 	}
 	if !held(a) {

@@ -77,14 +77,26 @@ func outChain(id string) string  { return "out_" + id }
 func groupIn(id string) string   { return "gin_" + id }
 func groupOut(id string) string  { return "gout_" + id }
 func memberSet(id string) string { return "m_" + id }
+
 func validName(id string) bool {
-	return id != "" && len(id) <= 200 && !strings.ContainsAny(id, " \t\n\"'{};@$")
+	// Controller IDs (i-..., sg-...): letters, digits, '-', '_', '.',
+	// which nft's syntax takes as names too.
+	if id == "" || len(id) > 200 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // Build makes the ruleset for the instances and the groups the controller
 // sent. An instance in a group the controller did not describe gets that
 // group's chains empty: it is denied, not opened. Names that could not be
-// chain names (never so from the controller) are skipped.
+// chain names, or two instances at one address (never so from the
+// controller), are refused: the table stays as it was.
 func Build(insts []Instance, groups []nodeapi.SecurityGroup) (*Ruleset, error) {
 	rs := &Ruleset{Chains: map[string][]rule{}, Sets: map[string][]netip.Addr{},
 		In: map[netip.Addr]string{}, Out: map[netip.Addr]string{}}
@@ -130,15 +142,53 @@ func Build(insts []Instance, groups []nodeapi.SecurityGroup) (*Ruleset, error) {
 	}
 	for g := range used {
 		sg := byID[g]
-		var err error
-		if rs.Chains[groupIn(g)], err = groupRules(rs, byID, sg.Ingress, false); err != nil {
+		in, err := groupRules(rs, byID, sg.Ingress, false)
+		if err != nil {
 			return nil, fmt.Errorf("group %s: %w", g, err)
 		}
-		if rs.Chains[groupOut(g)], err = groupRules(rs, byID, sg.Egress, true); err != nil {
+		out, err := groupRules(rs, byID, sg.Egress, true)
+		if err != nil {
 			return nil, fmt.Errorf("group %s: %w", g, err)
 		}
+		rs.dispatch(groupIn(g), in)
+		rs.dispatch(groupOut(g), out)
 	}
 	return rs, nil
+}
+
+// protoChain is a protocol whose rules a group's chain hands to a chain
+// of their own (NAME_tcp, ...), so a packet walks only its protocol's
+// rules: one jump rule per protocol instead of every rule of the group.
+type protoChain struct {
+	num  int
+	name string
+}
+
+var byProto = []protoChain{{6, "tcp"}, {17, "udp"}, {1, "icmp"}}
+
+// dispatch makes the group chain name: its rules for every protocol (and
+// others than byProto's), then a jump per protocol to the chain of that
+// protocol's rules. All rules accept, so their order decides nothing.
+func (rs *Ruleset) dispatch(name string, rules []rule) {
+	main := []rule{}
+	sub := map[int][]rule{}
+	for _, r := range rules {
+		if slices.ContainsFunc(byProto, func(p protoChain) bool { return p.num == r.proto }) {
+			sub[r.proto] = append(sub[r.proto], r)
+		} else {
+			main = append(main, r)
+		}
+	}
+	for _, p := range byProto {
+		if len(sub[p.num]) == 0 {
+			continue
+		}
+		rs.Chains[name+"_"+p.name] = sub[p.num]
+		j := anyRule()
+		j.proto, j.verdict, j.target = p.num, jump, name+"_"+p.name
+		main = append(main, j)
+	}
+	rs.Chains[name] = main
 }
 
 // groupRules turns a group's permissions into accepting rules, making the

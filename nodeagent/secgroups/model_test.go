@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -42,7 +43,15 @@ func TestRuleText(t *testing.T) {
 		if c.egress {
 			chain = groupOut("sg-x")
 		}
-		if got := rs.Chains[chain]; len(got) != 1 || got[0].text() != c.want {
+		got := rs.Chains[chain]
+		// tcp, udp and icmp rules sit in the protocol's own chain.
+		if len(got) == 1 && got[0].verdict == jump {
+			if want := "meta l4proto " + strconv.Itoa(got[0].proto) + " jump " + chain + "_" + c.rule.Protocol; got[0].text() != want {
+				t.Errorf("%+v: the group's chain says %q, want %q", c.rule, got[0].text(), want)
+			}
+			got = rs.Chains[got[0].target]
+		}
+		if len(got) != 1 || got[0].text() != c.want {
 			t.Errorf("%+v: %v, want %q", c.rule, got, c.want)
 		}
 	}
@@ -175,7 +184,7 @@ func TestLargeTable(t *testing.T) {
 	if out, err := exec.Command("nft", "list", "table", "inet", TableName("br0")).CombinedOutput(); err == nil {
 		t.Fatalf("the table is in the test's own namespace:\n%s", out)
 	}
-	out, err := ns.Command(t.Context(), "nft", "list", "chain", "inet", TableName("br0"), "gin_sg-3").CombinedOutput()
+	out, err := ns.Command(t.Context(), "nft", "list", "chain", "inet", TableName("br0"), "gin_sg-3_tcp").CombinedOutput()
 	if err != nil {
 		t.Fatalf("nft list chain: %v: %s", err, out)
 	}

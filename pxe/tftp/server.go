@@ -37,6 +37,9 @@ type Config struct {
 	// MaxWindowSize caps the negotiated windowsize, the blocks sent
 	// before waiting for an ACK (RFC 7440; default 64).
 	MaxWindowSize int
+	// MaxTransfers caps the transfers running at once (default 512);
+	// requests beyond it get an error ("server busy") and retry.
+	MaxTransfers int
 }
 
 // GenerateFunc produces a file's content per request, e.g. a per-client
@@ -75,6 +78,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.MaxWindowSize <= 0 {
 		cfg.MaxWindowSize = 64
+	}
+	if cfg.MaxTransfers <= 0 {
+		cfg.MaxTransfers = 512
 	}
 	cfg.MaxWindowSize = min(cfg.MaxWindowSize, maxWindowSize)
 	s := &Server{cfg: cfg, log: cfg.Logger, mem: map[string][]byte{}, generated: map[string]GenerateFunc{}}
@@ -264,13 +270,18 @@ func (s *Server) Serve(ctx context.Context, conn net.PacketConn) error {
 		}
 		key := ra.String()
 		mu.Lock()
-		busy := active[key]
-		if !busy {
+		repeated, full := active[key], len(active) >= s.cfg.MaxTransfers
+		if !repeated && !full {
 			active[key] = true
 		}
 		mu.Unlock()
-		if busy {
+		if repeated {
 			continue // a repeated request: its transfer retransmits itself
+		}
+		if full {
+			s.log.Warn("tftp busy", "file", req.filename, "client", key, "transfers", s.cfg.MaxTransfers)
+			s.reply(local, ra, errorPacket(errUndefined, "server busy, try again"))
+			continue
 		}
 		wg.Go(func() {
 			defer func() { mu.Lock(); delete(active, key); mu.Unlock() }()

@@ -364,3 +364,37 @@ func TestATFTPWindowsize(t *testing.T) {
 		}
 	}
 }
+
+// TestBusy: beyond MaxTransfers a request is refused at once, and served
+// once a transfer ends.
+func TestBusy(t *testing.T) {
+	s, err := New(Config{Timeout: time.Minute, MaxTransfers: 1, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, s.Add("f", []byte("small")))
+	addr := serve(t, s)
+	first := newRawClient(t, addr)
+	first.rrq("f", "octet")
+	if n, _ := first.data(); n != 1 { // running, waiting for its ACK
+		t.Fatalf("block %d", n)
+	}
+	second := newRawClient(t, addr)
+	second.rrq("f", "octet")
+	if code := second.errorCode(); code != errUndefined {
+		t.Fatalf("busy: error %d", code)
+	}
+	first.ack(1) // the first transfer ends
+	for try := 0; ; try++ {
+		c := newRawClient(t, addr)
+		c.rrq("f", "octet")
+		p := c.recv()
+		if binary.BigEndian.Uint16(p) == opDATA {
+			break
+		}
+		if try == 100 {
+			t.Fatalf("still refused: %s", describe(p))
+		}
+		time.Sleep(10 * time.Millisecond) // the ended transfer is being removed
+	}
+}

@@ -52,8 +52,8 @@ func main() {
 	flag.IntVar(&o.rules, "rules", 1000, "security group rules on the node")
 	flag.IntVar(&o.changes, "changes", 20, "rule changes timed (median counts)")
 	flag.IntVar(&o.loads, "loads", 10, "full loads timed, each way (median counts)")
-	flag.IntVar(&o.seconds, "seconds", 2, "seconds per packet rate run")
-	flag.IntVar(&o.rounds, "rounds", 3, "packet rate runs each way, alternating (best counts)")
+	flag.IntVar(&o.seconds, "seconds", 1, "seconds per packet rate run")
+	flag.IntVar(&o.rounds, "rounds", 9, "packet rate pairs of runs, ruleset off then on (the median ratio counts)")
 	flag.BoolVar(&o.verbose, "v", false, "log progress")
 	flag.Parse()
 	if os.Geteuid() != 0 {

@@ -1,0 +1,139 @@
+// Command scalebench runs bench/scale's load (N simulated nodes, M tenants
+// on the EC2 API) against a real `ironbark controller` at each size, on
+// SQLite and on PostgreSQL, and prints one table: the curve of each
+// measure over the sizes. Run it through bench/scale/run.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"ironbark/bench/scale"
+	"ironbark/internal/store"
+)
+
+func main() {
+	var (
+		sizes, engines, pg, bin string
+		o                       scale.Options
+	)
+	flag.StringVar(&sizes, "sizes", "100:1000,1000:5000", "NODES:INSTANCES,... the points of the curve")
+	flag.StringVar(&engines, "engines", "sqlite,postgres", "stores to run on")
+	flag.StringVar(&pg, "pg", os.Getenv("IRONBARK_BENCH_PG"), "admin URL of a PostgreSQL server (a fresh database per run)")
+	flag.StringVar(&bin, "bin", "bin/ironbark", "the ironbark binary")
+	flag.IntVar(&o.Accounts, "accounts", 100, "tenant accounts the instances are spread over")
+	flag.IntVar(&o.PerCall, "per-call", 10, "instances per RunInstances call")
+	flag.IntVar(&o.Workers, "workers", 8, "RunInstances calls in flight")
+	flag.DurationVar(&o.Steady, "steady", 20*time.Second, "steady-state window counting heartbeats")
+	flag.IntVar(&o.DescribeCalls, "describe", 5, "DescribeInstances calls per account")
+	flag.StringVar(&o.DebugAddr, "debug-listen", "", "serve the controller's profiler on HOST:PORT (go tool pprof http://HOST:PORT/debug/pprof/profile)")
+	flag.Parse()
+	o.Binary = bin
+	o.Progress = os.Stderr
+	pts, err := parseSizes(sizes)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "scalebench: -sizes:", err)
+		os.Exit(2)
+	}
+	ctx := context.Background()
+	var results []scale.Result
+	failed := false
+	for _, engine := range strings.Split(engines, ",") {
+		for _, sz := range pts {
+			r, err := runOne(ctx, o, strings.TrimSpace(engine), pg, sz)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "scalebench: %s %s: %v\n", engine, sz, err)
+				failed = true
+				continue
+			}
+			if err := r.Check(); err != nil {
+				fmt.Fprintf(os.Stderr, "scalebench: %s %s: WRONG: %v\n", engine, sz, err)
+				failed = true
+			}
+			results = append(results, r)
+		}
+	}
+	fmt.Printf("bench/scale: %d tenant accounts, RunInstances of %d with %d in flight, aws-sdk-go-v2; one machine (load generator and controller share its cores)\n\n",
+		o.Accounts, o.PerCall, o.Workers)
+	scale.Print(os.Stdout, results)
+	if failed {
+		os.Exit(1)
+	}
+}
+
+func runOne(ctx context.Context, o scale.Options, engine, pg string, sz scale.Size) (scale.Result, error) {
+	dir, err := os.MkdirTemp("", "scalebench-")
+	if err != nil {
+		return scale.Result{}, err
+	}
+	defer os.RemoveAll(dir)
+	o.DataDir, o.Size = dir, sz
+	switch engine {
+	case "sqlite":
+	case "postgres":
+		if pg == "" {
+			return scale.Result{}, fmt.Errorf("no PostgreSQL: give -pg or IRONBARK_BENCH_PG (bench/scale/run starts one)")
+		}
+		dbURL, drop, err := freshDatabase(ctx, pg)
+		if err != nil {
+			return scale.Result{}, err
+		}
+		defer drop()
+		o.DB = dbURL
+	default:
+		return scale.Result{}, fmt.Errorf("unknown engine %q (sqlite, postgres)", engine)
+	}
+	return scale.Run(ctx, o)
+}
+
+// freshDatabase makes an empty database on the server and returns its URL
+// and how to drop it.
+func freshDatabase(ctx context.Context, admin string) (string, func(), error) {
+	adb, err := store.Open(ctx, admin)
+	if err != nil {
+		return "", nil, err
+	}
+	defer adb.Close()
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	name := "scale_" + hex.EncodeToString(b[:])
+	if _, err := adb.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		return "", nil, fmt.Errorf("create database: %w", err)
+	}
+	u, err := url.Parse(admin)
+	if err != nil {
+		return "", nil, err
+	}
+	u.Path = "/" + name
+	return u.String(), func() {
+		if a, err := store.Open(context.Background(), admin); err == nil {
+			_, _ = a.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+			a.Close()
+		}
+	}, nil
+}
+
+func parseSizes(s string) ([]scale.Size, error) {
+	var out []scale.Size
+	for _, p := range strings.Split(s, ",") {
+		n, i, ok := strings.Cut(strings.TrimSpace(p), ":")
+		if !ok {
+			return nil, fmt.Errorf("%q: want NODES:INSTANCES", p)
+		}
+		nodes, err1 := strconv.Atoi(n)
+		insts, err2 := strconv.Atoi(i)
+		if err1 != nil || err2 != nil || nodes <= 0 || insts <= 0 {
+			return nil, fmt.Errorf("%q: want two positive numbers", p)
+		}
+		out = append(out, scale.Size{Nodes: nodes, Instances: insts})
+	}
+	return out, nil
+}
