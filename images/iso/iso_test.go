@@ -112,7 +112,7 @@ func TestISO(t *testing.T) {
 		{"uefi-usb-disk", true, []string{"-drive", "file=" + out + ",format=raw,if=virtio,snapshot=on"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			qemuboot.Boot(t, qemuboot.Options{Args: tc.args, UEFI: tc.uefi, Marker: marker, Timeout: 120 * time.Second})
+			qemuboot.Boot(t, qemuboot.Options{Args: tc.args, UEFI: tc.uefi, Marker: marker, Timeout: 5 * time.Minute})
 		})
 	}
 }
