@@ -22,6 +22,8 @@ import (
 	"ironbark/images/blobstore"
 	"ironbark/internal/httplimit"
 	"ironbark/internal/nodeapi"
+	"ironbark/operator"
+	"ironbark/pxe"
 )
 
 // controllerFlags are the flags of `ironbark controller`.
@@ -30,6 +32,7 @@ type controllerFlags struct {
 	debugListen                                       string
 	perClient                                         int
 	plainHTTP                                         bool
+	serverNames                                       listFlag
 }
 
 func controllerRun(fs *flag.FlagSet) runFunc {
@@ -41,6 +44,7 @@ func controllerRun(fs *flag.FlagSet) runFunc {
 	fs.StringVar(&f.vmTypesFile, "vm-types", "", "JSON file of VM types (default: DATA/controller.json's, else Eucalyptus' defaults)")
 	fs.BoolVar(&f.plainHTTP, "plain-http", false,
 		"serve the EC2 API over plain HTTP instead of HTTPS (keys and user data then cross the network in the clear)")
+	fs.Var(&f.serverNames, "server-name", "another host name or IP the nodes reach the node API at, for its certificate (repeatable; the frontend's private address)")
 	fs.StringVar(&f.debugListen, "debug-listen", "",
 		"serve Go's profiler (/debug/pprof/) on HOST:PORT, to diagnose a slow controller (keep it on loopback)")
 	fs.IntVar(&f.perClient, "max-conns-per-client", httplimit.Default().PerClient,
@@ -59,7 +63,8 @@ func runController(ctx context.Context, e *env, f controllerFlags) error {
 	if e.db != "" {
 		settings.DB = e.db
 	}
-	db, err := e.openStore(ctx, controller.Migrations())
+	// pxe's tables too: the admin actions (the remote dashboard) read hosts.
+	db, err := e.openStore(ctx, append(controller.Migrations(), pxe.Migrations()...))
 	if err != nil {
 		return err
 	}
@@ -116,7 +121,7 @@ func runController(ctx context.Context, e *env, f controllerFlags) error {
 		DB: db, DataDir: e.dataDir, Ledger: cloud, Silences: cloud, Logger: log, Limits: limits,
 		VMTypes:     func(context.Context) ([]nodeapi.VMType, error) { return cfg.VMTypes, nil },
 		Blobs:       blobs.HandlerAt(nodeapi.PathBlobs),
-		ServerNames: serverNames(cfg.Endpoint),
+		ServerNames: append(serverNames(cfg.Endpoint), f.serverNames...),
 		Jobs:        jobs,
 	})
 	if err != nil {
@@ -145,8 +150,17 @@ func runController(ctx context.Context, e *env, f controllerFlags) error {
 	if err != nil {
 		return err
 	}
+	cat, err := controller.OpenImageCatalog(ctx, db)
+	if err != nil {
+		return err
+	}
+	ops, err := operator.NewLocal(ctx, db, cat, blobs, cfg.VMTypes)
+	if err != nil {
+		return err
+	}
 	api := &http.Server{
-		Handler:        ec2.NewServer(ec2.Config{Handler: cloud, Credentials: cloud, Logger: log, TokenKey: key}),
+		Handler: ec2.NewServer(ec2.Config{Handler: cloud, Credentials: cloud, Logger: log, TokenKey: key,
+			Admin: operator.Admin{Source: ops}}),
 		MaxHeaderBytes: ec2.MaxHeaderBytes, // an oversized query gets EC2's XML, not a plain 431
 		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		BaseContext:    func(net.Listener) context.Context { return ctx },

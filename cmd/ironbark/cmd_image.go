@@ -173,7 +173,7 @@ func isoBuild(fs *flag.FlagSet) runFunc {
 	fs.StringVar(&f.initrd, "initrd", "", "installer initramfs to boot")
 	fs.StringVar(&f.installer, "installer", "", "static ironbark-installer binary built with -tags frontend (it carries the frontend installer) to build the initramfs from (default: ironbark-installer-iso next to this binary)")
 	fs.StringVar(&f.spec.Rolls, "rolls", "", "directory copied to rolls/ on the ISO")
-	fs.StringVar(&f.frontendImage, "frontend-image", "", "the frontend appliance disk image: the default entry becomes the frontend installer, which lays it down")
+	fs.StringVar(&f.frontendImage, "frontend-image", "", "the frontend appliance disk image (raw, compressed here, or zstd): the default entry becomes the frontend installer, which lays it down")
 	fs.StringVar(&f.answers, "answers", "", "with --frontend-image: an answer file put on the ISO; the frontend installs unattended from it")
 	fs.StringVar(&f.spec.Cmdline, "cmdline", "console=tty0 console=ttyS0,115200", "kernel command line")
 	fs.StringVar(&f.spec.VolumeID, "volume-id", "IRONBARK", "ISO volume id")
@@ -234,6 +234,25 @@ func buildISO(ctx context.Context, e *env, f isoFlags) error {
 			if _, err := frontend.Parse(b); err != nil {
 				return fmt.Errorf("iso build: %s: %w", f.answers, err)
 			}
+		}
+		// The ISO carries the image zstd-compressed.
+		im := frontend.Image{Path: f.frontendImage}
+		z, err := im.Compressed()
+		if err != nil {
+			return err
+		}
+		if !z {
+			tmp := filepath.Join(filepath.Dir(f.out), "."+filepath.Base(f.out)+".frontend.img.zst")
+			defer os.Remove(tmp)
+			if err := im.Compress(tmp); err != nil {
+				return err
+			}
+			st, err := os.Stat(tmp)
+			if err != nil {
+				return err
+			}
+			e.say("frontend image %s compressed for the ISO: %d MiB", f.frontendImage, st.Size()>>20)
+			f.frontendImage = tmp
 		}
 		f.spec = installer.ISOSpec(f.spec, f.frontendImage, f.answers)
 	} else if f.answers != "" {

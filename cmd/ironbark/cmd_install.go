@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"time"
 
@@ -95,4 +96,34 @@ func progressPrinter(w io.Writer) func(frontend.Progress) {
 		fmt.Fprintf(w, "install: step %d/%d %s: %d of %d MiB (%d%%), %.0f MiB/s, ETA %s\n", p.Index, p.Of, p.Step,
 			p.Done>>20, p.Total>>20, pct, p.Rate/(1<<20), p.ETA.Round(time.Second))
 	}
+}
+
+// frontendSetup is `ironbark frontend setup`: the installed frontend's
+// boot makes the system what the installer's answers said.
+func frontendSetup(fs *flag.FlagSet) runFunc {
+	root := fs.String("root", "/", "the system to set up (another directory writes its files there and sets no host name)")
+	return func(ctx context.Context, e *env) error {
+		c, err := frontend.LoadConfig(e.dataDir)
+		if err != nil {
+			return err
+		}
+		if err := frontend.ApplySystem(*root, c, e.logger(slog.LevelInfo)); err != nil {
+			return err
+		}
+		if *root == "/" {
+			if err := c.SetHostname(); err != nil {
+				return err
+			}
+		}
+		e.say("frontend %s set up: public %s %s, cluster %s on %s %s", c.FQDN, c.Public.Interface, publicAddr(c),
+			c.Clusters[0].Name, c.Clusters[0].PXEInterface, c.Clusters[0].Address)
+		return nil
+	}
+}
+
+func publicAddr(c frontend.Config) string {
+	if c.Public.DHCP {
+		return "dhcp"
+	}
+	return c.Public.Address
 }

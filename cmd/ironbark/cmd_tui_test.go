@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"ironbark/internal/store"
+	"ironbark/operator"
 	"ironbark/pxe"
 )
 
@@ -48,5 +52,43 @@ func TestDashboardLocalSource(t *testing.T) {
 	}
 	if err := src.SetDrained(ctx, "node-nope", true); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("drain unknown node: %v", err)
+	}
+}
+
+// The remote dashboard against a running controller: its EC2 endpoint
+// answers the administrator's actions with the data dir's snapshot and
+// makes the changes there; without --credentials the command line is
+// wrong (exit 2).
+func TestDashboardRemote(t *testing.T) {
+	ctx := context.Background()
+	dir, endpoint := startController(t)
+	var out, errOut bytes.Buffer
+	if err := run(ctx, []string{"cluster", "add", "c1", "--data-dir", dir}, &out, &errOut); err != nil {
+		t.Fatalf("%v %s", err, errOut.String())
+	}
+	c, err := operator.LoadCredentials(filepath.Join(dir, "credentials", "admin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := operator.NewRemote(endpoint, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := r.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Clusters) != 1 || snap.Clusters[0].Name != "c1" {
+		t.Fatalf("snapshot %+v", snap)
+	}
+	if err := r.AddCluster(ctx, "c2"); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if err := run(ctx, []string{"cluster", "list", "--data-dir", dir}, &out, &errOut); err != nil || !strings.Contains(out.String(), "c2 ") {
+		t.Fatalf("cluster list after the remote add: %v\n%s", err, out.String())
+	}
+	if code := exitCode(run(ctx, []string{"tui", "--endpoint", endpoint}, &out, &errOut), io.Discard); code != 2 {
+		t.Errorf("tui --endpoint without --credentials: exit %d, want 2", code)
 	}
 }

@@ -123,5 +123,6 @@ func commands() []command {
 
 		// The frontend installer (cmd_install.go).
 		{name: "install", noStore: true, help: "install this machine as the frontend: the installer screens, or unattended with --answers FILE", setup: frontendInstall},
+		{name: "frontend setup", help: "make this system what DATA/frontend.json says (network, host name, time, root's password and SSH key); the installed frontend runs it at every boot", setup: frontendSetup},
 	}
 }

@@ -3,6 +3,7 @@ package ec2
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -48,13 +49,22 @@ type Config struct {
 	// should share it; when empty, each Server draws a random one (tokens
 	// then do not survive a restart).
 	TokenKey []byte
+	// Admin, when set, answers the cloud administrator's actions at
+	// AdminPath (as Eucalyptus served its administrative services beside
+	// EC2): the same Query API and signatures, callers other than the
+	// administrator refused, answers in JSON.
+	Admin Handler
 }
+
+// AdminPath is where Config.Admin answers.
+const AdminPath = "/services/Admin"
 
 // Server is the EC2 endpoint: an http.Handler answering at /,
 // /services/compute and /services/Eucalyptus (with or without a trailing
 // slash).
 type Server struct {
 	h        Handler
+	admin    Handler
 	creds    CredentialStore
 	log      *slog.Logger
 	maxBody  int64
@@ -67,7 +77,7 @@ type Server struct {
 // NewServer makes a Server from cfg, filling in defaults.
 func NewServer(cfg Config) *Server {
 	s := &Server{
-		h: cfg.Handler, creds: cfg.Credentials, log: cfg.Logger,
+		h: cfg.Handler, admin: cfg.Admin, creds: cfg.Credentials, log: cfg.Logger,
 		maxBody: cfg.MaxBodyBytes, skew: cfg.ClockSkew, now: cfg.Now, tokenKey: cfg.TokenKey,
 	}
 	if s.log == nil {
@@ -110,6 +120,7 @@ type outcome struct {
 	code      string
 	err       error // the cause of an InternalError, logged, never sent
 	body      []byte
+	json      bool // an admin answer
 }
 
 // ServeHTTP answers one EC2 call and logs a line for it.
@@ -144,6 +155,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// Log before answering, so that whoever got the answer finds the line.
 	s.log.LogAttrs(r.Context(), level, "ec2 request", attrs...)
+	if out.json {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", strconv.Itoa(len(out.body)))
+		w.Header().Set("x-amzn-RequestId", id)
+		w.WriteHeader(out.status)
+		_, _ = w.Write(out.body)
+		return
+	}
 	writeXML(w, out.status, out.body, id)
 }
 
@@ -163,7 +182,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, id string) (out o
 		}
 		return out
 	}
-	if !IsEndpointPath(r.URL.Path) {
+	admin := s.admin != nil && strings.TrimSuffix(r.URL.Path, "/") == AdminPath
+	if !IsEndpointPath(r.URL.Path) && !admin {
 		return fail(&Error{Code: "NotFound", Status: http.StatusNotFound,
 			Message: fmt.Sprintf("There is no EC2 endpoint at %s: use /, /services/compute or /services/Eucalyptus", truncate(r.URL.Path, 128))})
 	}
@@ -232,6 +252,21 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, id string) (out o
 	req.Path = r.URL.Path
 	if sig.v4 != nil {
 		req.Service = sig.v4.Service
+	}
+	if admin {
+		if !principal.Admin {
+			return fail(&Error{Code: "UnauthorizedOperation", Status: http.StatusForbidden,
+				Message: "Only the cloud administrator may call " + AdminPath})
+		}
+		resp, err := s.admin.ServeEC2(r.Context(), req)
+		if err != nil {
+			return fail(err)
+		}
+		if out.body, err = json.Marshal(resp); err != nil {
+			return fail(err)
+		}
+		out.status, out.json = http.StatusOK, true
+		return out
 	}
 	ns := STSNamespace
 	switch {

@@ -70,7 +70,30 @@ func Ext4Size(u Usage) int64 {
 	meta := inodes*256*4 + 64<<20 // inode tables at 4x the count, journal, group metadata
 	size := (data + meta) * 5 / 4
 	size = (size + 1<<20 - 1) &^ (1<<20 - 1)
-	return max(size, 64<<20)
+	return ext4Round(max(size, 64<<20), true)
+}
+
+// ext4Round keeps a filesystem's last block group from being a sliver.
+// go-diskfs (1 KiB blocks below 512 MiB, 8 MiB groups; 4 KiB blocks
+// above, 128 MiB groups) puts each flex group's bitmaps and inode tables
+// in its first group; a last group of a few blocks that starts a flex
+// group cannot hold them, and Linux refuses the filesystem ("Inode table
+// for group 8 not in group"), as a 1025 MiB one was. A last group under
+// an eighth of a group is filled (up, for a size computed from content)
+// or dropped (down, for a size a partition imposes), as mke2fs drops it.
+func ext4Round(size int64, up bool) int64 {
+	group := int64(8 << 20)
+	if size >= 512<<20 {
+		group = 128 << 20
+	}
+	rem := size % group
+	if size <= group || rem == 0 || rem >= group/8 {
+		return size
+	}
+	if up {
+		return size - rem + group/8
+	}
+	return size - rem
 }
 
 // fits checks a source against a filesystem size before anything is
@@ -99,6 +122,8 @@ func WriteExt4(ctx context.Context, f *os.File, offset, size int64, src Source, 
 	}
 	if size == 0 {
 		size = Ext4Size(u)
+	} else {
+		size = ext4Round(size, false)
 	}
 	if err := fits(u, size); err != nil {
 		return nil, err

@@ -238,3 +238,31 @@ func TestBadSources(t *testing.T) {
 		})
 	}
 }
+
+// TestExt4LastGroup: a filesystem whose last block group would be a
+// sliver (1025 MiB: 8 groups of 128 MiB and 1 MiB, which starts a flex
+// group its inode tables do not fit in) is written without it, and fsck
+// finds it clean; computed sizes fill such a group instead.
+func TestExt4LastGroup(t *testing.T) {
+	requireTools(t, "e2fsck")
+	img, res := buildExt4(t, DirSource(sampleTree(t)), 1025<<20, FSOptions{})
+	fsck(t, img)
+	if res.Size != 1024<<20 {
+		t.Errorf("size %d MiB, want the sliver dropped: 1024", res.Size>>20)
+	}
+	for _, tc := range []struct {
+		size, down, up int64
+	}{
+		{1025 << 20, 1024 << 20, 1040 << 20},
+		{1040 << 20, 1040 << 20, 1040 << 20},
+		{1024 << 20, 1024 << 20, 1024 << 20},
+		{100 << 20, 100 << 20, 100 << 20},
+	} {
+		if got := ext4Round(tc.size, false); got != tc.down {
+			t.Errorf("ext4Round(%d MiB, down) = %d MiB, want %d", tc.size>>20, got>>20, tc.down>>20)
+		}
+		if got := ext4Round(tc.size, true); got != tc.up {
+			t.Errorf("ext4Round(%d MiB, up) = %d MiB, want %d", tc.size>>20, got>>20, tc.up>>20)
+		}
+	}
+}

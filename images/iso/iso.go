@@ -213,7 +213,13 @@ func stage(ctx context.Context, ws string, s Spec, sl *disk.Syslinux) error {
 		return fmt.Errorf("iso: %w", err)
 	}
 	grubEFI := filepath.Join(ws, "..", filepath.Base(ws)+"-bootx64.efi")
-	if err := buildGrubEFI(grubEFI, idFile, s); err != nil {
+	if err := os.MkdirAll(filepath.Join(ws, filepath.Dir(GrubConfigPath)), 0o755); err != nil {
+		return fmt.Errorf("iso: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(ws, GrubConfigPath), []byte(s.grubConfig()), 0o644); err != nil {
+		return fmt.Errorf("iso: %w", err)
+	}
+	if err := buildGrubEFI(grubEFI, idFile); err != nil {
 		return err
 	}
 	defer os.Remove(grubEFI)
@@ -248,7 +254,8 @@ func stage(ctx context.Context, ws string, s Spec, sl *disk.Syslinux) error {
 		if err != nil {
 			return err
 		}
-		if d.IsDir() || strings.HasPrefix(p, filepath.Join(ws, "isolinux")) || p == filepath.Join(ws, "boot/efiboot.img") || p == filepath.Join(ws, idFile) {
+		if d.IsDir() || strings.HasPrefix(p, filepath.Join(ws, "isolinux")) || p == filepath.Join(ws, "boot/efiboot.img") || p == filepath.Join(ws, idFile) ||
+			p == filepath.Join(ws, GrubConfigPath) {
 			return os.Chtimes(p, s.Time, s.Time)
 		}
 		return nil

@@ -53,6 +53,9 @@ func TestISO(t *testing.T) {
 	spec := iso.Spec{
 		Kernel: k.Vmlinuz, Initrd: markerInitrd(t), Rolls: rolls,
 		Cmdline: "console=ttyS0 panic=-1",
+		// Two entries: both firmwares show a menu and boot the first.
+		Entries: []iso.Entry{{Label: "first", Title: "The first entry", Args: "ironbark.entry=first"},
+			{Label: "second", Title: "The second entry", Args: "ironbark.entry=second"}},
 	}
 	res, err := iso.Build(context.Background(), out, spec)
 	if err != nil {
@@ -83,7 +86,7 @@ func TestISO(t *testing.T) {
 	if err != nil {
 		t.Fatalf("xorriso -find: %v\n%s", err, ls)
 	}
-	for _, want := range []string{"/rolls/base/roll.xml", "/boot/vmlinuz", "/boot/initrd.img"} {
+	for _, want := range []string{"/rolls/base/roll.xml", "/boot/vmlinuz", "/boot/initrd.img", "/boot/grub/grub.cfg"} {
 		if !strings.Contains(string(ls), want) {
 			t.Errorf("ISO lacks %s:\n%s", want, ls)
 		}
@@ -112,7 +115,14 @@ func TestISO(t *testing.T) {
 		{"uefi-usb-disk", true, []string{"-drive", "file=" + out + ",format=raw,if=virtio,snapshot=on"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			qemuboot.Boot(t, qemuboot.Options{Args: tc.args, UEFI: tc.uefi, Marker: marker, Timeout: 5 * time.Minute})
+			out := qemuboot.Boot(t, qemuboot.Options{Args: tc.args, UEFI: tc.uefi, Marker: marker, Timeout: 5 * time.Minute})
+			if !strings.Contains(out, "ironbark.entry=first") {
+				t.Errorf("the default entry did not boot:\n%s", out)
+			}
+			// GRUB draws its menu on the serial console.
+			if tc.uefi && (!strings.Contains(out, "The first entry") || !strings.Contains(out, "The second entry")) {
+				t.Errorf("UEFI: no menu with both entries on the console:\n%s", out)
+			}
 		})
 	}
 }

@@ -2,7 +2,6 @@ package frontend
 
 import (
 	"crypto/pbkdf2"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
@@ -14,6 +13,8 @@ import (
 	"strings"
 	"time"
 	_ "time/tzdata" // the installer's initramfs has no /usr/share/zoneinfo
+
+	"ironbark/internal/shacrypt"
 )
 
 var (
@@ -201,23 +202,27 @@ func checkRollName(s string) error {
 
 const pbkdf2Iter = 210000
 
-// HashPassword hashes an admin password for storage:
-// pbkdf2-sha256$ITER$SALT$KEY (base64, no padding).
+// passwordRounds is the SHA-512 crypt round count of HashPassword: about
+// the work of the 210,000 PBKDF2 iterations answer files saved before.
+const passwordRounds = 100000
+
+// HashPassword hashes an admin password for storage as SHA-512 crypt
+// ($6$rounds=N$SALT$HASH): the form /etc/shadow takes, so the installed
+// frontend gives root the admin password without ever storing it.
 func HashPassword(pw string) (string, error) {
-	salt := make([]byte, 16)
-	if _, err := rand.Read(salt); err != nil {
-		return "", err
-	}
-	key, err := pbkdf2.Key(sha256.New, pw, salt, pbkdf2Iter, 32)
+	salt, err := shacrypt.Salt()
 	if err != nil {
 		return "", err
 	}
-	enc := base64.RawStdEncoding
-	return fmt.Sprintf("pbkdf2-sha256$%d$%s$%s", pbkdf2Iter, enc.EncodeToString(salt), enc.EncodeToString(key)), nil
+	return shacrypt.HashWith(pw, salt, passwordRounds)
 }
 
-// CheckPassword says whether pw matches a HashPassword hash.
+// CheckPassword says whether pw matches a HashPassword hash (or the
+// pbkdf2-sha256$ITER$SALT$KEY of older answer files).
 func CheckPassword(hash, pw string) bool {
+	if strings.HasPrefix(hash, "$6$") {
+		return shacrypt.Verify(hash, pw)
+	}
 	f := strings.Split(hash, "$")
 	if len(f) != 4 || f[0] != "pbkdf2-sha256" {
 		return false
@@ -233,10 +238,23 @@ func CheckPassword(hash, pw string) bool {
 	return err == nil && subtle.ConstantTimeCompare(got, want) == 1
 }
 
+// ShadowHash is hash when /etc/shadow can take it (SHA-512 crypt), else "".
+func ShadowHash(hash string) string {
+	if shacryptRE.MatchString(hash) {
+		return hash
+	}
+	return ""
+}
+
+var shacryptRE = regexp.MustCompile(`^\$6\$(rounds=[0-9]+\$)?[^$:\n]{1,16}\$[./0-9A-Za-z]{86}$`)
+
 func checkPasswordHash(s string) error {
+	if ShadowHash(s) != "" {
+		return nil
+	}
 	f := strings.Split(s, "$")
 	if len(f) != 4 || f[0] != "pbkdf2-sha256" {
-		return errors.New("want pbkdf2-sha256$ITER$SALT$KEY as a saved answer file has it")
+		return errors.New("want $6$rounds=N$SALT$HASH (SHA-512 crypt) as a saved answer file has it")
 	}
 	return nil
 }

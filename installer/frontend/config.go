@@ -100,12 +100,24 @@ func (c Config) Env() string {
 		kv("IRONBARK_PUBLIC_GW", c.Public.Gateway)
 		kv("IRONBARK_DNS", strings.Join(c.Public.DNS, " "))
 	}
+	kv("IRONBARK_ENDPOINT", c.Endpoint())
 	kv("IRONBARK_CLUSTER", c.Clusters[0].Name)
 	kv("IRONBARK_PRIVATE_IF", c.Clusters[0].PXEInterface)
 	kv("IRONBARK_PRIVATE_ADDR", c.Clusters[0].Address)
+	kv("IRONBARK_PRIVATE_IP", strings.Split(c.Clusters[0].Address, "/")[0])
 	kv("IRONBARK_TZ", c.TimeZone)
 	kv("IRONBARK_NTP", strings.Join(c.NTP, " "))
 	return b.String()
+}
+
+// Endpoint is the EC2 URL: the public address when it is static, else
+// the FQDN.
+func (c Config) Endpoint() string {
+	host := c.FQDN
+	if !c.Public.DHCP {
+		host = strings.Split(c.Public.Address, "/")[0]
+	}
+	return "https://" + host + ":8773/"
 }
 
 // StageDataDir writes the frontend's data directory (what becomes
@@ -146,11 +158,7 @@ func StageDataDir(ctx context.Context, dir string, a Answers) error {
 			return fmt.Errorf("stage %s: %w", p, err)
 		}
 	}
-	host := c.FQDN
-	if !c.Public.DHCP {
-		host = strings.Split(c.Public.Address, "/")[0]
-	}
-	endpoint := "https://" + host + ":8773/"
+	endpoint := c.Endpoint()
 	if err := controller.SaveSettings(dir, controller.Settings{Endpoint: endpoint}); err != nil {
 		return err
 	}

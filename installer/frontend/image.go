@@ -156,3 +156,50 @@ func (im Image) Layout() (ImageLayout, error) {
 	}
 	return ParseLayout(head)
 }
+
+// Compressed says whether the image file is zstd (the form the ISO
+// carries it in).
+func (im Image) Compressed() (bool, error) {
+	f, err := os.Open(im.Path)
+	if err != nil {
+		return false, fmt.Errorf("appliance image: %w", err)
+	}
+	defer f.Close()
+	magic := make([]byte, 4)
+	if _, err := io.ReadFull(f, magic); err != nil {
+		return false, fmt.Errorf("appliance image %s: %w", im.Path, err)
+	}
+	return bytes.Equal(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}), nil
+}
+
+// Compress writes the raw image zstd-compressed to dst (the image is
+// mostly the empty space of its filesystems: it shrinks several times).
+func (im Image) Compress(dst string) error {
+	if _, err := im.Layout(); err != nil {
+		return err
+	}
+	in, err := os.Open(im.Path)
+	if err != nil {
+		return fmt.Errorf("appliance image: %w", err)
+	}
+	defer in.Close()
+	f, err := os.Create(dst)
+	if err != nil {
+		return fmt.Errorf("appliance image: %w", err)
+	}
+	zw, err := zstd.NewWriter(f)
+	if err == nil {
+		_, err = io.Copy(zw, in)
+		if cerr := zw.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(dst)
+		return fmt.Errorf("compress %s: %w", im.Path, err)
+	}
+	return nil
+}

@@ -17,7 +17,17 @@ type Medium struct {
 	// RollsDir holds one directory or file per roll; "" means the medium
 	// carries no rolls list and the answers' rolls are not checked.
 	RollsDir string
+	// InstallerDir holds the node installer the medium boots
+	// (InstallerKernel, InstallerInitrd: the ISO's /boot); the install
+	// makes them what the frontend's PXE serves to the nodes. "": none.
+	InstallerDir string
 }
+
+// The node installer's files in Medium.InstallerDir.
+const (
+	InstallerKernel = "vmlinuz"
+	InstallerInitrd = "initrd.img"
+)
 
 // Rolls lists the rolls on the medium (nil when it has no rolls dir).
 func (md Medium) Rolls() ([]string, error) {
@@ -55,7 +65,12 @@ func Check(a Answers, m Machine, md Medium) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	return NewPlan(a, md.Image, d)
+	p, err := NewPlan(a, md.Image, d)
+	if err != nil {
+		return nil, err
+	}
+	p.InstallerDir = md.InstallerDir
+	return p, nil
 }
 
 // Install is the one path of both the screens and the answer file: check,

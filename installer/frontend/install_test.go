@@ -89,13 +89,20 @@ func TestInstallOntoDiskImage(t *testing.T) {
 	var logBuf bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logBuf, nil))
 	var reports []frontend.Progress
-	err := frontend.Install(context.Background(), a, frontendtest.TwoNICs(), frontend.Medium{Image: frontend.Image{Path: img}}, log,
+	// The medium's node installer (the ISO's /boot) becomes the PXE boot files.
+	inst := t.TempDir()
+	for n, c := range map[string]string{frontend.InstallerKernel: "node installer kernel", frontend.InstallerInitrd: "node installer initramfs"} {
+		if err := os.WriteFile(filepath.Join(inst, n), []byte(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := frontend.Install(context.Background(), a, frontendtest.TwoNICs(), frontend.Medium{Image: frontend.Image{Path: img}, InstallerDir: inst}, log,
 		func(p frontend.Progress) { reports = append(reports, p) })
 	if err != nil {
 		t.Fatalf("%v\n%s", err, logBuf.String())
 	}
 	// The log reads like the script the steps stand for.
-	for _, s := range []string{"wipefs --all", "dd of=" + target, "mkfs.ext4 -L ironbark-data", "sgdisk --clear", "gptmbr.bin"} {
+	for _, s := range []string{"wipefs --all", "dd of=" + target, "mkfs.ext4 -L ironbark-data", "sgdisk --clear", "bs=440 count=1"} {
 		if !strings.Contains(logBuf.String(), s) {
 			t.Errorf("log lacks %q:\n%s", s, logBuf.String())
 		}
@@ -168,11 +175,14 @@ func TestInstallOntoDiskImage(t *testing.T) {
 	if s := debugfsCat(t, fsImg, "/controller.json"); !strings.Contains(s, `"endpoint": "https://192.0.2.10:8773/"`) {
 		t.Fatalf("controller.json:\n%s", s)
 	}
+	if k, i := debugfsCat(t, fsImg, "/pxe/boot/vmlinuz"), debugfsCat(t, fsImg, "/pxe/boot/installer.img"); k != "node installer kernel" || i != "node installer initramfs" {
+		t.Fatalf("PXE boot files: %q %q", k, i)
+	}
 	if s := debugfsCat(t, fsImg, "/admin/authorized_keys"); s != frontendtest.SSHKey+"\n" {
 		t.Fatalf("authorized_keys: %q", s)
 	}
 	ans := debugfsCat(t, fsImg, "/install/answers.yaml")
-	if strings.Contains(ans, "correct horse") || !strings.Contains(ans, "passwordHash: pbkdf2-sha256$") {
+	if strings.Contains(ans, "correct horse") || !strings.Contains(ans, "passwordHash: $6$rounds=100000$") {
 		t.Fatalf("saved answers:\n%s", ans)
 	}
 	// The store holds cluster0.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/google/uuid"
 
 	"ironbark/images/disk"
+	"ironbark/internal/datadir"
 )
 
 // Step is one thing the install does. Its String reads like the shell
@@ -96,6 +98,9 @@ type Plan struct {
 	// Stage is where the data partition's files are staged (a temp dir
 	// when empty).
 	Stage string
+	// InstallerDir is Medium.InstallerDir: the node installer copied to
+	// the data partition for PXE ("": none).
+	InstallerDir string
 }
 
 // dataLabel names the data partition and its filesystem; the frontend's
@@ -138,7 +143,7 @@ func NewPlan(a Answers, im Image, target Disk) (*Plan, error) {
 		{Name: "write appliance", Cmd: fmt.Sprintf("zstdcat -f %s | dd of=%s bs=1M skip=1 seek=1  # %s, its partition table held back", im.Path, dev, human(l.Size)), Run: p.writeImage},
 		{Name: "write configuration", Cmd: fmt.Sprintf("mkfs.ext4 -L %s -d <frontend.json controller.json ironbark.db(cluster0) ...> %s  # %s for /var/lib/ironbark", dataLabel, dataPart, human(p.DataSize)), Run: p.writeData},
 		{Name: "partition", Cmd: fmt.Sprintf("sgdisk --clear %s  # GPT: %s, %s", dev, p.partNames(), dataLabel), Run: p.partition},
-		{Name: "boot loader", Cmd: fmt.Sprintf("dd if=gptmbr.bin of=%s bs=440 count=1  # BIOS; UEFI: \\EFI\\BOOT\\BOOTX64.EFI on the ESP", dev), Run: p.bootLoader},
+		{Name: "boot loader", Cmd: fmt.Sprintf("dd if=%s of=%s bs=440 count=1  # the image's BIOS boot code; UEFI: \\EFI\\BOOT\\BOOTX64.EFI on the ESP", im.Path, dev), Run: p.bootLoader},
 	}
 	return p, nil
 }
@@ -277,6 +282,11 @@ func (p *Plan) writeData(ctx context.Context, m *Meter) error {
 	if err := StageDataDir(ctx, stage, p.Answers); err != nil {
 		return fmt.Errorf("stage the configuration: %w", err)
 	}
+	if p.InstallerDir != "" {
+		if err := stagePXEBoot(stage, p.InstallerDir); err != nil {
+			return fmt.Errorf("stage the node installer: %w", err)
+		}
+	}
 	f, err := p.open()
 	if err != nil {
 		return err
@@ -311,8 +321,9 @@ func (p *Plan) partition(ctx context.Context, m *Meter) error {
 	return nil
 }
 
-// bootLoader puts the image's BIOS boot code in the MBR (syslinux's
-// gptmbr.bin, which boots the ESP marked legacy-BIOS-bootable). UEFI needs
+// bootLoader puts the image's BIOS boot code in the MBR (GRUB's boot.img,
+// which loads core.img from the BIOS boot partition, in the appliance
+// images; syslinux's gptmbr.bin in the lab ones). UEFI needs
 // nothing more: the ESP carries \EFI\BOOT\BOOTX64.EFI, the removable-media
 // path firmware boots without an NVRAM entry.
 func (p *Plan) bootLoader(ctx context.Context, m *Meter) error {
@@ -329,4 +340,34 @@ func (p *Plan) bootLoader(ctx context.Context, m *Meter) error {
 		return err
 	}
 	return f.Close()
+}
+
+// stagePXEBoot copies the medium's node installer into the data dir's
+// PXE boot files (vmlinuz, installer.img), as `ironbark pxe setup` would
+// make them: the installed frontend installs nodes from its first boot.
+func stagePXEBoot(stage, from string) error {
+	dir := datadir.Dir(stage).PXEBoot()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	for src, dst := range map[string]string{InstallerKernel: "vmlinuz", InstallerInitrd: "installer.img"} {
+		in, err := os.Open(filepath.Join(from, src))
+		if err != nil {
+			return err
+		}
+		out, err := os.OpenFile(filepath.Join(dir, dst), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+		if err != nil {
+			in.Close()
+			return err
+		}
+		_, err = io.Copy(out, in)
+		in.Close()
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", src, err)
+		}
+	}
+	return nil
 }

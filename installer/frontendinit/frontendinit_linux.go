@@ -38,6 +38,9 @@ func Run(ctx context.Context, cmdline string) error {
 	if _, err := os.Stat(filepath.Join(installer.MediumDir, "rolls")); err == nil {
 		md.RollsDir = filepath.Join(installer.MediumDir, "rolls")
 	}
+	if _, err := os.Stat(filepath.Join(installer.MediumDir, "boot", frontend.InstallerInitrd)); err == nil {
+		md.InstallerDir = filepath.Join(installer.MediumDir, "boot")
+	}
 	m := frontend.WithoutDisk(frontend.SysMachine{}, dev)
 	spec := installer.CmdArg(cmdline, installer.ArgAnswers)
 	if spec == "" {
