@@ -15,7 +15,9 @@ import (
 // network boot first.
 var xenMachine = []string{"-cpu", "qemu64,+svm,+npt,+vme,x-force-features=on", "-m", "3072", "-smp", "2"}
 
-const nodeDisk = 4 << 30
+// nodeDisk is sparse; the agent offers what its file system has free, and
+// m1.small wants 5 GiB of it.
+const nodeDisk = 16 << 30
 
 // nodeMAC is compute machine i's MAC.
 func nodeMAC(i int) string { return fmt.Sprintf("52:54:00:1b:01:%02x", i) }
