@@ -203,6 +203,12 @@ export AWS_EC2_METADATA_DISABLED=true
 	files["config"] = fmt.Sprintf("[default]\nregion = %s\nendpoint_url = %s\noutput = json\n%s", region, endpoint, bundleConf)
 	files["credentials"] = fmt.Sprintf("[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n", a.AccessKey, a.SecretKey)
 	for name, body := range files {
+		// A controller rewrites these at every start: leave a file that
+		// already says the same alone (no churn on the data partition, and
+		// a reader of it never meets a half-replaced directory).
+		if old, err := os.ReadFile(filepath.Join(dir, name)); err == nil && string(old) == body {
+			continue
+		}
 		if err := atomicfile.Write(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
 			return "", fmt.Errorf("write credentials: %w", err)
 		}

@@ -59,6 +59,10 @@ type Config struct {
 	// guest's console as guest-NAME.log, which GetConsoleOutput reads
 	// (default /var/log/xen/console). Only for xen:// URIs.
 	XenConsoleDir string
+	// LibxlLogDir is where libvirt's libxl driver logs each domain as
+	// NAME.log (default /var/log/libvirt/libxl): a failed Xen start's
+	// errors from it go into the launch error. Only for xen:// URIs.
+	LibxlLogDir string
 	// MaxCores, MaxMemoryMiB and MaxDiskGiB, when positive, replace what
 	// the node reports (Eucalyptus' MAX_CORES/MAX_MEM/MAX_DISK): to keep
 	// room for dom0, or to overcommit cores.
@@ -179,6 +183,9 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.XenConsoleDir == "" {
 		cfg.XenConsoleDir = "/var/log/xen/console"
+	}
+	if cfg.LibxlLogDir == "" {
+		cfg.LibxlLogDir = "/var/log/libvirt/libxl"
 	}
 	if cfg.LibvirtTimeout <= 0 {
 		cfg.LibvirtTimeout = 60 * time.Second

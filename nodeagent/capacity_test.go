@@ -2,6 +2,9 @@ package nodeagent
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -82,5 +85,22 @@ func waitNode(t *testing.T, r *rig, ok func(cluster.Node) bool) cluster.Node {
 			t.Fatalf("node never got there: %+v", nodes)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A failed Xen start says what libxl logged, not only that it failed.
+func TestLibxlErrors(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "i-1.log")
+	if err := os.WriteFile(log, []byte("libxl: debug: starting\n"+
+		"libxl: error: libxl_aoutils.c:539:hotplug_timeout: timed out waiting for script /etc/xen/scripts/block add\n"+
+		"libxl: debug: done\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := libxlErrors(log); !strings.Contains(got, "hotplug_timeout") || strings.Contains(got, "debug") {
+		t.Fatalf("libxlErrors: %q", got)
+	}
+	if got := libxlErrors(filepath.Join(dir, "none.log")); got != "" {
+		t.Fatalf("no log: %q", got)
 	}
 }

@@ -109,7 +109,7 @@ func (a *Agent) launch(ctx context.Context, s nodeapi.InstanceSpec) error {
 			_ = a.hv.remove(s.InstanceID)
 		}
 		if a.dtype == "xen" && !errors.Is(err, errHypervisor) {
-			err = fmt.Errorf("%w: %w", errXenStart, err)
+			err = fmt.Errorf("%w: %w%s", errXenStart, err, libxlErrors(filepath.Join(a.cfg.LibxlLogDir, s.InstanceID+".log")))
 		}
 		return fmt.Errorf("start domain: %w", err)
 	}
@@ -223,4 +223,34 @@ func (a *Agent) ownInstanceDir(dir string) error {
 		return fmt.Errorf("give %s to %s: %w", dir, qemuUser, err)
 	}
 	return nil
+}
+
+// libxlErrors is what libvirt's libxl driver logged as errors for a
+// domain (its per-domain log; its last lines when none says error):
+// libvirt's own message only says that libxenlight failed, the log says
+// which device or script. It is "" without a log.
+func libxlErrors(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	var errs []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, "error") || strings.Contains(l, "timed out") || strings.Contains(l, "failed") {
+			errs = append(errs, strings.TrimSpace(l))
+		}
+	}
+	if len(errs) == 0 {
+		// No line says so: the log's end is the best account.
+		for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			if l = strings.TrimSpace(l); l != "" {
+				errs = append(errs, l)
+			}
+		}
+	}
+	errs = errs[max(0, len(errs)-4):]
+	if len(errs) == 0 {
+		return ""
+	}
+	return " (libxl: " + strings.Join(errs, " | ") + ")"
 }

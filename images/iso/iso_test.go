@@ -115,7 +115,7 @@ func TestISO(t *testing.T) {
 		{"uefi-usb-disk", true, []string{"-drive", "file=" + out + ",format=raw,if=virtio,snapshot=on"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			out := qemuboot.Boot(t, qemuboot.Options{Args: tc.args, UEFI: tc.uefi, Marker: marker, Timeout: 120 * time.Second})
+			out := qemuboot.Boot(t, qemuboot.Options{Args: tc.args, UEFI: tc.uefi, Marker: marker, Timeout: 5 * time.Minute})
 			if !strings.Contains(out, "ironbark.entry=first") {
 				t.Errorf("the default entry did not boot:\n%s", out)
 			}

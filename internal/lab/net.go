@@ -150,9 +150,14 @@ func (ns *NetNS) Command(ctx context.Context, name string, args ...string) *exec
 
 // Process is a program started in a namespace by Start.
 type Process struct {
-	Cmd *exec.Cmd
-	out *Buffer
+	Cmd  *exec.Cmd
+	out  *Buffer
+	done chan struct{}
 }
+
+// Wait waits for the process to end. Start already waits for it in the
+// background (exec.Cmd allows one Wait): use this, never Cmd.Wait.
+func (p *Process) Wait() { <-p.done }
 
 // Output is what the process wrote to stdout and stderr so far.
 func (p *Process) Output() string { return p.out.String() }
@@ -206,7 +211,7 @@ func (ns *NetNS) Start(t T, name string, args ...string) *Process {
 			t.Logf("%s output:\n%s", name, s)
 		}
 	})
-	return &Process{Cmd: cmd, out: out}
+	return &Process{Cmd: cmd, out: out, done: done}
 }
 
 func (ns *NetNS) link(t T, name string) netlink.Link {

@@ -69,7 +69,7 @@ func TestXenComputeInstall(t *testing.T) {
 		"--listen", net.JoinHostPort(addr, "8773"), "--node-listen", net.JoinHostPort(addr, "8774")), work)
 	ctl.WaitLine(t, "controller started", 60*time.Second)
 	pxe := startProc(t, "pxe", n.NS.Command(context.Background(), ironbark, "pxe", "--data-dir", data, "--interface", n.Bridge,
-		"--kernel-args", "console=ttyS0", "--on-fail", "poweroff",
+		"--kernel-args", labInstallerArgs, "--on-fail", "poweroff",
 		"--controller-url", "https://"+net.JoinHostPort(addr, "8774")), work)
 	pxe.WaitLine(t, "pxe serving", 30*time.Second)
 	disc := startProc(t, "discover", exec.Command(ironbark, "discover", "--appliance", "compute", "--cluster", "c1",

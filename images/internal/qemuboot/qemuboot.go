@@ -91,6 +91,10 @@ func Boot(t testing.TB, o Options) string {
 			}
 			t.Fatalf("qemu exited (%v) before marker %q\nstderr: %s\nconsole:\n%s", err, o.Marker, stderr.String(), tail(out))
 		case <-ctx.Done():
+			// The context killed qemu: wait for it, so stderr is complete
+			// and no longer written.
+			err := <-done
+			done <- err
 			out, _ := os.ReadFile(logPath)
 			if strings.Contains(string(out), o.Marker) {
 				return string(out)
