@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin
 DATA    ?= $(CURDIR)/run
 
-.PHONY: all deps build test run bench fuzz clean
+.PHONY: all deps build test run rack bench fuzz clean
 
 all: build
 
@@ -21,6 +21,12 @@ test: deps
 
 run: build
 	@scripts/run $(DATA)
+
+# A whole rack on this machine: the ISO, a frontend installed from it,
+# compute VMs that PXE-install Xen and enroll; Ctrl-C removes it all.
+rack: build
+	$(GO) build -o $(BIN)/ironbark-rack ./cmd/ironbark-rack
+	@$(BIN)/ironbark-rack $(RACK_FLAGS)
 
 bench: build
 	@scripts/bench

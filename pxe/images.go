@@ -46,13 +46,25 @@ func (b *BlobImages) Set(ctx context.Context, appliance, file string) (blobstore
 	if err != nil {
 		return "", 0, fmt.Errorf("store image of %s: %w", appliance, err)
 	}
-	_, err = b.DB.Exec(ctx, `INSERT INTO pxe_appliances (appliance, digest, size, updated_at) VALUES (?, ?, ?, ?)
+	if err := RegisterImage(ctx, b.DB, appliance, d, size); err != nil {
+		return "", 0, err
+	}
+	return d, size, nil
+}
+
+// RegisterImage makes the blob d (already in the store, or put there
+// next, as the frontend installer does) what appliance installs.
+func RegisterImage(ctx context.Context, db *store.DB, appliance string, d blobstore.Digest, size int64) error {
+	if err := ValidAppliance(appliance); err != nil {
+		return err
+	}
+	_, err := db.Exec(ctx, `INSERT INTO pxe_appliances (appliance, digest, size, updated_at) VALUES (?, ?, ?, ?)
 		ON CONFLICT (appliance) DO UPDATE SET digest = excluded.digest, size = excluded.size, updated_at = excluded.updated_at`,
 		appliance, string(d), size, time.Now().Unix())
 	if err != nil {
-		return "", 0, fmt.Errorf("set image of %s: %w", appliance, err)
+		return fmt.Errorf("set image of %s: %w", appliance, err)
 	}
-	return d, size, nil
+	return nil
 }
 
 // Image implements ApplianceImages.

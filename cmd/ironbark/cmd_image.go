@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 
 	"ironbark/controller"
 	"ironbark/images"
@@ -162,6 +163,7 @@ func (r imageRow) cells() []string {
 type isoFlags struct {
 	out, kernel, modules, initrd, installer string
 	frontendImage, answers                  string
+	appliances                              listFlag
 	spec                                    iso.Spec
 }
 
@@ -175,6 +177,7 @@ func isoBuild(fs *flag.FlagSet) runFunc {
 	fs.StringVar(&f.spec.Rolls, "rolls", "", "directory copied to rolls/ on the ISO")
 	fs.StringVar(&f.frontendImage, "frontend-image", "", "the frontend appliance disk image (raw, compressed here, or zstd): the default entry becomes the frontend installer, which lays it down")
 	fs.StringVar(&f.answers, "answers", "", "with --frontend-image: an answer file put on the ISO; the frontend installs unattended from it")
+	fs.Var(&f.appliances, "appliance", "with --frontend-image: NAME=IMAGE, a node appliance's image (appliance build --out) carried on the ISO; the install makes it what NAME installs, and the ISO's installer what PXE boots (repeatable)")
 	fs.StringVar(&f.spec.Cmdline, "cmdline", "console=tty0 console=ttyS0,115200", "kernel command line")
 	fs.StringVar(&f.spec.VolumeID, "volume-id", "IRONBARK", "ISO volume id")
 	return func(ctx context.Context, e *env) error {
@@ -255,8 +258,30 @@ func buildISO(ctx context.Context, e *env, f isoFlags) error {
 			f.frontendImage = tmp
 		}
 		f.spec = installer.ISOSpec(f.spec, f.frontendImage, f.answers)
-	} else if f.answers != "" {
-		return e.usagef("iso build: --answers needs --frontend-image")
+		if len(f.appliances) > 0 {
+			images := map[string]string{}
+			for _, a := range f.appliances {
+				name, file, ok := strings.Cut(a, "=")
+				if !ok || name == "" || file == "" {
+					return e.usagef("iso build: --appliance %q: want NAME=IMAGE", a)
+				}
+				images[name] = file
+			}
+			dir, err := os.MkdirTemp(filepath.Dir(f.out), ".iso-manifest-*")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(dir)
+			var m frontend.Manifest
+			if f.spec, m, err = frontend.Carry(f.spec, images, dir); err != nil {
+				return fmt.Errorf("iso build: %w", err)
+			}
+			for _, a := range m.Appliances {
+				e.say("carrying appliance %s: %s (%s, %d MiB)", a.Name, images[a.Name], a.Digest, a.Size>>20)
+			}
+		}
+	} else if f.answers != "" || len(f.appliances) > 0 {
+		return e.usagef("iso build: --answers and --appliance need --frontend-image")
 	}
 	res, err := iso.Build(ctx, f.out, f.spec)
 	if err != nil {

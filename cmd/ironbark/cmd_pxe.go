@@ -35,7 +35,7 @@ func pxeServe(fs *flag.FlagSet) runFunc {
 	port := fs.Int("http-port", 8080, "HTTP boot server port on the interface address")
 	kargs := fs.String("kernel-args", "console=ttyS0 console=tty0", "extra kernel arguments for the installer")
 	onFail := fs.String("on-fail", "reboot", "installer's action after a failed install: reboot, halt or poweroff")
-	ctrl := fs.String("controller-url", "", "controller URL written into each node's identity")
+	ctrl := fs.String("controller-url", "", "controller's node API URL written into each node's identity (default: https://ADDRESS:8774, the interface's address: the frontend's controller)")
 	tftpDir := fs.String("tftp-dir", "/usr/lib/ipxe", "directory with undionly.kpxe, snponly.efi, ipxe.efi")
 	verbose := fs.Bool("v", false, "log every DHCP decision")
 	return func(ctx context.Context, e *env) error {
@@ -71,6 +71,15 @@ func servePXE(ctx context.Context, e *env, cfg pxe.ServiceConfig, controllerURL 
 	ca, err := pki.LoadOrCreateCA(e.dir().PKI())
 	if err != nil {
 		return err
+	}
+	if controllerURL == "" {
+		// On a frontend the controller's node API listens on every
+		// interface, the private one included: where nodes reach it.
+		ip, _, err := pxe.InterfaceAddr(cfg.Interface)
+		if err != nil {
+			return err
+		}
+		controllerURL = "https://" + net.JoinHostPort(ip.String(), "8774")
 	}
 	cfg.DB, cfg.Layout = db, layout
 	cfg.Identity = pxe.TokenIdentity{Registry: reg, CA: ca, ControllerURL: controllerURL}

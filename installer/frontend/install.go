@@ -21,6 +21,9 @@ type Medium struct {
 	// (InstallerKernel, InstallerInitrd: the ISO's /boot); the install
 	// makes them what the frontend's PXE serves to the nodes. "": none.
 	InstallerDir string
+	// Appliances are the node appliance images the medium carries
+	// (ReadManifest); the install makes each what its appliance installs.
+	Appliances []CarriedAppliance
 }
 
 // The node installer's files in Medium.InstallerDir.
@@ -70,6 +73,15 @@ func Check(a Answers, m Machine, md Medium) (*Plan, error) {
 		return nil, err
 	}
 	p.InstallerDir = md.InstallerDir
+	p.Carried = md.Appliances
+	var carried int64
+	for _, c := range md.Appliances {
+		carried += c.Size
+	}
+	if carried > 0 && p.DataSize < MinDataSize+carried {
+		return nil, fmt.Errorf("disk %s (%s) is too small: the data partition gets %s and must hold the %s of appliance images the medium carries besides %s",
+			d.Path, human(d.Size), human(p.DataSize), human(carried), human(MinDataSize))
+	}
 	return p, nil
 }
 

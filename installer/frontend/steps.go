@@ -101,6 +101,9 @@ type Plan struct {
 	// InstallerDir is Medium.InstallerDir: the node installer copied to
 	// the data partition for PXE ("": none).
 	InstallerDir string
+	// Carried are appliance images from the medium for the image store
+	// (carried.go).
+	Carried []CarriedAppliance
 }
 
 // dataLabel names the data partition and its filesystem; the frontend's
@@ -287,12 +290,23 @@ func (p *Plan) writeData(ctx context.Context, m *Meter) error {
 			return fmt.Errorf("stage the node installer: %w", err)
 		}
 	}
+	carried, err := stageCarried(ctx, stage, p.Carried)
+	if err != nil {
+		return fmt.Errorf("stage the carried appliances: %w", err)
+	}
+	var total int64
+	for _, c := range carried {
+		total += c.size
+	}
+	if total > 1<<20 {
+		m.Total(total) // progress: the carried images dominate this step
+	}
 	f, err := p.open()
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	if _, err := disk.WriteExt4(ctx, f, p.DataStart, p.DataSize, disk.DirSource(stage),
+	if _, err := disk.WriteExt4(ctx, f, p.DataStart, p.DataSize, withCarried{disk.DirSource(stage), carried, m},
 		disk.FSOptions{Label: dataLabel, Seed: uuid.NewString(), Time: time.Now()}); err != nil {
 		return fmt.Errorf("data filesystem: %w", err)
 	}

@@ -41,6 +41,9 @@ func Run(ctx context.Context, cmdline string) error {
 	if _, err := os.Stat(filepath.Join(installer.MediumDir, "boot", frontend.InstallerInitrd)); err == nil {
 		md.InstallerDir = filepath.Join(installer.MediumDir, "boot")
 	}
+	if md.Appliances, err = frontend.ReadManifest(installer.MediumDir); err != nil {
+		return stop(say, err)
+	}
 	m := frontend.WithoutDisk(frontend.SysMachine{}, dev)
 	spec := installer.CmdArg(cmdline, installer.ArgAnswers)
 	if spec == "" {

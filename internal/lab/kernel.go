@@ -45,6 +45,10 @@ func GuestKernel(t testing.TB) *Kernel {
 	return k
 }
 
+// CachedGuestKernel is GuestKernel for programs outside tests
+// (cmd/ironbark-rack): the same cache, an error instead of a skip.
+func CachedGuestKernel() (*Kernel, error) { return guestKernel() }
+
 func guestKernel() (*Kernel, error) {
 	dir := filepath.Join(CacheDir(), "kernel")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -128,18 +132,26 @@ func findKernel(root string) (*Kernel, error) {
 // Busybox returns the path of a static busybox (Debian's busybox-static).
 func Busybox(t testing.TB) string {
 	t.Helper()
+	p, err := StaticBusybox()
+	if err != nil {
+		Missing(t, err.Error())
+	}
+	return p
+}
+
+// StaticBusybox is Busybox for programs outside tests.
+func StaticBusybox() (string, error) {
 	for _, p := range []string{"/bin/busybox", "/usr/bin/busybox"} {
 		if out, err := exec.Command("file", "-L", p).Output(); err == nil && strings.Contains(string(out), "statically linked") {
-			return p
+			return p, nil
 		}
 		if _, err := os.Stat(p); err == nil {
 			if _, err := exec.LookPath("file"); err != nil {
-				return p // cannot check; busybox-static is what make deps installs
+				return p, nil // cannot check; busybox-static is what make deps installs
 			}
 		}
 	}
-	Missing(t, "static busybox not found (apt-get install busybox-static)")
-	return ""
+	return "", fmt.Errorf("static busybox not found (apt-get install busybox-static)")
 }
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }

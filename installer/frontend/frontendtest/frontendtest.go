@@ -6,6 +6,7 @@ package frontendtest
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -27,6 +28,15 @@ type ImageSpec struct {
 func Image(t testing.TB, dir string, s ImageSpec) string {
 	t.Helper()
 	lab.Require(t, "syslinux")
+	out, err := BuildImage(dir, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// BuildImage is Image for programs outside tests (cmd/ironbark-rack).
+func BuildImage(dir string, s ImageSpec) (string, error) {
 	root := filepath.Join(dir, "appliance-root")
 	files := map[string]string{"etc/ironbark-appliance": "frontend\n"}
 	for k, v := range s.Root {
@@ -35,16 +45,16 @@ func Image(t testing.TB, dir string, s ImageSpec) string {
 	for p, c := range files {
 		full := filepath.Join(root, p)
 		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
-			t.Fatal(err)
+			return "", err
 		}
 		if err := os.WriteFile(full, []byte(c), 0o644); err != nil {
-			t.Fatal(err)
+			return "", err
 		}
 	}
 	if s.Kernel == "" {
 		s.Kernel = filepath.Join(dir, "vmlinuz")
 		if err := os.WriteFile(s.Kernel, []byte("placeholder kernel"), 0o644); err != nil {
-			t.Fatal(err)
+			return "", err
 		}
 	}
 	out := filepath.Join(dir, "frontend.img")
@@ -52,9 +62,9 @@ func Image(t testing.TB, dir string, s ImageSpec) string {
 		Boot: &disk.Boot{Kernel: s.Kernel, Initrd: s.Initrd, Cmdline: s.Cmdline},
 		Root: disk.DirSource(root), FS: disk.FSOptions{Time: time.Unix(1700000000, 0), Seed: "lab-frontend"},
 	}); err != nil {
-		t.Fatal(err)
+		return "", fmt.Errorf("lab frontend image: %w", err)
 	}
-	return out
+	return out, nil
 }
 
 // Machine is a machine whose NICs and disks a test chooses.
