@@ -218,8 +218,11 @@ func TestREADMECommandLines(t *testing.T) {
 		if !ok {
 			continue
 		}
-		rest, _, _ = strings.Cut(rest, " #")  // a comment
-		rest, _, _ = strings.Cut(rest, " > ") // a redirection
+		rest, _, _ = strings.Cut(rest, " #")                     // a comment
+		rest, _, _ = strings.Cut(rest, " > ")                    // a redirection
+		rest, _, _ = strings.Cut(rest, " 2>")                    // of stderr
+		rest, _, _ = strings.Cut(rest, " | ")                    // a pipe
+		rest = strings.TrimSuffix(strings.TrimSpace(rest), " &") // run in the background
 		args := strings.Fields(rest)
 		c, after := lookup(commands(), args)
 		if c == nil && !prompted {
