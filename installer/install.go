@@ -151,6 +151,14 @@ func (in *Installer) install(ctx context.Context, disk string) error {
 	if err := WriteFiles(disk, p.Files); err != nil {
 		return err
 	}
+	// The image is as small as its content: give the root the rest of the
+	// disk (the filesystem follows at first boot). A node whose table
+	// cannot be grown still boots, with the image's size.
+	if n, err := GrowRoot(disk); err != nil {
+		in.Log.Warn("root partition left at the image's size", "err", err)
+	} else if n > 0 {
+		in.Log.Info("root partition grown to the disk", "bytes", n)
+	}
 	return nil
 }
 

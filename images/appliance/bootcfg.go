@@ -163,7 +163,9 @@ func writeFstab(tree string, ids disk.DiskIDs) error {
 	}
 	var add strings.Builder
 	if !mounted["/"] {
-		fmt.Fprintf(&add, "UUID=%s / ext4 defaults,errors=remount-ro 0 1\n", ids.RootFSUUID)
+		// x-systemd.growfs: the installer grows the root partition to
+		// the disk; systemd grows the filesystem to it at boot.
+		fmt.Fprintf(&add, "UUID=%s / ext4 defaults,errors=remount-ro,x-systemd.growfs 0 1\n", ids.RootFSUUID)
 	}
 	if !mounted[ESPMount] {
 		// nofail: boot does not wait for it; a long device timeout: it
