@@ -165,8 +165,9 @@ func ensureGateway(nl *netlink.Handle, bridge string, p netip.Prefix) error {
 }
 
 // dhcpHost is the bridge address the agent answers an instance's DHCP
-// from: its subnet's gateway when the controller names one, else the
-// bridge's own address; false for a SYSTEM-mode instance, whose address
+// from: its subnet's gateway when the controller names one (unless the
+// bridge has its own address in that subnet), else the bridge's own
+// address; false for a SYSTEM-mode instance, whose address
 // comes from the cluster network's own DHCP server.
 func dhcpHost(req string, specs []nodeapi.InstanceSpec, bridge netip.Prefix) (netip.Prefix, bool) {
 	for _, s := range specs {
@@ -179,6 +180,14 @@ func dhcpHost(req string, specs []nodeapi.InstanceSpec, bridge netip.Prefix) (ne
 		p, err1 := netip.ParsePrefix(s.Network.Subnet)
 		gw, err2 := netip.ParseAddr(s.Network.Gateway)
 		if err1 == nil && err2 == nil {
+			// A bridge that has its own address in the subnet kept it
+			// (ensureGateway adds none then): the instances' router and
+			// metadata are that address, not a gateway nobody answers for
+			// here (a Xen dom0 bridged onto the lab's network: the subnet's
+			// first address is the lab host's).
+			if bridge.IsValid() && p.Contains(bridge.Addr()) {
+				return netip.PrefixFrom(bridge.Addr(), p.Bits()), true
+			}
 			return netip.PrefixFrom(gw, p.Bits()), true
 		}
 	}

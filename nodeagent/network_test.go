@@ -40,5 +40,11 @@ func TestInstanceNetworks(t *testing.T) {
 		if serve != tc.serve || (serve && host.String() != tc.host) {
 			t.Errorf("%s: %v %v, want %s %v", tc.mac, host, serve, tc.host, tc.serve)
 		}
+	}	// A bridge with its own address in the instance subnet (a Xen dom0
+	// bridged onto the cluster network, where the subnet's first address
+	// is another machine's) answers from that address.
+	own := netip.MustParsePrefix("10.91.0.2/24")
+	if host, serve := dhcpHost("d0:0d:00:00:00:01", specs, own); !serve || host != own {
+		t.Errorf("bridge in the subnet: %v %v, want %v", host, serve, own)
 	}
 }

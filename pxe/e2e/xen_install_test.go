@@ -55,9 +55,6 @@ func TestXenComputeInstall(t *testing.T) {
 
 	ironbarkCmd(t, ironbark, "cluster", "add", "c1", "--data-dir", data)
 	ironbarkCmd(t, ironbark, "attr", "set", "kernel_args", xenLabKernelArgs, "--appliance", "compute", "--data-dir", data)
-	// The installed root is the image's size (about 1 GiB); instance disks
-	// are sparse.
-	ironbarkCmd(t, ironbark, "attr", "set", "--appliance", "compute", "--data-dir", data, "--", "ironbark_node_args", "--max-disk-gib 20")
 	ironbarkCmd(t, ironbark, "appliance", "build", "compute", "--data-dir", data,
 		"--cache", filepath.Join(lab.CacheDir(), "appliance"), "--source-dir", work)
 	ironbarkCmd(t, ironbark, "pxe", "setup", "--data-dir", data, "--kernel", k.Vmlinuz,
@@ -76,7 +73,9 @@ func TestXenComputeInstall(t *testing.T) {
 		"--no-tui", "--data-dir", data), work)
 	disc.WaitLine(t, "discovering compute appliances", 30*time.Second)
 
-	node := newVMDisk(t, n, work, "xen", macXen, false, 4<<30)
+	// 8 GiB (sparse): the installer grows the root partition to the disk
+	// and systemd the filesystem, so the node offers m1.small's 5 GiB.
+	node := newVMDisk(t, n, work, "xen", macXen, false, 8<<30)
 	node.Machine = []string{"-cpu", "qemu64,+svm,+npt,+vme,x-force-features=on", "-m", "3072", "-smp", "2"}
 	node.Start(t)
 	line := disc.WaitLine(t, "mac="+macXen, 3*time.Minute)
@@ -98,6 +97,9 @@ func TestXenComputeInstall(t *testing.T) {
 	}
 	nr := waitCapacity(t, ironbark, data, "compute-0-0", xenEnrollWait)
 	t.Logf("node list --json: %+v", nr)
+	if nr.DiskGiB < 5 {
+		t.Errorf("the node offers %d GiB of disk on an 8 GiB disk: its root was not grown", nr.DiskGiB)
+	}
 }
 
 // waitNode polls `ironbark node list` until host's row says up.
