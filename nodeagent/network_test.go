@@ -40,7 +40,8 @@ func TestInstanceNetworks(t *testing.T) {
 		if serve != tc.serve || (serve && host.String() != tc.host) {
 			t.Errorf("%s: %v %v, want %s %v", tc.mac, host, serve, tc.host, tc.serve)
 		}
-	}	// A bridge with its own address in the instance subnet (a Xen dom0
+	}
+	// A bridge with its own address in the instance subnet (a Xen dom0
 	// bridged onto the cluster network, where the subnet's first address
 	// is another machine's) answers from that address.
 	own := netip.MustParsePrefix("10.91.0.2/24")
