@@ -12,32 +12,13 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"ironbark/internal/lab"
 )
 
-// env is a minimal lab.T for a program: cleanups run in reverse order when
-// the benchmark ends, fatal errors unwind through a panic.
-type env struct {
-	verbose  bool
-	cleanups []func()
-}
-
-type fatal struct{ msg string }
-
-func (e *env) Helper()                           {}
-func (e *env) Cleanup(f func())                  { e.cleanups = append(e.cleanups, f) }
-func (e *env) Fatalf(format string, args ...any) { panic(fatal{fmt.Sprintf(format, args...)}) }
-func (e *env) Logf(format string, args ...any) {
-	if e.verbose {
-		fmt.Fprintf(os.Stderr, format+"\n", args...)
-	}
-}
-
-func (e *env) cleanup() {
-	for i := len(e.cleanups) - 1; i >= 0; i-- {
-		e.cleanups[i]()
-	}
-	e.cleanups = nil
-}
+// env is the lab kit's T for this program (lab.RunProgram makes one per
+// comparison).
+type env = lab.Program
 
 type options struct {
 	instances, rules int
@@ -78,23 +59,12 @@ func main() {
 
 // runOne runs one comparison with its own lab, always cleaned up.
 func runOne(o options, run func(*env, options) error, sig <-chan os.Signal) (err error) {
-	e := &env{verbose: o.verbose}
-	defer e.cleanup()
-	defer func() {
-		if p := recover(); p != nil {
-			f, ok := p.(fatal)
-			if !ok {
-				panic(p)
-			}
-			err = fmt.Errorf("%s", f.msg)
-		}
-	}()
 	select {
 	case s := <-sig:
 		return fmt.Errorf("stopped by %v", s)
 	default:
 	}
-	return run(e, o)
+	return lab.RunProgram(o.verbose, func(e *env) error { return run(e, o) })
 }
 
 func ratio(a, b float64) string {

@@ -18,32 +18,13 @@ import (
 	"runtime/pprof"
 	"strings"
 	"syscall"
+
+	"ironbark/internal/lab"
 )
 
-// env is a minimal lab.T for a program: cleanups run in reverse order
-// when the benchmark ends, fatal errors unwind through a panic.
-type env struct {
-	verbose  bool
-	cleanups []func()
-}
-
-type fatal struct{ msg string }
-
-func (e *env) Helper()                           {}
-func (e *env) Cleanup(f func())                  { e.cleanups = append(e.cleanups, f) }
-func (e *env) Fatalf(format string, args ...any) { panic(fatal{fmt.Sprintf(format, args...)}) }
-func (e *env) Logf(format string, args ...any) {
-	if e.verbose {
-		fmt.Fprintf(os.Stderr, format+"\n", args...)
-	}
-}
-
-func (e *env) cleanup() {
-	for i := len(e.cleanups) - 1; i >= 0; i-- {
-		e.cleanups[i]()
-	}
-	e.cleanups = nil
-}
+// env is the lab kit's T for this program (lab.RunProgram makes one per
+// comparison).
+type env = lab.Program
 
 func main() {
 	var o options
@@ -160,18 +141,7 @@ type options struct {
 
 // runOne runs one comparison with its own lab, always cleaned up.
 func runOne(ctx context.Context, o options, run func(context.Context, *env, options) error) (err error) {
-	e := &env{verbose: o.verbose}
-	defer e.cleanup()
-	defer func() {
-		if p := recover(); p != nil {
-			f, ok := p.(fatal)
-			if !ok {
-				panic(p)
-			}
-			err = fmt.Errorf("%s", f.msg)
-		}
-	}()
-	return run(ctx, e, o)
+	return lab.RunProgram(o.verbose, func(e *env) error { return run(ctx, e, o) })
 }
 
 func ratio(a, b float64) string {
