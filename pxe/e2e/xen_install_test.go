@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"testing"
@@ -55,6 +56,8 @@ func TestXenComputeInstall(t *testing.T) {
 
 	ironbarkCmd(t, ironbark, "cluster", "add", "c1", "--data-dir", data)
 	ironbarkCmd(t, ironbark, "attr", "set", "kernel_args", xenLabKernelArgs, "--appliance", "compute", "--data-dir", data)
+	key, pub := sshKey(t, work)
+	ironbarkCmd(t, ironbark, "attr", "set", "ssh_authorized_keys", pub, "--data-dir", data)
 	ironbarkCmd(t, ironbark, "appliance", "build", "compute", "--data-dir", data,
 		"--cache", filepath.Join(lab.CacheDir(), "appliance"), "--source-dir", work)
 	ironbarkCmd(t, ironbark, "pxe", "setup", "--data-dir", data, "--kernel", k.Vmlinuz,
@@ -98,8 +101,17 @@ func TestXenComputeInstall(t *testing.T) {
 	nr := waitCapacity(t, ironbark, data, "compute-0-0", xenEnrollWait)
 	t.Logf("node list --json: %+v", nr)
 	if nr.DiskGiB < 5 {
-		t.Errorf("the node offers %d GiB of disk on an 8 GiB disk: its root was not grown", nr.DiskGiB)
+		t.Fatalf("the node offers %d GiB of disk on an 8 GiB disk: its root was not grown", nr.DiskGiB)
 	}
+	ip := regexp.MustCompile(`ip=(\S+)`).FindStringSubmatch(line)
+	var sh func(string) string
+	if ip != nil {
+		sh = nodeShell(t, n, key, ip[1])
+		t.Logf("on the node: %s", sh("uptime; xl info | grep -E 'free_memory|nr_cpus'"))
+	} else {
+		t.Logf("no ip= in %q: no SSH to the node", line)
+	}
+	runXenInstance(t, n, ironbark, data, work, k, sh)
 }
 
 // waitNode polls `ironbark node list` until host's row says up.
