@@ -36,9 +36,13 @@ const xenLabKernelArgs = "console=tty0 console=hvc0 ro net.ifnames=0 systemd.jou
 // discovery into a blank qemu with LAB.md's Xen CPU flags; it reboots
 // from its own disk into Xen dom0, and its agent enrolls with the
 // controller from its lease address: `node list` shows it up with the
-// cores and memory libvirt's Xen driver reports.
+// cores and memory libvirt's Xen driver reports and the disk its grown
+// root offers. Then an instance run with the AWS CLI lands on it as a
+// Xen PV guest (runXenInstance), and root on the node takes the key in
+// ssh_authorized_keys (the test looks at dom0 through it).
 func TestXenComputeInstall(t *testing.T) {
-	lab.Require(t, "qemu-system-x86_64", "ip", "go", "mmdebstrap", "unshare", "chroot", "grub-mkimage", "apt-get")
+	lab.Require(t, "qemu-system-x86_64", "ip", "go", "mmdebstrap", "unshare", "chroot", "grub-mkimage", "apt-get",
+		"ssh", "ssh-keygen", "aws")
 	if _, err := os.Stat("/usr/lib/ipxe/undionly.kpxe"); err != nil {
 		lab.Missing(t, "/usr/lib/ipxe/undionly.kpxe (ipxe package)")
 	}
@@ -104,12 +108,12 @@ func TestXenComputeInstall(t *testing.T) {
 		t.Fatalf("the node offers %d GiB of disk on an 8 GiB disk: its root was not grown", nr.DiskGiB)
 	}
 	ip := regexp.MustCompile(`ip=(\S+)`).FindStringSubmatch(line)
-	var sh func(string) string
-	if ip != nil {
-		sh = nodeShell(t, n, key, ip[1])
-		t.Logf("on the node: %s", sh("uptime; xl info | grep -E 'free_memory|nr_cpus'"))
-	} else {
-		t.Logf("no ip= in %q: no SSH to the node", line)
+	if ip == nil {
+		t.Fatalf("discover: no ip= in %q", line)
+	}
+	sh := nodeShell(t, n, key, ip[1])
+	if out := sh("xl info | grep -E 'nr_cpus|free_memory'; cat /root/.ssh/authorized_keys"); !strings.Contains(out, "nr_cpus") || !strings.Contains(out, pub) {
+		t.Fatalf("on the node, as root with the admin's key: %q", out)
 	}
 	runXenInstance(t, n, ironbark, data, work, k, sh)
 }

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -26,7 +27,8 @@ func awsCLI(t *testing.T, n *lab.LabNet, data, home string, args ...string) (str
 	if _, err := os.Stat("/usr/bin/aws"); err == nil {
 		bin = "/usr/bin/aws"
 	}
-	script := ". " + filepath.Join(data, "credentials", "admin", "eucarc") + ` && exec "$0" "$@"`
+	// --endpoint-url: Debian 12's AWS CLI v2 (2.9) predates AWS_ENDPOINT_URL.
+	script := ". " + filepath.Join(data, "credentials", "admin", "eucarc") + ` && exec "$0" --endpoint-url "$EC2_URL" "$@"`
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := n.NS.Command(ctx, "sh", append([]string{"-c", script, bin}, args...)...)
@@ -141,7 +143,7 @@ func runXenInstance(t *testing.T, n *lab.LabNet, ironbark, data, work string, k 
 	}
 	if sshNode != nil {
 		left := strings.Fields(sshNode("virsh -c xen:///system list --all --name | grep -c " + inst +
-			"; ls /var/lib/ironbark-node/instances/ /var/log/xen/console/ | grep -c " + inst))
+			"; ls /var/lib/ironbark-node/instances/ /var/log/xen/console/ | grep -c " + inst + "; true"))
 		if len(left) != 2 || left[0] != "0" || left[1] != "0" {
 			t.Fatalf("after terminate the node still has the domain or files of %s (domains, files): %q", inst, left)
 		}
@@ -153,14 +155,23 @@ func runXenInstance(t *testing.T, n *lab.LabNet, ironbark, data, work string, k 
 // from the lab namespace.
 func nodeShell(t *testing.T, n *lab.LabNet, key, addr string) func(string) string {
 	return func(cmd string) string {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		out, err := n.NS.Command(ctx, "ssh", "-i", key, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-			"-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=20", "root@"+addr, cmd).CombinedOutput()
-		if err != nil {
-			t.Logf("ssh %s %q: %v", addr, cmd, err)
+		// sshd may start after the agent has enrolled: retry while ssh
+		// itself fails (exit 255).
+		for try := 0; ; try++ {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			out, err := n.NS.Command(ctx, "ssh", "-i", key, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+				"-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=20", "root@"+addr, cmd).CombinedOutput()
+			cancel()
+			var ee *exec.ExitError
+			if err != nil && errors.As(err, &ee) && ee.ExitCode() == 255 && try < 20 {
+				time.Sleep(5 * time.Second)
+				continue
+			}
+			if err != nil {
+				t.Logf("ssh %s %q: %v", addr, cmd, err)
+			}
+			return string(out)
 		}
-		return string(out)
 	}
 }
 
