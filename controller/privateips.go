@@ -74,6 +74,10 @@ type takenIPs struct {
 	mu   sync.Mutex
 	set  map[string]bool // nil: read it at the next launch
 	read time.Time
+	// low is, per subnet, where the search for a free address starts:
+	// every address of the pool below it is in set (picks are lowest
+	// first), so a launch does not walk the taken ones again.
+	low map[netip.Prefix]netip.Addr
 }
 
 const takenIPsTTL = 30 * time.Second
@@ -99,20 +103,22 @@ func (c *Cloud) allocPrivateIPs(ctx context.Context, tx *store.Tx, zn zoneNet, n
 				t.set = nil
 				return nil, err
 			}
-			t.set, t.read = set, time.Now()
+			t.set, t.read, t.low = set, time.Now(), map[netip.Prefix]netip.Addr{}
 		}
 		picked := make([]string, 0, n)
-		var from netip.Addr // the pool's start
+		from := t.low[zn.subnet] // the zero Addr: the pool's start
 		for range n {
 			ip, err := c.allocPrivateIP(t.set, zn, &from)
 			if err != nil {
 				for _, p := range picked {
 					delete(t.set, p)
 				}
+				delete(t.low, zn.subnet)
 				return nil, err
 			}
 			picked = append(picked, ip)
 		}
+		t.low[zn.subnet] = from
 		if reread {
 			// Read under the placement lock, in this transaction: exact.
 			return picked, nil
