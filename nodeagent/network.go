@@ -127,7 +127,8 @@ func (a *Agent) syncNetwork() {
 				return
 			}
 		}
-		t, err := natmap.New(natmap.Config{NetNS: a.net.nsfd, PublicInterface: a.cfg.PublicInterface, OutboundNAT: a.cfg.OutboundNAT, Logger: a.log})
+		t, err := natmap.New(natmap.Config{NetNS: a.net.nsfd, PublicInterface: a.cfg.PublicInterface, OutboundNAT: a.cfg.OutboundNAT,
+			Bridge: a.cfg.Bridge, Logger: a.log})
 		if err != nil {
 			a.log.Error("elastic IPs", "err", err)
 			return

@@ -14,6 +14,7 @@ import (
 	"ironbark/internal/datadir"
 	"ironbark/internal/pki"
 	"ironbark/internal/store"
+	"ironbark/roll"
 )
 
 // Cluster0 is the availability zone the installer makes from the private
@@ -23,6 +24,10 @@ const Cluster0 = "cluster0"
 // InstalledDataDir is where the data partition is mounted on the
 // installed frontend.
 const InstalledDataDir = "/var/lib/ironbark"
+
+// SSHKeysAttr is the global attribute that holds the keys root accepts on
+// every installed node.
+const SSHKeysAttr = "ssh_authorized_keys"
 
 // Config is DATA/frontend.json: what the installed frontend is, as the
 // installer wrote it from the answers. Its boot reads it to bring the
@@ -176,6 +181,17 @@ func StageDataDir(ctx context.Context, dir string, a Answers) error {
 	}
 	if err := reg.AddCluster(ctx, Cluster0, sched.Greedy); err != nil {
 		return err
+	}
+	// Every node the frontend installs takes its admin's key for root
+	// (the base roll's ssh node reads the attribute), as Rocks gave every
+	// node the frontend root's key.
+	if c.Admin.SSHKey != "" {
+		if err := db.Migrate(ctx, roll.Migrations()); err != nil {
+			return err
+		}
+		if err := roll.NewAttrs(db).Set(ctx, roll.ScopeGlobal, "", SSHKeysAttr, c.Admin.SSHKey); err != nil {
+			return fmt.Errorf("stage the admin's key for the nodes: %w", err)
+		}
 	}
 	// The cloud's administrator, with EC2 keys, so the frontend answers
 	// its first request (eucarc under credentials/admin, paths as the

@@ -19,6 +19,7 @@ import (
 	"ironbark/installer/frontend/frontendtest"
 	"ironbark/internal/lab"
 	"ironbark/internal/store"
+	"ironbark/roll"
 )
 
 // sfdiskPart is a partition as `sfdisk --json` shows it.
@@ -202,6 +203,14 @@ func TestInstallOntoDiskImage(t *testing.T) {
 	cs, err := reg.Clusters(context.Background())
 	if err != nil || len(cs) != 1 || cs[0].Name != "cluster0" {
 		t.Fatalf("clusters %+v %v", cs, err)
+	}
+	// The nodes it installs take the admin's key.
+	as, err := roll.NewAttrs(db).Get(context.Background(), roll.ScopeGlobal, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := as[frontend.SSHKeysAttr]; got != frontendtest.SSHKey {
+		t.Fatalf("global %s = %q, want the admin's key", frontend.SSHKeysAttr, got)
 	}
 }
 

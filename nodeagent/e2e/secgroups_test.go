@@ -192,7 +192,75 @@ func TestSecurityGroupsThroughEC2(t *testing.T) {
 	t.Logf("table at the end:\n%s", table())
 }
 
-const sgMarker = "IRONBARK-SG-GUEST-UP"
+// webMarker is what the web guest prints once it serves.
+const webMarker = "IRONBARK-SG-GUEST-UP"
+
+// webGuest registers the ramdisk of a guest that takes its address by
+// DHCP, asks the metadata service for its instance id, prints both, and
+// serves HTTP on ports 80 and 8080.
+func (e *env) webGuest(t *testing.T) string {
+	t.Helper()
+	return e.dhcpGuest(t, "webguest", `echo "INSTANCE-ID=$(wget -qO- http://169.254.169.254/latest/meta-data/instance-id)"
+mkdir -p /www && echo hello > /www/index.html
+httpd -p 80 -h /www
+httpd -p 8080 -h /www
+echo `+webMarker)
+}
+
+// runWebGuest makes the security group "web", which allows tcp 80, and
+// launches the web guest (ramdisk eri) into it through the EC2 API; it
+// waits until the guest serves, with the address and the instance id the
+// controller gave it (DHCP and metadata are always allowed). It returns
+// the instance's id and private address, and the group's id.
+func (e *env) runWebGuest(t *testing.T, eri string) (id string, ip netip.Addr, group string) {
+	t.Helper()
+	ctx := context.Background()
+	sg, err := e.ec2.CreateSecurityGroup(ctx, &sdk.CreateSecurityGroupInput{GroupName: aws.String("web"), Description: aws.String("web")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.ec2.AuthorizeSecurityGroupIngress(ctx, &sdk.AuthorizeSecurityGroupIngressInput{GroupId: sg.GroupId, IpPermissions: tcpPort(80)}); err != nil {
+		t.Fatal(err)
+	}
+	run, err := e.ec2.RunInstances(ctx, &sdk.RunInstancesInput{ImageId: aws.String(e.machineImage(t, eri)),
+		InstanceType: types.InstanceTypeM1Small, MinCount: aws.Int32(1), MaxCount: aws.Int32(1), SecurityGroupIds: []string{aws.ToString(sg.GroupId)},
+		Placement: &types.Placement{AvailabilityZone: aws.String("zone-e2e")}})
+	if err != nil {
+		t.Fatalf("RunInstances: %v", err)
+	}
+	id = aws.ToString(run.Instances[0].InstanceId)
+	ip = netip.MustParseAddr(aws.ToString(run.Instances[0].PrivateIpAddress))
+	e.waitState(t, id, types.InstanceStateNameRunning, bootWait)
+	e.waitMarker(t, id, webMarker, 1)
+	if con := e.console(t, id); !bytes.Contains(con, []byte("IP="+ip.String())) || !bytes.Contains(con, []byte("INSTANCE-ID="+id)) {
+		t.Fatalf("the guest lacks its DHCP address or its metadata; console tail:\n%s", con[max(0, len(con)-2000):])
+	}
+	return id, ip, aws.ToString(sg.GroupId)
+}
+
+// tcpPort is an ingress permission for one TCP port from anywhere.
+func tcpPort(p int32) []types.IpPermission {
+	return []types.IpPermission{{IpProtocol: aws.String("tcp"), FromPort: aws.Int32(p), ToPort: aws.Int32(p),
+		IpRanges: []types.IpRange{{CidrIp: aws.String("0.0.0.0/0")}}}}
+}
+
+// waitTCP waits until a TCP connection from ns to ip:port is made
+// (allowed) or not (a refusal or silence): the node applies a change
+// within a second; the deadline guards a hang.
+func waitTCP(t *testing.T, what string, ns *lab.NetNS, ip netip.Addr, port int, allowed bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := ns.ConnectTCP(ip, port, time.Second)
+		if (err == nil) == allowed {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %s:%d allowed=%v never came (%v)", what, ip, port, allowed, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
 
 // TestSecurityGroupsQemuGuest is the whole path with a real guest: qemu
 // (TCG) behind its tap on the node's bridge, launched through the EC2 API
@@ -206,52 +274,11 @@ func TestSecurityGroupsQemuGuest(t *testing.T) {
 	if out, err := exec.Command("ip", "addr", "add", "10.88.0.1/16", "dev", e.bridge).CombinedOutput(); err != nil {
 		t.Fatalf("bridge address: %v: %s", err, out)
 	}
-	initScript := `#!/bin/busybox sh
-/bin/busybox --install -s /bin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-exec >/dev/ttyS0 2>&1
-modprobe virtio_pci
-modprobe virtio_net
-ip link set lo up
-udhcpc -i eth0 -s /udhcpc.sh -q -f -n -t 30 -T 2 || echo "udhcpc failed"
-echo "INSTANCE-ID=$(wget -qO- http://169.254.169.254/latest/meta-data/instance-id)"
-mkdir -p /www && echo hello > /www/index.html
-httpd -p 80 -h /www
-httpd -p 8080 -h /www
-echo ` + sgMarker + `
-exec sleep 1000000
-`
-	eri := e.register(t, controller.KindRamdisk, "sgguest",
-		lab.DHCPGuestInitramfs(t, filepath.Join(filepath.Dir(e.state), "initrd-sg.gz"), lab.GuestKernel(t), initScript, "virtio_pci", "virtio_net"))
+	eri := e.webGuest(t)
 	e.startAgent(t, e.token(t))
 	e.waitZone(t)
 	ctx := context.Background()
-	sg, err := e.ec2.CreateSecurityGroup(ctx, &sdk.CreateSecurityGroupInput{GroupName: aws.String("web"), Description: aws.String("web")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := func(p int32) []types.IpPermission {
-		return []types.IpPermission{{IpProtocol: aws.String("tcp"), FromPort: aws.Int32(p), ToPort: aws.Int32(p),
-			IpRanges: []types.IpRange{{CidrIp: aws.String("0.0.0.0/0")}}}}
-	}
-	if _, err := e.ec2.AuthorizeSecurityGroupIngress(ctx, &sdk.AuthorizeSecurityGroupIngressInput{GroupId: sg.GroupId, IpPermissions: port(80)}); err != nil {
-		t.Fatal(err)
-	}
-	run, err := e.ec2.RunInstances(ctx, &sdk.RunInstancesInput{ImageId: aws.String(e.machineImage(t, eri)), InstanceType: types.InstanceTypeM1Small,
-		MinCount: aws.Int32(1), MaxCount: aws.Int32(1), SecurityGroupIds: []string{aws.ToString(sg.GroupId)},
-		Placement: &types.Placement{AvailabilityZone: aws.String("zone-e2e")}})
-	if err != nil {
-		t.Fatalf("RunInstances: %v", err)
-	}
-	id := aws.ToString(run.Instances[0].InstanceId)
-	ip := netip.MustParseAddr(aws.ToString(run.Instances[0].PrivateIpAddress))
-	e.waitState(t, id, types.InstanceStateNameRunning, bootWait)
-	e.waitMarker(t, id, sgMarker, 1)
-	if con := e.console(t, id); !bytes.Contains(con, []byte("IP="+ip.String())) || !bytes.Contains(con, []byte("INSTANCE-ID="+id)) {
-		t.Fatalf("the guest lacks its DHCP address or its metadata; console tail:\n%s", con[max(0, len(con)-2000):])
-	}
+	id, ip, sg := e.runWebGuest(t, eri)
 
 	// A client on the node's bridge: a namespace whose bridge is joined to
 	// it by a veth pair.
@@ -260,30 +287,16 @@ exec sleep 1000000
 	if out, err := exec.Command("ip", "link", "set", root, "master", e.bridge).CombinedOutput(); err != nil {
 		t.Fatalf("enslave %s to %s: %v: %s", root, e.bridge, err, out)
 	}
-	until := func(what string, p int, allowed bool) {
-		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			err := client.NS.ConnectTCP(ip, p, time.Second)
-			if (err == nil) == allowed {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: port %d allowed=%v never came (%v)", what, p, allowed, err)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
-	until("the group's port", 80, true)
-	until("a port the group does not name", 8080, false)
-	if _, err := e.ec2.AuthorizeSecurityGroupIngress(ctx, &sdk.AuthorizeSecurityGroupIngressInput{GroupId: sg.GroupId, IpPermissions: port(8080)}); err != nil {
+	waitTCP(t, "the group's port", client.NS, ip, 80, true)
+	waitTCP(t, "a port the group does not name", client.NS, ip, 8080, false)
+	if _, err := e.ec2.AuthorizeSecurityGroupIngress(ctx, &sdk.AuthorizeSecurityGroupIngressInput{GroupId: aws.String(sg), IpPermissions: tcpPort(8080)}); err != nil {
 		t.Fatal(err)
 	}
-	until("8080 authorized", 8080, true)
-	if _, err := e.ec2.RevokeSecurityGroupIngress(ctx, &sdk.RevokeSecurityGroupIngressInput{GroupId: sg.GroupId, IpPermissions: port(80)}); err != nil {
+	waitTCP(t, "8080 authorized", client.NS, ip, 8080, true)
+	if _, err := e.ec2.RevokeSecurityGroupIngress(ctx, &sdk.RevokeSecurityGroupIngressInput{GroupId: aws.String(sg), IpPermissions: tcpPort(80)}); err != nil {
 		t.Fatal(err)
 	}
-	until("80 revoked", 80, false)
+	waitTCP(t, "80 revoked", client.NS, ip, 80, false)
 	e.terminate(t, id)
 	out, err := exec.Command("nft", "list", "table", "inet", secgroups.TableName(e.bridge)).CombinedOutput()
 	if err != nil || bytes.Contains(out, []byte(id)) {

@@ -78,10 +78,7 @@ func (t *Table) announce(link netlink.Link, ip netip.Addr) error {
 		copy(sa.Addr[:], []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
 		return unix.Sendto(fd, frame, 0, sa)
 	}
-	if t.cfg.NetNS > 0 {
-		return inNetNS(t.cfg.NetNS, send)
-	}
-	return send()
+	return inNetNS(t.cfg.NetNS, send)
 }
 
 // garp is an Ethernet frame with a gratuitous ARP request: who-has ip,

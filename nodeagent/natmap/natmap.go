@@ -44,7 +44,11 @@ type Config struct {
 	// public address through PublicInterface (off unless the operator
 	// turns it on).
 	OutboundNAT bool
-	Logger      *slog.Logger
+	// Bridge is the node's instance bridge: the instances' answers to
+	// the outside, and their outbound traffic, are routed from it ("" to
+	// leave its forwarding as it is).
+	Bridge string
+	Logger *slog.Logger
 }
 
 // Table is the node's ironbark-nat table.
@@ -160,6 +164,11 @@ func (t *Table) Apply(ms []Mapping, subnets []netip.Prefix) error {
 	t.build(ms, subnets)
 	if err := t.conn.Flush(); err != nil {
 		return fmt.Errorf("natmap: apply %d elastic IPs: %w", len(ms), err)
+	}
+	if len(ms) > 0 || t.cfg.OutboundNAT {
+		if err := t.forward(); err != nil {
+			return err // t.last is unchanged: the next Apply tries again
+		}
 	}
 	t.last = key.String()
 	if err := t.syncAddrs(ms); err != nil {

@@ -11,7 +11,7 @@ import (
 
 func mustTable(t *testing.T, n *natmaptest.Node) *natmap.Table {
 	t.Helper()
-	tb, err := natmap.New(natmap.Config{NetNS: n.NetNSFd(), PublicInterface: n.Public})
+	tb, err := natmap.New(natmap.Config{NetNS: n.NetNSFd(), PublicInterface: n.Public, Bridge: n.Bridge})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +35,9 @@ func apply(t *testing.T, tb *natmap.Table, n *natmaptest.Node, ms ...natmap.Mapp
 // instance from outside and follows it when reassociated, on the same node
 // and to the other; the clusters' private subnets do not see each other,
 // only each other's public addresses; a restarted agent rebuilds the same
-// ruleset; bad mappings change nothing.
+// ruleset; bad mappings change nothing. Forwarding is off on the nodes
+// until their first elastic IP turns it on (Debian's default, and a fresh
+// namespace's).
 func TestElasticIPs(t *testing.T) {
 	w := natmaptest.NewWorld(t, "198.51.100.1/24")
 	a := w.AddNode(t, "198.51.100.2", "10.91.0.0/24")
@@ -48,7 +50,23 @@ func TestElasticIPs(t *testing.T) {
 	apply(t, tb, b)
 
 	natmaptest.MustNotReach(t, w.Out, eip)
+	// The nodes forward nothing until they have elastic IPs (the kernel's
+	// default), then only from their public interface and their bridge.
+	forwarding := func(n *natmaptest.Node, want string) {
+		t.Helper()
+		for _, i := range []string{n.Public, n.Bridge} {
+			if got := n.Forwarding(t, i); got != want {
+				t.Fatalf("forwarding on %s: %s, want %s", i, got, want)
+			}
+		}
+		if got := n.Forwarding(t, "all"); got != "0" {
+			t.Fatalf("forwarding for all the interfaces: %s, want 0 (only the public one and the bridge)", got)
+		}
+	}
+	forwarding(a, "0")
+	forwarding(b, "0")
 	apply(t, ta, a, m(eip, a1))
+	forwarding(a, "1")
 	natmaptest.MustReach(t, w.Out, eip, "a1 198.51.100.1")
 
 	// Reassociated to another instance of the node.

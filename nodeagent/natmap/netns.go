@@ -7,9 +7,13 @@ import (
 	"github.com/vishvananda/netns"
 )
 
-// inNetNS runs fn on a thread switched into the namespace nsfd: a packet
-// socket belongs to the namespace of the thread that opens it.
+// inNetNS runs fn on a thread switched into the namespace nsfd (0: right
+// here): a packet socket, and what /proc/sys/net shows, belong to the
+// namespace of the thread that opens them.
 func inNetNS(nsfd int, fn func() error) error {
+	if nsfd <= 0 {
+		return fn()
+	}
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"testing"
@@ -35,9 +36,13 @@ const xenLabKernelArgs = "console=tty0 console=hvc0 ro net.ifnames=0 systemd.jou
 // discovery into a blank qemu with LAB.md's Xen CPU flags; it reboots
 // from its own disk into Xen dom0, and its agent enrolls with the
 // controller from its lease address: `node list` shows it up with the
-// cores and memory libvirt's Xen driver reports.
+// cores and memory libvirt's Xen driver reports and the disk its grown
+// root offers. Then an instance run with the AWS CLI lands on it as a
+// Xen PV guest (runXenInstance), and root on the node takes the key in
+// ssh_authorized_keys (the test looks at dom0 through it).
 func TestXenComputeInstall(t *testing.T) {
-	lab.Require(t, "qemu-system-x86_64", "ip", "go", "mmdebstrap", "unshare", "chroot", "grub-mkimage", "apt-get")
+	lab.Require(t, "qemu-system-x86_64", "ip", "go", "mmdebstrap", "unshare", "chroot", "grub-mkimage", "apt-get",
+		"ssh", "ssh-keygen", "aws")
 	if _, err := os.Stat("/usr/lib/ipxe/undionly.kpxe"); err != nil {
 		lab.Missing(t, "/usr/lib/ipxe/undionly.kpxe (ipxe package)")
 	}
@@ -55,6 +60,8 @@ func TestXenComputeInstall(t *testing.T) {
 
 	ironbarkCmd(t, ironbark, "cluster", "add", "c1", "--data-dir", data)
 	ironbarkCmd(t, ironbark, "attr", "set", "kernel_args", xenLabKernelArgs, "--appliance", "compute", "--data-dir", data)
+	key, pub := sshKey(t, work)
+	ironbarkCmd(t, ironbark, "attr", "set", "ssh_authorized_keys", pub, "--data-dir", data)
 	ironbarkCmd(t, ironbark, "appliance", "build", "compute", "--data-dir", data,
 		"--cache", filepath.Join(lab.CacheDir(), "appliance"), "--source-dir", work)
 	ironbarkCmd(t, ironbark, "pxe", "setup", "--data-dir", data, "--kernel", k.Vmlinuz,
@@ -98,8 +105,17 @@ func TestXenComputeInstall(t *testing.T) {
 	nr := waitCapacity(t, ironbark, data, "compute-0-0", xenEnrollWait)
 	t.Logf("node list --json: %+v", nr)
 	if nr.DiskGiB < 5 {
-		t.Errorf("the node offers %d GiB of disk on an 8 GiB disk: its root was not grown", nr.DiskGiB)
+		t.Fatalf("the node offers %d GiB of disk on an 8 GiB disk: its root was not grown", nr.DiskGiB)
 	}
+	ip := regexp.MustCompile(`ip=(\S+)`).FindStringSubmatch(line)
+	if ip == nil {
+		t.Fatalf("discover: no ip= in %q", line)
+	}
+	sh := nodeShell(t, n, key, ip[1])
+	if out := sh("xl info | grep -E 'nr_cpus|free_memory'; cat /root/.ssh/authorized_keys"); !strings.Contains(out, "nr_cpus") || !strings.Contains(out, pub) {
+		t.Fatalf("on the node, as root with the admin's key: %q", out)
+	}
+	runXenInstance(t, n, ironbark, data, work, k, sh)
 }
 
 // waitNode polls `ironbark node list` until host's row says up.

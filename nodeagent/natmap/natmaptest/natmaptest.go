@@ -55,8 +55,8 @@ type Node struct {
 
 // AddNode makes a node with public address pub (with the world's prefix
 // length) and instance subnet subnet (its bridge takes the first address;
-// "" leaves the bridge without one, for an agent to give it), forwarding
-// on.
+// "" leaves the bridge without one, for an agent to give it). IPv4
+// forwarding is off, as on a fresh node: natmap turns it on.
 func (w *World) AddNode(t testing.TB, pub string, subnet string) *Node {
 	t.Helper()
 	ns := lab.NewNetNS(t)
@@ -69,11 +69,6 @@ func (w *World) AddNode(t testing.TB, pub string, subnet string) *Node {
 		gw = netip.PrefixFrom(n.Subnet.Addr().Next(), n.Subnet.Bits())
 	}
 	n.Bridge = ns.Bridge(t, gw)
-	if err := ns.Do(func() error {
-		return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0o644)
-	}); err != nil {
-		t.Fatalf("forwarding on in %s: %v", ns.Name, err)
-	}
 	fd, err := unix.Open("/run/netns/"+ns.Name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		t.Fatalf("open netns %s: %v", ns.Name, err)
@@ -88,6 +83,20 @@ func (n *Node) NetNSFd() int { return n.nsfd }
 
 // NetNSPath is the node namespace's path (nodeagent.Config.NetNS).
 func (n *Node) NetNSPath() string { return "/run/netns/" + n.NS.Name }
+
+// Forwarding reads /proc/sys/net/ipv4/conf/IFNAME/forwarding in the
+// node's namespace ("all" for the namespace's own setting).
+func (n *Node) Forwarding(t testing.TB, ifname string) string {
+	t.Helper()
+	var v []byte
+	if err := n.NS.Do(func() (err error) {
+		v, err = os.ReadFile("/proc/sys/net/ipv4/conf/" + ifname + "/forwarding")
+		return err
+	}); err != nil {
+		t.Fatalf("forwarding of %s in %s: %v", ifname, n.NS.Name, err)
+	}
+	return strings.TrimSpace(string(v))
+}
 
 // Ruleset is `nft list ruleset` in the node's namespace.
 func (n *Node) Ruleset(t testing.TB) string {
