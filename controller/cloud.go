@@ -42,6 +42,11 @@ type Config struct {
 	// Notify, when set, is told the node of every instance whose desired
 	// state changed, so the cluster side can wake that node's agent.
 	Notify func(nodeID string)
+	// NotifySoon, when set, is told the nodes whose desired state changed
+	// in a way that may wait a moment and comes in bursts (the member
+	// lists of security groups a launch grows), so the cluster side can
+	// wake them together, shortly; nil: Notify is told.
+	NotifySoon func(nodeID string)
 	// Jobs says whether this controller runs the periodic jobs (purge,
 	// failure checks) now: with several controllers on one database, one
 	// at a time does (store.Leader). nil: this one always does.
@@ -75,6 +80,9 @@ type Cloud struct {
 	secrets     secretCache // unsealed secrets (accesskeys.go)
 	keyUse      keyUse      // when keys last signed (accesskeys.go)
 	health      NodeHealth  // which nodes are up (failure.go); nil: all
+	memberReads memberReads // security group members, shared by the nodes woken together (members.go)
+	groupLists  groupLists  // parsed reservation groups (members.go)
+	takenIPs    takenIPs    // private addresses held, for launches (privateips.go)
 	// noUsage skips the usage record on launch: only benchmarks set it,
 	// to measure what the record costs.
 	noUsage bool

@@ -148,6 +148,7 @@ func (c *Cloud) FinishLostTerminations(ctx context.Context) (int, error) {
 		}
 		if done {
 			n++
+			c.takenIPs.forget() // its private address came free
 			c.log.Warn("instance terminated without its node", "instance", r.id, "node", r.node)
 		}
 	}

@@ -110,9 +110,9 @@ func (c *Cloud) Observe(ctx context.Context, nodeID string, sts []nodeapi.Instan
 	if quiet, err := c.unchanged(ctx, nodeID, sts); err != nil || quiet {
 		return err
 	}
-	terminating := false
+	terminating, freed := false, false
 	err := c.db.InTx(ctx, func(tx *store.Tx) error {
-		terminating = false
+		terminating, freed = false, false
 		at := c.now()
 		now := at.Unix()
 		for _, st := range sts {
@@ -145,7 +145,7 @@ func (c *Cloud) Observe(ctx context.Context, nodeID string, sts []nodeapi.Instan
 			}
 			ended := int64(0)
 			if next == nodeapi.StateTerminated && state != nodeapi.StateTerminated {
-				ended = now
+				ended, freed = now, true
 				if err := addUsage(ctx, tx, nodeID, vmType, -1); err != nil {
 					return err
 				}
@@ -175,6 +175,9 @@ func (c *Cloud) Observe(ctx context.Context, nodeID string, sts []nodeapi.Instan
 		}
 		return nil
 	})
+	if err == nil && freed {
+		c.takenIPs.forget() // private addresses came free
+	}
 	if err == nil && terminating {
 		c.notify(nodeID) // the node now has a domain to remove
 	}

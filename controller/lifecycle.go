@@ -98,6 +98,9 @@ func (c *Cloud) changeState(ctx context.Context, k *call, verb string, t transit
 	if err != nil {
 		return nil, err
 	}
+	if verb == "terminate" {
+		c.takenIPs.forget() // private addresses may have come free
+	}
 	c.notify(nodes...)
 	c.log.Info(verb+" instances", "account", k.account(), "instances", ids)
 	return resp, nil

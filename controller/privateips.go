@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync"
+	"time"
 
 	"ironbark/controller/ec2"
 	"ironbark/internal/store"
@@ -50,6 +52,103 @@ func (c *Cloud) allocPrivateIP(taken map[string]bool, z zoneNet, from *netip.Add
 	taken[ip.String()] = true
 	*from = ip.Next()
 	return ip.String(), nil
+}
+
+// takenIPs is this controller's copy of the private addresses that live
+// instances hold, for launches: read from the store at every launch it
+// cost a scan of every live instance inside the placement lock, where
+// launches queue (at 100,000 instances, most of a launch's time). The copy
+// is only a guess of what is free, never trusted alone:
+//   - addresses other controllers (or other paths) took since it was read
+//     are missed: a launch checks the addresses it picked against the
+//     store's index, under the placement lock, and rereads the whole set
+//     when one is taken;
+//   - addresses given back since are still marked taken (the next launch
+//     would take a higher one): this controller forgets the copy when it
+//     ends an instance, and every copy is reread after takenIPsTTL, so an
+//     address another controller frees is reused within that.
+//
+// A launch that fails after picking forgets the copy too (its picks were
+// never committed).
+type takenIPs struct {
+	mu   sync.Mutex
+	set  map[string]bool // nil: read it at the next launch
+	read time.Time
+	// low is, per subnet, where the search for a free address starts:
+	// every address of the pool below it is in set (picks are lowest
+	// first), so a launch does not walk the taken ones again.
+	low map[netip.Prefix]netip.Addr
+}
+
+const takenIPsTTL = 30 * time.Second
+
+// forget drops the copy: the next launch reads the set again.
+func (t *takenIPs) forget() {
+	t.mu.Lock()
+	t.set = nil
+	t.mu.Unlock()
+}
+
+// allocPrivateIPs picks n free private addresses in the zone's subnet,
+// the lowest free first, inside a launch transaction that holds the
+// placement lock; they count as taken from now on.
+func (c *Cloud) allocPrivateIPs(ctx context.Context, tx *store.Tx, zn zoneNet, n int) ([]string, error) {
+	t := &c.takenIPs
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for reread := false; ; reread = true {
+		if t.set == nil || reread || time.Since(t.read) >= takenIPsTTL {
+			set, err := livePrivateIPs(ctx, tx)
+			if err != nil {
+				t.set = nil
+				return nil, err
+			}
+			t.set, t.read, t.low = set, time.Now(), map[netip.Prefix]netip.Addr{}
+		}
+		picked := make([]string, 0, n)
+		from := t.low[zn.subnet] // the zero Addr: the pool's start
+		for range n {
+			ip, err := c.allocPrivateIP(t.set, zn, &from)
+			if err != nil {
+				for _, p := range picked {
+					delete(t.set, p)
+				}
+				delete(t.low, zn.subnet)
+				return nil, err
+			}
+			picked = append(picked, ip)
+		}
+		t.low[zn.subnet] = from
+		if reread {
+			// Read under the placement lock, in this transaction: exact.
+			return picked, nil
+		}
+		held, err := heldPrivateIPs(ctx, tx, picked)
+		if err != nil {
+			t.set = nil
+			return nil, err
+		}
+		if !held {
+			return picked, nil
+		}
+	}
+}
+
+// heldPrivateIPs reports whether a live instance holds any of ips.
+func heldPrivateIPs(ctx context.Context, q store.Querier, ips []string) (bool, error) {
+	for len(ips) > 0 {
+		k := min(len(ips), 500)
+		var n int
+		if err := q.QueryRow(ctx, `SELECT COUNT(*) FROM instances WHERE state <> 'terminated' AND private_ip <> ''
+			AND private_ip IN (?`+strings.Repeat(`, ?`, k-1)+`)`, anySlice(ips[:k])...).Scan(&n); err != nil {
+			return false, fmt.Errorf("private addresses in use: %w", err)
+		}
+		if n > 0 {
+			return true, nil
+		}
+		ips = ips[k:]
+	}
+	return false, nil
 }
 
 // livePrivateIPs is the set of private addresses held by instances not

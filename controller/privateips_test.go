@@ -2,7 +2,9 @@ package controller
 
 import (
 	"context"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	sdk "github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -130,4 +132,67 @@ func TestInstanceSubnetSetting(t *testing.T) {
 	if _, err := LoadSettings(dir); err == nil {
 		t.Fatal("a /30 instance subnet was accepted")
 	}
+}
+
+// Two controllers on one store each keep a copy of the taken private
+// addresses (takenIPs): an address the other one took since is never
+// handed out twice, one this controller freed is reused at once, and one
+// the other controller freed is reused once the copy is reread.
+func TestPrivateAddressesTwoControllers(t *testing.T) {
+	storetest.Each(t, Migrations(), func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		a, b := newTestEnv(t, db), newTestEnv(t, db)
+		ca, cb := a.client(a.alice), b.client(b.alice)
+		ip := func(out *sdk.RunInstancesOutput) string { return aws.ToString(out.Instances[0].PrivateIpAddress) }
+		first := a.run(ca, 1, "")
+		if got := ip(first); got != "10.88.0.10" {
+			t.Fatalf("first launch on a: %s", got)
+		}
+		if got := ip(b.run(cb, 1, "")); got != "10.88.0.11" {
+			t.Fatalf("launch on b: %s, want 10.88.0.11", got)
+		}
+		// a's copy does not have .11: the launch finds it held and
+		// rereads.
+		three := a.run(ca, 3, "")
+		var got []string
+		for _, in := range three.Instances {
+			got = append(got, aws.ToString(in.PrivateIpAddress))
+		}
+		if !slices.Equal(got, []string{"10.88.0.12", "10.88.0.13", "10.88.0.14"}) {
+			t.Fatalf("launch of 3 on a after b's: %v", got)
+		}
+
+		// Freed on b: b reuses it at once; a once its copy is reread.
+		id := aws.ToString(first.Instances[0].InstanceId)
+		must[*sdk.TerminateInstancesOutput](t)(cb.TerminateInstances(ctx, &sdk.TerminateInstancesInput{InstanceIds: []string{id}}))
+		b.observe(t, []string{id}, nodeapi.StateTerminated)
+		if got := ip(b.run(cb, 1, "")); got != "10.88.0.10" {
+			t.Fatalf("b after freeing .10: %s", got)
+		}
+		id = aws.ToString(three.Instances[1].InstanceId) // .13
+		must[*sdk.TerminateInstancesOutput](t)(cb.TerminateInstances(ctx, &sdk.TerminateInstancesInput{InstanceIds: []string{id}}))
+		b.observe(t, []string{id}, nodeapi.StateTerminated)
+		if got := ip(a.run(ca, 1, "")); got != "10.88.0.15" {
+			t.Fatalf("a before rereading: %s, want 10.88.0.15 (its copy still has .13)", got)
+		}
+		a.cloud.takenIPs.mu.Lock()
+		a.cloud.takenIPs.read = time.Time{} // as if takenIPsTTL had passed
+		a.cloud.takenIPs.mu.Unlock()
+		if got := ip(a.run(ca, 1, "")); got != "10.88.0.13" {
+			t.Fatalf("a after rereading: %s, want 10.88.0.13", got)
+		}
+
+		// Every live address is held by one instance.
+		ips, err := store.Column[string](db.Query(ctx, `SELECT private_ip FROM instances WHERE state <> 'terminated'`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := map[string]bool{}
+		for _, p := range ips {
+			if seen[p] {
+				t.Fatalf("%s held twice: %v", p, ips)
+			}
+			seen[p] = true
+		}
+	})
 }

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
@@ -255,7 +254,7 @@ func (c *Cloud) runInstances(ctx context.Context, k *call) (any, error) {
 	for i, g := range l.groups {
 		groupIDs[i] = g.GroupID
 	}
-	c.notifyGroupNodes(ctx, groupIDs, true)
+	c.notifyGroupNodes(ctx, groupIDs, true, nodesOf...)
 	c.log.Info("run instances", "account", k.account(), "reservation", res.ReservationID, "count", len(res.Instances),
 		"type", l.vt.Name, "image", l.image.ID, "zone", res.Instances[0].Placement.AvailabilityZone)
 	return res, nil
@@ -298,7 +297,14 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch) (*RunIns
 	if err != nil {
 		return nil, err
 	}
+	// picked: addresses were marked taken in c.takenIPs by an attempt
+	// that may not commit.
+	picked := false
 	err = c.db.InTx(ctx, func(tx *store.Tx) error {
+		if picked {
+			c.takenIPs.forget()
+			picked = false
+		}
 		if err := tx.LockPlacement(ctx); err != nil {
 			return err
 		}
@@ -336,10 +342,6 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch) (*RunIns
 				return err
 			}
 		}
-		taken, err := livePrivateIPs(ctx, tx)
-		if err != nil {
-			return err
-		}
 		zn := c.zoneNetOf(nets, zone)
 		// The zone gives every launch a public address unless the
 		// request asked for none.
@@ -354,13 +356,14 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch) (*RunIns
 				return err
 			}
 		}
+		picked = true
+		ips, err := c.allocPrivateIPs(ctx, tx, zn, len(nodes))
+		if err != nil {
+			return err
+		}
 		res.Instances = res.Instances[:0]
-		var from netip.Addr // the pool's start
 		for i, node := range nodes {
-			in := Instance{InstanceID: newID("i", 17), MACAddress: newMAC(), nodeID: node, AMILaunchIndex: i}
-			if in.PrivateIPAddress, err = c.allocPrivateIP(taken, zn, &from); err != nil {
-				return err
-			}
+			in := Instance{InstanceID: newID("i", 17), MACAddress: newMAC(), nodeID: node, AMILaunchIndex: i, PrivateIPAddress: ips[i]}
 			kernelID, ramdiskID := "", ""
 			if l.kernel != nil {
 				kernelID = l.kernel.ID
@@ -426,6 +429,9 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch) (*RunIns
 		return nil
 	})
 	if err != nil {
+		if picked {
+			c.takenIPs.forget()
+		}
 		return nil, err
 	}
 	tags := map[string]string{}

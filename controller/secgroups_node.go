@@ -2,11 +2,11 @@ package controller
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	"ironbark/internal/nodeapi"
 	"ironbark/internal/store"
@@ -19,7 +19,7 @@ import (
 // terminations.
 
 // SecurityGroupsOnNode implements cluster.SecurityGroupLedger.
-func (c *Cloud) SecurityGroupsOnNode(ctx context.Context, nodeID string, specs []nodeapi.InstanceSpec) ([]nodeapi.SecurityGroup, error) {
+func (c *Cloud) SecurityGroupsOnNode(ctx context.Context, nodeID string, specs []nodeapi.InstanceSpec, fresh time.Time) ([]nodeapi.SecurityGroup, error) {
 	if len(specs) == 0 {
 		return nil, nil
 	}
@@ -35,7 +35,7 @@ func (c *Cloud) SecurityGroupsOnNode(ctx context.Context, nodeID string, specs [
 			rows.Close()
 			return nil, err
 		}
-		of[id] = groupIDs(js)
+		of[id] = c.groupLists.of(js)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -44,7 +44,7 @@ func (c *Cloud) SecurityGroupsOnNode(ctx context.Context, nodeID string, specs [
 	byID := map[string]*nodeapi.SecurityGroup{}
 	var ids []string
 	for i := range specs {
-		specs[i].SecurityGroups = of[specs[i].InstanceID]
+		specs[i].SecurityGroups = slices.Clone(of[specs[i].InstanceID])
 		for _, g := range specs[i].SecurityGroups {
 			if byID[g] == nil {
 				byID[g] = &nodeapi.SecurityGroup{ID: g}
@@ -65,7 +65,7 @@ func (c *Cloud) SecurityGroupsOnNode(ctx context.Context, nodeID string, specs [
 			ids = append(ids, p)
 		}
 	}
-	if err := c.loadMembers(ctx, peers, byID); err != nil {
+	if err := c.loadMembers(ctx, peers, byID, fresh); err != nil {
 		return nil, err
 	}
 	slices.Sort(ids)
@@ -74,20 +74,6 @@ func (c *Cloud) SecurityGroupsOnNode(ctx context.Context, nodeID string, specs [
 		out[i] = *byID[id]
 	}
 	return out, nil
-}
-
-// groupIDs reads a reservation's groups column.
-func groupIDs(js string) []string {
-	var gs []GroupIdentifier
-	if json.Unmarshal([]byte(js), &gs) != nil {
-		return nil
-	}
-	out := make([]string, 0, len(gs))
-	for _, g := range gs {
-		out = append(out, g.GroupID)
-	}
-	slices.Sort(out)
-	return slices.Compact(out)
 }
 
 // loadNodeRules fills the groups' rules and returns the peer groups they
@@ -123,59 +109,73 @@ func (c *Cloud) loadNodeRules(ctx context.Context, ids []string, byID map[string
 }
 
 // loadMembers fills the private addresses of the peer groups' live
-// instances (an instance being terminated has left its groups).
-func (c *Cloud) loadMembers(ctx context.Context, peers []string, byID map[string]*nodeapi.SecurityGroup) error {
-	if len(peers) == 0 {
-		return nil
-	}
-	inAny, args, err := c.inGroups(ctx, peers)
-	if err != nil {
-		return err
-	}
-	rows, err := c.db.Query(ctx, `SELECT i.private_ip, r.groups FROM instances i JOIN reservations r ON r.id = i.reservation_id
-		WHERE i.state <> 'terminated' AND i.desired <> 'terminated' AND i.private_ip <> '' AND `+inAny, args...)
-	if err != nil {
-		return fmt.Errorf("security group members: %w", err)
-	}
-	defer rows.Close()
-	members := map[string][]netip.Addr{}
-	for rows.Next() {
-		var ip, js string
-		if err := rows.Scan(&ip, &js); err != nil {
-			return err
-		}
-		a, err := netip.ParseAddr(ip)
-		if err != nil {
-			continue
-		}
-		for _, g := range groupIDs(js) {
-			members[g] = append(members[g], a)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return err
-	}
+// instances (an instance being terminated has left its groups), each
+// group's from a read that started at or after fresh (memberReads).
+func (c *Cloud) loadMembers(ctx context.Context, peers []string, byID map[string]*nodeapi.SecurityGroup, fresh time.Time) error {
 	for _, p := range peers {
-		as := members[p]
-		slices.SortFunc(as, func(a, b netip.Addr) int { return a.Compare(b) })
-		as = slices.Compact(as)
-		ips := make([]string, len(as))
-		for i, a := range as {
-			ips[i] = a.String()
+		ips, err := c.memberReads.members(ctx, p, fresh, func(ctx context.Context) ([]string, error) {
+			return c.groupMembers(ctx, p)
+		})
+		if err != nil {
+			return err
 		}
 		byID[p].Members = ips
 	}
 	return nil
 }
 
+// groupMembers reads the sorted private addresses of the group's live
+// members.
+func (c *Cloud) groupMembers(ctx context.Context, group string) ([]string, error) {
+	inAny, args, err := c.inGroups(ctx, []string{group})
+	if err != nil {
+		return nil, err
+	}
+	rows, err := c.db.Query(ctx, `SELECT i.private_ip, r.groups FROM instances i JOIN reservations r ON r.id = i.reservation_id
+		WHERE i.state <> 'terminated' AND i.desired <> 'terminated' AND i.private_ip <> '' AND `+inAny, args...)
+	if err != nil {
+		return nil, fmt.Errorf("members of security group %s: %w", group, err)
+	}
+	defer rows.Close()
+	var as []netip.Addr
+	for rows.Next() {
+		var ip, js string
+		if err := rows.Scan(&ip, &js); err != nil {
+			return nil, err
+		}
+		// LIKE found the ID somewhere in the column; the parse says
+		// whether it is one of the reservation's groups.
+		if _, in := slices.BinarySearch(c.groupLists.of(js), group); !in {
+			continue
+		}
+		if a, err := netip.ParseAddr(ip); err == nil {
+			as = append(as, a)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	slices.SortFunc(as, func(a, b netip.Addr) int { return a.Compare(b) })
+	as = slices.Compact(as)
+	ips := make([]string, len(as))
+	for i, a := range as {
+		ips[i] = a.String()
+	}
+	return ips, nil
+}
+
 // notifyGroupNodes wakes the nodes that enforce the groups: those running
-// a member of one, and, with peers, those running a member of a group
-// whose rules name one as the peer (their member sets change).
-func (c *Cloud) notifyGroupNodes(ctx context.Context, groups []string, peers bool) {
+// a member of one. After a rule change (members false) it wakes them at
+// once. After the groups' members changed (members true: a launch), it
+// also wakes those running a member of a group whose rules name one of
+// them as the peer (their member sets change), through NotifySoon, which
+// gathers a burst of launches into few wake-ups; told are nodes the
+// caller already woke at once for this change, which need no second one.
+func (c *Cloud) notifyGroupNodes(ctx context.Context, groups []string, members bool, told ...string) {
 	if c.cfg.Notify == nil || len(groups) == 0 {
 		return
 	}
-	if peers {
+	if members {
 		more, err := store.Column[string](c.db.Query(ctx, `SELECT DISTINCT group_id FROM security_group_rules WHERE source_group_id IN (?`+
 			strings.Repeat(`, ?`, len(groups)-1)+`)`, anySlice(groups)...))
 		if err != nil {
@@ -197,7 +197,24 @@ func (c *Cloud) notifyGroupNodes(ctx context.Context, groups []string, peers boo
 		c.log.Warn("nodes of security groups", "err", err)
 		return
 	}
-	c.notify(nodes...)
+	if !members {
+		c.notify(nodes...)
+		return
+	}
+	soon := c.cfg.NotifySoon
+	if soon == nil {
+		soon = c.cfg.Notify
+	}
+	done := make(map[string]bool, len(told))
+	for _, n := range told {
+		done[n] = true
+	}
+	for _, n := range nodes {
+		if n != "" && !done[n] {
+			done[n] = true
+			soon(n)
+		}
+	}
 }
 
 // inGroups is the condition that an instance (i) is a member of one of

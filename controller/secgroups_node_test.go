@@ -3,9 +3,11 @@ package controller
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	sdk "github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -79,7 +81,7 @@ func TestSecurityGroupsToNodes(t *testing.T) {
 		told := func() (nodeapi.InstanceSpec, map[string]nodeapi.SecurityGroup, string) {
 			t.Helper()
 			specs := must[[]nodeapi.InstanceSpec](t)(e.cloud.DesiredOnNode(ctx, webNode))
-			gs := must[[]nodeapi.SecurityGroup](t)(e.cloud.SecurityGroupsOnNode(ctx, webNode, specs))
+			gs := must[[]nodeapi.SecurityGroup](t)(e.cloud.SecurityGroupsOnNode(ctx, webNode, specs, time.Now()))
 			js, _ := json.Marshal(nodeapi.Desired{Instances: specs, SecurityGroups: gs})
 			byID := map[string]nodeapi.SecurityGroup{}
 			for _, g := range gs {
@@ -174,6 +176,62 @@ func TestSecurityGroupsToNodes(t *testing.T) {
 		}
 		if _, gs, _ := told(); !slices.Equal(gs[app].Members, []string{ip0}) {
 			t.Fatalf("after a termination app's members are %v, want %s", gs[app].Members, ip0)
+		}
+	})
+}
+
+// A launch wakes its own nodes at once (Notify) and the nodes whose peer
+// groups it grew through NotifySoon, each node once.
+func TestLaunchWakesPeersSoon(t *testing.T) {
+	storetest.Each(t, Migrations(), func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		e := newTestEnv(t, db)
+		var mu sync.Mutex
+		now, soon := map[string]int{}, map[string]int{}
+		e.cloud.cfg.Notify = func(n string) { mu.Lock(); now[n]++; mu.Unlock() }
+		e.cloud.cfg.NotifySoon = func(n string) { mu.Lock(); soon[n]++; mu.Unlock() }
+		take := func() (map[string]int, map[string]int) {
+			mu.Lock()
+			defer mu.Unlock()
+			a, b := maps.Clone(now), maps.Clone(soon)
+			clear(now)
+			clear(soon)
+			return a, b
+		}
+		c := e.client(e.alice)
+		group := func(name string) string {
+			return aws.ToString(must[*sdk.CreateSecurityGroupOutput](t)(c.CreateSecurityGroup(ctx, &sdk.CreateSecurityGroupInput{
+				GroupName: aws.String(name), Description: aws.String(name)})).GroupId)
+		}
+		web, app := group("web"), group("app")
+		if _, err := c.AuthorizeSecurityGroupIngress(ctx, &sdk.AuthorizeSecurityGroupIngressInput{GroupId: aws.String(web),
+			IpPermissions: []types.IpPermission{{IpProtocol: aws.String("tcp"), FromPort: aws.Int32(8000), ToPort: aws.Int32(8000),
+				UserIdGroupPairs: []types.UserIdGroupPair{{GroupId: aws.String(app)}}}}}); err != nil {
+			t.Fatal(err)
+		}
+		launch := func(g, zone string, n int32) {
+			must[*sdk.RunInstancesOutput](t)(c.RunInstances(ctx, &sdk.RunInstancesInput{ImageId: aws.String(e.image),
+				MinCount: aws.Int32(n), MaxCount: aws.Int32(n), InstanceType: "m1.small", SecurityGroupIds: []string{g},
+				Placement: &types.Placement{AvailabilityZone: aws.String(zone)}}))
+		}
+		launch(web, "zone-b", 1) // on node-b1
+		take()
+		launch(app, "zone-a", 2) // on node-a1
+		n, s := take()
+		if !maps.Equal(n, map[string]int{"node-a1": 1}) {
+			t.Fatalf("woken at once: %v, want the launch's node once", n)
+		}
+		if !maps.Equal(s, map[string]int{"node-b1": 1}) {
+			t.Fatalf("woken soon: %v, want the web node (its rule names app) once", s)
+		}
+		// A rule change is no burst: its nodes are woken at once.
+		if _, err := c.RevokeSecurityGroupIngress(ctx, &sdk.RevokeSecurityGroupIngressInput{GroupId: aws.String(web),
+			IpPermissions: []types.IpPermission{{IpProtocol: aws.String("tcp"), FromPort: aws.Int32(8000), ToPort: aws.Int32(8000),
+				UserIdGroupPairs: []types.UserIdGroupPair{{GroupId: aws.String(app)}}}}}); err != nil {
+			t.Fatal(err)
+		}
+		if n, s := take(); !maps.Equal(n, map[string]int{"node-b1": 1}) || len(s) != 0 {
+			t.Fatalf("revoke woke %v at once and %v soon; want node-b1 at once", n, s)
 		}
 	})
 }

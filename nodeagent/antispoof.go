@@ -38,12 +38,23 @@ func TapName(instanceID string) string {
 // rules name each port (the instance's tap, TapName) rather than the
 // bridge: `meta ibrname` needs CONFIG_NFT_BRIDGE_META, which not every
 // kernel has, and tap names are unique per instance anyway.
+//
+// Addresses every node of a segment holds alike (shared: the metadata
+// address, and the subnet's gateway when the agent put it on the bridge)
+// stay on this node: ARP for them or from them never crosses the bridge's
+// other ports (the uplink to the cluster's network), so an instance
+// always finds its own node's router and metadata service, whichever
+// node answers fastest elsewhere (Eucalyptus' EDGE mode did the same with
+// ebtables).
 type guestFilter struct {
-	conn   *nftables.Conn
-	table  *nftables.Table
-	chain  *nftables.Chain
-	bridge string
-	last   string // the instance set the rules were made for
+	conn    *nftables.Conn
+	table   *nftables.Table
+	chain   *nftables.Chain
+	input   *nftables.Chain // frames a port delivers to the node itself
+	forward *nftables.Chain // frames bridged between ports
+	output  *nftables.Chain // frames the node itself sends out of a port
+	bridge  string
+	last    string // the instance set and shared addresses the rules were made for
 }
 
 // newGuestFilter makes (replacing a killed agent's) the bridge's table in
@@ -64,15 +75,21 @@ func newGuestFilter(bridge string, nsfd int) (*guestFilter, error) {
 	c.AddTable(g.table)
 	g.chain = c.AddChain(&nftables.Chain{Name: "guests", Table: g.table, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRef(-200)})
+	g.input = c.AddChain(&nftables.Chain{Name: "uplink-input", Table: g.table, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityRef(-200)})
+	g.forward = c.AddChain(&nftables.Chain{Name: "uplink-forward", Table: g.table, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityRef(-200)})
+	g.output = c.AddChain(&nftables.Chain{Name: "uplink-output", Table: g.table, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityRef(-200)})
 	if err := c.Flush(); err != nil {
 		return nil, fmt.Errorf("nftables bridge table for %s: %w", bridge, err)
 	}
 	return g, nil
 }
 
-// sync makes the rules match the instances (no-op when they did not
-// change).
-func (g *guestFilter) sync(specs []nodeapi.InstanceSpec) error {
+// sync makes the rules match the instances and the shared addresses
+// (no-op when they did not change).
+func (g *guestFilter) sync(specs []nodeapi.InstanceSpec, shared []netip.Addr) error {
 	type guest struct {
 		tap string
 		mac net.HardwareAddr
@@ -90,17 +107,52 @@ func (g *guestFilter) sync(specs []nodeapi.InstanceSpec) error {
 		keys = append(keys, TapName(s.InstanceID)+"/"+mac.String()+"/"+ip.String())
 	}
 	sort.Strings(keys)
+	for _, a := range shared {
+		if a.Is4() {
+			keys = append(keys, "shared/"+a.String())
+		}
+	}
 	key := strings.Join(keys, ",")
 	if key == g.last {
 		return nil
 	}
 	g.conn.FlushChain(g.chain)
-	add := func(e ...[]expr.Any) {
+	g.conn.FlushChain(g.input)
+	g.conn.FlushChain(g.forward)
+	g.conn.FlushChain(g.output)
+	addTo := func(c *nftables.Chain, e ...[]expr.Any) {
 		var all []expr.Any
 		for _, x := range e {
 			all = append(all, x...)
 		}
-		g.conn.AddRule(&nftables.Rule{Table: g.table, Chain: g.chain, Exprs: all})
+		g.conn.AddRule(&nftables.Rule{Table: g.table, Chain: c, Exprs: all})
+	}
+	add := func(e ...[]expr.Any) { addTo(g.chain, e...) }
+	// ARP's sender and target protocol addresses (IPv4 over Ethernet).
+	const arpSPA, arpTPA = 14, 24
+	for _, a := range shared {
+		if !a.Is4() {
+			continue
+		}
+		ip := a.AsSlice()
+		fromUplink := g.metaPrefix(expr.MetaKeyIIFNAME, expr.CmpOpNeq, tapPrefix)
+		toUplink := g.metaPrefix(expr.MetaKeyOIFNAME, expr.CmpOpNeq, tapPrefix)
+		fromGuest := g.metaPrefix(expr.MetaKeyIIFNAME, expr.CmpOpEq, tapPrefix)
+		toGuest := g.metaPrefix(expr.MetaKeyOIFNAME, expr.CmpOpEq, tapPrefix)
+		arp := etherType(unix.ETH_P_ARP)
+		for _, off := range []uint32{arpSPA, arpTPA} {
+			has := payload(expr.PayloadBaseNetworkHeader, off, expr.CmpOpEq, ip)
+			// Another node's instance asking for it, or another node
+			// announcing it: not for this node to hear...
+			addTo(g.input, fromUplink, arp, has, verdict(expr.VerdictDrop))
+			// ... nor for this node's instances.
+			addTo(g.forward, fromUplink, toGuest, arp, has, verdict(expr.VerdictDrop))
+			// This node's instance asking for it: answered here, not
+			// flooded to the other nodes.
+			addTo(g.forward, fromGuest, toUplink, arp, has, verdict(expr.VerdictDrop))
+		}
+		// This node's answers and announcements for it.
+		addTo(g.output, toUplink, arp, payload(expr.PayloadBaseNetworkHeader, arpSPA, expr.CmpOpEq, ip), verdict(expr.VerdictDrop))
 	}
 	for _, x := range gs {
 		port := g.metaIs(expr.MetaKeyIIFNAME, ifname(x.tap))
@@ -133,6 +185,12 @@ func ifname(n string) []byte {
 	b := make([]byte, unix.IFNAMSIZ)
 	copy(b, n)
 	return b
+}
+
+// metaPrefix compares the start of an interface name with prefix (nft's
+// `iifname != "ibi*"`: a compare of the first bytes only).
+func (g *guestFilter) metaPrefix(key expr.MetaKey, op expr.CmpOp, prefix string) []expr.Any {
+	return []expr.Any{&expr.Meta{Key: key, Register: 1}, &expr.Cmp{Op: op, Register: 1, Data: []byte(prefix)}}
 }
 
 func (g *guestFilter) metaIs(key expr.MetaKey, data []byte) []expr.Any {

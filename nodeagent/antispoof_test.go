@@ -175,3 +175,111 @@ func TestMetadataSpoofing(t *testing.T) {
 		t.Fatalf("guest A after the spoofing: %q %v", id, err)
 	}
 }
+
+// TestSharedAddrsStayLocal: two nodes' bridges on one segment both hold
+// the instance subnet's gateway and the metadata address (MANAGED-NOVLAN
+// with several nodes per cluster). An instance asking for either must
+// hear only its own node, and a host on the uplink asking for the
+// gateway must hear only the other node: with the agent's filter, ARP for
+// the shared addresses never crosses the uplink.
+func TestSharedAddrsStayLocal(t *testing.T) {
+	lab.Require(t, "ip", "busybox")
+	n := lab.NewLabNet(t, "") // this node: its own address on the cluster network
+	subnet := netip.MustParsePrefix("10.250.0.0/24")
+	gw := netip.MustParseAddr("10.250.0.1")
+	spec := nodeapi.InstanceSpec{InstanceID: "i-00000000000c0003", MAC: "52:54:00:c0:00:03", PrivateIP: "10.250.0.10",
+		Desired: nodeapi.StateRunning, Network: &nodeapi.InstanceNetwork{Mode: nodeapi.ModeManagedNoVLAN, Subnet: subnet.String(), Gateway: gw.String()}}
+	n.NS.AddAddr(t, n.Bridge, netip.PrefixFrom(gw, subnet.Bits())) // ensureGateway's doing
+	g := newGuest(t, n, spec)
+
+	// The cluster's switch: this node's uplink is a port of it.
+	sw := lab.NewLabNet(t, "")
+	uplink := sw.NS.Link(t, sw.Bridge, n.NS)
+	ul, err := n.NS.Netlink().LinkByName(uplink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	br, err := n.NS.Netlink().LinkByName(n.Bridge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.NS.Netlink().LinkSetMaster(ul, br); err != nil {
+		t.Fatal(err)
+	}
+	// The other node on the switch: same gateway, same metadata address.
+	other := lab.NewNetNS(t)
+	otherPort := sw.NS.Link(t, sw.Bridge, other)
+	other.AddAddr(t, otherPort, netip.PrefixFrom(gw, subnet.Bits()))
+	other.AddAddr(t, otherPort, netip.PrefixFrom(MetadataAddr, 32))
+	// A host on the switch in the subnet (another node's instance).
+	outside := lab.NewNetNS(t)
+	outsidePort := sw.NS.Link(t, sw.Bridge, outside)
+	outside.AddAddr(t, outsidePort, netip.MustParsePrefix("10.250.0.20/24"))
+
+	mac := func(ns *lab.NetNS, ifc string) string {
+		l, err := ns.Netlink().LinkByName(ifc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.ToUpper(l.Attrs().HardwareAddr.String())
+	}
+	bridgeMAC, otherMAC := mac(n.NS, n.Bridge), mac(other, otherPort)
+	// repliers runs busybox arping and returns the MACs that answered.
+	repliers := func(ns *lab.NetNS, ifc string, dst netip.Addr) map[string]bool {
+		out, _ := ns.Command(context.Background(), "busybox", "arping", "-c", "3", "-w", "3", "-I", ifc, dst.String()).CombinedOutput()
+		got := map[string]bool{}
+		for _, l := range strings.Split(string(out), "\n") {
+			if i, j := strings.Index(l, "["), strings.Index(l, "]"); strings.Contains(l, "reply from") && i >= 0 && j > i {
+				got[strings.ToUpper(l[i+1:j])] = true
+			}
+		}
+		return got
+	}
+	// Without the filter both nodes answer: the test sees the race.
+	if got := repliers(g.ns, g.port, gw); !got[bridgeMAC] || !got[otherMAC] {
+		t.Fatalf("before the filter, the instance's ARP for %s was answered by %v; want both nodes (%s here, %s there)", gw, got, bridgeMAC, otherMAC)
+	}
+
+	svc := &netServices{log: testLogger(t), bridge: n.Bridge, host: n.Addr,
+		specs: func() []nodeapi.InstanceSpec { return []nodeapi.InstanceSpec{spec} }}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.NS.Do(func() error { return svc.run(ctx) }) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	// The filter is in place once the metadata service answers. The
+	// guest may have cached the other node's answer from before: forget
+	// it at each try.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_ = g.ns.Command(context.Background(), "ip", "neigh", "flush", "all").Run()
+		if id, err := g.metadata(netip.MustParseAddr(spec.PrivateIP)); err == nil && id == spec.InstanceID {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the instance never reached its metadata")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, c := range []struct {
+		what string
+		ns   *lab.NetNS
+		ifc  string
+		dst  netip.Addr
+		want string
+	}{
+		{"the instance asks for its gateway", g.ns, g.port, gw, bridgeMAC},
+		{"the instance asks for the metadata address", g.ns, g.port, MetadataAddr, bridgeMAC},
+		{"another node's instance asks for its gateway", outside, outsidePort, gw, otherMAC},
+		{"another node's instance asks for the metadata address", outside, outsidePort, MetadataAddr, otherMAC},
+	} {
+		got := repliers(c.ns, c.ifc, c.dst)
+		if len(got) != 1 || !got[c.want] {
+			t.Errorf("%s (%s): answered by %v, want only %s", c.what, c.dst, got, c.want)
+		}
+	}
+}

@@ -113,7 +113,8 @@ type netServices struct {
 func (ns *netServices) syncFilter() {
 	ns.filterMu.Lock()
 	defer ns.filterMu.Unlock()
-	if err := ns.filter.sync(ns.specs()); err != nil {
+	specs := ns.specs()
+	if err := ns.filter.sync(specs, sharedAddrs(specs, ns.host)); err != nil {
 		ns.log.Error("instance bridge filter", "err", err)
 	}
 }

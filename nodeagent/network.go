@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"slices"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -193,6 +194,28 @@ func dhcpHost(req string, specs []nodeapi.InstanceSpec, bridge netip.Prefix) (ne
 		}
 	}
 	return bridge, true
+}
+
+// sharedAddrs are the addresses on the bridge that every node of a
+// cluster holds alike: the metadata address, and the gateway of each
+// MANAGED subnet the bridge has no address of its own in (ensureGateway
+// put the gateway there; a bridge with its own address in the subnet is
+// its instances' router under that unique address).
+func sharedAddrs(specs []nodeapi.InstanceSpec, bridge netip.Prefix) []netip.Addr {
+	out := []netip.Addr{MetadataAddr}
+	for _, s := range specs {
+		n := s.Network
+		if n == nil || n.Mode == nodeapi.ModeSystem {
+			continue
+		}
+		p, err1 := netip.ParsePrefix(n.Subnet)
+		gw, err2 := netip.ParseAddr(n.Gateway)
+		if err1 != nil || err2 != nil || (bridge.IsValid() && p.Contains(bridge.Addr())) || slices.Contains(out, gw) {
+			continue
+		}
+		out = append(out, gw)
+	}
+	return out
 }
 
 func equalFoldMAC(a, b string) bool {

@@ -112,6 +112,7 @@ func runController(ctx context.Context, e *env, f controllerFlags) error {
 	cfg.BlobSize = func(_ context.Context, d string) (int64, error) { return blobs.Size(blobstore.Digest(d)) }
 	var svc *cluster.Service
 	cfg.Notify = func(node string) { svc.Notify(node) }
+	cfg.NotifySoon = func(node string) { svc.NotifySoon(node) }
 	cloud, err := controller.New(cfg, db, nil, log)
 	if err != nil {
 		return err

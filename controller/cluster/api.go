@@ -145,10 +145,15 @@ func (s *Service) handleInstances(w http.ResponseWriter, r *http.Request, n Node
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
+	// fresh is when the change the next answer must show was known to be
+	// committed: the request's arrival, then each wake-up. The ledger's
+	// reads for the answer start at or after it (reads shared with other
+	// nodes woken at the same moment included).
+	fresh := time.Now()
 	for {
-		// Take the channel before reading, so a Notify in between is seen.
-		ch := s.waitCh(n.ID)
-		d, err := s.desired(r.Context(), n.ID)
+		// Take the waiter before reading, so a Notify in between is seen.
+		wt := s.waiterFor(n.ID)
+		d, err := s.desired(r.Context(), n.ID, fresh)
 		if err != nil {
 			s.log.Error("desired instances", "node", n.ID, "err", err)
 			writeErr(w, http.StatusInternalServerError, internalError)
@@ -167,14 +172,16 @@ func (s *Service) handleInstances(w http.ResponseWriter, r *http.Request, n Node
 			}
 			writeJSON(w, d)
 			return
-		case <-ch:
+		case <-wt.ch:
+			fresh = wt.woke
 		case <-t.C:
+			fresh = time.Now()
 		}
 		t.Stop()
 	}
 }
 
-func (s *Service) desired(ctx context.Context, nodeID string) (nodeapi.Desired, error) {
+func (s *Service) desired(ctx context.Context, nodeID string, fresh time.Time) (nodeapi.Desired, error) {
 	specs, err := s.cfg.Ledger.DesiredOnNode(ctx, nodeID)
 	if err != nil {
 		return nodeapi.Desired{}, fmt.Errorf("desired on %s: %w", nodeID, err)
@@ -184,7 +191,7 @@ func (s *Service) desired(ctx context.Context, nodeID string) (nodeapi.Desired, 
 	}
 	d := nodeapi.Desired{Instances: specs}
 	if sg, ok := s.cfg.Ledger.(SecurityGroupLedger); ok {
-		if d.SecurityGroups, err = sg.SecurityGroupsOnNode(ctx, nodeID, specs); err != nil {
+		if d.SecurityGroups, err = sg.SecurityGroupsOnNode(ctx, nodeID, specs, fresh); err != nil {
 			return nodeapi.Desired{}, fmt.Errorf("security groups on %s: %w", nodeID, err)
 		}
 	}

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"time"
 
 	"ironbark/internal/nodeapi"
 )
@@ -13,6 +14,9 @@ import (
 // change wakes the node's long poll like a launch does.
 type SecurityGroupLedger interface {
 	// SecurityGroupsOnNode sets each spec's SecurityGroups and returns the
-	// groups they are in plus the peer groups their rules name.
-	SecurityGroupsOnNode(ctx context.Context, nodeID string, specs []nodeapi.InstanceSpec) ([]nodeapi.SecurityGroup, error)
+	// groups they are in plus the peer groups their rules name. Every
+	// read it answers from starts at or after fresh: a read of a group's
+	// members that another node's answer started after fresh may serve
+	// this one too.
+	SecurityGroupsOnNode(ctx context.Context, nodeID string, specs []nodeapi.InstanceSpec, fresh time.Time) ([]nodeapi.SecurityGroup, error)
 }

@@ -89,8 +89,10 @@ type Service struct {
 
 	mu       sync.Mutex
 	policies map[string]sched.Policy // per cluster, so ROUNDROBIN keeps its place
-	waiters  map[string]chan struct{}
+	waiters  map[string]*waiter
 	snap     nodeSnapshot
+	soon     map[string]bool // nodes NotifySoon will wake at its next flush
+	soonArm  bool            // a flush is scheduled
 
 	wake *wakeBus // wake-ups to and from other controllers (wake.go)
 }
@@ -143,7 +145,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	s := &Service{
 		Registry: reg, cfg: cfg, ca: ca, log: cfg.Logger, cert: ca.ServerChain(cert),
-		policies: map[string]sched.Policy{}, waiters: map[string]chan struct{}{},
+		policies: map[string]sched.Policy{}, waiters: map[string]*waiter{}, soon: map[string]bool{},
 	}
 	s.wake = newWakeBus(cfg.DB, s.log, s.wakeLocal, s.wakeAll)
 	return s, nil
@@ -276,11 +278,52 @@ func (s *Service) Notify(nodeID string) {
 	s.wake.publish(nodeID)
 }
 
+// NotifySoon wakes the node's waiting request like Notify, within
+// soonDelay, together with every other node told the same meanwhile: for
+// changes that may wait a moment and come in bursts, the member lists of
+// security groups a launch grows. During a launch burst a node that holds
+// members of many accounts' groups is then woken a few times a second,
+// not at every launch, and the nodes woken together share their reads of
+// the groups' members (the ledger's answers may reuse any read that
+// started after the wake-up).
+func (s *Service) NotifySoon(nodeID string) {
+	s.mu.Lock()
+	s.soon[nodeID] = true
+	arm := !s.soonArm
+	s.soonArm = true
+	s.mu.Unlock()
+	if arm {
+		time.AfterFunc(soonDelay, s.flushSoon)
+	}
+}
+
+// soonDelay is how long NotifySoon gathers nodes before it wakes them.
+const soonDelay = 250 * time.Millisecond
+
+func (s *Service) flushSoon() {
+	s.mu.Lock()
+	ids := s.soon
+	s.soon, s.soonArm = map[string]bool{}, false
+	s.mu.Unlock()
+	for id := range ids {
+		s.Notify(id)
+	}
+}
+
+// waiter is what a node's waiting instances requests wait on: ch closes
+// when the node's desired state may have changed, and woke says when (a
+// read of the ledger that started at or after it sees the change).
+type waiter struct {
+	ch   chan struct{}
+	woke time.Time // set before ch closes; read after
+}
+
 // wakeLocal wakes the node's request waiting on this controller, if any.
 func (s *Service) wakeLocal(nodeID string) {
 	s.mu.Lock()
-	if ch, ok := s.waiters[nodeID]; ok {
-		close(ch)
+	if w, ok := s.waiters[nodeID]; ok {
+		w.woke = time.Now()
+		close(w.ch)
 		delete(s.waiters, nodeID)
 	}
 	s.mu.Unlock()
@@ -290,22 +333,24 @@ func (s *Service) wakeLocal(nodeID string) {
 // notifications may have been missed, each rereads its node's instances.
 func (s *Service) wakeAll() {
 	s.mu.Lock()
-	for id, ch := range s.waiters {
-		close(ch)
+	now := time.Now()
+	for id, w := range s.waiters {
+		w.woke = now
+		close(w.ch)
 		delete(s.waiters, id)
 	}
 	s.mu.Unlock()
 }
 
-func (s *Service) waitCh(nodeID string) <-chan struct{} {
+func (s *Service) waiterFor(nodeID string) *waiter {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ch, ok := s.waiters[nodeID]
+	w, ok := s.waiters[nodeID]
 	if !ok {
-		ch = make(chan struct{})
-		s.waiters[nodeID] = ch
+		w = &waiter{ch: make(chan struct{})}
+		s.waiters[nodeID] = w
 	}
-	return ch
+	return w
 }
 
 func (s *Service) policy(c Cluster) (sched.Policy, error) {

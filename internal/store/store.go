@@ -41,6 +41,7 @@ type DB struct {
 
 	// writer is SQLite's one write slot in this process (see write).
 	writer chan struct{}
+	stmts  stmtCache // SQLite's prepared statements (stmt.go)
 }
 
 // Open opens the database named by url: "postgres://..." or
@@ -102,7 +103,10 @@ func (db *DB) URL() string { return db.url }
 func (db *DB) Engine() Engine { return db.engine }
 
 // Close closes the database.
-func (db *DB) Close() error { return db.sql.Close() }
+func (db *DB) Close() error {
+	db.closeStmts()
+	return db.sql.Close()
+}
 
 // SQL exposes the underlying handle for the rare caller that needs it
 // (benchmarks, engine-specific maintenance). Prefer the methods below.
@@ -143,7 +147,12 @@ func (db *DB) Exec(ctx context.Context, q string, args ...any) (sql.Result, erro
 		return nil, err
 	}
 	defer release()
-	return db.sql.ExecContext(ctx, db.Rebind(q), args...)
+	q = db.Rebind(q)
+	// It holds the write slot: no waiting for a connection to prepare on.
+	if s := db.cached(ctx, q, true); s != nil {
+		return s.ExecContext(ctx, args...)
+	}
+	return db.sql.ExecContext(ctx, q, args...)
 }
 
 // writeWait is how long a writer waits for SQLite's write slot, as long as
@@ -180,18 +189,27 @@ func (db *DB) write(ctx context.Context) (func(), error) {
 
 // Query runs a query outside a transaction.
 func (db *DB) Query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-	return db.sql.QueryContext(ctx, db.Rebind(q), args...)
+	q = db.Rebind(q)
+	if s := db.cached(ctx, q, false); s != nil {
+		return s.QueryContext(ctx, args...)
+	}
+	return db.sql.QueryContext(ctx, q, args...)
 }
 
 // QueryRow runs a single-row query outside a transaction.
 func (db *DB) QueryRow(ctx context.Context, q string, args ...any) *sql.Row {
-	return db.sql.QueryRowContext(ctx, db.Rebind(q), args...)
+	q = db.Rebind(q)
+	if s := db.cached(ctx, q, false); s != nil {
+		return s.QueryRowContext(ctx, args...)
+	}
+	return db.sql.QueryRowContext(ctx, q, args...)
 }
 
 // Tx is a transaction with the same portable-SQL methods as DB.
 type Tx struct {
 	tx     *sql.Tx
 	engine Engine
+	db     *DB // its statement cache
 }
 
 // Engine reports which SQL engine the transaction runs on.
@@ -225,15 +243,40 @@ func (tx *Tx) advisoryLock(ctx context.Context, key int64) error {
 }
 
 func (tx *Tx) Exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	return tx.tx.ExecContext(ctx, rebind(tx.engine, q), args...)
+	q = rebind(tx.engine, q)
+	if s := tx.cached(ctx, q); s != nil {
+		return s.ExecContext(ctx, args...)
+	}
+	return tx.tx.ExecContext(ctx, q, args...)
 }
 
 func (tx *Tx) Query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-	return tx.tx.QueryContext(ctx, rebind(tx.engine, q), args...)
+	q = rebind(tx.engine, q)
+	if s := tx.cached(ctx, q); s != nil {
+		return s.QueryContext(ctx, args...)
+	}
+	return tx.tx.QueryContext(ctx, q, args...)
 }
 
 func (tx *Tx) QueryRow(ctx context.Context, q string, args ...any) *sql.Row {
-	return tx.tx.QueryRowContext(ctx, rebind(tx.engine, q), args...)
+	q = rebind(tx.engine, q)
+	if s := tx.cached(ctx, q); s != nil {
+		return s.QueryRowContext(ctx, args...)
+	}
+	return tx.tx.QueryRowContext(ctx, q, args...)
+}
+
+// cached is the handle's prepared statement for q on the transaction's
+// connection (prepared there once), or nil.
+func (tx *Tx) cached(ctx context.Context, q string) *sql.Stmt {
+	if tx.db == nil {
+		return nil
+	}
+	s := tx.db.cached(ctx, q, true)
+	if s == nil {
+		return nil
+	}
+	return tx.tx.StmtContext(ctx, s)
 }
 
 // Querier is what DB and Tx have in common, for code that runs either
@@ -262,7 +305,7 @@ func (db *DB) inTxOnce(ctx context.Context, fn func(*Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
-	if err := fn(&Tx{tx: t, engine: db.engine}); err != nil {
+	if err := fn(&Tx{tx: t, engine: db.engine, db: db}); err != nil {
 		_ = t.Rollback()
 		return err
 	}

@@ -3,6 +3,9 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"fmt"
+	"net/netip"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -13,7 +16,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"ironbark/controller"
+	"ironbark/controller/cluster"
 	"ironbark/internal/lab"
+	"ironbark/internal/nodeapi"
 )
 
 // netMarker ends the network guest's report on its console.
@@ -29,7 +34,9 @@ func TestInstanceNetwork(t *testing.T) {
 	if out, err := exec.Command("ip", "addr", "add", "10.88.0.1/16", "dev", e.bridge).CombinedOutput(); err != nil {
 		t.Fatalf("bridge address: %v: %s", err, out)
 	}
-	eri := e.register(t, controller.KindRamdisk, "netguest", netInitramfs(t, filepath.Dir(e.state)))
+	// The guest reports its instance id from the metadata service.
+	eri := e.dhcpGuest(t, "netguest", `echo "INSTANCE-ID=$(wget -qO- http://169.254.169.254/latest/meta-data/instance-id)"
+echo `+netMarker)
 	e.startAgent(t, e.token(t))
 	e.waitZone(t)
 	id := e.run(t, e.machineImage(t, eri))
@@ -63,12 +70,11 @@ func field(m [][]byte) string {
 	return string(m[1])
 }
 
-// netInitramfs is a busybox initramfs with virtio_net whose /init gets an
-// address by DHCP, reports it and the metadata service's instance id on
-// the serial console, and idles.
-func netInitramfs(t *testing.T, dir string) string {
+// dhcpGuest registers the ramdisk (named name) of a busybox guest with
+// virtio_net whose /init takes an address by DHCP (udhcpc's lease and
+// "IP=..." on the console), runs the shell lines body, and idles.
+func (e *env) dhcpGuest(t *testing.T, name, body string) string {
 	t.Helper()
-	k := lab.GuestKernel(t)
 	initScript := `#!/bin/busybox sh
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
@@ -79,9 +85,74 @@ modprobe virtio_pci
 modprobe virtio_net
 ip link set lo up
 udhcpc -i eth0 -s /udhcpc.sh -q -f -n -t 30 -T 2 || echo "udhcpc failed"
-echo "INSTANCE-ID=$(wget -qO- http://169.254.169.254/latest/meta-data/instance-id)"
-echo ` + netMarker + `
+` + body + `
 exec sleep 1000000
 `
-	return lab.DHCPGuestInitramfs(t, filepath.Join(dir, "initrd-net.gz"), k, initScript, "virtio_pci", "virtio_net")
+	return e.register(t, controller.KindRamdisk, name, lab.DHCPGuestInitramfs(t, filepath.Join(filepath.Dir(e.state), "initrd-"+name+".gz"),
+		lab.GuestKernel(t), initScript, "virtio_pci", "virtio_net"))
+}
+
+// systemMarker ends the SYSTEM-mode guest's report on its console.
+const systemMarker = "IRONBARK-SYSTEM-DONE"
+
+// TestSystemModeQemuGuest: an instance of a SYSTEM-mode cluster is bridged
+// onto the cluster's own network and takes its address from the DHCP
+// server already there, not from the agent. The cluster network is a
+// namespace on the node's bridge holding its router's address, .1, and a
+// dnsmasq the operator has told the instance's MAC and address (what the
+// controller recorded); the node's bridge has the node's own address on
+// that network, .3, so the agent's DHCP server runs there too, and the
+// agent must leave the instance to dnsmasq. dnsmasq answers a second
+// late: an agent answering would win.
+func TestSystemModeQemuGuest(t *testing.T) {
+	e := setup(t, nil)
+	lab.Require(t, "dnsmasq")
+	ctx := context.Background()
+	var r [1]byte
+	_, _ = rand.Read(r[:])
+	subnet := netip.MustParsePrefix(fmt.Sprintf("10.94.%d.0/24", r[0]))
+	router := subnet.Addr().Next()
+	if err := e.svc.SetNetwork(ctx, "zone-e2e", cluster.Network{Mode: nodeapi.ModeSystem, Subnet: subnet.String()},
+		controller.Settings{}.ReservedSubnets()); err != nil {
+		t.Fatal(err)
+	}
+	node := netip.PrefixFrom(router.Next().Next(), subnet.Bits())
+	if out, err := exec.Command("ip", "addr", "add", node.String(), "dev", e.bridge).CombinedOutput(); err != nil {
+		t.Fatalf("the node's address on the bridge: %v: %s", err, out)
+	}
+	network := lab.NewLabNet(t, netip.PrefixFrom(router, subnet.Bits()).String())
+	root := network.NS.VethToRoot(t, network.Bridge)
+	if out, err := exec.Command("ip", "link", "set", root, "master", e.bridge).CombinedOutput(); err != nil {
+		t.Fatalf("enslave %s to %s: %v: %s", root, e.bridge, err, out)
+	}
+
+	eri := e.dhcpGuest(t, "systemguest", "echo "+systemMarker)
+	e.startAgent(t, e.token(t))
+	e.waitZone(t)
+	id := e.run(t, e.machineImage(t, eri))
+	d, err := e.ec2.DescribeInstances(ctx, &sdk.DescribeInstancesInput{InstanceIds: []string{id}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := d.Reservations[0].Instances[0]
+	ip, mac := aws.ToString(in.PrivateIpAddress), aws.ToString(in.NetworkInterfaces[0].MacAddress)
+	if !subnet.Contains(netip.MustParseAddr(ip)) {
+		t.Fatalf("private address %s: want one of the cluster's subnet %s", ip, subnet)
+	}
+	// The guest's udhcpc tries for a minute: dnsmasq may start after it.
+	network.NS.Start(t, "dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0", "--user=root",
+		"--interface="+network.Bridge, "--bind-interfaces", "--dhcp-leasefile="+filepath.Join(t.TempDir(), "leases"),
+		"--dhcp-range="+subnet.Addr().String()+",static,255.255.255.0,1h", "--dhcp-host="+mac+","+ip,
+		"--dhcp-reply-delay=1", "--log-dhcp")
+
+	e.waitState(t, id, types.InstanceStateNameRunning, bootWait)
+	e.waitMarker(t, id, systemMarker, 1)
+	con := e.console(t, id)
+	lease := regexp.MustCompile(`lease of (\S+) obtained from ([0-9.]+)`).FindSubmatch(con)
+	if lease == nil || string(lease[1]) != ip || string(lease[2]) != router.String() {
+		t.Fatalf("the guest's lease: %q, want %s from the cluster network's server %s (not the node, %s); console tail:\n%s",
+			lease, ip, router, node.Addr(), con[max(0, len(con)-2000):])
+	}
+	t.Logf("guest: %s", lease[0])
+	e.terminate(t, id)
 }

@@ -200,25 +200,11 @@ const webMarker = "IRONBARK-SG-GUEST-UP"
 // serves HTTP on ports 80 and 8080.
 func (e *env) webGuest(t *testing.T) string {
 	t.Helper()
-	initScript := `#!/bin/busybox sh
-/bin/busybox --install -s /bin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-exec >/dev/ttyS0 2>&1
-modprobe virtio_pci
-modprobe virtio_net
-ip link set lo up
-udhcpc -i eth0 -s /udhcpc.sh -q -f -n -t 30 -T 2 || echo "udhcpc failed"
-echo "INSTANCE-ID=$(wget -qO- http://169.254.169.254/latest/meta-data/instance-id)"
+	return e.dhcpGuest(t, "webguest", `echo "INSTANCE-ID=$(wget -qO- http://169.254.169.254/latest/meta-data/instance-id)"
 mkdir -p /www && echo hello > /www/index.html
 httpd -p 80 -h /www
 httpd -p 8080 -h /www
-echo ` + webMarker + `
-exec sleep 1000000
-`
-	return e.register(t, controller.KindRamdisk, "webguest",
-		lab.DHCPGuestInitramfs(t, filepath.Join(filepath.Dir(e.state), "initrd-web.gz"), lab.GuestKernel(t), initScript, "virtio_pci", "virtio_net"))
+echo `+webMarker)
 }
 
 // runWebGuest makes the security group "web", which allows tcp 80, and

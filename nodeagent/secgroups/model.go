@@ -19,6 +19,10 @@ type Instance struct {
 	ID     string
 	IP     netip.Addr // its private IPv4 address
 	Groups []string   // its security group IDs
+	// NetworkDHCP: the instance's DHCP server is on the cluster network
+	// (SYSTEM mode), not the node, so its answers arrive bridged from
+	// another host and are let in (udp port 68) like the node's.
+	NetworkDHCP bool
 }
 
 // Instances picks what the firewall needs from the desired instances:
@@ -30,7 +34,8 @@ func Instances(specs []nodeapi.InstanceSpec) []Instance {
 		if s.Desired == nodeapi.StateTerminated || err != nil || !ip.Is4() {
 			continue
 		}
-		out = append(out, Instance{ID: s.InstanceID, IP: ip, Groups: s.SecurityGroups})
+		out = append(out, Instance{ID: s.InstanceID, IP: ip, Groups: s.SecurityGroups,
+			NetworkDHCP: s.Network != nil && s.Network.Mode == nodeapi.ModeSystem})
 	}
 	return out
 }
@@ -115,6 +120,13 @@ func Build(insts []Instance, groups []nodeapi.SecurityGroup) (*Ruleset, error) {
 		est := anyRule()
 		est.est, est.verdict = true, accept
 		ing := []rule{est}
+		if in.NetworkDHCP {
+			// The answers of the network's DHCP server: not
+			// established (they answer a broadcast from 0.0.0.0).
+			c := anyRule()
+			c.proto, c.from, c.to, c.verdict = 17, 68, 68, accept
+			ing = append(ing, c)
+		}
 		eg := []rule{est}
 		md := anyRule()
 		md.proto, md.peer, md.dst, md.from, md.to, md.verdict = 6, netip.PrefixFrom(MetadataAddr, 32), true, 80, 80, accept

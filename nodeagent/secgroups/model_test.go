@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -84,13 +85,49 @@ func TestBuildRefuses(t *testing.T) {
 	}
 }
 
+// TestNetworkDHCP: a SYSTEM-mode instance takes its address from the
+// cluster network's DHCP server, whose answers are new traffic from
+// another host: its ingress chain lets them in (udp port 68) before its
+// groups. A MANAGED instance's answers come from the node (the output
+// hook's own rule), and nothing else may answer it.
+func TestNetworkDHCP(t *testing.T) {
+	specs := []nodeapi.InstanceSpec{
+		{InstanceID: "i-system", PrivateIP: "10.0.0.10", SecurityGroups: []string{"sg-x"},
+			Network: &nodeapi.InstanceNetwork{Mode: nodeapi.ModeSystem, Subnet: "10.0.0.0/24"}},
+		{InstanceID: "i-managed", PrivateIP: "10.0.0.11", SecurityGroups: []string{"sg-x"},
+			Network: &nodeapi.InstanceNetwork{Mode: nodeapi.ModeManagedNoVLAN, Subnet: "10.0.0.0/24"}},
+		{InstanceID: "i-old", PrivateIP: "10.0.0.12", SecurityGroups: []string{"sg-x"}}, // an older controller: no network
+	}
+	rs, err := Build(Instances(specs), []nodeapi.SecurityGroup{{ID: "sg-x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := func(id string) []string {
+		var out []string
+		for _, r := range rs.Chains[inChain(id)] {
+			out = append(out, r.text())
+		}
+		return out
+	}
+	const dhcp = "udp dport 68 accept"
+	for id, want := range map[string]bool{"i-system": true, "i-managed": false, "i-old": false} {
+		got := text(id)
+		if slices.Contains(got, dhcp) != want {
+			t.Errorf("%s: ingress %q, want %q there: %v", id, got, dhcp, want)
+		}
+		if want && slices.Index(got, dhcp) > 1 {
+			t.Errorf("%s: ingress %q: the DHCP answers must pass before the groups", id, got)
+		}
+	}
+}
+
 // TestScriptIsApply: what Apply programs and what nft -f makes of Script
 // list the same, so the benchmark's reference loads the same ruleset.
 func TestScriptIsApply(t *testing.T) {
 	lab.Require(t, "nft")
 	rs, err := Build([]Instance{
 		{ID: "i-1", IP: netip.MustParseAddr("10.0.0.10"), Groups: []string{"sg-a", "sg-b"}},
-		{ID: "i-2", IP: netip.MustParseAddr("10.0.0.11"), Groups: []string{"sg-b"}},
+		{ID: "i-2", IP: netip.MustParseAddr("10.0.0.11"), Groups: []string{"sg-b"}, NetworkDHCP: true},
 	}, []nodeapi.SecurityGroup{
 		{ID: "sg-a", Ingress: []nodeapi.SecurityGroupRule{{Protocol: "tcp", From: 22, To: 22, CIDR: "10.0.0.0/8"},
 			{Protocol: "icmp", From: 8, To: 0, CIDR: "0.0.0.0/0"}, {Protocol: "udp", From: 1000, To: 2000, Group: "sg-b"}},

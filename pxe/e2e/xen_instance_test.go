@@ -130,6 +130,10 @@ func runXenInstance(t *testing.T, n *lab.LabNet, ironbark, data, work string, k 
 		t.Fatalf("the guest did not report IP=%s INSTANCE-ID=%s (DHCP or metadata); console tail:\n%s", ip, inst, tail(con, 30))
 	}
 	t.Logf("instance %s running at %s on the installed Xen node; console tail:\n%s", inst, ip, tail(con, 8))
+	if sshNode != nil {
+		// Starts libxl gave up on (the agent retried them), for the record.
+		t.Logf("the agent's retries:\n%s", sshNode("journalctl -b --no-pager -u ironbark-node | grep -E 'will retry' | cut -c1-600; true"))
+	}
 
 	aws("ec2", "terminate-instances", "--instance-ids", inst)
 	for deadline = time.Now().Add(xenGuestWait); ; {

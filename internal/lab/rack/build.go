@@ -13,7 +13,6 @@ import (
 
 	"ironbark/installer/frontend"
 	"ironbark/installer/frontend/frontendtest"
-	"ironbark/internal/filelock"
 	"ironbark/internal/lab"
 )
 
@@ -76,31 +75,12 @@ func fileKey(parts ...string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil))[:16], nil
 }
 
-// cachedFile returns path when it exists; otherwise make writes path.tmp,
-// which becomes path. One builder at a time, across processes.
-func cachedFile(path string, make func(tmp string) error) (hit bool, err error) {
-	unlock, err := filelock.Lock(path + ".lock")
-	if err != nil {
-		return false, err
-	}
-	defer unlock()
-	if _, err := os.Stat(path); err == nil {
-		return true, nil
-	}
-	tmp := path + ".tmp"
-	os.RemoveAll(tmp)
-	if err := make(tmp); err != nil {
-		os.RemoveAll(tmp)
-		return false, err
-	}
-	return false, os.Rename(tmp, path)
-}
-
 // build is step 1: binaries, the compute appliance, the frontend
 // appliance, the answers and the ISO, each reused from the cache when
 // its inputs did not change.
 func (r *runner) build(ctx context.Context) (*artifacts, error) {
 	c := r.cfg
+	r.prune()
 	// The binaries go into this run's directory (a parallel run may be
 	// using the last ones); the caches below are keyed by their bytes.
 	bin := filepath.Join(r.work, "bin")
@@ -137,7 +117,7 @@ func (r *runner) build(ctx context.Context) (*artifacts, error) {
 		return nil, err
 	}
 	a.compute = filepath.Join(c.Cache, "compute-"+key+".img")
-	hit, err := cachedFile(a.compute, func(tmp string) error {
+	hit, err := r.cachedFile(a.compute, func(tmp string) error {
 		r.say("  ironbark appliance build compute (Debian packages from the archive, cached in %s)", filepath.Join(lab.CacheDir(), "appliance"))
 		data, err := os.MkdirTemp(c.Cache, "appliance-data-")
 		if err != nil {
@@ -162,7 +142,7 @@ func (r *runner) build(ctx context.Context) (*artifacts, error) {
 			return nil, err
 		}
 		a.frontendImage = filepath.Join(c.Cache, "frontend-lab-"+fkey+".img")
-		hit, err = cachedFile(a.frontendImage, func(tmp string) error {
+		hit, err = r.cachedFile(a.frontendImage, func(tmp string) error {
 			bb, err := lab.StaticBusybox()
 			if err != nil {
 				return err
@@ -185,7 +165,7 @@ func (r *runner) build(ctx context.Context) (*artifacts, error) {
 			return nil, err
 		}
 		a.frontendImage = filepath.Join(c.Cache, "frontend-"+fkey+".img")
-		hit, err = cachedFile(a.frontendImage, func(tmp string) error {
+		hit, err = r.cachedFile(a.frontendImage, func(tmp string) error {
 			r.say("  ironbark appliance build frontend (Debian packages from the archive, cached in %s)", filepath.Join(lab.CacheDir(), "appliance"))
 			data, err := os.MkdirTemp(c.Cache, "appliance-data-")
 			if err != nil {
@@ -238,7 +218,7 @@ func (r *runner) build(ctx context.Context) (*artifacts, error) {
 		return nil, err
 	}
 	a.answers = filepath.Join(c.Cache, "answers-"+akey+".yaml")
-	if _, err := cachedFile(a.answers, func(tmp string) error {
+	if _, err := r.cachedFile(a.answers, func(tmp string) error {
 		b, err := frontend.Marshal(ans)
 		if err != nil {
 			return err
@@ -255,7 +235,7 @@ func (r *runner) build(ctx context.Context) (*artifacts, error) {
 		return nil, err
 	}
 	a.iso = filepath.Join(c.Cache, "ironbark-"+a.key+".iso")
-	hit, err = cachedFile(a.iso, func(tmp string) error {
+	hit, err = r.cachedFile(a.iso, func(tmp string) error {
 		// The rolls the frontend was built from ride along (Rocks' roll
 		// CDs); the installer checks the answers' rolls against them.
 		rolls := filepath.Join(r.work, "rolls")

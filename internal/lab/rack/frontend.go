@@ -33,7 +33,7 @@ const (
 func (r *runner) stepFrontend(ctx context.Context) error {
 	base := filepath.Join(r.cfg.Cache, "frontend-installed-"+r.art.key+".qcow2")
 	nics := []nic{{r.pub, frontendPublicMAC}, {r.priv, frontendPrivateMAC}}
-	hit, err := cachedFile(base, func(tmp string) error {
+	hit, err := r.cachedFile(base, func(tmp string) error {
 		if out, err := exec.CommandContext(ctx, "qemu-img", "create", "-q", "-f", "qcow2", tmp, frontendDisk).CombinedOutput(); err != nil {
 			return fmt.Errorf("qemu-img create: %v: %s", err, out)
 		}
@@ -63,6 +63,7 @@ func (r *runner) stepFrontend(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("install: %w", err)
 	}
+	r.prune()
 	if hit {
 		r.say("  cached: the installed frontend disk %s (this run boots an overlay of it)", base)
 	} else {

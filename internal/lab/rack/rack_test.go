@@ -42,9 +42,7 @@ func TestRack(t *testing.T) {
 	_, file, _, _ := runtime.Caller(0)
 	root := filepath.Join(filepath.Dir(file), "..", "..", "..")
 	var out strings.Builder
-	// The instance step (step 5) is not yet seen end to end on a
-	// PXE-installed node: it stays off here until it has been.
-	const instance = false
+	const instance = true
 	res, err := Run(context.Background(), Config{Root: root, Nodes: 1, Check: true, Instance: instance,
 		Out: &out, Log: slog.New(slog.NewTextHandler(&testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))})
 	t.Logf("rack output:\n%s", out.String())

@@ -1,0 +1,98 @@
+package cluster
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"ironbark/internal/nodeapi"
+	"ironbark/internal/store"
+	"ironbark/internal/store/storetest"
+)
+
+// sgLedger is memLedger with security groups: it records the fresh time
+// each answer was asked to read after.
+type sgLedger struct {
+	*memLedger
+	mu     sync.Mutex
+	freshs []time.Time
+}
+
+func (l *sgLedger) SecurityGroupsOnNode(_ context.Context, _ string, _ []nodeapi.InstanceSpec, fresh time.Time) ([]nodeapi.SecurityGroup, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.freshs = append(l.freshs, fresh)
+	return nil, nil
+}
+
+func (l *sgLedger) reads() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.freshs)
+}
+
+func (l *sgLedger) lastFresh() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.freshs[len(l.freshs)-1]
+}
+
+// NotifySoon wakes a waiting request as Notify does (shortly after, with
+// the others told meanwhile), and the answer it gives is built from reads
+// that start after the wake-up, so after the change that was notified.
+func TestNotifySoonWakes(t *testing.T) {
+	storetest.Each(t, nil, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		l := &sgLedger{memLedger: newMemLedger()}
+		s := newService(t, db, l)
+		// Only a wake-up answers a waiting request here.
+		s.cfg.DesiredPoll = time.Hour
+		url := serve(t, s)
+		if err := s.AddCluster(ctx, "zone-a", "GREEDY"); err != nil {
+			t.Fatal(err)
+		}
+		tok, err := s.NewToken(ctx, s.CA(), "zone-a", time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, er := enrollNode(t, url, tok)
+		d, err := c.Instances(ctx, "", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for round := range 3 {
+			got := make(chan nodeapi.Desired, 1)
+			before := l.reads()
+			go func() {
+				d2, err := c.Instances(ctx, d.ETag, 60*time.Second)
+				if err != nil {
+					t.Error(err)
+				}
+				got <- d2
+			}()
+			// The request has read (and found nothing new): it waits.
+			for l.reads() == before {
+				time.Sleep(2 * time.Millisecond)
+			}
+			id := []string{"i-a", "i-b", "i-c"}[round]
+			l.mu.Lock()
+			l.specs[er.NodeID] = append(l.specs[er.NodeID], nodeapi.InstanceSpec{InstanceID: id, Desired: nodeapi.StateRunning})
+			l.mu.Unlock()
+			changed := time.Now()
+			// A burst: the node told several times, other nodes too
+			// (one with no request waiting).
+			for range 5 {
+				s.NotifySoon(er.NodeID)
+				s.NotifySoon("node-elsewhere")
+			}
+			d = <-got
+			if len(d.Instances) != round+1 || d.Instances[round].InstanceID != id {
+				t.Fatalf("round %d: the woken request answered %+v", round, d.Instances)
+			}
+			if f := l.lastFresh(); f.Before(changed) {
+				t.Fatalf("round %d: the answer may use reads from before the change (fresh %v, changed %v)", round, f, changed)
+			}
+		}
+	})
+}
