@@ -45,7 +45,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	var cfg rack.Config
 	fs.IntVar(&cfg.Nodes, "nodes", 2, "blank compute machines to power on (each a Xen host in qemu: 3 GiB of memory)")
-	public := fs.String("public", "192.0.2.1/24", "the host's side of the frontend's public network (the frontend takes .10)")
+	public := fs.String("public", "", "the host's side of the frontend's public network, a /24 (the frontend takes .10; default: the first of 192.0.2.1/24, 198.51.100.1/24, 203.0.113.1/24 that this machine does not reach already)")
 	fs.StringVar(&cfg.Cache, "cache", "", "cache of binaries, images, the ISO and the installed frontend disk (default /var/cache/ironbark-lab/rack)")
 	fs.BoolVar(&cfg.Instance, "instance", true, "run an instance on a node with the AWS CLI (step 5)")
 	fs.BoolVar(&cfg.Check, "check", false, "exit once every step is checked, instead of staying up until Ctrl-C")
@@ -65,11 +65,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return usageError{fmt.Errorf("unexpected arguments %q", fs.Args())}
 	}
-	p, err := netip.ParsePrefix(*public)
-	if err != nil {
-		return usageError{fmt.Errorf("--public: %w", err)}
+	if *public != "" {
+		p, err := netip.ParsePrefix(*public)
+		if err != nil {
+			return usageError{fmt.Errorf("--public: %w", err)}
+		}
+		cfg.Public = p
 	}
-	cfg.Public, cfg.HostRoute = p, !*inNS
+	cfg.HostRoute = !*inNS
 	if os.Geteuid() != 0 {
 		return errors.New("needs root (namespaces, bridges, taps)")
 	}

@@ -34,7 +34,8 @@ type Config struct {
 	// Nodes is how many blank compute machines to power on (default 2).
 	Nodes int
 	// Public is the host's side of the frontend's public network
-	// (default 192.0.2.1/24); the frontend takes .10.
+	// (default: the first of publicCandidates this machine does not
+	// reach already); the frontend takes .10.
 	Public netip.Prefix
 	// HostRoute puts the public network's host side in this machine's
 	// root namespace (a veth with Public's address), so the AWS CLI
@@ -75,7 +76,16 @@ func (c *Config) defaults() error {
 		return fmt.Errorf("rack: %d nodes: from 1 to 9 on one machine", c.Nodes)
 	}
 	if !c.Public.IsValid() {
-		c.Public = netip.MustParsePrefix("192.0.2.1/24")
+		c.Public = publicCandidates[0]
+		if c.HostRoute {
+			nets, err := hostNets()
+			if err != nil {
+				return err
+			}
+			if c.Public, err = choosePublic(nets); err != nil {
+				return err
+			}
+		}
 	}
 	if c.Public.Bits() != 24 || !c.Public.Addr().Is4() {
 		return fmt.Errorf("rack: public network %s: want an IPv4 /24", c.Public)
@@ -240,10 +250,15 @@ func (r *runner) stepBuild(ctx context.Context) error {
 func (r *runner) stepNetwork(ctx context.Context) error {
 	c := r.cfg
 	if c.HostRoute {
-		if taken, err := addressInUse(c.Public.Addr()); err != nil {
+		// The rack's traffic must stay on the veth it adds: a network this
+		// machine reaches already (its own LAN, another rack) would take
+		// it elsewhere.
+		nets, err := hostNets()
+		if err != nil {
 			return err
-		} else if taken {
-			return fmt.Errorf("%s is already on an interface of this machine (another rack?): give another --public", c.Public.Addr())
+		}
+		if n, taken := overlap(c.Public, nets); taken {
+			return fmt.Errorf("public network %s overlaps %s, which this machine already reaches (its own network, or another rack): give a free /24 with --public", c.Public.Masked(), n)
 		}
 	}
 	r.ns = lab.NewNetNS(r.undo)
@@ -266,22 +281,6 @@ func (r *runner) stepNetwork(ctx context.Context) error {
 }
 
 // addressInUse reports whether addr is on an interface of the root
-// namespace.
-func addressInUse(addr netip.Addr) (bool, error) {
-	as, err := net.InterfaceAddrs()
-	if err != nil {
-		return false, err
-	}
-	for _, a := range as {
-		if ipn, ok := a.(*net.IPNet); ok {
-			if ip, ok := netip.AddrFromSlice(ipn.IP); ok && ip.Unmap() == addr {
-				return true, nil
-			}
-		}
-	}
-	return false, nil
-}
-
 // dial connects to addr on the public network: from the host with
 // HostRoute, else from inside the lab namespace.
 func (r *runner) dial(ctx context.Context, network, addr string) (net.Conn, error) {
