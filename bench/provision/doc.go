@@ -6,9 +6,10 @@
 // node agent (on libvirt's test driver) enrolled with the controller and
 // seen up, next to the floor: VMs booting the same kernel directly
 // (-kernel/-initrd) to a marker, one alone and as many at once as the
-// round has. Each phase (firmware, DHCP/TFTP, iPXE, kernel+initramfs,
-// image stream and verify, reboot, first boot, enrollment) is dated from
-// the pxe server's log, the consoles and the controller's log. It is a Go
+// round has. Each phase (firmware, DHCP and the iPXE script — qemu's NIC
+// ROM is iPXE, so there is no TFTP —, kernel+initramfs, image stream and
+// verify, reboot or kexec, first boot, enrollment) is dated from the pxe
+// server's log, the consoles and the controller's log. It is a Go
 // benchmark (BenchmarkProvision) run by bench/provision/run; nothing here
 // is imported.
 package provision
