@@ -101,11 +101,15 @@ func BenchmarkProvision(b *testing.B) {
 			ratio := all.Seconds() / par.Seconds()
 			b.ReportMetric(all.Seconds(), fmt.Sprintf("%dvm-s", size))
 			b.ReportMetric(ratio, fmt.Sprintf("%dvm-xfloor", size))
+			n := len(summary)
 			summary = append(summary,
 				fmt.Sprintf("%2d VM(s) at once, power-on to enrolled: %.1f s = %.1fx %d direct boot(s) at once (%.1f s), %.1fx one",
 					size, all.Seconds(), ratio, size, par.Seconds(), all.Seconds()/floor.Seconds()),
 				"    each VM enrolled after: "+seconds(column(took, len(phases))),
 				"    median phase: "+phaseMedians(took))
+			// Each round's figures as soon as it ends: a later round that
+			// fails keeps them.
+			b.Log("\n" + strings.Join(summary[n:], "\n"))
 		}
 		b.Log(fmt.Sprintf("summary (after install: %s):\n", *finishFlag) + strings.Join(summary, "\n"))
 	}
@@ -152,7 +156,7 @@ func (r *round) provision(ctx context.Context, b *testing.B, ms []*machine) [][]
 		ps[i] = start(b, filepath.Dir(m.console), m.name+".qemu", m.cmd)
 		took[i] = make([]time.Duration, len(phases))
 	}
-	const timeout = 30 * time.Minute
+	const timeout = 20 * time.Minute
 	for left := len(ms); left > 0; time.Sleep(200 * time.Millisecond) {
 		interrupted(ctx, b)
 		ctlLog, _ := os.ReadFile(r.ctlLog)
@@ -181,6 +185,11 @@ func (r *round) provision(ctx context.Context, b *testing.B, ms []*machine) [][]
 					ps[i].stop()
 					continue
 				}
+			}
+			// A kernel that panics hangs its VM: say so now, not at the timeout.
+			if strings.Contains(string(console), "Kernel panic") {
+				b.Fatalf("%s (one of %d powered on at once): a kernel panicked; console tail:\n%s",
+					m.name, len(ms), tailFile(m.console, 40))
 			}
 			if exited || time.Since(t0) > timeout {
 				b.Fatalf("%s (one of %d powered on at once) never enrolled (host %q, exited: %v, %v); console tail:\n%s",

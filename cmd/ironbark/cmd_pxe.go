@@ -36,7 +36,7 @@ func pxeServe(fs *flag.FlagSet) runFunc {
 	port := fs.Int("http-port", 8080, "HTTP boot server port on the interface address")
 	kargs := fs.String("kernel-args", "console=ttyS0 console=tty0", "extra kernel arguments for the installer")
 	onFail := fs.String("on-fail", "reboot", "installer's action after a failed install: reboot, halt or poweroff")
-	finish := fs.String("after-install", bootapi.FinishKexec, "how a node starts its installed system: kexec (straight into the kernel its disk's boot loader would load; a disk without a syslinux entry, like a Xen one, reboots) or reboot (through the firmware and PXE)")
+	finish := fs.String("after-install", bootapi.FinishReboot, "how a node starts its installed system: reboot (through the firmware and PXE) or kexec (straight into the kernel its disk's syslinux entry names; a disk without one, like a Xen node's GRUB disk, reboots)")
 	ctrl := fs.String("controller-url", "", "controller's node API URL written into each node's identity (default: https://ADDRESS:8774, the interface's address: the frontend's controller)")
 	tftpDir := fs.String("tftp-dir", "/usr/lib/ipxe", "directory with undionly.kpxe, snponly.efi, ipxe.efi")
 	verbose := fs.Bool("v", false, "log every DHCP decision")

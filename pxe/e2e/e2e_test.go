@@ -44,7 +44,7 @@ func TestPXEInstall(t *testing.T) {
 	n := lab.NewLabNet(t, "")
 	pxeCmd := func() *exec.Cmd {
 		return n.NS.Command(context.Background(), ironbark, "pxe", "--data-dir", data, "--interface", n.Bridge,
-			"--kernel-args", labInstallerArgs, "--on-fail", "poweroff")
+			"--kernel-args", labInstallerArgs, "--on-fail", "poweroff", "--after-install", "kexec")
 	}
 	pxe := startProc(t, "pxe", pxeCmd(), work)
 	pxe.WaitLine(t, "pxe serving", 30*time.Second)
@@ -78,8 +78,8 @@ func TestPXEInstall(t *testing.T) {
 	want(t, got, markerLine+"compute-0-0 boot=bios cluster=c1 token=ibt1")
 	got = uefi.WaitConsole(t, markerLine, 6*time.Minute)
 	want(t, got, markerLine+"compute-0-1 boot=uefi cluster=c1 token=ibt1")
-	// ironbark pxe's default --after-install kexec: the installer started
-	// the installed kernel itself, without the firmware (BIOS and UEFI).
+	// ironbark pxe --after-install kexec: the installer started the
+	// installed kernel itself, without the firmware (BIOS and UEFI).
 	for _, v := range []*vm{bios, uefi} {
 		v.WaitConsole(t, "done; starting its kernel /vmlinuz (kexec)", time.Second)
 	}
