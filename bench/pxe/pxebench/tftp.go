@@ -94,15 +94,21 @@ func benchTFTP(ctx context.Context, e *env, o options) error {
 		var wg sync.WaitGroup
 		errs := make(chan error, clients)
 		start := time.Now()
-		for range clients {
+		ends := make([]time.Duration, clients)
+		for i := range clients {
 			wg.Go(func() {
 				if err := atftp(ctx, cli, ip, file, o.blksize, window); err != nil {
 					errs <- err
 				}
+				ends[i] = time.Since(start)
 			})
 		}
 		wg.Wait()
 		rate := float64(sizes[file]) * float64(clients) / time.Since(start).Seconds()
+		if clients > 1 {
+			slices.Sort(ends)
+			e.Logf("%s: clients done after %v (first) %v (median) %v (last)", ip, ends[0], ends[clients/2], ends[clients-1])
+		}
 		close(errs)
 		return rate, <-errs
 	}
