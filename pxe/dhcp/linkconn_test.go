@@ -93,3 +93,41 @@ func TestLinkConnBroadcast(t *testing.T) {
 		t.Fatalf("received %q from %v", buf[:n], from)
 	}
 }
+
+// TestLinkConnLargeBroadcast: a reply larger than the link's MTU cannot
+// go as one frame; it is sent through the UDP socket, which fragments
+// it, and still arrives whole.
+func TestLinkConnLargeBroadcast(t *testing.T) {
+	lab.Require(t, "ip")
+	ln := lab.NewLabNet(t, "")
+	cli := lab.NewNetNS(t)
+	cliIf := ln.NS.Link(t, ln.Bridge, cli)
+	cli.AddAddr(t, cliIf, netip.PrefixFrom(ln.Addr.Addr().Next(), ln.Addr.Bits()))
+	var conn net.PacketConn
+	if err := ln.NS.Do(func() (err error) { conn, err = Listen(ln.Bridge, 0); return err }); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	lc := conn.(*linkConn)
+	lc.src = ln.Addr.Addr()
+	var rc *net.UDPConn
+	if err := cli.Do(func() (err error) {
+		rc, err = net.ListenUDP("udp4", &net.UDPAddr{Port: 68})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	payload := bytes.Repeat([]byte("0123456789"), 300) // 3000 bytes: two fragments at MTU 1500
+	if _, err := lc.WriteTo(payload, &net.UDPAddr{IP: net.IPv4bcast, Port: 68}); err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4000)
+	n, _, err := rc.ReadFromUDP(buf)
+	if err != nil || !bytes.Equal(buf[:n], payload) {
+		t.Fatalf("received %d bytes, %v", n, err)
+	}
+}
