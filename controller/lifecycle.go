@@ -98,10 +98,13 @@ func (c *Cloud) changeState(ctx context.Context, k *call, verb string, t transit
 	if err != nil {
 		return nil, err
 	}
+	c.notify(nodes...)
 	if verb == "terminate" {
 		c.takenIPs.forget() // private addresses may have come free
+		// The instances left their groups: the nodes whose rules name
+		// one of them as the peer update their member sets.
+		c.notifyGroupNodes(ctx, c.groupsOf(ctx, ids), true, nodes...)
 	}
-	c.notify(nodes...)
 	c.log.Info(verb+" instances", "account", k.account(), "instances", ids)
 	return resp, nil
 }

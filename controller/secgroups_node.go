@@ -217,6 +217,27 @@ func (c *Cloud) notifyGroupNodes(ctx context.Context, groups []string, members b
 	}
 }
 
+// groupsOf is the security groups of the instances (their reservations'),
+// for waking the nodes that enforce them; a failed read is logged and
+// names none (those nodes then see the change at their next poll).
+func (c *Cloud) groupsOf(ctx context.Context, ids []string) []string {
+	if len(ids) == 0 {
+		return nil
+	}
+	cols, err := store.Column[string](c.db.Query(ctx, `SELECT DISTINCT r.groups FROM instances i
+		JOIN reservations r ON r.id = i.reservation_id WHERE i.id IN (?`+strings.Repeat(`, ?`, len(ids)-1)+`)`, anySlice(ids)...))
+	if err != nil {
+		c.log.Warn("security groups of instances", "err", err)
+		return nil
+	}
+	var out []string
+	for _, js := range cols {
+		out = append(out, c.groupLists.of(js)...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
 // inGroups is the condition that an instance (i) is a member of one of
 // the groups through its reservation (r), with its arguments: the groups
 // column is JSON, and group IDs are unique enough to find in it with

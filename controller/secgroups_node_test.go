@@ -224,6 +224,16 @@ func TestLaunchWakesPeersSoon(t *testing.T) {
 		if !maps.Equal(s, map[string]int{"node-b1": 1}) {
 			t.Fatalf("woken soon: %v, want the web node (its rule names app) once", s)
 		}
+		// A termination shrinks app: the web node is woken soon too.
+		appIDs, err := store.Column[string](db.Query(ctx, `SELECT id FROM instances WHERE node_id = ?`, "node-a1"))
+		if err != nil || len(appIDs) != 2 {
+			t.Fatalf("app instances: %v %v", appIDs, err)
+		}
+		must[*sdk.TerminateInstancesOutput](t)(c.TerminateInstances(ctx, &sdk.TerminateInstancesInput{InstanceIds: appIDs[:1]}))
+		n, s = take()
+		if !maps.Equal(n, map[string]int{"node-a1": 1}) || !maps.Equal(s, map[string]int{"node-b1": 1}) {
+			t.Fatalf("termination woke %v at once and %v soon; want node-a1 at once, node-b1 soon", n, s)
+		}
 		// A rule change is no burst: its nodes are woken at once.
 		if _, err := c.RevokeSecurityGroupIngress(ctx, &sdk.RevokeSecurityGroupIngressInput{GroupId: aws.String(web),
 			IpPermissions: []types.IpPermission{{IpProtocol: aws.String("tcp"), FromPort: aws.Int32(8000), ToPort: aws.Int32(8000),

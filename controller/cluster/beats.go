@@ -17,11 +17,18 @@ import (
 // join it, and writes them all in one transaction; each caller answers its
 // node once the group is committed, so a heartbeat answered is a heartbeat
 // recorded, as before.
+//
+// One group writes at a time: a group stays open to newcomers until the
+// group before it is written, so when the store is slow (a starved
+// machine, a long launch holding SQLite's write lock) the heartbeats
+// arriving meanwhile wait as one group, not as one writer each in the
+// store's queue, where they had run out its write wait and failed.
 type beatWriter struct {
 	db *store.DB
 
-	mu   sync.Mutex
-	open *beatGroup // collecting, nil when none
+	mu      sync.Mutex
+	open    *beatGroup // collecting, nil when none
+	writing sync.Mutex // held by the group being written
 }
 
 // beatWindow is how long a group collects heartbeats before it is written.
@@ -29,9 +36,11 @@ const beatWindow = 10 * time.Millisecond
 
 type beatGroup struct {
 	beats []beat
-	ok    map[string]bool // node -> its row was updated
-	err   error
-	done  chan struct{}
+	// ok says, per beat, whether its node's row was updated: one node
+	// may be in a group twice (a re-enrolled node's old agent beating).
+	ok   []bool
+	err  error
+	done chan struct{}
 }
 
 type beat struct {
@@ -47,14 +56,16 @@ func (w *beatWriter) record(ctx context.Context, node, serial string, at int64) 
 	g := w.open
 	lead := g == nil
 	if lead {
-		g = &beatGroup{ok: map[string]bool{}, done: make(chan struct{})}
+		g = &beatGroup{done: make(chan struct{})}
 		w.open = g
 	}
 	g.beats = append(g.beats, beat{node, serial, at})
+	mine := len(g.beats) - 1
 	w.mu.Unlock()
 	if lead {
 		t := time.NewTimer(beatWindow)
 		<-t.C
+		w.writing.Lock()
 		w.mu.Lock()
 		w.open = nil
 		w.mu.Unlock()
@@ -63,6 +74,7 @@ func (w *beatWriter) record(ctx context.Context, node, serial string, at int64) 
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		g.err = w.write(wctx, g)
 		cancel()
+		w.writing.Unlock()
 		close(g.done)
 	}
 	select {
@@ -73,19 +85,20 @@ func (w *beatWriter) record(ctx context.Context, node, serial string, at int64) 
 	if g.err != nil {
 		return false, g.err
 	}
-	return g.ok[node], nil
+	return g.ok[mine], nil
 }
 
 func (w *beatWriter) write(ctx context.Context, g *beatGroup) error {
 	err := w.db.InTx(ctx, func(tx *store.Tx) error {
-		for _, b := range g.beats {
+		g.ok = make([]bool, len(g.beats))
+		for i, b := range g.beats {
 			res, err := tx.Exec(ctx, `UPDATE nodes SET last_heartbeat = ?, state = ? WHERE id = ? AND cert_serial = ?`,
 				b.at, NodeUp, b.node, b.serial)
 			if err != nil {
 				return err
 			}
 			k, _ := res.RowsAffected()
-			g.ok[b.node] = k > 0
+			g.ok[i] = k > 0
 		}
 		return nil
 	})

@@ -14,5 +14,6 @@
 //   - Server (server.go, handler.go): Handle is the protocol logic, a function
 //     of the request packet (plus Backend and Leases) to a reply and a
 //     Decision, with no sockets, so it is table-tested and fuzzed. Serve runs it
-//     on a UDP socket bound to the interface (SO_BINDTODEVICE).
+//     on a UDP socket bound to the interface (SO_BINDTODEVICE); broadcast
+//     replies leave as link-layer frames (linkconn.go), as Kea's do.
 package dhcp

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4"
@@ -41,7 +42,11 @@ type Config struct {
 	// Port is the UDP port to listen on (default 67); tests and
 	// benchmarks may change it.
 	Port int
-	// Workers is how many requests are handled at once (default 8).
+	// Workers is how many requests are handled at once (default 64). It
+	// also bounds the lease store's group commits: an ACK's worker waits
+	// for its commit, so one commit can hold at most Workers ACKs (with
+	// 8, commits held under two ACKs on average and the store's
+	// per-transaction cost dominated a DORA).
 	Workers int
 	// Logger receives one line per decision at Debug, ignored MACs once at
 	// Info, and dropped packets and failures at Warn/Error, at most one
@@ -82,7 +87,7 @@ func (c *Config) setDefaults() error {
 		c.Port = dhcpv4.ServerPort
 	}
 	if c.Workers <= 0 {
-		c.Workers = 8
+		c.Workers = 64
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -141,7 +146,9 @@ func (s *Server) Serve(ctx context.Context) error {
 // Listen opens a DHCP server socket: UDP port (67 when 0) on all
 // addresses, bound to iface with SO_BINDTODEVICE, broadcast allowed. Use
 // it with ServeConn when the socket must be made elsewhere (inside a
-// network namespace, in tests).
+// network namespace, in tests). Broadcast replies leave through a
+// link-layer socket on iface, opened here too (see linkConn), or through
+// the UDP socket when the process may not open one (no CAP_NET_RAW).
 func Listen(iface string, port int) (net.PacketConn, error) {
 	if port == 0 {
 		port = dhcpv4.ServerPort
@@ -150,7 +157,17 @@ func Listen(iface string, port int) (net.PacketConn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dhcp listen on %s: %w", iface, err)
 	}
-	return conn, nil
+	lc, err := newLinkConn(conn, iface, port)
+	if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {
+		// No CAP_NET_RAW: broadcasts go through the UDP socket, which
+		// works, at a higher CPU cost per reply.
+		return conn, nil
+	}
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return lc, nil
 }
 
 // ServeConn answers requests read from conn until ctx ends, then closes
@@ -161,6 +178,9 @@ func Listen(iface string, port int) (net.PacketConn, error) {
 func (s *Server) ServeConn(ctx context.Context, conn net.PacketConn) error {
 	s.log.Info("dhcp serving", "addr", conn.LocalAddr(), "server_ip", s.cfg.ServerIP, "subnet", s.cfg.Subnet,
 		"pool", fmt.Sprintf("%s-%s", s.leases.Pool().Start, s.leases.Pool().End))
+	if lc, ok := conn.(*linkConn); ok {
+		lc.src = s.cfg.ServerIP // before the workers start: read-only from here
+	}
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	errc := make(chan error, s.cfg.Workers)
