@@ -20,6 +20,7 @@ type Config struct {
 	Attempt string
 	Mode    string // install | rescue
 	OnFail  string // reboot | halt | poweroff
+	Finish  string // after a good install: reboot | kexec
 	Disk    string // "" = first disk found
 }
 
@@ -37,6 +38,7 @@ func ParseCmdline(s string) (Config, error) {
 		Mode:    args[bootapi.ArgMode],
 		OnFail:  args[bootapi.ArgOnFail],
 		Disk:    args[bootapi.ArgDisk],
+		Finish:  args[bootapi.ArgFinish],
 	}
 	var errs []error
 	if !strings.HasPrefix(c.URL, "http://") && !strings.HasPrefix(c.URL, "https://") {
@@ -60,6 +62,13 @@ func ParseCmdline(s string) (Config, error) {
 	case "reboot", "halt", "poweroff":
 	default:
 		errs = append(errs, fmt.Errorf("%s=%q: want reboot, halt or poweroff", bootapi.ArgOnFail, c.OnFail))
+	}
+	switch c.Finish {
+	case "":
+		c.Finish = bootapi.FinishReboot
+	case bootapi.FinishReboot, bootapi.FinishKexec:
+	default:
+		errs = append(errs, fmt.Errorf("%s=%q: want %s or %s", bootapi.ArgFinish, c.Finish, bootapi.FinishReboot, bootapi.FinishKexec))
 	}
 	if m := args[bootapi.ArgMAC]; m != "" {
 		hw, err := net.ParseMAC(m)

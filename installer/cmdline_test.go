@@ -14,7 +14,7 @@ func TestParseCmdline(t *testing.T) {
 	}
 	if c.URL != "http://10.1.0.1:8080" || c.Host != "compute-0-1" || c.MAC.String() != "52:54:00:1b:00:02" ||
 		c.IP.String() != "10.1.0.129" || c.Mask.String() != "ffffff00" || c.Gateway != nil ||
-		c.Attempt != "abc123" || c.OnFail != "poweroff" {
+		c.Attempt != "abc123" || c.OnFail != "poweroff" || c.Finish != "reboot" {
 		t.Fatalf("%+v", c)
 	}
 	// No address: the installer uses DHCP.
@@ -30,10 +30,15 @@ func TestParseCmdline(t *testing.T) {
 		"ironbark.url=http://x ironbark.host=h ironbark.attempt=a ironbark.ip=10.1.0.5",
 		"ironbark.url=http://x ironbark.host=h ironbark.attempt=a ironbark.onfail=explode",
 		"ironbark.url=http://x ironbark.host=h ironbark.attempt=a ironbark.mac=zz",
+		"ironbark.url=http://x ironbark.host=h ironbark.attempt=a ironbark.finish=poweroff",
 	} {
 		if _, err := ParseCmdline(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+	c, err = ParseCmdline("ironbark.url=http://fe ironbark.host=h ironbark.attempt=a ironbark.finish=kexec")
+	if err != nil || c.Finish != "kexec" {
+		t.Fatalf("%+v %v", c, err)
 	}
 	// Rescue needs no attempt.
 	if _, err := ParseCmdline("ironbark.url=http://x ironbark.host=h ironbark.mode=rescue"); err != nil {

@@ -6,7 +6,11 @@
 // the target disk while verifying its sha256 (resuming with Range requests
 // if the frontend goes away), writes the node identity into the image's
 // boot partition with go-diskfs, reports progress and the result to the
-// frontend and reboots. The wire types are in pxe/bootapi.
+// frontend and starts the installed system: with ironbark.finish=kexec it
+// loads the kernel, initramfs and command line the disk's syslinux entry
+// names and kexecs into them, skipping the firmware, PXE and the boot
+// loader; otherwise (or when the disk has no such entry, e.g. a GRUB/Xen
+// one) it reboots. The wire types are in pxe/bootapi.
 //
 // With ironbark.mode=frontend on the command line (the ISO's default
 // entry) the same /init is the frontend installer: it mounts the ISO,

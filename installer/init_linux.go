@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"os"
 	"time"
+
+	"ironbark/pxe/bootapi"
 )
 
 // Init is the installer's whole life as /init: set up, install (or
@@ -68,6 +70,18 @@ func Init(ctx context.Context, frontend FrontendFunc) error {
 	}
 	if err := in.Run(ctx, disk); err != nil {
 		return fail(err)
+	}
+	if cfg.Finish == bootapi.FinishKexec {
+		e, err := FindBootEntry(disk)
+		if err == nil {
+			err = LoadKexec(disk, e)
+		}
+		if err == nil {
+			say("install of %s done; starting its kernel %s (kexec)", cfg.Host, e.Kernel)
+			err = Finish("kexec")
+		}
+		// Not fatal: the firmware boots the disk as well, only slower.
+		say("kexec into the installed system: %v; rebooting instead", err)
 	}
 	say("install of %s done; rebooting", cfg.Host)
 	return Finish("reboot")

@@ -162,11 +162,14 @@ func FindDisk(ctx context.Context, name string) (string, error) {
 	}
 }
 
-// Finish syncs and reboots, halts or powers off.
+// Finish syncs and reboots, halts or powers off; "kexec" starts the
+// kernel LoadKexec loaded.
 func Finish(action string) error {
 	unix.Sync()
 	cmd := unix.LINUX_REBOOT_CMD_RESTART
 	switch action {
+	case "kexec":
+		cmd = unix.LINUX_REBOOT_CMD_KEXEC
 	case "halt":
 		cmd = unix.LINUX_REBOOT_CMD_HALT
 	case "poweroff":

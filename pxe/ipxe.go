@@ -12,6 +12,9 @@ type ScriptConfig struct {
 	BaseURL    string // http://10.1.0.1:8080, no trailing slash
 	KernelArgs string // extra kernel args for the installer, e.g. console=ttyS0
 	OnFail     string // installer's action after a failed install: reboot | halt | poweroff
+	// Finish is the installer's way into the installed system after a
+	// good install: bootapi.FinishKexec or FinishReboot ("" = reboot).
+	Finish string
 }
 
 // iPXE's name for the device it booted from.
@@ -62,6 +65,9 @@ func HostScript(c ScriptConfig, h Host, attempt string) string {
 			kv(bootapi.ArgMode, mode),
 			kv(bootapi.ArgOnFail, onFail),
 		)
+		if c.Finish != "" && mode == "install" {
+			args = append(args, kv(bootapi.ArgFinish, c.Finish))
+		}
 		fmt.Fprintf(&b, "kernel %s%s %s\n", c.BaseURL, bootapi.PathKernel, strings.Join(args, " "))
 		fmt.Fprintf(&b, "initrd --name installer.img %s%s\n", c.BaseURL, bootapi.PathInitramfs)
 		b.WriteString("boot\n")

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -43,4 +44,18 @@ func TestScripts(t *testing.T) {
 	}
 	golden(t, "unknown.ipxe", UnknownScript(c, "52:54:00:12:34:56"))
 	golden(t, "chain.ipxe", ChainScript(c))
+}
+
+// TestScriptFinish: the install script tells the installer how to start
+// the installed system; rescue never installs, so it carries none.
+func TestScriptFinish(t *testing.T) {
+	c := ScriptConfig{BaseURL: "http://10.1.0.1:8080", Finish: "kexec"}
+	h := Host{Name: "compute-0-3", MAC: "52:54:00:12:34:56", Boot: BootInstall}
+	if s := HostScript(c, h, "a"); !strings.Contains(s, " ironbark.finish=kexec\n") {
+		t.Errorf("install script without ironbark.finish=kexec:\n%s", s)
+	}
+	h.Boot = BootRescue
+	if s := HostScript(c, h, ""); strings.Contains(s, "ironbark.finish") {
+		t.Errorf("rescue script with ironbark.finish:\n%s", s)
+	}
 }

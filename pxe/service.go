@@ -34,6 +34,7 @@ type ServiceConfig struct {
 	TFTPDir    string
 	KernelArgs string // extra installer kernel args, e.g. console=ttyS0
 	OnFail     string // installer's action after a failed install
+	Finish     string // after a good install: bootapi.FinishKexec or FinishReboot ("" = reboot)
 	Identity   IdentityIssuer
 	Log        *slog.Logger
 	// Ready, when set, is called once every listener is up.
@@ -105,7 +106,7 @@ func RunService(ctx context.Context, cfg ServiceConfig) error {
 	disc := NewDiscovery(cfg.DB, hosts)
 	base := "http://" + net.JoinHostPort(ip.String(), strconv.Itoa(cfg.HTTPPort))
 	boot := &HTTPBoot{
-		Script:    ScriptConfig{BaseURL: base, KernelArgs: cfg.KernelArgs, OnFail: cfg.OnFail},
+		Script:    ScriptConfig{BaseURL: base, KernelArgs: cfg.KernelArgs, OnFail: cfg.OnFail, Finish: cfg.Finish},
 		Hosts:     hosts,
 		Discovery: disc,
 		BootDir:   cfg.Layout.BootDir(),

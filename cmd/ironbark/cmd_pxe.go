@@ -17,6 +17,7 @@ import (
 	"ironbark/internal/pki"
 	"ironbark/internal/store"
 	"ironbark/pxe"
+	"ironbark/pxe/bootapi"
 	"ironbark/pxe/leases"
 	"ironbark/tui"
 )
@@ -35,6 +36,7 @@ func pxeServe(fs *flag.FlagSet) runFunc {
 	port := fs.Int("http-port", 8080, "HTTP boot server port on the interface address")
 	kargs := fs.String("kernel-args", "console=ttyS0 console=tty0", "extra kernel arguments for the installer")
 	onFail := fs.String("on-fail", "reboot", "installer's action after a failed install: reboot, halt or poweroff")
+	finish := fs.String("after-install", bootapi.FinishKexec, "how a node starts its installed system: kexec (straight into the kernel its disk's boot loader would load; a disk without a syslinux entry, like a Xen one, reboots) or reboot (through the firmware and PXE)")
 	ctrl := fs.String("controller-url", "", "controller's node API URL written into each node's identity (default: https://ADDRESS:8774, the interface's address: the frontend's controller)")
 	tftpDir := fs.String("tftp-dir", "/usr/lib/ipxe", "directory with undionly.kpxe, snponly.efi, ipxe.efi")
 	verbose := fs.Bool("v", false, "log every DHCP decision")
@@ -49,11 +51,14 @@ func pxeServe(fs *flag.FlagSet) runFunc {
 			}
 			cfg.Subnet = p
 		}
+		if *finish != bootapi.FinishKexec && *finish != bootapi.FinishReboot {
+			return e.usagef("pxe: --after-install %q: want kexec or reboot", *finish)
+		}
 		level := slog.LevelInfo
 		if *verbose {
 			level = slog.LevelDebug
 		}
-		cfg.Interface, cfg.HTTPPort, cfg.TFTPDir, cfg.KernelArgs, cfg.OnFail = *iface, *port, *tftpDir, *kargs, *onFail
+		cfg.Interface, cfg.HTTPPort, cfg.TFTPDir, cfg.KernelArgs, cfg.OnFail, cfg.Finish = *iface, *port, *tftpDir, *kargs, *onFail, *finish
 		cfg.Log = e.logger(level)
 		return servePXE(ctx, e, cfg, *ctrl)
 	}

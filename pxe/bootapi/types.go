@@ -27,6 +27,17 @@ const (
 	ArgMode    = "ironbark.mode"    // install | rescue
 	ArgOnFail  = "ironbark.onfail"  // reboot | halt | poweroff
 	ArgDisk    = "ironbark.disk"    // target disk, default: first virtio/sata disk
+	// ArgFinish is how the installer starts the installed system after a
+	// good install: reboot (through the firmware, PXE and the disk's boot
+	// loader) or kexec (straight into the kernel the disk's boot loader
+	// would load; a disk it cannot read that way is rebooted).
+	ArgFinish = "ironbark.finish"
+)
+
+// Finish actions after a good install (ArgFinish).
+const (
+	FinishReboot = "reboot"
+	FinishKexec  = "kexec"
 )
 
 // Image is a whole-disk appliance image the installer writes to the

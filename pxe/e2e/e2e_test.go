@@ -78,6 +78,11 @@ func TestPXEInstall(t *testing.T) {
 	want(t, got, markerLine+"compute-0-0 boot=bios cluster=c1 token=ibt1")
 	got = uefi.WaitConsole(t, markerLine, 6*time.Minute)
 	want(t, got, markerLine+"compute-0-1 boot=uefi cluster=c1 token=ibt1")
+	// ironbark pxe's default --after-install kexec: the installer started
+	// the installed kernel itself, without the firmware (BIOS and UEFI).
+	for _, v := range []*vm{bios, uefi} {
+		v.WaitConsole(t, "done; starting its kernel /vmlinuz (kexec)", time.Second)
+	}
 	bios.proc.WaitExit(t, time.Minute)
 	uefi.proc.WaitExit(t, time.Minute)
 
