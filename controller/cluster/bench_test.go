@@ -49,9 +49,10 @@ func addNodes(b *testing.B, s *Service, db *store.DB, policy string, n int) {
 	now := time.Now().UnixMilli()
 	err := db.InTx(ctx, func(tx *store.Tx) error {
 		for i := 0; i < n; i++ {
-			_, err := tx.Exec(ctx, `INSERT INTO nodes (`+nodeCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			// As enrollment inserts them: declared and approved as offered, reviewed.
+			_, err := tx.Exec(ctx, `INSERT INTO nodes (`+nodeCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)`,
 				fmt.Sprintf("node-%04d", i), []string{"zone-a", "zone-b"}[i%2], "h", 64, 262144, 2000,
-				"qemu:///system", "1", now, now+int64(time.Hour/time.Millisecond), NodeUp)
+				"qemu:///system", "1", now, now+int64(time.Hour/time.Millisecond), NodeUp, 64, 262144, 2000, 64, 262144, 2000)
 			if err != nil {
 				return err
 			}

@@ -72,9 +72,6 @@ func (c *linkConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	if !ok || !c.src.Is4() || !ua.IP.Equal(net.IPv4bcast) {
 		return c.UDPConn.WriteTo(b, addr)
 	}
-	if len(b) > 1500-ipv4HeaderLen-udpHeaderLen {
-		return 0, errors.New("dhcp reply too large for one frame")
-	}
 	p, _ := c.bufs.Get().(*[]byte)
 	if p == nil {
 		p = new([]byte)
@@ -94,6 +91,10 @@ func (c *linkConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	}
 	*p = frame
 	c.bufs.Put(p)
+	if errors.Is(err, unix.EMSGSIZE) {
+		// Larger than the interface's MTU: the IP layer fragments it.
+		return c.UDPConn.WriteTo(b, addr)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("dhcp broadcast: %w", err)
 	}

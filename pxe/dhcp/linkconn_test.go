@@ -3,8 +3,10 @@ package dhcp
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"net"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 
@@ -54,6 +56,26 @@ func TestAppendUDP4(t *testing.T) {
 // the bridge: the kernel there accepts it only with valid headers and
 // checksums, from the server's address and port.
 func TestLinkConnBroadcast(t *testing.T) {
+	payload := bytes.Repeat([]byte("dhcp reply "), 30)
+	lc, rc, server := linkPair(t)
+	from := sendUntilReceived(t, lc, rc, payload)
+	if from.Port != 67 || !from.IP.Equal(server.AsSlice()) {
+		t.Fatalf("received from %v", from)
+	}
+}
+
+// TestLinkConnLargeBroadcast: a reply larger than the link's MTU cannot
+// go as one frame; it is sent through the UDP socket, which fragments
+// it, and still arrives whole.
+func TestLinkConnLargeBroadcast(t *testing.T) {
+	lc, rc, _ := linkPair(t)
+	sendUntilReceived(t, lc, rc, bytes.Repeat([]byte("0123456789"), 300)) // 3000 bytes: two fragments at MTU 1500
+}
+
+// linkPair makes the server's socket with Listen on a lab bridge and a
+// client's UDP socket on port 68 in a namespace behind it.
+func linkPair(t *testing.T) (lc *linkConn, rc *net.UDPConn, server netip.Addr) {
+	t.Helper()
 	lab.Require(t, "ip")
 	ln := lab.NewLabNet(t, "")
 	cli := lab.NewNetNS(t)
@@ -63,33 +85,47 @@ func TestLinkConnBroadcast(t *testing.T) {
 	if err := ln.NS.Do(func() (err error) { conn, err = Listen(ln.Bridge, 0); return err }); err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
 	lc, ok := conn.(*linkConn)
 	if !ok {
 		t.Fatalf("Listen returned %T, want the link-layer sender (running as root)", conn)
 	}
 	lc.src = ln.Addr.Addr()
-	var rc *net.UDPConn
 	if err := cli.Do(func() (err error) {
 		rc, err = net.ListenUDP("udp4", &net.UDPAddr{Port: 68})
 		return err
 	}); err != nil {
 		t.Fatal(err)
 	}
-	defer rc.Close()
-	payload := bytes.Repeat([]byte("dhcp reply "), 30)
-	if _, err := lc.WriteTo(payload, &net.UDPAddr{IP: net.IPv4bcast, Port: 68}); err != nil {
-		t.Fatal(err)
+	t.Cleanup(func() { rc.Close() })
+	return lc, rc, ln.Addr.Addr()
+}
+
+// sendUntilReceived broadcasts payload through lc until rc receives it
+// (the new link may drop the first frames while its ports come up), and
+// returns the sender's address.
+func sendUntilReceived(t *testing.T, lc *linkConn, rc *net.UDPConn, payload []byte) *net.UDPAddr {
+	t.Helper()
+	buf := make([]byte, 4000)
+	for range 50 {
+		if _, err := lc.WriteTo(payload, &net.UDPAddr{IP: net.IPv4bcast, Port: 68}); err != nil {
+			t.Fatal(err)
+		}
+		if err := rc.SetReadDeadline(time.Now().Add(200 * time.Millisecond)); err != nil {
+			t.Fatal(err)
+		}
+		n, from, err := rc.ReadFromUDP(buf)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(buf[:n], payload) {
+			t.Fatalf("received %d bytes %q", n, buf[:n])
+		}
+		return from
 	}
-	if err := rc.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 1500)
-	n, from, err := rc.ReadFromUDP(buf)
-	if err != nil {
-		t.Fatalf("no broadcast received: %v", err)
-	}
-	if !bytes.Equal(buf[:n], payload) || from.Port != 67 || !from.IP.Equal(ln.Addr.Addr().AsSlice()) {
-		t.Fatalf("received %q from %v", buf[:n], from)
-	}
+	t.Fatal("broadcast never received")
+	return nil
 }

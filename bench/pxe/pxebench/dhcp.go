@@ -166,21 +166,33 @@ func benchDHCP(ctx context.Context, e *env, o options) error {
 
 // cpuTime is the CPU time (user and system) a process has used so far,
 // 0 if it cannot be read.
-func cpuTime(pid int) time.Duration {
+func cpuTime(pid int) time.Duration { return procCPU(pid, false) }
+
+// procCPU is cpuTime, plus with children the CPU time of its children
+// that have exited and were waited for (in.tftpd forks one per transfer).
+func procCPU(pid int, children bool) time.Duration {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0
 	}
 	// The fields after the command name (which may hold spaces) start
-	// after the last ')': state is field 3, utime 14, stime 15.
+	// after the last ')': state is field 3, utime 14, stime 15, cutime
+	// 16, cstime 17.
 	i := strings.LastIndexByte(string(b), ')')
 	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 13 {
+	if len(f) < 15 {
 		return 0
 	}
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * time.Second / 100 // USER_HZ is 100 on Linux
+	var t int64
+	n := 2
+	if children {
+		n = 4
+	}
+	for _, v := range f[11 : 11+n] {
+		x, _ := strconv.ParseInt(v, 10, 64)
+		t += x
+	}
+	return time.Duration(t) * time.Second / 100 // USER_HZ is 100 on Linux
 }
 
 // startKea runs kea-dhcp4 on the lab bridge: the same pool, lease time

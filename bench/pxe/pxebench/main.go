@@ -39,6 +39,7 @@ func main() {
 	flag.IntVar(&o.tftpWindow, "tftp-window", 16, "TFTP windowsize the clients ask for in the windowed runs")
 	flag.IntVar(&o.tftpRounds, "tftp-rounds", 5, "single-client TFTP rounds per server and mode (the median counts)")
 	flag.IntVar(&o.tftpParRounds, "tftp-parallel-rounds", 3, "parallel TFTP rounds per server and mode (the median counts)")
+	flag.StringVar(&o.tftpCases, "tftp-cases", "all", "TFTP cases to run: all, or some of window-single,window-parallel,lockstep-single,lockstep-parallel")
 	only := flag.String("only", "dhcp,tftp,http", "which comparisons to run")
 	flag.BoolVar(&o.verbose, "v", false, "log server output and progress")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write ironbark servers' CPU profiles to this path (+ .dhcp, .tftp)")
@@ -134,6 +135,7 @@ type options struct {
 	tftpParMiB, tftpWindow    int
 	tftpRounds, tftpParRounds int
 	blksize                   int
+	tftpCases                 string
 	verbose                   bool
 	cpuProfile                string
 	httpMiB, httpRounds       int

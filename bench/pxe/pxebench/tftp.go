@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -93,42 +94,58 @@ func benchTFTP(ctx context.Context, e *env, o options) error {
 		var wg sync.WaitGroup
 		errs := make(chan error, clients)
 		start := time.Now()
-		for range clients {
+		ends := make([]time.Duration, clients)
+		for i := range clients {
 			wg.Go(func() {
 				if err := atftp(ctx, cli, ip, file, o.blksize, window); err != nil {
 					errs <- err
 				}
+				ends[i] = time.Since(start)
 			})
 		}
 		wg.Wait()
 		rate := float64(sizes[file]) * float64(clients) / time.Since(start).Seconds()
+		if clients > 1 {
+			slices.Sort(ends)
+			e.Logf("%s: clients done after %v (first) %v (median) %v (last)", ip, ends[0], ends[clients/2], ends[clients-1])
+		}
 		close(errs)
 		return rate, <-errs
 	}
 	mb := func(r float64) float64 { return r / 1e6 }
 	for _, window := range []int{o.tftpWindow, 0} {
-		mode := fmt.Sprintf("windowsize %d", window)
+		mode, short := fmt.Sprintf("windowsize %d", window), "window"
 		if window == 0 {
-			mode = "lock-step"
+			mode, short = "lock-step", "lockstep"
 		}
 		for _, run := range []struct {
 			clients, rounds int
-			file            string
-		}{{1, o.tftpRounds, "big.img"}, {o.tftpClients, o.tftpParRounds, "par.img"}} {
+			file, kind      string
+		}{{1, o.tftpRounds, "big.img", "single"}, {o.tftpClients, o.tftpParRounds, "par.img", "parallel"}} {
+			if o.tftpCases != "all" && !slices.Contains(strings.Split(o.tftpCases, ","), short+"-"+run.kind) {
+				continue
+			}
 			rates := make([][]float64, len(servers))
+			cpu := make([]time.Duration, len(servers))
 			for range run.rounds {
 				for i, sv := range servers {
+					// in.tftpd's transfers are its children: counted too.
+					tc := startTreeCPU(sv.proc.Cmd.Process.Pid)
 					r, err := measure(run.clients, run.file, window, sv.ip)
+					cpu[i] += tc.stop()
 					if err != nil {
 						return fmt.Errorf("%s, %s: %w\n%s", sv.name, mode, err, sv.proc.Output())
 					}
 					rates[i] = append(rates[i], r)
 				}
 			}
+			// CPU per block: steadier than throughput on a shared machine.
+			blocks := float64(run.rounds*run.clients) * float64(sizes[run.file]) / float64(o.blksize)
+			perBlock := func(i int) float64 { return float64(cpu[i].Nanoseconds()) / blocks / 1e3 }
 			a, b := median(rates[0]), median(rates[1])
-			fmt.Printf("tftp %-10s %-15s ironbark %7.1f MB/s  tftpd-hpa %7.1f MB/s  ratio %s  (rounds: ironbark %s, tftpd-hpa %s)\n",
+			fmt.Printf("tftp %-10s %-15s ironbark %7.1f MB/s  tftpd-hpa %7.1f MB/s  ratio %s  (rounds: ironbark %s, tftpd-hpa %s; CPU per block %.1f vs %.1f µs)\n",
 				fmt.Sprintf("%d client%s", run.clients, map[bool]string{true: "s"}[run.clients > 1]), mode,
-				mb(a), mb(b), ratio(a, b), list(rates[0], 1e6), list(rates[1], 1e6))
+				mb(a), mb(b), ratio(a, b), list(rates[0], 1e6), list(rates[1], 1e6), perBlock(0), perBlock(1))
 		}
 	}
 	return nil
@@ -188,3 +205,53 @@ func serveTFTP(ctx context.Context, addr, root string, verbose bool) error {
 	defer srv.Close()
 	return srv.ListenAndServe(ctx, addr)
 }
+
+// treeCPU follows the CPU time a server and its children use while it
+// runs: in.tftpd forks a child per transfer and ignores SIGCHLD, so the
+// children's time never reaches its own counters; each child's is
+// sampled every few milliseconds until it exits (the last few
+// milliseconds of each are missed: a small undercount in its favour).
+type treeCPU struct {
+	pid  int
+	base time.Duration
+	done chan struct{}
+	res  chan time.Duration
+}
+
+func startTreeCPU(pid int) *treeCPU {
+	t := &treeCPU{pid: pid, base: procCPU(pid, true), done: make(chan struct{}), res: make(chan time.Duration)}
+	go func() {
+		seen := map[int]time.Duration{} // child pid: its last sample
+		sample := func() {
+			b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+			for _, f := range strings.Fields(string(b)) {
+				c, err := strconv.Atoi(f)
+				if err != nil {
+					continue
+				}
+				if v := procCPU(c, true); v > 0 {
+					seen[c] = v // children are the measured transfers: from 0
+				}
+			}
+		}
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			sample()
+			select {
+			case <-tick.C:
+				continue
+			case <-t.done:
+			}
+			break
+		}
+		total := procCPU(pid, true) - t.base
+		for _, v := range seen {
+			total += v
+		}
+		t.res <- total
+	}()
+	return t
+}
+
+func (t *treeCPU) stop() time.Duration { close(t.done); return <-t.res }

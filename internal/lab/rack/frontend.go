@@ -3,6 +3,7 @@ package rack
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -151,15 +152,31 @@ type sshChannel struct {
 
 func (s *sshChannel) String() string { return "ssh root@" + s.addr }
 
+// sshConnectFailed matches what ssh says when it never got to run the
+// command: the frontend (one emulated CPU) can be too slow to answer
+// while nodes boot beside it.
+var sshConnectFailed = regexp.MustCompile(`ssh: connect to host|Connection timed out during banner exchange|kex_exchange_identification|Connection (closed|reset) by`)
+
 func (s *sshChannel) run(ctx context.Context, script string) (string, error) {
-	cmd := s.r.hostCommand(ctx, "ssh", "-i", s.r.art.sshKey, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-		"-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10", "root@"+s.addr, "sh", "-s")
-	cmd.Stdin = strings.NewReader(script + "\n")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
+	for try := 1; ; try++ {
+		cmd := s.r.hostCommand(ctx, "ssh", "-i", s.r.art.sshKey, "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+			"-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=30", "root@"+s.addr, "sh", "-s")
+		cmd.Stdin = strings.NewReader(script + "\n")
+		out, err := cmd.CombinedOutput()
+		if err == nil {
+			return string(out), nil
+		}
+		var ee *exec.ExitError
+		if errors.As(err, &ee) && ee.ExitCode() == 255 && sshConnectFailed.Match(out) && try < 6 && ctx.Err() == nil {
+			s.r.cfg.Log.Info("ssh to the frontend failed before the command ran; again", "try", try, "out", strings.TrimSpace(string(out)))
+			select {
+			case <-ctx.Done():
+			case <-time.After(5 * time.Second):
+			}
+			continue
+		}
 		return string(out), fmt.Errorf("on the frontend: %s: %v: %s", firstLine(script), err, tailLines(string(out), 20))
 	}
-	return string(out), nil
 }
 
 // labShell is the lab frontend image's root shell (it has no sshd):
