@@ -14,6 +14,7 @@ import (
 	sdk "github.com/aws/aws-sdk-go-v2/service/ec2"
 
 	"ironbark/controller/ec2"
+	"ironbark/internal/store"
 	"ironbark/controller/ec2/ec2test"
 	"ironbark/internal/nodeapi"
 	"ironbark/internal/store/storetest"
@@ -58,6 +59,22 @@ func (e *testEnv) seedAccount(b *testing.B, c *Cloud, name string, n int) ec2.Pr
 		n -= k
 	}
 	return p
+}
+
+// keyOf is an account's access key and its secret in plaintext (the
+// store keeps secrets sealed).
+func (e *testEnv) keyOf(b *testing.B, account string) (key, secret string) {
+	b.Helper()
+	if err := e.db.QueryRow(context.Background(), `SELECT access_key, secret FROM access_keys WHERE account_id = ?`, account).Scan(&key, &secret); err != nil {
+		b.Fatal(err)
+	}
+	if store.IsSealed(secret) {
+		var err error
+		if secret, err = e.db.Unseal(secret, key); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return key, secret
 }
 
 // BenchmarkDescribeInstances answers DescribeInstances (action and XML,
@@ -109,9 +126,7 @@ func BenchmarkDescribeInstanceByIDOverHTTP(b *testing.B) {
 	cloud, e := benchCloud(b)
 	p := e.seedAccount(b, cloud, "busy", 1000)
 	var key, secret, id string
-	if err := e.db.QueryRow(context.Background(), `SELECT k.access_key, k.secret FROM access_keys k WHERE k.account_id = ?`, p.AccountID).Scan(&key, &secret); err != nil {
-		b.Fatal(err)
-	}
+	key, secret = e.keyOf(b, p.AccountID)
 	if err := e.db.QueryRow(context.Background(), `SELECT id FROM instances WHERE account_id = ? LIMIT 1`, p.AccountID).Scan(&id); err != nil {
 		b.Fatal(err)
 	}
@@ -131,9 +146,7 @@ func BenchmarkListInstancesPaged(b *testing.B) {
 	cloud, e := benchCloud(b)
 	p := e.seedAccount(b, cloud, "big", 10000)
 	var key, secret string
-	if err := e.db.QueryRow(context.Background(), `SELECT access_key, secret FROM access_keys WHERE account_id = ?`, p.AccountID).Scan(&key, &secret); err != nil {
-		b.Fatal(err)
-	}
+	key, secret = e.keyOf(b, p.AccountID)
 	srv := httptest.NewServer(ec2.NewServer(ec2.Config{Handler: cloud, Credentials: cloud, Logger: slog.New(slog.DiscardHandler)}))
 	defer srv.Close()
 	c := ec2test.Client(srv.URL, key, secret)
@@ -184,9 +197,7 @@ func BenchmarkDescribeInstances10k(b *testing.B) {
 	})
 	b.Run("wire-layer", func(b *testing.B) {
 		var key, secret string
-		if err := e.db.QueryRow(context.Background(), `SELECT access_key, secret FROM access_keys WHERE account_id = ?`, p.AccountID).Scan(&key, &secret); err != nil {
-			b.Fatal(err)
-		}
+		key, secret = e.keyOf(b, p.AccountID)
 		srv := ec2.NewServer(ec2.Config{Handler: cloud, Credentials: cloud, Logger: slog.New(slog.DiscardHandler)})
 		for b.Loop() {
 			q := ec2test.SignV2(url.Values{"Action": {"DescribeInstances"}, "Version": {"2016-11-15"}},
