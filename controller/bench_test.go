@@ -14,9 +14,9 @@ import (
 	sdk "github.com/aws/aws-sdk-go-v2/service/ec2"
 
 	"ironbark/controller/ec2"
-	"ironbark/internal/store"
 	"ironbark/controller/ec2/ec2test"
 	"ironbark/internal/nodeapi"
+	"ironbark/internal/store"
 	"ironbark/internal/store/storetest"
 )
 

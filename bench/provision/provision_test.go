@@ -21,8 +21,8 @@ import (
 )
 
 var (
-	sizesFlag  = flag.String("provision.sizes", "1,4,8,16", "comma-separated numbers of VMs provisioned at once, one round each")
-	finishFlag = flag.String("provision.after-install", "kexec", "ironbark pxe --after-install: kexec or reboot (through the firmware and PXE)")
+	sizesFlag  = flag.String("provision.sizes", "1,4,8", "comma-separated numbers of VMs provisioned at once, one round each")
+	finishFlag = flag.String("provision.after-install", "reboot", "ironbark pxe --after-install: kexec or reboot (through the firmware and PXE)")
 )
 
 const (
