@@ -106,6 +106,23 @@ func (g *guestOn) metadata(src netip.Addr) (string, error) {
 	return string(b), err
 }
 
+// serveBridge runs the agent's DHCP, metadata and bridge filter on n's
+// bridge for specs until the test ends.
+func serveBridge(t *testing.T, n *lab.LabNet, specs ...nodeapi.InstanceSpec) {
+	t.Helper()
+	svc := &netServices{log: testLogger(t), bridge: n.Bridge, host: n.Addr,
+		specs: func() []nodeapi.InstanceSpec { return specs }}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.NS.Do(func() error { return svc.run(ctx) }) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+}
+
 // TestMetadataSpoofing is issue 9's metadata test, on a real bridge with
 // the agent's DHCP and metadata services and its bridge filter: each guest
 // reads its own metadata; a guest that takes its neighbour's address (and
@@ -124,17 +141,7 @@ func TestMetadataSpoofing(t *testing.T) {
 	b := nodeapi.InstanceSpec{InstanceID: "i-00000000000b0002", MAC: "52:54:00:b0:00:02", PrivateIP: at(11), Desired: nodeapi.StateRunning}
 	ga, gb := newGuest(t, n, a), newGuest(t, n, b)
 
-	svc := &netServices{log: testLogger(t), bridge: n.Bridge, host: n.Addr,
-		specs: func() []nodeapi.InstanceSpec { return []nodeapi.InstanceSpec{a, b} }}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.NS.Do(func() error { return svc.run(ctx) }) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
+	serveBridge(t, n, a, b)
 
 	// Each guest reads its own.
 	ipA, ipB := netip.MustParseAddr(a.PrivateIP), netip.MustParseAddr(b.PrivateIP)
@@ -240,17 +247,7 @@ func TestSharedAddrsStayLocal(t *testing.T) {
 		t.Fatalf("before the filter, the instance's ARP for %s was answered by %v; want both nodes (%s here, %s there)", gw, got, bridgeMAC, otherMAC)
 	}
 
-	svc := &netServices{log: testLogger(t), bridge: n.Bridge, host: n.Addr,
-		specs: func() []nodeapi.InstanceSpec { return []nodeapi.InstanceSpec{spec} }}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.NS.Do(func() error { return svc.run(ctx) }) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
+	serveBridge(t, n, spec)
 	// The filter is in place once the metadata service answers. The
 	// guest may have cached the other node's answer from before: forget
 	// it at each try.

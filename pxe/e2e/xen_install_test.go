@@ -60,7 +60,7 @@ func TestXenComputeInstall(t *testing.T) {
 
 	ironbarkCmd(t, ironbark, "cluster", "add", "c1", "--data-dir", data)
 	ironbarkCmd(t, ironbark, "attr", "set", "kernel_args", xenLabKernelArgs, "--appliance", "compute", "--data-dir", data)
-	key, pub := sshKey(t, work)
+	key, pub := lab.SSHKeyPair(t, work, "admin@ironbark-e2e")
 	ironbarkCmd(t, ironbark, "attr", "set", "ssh_authorized_keys", pub, "--data-dir", data)
 	ironbarkCmd(t, ironbark, "appliance", "build", "compute", "--data-dir", data,
 		"--cache", filepath.Join(lab.CacheDir(), "appliance"), "--source-dir", work)

@@ -178,18 +178,3 @@ func nodeShell(t *testing.T, n *lab.LabNet, key, addr string) func(string) strin
 		}
 	}
 }
-
-// sshKey makes an ed25519 key pair in dir; returns the private key's path
-// and the public key.
-func sshKey(t *testing.T, dir string) (string, string) {
-	t.Helper()
-	key := filepath.Join(dir, "admin_ed25519")
-	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "admin@ironbark-e2e", "-f", key).CombinedOutput(); err != nil {
-		t.Fatalf("ssh-keygen: %v: %s", err, out)
-	}
-	pub, err := os.ReadFile(key + ".pub")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return key, strings.TrimSpace(string(pub))
-}

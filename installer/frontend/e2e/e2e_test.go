@@ -116,14 +116,7 @@ type media struct {
 func buildMedia(t testing.TB) media {
 	lab.Require(t, "qemu-system-x86_64", "ip", "go", "syslinux", "xorriso", "grub-mkimage", "debugfs", "ssh", "ssh-keygen")
 	dir := t.TempDir()
-	key := filepath.Join(dir, "admin_ed25519")
-	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "admin@e2e", "-f", key).CombinedOutput(); err != nil {
-		t.Fatalf("ssh-keygen: %v %s", err, out)
-	}
-	pub, err := os.ReadFile(key + ".pub")
-	if err != nil {
-		t.Fatal(err)
-	}
+	key, pub := lab.SSHKeyPair(t, dir, "admin@e2e")
 	ironbarkBin, installerBin := filepath.Join(dir, "ironbark"), filepath.Join(dir, "ironbark-installer")
 	// -buildvcs=false: the same source gives the same binary, so the
 	// frontend image built around it is cached across commits.
@@ -143,7 +136,7 @@ func buildMedia(t testing.TB) media {
 	f.Close()
 
 	a := frontendtest.Answers("/dev/vda")
-	a.Admin.SSHKey = strings.TrimSpace(string(pub))
+	a.Admin.SSHKey = pub
 	b, err := frontend.Marshal(a)
 	if err != nil {
 		t.Fatal(err)
