@@ -40,8 +40,12 @@ func (tx *Tx) Stmt(ctx context.Context, s *sql.Stmt) *sql.Stmt {
 // which new texts run unprepared as before. PostgreSQL needs none of it:
 // pgx keeps prepared statements per connection itself.
 type stmtCache struct {
-	mu sync.Mutex
-	m  map[string]*sql.Stmt // nil value: being prepared
+	mu     sync.Mutex
+	m      map[string]*sql.Stmt // nil value: being prepared
+	closed bool
+	// bg counts background prepares: Close waits for them, or one could
+	// open a connection (and recreate SQLite's -wal file) after it.
+	bg sync.WaitGroup
 }
 
 const maxStmts = 512
@@ -59,7 +63,7 @@ func (db *DB) cached(ctx context.Context, q string, later bool) *sql.Stmt {
 	c := &db.stmts
 	c.mu.Lock()
 	s, ok := c.m[q]
-	if ok || len(c.m) >= maxStmts {
+	if ok || c.closed || len(c.m) >= maxStmts {
 		c.mu.Unlock()
 		return s
 	}
@@ -67,11 +71,16 @@ func (db *DB) cached(ctx context.Context, q string, later bool) *sql.Stmt {
 		c.m = map[string]*sql.Stmt{}
 	}
 	c.m[q] = nil // being prepared
-	c.mu.Unlock()
 	if later {
-		go db.prepare(context.WithoutCancel(ctx), q)
+		c.bg.Add(1)
+		c.mu.Unlock()
+		go func() {
+			defer c.bg.Done()
+			db.prepare(context.WithoutCancel(ctx), q)
+		}()
 		return nil
 	}
+	c.mu.Unlock()
 	return db.prepare(ctx, q)
 }
 
@@ -109,9 +118,14 @@ func cacheable(q string) bool {
 	return strings.EqualFold(t[:5], "WITH ")
 }
 
-// closeStmts closes the cached statements.
+// closeStmts stops background prepares, waits for those running, and
+// closes the cached statements.
 func (db *DB) closeStmts() {
 	c := &db.stmts
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.bg.Wait()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, s := range c.m {
