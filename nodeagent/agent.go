@@ -123,7 +123,8 @@ type Agent struct {
 	fwMu          sync.Mutex // held by syncSecurityGroups
 	fw            firewall
 	capacity      nodeapi.Capacity
-	net           netState // NAT and bridge gateways (network.go); reconcile's goroutine only
+	net           netState  // NAT and bridge gateways (network.go); reconcile's goroutine only
+	vlans         vlanState // MANAGED mode's VLANs (vlan.go); its own lock, taken before mu
 	// gen counts completed background libvirt work (launches, stops,
 	// removals): reconcile takes its domain snapshot without the lock and
 	// retakes it when gen moved meanwhile.
@@ -257,6 +258,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.cache = cache
 	a.log.Info("node agent running", "node", a.id.NodeID, "cluster", a.id.Cluster,
 		"controller", a.cfg.Controller, "libvirt", a.cfg.LibvirtURI, "domainType", a.dtype)
+	a.vlans.mu.Lock()
+	a.vlans.ctx = ctx // the VLANs' services end with the run
+	a.vlans.mu.Unlock()
 	a.reconcile(ctx) // adopt what is there before reporting it
 	a.wg.Go(func() { a.inNetNS(func() { a.serveInstanceNetwork(ctx) }) })
 	a.wg.Add(2)
@@ -269,7 +273,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			a.log.Info("node agent stopping; instances keep running")
 			a.wg.Wait()
-			a.net.close() // the rules stay: elastic IPs keep working
+			a.net.close()   // the rules stay: elastic IPs keep working
+			a.vlans.close() // the VLANs stay: their instances keep running
 			return nil
 		case <-a.kickCh:
 		case <-tick.C:
