@@ -166,7 +166,7 @@ func (c *Cloud) deleteSecurityGroup(ctx context.Context, k *call) (any, error) {
 			return ec2.Errorf("DependencyViolation", "resource %s has a dependent object", g.ID)
 		}
 		for _, q := range []string{`DELETE FROM security_group_rules WHERE group_id = ?`, `DELETE FROM tags WHERE resource_id = ?`,
-			`DELETE FROM security_groups WHERE id = ?`} {
+			`DELETE FROM group_networks WHERE group_id = ?`, `DELETE FROM security_groups WHERE id = ?`} {
 			if _, err := tx.Exec(ctx, q, g.ID); err != nil {
 				return err
 			}

@@ -25,7 +25,7 @@ func (c *Cloud) DesiredOnNode(ctx context.Context, nodeID string) ([]nodeapi.Ins
 		return nil, err
 	}
 	rows, err := c.db.Query(ctx, `SELECT id, account_id, vm_type, mac, private_ip, key_name, public_key, user_data,
-		desired, reboot_serial, artifacts, zone, public_ip FROM instances WHERE node_id = ? AND state <> 'terminated'`, nodeID)
+		desired, reboot_serial, artifacts, zone, public_ip, net_subnet, vlan FROM instances WHERE node_id = ? AND state <> 'terminated'`, nodeID)
 	if err != nil {
 		return nil, fmt.Errorf("desired on node %s: %w", nodeID, err)
 	}
@@ -33,12 +33,13 @@ func (c *Cloud) DesiredOnNode(ctx context.Context, nodeID string) ([]nodeapi.Ins
 	var specs []nodeapi.InstanceSpec
 	for rows.Next() {
 		var s nodeapi.InstanceSpec
-		var vmType, userData, arts, zone, publicIP string
+		var vmType, userData, arts, zone, publicIP, netSubnet string
+		var vlan int
 		if err := rows.Scan(&s.InstanceID, &s.AccountID, &vmType, &s.MAC, &s.PrivateIP, &s.KeyName, &s.PublicKey,
-			&userData, &s.Desired, &s.RebootSerial, &arts, &zone, &publicIP); err != nil {
+			&userData, &s.Desired, &s.RebootSerial, &arts, &zone, &publicIP, &netSubnet, &vlan); err != nil {
 			return nil, err
 		}
-		s.Network = c.zoneNetOf(nets, zone).instanceNetwork(publicIP)
+		s.Network = c.zoneNetOf(nets, zone).instanceNetwork(publicIP, netSubnet, vlan)
 		s.VMType = c.vmTypes[vmType]
 		s.VMType.Name = vmType
 		if userData != "" {

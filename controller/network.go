@@ -22,6 +22,10 @@ type ZoneNetwork struct {
 	// PublicIPs: launches in the zone get a public address unless they
 	// ask for none.
 	PublicIPs bool
+	// VLANs and AddrsPerNet carve MANAGED mode's group networks
+	// (groupnet.go); zero: the defaults.
+	VLANs       [2]int
+	AddrsPerNet int
 }
 
 // ZoneNetworker is what a Placer also implements when zones carry their
@@ -37,6 +41,11 @@ type zoneNet struct {
 	subnet    netip.Prefix
 	pool      *addressPool // private addresses
 	publicIPs bool
+	// MANAGED: the VLAN range and the group networks' prefix length; a
+	// group's network (groupNet) has its own subnet and pool, and vlan.
+	vlans   [2]int
+	netBits int
+	vlan    int
 }
 
 // gateway is the subnet's first address: the instance bridge's on each
@@ -69,6 +78,11 @@ func (c *Cloud) zoneNets(ctx context.Context) (map[string]zoneNet, error) {
 				return nil, fmt.Errorf("zone %s: %w", zone, err)
 			}
 		}
+		z.vlans = n.VLANs
+		if z.vlans == [2]int{} {
+			z.vlans = DefaultVLANs
+		}
+		z.netBits = GroupNetBits(z.subnet, n.AddrsPerNet)
 		out[zone] = z
 	}
 	return out, nil
@@ -95,9 +109,15 @@ func noPublicInSystem(z zoneNet, zone string) error {
 		"(ironbark cluster set %s --network-mode MANAGED-NOVLAN).", zone, zone)
 }
 
-// instanceNetwork is what the node is told of an instance's networking.
-func (z zoneNet) instanceNetwork(publicIP string) *nodeapi.InstanceNetwork {
-	return &nodeapi.InstanceNetwork{Mode: z.mode, Subnet: z.subnet.String(), Gateway: z.gateway(), PublicIP: publicIP}
+// instanceNetwork is what the node is told of an instance's networking;
+// netSubnet and vlan are the instance's group network in MANAGED mode
+// ("" and 0 otherwise), as recorded at launch.
+func (z zoneNet) instanceNetwork(publicIP, netSubnet string, vlan int) *nodeapi.InstanceNetwork {
+	n := &nodeapi.InstanceNetwork{Mode: z.mode, Subnet: z.subnet.String(), Gateway: z.gateway(), PublicIP: publicIP}
+	if p, err := netip.ParsePrefix(netSubnet); err == nil && vlan > 0 {
+		n.Mode, n.Subnet, n.Gateway, n.VLAN = nodeapi.ModeManaged, p.String(), p.Addr().Next().String(), vlan
+	}
+	return n
 }
 
 // ErrSubnetOverlap is returned when a cluster's instance subnet overlaps

@@ -3,6 +3,8 @@ package controller
 import (
 	"context"
 	"errors"
+	"maps"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -153,4 +155,123 @@ func equalCounts(a, b map[string]int) bool {
 		}
 	}
 	return len(a) == len(b)
+}
+
+// TestGroupNetworks: in a MANAGED zone each security group gets its own
+// VLAN and slice of the zone's subnet at its first launch (an instance
+// takes its first group's), nodes are told them, a zone out of networks
+// refuses a new group's launch whole, and a deleted group gives its
+// network back.
+func TestGroupNetworks(t *testing.T) {
+	storetest.Each(t, Migrations(), func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		e := newTestEnv(t, db)
+		// 64 addresses per group in a /24: four slices, but three VLANs.
+		e.cloud.SetPlacer(&netPlacer{fixedPlacer: e.placer, nets: map[string]ZoneNetwork{
+			"zone-a": {Mode: nodeapi.ModeManaged, Subnet: "10.93.0.0/24", VLANs: [2]int{100, 102}, AddrsPerNet: 64},
+		}})
+		c := e.client(e.alice)
+		group := func(name string) string {
+			g := must[*sdk.CreateSecurityGroupOutput](t)(c.CreateSecurityGroup(ctx, &sdk.CreateSecurityGroupInput{
+				GroupName: aws.String(name), Description: aws.String(name)}))
+			return aws.ToString(g.GroupId)
+		}
+		run := func(n int32, groups ...string) (*sdk.RunInstancesOutput, error) {
+			return c.RunInstances(ctx, &sdk.RunInstancesInput{ImageId: aws.String(e.image), MinCount: aws.Int32(n), MaxCount: aws.Int32(n),
+				InstanceType: "m1.small", SecurityGroupIds: groups, Placement: &types.Placement{AvailabilityZone: aws.String("zone-a")}})
+		}
+		net := func(out *sdk.RunInstancesOutput) map[string]nodeapi.InstanceNetwork {
+			got := map[string]nodeapi.InstanceNetwork{}
+			for _, node := range []string{"node-a1", "node-a2"} {
+				specs, err := e.cloud.DesiredOnNode(ctx, node)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, s := range specs {
+					got[s.PrivateIP] = *s.Network
+				}
+			}
+			want := map[string]nodeapi.InstanceNetwork{}
+			for _, in := range out.Instances {
+				ip := aws.ToString(in.PrivateIpAddress)
+				if n, ok := got[ip]; ok {
+					want[ip] = n
+				} else {
+					t.Fatalf("instance %s (%s) is on no node", aws.ToString(in.InstanceId), ip)
+				}
+			}
+			return want
+		}
+		g1, g2, g3 := group("g1"), group("g2"), group("g3")
+		def := must[*sdk.RunInstancesOutput](t)(run(1))
+		one := must[*sdk.RunInstancesOutput](t)(run(2, g1))
+		two := must[*sdk.RunInstancesOutput](t)(run(1, g2, g1)) // g2's network: the first group's
+		for _, tc := range []struct {
+			out  *sdk.RunInstancesOutput
+			want map[string]nodeapi.InstanceNetwork
+		}{
+			{def, map[string]nodeapi.InstanceNetwork{"10.93.0.2": {Mode: nodeapi.ModeManaged, Subnet: "10.93.0.0/26", Gateway: "10.93.0.1", VLAN: 100}}},
+			{one, map[string]nodeapi.InstanceNetwork{
+				"10.93.0.66": {Mode: nodeapi.ModeManaged, Subnet: "10.93.0.64/26", Gateway: "10.93.0.65", VLAN: 101},
+				"10.93.0.67": {Mode: nodeapi.ModeManaged, Subnet: "10.93.0.64/26", Gateway: "10.93.0.65", VLAN: 101}}},
+			{two, map[string]nodeapi.InstanceNetwork{"10.93.0.130": {Mode: nodeapi.ModeManaged, Subnet: "10.93.0.128/26", Gateway: "10.93.0.129", VLAN: 102}}},
+		} {
+			if got := net(tc.out); !maps.Equal(got, tc.want) {
+				t.Errorf("networks %+v, want %+v", got, tc.want)
+			}
+		}
+		// A fourth group finds no VLAN left: refused, nothing kept.
+		before := tableCounts(t, db)
+		_, err := run(1, g3)
+		wantCode(t, err, "InsufficientFreeAddressesInSubnet")
+		if after := tableCounts(t, db); !equalCounts(before, after) {
+			t.Fatalf("a refused launch left rows: %v -> %v", before, after)
+		}
+		// g2's instance ends and g2 is deleted: g3 takes its network.
+		must[*sdk.TerminateInstancesOutput](t)(c.TerminateInstances(ctx, &sdk.TerminateInstancesInput{InstanceIds: runIDs(two)}))
+		e.observe(t, runIDs(two), "terminated")
+		must[*sdk.DeleteSecurityGroupOutput](t)(c.DeleteSecurityGroup(ctx, &sdk.DeleteSecurityGroupInput{GroupId: aws.String(g2)}))
+		three := must[*sdk.RunInstancesOutput](t)(run(1, g3))
+		if got := net(three); got["10.93.0.130"].VLAN != 102 {
+			t.Fatalf("g3 after g2's deletion: %+v", got)
+		}
+		// g1's next instance joins g1's network.
+		more := must[*sdk.RunInstancesOutput](t)(run(1, g1))
+		if got := net(more); got["10.93.0.68"].VLAN != 101 {
+			t.Fatalf("g1's third instance: %+v", got)
+		}
+	})
+}
+
+func TestGroupNetCarving(t *testing.T) {
+	for _, tc := range []struct {
+		subnet string
+		addrs  int
+		bits   int
+	}{
+		{"10.88.0.0/16", 0, 24}, {"10.88.0.0/24", 0, 28}, {"10.88.0.0/20", 0, 24}, {"10.0.0.0/8", 0, 24}, {"10.88.0.0/16", 32, 27},
+	} {
+		if got := GroupNetBits(netip.MustParsePrefix(tc.subnet), tc.addrs); got != tc.bits {
+			t.Errorf("GroupNetBits(%s, %d) = %d, want %d", tc.subnet, tc.addrs, got, tc.bits)
+		}
+	}
+	for _, bad := range []struct {
+		vlans [2]int
+		addrs int
+	}{{[2]int{0, 10}, 0}, {[2]int{10, 4095}, 0}, {[2]int{20, 10}, 0}, {[2]int{}, 8}, {[2]int{}, 100}} {
+		if err := CheckVLANs(bad.vlans, bad.addrs); err == nil {
+			t.Errorf("CheckVLANs(%v, %d) accepted", bad.vlans, bad.addrs)
+		}
+	}
+	if err := CheckGroupNets("10.88.0.0/24", [2]int{}, 512); err == nil {
+		t.Error("512 addresses per group in a /24 accepted")
+	}
+	z := zoneNet{subnet: netip.MustParsePrefix("10.88.0.0/16"), vlans: DefaultVLANs, netBits: 24}
+	if n := z.groupNets(); n != 256 {
+		t.Errorf("a /16 in /24s with VLANs 10-4094: %d networks, want 256", n)
+	}
+	g := z.groupNet(255)
+	if g.subnet.String() != "10.88.255.0/24" || g.vlan != 265 || g.pool.size() != 253 {
+		t.Errorf("the last network: %s vlan %d, %d addresses", g.subnet, g.vlan, g.pool.size())
+	}
 }

@@ -356,10 +356,20 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch) (*RunIns
 				return err
 			}
 		}
+		if zn.mode == nodeapi.ModeManaged {
+			// The instances sit on their first group's network.
+			if zn, err = c.groupNetwork(ctx, tx, zn, zone, l.groups[0].GroupID); err != nil {
+				return err
+			}
+		}
 		picked = true
 		ips, err := c.allocPrivateIPs(ctx, tx, zn, len(nodes))
 		if err != nil {
 			return err
+		}
+		netSubnet := "" // the group network's, in MANAGED mode
+		if zn.vlan > 0 {
+			netSubnet = zn.subnet.String()
 		}
 		res.Instances = res.Instances[:0]
 		for i, node := range nodes {
@@ -373,11 +383,11 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch) (*RunIns
 			}
 			if _, err := tx.Exec(ctx, `INSERT INTO instances (id, account_id, reservation_id, launch_index, image_id, kernel_id,
 				ramdisk_id, vm_type, key_name, zone, node_id, mac, private_ip, state, desired, client_token, user_data, launch_time,
-				artifacts, public_key, disable_api_termination, disable_api_stop, shutdown_behavior, user_name)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				artifacts, public_key, disable_api_termination, disable_api_stop, shutdown_behavior, user_name, vlan, net_subnet)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 				in.InstanceID, k.account(), res.ReservationID, i, l.image.ID, kernelID, ramdiskID, l.vt.Name, l.keyName,
 				zone, node, in.MACAddress, in.PrivateIPAddress, nodeapi.StatePending, nodeapi.StateRunning, l.token, l.userData, now.Unix(),
-				string(arts), l.pubKey, boolInt(l.noTerminate), boolInt(l.noStop), l.shutdown, k.Principal.User); err != nil {
+				string(arts), l.pubKey, boolInt(l.noTerminate), boolInt(l.noStop), l.shutdown, k.Principal.User, zn.vlan, netSubnet); err != nil {
 				return err
 			}
 			if withPublic {

@@ -231,5 +231,7 @@ ALTER TABLE accounts ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;
 		usersMigration(),
 		// The usage record (controller/usage).
 		usage.Migration(),
+		// MANAGED mode's network per security group (groupnet.go).
+		groupNetMigration(),
 	}
 }

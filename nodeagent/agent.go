@@ -123,7 +123,8 @@ type Agent struct {
 	fwMu          sync.Mutex // held by syncSecurityGroups
 	fw            firewall
 	capacity      nodeapi.Capacity
-	net           netState // NAT and bridge gateways (network.go); reconcile's goroutine only
+	net           netState  // NAT and bridge gateways (network.go); reconcile's goroutine only
+	vlans         vlanState // MANAGED mode's VLANs (vlan.go); its own lock, taken before mu
 	// gen counts completed background libvirt work (launches, stops,
 	// removals): reconcile takes its domain snapshot without the lock and
 	// retakes it when gen moved meanwhile.
@@ -257,6 +258,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.cache = cache
 	a.log.Info("node agent running", "node", a.id.NodeID, "cluster", a.id.Cluster,
 		"controller", a.cfg.Controller, "libvirt", a.cfg.LibvirtURI, "domainType", a.dtype)
+	a.vlans.mu.Lock()
+	a.vlans.ctx = ctx // the VLANs' services end with the run
+	a.vlans.mu.Unlock()
 	a.reconcile(ctx) // adopt what is there before reporting it
 	a.wg.Go(func() { a.inNetNS(func() { a.serveInstanceNetwork(ctx) }) })
 	a.wg.Add(2)
@@ -269,7 +273,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			a.log.Info("node agent stopping; instances keep running")
 			a.wg.Wait()
-			a.net.close() // the rules stay: elastic IPs keep working
+			a.net.close()   // the rules stay: elastic IPs keep working
+			a.vlans.close() // the VLANs stay: their instances keep running
 			return nil
 		case <-a.kickCh:
 		case <-tick.C:
@@ -333,8 +338,17 @@ func (a *Agent) kickHeartbeat() {
 // followDesired long-polls the controller for the desired instances.
 func (a *Agent) followDesired(ctx context.Context) {
 	etag := ""
+	// The member lists of the last answer: the controller sends those
+	// that changed as deltas to them (nodeapi.HeldMembers).
+	var held nodeapi.HeldMembers
 	for ctx.Err() == nil {
-		d, err := a.client.Instances(ctx, etag, 25*time.Second)
+		d, err := a.client.InstancesHeld(ctx, etag, 25*time.Second, &held)
+		if errors.Is(err, nodeapi.ErrMembersBase) {
+			// held is empty now: ask again at once for whole lists.
+			a.log.Warn("desired instances: asking for whole member lists", "err", err)
+			etag = ""
+			continue
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return

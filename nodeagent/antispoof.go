@@ -17,6 +17,10 @@ import (
 // tapPrefix starts the name of every instance's port on the bridge.
 const tapPrefix = "ibi"
 
+// guestFilterPrefix starts the name of each bridge's filter table
+// (family bridge): ironbark-BRIDGE.
+const guestFilterPrefix = "ironbark-"
+
 // TapName is the name of an instance's port on the bridge (at most 15
 // bytes, Linux's limit): "ibi" and the end of the instance ID.
 func TapName(instanceID string) string {
@@ -69,7 +73,7 @@ func newGuestFilter(bridge string, nsfd int) (*guestFilter, error) {
 		return nil, fmt.Errorf("nftables: %w", err)
 	}
 	g := &guestFilter{conn: c, bridge: bridge,
-		table: &nftables.Table{Family: nftables.TableFamilyBridge, Name: "ironbark-" + bridge}}
+		table: &nftables.Table{Family: nftables.TableFamilyBridge, Name: guestFilterPrefix + bridge}}
 	c.AddTable(g.table)
 	c.DelTable(g.table)
 	c.AddTable(g.table)

@@ -7,5 +7,8 @@
 // cluster bridge, captures the serial console to a file, and stops, reboots
 // and terminates instances. Domains carry their instance ID in their libvirt
 // metadata, so a restarted agent re-adopts them and removes those the
-// controller no longer wants.
+// controller no longer wants. Instance networking (network.go, netsvc.go,
+// antispoof.go, firewall.go, vlan.go): DHCP and metadata on the bridge,
+// a bridge filter per port, security groups (nodeagent/secgroups),
+// elastic IPs (nodeagent/natmap), and in MANAGED mode a bridge per VLAN.
 package nodeagent

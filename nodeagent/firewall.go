@@ -2,6 +2,8 @@ package nodeagent
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -56,6 +58,11 @@ func (a *Agent) syncSecurityGroups() {
 	if err != nil {
 		fail(err)
 		return
+	}
+	// MANAGED mode's VLAN bridges: the same chains filter their ports.
+	vlans, _ := desiredVLANs(specs, nil)
+	for _, id := range slices.Sorted(maps.Keys(vlans)) {
+		rs.Bridges = append(rs.Bridges, VLANBridge(id))
 	}
 	changed, err := a.fw.fw.Apply(rs)
 	if err != nil {

@@ -27,6 +27,14 @@ var errXenStart = errors.New("xen domain start failed")
 // a launch cut short before it leaves only a directory that the next
 // attempt (or a restarted agent) removes first.
 func (a *Agent) launch(ctx context.Context, s nodeapi.InstanceSpec) error {
+	bridge := a.cfg.Bridge
+	if bridge != "" {
+		// MANAGED mode: the VLAN's bridge, made before the domain needs it.
+		var err error
+		if bridge, err = a.instanceBridge(s); err != nil {
+			return err
+		}
+	}
 	dir := a.instDir(s.InstanceID)
 	if err := os.RemoveAll(dir); err != nil {
 		return err
@@ -60,7 +68,7 @@ func (a *Agent) launch(ctx context.Context, s nodeapi.InstanceSpec) error {
 	}
 	image, kernel, ramdisk := arts[0].path, arts[1].path, arts[2].path
 	plan := domainPlan{
-		Type: a.dtype, Node: a.id.NodeID, Spec: s, Kernel: kernel, Initrd: ramdisk, Bridge: a.cfg.Bridge,
+		Type: a.dtype, Node: a.id.NodeID, Spec: s, Kernel: kernel, Initrd: ramdisk, Bridge: bridge,
 		Root: filepath.Join(dir, "root.qcow2"),
 	}
 	format := s.Image.Format

@@ -71,7 +71,9 @@ func (a *Agent) serveInstanceNetwork(ctx context.Context) {
 			return
 		}
 	}
-	ns := &netServices{log: log, bridge: a.cfg.Bridge, host: host, specs: a.instanceSpecs}
+	// The instances of MANAGED mode's VLANs are on their VLAN's bridge.
+	ns := &netServices{log: log, bridge: a.cfg.Bridge, host: host,
+		specs: func() []nodeapi.InstanceSpec { return specsOnVLAN(a.instanceSpecs(), 0) }}
 	if err := ns.run(ctx); err != nil && ctx.Err() == nil {
 		log.Error("instance network services stopped", "err", err)
 	}
@@ -104,6 +106,10 @@ type netServices struct {
 	bridge string
 	host   netip.Prefix // the bridge's address: server identifier, router
 	specs  func() []nodeapi.InstanceSpec
+	// sharedGateway: host is the subnet's gateway that every node of the
+	// segment holds alike (a VLAN bridge's), kept node-local like the
+	// metadata address, not the node's own address on the bridge.
+	sharedGateway bool
 
 	filterMu sync.Mutex
 	filter   *guestFilter
@@ -114,7 +120,11 @@ func (ns *netServices) syncFilter() {
 	ns.filterMu.Lock()
 	defer ns.filterMu.Unlock()
 	specs := ns.specs()
-	if err := ns.filter.sync(specs, sharedAddrs(specs, ns.host)); err != nil {
+	own := ns.host
+	if ns.sharedGateway {
+		own = netip.Prefix{}
+	}
+	if err := ns.filter.sync(specs, sharedAddrs(specs, own)); err != nil {
 		ns.log.Error("instance bridge filter", "err", err)
 	}
 }

@@ -62,9 +62,10 @@ func (n *netState) close() {
 }
 
 // instanceNetworks is what the desired instances ask of the node: the
-// elastic IP mappings, the MANAGED subnets (bridge gateways, NAT), and
-// whether any wants NAT at all.
-func instanceNetworks(specs []nodeapi.InstanceSpec) (ms []natmap.Mapping, subnets []netip.Prefix) {
+// elastic IP mappings, the MANAGED subnets (NAT), and those of them whose
+// gateway goes on the cluster bridge (all but MANAGED mode's VLANs, whose
+// gateways are on their own bridges).
+func instanceNetworks(specs []nodeapi.InstanceSpec) (ms []natmap.Mapping, subnets, onBridge []netip.Prefix) {
 	seen := map[netip.Prefix]bool{}
 	for _, s := range specs {
 		n := s.Network
@@ -74,6 +75,9 @@ func instanceNetworks(specs []nodeapi.InstanceSpec) (ms []natmap.Mapping, subnet
 		if p, err := netip.ParsePrefix(n.Subnet); err == nil && n.Mode != nodeapi.ModeSystem && !seen[p] {
 			seen[p] = true
 			subnets = append(subnets, p)
+			if _, vlan, _ := vlanOf(s); !vlan {
+				onBridge = append(onBridge, p)
+			}
 		}
 		pub, err1 := netip.ParseAddr(n.PublicIP)
 		priv, err2 := netip.ParseAddr(s.PrivateIP)
@@ -81,7 +85,7 @@ func instanceNetworks(specs []nodeapi.InstanceSpec) (ms []natmap.Mapping, subnet
 			ms = append(ms, natmap.Mapping{Public: pub, Private: priv})
 		}
 	}
-	return ms, subnets
+	return ms, subnets, onBridge
 }
 
 // syncNetwork brings the node's NAT and bridge gateways in line with the
@@ -94,8 +98,9 @@ func (a *Agent) syncNetwork() {
 		a.mu.Unlock()
 		return
 	}
-	ms, subnets := instanceNetworks(a.desired)
+	ms, subnets, onBridge := instanceNetworks(a.desired)
 	a.mu.Unlock()
+	a.syncVLANs()
 	if a.net.gateways == nil {
 		a.net.gateways = map[netip.Prefix]bool{}
 	}
@@ -104,7 +109,7 @@ func (a *Agent) syncNetwork() {
 		return
 	}
 	if a.cfg.Bridge != "" {
-		for _, p := range subnets {
+		for _, p := range onBridge {
 			if a.net.gateways[p] {
 				continue
 			}
@@ -136,6 +141,7 @@ func (a *Agent) syncNetwork() {
 		}
 		a.net.nat = t
 	}
+	a.net.nat.SetBridges(a.vlanBridges())
 	if err := a.net.nat.Apply(ms, subnets); err != nil {
 		a.log.Error("elastic IPs", "err", err)
 	}

@@ -19,12 +19,22 @@ func TestInstanceNetworks(t *testing.T) {
 			Network: &nodeapi.InstanceNetwork{Mode: nodeapi.ModeManagedNoVLAN, Subnet: "10.91.0.0/24", PublicIP: "198.51.100.21"}},
 		{InstanceID: "i-5", MAC: "d0:0d:00:00:00:05", PrivateIP: "10.88.0.10", Desired: "running"},
 	}
-	ms, subnets := instanceNetworks(specs)
+	ms, subnets, onBridge := instanceNetworks(specs)
 	if len(ms) != 1 || ms[0].Public.String() != "198.51.100.20" || ms[0].Private.String() != "10.91.0.10" {
 		t.Errorf("mappings %v", ms)
 	}
 	if len(subnets) != 1 || subnets[0].String() != "10.91.0.0/24" {
 		t.Errorf("managed subnets %v (a SYSTEM one is the cluster network's)", subnets)
+	}
+	if len(onBridge) != 1 || onBridge[0] != subnets[0] {
+		t.Errorf("gateways on the bridge for %v, want %v", onBridge, subnets)
+	}
+	// A MANAGED instance with a VLAN: its subnet is NATed, its gateway is
+	// on its VLAN's bridge, not the cluster bridge.
+	vlan := append(specs, nodeapi.InstanceSpec{InstanceID: "i-6", MAC: "d0:0d:00:00:00:06", PrivateIP: "10.92.1.10", Desired: "running",
+		Network: &nodeapi.InstanceNetwork{Mode: nodeapi.ModeManaged, Subnet: "10.92.1.0/24", Gateway: "10.92.1.1", VLAN: 11}})
+	if _, subnets, onBridge := instanceNetworks(vlan); len(subnets) != 2 || len(onBridge) != 1 || onBridge[0].String() != "10.91.0.0/24" {
+		t.Errorf("with a VLAN instance: NAT subnets %v, bridge gateways %v", subnets, onBridge)
 	}
 	bridge := netip.MustParsePrefix("10.88.0.1/16")
 	for _, tc := range []struct {

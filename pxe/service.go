@@ -36,7 +36,10 @@ type ServiceConfig struct {
 	OnFail     string // installer's action after a failed install
 	Finish     string // after a good install: bootapi.FinishKexec or FinishReboot ("" = reboot)
 	Identity   IdentityIssuer
-	Log        *slog.Logger
+	// Keys gives root's SSH keys on each installed host (AttrKeys: the
+	// ssh_authorized_keys attribute); nil gives none.
+	Keys KeySource
+	Log  *slog.Logger
 	// Ready, when set, is called once every listener is up.
 	Ready func(baseURL string)
 }
@@ -124,6 +127,7 @@ func RunService(ctx context.Context, cfg ServiceConfig) error {
 		BootDir:   cfg.Layout.BootDir(),
 		Images:    &BlobImages{DB: cfg.DB, Blobs: blobs},
 		Identity:  cfg.Identity,
+		Keys:      cfg.Keys,
 		Log:       log.With("part", "http"),
 	}
 	if boot.Identity == nil {

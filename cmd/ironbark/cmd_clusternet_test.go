@@ -43,7 +43,11 @@ func TestClusterNetworkCommands(t *testing.T) {
 		{[]string{"cluster", "add", "cluster2", "--network-mode", "bogus"}, 2, "want one of MANAGED-NOVLAN, MANAGED, SYSTEM"},
 		{[]string{"cluster", "set", "cluster1", "--instance-subnet", "10.90.0.1/24"}, 1, "the network address is 10.90.0.0/24"},
 		{[]string{"cluster", "set", "cluster1", "--public-ips", "maybe"}, 2, "want on or off"},
-		{[]string{"cluster", "set", "cluster1"}, 2, "give --network-mode, --instance-subnet or --public-ips"},
+		{[]string{"cluster", "set", "cluster1"}, 2, "give --network-mode, --instance-subnet, --public-ips, --vlans or --addrs-per-net"},
+		{[]string{"cluster", "set", "cluster1", "--vlans", "10-5000"}, 2, "want a range inside 1-4094"},
+		{[]string{"cluster", "set", "cluster1", "--vlans", "ten"}, 2, "want LOW-HIGH"},
+		{[]string{"cluster", "set", "cluster1", "--addrs-per-net", "100"}, 2, "want a power of two"},
+		{[]string{"cluster", "set", "cluster1", "--network-mode", "managed", "--addrs-per-net", "131072"}, 1, "more than the instance subnet 10.89.0.0/16 holds"},
 		{[]string{"cluster", "set", "nowhere", "--public-ips", "on"}, 1, "no such cluster"},
 	} {
 		_, errs, code := ironbark(t, append(bad.args, "--data-dir", dir)...)
@@ -67,7 +71,14 @@ func TestClusterNetworkCommands(t *testing.T) {
 	if len(got) != 3 {
 		t.Errorf("clusters %v: a refused add left one behind", got)
 	}
-	if out := ib("cluster", "list"); !strings.Contains(out, "NETWORK         INSTANCE SUBNET  PUBLIC IPS") {
+	if _, says, code := ironbark(t, "cluster", "set", "cluster3", "--network-mode", "managed", "--vlans", "100-199", "--data-dir", dir); code != 0 ||
+		!strings.Contains(says, "network MANAGED (VLANs 100-199, addresses per group auto)") {
+		t.Errorf("cluster set MANAGED: exit %d, %q", code, says)
+	}
+	if g := list()["cluster3"]; g.Network != "MANAGED" || g.VLANs == nil || *g.VLANs != [2]int{100, 199} || g.AddrsPerNet != 16 {
+		t.Errorf("cluster3 (MANAGED in a /24): %+v", g)
+	}
+	if out := ib("cluster", "list"); !strings.Contains(out, "MANAGED vlans 100-199 x16") {
 		t.Errorf("cluster list:\n%s", out)
 	}
 }

@@ -53,7 +53,7 @@ func clusterAdd(fs *flag.FlagSet) runFunc {
 			return err
 		}
 		e.say("cluster %s added (policy %s, network %s, instance subnet %s, public IPs at launch %s)",
-			e.args[0], p.Name(), n.Mode, orDefault(n.Subnet), onOff(n.PublicIPs))
+			e.args[0], p.Name(), modeOf(n), orDefault(n.Subnet), onOff(n.PublicIPs))
 		return nil
 	}
 }
@@ -78,14 +78,17 @@ func clusterSetPolicy(fs *flag.FlagSet) runFunc {
 
 // clusterRow is a line of `cluster list`, and its JSON shape.
 type clusterRow struct {
-	Name    string    `json:"name"`
-	Policy  string    `json:"policy"`
-	Network string    `json:"networkMode"`
-	Subnet  string    `json:"instanceSubnet"`
-	Public  bool      `json:"publicIps"`
-	NodesUp int       `json:"nodesUp"`
-	Nodes   int       `json:"nodes"`
-	Created time.Time `json:"created"`
+	Name    string `json:"name"`
+	Policy  string `json:"policy"`
+	Network string `json:"networkMode"`
+	Subnet  string `json:"instanceSubnet"`
+	Public  bool   `json:"publicIps"`
+	// MANAGED mode's group networks (zero elsewhere).
+	VLANs       *[2]int   `json:"vlans,omitempty"`
+	AddrsPerNet int       `json:"addrsPerNet,omitempty"`
+	NodesUp     int       `json:"nodesUp"`
+	Nodes       int       `json:"nodes"`
+	Created     time.Time `json:"created"`
 }
 
 func clusterList(fs *flag.FlagSet) runFunc {
@@ -110,6 +113,9 @@ func clusterList(fs *flag.FlagSet) runFunc {
 		for i, c := range cs {
 			rows[i] = clusterRow{Name: c.Name, Policy: c.Policy, Created: c.Created.UTC(),
 				Network: c.Network.Mode, Subnet: subnetOf(c.Network, settings, c.Name), Public: c.Network.PublicIPs}
+			if c.Network.Mode == nodeapi.ModeManaged {
+				rows[i].VLANs, rows[i].AddrsPerNet = groupNetsOf(c.Network, rows[i].Subnet)
+			}
 			for _, n := range nodes {
 				if n.Cluster == c.Name {
 					rows[i].Nodes++
@@ -124,7 +130,12 @@ func clusterList(fs *flag.FlagSet) runFunc {
 }
 
 func (r clusterRow) cells() []string {
-	return []string{r.Name, r.Policy, r.Network, r.Subnet, onOff(r.Public), strconv.Itoa(r.NodesUp), strconv.Itoa(r.Nodes), r.Created.Format(time.RFC3339)}
+	network := r.Network
+	if r.VLANs != nil {
+		// MANAGED: "MANAGED vlans 10-4094 x256"
+		network += fmt.Sprintf(" vlans %d-%d x%d", r.VLANs[0], r.VLANs[1], r.AddrsPerNet)
+	}
+	return []string{r.Name, r.Policy, network, r.Subnet, onOff(r.Public), strconv.Itoa(r.NodesUp), strconv.Itoa(r.Nodes), r.Created.Format(time.RFC3339)}
 }
 
 func nodeToken(fs *flag.FlagSet) runFunc {

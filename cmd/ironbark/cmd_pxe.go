@@ -21,6 +21,7 @@ import (
 	"ironbark/pxe"
 	"ironbark/pxe/bootapi"
 	"ironbark/pxe/leases"
+	"ironbark/roll"
 	"ironbark/tui"
 )
 
@@ -70,10 +71,13 @@ func pxeServe(fs *flag.FlagSet) runFunc {
 }
 
 func servePXE(ctx context.Context, e *env, cfg pxe.ServiceConfig, controllerURL string) error {
-	db, layout, err := e.openPXE(ctx)
+	// The rolls' store too: root's keys on each node are its
+	// ssh_authorized_keys attribute, resolved at each install.
+	db, rolls, err := e.openRolls(ctx)
 	if err != nil {
 		return err
 	}
+	layout := pxe.Layout{DataDir: e.dataDir}
 	reg, err := cluster.NewRegistry(ctx, db)
 	if err != nil {
 		return err
@@ -93,6 +97,7 @@ func servePXE(ctx context.Context, e *env, cfg pxe.ServiceConfig, controllerURL 
 	}
 	cfg.DB, cfg.Layout = db, layout
 	cfg.Identity = pxe.TokenIdentity{Registry: reg, CA: ca, ControllerURL: controllerURL}
+	cfg.Keys = pxe.AttrKeys{Attrs: roll.NewAttrs(db), Graph: rolls}
 	return pxe.RunService(ctx, cfg)
 }
 

@@ -21,6 +21,13 @@ var networkMigrations = []store.Migration{
 	{ID: "cluster/0021-cluster-network-mode", SQL: `ALTER TABLE clusters ADD COLUMN network_mode TEXT NOT NULL DEFAULT 'MANAGED-NOVLAN'`},
 	{ID: "cluster/0022-cluster-instance-subnet", SQL: `ALTER TABLE clusters ADD COLUMN instance_subnet TEXT NOT NULL DEFAULT ''`},
 	{ID: "cluster/0023-cluster-public-ips", SQL: `ALTER TABLE clusters ADD COLUMN public_ips BIGINT NOT NULL DEFAULT 0`},
+	// MANAGED mode: the VLAN ids the cluster's security groups take, and
+	// how many addresses each group's slice of the subnet has (0: auto).
+	{ID: "cluster/0024-cluster-vlans", SQL: `
+ALTER TABLE clusters ADD COLUMN vlan_min BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE clusters ADD COLUMN vlan_max BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE clusters ADD COLUMN addrs_per_net BIGINT NOT NULL DEFAULT 0;
+`},
 }
 
 // Network is a cluster's instance networking.
@@ -34,6 +41,13 @@ type Network struct {
 	// the pool unless it asks for none (Eucalyptus' default; off here
 	// unless the operator turns it on).
 	PublicIPs bool
+	// VLANs is the range of VLAN ids MANAGED mode gives the cluster's
+	// security groups, one each ({0, 0}: controller.DefaultVLANs).
+	VLANs [2]int
+	// AddrsPerNet is the size of each security group's slice of the
+	// instance subnet in MANAGED mode, a power of two (0: auto, see
+	// controller.GroupNetBits), Eucalyptus' VNET_ADDRSPERNET.
+	AddrsPerNet int
 }
 
 // CheckMode says whether mode is a networking mode ("" is the default).
@@ -80,15 +94,41 @@ func (r *Registry) SetNetwork(ctx context.Context, name string, n Network, reser
 			return err
 		}
 	}
+	if err := controller.CheckVLANs(n.VLANs, n.AddrsPerNet); err != nil {
+		return err
+	}
 	return r.db.InTx(ctx, func(tx *store.Tx) error {
-		var old string
-		if err := tx.QueryRow(ctx, `SELECT instance_subnet FROM clusters WHERE name = ?`, name).Scan(&old); err != nil {
+		old, err := scanCluster(tx.QueryRow(ctx, `SELECT `+clusterCols+` FROM clusters WHERE name = ?`, name))
+		if err != nil {
 			if errors.Is(err, sql.ErrNoRows) {
 				return fmt.Errorf("%w: %s", ErrNoSuchCluster, name)
 			}
 			return fmt.Errorf("cluster %s: %w", name, err)
 		}
-		if n.Subnet != "" && n.Subnet != old {
+		live := func() (int, error) {
+			var n int
+			err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM instances WHERE zone = ? AND state <> 'terminated'`, name).Scan(&n)
+			return n, err
+		}
+		// MANAGED instances sit on their group's VLAN and slice of the
+		// subnet: entering or leaving the mode, or carving the subnet
+		// anew, would strand the live ones.
+		oldManaged, newManaged := old.Network.Mode == nodeapi.ModeManaged, mode == nodeapi.ModeManaged
+		carve := oldManaged && newManaged && (n.VLANs != old.Network.VLANs || n.AddrsPerNet != old.Network.AddrsPerNet)
+		if oldManaged != newManaged || carve {
+			if k, err := live(); err != nil || k > 0 {
+				if err != nil {
+					return fmt.Errorf("cluster %s: %w", name, err)
+				}
+				return fmt.Errorf("cluster %s has %d live instances: terminate them before changing its MANAGED networking (mode, VLANs, addresses per group)", name, k)
+			}
+			// Nothing live: each group gets its network anew at its next
+			// launch, under the new settings.
+			if _, err := tx.Exec(ctx, `DELETE FROM group_networks WHERE zone = ?`, name); err != nil {
+				return fmt.Errorf("cluster %s group networks: %w", name, err)
+			}
+		}
+		if n.Subnet != "" && n.Subnet != old.Network.Subnet {
 			all := map[string]string{"cluster " + name: n.Subnet}
 			for o, s := range reserved {
 				if s != "" && o != "cluster "+name {
@@ -111,17 +151,22 @@ func (r *Registry) SetNetwork(ctx context.Context, name string, n Network, reser
 			if err := controller.CheckSubnets(all); err != nil {
 				return err
 			}
-			var live int
-			if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM instances WHERE zone = ? AND state <> 'terminated'`, name).Scan(&live); err == nil && live > 0 {
-				return fmt.Errorf("cluster %s has %d live instances on its subnet: terminate them before moving it", name, live)
+			if k, err := live(); err == nil && k > 0 {
+				return fmt.Errorf("cluster %s has %d live instances on its subnet: terminate them before moving it", name, k)
 			}
 		}
 		subnet := n.Subnet
 		if subnet == "" {
-			subnet = old
+			subnet = old.Network.Subnet
 		}
-		_, err := tx.Exec(ctx, `UPDATE clusters SET network_mode = ?, instance_subnet = ?, public_ips = ? WHERE name = ?`,
-			mode, subnet, boolInt(n.PublicIPs), name)
+		if newManaged {
+			if err := controller.CheckGroupNets(subnet, n.VLANs, n.AddrsPerNet); err != nil {
+				return fmt.Errorf("cluster %s: %w", name, err)
+			}
+		}
+		_, err = tx.Exec(ctx, `UPDATE clusters SET network_mode = ?, instance_subnet = ?, public_ips = ?,
+			vlan_min = ?, vlan_max = ?, addrs_per_net = ? WHERE name = ?`,
+			mode, subnet, boolInt(n.PublicIPs), n.VLANs[0], n.VLANs[1], n.AddrsPerNet, name)
 		if err != nil {
 			return fmt.Errorf("set network of %s: %w", name, err)
 		}
@@ -138,7 +183,8 @@ func (s *Service) ZoneNetworks(ctx context.Context) (map[string]controller.ZoneN
 	}
 	out := make(map[string]controller.ZoneNetwork, len(cs))
 	for _, c := range cs {
-		out[c.Name] = controller.ZoneNetwork{Mode: c.Network.Mode, Subnet: c.Network.Subnet, PublicIPs: c.Network.PublicIPs}
+		out[c.Name] = controller.ZoneNetwork{Mode: c.Network.Mode, Subnet: c.Network.Subnet, PublicIPs: c.Network.PublicIPs,
+			VLANs: c.Network.VLANs, AddrsPerNet: c.Network.AddrsPerNet}
 	}
 	return out, nil
 }

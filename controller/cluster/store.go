@@ -231,13 +231,13 @@ func (r *Registry) Cluster(ctx context.Context, name string) (Cluster, error) {
 }
 
 const clusterCols = `name, policy, created_at, max_node_cores, max_node_memory_mib, max_node_disk_gib,
-	network_mode, instance_subnet, public_ips`
+	network_mode, instance_subnet, public_ips, vlan_min, vlan_max, addrs_per_net`
 
 func scanCluster(sc interface{ Scan(...any) error }) (Cluster, error) {
 	var c Cluster
 	var created, publicIPs int64
 	err := sc.Scan(&c.Name, &c.Policy, &created, &c.NodeLimit.Cores, &c.NodeLimit.MemoryMiB, &c.NodeLimit.DiskGiB,
-		&c.Network.Mode, &c.Network.Subnet, &publicIPs)
+		&c.Network.Mode, &c.Network.Subnet, &publicIPs, &c.Network.VLANs[0], &c.Network.VLANs[1], &c.Network.AddrsPerNet)
 	c.Network.PublicIPs = publicIPs != 0
 	c.Created = time.Unix(created, 0).UTC()
 	return c, err

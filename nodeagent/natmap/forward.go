@@ -23,6 +23,7 @@ func (t *Table) forward() error {
 	if t.cfg.Bridge != "" {
 		ifs = append(ifs, t.cfg.Bridge)
 	}
+	ifs = append(ifs, t.bridges...)
 	// /proc/sys/net is the opening thread's namespace's.
 	return inNetNS(t.cfg.NetNS, func() error {
 		for _, i := range ifs {

@@ -53,10 +53,19 @@ type Config struct {
 
 // Table is the node's ironbark-nat table.
 type Table struct {
-	cfg  Config
-	conn *nftables.Conn
-	nl   *netlink.Handle
-	last string // the state the table was last built for
+	cfg     Config
+	conn    *nftables.Conn
+	nl      *netlink.Handle
+	bridges []string // more instance bridges (SetBridges)
+	last    string   // the state the table was last built for
+}
+
+// SetBridges names the node's instance bridges besides Config.Bridge
+// (MANAGED mode's bridge per VLAN): the next Apply turns on forwarding
+// for them too, as for Config.Bridge.
+func (t *Table) SetBridges(names []string) {
+	t.bridges = slices.Clone(names)
+	slices.Sort(t.bridges)
 }
 
 // New opens the namespace's nftables and netlink. It changes nothing: a
@@ -157,6 +166,9 @@ func (t *Table) Apply(ms []Mapping, subnets []netip.Prefix) error {
 	}
 	for _, s := range subnets {
 		fmt.Fprintf(&key, "%s,", s)
+	}
+	for _, b := range t.bridges {
+		fmt.Fprintf(&key, "%s,", b)
 	}
 	if key.String() == t.last {
 		return nil

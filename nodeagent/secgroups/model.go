@@ -74,6 +74,10 @@ type Ruleset struct {
 	// In and Out are the verdict maps' contents: an instance's address
 	// to its ingress and egress chain.
 	In, Out map[netip.Addr]string
+	// Bridges are the node's instance bridges besides the firewall's own
+	// (MANAGED mode's bridge per VLAN): the base chains send their
+	// traffic through the same instance chains. Build leaves it empty.
+	Bridges []string
 }
 
 // Chain and set names.
@@ -293,6 +297,9 @@ func (rs *Ruleset) structure() string {
 		}
 		b.WriteString("-\n")
 	}
+	for _, n := range rs.Bridges {
+		b.WriteString("b " + n + "\n")
+	}
 	return b.String()
 }
 
@@ -311,5 +318,16 @@ func sortedAddrs(m map[netip.Addr]string) []netip.Addr {
 		out = append(out, a)
 	}
 	slices.SortFunc(out, func(a, b netip.Addr) int { return a.Compare(b) })
+	return out
+}
+
+// bridges is the firewall's own bridge, then rs.Bridges (once each).
+func (rs *Ruleset) bridges(own string) []string {
+	out := []string{own}
+	for _, b := range rs.Bridges {
+		if !slices.Contains(out, b) {
+			out = append(out, b)
+		}
+	}
 	return out
 }

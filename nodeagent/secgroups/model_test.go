@@ -138,6 +138,8 @@ func TestScriptIsApply(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A MANAGED node's VLAN bridge: its ports go through the same chains.
+	rs.Bridges = []string{"ibvbr10"}
 	list := func(ns *lab.NetNS) string {
 		out, err := ns.Command(t.Context(), "nft", "list", "ruleset").CombinedOutput()
 		if err != nil {
@@ -165,6 +167,8 @@ func TestScriptIsApply(t *testing.T) {
 	}
 	if a, b := list(ours), list(ref); a != b {
 		t.Fatalf("Apply lists\n%s\nnft -f of Script lists\n%s", a, b)
+	} else if !strings.Contains(a, `iifname "ibvbr10" ip saddr vmap @out_ports`) {
+		t.Fatalf("no base chain rule for the VLAN bridge:\n%s", a)
 	}
 }
 

@@ -295,22 +295,24 @@ func (f *Firewall) rebuild(rs *Ruleset) error {
 	for _, b := range bases {
 		ch := c.AddChain(&nftables.Chain{Name: b.name, Table: t, Type: nftables.ChainTypeFilter,
 			Hooknum: b.hook, Priority: nftables.ChainPriorityRef(nftables.ChainPriority(b.prio))})
-		// Only the agent's bridge: bridged traffic has it as both
-		// devices, routed traffic to or from an instance as one.
-		dev := ifname(expr.MetaKeyIIFNAME, f.bridge)
-		if b.byDst {
-			dev = ifname(expr.MetaKeyOIFNAME, f.bridge)
+		for _, br := range rs.bridges(f.bridge) {
+			// Only the agent's bridges: bridged traffic has one as both
+			// devices, routed traffic to or from an instance as one.
+			dev := ifname(expr.MetaKeyIIFNAME, br)
+			if b.byDst {
+				dev = ifname(expr.MetaKeyOIFNAME, br)
+			}
+			if b.dhcpOffr {
+				c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: cat(dev, l4(17), port(0, 67), port(2, 68), verdict(expr.VerdictAccept))})
+			}
+			m, off := f.sets[outPorts], uint32(12)
+			if b.byDst {
+				m, off = f.sets[inPorts], 16
+			}
+			c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: cat(dev, ipv4(),
+				[]expr.Any{&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: 4},
+					&expr.Lookup{SourceRegister: 1, SetName: m.Name, SetID: m.ID, IsDestRegSet: true, DestRegister: 0}})})
 		}
-		if b.dhcpOffr {
-			c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: cat(dev, l4(17), port(0, 67), port(2, 68), verdict(expr.VerdictAccept))})
-		}
-		m, off := f.sets[outPorts], uint32(12)
-		if b.byDst {
-			m, off = f.sets[inPorts], 16
-		}
-		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: cat(dev, ipv4(),
-			[]expr.Any{&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: 4},
-				&expr.Lookup{SourceRegister: 1, SetName: m.Name, SetID: m.ID, IsDestRegSet: true, DestRegister: 0}})})
 	}
 	if err := c.Flush(); err != nil {
 		return f.fail(err)

@@ -43,17 +43,19 @@ func Script(bridge string, rs *Ruleset) string {
 	}
 	for _, c := range bases {
 		fmt.Fprintf(&b, "\tchain %s {\n\t\ttype filter hook %s priority %d; policy accept;\n", c.name, c.hookName, c.prio)
-		dev := fmt.Sprintf("iifname %q", bridge)
-		if c.byDst {
-			dev = fmt.Sprintf("oifname %q", bridge)
-		}
-		if c.dhcpOffr {
-			fmt.Fprintf(&b, "\t\t%s udp sport 67 udp dport 68 accept\n", dev)
-		}
-		if c.byDst {
-			fmt.Fprintf(&b, "\t\t%s ip daddr vmap @%s\n", dev, inPorts)
-		} else {
-			fmt.Fprintf(&b, "\t\t%s ip saddr vmap @%s\n", dev, outPorts)
+		for _, br := range rs.bridges(bridge) {
+			dev := fmt.Sprintf("iifname %q", br)
+			if c.byDst {
+				dev = fmt.Sprintf("oifname %q", br)
+			}
+			if c.dhcpOffr {
+				fmt.Fprintf(&b, "\t\t%s udp sport 67 udp dport 68 accept\n", dev)
+			}
+			if c.byDst {
+				fmt.Fprintf(&b, "\t\t%s ip daddr vmap @%s\n", dev, inPorts)
+			} else {
+				fmt.Fprintf(&b, "\t\t%s ip saddr vmap @%s\n", dev, outPorts)
+			}
 		}
 		b.WriteString("\t}\n")
 	}
