@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -61,6 +63,9 @@ func pxeServe(fs *flag.FlagSet) runFunc {
 		}
 		cfg.Interface, cfg.HTTPPort, cfg.TFTPDir, cfg.KernelArgs, cfg.OnFail, cfg.Finish = *iface, *port, *tftpDir, *kargs, *onFail, *finish
 		cfg.Log = e.logger(level)
+		if os.Getenv("GOGC") == "" {
+			debug.SetGCPercent(pxe.GCPercent)
+		}
 		return servePXE(ctx, e, cfg, *ctrl)
 	}
 }

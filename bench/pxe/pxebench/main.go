@@ -31,6 +31,7 @@ func main() {
 	flag.IntVar(&o.macs, "macs", 3000, "simulated DHCP clients (MACs)")
 	flag.IntVar(&o.inflight, "inflight", 32, "DORA exchanges in flight at once")
 	flag.IntVar(&o.dhcpRounds, "dhcp-rounds", 5, "DHCP rounds per server (the median counts)")
+	flag.StringVar(&o.dhcpBaseline, "dhcp-baseline", "", "also run the DHCP server of this pxebench binary (one built from another commit, say) as \"baseline\"")
 	flag.BoolVar(&o.dnsmasq, "dnsmasq", false, "also run dnsmasq (one round: it is 10-50 times slower)")
 	flag.IntVar(&o.tftpMiB, "tftp-mib", 64, "TFTP file size in MiB for the single client")
 	flag.IntVar(&o.tftpClients, "tftp-clients", 32, "concurrent TFTP clients in the parallel run")
@@ -131,6 +132,7 @@ type options struct {
 	macs, inflight            int
 	dhcpRounds                int
 	dnsmasq                   bool
+	dhcpBaseline              string
 	tftpMiB, tftpClients      int
 	tftpParMiB, tftpWindow    int
 	tftpRounds, tftpParRounds int
