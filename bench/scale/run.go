@@ -184,7 +184,12 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		return res, err
 	}
 	sent0 := simnode.Sum(nodes)
-	sent, calls, took, err := launchAll(rctx, tenants, seed.Image, o)
+	sent, calls, took, err := launchAll(rctx, tenants, seed.Image, o, func(launched int, since time.Duration) {
+		// A run at the largest sizes takes long: progress as it goes.
+		st := simnode.Sum(nodes)
+		say("%d instances launched in %s (%.0f/s), %d reached their nodes; controller CPU %s",
+			launched, since.Round(time.Second), float64(launched)/since.Seconds(), st.Launches, ctlCPU(ctl, cpu0))
+	})
 	if err != nil {
 		return res, fmt.Errorf("%w; controller log:\n%s", err, tail(ctl.Log(), 40))
 	}
@@ -345,7 +350,8 @@ func ClientToken() string {
 // with Workers calls in flight, each call with a ClientToken. It returns
 // when each instance's call was sent, every call's latency and the time
 // it all took.
-func launchAll(ctx context.Context, tenants []tenant, image string, o Options) (map[string]time.Time, []time.Duration, time.Duration, error) {
+func launchAll(ctx context.Context, tenants []tenant, image string, o Options,
+	progress func(launched int, since time.Duration)) (map[string]time.Time, []time.Duration, time.Duration, error) {
 	type job struct {
 		t     tenant
 		count int
@@ -370,6 +376,12 @@ func launchAll(ctx context.Context, tenants []tenant, image string, o Options) (
 	var calls []time.Duration
 	var firstErr error
 	start := time.Now()
+	// Progress each tenth of the launches, from 10,000 up.
+	step := 0
+	if o.Size.Instances >= 10000 {
+		step = o.Size.Instances / 10
+	}
+	next := step
 	var wg sync.WaitGroup
 	for range o.Workers {
 		wg.Go(func() {
@@ -390,7 +402,15 @@ func launchAll(ctx context.Context, tenants []tenant, image string, o Options) (
 						sent[aws.ToString(in.InstanceId)] = t0
 					}
 				}
+				report := step > 0 && len(sent) >= next
+				if report {
+					next += step
+				}
+				n := len(sent)
 				mu.Unlock()
+				if report && progress != nil {
+					progress(n, time.Since(start))
+				}
 			}
 		})
 	}
@@ -446,4 +466,13 @@ func tail(s string, lines int) string {
 		}
 	}
 	return s
+}
+
+// ctlCPU is the controller's CPU since u0, for progress lines.
+func ctlCPU(ctl *Controller, u0 Usage) string {
+	u, err := ctl.Usage()
+	if err != nil {
+		return "?"
+	}
+	return (u.CPU - u0.CPU).Round(time.Second).String()
 }
