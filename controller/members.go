@@ -6,6 +6,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"ironbark/internal/nodeapi"
 )
 
 // A launch into a group changes what every node enforcing the group is
@@ -27,6 +29,7 @@ type memberRead struct {
 	started time.Time
 	done    chan struct{}
 	members []string // the group's live members' addresses, sorted
+	version string   // nodeapi.MembersVersion of members
 	err     error
 }
 
@@ -34,10 +37,11 @@ type memberRead struct {
 // dropped (they only serve nodes woken before they started reading).
 const maxMemberReads = 4096
 
-// members returns the group's members from a read that started at or
-// after fresh, starting one with load if none did.
+// members returns the group's members and their version
+// (nodeapi.MembersVersion, computed once per read) from a read that
+// started at or after fresh, starting one with load if none did.
 func (m *memberReads) members(ctx context.Context, group string, fresh time.Time,
-	load func(ctx context.Context) ([]string, error)) ([]string, error) {
+	load func(ctx context.Context) ([]string, error)) ([]string, string, error) {
 	for {
 		m.mu.Lock()
 		if m.reads == nil {
@@ -50,9 +54,9 @@ func (m *memberReads) members(ctx context.Context, group string, fresh time.Time
 			m.mu.Unlock()
 			select {
 			case <-r.done:
-				return r.members, r.err
+				return r.members, r.version, r.err
 			case <-ctx.Done():
-				return nil, ctx.Err()
+				return nil, "", ctx.Err()
 			}
 		case r != nil && !finished(r):
 			// Too old for this caller but still reading: wait for it,
@@ -62,7 +66,7 @@ func (m *memberReads) members(ctx context.Context, group string, fresh time.Time
 			select {
 			case <-r.done:
 			case <-ctx.Done():
-				return nil, ctx.Err()
+				return nil, "", ctx.Err()
 			}
 			continue
 		}
@@ -79,8 +83,11 @@ func (m *memberReads) members(ctx context.Context, group string, fresh time.Time
 		// The read is every joiner's: one caller going away does not
 		// fail the others.
 		r.members, r.err = load(context.WithoutCancel(ctx))
+		if r.err == nil {
+			r.version = nodeapi.MembersVersion(r.members)
+		}
 		close(r.done)
-		return r.members, r.err
+		return r.members, r.version, r.err
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"ironbark/internal/nodeapi"
 )
 
 // memberReads shares a group's read between callers only when the read
@@ -32,9 +34,9 @@ func TestMemberReadsFreshness(t *testing.T) {
 	}
 	get := func(fresh time.Time) string {
 		t.Helper()
-		ms, err := m.members(ctx, "sg-1", fresh, load)
-		if err != nil || len(ms) != 1 {
-			t.Fatalf("members: %v %v", ms, err)
+		ms, v, err := m.members(ctx, "sg-1", fresh, load)
+		if err != nil || len(ms) != 1 || v != nodeapi.MembersVersion(ms) {
+			t.Fatalf("members: %v %q %v", ms, v, err)
 		}
 		return ms[0]
 	}
@@ -71,10 +73,10 @@ func TestMemberReadsFreshness(t *testing.T) {
 	// A failed read is not kept for later callers.
 	var failed memberReads
 	boom := errors.New("boom")
-	if _, err := failed.members(ctx, "sg-2", time.Now(), func(context.Context) ([]string, error) { return nil, boom }); !errors.Is(err, boom) {
+	if _, _, err := failed.members(ctx, "sg-2", time.Now(), func(context.Context) ([]string, error) { return nil, boom }); !errors.Is(err, boom) {
 		t.Fatalf("failed read: %v", err)
 	}
-	ms, err := failed.members(ctx, "sg-2", time.Time{}, func(context.Context) ([]string, error) { return []string{"10.0.0.1"}, nil })
+	ms, _, err := failed.members(ctx, "sg-2", time.Time{}, func(context.Context) ([]string, error) { return []string{"10.0.0.1"}, nil })
 	if err != nil || !slices.Equal(ms, []string{"10.0.0.1"}) {
 		t.Fatalf("after a failed read: %v %v", ms, err)
 	}

@@ -109,17 +109,18 @@ func (c *Cloud) loadNodeRules(ctx context.Context, ids []string, byID map[string
 }
 
 // loadMembers fills the private addresses of the peer groups' live
-// instances (an instance being terminated has left its groups), each
-// group's from a read that started at or after fresh (memberReads).
+// instances (an instance being terminated has left its groups) and their
+// version, each group's from a read that started at or after fresh
+// (memberReads).
 func (c *Cloud) loadMembers(ctx context.Context, peers []string, byID map[string]*nodeapi.SecurityGroup, fresh time.Time) error {
 	for _, p := range peers {
-		ips, err := c.memberReads.members(ctx, p, fresh, func(ctx context.Context) ([]string, error) {
+		ips, version, err := c.memberReads.members(ctx, p, fresh, func(ctx context.Context) ([]string, error) {
 			return c.groupMembers(ctx, p)
 		})
 		if err != nil {
 			return err
 		}
-		byID[p].Members = ips
+		byID[p].Members, byID[p].MembersVersion = ips, version
 	}
 	return nil
 }

@@ -5,7 +5,9 @@
 // node's install profile, streams the appliance's whole-disk image onto
 // the target disk while verifying its sha256 (resuming with Range requests
 // if the frontend goes away), writes the node identity into the image's
-// boot partition with go-diskfs, reports progress and the result to the
+// boot partition with go-diskfs, merges the profile's SSH keys (the
+// frontend's ssh_authorized_keys for the host) into root's
+// authorized_keys on the image's ext4 root, reports progress and the result to the
 // frontend and starts the installed system: with ironbark.finish=kexec it
 // loads the kernel, initramfs and command line the disk's syslinux entry
 // names and kexecs into them, skipping the firmware, PXE and the boot

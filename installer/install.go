@@ -151,6 +151,21 @@ func (in *Installer) install(ctx context.Context, disk string) error {
 	if err := WriteFiles(disk, p.Files); err != nil {
 		return err
 	}
+	// root's SSH keys: the frontend's at this install, not the image's
+	// build. A custom image without an ext4 root still installs; its own
+	// keys (if any) are what it has.
+	if strings.TrimSpace(p.AuthorizedKeys) != "" {
+		_ = in.Report(ctx, bootapi.Progress{State: bootapi.StateRunning, Percent: 98, Step: "writing root's ssh keys"})
+		n, err := WriteAuthorizedKeys(disk, p.AuthorizedKeys)
+		switch {
+		case errors.Is(err, ErrNoRootFS):
+			in.Log.Warn("root's ssh keys not written: the image has no ext4 root filesystem", "err", err)
+		case err != nil:
+			return err
+		default:
+			in.Log.Info("root's ssh keys written", "added", n)
+		}
+	}
 	// The image is as small as its content: give the root the rest of the
 	// disk (the filesystem follows at first boot). A node whose table
 	// cannot be grown still boots, with the image's size.

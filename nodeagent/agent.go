@@ -338,8 +338,17 @@ func (a *Agent) kickHeartbeat() {
 // followDesired long-polls the controller for the desired instances.
 func (a *Agent) followDesired(ctx context.Context) {
 	etag := ""
+	// The member lists of the last answer: the controller sends those
+	// that changed as deltas to them (nodeapi.HeldMembers).
+	var held nodeapi.HeldMembers
 	for ctx.Err() == nil {
-		d, err := a.client.Instances(ctx, etag, 25*time.Second)
+		d, err := a.client.InstancesHeld(ctx, etag, 25*time.Second, &held)
+		if errors.Is(err, nodeapi.ErrMembersBase) {
+			// held is empty now: ask again at once for whole lists.
+			a.log.Warn("desired instances: asking for whole member lists", "err", err)
+			etag = ""
+			continue
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return

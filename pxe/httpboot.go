@@ -57,7 +57,10 @@ type HTTPBoot struct {
 	BootDir  string
 	Images   ApplianceImages
 	Identity IdentityIssuer
-	Log      *slog.Logger
+	// Keys gives root's SSH keys on each installed host; nil gives none
+	// (the image's own stay).
+	Keys KeySource
+	Log  *slog.Logger
 }
 
 // Handler returns the boot server's routes.
@@ -203,6 +206,15 @@ func (b *HTTPBoot) buildProfile(ctx context.Context, h Host) (bootapi.Profile, e
 	if err != nil {
 		return bootapi.Profile{}, err
 	}
+	// The keys before the identity: a failure here (a bad attribute)
+	// leaves the attempt's one-time token unissued, so the installer's
+	// retry succeeds once the attribute is fixed.
+	var keys string
+	if b.Keys != nil {
+		if keys, err = b.Keys.AuthorizedKeys(ctx, h); err != nil {
+			return bootapi.Profile{}, err
+		}
+	}
 	id, err := b.Identity.Identity(ctx, h)
 	if err != nil {
 		return bootapi.Profile{}, err
@@ -217,6 +229,7 @@ func (b *HTTPBoot) buildProfile(ctx context.Context, h Host) (bootapi.Profile, e
 			{Path: "ironbark/hostname", Mode: 0o644, Content: h.Name + "\n"},
 			{Path: "ironbark/node.json", Mode: 0o600, Content: string(id.Marshal())},
 		},
+		AuthorizedKeys: keys,
 	}, nil
 }
 

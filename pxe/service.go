@@ -36,10 +36,24 @@ type ServiceConfig struct {
 	OnFail     string // installer's action after a failed install
 	Finish     string // after a good install: bootapi.FinishKexec or FinishReboot ("" = reboot)
 	Identity   IdentityIssuer
-	Log        *slog.Logger
+	// Keys gives root's SSH keys on each installed host (AttrKeys: the
+	// ssh_authorized_keys attribute); nil gives none.
+	Keys KeySource
+	Log  *slog.Logger
 	// Ready, when set, is called once every listener is up.
 	Ready func(baseURL string)
 }
+
+// GCPercent is the garbage collector's GOGC that `ironbark pxe serve` sets
+// (debug.SetGCPercent) unless GOGC is in its environment. The service's
+// live heap is small (the lease index is about 200 bytes a lease) while
+// every DHCP exchange allocates about 10 KB in parsing and marshalling:
+// at Go's default of 100 the collector ran many times a second under a
+// burst of clients, and its CPU and pauses (a pause waits for every
+// thread, so a thread the kernel has parked on a busy machine holds up
+// all) made a tenth of a DHCP exchange's cost. At 400 the heap may grow
+// to five times what is live: a few tens of MiB.
+const GCPercent = 400
 
 // InterfaceAddr returns the first IPv4 address of an interface and its
 // subnet.
@@ -98,6 +112,7 @@ func RunService(ctx context.Context, cfg ServiceConfig) error {
 	if err != nil {
 		return err
 	}
+	defer ls.Close()
 	blobs, err := cfg.Layout.Blobs()
 	if err != nil {
 		return err
@@ -112,6 +127,7 @@ func RunService(ctx context.Context, cfg ServiceConfig) error {
 		BootDir:   cfg.Layout.BootDir(),
 		Images:    &BlobImages{DB: cfg.DB, Blobs: blobs},
 		Identity:  cfg.Identity,
+		Keys:      cfg.Keys,
 		Log:       log.With("part", "http"),
 	}
 	if boot.Identity == nil {

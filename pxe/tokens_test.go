@@ -33,6 +33,26 @@ func getFrom(t *testing.T, src, url string) (int, []byte) {
 	return resp.StatusCode, b
 }
 
+// tokenIdentity makes the boot server issue tokens from a registry with
+// cluster c1, as a frontend does.
+func (e *bootEnv) tokenIdentity(t *testing.T, db *store.DB) (*cluster.Registry, *pki.CA) {
+	t.Helper()
+	ctx := context.Background()
+	reg, err := cluster.NewRegistry(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.AddCluster(ctx, "c1", "GREEDY"); err != nil {
+		t.Fatal(err)
+	}
+	ca, err := pki.LoadOrCreateCA(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.boot.Identity = TokenIdentity{Registry: reg, CA: ca, ControllerURL: "https://127.0.0.1:8774"}
+	return reg, ca
+}
+
 // TestProfileTokenOncePerAttempt: the install profile, which carries the
 // node's enrollment token, is served once per install attempt and only to
 // the host's own address; a new attempt revokes the previous token.
@@ -40,18 +60,7 @@ func TestProfileTokenOncePerAttempt(t *testing.T) {
 	storetest.Each(t, Migrations(), func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		e := newBootEnv(t, db, nil)
-		reg, err := cluster.NewRegistry(ctx, db)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := reg.AddCluster(ctx, "c1", "GREEDY"); err != nil {
-			t.Fatal(err)
-		}
-		ca, err := pki.LoadOrCreateCA(t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		e.boot.Identity = TokenIdentity{Registry: reg, CA: ca, ControllerURL: "https://127.0.0.1:8774"}
+		reg, ca := e.tokenIdentity(t, db)
 		const mac, ip = "52:54:00:00:20:01", "127.1.0.7"
 		if _, err := e.hosts.Add(ctx, AddHost{MAC: mac, IP: ip, Appliance: "compute", Rank: -1, Cluster: "c1"}); err != nil {
 			t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"unicode/utf8"
 
+	"ironbark/internal/sshkeys"
 	"ironbark/internal/store"
 )
 
@@ -46,6 +47,23 @@ func (s Scope) Letter() string {
 // cannot be set. arch, os and release are intrinsic too, but settable: a
 // host may differ from the frontend's defaults.
 var intrinsic = []string{"hostname", "rack", "rank", "appliance", "cluster"}
+
+// SSHKeysAttr holds the OpenSSH public keys (authorized_keys lines) root
+// accepts on every installed node. The PXE installer writes the host's
+// resolved value into the installed root's ~/.ssh/authorized_keys at each
+// install, so a change reaches a node at its next install without an
+// image rebuild.
+const SSHKeysAttr = "ssh_authorized_keys"
+
+// checkValue checks the values of attributes with a known format.
+func checkValue(name, value string) error {
+	if name == SSHKeysAttr {
+		if _, err := sshkeys.Parse(value); err != nil {
+			return fmt.Errorf("attribute %s: %w", name, err)
+		}
+	}
+	return nil
+}
 
 // ErrIntrinsic is returned (wrapped) for setting an intrinsic attribute.
 var ErrIntrinsic = errors.New("intrinsic attribute")
@@ -96,6 +114,9 @@ func (a *Attrs) Set(ctx context.Context, scope Scope, target, name, value string
 	}
 	if len(value) > maxAttrValue || !utf8.ValidString(value) {
 		return fmt.Errorf("attribute %s: want UTF-8 text up to %d bytes", name, maxAttrValue)
+	}
+	if err := checkValue(name, value); err != nil {
+		return err
 	}
 	return a.db.InTx(ctx, func(tx *store.Tx) error {
 		if _, err := tx.Exec(ctx, `DELETE FROM roll_attributes WHERE scope = ? AND target = ? AND name = ?`,

@@ -134,6 +134,29 @@ func TestAttrSetRefuses(t *testing.T) {
 	}
 }
 
+// TestSSHKeysAttr: ssh_authorized_keys takes authorized_keys lines at any
+// scope; a malformed line is refused with its number, and the value set
+// before stays.
+func TestSSHKeysAttr(t *testing.T) {
+	db := storetest.SQLite(t, Migrations())
+	ctx := context.Background()
+	at := NewAttrs(db)
+	const good = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f admin@lab"
+	if err := at.Set(ctx, ScopeGlobal, "", SSHKeysAttr, good); err != nil {
+		t.Fatal(err)
+	}
+	if err := at.Set(ctx, ScopeHost, "compute-0-0", SSHKeysAttr, "# none here\n"); err != nil {
+		t.Fatal(err)
+	}
+	err := at.Set(ctx, ScopeGlobal, "", SSHKeysAttr, good+"\nssh-ed25519 AAAA-not-base64 x\n")
+	if err == nil || !strings.Contains(err.Error(), "ssh_authorized_keys: line 2:") {
+		t.Fatalf("a bad second line: %v", err)
+	}
+	if m, _ := at.Get(ctx, ScopeGlobal, ""); m[SSHKeysAttr] != good {
+		t.Errorf("after the refused set the value is %q, want the one before", m[SSHKeysAttr])
+	}
+}
+
 // signedArchive archives a testdata roll (or dir), signed with key.
 func signedArchive(t *testing.T, src string, key ed25519.PrivateKey) string {
 	t.Helper()

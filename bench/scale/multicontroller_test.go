@@ -239,8 +239,14 @@ func TestTwoControllersBehindHAProxy(t *testing.T) {
 	if len(seen) != len(want) {
 		t.Errorf("nodes received %d launches, %d were made", len(seen), len(want))
 	}
-	if st := simnode.Sum(fleet); st.Relaunches != 0 {
+	st := simnode.Sum(fleet)
+	if st.Relaunches != 0 {
 		t.Errorf("%d launches were dispatched twice to the same node", st.Relaunches)
+	}
+	// Polls alternate between the controllers: each delta a node got
+	// applied onto the list it held and gave the list named.
+	if st.MemberResyncs != 0 {
+		t.Errorf("%d answers' member-list deltas did not apply (last: %s)", st.MemberResyncs, st.LastError)
 	}
 
 	// The survivor takes over the periodic jobs.

@@ -49,6 +49,9 @@ type Options struct {
 	Progress      io.Writer // progress lines; nil: none
 	// DebugAddr, when set, is where the controller serves its profiler.
 	DebugAddr string
+	// WholeMembers has the nodes ask for whole member lists, as agents
+	// before member-list deltas did.
+	WholeMembers bool
 }
 
 // Result is what one run measured, and what it checked.
@@ -57,15 +60,19 @@ type Result struct {
 	Size   Size
 	Enroll time.Duration // all nodes enrolled
 
-	RunCalls                  int
-	RunP50, RunP99            time.Duration
-	RunPerSec                 float64       // instances launched per second
-	LaunchCPU                 time.Duration // controller CPU per instance launched (and dispatched)
-	DescribeP50, DescribeP99  time.Duration
-	DispatchP50, DispatchP99  time.Duration // RunInstances sent -> the node has the launch
-	HeartbeatsPerSec          float64       // answered, in the steady window
-	SteadyCPU                 float64       // controller cores used in the steady window
-	RSS, PeakRSS, DBSizeBytes int64
+	RunCalls       int
+	RunP50, RunP99 time.Duration
+	RunPerSec      float64       // instances launched per second
+	LaunchCPU      time.Duration // controller CPU per instance launched (and dispatched)
+	// LaunchBytes and LaunchMembers are what the nodes were sent per
+	// instance launched (and dispatched): desired-state bytes, and member
+	// addresses in them.
+	LaunchBytes, LaunchMembers float64
+	DescribeP50, DescribeP99   time.Duration
+	DispatchP50, DispatchP99   time.Duration // RunInstances sent -> the node has the launch
+	HeartbeatsPerSec           float64       // answered, in the steady window
+	SteadyCPU                  float64       // controller cores used in the steady window
+	RSS, PeakRSS, DBSizeBytes  int64
 
 	// Correctness.
 	Launched        int   // instance IDs RunInstances returned
@@ -73,6 +80,7 @@ type Result struct {
 	Duplicates      int   // instance IDs received by more than one node
 	Unknown         int   // received but never returned by RunInstances
 	Relaunches      int64 // a node told to launch one instance twice
+	MemberResyncs   int64 // member-list deltas that did not apply
 	Heartbeats      int64 // answered in the whole run
 	HeartbeatErrors int64
 	PollErrors      int64
@@ -92,6 +100,9 @@ func (r Result) Check() error {
 	if r.Duplicates > 0 || r.Unknown > 0 || r.Relaunches > 0 {
 		errs = append(errs, fmt.Errorf("launches dispatched more than once: %d on two nodes, %d unknown, %d relaunched",
 			r.Duplicates, r.Unknown, r.Relaunches))
+	}
+	if r.MemberResyncs > 0 {
+		errs = append(errs, fmt.Errorf("%d answers' member-list deltas did not give the list named (last: %s)", r.MemberResyncs, r.LastError))
 	}
 	if r.HeartbeatErrors > 0 || r.Heartbeats == 0 {
 		errs = append(errs, fmt.Errorf("%d heartbeats answered, %d failed (last: %s)", r.Heartbeats, r.HeartbeatErrors, r.LastError))
@@ -160,7 +171,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	var fleet sync.WaitGroup
 	defer fleet.Wait()
 	defer cancel()
-	nodes, err := enrollFleet(rctx, ctl.NodeURL(), seed.Tokens, func(n *simnode.Node) { fleet.Go(func() { n.Run(rctx) }) })
+	nodes, err := enrollFleet(rctx, ctl.NodeURL(), seed.Tokens, o.WholeMembers, func(n *simnode.Node) { fleet.Go(func() { n.Run(rctx) }) })
 	if err != nil {
 		return res, fmt.Errorf("%w; controller log:\n%s", err, tail(ctl.Log(), 40))
 	}
@@ -172,7 +183,13 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	sent, calls, took, err := launchAll(rctx, tenants, seed.Image, o)
+	sent0 := simnode.Sum(nodes)
+	sent, calls, took, err := launchAll(rctx, tenants, seed.Image, o, func(launched int, since time.Duration) {
+		// A run at the largest sizes takes long: progress as it goes.
+		st := simnode.Sum(nodes)
+		say("%d instances launched in %s (%.0f/s), %d reached their nodes; controller CPU %s",
+			launched, since.Round(time.Second), float64(launched)/since.Seconds(), st.Launches, ctlCPU(ctl, cpu0))
+	})
 	if err != nil {
 		return res, fmt.Errorf("%w; controller log:\n%s", err, tail(ctl.Log(), 40))
 	}
@@ -210,7 +227,12 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if cpu1, err := ctl.Usage(); err == nil && len(sent) > 0 {
 		res.LaunchCPU = (cpu1.CPU - cpu0.CPU) / time.Duration(len(sent))
 	}
-	say("%d launches reached their nodes: p50 %s, p99 %s", res.Received, res.DispatchP50, res.DispatchP99)
+	if sent1 := simnode.Sum(nodes); len(sent) > 0 {
+		res.LaunchBytes = float64(sent1.DesiredBytes-sent0.DesiredBytes) / float64(len(sent))
+		res.LaunchMembers = float64(sent1.DesiredMembers-sent0.DesiredMembers) / float64(len(sent))
+	}
+	say("%d launches reached their nodes: p50 %s, p99 %s; per launch %.1f ms of controller CPU, %.0f bytes and %.1f member addresses sent to nodes",
+		res.Received, res.DispatchP50, res.DispatchP99, float64(res.LaunchCPU)/float64(time.Millisecond), res.LaunchBytes, res.LaunchMembers)
 
 	desc, err := describeAll(rctx, tenants, o.DescribeCalls)
 	if err != nil {
@@ -250,13 +272,13 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	fleet.Wait()
 	st := simnode.Sum(nodes)
 	res.Relaunches, res.Heartbeats, res.HeartbeatErrors, res.PollErrors = st.Relaunches, st.Heartbeats, st.HeartbeatErrors, st.PollErrors
-	res.LastError = st.LastError
+	res.LastError, res.MemberResyncs = st.LastError, st.MemberResyncs
 	return res, nil
 }
 
 // enrollFleet enrolls one simulated node per token, each from a loopback
 // address of its own, and hands each to started once enrolled.
-func enrollFleet(ctx context.Context, nodeURL string, tokens []string, started func(*simnode.Node)) ([]*simnode.Node, error) {
+func enrollFleet(ctx context.Context, nodeURL string, tokens []string, whole bool, started func(*simnode.Node)) ([]*simnode.Node, error) {
 	nodes := make([]*simnode.Node, len(tokens))
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -268,7 +290,7 @@ func enrollFleet(ctx context.Context, nodeURL string, tokens []string, started f
 				if i >= len(tokens) || ctx.Err() != nil {
 					return
 				}
-				n, err := simnode.Enroll(ctx, simnode.Config{Controller: nodeURL, Token: tokens[i],
+				n, err := simnode.Enroll(ctx, simnode.Config{Controller: nodeURL, Token: tokens[i], WholeMembers: whole,
 					Hostname: fmt.Sprintf("sim-%05d", i), LocalIP: simnode.LoopbackIP(i),
 					Capacity: nodeapi.Capacity{Cores: 64, MemoryMiB: 64 << 10, DiskGiB: 2 << 10}})
 				if err != nil {
@@ -328,7 +350,8 @@ func ClientToken() string {
 // with Workers calls in flight, each call with a ClientToken. It returns
 // when each instance's call was sent, every call's latency and the time
 // it all took.
-func launchAll(ctx context.Context, tenants []tenant, image string, o Options) (map[string]time.Time, []time.Duration, time.Duration, error) {
+func launchAll(ctx context.Context, tenants []tenant, image string, o Options,
+	progress func(launched int, since time.Duration)) (map[string]time.Time, []time.Duration, time.Duration, error) {
 	type job struct {
 		t     tenant
 		count int
@@ -353,6 +376,12 @@ func launchAll(ctx context.Context, tenants []tenant, image string, o Options) (
 	var calls []time.Duration
 	var firstErr error
 	start := time.Now()
+	// Progress each tenth of the launches, from 10,000 up.
+	step := 0
+	if o.Size.Instances >= 10000 {
+		step = o.Size.Instances / 10
+	}
+	next := step
 	var wg sync.WaitGroup
 	for range o.Workers {
 		wg.Go(func() {
@@ -373,7 +402,15 @@ func launchAll(ctx context.Context, tenants []tenant, image string, o Options) (
 						sent[aws.ToString(in.InstanceId)] = t0
 					}
 				}
+				report := step > 0 && len(sent) >= next
+				if report {
+					next += step
+				}
+				n := len(sent)
 				mu.Unlock()
+				if report && progress != nil {
+					progress(n, time.Since(start))
+				}
 			}
 		})
 	}
@@ -429,4 +466,13 @@ func tail(s string, lines int) string {
 		}
 	}
 	return s
+}
+
+// ctlCPU is the controller's CPU since u0, for progress lines.
+func ctlCPU(ctl *Controller, u0 Usage) string {
+	u, err := ctl.Usage()
+	if err != nil {
+		return "?"
+	}
+	return (u.CPU - u0.CPU).Round(time.Second).String()
 }

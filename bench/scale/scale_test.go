@@ -38,8 +38,8 @@ func ironbarkBinary(t *testing.T) string {
 
 // The bench at its smallest size, as a test of correctness only: every
 // instance launched reaches exactly one node once, every heartbeat of 100
-// nodes is answered and every node is up, on both stores. No timing is
-// asserted.
+// nodes is answered and every node is up, every member-list delta gives
+// the list the controller named, on both stores. No timing is asserted.
 func TestScaleSmall(t *testing.T) {
 	bin := ironbarkBinary(t)
 	for _, engine := range []string{"sqlite", "postgres"} {
@@ -58,8 +58,8 @@ func TestScaleSmall(t *testing.T) {
 			if err := r.Check(); err != nil {
 				t.Fatal(err)
 			}
-			t.Logf("%d launched, %d reached a node once; %d heartbeats answered, %d nodes up",
-				r.Launched, r.Received, r.Heartbeats, r.NodesUp)
+			t.Logf("%d launched, %d reached a node once; %d heartbeats answered, %d nodes up; %.1f member addresses sent per launch",
+				r.Launched, r.Received, r.Heartbeats, r.NodesUp, r.LaunchMembers)
 		})
 	}
 }

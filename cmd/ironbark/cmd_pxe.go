@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -19,6 +21,7 @@ import (
 	"ironbark/pxe"
 	"ironbark/pxe/bootapi"
 	"ironbark/pxe/leases"
+	"ironbark/roll"
 	"ironbark/tui"
 )
 
@@ -60,15 +63,21 @@ func pxeServe(fs *flag.FlagSet) runFunc {
 		}
 		cfg.Interface, cfg.HTTPPort, cfg.TFTPDir, cfg.KernelArgs, cfg.OnFail, cfg.Finish = *iface, *port, *tftpDir, *kargs, *onFail, *finish
 		cfg.Log = e.logger(level)
+		if os.Getenv("GOGC") == "" {
+			debug.SetGCPercent(pxe.GCPercent)
+		}
 		return servePXE(ctx, e, cfg, *ctrl)
 	}
 }
 
 func servePXE(ctx context.Context, e *env, cfg pxe.ServiceConfig, controllerURL string) error {
-	db, layout, err := e.openPXE(ctx)
+	// The rolls' store too: root's keys on each node are its
+	// ssh_authorized_keys attribute, resolved at each install.
+	db, rolls, err := e.openRolls(ctx)
 	if err != nil {
 		return err
 	}
+	layout := pxe.Layout{DataDir: e.dataDir}
 	reg, err := cluster.NewRegistry(ctx, db)
 	if err != nil {
 		return err
@@ -88,6 +97,7 @@ func servePXE(ctx context.Context, e *env, cfg pxe.ServiceConfig, controllerURL 
 	}
 	cfg.DB, cfg.Layout = db, layout
 	cfg.Identity = pxe.TokenIdentity{Registry: reg, CA: ca, ControllerURL: controllerURL}
+	cfg.Keys = pxe.AttrKeys{Attrs: roll.NewAttrs(db), Graph: rolls}
 	return pxe.RunService(ctx, cfg)
 }
 

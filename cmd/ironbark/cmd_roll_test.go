@@ -105,6 +105,8 @@ func TestRollCommands(t *testing.T) {
 		{[]string{"attr", "set", "hostname", "x", "--host", "compute-0-0"}, 1, "intrinsic"},
 		{[]string{"attr", "set", "a", "b", "--host", "compute-0-0", "--rack", "0"}, 2, "at most one"},
 		{[]string{"attr", "set", "a", "b", "--host", "compute-9-9"}, 1, "compute-9-9"},
+		{[]string{"attr", "set", "ssh_authorized_keys", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f a\nssh-ed25519 AAAA-cut b"}, 1,
+			"ssh_authorized_keys: line 2: not an OpenSSH authorized_keys line"},
 		{[]string{"roll", "remove", "nope"}, 1, "no such roll"},
 		{[]string{"appliance", "add", "login", "--node", "nope"}, 1, "nope"},
 	} {

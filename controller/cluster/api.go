@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"time"
 
@@ -143,6 +144,11 @@ func (s *Service) handleInstances(w http.ResponseWriter, r *http.Request, n Node
 		}
 		wait = min(time.Duration(sec)*time.Second, maxWait)
 	}
+	held, err := nodeapi.ParseHeldMembers(r.URL.Query().Get(nodeapi.QueryMembers))
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
 	// fresh is when the change the next answer must show was known to be
@@ -160,7 +166,7 @@ func (s *Service) handleInstances(w http.ResponseWriter, r *http.Request, n Node
 			return
 		}
 		if d.ETag != etag || wait == 0 {
-			writeJSON(w, d)
+			writeJSON(w, s.members.answerFor(d, held))
 			return
 		}
 		t := time.NewTimer(s.cfg.DesiredPoll)
@@ -170,7 +176,7 @@ func (s *Service) handleInstances(w http.ResponseWriter, r *http.Request, n Node
 			if r.Context().Err() != nil {
 				return
 			}
-			writeJSON(w, d)
+			writeJSON(w, s.members.answerFor(d, held))
 			return
 		case <-wt.ch:
 			fresh = wt.woke
@@ -195,8 +201,22 @@ func (s *Service) desired(ctx context.Context, nodeID string, fresh time.Time) (
 			return nodeapi.Desired{}, fmt.Errorf("security groups on %s: %w", nodeID, err)
 		}
 	}
-	// The ETag covers everything the node is told.
-	b, err := json.Marshal(d)
+	// The ETag covers everything the node is told, member lists by their
+	// versions when they have one: it names the state, whether a list is
+	// then sent whole or as a delta (answerFor), and a list's version is
+	// recorded as the base of later deltas.
+	named := d
+	if len(d.SecurityGroups) > 0 {
+		named.SecurityGroups = slices.Clone(d.SecurityGroups)
+		for i := range named.SecurityGroups {
+			g := &named.SecurityGroups[i]
+			if g.MembersVersion != "" {
+				s.members.record(g.ID, g.MembersVersion, g.Members)
+				g.Members = nil
+			}
+		}
+	}
+	b, err := json.Marshal(named)
 	if err != nil {
 		return nodeapi.Desired{}, err
 	}

@@ -95,6 +95,9 @@ type Service struct {
 	soonArm  bool            // a flush is scheduled
 
 	wake *wakeBus // wake-ups to and from other controllers (wake.go)
+	// members are the member lists recently sent, the bases of deltas
+	// (members.go).
+	members *memberHistory
 }
 
 // nodeSnapshot caches the node table for placement: a burst of
@@ -146,6 +149,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	s := &Service{
 		Registry: reg, cfg: cfg, ca: ca, log: cfg.Logger, cert: ca.ServerChain(cert),
 		policies: map[string]sched.Policy{}, waiters: map[string]*waiter{}, soon: map[string]bool{},
+		members: newMemberHistory(nil),
 	}
 	s.wake = newWakeBus(cfg.DB, s.log, s.wakeLocal, s.wakeAll)
 	return s, nil

@@ -32,6 +32,13 @@ type controllerOn struct {
 
 func startControllerOn(t *testing.T, url, keyFile string, admin controller.Account) *controllerOn {
 	t.Helper()
+	return startControllerIn(t, url, keyFile, admin, t.TempDir())
+}
+
+// startControllerIn is startControllerOn with the data directory given:
+// controllers sharing one keep one CA, as a site's controllers do.
+func startControllerIn(t *testing.T, url, keyFile string, admin controller.Account, dataDir string) *controllerOn {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	h, err := store.Open(ctx, url)
@@ -49,7 +56,7 @@ func startControllerOn(t *testing.T, url, keyFile string, admin controller.Accou
 	}
 	// Waits re-read the ledger only when told: a wake-up is the only way
 	// a waiting request learns of a launch within its wait.
-	c.svc, err = New(ctx, Config{DB: h, DataDir: t.TempDir(), Ledger: c.cloud, Logger: log, DesiredPoll: time.Hour})
+	c.svc, err = New(ctx, Config{DB: h, DataDir: dataDir, Ledger: c.cloud, Logger: log, DesiredPoll: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

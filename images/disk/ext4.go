@@ -332,27 +332,9 @@ func stabilizeExt4(f *os.File, offset int64, seed string, t time.Time, meta map[
 	if _, err := f.ReadAt(sb, offset+1024); err != nil {
 		return fmt.Errorf("stabilize: read superblock: %w", err)
 	}
-	if binary.LittleEndian.Uint16(sb[0x38:]) != 0xEF53 {
-		return errors.New("stabilize: no ext4 superblock")
-	}
-	blockSize := int64(1024) << binary.LittleEndian.Uint32(sb[0x18:])
-	blocksPerGroup := int64(binary.LittleEndian.Uint32(sb[0x20:]))
-	inodesPerGroup := int64(binary.LittleEndian.Uint32(sb[0x28:]))
-	firstDataBlock := int64(binary.LittleEndian.Uint32(sb[0x14:]))
-	blocks := int64(binary.LittleEndian.Uint32(sb[0x4:])) | int64(binary.LittleEndian.Uint32(sb[0x150:]))<<32
-	inodeSize := int64(binary.LittleEndian.Uint16(sb[0x58:]))
-	incompat := binary.LittleEndian.Uint32(sb[0x60:])
-	roCompat := binary.LittleEndian.Uint32(sb[0x64:])
-	csum := roCompat&0x400 != 0
-	descSize := int64(32)
-	if incompat&0x80 != 0 {
-		descSize = int64(binary.LittleEndian.Uint16(sb[0xFE:]))
-	}
-	var csumSeed uint32
-	if incompat&0x2000 != 0 {
-		csumSeed = binary.LittleEndian.Uint32(sb[0x270:])
-	} else {
-		csumSeed = crc.CRC32c(0xffffffff, sb[0x68:0x78])
+	g, err := readExt4Geometry(sb)
+	if err != nil {
+		return fmt.Errorf("stabilize: %w", err)
 	}
 	hashSeed := SeedUUID(seed, "ext4-hash-seed")
 	secs := t.Unix()
@@ -363,7 +345,7 @@ func stabilizeExt4(f *os.File, offset int64, seed string, t time.Time, meta map[
 		binary.LittleEndian.PutUint32(b[0x2C:], 0) // never mounted
 		b[0x274], b[0x275], b[0x276], b[0x277] = 0, byte(secs>>32), byte(secs>>32), byte(secs>>32)
 		copy(b[0xEC:0xFC], hashSeed[:])
-		if csum {
+		if g.csum {
 			binary.LittleEndian.PutUint32(b[0x3FC:], crc.CRC32c(0xffffffff, b[:0x3FC]))
 		}
 	}
@@ -371,10 +353,9 @@ func stabilizeExt4(f *os.File, offset int64, seed string, t time.Time, meta map[
 	if _, err := f.WriteAt(sb, offset+1024); err != nil {
 		return fmt.Errorf("stabilize: %w", err)
 	}
-	groups := (blocks - firstDataBlock + blocksPerGroup - 1) / blocksPerGroup
 	// Backup superblocks carry their group number at 0x5A.
-	for g := int64(1); g < groups; g++ {
-		at := offset + (g*blocksPerGroup+firstDataBlock)*blockSize
+	for grp := int64(1); grp < g.groups; grp++ {
+		at := offset + (grp*g.blocksPerGroup+g.firstDataBlock)*g.blockSize
 		b := make([]byte, 1024)
 		if _, err := f.ReadAt(b, at); err != nil {
 			continue
@@ -386,88 +367,48 @@ func stabilizeExt4(f *os.File, offset int64, seed string, t time.Time, meta map[
 		}
 		fixSB(b)
 		if _, err := f.WriteAt(b, at); err != nil {
-			return fmt.Errorf("stabilize: backup superblock %d: %w", g, err)
+			return fmt.Errorf("stabilize: backup superblock %d: %w", grp, err)
 		}
 	}
-	gdt := make([]byte, groups*descSize)
-	if _, err := f.ReadAt(gdt, offset+(firstDataBlock+1)*blockSize); err != nil {
-		return fmt.Errorf("stabilize: read group descriptors: %w", err)
-	}
-	firstIno := int64(binary.LittleEndian.Uint32(sb[0x54:]))
-	for g := int64(0); g < groups; g++ {
-		d := gdt[g*descSize:]
-		table := int64(binary.LittleEndian.Uint32(d[0x8:]))
-		unused := int64(binary.LittleEndian.Uint16(d[0x1C:]))
-		if descSize >= 64 {
-			table |= int64(binary.LittleEndian.Uint32(d[0x28:])) << 32
-			unused |= int64(binary.LittleEndian.Uint16(d[0x32:])) << 16
+	err = walkInodes(f, offset, g, func(num int64, in []byte) bool {
+		extra := int64(binary.LittleEndian.Uint16(in[0x80:]))
+		mtime := t
+		if m, ok := meta[uint32(num)]; ok {
+			mode := binary.LittleEndian.Uint16(in[0:])
+			binary.LittleEndian.PutUint16(in[0:], mode&0xF000|m.perm&0o7777)
+			binary.LittleEndian.PutUint16(in[0x02:], uint16(m.uid))
+			binary.LittleEndian.PutUint16(in[0x78:], uint16(m.uid>>16))
+			binary.LittleEndian.PutUint16(in[0x18:], uint16(m.gid))
+			binary.LittleEndian.PutUint16(in[0x7A:], uint16(m.gid>>16))
+			mtime = m.mtime
 		}
-		used := inodesPerGroup - unused
-		if used <= 0 {
-			continue
-		}
-		buf := make([]byte, used*inodeSize)
-		at := offset + table*blockSize
-		if _, err := f.ReadAt(buf, at); err != nil {
-			return fmt.Errorf("stabilize: read inode table %d: %w", g, err)
-		}
-		changed := false
-		for i := int64(0); i < used; i++ {
-			in := buf[i*inodeSize : (i+1)*inodeSize]
-			num := g*inodesPerGroup + i + 1
-			if binary.LittleEndian.Uint16(in[0:]) == 0 && num >= firstIno {
-				continue // free
-			}
-			if allZero(in) {
-				continue
-			}
-			extra := int64(binary.LittleEndian.Uint16(in[0x80:]))
-			mtime := t
-			if m, ok := meta[uint32(num)]; ok {
-				mode := binary.LittleEndian.Uint16(in[0:])
-				binary.LittleEndian.PutUint16(in[0:], mode&0xF000|m.perm&0o7777)
-				binary.LittleEndian.PutUint16(in[0x02:], uint16(m.uid))
-				binary.LittleEndian.PutUint16(in[0x78:], uint16(m.uid>>16))
-				binary.LittleEndian.PutUint16(in[0x18:], uint16(m.gid))
-				binary.LittleEndian.PutUint16(in[0x7A:], uint16(m.gid>>16))
-				mtime = m.mtime
-			}
-			// seconds at base, epoch bits and nanoseconds in *_extra
-			putTime := func(base, extraOff int, tm time.Time) {
-				sec := tm.Unix()
-				binary.LittleEndian.PutUint32(in[base:], uint32(sec))
-				if int64(extraOff+4-0x80) <= extra {
-					binary.LittleEndian.PutUint32(in[extraOff:], uint32((sec>>32)&3)|uint32(tm.Nanosecond())<<2)
-				}
-			}
-			putTime(0x08, 0x8C, mtime) // atime
-			putTime(0x10, 0x88, mtime) // mtime
-			putTime(0x0C, 0x84, t)     // ctime
-			if extra >= 24 {
-				putTime(0x90, 0x94, t) // crtime
-			}
-			// go-diskfs fills the checksum fields even without
-			// metadata_csum; clear them then, recompute them otherwise.
-			in[0x7C], in[0x7D] = 0, 0
-			if extra >= 4 {
-				in[0x82], in[0x83] = 0, 0
-			}
-			if csum {
-				c := crc.CRC32c(csumSeed, binary.LittleEndian.AppendUint32(nil, uint32(num)))
-				c = crc.CRC32c(c, in[0x64:0x68]) // generation
-				c = crc.CRC32c(c, in)
-				binary.LittleEndian.PutUint16(in[0x7C:], uint16(c))
-				if extra >= 4 {
-					binary.LittleEndian.PutUint16(in[0x82:], uint16(c>>16))
-				}
-			}
-			changed = true
-		}
-		if changed {
-			if _, err := f.WriteAt(buf, at); err != nil {
-				return fmt.Errorf("stabilize: write inode table %d: %w", g, err)
+		// seconds at base, epoch bits and nanoseconds in *_extra
+		putTime := func(base, extraOff int, tm time.Time) {
+			sec := tm.Unix()
+			binary.LittleEndian.PutUint32(in[base:], uint32(sec))
+			if int64(extraOff+4-0x80) <= extra {
+				binary.LittleEndian.PutUint32(in[extraOff:], uint32((sec>>32)&3)|uint32(tm.Nanosecond())<<2)
 			}
 		}
+		putTime(0x08, 0x8C, mtime) // atime
+		putTime(0x10, 0x88, mtime) // mtime
+		putTime(0x0C, 0x84, t)     // ctime
+		if extra >= 24 {
+			putTime(0x90, 0x94, t) // crtime
+		}
+		// go-diskfs fills the checksum fields even without
+		// metadata_csum; clear them then, recompute them otherwise.
+		in[0x7C], in[0x7D] = 0, 0
+		if extra >= 4 {
+			in[0x82], in[0x83] = 0, 0
+		}
+		if g.csum {
+			putInodeChecksum(in, g.inodeChecksum(g.csumSeed, num, in))
+		}
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("stabilize: %w", err)
 	}
 	return nil
 }

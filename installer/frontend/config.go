@@ -26,8 +26,8 @@ const Cluster0 = "cluster0"
 const InstalledDataDir = "/var/lib/ironbark"
 
 // SSHKeysAttr is the global attribute that holds the keys root accepts on
-// every installed node.
-const SSHKeysAttr = "ssh_authorized_keys"
+// every installed node (the installer sets it to the admin's key).
+const SSHKeysAttr = roll.SSHKeysAttr
 
 // Config is DATA/frontend.json: what the installed frontend is, as the
 // installer wrote it from the answers. Its boot reads it to bring the

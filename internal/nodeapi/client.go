@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -19,6 +20,10 @@ import (
 type Client struct {
 	base string
 	hc   *http.Client
+	// desiredBytes and desiredMembers count what desired-state answers
+	// carried: their bodies' bytes, and the member addresses in them
+	// (whole lists and deltas' changes).
+	desiredBytes, desiredMembers atomic.Int64
 }
 
 // NewClient talks to the node API at base (https://HOST:PORT) with tlsConf
@@ -76,19 +81,61 @@ func (c *Client) Heartbeat(ctx context.Context, req HeartbeatRequest) (Heartbeat
 }
 
 // Instances returns the desired instances. With a non-empty etag the call
-// waits up to wait for them to differ from that version.
+// waits up to wait for them to differ from that version. Member lists come
+// whole.
 func (c *Client) Instances(ctx context.Context, etag string, wait time.Duration) (Desired, error) {
+	return c.InstancesHeld(ctx, etag, wait, nil)
+}
+
+// InstancesHeld is Instances for a node that keeps its member lists in
+// held: it says which it holds, the controller answers changed lists as
+// deltas to them, and held applies them, so every group of the answer has
+// its whole list in Members. On ErrMembersBase (a delta held could not
+// apply: held is then empty) the caller asks again, with no etag.
+func (c *Client) InstancesHeld(ctx context.Context, etag string, wait time.Duration, held *HeldMembers) (Desired, error) {
 	q := url.Values{}
 	if etag != "" {
 		q.Set("etag", etag)
 		q.Set("wait", strconv.Itoa(int(wait/time.Second)))
 	}
+	if held != nil {
+		if v := held.Query(); v != "" {
+			q.Set(QueryMembers, v)
+		}
+	}
 	var d Desired
-	err := c.do(ctx, http.MethodGet, PathInstances+"?"+q.Encode(), nil, &d)
-	return d, err
+	if err := c.doCounted(ctx, http.MethodGet, PathInstances+"?"+q.Encode(), nil, &d, &c.desiredBytes); err != nil {
+		return d, err
+	}
+	n := 0
+	for _, g := range d.SecurityGroups {
+		n += len(g.Members)
+		if g.MembersDelta != nil {
+			n += len(g.MembersDelta.Added) + len(g.MembersDelta.Removed)
+		}
+	}
+	c.desiredMembers.Add(int64(n))
+	if held != nil {
+		if err := held.Apply(d.SecurityGroups); err != nil {
+			return Desired{}, fmt.Errorf("desired instances: %w", err)
+		}
+	}
+	return d, nil
+}
+
+// DesiredSent is what the desired-state answers the client read carried:
+// bytes of their bodies (as sent), and member addresses (of whole lists
+// and of deltas), for measuring what a node is sent.
+func (c *Client) DesiredSent() (bytes, members int64) {
+	return c.desiredBytes.Load(), c.desiredMembers.Load()
 }
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	return c.doCounted(ctx, method, path, in, out, nil)
+}
+
+// doCounted is do, adding the answer's body bytes to count (nil: none).
+func (c *Client) doCounted(ctx context.Context, method, path string, in, out any, count *atomic.Int64) error {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -117,8 +164,24 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		}
 		return &StatusError{Code: resp.StatusCode, Message: e.Error}
 	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+	var rd io.Reader = resp.Body
+	if count != nil {
+		rd = &countingReader{r: resp.Body, n: count}
+	}
+	if err := json.NewDecoder(rd).Decode(out); err != nil {
 		return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
 	}
 	return nil
+}
+
+// countingReader adds what it reads to n.
+type countingReader struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	k, err := c.r.Read(p)
+	c.n.Add(int64(k))
+	return k, err
 }

@@ -6,6 +6,7 @@ package nodeapi
 // (with its members' private addresses, cloud-wide). The node filters each
 // instance's traffic by them (nodeagent/secgroups); the ETag of Desired
 // covers them, so a rule or membership change wakes the node's long poll.
+// A member list the node already holds comes as a change to it (members.go).
 
 // SecurityGroup is one group: its rules, and its members when another
 // group's rule on this node names it as the peer.
@@ -17,6 +18,13 @@ type SecurityGroup struct {
 	// that are not terminated, in the whole cloud; sent only for a
 	// group some rule names as its peer (nil otherwise).
 	Members []string `json:"members,omitempty"`
+	// MembersVersion names the member list (MembersVersion of it), set
+	// with Members or MembersDelta by a controller that knows versions
+	// (members.go); "" from one that does not.
+	MembersVersion string `json:"membersVersion,omitempty"`
+	// MembersDelta, when set, stands for Members: the list is the one the
+	// node holds at the delta's base, changed by it.
+	MembersDelta *MembersDelta `json:"membersDelta,omitempty"`
 }
 
 // SecurityGroupRule is one permission: traffic of Protocol (and ports)

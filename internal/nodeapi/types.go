@@ -86,7 +86,7 @@ const Version = "v1"
 const (
 	PathEnroll    = "/v1/enroll"    // POST EnrollRequest -> EnrollResponse; no client cert
 	PathHeartbeat = "/v1/heartbeat" // POST HeartbeatRequest -> HeartbeatResponse
-	PathInstances = "/v1/instances" // GET ?etag=E&wait=SECONDS -> Desired (long poll)
+	PathInstances = "/v1/instances" // GET ?etag=E&wait=SECONDS&members=G:V,... -> Desired (long poll)
 	PathBlobs     = "/v1/blobs/"    // GET /v1/blobs/sha256/<hex>, Range supported (image store)
 )
 
@@ -131,7 +131,9 @@ type HeartbeatResponse struct {
 
 // Desired is the set of instances the controller wants on a node. ETag
 // changes whenever the set does; a GET with the current ETag waits (up to
-// wait seconds) for a change.
+// wait seconds) for a change. The ETag names the state, not the answer:
+// it covers member lists by their versions, so it is the same whether a
+// list came whole or as a delta, and on every controller.
 type Desired struct {
 	ETag      string         `json:"etag"`
 	Instances []InstanceSpec `json:"instances"`

@@ -37,6 +37,9 @@ type Config struct {
 	LocalIP string
 	// Wait is the long poll's wait (default 25 s, the agent's).
 	Wait time.Duration
+	// WholeMembers has the node hold no member lists, as agents before
+	// member-list deltas: every answer carries whole lists.
+	WholeMembers bool
 }
 
 // Stats are what a node did, counted since it started.
@@ -49,6 +52,12 @@ type Stats struct {
 	Relaunches      int64 // an instance started again after it was started: must stay 0
 	Terminations    int64
 	LastError       string // the last heartbeat or poll failure, for the report
+	// MemberResyncs counts answers whose member-list deltas did not
+	// apply (the node asked again for whole lists): must stay 0.
+	MemberResyncs int64
+	// DesiredBytes and DesiredMembers are what the desired-state answers
+	// carried: body bytes, and member addresses (whole lists and deltas).
+	DesiredBytes, DesiredMembers int64
 }
 
 // Node is an enrolled simulated node.
@@ -59,6 +68,7 @@ type Node struct {
 
 	hb                                                 atomic.Int64
 	hbErr, polls, pollErr, launches, relaunches, terms atomic.Int64
+	resyncs                                            atomic.Int64
 
 	kick    chan struct{}
 	lastErr atomic.Value // string
@@ -229,8 +239,21 @@ func (n *Node) heartbeat(ctx context.Context) (time.Duration, error) {
 
 func (n *Node) follow(ctx context.Context) {
 	etag := ""
+	var held *nodeapi.HeldMembers
+	if !n.cfg.WholeMembers {
+		held = &nodeapi.HeldMembers{}
+	}
 	for ctx.Err() == nil {
-		d, err := n.client.Instances(ctx, etag, n.cfg.Wait)
+		d, err := n.client.InstancesHeld(ctx, etag, n.cfg.Wait, held)
+		if errors.Is(err, nodeapi.ErrMembersBase) {
+			// A delta that did not give the list the controller named:
+			// whole lists again, as the agent does; counted, as it must
+			// not happen.
+			n.resyncs.Add(1)
+			n.lastErr.Store("instances: " + err.Error())
+			etag = ""
+			continue
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -307,6 +330,8 @@ func (n *Node) apply(specs []nodeapi.InstanceSpec) bool {
 func (n *Node) Stats() Stats {
 	st := Stats{Heartbeats: n.hb.Load(), HeartbeatErrors: n.hbErr.Load(), Polls: n.polls.Load(), PollErrors: n.pollErr.Load(),
 		Launches: n.launches.Load(), Relaunches: n.relaunches.Load(), Terminations: n.terms.Load()}
+	st.DesiredBytes, st.DesiredMembers = n.client.DesiredSent()
+	st.MemberResyncs = n.resyncs.Load()
 	if e, ok := n.lastErr.Load().(string); ok {
 		st.LastError = e
 	}
@@ -343,6 +368,9 @@ func Sum(nodes []*Node) Stats {
 		s.Launches += t.Launches
 		s.Relaunches += t.Relaunches
 		s.Terminations += t.Terminations
+		s.MemberResyncs += t.MemberResyncs
+		s.DesiredBytes += t.DesiredBytes
+		s.DesiredMembers += t.DesiredMembers
 		if t.LastError != "" {
 			s.LastError = t.LastError
 		}

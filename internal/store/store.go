@@ -42,6 +42,8 @@ type DB struct {
 	// writer is SQLite's one write slot in this process (see write).
 	writer chan struct{}
 	stmts  stmtCache // SQLite's prepared statements (stmt.go)
+
+	pinned []*Conn // open Conns (pinned.go), closed with the DB; guarded by mu
 }
 
 // Open opens the database named by url: "postgres://..." or
@@ -104,6 +106,7 @@ func (db *DB) Engine() Engine { return db.engine }
 
 // Close closes the database.
 func (db *DB) Close() error {
+	db.closePinned()
 	db.closeStmts()
 	return db.sql.Close()
 }
@@ -174,6 +177,11 @@ var ErrBusy = errors.New("database busy: another write held it too long")
 func (db *DB) write(ctx context.Context) (func(), error) {
 	if db.writer == nil {
 		return func() {}, nil
+	}
+	select {
+	case db.writer <- struct{}{}: // free: no timer to make
+		return func() { <-db.writer }, nil
+	default:
 	}
 	t := time.NewTimer(writeWait)
 	defer t.Stop()

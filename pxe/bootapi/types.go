@@ -68,6 +68,13 @@ type Profile struct {
 	Image    Image    `json:"image"`
 	Identity Identity `json:"identity"`
 	Files    []File   `json:"files"`
+	// AuthorizedKeys are the OpenSSH public keys (authorized_keys lines)
+	// root accepts on the installed system: the host's
+	// ssh_authorized_keys attribute as the frontend resolves it at this
+	// install. The installer merges them into the installed root's
+	// /root/.ssh/authorized_keys (keys the image carries stay); empty
+	// leaves the image's file alone.
+	AuthorizedKeys string `json:"authorizedKeys,omitempty"`
 }
 
 // Install states reported by the installer.

@@ -9,10 +9,13 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"ironbark/images/blobstore"
+	"ironbark/internal/datadir"
 	"ironbark/internal/lab"
 )
 
@@ -38,10 +41,12 @@ const xenLabKernelArgs = "console=tty0 console=hvc0 ro net.ifnames=0 systemd.jou
 // controller from its lease address: `node list` shows it up with the
 // cores and memory libvirt's Xen driver reports and the disk its grown
 // root offers. Then an instance run with the AWS CLI lands on it as a
-// Xen PV guest (runXenInstance), and root on the node takes the key in
-// ssh_authorized_keys (the test looks at dom0 through it).
+// Xen PV guest (runXenInstance). The image is built before any SSH key
+// is set and carries none; root on the node takes the keys set in
+// ssh_authorized_keys afterwards, which the installer wrote from its
+// profile (the test looks at dom0 through them).
 func TestXenComputeInstall(t *testing.T) {
-	lab.Require(t, "qemu-system-x86_64", "ip", "go", "mmdebstrap", "unshare", "chroot", "grub-mkimage", "apt-get",
+	lab.Require(t, "qemu-system-x86_64", "ip", "go", "mmdebstrap", "unshare", "chroot", "grub-mkimage", "apt-get", "sfdisk", "debugfs",
 		"ssh", "ssh-keygen", "aws")
 	if _, err := os.Stat("/usr/lib/ipxe/undionly.kpxe"); err != nil {
 		lab.Missing(t, "/usr/lib/ipxe/undionly.kpxe (ipxe package)")
@@ -60,10 +65,18 @@ func TestXenComputeInstall(t *testing.T) {
 
 	ironbarkCmd(t, ironbark, "cluster", "add", "c1", "--data-dir", data)
 	ironbarkCmd(t, ironbark, "attr", "set", "kernel_args", xenLabKernelArgs, "--appliance", "compute", "--data-dir", data)
-	key, pub := lab.SSHKeyPair(t, work, "admin@ironbark-e2e")
-	ironbarkCmd(t, ironbark, "attr", "set", "ssh_authorized_keys", pub, "--data-dir", data)
-	ironbarkCmd(t, ironbark, "appliance", "build", "compute", "--data-dir", data,
+	// The image is built before the frontend has any admin key (as the
+	// one the ISO carries is): root's keys reach the node only through
+	// the attribute, set after the build and carried by its install
+	// profile.
+	out := ironbarkCmd(t, ironbark, "appliance", "build", "compute", "--data-dir", data,
 		"--cache", filepath.Join(lab.CacheDir(), "appliance"), "--source-dir", work)
+	if keys := imageRootKeys(t, data, out); keys != "" {
+		t.Fatalf("the compute image carries root keys %q: the test needs one without", keys)
+	}
+	key, pub := lab.SSHKeyPair(t, work, "admin@ironbark-e2e")
+	const otherKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAABAgMEBQYHCAkKCwwNDg8QERITFBUWFxgZGhscHR4f ops@elsewhere"
+	ironbarkCmd(t, ironbark, "attr", "set", "ssh_authorized_keys", pub+"\n"+otherKey, "--data-dir", data)
 	ironbarkCmd(t, ironbark, "pxe", "setup", "--data-dir", data, "--kernel", k.Vmlinuz,
 		"--modules", k.ModulesDir(), "--installer", installer)
 
@@ -112,8 +125,13 @@ func TestXenComputeInstall(t *testing.T) {
 		t.Fatalf("discover: no ip= in %q", line)
 	}
 	sh := nodeShell(t, n, key, ip[1])
-	if out := sh("xl info | grep -E 'nr_cpus|free_memory'; cat /root/.ssh/authorized_keys"); !strings.Contains(out, "nr_cpus") || !strings.Contains(out, pub) {
+	if out := sh("xl info | grep -E 'nr_cpus|free_memory'"); !strings.Contains(out, "nr_cpus") {
 		t.Fatalf("on the node, as root with the admin's key: %q", out)
+	}
+	// The installer wrote both keys of the attribute, private to root.
+	want := "700 root\n600 root\n" + strings.TrimSpace(pub) + "\n" + otherKey + "\n"
+	if out := sh("stat -c '%a %U' /root/.ssh /root/.ssh/authorized_keys; cat /root/.ssh/authorized_keys"); out != want {
+		t.Fatalf("root's keys on the node:\n%s\nwant:\n%s", out, want)
 	}
 	runXenInstance(t, n, ironbark, data, work, k, sh)
 }
@@ -174,4 +192,53 @@ func waitCapacity(t *testing.T, bin, data, host string, timeout time.Duration) n
 		}
 		time.Sleep(2 * time.Second)
 	}
+}
+
+// imageRootKeys returns root's authorized_keys in the appliance image
+// whose digest `appliance build` printed (its stdout's line, first in
+// out), read from its ext4 root (the last partition) with debugfs; ""
+// when it has none.
+func imageRootKeys(t *testing.T, data, out string) string {
+	t.Helper()
+	first, _, _ := strings.Cut(out, "\n")
+	digest, ok := strings.CutPrefix(strings.TrimSpace(first), "sha256:")
+	if !ok {
+		t.Fatalf("appliance build printed no digest first: %q", out)
+	}
+	blobs, err := blobstore.Open(datadir.Dir(data).Images())
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := blobs.Path(blobstore.Digest("sha256:" + digest))
+	js, err := exec.Command("sfdisk", "--json", img).Output()
+	if err != nil {
+		t.Fatalf("sfdisk --json %s: %v", img, err)
+	}
+	var table struct {
+		PartitionTable struct {
+			SectorSize int64 `json:"sectorsize"`
+			Partitions []struct {
+				Start int64 `json:"start"`
+			} `json:"partitions"`
+		} `json:"partitiontable"`
+	}
+	if err := json.Unmarshal(js, &table); err != nil || len(table.PartitionTable.Partitions) == 0 {
+		t.Fatalf("sfdisk --json %s: %v\n%s", img, err, js)
+	}
+	ps := table.PartitionTable.Partitions
+	off := ps[len(ps)-1].Start * max(table.PartitionTable.SectorSize, 512)
+	res, err := exec.Command("debugfs", "-R", "cat /root/.ssh/authorized_keys", img+"?offset="+strconv.FormatInt(off, 10)).CombinedOutput()
+	if err != nil {
+		t.Fatalf("debugfs on %s: %v\n%s", img, err, res)
+	}
+	var keys []string
+	for _, l := range strings.Split(string(res), "\n") {
+		if strings.HasPrefix(l, "ssh-") || strings.HasPrefix(l, "ecdsa-") {
+			keys = append(keys, l)
+		}
+	}
+	if len(keys) == 0 && !strings.Contains(string(res), "File not found") {
+		t.Fatalf("debugfs found no root filesystem at offset %d of %s:\n%s", off, img, res)
+	}
+	return strings.Join(keys, "\n")
 }

@@ -47,6 +47,12 @@ type Config struct {
 	DeclineHold time.Duration
 	// Now is the clock (default time.Now); tests set it.
 	Now func() time.Time
+	// SyncCommits makes every commit wait for the disk (an fsync on
+	// SQLite), so that an acknowledged lease survives a power loss too.
+	// By default (false) it survives a crash of the process: on SQLite it
+	// is in the WAL file when the ACK is sent, fsynced at the next
+	// checkpoint.
+	SyncCommits bool
 }
 
 // Store is the lease database, dhcp.Leases kept in the store. Safe for
@@ -60,9 +66,12 @@ type Config struct {
 // concurrent ACKs are committed together, one transaction for all that
 // arrive while the previous commit runs (group commit). An ACK is
 // answered only once its transaction has committed, so no lease promised
-// to a client is lost with the process.
+// to a client is lost with the process. The store's transactions run on
+// one connection it holds (store.Conn), with its statements prepared
+// there.
 type Store struct {
 	db  *store.DB
+	w   *store.Conn // the store's transactions
 	cfg Config
 
 	mu     sync.Mutex // guards what follows
@@ -70,40 +79,22 @@ type Store struct {
 	offers map[netip.Addr]offer
 	known  index
 
-	commit  sync.Mutex // held by the goroutine committing a batch
-	pendMu  sync.Mutex
-	pending []*ackJob
-
-	stmt statements
+	commit  sync.Mutex // held while a batch or a static offer is written
+	pendMu  sync.Mutex // guards what follows
+	pending []*ackJob  // ACKs waiting to be committed, in arrival order
+	leading bool       // an ACK's goroutine is committing batches (lead)
 }
 
-// statements are the ACK path's statements, prepared once.
-type statements struct {
-	rowsFor, update, insert, reclaim, dropOld *sql.Stmt
-	updateMine, reclaimExact                  *sql.Stmt
-}
-
-func prepare(ctx context.Context, db *store.DB) (statements, error) {
-	var st statements
-	for _, p := range []struct {
-		s **sql.Stmt
-		q string
-	}{
-		{&st.rowsFor, `SELECT ` + leaseCols + ` FROM dhcp_leases WHERE ip = ? OR (mac = ? AND mac <> '')`},
-		{&st.update, `UPDATE dhcp_leases SET hostname = ?, state = ?, expires = ?, updated = ? WHERE ip = ?`},
-		{&st.insert, `INSERT INTO dhcp_leases (ip, mac, hostname, state, expires, updated) VALUES (?, ?, ?, ?, ?, ?)`},
-		{&st.reclaim, `DELETE FROM dhcp_leases WHERE ip = ?`},
-		{&st.dropOld, `DELETE FROM dhcp_leases WHERE ip = ? AND mac = ?`},
-		{&st.updateMine, `UPDATE dhcp_leases SET hostname = ?, state = ?, expires = ?, updated = ? WHERE ip = ? AND mac = ?`},
-		{&st.reclaimExact, `DELETE FROM dhcp_leases WHERE ip = ? AND mac = ? AND expires = ?`},
-	} {
-		var err error
-		if *p.s, err = db.Prepare(ctx, p.q); err != nil {
-			return st, fmt.Errorf("lease store: %w", err)
-		}
-	}
-	return st, nil
-}
+// The ACK path's statements (prepared on the store's connection).
+const (
+	rowsForQ      = `SELECT ` + leaseCols + ` FROM dhcp_leases WHERE ip = ? OR (mac = ? AND mac <> '')`
+	updateQ       = `UPDATE dhcp_leases SET hostname = ?, state = ?, expires = ?, updated = ? WHERE ip = ?`
+	insertQ       = `INSERT INTO dhcp_leases (ip, mac, hostname, state, expires, updated) VALUES (?, ?, ?, ?, ?, ?)`
+	reclaimQ      = `DELETE FROM dhcp_leases WHERE ip = ?`
+	dropOldQ      = `DELETE FROM dhcp_leases WHERE ip = ? AND mac = ?`
+	updateMineQ   = `UPDATE dhcp_leases SET hostname = ?, state = ?, expires = ?, updated = ? WHERE ip = ? AND mac = ?`
+	reclaimExactQ = `DELETE FROM dhcp_leases WHERE ip = ? AND mac = ? AND expires = ?`
+)
 
 // ackJob is one ACK waiting for a batch to commit it.
 type ackJob struct {
@@ -111,9 +102,12 @@ type ackJob struct {
 	done chan ackResult // buffered: the committer never blocks
 }
 
+// ackResult answers an ackJob: its outcome, or (lead) that its goroutine
+// now commits the waiting ACKs, its own among them.
 type ackResult struct {
-	l   dhcp.Lease
-	err error
+	l    dhcp.Lease
+	err  error
+	lead bool
 }
 
 // offer is an in-memory reservation of a pool address for a MAC.
@@ -139,16 +133,17 @@ func New(ctx context.Context, db *store.DB, cfg Config) (*Store, error) {
 	if err := db.Migrate(ctx, Migrations()); err != nil {
 		return nil, fmt.Errorf("lease store: %w", err)
 	}
-	st, err := prepare(ctx, db)
-	if err != nil {
-		return nil, err
-	}
-	s := &Store{db: db, cfg: cfg, offers: map[netip.Addr]offer{}, stmt: st}
+	s := &Store{db: db, cfg: cfg, offers: map[netip.Addr]offer{}}
 	if err := s.reload(ctx); err != nil {
 		return nil, err
 	}
+	s.w = db.Pin(store.PinOptions{SyncCommits: cfg.SyncCommits})
 	return s, nil
 }
+
+// Close releases the store's database connection (the DB's Close does
+// too). The store must not be used after.
+func (s *Store) Close() error { return s.w.Close() }
 
 // reload replaces the in-memory index with the database's rows.
 func (s *Store) reload(ctx context.Context) error {
@@ -221,8 +216,8 @@ func (s *Store) byIP(ctx context.Context, q store.Querier, ip netip.Addr) (dhcp.
 
 // rowsFor reads, in one query, the row of mac and the row on ip: what an
 // ACK depends on.
-func (s *Store) rowsFor(ctx context.Context, tx *store.Tx, mac string, ip netip.Addr) (cur dhcp.Lease, have bool, holder dhcp.Lease, held bool, err error) {
-	rows, err := tx.Stmt(ctx, s.stmt.rowsFor).QueryContext(ctx, ip.String(), mac)
+func (s *Store) rowsFor(ctx context.Context, tx store.Querier, mac string, ip netip.Addr) (cur dhcp.Lease, have bool, holder dhcp.Lease, held bool, err error) {
+	rows, err := tx.Query(ctx, rowsForQ, ip.String(), mac)
 	if err != nil {
 		return cur, false, holder, false, fmt.Errorf("leases of %s and %s: %w", mac, ip, err)
 	}
@@ -295,7 +290,7 @@ func (s *Store) Offer(ctx context.Context, r dhcp.OfferRequest) (dhcp.Lease, err
 		defer s.commit.Unlock()
 		var out dhcp.Lease
 		var fx []effect
-		err := s.retryConflicts(ctx, func(tx *store.Tx) error {
+		err := s.retryConflicts(ctx, func(tx store.Querier) error {
 			mac := r.MAC.String()
 			fx = fx[:0]
 			cur, have, holder, held, err := s.rowsFor(ctx, tx, mac, r.Static)
@@ -325,9 +320,9 @@ func (s *Store) Offer(ctx context.Context, r dhcp.OfferRequest) (dhcp.Lease, err
 
 // retryConflicts runs fn in a transaction, again when another server
 // took the same address first (unique violation).
-func (s *Store) retryConflicts(ctx context.Context, fn func(tx *store.Tx) error) error {
+func (s *Store) retryConflicts(ctx context.Context, fn func(tx store.Querier) error) error {
 	return retry.Do(ctx, retry.Policy{Attempts: 8, Retryable: store.IsUniqueViolation},
-		func(int) error { return s.db.InTx(ctx, fn) })
+		func(int) error { return s.w.InTx(ctx, fn) })
 }
 
 // offerPool finds a pool address for r in the in-memory index and
@@ -417,7 +412,7 @@ func (s *Store) pruneOffers(now time.Time) {
 // MAC's previous row (cur), if on another address, is removed. holder is
 // the row on ip, read in the same transaction. What it changes is added
 // to fx, for the in-memory index once the transaction commits.
-func (s *Store) takeTx(ctx context.Context, tx *store.Tx, fx []effect, mac string, ip netip.Addr, host string,
+func (s *Store) takeTx(ctx context.Context, tx store.Querier, fx []effect, mac string, ip netip.Addr, host string,
 	st dhcp.LeaseState, exp time.Time, cur dhcp.Lease, have bool, holder dhcp.Lease, held, force bool) (dhcp.Lease, []effect, error) {
 	now := s.cfg.Now()
 	mine := held && holder.MAC.String() == mac
@@ -426,13 +421,13 @@ func (s *Store) takeTx(ctx context.Context, tx *store.Tx, fx []effect, mac strin
 		if !reclaim {
 			return dhcp.Lease{}, fx, fmt.Errorf("%s for %s: %w", ip, mac, dhcp.ErrUnavailable)
 		}
-		if _, err := tx.Stmt(ctx, s.stmt.reclaim).ExecContext(ctx, ip.String()); err != nil {
+		if _, err := tx.Exec(ctx, reclaimQ, ip.String()); err != nil {
 			return dhcp.Lease{}, fx, fmt.Errorf("reclaim %s: %w", ip, err)
 		}
 		fx = append(fx, effect{del: ip})
 	}
 	if have && cur.IP != ip {
-		if _, err := tx.Stmt(ctx, s.stmt.dropOld).ExecContext(ctx, cur.IP.String(), mac); err != nil {
+		if _, err := tx.Exec(ctx, dropOldQ, cur.IP.String(), mac); err != nil {
 			return dhcp.Lease{}, fx, fmt.Errorf("drop old lease of %s: %w", mac, err)
 		}
 		fx = append(fx, effect{del: cur.IP})
@@ -446,9 +441,9 @@ func (s *Store) takeTx(ctx context.Context, tx *store.Tx, fx []effect, mac strin
 	}
 	var err error
 	if mine {
-		_, err = tx.Stmt(ctx, s.stmt.update).ExecContext(ctx, host, string(st), e, now.Unix(), ip.String())
+		_, err = tx.Exec(ctx, updateQ, host, string(st), e, now.Unix(), ip.String())
 	} else {
-		_, err = tx.Stmt(ctx, s.stmt.insert).ExecContext(ctx, ip.String(), mac, host, string(st), e, now.Unix())
+		_, err = tx.Exec(ctx, insertQ, ip.String(), mac, host, string(st), e, now.Unix())
 	}
 	if err != nil {
 		return dhcp.Lease{}, fx, fmt.Errorf("lease %s to %s: %w", ip, mac, err)
@@ -465,8 +460,14 @@ func (s *Store) takeTx(ctx context.Context, tx *store.Tx, fx []effect, mac strin
 // Ack binds IP to the MAC if it may have it: its static address, or a
 // pool address that is free or already the MAC's. Otherwise it returns
 // dhcp.ErrUnavailable and the server NAKs. It returns once the binding is
-// committed: ACKs that arrive while a commit runs wait for it and are
-// then committed together, in one transaction.
+// committed.
+//
+// ACKs are committed in batches, one transaction each: the ACK that finds
+// no batch being written leads, writing every ACK waiting (its own among
+// them) in one transaction and answering each; ACKs that arrive meanwhile
+// wait, and the first of them leads the next batch once this one is
+// committed. A waiting goroutine wakes once, when its answer (or its turn
+// to lead) is ready: none waits on a lock held through another batch.
 func (s *Store) Ack(ctx context.Context, r dhcp.AckRequest) (dhcp.Lease, error) {
 	if !r.Static && !s.cfg.Pool.Contains(r.IP) {
 		return dhcp.Lease{}, fmt.Errorf("%s for %s outside pool: %w", r.IP, r.MAC, dhcp.ErrUnavailable)
@@ -474,14 +475,23 @@ func (s *Store) Ack(ctx context.Context, r dhcp.AckRequest) (dhcp.Lease, error) 
 	job := &ackJob{r: r, done: make(chan ackResult, 1)}
 	s.pendMu.Lock()
 	s.pending = append(s.pending, job)
+	lead := !s.leading
+	s.leading = true
 	s.pendMu.Unlock()
-	s.commit.Lock()
-	select {
-	case res := <-job.done: // committed in another goroutine's batch
-		s.commit.Unlock()
-		return res.l, res.err
-	default:
+	if !lead {
+		if res := <-job.done; !res.lead {
+			return res.l, res.err
+		}
 	}
+	s.lead(ctx)
+	res := <-job.done
+	return res.l, res.err
+}
+
+// lead commits the waiting ACKs in one batch, then hands the lead to the
+// first ACK that arrived meanwhile, if any. Called by the goroutine that
+// leads, whose own ACK is among those waiting.
+func (s *Store) lead(ctx context.Context) {
 	s.pendMu.Lock()
 	alone := len(s.pending) == 1
 	s.pendMu.Unlock()
@@ -495,10 +505,16 @@ func (s *Store) Ack(ctx context.Context, r dhcp.AckRequest) (dhcp.Lease, error) 
 	batch := s.pending
 	s.pending = nil
 	s.pendMu.Unlock()
+	s.commit.Lock()
 	s.runBatch(ctx, batch)
 	s.commit.Unlock()
-	res := <-job.done
-	return res.l, res.err
+	s.pendMu.Lock()
+	if len(s.pending) > 0 {
+		s.pending[0].done <- ackResult{lead: true}
+	} else {
+		s.leading = false
+	}
+	s.pendMu.Unlock()
 }
 
 // maxBatch bounds the ACKs committed in one transaction.
@@ -518,7 +534,7 @@ func (s *Store) runBatch(ctx context.Context, batch []*ackJob) {
 	}
 	results := make([]ackResult, len(batch))
 	var fx []effect
-	err := s.db.InTx(ctx, func(tx *store.Tx) error {
+	err := s.w.InTx(ctx, func(tx store.Querier) error {
 		fx = fx[:0]
 		for i, j := range batch {
 			var err error
@@ -540,19 +556,19 @@ func (s *Store) runBatch(ctx context.Context, batch []*ackJob) {
 	for _, j := range batch {
 		var l dhcp.Lease
 		var fx []effect
-		err := s.retryConflicts(ctx, func(tx *store.Tx) error {
+		err := s.retryConflicts(ctx, func(tx store.Querier) error {
 			var err error
 			l, fx, err = s.ackTx(ctx, tx, fx[:0], j.r, false)
 			return err
 		})
 		s.apply(fx, err == nil || errors.Is(err, dhcp.ErrUnavailable))
-		j.done <- ackResult{l, err}
+		j.done <- ackResult{l: l, err: err}
 	}
 }
 
 // ackTx is one ACK inside a transaction. ErrUnavailable writes nothing.
 // With fast, a pool ACK is first tried from the in-memory index (ackFast).
-func (s *Store) ackTx(ctx context.Context, tx *store.Tx, fx []effect, r dhcp.AckRequest, fast bool) (dhcp.Lease, []effect, error) {
+func (s *Store) ackTx(ctx context.Context, tx store.Querier, fx []effect, r dhcp.AckRequest, fast bool) (dhcp.Lease, []effect, error) {
 	if fast && !r.Static {
 		if l, out, ok, err := s.ackFast(ctx, tx, fx, r); ok {
 			return l, out, err
@@ -589,7 +605,7 @@ var errStale = errors.New("lease index out of date")
 // missed fails on the table's unique keys. ok is false when the index
 // gives no fast answer (the address is held by another client): the
 // reading path decides, nothing is written.
-func (s *Store) ackFast(ctx context.Context, tx *store.Tx, fx []effect, r dhcp.AckRequest) (l dhcp.Lease, out []effect, ok bool, err error) {
+func (s *Store) ackFast(ctx context.Context, tx store.Querier, fx []effect, r dhcp.AckRequest) (l dhcp.Lease, out []effect, ok bool, err error) {
 	mac := r.MAC.String()
 	now := s.cfg.Now()
 	s.mu.Lock()
@@ -606,14 +622,14 @@ func (s *Store) ackFast(ctx context.Context, tx *store.Tx, fx []effect, r dhcp.A
 	}
 	ip := r.IP.String()
 	if held && !mine {
-		res, err := tx.Stmt(ctx, s.stmt.reclaimExact).ExecContext(ctx, ip, holder.MAC.String(), holder.Expires.Unix())
+		res, err := tx.Exec(ctx, reclaimExactQ, ip, holder.MAC.String(), holder.Expires.Unix())
 		if err := one(res, err); err != nil {
 			return dhcp.Lease{}, fx, true, fmt.Errorf("reclaim %s: %w", r.IP, err)
 		}
 		fx = append(fx, effect{del: r.IP})
 	}
 	if have && cur.IP != r.IP {
-		if _, err := tx.Stmt(ctx, s.stmt.dropOld).ExecContext(ctx, cur.IP.String(), mac); err != nil {
+		if _, err := tx.Exec(ctx, dropOldQ, cur.IP.String(), mac); err != nil {
 			return dhcp.Lease{}, fx, true, fmt.Errorf("drop old lease of %s: %w", mac, err)
 		}
 		fx = append(fx, effect{del: cur.IP})
@@ -624,12 +640,12 @@ func (s *Store) ackFast(ctx context.Context, tx *store.Tx, fx []effect, r dhcp.A
 	}
 	exp := now.Add(r.LeaseTime)
 	if mine {
-		res, err := tx.Stmt(ctx, s.stmt.updateMine).ExecContext(ctx, host, string(dhcp.StateBound), exp.Unix(), now.Unix(), ip, mac)
+		res, err := tx.Exec(ctx, updateMineQ, host, string(dhcp.StateBound), exp.Unix(), now.Unix(), ip, mac)
 		err = one(res, err)
 		if err != nil {
 			return dhcp.Lease{}, fx, true, fmt.Errorf("lease %s to %s: %w", r.IP, mac, err)
 		}
-	} else if _, err := tx.Stmt(ctx, s.stmt.insert).ExecContext(ctx, ip, mac, host, string(dhcp.StateBound), exp.Unix(), now.Unix()); err != nil {
+	} else if _, err := tx.Exec(ctx, insertQ, ip, mac, host, string(dhcp.StateBound), exp.Unix(), now.Unix()); err != nil {
 		return dhcp.Lease{}, fx, true, fmt.Errorf("lease %s to %s: %w", r.IP, mac, err)
 	}
 	l = dhcp.Lease{IP: r.IP, MAC: r.MAC, Hostname: host, State: dhcp.StateBound, Expires: exp}

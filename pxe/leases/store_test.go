@@ -1,12 +1,18 @@
 package leases
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -403,6 +409,174 @@ func TestIndexFollowsOtherWriters(t *testing.T) {
 		}
 		if l := mustLease(t, cli, mac(5)); l.IP != first {
 			t.Fatalf("the other server's lease: %+v", l)
+		}
+	})
+}
+
+// TestAckedLeasesSurviveCrash: a process acknowledging leases from many
+// goroutines at once (group commits on the store's own connection) is
+// killed (SIGKILL) in the middle; every lease whose ACK returned before
+// the kill is in the database afterwards. The child is this test binary
+// run again with leasesCrashChild set.
+func TestAckedLeasesSurviveCrash(t *testing.T) {
+	if path := os.Getenv(leasesCrashChild); path != "" {
+		crashChild(path)
+		return
+	}
+	path := filepath.Join(t.TempDir(), "ironbark.db")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestAckedLeasesSurviveCrash$")
+	cmd.Env = append(os.Environ(), leasesCrashChild+"="+path)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	// Kill it once it has acknowledged a few hundred leases, while its
+	// goroutines go on committing.
+	acked := map[string]string{} // MAC -> address
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		m, ip, ok := strings.Cut(sc.Text(), " ")
+		if !ok {
+			t.Fatalf("child said %q", sc.Text())
+		}
+		acked[m] = ip
+		if len(acked) == 400 {
+			if err := cmd.Process.Kill(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	_ = cmd.Wait() // killed
+	if len(acked) < 400 {
+		t.Fatalf("child acknowledged %d leases before it ended, want 400 (stderr above)", len(acked))
+	}
+	db, err := store.Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ls := newLeases(t, db, crashPool, &clock{t: time.Now()})
+	all, err := ls.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]string{}
+	seen := map[netip.Addr]bool{}
+	for _, l := range all {
+		if seen[l.IP] {
+			t.Fatalf("%s bound twice", l.IP)
+		}
+		seen[l.IP] = true
+		have[l.MAC.String()] = l.IP.String()
+	}
+	for m, ip := range acked {
+		if have[m] != ip {
+			t.Errorf("%s was acknowledged %s before the crash; after it the database has %q", m, ip, have[m])
+		}
+	}
+	t.Logf("%d leases acknowledged before the kill, %d in the database after", len(acked), len(all))
+}
+
+const leasesCrashChild = "IRONBARK_LEASES_CRASH_CHILD"
+
+var crashPool = dhcp.Pool{Start: netip.MustParseAddr("10.20.0.1"), End: netip.MustParseAddr("10.20.255.254")}
+
+// crashChild acknowledges new leases from 32 goroutines until killed,
+// printing "MAC IP" once each Ack has returned.
+func crashChild(path string) {
+	ctx := context.Background()
+	db, err := store.Open(ctx, path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	ls, err := New(ctx, db, Config{Pool: crashPool})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	var mu sync.Mutex
+	var next atomic.Int32
+	var wg sync.WaitGroup
+	for range 32 {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1))
+				if i >= crashPool.Size() {
+					return
+				}
+				o, err := ls.Offer(ctx, dhcp.OfferRequest{MAC: mac(i)})
+				if err == nil {
+					_, err = ls.Ack(ctx, dhcp.AckRequest{MAC: mac(i), IP: o.IP, LeaseTime: time.Hour})
+				}
+				if err != nil {
+					fmt.Fprintln(os.Stderr, err)
+					os.Exit(1)
+				}
+				mu.Lock()
+				fmt.Printf("%s %s\n", mac(i), o.IP)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// TestAckRaces: two clients ask for each address at the same moment
+// (no offers, so nothing in memory tells them apart: the batch writes
+// both, the table's key refuses the second, and the batch is redone ACK
+// by ACK). Exactly one of each pair gets the address, the other a
+// refusal, and the table agrees.
+func TestAckRaces(t *testing.T) {
+	storetest.Each(t, Migrations(), func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		pool := dhcp.Pool{Start: netip.MustParseAddr("10.9.3.1"), End: netip.MustParseAddr("10.9.3.64")}
+		ls := newLeases(t, db, pool, &clock{t: time.Unix(1_800_000_000, 0)})
+		const addrs = 64
+		won := make([][2]bool, addrs)
+		var wg sync.WaitGroup
+		for i := range addrs {
+			for k := range 2 {
+				wg.Go(func() {
+					m := mac(1000*k + i)
+					_, err := ls.Ack(ctx, dhcp.AckRequest{MAC: m, IP: pool.Nth(i), LeaseTime: time.Hour})
+					switch {
+					case err == nil:
+						won[i][k] = true
+					case !errors.Is(err, dhcp.ErrUnavailable):
+						t.Errorf("%s for %s: %v", pool.Nth(i), m, err)
+					}
+				})
+			}
+		}
+		wg.Wait()
+		for i, w := range won {
+			if w[0] == w[1] {
+				t.Errorf("%s: won by both or neither (%v)", pool.Nth(i), w)
+			}
+		}
+		all, err := ls.List(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(all) != addrs {
+			t.Fatalf("%d rows, want %d", len(all), addrs)
+		}
+		for i, l := range all {
+			k := 0
+			if won[i][1] {
+				k = 1
+			}
+			if l.IP != pool.Nth(i) || l.MAC.String() != mac(1000*k+i).String() || l.State != dhcp.StateBound {
+				t.Errorf("row %d: %+v, want %s bound to %s", i, l, pool.Nth(i), mac(1000*k+i))
+			}
 		}
 	})
 }

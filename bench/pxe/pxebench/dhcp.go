@@ -83,12 +83,12 @@ func benchDHCP(ctx context.Context, e *env, o options) error {
 		return nil
 	}
 	if err := add("ironbark", o.dhcpRounds, func(ln *lab.LabNet, dir string) (*lab.Process, error) {
-		return startIronbark(e, ln, pool, dir, false, o), nil
+		return startIronbark(e, ln, pool, dir, "", false, o), nil
 	}); err != nil {
 		return err
 	}
 	if err := add("ironbark-fsync", o.dhcpRounds, func(ln *lab.LabNet, dir string) (*lab.Process, error) {
-		return startIronbark(e, ln, pool, dir, true, o), nil
+		return startIronbark(e, ln, pool, dir, "", true, o), nil
 	}); err != nil {
 		return err
 	}
@@ -96,6 +96,13 @@ func benchDHCP(ctx context.Context, e *env, o options) error {
 		return startKea(e, ln, pool, dir), nil
 	}); err != nil {
 		return err
+	}
+	if o.dhcpBaseline != "" {
+		if err := add("baseline", o.dhcpRounds, func(ln *lab.LabNet, dir string) (*lab.Process, error) {
+			return startIronbark(e, ln, pool, dir, o.dhcpBaseline, false, o), nil
+		}); err != nil {
+			return err
+		}
 	}
 	if o.dnsmasq {
 		// dnsmasq is 10-50 times slower: one round.
@@ -225,10 +232,14 @@ func startKea(e *env, ln *lab.LabNet, pool dhcp.Pool, dir string) *lab.Process {
 // (NORMAL) survives a process crash but may lose the last commits on
 // power loss, like Kea's memfile, which writes each change to its file
 // without fsync.
-func startIronbark(e *env, ln *lab.LabNet, pool dhcp.Pool, dir string, fsync bool, o options) *lab.Process {
+// bin is the pxebench binary whose server runs ("": this one).
+func startIronbark(e *env, ln *lab.LabNet, pool dhcp.Pool, dir, bin string, fsync bool, o options) *lab.Process {
 	self, err := os.Executable()
 	if err != nil {
 		e.Fatalf("%v", err)
+	}
+	if bin != "" {
+		self = bin
 	}
 	args := []string{"-serve-dhcp", ln.Bridge, "-serve-dhcp-addr", ln.Addr.String(),
 		"-serve-dhcp-pool", pool.Start.String() + "-" + pool.End.String(), "-serve-dhcp-db", filepath.Join(dir, "ironbark.db")}
@@ -283,17 +294,11 @@ func serveDHCP(ctx context.Context, iface, addr, poolRange, dbPath string, fsync
 		return err
 	}
 	defer db.Close()
-	if fsync {
-		// PRAGMA synchronous is per connection: use one.
-		db.SQL().SetMaxOpenConns(1)
-		if _, err := db.SQL().ExecContext(ctx, "PRAGMA synchronous=FULL"); err != nil {
-			return err
-		}
-	}
-	ls, err := leases.New(ctx, db, leases.Config{Pool: pool})
+	ls, err := leases.New(ctx, db, leases.Config{Pool: pool, SyncCommits: fsync})
 	if err != nil {
 		return err
 	}
+	defer ls.Close()
 	level := slog.LevelWarn
 	if verbose {
 		level = slog.LevelInfo
