@@ -30,10 +30,7 @@ n=0
 until ip link show eth0 >/dev/null 2>&1 || [ $n -gt 100 ]; do n=$((n+1)); sleep 0.2; done
 ip link set lo up
 udhcpc -i eth0 -s /udhcpc.sh -q -f -n -t 30 -T 3 || echo "udhcpc failed"
-# busybox wget segfaults in this PV guest (udhcpc and nc do not): plain
-# HTTP over nc asks the metadata service.
-md() { printf 'GET /latest/meta-data/%s HTTP/1.0\r\nHost: 169.254.169.254\r\n\r\n' "$1" |
-	nc -w 20 169.254.169.254 80 | tr -d '\r' | sed '1,/^$/d'; }
+` + GuestMetadataShell + `
 echo "INSTANCE-ID=$(md instance-id)"
 ud=$(printf 'GET /latest/user-data HTTP/1.0\r\nHost: 169.254.169.254\r\n\r\n' | nc -w 20 169.254.169.254 80 | tr -d '\r')
 case "$ud" in
@@ -44,6 +41,13 @@ exec sleep 1000000
 `
 	return DHCPGuestInitramfs(t, filepath.Join(dir, "initrd-xen.gz"), k, initScript, "xen_netfront")
 }
+
+// GuestMetadataShell defines md PATH in a guest's busybox shell: it
+// prints the metadata service's answer for latest/meta-data/PATH. The
+// lab's static busybox wget segfaults in these guests (udhcpc and nc do
+// not), so it is plain HTTP over nc.
+const GuestMetadataShell = `md() { printf 'GET /latest/meta-data/%s HTTP/1.0\r\nHost: 169.254.169.254\r\n\r\n' "$1" |
+	nc -w 20 169.254.169.254 80 | tr -d '\r' | sed '1,/^$/d'; }`
 
 // DHCPGuestInitramfs writes a busybox initramfs whose init is initScript,
 // with /udhcpc.sh (configures eth0 and prints "IP=<address>") and the
