@@ -9,6 +9,8 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"ironbark/internal/nodeapi"
@@ -50,6 +52,13 @@ func TapName(instanceID string) string {
 // always finds its own node's router and metadata service, whichever
 // node answers fastest elsewhere (Eucalyptus' EDGE mode did the same with
 // ebtables).
+//
+// An instance's packets to the metadata address are the node's whatever
+// their Ethernet destination: a SYSTEM-mode instance's default route is
+// the cluster network's router, not this node, so the filter turns such a
+// frame to the bridge itself (ether daddr set to the bridge's MAC, packet
+// type host), where the agent's metadata service answers it. The node
+// answers from its own address on the cluster network.
 type guestFilter struct {
 	conn    *nftables.Conn
 	table   *nftables.Table
@@ -58,7 +67,8 @@ type guestFilter struct {
 	forward *nftables.Chain // frames bridged between ports
 	output  *nftables.Chain // frames the node itself sends out of a port
 	bridge  string
-	last    string // the instance set and shared addresses the rules were made for
+	nl      *netlink.Handle // in the bridge's namespace: its MAC
+	last    string          // the instance set, shared addresses and bridge MAC the rules were made for
 }
 
 // newGuestFilter makes (replacing a killed agent's) the bridge's table in
@@ -72,7 +82,15 @@ func newGuestFilter(bridge string, nsfd int) (*guestFilter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nftables: %w", err)
 	}
-	g := &guestFilter{conn: c, bridge: bridge,
+	h := netns.None()
+	if nsfd > 0 {
+		h = netns.NsHandle(nsfd)
+	}
+	nl, err := netlink.NewHandleAt(h)
+	if err != nil {
+		return nil, fmt.Errorf("netlink: %w", err)
+	}
+	g := &guestFilter{conn: c, bridge: bridge, nl: nl,
 		table: &nftables.Table{Family: nftables.TableFamilyBridge, Name: guestFilterPrefix + bridge}}
 	c.AddTable(g.table)
 	c.DelTable(g.table)
@@ -86,9 +104,23 @@ func newGuestFilter(bridge string, nsfd int) (*guestFilter, error) {
 	g.output = c.AddChain(&nftables.Chain{Name: "uplink-output", Table: g.table, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityRef(-200)})
 	if err := c.Flush(); err != nil {
+		nl.Close()
 		return nil, fmt.Errorf("nftables bridge table for %s: %w", bridge, err)
 	}
 	return g, nil
+}
+
+// bridgeMAC is the bridge's MAC now: a bridge without one set takes its
+// lowest port's, so it can change as instances come and go.
+func (g *guestFilter) bridgeMAC() (net.HardwareAddr, error) {
+	l, err := g.nl.LinkByName(g.bridge)
+	if err != nil {
+		return nil, fmt.Errorf("bridge %s: %w", g.bridge, err)
+	}
+	if mac := l.Attrs().HardwareAddr; len(mac) == 6 {
+		return mac, nil
+	}
+	return nil, fmt.Errorf("bridge %s has no Ethernet address", g.bridge)
 }
 
 // sync makes the rules match the instances and the shared addresses
@@ -111,6 +143,11 @@ func (g *guestFilter) sync(specs []nodeapi.InstanceSpec, shared []netip.Addr) er
 		keys = append(keys, TapName(s.InstanceID)+"/"+mac.String()+"/"+ip.String())
 	}
 	sort.Strings(keys)
+	brMAC, err := g.bridgeMAC()
+	if err != nil {
+		return err
+	}
+	keys = append(keys, "bridge/"+brMAC.String())
 	for _, a := range shared {
 		if a.Is4() {
 			keys = append(keys, "shared/"+a.String())
@@ -162,6 +199,14 @@ func (g *guestFilter) sync(specs []nodeapi.InstanceSpec, shared []netip.Addr) er
 		port := g.metaIs(expr.MetaKeyIIFNAME, ifname(x.tap))
 		zero := []byte{0, 0, 0, 0}
 		add(port, payload(expr.PayloadBaseLLHeader, 6, expr.CmpOpNeq, x.mac), verdict(expr.VerdictDrop))
+		// To the metadata address, through whichever router: this node's.
+		add(port, etherType(unix.ETH_P_IP), payload(expr.PayloadBaseNetworkHeader, 12, expr.CmpOpEq, x.ip.AsSlice()),
+			payload(expr.PayloadBaseNetworkHeader, 16, expr.CmpOpEq, MetadataAddr.AsSlice()),
+			[]expr.Any{&expr.Immediate{Register: 1, Data: brMAC},
+				&expr.Payload{OperationType: expr.PayloadWrite, SourceRegister: 1, Base: expr.PayloadBaseLLHeader, Offset: 0, Len: 6},
+				&expr.Immediate{Register: 1, Data: []byte{unix.PACKET_HOST}},
+				&expr.Meta{Key: expr.MetaKeyPKTTYPE, SourceRegister: true, Register: 1}},
+			verdict(expr.VerdictAccept))
 		add(port, etherType(unix.ETH_P_IP), payload(expr.PayloadBaseNetworkHeader, 12, expr.CmpOpEq, x.ip.AsSlice()), verdict(expr.VerdictAccept))
 		add(port, etherType(unix.ETH_P_IP), payload(expr.PayloadBaseNetworkHeader, 12, expr.CmpOpEq, zero), verdict(expr.VerdictAccept))
 		add(port, etherType(unix.ETH_P_ARP), payload(expr.PayloadBaseNetworkHeader, 14, expr.CmpOpEq, x.ip.AsSlice()), verdict(expr.VerdictAccept))
@@ -179,6 +224,7 @@ func (g *guestFilter) sync(specs []nodeapi.InstanceSpec, shared []netip.Addr) er
 
 // close removes the table.
 func (g *guestFilter) close() error {
+	g.nl.Close()
 	g.conn.DelTable(g.table)
 	return g.conn.Flush()
 }

@@ -280,3 +280,59 @@ func TestSharedAddrsStayLocal(t *testing.T) {
 		}
 	}
 }
+
+// TestMetadataBehindRouter: a SYSTEM-mode instance's default route is the
+// cluster network's router, not the node; its packets to the metadata
+// address still reach this node's metadata service (the bridge filter
+// turns them to the bridge), and the router never sees them.
+func TestMetadataBehindRouter(t *testing.T) {
+	lab.Require(t, "ip")
+	n := lab.NewLabNet(t, "") // the node's own address on the cluster network
+	subnet := n.Addr.Masked()
+	host := func(i int) netip.Addr {
+		a := subnet.Addr()
+		for range i {
+			a = a.Next()
+		}
+		return a
+	}
+	spec := nodeapi.InstanceSpec{InstanceID: "i-00000000000c0004", MAC: "52:54:00:c0:00:04", PrivateIP: host(20).String(),
+		Desired: nodeapi.StateRunning, Network: &nodeapi.InstanceNetwork{Mode: nodeapi.ModeSystem, Subnet: subnet.String()}}
+	g := newGuest(t, n, spec)
+	// The cluster's router, on the same bridge; it routes nothing.
+	router := lab.NewNetNS(t)
+	routerPort := n.NS.Link(t, n.Bridge, router)
+	router.AddAddr(t, routerPort, netip.PrefixFrom(host(200), subnet.Bits()))
+	// The instance's routes as the cluster's DHCP server gives them: the
+	// default route through the router, no route of its own to the
+	// metadata address.
+	h := g.ns.Netlink()
+	l, err := h.LinkByName(g.port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.RouteDel(&netlink.Route{LinkIndex: l.Attrs().Index, Scope: netlink.SCOPE_LINK,
+		Dst: &net.IPNet{IP: MetadataAddr.AsSlice(), Mask: net.CIDRMask(32, 32)}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: host(200).AsSlice()}); err != nil {
+		t.Fatal(err)
+	}
+	src := netip.MustParseAddr(spec.PrivateIP)
+	if id, err := g.metadata(src); err == nil {
+		t.Fatalf("before the agent runs, the router answered the metadata address: %q", id)
+	}
+
+	serveBridge(t, n, spec)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		id, err := g.metadata(src)
+		if err == nil && id == spec.InstanceID {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the instance behind a router never reached its node's metadata service: %q, %v", id, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}

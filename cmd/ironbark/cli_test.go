@@ -223,7 +223,7 @@ func TestREADMECommandLines(t *testing.T) {
 		rest, _, _ = strings.Cut(rest, " 2>")                    // of stderr
 		rest, _, _ = strings.Cut(rest, " | ")                    // a pipe
 		rest = strings.TrimSuffix(strings.TrimSpace(rest), " &") // run in the background
-		args := strings.Fields(rest)
+		args := shellFields(rest)
 		c, after := lookup(commands(), args)
 		if c == nil && !prompted {
 			continue
@@ -240,4 +240,36 @@ func TestREADMECommandLines(t *testing.T) {
 	if n < 20 {
 		t.Fatalf("only %d command lines found in README.md", n)
 	}
+}
+
+// shellFields splits a command line into words as sh would for quoting:
+// a '...' or "..." string (a "$(...)" in it too) is part of one word.
+func shellFields(s string) []string {
+	var out []string
+	var w strings.Builder
+	in, quote := false, byte(0)
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case quote != 0 && c == quote:
+			quote = 0
+		case quote != 0:
+			w.WriteByte(c)
+		case c == '\'' || c == '"':
+			quote, in = c, true
+		case c == ' ' || c == '\t':
+			if in {
+				out = append(out, w.String())
+				w.Reset()
+				in = false
+			}
+		default:
+			w.WriteByte(c)
+			in = true
+		}
+	}
+	if in {
+		out = append(out, w.String())
+	}
+	return out
 }

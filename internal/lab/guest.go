@@ -14,8 +14,9 @@ const XenGuestMarker = "IRONBARK-XEN-GUEST-DONE"
 // XenGuestInitramfs writes dir/initrd-xen.gz, a busybox ramdisk for a Xen
 // PV guest (the console is hvc0, the NIC xen-netfront) booted with the
 // guest kernel k: it takes an address by DHCP, asks the metadata service
-// for its instance id, prints "IP=...", "INSTANCE-ID=..." and
-// XenGuestMarker on its console, and idles.
+// for its instance id, prints "IP=...", "INSTANCE-ID=...", runs its user
+// data with sh when it has some (its output on the console too), prints
+// XenGuestMarker, and idles.
 func XenGuestInitramfs(t testing.TB, dir string, k *Kernel) string {
 	t.Helper()
 	initScript := `#!/bin/busybox sh
@@ -29,16 +30,24 @@ n=0
 until ip link show eth0 >/dev/null 2>&1 || [ $n -gt 100 ]; do n=$((n+1)); sleep 0.2; done
 ip link set lo up
 udhcpc -i eth0 -s /udhcpc.sh -q -f -n -t 30 -T 3 || echo "udhcpc failed"
-# busybox wget segfaults in this PV guest (udhcpc and nc do not): plain
-# HTTP over nc asks the metadata service.
-md() { printf 'GET /latest/meta-data/%s HTTP/1.0\r\nHost: 169.254.169.254\r\n\r\n' "$1" |
-	nc -w 20 169.254.169.254 80 | tr -d '\r' | sed '1,/^$/d'; }
+` + GuestMetadataShell + `
 echo "INSTANCE-ID=$(md instance-id)"
+ud=$(printf 'GET /latest/user-data HTTP/1.0\r\nHost: 169.254.169.254\r\n\r\n' | nc -w 20 169.254.169.254 80 | tr -d '\r')
+case "$ud" in
+"HTTP/1."?" 200"*) echo "$ud" | sed '1,/^$/d' >/tmp/user-data; sh /tmp/user-data ;;
+esac
 echo ` + XenGuestMarker + `
 exec sleep 1000000
 `
 	return DHCPGuestInitramfs(t, filepath.Join(dir, "initrd-xen.gz"), k, initScript, "xen_netfront")
 }
+
+// GuestMetadataShell defines md PATH in a guest's busybox shell: it
+// prints the metadata service's answer for latest/meta-data/PATH. The
+// lab's static busybox wget segfaults in these guests (udhcpc and nc do
+// not), so it is plain HTTP over nc.
+const GuestMetadataShell = `md() { printf 'GET /latest/meta-data/%s HTTP/1.0\r\nHost: 169.254.169.254\r\n\r\n' "$1" |
+	nc -w 20 169.254.169.254 80 | tr -d '\r' | sed '1,/^$/d'; }`
 
 // DHCPGuestInitramfs writes a busybox initramfs whose init is initScript,
 // with /udhcpc.sh (configures eth0 and prints "IP=<address>") and the

@@ -134,3 +134,22 @@ func TestReapStale(t *testing.T) {
 		t.Fatal("process in the stale namespace was not killed")
 	}
 }
+
+// TestTaggedARP: a host behind the bridge answers an untagged ARP request
+// (its reply seen untagged), and not one tagged with a VLAN it is not on.
+func TestTaggedARP(t *testing.T) {
+	Require(t, "ip")
+	ln := NewLabNet(t, "")
+	other := NewNetNS(t)
+	far := ln.NS.Link(t, ln.Bridge, other)
+	peer := ln.Addr.Addr().Next()
+	other.AddAddr(t, far, netip.PrefixFrom(peer, ln.Addr.Bits()))
+	tags, err := ln.NS.TaggedARP(ln.Bridge, 0, ln.Addr.Addr(), peer, time.Second)
+	if err != nil || len(tags) != 1 || tags[0] != 0 {
+		t.Fatalf("untagged: replies %v (%v), want one untagged", tags, err)
+	}
+	tags, err = ln.NS.TaggedARP(ln.Bridge, 42, ln.Addr.Addr(), peer, time.Second)
+	if err != nil || len(tags) != 0 {
+		t.Fatalf("VLAN 42: replies %v (%v), want none", tags, err)
+	}
+}

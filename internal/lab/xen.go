@@ -22,6 +22,8 @@ var Dom0Packages = []string{
 	"xen-hypervisor-4.17-amd64", "xen-utils-4.17", "linux-image-amd64",
 	"libvirt-daemon-driver-xen", "libvirt-clients", "qemu-utils",
 	"kmod", "iproute2", "mount", "procps",
+	// nft: tests read the node's ruleset (an operator would too).
+	"nftables",
 }
 
 // Dom0 is a Debian root for a Xen dom0, built once with mmdebstrap and

@@ -46,6 +46,8 @@ type Conn struct {
 	closed bool
 
 	commits int            // since the last background checkpoint started
+	total   uint64         // commits ever (the quiet timer compares it)
+	quiet   *time.Timer    // armed while commits wait for a checkpoint
 	ckpt    chan struct{}  // holds a token while a checkpoint runs
 	ckptWG  sync.WaitGroup // Close waits for it
 }
@@ -76,6 +78,10 @@ func (c *Conn) Close() error {
 	c.mu.Lock()
 	c.closed = true
 	c.drop()
+	if c.quiet != nil {
+		c.quiet.Stop()
+		c.quiet = nil
+	}
 	c.mu.Unlock()
 	c.ckptWG.Wait()
 	c.db.mu.Lock()
@@ -211,38 +217,64 @@ func (c *Conn) inTxOnce(ctx context.Context, fn func(Querier) error) error {
 	}
 	if c.db.engine == SQLite {
 		c.commits++
+		c.total++
 		if c.commits >= ckptEvery {
 			c.checkpointLater()
+		} else if c.quiet == nil {
+			c.armQuiet()
 		}
 	}
 	return nil
 }
 
 // A background checkpoint starts after every ckptEvery commits, when
-// none is running. A PASSIVE checkpoint copies to the database what the
-// WAL holds when it starts, while the writer goes on appending; the WAL
-// starts over from its beginning only when a write begins with all of it
-// copied, which a steady stream of commits may never allow: past
-// walLimit frames (4 KiB each) the checkpoint holds the write slot, so
-// that it catches up and the next commit restarts the WAL.
+// none is running, and once the commits pause for ckptQuiet. A PASSIVE
+// checkpoint copies to the database what the WAL holds when it starts,
+// while the writer goes on appending; the WAL starts over from its
+// beginning only when a write begins with all of it copied, which a
+// stream of commits does not allow: the checkpoint after a pause is the
+// one that completes, so that the WAL restarts with the next burst
+// instead of growing through all of them (writing over its own blocks
+// instead of extending the file). Past walLimit frames (4 KiB each) a
+// checkpoint holds the write slot, so that it completes even under
+// commits that never pause.
 const (
 	ckptEvery = 64
+	ckptQuiet = 100 * time.Millisecond
 	walLimit  = 16384
 )
 
-// checkpointLater starts a background checkpoint unless one runs.
-// Called with c.mu held.
+// armQuiet starts the timer that checkpoints once no commit has come
+// for ckptQuiet. Called with c.mu held.
+func (c *Conn) armQuiet() {
+	seen := c.total
+	c.quiet = time.AfterFunc(ckptQuiet, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.quiet = nil
+		switch {
+		case c.closed || c.commits == 0:
+		case c.total != seen:
+			c.armQuiet() // still committing: look again later
+		default:
+			c.checkpointLater()
+		}
+	})
+}
+
+// checkpointLater starts a background checkpoint unless one runs (when
+// it ends, it arms the quiet timer if commits came meanwhile). Called
+// with c.mu held.
 func (c *Conn) checkpointLater() {
 	select {
 	case c.ckpt <- struct{}{}:
 	default:
-		return // one is running: it is counted from when it ends
+		return
 	}
 	c.commits = 0
 	c.ckptWG.Add(1)
 	go func() {
 		defer c.ckptWG.Done()
-		defer func() { <-c.ckpt }()
 		ctx := context.Background()
 		frames, err := c.db.checkpoint(ctx)
 		if err == nil && frames > walLimit {
@@ -251,6 +283,12 @@ func (c *Conn) checkpointLater() {
 				release()
 			}
 		}
+		c.mu.Lock()
+		<-c.ckpt
+		if c.commits > 0 && c.quiet == nil && !c.closed {
+			c.armQuiet()
+		}
+		c.mu.Unlock()
 	}()
 }
 

@@ -103,7 +103,9 @@ const systemMarker = "IRONBARK-SYSTEM-DONE"
 // controller recorded); the node's bridge has the node's own address on
 // that network, .3, so the agent's DHCP server runs there too, and the
 // agent must leave the instance to dnsmasq. dnsmasq answers a second
-// late: an agent answering would win.
+// late: an agent answering would win. The guest reads its instance ID from
+// the metadata address through its default route, the router: the node's
+// bridge filter brings it to the node's metadata service.
 func TestSystemModeQemuGuest(t *testing.T) {
 	e := setup(t, nil)
 	lab.Require(t, "dnsmasq")
@@ -126,7 +128,11 @@ func TestSystemModeQemuGuest(t *testing.T) {
 		t.Fatalf("enslave %s to %s: %v: %s", root, e.bridge, err, out)
 	}
 
-	eri := e.dhcpGuest(t, "systemguest", "echo "+systemMarker)
+	// Its default route is the cluster network's router: the node's
+	// bridge filter still brings the metadata address to the node.
+	eri := e.dhcpGuest(t, "systemguest", lab.GuestMetadataShell+`
+echo "INSTANCE-ID=$(md instance-id)"
+echo `+systemMarker)
 	e.startAgent(t, e.token(t))
 	e.waitZone(t)
 	id := e.run(t, e.machineImage(t, eri))
@@ -154,5 +160,8 @@ func TestSystemModeQemuGuest(t *testing.T) {
 			lease, ip, router, node.Addr(), con[max(0, len(con)-2000):])
 	}
 	t.Logf("guest: %s", lease[0])
+	if !bytes.Contains(con, []byte("INSTANCE-ID="+id)) {
+		t.Fatalf("the guest behind the cluster's router did not read its metadata (want INSTANCE-ID=%s); console tail:\n%s", id, con[max(0, len(con)-2000):])
+	}
 	e.terminate(t, id)
 }

@@ -37,43 +37,9 @@ const (
 // returns from xenconsoled's log; terminate leaves no domain, disk or
 // console log in dom0.
 func TestXenNode(t *testing.T) {
-	lab.Require(t, "qemu-system-x86_64", "qemu-img", "busybox", "ip")
-	dom0 := lab.XenDom0(t)
-	k := lab.GuestKernel(t)
-	n := lab.NewLabNet(t, "")
-	work := t.TempDir()
-	e := &env{state: filepath.Join(work, "node"), instanceSubnet: n.Addr.Masked().String()}
-	e.listen = func(addr string) (ln net.Listener, err error) {
-		addr = strings.Replace(addr, "127.0.0.1", n.Addr.Addr().String(), 1)
-		err = n.NS.Do(func() error { ln, err = net.Listen("tcp", addr); return err })
-		return ln, err
-	}
-	e.bin = buildAgent(t, work)
-	var err error
-	if e.blobs, err = blobstore.Open(filepath.Join(work, "blobs")); err != nil {
-		t.Fatal(err)
-	}
-	e.startController(t, work, e.blobs.HandlerAt(nodeapi.PathBlobs))
-	e.kernel = e.register(t, controller.KindKernel, "cloud-kernel", k.Vmlinuz)
-	eri := e.register(t, controller.KindRamdisk, "xenguest", lab.XenGuestInitramfs(t, work, k))
-
-	nodeAddr := netip.PrefixFrom(n.Addr.Addr().Next(), n.Addr.Bits())
-	node := lab.StartXenNode(t, lab.XenNodeConfig{
-		Dom0: dom0, Net: n, Dir: work, Addr: nodeAddr,
-		Files: []initramfs.File{{Path: "usr/local/bin/ironbark-node", Mode: 0o755, Source: e.bin}},
-		Run: "exec ironbark-node --controller " + e.nodeURL + " --token " + e.token(t) +
-			" --libvirt xen:///system --bridge xenbr0 --state-dir /var/lib/ironbark-node" +
-			" --hostname xen-node --stop-timeout 2s --log-level debug" +
-			// dom0's root is a small overlay; instance disks are sparse.
-			" --max-disk-gib 20 2>&1",
-	})
-	t.Cleanup(func() { // before the node goes down
-		if t.Failed() {
-			t.Logf("dom0 logs:\n%s", node.Exec(t, "tail -n 40 /var/log/libvirt/libxl/*.log /var/log/xen/*.log 2>&1"))
-		}
-	})
-	node.WaitConsole(t, lab.Dom0Ready, xenBootWait)
-	e.waitZoneFor(t, xenBootWait)
+	x := startXen(t, nil)
+	e, n, node := x.env, x.net, x.node
+	eri := e.register(t, controller.KindRamdisk, "xenguest", lab.XenGuestInitramfs(t, x.work, x.kernel))
 
 	id := e.run(t, e.machineImage(t, eri))
 	out, err := e.ec2.DescribeInstances(context.Background(), &sdk.DescribeInstancesInput{InstanceIds: []string{id}})
@@ -107,6 +73,67 @@ func TestXenNode(t *testing.T) {
 	if strings.Fields(left)[0] != "0" || strings.Fields(left)[1] != "0" {
 		t.Fatalf("after terminate dom0 still has the domain or files of %s (domains, files): %q", id, left)
 	}
+}
+
+// xenEnv is a Xen node in qemu on a lab network, its agent enrolled with
+// the controller (listening on the lab network).
+type xenEnv struct {
+	*env
+	net    *lab.LabNet
+	node   *lab.XenNode
+	work   string
+	kernel *lab.Kernel // the guests' (the cloud kernel), registered as e.kernel
+	agent  string      // ironbark-node's command line in dom0, once enrolled
+}
+
+// startXen starts the controller in the lab namespace and the Xen node,
+// with ironbark-node in dom0 on xen:///system and xenbr0, and waits until
+// the node is up and enrolled. before, when set, runs once the controller
+// is up and before the node boots (cluster settings); agentArgs are more
+// of ironbark-node's flags.
+func startXen(t *testing.T, before func(e *env), agentArgs ...string) *xenEnv {
+	t.Helper()
+	lab.Require(t, "qemu-system-x86_64", "qemu-img", "busybox", "ip")
+	dom0 := lab.XenDom0(t)
+	k := lab.GuestKernel(t)
+	n := lab.NewLabNet(t, "")
+	work := t.TempDir()
+	e := &env{state: filepath.Join(work, "node"), instanceSubnet: n.Addr.Masked().String()}
+	e.listen = func(addr string) (ln net.Listener, err error) {
+		addr = strings.Replace(addr, "127.0.0.1", n.Addr.Addr().String(), 1)
+		err = n.NS.Do(func() error { ln, err = net.Listen("tcp", addr); return err })
+		return ln, err
+	}
+	e.bin = buildAgent(t, work)
+	var err error
+	if e.blobs, err = blobstore.Open(filepath.Join(work, "blobs")); err != nil {
+		t.Fatal(err)
+	}
+	e.startController(t, work, e.blobs.HandlerAt(nodeapi.PathBlobs))
+	e.kernel = e.register(t, controller.KindKernel, "cloud-kernel", k.Vmlinuz)
+	if before != nil {
+		before(e)
+	}
+
+	nodeAddr := netip.PrefixFrom(n.Addr.Addr().Next(), n.Addr.Bits())
+	agent := "ironbark-node --controller " + e.nodeURL +
+		" --libvirt xen:///system --bridge xenbr0 --state-dir /var/lib/ironbark-node" +
+		" --hostname xen-node --stop-timeout 2s --log-level debug" +
+		// dom0's root is a small overlay; instance disks are sparse.
+		" --max-disk-gib 20 " + strings.Join(agentArgs, " ")
+	node := lab.StartXenNode(t, lab.XenNodeConfig{
+		Dom0: dom0, Net: n, Dir: work, Addr: nodeAddr,
+		Files: []initramfs.File{{Path: "usr/local/bin/ironbark-node", Mode: 0o755, Source: e.bin}},
+		Run:   "exec " + agent + " --token " + e.token(t) + " 2>&1",
+	})
+	t.Cleanup(func() { // before the node goes down
+		if t.Failed() {
+			t.Logf("dom0 logs:\n%s", node.Exec(t, "tail -n 40 /var/log/libvirt/libxl/*.log /var/log/xen/*.log 2>&1"))
+		}
+	})
+	node.WaitConsole(t, lab.Dom0Ready, xenBootWait)
+	e.waitZoneFor(t, xenBootWait)
+	return &xenEnv{env: e, net: n, node: node, work: work, kernel: k, agent: agent}
 }
 
 // waitRunning waits for running and fails at once on terminated.

@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,7 +23,6 @@ import (
 
 	"ironbark/internal/lab"
 	"ironbark/internal/store"
-	"ironbark/pxe"
 	"ironbark/pxe/dhcp"
 	"ironbark/pxe/leases"
 )
@@ -276,9 +274,6 @@ func stopProcess(p *lab.Process) {
 // serveDHCP is the benchmark's ironbark DHCP server process (pxebench
 // -serve-dhcp IFACE ...), stopped by SIGINT or SIGTERM.
 func serveDHCP(ctx context.Context, iface, addr, poolRange, dbPath string, fsync, verbose bool) error {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(pxe.GCPercent) // as ironbark pxe serve does
-	}
 	prefix, err := netip.ParsePrefix(addr)
 	if err != nil {
 		return err
