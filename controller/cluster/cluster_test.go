@@ -88,19 +88,19 @@ func serve(t *testing.T, s *Service) string {
 	return "https://" + ln.Addr().String()
 }
 
-// enrollNode runs the agent's side of enrollment and returns an mTLS client.
-func enrollNode(t *testing.T, url, token string) (*nodeapi.Client, nodeapi.EnrollResponse) {
+// enrollTLS runs the agent's side of enrollment as host with capacity and
+// returns the answer and the node's mTLS configuration.
+func enrollTLS(t *testing.T, url, token, host string, capacity nodeapi.Capacity) (nodeapi.EnrollResponse, *tls.Config) {
 	t.Helper()
 	_, fp, err := nodeapi.ParseToken(token)
 	if err != nil {
 		t.Fatal(err)
 	}
 	key, _ := pki.NewKey()
-	csr, _ := pki.CSR(key, "host-a")
+	csr, _ := pki.CSR(key, host)
 	ec := nodeapi.NewClient(url, pki.PinnedTLS(fp))
 	defer ec.Close()
-	resp, err := ec.Enroll(context.Background(), nodeapi.EnrollRequest{Token: token, Hostname: "host-a", CSR: string(csr),
-		Capacity: nodeapi.Capacity{Cores: 4, MemoryMiB: 4096, DiskGiB: 100}})
+	resp, err := ec.Enroll(context.Background(), nodeapi.EnrollRequest{Token: token, Hostname: host, CSR: string(csr), Capacity: capacity})
 	if err != nil {
 		t.Fatalf("enroll: %v", err)
 	}
@@ -113,6 +113,26 @@ func enrollNode(t *testing.T, url, token string) (*nodeapi.Client, nodeapi.Enrol
 	if err != nil {
 		t.Fatal(err)
 	}
+	return resp, tc
+}
+
+// waitForPoll returns once the node's long poll waits on svc.
+func waitForPoll(svc *Service, nodeID string) {
+	for {
+		svc.mu.Lock()
+		_, waiting := svc.waiters[nodeID]
+		svc.mu.Unlock()
+		if waiting {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// enrollNode runs the agent's side of enrollment and returns an mTLS client.
+func enrollNode(t *testing.T, url, token string) (*nodeapi.Client, nodeapi.EnrollResponse) {
+	t.Helper()
+	resp, tc := enrollTLS(t, url, token, "host-a", nodeapi.Capacity{Cores: 4, MemoryMiB: 4096, DiskGiB: 100})
 	c := nodeapi.NewClient(url, tc)
 	t.Cleanup(c.Close)
 	return c, resp

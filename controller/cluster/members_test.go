@@ -17,7 +17,6 @@ import (
 
 	"ironbark/controller"
 	"ironbark/internal/nodeapi"
-	"ironbark/internal/pki"
 	"ironbark/internal/store"
 	"ironbark/internal/store/storetest"
 )
@@ -137,28 +136,7 @@ type nodeAt struct {
 
 func enrollFor(t *testing.T, url, token string) nodeAt {
 	t.Helper()
-	_, fp, err := nodeapi.ParseToken(token)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, _ := pki.NewKey()
-	csr, _ := pki.CSR(key, "host-m")
-	ec := nodeapi.NewClient(url, pki.PinnedTLS(fp))
-	defer ec.Close()
-	resp, err := ec.Enroll(context.Background(), nodeapi.EnrollRequest{Token: token, Hostname: "host-m", CSR: string(csr),
-		Capacity: nodeapi.Capacity{Cores: 16, MemoryMiB: 16384, DiskGiB: 500}})
-	if err != nil {
-		t.Fatalf("enroll: %v", err)
-	}
-	kp, _ := pki.KeyPEM(key)
-	cert, err := tls.X509KeyPair([]byte(resp.Certificate), kp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tc, err := pki.ClientTLS(cert, []byte(resp.CA))
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp, tc := enrollTLS(t, url, token, "host-m", nodeapi.Capacity{Cores: 16, MemoryMiB: 16384, DiskGiB: 500})
 	return nodeAt{id: resp.NodeID, conf: tc}
 }
 
@@ -312,15 +290,7 @@ func TestMemberDeltasAcrossControllers(t *testing.T) {
 			}
 			got <- dd
 		}()
-		for {
-			a.svc.mu.Lock()
-			_, waiting := a.svc.waiters[node.id]
-			a.svc.mu.Unlock()
-			if waiting {
-				break
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		waitForPoll(a.svc, node.id)
 		launch(a)
 		select {
 		case err := <-errc:

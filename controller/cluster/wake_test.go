@@ -114,15 +114,7 @@ func TestLongPollWakesAcrossControllers(t *testing.T) {
 		got <- d
 	}()
 	// The request waits on controller a before the launch is made.
-	for {
-		a.svc.mu.Lock()
-		_, waiting := a.svc.waiters[enrolled.NodeID]
-		a.svc.mu.Unlock()
-		if waiting {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitForPoll(a.svc, enrolled.NodeID)
 	out, err := b.ec2.RunInstances(ctx, &sdk.RunInstancesInput{ImageId: aws.String(image),
 		InstanceType: types.InstanceType("m1.small"), MinCount: aws.Int32(1), MaxCount: aws.Int32(1)})
 	if err != nil {
