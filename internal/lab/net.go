@@ -159,6 +159,23 @@ type Process struct {
 // background (exec.Cmd allows one Wait): use this, never Cmd.Wait.
 func (p *Process) Wait() { <-p.done }
 
+// Exited reports whether the process has ended.
+func (p *Process) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Kill ends the process and its group now (SIGKILL) and waits for it;
+// the test's cleanup then has nothing left to stop.
+func (p *Process) Kill() {
+	_ = syscall.Kill(-p.Cmd.Process.Pid, syscall.SIGKILL)
+	<-p.done
+}
+
 // Output is what the process wrote to stdout and stderr so far.
 func (p *Process) Output() string { return p.out.String() }
 
