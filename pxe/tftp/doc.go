@@ -16,5 +16,14 @@
 // acknowledged block, a timeout sends the window again, and a repeated
 // ACK is answered at most once per window (never in lock-step, RFC 1123).
 // Unknown options and values out of range are ignored, as RFC 2347 asks.
+//
+// A lock-step transfer (no windowsize: most PXE ROMs) is one round trip
+// per block, so its speed is the time from an ACK's arrival to the next
+// block's send. Such transfers run on a blocking socket each, sleeping
+// in recv(2) until the kernel wakes their thread, as a forking server's
+// processes do, instead of on Go's network poller (whose epoll wake-up
+// and goroutine hand-off doubled the CPU per block at one client); the
+// server keeps a P per such thread (procs.go). Windowed transfers stay
+// on the poller, where a window goes out in one sendmmsg.
 // Every transfer is logged with its client, size, options and outcome.
 package tftp

@@ -40,6 +40,13 @@ type Config struct {
 	// MaxTransfers caps the transfers running at once (default 512);
 	// requests beyond it get an error ("server busy") and retry.
 	MaxTransfers int
+	// LockStepThreads caps the lock-step transfers (no windowsize, as
+	// most PXE ROMs ask) that wait for their ACKs on a thread of their
+	// own, blocked in recv(2), like a forking server's processes; GOMAXPROCS
+	// is raised by as many while they run (see procs). Beyond it,
+	// lock-step transfers wait on Go's network poller, as windowed ones
+	// do. Default 64; negative: none.
+	LockStepThreads int
 }
 
 // GenerateFunc produces a file's content per request, e.g. a per-client
@@ -63,6 +70,8 @@ type Server struct {
 	mu        sync.RWMutex
 	mem       map[string][]byte
 	generated map[string]GenerateFunc
+
+	procs procs
 }
 
 // New opens the root directory (if any) and returns a server.
@@ -81,6 +90,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.MaxTransfers <= 0 {
 		cfg.MaxTransfers = 512
+	}
+	if cfg.LockStepThreads == 0 {
+		cfg.LockStepThreads = 64
 	}
 	cfg.MaxWindowSize = min(cfg.MaxWindowSize, maxWindowSize)
 	s := &Server{cfg: cfg, log: cfg.Logger, mem: map[string][]byte{}, generated: map[string]GenerateFunc{}}
@@ -316,18 +328,11 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string) error {
 func (s *Server) serveRead(ctx context.Context, local net.IP, remote net.UDPAddr, req request) {
 	start := time.Now()
 	log := s.log.With("file", req.filename, "client", remote.String())
-	conn, err := net.DialUDP("udp4", &net.UDPAddr{IP: local}, &remote)
-	if err != nil {
-		log.Warn("tftp transfer socket", "err", err)
-		return
-	}
-	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
-	defer stop()
-	fail := func(code uint16, msg string) { _, _ = conn.Write(errorPacket(code, msg)) }
+	// Refusals come from a socket of their own, as a transfer would.
+	refuse := func(code uint16, msg string) { s.reply(local, &remote, errorPacket(code, msg)) }
 	if req.mode != "octet" && req.mode != "netascii" {
 		log.Warn("tftp refused", "mode", req.mode)
-		fail(errIllegalOp, "mode "+req.mode+" not supported")
+		refuse(errIllegalOp, "mode "+req.mode+" not supported")
 		return
 	}
 	r, err := s.Open(ctx, req.filename, remote)
@@ -337,7 +342,7 @@ func (s *Server) serveRead(ctx context.Context, local net.IP, remote net.UDPAddr
 		if errors.Is(err, ErrBadPath) {
 			code = errAccess
 		}
-		fail(code, err.Error())
+		refuse(code, err.Error())
 		return
 	}
 	if c, ok := r.(io.Closer); ok {
@@ -359,6 +364,19 @@ func (s *Server) serveRead(ctx context.Context, local net.IP, remote net.UDPAddr
 	if neg.tsize && sized {
 		neg.oack = append(neg.oack, option{"tsize", strconv.FormatInt(size, 10)})
 	}
+	var conn link
+	if neg.window == 1 && s.procs.take(s.cfg.LockStepThreads) {
+		defer s.procs.add(-1)
+		conn, err = newBlockingLink(ctx, local, remote)
+	} else {
+		conn, err = newPollLink(ctx, local, remote)
+	}
+	if err != nil {
+		log.Warn("tftp transfer socket", "err", err)
+		return
+	}
+	defer conn.close()
+	fail := func(code uint16, msg string) { _ = conn.send(errorPacket(code, msg)) }
 	t := newTransfer(conn, src, neg, s.cfg.Timeout, s.cfg.Retries)
 	if len(neg.oack) > 0 {
 		if err := t.exchange(oackPacket(neg.oack)); err != nil {

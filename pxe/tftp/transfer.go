@@ -5,19 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"time"
-
-	"golang.org/x/net/ipv4"
 )
 
 // transfer sends one file to one client over its own connected socket
 // (the server's transfer ID), in windows of negotiated blocks (RFC 7440;
 // a window of 1 is RFC 1350's lock-step).
 type transfer struct {
-	conn    *net.UDPConn
-	batch   *ipv4.PacketConn // sendmmsg: a window in one system call
+	conn    link
 	src     io.Reader
 	blksize int
 	window  int
@@ -31,7 +27,6 @@ type transfer struct {
 	free   [][]byte
 	base   uint64 // number of blocks[0], counting from 1 without wrapping
 	eof    bool   // the final (short) block is in blocks
-	msgs   []ipv4.Message
 
 	sent, resent int // DATA packets sent; of those, sent again
 	buf          []byte
@@ -40,11 +35,11 @@ type transfer struct {
 // errClientGone is a transfer that timed out waiting for the client.
 var errClientGone = errors.New("client stopped answering")
 
-func newTransfer(conn *net.UDPConn, src io.Reader, n negotiated, timeout time.Duration, retries int) *transfer {
+func newTransfer(conn link, src io.Reader, n negotiated, timeout time.Duration, retries int) *transfer {
 	if n.timeoutSec > 0 {
 		timeout = time.Duration(n.timeoutSec) * time.Second
 	}
-	return &transfer{conn: conn, batch: ipv4.NewPacketConn(conn), src: src, blksize: n.blksize, window: n.window,
+	return &transfer{conn: conn, src: src, blksize: n.blksize, window: n.window,
 		timeout: timeout, retries: retries, base: 1, buf: make([]byte, 1500)}
 }
 
@@ -75,24 +70,8 @@ func (t *transfer) fill() error {
 // sendWindow sends every block in the window; the first resend of them
 // were sent before.
 func (t *transfer) sendWindow(resend int) error {
-	if len(t.blocks) == 1 { // lock-step: a plain send is cheaper
-		if _, err := t.conn.Write(t.blocks[0]); err != nil {
-			return fmt.Errorf("send: %w", err)
-		}
-		t.sent++
-		t.resent += resend
-		return nil
-	}
-	t.msgs = t.msgs[:0]
-	for _, b := range t.blocks {
-		t.msgs = append(t.msgs, ipv4.Message{Buffers: [][]byte{b}})
-	}
-	for msgs := t.msgs; len(msgs) > 0; {
-		n, err := t.batch.WriteBatch(msgs, 0)
-		if err != nil {
-			return fmt.Errorf("send: %w", err)
-		}
-		msgs = msgs[n:]
+	if err := t.conn.send(t.blocks...); err != nil {
+		return fmt.Errorf("send: %w", err)
 	}
 	t.sent += len(t.blocks)
 	t.resent += resend
@@ -105,7 +84,7 @@ func (t *transfer) exchange(pkt []byte) error {
 		if try > t.retries {
 			return fmt.Errorf("option acknowledgement: %w", errClientGone)
 		}
-		if _, err := t.conn.Write(pkt); err != nil {
+		if err := t.conn.send(pkt); err != nil {
 			return fmt.Errorf("send: %w", err)
 		}
 		deadline := time.Now().Add(t.timeout)
@@ -128,13 +107,9 @@ func (t *transfer) exchange(pkt []byte) error {
 // passed; a client ERROR or a dead socket is an error. Other packets are
 // skipped.
 func (t *transfer) readAck(deadline time.Time) (block uint16, ok bool, err error) {
-	if err := t.conn.SetReadDeadline(deadline); err != nil {
-		return 0, false, err
-	}
 	for {
-		n, err := t.conn.Read(t.buf)
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
+		n, timedOut, err := t.conn.recv(t.buf, deadline)
+		if timedOut {
 			return 0, false, nil
 		}
 		if err != nil {
