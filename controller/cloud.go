@@ -80,7 +80,7 @@ type Cloud struct {
 	secrets     secretCache // unsealed secrets (accesskeys.go)
 	keyUse      keyUse      // when keys last signed (accesskeys.go)
 	health      NodeHealth  // which nodes are up (failure.go); nil: all
-	memberReads memberReads // security group members, shared by the nodes woken together (members.go)
+	memberLog   memberLog   // security group membership, kept from the store's log (memberlog.go)
 	groupLists  groupLists  // parsed reservation groups (members.go)
 	takenIPs    takenIPs    // private addresses held, for launches (privateips.go)
 	// noUsage skips the usage record on launch: only benchmarks set it,

@@ -271,6 +271,9 @@ func (c *Cloud) Purge(ctx context.Context) (int, error) {
 	cutoff := c.now().Add(-c.cfg.TerminatedTTL).Unix()
 	var n int
 	err := c.db.InTx(ctx, func(tx *store.Tx) error {
+		if err := trimMemberLog(ctx, tx, c.now()); err != nil {
+			return err
+		}
 		const gone = `SELECT id FROM instances WHERE state = 'terminated' AND ended_at > 0 AND ended_at <= ?`
 		if _, err := tx.Exec(ctx, `DELETE FROM tags WHERE resource_id IN (`+gone+`)`, cutoff); err != nil {
 			return err

@@ -6,92 +6,64 @@ import (
 	"slices"
 	"sync"
 	"time"
-
-	"ironbark/internal/nodeapi"
 )
 
-// A launch into a group changes what every node enforcing the group is
-// told (the group's member addresses), so the cluster side wakes those
-// nodes together, and each rereads its desired state. Read one node at a
-// time, a group's members cost a scan of its account's instances per
-// node: a launch into an account of a thousand instances spread over a
-// hundred nodes read a hundred thousand rows. memberReads lets the nodes
-// woken together share one read per group: a node's answer may use a
-// read that started at or after the node was woken (it then sees every
-// change committed before the wake-up), and otherwise starts one that
-// the nodes woken with it can join.
-type memberReads struct {
-	mu    sync.Mutex
-	reads map[string]*memberRead // group ID -> its latest read
+// freshRuns shares a read between callers woken together: a caller needs
+// a read that started at or after its fresh time (it then sees every
+// change committed before it was woken), joins one that did, and
+// otherwise starts one that the callers arriving meanwhile can join. Reads
+// run one at a time. The zero value is ready.
+type freshRuns[T any] struct {
+	mu  sync.Mutex
+	run *freshRun[T] // the latest
 }
 
-type memberRead struct {
+type freshRun[T any] struct {
 	started time.Time
 	done    chan struct{}
-	members []string // the group's live members' addresses, sorted
-	version string   // nodeapi.MembersVersion of members
+	val     T
 	err     error
 }
 
-// maxMemberReads bounds the reads kept; past it the finished ones are
-// dropped (they only serve nodes woken before they started reading).
-const maxMemberReads = 4096
-
-// members returns the group's members and their version
-// (nodeapi.MembersVersion, computed once per read) from a read that
-// started at or after fresh, starting one with load if none did.
-func (m *memberReads) members(ctx context.Context, group string, fresh time.Time,
-	load func(ctx context.Context) ([]string, error)) ([]string, string, error) {
+// do returns the result of a run of read that started at or after fresh.
+func (f *freshRuns[T]) do(ctx context.Context, fresh time.Time, read func(context.Context) (T, error)) (T, error) {
+	var zero T
 	for {
-		m.mu.Lock()
-		if m.reads == nil {
-			m.reads = map[string]*memberRead{}
-		}
-		r := m.reads[group]
+		f.mu.Lock()
+		r := f.run
 		switch {
-		case r != nil && !r.started.Before(fresh) && !(finished(r) && r.err != nil):
+		case r != nil && !r.started.Before(fresh) && !(r.finished() && r.err != nil):
 			// Fresh enough: join it, or take what it read.
-			m.mu.Unlock()
+			f.mu.Unlock()
 			select {
 			case <-r.done:
-				return r.members, r.version, r.err
+				return r.val, r.err
 			case <-ctx.Done():
-				return nil, "", ctx.Err()
+				return zero, ctx.Err()
 			}
-		case r != nil && !finished(r):
+		case r != nil && !r.finished():
 			// Too old for this caller but still reading: wait for it,
-			// then start (or join) the next one, so the callers that
-			// arrive meanwhile share that one.
-			m.mu.Unlock()
+			// then start (or join) the next one.
+			f.mu.Unlock()
 			select {
 			case <-r.done:
 			case <-ctx.Done():
-				return nil, "", ctx.Err()
+				return zero, ctx.Err()
 			}
 			continue
 		}
-		if len(m.reads) >= maxMemberReads {
-			for g, old := range m.reads {
-				if finished(old) {
-					delete(m.reads, g)
-				}
-			}
-		}
-		r = &memberRead{started: time.Now(), done: make(chan struct{})}
-		m.reads[group] = r
-		m.mu.Unlock()
+		r = &freshRun[T]{started: time.Now(), done: make(chan struct{})}
+		f.run = r
+		f.mu.Unlock()
 		// The read is every joiner's: one caller going away does not
 		// fail the others.
-		r.members, r.err = load(context.WithoutCancel(ctx))
-		if r.err == nil {
-			r.version = nodeapi.MembersVersion(r.members)
-		}
+		r.val, r.err = read(context.WithoutCancel(ctx))
 		close(r.done)
-		return r.members, r.version, r.err
+		return r.val, r.err
 	}
 }
 
-func finished(r *memberRead) bool {
+func (r *freshRun[T]) finished() bool {
 	select {
 	case <-r.done:
 		return true

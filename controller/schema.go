@@ -233,5 +233,7 @@ ALTER TABLE accounts ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;
 		usage.Migration(),
 		// MANAGED mode's network per security group (groupnet.go).
 		groupNetMigration(),
+		// Security group membership changes, logged by triggers (memberlog.go).
+		memberChangesMigration(),
 	}
 }

@@ -3,7 +3,6 @@ package controller
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -110,59 +109,19 @@ func (c *Cloud) loadNodeRules(ctx context.Context, ids []string, byID map[string
 
 // loadMembers fills the private addresses of the peer groups' live
 // instances (an instance being terminated has left its groups) and their
-// version, each group's from a read that started at or after fresh
-// (memberReads).
+// version, from this controller's copy of the membership once it shows
+// every change committed before fresh (memberLog).
 func (c *Cloud) loadMembers(ctx context.Context, peers []string, byID map[string]*nodeapi.SecurityGroup, fresh time.Time) error {
+	if len(peers) == 0 {
+		return nil
+	}
+	if err := c.memberLog.sync(ctx, c, fresh); err != nil {
+		return err
+	}
 	for _, p := range peers {
-		ips, version, err := c.memberReads.members(ctx, p, fresh, func(ctx context.Context) ([]string, error) {
-			return c.groupMembers(ctx, p)
-		})
-		if err != nil {
-			return err
-		}
-		byID[p].Members, byID[p].MembersVersion = ips, version
+		byID[p].Members, byID[p].MembersVersion = c.memberLog.members(p)
 	}
 	return nil
-}
-
-// groupMembers reads the sorted private addresses of the group's live
-// members.
-func (c *Cloud) groupMembers(ctx context.Context, group string) ([]string, error) {
-	inAny, args, err := c.inGroups(ctx, []string{group})
-	if err != nil {
-		return nil, err
-	}
-	rows, err := c.db.Query(ctx, `SELECT i.private_ip, r.groups FROM instances i JOIN reservations r ON r.id = i.reservation_id
-		WHERE i.state <> 'terminated' AND i.desired <> 'terminated' AND i.private_ip <> '' AND `+inAny, args...)
-	if err != nil {
-		return nil, fmt.Errorf("members of security group %s: %w", group, err)
-	}
-	defer rows.Close()
-	var as []netip.Addr
-	for rows.Next() {
-		var ip, js string
-		if err := rows.Scan(&ip, &js); err != nil {
-			return nil, err
-		}
-		// LIKE found the ID somewhere in the column; the parse says
-		// whether it is one of the reservation's groups.
-		if _, in := slices.BinarySearch(c.groupLists.of(js), group); !in {
-			continue
-		}
-		if a, err := netip.ParseAddr(ip); err == nil {
-			as = append(as, a)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	slices.SortFunc(as, func(a, b netip.Addr) int { return a.Compare(b) })
-	as = slices.Compact(as)
-	ips := make([]string, len(as))
-	for i, a := range as {
-		ips[i] = a.String()
-	}
-	return ips, nil
 }
 
 // notifyGroupNodes wakes the nodes that enforce the groups: those running
@@ -187,17 +146,12 @@ func (c *Cloud) notifyGroupNodes(ctx context.Context, groups []string, members b
 	}
 	slices.Sort(groups)
 	groups = slices.Compact(groups)
-	inAny, args, err := c.inGroups(ctx, groups)
-	if err != nil {
+	// The change is committed: a copy synced from now on shows it.
+	if err := c.memberLog.sync(ctx, c, time.Now()); err != nil {
 		c.log.Warn("nodes of security groups", "err", err)
 		return
 	}
-	nodes, err := store.Column[string](c.db.Query(ctx, `SELECT DISTINCT i.node_id FROM instances i JOIN reservations r ON r.id = i.reservation_id
-		WHERE i.state <> 'terminated' AND i.node_id <> '' AND `+inAny, args...))
-	if err != nil {
-		c.log.Warn("nodes of security groups", "err", err)
-		return
-	}
+	nodes := c.memberLog.nodesOf(groups)
 	if !members {
 		c.notify(nodes...)
 		return
@@ -237,29 +191,4 @@ func (c *Cloud) groupsOf(ctx context.Context, ids []string) []string {
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
-}
-
-// inGroups is the condition that an instance (i) is a member of one of
-// the groups through its reservation (r), with its arguments: the groups
-// column is JSON, and group IDs are unique enough to find in it with
-// LIKE. Members of a group are instances of the group's account (a launch
-// names only the caller's own groups), so the LIKE runs over the owners'
-// instances through their index, not over every instance of the cloud:
-// the cost follows the account's size, not the cloud's.
-func (c *Cloud) inGroups(ctx context.Context, groups []string) (string, []any, error) {
-	owners, err := store.Column[string](c.db.Query(ctx, `SELECT DISTINCT account_id FROM security_groups WHERE id IN (?`+
-		strings.Repeat(`, ?`, len(groups)-1)+`)`, anySlice(groups)...))
-	if err != nil {
-		return "", nil, fmt.Errorf("owners of security groups: %w", err)
-	}
-	if len(owners) == 0 {
-		return `1 = 0`, nil, nil
-	}
-	likes := make([]string, len(groups))
-	args := anySlice(owners)
-	for i, g := range groups {
-		likes[i] = `r.groups LIKE ?`
-		args = append(args, `%"`+g+`"%`)
-	}
-	return `i.account_id IN (?` + strings.Repeat(`, ?`, len(owners)-1) + `) AND (` + strings.Join(likes, ` OR `) + `)`, args, nil
 }

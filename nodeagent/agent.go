@@ -338,14 +338,16 @@ func (a *Agent) kickHeartbeat() {
 // followDesired long-polls the controller for the desired instances.
 func (a *Agent) followDesired(ctx context.Context) {
 	etag := ""
-	// The member lists of the last answer: the controller sends those
-	// that changed as deltas to them (nodeapi.HeldMembers).
-	var held nodeapi.HeldMembers
+	// The member lists and instance specs of the last answer: the
+	// controller sends the lists that changed as deltas to them and names
+	// unchanged specs only (nodeapi.Held).
+	var held nodeapi.Held
 	for ctx.Err() == nil {
 		d, err := a.client.InstancesHeld(ctx, etag, 25*time.Second, &held)
-		if errors.Is(err, nodeapi.ErrMembersBase) {
-			// held is empty now: ask again at once for whole lists.
-			a.log.Warn("desired instances: asking for whole member lists", "err", err)
+		if errors.Is(err, nodeapi.ErrMembersBase) || errors.Is(err, nodeapi.ErrSpecsBase) {
+			// That part of held is empty now: ask again at once for
+			// whole lists and specs.
+			a.log.Warn("desired instances: asking for whole member lists and specs", "err", err)
 			etag = ""
 			continue
 		}

@@ -149,6 +149,14 @@ func (s *Service) handleInstances(w http.ResponseWriter, r *http.Request, n Node
 		writeErr(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	heldSpecs, err := nodeapi.ParseHeldSpecs(r.URL.Query().Get(nodeapi.QuerySpecs))
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	answer := func(d nodeapi.Desired) nodeapi.Desired {
+		return keptSpecs(s.members.answerFor(d, held), heldSpecs)
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
 	// fresh is when the change the next answer must show was known to be
@@ -166,7 +174,7 @@ func (s *Service) handleInstances(w http.ResponseWriter, r *http.Request, n Node
 			return
 		}
 		if d.ETag != etag || wait == 0 {
-			writeJSON(w, s.members.answerFor(d, held))
+			writeJSON(w, answer(d))
 			return
 		}
 		t := time.NewTimer(s.cfg.DesiredPoll)
@@ -176,7 +184,7 @@ func (s *Service) handleInstances(w http.ResponseWriter, r *http.Request, n Node
 			if r.Context().Err() != nil {
 				return
 			}
-			writeJSON(w, s.members.answerFor(d, held))
+			writeJSON(w, answer(d))
 			return
 		case <-wt.ch:
 			fresh = wt.woke
@@ -201,11 +209,20 @@ func (s *Service) desired(ctx context.Context, nodeID string, fresh time.Time) (
 			return nodeapi.Desired{}, fmt.Errorf("security groups on %s: %w", nodeID, err)
 		}
 	}
-	// The ETag covers everything the node is told, member lists by their
-	// versions when they have one: it names the state, whether a list is
-	// then sent whole or as a delta (answerFor), and a list's version is
-	// recorded as the base of later deltas.
-	named := d
+	// Each spec is named by its version, so a node that holds it is not
+	// sent it again (keptSpecs).
+	for i := range d.Instances {
+		d.Instances[i].Version = nodeapi.SpecVersion(d.Instances[i])
+	}
+	// The ETag covers everything the node is told, specs and member lists
+	// by their versions (when a list has one): it names the state, whether
+	// a part is then sent whole, as a delta or kept (answerFor,
+	// keptSpecs), and a list's version is recorded as the base of later
+	// deltas.
+	named := etagState{Specs: make([]string, len(d.Instances)), SecurityGroups: d.SecurityGroups}
+	for i, sp := range d.Instances {
+		named.Specs[i] = sp.InstanceID + ":" + sp.Version
+	}
 	if len(d.SecurityGroups) > 0 {
 		named.SecurityGroups = slices.Clone(d.SecurityGroups)
 		for i := range named.SecurityGroups {
@@ -223,6 +240,31 @@ func (s *Service) desired(ctx context.Context, nodeID string, fresh time.Time) (
 	sum := sha256.Sum256(b)
 	d.ETag = hex.EncodeToString(sum[:12])
 	return d, nil
+}
+
+// etagState is what a desired state's ETag is a hash of.
+type etagState struct {
+	Specs          []string                `json:"specs"` // INSTANCE:VERSION
+	SecurityGroups []nodeapi.SecurityGroup `json:"securityGroups,omitempty"`
+}
+
+// keptSpecs is d as a node holding the specs held (instance -> version)
+// is sent it: each spec the node holds at its current version is named in
+// Kept instead of sent. d itself is not modified.
+func keptSpecs(d nodeapi.Desired, held map[string]string) nodeapi.Desired {
+	if len(held) == 0 {
+		return d
+	}
+	send := make([]nodeapi.InstanceSpec, 0, len(d.Instances))
+	for _, sp := range d.Instances {
+		if v, ok := held[sp.InstanceID]; ok && v == sp.Version {
+			d.Kept = append(d.Kept, sp.InstanceID)
+			continue
+		}
+		send = append(send, sp)
+	}
+	d.Instances = send
+	return d
 }
 
 func readJSON(r *http.Request, v any) error {

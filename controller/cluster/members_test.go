@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -197,10 +198,10 @@ func TestMemberDeltasAcrossControllers(t *testing.T) {
 			ips = append(ips, ip)
 			ids = append(ids, aws.ToString(out.Instances[0].InstanceId))
 		}
-		var held nodeapi.HeldMembers
-		// ask asks c with the held lists and checks the default group's
-		// list against the launches; it returns the answer and the group
-		// as it came (whole, or a delta).
+		var held nodeapi.Held
+		// ask asks c with the held lists and specs and checks the default
+		// group's list and the instances against the launches; it returns
+		// the answer and the group as it came (whole, or a delta).
 		ask := func(c *nodeapi.Client, etag string, wait time.Duration) (nodeapi.Desired, nodeapi.SecurityGroup) {
 			t.Helper()
 			d, err := c.InstancesHeld(ctx, etag, wait, &held)
@@ -210,7 +211,17 @@ func TestMemberDeltasAcrossControllers(t *testing.T) {
 			if err := sameMembers(d, ips); err != nil {
 				t.Fatal(err)
 			}
+			if err := sameSpecs(d, ids); err != nil {
+				t.Fatal(err)
+			}
 			return d, d.SecurityGroups[0]
+		}
+		// kept checks how many specs the answer named without sending.
+		kept := func(step string, d nodeapi.Desired, n int) {
+			t.Helper()
+			if len(d.Kept) != n {
+				t.Fatalf("%s: kept %v; want %d specs kept", step, d.Kept, n)
+			}
 		}
 		whole := func(step string, g nodeapi.SecurityGroup) {
 			t.Helper()
@@ -228,17 +239,22 @@ func TestMemberDeltasAcrossControllers(t *testing.T) {
 		launch(a)
 		d, g := ask(atA, "", 0)
 		whole("nothing held", g)
+		kept("nothing held", d, 0)
 		launch(a)
 		d, g = ask(atA, d.ETag, 0)
 		delta("a launch, the same controller", g, 1, 0)
+		kept("a launch, the same controller", d, 1)
 		// The next poll reaches controller b, which never answered that
-		// list: the whole list.
+		// list: the whole list; specs are named by content, so b keeps
+		// the ones the node holds.
 		launch(b)
 		d, g = ask(atB, d.ETag, 0)
 		whole("the other controller, which never sent the base", g)
+		kept("the other controller", d, 2)
 		launch(a)
 		d, g = ask(atB, d.ETag, 0)
 		delta("the other controller, which sent the base", g, 1, 0)
+		kept("the other controller again", d, 3)
 		// a never answered this list either, but it is the current one:
 		// an empty delta.
 		d, g = ask(atA, d.ETag, 0)
@@ -262,22 +278,43 @@ func TestMemberDeltasAcrossControllers(t *testing.T) {
 			if err := sameMembers(w, ips); err != nil {
 				t.Fatal(err)
 			}
+			// The specs kept are the ones a node holding nothing is sent.
+			slices.SortFunc(w.Instances, func(x, y nodeapi.InstanceSpec) int { return strings.Compare(x.InstanceID, y.InstanceID) })
+			if !reflect.DeepEqual(w.Instances, d2.Instances) || len(w.Kept) != 0 {
+				t.Fatalf("a node holding nothing is sent specs %+v (kept %v); the node holding them has %+v", w.Instances, w.Kept, d2.Instances)
+			}
 		}
 		// A base the controller does not hold (made up here) gets the
 		// whole list.
-		raw := rawInstances(t, node.conf, urlB, g.ID+":0123456789abcdef01234567")
+		raw := rawQuery(t, node.conf, urlB, nodeapi.QueryMembers+"="+g.ID+":0123456789abcdef01234567")
 		if err := sameMembers(raw, ips); err != nil || raw.SecurityGroups[0].MembersDelta != nil {
 			t.Fatalf("a base b does not hold: %+v %v", raw.SecurityGroups[0], err)
 		}
-		if rawBad := rawStatus(t, node.conf, urlB, "no-version"); rawBad != http.StatusBadRequest {
+		if rawBad := rawQueryStatus(t, node.conf, urlB, nodeapi.QueryMembers+"=no-version"); rawBad != http.StatusBadRequest {
 			t.Fatalf("a malformed members parameter: %d", rawBad)
+		}
+		// A spec held at another version is sent whole; a malformed specs
+		// parameter is refused.
+		current := ""
+		for _, sp := range d2.Instances {
+			if sp.InstanceID == ids[1] {
+				current = sp.Version
+			}
+		}
+		rawSpecs := rawQuery(t, node.conf, urlB, nodeapi.QuerySpecs+"="+ids[0]+":0123456789abcdef,"+ids[1]+":"+current)
+		if len(rawSpecs.Kept) != 1 || rawSpecs.Kept[0] != ids[1] || len(rawSpecs.Instances) != len(ids)-1 {
+			t.Fatalf("specs held at a stale and the current version: kept %v, sent %d specs", rawSpecs.Kept, len(rawSpecs.Instances))
+		}
+		if code := rawQueryStatus(t, node.conf, urlB, nodeapi.QuerySpecs+"=no-version"); code != http.StatusBadRequest {
+			t.Fatalf("a malformed specs parameter: %d", code)
 		}
 
 		// The agent restarts: it holds nothing, asks without an ETag, and
 		// gets whole lists.
-		held = nodeapi.HeldMembers{}
+		held = nodeapi.Held{}
 		d, g = ask(atB, "", 0)
 		whole("after a restart", g)
+		kept("after a restart", d, 0)
 
 		// A long poll on a, woken by a launch through a: a delta.
 		got := make(chan nodeapi.Desired, 1)
@@ -301,14 +338,18 @@ func TestMemberDeltasAcrossControllers(t *testing.T) {
 			t.Fatal(err)
 		}
 		delta("a waiting poll woken by a launch", d.SecurityGroups[0], 1, 0)
+		kept("a waiting poll woken by a launch", d, len(ids)-1)
 
 		// A termination: the address leaves by a delta.
 		if _, err := a.ec2.TerminateInstances(ctx, &sdk.TerminateInstancesInput{InstanceIds: []string{ids[0]}}); err != nil {
 			t.Fatal(err)
 		}
 		ips = ips[1:]
-		_, g = ask(atA, d.ETag, 0)
+		d, g = ask(atA, d.ETag, 0)
 		delta("a termination", g, 0, 1)
+		// The terminated instance's spec changed (desired terminated):
+		// sent; the others kept.
+		kept("a termination", d, len(ids)-1)
 	})
 }
 
@@ -327,13 +368,13 @@ func sameMembers(d nodeapi.Desired, want []string) error {
 	return nil
 }
 
-// rawInstances asks for the desired state with a given members parameter,
-// as bytes on the wire, not through HeldMembers.
-func rawInstances(t *testing.T, conf *tls.Config, url, members string) nodeapi.Desired {
+// rawQuery asks for the desired state with a given query (the members
+// or specs parameter), as bytes on the wire, not through nodeapi.Held.
+func rawQuery(t *testing.T, conf *tls.Config, url, query string) nodeapi.Desired {
 	t.Helper()
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: conf, ForceAttemptHTTP2: true}}
 	defer hc.CloseIdleConnections()
-	resp, err := hc.Get(url + nodeapi.PathInstances + "?" + nodeapi.QueryMembers + "=" + members)
+	resp, err := hc.Get(url + nodeapi.PathInstances + "?" + query)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -345,16 +386,34 @@ func rawInstances(t *testing.T, conf *tls.Config, url, members string) nodeapi.D
 	return d
 }
 
-// rawStatus is the status of a desired-state request with a given members
-// parameter.
-func rawStatus(t *testing.T, conf *tls.Config, url, members string) int {
+// rawQueryStatus is the status of a desired-state request with a given
+// query.
+func rawQueryStatus(t *testing.T, conf *tls.Config, url, query string) int {
 	t.Helper()
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: conf, ForceAttemptHTTP2: true}}
 	defer hc.CloseIdleConnections()
-	resp, err := hc.Get(url + nodeapi.PathInstances + "?" + nodeapi.QueryMembers + "=" + members)
+	resp, err := hc.Get(url + nodeapi.PathInstances + "?" + query)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// sameSpecs checks that the answer (after nodeapi.HeldSpecs.Apply) has
+// one spec per launched instance, in instance order, each at its version.
+func sameSpecs(d nodeapi.Desired, ids []string) error {
+	want := slices.Clone(ids)
+	slices.Sort(want)
+	var got []string
+	for _, sp := range d.Instances {
+		got = append(got, sp.InstanceID)
+		if sp.Version != nodeapi.SpecVersion(sp) {
+			return fmt.Errorf("spec of %s is version %s, named %s", sp.InstanceID, nodeapi.SpecVersion(sp), sp.Version)
+		}
+	}
+	if !slices.Equal(got, want) {
+		return fmt.Errorf("instances %v; want %v", got, want)
+	}
+	return nil
 }

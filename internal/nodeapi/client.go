@@ -20,10 +20,11 @@ import (
 type Client struct {
 	base string
 	hc   *http.Client
-	// desiredBytes and desiredMembers count what desired-state answers
-	// carried: their bodies' bytes, and the member addresses in them
-	// (whole lists and deltas' changes).
-	desiredBytes, desiredMembers atomic.Int64
+	// desiredBytes, desiredMembers and desiredSpecs count what
+	// desired-state answers carried: their bodies' bytes, the member
+	// addresses in them (whole lists and deltas' changes), and the
+	// instance specs sent whole.
+	desiredBytes, desiredMembers, desiredSpecs atomic.Int64
 }
 
 // NewClient talks to the node API at base (https://HOST:PORT) with tlsConf
@@ -87,20 +88,25 @@ func (c *Client) Instances(ctx context.Context, etag string, wait time.Duration)
 	return c.InstancesHeld(ctx, etag, wait, nil)
 }
 
-// InstancesHeld is Instances for a node that keeps its member lists in
-// held: it says which it holds, the controller answers changed lists as
-// deltas to them, and held applies them, so every group of the answer has
-// its whole list in Members. On ErrMembersBase (a delta held could not
-// apply: held is then empty) the caller asks again, with no etag.
-func (c *Client) InstancesHeld(ctx context.Context, etag string, wait time.Duration, held *HeldMembers) (Desired, error) {
+// InstancesHeld is Instances for a node that keeps what it was sent in
+// held: it says which member lists and instance specs it holds, the
+// controller answers changed lists as deltas to them and lists unchanged
+// specs by ID only, and held applies that, so the answer has every
+// instance's whole spec and every group's whole member list. On
+// ErrMembersBase or ErrSpecsBase (what held had could not be used: that
+// part of held is then empty) the caller asks again, with no etag.
+func (c *Client) InstancesHeld(ctx context.Context, etag string, wait time.Duration, held *Held) (Desired, error) {
 	q := url.Values{}
 	if etag != "" {
 		q.Set("etag", etag)
 		q.Set("wait", strconv.Itoa(int(wait/time.Second)))
 	}
 	if held != nil {
-		if v := held.Query(); v != "" {
+		if v := held.Members.Query(); v != "" {
 			q.Set(QueryMembers, v)
+		}
+		if v := held.Specs.Query(); v != "" {
+			q.Set(QuerySpecs, v)
 		}
 	}
 	var d Desired
@@ -115,8 +121,12 @@ func (c *Client) InstancesHeld(ctx context.Context, etag string, wait time.Durat
 		}
 	}
 	c.desiredMembers.Add(int64(n))
+	c.desiredSpecs.Add(int64(len(d.Instances)))
 	if held != nil {
-		if err := held.Apply(d.SecurityGroups); err != nil {
+		if err := held.Members.Apply(d.SecurityGroups); err != nil {
+			return Desired{}, fmt.Errorf("desired instances: %w", err)
+		}
+		if err := held.Specs.Apply(&d); err != nil {
 			return Desired{}, fmt.Errorf("desired instances: %w", err)
 		}
 	}
@@ -124,10 +134,10 @@ func (c *Client) InstancesHeld(ctx context.Context, etag string, wait time.Durat
 }
 
 // DesiredSent is what the desired-state answers the client read carried:
-// bytes of their bodies (as sent), and member addresses (of whole lists
-// and of deltas), for measuring what a node is sent.
-func (c *Client) DesiredSent() (bytes, members int64) {
-	return c.desiredBytes.Load(), c.desiredMembers.Load()
+// bytes of their bodies (as sent), member addresses (of whole lists and of
+// deltas) and whole instance specs, for measuring what a node is sent.
+func (c *Client) DesiredSent() (bytes, members, specs int64) {
+	return c.desiredBytes.Load(), c.desiredMembers.Load(), c.desiredSpecs.Load()
 }
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {

@@ -66,6 +66,9 @@ type InstanceSpec struct {
 	Network *InstanceNetwork `json:"network,omitempty"`
 	// SecurityGroups are the IDs of the instance's groups (secgroups.go).
 	SecurityGroups []string `json:"securityGroups,omitempty"`
+	// Version names the spec (SpecVersion of it), set by a controller
+	// that knows versions (specs.go); "" from one that does not.
+	Version string `json:"version,omitempty"`
 }
 
 // InstanceStatus is what a node observes of one instance.
@@ -86,7 +89,7 @@ const Version = "v1"
 const (
 	PathEnroll    = "/v1/enroll"    // POST EnrollRequest -> EnrollResponse; no client cert
 	PathHeartbeat = "/v1/heartbeat" // POST HeartbeatRequest -> HeartbeatResponse
-	PathInstances = "/v1/instances" // GET ?etag=E&wait=SECONDS&members=G:V,... -> Desired (long poll)
+	PathInstances = "/v1/instances" // GET ?etag=E&wait=SECONDS&members=G:V,...&specs=I:V,... -> Desired (long poll)
 	PathBlobs     = "/v1/blobs/"    // GET /v1/blobs/sha256/<hex>, Range supported (image store)
 )
 
@@ -132,11 +135,15 @@ type HeartbeatResponse struct {
 // Desired is the set of instances the controller wants on a node. ETag
 // changes whenever the set does; a GET with the current ETag waits (up to
 // wait seconds) for a change. The ETag names the state, not the answer:
-// it covers member lists by their versions, so it is the same whether a
-// list came whole or as a delta, and on every controller.
+// it covers member lists and instance specs by their versions, so it is
+// the same whether they came whole, as a delta or kept, and on every
+// controller.
 type Desired struct {
 	ETag      string         `json:"etag"`
 	Instances []InstanceSpec `json:"instances"`
+	// Kept are instances of the desired set that are not in Instances:
+	// the node holds their specs at the version it sent (specs.go).
+	Kept []string `json:"kept,omitempty"`
 	// SecurityGroups are the groups the instances are in and the peers
 	// their rules name (secgroups.go).
 	SecurityGroups []SecurityGroup `json:"securityGroups,omitempty"`

@@ -37,8 +37,9 @@ type Config struct {
 	LocalIP string
 	// Wait is the long poll's wait (default 25 s, the agent's).
 	Wait time.Duration
-	// WholeMembers has the node hold no member lists, as agents before
-	// member-list deltas: every answer carries whole lists.
+	// WholeMembers has the node hold nothing, as agents before member-list
+	// deltas and spec versions: every answer carries whole lists and
+	// every spec.
 	WholeMembers bool
 }
 
@@ -52,12 +53,14 @@ type Stats struct {
 	Relaunches      int64 // an instance started again after it was started: must stay 0
 	Terminations    int64
 	LastError       string // the last heartbeat or poll failure, for the report
-	// MemberResyncs counts answers whose member-list deltas did not
-	// apply (the node asked again for whole lists): must stay 0.
+	// MemberResyncs counts answers whose member-list deltas or kept
+	// specs did not apply (the node asked again for whole ones): must
+	// stay 0.
 	MemberResyncs int64
-	// DesiredBytes and DesiredMembers are what the desired-state answers
-	// carried: body bytes, and member addresses (whole lists and deltas).
-	DesiredBytes, DesiredMembers int64
+	// DesiredBytes, DesiredMembers and DesiredSpecs are what the
+	// desired-state answers carried: body bytes, member addresses (whole
+	// lists and deltas), and instance specs sent whole.
+	DesiredBytes, DesiredMembers, DesiredSpecs int64
 }
 
 // Node is an enrolled simulated node.
@@ -239,16 +242,16 @@ func (n *Node) heartbeat(ctx context.Context) (time.Duration, error) {
 
 func (n *Node) follow(ctx context.Context) {
 	etag := ""
-	var held *nodeapi.HeldMembers
+	var held *nodeapi.Held
 	if !n.cfg.WholeMembers {
-		held = &nodeapi.HeldMembers{}
+		held = &nodeapi.Held{}
 	}
 	for ctx.Err() == nil {
 		d, err := n.client.InstancesHeld(ctx, etag, n.cfg.Wait, held)
-		if errors.Is(err, nodeapi.ErrMembersBase) {
-			// A delta that did not give the list the controller named:
-			// whole lists again, as the agent does; counted, as it must
-			// not happen.
+		if errors.Is(err, nodeapi.ErrMembersBase) || errors.Is(err, nodeapi.ErrSpecsBase) {
+			// A delta that did not give the list the controller named,
+			// or a kept spec not held: whole ones again, as the agent
+			// does; counted, as it must not happen.
 			n.resyncs.Add(1)
 			n.lastErr.Store("instances: " + err.Error())
 			etag = ""
@@ -330,7 +333,7 @@ func (n *Node) apply(specs []nodeapi.InstanceSpec) bool {
 func (n *Node) Stats() Stats {
 	st := Stats{Heartbeats: n.hb.Load(), HeartbeatErrors: n.hbErr.Load(), Polls: n.polls.Load(), PollErrors: n.pollErr.Load(),
 		Launches: n.launches.Load(), Relaunches: n.relaunches.Load(), Terminations: n.terms.Load()}
-	st.DesiredBytes, st.DesiredMembers = n.client.DesiredSent()
+	st.DesiredBytes, st.DesiredMembers, st.DesiredSpecs = n.client.DesiredSent()
 	st.MemberResyncs = n.resyncs.Load()
 	if e, ok := n.lastErr.Load().(string); ok {
 		st.LastError = e
@@ -371,6 +374,7 @@ func Sum(nodes []*Node) Stats {
 		s.MemberResyncs += t.MemberResyncs
 		s.DesiredBytes += t.DesiredBytes
 		s.DesiredMembers += t.DesiredMembers
+		s.DesiredSpecs += t.DesiredSpecs
 		if t.LastError != "" {
 			s.LastError = t.LastError
 		}

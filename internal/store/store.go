@@ -238,6 +238,10 @@ const (
 	lockMigrate   int64 = 0x69726f6e_0001 // "iron" 1
 	lockPlacement int64 = 0x69726f6e_0002
 	lockJobs      int64 = 0x69726f6e_0003 // session-level: the background jobs' leader (leader.go)
+	// LockMemberChanges is taken by the controller's trigger that logs
+	// security group membership changes (controller/memberlog.go), so
+	// the log's rows commit in the order of their seq.
+	LockMemberChanges int64 = 0x69726f6e_0004
 )
 
 func (tx *Tx) advisoryLock(ctx context.Context, key int64) error {

@@ -52,7 +52,8 @@ func main() {
 	dhcpDB := flag.String("serve-dhcp-db", "", "internal: its lease database")
 	dhcpFsync := flag.Bool("serve-dhcp-fsync", false, "internal: SQLite synchronous=FULL")
 	flag.IntVar(&o.httpMiB, "http-mib", 32, "HTTP image size in MiB (each stream fetches all of it)")
-	flag.IntVar(&o.httpRounds, "http-rounds", 3, "HTTP rounds per server and concurrency (the median counts)")
+	flag.IntVar(&o.httpRounds, "http-rounds", 9, "HTTP rounds per server and concurrency (the median counts)")
+	flag.StringVar(&o.httpClient, "http-client", "splice", "HTTP client: splice (bodies spliced to /dev/null, never copied to user space) or nethttp (Go's net/http, as the installer)")
 	httpAddr := flag.String("serve-http", "", "internal: run only ironbark's boot HTTP server on this address")
 	httpDir := flag.String("serve-http-dir", "", "internal: its data directory")
 	httpImage := flag.String("serve-http-image", "", "internal: the image it serves")
@@ -63,7 +64,7 @@ func main() {
 	serveRoot := flag.String("serve-tftp-root", "", "internal: its root directory")
 	flag.Parse()
 	if *httpGetURL != "" {
-		if err := httpGet(*httpGetURL, *httpStreams, *httpSize); err != nil {
+		if err := httpGet(*httpGetURL, *httpStreams, *httpSize, o.httpClient); err != nil {
 			fmt.Fprintln(os.Stderr, "pxebench http client:", err)
 			os.Exit(1)
 		}
@@ -146,6 +147,7 @@ type options struct {
 	verbose                   bool
 	cpuProfile                string
 	httpMiB, httpRounds       int
+	httpClient                string
 }
 
 // runOne runs one comparison with its own lab, always cleaned up.
