@@ -85,8 +85,10 @@ func (l *pollLink) close() error {
 // trip, so the time from the ACK's arrival to the next block's send is
 // the transfer's speed, and the network poller adds to that time an
 // epoll wake-up, a goroutine hand-off and, often, a wake-up of another
-// thread of the runtime. The thread is the runtime's, blocked in a
-// system call, so it holds no goroutine back.
+// thread of the runtime (measured: twice the CPU per block at one
+// client). The goroutine stays in its system call while it waits, so
+// the runtime gives its thread to no other goroutine; the server keeps
+// a P for each such thread (procs).
 type blockingLink struct {
 	mu   sync.Mutex // guards fd against close while ctx's shutdown runs
 	fd   int
