@@ -77,6 +77,15 @@ func benchTFTP(ctx context.Context, e *env, o options) error {
 		proc *lab.Process
 	}
 	servers := []server{{"ironbark", ourIP, ours}, {"tftpd-hpa", hpaIP, hpa}}
+	if o.tftpBaseline != "" {
+		// Another build's server (pxebench -serve-tftp of an earlier
+		// commit) in the same rounds: an A/B that the load cannot favour.
+		ip := hpaIP.Next()
+		ln.NS.AddAddr(e, ln.Bridge, netip.PrefixFrom(ip, ln.Addr.Bits()))
+		base := ln.NS.Start(e, o.tftpBaseline, "-serve-tftp", ip.String()+":69", "-serve-tftp-root", dir)
+		defer stopProcess(base)
+		servers = append(servers, server{"baseline", ip, base})
+	}
 	// Wait until both answer.
 	for _, sv := range servers {
 		var err error
@@ -128,11 +137,14 @@ func benchTFTP(ctx context.Context, e *env, o options) error {
 			rates := make([][]float64, len(servers))
 			cpu := make([]time.Duration, len(servers))
 			for round := range run.rounds {
-				// ABBA: which server goes first alternates too, so that
-				// neither always runs after the other's round.
-				order := []int{0, 1}
+				// Which server goes first alternates too (ABBA with two),
+				// so that none always runs after another's round.
+				order := make([]int, len(servers))
+				for k := range order {
+					order[k] = k
+				}
 				if round%2 == 1 {
-					order = []int{1, 0}
+					slices.Reverse(order)
 				}
 				for _, i := range order {
 					sv := servers[i]
@@ -150,9 +162,14 @@ func benchTFTP(ctx context.Context, e *env, o options) error {
 			blocks := float64(run.rounds*run.clients) * float64(sizes[run.file]) / float64(o.blksize)
 			perBlock := func(i int) float64 { return float64(cpu[i].Nanoseconds()) / blocks / 1e3 }
 			a, b := median(rates[0]), median(rates[1])
+			clients := fmt.Sprintf("%d client%s", run.clients, map[bool]string{true: "s"}[run.clients > 1])
 			fmt.Printf("tftp %-10s %-15s ironbark %7.1f MB/s  tftpd-hpa %7.1f MB/s  ratio %s  (rounds: ironbark %s, tftpd-hpa %s; CPU per block %.1f vs %.1f µs)\n",
-				fmt.Sprintf("%d client%s", run.clients, map[bool]string{true: "s"}[run.clients > 1]), mode,
-				mb(a), mb(b), ratio(a, b), list(rates[0], 1e6), list(rates[1], 1e6), perBlock(0), perBlock(1))
+				clients, mode, mb(a), mb(b), ratio(a, b), list(rates[0], 1e6), list(rates[1], 1e6), perBlock(0), perBlock(1))
+			if len(servers) > 2 {
+				c := median(rates[2])
+				fmt.Printf("tftp %-10s %-15s baseline %7.1f MB/s  tftpd-hpa %7.1f MB/s  ratio %s  (rounds: baseline %s; CPU per block %.1f µs; ironbark/baseline %s)\n",
+					clients, mode, mb(c), mb(b), ratio(c, b), list(rates[2], 1e6), perBlock(2), ratio(a, c))
+			}
 		}
 	}
 	return nil
