@@ -55,8 +55,11 @@ func startControllerIn(t *testing.T, url, keyFile string, admin controller.Accou
 		t.Fatal(err)
 	}
 	// Waits re-read the ledger only when told: a wake-up is the only way
-	// a waiting request learns of a launch within its wait.
-	c.svc, err = New(ctx, Config{DB: h, DataDir: dataDir, Ledger: c.cloud, Logger: log, DesiredPoll: time.Hour})
+	// a waiting request learns of a launch within its wait. SQLite does
+	// not tell one controller of another's changes: each reads every
+	// answer whole.
+	c.svc, err = New(ctx, Config{DB: h, DataDir: dataDir, Ledger: c.cloud, Logger: log, DesiredPoll: time.Hour,
+		ReadWhole: !h.CanNotify()})
 	if err != nil {
 		t.Fatal(err)
 	}
