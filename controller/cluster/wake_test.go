@@ -50,7 +50,7 @@ func startControllerIn(t *testing.T, url, keyFile string, admin controller.Accou
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	c := &controllerOn{}
 	c.cloud, err = controller.New(controller.Config{Region: "ironbark", Endpoint: "http://test/",
-		Notify: func(n string) { c.svc.Notify(n) }}, h, nil, log)
+		Notify: func(n string) { c.svc.Notify(n) }, NotifySoon: func(n string) { c.svc.NotifySoon(n) }}, h, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}
