@@ -13,7 +13,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"ironbark/images/blobstore"
 	"ironbark/internal/store/storetest"
@@ -127,4 +129,112 @@ func TestImageRangeResume(t *testing.T) {
 	if resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("unknown digest: %s", resp.Status)
 	}
+}
+
+// TestImageStreamsHangUp: many installers at once on the image route,
+// each hanging up at a different point of its download and resuming
+// with Range and If-Range, all get exactly the image; afterwards the
+// server holds none of the image open (a dropped stream closes its file)
+// and still serves.
+func TestImageStreamsHangUp(t *testing.T) {
+	db := storetest.SQLite(t, Migrations())
+	ctx := context.Background()
+	dir := t.TempDir()
+	blobs, err := Layout{DataDir: dir}.Blobs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := make([]byte, 4<<20+777)
+	rand.Read(data)
+	img := filepath.Join(dir, "compute.img")
+	if err := os.WriteFile(img, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	images := &BlobImages{DB: db, Blobs: blobs}
+	d, _, err := images.Set(ctx, "compute", img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer((&HTTPBoot{Images: images}).Handler())
+	t.Cleanup(srv.Close)
+	url := srv.URL + blobstore.URLPath(bootapi.PathImages, d)
+	const streams = 64
+	errs := make(chan error, streams)
+	var wg sync.WaitGroup
+	for i := range streams {
+		wg.Go(func() { errs <- hangUpAndResume(srv.Client(), url, data, i*len(data)/streams+i) })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	// The handlers of the dropped streams end once their next write
+	// fails; none may keep the blob open.
+	blob := blobs.Path(d)
+	for i := 0; openCount(t, blob) > 0; i++ {
+		if i == 600 {
+			t.Fatalf("the server still holds %d descriptors of the image after every client hung up", openCount(t, blob))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	resp, err := srv.Client().Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || !bytes.Equal(got, data) {
+		t.Fatalf("after the hang-ups: %s, %d bytes, %v", resp.Status, len(got), err)
+	}
+}
+
+// hangUpAndResume reads cut bytes of the image, drops the connection,
+// then fetches the rest with Range and If-Range and compares the whole.
+func hangUpAndResume(c *http.Client, url string, data []byte, cut int) error {
+	resp, err := c.Get(url)
+	if err != nil {
+		return err
+	}
+	first := make([]byte, cut)
+	_, err = io.ReadFull(resp.Body, first)
+	etag := resp.Header.Get("ETag")
+	resp.Body.Close() // unread body: the transport drops the connection
+	if err != nil || resp.StatusCode != http.StatusOK || etag == "" {
+		return fmt.Errorf("GET cut at %d: %s, ETag %q, %v", cut, resp.Status, etag, err)
+	}
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Range", fmt.Sprintf("bytes=%d-", cut))
+	req.Header.Set("If-Range", etag)
+	resp, err = c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	rest, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusPartialContent || !bytes.Equal(append(first, rest...), data) {
+		return fmt.Errorf("resume at %d: %s, %d bytes, %v (or the image differs)", cut, resp.Status, len(rest), err)
+	}
+	return nil
+}
+
+// openCount is how many of this process's descriptors are open on path.
+func openCount(t *testing.T, path string) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range ents {
+		if p, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name())); err == nil && p == path {
+			n++
+		}
+	}
+	return n
 }

@@ -276,13 +276,59 @@ func (s *Store) Handler() http.Handler {
 			http.Error(w, "blob store error", http.StatusInternalServerError)
 			return
 		}
+		etag := `"` + string(d) + `"`
 		h := w.Header()
-		h.Set("ETag", `"`+string(d)+`"`)
+		h.Set("ETag", etag)
 		h.Set("Content-Type", "application/octet-stream")
 		h.Set("Cache-Control", "public, max-age=31536000, immutable")
 		h.Set("X-Content-Digest", string(d))
+		if rg := r.Header.Get("Range"); rg != "" && (r.Header.Get("If-Range") == "" || r.Header.Get("If-Range") == etag) {
+			rest, ok := dropEmptySuffixes(rg)
+			if !ok {
+				h.Set("Content-Range", fmt.Sprintf("bytes */%d", st.Size()))
+				http.Error(w, "range not satisfiable", http.StatusRequestedRangeNotSatisfiable)
+				return
+			}
+			if rest != rg {
+				r = r.Clone(r.Context())
+				r.Header.Set("Range", rest)
+			}
+		}
+		// w and f go to ServeContent unwrapped: its copy then reaches
+		// the TCP connection's ReadFrom with the file, which sends it
+		// with sendfile(2). Wrapping either (a counting writer, a hashing
+		// reader) turns every stream into read/write copies.
 		http.ServeContent(w, r, "", st.ModTime(), f)
 	})
+}
+
+// dropEmptySuffixes removes the zero-length suffix ranges ("-0") from a
+// Range header. RFC 9110 calls them unsatisfiable, and net/http answers
+// one with 206 and an impossible Content-Range ("bytes N-(N-1)/N"). It
+// returns the header without them and false when nothing satisfiable
+// might be left (only "-0"s: 416, as nginx answers). Headers that are not
+// bytes= ranges come back unchanged, for ServeContent to judge.
+func dropEmptySuffixes(rg string) (string, bool) {
+	spec, ok := strings.CutPrefix(rg, "bytes=")
+	if !ok {
+		return rg, true
+	}
+	var keep []string
+	dropped := false
+	for _, part := range strings.Split(spec, ",") {
+		if n, ok := strings.CutPrefix(strings.TrimSpace(part), "-"); ok && n != "" && strings.Trim(n, "0") == "" {
+			dropped = true
+			continue
+		}
+		keep = append(keep, part)
+	}
+	if !dropped {
+		return rg, true
+	}
+	if len(keep) == 0 {
+		return "", false
+	}
+	return "bytes=" + strings.Join(keep, ","), true
 }
 
 // HandlerAt mounts Handler under prefix, e.g. HandlerAt("/blobs") serves

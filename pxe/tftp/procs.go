@@ -1,7 +1,6 @@
 package tftp
 
 import (
-	"os"
 	"runtime"
 	"sync"
 )
@@ -42,11 +41,7 @@ func (p *procs) addLocked(d int) {
 	switch cur := runtime.GOMAXPROCS(0); {
 	case p.n == 0:
 		if p.set != 0 && cur == p.set { // nobody else changed it since
-			if os.Getenv("GOMAXPROCS") == "" {
-				runtime.SetDefaultGOMAXPROCS() // and follow the CPU limit again
-			} else {
-				runtime.GOMAXPROCS(p.base)
-			}
+			runtime.GOMAXPROCS(p.base)
 		}
 		p.set = 0
 	case p.base+p.n > cur:

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -8,9 +9,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,7 +35,19 @@ import (
 // the same blob file, from a client namespace behind the lab bridge. Each
 // stream fetches the image in two parts, as an interrupted install
 // resumes: a plain GET dropped halfway, then a Range request with If-Range
-// for the rest. Servers alternate rounds; the median counts.
+// for the rest.
+//
+// Fairness: both servers listen on the same bridge and serve the same
+// file (warm in the page cache after a first, uncounted round each); the
+// same client program measures both, and rounds alternate in ABBA order
+// (ironbark first in even rounds, nginx first in odd ones), so a load
+// that rises or falls over a pair favours neither. The client splices
+// each body to /dev/null (zero-copy, -http-client splice) so that it is
+// not what limits the rate; -http-client nethttp reads with Go's
+// net/http client instead, as the installer does. Besides the median
+// rates, the median of the pairwise ratios (each round's two servers,
+// adjacent in time) and each server's CPU time per GiB sent are printed:
+// on a shared machine they are steadier than either rate.
 func benchHTTP(ctx context.Context, e *env, o options) error {
 	ln := lab.NewLabNet(e, "10.213.0.1/24")
 	cli := lab.NewNetNS(e)
@@ -54,6 +69,11 @@ func benchHTTP(ctx context.Context, e *env, o options) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
+	}
+	switch o.httpClient {
+	case "splice", "nethttp":
+	default:
+		return fmt.Errorf("-http-client %q: want splice or nethttp", o.httpClient)
 	}
 	// ironbark's boot server ingests the image (as `ironbark pxe image`
 	// does) and prints the image's URL path once it serves.
@@ -100,26 +120,76 @@ func benchHTTP(ctx context.Context, e *env, o options) error {
 		{"ironbark", "http://" + net.JoinHostPort(ourIP.String(), "8080") + path, ours},
 		{"nginx", "http://" + net.JoinHostPort(ngxIP.String(), "8080") + path, ngx},
 	}
-	fmt.Printf("http: %d MiB image, each stream a GET dropped halfway then a Range request for the rest, client in a namespace behind the bridge, median of %d rounds, servers alternating\n",
-		o.httpMiB, o.httpRounds)
+	fmt.Printf("http: %d MiB image, each stream a GET dropped halfway then a Range request for the rest, %s client in a namespace behind the bridge, median of %d rounds, servers alternating ABBA; load average %s\n",
+		o.httpMiB, o.httpClient, o.httpRounds, loadAvg())
 	for _, streams := range []int{32, 128} {
 		rates := make([][]float64, len(servers))
+		cpu := make([]time.Duration, len(servers))
+		var clientCPU time.Duration
 		for round := range o.httpRounds + 1 {
-			for i, sv := range servers {
-				r, err := httpRound(ctx, cli, self, sv.url, streams, size)
+			order := []int{0, 1}
+			if round%2 == 1 {
+				order = []int{1, 0}
+			}
+			for _, i := range order {
+				sv := servers[i]
+				cpu0 := treeCPUTime(sv.proc.Cmd.Process.Pid)
+				r, ccpu, err := httpRound(ctx, cli, self, sv.url, streams, size, o.httpClient)
 				if err != nil {
 					return fmt.Errorf("%s, %d streams: %w\n%s", sv.name, streams, err, sv.proc.Output())
 				}
 				if round > 0 { // the first round warms the page cache and the servers
 					rates[i] = append(rates[i], r)
+					cpu[i] += treeCPUTime(sv.proc.Cmd.Process.Pid) - cpu0
+					clientCPU += ccpu
 				}
 			}
 		}
+		pairs := make([]float64, len(rates[0]))
+		for j := range pairs {
+			pairs[j] = rates[0][j] / rates[1][j]
+		}
 		a, b := median(rates[0]), median(rates[1])
-		fmt.Printf("http %3d streams   ironbark %7.1f MB/s  nginx %7.1f MB/s  ratio %s  (rounds: %s vs %s)\n",
-			streams, a/1e6, b/1e6, ratio(a, b), list(rates[0], 1e6), list(rates[1], 1e6))
+		gib := float64(o.httpRounds) * float64(streams) * float64(size) / (1 << 30)
+		fmt.Printf("http %3d streams   ironbark %7.1f MB/s  nginx %7.1f MB/s  ratio %s  (pairwise: median %.2fx, %s; rounds: %s vs %s; CPU per GiB %.0f vs %.0f ms, client %.0f ms; load %s)\n",
+			streams, a/1e6, b/1e6, ratio(a, b), median(pairs), ratios(pairs), list(rates[0], 1e6), list(rates[1], 1e6),
+			float64(cpu[0].Milliseconds())/gib, float64(cpu[1].Milliseconds())/gib, float64(clientCPU.Milliseconds())/(2*gib), loadAvg())
 	}
 	return nil
+}
+
+// ratios prints ratios with two decimals.
+func ratios(v []float64) string {
+	var b strings.Builder
+	for i, r := range v {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%.2f", r)
+	}
+	return b.String()
+}
+
+// loadAvg is the 1, 5 and 15 minute load averages, as uptime prints them.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "unknown"
+}
+
+// treeCPUTime is the CPU time of a process and its live children (nginx's
+// workers; ironbark has none).
+func treeCPUTime(pid int) time.Duration {
+	t := cpuTime(pid)
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	for _, f := range strings.Fields(string(b)) {
+		if c, err := strconv.Atoi(f); err == nil {
+			t += cpuTime(c)
+		}
+	}
+	return t
 }
 
 func nginxConf(dir, listen string) string {
@@ -152,35 +222,62 @@ http {
 
 // httpRound runs one round of streams concurrent downloads from a client
 // process in ns (pxebench -http-get) and returns bytes per second.
-func httpRound(ctx context.Context, ns *lab.NetNS, self, url string, streams int, size int64) (float64, error) {
-	out, err := ns.Command(ctx, self, "-http-get", url, "-http-streams", strconv.Itoa(streams), "-http-size", strconv.FormatInt(size, 10)).Output()
+// It also returns the client's CPU time (`ip netns exec` execs the
+// client, so the command's process is the client).
+func httpRound(ctx context.Context, ns *lab.NetNS, self, url string, streams int, size int64, client string) (float64, time.Duration, error) {
+	cmd := ns.Command(ctx, self, "-http-get", url, "-http-streams", strconv.Itoa(streams), "-http-size", strconv.FormatInt(size, 10),
+		"-http-client", client)
+	out, err := cmd.Output()
 	if err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
-			return 0, fmt.Errorf("client: %w\n%s", err, ee.Stderr)
+			return 0, 0, fmt.Errorf("client: %w\n%s", err, ee.Stderr)
 		}
-		return 0, fmt.Errorf("client: %w", err)
+		return 0, 0, fmt.Errorf("client: %w", err)
 	}
 	var r struct{ Rate float64 }
 	if err := json.Unmarshal(out, &r); err != nil {
-		return 0, fmt.Errorf("client output %q: %w", out, err)
+		return 0, 0, fmt.Errorf("client output %q: %w", out, err)
 	}
-	return r.Rate, nil
+	return r.Rate, cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), nil
 }
 
 // httpGet is the client process: streams downloads of url at once, each
 // a GET read halfway and dropped, then a Range request with If-Range for
 // the rest; it checks statuses and sizes and prints {"Rate": bytes/s}.
-func httpGet(url string, streams int, size int64) error {
-	tr := &http.Transport{MaxIdleConnsPerHost: streams, MaxConnsPerHost: 0, DisableCompression: true}
-	defer tr.CloseIdleConnections()
-	c := &http.Client{Transport: tr}
+// client is splice (bodies spliced to /dev/null, see spliceGet) or
+// nethttp (Go's net/http client).
+func httpGet(rawURL string, streams int, size int64, client string) error {
+	get := func() error { return nil }
+	switch client {
+	case "nethttp":
+		tr := &http.Transport{MaxIdleConnsPerHost: streams, MaxConnsPerHost: 0, DisableCompression: true}
+		defer tr.CloseIdleConnections()
+		c := &http.Client{Transport: tr}
+		get = func() error { return resumedGet(c, rawURL, size) }
+	case "splice":
+		u, err := url.Parse(rawURL)
+		if err != nil {
+			return err
+		}
+		if u.Scheme != "http" {
+			return fmt.Errorf("%s: the splice client speaks plain http only", rawURL)
+		}
+		devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+		if err != nil {
+			return err
+		}
+		defer devNull.Close()
+		get = func() error { return resumedSplice(u, devNull, size) }
+	default:
+		return fmt.Errorf("client %q: want splice or nethttp", client)
+	}
 	var wg sync.WaitGroup
 	errs := make(chan error, streams)
 	start := time.Now()
 	for range streams {
 		wg.Go(func() {
-			if err := resumedGet(c, url, size); err != nil {
+			if err := get(); err != nil {
 				errs <- err
 			}
 		})
@@ -224,6 +321,71 @@ func resumedGet(c *http.Client, url string, size int64) error {
 			resp.Header.Get("Content-Range"), want, n, size-half, err)
 	}
 	return nil
+}
+
+// resumedSplice is resumedGet on connections of its own: the response
+// head is parsed by net/http, the body is spliced from the socket to
+// /dev/null (os.File.ReadFrom from a TCP connection uses splice(2)), so
+// the bytes are never copied to user space and the client costs little
+// next to the server it measures.
+func resumedSplice(u *url.URL, devNull *os.File, size int64) error {
+	half := size / 2
+	resp, n, err := spliceFetch(u, devNull, nil, half)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", u, err)
+	}
+	etag := resp.Header.Get("ETag")
+	if resp.StatusCode != http.StatusOK || resp.ContentLength != size || etag == "" || n != half {
+		return fmt.Errorf("GET %s: %s, length %d, ETag %q, read %d of %d", u, resp.Status, resp.ContentLength, etag, n, half)
+	}
+	h := http.Header{}
+	h.Set("Range", fmt.Sprintf("bytes=%d-", half))
+	h.Set("If-Range", etag)
+	resp, n, err = spliceFetch(u, devNull, h, -1)
+	if err != nil {
+		return fmt.Errorf("resume %s: %w", u, err)
+	}
+	want := fmt.Sprintf("bytes %d-%d/%d", half, size-1, size)
+	if resp.StatusCode != http.StatusPartialContent || resp.Header.Get("Content-Range") != want || n != size-half {
+		return fmt.Errorf("resume %s: %s, Content-Range %q (want %q), read %d of %d", u, resp.Status,
+			resp.Header.Get("Content-Range"), want, n, size-half)
+	}
+	return nil
+}
+
+// spliceFetch sends one GET on a new connection and splices limit bytes
+// of the body (all of it when limit < 0) to devNull, then closes the
+// connection. It returns the response (its Body unused) and the body
+// bytes read.
+func spliceFetch(u *url.URL, devNull *os.File, h http.Header, limit int64) (*http.Response, int64, error) {
+	c, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer c.Close()
+	req, err := http.NewRequest(http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	maps.Copy(req.Header, h)
+	if err := req.Write(c); err != nil {
+		return nil, 0, err
+	}
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, req)
+	if err != nil {
+		return nil, 0, err
+	}
+	if limit < 0 {
+		limit = resp.ContentLength
+	}
+	if limit < 0 {
+		return resp, 0, fmt.Errorf("%s without Content-Length", resp.Status)
+	}
+	// What the head's read took of the body, then the rest, spliced.
+	n, _ := br.Discard(int(min(int64(br.Buffered()), limit)))
+	m, err := devNull.ReadFrom(io.LimitReader(c, limit-int64(n)))
+	return resp, int64(n) + m, err
 }
 
 // serveHTTP is the benchmark's ironbark boot server process: a store

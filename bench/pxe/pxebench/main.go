@@ -40,8 +40,8 @@ func main() {
 	flag.IntVar(&o.blksize, "blksize", 1468, "TFTP blksize the clients ask for")
 	flag.IntVar(&o.tftpParMiB, "tftp-parallel-mib", 16, "TFTP file size in MiB for each of the parallel clients")
 	flag.IntVar(&o.tftpWindow, "tftp-window", 16, "TFTP windowsize the clients ask for in the windowed runs")
-	flag.IntVar(&o.tftpRounds, "tftp-rounds", 5, "single-client TFTP rounds per server and mode (the median counts)")
-	flag.IntVar(&o.tftpParRounds, "tftp-parallel-rounds", 3, "parallel TFTP rounds per server and mode (the median counts)")
+	flag.IntVar(&o.tftpRounds, "tftp-rounds", 7, "single-client TFTP rounds per server and mode (the median counts)")
+	flag.IntVar(&o.tftpParRounds, "tftp-parallel-rounds", 5, "parallel TFTP rounds per server and mode (the median counts)")
 	flag.StringVar(&o.tftpCases, "tftp-cases", "all", "TFTP cases to run: all, or some of window-single,window-parallel,lockstep-single,lockstep-parallel")
 	only := flag.String("only", "dhcp,tftp,http", "which comparisons to run")
 	flag.BoolVar(&o.verbose, "v", false, "log server output and progress")
@@ -51,8 +51,9 @@ func main() {
 	dhcpPool := flag.String("serve-dhcp-pool", "", "internal: its pool FIRST-LAST")
 	dhcpDB := flag.String("serve-dhcp-db", "", "internal: its lease database")
 	dhcpFsync := flag.Bool("serve-dhcp-fsync", false, "internal: SQLite synchronous=FULL")
-	flag.IntVar(&o.httpMiB, "http-mib", 32, "HTTP image size in MiB (each stream fetches all of it)")
-	flag.IntVar(&o.httpRounds, "http-rounds", 3, "HTTP rounds per server and concurrency (the median counts)")
+	flag.IntVar(&o.httpMiB, "http-mib", 128, "HTTP image size in MiB (each stream fetches all of it; with the splice client a 32-stream round of 32 MiB lasts a fifth of a second, too short on a shared machine)")
+	flag.IntVar(&o.httpRounds, "http-rounds", 9, "HTTP rounds per server and concurrency (the median counts)")
+	flag.StringVar(&o.httpClient, "http-client", "splice", "HTTP client: splice (bodies spliced to /dev/null, never copied to user space) or nethttp (Go's net/http, as the installer)")
 	httpAddr := flag.String("serve-http", "", "internal: run only ironbark's boot HTTP server on this address")
 	httpDir := flag.String("serve-http-dir", "", "internal: its data directory")
 	httpImage := flag.String("serve-http-image", "", "internal: the image it serves")
@@ -63,7 +64,7 @@ func main() {
 	serveRoot := flag.String("serve-tftp-root", "", "internal: its root directory")
 	flag.Parse()
 	if *httpGetURL != "" {
-		if err := httpGet(*httpGetURL, *httpStreams, *httpSize); err != nil {
+		if err := httpGet(*httpGetURL, *httpStreams, *httpSize, o.httpClient); err != nil {
 			fmt.Fprintln(os.Stderr, "pxebench http client:", err)
 			os.Exit(1)
 		}
@@ -146,6 +147,7 @@ type options struct {
 	verbose                   bool
 	cpuProfile                string
 	httpMiB, httpRounds       int
+	httpClient                string
 }
 
 // runOne runs one comparison with its own lab, always cleaned up.

@@ -51,7 +51,7 @@ func benchTFTP(ctx context.Context, e *env, o options) error {
 	ourIP := ln.Addr.Addr()
 	hpaIP := ourIP.Next().Next()
 	ln.NS.AddAddr(e, ln.Bridge, netip.PrefixFrom(hpaIP, ln.Addr.Bits()))
-	fmt.Printf("tftp: %d MiB file to 1 client, %d MiB to each of %d at once, blksize %d, atftp clients in a namespace behind the bridge, median of %d single and %d parallel rounds, servers alternating\n",
+	fmt.Printf("tftp: %d MiB file to 1 client, %d MiB to each of %d at once, blksize %d, atftp clients in a namespace behind the bridge, median of %d single and %d parallel rounds, servers alternating (ABBA)\n",
 		o.tftpMiB, o.tftpParMiB, o.tftpClients, o.blksize, o.tftpRounds, o.tftpParRounds)
 
 	// ironbark runs as its own process in the lab namespace, like
@@ -127,8 +127,15 @@ func benchTFTP(ctx context.Context, e *env, o options) error {
 			}
 			rates := make([][]float64, len(servers))
 			cpu := make([]time.Duration, len(servers))
-			for range run.rounds {
-				for i, sv := range servers {
+			for round := range run.rounds {
+				// ABBA: which server goes first alternates too, so that
+				// neither always runs after the other's round.
+				order := []int{0, 1}
+				if round%2 == 1 {
+					order = []int{1, 0}
+				}
+				for _, i := range order {
+					sv := servers[i]
 					// in.tftpd's transfers are its children: counted too.
 					tc := startTreeCPU(sv.proc.Cmd.Process.Pid)
 					r, err := measure(run.clients, run.file, window, sv.ip)
