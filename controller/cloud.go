@@ -82,7 +82,9 @@ type Cloud struct {
 	health      NodeHealth  // which nodes are up (failure.go); nil: all
 	memberLog   memberLog   // security group membership, kept from the store's log (memberlog.go)
 	groupLists  groupLists  // parsed reservation groups (members.go)
-	takenIPs    takenIPs    // private addresses held, for launches (privateips.go)
+	// parsedArtifacts are parsed instance artifacts (ledger.go).
+	parsedArtifacts parsedArtifacts
+	takenIPs        takenIPs // private addresses held, for launches (privateips.go)
 	// noUsage skips the usage record on launch: only benchmarks set it,
 	// to measure what the record costs.
 	noUsage bool

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"ironbark/controller/usage"
@@ -45,14 +46,45 @@ func (c *Cloud) DesiredOnNode(ctx context.Context, nodeID string) ([]nodeapi.Ins
 		if userData != "" {
 			s.UserData, _ = base64.StdEncoding.DecodeString(userData)
 		}
-		var a artifacts
-		if err := json.Unmarshal([]byte(arts), &a); err != nil {
+		a, err := c.parsedArtifacts.of(arts)
+		if err != nil {
 			return nil, fmt.Errorf("instance %s artifacts: %w", s.InstanceID, err)
 		}
 		s.Image, s.Kernel, s.Ramdisk = c.withURL(a.Image), c.withURLPtr(a.Kernel), c.withURLPtr(a.Ramdisk)
 		specs = append(specs, s)
 	}
 	return specs, rows.Err()
+}
+
+// parsedArtifacts caches the parse of instances' artifacts columns: every
+// answer to a node parses each of its instances', and a cloud has few
+// distinct values (one per image, kernel and ramdisk combination).
+type parsedArtifacts struct {
+	mu sync.Mutex
+	m  map[string]artifacts
+}
+
+const maxParsedArtifacts = 4096
+
+// of is the column's parse; its Kernel and Ramdisk are shared: callers
+// must not modify them.
+func (p *parsedArtifacts) of(js string) (artifacts, error) {
+	p.mu.Lock()
+	a, ok := p.m[js]
+	p.mu.Unlock()
+	if ok {
+		return a, nil
+	}
+	if err := json.Unmarshal([]byte(js), &a); err != nil {
+		return artifacts{}, err
+	}
+	p.mu.Lock()
+	if p.m == nil || len(p.m) >= maxParsedArtifacts {
+		p.m = map[string]artifacts{}
+	}
+	p.m[js] = a
+	p.mu.Unlock()
+	return a, nil
 }
 
 func (c *Cloud) withURL(a nodeapi.Artifact) nodeapi.Artifact {
@@ -179,8 +211,10 @@ func (c *Cloud) Observe(ctx context.Context, nodeID string, sts []nodeapi.Instan
 	if err == nil && freed {
 		c.takenIPs.forget() // private addresses came free
 	}
-	if err == nil && terminating {
-		c.notify(nodeID) // the node now has a domain to remove
+	if err == nil && (terminating || freed) {
+		// The node now has a domain to remove, or an instance left its
+		// desired set (it reported it terminated).
+		c.notify(nodeID)
 	}
 	return err
 }

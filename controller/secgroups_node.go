@@ -124,6 +124,21 @@ func (c *Cloud) loadMembers(ctx context.Context, peers []string, byID map[string
 	return nil
 }
 
+// PeerMembers implements cluster.PeerMemberLedger: the groups' member
+// lists and versions, from this controller's copy of the membership once
+// it shows every change committed before fresh.
+func (c *Cloud) PeerMembers(ctx context.Context, groups []string, fresh time.Time) ([]nodeapi.SecurityGroup, error) {
+	if err := c.memberLog.sync(ctx, c, fresh); err != nil {
+		return nil, err
+	}
+	out := make([]nodeapi.SecurityGroup, len(groups))
+	for i, g := range groups {
+		out[i].ID = g
+		out[i].Members, out[i].MembersVersion = c.memberLog.members(g)
+	}
+	return out, nil
+}
+
 // notifyGroupNodes wakes the nodes that enforce the groups: those running
 // a member of one. After a rule change (members false) it wakes them at
 // once. After the groups' members changed (members true: a launch), it

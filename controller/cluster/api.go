@@ -164,10 +164,14 @@ func (s *Service) handleInstances(w http.ResponseWriter, r *http.Request, n Node
 	// reads for the answer start at or after it (reads shared with other
 	// nodes woken at the same moment included).
 	fresh := time.Now()
+	// whole: read everything from the ledger, not from the node's last
+	// answer (answers.go): for a node that holds nothing yet, and at
+	// DesiredPoll's periodic reread.
+	whole := etag == ""
 	for {
 		// Take the waiter before reading, so a Notify in between is seen.
 		wt := s.waiterFor(n.ID)
-		d, err := s.desired(r.Context(), n.ID, fresh)
+		d, err := s.desired(r.Context(), n.ID, fresh, whole)
 		if err != nil {
 			s.log.Error("desired instances", "node", n.ID, "err", err)
 			writeErr(w, http.StatusInternalServerError, internalError)
@@ -187,15 +191,27 @@ func (s *Service) handleInstances(w http.ResponseWriter, r *http.Request, n Node
 			writeJSON(w, answer(d))
 			return
 		case <-wt.ch:
-			fresh = wt.woke
+			fresh, whole = wt.woke, false
 		case <-t.C:
-			fresh = time.Now()
+			fresh, whole = time.Now(), true
 		}
 		t.Stop()
 	}
 }
 
-func (s *Service) desired(ctx context.Context, nodeID string, fresh time.Time) (nodeapi.Desired, error) {
+func (s *Service) desired(ctx context.Context, nodeID string, fresh time.Time, whole bool) (nodeapi.Desired, error) {
+	pm, cacheable := s.cfg.Ledger.(PeerMemberLedger)
+	cacheable = cacheable && !s.cfg.ReadWhole
+	if cacheable && !whole {
+		if c, ok := s.answers.get(nodeID, time.Now()); ok {
+			d, err := s.fromCached(ctx, c, pm, fresh)
+			if err != nil {
+				return nodeapi.Desired{}, fmt.Errorf("security group members on %s: %w", nodeID, err)
+			}
+			return s.withETag(d)
+		}
+	}
+	gen, all := s.answers.version(nodeID)
 	specs, err := s.cfg.Ledger.DesiredOnNode(ctx, nodeID)
 	if err != nil {
 		return nodeapi.Desired{}, fmt.Errorf("desired on %s: %w", nodeID, err)
@@ -214,6 +230,45 @@ func (s *Service) desired(ctx context.Context, nodeID string, fresh time.Time) (
 	for i := range d.Instances {
 		d.Instances[i].Version = nodeapi.SpecVersion(d.Instances[i])
 	}
+	if cacheable {
+		c := cachedAnswer{at: time.Now(), specs: d.Instances, groups: slices.Clone(d.SecurityGroups)}
+		for i := range c.groups {
+			if g := &c.groups[i]; g.MembersVersion != "" {
+				c.peers = append(c.peers, g.ID)
+				g.Members = nil
+			}
+		}
+		s.answers.put(nodeID, gen, all, c)
+	}
+	return s.withETag(d)
+}
+
+// fromCached is the node's cached answer with its peers' member lists
+// read anew.
+func (s *Service) fromCached(ctx context.Context, c cachedAnswer, pm PeerMemberLedger, fresh time.Time) (nodeapi.Desired, error) {
+	d := nodeapi.Desired{Instances: c.specs, SecurityGroups: slices.Clone(c.groups)}
+	if len(c.peers) == 0 {
+		return d, nil
+	}
+	lists, err := pm.PeerMembers(ctx, c.peers, fresh)
+	if err != nil {
+		return nodeapi.Desired{}, err
+	}
+	byID := make(map[string]nodeapi.SecurityGroup, len(lists))
+	for _, l := range lists {
+		byID[l.ID] = l
+	}
+	for i := range d.SecurityGroups {
+		g := &d.SecurityGroups[i]
+		if l, ok := byID[g.ID]; ok {
+			g.Members, g.MembersVersion = l.Members, l.MembersVersion
+		}
+	}
+	return d, nil
+}
+
+// withETag sets d's ETag.
+func (s *Service) withETag(d nodeapi.Desired) (nodeapi.Desired, error) {
 	// The ETag covers everything the node is told, specs and member lists
 	// by their versions (when a list has one): it names the state, whether
 	// a part is then sent whole, as a delta or kept (answerFor,

@@ -68,6 +68,12 @@ type Config struct {
 	// agents' waits: every change of desired state is notified, by this
 	// controller's Notify or, on PostgreSQL, by another controller's).
 	DesiredPoll time.Duration
+	// ReadWhole has every answer to a node read whole from the ledger,
+	// never rebuilt from the node's last one (answers.go): for several
+	// controllers on a store that does not tell them of each other's
+	// changes (SQLite), which only tests run. Zero: rebuilt when only
+	// member lists changed.
+	ReadWhole bool
 	// Jobs says whether this controller runs the periodic jobs (dead-node
 	// checks, token purge) now: with several controllers on one database,
 	// one at a time does (store.Leader). nil: this one always does.
@@ -98,6 +104,9 @@ type Service struct {
 	// members are the member lists recently sent, the bases of deltas
 	// (members.go).
 	members *memberHistory
+	// answers are the nodes' last answers but their member lists
+	// (answers.go).
+	answers *answerCache
 }
 
 // nodeSnapshot caches the node table for placement: a burst of
@@ -149,9 +158,9 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	s := &Service{
 		Registry: reg, cfg: cfg, ca: ca, log: cfg.Logger, cert: ca.ServerChain(cert),
 		policies: map[string]sched.Policy{}, waiters: map[string]*waiter{}, soon: map[string]bool{},
-		members: newMemberHistory(nil),
+		members: newMemberHistory(nil), answers: newAnswerCache(cfg.DesiredPoll),
 	}
-	s.wake = newWakeBus(cfg.DB, s.log, s.wakeLocal, s.wakeAll)
+	s.wake = newWakeBus(cfg.DB, s.log, s.wakeNode, s.wakeMembers, s.wakeAll)
 	return s, nil
 }
 
@@ -278,14 +287,29 @@ func (s *Service) Run(ctx context.Context) error {
 // commits a launch, stop or termination; without it nodes notice within
 // DesiredPoll.
 func (s *Service) Notify(nodeID string) {
+	s.wakeNode(nodeID)
+	s.wake.publish(nodeID, false)
+}
+
+// wakeNode wakes the node's waiting request after a change that may be
+// more than member lists: its answer is read anew.
+func (s *Service) wakeNode(nodeID string) {
+	s.answers.invalidate(nodeID)
 	s.wakeLocal(nodeID)
-	s.wake.publish(nodeID)
+}
+
+// wakeMembers wakes the node's waiting request after a change of member
+// lists only.
+func (s *Service) wakeMembers(nodeID string) {
+	s.wakeLocal(nodeID)
 }
 
 // NotifySoon wakes the node's waiting request like Notify, within
 // soonDelay, together with every other node told the same meanwhile: for
 // changes that may wait a moment and come in bursts, the member lists of
-// security groups a launch grows. During a launch burst a node that holds
+// security groups a launch grows, and for those only: the node's answer
+// is rebuilt from its last one with the member lists read anew
+// (answers.go), so a change of anything else must be told with Notify. During a launch burst a node that holds
 // members of many accounts' groups is then woken a few times a second,
 // not at every launch, and the nodes woken together share their reads of
 // the groups' members (the ledger's answers may reuse any read that
@@ -310,7 +334,8 @@ func (s *Service) flushSoon() {
 	s.soon, s.soonArm = map[string]bool{}, false
 	s.mu.Unlock()
 	for id := range ids {
-		s.Notify(id)
+		s.wakeMembers(id)
+		s.wake.publish(id, true)
 	}
 }
 
@@ -336,6 +361,7 @@ func (s *Service) wakeLocal(nodeID string) {
 // wakeAll wakes every waiting request on this controller: after
 // notifications may have been missed, each rereads its node's instances.
 func (s *Service) wakeAll() {
+	s.answers.invalidateAll()
 	s.mu.Lock()
 	now := time.Now()
 	for id, w := range s.waiters {

@@ -31,27 +31,34 @@ const wakeAllNodes = "*"
 // 1,000 instances over 1,000 nodes is a handful of NOTIFYs, not 1,000),
 // and delivers the other controllers' to wakeNode.
 type wakeBus struct {
-	db       *store.DB
-	log      *slog.Logger
-	origin   string // this controller, so it ignores its own wake-ups
-	wakeNode func(nodeID string)
-	wakeAll  func()
+	db          *store.DB
+	log         *slog.Logger
+	origin      string // this controller, so it ignores its own wake-ups
+	wakeNode    func(nodeID string)
+	wakeMembers func(nodeID string) // a wake-up for member lists only
+	wakeAll     func()
 
 	once     sync.Once
 	mu       sync.Mutex
-	pending  map[string]bool
-	overflow bool          // too many pending: publish wakeAllNodes
-	kick     chan struct{} // pending is not empty
+	pending  map[string]bool // node -> for member lists only
+	overflow bool            // too many pending: publish wakeAllNodes
+	kick     chan struct{}   // pending is not empty
 }
+
+// membersOnly marks a payload's wake-ups as for member lists only: it
+// follows the origin ("ORIGIN~m:id,..."), so a controller that does not
+// know the mark reads another origin and wakes the nodes as for any
+// change.
+const membersOnly = "~m"
 
 // maxPendingWakes bounds the node IDs waiting to be published; past it one
 // wake-all replaces them.
 const maxPendingWakes = 50000
 
-func newWakeBus(db *store.DB, log *slog.Logger, wakeNode func(string), wakeAll func()) *wakeBus {
+func newWakeBus(db *store.DB, log *slog.Logger, wakeNode, wakeMembers func(string), wakeAll func()) *wakeBus {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
-	return &wakeBus{db: db, log: log, origin: hex.EncodeToString(b[:]), wakeNode: wakeNode, wakeAll: wakeAll,
+	return &wakeBus{db: db, log: log, origin: hex.EncodeToString(b[:]), wakeNode: wakeNode, wakeMembers: wakeMembers, wakeAll: wakeAll,
 		pending: map[string]bool{}, kick: make(chan struct{}, 1)}
 }
 
@@ -77,16 +84,17 @@ func (w *wakeBus) start(ctx context.Context) {
 	})
 }
 
-// publish queues a node's wake-up for the other controllers.
-func (w *wakeBus) publish(nodeID string) {
+// publish queues a node's wake-up for the other controllers; members:
+// for a change of member lists only (NotifySoon's).
+func (w *wakeBus) publish(nodeID string, members bool) {
 	if !w.db.CanNotify() {
 		return
 	}
 	w.mu.Lock()
 	if len(w.pending) >= maxPendingWakes {
 		w.overflow = true
-	} else {
-		w.pending[nodeID] = true
+	} else if only, ok := w.pending[nodeID]; !ok || only {
+		w.pending[nodeID] = members
 	}
 	w.mu.Unlock()
 	select {
@@ -103,17 +111,21 @@ func (w *wakeBus) publishLoop(ctx context.Context) {
 		case <-w.kick:
 		}
 		w.mu.Lock()
-		ids := make([]string, 0, len(w.pending))
-		for id := range w.pending {
-			ids = append(ids, id)
+		var ids, memberIDs []string
+		for id, only := range w.pending {
+			if only {
+				memberIDs = append(memberIDs, id)
+			} else {
+				ids = append(ids, id)
+			}
 		}
 		all := w.overflow
 		w.pending, w.overflow = map[string]bool{}, false
 		w.mu.Unlock()
 		if all {
-			ids = []string{wakeAllNodes}
+			ids, memberIDs = []string{wakeAllNodes}, nil
 		}
-		for _, p := range w.payloads(ids) {
+		for _, p := range append(w.payloads(w.origin, ids), w.payloads(w.origin+membersOnly, memberIDs)...) {
 			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			err := w.db.Publish(pctx, wakeChannel, p)
 			cancel()
@@ -127,7 +139,7 @@ func (w *wakeBus) publishLoop(ctx context.Context) {
 }
 
 // payloads packs node IDs into as few payloads as fit: "ORIGIN:id,id,...".
-func (w *wakeBus) payloads(ids []string) []string {
+func (w *wakeBus) payloads(origin string, ids []string) []string {
 	var out []string
 	var b strings.Builder
 	for _, id := range ids {
@@ -136,7 +148,7 @@ func (w *wakeBus) payloads(ids []string) []string {
 			b.Reset()
 		}
 		if b.Len() == 0 {
-			b.WriteString(w.origin)
+			b.WriteString(origin)
 			b.WriteByte(':')
 		} else {
 			b.WriteByte(',')
@@ -152,8 +164,13 @@ func (w *wakeBus) payloads(ids []string) []string {
 // heard delivers another controller's wake-ups.
 func (w *wakeBus) heard(payload string) {
 	origin, ids, ok := strings.Cut(payload, ":")
+	origin, members := strings.CutSuffix(origin, membersOnly)
 	if !ok || origin == w.origin {
 		return
+	}
+	wake := w.wakeNode
+	if members {
+		wake = w.wakeMembers
 	}
 	for _, id := range strings.Split(ids, ",") {
 		if id == wakeAllNodes {
@@ -161,7 +178,7 @@ func (w *wakeBus) heard(payload string) {
 			return
 		}
 		if id != "" {
-			w.wakeNode(id)
+			wake(id)
 		}
 	}
 }

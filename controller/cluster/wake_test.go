@@ -50,13 +50,16 @@ func startControllerIn(t *testing.T, url, keyFile string, admin controller.Accou
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	c := &controllerOn{}
 	c.cloud, err = controller.New(controller.Config{Region: "ironbark", Endpoint: "http://test/",
-		Notify: func(n string) { c.svc.Notify(n) }}, h, nil, log)
+		Notify: func(n string) { c.svc.Notify(n) }, NotifySoon: func(n string) { c.svc.NotifySoon(n) }}, h, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Waits re-read the ledger only when told: a wake-up is the only way
-	// a waiting request learns of a launch within its wait.
-	c.svc, err = New(ctx, Config{DB: h, DataDir: dataDir, Ledger: c.cloud, Logger: log, DesiredPoll: time.Hour})
+	// a waiting request learns of a launch within its wait. SQLite does
+	// not tell one controller of another's changes: each reads every
+	// answer whole.
+	c.svc, err = New(ctx, Config{DB: h, DataDir: dataDir, Ledger: c.cloud, Logger: log, DesiredPoll: time.Hour,
+		ReadWhole: !h.CanNotify()})
 	if err != nil {
 		t.Fatal(err)
 	}

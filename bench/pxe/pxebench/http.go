@@ -125,6 +125,7 @@ func benchHTTP(ctx context.Context, e *env, o options) error {
 	for _, streams := range []int{32, 128} {
 		rates := make([][]float64, len(servers))
 		cpu := make([]time.Duration, len(servers))
+		var clientCPU time.Duration
 		for round := range o.httpRounds + 1 {
 			order := []int{0, 1}
 			if round%2 == 1 {
@@ -133,13 +134,14 @@ func benchHTTP(ctx context.Context, e *env, o options) error {
 			for _, i := range order {
 				sv := servers[i]
 				cpu0 := treeCPUTime(sv.proc.Cmd.Process.Pid)
-				r, err := httpRound(ctx, cli, self, sv.url, streams, size, o.httpClient)
+				r, ccpu, err := httpRound(ctx, cli, self, sv.url, streams, size, o.httpClient)
 				if err != nil {
 					return fmt.Errorf("%s, %d streams: %w\n%s", sv.name, streams, err, sv.proc.Output())
 				}
 				if round > 0 { // the first round warms the page cache and the servers
 					rates[i] = append(rates[i], r)
 					cpu[i] += treeCPUTime(sv.proc.Cmd.Process.Pid) - cpu0
+					clientCPU += ccpu
 				}
 			}
 		}
@@ -149,9 +151,9 @@ func benchHTTP(ctx context.Context, e *env, o options) error {
 		}
 		a, b := median(rates[0]), median(rates[1])
 		gib := float64(o.httpRounds) * float64(streams) * float64(size) / (1 << 30)
-		fmt.Printf("http %3d streams   ironbark %7.1f MB/s  nginx %7.1f MB/s  ratio %s  (pairwise: median %.2fx, %s; rounds: %s vs %s; CPU per GiB %.0f vs %.0f ms; load %s)\n",
+		fmt.Printf("http %3d streams   ironbark %7.1f MB/s  nginx %7.1f MB/s  ratio %s  (pairwise: median %.2fx, %s; rounds: %s vs %s; CPU per GiB %.0f vs %.0f ms, client %.0f ms; load %s)\n",
 			streams, a/1e6, b/1e6, ratio(a, b), median(pairs), ratios(pairs), list(rates[0], 1e6), list(rates[1], 1e6),
-			float64(cpu[0].Milliseconds())/gib, float64(cpu[1].Milliseconds())/gib, loadAvg())
+			float64(cpu[0].Milliseconds())/gib, float64(cpu[1].Milliseconds())/gib, float64(clientCPU.Milliseconds())/(2*gib), loadAvg())
 	}
 	return nil
 }
@@ -220,21 +222,24 @@ http {
 
 // httpRound runs one round of streams concurrent downloads from a client
 // process in ns (pxebench -http-get) and returns bytes per second.
-func httpRound(ctx context.Context, ns *lab.NetNS, self, url string, streams int, size int64, client string) (float64, error) {
-	out, err := ns.Command(ctx, self, "-http-get", url, "-http-streams", strconv.Itoa(streams), "-http-size", strconv.FormatInt(size, 10),
-		"-http-client", client).Output()
+// It also returns the client's CPU time (`ip netns exec` execs the
+// client, so the command's process is the client).
+func httpRound(ctx context.Context, ns *lab.NetNS, self, url string, streams int, size int64, client string) (float64, time.Duration, error) {
+	cmd := ns.Command(ctx, self, "-http-get", url, "-http-streams", strconv.Itoa(streams), "-http-size", strconv.FormatInt(size, 10),
+		"-http-client", client)
+	out, err := cmd.Output()
 	if err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
-			return 0, fmt.Errorf("client: %w\n%s", err, ee.Stderr)
+			return 0, 0, fmt.Errorf("client: %w\n%s", err, ee.Stderr)
 		}
-		return 0, fmt.Errorf("client: %w", err)
+		return 0, 0, fmt.Errorf("client: %w", err)
 	}
 	var r struct{ Rate float64 }
 	if err := json.Unmarshal(out, &r); err != nil {
-		return 0, fmt.Errorf("client output %q: %w", out, err)
+		return 0, 0, fmt.Errorf("client output %q: %w", out, err)
 	}
-	return r.Rate, nil
+	return r.Rate, cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), nil
 }
 
 // httpGet is the client process: streams downloads of url at once, each

@@ -52,7 +52,7 @@ func main() {
 	dhcpPool := flag.String("serve-dhcp-pool", "", "internal: its pool FIRST-LAST")
 	dhcpDB := flag.String("serve-dhcp-db", "", "internal: its lease database")
 	dhcpFsync := flag.Bool("serve-dhcp-fsync", false, "internal: SQLite synchronous=FULL")
-	flag.IntVar(&o.httpMiB, "http-mib", 32, "HTTP image size in MiB (each stream fetches all of it)")
+	flag.IntVar(&o.httpMiB, "http-mib", 128, "HTTP image size in MiB (each stream fetches all of it; with the splice client a 32-stream round of 32 MiB lasts a fifth of a second, too short on a shared machine)")
 	flag.IntVar(&o.httpRounds, "http-rounds", 9, "HTTP rounds per server and concurrency (the median counts)")
 	flag.StringVar(&o.httpClient, "http-client", "splice", "HTTP client: splice (bodies spliced to /dev/null, never copied to user space) or nethttp (Go's net/http, as the installer)")
 	httpAddr := flag.String("serve-http", "", "internal: run only ironbark's boot HTTP server on this address")
