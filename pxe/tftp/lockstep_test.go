@@ -155,7 +155,7 @@ func lockstepClients(t *testing.T, threads int) {
 }
 
 // TestProcs: GOMAXPROCS rises in steps with the threads counted, and
-// is put back when none are left.
+// is put back when none are left; yielding stops with many threads.
 func TestProcs(t *testing.T) {
 	base := runtime.GOMAXPROCS(0)
 	var p procs
@@ -174,6 +174,14 @@ func TestProcs(t *testing.T) {
 	if got := runtime.GOMAXPROCS(0); got != base+2*procStep {
 		t.Errorf("5 threads: GOMAXPROCS %d, want %d", got, base+2*procStep)
 	}
+	if !p.few() {
+		t.Error("5 threads are not few")
+	}
+	p.add(yieldBelow)
+	if p.few() {
+		t.Errorf("%d threads are few", 5+yieldBelow)
+	}
+	p.add(-yieldBelow)
 	for range 5 {
 		p.add(-1)
 	}

@@ -60,3 +60,14 @@ func (p *procs) take(max int) bool {
 	p.addLocked(1)
 	return true
 }
+
+// yieldBelow is how many lock-step threads may run before their
+// goroutines stop yielding (see blockingLink.recv).
+const yieldBelow = 16
+
+// few reports whether fewer than yieldBelow threads are counted.
+func (p *procs) few() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.n < yieldBelow
+}

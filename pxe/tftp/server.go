@@ -367,7 +367,11 @@ func (s *Server) serveRead(ctx context.Context, local net.IP, remote net.UDPAddr
 	var conn link
 	if neg.window == 1 && s.procs.take(s.cfg.LockStepThreads) {
 		defer s.procs.add(-1)
-		conn, err = newBlockingLink(ctx, local, remote)
+		var bl *blockingLink
+		if bl, err = newBlockingLink(ctx, local, remote); err == nil {
+			bl.yield = s.procs.few
+			conn = bl
+		}
 	} else {
 		conn, err = newPollLink(ctx, local, remote)
 	}

@@ -42,6 +42,7 @@ func main() {
 	flag.IntVar(&o.tftpWindow, "tftp-window", 16, "TFTP windowsize the clients ask for in the windowed runs")
 	flag.IntVar(&o.tftpRounds, "tftp-rounds", 7, "single-client TFTP rounds per server and mode (the median counts)")
 	flag.IntVar(&o.tftpParRounds, "tftp-parallel-rounds", 5, "parallel TFTP rounds per server and mode (the median counts)")
+	flag.StringVar(&o.tftpBaseline, "tftp-baseline", "", "also run the TFTP server of this pxebench binary (one built from another commit, say) as \"baseline\", in the same rounds")
 	flag.StringVar(&o.tftpCases, "tftp-cases", "all", "TFTP cases to run: all, or some of window-single,window-parallel,lockstep-single,lockstep-parallel")
 	only := flag.String("only", "dhcp,tftp,http", "which comparisons to run")
 	flag.BoolVar(&o.verbose, "v", false, "log server output and progress")
@@ -139,6 +140,7 @@ type options struct {
 	dhcpRounds                int
 	dnsmasq                   bool
 	dhcpBaseline              string
+	tftpBaseline              string
 	tftpMiB, tftpClients      int
 	tftpParMiB, tftpWindow    int
 	tftpRounds, tftpParRounds int

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"ironbark/internal/lab"
@@ -77,6 +78,15 @@ func benchTFTP(ctx context.Context, e *env, o options) error {
 		proc *lab.Process
 	}
 	servers := []server{{"ironbark", ourIP, ours}, {"tftpd-hpa", hpaIP, hpa}}
+	if o.tftpBaseline != "" {
+		// Another build's server (pxebench -serve-tftp of an earlier
+		// commit) in the same rounds: an A/B that the load cannot favour.
+		ip := hpaIP.Next()
+		ln.NS.AddAddr(e, ln.Bridge, netip.PrefixFrom(ip, ln.Addr.Bits()))
+		base := ln.NS.Start(e, o.tftpBaseline, "-serve-tftp", ip.String()+":69", "-serve-tftp-root", dir)
+		defer stopProcess(base)
+		servers = append(servers, server{"baseline", ip, base})
+	}
 	// Wait until both answer.
 	for _, sv := range servers {
 		var err error
@@ -90,7 +100,10 @@ func benchTFTP(ctx context.Context, e *env, o options) error {
 			return fmt.Errorf("%s: %w\n%s", sv.name, err, sv.proc.Output())
 		}
 	}
-	measure := func(clients int, file string, window int, ip netip.Addr) (float64, error) {
+	// measure returns the rate and the clients' CPU time (atftp processes
+	// are this process's children, reaped by the time it returns).
+	measure := func(clients int, file string, window int, ip netip.Addr) (float64, time.Duration, error) {
+		clientCPU := childrenCPU()
 		var wg sync.WaitGroup
 		errs := make(chan error, clients)
 		start := time.Now()
@@ -110,7 +123,7 @@ func benchTFTP(ctx context.Context, e *env, o options) error {
 			e.Logf("%s: clients done after %v (first) %v (median) %v (last)", ip, ends[0], ends[clients/2], ends[clients-1])
 		}
 		close(errs)
-		return rate, <-errs
+		return rate, childrenCPU() - clientCPU, <-errs
 	}
 	mb := func(r float64) float64 { return r / 1e6 }
 	for _, window := range []int{o.tftpWindow, 0} {
@@ -127,19 +140,24 @@ func benchTFTP(ctx context.Context, e *env, o options) error {
 			}
 			rates := make([][]float64, len(servers))
 			cpu := make([]time.Duration, len(servers))
+			clientCPU := make([]time.Duration, len(servers))
 			for round := range run.rounds {
-				// ABBA: which server goes first alternates too, so that
-				// neither always runs after the other's round.
-				order := []int{0, 1}
+				// Which server goes first alternates too (ABBA with two),
+				// so that none always runs after another's round.
+				order := make([]int, len(servers))
+				for k := range order {
+					order[k] = k
+				}
 				if round%2 == 1 {
-					order = []int{1, 0}
+					slices.Reverse(order)
 				}
 				for _, i := range order {
 					sv := servers[i]
 					// in.tftpd's transfers are its children: counted too.
 					tc := startTreeCPU(sv.proc.Cmd.Process.Pid)
-					r, err := measure(run.clients, run.file, window, sv.ip)
+					r, ccpu, err := measure(run.clients, run.file, window, sv.ip)
 					cpu[i] += tc.stop()
+					clientCPU[i] += ccpu
 					if err != nil {
 						return fmt.Errorf("%s, %s: %w\n%s", sv.name, mode, err, sv.proc.Output())
 					}
@@ -149,10 +167,26 @@ func benchTFTP(ctx context.Context, e *env, o options) error {
 			// CPU per block: steadier than throughput on a shared machine.
 			blocks := float64(run.rounds*run.clients) * float64(sizes[run.file]) / float64(o.blksize)
 			perBlock := func(i int) float64 { return float64(cpu[i].Nanoseconds()) / blocks / 1e3 }
+			clientPerBlock := func(i int) float64 { return float64(clientCPU[i].Nanoseconds()) / blocks / 1e3 }
 			a, b := median(rates[0]), median(rates[1])
+			clients := fmt.Sprintf("%d client%s", run.clients, map[bool]string{true: "s"}[run.clients > 1])
 			fmt.Printf("tftp %-10s %-15s ironbark %7.1f MB/s  tftpd-hpa %7.1f MB/s  ratio %s  (rounds: ironbark %s, tftpd-hpa %s; CPU per block %.1f vs %.1f µs)\n",
-				fmt.Sprintf("%d client%s", run.clients, map[bool]string{true: "s"}[run.clients > 1]), mode,
-				mb(a), mb(b), ratio(a, b), list(rates[0], 1e6), list(rates[1], 1e6), perBlock(0), perBlock(1))
+				clients, mode, mb(a), mb(b), ratio(a, b), list(rates[0], 1e6), list(rates[1], 1e6), perBlock(0), perBlock(1))
+			if o.verbose {
+				// A server's pace can change its clients' work too (how
+				// often they sleep for a block), and both share the cores.
+				fmt.Printf("tftp %-10s %-15s atftp CPU per block: with ironbark %.1f µs, with tftpd-hpa %.1f µs",
+					clients, mode, clientPerBlock(0), clientPerBlock(1))
+				if len(servers) > 2 {
+					fmt.Printf(", with baseline %.1f µs", clientPerBlock(2))
+				}
+				fmt.Println()
+			}
+			if len(servers) > 2 {
+				c := median(rates[2])
+				fmt.Printf("tftp %-10s %-15s baseline %7.1f MB/s  tftpd-hpa %7.1f MB/s  ratio %s  (rounds: baseline %s; CPU per block %.1f µs; ironbark/baseline %s)\n",
+					clients, mode, mb(c), mb(b), ratio(c, b), list(rates[2], 1e6), perBlock(2), ratio(a, c))
+			}
 		}
 	}
 	return nil
@@ -262,3 +296,13 @@ func startTreeCPU(pid int) *treeCPU {
 }
 
 func (t *treeCPU) stop() time.Duration { close(t.done); return <-t.res }
+
+// childrenCPU is the CPU time of this process's children that have
+// ended and been waited for.
+func childrenCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
