@@ -116,6 +116,11 @@ type memberLog struct {
 	last   int64 // the newest log row applied
 	insts  map[string]memberInst
 	groups map[string]*memberGroup
+	// touched is, per node, the newest row about an instance on it
+	// (placed there, ended, moved away); base stands in for every node
+	// after a load, which saw no rows. nodeMark is the larger.
+	touched map[string]int64
+	base    int64
 	// loads and rows count full loads and log rows applied (tests).
 	loads, rows int
 
@@ -194,6 +199,10 @@ func (l *memberLog) catchUp(ctx context.Context, c *Cloud) error {
 		}
 		l.mu.Lock()
 		for _, r := range rows {
+			if old, ok := l.insts[r.instance]; ok {
+				l.touched[old.node] = r.seq
+			}
+			l.touched[r.node] = r.seq
 			l.applyLocked(r, c.groupLists.of(r.js))
 			l.last = r.seq
 		}
@@ -234,6 +243,7 @@ func (l *memberLog) load(ctx context.Context, c *Cloud) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.insts, l.groups = map[string]memberInst{}, map[string]*memberGroup{}
+	l.touched, l.base = map[string]int64{}, top
 	for _, r := range all {
 		l.applyLocked(r, c.groupLists.of(r.js))
 	}
@@ -363,4 +373,13 @@ func trimMemberLog(ctx context.Context, tx *store.Tx, now time.Time) error {
 	_, err := tx.Exec(ctx, `DELETE FROM member_changes WHERE at < ? AND seq < (SELECT MAX(seq) FROM member_changes)`,
 		now.Add(-memberLogKeep).Unix())
 	return err
+}
+
+// nodeMark names the changes of the node's instances the log has shown
+// (launches onto it, terminations, moves): it grows with each, and with
+// every reload. Equal marks: no such change between them.
+func (l *memberLog) nodeMark(node string) int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return max(l.touched[node], l.base)
 }

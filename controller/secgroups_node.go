@@ -139,6 +139,16 @@ func (c *Cloud) PeerMembers(ctx context.Context, groups []string, fresh time.Tim
 	return out, nil
 }
 
+// NodeMark names the changes of the node's instances seen so far by
+// reads that started at or after fresh (cluster.PeerMemberLedger): a
+// launch onto the node or a termination there changes it.
+func (c *Cloud) NodeMark(ctx context.Context, node string, fresh time.Time) (int64, error) {
+	if err := c.memberLog.sync(ctx, c, fresh); err != nil {
+		return 0, err
+	}
+	return c.memberLog.nodeMark(node), nil
+}
+
 // notifyGroupNodes wakes the nodes that enforce the groups: those running
 // a member of one. After a rule change (members false) it wakes them at
 // once. After the groups' members changed (members true: a launch), it

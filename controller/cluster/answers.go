@@ -33,6 +33,12 @@ type PeerMemberLedger interface {
 	// started at or after fresh. The lists are shared: callers must not
 	// modify them.
 	PeerMembers(ctx context.Context, groups []string, fresh time.Time) ([]nodeapi.SecurityGroup, error)
+	// NodeMark names the changes of the node's own instances (a launch
+	// onto it, a termination) seen by reads that started at or after
+	// fresh. A kept answer is rebuilt only while it is unchanged: another
+	// controller's wake-up for the node may arrive after its member-only
+	// one, or after the node's next poll.
+	NodeMark(ctx context.Context, node string, fresh time.Time) (int64, error)
 }
 
 // answerCache holds each node's last desired state without its member
@@ -48,6 +54,7 @@ type answerCache struct {
 
 type cachedAnswer struct {
 	gen, all uint64
+	mark     int64 // the ledger's NodeMark before the answer was read
 	at       time.Time
 	specs    []nodeapi.InstanceSpec  // versions set; shared, never modified
 	groups   []nodeapi.SecurityGroup // the peers' Members nil; shared

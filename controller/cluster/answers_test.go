@@ -47,7 +47,7 @@ func TestAnswerRebuiltForMemberChanges(t *testing.T) {
 			t.Fatal(err)
 		}
 		urlA, urlPolled := serve(t, a.svc), serve(t, polled.svc)
-		nodes := map[string]*nodeapi.Client{} // heartbeats go to a
+		nodes := map[string]*nodeapi.Client{}                         // heartbeats go to a
 		one := nodeapi.Capacity{Cores: 1, MemoryMiB: 256, DiskGiB: 5} // one m1.small
 		// On SQLite there is one controller: it rebuilds answers too.
 		polled.svc.cfg.ReadWhole = false

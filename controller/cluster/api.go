@@ -204,14 +204,23 @@ func (s *Service) desired(ctx context.Context, nodeID string, fresh time.Time, w
 	cacheable = cacheable && !s.cfg.ReadWhole
 	if cacheable && !whole {
 		if c, ok := s.answers.get(nodeID, time.Now()); ok {
-			d, err := s.fromCached(ctx, c, pm, fresh)
+			d, current, err := s.fromCached(ctx, nodeID, c, pm, fresh)
 			if err != nil {
 				return nodeapi.Desired{}, fmt.Errorf("security group members on %s: %w", nodeID, err)
 			}
-			return s.withETag(d)
+			if current {
+				return s.withETag(d)
+			}
 		}
 	}
 	gen, all := s.answers.version(nodeID)
+	var mark int64
+	if cacheable {
+		var err error
+		if mark, err = pm.NodeMark(ctx, nodeID, fresh); err != nil {
+			return nodeapi.Desired{}, fmt.Errorf("instance changes on %s: %w", nodeID, err)
+		}
+	}
 	specs, err := s.cfg.Ledger.DesiredOnNode(ctx, nodeID)
 	if err != nil {
 		return nodeapi.Desired{}, fmt.Errorf("desired on %s: %w", nodeID, err)
@@ -231,7 +240,7 @@ func (s *Service) desired(ctx context.Context, nodeID string, fresh time.Time, w
 		d.Instances[i].Version = nodeapi.SpecVersion(d.Instances[i])
 	}
 	if cacheable {
-		c := cachedAnswer{at: time.Now(), specs: d.Instances, groups: slices.Clone(d.SecurityGroups)}
+		c := cachedAnswer{mark: mark, at: time.Now(), specs: d.Instances, groups: slices.Clone(d.SecurityGroups)}
 		for i := range c.groups {
 			if g := &c.groups[i]; g.MembersVersion != "" {
 				c.peers = append(c.peers, g.ID)
@@ -244,15 +253,17 @@ func (s *Service) desired(ctx context.Context, nodeID string, fresh time.Time, w
 }
 
 // fromCached is the node's cached answer with its peers' member lists
-// read anew.
-func (s *Service) fromCached(ctx context.Context, c cachedAnswer, pm PeerMemberLedger, fresh time.Time) (nodeapi.Desired, error) {
-	d := nodeapi.Desired{Instances: c.specs, SecurityGroups: slices.Clone(c.groups)}
-	if len(c.peers) == 0 {
-		return d, nil
-	}
+// read anew; current is false when the node's own instances changed
+// since (the answer must be read whole).
+func (s *Service) fromCached(ctx context.Context, nodeID string, c cachedAnswer, pm PeerMemberLedger, fresh time.Time) (d nodeapi.Desired, current bool, err error) {
+	d = nodeapi.Desired{Instances: c.specs, SecurityGroups: slices.Clone(c.groups)}
 	lists, err := pm.PeerMembers(ctx, c.peers, fresh)
 	if err != nil {
-		return nodeapi.Desired{}, err
+		return nodeapi.Desired{}, false, err
+	}
+	// After PeerMembers: the mark is from the same reads as the lists.
+	if mark, err := pm.NodeMark(ctx, nodeID, fresh); err != nil || mark != c.mark {
+		return nodeapi.Desired{}, false, err
 	}
 	byID := make(map[string]nodeapi.SecurityGroup, len(lists))
 	for _, l := range lists {
@@ -264,7 +275,7 @@ func (s *Service) fromCached(ctx context.Context, c cachedAnswer, pm PeerMemberL
 			g.Members, g.MembersVersion = l.Members, l.MembersVersion
 		}
 	}
-	return d, nil
+	return d, true, nil
 }
 
 // withETag sets d's ETag.
