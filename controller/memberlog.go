@@ -199,10 +199,12 @@ func (l *memberLog) catchUp(ctx context.Context, c *Cloud) error {
 		}
 		l.mu.Lock()
 		for _, r := range rows {
-			if old, ok := l.insts[r.instance]; ok {
+			if old, ok := l.insts[r.instance]; ok && old.node != "" {
 				l.touched[old.node] = r.seq
 			}
-			l.touched[r.node] = r.seq
+			if r.node != "" { // not placed yet: no node's answer changed
+				l.touched[r.node] = r.seq
+			}
 			l.applyLocked(r, c.groupLists.of(r.js))
 			l.last = r.seq
 		}

@@ -261,7 +261,8 @@ func (s *Service) fromCached(ctx context.Context, nodeID string, c cachedAnswer,
 	if err != nil {
 		return nodeapi.Desired{}, false, err
 	}
-	// After PeerMembers: the mark is from the same reads as the lists.
+	// After PeerMembers, so the mark is at least as new as the lists: a
+	// list never shows a launch onto the node that the mark missed.
 	if mark, err := pm.NodeMark(ctx, nodeID, fresh); err != nil || mark != c.mark {
 		return nodeapi.Desired{}, false, err
 	}
