@@ -235,5 +235,11 @@ ALTER TABLE accounts ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;
 		groupNetMigration(),
 		// Security group membership changes, logged by triggers (memberlog.go).
 		memberChangesMigration(),
+		// A reservation's instances are read by a retried ClientToken
+		// launch and by reservation-id filters; without this index each
+		// such read walked every instance the cloud had ever run.
+		{ID: "controller/0021-instance-reservation-index", SQL: `
+CREATE INDEX instances_reservation ON instances(reservation_id);
+`},
 	}
 }
