@@ -134,9 +134,12 @@ func (s *Service) handleHeartbeat(w http.ResponseWriter, r *http.Request, n Node
 }
 
 func (s *Service) handleInstances(w http.ResponseWriter, r *http.Request, n Node) {
-	etag := r.URL.Query().Get("etag")
+	// Parsed once: the held member and spec versions make the query
+	// long, and every node sends one of these per wake-up.
+	q := r.URL.Query()
+	etag := q.Get("etag")
 	wait := time.Duration(0)
-	if v := r.URL.Query().Get("wait"); v != "" {
+	if v := q.Get("wait"); v != "" {
 		sec, err := strconv.Atoi(v)
 		if err != nil || sec < 0 {
 			writeErr(w, http.StatusBadRequest, "wait: seconds expected")
@@ -144,12 +147,12 @@ func (s *Service) handleInstances(w http.ResponseWriter, r *http.Request, n Node
 		}
 		wait = min(time.Duration(sec)*time.Second, maxWait)
 	}
-	held, err := nodeapi.ParseHeldMembers(r.URL.Query().Get(nodeapi.QueryMembers))
+	held, err := nodeapi.ParseHeldMembers(q.Get(nodeapi.QueryMembers))
 	if err != nil {
 		writeErr(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	heldSpecs, err := nodeapi.ParseHeldSpecs(r.URL.Query().Get(nodeapi.QuerySpecs))
+	heldSpecs, err := nodeapi.ParseHeldSpecs(q.Get(nodeapi.QuerySpecs))
 	if err != nil {
 		writeErr(w, http.StatusBadRequest, err.Error())
 		return
