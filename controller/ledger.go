@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -144,8 +145,9 @@ func (c *Cloud) Observe(ctx context.Context, nodeID string, sts []nodeapi.Instan
 		return err
 	}
 	terminating, freed := false, false
+	var left []string // instances that left their groups' member lists here
 	err := c.db.InTx(ctx, func(tx *store.Tx) error {
-		terminating, freed = false, false
+		terminating, freed, left = false, false, nil
 		at := c.now()
 		now := at.Unix()
 		for _, st := range sts {
@@ -169,6 +171,7 @@ func (c *Cloud) Observe(ctx context.Context, nodeID string, sts []nodeapi.Instan
 			if shutdown == "terminate" && desired == nodeapi.StateRunning && state == nodeapi.StateRunning &&
 				(next == nodeapi.StateStopping || next == nodeapi.StateStopped) {
 				next, reason, terminating = nodeapi.StateShuttingDown, "Client.InstanceInitiatedShutdown: Instance initiated shutdown", true
+				left = append(left, st.InstanceID)
 				if _, err := tx.Exec(ctx, `UPDATE instances SET desired = ? WHERE id = ?`, nodeapi.StateTerminated, st.InstanceID); err != nil {
 					return err
 				}
@@ -179,6 +182,12 @@ func (c *Cloud) Observe(ctx context.Context, nodeID string, sts []nodeapi.Instan
 			ended := int64(0)
 			if next == nodeapi.StateTerminated && state != nodeapi.StateTerminated {
 				ended, freed = now, true
+				// One terminated through the API left its groups then
+				// (desired terminated); one that ended by itself leaves
+				// them now.
+				if desired != nodeapi.StateTerminated && !slices.Contains(left, st.InstanceID) {
+					left = append(left, st.InstanceID)
+				}
 				if err := addUsage(ctx, tx, nodeID, vmType, -1); err != nil {
 					return err
 				}
@@ -215,6 +224,11 @@ func (c *Cloud) Observe(ctx context.Context, nodeID string, sts []nodeapi.Instan
 		// The node now has a domain to remove, or an instance left its
 		// desired set (it reported it terminated).
 		c.notify(nodeID)
+	}
+	if err == nil && len(left) > 0 {
+		// The nodes whose rules name one of their groups as the peer
+		// update their member sets, as after TerminateInstances.
+		c.notifyGroupNodes(ctx, c.groupsOf(ctx, left), true, nodeID)
 	}
 	return err
 }

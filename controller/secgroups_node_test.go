@@ -234,6 +234,33 @@ func TestLaunchWakesPeersSoon(t *testing.T) {
 		if !maps.Equal(n, map[string]int{"node-a1": 1}) || !maps.Equal(s, map[string]int{"node-b1": 1}) {
 			t.Fatalf("termination woke %v at once and %v soon; want node-a1 at once, node-b1 soon", n, s)
 		}
+		// An app instance that ends by itself (its node reports it
+		// terminated) shrinks app too: the web node is woken soon.
+		if err := e.cloud.Observe(ctx, "node-a1", []nodeapi.InstanceStatus{{InstanceID: appIDs[1], State: nodeapi.StateTerminated}}); err != nil {
+			t.Fatal(err)
+		}
+		n, s = take()
+		if !maps.Equal(n, map[string]int{"node-a1": 1}) || !maps.Equal(s, map[string]int{"node-b1": 1}) {
+			t.Fatalf("an instance ending by itself woke %v at once and %v soon; want node-a1 at once, node-b1 soon", n, s)
+		}
+		// So does a guest launched to terminate on shutdown that shuts
+		// itself down.
+		out := must[*sdk.RunInstancesOutput](t)(c.RunInstances(ctx, &sdk.RunInstancesInput{ImageId: aws.String(e.image),
+			MinCount: aws.Int32(1), MaxCount: aws.Int32(1), InstanceType: "m1.small", SecurityGroupIds: []string{app},
+			Placement: &types.Placement{AvailabilityZone: aws.String("zone-a")}, InstanceInitiatedShutdownBehavior: types.ShutdownBehaviorTerminate}))
+		self := aws.ToString(out.Instances[0].InstanceId)
+		for _, st := range []string{nodeapi.StateRunning, nodeapi.StateStopped} {
+			if err := e.cloud.Observe(ctx, "node-a1", []nodeapi.InstanceStatus{{InstanceID: self, State: st}}); err != nil {
+				t.Fatal(err)
+			}
+			if st == nodeapi.StateRunning {
+				take()
+			}
+		}
+		n, s = take()
+		if !maps.Equal(n, map[string]int{"node-a1": 1}) || !maps.Equal(s, map[string]int{"node-b1": 1}) {
+			t.Fatalf("a guest's own shutdown (terminate) woke %v at once and %v soon; want node-a1 at once, node-b1 soon", n, s)
+		}
 		// A rule change is no burst: its nodes are woken at once.
 		if _, err := c.RevokeSecurityGroupIngress(ctx, &sdk.RevokeSecurityGroupIngressInput{GroupId: aws.String(web),
 			IpPermissions: []types.IpPermission{{IpProtocol: aws.String("tcp"), FromPort: aws.Int32(8000), ToPort: aws.Int32(8000),
