@@ -70,6 +70,12 @@ type Result struct {
 	LaunchBytes, LaunchMembers float64
 	DescribeP50, DescribeP99   time.Duration
 	DispatchP50, DispatchP99   time.Duration // RunInstances sent -> the node has the launch
+	// PeerP50 and PeerP99: RunInstances sent -> a node holding the
+	// instance's security group's member list has its address, over
+	// every such node and address (PeerArrivals of them; none when the
+	// nodes ask for whole lists).
+	PeerP50, PeerP99 time.Duration
+	PeerArrivals     int64
 	HeartbeatsPerSec           float64       // answered, in the steady window
 	SteadyCPU                  float64       // controller cores used in the steady window
 	RSS, PeakRSS, DBSizeBytes  int64
@@ -171,7 +177,8 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	var fleet sync.WaitGroup
 	defer fleet.Wait()
 	defer cancel()
-	nodes, err := enrollFleet(rctx, ctl.NodeURL(), seed.Tokens, o.WholeMembers, func(n *simnode.Node) { fleet.Go(func() { n.Run(rctx) }) })
+	peers := newMemberClock()
+	nodes, err := enrollFleet(rctx, ctl.NodeURL(), seed.Tokens, o.WholeMembers, peers.arrived, func(n *simnode.Node) { fleet.Go(func() { n.Run(rctx) }) })
 	if err != nil {
 		return res, fmt.Errorf("%w; controller log:\n%s", err, tail(ctl.Log(), 40))
 	}
@@ -184,7 +191,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		return res, err
 	}
 	sent0 := simnode.Sum(nodes)
-	sent, calls, took, err := launchAll(rctx, tenants, seed.Image, o, func(launched int, since time.Duration) {
+	sent, calls, took, err := launchAll(rctx, tenants, seed.Image, o, peers.launched, func(launched int, since time.Duration) {
 		// A run at the largest sizes takes long: progress as it goes.
 		st := simnode.Sum(nodes)
 		say("%d instances launched in %s (%.0f/s), %d reached their nodes; controller CPU %s",
@@ -261,6 +268,11 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	res.SteadyCPU = (u1.CPU - u0.CPU).Seconds() / wall.Seconds()
 	res.RSS, res.PeakRSS = u1.RSS, u1.PeakRSS
 	say("steady: %.0f heartbeats/s, controller %.2f cores", res.HeartbeatsPerSec, res.SteadyCPU)
+	// Counted until now: the member lists' last deltas may come after
+	// the last launch reached its node.
+	res.PeerP50, _ = peers.percentile(50)
+	res.PeerP99, res.PeerArrivals = peers.percentile(99)
+	say("%d new addresses reached their peers' nodes: p50 %s, p99 %s", res.PeerArrivals, res.PeerP50, res.PeerP99)
 
 	if res.DBSizeBytes, err = DBSize(ctx, o.DataDir, o.DB); err != nil {
 		return res, err
@@ -278,7 +290,8 @@ func Run(ctx context.Context, o Options) (Result, error) {
 
 // enrollFleet enrolls one simulated node per token, each from a loopback
 // address of its own, and hands each to started once enrolled.
-func enrollFleet(ctx context.Context, nodeURL string, tokens []string, whole bool, started func(*simnode.Node)) ([]*simnode.Node, error) {
+func enrollFleet(ctx context.Context, nodeURL string, tokens []string, whole bool, onMembers func([]string, time.Time),
+	started func(*simnode.Node)) ([]*simnode.Node, error) {
 	nodes := make([]*simnode.Node, len(tokens))
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -290,7 +303,7 @@ func enrollFleet(ctx context.Context, nodeURL string, tokens []string, whole boo
 				if i >= len(tokens) || ctx.Err() != nil {
 					return
 				}
-				n, err := simnode.Enroll(ctx, simnode.Config{Controller: nodeURL, Token: tokens[i], WholeMembers: whole,
+				n, err := simnode.Enroll(ctx, simnode.Config{Controller: nodeURL, Token: tokens[i], WholeMembers: whole, OnMembers: onMembers,
 					Hostname: fmt.Sprintf("sim-%05d", i), LocalIP: simnode.LoopbackIP(i),
 					Capacity: nodeapi.Capacity{Cores: 64, MemoryMiB: 64 << 10, DiskGiB: 2 << 10}})
 				if err != nil {
@@ -349,8 +362,9 @@ func ClientToken() string {
 // launchAll launches o.Size.Instances over the tenants, PerCall at a time
 // with Workers calls in flight, each call with a ClientToken. It returns
 // when each instance's call was sent, every call's latency and the time
-// it all took.
-func launchAll(ctx context.Context, tenants []tenant, image string, o Options,
+// it all took; launched is told each instance's private address and when
+// its call was sent.
+func launchAll(ctx context.Context, tenants []tenant, image string, o Options, launched func(addr string, t0 time.Time),
 	progress func(launched int, since time.Duration)) (map[string]time.Time, []time.Duration, time.Duration, error) {
 	type job struct {
 		t     tenant
@@ -400,6 +414,9 @@ func launchAll(ctx context.Context, tenants []tenant, image string, o Options,
 					calls = append(calls, d)
 					for _, in := range out.Instances {
 						sent[aws.ToString(in.InstanceId)] = t0
+						if a := aws.ToString(in.PrivateIpAddress); a != "" && launched != nil {
+							launched(a, t0)
+						}
 					}
 				}
 				report := step > 0 && len(sent) >= next

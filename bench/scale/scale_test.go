@@ -58,6 +58,12 @@ func TestScaleSmall(t *testing.T) {
 			if err := r.Check(); err != nil {
 				t.Fatal(err)
 			}
+			// Each account's instances share its default group, whose
+			// rules name itself: every launch after an account's first
+			// reaches its peers' nodes as a delta.
+			if r.PeerArrivals == 0 {
+				t.Error("no launched instance's address reached a peer's node as a member-list delta")
+			}
 			t.Logf("%d launched, %d reached a node once; %d heartbeats answered, %d nodes up; %.1f member addresses sent per launch",
 				r.Launched, r.Received, r.Heartbeats, r.NodesUp, r.LaunchMembers)
 		})

@@ -41,6 +41,10 @@ type Config struct {
 	// deltas and spec versions: every answer carries whole lists and
 	// every spec.
 	WholeMembers bool
+	// OnMembers, when set, is told the member addresses each answer's
+	// deltas added to the node's lists, and when the answer arrived: how
+	// a benchmark times a launch's address reaching its peers' nodes.
+	OnMembers func(added []string, at time.Time)
 }
 
 // Stats are what a node did, counted since it started.
@@ -267,6 +271,14 @@ func (n *Node) follow(ctx context.Context) {
 			continue
 		}
 		n.polls.Add(1)
+		if n.cfg.OnMembers != nil {
+			now := time.Now()
+			for _, g := range d.SecurityGroups {
+				if g.MembersDelta != nil && len(g.MembersDelta.Added) > 0 {
+					n.cfg.OnMembers(g.MembersDelta.Added, now)
+				}
+			}
+		}
 		if d.ETag == etag && etag != "" {
 			continue
 		}
