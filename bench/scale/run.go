@@ -74,11 +74,11 @@ type Result struct {
 	// instance's security group's member list has its address, over
 	// every such node and address (PeerArrivals of them; none when the
 	// nodes ask for whole lists).
-	PeerP50, PeerP99 time.Duration
-	PeerArrivals     int64
-	HeartbeatsPerSec           float64       // answered, in the steady window
-	SteadyCPU                  float64       // controller cores used in the steady window
-	RSS, PeakRSS, DBSizeBytes  int64
+	PeerP50, PeerP99          time.Duration
+	PeerArrivals              int64
+	HeartbeatsPerSec          float64 // answered, in the steady window
+	SteadyCPU                 float64 // controller cores used in the steady window
+	RSS, PeakRSS, DBSizeBytes int64
 
 	// Correctness.
 	Launched        int   // instance IDs RunInstances returned
