@@ -171,19 +171,31 @@ func (s *Service) handleInstances(w http.ResponseWriter, r *http.Request, n Node
 	// answer (answers.go): for a node that holds nothing yet, and at
 	// DesiredPoll's periodic reread.
 	whole := etag == ""
+	// turn ends a rebuild's turn (rebuildTurn), if it holds one; endTurn
+	// calls it once the answer is encoded: what follows is the network's.
+	turn := func() {}
+	endTurn := func() {
+		turn()
+		turn = func() {}
+	}
+	defer endTurn()
 	for {
 		// Take the waiter before reading, so a Notify in between is seen.
 		wt := s.waiterFor(n.ID)
 		d, err := s.desired(r.Context(), n.ID, fresh, whole)
 		if err != nil {
 			s.log.Error("desired instances", "node", n.ID, "err", err)
+			endTurn()
 			writeErr(w, http.StatusInternalServerError, internalError)
 			return
 		}
 		if d.ETag != etag || wait == 0 {
-			writeJSON(w, answer(d))
+			b := encodeJSON(answer(d))
+			endTurn()
+			writeJSONBytes(w, b)
 			return
 		}
+		endTurn()
 		t := time.NewTimer(s.cfg.DesiredPoll)
 		select {
 		case <-ctx.Done():
@@ -195,6 +207,20 @@ func (s *Service) handleInstances(w http.ResponseWriter, r *http.Request, n Node
 			return
 		case <-wt.ch:
 			fresh, whole = wt.woke, false
+			if wt.members {
+				var release func()
+				if fresh, release = s.rebuildTurn(ctx, n.ID, fresh); release == nil {
+					t.Stop()
+					if r.Context().Err() != nil {
+						return
+					}
+					// The wait ended before the turn came: the node
+					// asks again at once, and is answered then.
+					writeJSON(w, answer(d))
+					return
+				}
+				turn = release
+			}
 		case <-t.C:
 			fresh, whole = time.Now(), true
 		}
@@ -348,6 +374,22 @@ func readJSON(r *http.Request, v any) error {
 func writeJSON(w http.ResponseWriter, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// encodeJSON is v as writeJSON sends it; a value that cannot be encoded
+// (none of the node API's) is a JSON null.
+func encodeJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return []byte("null\n")
+	}
+	return append(b, '\n')
+}
+
+// writeJSONBytes sends a body encodeJSON made.
+func writeJSONBytes(w http.ResponseWriter, b []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(b)
 }
 
 // internalError is all a caller learns of a server fault; the log has the

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"net"
 	"net/http"
 	"sync"
@@ -99,6 +100,11 @@ type Service struct {
 	snap     nodeSnapshot
 	soon     map[string]bool // nodes NotifySoon will wake at its next flush
 	soonArm  bool            // a flush is scheduled
+	// rebuilds are the turns of answers rebuilt after a wake-up for
+	// member lists only (rebuildTurn); turnWaits counts requests waiting
+	// for one (tests).
+	rebuilds  chan struct{}
+	turnWaits int
 
 	wake *wakeBus // wake-ups to and from other controllers (wake.go)
 	// members are the member lists recently sent, the bases of deltas
@@ -159,6 +165,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		Registry: reg, cfg: cfg, ca: ca, log: cfg.Logger, cert: ca.ServerChain(cert),
 		policies: map[string]sched.Policy{}, waiters: map[string]*waiter{}, soon: map[string]bool{},
 		members: newMemberHistory(nil), answers: newAnswerCache(cfg.DesiredPoll),
+		rebuilds: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2)),
 	}
 	s.wake = newWakeBus(cfg.DB, s.log, s.wakeNode, s.wakeMembers, s.wakeAll)
 	return s, nil
@@ -295,13 +302,13 @@ func (s *Service) Notify(nodeID string) {
 // more than member lists: its answer is read anew.
 func (s *Service) wakeNode(nodeID string) {
 	s.answers.invalidate(nodeID)
-	s.wakeLocal(nodeID)
+	s.wakeLocal(nodeID, false)
 }
 
 // wakeMembers wakes the node's waiting request after a change of member
 // lists only.
 func (s *Service) wakeMembers(nodeID string) {
-	s.wakeLocal(nodeID)
+	s.wakeLocal(nodeID, true)
 }
 
 // NotifySoon wakes the node's waiting request like Notify, within
@@ -343,15 +350,18 @@ func (s *Service) flushSoon() {
 // when the node's desired state may have changed, and woke says when (a
 // read of the ledger that started at or after it sees the change).
 type waiter struct {
-	ch   chan struct{}
-	woke time.Time // set before ch closes; read after
+	ch chan struct{}
+	// Set before ch closes; read after.
+	woke    time.Time
+	members bool // woken for a change of member lists only
 }
 
-// wakeLocal wakes the node's request waiting on this controller, if any.
-func (s *Service) wakeLocal(nodeID string) {
+// wakeLocal wakes the node's request waiting on this controller, if any;
+// members: for a change of member lists only.
+func (s *Service) wakeLocal(nodeID string, members bool) {
 	s.mu.Lock()
 	if w, ok := s.waiters[nodeID]; ok {
-		w.woke = time.Now()
+		w.woke, w.members = time.Now(), members
 		close(w.ch)
 		delete(s.waiters, nodeID)
 	}
@@ -370,6 +380,50 @@ func (s *Service) wakeAll() {
 		delete(s.waiters, id)
 	}
 	s.mu.Unlock()
+}
+
+// rebuildTurn waits for a turn to rebuild the node's answer after a
+// wake-up for member lists only. A launch burst wakes every node holding a
+// member of the launching accounts' groups a few times a second; rebuilt
+// all at once, those answers took every core, and the one woken request
+// that carried a launch to its node waited behind a thousand of them. With
+// turns, at most half the cores rebuild member lists, and a request woken
+// for more (Notify: a launch onto its node) goes at once: a wake-up while
+// it waits for its turn ends the wait without one. Member-only wake-ups
+// meanwhile are read with the one it waits for: a node woken many times
+// waits for one turn. It returns
+// the fresh time of the last wake-up and the turn's release (nil when ctx
+// ended first).
+func (s *Service) rebuildTurn(ctx context.Context, nodeID string, fresh time.Time) (time.Time, func()) {
+	s.mu.Lock()
+	s.turnWaits++
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.turnWaits--
+		s.mu.Unlock()
+	}()
+	for {
+		wt := s.waiterFor(nodeID)
+		select {
+		case s.rebuilds <- struct{}{}:
+			return fresh, func() { <-s.rebuilds }
+		case <-wt.ch:
+			fresh = wt.woke
+			if !wt.members {
+				return fresh, func() {}
+			}
+		case <-ctx.Done():
+			return fresh, nil
+		}
+	}
+}
+
+// waitingTurns is how many requests wait in rebuildTurn.
+func (s *Service) waitingTurns() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.turnWaits
 }
 
 func (s *Service) waiterFor(nodeID string) *waiter {

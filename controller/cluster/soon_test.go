@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -92,6 +93,88 @@ func TestNotifySoonWakes(t *testing.T) {
 			}
 			if f := l.lastFresh(); f.Before(changed) {
 				t.Fatalf("round %d: the answer may use reads from before the change (fresh %v, changed %v)", round, f, changed)
+			}
+		}
+	})
+}
+
+// A request woken for member lists only waits for a rebuild turn; one
+// woken for more (Notify: a launch onto its node) goes at once, also while
+// it waits for a turn and every turn is taken.
+func TestRebuildTurns(t *testing.T) {
+	storetest.Each(t, nil, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		l := &sgLedger{memLedger: newMemLedger()}
+		s := newService(t, db, l)
+		s.cfg.DesiredPoll = time.Hour
+		url := serve(t, s)
+		if err := s.AddCluster(ctx, "zone-a", "GREEDY"); err != nil {
+			t.Fatal(err)
+		}
+		tok, err := s.NewToken(ctx, s.CA(), "zone-a", time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, er := enrollNode(t, url, tok)
+		d, err := c.Instances(ctx, "", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		takeAll := func() {
+			for range cap(s.rebuilds) {
+				s.rebuilds <- struct{}{}
+			}
+		}
+		freeAll := func() {
+			for range cap(s.rebuilds) {
+				<-s.rebuilds
+			}
+		}
+		add := func(id string) {
+			l.mu.Lock()
+			l.specs[er.NodeID] = append(l.specs[er.NodeID], nodeapi.InstanceSpec{InstanceID: id, Desired: nodeapi.StateRunning})
+			l.mu.Unlock()
+		}
+		for _, full := range []bool{false, true} {
+			got := make(chan nodeapi.Desired, 1)
+			before := l.reads()
+			go func() {
+				d2, err := c.Instances(ctx, d.ETag, 60*time.Second)
+				if err != nil {
+					t.Error(err)
+				}
+				got <- d2
+			}()
+			for l.reads() == before {
+				time.Sleep(2 * time.Millisecond)
+			}
+			takeAll()
+			add(fmt.Sprintf("i-%d", len(d.Instances)))
+			s.wakeMembers(er.NodeID)
+			for s.waitingTurns() != 1 {
+				time.Sleep(2 * time.Millisecond)
+			}
+			select {
+			case d2 := <-got:
+				t.Fatalf("answered %+v without a turn", d2.Instances)
+			default:
+			}
+			if full {
+				s.Notify(er.NodeID) // a launch onto the node
+				d = <-got
+				freeAll()
+			} else {
+				freeAll()
+				d = <-got
+			}
+			if len(d.Instances) != len(l.specs[er.NodeID]) {
+				t.Fatalf("full wake-up %v: answered %d instances, want %d", full, len(d.Instances), len(l.specs[er.NodeID]))
+			}
+			if n := s.waitingTurns(); n != 0 {
+				t.Fatalf("%d requests still wait for a turn", n)
+			}
+			if len(s.rebuilds) != 0 {
+				t.Fatalf("%d turns still held after the answer", len(s.rebuilds))
 			}
 		}
 	})
