@@ -43,18 +43,18 @@ func countUp(out string) (int, error) {
 // Print writes the results as one table, a row per engine and size, so
 // the growth with size reads down each engine's rows.
 func Print(w io.Writer, rs []Result) {
-	fmt.Fprintf(w, "%-8s %6s %7s | %9s %9s %7s %8s %8s %7s | %9s %9s | %9s %9s %9s %9s | %7s %6s %8s | %7s %7s\n",
-		"store", "nodes", "insts", "run p50", "run p99", "inst/s", "ms/inst", "KiB/inst", "ad/inst", "desc p50", "desc p99", "disp p50", "disp p99", "peer p50", "peer p99",
+	fmt.Fprintf(w, "%-8s %6s %7s | %9s %9s %7s %8s %8s %7s | %9s %9s | %9s %9s %9s %9s %9s %9s | %7s %6s %8s | %7s %7s\n",
+		"store", "nodes", "insts", "run p50", "run p99", "inst/s", "ms/inst", "KiB/inst", "ad/inst", "desc p50", "desc p99", "disp p50", "disp p99", "paced p50", "paced p99", "peer p50", "peer p99",
 		"hb/s", "cores", "ms/1k hb", "RSS MiB", "DB MiB")
 	for _, r := range rs {
 		perK := 0.0
 		if r.HeartbeatsPerSec > 0 {
 			perK = r.SteadyCPU / r.HeartbeatsPerSec * 1e6
 		}
-		fmt.Fprintf(w, "%-8s %6d %7d | %9s %9s %7.0f %8.2f %8.1f %7.0f | %9s %9s | %9s %9s %9s %9s | %7.0f %6.2f %8.1f | %7.0f %7.1f\n",
+		fmt.Fprintf(w, "%-8s %6d %7d | %9s %9s %7.0f %8.2f %8.1f %7.0f | %9s %9s | %9s %9s %9s %9s %9s %9s | %7.0f %6.2f %8.1f | %7.0f %7.1f\n",
 			r.Engine, r.Size.Nodes, r.Size.Instances, ms(r.RunP50), ms(r.RunP99), r.RunPerSec, float64(r.LaunchCPU)/float64(time.Millisecond),
 			r.LaunchBytes/1024, r.LaunchMembers,
-			ms(r.DescribeP50), ms(r.DescribeP99), ms(r.DispatchP50), ms(r.DispatchP99), peerMS(r, r.PeerP50), peerMS(r, r.PeerP99),
+			ms(r.DescribeP50), ms(r.DescribeP99), ms(r.DispatchP50), ms(r.DispatchP99), ms(r.PacedP50), ms(r.PacedP99), peerMS(r, r.PeerP50), peerMS(r, r.PeerP99),
 			r.HeartbeatsPerSec, r.SteadyCPU, perK, float64(r.RSS)/(1<<20), float64(r.DBSizeBytes)/(1<<20))
 	}
 	fmt.Fprintln(w, "run: RunInstances call latency (each call launches PerCall instances), instances launched per second,")
@@ -62,6 +62,7 @@ func Print(w io.Writer, rs []Result) {
 	fmt.Fprintln(w, "KiB/inst, ad/inst: what the nodes' desired-state answers carried meanwhile, per instance: KiB, and member addresses")
 	fmt.Fprintln(w, "of security groups (whole lists, or deltas' changes);")
 	fmt.Fprintln(w, "desc: one account listing all its instances; disp: RunInstances sent -> the node has the launch;")
+	fmt.Fprintln(w, "paced: the same for RunInstances of one instance sent at a fixed rate (-paced-rate) after the fill, each at its time;")
 	fmt.Fprintln(w, "peer: RunInstances sent -> each node holding the instance's security group's member list has its address;")
 	fmt.Fprintln(w, "hb/s: heartbeats answered per second in the steady state (every node heartbeating and long-polling),")
 	fmt.Fprintln(w, "cores: the controller's CPU in that window, ms/1k hb: its CPU milliseconds per 1,000 heartbeats;")

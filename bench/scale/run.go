@@ -46,7 +46,13 @@ type Options struct {
 	// DescribeCalls is how many DescribeInstances each account makes
 	// (default 5).
 	DescribeCalls int
-	Progress      io.Writer // progress lines; nil: none
+	// PacedCalls RunInstances of one instance each, PacedRate a second,
+	// follow the fill (defaults 200 at 20/s): the dispatch latency of a
+	// cloud of the size that keeps up with its launches, where the fill's
+	// is that of a controller kept saturated.
+	PacedCalls int
+	PacedRate  float64
+	Progress   io.Writer // progress lines; nil: none
 	// DebugAddr, when set, is where the controller serves its profiler.
 	DebugAddr string
 	// WholeMembers has the nodes ask for whole member lists, as agents
@@ -74,11 +80,16 @@ type Result struct {
 	// instance's security group's member list has its address, over
 	// every such node and address (PeerArrivals of them; none when the
 	// nodes ask for whole lists).
-	PeerP50, PeerP99          time.Duration
-	PeerArrivals              int64
-	HeartbeatsPerSec          float64 // answered, in the steady window
-	SteadyCPU                 float64 // controller cores used in the steady window
-	RSS, PeakRSS, DBSizeBytes int64
+	PeerP50, PeerP99 time.Duration
+	PeerArrivals     int64
+	// PacedP50 and PacedP99: RunInstances sent -> the node has the launch,
+	// for the paced launches after the fill (PacedLaunched of them,
+	// PacedReceived reached a node once).
+	PacedP50, PacedP99           time.Duration
+	PacedLaunched, PacedReceived int
+	HeartbeatsPerSec             float64 // answered, in the steady window
+	SteadyCPU                    float64 // controller cores used in the steady window
+	RSS, PeakRSS, DBSizeBytes    int64
 
 	// Correctness.
 	Launched        int   // instance IDs RunInstances returned
@@ -113,6 +124,9 @@ func (r Result) Check() error {
 	if r.HeartbeatErrors > 0 || r.Heartbeats == 0 {
 		errs = append(errs, fmt.Errorf("%d heartbeats answered, %d failed (last: %s)", r.Heartbeats, r.HeartbeatErrors, r.LastError))
 	}
+	if r.PacedReceived != r.PacedLaunched {
+		errs = append(errs, fmt.Errorf("%d of %d paced launches reached exactly one node", r.PacedReceived, r.PacedLaunched))
+	}
 	if r.NodesUp != r.Size.Nodes {
 		errs = append(errs, fmt.Errorf("%d of %d nodes up", r.NodesUp, r.Size.Nodes))
 	}
@@ -134,6 +148,12 @@ func (o *Options) defaults() {
 	}
 	if o.DescribeCalls <= 0 {
 		o.DescribeCalls = 5
+	}
+	if o.PacedCalls <= 0 {
+		o.PacedCalls = 200
+	}
+	if o.PacedRate <= 0 {
+		o.PacedRate = 20
 	}
 	if o.Progress == nil {
 		o.Progress = io.Discard
@@ -246,6 +266,34 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		return res, err
 	}
 	res.DescribeP50, res.DescribeP99 = percentile(desc, 50), percentile(desc, 99)
+
+	paced, err := launchPaced(rctx, tenants, seed.Image, o, peers.launched)
+	if err != nil {
+		return res, fmt.Errorf("%w; controller log:\n%s", err, tail(ctl.Log(), 40))
+	}
+	deadline = time.Now().Add(time.Minute)
+	for simnode.Sum(nodes).Launches < int64(len(sent)+len(paced)) && time.Now().Before(deadline) && rctx.Err() == nil {
+		time.Sleep(100 * time.Millisecond)
+	}
+	var pacedDispatch []time.Duration
+	pacedSeen := map[string]int{}
+	for _, n := range nodes {
+		for id, at := range n.Received() {
+			if t0, ok := paced[id]; ok {
+				if pacedSeen[id]++; pacedSeen[id] == 1 {
+					pacedDispatch = append(pacedDispatch, max(at.Sub(t0), 0))
+				}
+			}
+		}
+	}
+	res.PacedLaunched = len(paced)
+	for _, k := range pacedSeen {
+		if k == 1 {
+			res.PacedReceived++
+		}
+	}
+	res.PacedP50, res.PacedP99 = percentile(pacedDispatch, 50), percentile(pacedDispatch, 99)
+	say("%d paced launches (%.0f/s) reached their nodes: p50 %s, p99 %s", res.PacedReceived, o.PacedRate, res.PacedP50, res.PacedP99)
 
 	// The steady state: every node heartbeating and long-polling, nothing
 	// launched.
@@ -433,6 +481,50 @@ func launchAll(ctx context.Context, tenants []tenant, image string, o Options, l
 	}
 	wg.Wait()
 	return sent, calls, time.Since(start), firstErr
+}
+
+// launchPaced sends o.PacedCalls RunInstances of one instance each, one
+// every 1/o.PacedRate seconds over the tenants, each at its time whatever
+// the others' latency (open loop), and returns when each instance's call
+// was sent; launched is told each private address and its call's time.
+func launchPaced(ctx context.Context, tenants []tenant, image string, o Options, launched func(addr string, t0 time.Time)) (map[string]time.Time, error) {
+	var mu sync.Mutex
+	sent := map[string]time.Time{}
+	var firstErr error
+	var wg sync.WaitGroup
+	tick := time.NewTicker(time.Duration(float64(time.Second) / o.PacedRate))
+	defer tick.Stop()
+	for i := range o.PacedCalls {
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			return sent, ctx.Err()
+		case <-tick.C:
+		}
+		t := tenants[i%len(tenants)]
+		wg.Go(func() {
+			t0 := time.Now()
+			out, err := t.client.RunInstances(ctx, &sdk.RunInstancesInput{ImageId: aws.String(image),
+				InstanceType: types.InstanceType("m1.small"), MinCount: aws.Int32(1), MaxCount: aws.Int32(1),
+				ClientToken: aws.String(ClientToken())})
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if firstErr == nil {
+					firstErr = fmt.Errorf("paced RunInstances for %s: %w", t.name, err)
+				}
+				return
+			}
+			for _, in := range out.Instances {
+				sent[aws.ToString(in.InstanceId)] = t0
+				if a := aws.ToString(in.PrivateIpAddress); a != "" && launched != nil {
+					launched(a, t0)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return sent, firstErr
 }
 
 // describeAll has every tenant list its instances calls times.

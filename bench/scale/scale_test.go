@@ -37,7 +37,8 @@ func ironbarkBinary(t *testing.T) string {
 }
 
 // The bench at its smallest size, as a test of correctness only: every
-// instance launched reaches exactly one node once, every heartbeat of 100
+// instance launched (in the fill and the paced launches after it) reaches
+// exactly one node once, every heartbeat of 100
 // nodes is answered and every node is up, every member-list delta gives
 // the list the controller named, on both stores. No timing is asserted.
 func TestScaleSmall(t *testing.T) {
@@ -51,7 +52,7 @@ func TestScaleSmall(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 			defer cancel()
 			r, err := Run(ctx, Options{Binary: bin, DataDir: t.TempDir(), DB: url, Size: Size{Nodes: 100, Instances: 2000},
-				Accounts: 20, Steady: 12 * time.Second, DescribeCalls: 1, Progress: testWriter{t}})
+				Accounts: 20, Steady: 12 * time.Second, DescribeCalls: 1, PacedCalls: 40, Progress: testWriter{t}})
 			if err != nil {
 				t.Fatal(err)
 			}
