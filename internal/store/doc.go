@@ -3,7 +3,8 @@
 // PostgreSQL (pgx; for several controllers). Domains own their schema as
 // lists of Migration and write portable SQL with '?' placeholders; the DB
 // rebinds them for PostgreSQL. Tests run the same suite against both engines
-// through package storetest. A hot writer (the DHCP lease store) may hold
-// one connection of its own (Pin, Conn): statements prepared on it, and
-// on SQLite WAL checkpoints moved out of its commits.
+// through package storetest. On SQLite, WAL checkpoints run in the
+// background, not inside commits (checkpoint.go). A hot writer (the DHCP
+// lease store) may hold one connection of its own (Pin, Conn), its
+// statements prepared on it.
 package store

@@ -25,13 +25,8 @@ import (
 // checked before a transaction begins, and SQLite's busy_timeout bounds
 // a wait for a lock.
 //
-// On SQLite, the connection leaves WAL checkpoints to a goroutine of its
-// own (on another connection, see checkpoint): SQLite otherwise runs one
-// inside the COMMIT that fills the WAL past 1,000 pages, with its two
-// fsyncs, and every writer queued behind that commit waits for the disk.
-// Durability is SQLite's WAL with synchronous=NORMAL either way: a
-// committed transaction is in the WAL file when COMMIT returns (it
-// survives the process), and is fsynced at the next checkpoint.
+// On SQLite its commits leave WAL checkpoints to the DB's background
+// checkpointer, as every connection's do (checkpoint.go).
 //
 // The connection is opened at the first transaction, and again after a
 // failure that may have broken it. Close (or the DB's Close) closes it.
@@ -44,12 +39,6 @@ type Conn struct {
 	c      *sql.Conn  // nil until the first transaction, or after a failure
 	stmts  map[string]*sql.Stmt
 	closed bool
-
-	commits int            // since the last background checkpoint started
-	total   uint64         // commits ever (the quiet timer compares it)
-	quiet   *time.Timer    // armed while commits wait for a checkpoint
-	ckpt    chan struct{}  // holds a token while a checkpoint runs
-	ckptWG  sync.WaitGroup // Close waits for it
 }
 
 // ErrConnClosed is returned by a Conn's transaction after Close.
@@ -66,24 +55,19 @@ type PinOptions struct {
 
 // Pin returns a Conn of db (it connects at its first transaction).
 func (db *DB) Pin(o PinOptions) *Conn {
-	c := &Conn{db: db, opts: o, ckpt: make(chan struct{}, 1)}
+	c := &Conn{db: db, opts: o}
 	db.mu.Lock()
 	db.pinned = append(db.pinned, c)
 	db.mu.Unlock()
 	return c
 }
 
-// Close closes the connection and waits for its background checkpoint.
+// Close closes the connection.
 func (c *Conn) Close() error {
 	c.mu.Lock()
 	c.closed = true
 	c.drop()
-	if c.quiet != nil {
-		c.quiet.Stop()
-		c.quiet = nil
-	}
 	c.mu.Unlock()
-	c.ckptWG.Wait()
 	c.db.mu.Lock()
 	for i, p := range c.db.pinned {
 		if p == c {
@@ -114,8 +98,8 @@ func (c *Conn) drop() {
 	c.stmts = nil
 	if c.c != nil {
 		// Discarded, not returned to the pool, where it would carry its
-		// setting (no automatic checkpoints) or a transaction left open
-		// to another caller; closing it rolls that back.
+		// settings (synchronous=FULL) or a transaction left open to
+		// another caller; closing it rolls that back.
 		_ = c.c.Raw(func(any) error { return driver.ErrBadConn })
 		c.c.Close()
 		c.c = nil
@@ -128,12 +112,8 @@ func (c *Conn) open(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("pin connection: %w", err)
 	}
-	if c.db.engine == SQLite {
-		q := `PRAGMA wal_autocheckpoint=0`
-		if c.opts.SyncCommits {
-			q += `; PRAGMA synchronous=FULL`
-		}
-		if _, err := conn.ExecContext(ctx, q); err != nil {
+	if c.db.engine == SQLite && c.opts.SyncCommits {
+		if _, err := conn.ExecContext(ctx, `PRAGMA synchronous=FULL`); err != nil {
 			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
 			conn.Close()
 			return fmt.Errorf("pin connection: %w", err)
@@ -215,91 +195,8 @@ func (c *Conn) inTxOnce(ctx context.Context, fn func(Querier) error) error {
 		c.drop() // a failed COMMIT may leave the transaction open
 		return fmt.Errorf("commit: %w", err)
 	}
-	if c.db.engine == SQLite {
-		c.commits++
-		c.total++
-		if c.commits >= ckptEvery {
-			c.checkpointLater()
-		} else if c.quiet == nil {
-			c.armQuiet()
-		}
-	}
+	c.db.ckpt.committed()
 	return nil
-}
-
-// A background checkpoint starts after every ckptEvery commits, when
-// none is running, and once the commits pause for ckptQuiet. A PASSIVE
-// checkpoint copies to the database what the WAL holds when it starts,
-// while the writer goes on appending; the WAL starts over from its
-// beginning only when a write begins with all of it copied, which a
-// stream of commits does not allow: the checkpoint after a pause is the
-// one that completes, so that the WAL restarts with the next burst
-// instead of growing through all of them (writing over its own blocks
-// instead of extending the file). Past walLimit frames (4 KiB each) a
-// checkpoint holds the write slot, so that it completes even under
-// commits that never pause.
-const (
-	ckptEvery = 64
-	ckptQuiet = 100 * time.Millisecond
-	walLimit  = 16384
-)
-
-// armQuiet starts the timer that checkpoints once no commit has come
-// for ckptQuiet. Called with c.mu held.
-func (c *Conn) armQuiet() {
-	seen := c.total
-	c.quiet = time.AfterFunc(ckptQuiet, func() {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		c.quiet = nil
-		switch {
-		case c.closed || c.commits == 0:
-		case c.total != seen:
-			c.armQuiet() // still committing: look again later
-		default:
-			c.checkpointLater()
-		}
-	})
-}
-
-// checkpointLater starts a background checkpoint unless one runs (when
-// it ends, it arms the quiet timer if commits came meanwhile). Called
-// with c.mu held.
-func (c *Conn) checkpointLater() {
-	select {
-	case c.ckpt <- struct{}{}:
-	default:
-		return
-	}
-	c.commits = 0
-	c.ckptWG.Add(1)
-	go func() {
-		defer c.ckptWG.Done()
-		ctx := context.Background()
-		frames, err := c.db.checkpoint(ctx)
-		if err == nil && frames > walLimit {
-			if release, err := c.db.write(ctx); err == nil {
-				_, _ = c.db.checkpoint(ctx)
-				release()
-			}
-		}
-		c.mu.Lock()
-		<-c.ckpt
-		if c.commits > 0 && c.quiet == nil && !c.closed {
-			c.armQuiet()
-		}
-		c.mu.Unlock()
-	}()
-}
-
-// checkpoint runs a PASSIVE checkpoint of SQLite's WAL on a pooled
-// connection and returns the WAL's size in frames before it.
-func (db *DB) checkpoint(ctx context.Context) (frames int, err error) {
-	var busy, done int
-	if err := db.sql.QueryRowContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &done); err != nil {
-		return 0, fmt.Errorf("wal checkpoint: %w", err)
-	}
-	return frames, nil
 }
 
 // connTx is a Conn's transaction as a Querier. Its statements run with

@@ -3,7 +3,9 @@ package store
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -38,10 +40,7 @@ func TestPinnedConnWALRestartsAfterBurst(t *testing.T) {
 	// Wait (a condition, not a duration) until no checkpoint is pending:
 	// none running, no quiet timer armed, no commit left uncounted.
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		c.mu.Lock()
-		idle := c.commits == 0 && c.quiet == nil && len(c.ckpt) == 0
-		c.mu.Unlock()
-		if idle {
+		if db.ckpt.idle() {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -49,6 +48,67 @@ func TestPinnedConnWALRestartsAfterBurst(t *testing.T) {
 		}
 	}
 	put("b")
+	var busy, frames, done int
+	if err := db.QueryRow(ctx, `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &done); err != nil {
+		t.Fatal(err)
+	}
+	if frames > 20 {
+		t.Fatalf("the WAL holds %d frames after one commit following the burst: it did not start over", frames)
+	}
+}
+
+// Every connection has SQLite's automatic checkpoints off: the commits of
+// the pool's transactions and statements are checkpointed in the
+// background, so the database file receives what they wrote, and the WAL
+// starts over after a burst as a pinned connection's does.
+func TestPoolCommitsCheckpointInBackground(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "db.sqlite")
+	db, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var auto int
+	if err := db.QueryRow(ctx, `PRAGMA wal_autocheckpoint`).Scan(&auto); err != nil || auto != 0 {
+		t.Fatalf("wal_autocheckpoint = %d (%v): commits would checkpoint inline", auto, err)
+	}
+	if _, err := db.Exec(ctx, `CREATE TABLE kv (k TEXT PRIMARY KEY, v TEXT NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := strings.Repeat("x", 2000)
+	for i := range 300 {
+		if i%2 == 0 {
+			err = db.InTx(ctx, func(tx *Tx) error {
+				_, err := tx.Exec(ctx, `INSERT INTO kv (k, v) VALUES (?, ?)`, fmt.Sprintf("a%04d", i), big)
+				return err
+			})
+		} else {
+			_, err = db.Exec(ctx, `INSERT INTO kv (k, v) VALUES (?, ?)`, fmt.Sprintf("a%04d", i), big)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for deadline := time.Now().Add(30 * time.Second); !db.ckpt.idle(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the background checkpoint never settled")
+		}
+	}
+	after, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Size() < before.Size()+300*2000 {
+		t.Fatalf("database file grew from %d to %d bytes with 600 KB committed: the WAL was not checkpointed", before.Size(), after.Size())
+	}
+	if _, err := db.Exec(ctx, `INSERT INTO kv (k, v) VALUES ('b', 'b')`); err != nil {
+		t.Fatal(err)
+	}
 	var busy, frames, done int
 	if err := db.QueryRow(ctx, `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &frames, &done); err != nil {
 		t.Fatal(err)

@@ -41,6 +41,7 @@ type DB struct {
 
 	// writer is SQLite's one write slot in this process (see write).
 	writer chan struct{}
+	ckpt   *checkpointer // SQLite's WAL checkpoints, out of commits (checkpoint.go)
 	stmts  stmtCache // SQLite's prepared statements (stmt.go)
 
 	pinned []*Conn // open Conns (pinned.go), closed with the DB; guarded by mu
@@ -77,8 +78,9 @@ func Open(ctx context.Context, url string) (*DB, error) {
 		}
 		// IMMEDIATE transactions take the write lock up front so two
 		// writers queue on busy_timeout instead of failing to upgrade.
+		// Checkpoints run in the background (checkpoint.go).
 		dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)" +
-			"&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_txlock=immediate"
+			"&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_pragma=wal_autocheckpoint(0)&_txlock=immediate"
 		h, err := sql.Open("sqlite", dsn)
 		if err != nil {
 			return nil, fmt.Errorf("open sqlite %s: %w", path, err)
@@ -87,6 +89,7 @@ func Open(ctx context.Context, url string) (*DB, error) {
 		h.SetMaxIdleConns(8)
 		h.SetConnMaxIdleTime(time.Minute)
 		db = &DB{sql: h, engine: SQLite, url: path, keyPath: defaultKeyFile(path), writer: make(chan struct{}, 1)}
+		db.ckpt = &checkpointer{db: db}
 	}
 	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
@@ -107,6 +110,7 @@ func (db *DB) Engine() Engine { return db.engine }
 // Close closes the database.
 func (db *DB) Close() error {
 	db.closePinned()
+	db.ckpt.close()
 	db.closeStmts()
 	return db.sql.Close()
 }
@@ -150,6 +154,7 @@ func (db *DB) Exec(ctx context.Context, q string, args ...any) (sql.Result, erro
 		return nil, err
 	}
 	defer release()
+	defer db.ckpt.committed()
 	q = db.Rebind(q)
 	// It holds the write slot: no waiting for a connection to prepare on.
 	if s := db.cached(ctx, q, true); s != nil {
@@ -324,6 +329,7 @@ func (db *DB) inTxOnce(ctx context.Context, fn func(*Tx) error) error {
 	if err := t.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
+	db.ckpt.committed()
 	return nil
 }
 
