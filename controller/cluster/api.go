@@ -179,33 +179,65 @@ func (s *Service) handleInstances(w http.ResponseWriter, r *http.Request, n Node
 		turn = func() {}
 	}
 	defer endTurn()
-	for {
-		// Take the waiter before reading, so a Notify in between is seen.
-		wt := s.waiterFor(n.ID)
+	// read reads the node's desired state; on a failure it has answered.
+	read := func() (nodeapi.Desired, bool) {
 		d, err := s.desired(r.Context(), n.ID, fresh, whole)
 		if err != nil {
 			s.log.Error("desired instances", "node", n.ID, "err", err)
 			endTurn()
 			writeErr(w, http.StatusInternalServerError, internalError)
-			return
+			return d, false
 		}
-		if d.ETag != etag || wait == 0 {
-			b := encodeJSON(answer(d))
-			endTurn()
-			writeJSONBytes(w, b)
-			return
+		return d, true
+	}
+	// send answers d, read after wt was taken.
+	send := func(wt *waiter, d nodeapi.Desired) {
+		s.answered(wt, d.ETag)
+		b := encodeJSON(answer(d))
+		endTurn()
+		writeJSONBytes(w, b)
+	}
+	// sendNow reads the state and answers it, when the wait ends.
+	sendNow := func() {
+		wt := s.waiterFor(n.ID)
+		if d, ok := read(); ok {
+			send(wt, d)
 		}
+	}
+	// A node asks again as soon as it has applied an answer. When this
+	// controller gave it that answer and no wake-up came since the answer's
+	// read began, the state is the answer's: the request waits at once,
+	// without reading it again (which, after every member-list update of
+	// every node, doubled what the updates cost).
+	skipRead := etag != "" && wait > 0 && s.stillAnswered(n.ID, etag)
+	for {
+		// Take the waiter before reading, so a Notify in between is seen.
+		wt := s.waiterFor(n.ID)
+		if !skipRead {
+			d, ok := read()
+			if !ok {
+				return
+			}
+			if d.ETag != etag || wait == 0 {
+				send(wt, d)
+				return
+			}
+		}
+		skipRead = false
 		endTurn()
 		t := time.NewTimer(s.cfg.DesiredPoll)
+		s.park(1)
 		select {
 		case <-ctx.Done():
+			s.park(-1)
 			t.Stop()
 			if r.Context().Err() != nil {
 				return
 			}
-			writeJSON(w, answer(d))
+			sendNow()
 			return
 		case <-wt.ch:
+			s.park(-1)
 			fresh, whole = wt.woke, false
 			if wt.members {
 				var release func()
@@ -214,18 +246,32 @@ func (s *Service) handleInstances(w http.ResponseWriter, r *http.Request, n Node
 					if r.Context().Err() != nil {
 						return
 					}
-					// The wait ended before the turn came: the node
-					// asks again at once, and is answered then.
-					writeJSON(w, answer(d))
+					// The wait ended before the turn came.
+					sendNow()
 					return
 				}
 				turn = release
 			}
 		case <-t.C:
+			s.park(-1)
 			fresh, whole = time.Now(), true
 		}
 		t.Stop()
 	}
+}
+
+// park counts requests waiting for a change (by +1 and -1).
+func (s *Service) park(by int) {
+	s.mu.Lock()
+	s.parked += by
+	s.mu.Unlock()
+}
+
+// parkedRequests is how many requests wait for a change (tests).
+func (s *Service) parkedRequests() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.parked
 }
 
 func (s *Service) desired(ctx context.Context, nodeID string, fresh time.Time, whole bool) (nodeapi.Desired, error) {

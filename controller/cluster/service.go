@@ -105,6 +105,7 @@ type Service struct {
 	// for one (tests).
 	rebuilds  chan struct{}
 	turnWaits int
+	parked    int // requests waiting for a change (api.go)
 
 	wake *wakeBus // wake-ups to and from other controllers (wake.go)
 	// members are the member lists recently sent, the bases of deltas
@@ -354,6 +355,27 @@ type waiter struct {
 	// Set before ch closes; read after.
 	woke    time.Time
 	members bool // woken for a change of member lists only
+	// answered is the ETag of the last answer whose read began after the
+	// waiter was taken (guarded by Service.mu): while the waiter is
+	// open, it is the node's current state.
+	answered string
+}
+
+// answered records that an answer of ETag etag was read after wt was
+// taken.
+func (s *Service) answered(wt *waiter, etag string) {
+	s.mu.Lock()
+	wt.answered = etag
+	s.mu.Unlock()
+}
+
+// stillAnswered reports whether the node's open waiter was answered with
+// etag: no wake-up came since that answer's read began.
+func (s *Service) stillAnswered(nodeID, etag string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w, ok := s.waiters[nodeID]
+	return ok && w.answered != "" && w.answered == etag
 }
 
 // wakeLocal wakes the node's request waiting on this controller, if any;

@@ -64,7 +64,6 @@ func TestNotifySoonWakes(t *testing.T) {
 		}
 		for round := range 3 {
 			got := make(chan nodeapi.Desired, 1)
-			before := l.reads()
 			go func() {
 				d2, err := c.Instances(ctx, d.ETag, 60*time.Second)
 				if err != nil {
@@ -73,7 +72,7 @@ func TestNotifySoonWakes(t *testing.T) {
 				got <- d2
 			}()
 			// The request has read (and found nothing new): it waits.
-			for l.reads() == before {
+			for s.parkedRequests() != 1 {
 				time.Sleep(2 * time.Millisecond)
 			}
 			id := []string{"i-a", "i-b", "i-c"}[round]
@@ -137,7 +136,6 @@ func TestRebuildTurns(t *testing.T) {
 		}
 		for _, full := range []bool{false, true} {
 			got := make(chan nodeapi.Desired, 1)
-			before := l.reads()
 			go func() {
 				d2, err := c.Instances(ctx, d.ETag, 60*time.Second)
 				if err != nil {
@@ -145,7 +143,7 @@ func TestRebuildTurns(t *testing.T) {
 				}
 				got <- d2
 			}()
-			for l.reads() == before {
+			for s.parkedRequests() != 1 {
 				time.Sleep(2 * time.Millisecond)
 			}
 			takeAll()
@@ -176,6 +174,70 @@ func TestRebuildTurns(t *testing.T) {
 			if len(s.rebuilds) != 0 {
 				t.Fatalf("%d turns still held after the answer", len(s.rebuilds))
 			}
+		}
+	})
+}
+
+// A node that asks again with the ETag this controller just answered it
+// waits without a read; one that asks after a wake-up that came since
+// (here: before it asked) is read, and answered at once.
+func TestRepollWaitsWithoutRead(t *testing.T) {
+	storetest.Each(t, nil, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		l := &sgLedger{memLedger: newMemLedger()}
+		s := newService(t, db, l)
+		s.cfg.DesiredPoll = time.Hour
+		url := serve(t, s)
+		if err := s.AddCluster(ctx, "zone-a", "GREEDY"); err != nil {
+			t.Fatal(err)
+		}
+		tok, err := s.NewToken(ctx, s.CA(), "zone-a", time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, er := enrollNode(t, url, tok)
+		d, err := c.Instances(ctx, "", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		add := func(id string) {
+			l.mu.Lock()
+			l.specs[er.NodeID] = append(l.specs[er.NodeID], nodeapi.InstanceSpec{InstanceID: id, Desired: nodeapi.StateRunning})
+			l.mu.Unlock()
+		}
+		// Asked again with the answer's ETag: it waits, unread, until a
+		// launch wakes it.
+		before := l.reads()
+		got := make(chan nodeapi.Desired, 1)
+		go func() {
+			d2, err := c.Instances(ctx, d.ETag, 60*time.Second)
+			if err != nil {
+				t.Error(err)
+			}
+			got <- d2
+		}()
+		for s.parkedRequests() != 1 {
+			time.Sleep(2 * time.Millisecond)
+		}
+		if n := l.reads() - before; n != 0 {
+			t.Fatalf("a node asking again with the ETag just answered was read %d times before it waited", n)
+		}
+		add("i-a")
+		s.Notify(er.NodeID)
+		d = <-got
+		if len(d.Instances) != 1 {
+			t.Fatalf("woken request answered %+v", d.Instances)
+		}
+		// A change and its wake-up between the answer and the next
+		// request: the request reads, and answers at once.
+		add("i-b")
+		s.Notify(er.NodeID)
+		d, err = c.Instances(ctx, d.ETag, 60*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(d.Instances) != 2 {
+			t.Fatalf("a request after a wake-up answered %+v, want both instances", d.Instances)
 		}
 	})
 }
