@@ -86,6 +86,7 @@ type Result struct {
 	// for the paced launches after the fill (PacedLaunched of them,
 	// PacedReceived reached a node once).
 	PacedP50, PacedP99           time.Duration
+	PacedRunP50, PacedRunP99     time.Duration // their RunInstances calls
 	PacedLaunched, PacedReceived int
 	HeartbeatsPerSec             float64 // answered, in the steady window
 	SteadyCPU                    float64 // controller cores used in the steady window
@@ -267,7 +268,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	res.DescribeP50, res.DescribeP99 = percentile(desc, 50), percentile(desc, 99)
 
-	paced, err := launchPaced(rctx, tenants, seed.Image, o, peers.launched)
+	paced, pacedCalls, err := launchPaced(rctx, tenants, seed.Image, o, peers.launched)
 	if err != nil {
 		return res, fmt.Errorf("%w; controller log:\n%s", err, tail(ctl.Log(), 40))
 	}
@@ -293,7 +294,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		}
 	}
 	res.PacedP50, res.PacedP99 = percentile(pacedDispatch, 50), percentile(pacedDispatch, 99)
-	say("%d paced launches (%.0f/s) reached their nodes: p50 %s, p99 %s", res.PacedReceived, o.PacedRate, res.PacedP50, res.PacedP99)
+	res.PacedRunP50, res.PacedRunP99 = percentile(pacedCalls, 50), percentile(pacedCalls, 99)
+	say("%d paced launches (%.0f/s) reached their nodes: p50 %s, p99 %s; their RunInstances took p50 %s, p99 %s",
+		res.PacedReceived, o.PacedRate, res.PacedP50, res.PacedP99, res.PacedRunP50, res.PacedRunP99)
 
 	// The steady state: every node heartbeating and long-polling, nothing
 	// launched.
@@ -486,10 +489,13 @@ func launchAll(ctx context.Context, tenants []tenant, image string, o Options, l
 // launchPaced sends o.PacedCalls RunInstances of one instance each, one
 // every 1/o.PacedRate seconds over the tenants, each at its time whatever
 // the others' latency (open loop), and returns when each instance's call
-// was sent; launched is told each private address and its call's time.
-func launchPaced(ctx context.Context, tenants []tenant, image string, o Options, launched func(addr string, t0 time.Time)) (map[string]time.Time, error) {
+// was sent and each call's latency; launched is told each private address
+// and its call's time.
+func launchPaced(ctx context.Context, tenants []tenant, image string, o Options,
+	launched func(addr string, t0 time.Time)) (map[string]time.Time, []time.Duration, error) {
 	var mu sync.Mutex
 	sent := map[string]time.Time{}
+	var calls []time.Duration
 	var firstErr error
 	var wg sync.WaitGroup
 	tick := time.NewTicker(time.Duration(float64(time.Second) / o.PacedRate))
@@ -498,7 +504,7 @@ func launchPaced(ctx context.Context, tenants []tenant, image string, o Options,
 		select {
 		case <-ctx.Done():
 			wg.Wait()
-			return sent, ctx.Err()
+			return sent, calls, ctx.Err()
 		case <-tick.C:
 		}
 		t := tenants[i%len(tenants)]
@@ -507,6 +513,7 @@ func launchPaced(ctx context.Context, tenants []tenant, image string, o Options,
 			out, err := t.client.RunInstances(ctx, &sdk.RunInstancesInput{ImageId: aws.String(image),
 				InstanceType: types.InstanceType("m1.small"), MinCount: aws.Int32(1), MaxCount: aws.Int32(1),
 				ClientToken: aws.String(ClientToken())})
+			d := time.Since(t0)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -515,6 +522,7 @@ func launchPaced(ctx context.Context, tenants []tenant, image string, o Options,
 				}
 				return
 			}
+			calls = append(calls, d)
 			for _, in := range out.Instances {
 				sent[aws.ToString(in.InstanceId)] = t0
 				if a := aws.ToString(in.PrivateIpAddress); a != "" && launched != nil {
@@ -524,7 +532,7 @@ func launchPaced(ctx context.Context, tenants []tenant, image string, o Options,
 		})
 	}
 	wg.Wait()
-	return sent, firstErr
+	return sent, calls, firstErr
 }
 
 // describeAll has every tenant list its instances calls times.
