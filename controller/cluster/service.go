@@ -6,9 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime"
 	"net"
 	"net/http"
+	"runtime"
 	"sync"
 	"time"
 

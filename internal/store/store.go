@@ -42,7 +42,7 @@ type DB struct {
 	// writer is SQLite's one write slot in this process (see write).
 	writer chan struct{}
 	ckpt   *checkpointer // SQLite's WAL checkpoints, out of commits (checkpoint.go)
-	stmts  stmtCache // SQLite's prepared statements (stmt.go)
+	stmts  stmtCache     // SQLite's prepared statements (stmt.go)
 
 	pinned []*Conn // open Conns (pinned.go), closed with the DB; guarded by mu
 }
