@@ -29,3 +29,15 @@ func TestMemberClock(t *testing.T) {
 		t.Errorf("empty clock: %s of %d", p, n)
 	}
 }
+
+// The controller's request lines give each call's duration.
+func TestLoggedDurations(t *testing.T) {
+	log := `time=2026-12-01T04:00:00.000Z level=INFO msg="ec2 request" request_id=a action=RunInstances account=x status=200 duration=12.5ms remote=127.0.0.1:1
+time=2026-12-01T04:00:00.001Z level=INFO msg="ec2 request" request_id=b action=DescribeInstances account=x status=200 duration=3ms remote=127.0.0.1:1
+time=2026-12-01T04:00:00.002Z level=INFO msg="ec2 request" request_id=c action=RunInstances account=x status=200 duration=1.2s remote=127.0.0.1:1
+time=2026-12-01T04:00:00.003Z level=INFO msg="ec2 request" request_id=d action=RunInstances account=x status=200 duration=`
+	got := loggedDurations(log, "RunInstances")
+	if len(got) != 2 || got[0] != 12500*time.Microsecond || got[1] != 1200*time.Millisecond {
+		t.Fatalf("loggedDurations = %v, want [12.5ms 1.2s]", got)
+	}
+}

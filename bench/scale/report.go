@@ -9,6 +9,26 @@ import (
 	"time"
 )
 
+// loggedDurations is the duration of every EC2 call of the action in a
+// controller's log (its text request lines), in log order.
+func loggedDurations(log, action string) []time.Duration {
+	var out []time.Duration
+	for _, line := range strings.Split(log, "\n") {
+		if !strings.Contains(line, " action="+action+" ") {
+			continue
+		}
+		_, v, ok := strings.Cut(line, " duration=")
+		if !ok {
+			continue
+		}
+		v, _, _ = strings.Cut(v, " ")
+		if d, err := time.ParseDuration(v); err == nil {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
 // countUp counts the nodes in state up in `node list --json` output (one
 // array, or one object a line).
 func countUp(out string) (int, error) {
