@@ -43,6 +43,11 @@ func MembersVersion(members []string) string {
 		s = slices.Clone(members)
 		slices.Sort(s)
 	}
+	return sortedVersion(s)
+}
+
+// sortedVersion is MembersVersion of a list already in string order.
+func sortedVersion(s []string) string {
 	h := sha256.New()
 	for _, m := range s {
 		h.Write([]byte(m))
@@ -87,7 +92,36 @@ type HeldMembers struct {
 
 type heldList struct {
 	version string
-	members []string
+	members []string // as the controller sent it: in address order
+	// byString is members in string order without duplicates (what the
+	// version hashes), and members is in address order without
+	// duplicates, once ordered is set: made at the first delta to the
+	// list, so later deltas merge into both instead of sorting them.
+	byString []string
+	ordered  bool
+}
+
+// order readies l for merging deltas (heldList.byString).
+func (l *heldList) order() {
+	if l.ordered {
+		return
+	}
+	if !slices.IsSortedFunc(l.members, compareMembers) || hasAdjacentDuplicates(l.members) {
+		m := slices.Clone(l.members)
+		SortMembers(m)
+		l.members = slices.Compact(m)
+	}
+	l.byString = slices.Compact(slices.Sorted(slices.Values(l.members)))
+	l.ordered = true
+}
+
+func hasAdjacentDuplicates(ms []string) bool {
+	for i := 1; i < len(ms); i++ {
+		if ms[i] == ms[i-1] {
+			return true
+		}
+	}
+	return false
 }
 
 // Query is the value of the QueryMembers parameter ("" when none is held),
@@ -131,14 +165,27 @@ func (h *HeldMembers) Apply(groups []SecurityGroup) error {
 				h.Reset()
 				return fmt.Errorf("group %s: delta from %s, held %q: %w", g.ID, d.Base, held.version, ErrMembersBase)
 			}
-			g.Members = applyDelta(held.members, d.Added, d.Removed)
+			if len(d.Added) == 0 && len(d.Removed) == 0 && d.Base == g.MembersVersion {
+				// Unchanged (most groups of most answers): the list held,
+				// whose version was checked when it was taken.
+				g.Members = held.members
+				next[g.ID] = held
+				continue
+			}
+			held.order()
+			after := heldList{version: g.MembersVersion, ordered: true,
+				members:  merged(held.members, d.Added, d.Removed, compareMembers),
+				byString: merged(held.byString, d.Added, d.Removed, strings.Compare)}
 			// The check that the node and the controller agree on the
 			// list. A whole list is taken as named: a request holding
 			// nothing then always succeeds, so a retry cannot loop.
-			if v := MembersVersion(g.Members); v != g.MembersVersion {
+			if v := sortedVersion(after.byString); v != g.MembersVersion {
 				h.Reset()
 				return fmt.Errorf("group %s: list is version %s after the delta, the answer says %s: %w", g.ID, v, g.MembersVersion, ErrMembersBase)
 			}
+			g.Members = after.members
+			next[g.ID] = after
+			continue
 		}
 		next[g.ID] = heldList{version: g.MembersVersion, members: g.Members}
 	}
@@ -146,22 +193,73 @@ func (h *HeldMembers) Apply(groups []SecurityGroup) error {
 	return nil
 }
 
-// applyDelta is base without removed, with added, in address order (as
-// the controller sends whole lists); base is not modified.
-func applyDelta(base, added, removed []string) []string {
-	gone := make(map[string]bool, len(removed))
+// merged is list without removed, with added, in the order cmp gives;
+// list must be in that order without duplicates, and is not modified. A
+// delta changes a few addresses of a list of thousands: each is found by
+// binary search, and the rest is copied, not sorted again.
+func merged(list, added, removed []string, cmp func(a, b string) int) []string {
+	var drop []int // indexes of list, in order
 	for _, m := range removed {
-		gone[m] = true
-	}
-	out := make([]string, 0, len(base)+len(added))
-	for _, m := range base {
-		if !gone[m] {
-			out = append(out, m)
+		if i, ok := slices.BinarySearchFunc(list, m, cmp); ok && list[i] == m {
+			drop = append(drop, i)
 		}
 	}
-	out = append(out, added...)
-	SortMembers(out)
-	return slices.Compact(out)
+	slices.Sort(drop)
+	drop = slices.Compact(drop)
+	type insert struct {
+		at int
+		m  string
+	}
+	var ins []insert // in order
+	add := slices.Clone(added)
+	slices.SortFunc(add, cmp)
+	for k, m := range add {
+		if k > 0 && m == add[k-1] {
+			continue
+		}
+		i, found := slices.BinarySearchFunc(list, m, cmp)
+		if found && list[i] == m {
+			// Present: kept, also when the delta removes it too.
+			if j, ok := slices.BinarySearch(drop, i); ok {
+				drop = slices.Delete(drop, j, j+1)
+			}
+			continue
+		}
+		ins = append(ins, insert{i, m})
+	}
+	out := make([]string, 0, len(list)-len(drop)+len(ins))
+	d, k := 0, 0
+	for i := 0; i <= len(list); i++ {
+		for k < len(ins) && ins[k].at == i {
+			out = append(out, ins[k].m)
+			k++
+		}
+		if i == len(list) {
+			break
+		}
+		if d < len(drop) && drop[d] == i {
+			d++
+			continue
+		}
+		out = append(out, list[i])
+	}
+	return out
+}
+
+// compareMembers is SortMembers' order: addresses in address order, then
+// strings that are not addresses, in string order.
+func compareMembers(x, y string) int {
+	a, errA := netip.ParseAddr(x)
+	b, errB := netip.ParseAddr(y)
+	switch {
+	case errA == nil && errB == nil:
+		return a.Compare(b)
+	case errA == nil:
+		return -1
+	case errB == nil:
+		return 1
+	}
+	return strings.Compare(x, y)
 }
 
 // SortMembers sorts addresses in address order (10.0.0.9 before

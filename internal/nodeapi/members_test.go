@@ -2,6 +2,8 @@ package nodeapi
 
 import (
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"slices"
 	"testing"
 )
@@ -139,4 +141,77 @@ func FuzzParseHeldMembers(f *testing.F) {
 			t.Fatalf("%q -> %q: %v %v", q, h.Query(), back, err)
 		}
 	})
+}
+
+// Deltas merged into the lists held give the same list and version as
+// sorting the result whole (what the node did before), over random lists
+// and deltas: addresses of both families, strings that are not addresses,
+// additions already present and removals not present.
+func TestHeldMembersMergeMatchesSort(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	member := func() string {
+		switch rng.IntN(10) {
+		case 0:
+			return fmt.Sprintf("fd00::%x", rng.IntN(64))
+		case 1:
+			return fmt.Sprintf("name-%d", rng.IntN(8))
+		}
+		return fmt.Sprintf("10.0.%d.%d", rng.IntN(3), rng.IntN(40))
+	}
+	naive := func(base, added, removed []string) []string {
+		out := []string{}
+		for _, m := range base {
+			if !slices.Contains(removed, m) {
+				out = append(out, m)
+			}
+		}
+		out = append(out, added...)
+		SortMembers(out)
+		return slices.Compact(out)
+	}
+	for round := range 300 {
+		var h HeldMembers
+		var list []string
+		for range rng.IntN(60) {
+			list = append(list, member())
+		}
+		if round%3 == 0 {
+			SortMembers(list) // as a controller sends it; else in any order, with duplicates
+		}
+		whole := slices.Clone(list)
+		if err := h.Apply([]SecurityGroup{{ID: "sg-1", Members: whole, MembersVersion: MembersVersion(whole)}}); err != nil {
+			t.Fatal(err)
+		}
+		cur := naive(list, nil, nil)
+		version := MembersVersion(list)
+		got := whole // what the node's answer last gave
+		for step := range 8 {
+			var added, removed []string
+			for range rng.IntN(4) {
+				added = append(added, member())
+			}
+			for range rng.IntN(4) {
+				if len(cur) > 0 && rng.IntN(3) > 0 {
+					removed = append(removed, cur[rng.IntN(len(cur))])
+				} else {
+					removed = append(removed, member())
+				}
+			}
+			want := naive(cur, added, removed)
+			gs := []SecurityGroup{{ID: "sg-1", MembersVersion: MembersVersion(want),
+				MembersDelta: &MembersDelta{Base: version, Added: added, Removed: removed}}}
+			if err := h.Apply(gs); err != nil {
+				t.Fatalf("round %d step %d: %v (list %v, +%v -%v)", round, step, err, cur, added, removed)
+			}
+			if len(added) == 0 && len(removed) == 0 && gs[0].MembersVersion == version {
+				// Unchanged: the list as last given, not sorted again.
+				want = got
+			}
+			if !slices.Equal(gs[0].Members, want) {
+				t.Fatalf("round %d step %d: %v +%v -%v gave %v, want %v", round, step, cur, added, removed, gs[0].Members, want)
+			}
+			got = gs[0].Members
+			cur, version = naive(want, nil, nil), gs[0].MembersVersion
+		}
+	}
 }
