@@ -413,9 +413,8 @@ func (s *Service) wakeAll() {
 // for more (Notify: a launch onto its node) goes at once: a wake-up while
 // it waits for its turn ends the wait without one. Member-only wake-ups
 // meanwhile are read with the one it waits for: a node woken many times
-// waits for one turn. It returns
-// the fresh time of the last wake-up and the turn's release (nil when ctx
-// ended first).
+// waits for one turn. It returns the fresh time of the last wake-up and
+// the turn's release (nil when ctx ended first).
 func (s *Service) rebuildTurn(ctx context.Context, nodeID string, fresh time.Time) (time.Time, func()) {
 	s.mu.Lock()
 	s.turnWaits++
