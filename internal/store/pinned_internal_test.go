@@ -117,3 +117,52 @@ func TestPoolCommitsCheckpointInBackground(t *testing.T) {
 		t.Fatalf("the WAL holds %d frames after one commit following the burst: it did not start over", frames)
 	}
 }
+
+// A WAL that grew past walKeepBytes between completed checkpoints is cut
+// back to it when it starts over.
+func TestWALCutBackWhenItStartsOver(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "db.sqlite")
+	db, err := Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(ctx, `CREATE TABLE kv (k TEXT PRIMARY KEY, v TEXT NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	// One transaction of 12 MiB: the WAL grows past the limit before any
+	// checkpoint can run.
+	big := strings.Repeat("x", 1<<20)
+	err = db.InTx(ctx, func(tx *Tx) error {
+		for i := range 12 {
+			if _, err := tx.Exec(ctx, `INSERT INTO kv (k, v) VALUES (?, ?)`, fmt.Sprintf("k%02d", i), big); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wal := path + "-wal"
+	if st, err := os.Stat(wal); err != nil || st.Size() <= walKeepBytes {
+		t.Fatalf("WAL after 12 MiB committed: %v %v", st, err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); !db.ckpt.idle(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the background checkpoint never settled")
+		}
+	}
+	// The next write starts the WAL over, and cuts it back.
+	if _, err := db.Exec(ctx, `INSERT INTO kv (k, v) VALUES ('b', 'b')`); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(wal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Size() > walKeepBytes {
+		t.Fatalf("WAL is %d bytes after it started over, want at most %d", st.Size(), walKeepBytes)
+	}
+}

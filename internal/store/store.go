@@ -78,9 +78,12 @@ func Open(ctx context.Context, url string) (*DB, error) {
 		}
 		// IMMEDIATE transactions take the write lock up front so two
 		// writers queue on busy_timeout instead of failing to upgrade.
-		// Checkpoints run in the background (checkpoint.go).
+		// Checkpoints run in the background (checkpoint.go); the WAL,
+		// which grows between the checkpoints that complete, is cut back
+		// to walKeepBytes when it starts over.
 		dsn := "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)" +
-			"&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_pragma=wal_autocheckpoint(0)&_txlock=immediate"
+			"&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_pragma=wal_autocheckpoint(0)" +
+			fmt.Sprintf("&_pragma=journal_size_limit(%d)", walKeepBytes) + "&_txlock=immediate"
 		h, err := sql.Open("sqlite", dsn)
 		if err != nil {
 			return nil, fmt.Errorf("open sqlite %s: %w", path, err)
