@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -114,7 +115,20 @@ func TestReapStale(t *testing.T) {
 	if err := sleeper.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = sleeper.Process.Kill(); _ = sleeper.Wait() }()
+	exited := make(chan error, 1)
+	go func() { exited <- sleeper.Wait() }()
+	defer func() { _ = sleeper.Process.Kill() }()
+	// `ip netns exec` enters the namespace after Start returns: until
+	// it has, the namespace holds no process for the reaper to kill.
+	inNS := func() bool {
+		out, _ := exec.Command("ip", "netns", "pids", name).Output()
+		return slices.Contains(strings.Fields(string(out)), strconv.Itoa(sleeper.Process.Pid))
+	}
+	for deadline := time.Now().Add(30 * time.Second); !inNS(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the sleeper never entered the namespace")
+		}
+	}
 	dead := exec.Command("true")
 	if err := dead.Run(); err != nil {
 		t.Fatal(err)
@@ -130,7 +144,12 @@ func TestReapStale(t *testing.T) {
 		exec.Command("ip", "netns", "del", name).Run()
 		t.Fatalf("stale netns %s not removed: %v", name, err)
 	}
-	if err := sleeper.Wait(); err == nil {
+	select {
+	case err := <-exited:
+		if err == nil {
+			t.Fatal("process in the stale namespace exited by itself, not killed")
+		}
+	case <-time.After(30 * time.Second):
 		t.Fatal("process in the stale namespace was not killed")
 	}
 }
