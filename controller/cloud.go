@@ -85,6 +85,7 @@ type Cloud struct {
 	// parsedArtifacts are parsed instance artifacts (ledger.go).
 	parsedArtifacts parsedArtifacts
 	takenIPs        takenIPs // private addresses held, for launches (privateips.go)
+	usageCache      usageCache
 	// noUsage skips the usage record on launch: only benchmarks set it,
 	// to measure what the record costs.
 	noUsage bool

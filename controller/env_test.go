@@ -41,7 +41,7 @@ func (p *fixedPlacer) free(ctx context.Context) (map[string]nodeapi.Capacity, er
 	}
 	out := map[string]nodeapi.Capacity{}
 	for _, n := range p.nodes {
-		u := use[n.ID]
+		u := use.Of(n.ID)
 		out[n.ID] = nodeapi.Capacity{Cores: n.Cap.Cores - u.Cores, MemoryMiB: n.Cap.MemoryMiB - u.MemoryMiB, DiskGiB: n.Cap.DiskGiB - u.DiskGiB}
 	}
 	return out, nil

@@ -92,11 +92,13 @@ func TestDeadNodePolicy(t *testing.T) {
 			t.Fatalf("state %s", e.state(t, ids[0]))
 		}
 		usage := func() int {
-			u, err := e.cloud.Usage(ctx)
+			// The counters, not placement's cache (which sees ends
+			// when it next reads them whole).
+			u, _, err := e.cloud.readUsage(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
-			return u[node].Instances
+			return u.Of(node).Instances
 		}
 		before := usage()
 		board.set(node, NodeStatus{Up: false, LastHeartbeat: now.Add(-DefaultLostAfter - time.Minute)}, true)

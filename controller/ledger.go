@@ -285,30 +285,11 @@ func addUsage(ctx context.Context, tx *store.Tx, node, vmType string, delta int)
 	return nil
 }
 
-// Usage implements cluster.InstanceLedger: the resources of every instance not yet
-// terminated, per node.
-func (c *Cloud) Usage(ctx context.Context) (map[string]nodeapi.NodeUsage, error) {
-	rows, err := c.db.Query(ctx, `SELECT node_id, vm_type, instances FROM node_usage WHERE instances > 0`)
-	if err != nil {
-		return nil, fmt.Errorf("usage: %w", err)
-	}
-	defer rows.Close()
-	out := map[string]nodeapi.NodeUsage{}
-	for rows.Next() {
-		var node, vt string
-		var n int
-		if err := rows.Scan(&node, &vt, &n); err != nil {
-			return nil, err
-		}
-		t := c.vmTypes[vt]
-		u := out[node]
-		u.Cores += n * t.Cores
-		u.MemoryMiB += n * t.MemoryMiB
-		u.DiskGiB += n * t.DiskGiB
-		u.Instances += n
-		out[node] = u
-	}
-	return out, rows.Err()
+// Usage implements cluster.InstanceLedger: the resources of every
+// instance not yet terminated, per node (usagecache.go).
+func (c *Cloud) Usage(ctx context.Context) (NodeUsages, error) {
+	u, _, err := c.usage(ctx)
+	return u, err
 }
 
 // Purge forgets instances that ended longer ago than the TTL (EC2 shows a

@@ -263,6 +263,11 @@ func (c *Cloud) runInstances(ctx context.Context, k *call) (any, error) {
 // place asks the placer for nodes, max instances if they fit, else min.
 func (c *Cloud) place(ctx context.Context, l *launch) (string, []string, error) {
 	zone, nodes, err := c.placer.Place(ctx, l.zone, l.vt, l.max)
+	if errors.Is(err, ErrInsufficientCapacity) && c.forgetUsage() {
+		// The cached usage may still count instances that ended since
+		// it was read whole (usagecache.go): ask again on a fresh read.
+		zone, nodes, err = c.placer.Place(ctx, l.zone, l.vt, l.max)
+	}
 	if errors.Is(err, ErrInsufficientCapacity) && l.min < l.max {
 		zone, nodes, err = c.placer.Place(ctx, l.zone, l.vt, l.min)
 	}
@@ -293,6 +298,8 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch) (*RunIns
 	arts, _ := json.Marshal(artifacts{Image: *c.artifactOf(&l.image), Kernel: c.artifactOf(l.kernel), Ramdisk: c.artifactOf(l.ramdisk)})
 	var zone string
 	var nodes []string
+	var seq int64             // the launch's sequence number (usagecache.go)
+	var perNode map[string]int // instances per node
 	nets, err := c.zoneNets(ctx)
 	if err != nil {
 		return nil, err
@@ -425,7 +432,7 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch) (*RunIns
 				return err
 			}
 		}
-		perNode := map[string]int{}
+		perNode = map[string]int{}
 		for _, node := range nodes {
 			perNode[node]++
 		}
@@ -434,7 +441,8 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch) (*RunIns
 				return err
 			}
 		}
-		return nil
+		seq, err = bumpLaunchSeq(ctx, tx)
+		return err
 	})
 	if err != nil {
 		if picked {
@@ -442,6 +450,7 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch) (*RunIns
 		}
 		return nil, err
 	}
+	c.launched(seq, l.vt.Name, perNode)
 	tags := map[string]string{}
 	for _, t := range l.tags {
 		tags[t.Key] = t.Value

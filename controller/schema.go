@@ -241,5 +241,12 @@ ALTER TABLE accounts ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;
 		{ID: "controller/0021-instance-reservation-index", SQL: `
 CREATE INDEX instances_reservation ON instances(reservation_id);
 `},
+		// Counts launches, in their transactions: placement trusts its
+		// cached usage while no other controller has launched
+		// (usagecache.go).
+		{ID: "controller/0022-launch-seq", SQL: `
+CREATE TABLE launch_seq (seq BIGINT NOT NULL);
+INSERT INTO launch_seq (seq) VALUES (0);
+`},
 	}
 }

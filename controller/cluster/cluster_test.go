@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"strings"
@@ -50,14 +51,10 @@ func (l *memLedger) Observe(_ context.Context, id string, st []nodeapi.InstanceS
 	return nil
 }
 
-func (l *memLedger) Usage(context.Context) (map[string]nodeapi.NodeUsage, error) {
+func (l *memLedger) Usage(context.Context) (controller.NodeUsages, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	out := map[string]nodeapi.NodeUsage{}
-	for k, v := range l.usage {
-		out[k] = v
-	}
-	return out, nil
+	return controller.UsageOf(maps.Clone(l.usage)), nil
 }
 
 func newService(t *testing.T, db *store.DB, l InstanceLedger) *Service {

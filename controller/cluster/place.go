@@ -49,7 +49,7 @@ func (s *Service) candidates(ctx context.Context) (map[string][]sched.Node, erro
 			continue
 		}
 		n := &nodes[i]
-		u := usage[n.ID]
+		u := usage.Of(n.ID)
 		out[n.Cluster] = append(out[n.Cluster], sched.Node{
 			ID: n.ID,
 			Free: nodeapi.Capacity{

@@ -37,7 +37,7 @@ type rendezvousLedger struct {
 	other   chan struct{}
 }
 
-func (l *rendezvousLedger) Usage(ctx context.Context) (map[string]nodeapi.NodeUsage, error) {
+func (l *rendezvousLedger) Usage(ctx context.Context) (controller.NodeUsages, error) {
 	u, err := l.InstanceLedger.Usage(ctx)
 	first := false
 	l.once.Do(func() { first = true; close(l.arrived) })
@@ -46,12 +46,12 @@ func (l *rendezvousLedger) Usage(ctx context.Context) (map[string]nodeapi.NodeUs
 		case <-l.other:
 			return u, err
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return controller.NodeUsages{}, ctx.Err()
 		case <-time.After(5 * time.Millisecond):
 		}
 		var waiting int
 		if err := l.db.QueryRow(ctx, `SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`).Scan(&waiting); err != nil {
-			return nil, err
+			return controller.NodeUsages{}, err
 		}
 		if waiting > 0 {
 			break

@@ -31,7 +31,7 @@ type InstanceLedger interface {
 	// report but the ledger expects there is handled by the caller's policy.
 	Observe(ctx context.Context, nodeID string, st []nodeapi.InstanceStatus) error
 	// Usage sums the resources of non-terminated instances per node.
-	Usage(ctx context.Context) (map[string]nodeapi.NodeUsage, error)
+	Usage(ctx context.Context) (controller.NodeUsages, error)
 }
 
 // NodeSilences records when a node goes silent (down, at its last

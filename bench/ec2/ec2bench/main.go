@@ -321,7 +321,7 @@ func (p *simPlacer) Place(ctx context.Context, zone string, vt nodeapi.VMType, n
 	}
 	nodes := make([]sched.Node, len(p.nodes))
 	for i, nd := range p.nodes {
-		u := use[nd.ID]
+		u := use.Of(nd.ID)
 		nodes[i] = sched.Node{ID: nd.ID, Instances: u.Instances, Free: nodeapi.Capacity{
 			Cores: nd.Free.Cores - u.Cores, MemoryMiB: nd.Free.MemoryMiB - u.MemoryMiB, DiskGiB: nd.Free.DiskGiB - u.DiskGiB}}
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"ironbark/controller"
 	"ironbark/controller/cluster"
 	"ironbark/internal/nodeapi"
 	"ironbark/internal/store/storetest"
@@ -152,7 +153,7 @@ func (l *Ledger) Observe(_ context.Context, node string, sts []nodeapi.InstanceS
 }
 
 // Usage sums the VM types of instances not terminated.
-func (l *Ledger) Usage(context.Context) (map[string]nodeapi.NodeUsage, error) {
+func (l *Ledger) Usage(context.Context) (controller.NodeUsages, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	out := map[string]nodeapi.NodeUsage{}
@@ -167,7 +168,7 @@ func (l *Ledger) Usage(context.Context) (map[string]nodeapi.NodeUsage, error) {
 		u.Instances++
 		out[r.node] = u
 	}
-	return out, nil
+	return controller.UsageOf(out), nil
 }
 
 // Controller is a running cluster service for tests.

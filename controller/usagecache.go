@@ -1,0 +1,168 @@
+package controller
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"maps"
+	"sync"
+	"time"
+
+	"ironbark/internal/nodeapi"
+	"ironbark/internal/store"
+)
+
+// Placement needs every node's usage, under the placement lock, on every
+// launch. Reading node_usage whole each time cost a row per node per
+// launch (10,000 rows on PostgreSQL at 10,000 nodes, most of a launch's
+// time under the lock). usageCache keeps the last whole read and adds
+// this controller's own launches to it, and trusts that while the
+// database's launch sequence (launch_seq, bumped by every launch in its
+// transaction) says no other controller has launched since.
+//
+// Only launches add usage; instances end everywhere (terminations, node
+// reports, failures) without touching the sequence. A cache that has not
+// seen an end counts the instance still: it may refuse a launch that
+// would fit (Place then retries on a fresh read), never overfill a node.
+// It is read whole again every usageRefresh so ends reach it.
+
+// usageRefresh is how long a whole read of node_usage serves placement.
+const usageRefresh = 2 * time.Second
+
+// NodeUsages is every node's usage at one moment: a whole read of
+// node_usage and the launches this controller committed since.
+type NodeUsages struct {
+	read, since map[string]nodeapi.NodeUsage
+}
+
+// Of is one node's usage.
+func (u NodeUsages) Of(node string) nodeapi.NodeUsage {
+	a := u.read[node]
+	if b, ok := u.since[node]; ok {
+		a = addNodeUsage(a, b)
+	}
+	return a
+}
+
+// UsageOf makes NodeUsages from a map (tests, other ledgers).
+func UsageOf(m map[string]nodeapi.NodeUsage) NodeUsages { return NodeUsages{read: m} }
+
+func addNodeUsage(a, b nodeapi.NodeUsage) nodeapi.NodeUsage {
+	a.Cores += b.Cores
+	a.MemoryMiB += b.MemoryMiB
+	a.DiskGiB += b.DiskGiB
+	a.Instances += b.Instances
+	return a
+}
+
+type usageCache struct {
+	mu  sync.Mutex
+	u   NodeUsages // read and since are never changed once here: replaced
+	seq int64      // the launch sequence u includes
+	at  time.Time  // when u.read was read; zero: no read to trust
+}
+
+// usage answers from the cache when the launch sequence says it is
+// whole, else reads node_usage whole.
+func (c *Cloud) usage(ctx context.Context) (NodeUsages, bool, error) {
+	var seq int64
+	if err := c.db.QueryRow(ctx, `SELECT seq FROM launch_seq`).Scan(&seq); err != nil {
+		return NodeUsages{}, false, fmt.Errorf("launch sequence: %w", err)
+	}
+	uc := &c.usageCache
+	uc.mu.Lock()
+	if !uc.at.IsZero() && uc.seq == seq && time.Since(uc.at) < usageRefresh {
+		u := uc.u
+		uc.mu.Unlock()
+		return u, true, nil
+	}
+	uc.mu.Unlock()
+	u, seq, err := c.readUsage(ctx)
+	if err != nil {
+		return NodeUsages{}, false, err
+	}
+	uc.mu.Lock()
+	// A read that lost a race with a later one (or with a launch of this
+	// controller already added) does not replace it.
+	if seq >= uc.seq {
+		uc.u, uc.seq, uc.at = u, seq, time.Now()
+	}
+	uc.mu.Unlock()
+	return u, false, nil
+}
+
+// readUsage reads node_usage whole, with the launch sequence it is as of
+// (one statement: one snapshot on both engines).
+func (c *Cloud) readUsage(ctx context.Context) (NodeUsages, int64, error) {
+	rows, err := c.db.Query(ctx, `SELECT s.seq, u.node_id, u.vm_type, u.instances
+		FROM launch_seq s LEFT JOIN node_usage u ON u.instances > 0`)
+	if err != nil {
+		return NodeUsages{}, 0, fmt.Errorf("usage: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]nodeapi.NodeUsage{}
+	var seq int64
+	for rows.Next() {
+		var node, vt sql.NullString
+		var n sql.NullInt64
+		if err := rows.Scan(&seq, &node, &vt, &n); err != nil {
+			return NodeUsages{}, 0, err
+		}
+		if !node.Valid {
+			continue // no usage at all: the sequence alone
+		}
+		out[node.String] = addNodeUsage(out[node.String], c.usageOfType(vt.String, int(n.Int64)))
+	}
+	if err := rows.Err(); err != nil {
+		return NodeUsages{}, 0, err
+	}
+	return NodeUsages{read: out}, seq, nil
+}
+
+func (c *Cloud) usageOfType(vmType string, n int) nodeapi.NodeUsage {
+	t := c.vmTypes[vmType]
+	return nodeapi.NodeUsage{Cores: n * t.Cores, MemoryMiB: n * t.MemoryMiB, DiskGiB: n * t.DiskGiB, Instances: n}
+}
+
+// launched adds a committed launch (sequence seq, instances per node) to
+// the cache when the cache holds every launch before it; otherwise the
+// next placement reads whole.
+func (c *Cloud) launched(seq int64, vmType string, perNode map[string]int) {
+	uc := &c.usageCache
+	uc.mu.Lock()
+	defer uc.mu.Unlock()
+	if uc.at.IsZero() || uc.seq != seq-1 {
+		uc.at = time.Time{}
+		return
+	}
+	since := maps.Clone(uc.u.since)
+	if since == nil {
+		since = make(map[string]nodeapi.NodeUsage, len(perNode))
+	}
+	for node, n := range perNode {
+		since[node] = addNodeUsage(since[node], c.usageOfType(vmType, n))
+	}
+	uc.u = NodeUsages{read: uc.u.read, since: since}
+	uc.seq = seq
+}
+
+// forgetUsage makes the next placement read node_usage whole; it says
+// whether the cache was in use (a refusal it made may be stale).
+func (c *Cloud) forgetUsage() bool {
+	uc := &c.usageCache
+	uc.mu.Lock()
+	defer uc.mu.Unlock()
+	was := !uc.at.IsZero()
+	uc.at = time.Time{}
+	return was
+}
+
+// bumpLaunchSeq counts a launch in its transaction and returns its
+// sequence number.
+func bumpLaunchSeq(ctx context.Context, tx *store.Tx) (int64, error) {
+	var seq int64
+	if err := tx.QueryRow(ctx, `UPDATE launch_seq SET seq = seq + 1 RETURNING seq`).Scan(&seq); err != nil {
+		return 0, fmt.Errorf("launch sequence: %w", err)
+	}
+	return seq, nil
+}
