@@ -298,7 +298,7 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch) (*RunIns
 	arts, _ := json.Marshal(artifacts{Image: *c.artifactOf(&l.image), Kernel: c.artifactOf(l.kernel), Ramdisk: c.artifactOf(l.ramdisk)})
 	var zone string
 	var nodes []string
-	var seq int64             // the launch's sequence number (usagecache.go)
+	var seq int64              // the launch's sequence number (usagecache.go)
 	var perNode map[string]int // instances per node
 	nets, err := c.zoneNets(ctx)
 	if err != nil {
