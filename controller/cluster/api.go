@@ -17,6 +17,7 @@ import (
 
 	"ironbark/internal/nodeapi"
 	"ironbark/internal/pki"
+	"ironbark/internal/store"
 )
 
 // maxBody bounds request bodies: a heartbeat with many console tails of
@@ -49,9 +50,14 @@ func (s *Service) authed(h func(http.ResponseWriter, *http.Request, Node)) http.
 			return
 		}
 		leaf := r.TLS.VerifiedChains[0][0]
-		n, err := s.Node(r.Context(), leaf.Subject.CommonName)
-		if err != nil || n.CertSerial != pki.SerialHex(leaf.SerialNumber) {
-			writeErr(w, http.StatusForbidden, "node is not enrolled (removed or re-enrolled)")
+		n, _, err := s.authNode(r.Context(), leaf.Subject.CommonName, pki.SerialHex(leaf.SerialNumber), true)
+		if err != nil {
+			if !errors.Is(err, errNotEnrolled) && !errors.Is(err, store.ErrNotFound) {
+				s.log.Error("node authentication", "node", leaf.Subject.CommonName, "err", err)
+				writeErr(w, http.StatusInternalServerError, internalError)
+				return
+			}
+			writeErr(w, http.StatusForbidden, errNotEnrolled.Error())
 			return
 		}
 		h(w, r, n)
@@ -112,7 +118,17 @@ func (s *Service) handleHeartbeat(w http.ResponseWriter, r *http.Request, n Node
 	}
 	// The name is the one enrolled (bound to the host for installed
 	// nodes): a heartbeat cannot rename the node.
-	ok, err := s.heartbeat(r.Context(), n, n.Hostname, req.Hypervisor, req.Capacity, s.cfg.Now(), s.cfg.Silences)
+	ok, err := s.heartbeat(r.Context(), n, false, n.Hostname, req.Hypervisor, req.Capacity, s.cfg.Now(), s.cfg.Silences)
+	for try := 0; errors.Is(err, errStaleNode) && try < 3; try++ {
+		// The node as authentication knew it was not the row's: again,
+		// on the row as it is.
+		if n, _, err = s.authNode(r.Context(), n.ID, n.CertSerial, false); err == nil {
+			ok, err = s.heartbeat(r.Context(), n, true, n.Hostname, req.Hypervisor, req.Capacity, s.cfg.Now(), s.cfg.Silences)
+		}
+	}
+	if errors.Is(err, errNotEnrolled) || errors.Is(err, store.ErrNotFound) {
+		ok, err = false, nil
+	}
 	if err == nil && !ok {
 		writeErr(w, http.StatusForbidden, "node is not enrolled")
 		return

@@ -50,7 +50,7 @@ type beat struct {
 
 // record writes the node's last heartbeat time with the group it joins. It
 // reports false when the node or its certificate serial is unknown
-// (removed or re-enrolled).
+// (removed or re-enrolled), or the node is no longer up.
 func (w *beatWriter) record(ctx context.Context, node, serial string, at int64) (bool, error) {
 	w.mu.Lock()
 	g := w.open
@@ -92,8 +92,11 @@ func (w *beatWriter) write(ctx context.Context, g *beatGroup) error {
 	err := w.db.InTx(ctx, func(tx *store.Tx) error {
 		g.ok = make([]bool, len(g.beats))
 		for i, b := range g.beats {
-			res, err := tx.Exec(ctx, `UPDATE nodes SET last_heartbeat = ?, state = ? WHERE id = ? AND cert_serial = ?`,
-				b.at, NodeUp, b.node, b.serial)
+			// Only a node still up: one marked down since it was read
+			// comes back through the whole update, which records the
+			// silence's end.
+			res, err := tx.Exec(ctx, `UPDATE nodes SET last_heartbeat = ? WHERE id = ? AND cert_serial = ? AND state = ?`,
+				b.at, b.node, b.serial, NodeUp)
 			if err != nil {
 				return err
 			}

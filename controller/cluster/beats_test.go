@@ -29,11 +29,16 @@ func TestBeatWriterGroups(t *testing.T) {
 			for i := range nodes {
 				if _, err := tx.Exec(ctx, `INSERT INTO nodes (id, cluster, hostname, cores, memory_mib, disk_gib, hypervisor,
 					cert_serial, enrolled_at, last_heartbeat, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-					fmt.Sprintf("node-%02d", i), "zone-a", "h", 4, 4096, 100, "test:///", "serial", 1, 1, NodeDown); err != nil {
+					fmt.Sprintf("node-%02d", i), "zone-a", "h", 4, 4096, 100, "test:///", "serial", 1, 1, NodeUp); err != nil {
 					return err
 				}
 			}
-			return nil
+			// A node marked down since its heartbeat's node was read: the
+			// time alone does not bring it back (the whole update does).
+			_, err := tx.Exec(ctx, `INSERT INTO nodes (id, cluster, hostname, cores, memory_mib, disk_gib, hypervisor,
+				cert_serial, enrolled_at, last_heartbeat, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				"node-down", "zone-a", "h", 4, 4096, 100, "test:///", "serial", 1, 1, NodeDown)
+			return err
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -57,7 +62,7 @@ func TestBeatWriterGroups(t *testing.T) {
 			ok  bool
 			err error
 		}
-		answers := make([]answer, nodes+2)
+		answers := make([]answer, nodes+3)
 		var wg sync.WaitGroup
 		for i := range nodes {
 			wg.Go(func() {
@@ -72,6 +77,10 @@ func TestBeatWriterGroups(t *testing.T) {
 		wg.Go(func() {
 			ok, err := r.beats.record(ctx, "node-unknown", "serial", 5000)
 			answers[nodes+1] = answer{ok, err}
+		})
+		wg.Go(func() {
+			ok, err := r.beats.record(ctx, "node-down", "serial", 5000)
+			answers[nodes+2] = answer{ok, err}
 		})
 		time.Sleep(20 * time.Millisecond) // let some groups form and wait (not asserted)
 		close(release)
@@ -92,6 +101,14 @@ func TestBeatWriterGroups(t *testing.T) {
 			if at != int64(1000+i) || state != NodeUp {
 				t.Fatalf("node-%02d: last heartbeat %d, state %s", i, at, state)
 			}
+		}
+		var at int64
+		var state string
+		if err := db.QueryRow(ctx, `SELECT last_heartbeat, state FROM nodes WHERE id = 'node-down'`).Scan(&at, &state); err != nil {
+			t.Fatal(err)
+		}
+		if at != 1 || state != NodeDown {
+			t.Fatalf("node-down: last heartbeat %d, state %s; want it untouched", at, state)
 		}
 	})
 }

@@ -43,12 +43,12 @@ func TestSilencesRecorded(t *testing.T) {
 		if err != nil || n.State != NodeDown {
 			t.Fatalf("node %+v %v", n, err)
 		}
-		if ok, err := s.heartbeat(ctx, n, n.Hostname, "", nodeapi.Capacity{Cores: 4, MemoryMiB: 2048, DiskGiB: 40}, now, s.cfg.Silences); !ok || err != nil {
+		if ok, err := s.heartbeat(ctx, n, true, n.Hostname, "", nodeapi.Capacity{Cores: 4, MemoryMiB: 2048, DiskGiB: 40}, now, s.cfg.Silences); !ok || err != nil {
 			t.Fatalf("heartbeat: %v %v", ok, err)
 		}
 		// A heartbeat of a node already up records nothing more.
 		n, _ = s.Node(ctx, id)
-		if _, err := s.heartbeat(ctx, n, n.Hostname, "", nodeapi.Capacity{Cores: 4, MemoryMiB: 2048, DiskGiB: 40}, now, s.cfg.Silences); err != nil {
+		if _, err := s.heartbeat(ctx, n, true, n.Hostname, "", nodeapi.Capacity{Cores: 4, MemoryMiB: 2048, DiskGiB: 40}, now, s.cfg.Silences); err != nil {
 			t.Fatal(err)
 		}
 		rows, err := db.Query(ctx, `SELECT at, state FROM usage_events WHERE kind = 'node' AND resource = ? ORDER BY seq`, id)

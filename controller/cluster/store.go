@@ -162,6 +162,7 @@ var ErrClusterExists = errors.New("cluster already exists")
 type Registry struct {
 	db    *store.DB
 	beats *beatWriter // heartbeats that only move the time (beats.go)
+	nodes nodeCache   // nodes as the node API last read them (nodecache.go)
 }
 
 // NewRegistry migrates the cluster tables and returns a registry on db.
@@ -249,6 +250,7 @@ func (r *Registry) SetNodeLimit(ctx context.Context, name string, l nodeapi.Capa
 	if l.Cores < 0 || l.MemoryMiB < 0 || l.DiskGiB < 0 {
 		return fmt.Errorf("node limit of %s: negative values", name)
 	}
+	defer r.nodes.forgetAll()
 	return r.db.InTx(ctx, func(tx *store.Tx) error {
 		res, err := tx.Exec(ctx, `UPDATE clusters SET max_node_cores = ?, max_node_memory_mib = ?, max_node_disk_gib = ? WHERE name = ?`,
 			l.Cores, l.MemoryMiB, l.DiskGiB, name)
@@ -294,6 +296,7 @@ func (r *Registry) ApproveNode(ctx context.Context, id string) (Node, error) {
 			n.Approved.Cores, n.Approved.MemoryMiB, n.Approved.DiskGiB, n.Capacity.Cores, n.Capacity.MemoryMiB, n.Capacity.DiskGiB, id)
 		return err
 	})
+	r.nodes.forget(id)
 	if err != nil {
 		return Node{}, fmt.Errorf("approve node %s: %w", id, err)
 	}
@@ -355,6 +358,7 @@ func (r *Registry) SetDrained(ctx context.Context, id string, drained bool) erro
 	if err != nil {
 		return fmt.Errorf("drain node %s: %w", id, err)
 	}
+	r.nodes.forget(id)
 	if n, err := res.RowsAffected(); err == nil && n == 0 {
 		return fmt.Errorf("node %s: %w", id, store.ErrNotFound)
 	}
@@ -376,6 +380,7 @@ func (r *Registry) RemoveNode(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("remove node %s: %w", id, err)
 	}
+	r.nodes.forget(id)
 	if n, _ := res.RowsAffected(); n == 0 {
 		return fmt.Errorf("node %s: %w", id, store.ErrNotFound)
 	}
@@ -386,7 +391,11 @@ func (r *Registry) RemoveNode(ctx context.Context, id string) error {
 // certificate serial is unknown (removed or re-enrolled). What the node
 // declares is kept; what placement counts stays within the approved
 // capacity and the cluster's limit, so a node cannot grow by saying so.
-func (r *Registry) heartbeat(ctx context.Context, n Node, hostname, hypervisor string, c nodeapi.Capacity, now time.Time, rec NodeSilences) (bool, error) {
+//
+// n may come from the node cache (fresh false): a heartbeat that would
+// write more than the time, or whose time finds the row changed, then
+// returns errStaleNode, for the caller to read the node again.
+func (r *Registry) heartbeat(ctx context.Context, n Node, fresh bool, hostname, hypervisor string, c nodeapi.Capacity, now time.Time, rec NodeSilences) (bool, error) {
 	cl, err := r.Cluster(ctx, n.Cluster)
 	if err != nil {
 		return false, fmt.Errorf("heartbeat %s: %w", n.ID, err)
@@ -419,11 +428,19 @@ func (r *Registry) heartbeat(ctx context.Context, n Node, hostname, hypervisor s
 		return k > 0, nil
 	}
 	var ok bool
-	if n.State == NodeUp && hostname == n.Hostname && hypervisor == n.Hypervisor && eff == n.Capacity &&
-		c == n.Declared && n.Approved == approvedBefore {
+	timeOnly := n.State == NodeUp && hostname == n.Hostname && hypervisor == n.Hypervisor && eff == n.Capacity &&
+		c == n.Declared && n.Approved == approvedBefore
+	if timeOnly {
 		// Only the time moves: one of the many heartbeats that do
 		// nothing else, written with the others arriving meanwhile.
 		ok, err = r.beats.record(ctx, n.ID, n.CertSerial, now.UnixMilli())
+		if err == nil && !ok {
+			// Removed, re-enrolled or marked down since n was read.
+			r.nodes.forget(n.ID)
+			return false, errStaleNode
+		}
+	} else if !fresh {
+		return false, errStaleNode
 	} else if n.State == NodeUp || rec == nil {
 		ok, err = update(r.db)
 	} else {
@@ -438,6 +455,9 @@ func (r *Registry) heartbeat(ctx context.Context, n Node, hostname, hypervisor s
 	}
 	if err != nil {
 		return false, fmt.Errorf("heartbeat %s: %w", n.ID, err)
+	}
+	if !timeOnly {
+		r.nodes.forget(n.ID) // what the cache holds of it changed
 	}
 	return ok, nil
 }
@@ -482,6 +502,9 @@ func (r *Registry) markDown(ctx context.Context, cutoff time.Time, rec NodeSilen
 	})
 	if err != nil {
 		return nil, fmt.Errorf("mark nodes down: %w", err)
+	}
+	for _, id := range ids {
+		r.nodes.forget(id)
 	}
 	return ids, nil
 }

@@ -158,14 +158,14 @@ func TestCapacityBounded(t *testing.T) {
 		if n.Capacity.Cores != 16 {
 			t.Fatalf("after the limit: %d cores, want 16", n.Capacity.Cores)
 		}
-		if _, err := s.heartbeat(ctx, n, n.Hostname, "", nodeapi.Capacity{Cores: 200000, MemoryMiB: 1 << 40, DiskGiB: 10}, time.Now(), nil); err != nil {
+		if _, err := s.heartbeat(ctx, n, true, n.Hostname, "", nodeapi.Capacity{Cores: 200000, MemoryMiB: 1 << 40, DiskGiB: 10}, time.Now(), nil); err != nil {
 			t.Fatal(err)
 		}
 		if n, err = s.ApproveNode(ctx, r.NodeID); err != nil || n.Capacity.Cores != 16 || !n.Reviewed {
 			t.Fatalf("approved: %+v %v, want 16 cores (the limit)", n, err)
 		}
 		// Shrinking is taken at once, without approval.
-		if _, err := s.heartbeat(ctx, n, n.Hostname, "", nodeapi.Capacity{Cores: 4, MemoryMiB: 1024, DiskGiB: 10}, time.Now(), nil); err != nil {
+		if _, err := s.heartbeat(ctx, n, true, n.Hostname, "", nodeapi.Capacity{Cores: 4, MemoryMiB: 1024, DiskGiB: 10}, time.Now(), nil); err != nil {
 			t.Fatal(err)
 		}
 		if n, _ = s.Node(ctx, r.NodeID); n.Capacity.Cores != 4 || n.Pending() {
@@ -179,7 +179,7 @@ func TestCapacityBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 		n2, _ := s.Node(ctx, r2.NodeID)
-		if _, err := s.heartbeat(ctx, n2, n2.Hostname, "", nodeapi.Capacity{Cores: 4, MemoryMiB: 1024, DiskGiB: 10}, time.Now(), nil); err != nil {
+		if _, err := s.heartbeat(ctx, n2, true, n2.Hostname, "", nodeapi.Capacity{Cores: 4, MemoryMiB: 1024, DiskGiB: 10}, time.Now(), nil); err != nil {
 			t.Fatal(err)
 		}
 		if n2, _ = s.Node(ctx, r2.NodeID); n2.Capacity.Cores != 4 || n2.Pending() || n2.Reviewed {
@@ -189,7 +189,7 @@ func TestCapacityBounded(t *testing.T) {
 		// hypervisor is not answering yet) is no report: what the node
 		// declared stands.
 		for _, c := range []nodeapi.Capacity{{}, {DiskGiB: 10}, {Cores: 4, DiskGiB: 10}} {
-			if _, err := s.heartbeat(ctx, n2, n2.Hostname, "", c, time.Now(), nil); err != nil {
+			if _, err := s.heartbeat(ctx, n2, true, n2.Hostname, "", c, time.Now(), nil); err != nil {
 				t.Fatal(err)
 			}
 			if n2, _ = s.Node(ctx, r2.NodeID); n2.Capacity.Cores != 4 || n2.Capacity.MemoryMiB != 1024 || n2.Declared.Cores != 4 {
@@ -197,7 +197,7 @@ func TestCapacityBounded(t *testing.T) {
 			}
 		}
 		// Growth after that first report waits for the operator.
-		if _, err := s.heartbeat(ctx, n2, n2.Hostname, "", nodeapi.Capacity{Cores: 8, MemoryMiB: 1024, DiskGiB: 10}, time.Now(), nil); err != nil {
+		if _, err := s.heartbeat(ctx, n2, true, n2.Hostname, "", nodeapi.Capacity{Cores: 8, MemoryMiB: 1024, DiskGiB: 10}, time.Now(), nil); err != nil {
 			t.Fatal(err)
 		}
 		if n2, _ = s.Node(ctx, r2.NodeID); n2.Capacity.Cores != 4 || !n2.Pending() {
@@ -211,7 +211,7 @@ func TestCapacityBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 		n3, _ := s.Node(ctx, r3.NodeID)
-		if _, err := s.heartbeat(ctx, n3, n3.Hostname, "", nodeapi.Capacity{Cores: 2, MemoryMiB: 2048, DiskGiB: 10}, time.Now(), nil); err != nil {
+		if _, err := s.heartbeat(ctx, n3, true, n3.Hostname, "", nodeapi.Capacity{Cores: 2, MemoryMiB: 2048, DiskGiB: 10}, time.Now(), nil); err != nil {
 			t.Fatal(err)
 		}
 		if n3, _ = s.Node(ctx, r3.NodeID); n3.Capacity.Cores != 2 || n3.Capacity.MemoryMiB != 2048 || n3.Pending() {

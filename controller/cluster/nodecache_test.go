@@ -1,0 +1,124 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"ironbark/internal/nodeapi"
+	"ironbark/internal/store"
+	"ironbark/internal/store/storetest"
+)
+
+// TestNodeCacheSeesOtherWriters: the node API authenticates nodes from a
+// cache, and what another process (the ironbark CLI, another controller)
+// changes in the node's row still takes effect: a node marked down there
+// comes back up with its silence recorded, a capacity approved there is
+// not written over, a re-enrolled node's new certificate works at once
+// and a removed node's heartbeat is refused at once.
+func TestNodeCacheSeesOtherWriters(t *testing.T) {
+	storetest.Each(t, nil, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		s := newService(t, db, newMemLedger())
+		rec := &silenceLog{}
+		s.cfg.Silences = rec
+		url := serve(t, s)
+		if err := s.AddCluster(ctx, "zone-a", "GREEDY"); err != nil {
+			t.Fatal(err)
+		}
+		tok, err := s.NewToken(ctx, s.CA(), "zone-a", time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, er := enrollNode(t, url, tok)
+		beat := func() error {
+			_, err := c.Heartbeat(ctx, nodeapi.HeartbeatRequest{Hypervisor: "test:///", Capacity: nodeapi.Capacity{Cores: 8, MemoryMiB: 8192, DiskGiB: 100}})
+			return err
+		}
+		for range 2 { // the second is answered from the cache
+			if err := beat(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, ok := s.nodes.get(er.NodeID, mustNode(t, s, er.NodeID).CertSerial); !ok {
+			t.Fatal("the node is not cached after its heartbeats")
+		}
+		other, err := NewRegistry(ctx, db)
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		// Marked down elsewhere: the next heartbeat brings it back up
+		// through the whole update, which ends its silence.
+		if _, err := other.markDown(ctx, time.Now().Add(time.Hour), rec); err != nil {
+			t.Fatal(err)
+		}
+		if err := beat(); err != nil {
+			t.Fatal(err)
+		}
+		if n := mustNode(t, s, er.NodeID); n.State != NodeUp {
+			t.Fatalf("after a heartbeat of a node marked down elsewhere: state %s", n.State)
+		}
+		if got := rec.events(); len(got) != 2 || got[0] != "down "+er.NodeID || got[1] != "up "+er.NodeID {
+			t.Fatalf("silences %v, want down and up", got)
+		}
+
+		// Approved elsewhere (it declared 8 cores, enrolled with 4): the
+		// heartbeats that follow keep the approval.
+		if _, err := other.ApproveNode(ctx, er.NodeID); err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			if err := beat(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := mustNode(t, s, er.NodeID); n.Capacity.Cores != 8 || !n.Reviewed {
+			t.Fatalf("after approval elsewhere: %+v", n)
+		}
+
+		// Removed elsewhere: refused at the next heartbeat.
+		if err := other.RemoveNode(ctx, er.NodeID); err != nil {
+			t.Fatal(err)
+		}
+		var se *nodeapi.StatusError
+		if err := beat(); !errors.As(err, &se) || se.Code != 403 {
+			t.Fatalf("heartbeat of a node removed elsewhere: %v, want 403", err)
+		}
+	})
+}
+
+func mustNode(t *testing.T, s *Service, id string) Node {
+	t.Helper()
+	n, err := s.Node(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// silenceLog records the silences it is told of ("down ID", "up ID").
+type silenceLog struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (l *silenceLog) NodeSilence(_ context.Context, _ *store.Tx, id string, down bool, _ time.Time) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if down {
+		l.got = append(l.got, "down "+id)
+	} else {
+		l.got = append(l.got, "up "+id)
+	}
+	return nil
+}
+
+func (l *silenceLog) events() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.got)
+}
