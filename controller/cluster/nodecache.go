@@ -26,8 +26,14 @@ import (
 //     calls (instance lists, image blobs) once its entry is older than
 //     nodeCacheTTL.
 type nodeCache struct {
-	mu sync.Mutex
-	m  map[string]cachedNode
+	mu       sync.Mutex
+	m        map[string]cachedNode
+	clusters map[string]cachedCluster // the clusters' limits, for heartbeats
+}
+
+type cachedCluster struct {
+	c  Cluster
+	at time.Time
 }
 
 type cachedNode struct {
@@ -67,8 +73,33 @@ func (c *nodeCache) forget(id string) {
 
 func (c *nodeCache) forgetAll() {
 	c.mu.Lock()
-	c.m = nil
+	c.m, c.clusters = nil, nil
 	c.mu.Unlock()
+}
+
+// clusterOf is a cluster, from the cache when it may.
+func (r *Registry) clusterOf(ctx context.Context, name string, mayCache bool) (Cluster, error) {
+	c := &r.nodes
+	if mayCache {
+		c.mu.Lock()
+		e, ok := c.clusters[name]
+		c.mu.Unlock()
+		if ok && time.Since(e.at) < nodeCacheTTL {
+			return e.c, nil
+		}
+	}
+	read := time.Now()
+	cl, err := r.Cluster(ctx, name)
+	if err != nil {
+		return cl, err
+	}
+	c.mu.Lock()
+	if c.clusters == nil {
+		c.clusters = map[string]cachedCluster{}
+	}
+	c.clusters[name] = cachedCluster{c: cl, at: read}
+	c.mu.Unlock()
+	return cl, nil
 }
 
 // authNode returns the enrolled node whose certificate this is, from the

@@ -396,7 +396,9 @@ func (r *Registry) RemoveNode(ctx context.Context, id string) error {
 // write more than the time, or whose time finds the row changed, then
 // returns errStaleNode, for the caller to read the node again.
 func (r *Registry) heartbeat(ctx context.Context, n Node, fresh bool, hostname, hypervisor string, c nodeapi.Capacity, now time.Time, rec NodeSilences) (bool, error) {
-	cl, err := r.Cluster(ctx, n.Cluster)
+	// The cluster's limit, like the node, may come from the cache only
+	// where the heartbeat writes nothing but the time.
+	cl, err := r.clusterOf(ctx, n.Cluster, !fresh)
 	if err != nil {
 		return false, fmt.Errorf("heartbeat %s: %w", n.ID, err)
 	}
