@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -55,6 +56,9 @@ type Options struct {
 	Progress   io.Writer // progress lines; nil: none
 	// DebugAddr, when set, is where the controller serves its profiler.
 	DebugAddr string
+	// ControllerLog, when set, is a file the controller's log is written
+	// to once the paced launches are done (a slow call's neighbours).
+	ControllerLog string
 	// WholeMembers has the nodes ask for whole member lists, as agents
 	// before member-list deltas did.
 	WholeMembers bool
@@ -298,6 +302,11 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	// The controller's own time for them, from its request log (the
 	// paced calls are its last RunInstances): what the load generator's
 	// own lag adds shows beside the times its clients saw.
+	if o.ControllerLog != "" {
+		if err := os.WriteFile(o.ControllerLog, []byte(ctl.Log()), 0o644); err != nil {
+			return res, fmt.Errorf("controller log: %w", err)
+		}
+	}
 	served := loggedDurations(ctl.Log(), "RunInstances")
 	served = served[max(len(served)-len(pacedCalls), 0):]
 	say("%d paced launches (%.0f/s) reached their nodes: p50 %s, p99 %s; their RunInstances took p50 %s, p99 %s (in the controller p50 %s, p99 %s)",
