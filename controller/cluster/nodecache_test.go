@@ -122,3 +122,66 @@ func (l *silenceLog) events() []string {
 	defer l.mu.Unlock()
 	return slices.Clone(l.got)
 }
+
+// TestNodeSnapshotRefreshesBehind: placement's node snapshot, once past
+// its TTL, is answered as it is while a background read refreshes it
+// (the caller does not wait for the table); after invalidate the caller
+// reads at once.
+func TestNodeSnapshotRefreshesBehind(t *testing.T) {
+	storetest.Each(t, nil, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		s := newService(t, db, newMemLedger())
+		if err := s.AddCluster(ctx, "zone-a", "GREEDY"); err != nil {
+			t.Fatal(err)
+		}
+		first := addNode(t, s, "zone-a", nodeapi.Capacity{Cores: 4, MemoryMiB: 4096, DiskGiB: 40})
+		if nodes, err := s.nodesCached(ctx); err != nil || len(nodes) != 1 || nodes[0].ID != first {
+			t.Fatalf("first read: %v %v", nodes, err)
+		}
+		// A node enrolled elsewhere (no invalidate here), and the
+		// snapshot past its TTL.
+		other, err := NewRegistry(ctx, db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		second := addNodeVia(t, s, other)
+		s.mu.Lock()
+		s.snap.at = time.Now().Add(-snapshotTTL - time.Millisecond)
+		s.mu.Unlock()
+		if nodes, _ := s.nodesCached(ctx); len(nodes) != 1 {
+			t.Fatalf("an expired snapshot: %d nodes, want the old snapshot's 1 while it refreshes", len(nodes))
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for nodes, _ := s.nodesCached(ctx); len(nodes) != 2; nodes, _ = s.nodesCached(ctx) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the background refresh never brought %s", second)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+
+		// Removed here: invalidate, and the next caller reads.
+		if err := s.RemoveNode(ctx, second); err != nil {
+			t.Fatal(err)
+		}
+		s.invalidate()
+		if nodes, _ := s.nodesCached(ctx); len(nodes) != 1 {
+			t.Fatalf("after invalidate: %d nodes, want 1", len(nodes))
+		}
+	})
+}
+
+// addNodeVia enrolls a node through another registry (another process).
+func addNodeVia(t *testing.T, s *Service, r *Registry) string {
+	t.Helper()
+	ctx := context.Background()
+	tok, err := s.NewToken(ctx, s.CA(), "zone-a", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := r.enroll(ctx, enrollment{Token: tok, Hostname: "h2", Hypervisor: "test:///default",
+		Capacity: nodeapi.Capacity{Cores: 4, MemoryMiB: 4096, DiskGiB: 40}}, time.Now(), func(string) (string, error) { return "2", nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n.ID
+}

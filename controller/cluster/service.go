@@ -98,8 +98,11 @@ type Service struct {
 	policies map[string]sched.Policy // per cluster, so ROUNDROBIN keeps its place
 	waiters  map[string]*waiter
 	snap     nodeSnapshot
-	soon     map[string]bool // nodes NotifySoon will wake at its next flush
-	soonArm  bool            // a flush is scheduled
+	snapGen  uint64 // counts invalidations: a read from before one is not kept
+	// snapReading: a background read of the node table is under way.
+	snapReading bool
+	soon        map[string]bool // nodes NotifySoon will wake at its next flush
+	soonArm     bool            // a flush is scheduled
 	// rebuilds are the turns of answers rebuilt after a wake-up for
 	// member lists only (rebuildTurn); turnWaits counts requests waiting
 	// for one (tests).
@@ -125,6 +128,10 @@ type nodeSnapshot struct {
 }
 
 const snapshotTTL = time.Second
+
+// snapshotMaxAge bounds how old a snapshot may be answered while its
+// background refresh runs (or failed).
+const snapshotMaxAge = 5 * time.Second
 
 // New opens the cluster side: migrates its tables, loads (or creates) the
 // CA and the listener certificate.
