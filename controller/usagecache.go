@@ -18,7 +18,9 @@ import (
 // time under the lock). usageCache keeps the last whole read and adds
 // this controller's own launches to it, and trusts that while the
 // database's launch sequence (launch_seq, bumped by every launch in its
-// transaction) says no other controller has launched since.
+// transaction) says no other controller has launched since. The whole
+// read is redone in the background every usageRefresh, not by the
+// placement that finds it old (it holds the placement lock).
 //
 // Only launches add usage; instances end everywhere (terminations, node
 // reports, failures) without touching the sequence. A cache that has not
@@ -26,8 +28,12 @@ import (
 // would fit (Place then retries on a fresh read), never overfill a node.
 // It is read whole again every usageRefresh so ends reach it.
 
-// usageRefresh is how long a whole read of node_usage serves placement.
-const usageRefresh = 2 * time.Second
+// usageRefresh is how old a whole read of node_usage may be before a
+// background read replaces it; usageMaxAge, how old it may be at all.
+const (
+	usageRefresh = 2 * time.Second
+	usageMaxAge  = 10 * time.Second
+)
 
 // NodeUsages is every node's usage at one moment: a whole read of
 // node_usage and the launches this controller committed since.
@@ -60,6 +66,8 @@ type usageCache struct {
 	u   NodeUsages // read and since are never changed once here: replaced
 	seq int64      // the launch sequence u includes
 	at  time.Time  // when u.read was read; zero: no read to trust
+	// reading: a background whole read is under way.
+	reading bool
 }
 
 // usage answers from the cache when the launch sequence says it is
@@ -71,16 +79,30 @@ func (c *Cloud) usage(ctx context.Context) (NodeUsages, bool, error) {
 	}
 	uc := &c.usageCache
 	uc.mu.Lock()
-	if !uc.at.IsZero() && uc.seq == seq && time.Since(uc.at) < usageRefresh {
+	if age := time.Since(uc.at); !uc.at.IsZero() && uc.seq == seq && age < usageMaxAge {
+		// Past usageRefresh, a background read brings the ends in
+		// while placement goes on with what it has (counting them).
+		if age >= usageRefresh && !uc.reading {
+			uc.reading = true
+			go c.refreshUsage()
+		}
 		u := uc.u
 		uc.mu.Unlock()
 		return u, true, nil
 	}
 	uc.mu.Unlock()
+	u, err := c.readUsageInto(ctx)
+	return u, false, err
+}
+
+// readUsageInto reads node_usage whole and keeps it in the cache unless
+// the cache already holds a later launch.
+func (c *Cloud) readUsageInto(ctx context.Context) (NodeUsages, error) {
 	u, seq, err := c.readUsage(ctx)
 	if err != nil {
-		return NodeUsages{}, false, err
+		return NodeUsages{}, err
 	}
+	uc := &c.usageCache
 	uc.mu.Lock()
 	// A read that lost a race with a later one (or with a launch of this
 	// controller already added) does not replace it.
@@ -88,7 +110,18 @@ func (c *Cloud) usage(ctx context.Context) (NodeUsages, bool, error) {
 		uc.u, uc.seq, uc.at = u, seq, time.Now()
 	}
 	uc.mu.Unlock()
-	return u, false, nil
+	return u, nil
+}
+
+func (c *Cloud) refreshUsage() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := c.readUsageInto(ctx); err != nil {
+		c.log.Warn("node usage for placement", "err", err)
+	}
+	c.usageCache.mu.Lock()
+	c.usageCache.reading = false
+	c.usageCache.mu.Unlock()
 }
 
 // readUsage reads node_usage whole, with the launch sequence it is as of

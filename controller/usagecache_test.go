@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"ironbark/controller/ec2"
 	"ironbark/controller/ec2/ec2test"
@@ -58,8 +59,26 @@ func TestPlacementUsageCache(t *testing.T) {
 		if u, cached, _ := e.cloud.usage(ctx); !cached || u.Of("node-b1").Instances != 2 {
 			t.Fatalf("cache after an end: cached %v, node-b1 %+v; want the cache still counting 2", cached, u.Of("node-b1"))
 		}
-		must[[]string](t)(inB(a))
+		third := must[[]string](t)(inB(a))
 		e.checkUsage(t)
+
+		// Past usageRefresh the cache is still answered, and a read in
+		// the background brings the end in.
+		must[*sdk.TerminateInstancesOutput](t)(a.TerminateInstances(ctx, &sdk.TerminateInstancesInput{InstanceIds: third}))
+		e.observe(t, third, nodeapi.StateTerminated)
+		e.cloud.usageCache.mu.Lock()
+		e.cloud.usageCache.at = time.Now().Add(-usageRefresh)
+		e.cloud.usageCache.mu.Unlock()
+		if _, cached, _ := e.cloud.usage(ctx); !cached {
+			t.Fatal("a cache past usageRefresh was not answered")
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for u, _, _ := e.cloud.usage(ctx); u.Of("node-b1").Instances != 1; u, _, _ = e.cloud.usage(ctx) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the background read never brought the end: node-b1 %+v", u.Of("node-b1"))
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
 	})
 }
 
