@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"slices"
 	"sync"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"ironbark/internal/nodeapi"
+	"ironbark/internal/pki"
 	"ironbark/internal/store"
 	"ironbark/internal/store/storetest"
 )
@@ -80,12 +82,42 @@ func TestNodeCacheSeesOtherWriters(t *testing.T) {
 			t.Fatalf("after approval elsewhere: %+v", n)
 		}
 
+		// Re-enrolled elsewhere (a new certificate, its serial now the
+		// node's): the new certificate works at once, the old one is
+		// refused at its next heartbeat.
+		key, _ := pki.NewKey()
+		csr, _ := pki.CSR(key, "host-a")
+		certPEM, serial, err := s.CA().SignNode(csr, er.NodeID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.Exec(ctx, `UPDATE nodes SET cert_serial = ? WHERE id = ?`, serial, er.NodeID); err != nil {
+			t.Fatal(err)
+		}
+		kp, _ := pki.KeyPEM(key)
+		cert, err := tls.X509KeyPair(certPEM, kp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tc, err := pki.ClientTLS(cert, []byte(er.CA))
+		if err != nil {
+			t.Fatal(err)
+		}
+		renewed := nodeapi.NewClient(url, tc)
+		defer renewed.Close()
+		if _, err := renewed.Heartbeat(ctx, nodeapi.HeartbeatRequest{Hypervisor: "test:///", Capacity: nodeapi.Capacity{Cores: 8, MemoryMiB: 8192, DiskGiB: 100}}); err != nil {
+			t.Fatalf("heartbeat with the new certificate: %v", err)
+		}
+		var se *nodeapi.StatusError
+		if err := beat(); !errors.As(err, &se) || se.Code != 403 {
+			t.Fatalf("heartbeat with the replaced certificate: %v, want 403", err)
+		}
+
 		// Removed elsewhere: refused at the next heartbeat.
 		if err := other.RemoveNode(ctx, er.NodeID); err != nil {
 			t.Fatal(err)
 		}
-		var se *nodeapi.StatusError
-		if err := beat(); !errors.As(err, &se) || se.Code != 403 {
+		if _, err := renewed.Heartbeat(ctx, nodeapi.HeartbeatRequest{Hypervisor: "test:///"}); !errors.As(err, &se) || se.Code != 403 {
 			t.Fatalf("heartbeat of a node removed elsewhere: %v, want 403", err)
 		}
 	})

@@ -247,6 +247,8 @@ func (r *Registry) enroll(ctx context.Context, e enrollment, now time.Time,
 		}
 		return Node{}, fmt.Errorf("enroll %s: %w", e.Hostname, err)
 	}
+	// A re-enrolled node's old certificate stops working here at once.
+	r.nodes.forget(n.ID)
 	return n, nil
 }
 
