@@ -50,7 +50,7 @@ func (s *Service) authed(h func(http.ResponseWriter, *http.Request, Node)) http.
 			return
 		}
 		leaf := r.TLS.VerifiedChains[0][0]
-		n, _, err := s.authNode(r.Context(), leaf.Subject.CommonName, pki.SerialHex(leaf.SerialNumber), true)
+		n, err := s.authNode(r.Context(), leaf.Subject.CommonName, pki.SerialHex(leaf.SerialNumber), true)
 		if err != nil {
 			if !errors.Is(err, errNotEnrolled) && !errors.Is(err, store.ErrNotFound) {
 				s.log.Error("node authentication", "node", leaf.Subject.CommonName, "err", err)
@@ -122,7 +122,7 @@ func (s *Service) handleHeartbeat(w http.ResponseWriter, r *http.Request, n Node
 	for try := 0; errors.Is(err, errStaleNode) && try < 3; try++ {
 		// The node as authentication knew it was not the row's: again,
 		// on the row as it is.
-		if n, _, err = s.authNode(r.Context(), n.ID, n.CertSerial, false); err == nil {
+		if n, err = s.authNode(r.Context(), n.ID, n.CertSerial, false); err == nil {
 			ok, err = s.heartbeat(r.Context(), n, true, n.Hostname, req.Hypervisor, req.Capacity, s.cfg.Now(), s.cfg.Silences)
 		}
 	}

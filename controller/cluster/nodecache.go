@@ -103,23 +103,23 @@ func (r *Registry) clusterOf(ctx context.Context, name string, mayCache bool) (C
 }
 
 // authNode returns the enrolled node whose certificate this is, from the
-// cache when it may (fresh false), or ErrNodeNotEnrolled.
-func (r *Registry) authNode(ctx context.Context, id, serial string, mayCache bool) (n Node, fresh bool, err error) {
+// cache when mayCache allows, or errNotEnrolled.
+func (r *Registry) authNode(ctx context.Context, id, serial string, mayCache bool) (Node, error) {
 	if mayCache {
 		if n, ok := r.nodes.get(id, serial); ok {
-			return n, false, nil
+			return n, nil
 		}
 	}
 	read := time.Now()
-	n, err = r.Node(ctx, id)
+	n, err := r.Node(ctx, id)
 	if err != nil {
-		return Node{}, true, err
+		return Node{}, err
 	}
 	if n.CertSerial != serial {
-		return Node{}, true, errNotEnrolled
+		return Node{}, errNotEnrolled
 	}
 	r.nodes.put(n, read)
-	return n, true, nil
+	return n, nil
 }
 
 // errNotEnrolled: the certificate's node is gone or holds another one.
