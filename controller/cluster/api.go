@@ -40,7 +40,11 @@ func (s *Service) Handler() http.Handler {
 			blobs.ServeHTTP(w, r)
 		}))
 	}
-	return mux
+	// Every statement a node's request runs takes the node lane's
+	// connections, never the EC2 API's (store/lane.go).
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mux.ServeHTTP(w, r.WithContext(store.NodeLane(r.Context())))
+	})
 }
 
 func (s *Service) authed(h func(http.ResponseWriter, *http.Request, Node)) http.HandlerFunc {

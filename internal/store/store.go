@@ -31,6 +31,7 @@ const (
 // placeholders, rebound to $n for PostgreSQL.
 type DB struct {
 	sql    *sql.DB
+	nodes  *sql.DB // PostgreSQL's node lane (lane.go); nil on SQLite
 	engine Engine
 	url    string
 
@@ -60,7 +61,14 @@ func Open(ctx context.Context, url string) (*DB, error) {
 		}
 		h.SetMaxOpenConns(16)
 		h.SetMaxIdleConns(16)
-		db = &DB{sql: h, engine: Postgres, url: url}
+		nodes, err := sql.Open("pgx", url)
+		if err != nil {
+			h.Close()
+			return nil, fmt.Errorf("open postgres: %w", err)
+		}
+		nodes.SetMaxOpenConns(nodeLaneConns)
+		nodes.SetMaxIdleConns(nodeLaneConns)
+		db = &DB{sql: h, nodes: nodes, engine: Postgres, url: url}
 	default:
 		path := strings.TrimPrefix(url, "sqlite:")
 		if path == "" {
@@ -97,7 +105,7 @@ func Open(ctx context.Context, url string) (*DB, error) {
 	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	if err := db.sql.PingContext(pctx); err != nil {
-		db.sql.Close()
+		db.closePools()
 		return nil, fmt.Errorf("connect %s: %w", db.engine, err)
 	}
 	return db, nil
@@ -115,6 +123,13 @@ func (db *DB) Close() error {
 	db.closePinned()
 	db.ckpt.close()
 	db.closeStmts()
+	return db.closePools()
+}
+
+func (db *DB) closePools() error {
+	if db.nodes != nil {
+		db.nodes.Close()
+	}
 	return db.sql.Close()
 }
 
@@ -163,7 +178,7 @@ func (db *DB) Exec(ctx context.Context, q string, args ...any) (sql.Result, erro
 	if s := db.cached(ctx, q, true); s != nil {
 		return s.ExecContext(ctx, args...)
 	}
-	return db.sql.ExecContext(ctx, q, args...)
+	return db.pool(ctx).ExecContext(ctx, q, args...)
 }
 
 // writeWait is how long a writer waits for SQLite's write slot, as long as
@@ -209,7 +224,7 @@ func (db *DB) Query(ctx context.Context, q string, args ...any) (*sql.Rows, erro
 	if s := db.cached(ctx, q, false); s != nil {
 		return s.QueryContext(ctx, args...)
 	}
-	return db.sql.QueryContext(ctx, q, args...)
+	return db.pool(ctx).QueryContext(ctx, q, args...)
 }
 
 // QueryRow runs a single-row query outside a transaction.
@@ -218,7 +233,7 @@ func (db *DB) QueryRow(ctx context.Context, q string, args ...any) *sql.Row {
 	if s := db.cached(ctx, q, false); s != nil {
 		return s.QueryRowContext(ctx, args...)
 	}
-	return db.sql.QueryRowContext(ctx, q, args...)
+	return db.pool(ctx).QueryRowContext(ctx, q, args...)
 }
 
 // Tx is a transaction with the same portable-SQL methods as DB.
@@ -321,7 +336,7 @@ func (db *DB) inTxOnce(ctx context.Context, fn func(*Tx) error) error {
 		return err
 	}
 	defer release()
-	t, err := db.sql.BeginTx(ctx, nil)
+	t, err := db.pool(ctx).BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
