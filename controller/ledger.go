@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -276,10 +277,23 @@ func (c *Cloud) unchanged(ctx context.Context, nodeID string, sts []nodeapi.Inst
 // addUsage counts delta instances of a type in or out of a node's usage,
 // in the transaction that launches or ends them.
 func addUsage(ctx context.Context, tx *store.Tx, node, vmType string, delta int) error {
-	_, err := tx.Exec(ctx, `INSERT INTO node_usage (node_id, vm_type, instances) VALUES (?, ?, ?)
-		ON CONFLICT (node_id, vm_type) DO UPDATE SET instances = node_usage.instances + excluded.instances`,
-		node, vmType, delta)
-	if err != nil {
+	return addUsages(ctx, tx, vmType, map[string]int{node: delta})
+}
+
+// addUsages adds delta[node] instances of vmType to each node's usage in
+// one statement (a launch over ten nodes was ten round trips under the
+// placement lock). Nodes go in ID order, the order every writer of
+// node_usage locks its rows in.
+func addUsages(ctx context.Context, tx *store.Tx, vmType string, delta map[string]int) error {
+	if len(delta) == 0 {
+		return nil
+	}
+	args := make([]any, 0, 3*len(delta))
+	for _, node := range slices.Sorted(maps.Keys(delta)) {
+		args = append(args, node, vmType, delta[node])
+	}
+	if err := store.ExecRows(ctx, tx, `INSERT INTO node_usage (node_id, vm_type, instances) VALUES`, 3, args,
+		`ON CONFLICT (node_id, vm_type) DO UPDATE SET instances = node_usage.instances + excluded.instances`); err != nil {
 		return fmt.Errorf("node usage: %w", err)
 	}
 	return nil

@@ -379,27 +379,44 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch) (*RunIns
 			netSubnet = zn.subnet.String()
 		}
 		res.Instances = res.Instances[:0]
+		kernelID, ramdiskID := "", ""
+		if l.kernel != nil {
+			kernelID = l.kernel.ID
+		}
+		if l.ramdisk != nil {
+			ramdiskID = l.ramdisk.ID
+		}
 		for i, node := range nodes {
-			in := Instance{InstanceID: newID("i", 17), MACAddress: newMAC(), nodeID: node, AMILaunchIndex: i, PrivateIPAddress: ips[i]}
-			kernelID, ramdiskID := "", ""
-			if l.kernel != nil {
-				kernelID = l.kernel.ID
-			}
-			if l.ramdisk != nil {
-				ramdiskID = l.ramdisk.ID
-			}
-			if _, err := tx.Exec(ctx, `INSERT INTO instances (id, account_id, reservation_id, launch_index, image_id, kernel_id,
-				ramdisk_id, vm_type, key_name, zone, node_id, mac, private_ip, state, desired, client_token, user_data, launch_time,
-				artifacts, public_key, disable_api_termination, disable_api_stop, shutdown_behavior, user_name, vlan, net_subnet,
-				cores, memory_mib)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-				in.InstanceID, k.account(), res.ReservationID, i, l.image.ID, kernelID, ramdiskID, l.vt.Name, l.keyName,
-				zone, node, in.MACAddress, in.PrivateIPAddress, nodeapi.StatePending, nodeapi.StateRunning, l.token, l.userData, now.Unix(),
+			res.Instances = append(res.Instances, Instance{InstanceID: newID("i", 17), MACAddress: newMAC(), nodeID: node, AMILaunchIndex: i, PrivateIPAddress: ips[i]})
+		}
+		// The rows go in one statement, and the tags in another: a
+		// statement per instance was a round trip each, under the
+		// placement lock every launch queues behind.
+		args := make([]any, 0, 28*len(nodes))
+		for i, in := range res.Instances {
+			args = append(args, in.InstanceID, k.account(), res.ReservationID, i, l.image.ID, kernelID, ramdiskID, l.vt.Name, l.keyName,
+				zone, in.nodeID, in.MACAddress, in.PrivateIPAddress, nodeapi.StatePending, nodeapi.StateRunning, l.token, l.userData, now.Unix(),
 				string(arts), l.pubKey, boolInt(l.noTerminate), boolInt(l.noStop), l.shutdown, k.Principal.User, zn.vlan, netSubnet,
-				l.vt.Cores, l.vt.MemoryMiB); err != nil {
-				return err
+				l.vt.Cores, l.vt.MemoryMiB)
+		}
+		if err := store.ExecRows(ctx, tx, `INSERT INTO instances (id, account_id, reservation_id, launch_index, image_id, kernel_id,
+			ramdisk_id, vm_type, key_name, zone, node_id, mac, private_ip, state, desired, client_token, user_data, launch_time,
+			artifacts, public_key, disable_api_termination, disable_api_stop, shutdown_behavior, user_name, vlan, net_subnet,
+			cores, memory_mib) VALUES`, 28, args, ""); err != nil {
+			return err
+		}
+		args = args[:0]
+		for _, in := range res.Instances {
+			for _, t := range l.tags {
+				args = append(args, in.InstanceID, t.Key, t.Value, k.account(), "instance")
 			}
-			if withPublic {
+		}
+		if err := store.ExecRows(ctx, tx, `INSERT INTO tags (resource_id, key, value, account_id, resource_type) VALUES`, 5, args, ""); err != nil {
+			return err
+		}
+		if withPublic {
+			for i := range res.Instances {
+				in := &res.Instances[i]
 				if in.IPAddress, err = c.drawPublicAddress(ctx, tx); err != nil {
 					return err
 				}
@@ -411,13 +428,6 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch) (*RunIns
 					return err
 				}
 			}
-			for _, t := range l.tags {
-				if _, err := tx.Exec(ctx, `INSERT INTO tags (resource_id, key, value, account_id, resource_type) VALUES (?, ?, ?, ?, 'instance')`,
-					in.InstanceID, t.Key, t.Value, k.account()); err != nil {
-					return err
-				}
-			}
-			res.Instances = append(res.Instances, in)
 		}
 		if !c.noUsage {
 			var evs []usage.Event
@@ -436,10 +446,8 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch) (*RunIns
 		for _, node := range nodes {
 			perNode[node]++
 		}
-		for node, n := range perNode {
-			if err := addUsage(ctx, tx, node, l.vt.Name, n); err != nil {
-				return err
-			}
+		if err := addUsages(ctx, tx, l.vt.Name, perNode); err != nil {
+			return err
 		}
 		seq, err = bumpLaunchSeq(ctx, tx)
 		return err
