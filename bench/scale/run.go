@@ -187,7 +187,11 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("prepare: %w", err)
 	}
-	ctl := &Controller{Binary: o.Binary, DataDir: o.DataDir, DB: o.DB, DebugAddr: o.DebugAddr}
+	// The 100 tenants stand for 100 clients but all come from 127.0.0.1:
+	// under the default cap of 64 connections per client, a stall of a
+	// few seconds in the paced launches (20 new calls a second) had the
+	// listener refuse the next ones and the run die on a reset.
+	ctl := &Controller{Binary: o.Binary, DataDir: o.DataDir, DB: o.DB, DebugAddr: o.DebugAddr, MaxConnsPerClient: 4096}
 	if err := ctl.Start(ctx); err != nil {
 		return res, err
 	}
