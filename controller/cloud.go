@@ -42,6 +42,11 @@ type Config struct {
 	// Notify, when set, is told the node of every instance whose desired
 	// state changed, so the cluster side can wake that node's agent.
 	Notify func(nodeID string)
+	// NotifyInTx, when set, is told a launch's nodes inside its
+	// transaction instead of Notify after it: their agents are woken
+	// when it commits, on every controller, even if this one dies
+	// before it could tell them.
+	NotifyInTx func(ctx context.Context, tx *store.Tx, nodeIDs ...string) error
 	// NotifySoon, when set, is told the nodes whose desired state changed
 	// in a way that may wait a moment and comes in bursts (the member
 	// lists of security groups a launch grows), so the cluster side can

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -247,7 +249,9 @@ func (c *Cloud) runInstances(ctx context.Context, k *call) (any, error) {
 	for i, in := range res.Instances {
 		nodesOf[i] = in.nodeID
 	}
-	c.notify(nodesOf...)
+	if c.cfg.NotifyInTx == nil {
+		c.notify(nodesOf...) // else told in the transaction
+	}
 	// The new instances join their groups: nodes whose rules name one
 	// of them as the peer update their member sets.
 	groupIDs := make([]string, len(l.groups))
@@ -448,6 +452,11 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch) (*RunIns
 		}
 		if err := addUsages(ctx, tx, l.vt.Name, perNode); err != nil {
 			return err
+		}
+		if c.cfg.NotifyInTx != nil {
+			if err := c.cfg.NotifyInTx(ctx, tx, slices.Sorted(maps.Keys(perNode))...); err != nil {
+				return err
+			}
 		}
 		seq, err = bumpLaunchSeq(ctx, tx)
 		return err

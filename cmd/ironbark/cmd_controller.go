@@ -22,6 +22,7 @@ import (
 	"ironbark/images/blobstore"
 	"ironbark/internal/httplimit"
 	"ironbark/internal/nodeapi"
+	"ironbark/internal/store"
 	"ironbark/operator"
 	"ironbark/pxe"
 )
@@ -113,6 +114,9 @@ func runController(ctx context.Context, e *env, f controllerFlags) error {
 	var svc *cluster.Service
 	cfg.Notify = func(node string) { svc.Notify(node) }
 	cfg.NotifySoon = func(node string) { svc.NotifySoon(node) }
+	cfg.NotifyInTx = func(ctx context.Context, tx *store.Tx, nodes ...string) error {
+		return svc.NotifyInTx(ctx, tx, nodes...)
+	}
 	cloud, err := controller.New(cfg, db, nil, log)
 	if err != nil {
 		return err

@@ -306,6 +306,24 @@ func (s *Service) Notify(nodeID string) {
 	s.wake.publish(nodeID, false)
 }
 
+// NotifyInTx is Notify for a change made in tx, told inside it: the
+// nodes' waiting requests wake when tx commits, on this controller and
+// (PostgreSQL delivers the transaction's NOTIFY at its commit) on every
+// other, and not at all if it rolls back. A controller killed between a
+// launch's commit and a wake-up published after it left the other
+// controllers' nodes waiting out their poll for it.
+func (s *Service) NotifyInTx(ctx context.Context, tx *store.Tx, nodeIDs ...string) error {
+	if err := s.wake.publishInTx(ctx, tx, nodeIDs); err != nil {
+		return err
+	}
+	tx.AfterCommit(func() {
+		for _, id := range nodeIDs {
+			s.wakeNode(id)
+		}
+	})
+	return nil
+}
+
 // wakeNode wakes the node's waiting request after a change that may be
 // more than member lists: its answer is read anew.
 func (s *Service) wakeNode(nodeID string) {

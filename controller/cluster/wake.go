@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -101,6 +102,20 @@ func (w *wakeBus) publish(nodeID string, members bool) {
 	case w.kick <- struct{}{}:
 	default:
 	}
+}
+
+// publishInTx publishes nodes' wake-ups with tx: the other controllers
+// hear them when tx commits, however this process ends after.
+func (w *wakeBus) publishInTx(ctx context.Context, tx *store.Tx, nodeIDs []string) error {
+	if !w.db.CanNotify() {
+		return nil
+	}
+	for _, p := range w.payloads(w.origin, nodeIDs) {
+		if err := tx.Publish(ctx, wakeChannel, p); err != nil {
+			return fmt.Errorf("wake-ups: %w", err)
+		}
+	}
+	return nil
 }
 
 func (w *wakeBus) publishLoop(ctx context.Context) {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,6 +29,9 @@ type controllerOn struct {
 	cloud *controller.Cloud
 	svc   *Service
 	ec2   *sdk.Client
+	// dead: the controller tells nothing after its commits, as one
+	// killed right after them would not.
+	dead atomic.Bool
 }
 
 func startControllerOn(t *testing.T, url, keyFile string, admin controller.Account) *controllerOn {
@@ -50,7 +54,20 @@ func startControllerIn(t *testing.T, url, keyFile string, admin controller.Accou
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	c := &controllerOn{}
 	c.cloud, err = controller.New(controller.Config{Region: "ironbark", Endpoint: "http://test/",
-		Notify: func(n string) { c.svc.Notify(n) }, NotifySoon: func(n string) { c.svc.NotifySoon(n) }}, h, nil, log)
+		Notify: func(n string) {
+			if !c.dead.Load() {
+				c.svc.Notify(n)
+			}
+		},
+		NotifySoon: func(n string) {
+			if !c.dead.Load() {
+				c.svc.NotifySoon(n)
+			}
+		},
+		NotifyInTx: func(ctx context.Context, tx *store.Tx, nodes ...string) error {
+			return c.svc.NotifyInTx(ctx, tx, nodes...)
+		},
+	}, h, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,8 +97,20 @@ func startControllerIn(t *testing.T, url, keyFile string, admin controller.Accou
 // A node waiting on one controller for a change of its instances hears of
 // a launch made through another controller on the same PostgreSQL at once
 // (LISTEN/NOTIFY), not at the end of its wait: the answer to the waiting
-// request itself carries the new instance.
+// request itself carries the new instance. The wake-up is committed with
+// the launch: it arrives even when the controller that launched tells
+// nothing after its commit, as one killed right then would not.
 func TestLongPollWakesAcrossControllers(t *testing.T) {
+	for _, dies := range []bool{false, true} {
+		name := "launching controller lives"
+		if dies {
+			name = "launching controller dies after the commit"
+		}
+		t.Run(name, func(t *testing.T) { testLongPollWakes(t, dies) })
+	}
+}
+
+func testLongPollWakes(t *testing.T, dies bool) {
 	db := storetest.Postgres(t, controller.Migrations())
 	ctx := context.Background()
 	admin, err := controller.EnsureAdmin(ctx, db)
@@ -118,6 +147,7 @@ func TestLongPollWakesAcrossControllers(t *testing.T) {
 	}()
 	// The request waits on controller a before the launch is made.
 	waitForPoll(a.svc, enrolled.NodeID)
+	b.dead.Store(dies)
 	out, err := b.ec2.RunInstances(ctx, &sdk.RunInstancesInput{ImageId: aws.String(image),
 		InstanceType: types.InstanceType("m1.small"), MinCount: aws.Int32(1), MaxCount: aws.Int32(1)})
 	if err != nil {
@@ -127,6 +157,8 @@ func TestLongPollWakesAcrossControllers(t *testing.T) {
 	select {
 	case err := <-errc:
 		t.Fatal(err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("the waiting request on controller a was not woken by the launch made through controller b")
 	case d := <-got:
 		if len(d.Instances) != 1 || d.Instances[0].InstanceID != id {
 			t.Fatalf("the waiting request on controller a answered %+v; want the launch of %s made through controller b", d.Instances, id)

@@ -43,6 +43,25 @@ func (db *DB) Publish(ctx context.Context, channel, payload string) error {
 	return nil
 }
 
+// Publish sends payload to every process listening on channel when the
+// transaction commits, and never if it rolls back (PostgreSQL delivers a
+// transaction's notifications at its commit). A change and its
+// notification then cannot part: a process killed between the two used to
+// leave the other processes unaware of a change it had committed. On
+// SQLite it does nothing.
+func (tx *Tx) Publish(ctx context.Context, channel, payload string) error {
+	if tx.engine != Postgres {
+		return nil
+	}
+	if len(payload) > MaxPayload {
+		return fmt.Errorf("publish on %s: %w (%d bytes)", channel, ErrPayloadTooLong, len(payload))
+	}
+	if _, err := tx.tx.ExecContext(ctx, `SELECT pg_notify($1, $2)`, channel, payload); err != nil {
+		return fmt.Errorf("publish on %s: %w", channel, err)
+	}
+	return nil
+}
+
 // ListenHandlers are what Listen calls.
 type ListenHandlers struct {
 	// Message is called with each payload heard, in order, from Listen's

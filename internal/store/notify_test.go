@@ -2,6 +2,8 @@ package store_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -86,6 +88,37 @@ func TestListenHearsOtherProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect("after")
+
+	// A transaction's payload goes out when it commits, with its
+	// after-commit work, and neither goes out if it rolls back.
+	committed := 0
+	if err := db.InTx(ctx, func(tx *store.Tx) error {
+		if err := tx.Publish(ctx, "ironbark_test", "rolled back"); err != nil {
+			return err
+		}
+		tx.AfterCommit(func() { committed++ })
+		return errors.New("roll back")
+	}); err == nil {
+		t.Fatal("the rolled-back transaction committed")
+	}
+	if err := db.InTx(ctx, func(tx *store.Tx) error {
+		if err := tx.Publish(ctx, "ironbark_test", "in a transaction"); err != nil {
+			return err
+		}
+		tx.AfterCommit(func() { committed++ })
+		select {
+		case p := <-heard:
+			return fmt.Errorf("heard %q before the commit", p)
+		case <-time.After(200 * time.Millisecond):
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if committed != 1 {
+		t.Fatalf("after-commit work ran %d times, want once", committed)
+	}
+	expect("in a transaction")
 
 	long := make([]byte, store.MaxPayload+1)
 	for i := range long {

@@ -240,8 +240,13 @@ func (db *DB) QueryRow(ctx context.Context, q string, args ...any) *sql.Row {
 type Tx struct {
 	tx     *sql.Tx
 	engine Engine
-	db     *DB // its statement cache
+	db     *DB      // its statement cache
+	after  []func() // AfterCommit's
 }
+
+// AfterCommit has fn run once the transaction has committed (not if it
+// rolls back, nor in an attempt InTx retries), before InTx returns.
+func (tx *Tx) AfterCommit(fn func()) { tx.after = append(tx.after, fn) }
 
 // Engine reports which SQL engine the transaction runs on.
 func (tx *Tx) Engine() Engine { return tx.engine }
@@ -340,7 +345,8 @@ func (db *DB) inTxOnce(ctx context.Context, fn func(*Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
-	if err := fn(&Tx{tx: t, engine: db.engine, db: db}); err != nil {
+	tx := &Tx{tx: t, engine: db.engine, db: db}
+	if err := fn(tx); err != nil {
 		_ = t.Rollback()
 		return err
 	}
@@ -348,6 +354,9 @@ func (db *DB) inTxOnce(ctx context.Context, fn func(*Tx) error) error {
 		return fmt.Errorf("commit: %w", err)
 	}
 	db.ckpt.committed()
+	for _, f := range tx.after {
+		f()
+	}
 	return nil
 }
 
