@@ -33,9 +33,9 @@ func InNodeLane(ctx context.Context) bool {
 // nodeLaneConns is the node lane's pool size, beside the main pool's.
 // Smaller than the main pool: the node API's statements are many and
 // short, and more of them at once than the server has cores only queue
-// in its run queue instead of the lane's, where they took the CPU a
-// launch's statements needed (on 2 cores, 16 node connections made the
-// paced launches slower than one shared pool did).
+// in its run queue instead of the lane's, taking the CPU a launch's
+// statements need. (Measured on 2 cores, 8 and 16 were within the
+// noise of each other; see the README's Benchmarks.)
 const nodeLaneConns = 8
 
 // pool is the connection pool statements run with ctx take connections
