@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -31,16 +32,7 @@ func (db *DB) CanNotify() bool { return db.engine == Postgres }
 // delivered once the statement commits (at once outside a transaction).
 // On SQLite it does nothing.
 func (db *DB) Publish(ctx context.Context, channel, payload string) error {
-	if db.engine != Postgres {
-		return nil
-	}
-	if len(payload) > MaxPayload {
-		return fmt.Errorf("publish on %s: %w (%d bytes)", channel, ErrPayloadTooLong, len(payload))
-	}
-	if _, err := db.sql.ExecContext(ctx, `SELECT pg_notify($1, $2)`, channel, payload); err != nil {
-		return fmt.Errorf("publish on %s: %w", channel, err)
-	}
-	return nil
+	return publish(ctx, db.engine, db.sql.ExecContext, channel, payload)
 }
 
 // Publish sends payload to every process listening on channel when the
@@ -50,13 +42,18 @@ func (db *DB) Publish(ctx context.Context, channel, payload string) error {
 // leave the other processes unaware of a change it had committed. On
 // SQLite it does nothing.
 func (tx *Tx) Publish(ctx context.Context, channel, payload string) error {
-	if tx.engine != Postgres {
+	return publish(ctx, tx.engine, tx.tx.ExecContext, channel, payload)
+}
+
+// publish is DB's and Tx's Publish, run with exec.
+func publish(ctx context.Context, e Engine, exec func(context.Context, string, ...any) (sql.Result, error), channel, payload string) error {
+	if e != Postgres {
 		return nil
 	}
 	if len(payload) > MaxPayload {
 		return fmt.Errorf("publish on %s: %w (%d bytes)", channel, ErrPayloadTooLong, len(payload))
 	}
-	if _, err := tx.tx.ExecContext(ctx, `SELECT pg_notify($1, $2)`, channel, payload); err != nil {
+	if _, err := exec(ctx, `SELECT pg_notify($1, $2)`, channel, payload); err != nil {
 		return fmt.Errorf("publish on %s: %w", channel, err)
 	}
 	return nil
