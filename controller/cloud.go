@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -42,10 +43,10 @@ type Config struct {
 	// Notify, when set, is told the node of every instance whose desired
 	// state changed, so the cluster side can wake that node's agent.
 	Notify func(nodeID string)
-	// NotifyInTx, when set, is told a launch's nodes inside its
-	// transaction instead of Notify after it: their agents are woken
-	// when it commits, on every controller, even if this one dies
-	// before it could tell them.
+	// NotifyInTx, when set, is told the nodes of a launch, stop, start,
+	// termination or reboot inside its transaction instead of Notify
+	// after it: their agents are woken when it commits, on every
+	// controller, even if this one dies before it could tell them.
 	NotifyInTx func(ctx context.Context, tx *store.Tx, nodeIDs ...string) error
 	// NotifySoon, when set, is told the nodes whose desired state changed
 	// in a way that may wait a moment and comes in bursts (the member
@@ -157,6 +158,26 @@ func (c *Cloud) notify(nodes ...string) {
 			c.cfg.Notify(n)
 		}
 	}
+}
+
+// notifyInTx tells NotifyInTx the nodes (once each, empty names left out)
+// inside tx; told is false when there is no NotifyInTx: the caller then
+// tells Notify after tx commits.
+func (c *Cloud) notifyInTx(ctx context.Context, tx *store.Tx, nodes ...string) (told bool, err error) {
+	if c.cfg.NotifyInTx == nil {
+		return false, nil
+	}
+	ids := make([]string, 0, len(nodes))
+	for _, n := range nodes {
+		if n != "" {
+			ids = append(ids, n)
+		}
+	}
+	slices.Sort(ids)
+	if err := c.cfg.NotifyInTx(ctx, tx, slices.Compact(ids)...); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // validRegionName admits any name an operator may choose ("us-east-1" for

@@ -38,6 +38,7 @@ func (c *Cloud) changeState(ctx context.Context, k *call, verb string, t transit
 	}
 	resp := &StateChangeResponse{}
 	var nodes []string
+	var told bool // the nodes were told in the transaction
 	err = c.db.InTx(ctx, func(tx *store.Tx) error {
 		resp.Instances, nodes = resp.Instances[:0], nodes[:0]
 		for _, id := range ids {
@@ -93,12 +94,15 @@ func (c *Cloud) changeState(ctx context.Context, k *call, verb string, t transit
 			nodes = append(nodes, node)
 			resp.Instances = append(resp.Instances, StateChange{InstanceID: id, CurrentState: stateOf(next), PreviousState: stateOf(state)})
 		}
-		return nil
+		told, err = c.notifyInTx(ctx, tx, nodes...)
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	c.notify(nodes...)
+	if !told {
+		c.notify(nodes...)
+	}
 	if verb == "terminate" {
 		c.takenIPs.forget() // private addresses may have come free
 		// The instances left their groups: the nodes whose rules name
@@ -175,6 +179,7 @@ func (c *Cloud) rebootInstances(ctx context.Context, k *call) (any, error) {
 		return nil, ec2.MissingParameter("InstanceId")
 	}
 	var nodes []string
+	var told bool // the nodes were told in the transaction
 	err = c.db.InTx(ctx, func(tx *store.Tx) error {
 		nodes = nodes[:0]
 		for _, id := range ids {
@@ -197,11 +202,14 @@ func (c *Cloud) rebootInstances(ctx context.Context, k *call) (any, error) {
 			}
 			nodes = append(nodes, node)
 		}
-		return nil
+		told, err = c.notifyInTx(ctx, tx, nodes...)
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	c.notify(nodes...)
+	if !told {
+		c.notify(nodes...)
+	}
 	return ok()
 }

@@ -463,10 +463,8 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch) (*RunIns
 		if err := addUsages(ctx, tx, l.vt.Name, perNode); err != nil {
 			return err
 		}
-		if c.cfg.NotifyInTx != nil {
-			if err := c.cfg.NotifyInTx(ctx, tx, slices.Sorted(maps.Keys(perNode))...); err != nil {
-				return err
-			}
+		if _, err := c.notifyInTx(ctx, tx, slices.Collect(maps.Keys(perNode))...); err != nil {
+			return err
 		}
 		seq, err = bumpLaunchSeq(ctx, tx)
 		return err

@@ -102,9 +102,9 @@ func startControllerIn(t *testing.T, url, keyFile string, admin controller.Accou
 // nothing after its commit, as one killed right then would not.
 func TestLongPollWakesAcrossControllers(t *testing.T) {
 	for _, dies := range []bool{false, true} {
-		name := "launching controller lives"
+		name := "changing controller lives"
 		if dies {
-			name = "launching controller dies after the commit"
+			name = "changing controller dies after its commits"
 		}
 		t.Run(name, func(t *testing.T) { testLongPollWakes(t, dies) })
 	}
@@ -135,33 +135,56 @@ func testLongPollWakes(t *testing.T, dies bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var id string
+	// The request waits on controller a before the change is made
+	// through controller b.
+	b.dead.Store(dies)
+	d := waitedAnswer(t, node, a.svc, enrolled.NodeID, first.ETag, func() {
+		out, err := b.ec2.RunInstances(ctx, &sdk.RunInstancesInput{ImageId: aws.String(image),
+			InstanceType: types.InstanceType("m1.small"), MinCount: aws.Int32(1), MaxCount: aws.Int32(1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id = aws.ToString(out.Instances[0].InstanceId)
+	})
+	if len(d.Instances) != 1 || d.Instances[0].InstanceID != id {
+		t.Fatalf("the waiting request on controller a answered %+v; want the launch of %s made through controller b", d.Instances, id)
+	}
+	// A termination wakes it the same way.
+	d = waitedAnswer(t, node, a.svc, enrolled.NodeID, d.ETag, func() {
+		if _, err := b.ec2.TerminateInstances(ctx, &sdk.TerminateInstancesInput{InstanceIds: []string{id}}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if len(d.Instances) != 1 || d.Instances[0].Desired != nodeapi.StateTerminated {
+		t.Fatalf("the waiting request on controller a answered %+v after the termination of %s through controller b; want it desired terminated", d.Instances, id)
+	}
+}
+
+// waitedAnswer starts the node's request for a change from etag, waits
+// until it waits on svc, calls change, and returns the request's answer;
+// it fails the test unless the answer comes within 20 s (the wait is 60).
+func waitedAnswer(t *testing.T, node *nodeapi.Client, svc *Service, nodeID, etag string, change func()) nodeapi.Desired {
+	t.Helper()
 	got := make(chan nodeapi.Desired, 1)
 	errc := make(chan error, 1)
 	go func() {
-		d, err := node.Instances(ctx, first.ETag, 60*time.Second)
+		d, err := node.Instances(context.Background(), etag, 60*time.Second)
 		if err != nil {
 			errc <- err
 			return
 		}
 		got <- d
 	}()
-	// The request waits on controller a before the launch is made.
-	waitForPoll(a.svc, enrolled.NodeID)
-	b.dead.Store(dies)
-	out, err := b.ec2.RunInstances(ctx, &sdk.RunInstancesInput{ImageId: aws.String(image),
-		InstanceType: types.InstanceType("m1.small"), MinCount: aws.Int32(1), MaxCount: aws.Int32(1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := aws.ToString(out.Instances[0].InstanceId)
+	waitForPoll(svc, nodeID)
+	change()
 	select {
 	case err := <-errc:
 		t.Fatal(err)
 	case <-time.After(20 * time.Second):
-		t.Fatal("the waiting request on controller a was not woken by the launch made through controller b")
+		t.Fatal("the waiting request on controller a was not woken by the change made through controller b")
 	case d := <-got:
-		if len(d.Instances) != 1 || d.Instances[0].InstanceID != id {
-			t.Fatalf("the waiting request on controller a answered %+v; want the launch of %s made through controller b", d.Instances, id)
-		}
+		return d
 	}
+	panic("unreachable")
 }
