@@ -284,7 +284,7 @@ func addUsage(ctx context.Context, tx *store.Tx, node, vmType string, delta int)
 // one statement (a launch over ten nodes was ten round trips under the
 // placement lock). Nodes go in ID order, the order every writer of
 // node_usage locks its rows in.
-func addUsages(ctx context.Context, tx *store.Tx, vmType string, delta map[string]int) error {
+func addUsages(ctx context.Context, tx store.Execer, vmType string, delta map[string]int) error {
 	if len(delta) == 0 {
 		return nil
 	}

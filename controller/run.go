@@ -353,15 +353,15 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch) (*RunIns
 		if zone, nodes, err = c.place(ctx, &pl); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO reservations (id, account_id, groups, created_at) VALUES (?, ?, ?, ?)`,
-			res.ReservationID, k.account(), string(groupsJSON), now.Unix()); err != nil {
-			return err
-		}
+		// The launch's writes go in one batch, one round trip on
+		// PostgreSQL, at the end: the reads below (addresses, networks,
+		// quotas) do not read what it writes.
+		var b store.Batch
+		b.Exec(ctx, `INSERT INTO reservations (id, account_id, groups, created_at) VALUES (?, ?, ?, ?)`,
+			res.ReservationID, k.account(), string(groupsJSON), now.Unix())
 		if l.token != "" {
-			if _, err := tx.Exec(ctx, `INSERT INTO client_tokens (account_id, token, reservation_id, created_at, params) VALUES (?, ?, ?, ?, ?)`,
-				k.account(), l.token, res.ReservationID, now.Unix(), l.signature); err != nil {
-				return err
-			}
+			b.Exec(ctx, `INSERT INTO client_tokens (account_id, token, reservation_id, created_at, params) VALUES (?, ?, ?, ?, ?)`,
+				k.account(), l.token, res.ReservationID, now.Unix(), l.signature)
 		}
 		zn := c.zoneNetOf(nets, zone)
 		// The zone gives every launch a public address unless the
@@ -403,32 +403,9 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch) (*RunIns
 		for i, node := range nodes {
 			res.Instances = append(res.Instances, Instance{InstanceID: newID("i", 17), MACAddress: newMAC(), nodeID: node, AMILaunchIndex: i, PrivateIPAddress: ips[i]})
 		}
-		// The rows go in one statement, and the tags in another: a
-		// statement per instance was a round trip each, under the
-		// placement lock every launch queues behind.
-		args := make([]any, 0, 28*len(nodes))
-		for i, in := range res.Instances {
-			args = append(args, in.InstanceID, k.account(), res.ReservationID, i, l.image.ID, kernelID, ramdiskID, l.vt.Name, l.keyName,
-				zone, in.nodeID, in.MACAddress, in.PrivateIPAddress, nodeapi.StatePending, nodeapi.StateRunning, l.token, l.userData, now.Unix(),
-				string(arts), l.pubKey, boolInt(l.noTerminate), boolInt(l.noStop), l.shutdown, k.Principal.User, zn.vlan, netSubnet,
-				l.vt.Cores, l.vt.MemoryMiB)
-		}
-		if err := store.ExecRows(ctx, tx, `INSERT INTO instances (id, account_id, reservation_id, launch_index, image_id, kernel_id,
-			ramdisk_id, vm_type, key_name, zone, node_id, mac, private_ip, state, desired, client_token, user_data, launch_time,
-			artifacts, public_key, disable_api_termination, disable_api_stop, shutdown_behavior, user_name, vlan, net_subnet,
-			cores, memory_mib) VALUES`, 28, args, ""); err != nil {
-			return err
-		}
-		args = args[:0]
-		for _, in := range res.Instances {
-			for _, t := range l.tags {
-				args = append(args, in.InstanceID, t.Key, t.Value, k.account(), "instance")
-			}
-		}
-		if err := store.ExecRows(ctx, tx, `INSERT INTO tags (resource_id, key, value, account_id, resource_type) VALUES`, 5, args, ""); err != nil {
-			return err
-		}
 		if withPublic {
+			// Each draw reads the addresses the ones before it took:
+			// their rows are written at once, not batched.
 			for i := range res.Instances {
 				in := &res.Instances[i]
 				if in.IPAddress, err = c.drawPublicAddress(ctx, tx); err != nil {
@@ -438,10 +415,33 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch) (*RunIns
 					VALUES (?, ?, ?, ?, ?, 1)`, in.IPAddress, newID("eipalloc", 17), k.account(), in.InstanceID, now.Unix()); err != nil {
 					return err
 				}
-				if _, err := tx.Exec(ctx, `UPDATE instances SET public_ip = ? WHERE id = ?`, in.IPAddress, in.InstanceID); err != nil {
-					return err
-				}
 			}
+		}
+		// The rows go in one statement, and the tags in another: a
+		// statement per instance was a round trip each, under the
+		// placement lock every launch queues behind.
+		args := make([]any, 0, 29*len(nodes))
+		for i, in := range res.Instances {
+			args = append(args, in.InstanceID, k.account(), res.ReservationID, i, l.image.ID, kernelID, ramdiskID, l.vt.Name, l.keyName,
+				zone, in.nodeID, in.MACAddress, in.PrivateIPAddress, nodeapi.StatePending, nodeapi.StateRunning, l.token, l.userData, now.Unix(),
+				string(arts), l.pubKey, boolInt(l.noTerminate), boolInt(l.noStop), l.shutdown, k.Principal.User, zn.vlan, netSubnet,
+				l.vt.Cores, l.vt.MemoryMiB, in.IPAddress)
+		}
+		if err := store.ExecRows(ctx, &b, `INSERT INTO instances (id, account_id, reservation_id, launch_index, image_id, kernel_id,
+			ramdisk_id, vm_type, key_name, zone, node_id, mac, private_ip, state, desired, client_token, user_data, launch_time,
+			artifacts, public_key, disable_api_termination, disable_api_stop, shutdown_behavior, user_name, vlan, net_subnet,
+			cores, memory_mib, public_ip) VALUES`, 29, args, ""); err != nil {
+			return err
+		}
+		// A new slice: the batch holds the instance rows' until it runs.
+		args = make([]any, 0, 5*len(l.tags)*len(res.Instances))
+		for _, in := range res.Instances {
+			for _, t := range l.tags {
+				args = append(args, in.InstanceID, t.Key, t.Value, k.account(), "instance")
+			}
+		}
+		if err := store.ExecRows(ctx, &b, `INSERT INTO tags (resource_id, key, value, account_id, resource_type) VALUES`, 5, args, ""); err != nil {
+			return err
 		}
 		if !c.noUsage {
 			var evs []usage.Event
@@ -452,7 +452,7 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch) (*RunIns
 					evs = append(evs, addressEvent(now, in.IPAddress, usage.StateHeld, k.account(), k.Principal.User))
 				}
 			}
-			if err := usage.Record(ctx, tx, evs...); err != nil {
+			if err := usage.Record(ctx, &b, evs...); err != nil {
 				return err
 			}
 		}
@@ -460,14 +460,16 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch) (*RunIns
 		for _, node := range nodes {
 			perNode[node]++
 		}
-		if err := addUsages(ctx, tx, l.vt.Name, perNode); err != nil {
+		if err := addUsages(ctx, &b, l.vt.Name, perNode); err != nil {
 			return err
 		}
 		if _, err := c.notifyInTx(ctx, tx, slices.Collect(maps.Keys(perNode))...); err != nil {
 			return err
 		}
-		seq, err = bumpLaunchSeq(ctx, tx)
-		return err
+		if err := b.QueryRow(ctx, tx, launchSeqBump, nil, &seq); err != nil {
+			return fmt.Errorf("launch: %w", err)
+		}
+		return nil
 	})
 	if err != nil {
 		if picked {

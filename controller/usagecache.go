@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"ironbark/internal/nodeapi"
-	"ironbark/internal/store"
 )
 
 // Placement needs every node's usage, under the placement lock, on every
@@ -190,12 +189,6 @@ func (c *Cloud) forgetUsage() bool {
 	return was
 }
 
-// bumpLaunchSeq counts a launch in its transaction and returns its
-// sequence number.
-func bumpLaunchSeq(ctx context.Context, tx *store.Tx) (int64, error) {
-	var seq int64
-	if err := tx.QueryRow(ctx, `UPDATE launch_seq SET seq = seq + 1 RETURNING seq`).Scan(&seq); err != nil {
-		return 0, fmt.Errorf("launch sequence: %w", err)
-	}
-	return seq, nil
-}
+// launchSeqBump counts a launch in its transaction and returns its
+// sequence number (the last statement of the launch's batch).
+const launchSeqBump = `UPDATE launch_seq SET seq = seq + 1 RETURNING seq`

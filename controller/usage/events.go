@@ -111,7 +111,7 @@ INSERT INTO usage_horizon (name, horizon) VALUES ('rollup', 0);
 // Record appends events to the record, in the caller's transaction: the
 // one that changes the resources' state, so the record and the state
 // never disagree.
-func Record(ctx context.Context, tx store.Querier, evs ...Event) error {
+func Record(ctx context.Context, tx store.Execer, evs ...Event) error {
 	if len(evs) == 0 {
 		return nil
 	}

@@ -14,7 +14,7 @@ const maxParams = 30000
 // row, in as few statements as the parameter limit allows: a round trip
 // for many rows where a statement per row cost one each. head ends with
 // VALUES; tail may be "" or, say, an ON CONFLICT clause.
-func ExecRows(ctx context.Context, q Querier, head string, cols int, args []any, tail string) error {
+func ExecRows(ctx context.Context, q Execer, head string, cols int, args []any, tail string) error {
 	if cols <= 0 || len(args)%cols != 0 {
 		return fmt.Errorf("exec rows: %d values do not make rows of %d", len(args), cols)
 	}
