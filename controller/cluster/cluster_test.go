@@ -323,6 +323,18 @@ func TestZonesAndPlace(t *testing.T) {
 		if _, _, err := s.Place(ctx, "empty", small, 1); !errors.Is(err, controller.ErrInsufficientCapacity) {
 			t.Fatalf("place in empty zone: %v", err)
 		}
+		// A cluster added by another process (the CLI) is a zone at
+		// once, though placement keeps the cluster list for a while.
+		other, err := NewRegistry(ctx, db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := other.AddCluster(ctx, "late", "GREEDY"); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := s.Place(ctx, "late", small, 1); !errors.Is(err, controller.ErrInsufficientCapacity) {
+			t.Fatalf("place in a zone added by another registry: %v, want insufficient capacity (it has no nodes)", err)
+		}
 
 		// A drained node gets nothing new; undrained, it is back.
 		nb, err := s.Nodes(ctx, "b")

@@ -97,6 +97,7 @@ func (r *Registry) SetNetwork(ctx context.Context, name string, n Network, reser
 	if err := controller.CheckVLANs(n.VLANs, n.AddrsPerNet); err != nil {
 		return err
 	}
+	defer r.nodes.forgetClusters()
 	return r.db.InTx(ctx, func(tx *store.Tx) error {
 		old, err := scanCluster(tx.QueryRow(ctx, `SELECT `+clusterCols+` FROM clusters WHERE name = ?`, name))
 		if err != nil {
@@ -199,6 +200,7 @@ func boolInt(b bool) int {
 // RemoveCluster forgets a cluster that has no nodes and no tokens (a
 // cluster add whose networking was refused).
 func (r *Registry) RemoveCluster(ctx context.Context, name string) error {
+	defer r.nodes.forgetClusters()
 	_, err := r.db.Exec(ctx, `DELETE FROM clusters WHERE name = ?
 		AND NOT EXISTS (SELECT 1 FROM nodes WHERE cluster = ?) AND NOT EXISTS (SELECT 1 FROM node_tokens WHERE cluster = ?)`, name, name, name)
 	if err != nil {

@@ -29,6 +29,12 @@ type nodeCache struct {
 	mu       sync.Mutex
 	m        map[string]cachedNode
 	clusters map[string]cachedCluster // the clusters' limits, for heartbeats
+	// list is every cluster as read at listAt, for placement: it read
+	// them under the placement lock, a round trip every launch waited
+	// for. A cluster changed elsewhere is seen within nodeCacheTTL, and
+	// a zone asked for that the list lacks is read afresh.
+	list   []Cluster
+	listAt time.Time
 }
 
 type cachedCluster struct {
@@ -73,8 +79,38 @@ func (c *nodeCache) forget(id string) {
 
 func (c *nodeCache) forgetAll() {
 	c.mu.Lock()
-	c.m, c.clusters = nil, nil
+	c.m, c.clusters, c.list = nil, nil, nil
 	c.mu.Unlock()
+}
+
+// forgetClusters drops the cached clusters after a change of one.
+func (c *nodeCache) forgetClusters() {
+	c.mu.Lock()
+	c.clusters, c.list = nil, nil
+	c.mu.Unlock()
+}
+
+// clusterList is every cluster, from the cache when it is fresh enough.
+func (r *Registry) clusterList(ctx context.Context) ([]Cluster, error) {
+	c := &r.nodes
+	c.mu.Lock()
+	list, at := c.list, c.listAt
+	c.mu.Unlock()
+	if list != nil && time.Since(at) < nodeCacheTTL {
+		return list, nil
+	}
+	read := time.Now()
+	list, err := r.Clusters(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if list == nil {
+		list = []Cluster{}
+	}
+	c.mu.Lock()
+	c.list, c.listAt = list, read
+	c.mu.Unlock()
+	return list, nil
 }
 
 // clusterOf is a cluster, from the cache when it may.

@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -109,21 +110,25 @@ func (s *Service) Place(ctx context.Context, zone string, vt nodeapi.VMType, n i
 	if n <= 0 {
 		return "", nil, fmt.Errorf("place %d instances: count must be positive", n)
 	}
-	clusters, err := s.Clusters(ctx)
+	clusters, err := s.clusterList(ctx)
 	if err != nil {
 		return "", nil, err
 	}
 	if zone != "" {
-		found := false
-		for _, c := range clusters {
-			if c.Name == zone {
-				clusters, found = []Cluster{c}, true
-				break
+		c, found := clusterNamed(clusters, zone)
+		if !found {
+			// Added since the list was read, perhaps (the CLI, another
+			// controller).
+			if clusters, err = s.Clusters(ctx); err != nil {
+				return "", nil, err
+			}
+			if c, found = clusterNamed(clusters, zone); !found {
+				return "", nil, fmt.Errorf("%w: %s", controller.ErrNoSuchZone, zone)
 			}
 		}
-		if !found {
-			return "", nil, fmt.Errorf("%w: %s", controller.ErrNoSuchZone, zone)
-		}
+		clusters = []Cluster{c}
+	} else {
+		clusters = slices.Clone(clusters) // sorted below; the list is shared
 	}
 	cands, err := s.candidates(ctx)
 	if err != nil {
@@ -147,6 +152,15 @@ func (s *Service) Place(ctx context.Context, zone string, vt nodeapi.VMType, n i
 		}
 	}
 	return "", nil, controller.ErrInsufficientCapacity
+}
+
+func clusterNamed(cs []Cluster, name string) (Cluster, bool) {
+	for _, c := range cs {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	return Cluster{}, false
 }
 
 // nodesCached is the node table as read at most snapshotTTL ago. A

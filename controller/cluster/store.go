@@ -175,6 +175,7 @@ func NewRegistry(ctx context.Context, db *store.DB) (*Registry, error) {
 
 // AddCluster creates a cluster with a scheduling policy.
 func (r *Registry) AddCluster(ctx context.Context, name, policy string) error {
+	defer r.nodes.forgetClusters()
 	if !validName(name) {
 		return fmt.Errorf("cluster name %q: use letters, digits, '-' and '_' (at most 63)", name)
 	}
@@ -191,6 +192,7 @@ func (r *Registry) AddCluster(ctx context.Context, name, policy string) error {
 
 // SetPolicy changes a cluster's scheduling policy.
 func (r *Registry) SetPolicy(ctx context.Context, name, policy string) error {
+	defer r.nodes.forgetClusters()
 	res, err := r.db.Exec(ctx, `UPDATE clusters SET policy = ? WHERE name = ?`, policy, name)
 	if err != nil {
 		return fmt.Errorf("set policy of %s: %w", name, err)
