@@ -178,7 +178,17 @@ func (r *Registry) SetNetwork(ctx context.Context, name string, n Network, reser
 // ZoneNetworks implements the EC2 side's view of each zone's networking
 // (controller.ZoneNetworker).
 func (s *Service) ZoneNetworks(ctx context.Context) (map[string]controller.ZoneNetwork, error) {
-	cs, err := s.Clusters(ctx)
+	// The EC2 side launches on a fresh read (the addresses it draws
+	// come from the subnet it reads); a node's answer, built in the
+	// node lane, may use the list as cached, like placement: every
+	// launched node's answer read it, a query each.
+	var cs []Cluster
+	var err error
+	if store.InNodeLane(ctx) {
+		cs, err = s.clusterList(ctx)
+	} else {
+		cs, err = s.Clusters(ctx)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -147,7 +147,7 @@ func (r *Registry) authNode(ctx context.Context, id, serial string, mayCache boo
 		}
 	}
 	read := time.Now()
-	n, err := r.Node(ctx, id)
+	n, err := r.reads.read(ctx, id)
 	if err != nil {
 		return Node{}, err
 	}

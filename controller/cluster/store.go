@@ -163,6 +163,7 @@ type Registry struct {
 	db    *store.DB
 	beats *beatWriter // heartbeats that only move the time (beats.go)
 	nodes nodeCache   // nodes as the node API last read them (nodecache.go)
+	reads *nodeReads  // the node API's reads of nodes, gathered (nodereads.go)
 }
 
 // NewRegistry migrates the cluster tables and returns a registry on db.
@@ -170,7 +171,7 @@ func NewRegistry(ctx context.Context, db *store.DB) (*Registry, error) {
 	if err := db.Migrate(ctx, append(slices.Clone(Migrations), networkMigrations...)); err != nil {
 		return nil, err
 	}
-	return &Registry{db: db, beats: &beatWriter{db: db}}, nil
+	return &Registry{db: db, beats: &beatWriter{db: db}, reads: &nodeReads{db: db}}, nil
 }
 
 // AddCluster creates a cluster with a scheduling policy.
