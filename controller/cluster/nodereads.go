@@ -31,11 +31,12 @@ type nodeReads struct {
 }
 
 type nodeReadGroup struct {
-	ids  []string
-	want map[string]bool
-	got  map[string]Node
-	err  error
-	done chan struct{}
+	ids   []string
+	asked int // calls waiting on the group (tests)
+	want  map[string]bool
+	got   map[string]Node
+	err   error
+	done  chan struct{}
 }
 
 // nodeReadChunk bounds the IDs of one query.
@@ -55,6 +56,7 @@ func (r *nodeReads) read(ctx context.Context, id string) (Node, error) {
 		g.want[id] = true
 		g.ids = append(g.ids, id)
 	}
+	g.asked++
 	r.mu.Unlock()
 	if lead {
 		r.reading.Lock()

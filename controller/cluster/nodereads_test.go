@@ -53,15 +53,18 @@ func TestNodeReadsGather(t *testing.T) {
 		}
 		wg.Add(1)
 		go ask("no-such-node", store.ErrNotFound)
-		// Every caller has joined the open group once it names them all.
+		// Wait until every call has joined the open group.
 		for {
 			r.mu.Lock()
-			n := 0
+			asked, distinct := 0, 0
 			if r.open != nil {
-				n = len(r.open.ids)
+				asked, distinct = r.open.asked, len(r.open.ids)
 			}
 			r.mu.Unlock()
-			if n == len(ids)+1 {
+			if asked == 2*len(ids)+1 {
+				if distinct != len(ids)+1 {
+					t.Errorf("the group names %d nodes, want %d", distinct, len(ids)+1)
+				}
 				break
 			}
 			time.Sleep(time.Millisecond)
