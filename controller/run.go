@@ -433,7 +433,7 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch) (*RunIns
 			cores, memory_mib, public_ip) VALUES`, 29, args, ""); err != nil {
 			return err
 		}
-		// A new slice: the batch holds the instance rows' until it runs.
+		// A new slice: the batch holds the instance rows' values until it runs.
 		args = make([]any, 0, 5*len(l.tags)*len(res.Instances))
 		for _, in := range res.Instances {
 			for _, t := range l.tags {
