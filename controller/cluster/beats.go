@@ -4,9 +4,9 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
+	"ironbark/internal/gather"
 	"ironbark/internal/store"
 )
 
@@ -25,24 +25,17 @@ import (
 // arriving meanwhile wait as one group, not as one writer each in the
 // store's queue, where they had run out its write wait and failed.
 type beatWriter struct {
-	db *store.DB
+	gather *gather.Gatherer[beat, bool]
+}
 
-	mu      sync.Mutex
-	open    *beatGroup // collecting, nil when none
-	writing sync.Mutex // held by the group being written
+func newBeatWriter(db *store.DB) *beatWriter {
+	return &beatWriter{gather: gather.New(func(ctx context.Context, beats []beat) ([]bool, error) {
+		return writeGroup(ctx, db, beats)
+	}, beatWindow, time.Minute)}
 }
 
 // beatWindow is how long a group collects heartbeats before it is written.
 const beatWindow = 10 * time.Millisecond
-
-type beatGroup struct {
-	beats []beat
-	// ok says, per beat, whether its node's row was updated: one node
-	// may be in a group twice (a re-enrolled node's old agent beating).
-	ok   []bool
-	err  error
-	done chan struct{}
-}
 
 type beat struct {
 	node, serial string
@@ -53,40 +46,7 @@ type beat struct {
 // reports false when the node or its certificate serial is unknown
 // (removed or re-enrolled), or the node is no longer up.
 func (w *beatWriter) record(ctx context.Context, node, serial string, at int64) (bool, error) {
-	w.mu.Lock()
-	g := w.open
-	lead := g == nil
-	if lead {
-		g = &beatGroup{done: make(chan struct{})}
-		w.open = g
-	}
-	g.beats = append(g.beats, beat{node, serial, at})
-	mine := len(g.beats) - 1
-	w.mu.Unlock()
-	if lead {
-		t := time.NewTimer(beatWindow)
-		<-t.C
-		w.writing.Lock()
-		w.mu.Lock()
-		w.open = nil
-		w.mu.Unlock()
-		// The group is everyone's: the leader's caller going away does
-		// not cancel the others' heartbeats.
-		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-		g.err = w.write(wctx, g)
-		cancel()
-		w.writing.Unlock()
-		close(g.done)
-	}
-	select {
-	case <-g.done:
-	case <-ctx.Done():
-		return false, ctx.Err()
-	}
-	if g.err != nil {
-		return false, g.err
-	}
-	return g.ok[mine], nil
+	return w.gather.Do(ctx, beat{node, serial, at})
 }
 
 // beatsPerStatement bounds the heartbeats one UPDATE writes (three
@@ -94,20 +54,24 @@ func (w *beatWriter) record(ctx context.Context, node, serial string, at int64) 
 // test can make groups span several statements.
 var beatsPerStatement = 1000
 
-func (w *beatWriter) write(ctx context.Context, g *beatGroup) error {
-	err := w.db.InTx(ctx, func(tx *store.Tx) error {
-		g.ok = make([]bool, len(g.beats))
-		for from := 0; from < len(g.beats); from += beatsPerStatement {
-			if err := writeBeats(ctx, tx, g.beats[from:min(from+beatsPerStatement, len(g.beats))], g.ok[from:]); err != nil {
+// writeGroup writes a group's heartbeats in one transaction and says, per
+// beat, whether its node's row was updated: one node may be in a group
+// twice (a re-enrolled node's old agent beating).
+func writeGroup(ctx context.Context, db *store.DB, beats []beat) ([]bool, error) {
+	ok := make([]bool, len(beats))
+	err := db.InTx(ctx, func(tx *store.Tx) error {
+		clear(ok)
+		for from := 0; from < len(beats); from += beatsPerStatement {
+			if err := writeBeats(ctx, tx, beats[from:min(from+beatsPerStatement, len(beats))], ok[from:]); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("record %d heartbeats: %w", len(g.beats), err)
+		return nil, fmt.Errorf("record %d heartbeats: %w", len(beats), err)
 	}
-	return nil
+	return ok, nil
 }
 
 // writeBeats writes beats in one statement, a round trip for the lot

@@ -4,10 +4,9 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
+	"ironbark/internal/gather"
 	"ironbark/internal/store"
 )
 
@@ -22,21 +21,19 @@ import (
 // more of them. A read always starts after it was asked for, so what it
 // returns is as fresh as a query of its own.
 type nodeReads struct {
-	db *store.DB
-
-	mu      sync.Mutex
-	open    *nodeReadGroup // collecting, nil when none
-	reading sync.Mutex     // held by the group being read
-	queries atomic.Int64   // groups read (tests)
+	db     *store.DB
+	gather *gather.Gatherer[string, nodeRead]
 }
 
-type nodeReadGroup struct {
-	ids   []string
-	asked int // calls waiting on the group (tests)
-	want  map[string]bool
-	got   map[string]Node
-	err   error
-	done  chan struct{}
+type nodeRead struct {
+	node  Node
+	found bool
+}
+
+func newNodeReads(db *store.DB) *nodeReads {
+	r := &nodeReads{db: db}
+	r.gather = gather.New(r.readAll, 0, time.Minute)
+	return r
 }
 
 // nodeReadChunk bounds the IDs of one query.
@@ -45,50 +42,26 @@ const nodeReadChunk = 1000
 // read returns the node's row as read after the call began, or an error
 // wrapping store.ErrNotFound.
 func (r *nodeReads) read(ctx context.Context, id string) (Node, error) {
-	r.mu.Lock()
-	g := r.open
-	lead := g == nil
-	if lead {
-		g = &nodeReadGroup{want: map[string]bool{}, done: make(chan struct{})}
-		r.open = g
+	got, err := r.gather.Do(ctx, id)
+	if err != nil {
+		return Node{}, err
 	}
-	if !g.want[id] {
-		g.want[id] = true
-		g.ids = append(g.ids, id)
-	}
-	g.asked++
-	r.mu.Unlock()
-	if lead {
-		r.reading.Lock()
-		r.mu.Lock()
-		r.open = nil // from here on, callers join the next group
-		r.mu.Unlock()
-		// The group is everyone's: the leader's caller going away does
-		// not fail the others' reads.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-		g.got, g.err = r.readAll(rctx, g.ids)
-		cancel()
-		r.queries.Add(1)
-		r.reading.Unlock()
-		close(g.done)
-	} else {
-		select {
-		case <-g.done:
-		case <-ctx.Done():
-			return Node{}, ctx.Err()
-		}
-	}
-	if g.err != nil {
-		return Node{}, g.err
-	}
-	n, ok := g.got[id]
-	if !ok {
+	if !got.found {
 		return Node{}, fmt.Errorf("node %s: %w", id, store.ErrNotFound)
 	}
-	return n, nil
+	return got.node, nil
 }
 
-func (r *nodeReads) readAll(ctx context.Context, ids []string) (map[string]Node, error) {
+// readAll reads a group's nodes, each once however often it was asked for.
+func (r *nodeReads) readAll(ctx context.Context, asked []string) ([]nodeRead, error) {
+	seen := make(map[string]bool, len(asked))
+	var ids []string
+	for _, id := range asked {
+		if !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
 	got := make(map[string]Node, len(ids))
 	for len(ids) > 0 {
 		chunk := ids[:min(len(ids), nodeReadChunk)]
@@ -116,5 +89,9 @@ func (r *nodeReads) readAll(ctx context.Context, ids []string) (map[string]Node,
 			return nil, fmt.Errorf("read %d nodes: %w", len(chunk), err)
 		}
 	}
-	return got, nil
+	out := make([]nodeRead, len(asked))
+	for i, id := range asked {
+		out[i].node, out[i].found = got[id]
+	}
+	return out, nil
 }

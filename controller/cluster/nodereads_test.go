@@ -30,8 +30,8 @@ func TestNodeReadsGather(t *testing.T) {
 		r := s.reads
 		// Hold the reader as a running query would: every read asked
 		// for meanwhile waits in one group.
-		r.reading.Lock()
-		before := r.queries.Load()
+		release := r.gather.Hold()
+		before := r.gather.Runs()
 		var wg sync.WaitGroup
 		errs := make(chan error, 2*len(ids)+1)
 		ask := func(id string, want error) {
@@ -54,29 +54,26 @@ func TestNodeReadsGather(t *testing.T) {
 		wg.Add(1)
 		go ask("no-such-node", store.ErrNotFound)
 		// Wait until every call has joined the open group.
-		for {
-			r.mu.Lock()
-			asked, distinct := 0, 0
-			if r.open != nil {
-				asked, distinct = r.open.asked, len(r.open.ids)
-			}
-			r.mu.Unlock()
-			if asked == 2*len(ids)+1 {
-				if distinct != len(ids)+1 {
-					t.Errorf("the group names %d nodes, want %d", distinct, len(ids)+1)
-				}
-				break
-			}
+		for r.gather.Waiting() != 2*len(ids)+1 {
 			time.Sleep(time.Millisecond)
 		}
-		r.reading.Unlock()
+		release()
 		wg.Wait()
 		close(errs)
 		for err := range errs {
 			t.Error(err)
 		}
-		if q := r.queries.Load() - before; q != 1 {
-			t.Errorf("%d reads of %d nodes took %d queries, want 1", 2*len(ids)+1, len(ids)+1, q)
+		if q := r.gather.Runs() - before; q != 1 {
+			t.Errorf("%d reads of %d nodes took %d groups, want 1", 2*len(ids)+1, len(ids)+1, q)
+		}
+		// A group names each node once in its query and answers every
+		// call, in the calls' order.
+		got, err := r.readAll(ctx, []string{ids[1], ids[0], ids[1], "no-such-node"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 4 || got[0].node.ID != ids[1] || got[1].node.ID != ids[0] || got[2].node.ID != ids[1] || got[3].found {
+			t.Errorf("readAll: %+v", got)
 		}
 	})
 }

@@ -171,7 +171,7 @@ func NewRegistry(ctx context.Context, db *store.DB) (*Registry, error) {
 	if err := db.Migrate(ctx, append(slices.Clone(Migrations), networkMigrations...)); err != nil {
 		return nil, err
 	}
-	return &Registry{db: db, beats: &beatWriter{db: db}, reads: &nodeReads{db: db}}, nil
+	return &Registry{db: db, beats: newBeatWriter(db), reads: newNodeReads(db)}, nil
 }
 
 // AddCluster creates a cluster with a scheduling policy.
