@@ -124,7 +124,32 @@ type Service struct {
 // snapshotTTL old (several controllers may share a PostgreSQL store).
 type nodeSnapshot struct {
 	nodes []Node
-	at    time.Time
+	// groups are the nodes' indices per cluster, each in ID order: built
+	// once per read, so a placement need not sort 10,000 nodes into
+	// clusters by name (a map operation each).
+	groups []nodeGroup
+	at     time.Time
+}
+
+type nodeGroup struct {
+	cluster string
+	nodes   []int
+}
+
+// snapshotOf builds the snapshot of nodes (in ID order) read at.
+func snapshotOf(nodes []Node, at time.Time) nodeSnapshot {
+	snap := nodeSnapshot{nodes: nodes, at: at}
+	index := map[string]int{}
+	for i := range nodes {
+		g, ok := index[nodes[i].Cluster]
+		if !ok {
+			g = len(snap.groups)
+			index[nodes[i].Cluster] = g
+			snap.groups = append(snap.groups, nodeGroup{cluster: nodes[i].Cluster})
+		}
+		snap.groups[g].nodes = append(snap.groups[g].nodes, i)
+	}
+	return snap
 }
 
 const snapshotTTL = time.Second

@@ -2,6 +2,7 @@ package sched
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -40,22 +41,27 @@ func (n *Node) Take(vt nodeapi.VMType) {
 	n.Instances++
 }
 
-// Count is how many instances of vt fit in c.
+// Count is how many instances of vt fit in c. Written out, not looped
+// over the three resources: Place counts every node of every cluster for
+// each launch.
 func Count(c nodeapi.Capacity, vt nodeapi.VMType) int {
-	n := -1
-	for _, p := range [][2]int{{c.Cores, vt.Cores}, {c.MemoryMiB, vt.MemoryMiB}, {c.DiskGiB, vt.DiskGiB}} {
-		if p[1] <= 0 {
-			continue
-		}
-		k := p[0] / p[1]
-		if k < 0 {
-			k = 0
-		}
-		if n < 0 || k < n {
+	n, counted := 0, false
+	if vt.Cores > 0 {
+		n, counted = max(c.Cores/vt.Cores, 0), true
+	}
+	if vt.MemoryMiB > 0 {
+		if k := max(c.MemoryMiB/vt.MemoryMiB, 0); !counted || k < n {
 			n = k
 		}
+		counted = true
 	}
-	if n < 0 {
+	if vt.DiskGiB > 0 {
+		if k := max(c.DiskGiB/vt.DiskGiB, 0); !counted || k < n {
+			n = k
+		}
+		counted = true
+	}
+	if !counted {
 		return 0 // a VM type of nothing: refuse rather than count to infinity
 	}
 	return n
@@ -145,16 +151,21 @@ func (powerSave) Pick(nodes []Node, vt nodeapi.VMType) int {
 // on a copy of nodes, and returns the chosen node IDs, or false when they do
 // not all fit.
 func PlaceN(p Policy, nodes []Node, vt nodeapi.VMType, n int) ([]string, bool) {
-	work := make([]Node, len(nodes))
-	copy(work, nodes)
+	return PlaceOn(p, slices.Clone(nodes), vt, n)
+}
+
+// PlaceOn is PlaceN booking on nodes themselves, for a caller whose list is
+// its own to change (at 10,000 nodes the copy was half a megabyte a
+// placement). After a failure nodes holds some of the bookings.
+func PlaceOn(p Policy, nodes []Node, vt nodeapi.VMType, n int) ([]string, bool) {
 	ids := make([]string, 0, n)
 	for k := 0; k < n; k++ {
-		i := p.Pick(work, vt)
+		i := p.Pick(nodes, vt)
 		if i < 0 {
 			return nil, false
 		}
-		work[i].Take(vt)
-		ids = append(ids, work[i].ID)
+		nodes[i].Take(vt)
+		ids = append(ids, nodes[i].ID)
 	}
 	return ids, true
 }

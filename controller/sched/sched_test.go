@@ -56,6 +56,13 @@ func TestDoesNotFit(t *testing.T) {
 		if _, ok := PlaceN(p, nil, small, 1); ok {
 			t.Fatalf("%s placed on no nodes", name)
 		}
+		// PlaceOn books on the list it is given.
+		if ids, ok := PlaceOn(p, nodes, small, 2); !ok || len(ids) != 2 {
+			t.Fatalf("%s: PlaceOn placed %v, %v", name, ids, ok)
+		}
+		if nodes[0].Free.Cores != 0 || nodes[1].Free.Cores != 0 || nodes[0].Instances+nodes[1].Instances != 2 {
+			t.Fatalf("%s: PlaceOn left %+v", name, nodes)
+		}
 	}
 }
 
