@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"ironbark/internal/nodeapi"
@@ -164,6 +165,10 @@ type Registry struct {
 	beats *beatWriter // heartbeats that only move the time (beats.go)
 	nodes nodeCache   // nodes as the node API last read them (nodecache.go)
 	reads *nodeReads  // the node API's reads of nodes, gathered (nodereads.go)
+	// listed is how many nodes the last whole list held: the next one is
+	// sized by it (placement's snapshot reads all 10,000 every second
+	// while launches run, and growing the list doubled what it allocated).
+	listed atomic.Int64
 }
 
 // NewRegistry migrates the cluster tables and returns a registry on db.
@@ -340,6 +345,9 @@ func (r *Registry) Nodes(ctx context.Context, cluster string) ([]Node, error) {
 	}
 	defer rows.Close()
 	var out []Node
+	if cluster == "" {
+		out = make([]Node, 0, r.listed.Load()+16)
+	}
 	for rows.Next() {
 		n, err := scanNode(rows)
 		if err != nil {
@@ -347,7 +355,13 @@ func (r *Registry) Nodes(ctx context.Context, cluster string) ([]Node, error) {
 		}
 		out = append(out, n)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if cluster == "" {
+		r.listed.Store(int64(len(out)))
+	}
+	return out, nil
 }
 
 // SetDrained drains a node (no new instances are placed on it) or puts
