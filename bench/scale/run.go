@@ -62,7 +62,18 @@ type Options struct {
 	// WholeMembers has the nodes ask for whole member lists, as agents
 	// before member-list deltas did.
 	WholeMembers bool
+	// Settle has the paced launches wait until the fill's member-list
+	// updates have stopped reaching the nodes (at most SettleMax), so
+	// they measure launches at their rate, not behind the fill's backlog.
+	Settle bool
 }
+
+// SettleMax bounds Options.Settle's wait; settleQuiet is how long no
+// member address may reach any node for the updates to count as done.
+const (
+	SettleMax   = 3 * time.Minute
+	settleQuiet = 2 * time.Second
+)
 
 // Result is what one run measured, and what it checked.
 type Result struct {
@@ -92,9 +103,12 @@ type Result struct {
 	PacedP50, PacedP99           time.Duration
 	PacedRunP50, PacedRunP99     time.Duration // their RunInstances calls
 	PacedLaunched, PacedReceived int
-	HeartbeatsPerSec             float64 // answered, in the steady window
-	SteadyCPU                    float64 // controller cores used in the steady window
-	RSS, PeakRSS, DBSizeBytes    int64
+	// Settled is how long after the fill's describes the member-list
+	// updates took to stop (Options.Settle; 0 without it).
+	Settled                   time.Duration
+	HeartbeatsPerSec          float64 // answered, in the steady window
+	SteadyCPU                 float64 // controller cores used in the steady window
+	RSS, PeakRSS, DBSizeBytes int64
 
 	// Correctness.
 	Launched        int   // instance IDs RunInstances returned
@@ -276,6 +290,12 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	res.DescribeP50, res.DescribeP99 = percentile(desc, 50), percentile(desc, 99)
 
+	if o.Settle {
+		if res.Settled, err = settle(rctx, nodes); err != nil {
+			return res, err
+		}
+		say("member-list updates stopped %s after the describes", res.Settled.Round(time.Millisecond))
+	}
 	paced, pacedCalls, err := launchPaced(rctx, tenants, seed.Image, o, peers.launched)
 	if err != nil {
 		return res, fmt.Errorf("%w; controller log:\n%s", err, tail(ctl.Log(), 40))
@@ -611,4 +631,26 @@ func ctlCPU(ctl *Controller, u0 Usage) string {
 		return "?"
 	}
 	return (u.CPU - u0.CPU).Round(time.Second).String()
+}
+
+// settle waits until no member address has reached any node for
+// settleQuiet, at most SettleMax, and says how long that took (to the
+// last address that arrived).
+func settle(ctx context.Context, nodes []*simnode.Node) (time.Duration, error) {
+	start := time.Now()
+	last, lastAt := simnode.Sum(nodes).DesiredMembers, start
+	for time.Since(lastAt) < settleQuiet {
+		if time.Since(start) > SettleMax {
+			return 0, fmt.Errorf("member-list updates still reaching the nodes after %s", SettleMax)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if m := simnode.Sum(nodes).DesiredMembers; m != last {
+			last, lastAt = m, time.Now()
+		}
+	}
+	return lastAt.Sub(start), nil
 }

@@ -45,7 +45,6 @@ func (s *Service) candidates(ctx context.Context) (*candidateSet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("instance usage: %w", err)
 	}
-	// Live as Node.Live says, without copying each Node to ask it.
 	cutoff := s.cfg.Now().Add(-s.cfg.HeartbeatTimeout)
 	cs := candPool.Get().(*candidateSet)
 	clear(cs.byCluster)
@@ -57,7 +56,7 @@ func (s *Service) candidates(ctx context.Context) (*candidateSet, error) {
 		from := len(buf)
 		for _, i := range g.nodes {
 			n := &snap.nodes[i]
-			if n.State != NodeUp || n.LastHeartbeat.Before(cutoff) || n.Drained {
+			if !n.heardSince(cutoff) || n.Drained {
 				continue
 			}
 			u := usage.Of(n.ID)

@@ -79,7 +79,13 @@ const DefaultHeartbeatTimeout = 30 * time.Second
 
 // Live reports whether the node is up and heard from within timeout of now.
 func (n Node) Live(now time.Time, timeout time.Duration) bool {
-	return n.State == NodeUp && !n.LastHeartbeat.Before(now.Add(-timeout))
+	return n.heardSince(now.Add(-timeout))
+}
+
+// heardSince is Live for a node asked by pointer: placement asks it of
+// every node per launch, and a Node is too big to copy for that.
+func (n *Node) heardSince(cutoff time.Time) bool {
+	return n.State == NodeUp && !n.LastHeartbeat.Before(cutoff)
 }
 
 // Cluster is an availability zone.
