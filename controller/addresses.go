@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -230,13 +231,13 @@ var releaseAddressParams = []string{
 }
 
 func (c *Cloud) releaseAddress(ctx context.Context, k *call) (any, error) {
-	var moved []string
+	var nodes []string
+	var told bool // the nodes were told in the transaction
 	err := c.db.InTx(ctx, func(tx *store.Tx) error {
 		a, err := findAddress(ctx, tx, k, k.str("AllocationId"), k.str("PublicIp"))
 		if err != nil {
 			return err
 		}
-		moved = []string{a.InstanceID}
 		if err := disassociate(ctx, tx, a); err != nil {
 			return err
 		}
@@ -246,12 +247,18 @@ func (c *Cloud) releaseAddress(ctx context.Context, k *call) (any, error) {
 		if _, err = tx.Exec(ctx, `DELETE FROM addresses WHERE public_ip = ?`, a.IP); err != nil {
 			return err
 		}
-		return usage.Record(ctx, tx, addressEvent(k.now, a.IP, usage.StateReleased, a.Owner, k.Principal.User))
+		if err := usage.Record(ctx, tx, addressEvent(k.now, a.IP, usage.StateReleased, a.Owner, k.Principal.User)); err != nil {
+			return err
+		}
+		nodes, told, err = c.notifyInstancesInTx(ctx, tx, a.InstanceID)
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	c.notifyInstances(ctx, moved...)
+	if !told {
+		c.notify(nodes...)
+	}
 	return ok()
 }
 
@@ -283,13 +290,14 @@ func (c *Cloud) associateAddress(ctx context.Context, k *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	var moved []string
+	var nodes []string
+	var told bool // the nodes were told in the transaction
 	err = c.db.InTx(ctx, func(tx *store.Tx) error {
 		a, err := findAddress(ctx, tx, k, k.str("AllocationId"), k.str("PublicIp"))
 		if err != nil {
 			return err
 		}
-		moved = []string{a.InstanceID, instanceID}
+		moved := []string{a.InstanceID, instanceID}
 		var owner, state, oldIP, zone string
 		err = tx.QueryRow(ctx, `SELECT account_id, state, public_ip, zone FROM instances WHERE id = ?`, instanceID).Scan(&owner, &state, &oldIP, &zone)
 		if err == nil && owner != a.Owner {
@@ -327,13 +335,18 @@ func (c *Cloud) associateAddress(ctx context.Context, k *call) (any, error) {
 			instanceID, resp.AssociationID, a.IP); err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `UPDATE instances SET public_ip = ? WHERE id = ?`, a.IP, instanceID)
+		if _, err = tx.Exec(ctx, `UPDATE instances SET public_ip = ? WHERE id = ?`, a.IP, instanceID); err != nil {
+			return err
+		}
+		nodes, told, err = c.notifyInstancesInTx(ctx, tx, moved...)
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	c.notifyInstances(ctx, moved...)
+	if !told {
+		c.notify(nodes...)
+	}
 	return resp, nil
 }
 
@@ -343,7 +356,8 @@ var disassociateAddressParams = []string{
 }
 
 func (c *Cloud) disassociateAddress(ctx context.Context, k *call) (any, error) {
-	var moved string
+	var nodes []string
+	var told bool // the nodes were told in the transaction
 	err := c.db.InTx(ctx, func(tx *store.Tx) error {
 		var a address
 		var err error
@@ -359,30 +373,39 @@ func (c *Cloud) disassociateAddress(ctx context.Context, k *call) (any, error) {
 		} else if a, err = findAddress(ctx, tx, k, "", k.str("PublicIp")); err != nil {
 			return err
 		}
-		moved = a.InstanceID
-		return disassociate(ctx, tx, a)
+		if err := disassociate(ctx, tx, a); err != nil {
+			return err
+		}
+		nodes, told, err = c.notifyInstancesInTx(ctx, tx, a.InstanceID)
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	c.notifyInstances(ctx, moved)
+	if !told {
+		c.notify(nodes...)
+	}
 	return ok()
 }
 
-// notifyInstances wakes the nodes of instances whose public address
-// changed: their agents move the NAT rules at once.
-func (c *Cloud) notifyInstances(ctx context.Context, ids ...string) {
-	var nodes []string
+// notifyInstancesInTx wakes the nodes of instances whose public address
+// changed when tx commits (notifyInTx): their agents move the NAT rules at
+// once. It returns the nodes, which the caller tells Notify after the
+// commit when told is false.
+func (c *Cloud) notifyInstancesInTx(ctx context.Context, tx *store.Tx, ids ...string) (nodes []string, told bool, err error) {
 	for _, id := range ids {
 		if id == "" {
 			continue
 		}
 		var node string
-		if err := c.db.QueryRow(ctx, `SELECT node_id FROM instances WHERE id = ?`, id).Scan(&node); err == nil {
-			nodes = append(nodes, node)
+		err := tx.QueryRow(ctx, `SELECT node_id FROM instances WHERE id = ?`, id).Scan(&node)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return nil, false, fmt.Errorf("node of instance %s: %w", id, err)
 		}
+		nodes = append(nodes, node)
 	}
-	c.notify(nodes...)
+	told, err = c.notifyInTx(ctx, tx, nodes...)
+	return nodes, told, err
 }
 
 // Address is one item of DescribeAddresses.

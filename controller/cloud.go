@@ -51,8 +51,15 @@ type Config struct {
 	// NotifySoon, when set, is told the nodes whose desired state changed
 	// in a way that may wait a moment and comes in bursts (the member
 	// lists of security groups a launch grows), so the cluster side can
-	// wake them together, shortly; nil: Notify is told.
+	// wake them together, shortly; nil: Notify is told. Unused when
+	// NotifyGroupsInTx is set.
 	NotifySoon func(nodeID string)
+	// NotifyGroupsInTx, when set, is told inside its transaction of a
+	// change of security groups (members: a launch or termination changed
+	// their member lists; else a rule change) instead of NotifySoon and
+	// Notify after it: every controller wakes the nodes that enforce them
+	// when it commits (cluster.Service.NotifyGroupsInTx).
+	NotifyGroupsInTx func(ctx context.Context, tx *store.Tx, groups []string, members bool) error
 	// Jobs says whether this controller runs the periodic jobs (purge,
 	// failure checks) now: with several controllers on one database, one
 	// at a time does (store.Leader). nil: this one always does.

@@ -389,6 +389,7 @@ var securityGroupRuleParams = []string{
 func (c *Cloud) authorize(ctx context.Context, k *call, egress bool) (any, error) {
 	resp := &AuthorizeResponse{Return: true}
 	var changed string
+	var told bool // the group's nodes were told in the transaction
 	err := c.db.InTx(ctx, func(tx *store.Tx) error {
 		g, rules, err := c.requestedRules(ctx, tx, k, egress, false)
 		if err != nil {
@@ -412,17 +413,21 @@ func (c *Cloud) authorize(ctx context.Context, k *call, egress bool) (any, error
 			resp.Rules = append(resp.Rules, SecurityGroupRule{RuleID: r.ID, GroupID: g.ID, OwnerID: g.Owner, IsEgress: egress,
 				IPProtocol: r.Protocol, FromPort: r.From, ToPort: r.To, CidrIPv4: r.CIDR})
 		}
-		return nil
+		told, err = c.notifyGroupsInTx(ctx, tx, []string{changed}, false)
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	c.notifyGroupNodes(ctx, []string{changed}, false)
+	if !told {
+		c.notifyGroupNodes(ctx, []string{changed}, false)
+	}
 	return resp, nil
 }
 
 func (c *Cloud) revoke(ctx context.Context, k *call, egress bool) (any, error) {
 	var changed string
+	var told bool // the group's nodes were told in the transaction
 	err := c.db.InTx(ctx, func(tx *store.Tx) error {
 		g, rules, err := c.requestedRules(ctx, tx, k, egress, true)
 		if err != nil {
@@ -441,12 +446,15 @@ func (c *Cloud) revoke(ctx context.Context, k *call, egress bool) (any, error) {
 				return err
 			}
 		}
-		return nil
+		told, err = c.notifyGroupsInTx(ctx, tx, []string{changed}, false)
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	c.notifyGroupNodes(ctx, []string{changed}, false)
+	if !told {
+		c.notifyGroupNodes(ctx, []string{changed}, false)
+	}
 	return ok()
 }
 

@@ -147,8 +147,10 @@ func (c *Cloud) Observe(ctx context.Context, nodeID string, sts []nodeapi.Instan
 	}
 	terminating, freed := false, false
 	var left []string // instances that left their groups' member lists here
+	var groups []string
+	var toldGroups bool // their groups' nodes were told in the transaction
 	err := c.db.InTx(ctx, func(tx *store.Tx) error {
-		terminating, freed, left = false, false, nil
+		terminating, freed, left, groups, toldGroups = false, false, nil, nil, false
 		at := c.now()
 		now := at.Unix()
 		for _, st := range sts {
@@ -216,7 +218,15 @@ func (c *Cloud) Observe(ctx context.Context, nodeID string, sts []nodeapi.Instan
 				}
 			}
 		}
-		return nil
+		// The nodes whose rules name a group of an instance that left
+		// as the peer update their member sets, as after
+		// TerminateInstances.
+		var err error
+		if groups, err = c.groupsOf(ctx, tx, left); err != nil {
+			return err
+		}
+		toldGroups, err = c.notifyGroupsInTx(ctx, tx, groups, true)
+		return err
 	})
 	if err == nil && freed {
 		c.takenIPs.forget() // private addresses came free
@@ -226,10 +236,8 @@ func (c *Cloud) Observe(ctx context.Context, nodeID string, sts []nodeapi.Instan
 		// desired set (it reported it terminated).
 		c.notify(nodeID)
 	}
-	if err == nil && len(left) > 0 {
-		// The nodes whose rules name one of their groups as the peer
-		// update their member sets, as after TerminateInstances.
-		c.notifyGroupNodes(ctx, c.groupsOf(ctx, left), true, nodeID)
+	if err == nil && !toldGroups {
+		c.notifyGroupNodes(ctx, groups, true, nodeID)
 	}
 	return err
 }

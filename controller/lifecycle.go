@@ -39,8 +39,10 @@ func (c *Cloud) changeState(ctx context.Context, k *call, verb string, t transit
 	resp := &StateChangeResponse{}
 	var nodes []string
 	var told bool // the nodes were told in the transaction
+	var groups []string
+	var toldGroups bool // and the nodes of the instances' groups
 	err = c.db.InTx(ctx, func(tx *store.Tx) error {
-		resp.Instances, nodes = resp.Instances[:0], nodes[:0]
+		resp.Instances, nodes, groups, toldGroups = resp.Instances[:0], nodes[:0], nil, false
 		for _, id := range ids {
 			var owner, state, desired, node, vmType, user, zone string
 			var noTerminate, noStop int
@@ -94,7 +96,15 @@ func (c *Cloud) changeState(ctx context.Context, k *call, verb string, t transit
 			nodes = append(nodes, node)
 			resp.Instances = append(resp.Instances, StateChange{InstanceID: id, CurrentState: stateOf(next), PreviousState: stateOf(state)})
 		}
-		told, err = c.notifyInTx(ctx, tx, nodes...)
+		if told, err = c.notifyInTx(ctx, tx, nodes...); err != nil || verb != "terminate" {
+			return err
+		}
+		// The instances left their groups: the nodes whose rules name
+		// one of them as the peer update their member sets.
+		if groups, err = c.groupsOf(ctx, tx, ids); err != nil {
+			return err
+		}
+		toldGroups, err = c.notifyGroupsInTx(ctx, tx, groups, true)
 		return err
 	})
 	if err != nil {
@@ -105,9 +115,9 @@ func (c *Cloud) changeState(ctx context.Context, k *call, verb string, t transit
 	}
 	if verb == "terminate" {
 		c.takenIPs.forget() // private addresses may have come free
-		// The instances left their groups: the nodes whose rules name
-		// one of them as the peer update their member sets.
-		c.notifyGroupNodes(ctx, c.groupsOf(ctx, ids), true, nodes...)
+		if !toldGroups {
+			c.notifyGroupNodes(ctx, groups, true, nodes...)
+		}
 	}
 	c.log.Info(verb+" instances", "account", k.account(), "instances", ids)
 	return resp, nil

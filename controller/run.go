@@ -250,13 +250,9 @@ func (c *Cloud) runInstances(ctx context.Context, k *call) (any, error) {
 	if c.cfg.NotifyInTx == nil {
 		c.notify(nodesOf...) // else told in the transaction
 	}
-	// The new instances join their groups: nodes whose rules name one
-	// of them as the peer update their member sets.
-	groupIDs := make([]string, len(l.groups))
-	for i, g := range l.groups {
-		groupIDs[i] = g.GroupID
+	if c.cfg.NotifyGroupsInTx == nil {
+		c.notifyGroupNodes(ctx, groupIDsOf(l.groups), true, nodesOf...) // else told in the transaction
 	}
-	c.notifyGroupNodes(ctx, groupIDs, true, nodesOf...)
 	c.log.Info("run instances", "account", k.account(), "reservation", res.ReservationID, "count", len(res.Instances),
 		"type", l.vt.Name, "image", l.image.ID, "zone", res.Instances[0].Placement.AvailabilityZone)
 	return res, nil
@@ -466,6 +462,11 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch) (*RunIns
 		if _, err := c.notifyInTx(ctx, tx, slices.Collect(maps.Keys(perNode))...); err != nil {
 			return err
 		}
+		// The new instances join their groups: nodes whose rules name
+		// one of them as the peer update their member sets.
+		if _, err := c.notifyGroupsInTx(ctx, tx, groupIDsOf(l.groups), true); err != nil {
+			return err
+		}
 		if err := b.QueryRow(ctx, tx, launchSeqBump, nil, &seq); err != nil {
 			return fmt.Errorf("launch: %w", err)
 		}
@@ -609,4 +610,13 @@ func (c *Cloud) launchOptions(ctx context.Context, k *call, l *launch) error {
 		l.zone = zone
 	}
 	return nil
+}
+
+// groupIDsOf is the IDs of the groups.
+func groupIDsOf(groups []GroupIdentifier) []string {
+	ids := make([]string, len(groups))
+	for i, g := range groups {
+		ids[i] = g.GroupID
+	}
+	return ids
 }

@@ -149,34 +149,36 @@ func (c *Cloud) NodeMark(ctx context.Context, node string, fresh time.Time) (int
 	return c.memberLog.nodeMark(node), nil
 }
 
-// notifyGroupNodes wakes the nodes that enforce the groups: those running
-// a member of one. After a rule change (members false) it wakes them at
-// once. After the groups' members changed (members true: a launch), it
-// also wakes those running a member of a group whose rules name one of
-// them as the peer (their member sets change), through NotifySoon, which
-// gathers a burst of launches into few wake-ups; told are nodes the
-// caller already woke at once for this change, which need no second one.
+// notifyGroupsInTx tells NotifyGroupsInTx of a change of the groups
+// inside tx; told is false when there is no NotifyGroupsInTx: the caller
+// then calls notifyGroupNodes after tx commits.
+func (c *Cloud) notifyGroupsInTx(ctx context.Context, tx *store.Tx, groups []string, members bool) (told bool, err error) {
+	if c.cfg.NotifyGroupsInTx == nil {
+		return false, nil
+	}
+	if len(groups) == 0 {
+		return true, nil
+	}
+	return true, c.cfg.NotifyGroupsInTx(ctx, tx, groups, members)
+}
+
+// notifyGroupNodes wakes the nodes that enforce the groups
+// (NodesOfGroups), after the change committed, where no NotifyGroupsInTx
+// tells them in its transaction. After a rule change (members false) it
+// wakes them at once; after the groups' members changed (a launch) it
+// tells NotifySoon, which gathers a burst of launches into few wake-ups.
+// told are nodes the caller already woke at once for this change, which
+// need no second one.
 func (c *Cloud) notifyGroupNodes(ctx context.Context, groups []string, members bool, told ...string) {
 	if c.cfg.Notify == nil || len(groups) == 0 {
 		return
 	}
-	if members {
-		more, err := store.Column[string](c.db.Query(ctx, `SELECT DISTINCT group_id FROM security_group_rules WHERE source_group_id IN (?`+
-			strings.Repeat(`, ?`, len(groups)-1)+`)`, anySlice(groups)...))
-		if err != nil {
-			c.log.Warn("security group peers", "err", err)
-			return
-		}
-		groups = append(groups, more...)
-	}
-	slices.Sort(groups)
-	groups = slices.Compact(groups)
-	// The change is committed: a copy synced from now on shows it.
-	if err := c.memberLog.sync(ctx, c, time.Now()); err != nil {
+	// The change is committed: reads from now on show it.
+	nodes, err := c.NodesOfGroups(ctx, groups, members, time.Now())
+	if err != nil {
 		c.log.Warn("nodes of security groups", "err", err)
 		return
 	}
-	nodes := c.memberLog.nodesOf(groups)
 	if !members {
 		c.notify(nodes...)
 		return
@@ -197,23 +199,47 @@ func (c *Cloud) notifyGroupNodes(ctx context.Context, groups []string, members b
 	}
 }
 
-// groupsOf is the security groups of the instances (their reservations'),
-// for waking the nodes that enforce them; a failed read is logged and
-// names none (those nodes then see the change at their next poll).
-func (c *Cloud) groupsOf(ctx context.Context, ids []string) []string {
-	if len(ids) == 0 {
-		return nil
+// NodesOfGroups returns the nodes that enforce the groups, from reads
+// that started at or after fresh (cluster.GroupLedger): those running a
+// member of one and, when members (the groups' member lists changed),
+// those running a member of a group whose rules name one of them as the
+// peer (their member sets change).
+func (c *Cloud) NodesOfGroups(ctx context.Context, groups []string, members bool, fresh time.Time) ([]string, error) {
+	if len(groups) == 0 {
+		return nil, nil
 	}
-	cols, err := store.Column[string](c.db.Query(ctx, `SELECT DISTINCT r.groups FROM instances i
+	groups = slices.Clone(groups)
+	if members {
+		more, err := store.Column[string](c.db.Query(ctx, `SELECT DISTINCT group_id FROM security_group_rules WHERE source_group_id IN (?`+
+			strings.Repeat(`, ?`, len(groups)-1)+`)`, anySlice(groups)...))
+		if err != nil {
+			return nil, fmt.Errorf("security group peers: %w", err)
+		}
+		groups = append(groups, more...)
+	}
+	slices.Sort(groups)
+	groups = slices.Compact(groups)
+	if err := c.memberLog.sync(ctx, c, fresh); err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(c.memberLog.nodesOf(groups), func(n string) bool { return n == "" }), nil
+}
+
+// groupsOf is the security groups of the instances (their reservations'),
+// for waking the nodes that enforce them.
+func (c *Cloud) groupsOf(ctx context.Context, q store.Querier, ids []string) ([]string, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	cols, err := store.Column[string](q.Query(ctx, `SELECT DISTINCT r.groups FROM instances i
 		JOIN reservations r ON r.id = i.reservation_id WHERE i.id IN (?`+strings.Repeat(`, ?`, len(ids)-1)+`)`, anySlice(ids)...))
 	if err != nil {
-		c.log.Warn("security groups of instances", "err", err)
-		return nil
+		return nil, fmt.Errorf("security groups of instances: %w", err)
 	}
 	var out []string
 	for _, js := range cols {
 		out = append(out, c.groupLists.of(js)...)
 	}
 	slices.Sort(out)
-	return slices.Compact(out)
+	return slices.Compact(out), nil
 }

@@ -117,6 +117,9 @@ func runController(ctx context.Context, e *env, f controllerFlags) error {
 	cfg.NotifyInTx = func(ctx context.Context, tx *store.Tx, nodes ...string) error {
 		return svc.NotifyInTx(ctx, tx, nodes...)
 	}
+	cfg.NotifyGroupsInTx = func(ctx context.Context, tx *store.Tx, groups []string, members bool) error {
+		return svc.NotifyGroupsInTx(ctx, tx, groups, members)
+	}
 	cloud, err := controller.New(cfg, db, nil, log)
 	if err != nil {
 		return err

@@ -14,8 +14,8 @@ import (
 // answer (its instances, their groups and rules, from the store) made a
 // launch cost a store read per node its account spans. So a controller
 // keeps each node's last answer but the member lists (answerCache), and a
-// wake-up that changed only member lists (NotifySoon's, here or on another
-// controller) rebuilds only those, from the ledger's member lists
+// wake-up that changed only member lists (NotifyGroupsInTx's for a
+// launch or termination, or NotifySoon's, here or on another controller) rebuilds only those, from the ledger's member lists
 // (PeerMemberLedger). Every other wake-up (Notify: a launch, stop or
 // termination on the node, a rule change), a lost connection to the other
 // controllers, a poll without an etag and DesiredPoll's periodic reread

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -102,6 +104,7 @@ type Service struct {
 	// snapReading: a background read of the node table is under way.
 	snapReading bool
 	soon        map[string]bool // nodes NotifySoon will wake at its next flush
+	soonGroups  map[string]bool // groups whose members' nodes it will wake (groupwake.go)
 	soonArm     bool            // a flush is scheduled
 	// rebuilds are the turns of answers rebuilt after a wake-up for
 	// member lists only (rebuildTurn); turnWaits counts requests waiting
@@ -196,11 +199,12 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	s := &Service{
 		Registry: reg, cfg: cfg, ca: ca, log: cfg.Logger, cert: ca.ServerChain(cert),
-		policies: map[string]sched.Policy{}, waiters: map[string]*waiter{}, soon: map[string]bool{},
+		policies: map[string]sched.Policy{}, waiters: map[string]*waiter{}, soon: map[string]bool{}, soonGroups: map[string]bool{},
 		members: newMemberHistory(nil), answers: newAnswerCache(cfg.DesiredPoll),
 		rebuilds: make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/2)),
 	}
 	s.wake = newWakeBus(cfg.DB, s.log, s.wakeNode, s.wakeMembers, s.wakeAll)
+	s.wake.groupsChanged = func(groups []string, members bool) { s.groupsChanged(groups, members, false) }
 	return s, nil
 }
 
@@ -365,7 +369,8 @@ func (s *Service) wakeMembers(nodeID string) {
 // NotifySoon wakes the node's waiting request like Notify, within
 // soonDelay, together with every other node told the same meanwhile: for
 // changes that may wait a moment and come in bursts, the member lists of
-// security groups a launch grows, and for those only: the node's answer
+// security groups a launch grows (where NotifyGroupsInTx does not tell
+// them, which gathers the same way), and for those only: the node's answer
 // is rebuilt from its last one with the member lists read anew
 // (answers.go), so a change of anything else must be told with Notify. During a launch burst a node that holds
 // members of many accounts' groups is then woken a few times a second,
@@ -375,6 +380,17 @@ func (s *Service) wakeMembers(nodeID string) {
 func (s *Service) NotifySoon(nodeID string) {
 	s.mu.Lock()
 	s.soon[nodeID] = true
+	s.mu.Unlock()
+	s.armSoon()
+}
+
+// soonDelay is how long NotifySoon gathers nodes before it wakes them.
+const soonDelay = 250 * time.Millisecond
+
+// armSoon schedules a flush of what NotifySoon and NotifyGroupsInTx
+// gathered, unless one is scheduled.
+func (s *Service) armSoon() {
+	s.mu.Lock()
 	arm := !s.soonArm
 	s.soonArm = true
 	s.mu.Unlock()
@@ -383,17 +399,21 @@ func (s *Service) NotifySoon(nodeID string) {
 	}
 }
 
-// soonDelay is how long NotifySoon gathers nodes before it wakes them.
-const soonDelay = 250 * time.Millisecond
-
 func (s *Service) flushSoon() {
 	s.mu.Lock()
-	ids := s.soon
-	s.soon, s.soonArm = map[string]bool{}, false
+	ids, groups := s.soon, s.soonGroups
+	s.soon, s.soonGroups, s.soonArm = map[string]bool{}, map[string]bool{}, false
 	s.mu.Unlock()
 	for id := range ids {
 		s.wakeMembers(id)
 		s.wake.publish(id, true)
+	}
+	// Groups were published in their transactions: every controller
+	// wakes its own nodes of them.
+	for _, n := range s.nodesOfGroups(slices.Sorted(maps.Keys(groups)), true) {
+		if !ids[n] {
+			s.wakeMembers(n)
+		}
 	}
 }
 

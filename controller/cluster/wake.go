@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -16,10 +17,11 @@ import (
 // Node agents long-poll one controller for their desired instances while
 // RunInstances and TerminateInstances may reach another one. A controller
 // that changed a node's desired instances publishes the node's ID on the
-// database's wake channel (PostgreSQL NOTIFY, after its transaction
-// committed); every controller listens, and wakes the node's waiting
-// request if it holds one, which rereads the ledger. On SQLite there is one
-// controller and Notify's local wake-up is all there is.
+// database's wake channel (PostgreSQL NOTIFY, in the change's transaction:
+// NotifyInTx), or the IDs of the security groups it changed
+// (NotifyGroupsInTx, groupwake.go); every controller listens, and wakes the
+// node's waiting request if it holds one, which rereads the ledger. On
+// SQLite there is one controller and the local wake-up is all there is.
 
 // wakeChannel is the PostgreSQL channel the wake-ups travel on.
 const wakeChannel = "ironbark_node_wake"
@@ -38,6 +40,9 @@ type wakeBus struct {
 	wakeNode    func(nodeID string)
 	wakeMembers func(nodeID string) // a wake-up for member lists only
 	wakeAll     func()
+	// groupsChanged is told the security groups another controller
+	// changed (groupwake.go): members, or else rules.
+	groupsChanged func(groups []string, members bool)
 
 	once     sync.Once
 	mu       sync.Mutex
@@ -51,6 +56,14 @@ type wakeBus struct {
 // know the mark reads another origin and wakes the nodes as for any
 // change.
 const membersOnly = "~m"
+
+// groupMembers and groupRules mark a payload as naming security groups,
+// not nodes: their member lists changed, or their rules
+// (NotifyGroupsInTx).
+const (
+	groupMembers = "~g"
+	groupRules   = "~r"
+)
 
 // maxPendingWakes bounds the node IDs waiting to be published; past it one
 // wake-all replaces them.
@@ -118,6 +131,24 @@ func (w *wakeBus) publishInTx(ctx context.Context, tx *store.Tx, nodeIDs []strin
 	return nil
 }
 
+// publishGroupsInTx publishes a change of security groups with tx
+// (NotifyGroupsInTx).
+func (w *wakeBus) publishGroupsInTx(ctx context.Context, tx *store.Tx, groups []string, members bool) error {
+	if !w.db.CanNotify() {
+		return nil
+	}
+	kind := groupRules
+	if members {
+		kind = groupMembers
+	}
+	for _, p := range w.payloads(w.origin+kind, groups) {
+		if err := tx.Publish(ctx, wakeChannel, p); err != nil {
+			return fmt.Errorf("wake-ups for security groups: %w", err)
+		}
+	}
+	return nil
+}
+
 func (w *wakeBus) publishLoop(ctx context.Context) {
 	for {
 		select {
@@ -179,12 +210,20 @@ func (w *wakeBus) payloads(origin string, ids []string) []string {
 // heard delivers another controller's wake-ups.
 func (w *wakeBus) heard(payload string) {
 	origin, ids, ok := strings.Cut(payload, ":")
-	origin, members := strings.CutSuffix(origin, membersOnly)
+	origin, kind, _ := strings.Cut(origin, "~")
 	if !ok || origin == w.origin {
 		return
 	}
+	switch "~" + kind {
+	case groupMembers, groupRules:
+		if w.groupsChanged != nil {
+			groups := strings.Split(ids, ",")
+			w.groupsChanged(slices.DeleteFunc(groups, func(g string) bool { return g == "" }), "~"+kind == groupMembers)
+		}
+		return
+	}
 	wake := w.wakeNode
-	if members {
+	if "~"+kind == membersOnly {
 		wake = w.wakeMembers
 	}
 	for _, id := range strings.Split(ids, ",") {

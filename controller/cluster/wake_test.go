@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -53,7 +54,7 @@ func startControllerIn(t *testing.T, url, keyFile string, admin controller.Accou
 	h.UseKeyFile(keyFile)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	c := &controllerOn{}
-	c.cloud, err = controller.New(controller.Config{Region: "ironbark", Endpoint: "http://test/",
+	c.cloud, err = controller.New(controller.Config{Region: "ironbark", Endpoint: "http://test/", PublicAddresses: []string{"10.99.0.0/28"},
 		Notify: func(n string) {
 			if !c.dead.Load() {
 				c.svc.Notify(n)
@@ -66,6 +67,9 @@ func startControllerIn(t *testing.T, url, keyFile string, admin controller.Accou
 		},
 		NotifyInTx: func(ctx context.Context, tx *store.Tx, nodes ...string) error {
 			return c.svc.NotifyInTx(ctx, tx, nodes...)
+		},
+		NotifyGroupsInTx: func(ctx context.Context, tx *store.Tx, groups []string, members bool) error {
+			return c.svc.NotifyGroupsInTx(ctx, tx, groups, members)
 		},
 	}, h, nil, log)
 	if err != nil {
@@ -187,4 +191,127 @@ func waitedAnswer(t *testing.T, node *nodeapi.Client, svc *Service, nodeID, etag
 		return d
 	}
 	panic("unreachable")
+}
+
+// A node waiting on one controller hears of the security-group changes
+// made through another on the same PostgreSQL, though that controller
+// tells nothing after its commits (as one killed right then would not):
+// a launch onto another node and a termination there change the member
+// list of the group the node enforces, a rule change its rules, and an
+// address associated with the node's instance its NAT. Each is published
+// in its transaction (by the groups' IDs, or the node's), and the
+// controller the node waits on finds and wakes it. On SQLite (one
+// controller) the same changes made through the controller the node
+// waits on wake it.
+func TestGroupWakesAcrossControllers(t *testing.T) {
+	storetest.Each(t, controller.Migrations(), func(t *testing.T, db *store.DB) {
+		testGroupWakes(t, db, db.CanNotify())
+	})
+}
+
+func testGroupWakes(t *testing.T, db *store.DB, other bool) {
+	ctx := context.Background()
+	admin, err := controller.EnsureAdmin(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	image, err := controller.RegisterStoredImage(ctx, db, controller.ImageRecord{Name: "group-wake", Digest: "sha256:" + strings.Repeat("ef", 32), Size: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dataDir := t.TempDir()
+	a := startControllerIn(t, db.URL(), db.KeyFile(), admin, dataDir)
+	b := a
+	if other {
+		b = startControllerIn(t, db.URL(), db.KeyFile(), admin, dataDir)
+	}
+	if err := a.svc.AddCluster(ctx, "c1", "GREEDY"); err != nil {
+		t.Fatal(err)
+	}
+	token, err := a.svc.NewToken(ctx, a.svc.CA(), "c1", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	urlA := serve(t, a.svc)
+	up := func(n nodeAt) *nodeapi.Client {
+		t.Helper()
+		c := n.client(t, urlA)
+		if _, err := c.Heartbeat(ctx, nodeapi.HeartbeatRequest{Hostname: "host-" + n.id, Full: true,
+			Capacity: nodeapi.Capacity{Cores: 16, MemoryMiB: 16384, DiskGiB: 500}}); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	launch := func(through *controllerOn) (id, ip string) {
+		t.Helper()
+		out, err := through.ec2.RunInstances(ctx, &sdk.RunInstancesInput{ImageId: aws.String(image),
+			InstanceType: types.InstanceType("m1.small"), MinCount: aws.Int32(1), MaxCount: aws.Int32(1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return aws.ToString(out.Instances[0].InstanceId), aws.ToString(out.Instances[0].PrivateIpAddress)
+	}
+	// The watched node runs the first instance, then is drained: the
+	// second goes to the other node, and reaches the watched one only as
+	// a member of the default group (its own peer).
+	watched := enrollFor(t, urlA, token)
+	node := up(watched)
+	id1, ip1 := launch(a)
+	if err := a.svc.SetDrained(ctx, watched.id, true); err != nil {
+		t.Fatal(err)
+	}
+	token2, err := a.svc.NewToken(ctx, a.svc.CA(), "c1", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up(enrollFor(t, urlA, token2))
+	first, err := node.Instances(ctx, "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sameMembers(first, []string{ip1}); err != nil {
+		t.Fatal(err)
+	}
+
+	b.dead.Store(other)
+	var id2, ip2 string
+	d := waitedAnswer(t, node, a.svc, watched.id, first.ETag, func() { id2, ip2 = launch(b) })
+	if err := sameMembers(d, []string{ip1, ip2}); err != nil {
+		t.Fatalf("the launch through b onto the other node: %v", err)
+	}
+	if err := sameSpecs(d, []string{id1}); err != nil {
+		t.Fatal(err)
+	}
+
+	d = waitedAnswer(t, node, a.svc, watched.id, d.ETag, func() {
+		if _, err := b.ec2.AuthorizeSecurityGroupIngress(ctx, &sdk.AuthorizeSecurityGroupIngressInput{GroupName: aws.String("default"),
+			IpProtocol: aws.String("tcp"), FromPort: aws.Int32(2222), ToPort: aws.Int32(2222), CidrIp: aws.String("10.1.2.0/24")}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if !slices.ContainsFunc(d.SecurityGroups[0].Ingress, func(r nodeapi.SecurityGroupRule) bool { return r.From == 2222 && r.CIDR == "10.1.2.0/24" }) {
+		t.Fatalf("the rule authorized through b: ingress %+v", d.SecurityGroups[0].Ingress)
+	}
+
+	d = waitedAnswer(t, node, a.svc, watched.id, d.ETag, func() {
+		if _, err := b.ec2.TerminateInstances(ctx, &sdk.TerminateInstancesInput{InstanceIds: []string{id2}}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if err := sameMembers(d, []string{ip1}); err != nil {
+		t.Fatalf("the termination through b on the other node: %v", err)
+	}
+
+	alloc, err := b.ec2.AllocateAddress(ctx, &sdk.AllocateAddressInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d = waitedAnswer(t, node, a.svc, watched.id, d.ETag, func() {
+		if _, err := b.ec2.AssociateAddress(ctx, &sdk.AssociateAddressInput{InstanceId: aws.String(id1), PublicIp: alloc.PublicIp}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if len(d.Instances) != 1 || d.Instances[0].Network == nil || d.Instances[0].Network.PublicIP != aws.ToString(alloc.PublicIp) {
+		t.Fatalf("the address associated through b: %+v; want %s on %s", d.Instances, aws.ToString(alloc.PublicIp), id1)
+	}
 }

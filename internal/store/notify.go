@@ -2,9 +2,9 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -32,30 +32,62 @@ func (db *DB) CanNotify() bool { return db.engine == Postgres }
 // delivered once the statement commits (at once outside a transaction).
 // On SQLite it does nothing.
 func (db *DB) Publish(ctx context.Context, channel, payload string) error {
-	return publish(ctx, db.engine, db.sql.ExecContext, channel, payload)
+	if db.engine != Postgres {
+		return nil
+	}
+	if len(payload) > MaxPayload {
+		return fmt.Errorf("publish on %s: %w (%d bytes)", channel, ErrPayloadTooLong, len(payload))
+	}
+	if _, err := db.sql.ExecContext(ctx, `SELECT pg_notify($1, $2)`, channel, payload); err != nil {
+		return fmt.Errorf("publish on %s: %w", channel, err)
+	}
+	return nil
 }
 
 // Publish sends payload to every process listening on channel when the
 // transaction commits, and never if it rolls back (PostgreSQL delivers a
 // transaction's notifications at its commit). A change and its
 // notification then cannot part: a process killed between the two used to
-// leave the other processes unaware of a change it had committed. On
-// SQLite it does nothing.
+// leave the other processes unaware of a change it had committed. The
+// transaction's notifications are sent together, in the order published,
+// in one statement just before its commit: a transaction that publishes
+// several (a launch: its nodes and its security groups) pays one round
+// trip. On SQLite it does nothing.
 func (tx *Tx) Publish(ctx context.Context, channel, payload string) error {
-	return publish(ctx, tx.engine, tx.tx.ExecContext, channel, payload)
-}
-
-// publish is DB's and Tx's Publish, run with exec.
-func publish(ctx context.Context, e Engine, exec func(context.Context, string, ...any) (sql.Result, error), channel, payload string) error {
-	if e != Postgres {
+	if tx.engine != Postgres {
 		return nil
 	}
 	if len(payload) > MaxPayload {
 		return fmt.Errorf("publish on %s: %w (%d bytes)", channel, ErrPayloadTooLong, len(payload))
 	}
-	if _, err := exec(ctx, `SELECT pg_notify($1, $2)`, channel, payload); err != nil {
-		return fmt.Errorf("publish on %s: %w", channel, err)
+	tx.notes = append(tx.notes, channel, payload)
+	return nil
+}
+
+// sendNotes sends the notifications Publish gathered, in one statement
+// per 100 (PostgreSQL queues them until the commit).
+func (tx *Tx) sendNotes(ctx context.Context) error {
+	const perStmt = 100
+	for notes := tx.notes; len(notes) > 0; {
+		n := min(len(notes)/2, perStmt)
+		var q strings.Builder
+		q.WriteString("SELECT ")
+		for i := range n {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			fmt.Fprintf(&q, "pg_notify($%d, $%d)", 2*i+1, 2*i+2)
+		}
+		args := make([]any, 2*n)
+		for i := range args {
+			args[i] = notes[i]
+		}
+		if _, err := tx.tx.ExecContext(ctx, q.String(), args...); err != nil {
+			return fmt.Errorf("publish on %s: %w", notes[0], err)
+		}
+		notes = notes[2*n:]
 	}
+	tx.notes = nil
 	return nil
 }
 

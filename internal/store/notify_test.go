@@ -120,12 +120,32 @@ func TestListenHearsOtherProcess(t *testing.T) {
 	}
 	expect("in a transaction")
 
+	// A transaction's payloads are sent together at its commit, more
+	// than one statement's worth among them, and heard in the order
+	// published.
+	if err := db.InTx(ctx, func(tx *store.Tx) error {
+		for i := range 250 {
+			if err := tx.Publish(ctx, "ironbark_test", fmt.Sprintf("many-%03d", i)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 250 {
+		expect(fmt.Sprintf("many-%03d", i))
+	}
+
 	long := make([]byte, store.MaxPayload+1)
 	for i := range long {
 		long[i] = 'x'
 	}
 	if err := db.Publish(ctx, "ironbark_test", string(long)); err == nil {
 		t.Fatal("an oversized payload was published")
+	}
+	if err := db.InTx(ctx, func(tx *store.Tx) error { return tx.Publish(ctx, "ironbark_test", string(long)) }); !errors.Is(err, store.ErrPayloadTooLong) {
+		t.Fatalf("an oversized payload in a transaction: %v; want ErrPayloadTooLong", err)
 	}
 	cancel()
 	if err := <-done; err != nil {

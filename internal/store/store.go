@@ -242,6 +242,7 @@ type Tx struct {
 	engine Engine
 	db     *DB      // its statement cache
 	after  []func() // AfterCommit's
+	notes  []string // Publish's channels and payloads, in pairs, sent at commit
 }
 
 // AfterCommit has fn run once the transaction has committed (not if it
@@ -347,6 +348,10 @@ func (db *DB) inTxOnce(ctx context.Context, fn func(*Tx) error) error {
 	}
 	tx := &Tx{tx: t, engine: db.engine, db: db}
 	if err := fn(tx); err != nil {
+		_ = t.Rollback()
+		return err
+	}
+	if err := tx.sendNotes(ctx); err != nil {
 		_ = t.Rollback()
 		return err
 	}
