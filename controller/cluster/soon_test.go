@@ -241,3 +241,78 @@ func TestRepollWaitsWithoutRead(t *testing.T) {
 		}
 	})
 }
+
+// While requests wait for a rebuild turn, NotifySoon's flush gathers on
+// (the node lane is saturated) until maxSoonDelay has passed since it
+// began gathering; with no request waiting it goes out at once.
+func TestSoonGathersWhileTurnsWait(t *testing.T) {
+	storetest.Each(t, nil, func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		l := &sgLedger{memLedger: newMemLedger()}
+		s := newService(t, db, l)
+		s.cfg.DesiredPoll = time.Hour
+		url := serve(t, s)
+		if err := s.AddCluster(ctx, "zone-a", "GREEDY"); err != nil {
+			t.Fatal(err)
+		}
+		tok, err := s.NewToken(ctx, s.CA(), "zone-a", time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, er := enrollNode(t, url, tok)
+		d, err := c.Instances(ctx, "", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gathered := func() bool {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return s.soon["node-later"]
+		}
+		// With no request waiting for a turn, a flush wakes what was
+		// gathered.
+		s.NotifySoon("node-later")
+		s.flushSoon()
+		if gathered() {
+			t.Fatal("a flush with no request waiting for a turn kept its wake-ups")
+		}
+
+		got := make(chan nodeapi.Desired, 1)
+		go func() {
+			d2, err := c.Instances(ctx, d.ETag, 60*time.Second)
+			if err != nil {
+				t.Error(err)
+			}
+			got <- d2
+		}()
+		for s.parkedRequests() != 1 {
+			time.Sleep(2 * time.Millisecond)
+		}
+		for range cap(s.rebuilds) {
+			s.rebuilds <- struct{}{}
+		}
+		s.wakeMembers(er.NodeID)
+		for s.waitingTurns() != 1 {
+			time.Sleep(2 * time.Millisecond)
+		}
+		// A request waits for a turn: the flush gathers on.
+		s.NotifySoon("node-later")
+		s.flushSoon()
+		if !gathered() {
+			t.Fatal("a flush while a request waits for a rebuild turn woke its nodes")
+		}
+		// Gathering since maxSoonDelay: it goes out though the request
+		// still waits.
+		s.mu.Lock()
+		s.soonSince = time.Now().Add(-maxSoonDelay)
+		s.mu.Unlock()
+		s.flushSoon()
+		if gathered() {
+			t.Fatal("a flush gathering since maxSoonDelay kept its wake-ups")
+		}
+		for range cap(s.rebuilds) {
+			<-s.rebuilds
+		}
+		<-got
+	})
+}
