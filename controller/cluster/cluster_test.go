@@ -23,7 +23,11 @@ import (
 )
 
 // The controller's Cloud is the ledger the frontend runs with.
-var _ InstanceLedger = (*controller.Cloud)(nil)
+var (
+	_ InstanceLedger   = (*controller.Cloud)(nil)
+	_ GroupLedger      = (*controller.Cloud)(nil)
+	_ PeerMemberLedger = (*controller.Cloud)(nil)
+)
 
 // memLedger is a stand-in for the EC2 side's instance ledger.
 type memLedger struct {
