@@ -291,10 +291,6 @@ func TestSoonGathersWhileTurnsWait(t *testing.T) {
 		for range cap(s.rebuilds) {
 			s.rebuilds <- struct{}{}
 		}
-		// A change the woken request answers with once it has its turn.
-		l.mu.Lock()
-		l.specs[er.NodeID] = append(l.specs[er.NodeID], nodeapi.InstanceSpec{InstanceID: "i-a", Desired: nodeapi.StateRunning})
-		l.mu.Unlock()
 		s.wakeMembers(er.NodeID)
 		for s.waitingTurns() != 1 {
 			time.Sleep(2 * time.Millisecond)
@@ -317,8 +313,6 @@ func TestSoonGathersWhileTurnsWait(t *testing.T) {
 		for range cap(s.rebuilds) {
 			<-s.rebuilds
 		}
-		if d = <-got; len(d.Instances) != 1 {
-			t.Fatalf("the request that waited for its turn answered %+v", d.Instances)
-		}
+		<-got
 	})
 }
