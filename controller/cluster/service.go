@@ -106,7 +106,6 @@ type Service struct {
 	soon        map[string]bool // nodes NotifySoon will wake at its next flush
 	soonGroups  map[string]bool // groups whose members' nodes it will wake (groupwake.go)
 	soonArm     bool            // a flush is scheduled
-	soonSince   time.Time       // since when it gathers
 	// rebuilds are the turns of answers rebuilt after a wake-up for
 	// member lists only (rebuildTurn); turnWaits counts requests waiting
 	// for one (tests).
@@ -385,45 +384,23 @@ func (s *Service) NotifySoon(nodeID string) {
 	s.armSoon()
 }
 
-// soonDelay is how long NotifySoon gathers nodes before it wakes them;
-// while the answers of the last wake-ups still wait for their rebuild
-// turns, it gathers on, up to maxSoonDelay (soonReady).
-const (
-	soonDelay    = 250 * time.Millisecond
-	maxSoonDelay = 2 * time.Second
-)
+// soonDelay is how long NotifySoon gathers nodes before it wakes them.
+const soonDelay = 250 * time.Millisecond
 
 // armSoon schedules a flush of what NotifySoon and NotifyGroupsInTx
 // gathered, unless one is scheduled.
 func (s *Service) armSoon() {
 	s.mu.Lock()
 	arm := !s.soonArm
-	if arm {
-		s.soonArm, s.soonSince = true, time.Now()
-	}
+	s.soonArm = true
 	s.mu.Unlock()
 	if arm {
 		time.AfterFunc(soonDelay, s.flushSoon)
 	}
 }
 
-// soonReady says whether the gathered wake-ups go out now. Not while
-// requests still wait for a rebuild turn (the node lane is saturated: an
-// answer rebuilt now would queue behind them, and its node be woken again
-// by the next flush), unless they were gathered maxSoonDelay ago: a
-// burst's member changes then reach each node in fewer, larger answers.
-// Called with s.mu held.
-func (s *Service) soonReady(now time.Time) bool {
-	return s.turnWaits == 0 || now.Sub(s.soonSince) >= maxSoonDelay
-}
-
 func (s *Service) flushSoon() {
 	s.mu.Lock()
-	if !s.soonReady(time.Now()) {
-		s.mu.Unlock()
-		time.AfterFunc(soonDelay/5, s.flushSoon)
-		return
-	}
 	ids, groups := s.soon, s.soonGroups
 	s.soon, s.soonGroups, s.soonArm = map[string]bool{}, map[string]bool{}, false
 	s.mu.Unlock()
