@@ -15,11 +15,12 @@ import (
 // launch cost a store read per node its account spans. So a controller
 // keeps each node's last answer but the member lists (answerCache), and a
 // wake-up that changed only member lists (NotifyGroupsInTx's for a
-// launch or termination, or NotifySoon's, here or on another controller) rebuilds only those, from the ledger's member lists
-// (PeerMemberLedger). Every other wake-up (Notify: a launch, stop or
-// termination on the node, a rule change), a lost connection to the other
-// controllers, a poll without an etag and DesiredPoll's periodic reread
-// drop the node's entry and read everything again. An entry is at most
+// launch or termination, or NotifySoon's, here or on another controller)
+// rebuilds only those, from the ledger's member lists (PeerMemberLedger).
+// Every other wake-up (Notify: a launch, stop or termination on the node,
+// a rule change), a lost connection to the other controllers, a poll
+// without an etag and DesiredPoll's periodic reread drop the node's entry
+// and read everything again. An entry is at most
 // DesiredPoll old.
 
 // PeerMemberLedger is the part of the ledger that gives security groups'
