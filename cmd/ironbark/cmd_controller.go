@@ -113,7 +113,6 @@ func runController(ctx context.Context, e *env, f controllerFlags) error {
 	cfg.BlobSize = func(_ context.Context, d string) (int64, error) { return blobs.Size(blobstore.Digest(d)) }
 	var svc *cluster.Service
 	cfg.Notify = func(node string) { svc.Notify(node) }
-	cfg.NotifySoon = func(node string) { svc.NotifySoon(node) }
 	cfg.NotifyInTx = func(ctx context.Context, tx *store.Tx, nodes ...string) error {
 		return svc.NotifyInTx(ctx, tx, nodes...)
 	}
