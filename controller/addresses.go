@@ -231,8 +231,6 @@ var releaseAddressParams = []string{
 }
 
 func (c *Cloud) releaseAddress(ctx context.Context, k *call) (any, error) {
-	var nodes []string
-	var told bool // the nodes were told in the transaction
 	err := c.db.InTx(ctx, func(tx *store.Tx) error {
 		a, err := findAddress(ctx, tx, k, k.str("AllocationId"), k.str("PublicIp"))
 		if err != nil {
@@ -250,14 +248,10 @@ func (c *Cloud) releaseAddress(ctx context.Context, k *call) (any, error) {
 		if err := usage.Record(ctx, tx, addressEvent(k.now, a.IP, usage.StateReleased, a.Owner, k.Principal.User)); err != nil {
 			return err
 		}
-		nodes, told, err = c.notifyInstancesInTx(ctx, tx, a.InstanceID)
-		return err
+		return c.notifyInstancesInTx(ctx, tx, a.InstanceID)
 	})
 	if err != nil {
 		return nil, err
-	}
-	if !told {
-		c.notify(nodes...)
 	}
 	return ok()
 }
@@ -290,8 +284,6 @@ func (c *Cloud) associateAddress(ctx context.Context, k *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	var nodes []string
-	var told bool // the nodes were told in the transaction
 	err = c.db.InTx(ctx, func(tx *store.Tx) error {
 		a, err := findAddress(ctx, tx, k, k.str("AllocationId"), k.str("PublicIp"))
 		if err != nil {
@@ -338,14 +330,10 @@ func (c *Cloud) associateAddress(ctx context.Context, k *call) (any, error) {
 		if _, err = tx.Exec(ctx, `UPDATE instances SET public_ip = ? WHERE id = ?`, a.IP, instanceID); err != nil {
 			return err
 		}
-		nodes, told, err = c.notifyInstancesInTx(ctx, tx, moved...)
-		return err
+		return c.notifyInstancesInTx(ctx, tx, moved...)
 	})
 	if err != nil {
 		return nil, err
-	}
-	if !told {
-		c.notify(nodes...)
 	}
 	return resp, nil
 }
@@ -356,8 +344,6 @@ var disassociateAddressParams = []string{
 }
 
 func (c *Cloud) disassociateAddress(ctx context.Context, k *call) (any, error) {
-	var nodes []string
-	var told bool // the nodes were told in the transaction
 	err := c.db.InTx(ctx, func(tx *store.Tx) error {
 		var a address
 		var err error
@@ -376,23 +362,19 @@ func (c *Cloud) disassociateAddress(ctx context.Context, k *call) (any, error) {
 		if err := disassociate(ctx, tx, a); err != nil {
 			return err
 		}
-		nodes, told, err = c.notifyInstancesInTx(ctx, tx, a.InstanceID)
-		return err
+		return c.notifyInstancesInTx(ctx, tx, a.InstanceID)
 	})
 	if err != nil {
 		return nil, err
-	}
-	if !told {
-		c.notify(nodes...)
 	}
 	return ok()
 }
 
 // notifyInstancesInTx wakes the nodes of instances whose public address
 // changed when tx commits (notifyInTx): their agents move the NAT rules at
-// once. It returns the nodes, which the caller tells Notify after the
-// commit when told is false.
-func (c *Cloud) notifyInstancesInTx(ctx context.Context, tx *store.Tx, ids ...string) (nodes []string, told bool, err error) {
+// once.
+func (c *Cloud) notifyInstancesInTx(ctx context.Context, tx *store.Tx, ids ...string) error {
+	var nodes []string
 	for _, id := range ids {
 		if id == "" {
 			continue
@@ -400,12 +382,11 @@ func (c *Cloud) notifyInstancesInTx(ctx context.Context, tx *store.Tx, ids ...st
 		var node string
 		err := tx.QueryRow(ctx, `SELECT node_id FROM instances WHERE id = ?`, id).Scan(&node)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return nil, false, fmt.Errorf("node of instance %s: %w", id, err)
+			return fmt.Errorf("node of instance %s: %w", id, err)
 		}
 		nodes = append(nodes, node)
 	}
-	told, err = c.notifyInTx(ctx, tx, nodes...)
-	return nodes, told, err
+	return c.notifyInTx(ctx, tx, nodes...)
 }
 
 // Address is one item of DescribeAddresses.

@@ -168,11 +168,11 @@ func (c *Cloud) notify(nodes ...string) {
 }
 
 // notifyInTx tells NotifyInTx the nodes (once each, empty names left out)
-// inside tx; told is false when there is no NotifyInTx: the caller then
-// tells Notify after tx commits.
-func (c *Cloud) notifyInTx(ctx context.Context, tx *store.Tx, nodes ...string) (told bool, err error) {
+// inside tx; with no NotifyInTx, Notify is told once tx commits.
+func (c *Cloud) notifyInTx(ctx context.Context, tx *store.Tx, nodes ...string) error {
 	if c.cfg.NotifyInTx == nil {
-		return false, nil
+		tx.AfterCommit(func() { c.notify(nodes...) })
+		return nil
 	}
 	ids := make([]string, 0, len(nodes))
 	for _, n := range nodes {
@@ -181,10 +181,7 @@ func (c *Cloud) notifyInTx(ctx context.Context, tx *store.Tx, nodes ...string) (
 		}
 	}
 	slices.Sort(ids)
-	if err := c.cfg.NotifyInTx(ctx, tx, slices.Compact(ids)...); err != nil {
-		return false, err
-	}
-	return true, nil
+	return c.cfg.NotifyInTx(ctx, tx, slices.Compact(ids)...)
 }
 
 // validRegionName admits any name an operator may choose ("us-east-1" for

@@ -389,7 +389,6 @@ var securityGroupRuleParams = []string{
 func (c *Cloud) authorize(ctx context.Context, k *call, egress bool) (any, error) {
 	resp := &AuthorizeResponse{Return: true}
 	var changed string
-	var told bool // the group's nodes were told in the transaction
 	err := c.db.InTx(ctx, func(tx *store.Tx) error {
 		g, rules, err := c.requestedRules(ctx, tx, k, egress, false)
 		if err != nil {
@@ -413,21 +412,16 @@ func (c *Cloud) authorize(ctx context.Context, k *call, egress bool) (any, error
 			resp.Rules = append(resp.Rules, SecurityGroupRule{RuleID: r.ID, GroupID: g.ID, OwnerID: g.Owner, IsEgress: egress,
 				IPProtocol: r.Protocol, FromPort: r.From, ToPort: r.To, CidrIPv4: r.CIDR})
 		}
-		told, err = c.notifyGroupsInTx(ctx, tx, []string{changed}, false)
-		return err
+		return c.notifyGroupsInTx(ctx, tx, []string{changed}, false)
 	})
 	if err != nil {
 		return nil, err
-	}
-	if !told {
-		c.notifyGroupNodes(ctx, []string{changed}, false)
 	}
 	return resp, nil
 }
 
 func (c *Cloud) revoke(ctx context.Context, k *call, egress bool) (any, error) {
 	var changed string
-	var told bool // the group's nodes were told in the transaction
 	err := c.db.InTx(ctx, func(tx *store.Tx) error {
 		g, rules, err := c.requestedRules(ctx, tx, k, egress, true)
 		if err != nil {
@@ -446,14 +440,10 @@ func (c *Cloud) revoke(ctx context.Context, k *call, egress bool) (any, error) {
 				return err
 			}
 		}
-		told, err = c.notifyGroupsInTx(ctx, tx, []string{changed}, false)
-		return err
+		return c.notifyGroupsInTx(ctx, tx, []string{changed}, false)
 	})
 	if err != nil {
 		return nil, err
-	}
-	if !told {
-		c.notifyGroupNodes(ctx, []string{changed}, false)
 	}
 	return ok()
 }

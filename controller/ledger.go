@@ -147,10 +147,8 @@ func (c *Cloud) Observe(ctx context.Context, nodeID string, sts []nodeapi.Instan
 	}
 	terminating, freed := false, false
 	var left []string // instances that left their groups' member lists here
-	var groups []string
-	var toldGroups bool // their groups' nodes were told in the transaction
 	err := c.db.InTx(ctx, func(tx *store.Tx) error {
-		terminating, freed, left, groups, toldGroups = false, false, nil, nil, false
+		terminating, freed, left = false, false, nil
 		at := c.now()
 		now := at.Unix()
 		for _, st := range sts {
@@ -221,12 +219,11 @@ func (c *Cloud) Observe(ctx context.Context, nodeID string, sts []nodeapi.Instan
 		// The nodes whose rules name a group of an instance that left
 		// as the peer update their member sets, as after
 		// TerminateInstances.
-		var err error
-		if groups, err = c.groupsOf(ctx, tx, left); err != nil {
+		groups, err := c.groupsOf(ctx, tx, left)
+		if err != nil {
 			return err
 		}
-		toldGroups, err = c.notifyGroupsInTx(ctx, tx, groups, true)
-		return err
+		return c.notifyGroupsInTx(ctx, tx, groups, true, nodeID)
 	})
 	if err == nil && freed {
 		c.takenIPs.forget() // private addresses came free
@@ -235,9 +232,6 @@ func (c *Cloud) Observe(ctx context.Context, nodeID string, sts []nodeapi.Instan
 		// The node now has a domain to remove, or an instance left its
 		// desired set (it reported it terminated).
 		c.notify(nodeID)
-	}
-	if err == nil && !toldGroups {
-		c.notifyGroupNodes(ctx, groups, true, nodeID)
 	}
 	return err
 }

@@ -38,11 +38,8 @@ func (c *Cloud) changeState(ctx context.Context, k *call, verb string, t transit
 	}
 	resp := &StateChangeResponse{}
 	var nodes []string
-	var told bool // the nodes were told in the transaction
-	var groups []string
-	var toldGroups bool // and the nodes of the instances' groups
 	err = c.db.InTx(ctx, func(tx *store.Tx) error {
-		resp.Instances, nodes, groups, toldGroups = resp.Instances[:0], nodes[:0], nil, false
+		resp.Instances, nodes = resp.Instances[:0], nodes[:0]
 		for _, id := range ids {
 			var owner, state, desired, node, vmType, user, zone string
 			var noTerminate, noStop int
@@ -96,28 +93,22 @@ func (c *Cloud) changeState(ctx context.Context, k *call, verb string, t transit
 			nodes = append(nodes, node)
 			resp.Instances = append(resp.Instances, StateChange{InstanceID: id, CurrentState: stateOf(next), PreviousState: stateOf(state)})
 		}
-		if told, err = c.notifyInTx(ctx, tx, nodes...); err != nil || verb != "terminate" {
+		if err := c.notifyInTx(ctx, tx, nodes...); err != nil || verb != "terminate" {
 			return err
 		}
 		// The instances left their groups: the nodes whose rules name
 		// one of them as the peer update their member sets.
-		if groups, err = c.groupsOf(ctx, tx, ids); err != nil {
+		groups, err := c.groupsOf(ctx, tx, ids)
+		if err != nil {
 			return err
 		}
-		toldGroups, err = c.notifyGroupsInTx(ctx, tx, groups, true)
-		return err
+		return c.notifyGroupsInTx(ctx, tx, groups, true, nodes...)
 	})
 	if err != nil {
 		return nil, err
 	}
-	if !told {
-		c.notify(nodes...)
-	}
 	if verb == "terminate" {
 		c.takenIPs.forget() // private addresses may have come free
-		if !toldGroups {
-			c.notifyGroupNodes(ctx, groups, true, nodes...)
-		}
 	}
 	c.log.Info(verb+" instances", "account", k.account(), "instances", ids)
 	return resp, nil
@@ -188,10 +179,8 @@ func (c *Cloud) rebootInstances(ctx context.Context, k *call) (any, error) {
 	if len(ids) == 0 {
 		return nil, ec2.MissingParameter("InstanceId")
 	}
-	var nodes []string
-	var told bool // the nodes were told in the transaction
 	err = c.db.InTx(ctx, func(tx *store.Tx) error {
-		nodes = nodes[:0]
+		var nodes []string
 		for _, id := range ids {
 			var owner, state, node string
 			err := tx.QueryRow(ctx, `SELECT account_id, state, node_id FROM instances WHERE id = ?`, id).Scan(&owner, &state, &node)
@@ -212,14 +201,10 @@ func (c *Cloud) rebootInstances(ctx context.Context, k *call) (any, error) {
 			}
 			nodes = append(nodes, node)
 		}
-		told, err = c.notifyInTx(ctx, tx, nodes...)
-		return err
+		return c.notifyInTx(ctx, tx, nodes...)
 	})
 	if err != nil {
 		return nil, err
-	}
-	if !told {
-		c.notify(nodes...)
 	}
 	return ok()
 }

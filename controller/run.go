@@ -243,16 +243,6 @@ func (c *Cloud) runInstances(ctx context.Context, k *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	nodesOf := make([]string, len(res.Instances))
-	for i, in := range res.Instances {
-		nodesOf[i] = in.nodeID
-	}
-	if c.cfg.NotifyInTx == nil {
-		c.notify(nodesOf...) // else told in the transaction
-	}
-	if c.cfg.NotifyGroupsInTx == nil {
-		c.notifyGroupNodes(ctx, groupIDsOf(l.groups), true, nodesOf...) // else told in the transaction
-	}
 	c.log.Info("run instances", "account", k.account(), "reservation", res.ReservationID, "count", len(res.Instances),
 		"type", l.vt.Name, "image", l.image.ID, "zone", res.Instances[0].Placement.AvailabilityZone)
 	return res, nil
@@ -459,12 +449,13 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch) (*RunIns
 		if err := addUsages(ctx, &b, l.vt.Name, perNode); err != nil {
 			return err
 		}
-		if _, err := c.notifyInTx(ctx, tx, slices.Collect(maps.Keys(perNode))...); err != nil {
+		launchedOn := slices.Collect(maps.Keys(perNode))
+		if err := c.notifyInTx(ctx, tx, launchedOn...); err != nil {
 			return err
 		}
 		// The new instances join their groups: nodes whose rules name
 		// one of them as the peer update their member sets.
-		if _, err := c.notifyGroupsInTx(ctx, tx, groupIDsOf(l.groups), true); err != nil {
+		if err := c.notifyGroupsInTx(ctx, tx, groupIDsOf(l.groups), true, launchedOn...); err != nil {
 			return err
 		}
 		if err := b.QueryRow(ctx, tx, launchSeqBump, nil, &seq); err != nil {

@@ -150,16 +150,17 @@ func (c *Cloud) NodeMark(ctx context.Context, node string, fresh time.Time) (int
 }
 
 // notifyGroupsInTx tells NotifyGroupsInTx of a change of the groups
-// inside tx; told is false when there is no NotifyGroupsInTx: the caller
-// then calls notifyGroupNodes after tx commits.
-func (c *Cloud) notifyGroupsInTx(ctx context.Context, tx *store.Tx, groups []string, members bool) (told bool, err error) {
-	if c.cfg.NotifyGroupsInTx == nil {
-		return false, nil
-	}
+// inside tx; with no NotifyGroupsInTx, notifyGroupNodes is called once tx
+// commits (told: as there).
+func (c *Cloud) notifyGroupsInTx(ctx context.Context, tx *store.Tx, groups []string, members bool, told ...string) error {
 	if len(groups) == 0 {
-		return true, nil
+		return nil
 	}
-	return true, c.cfg.NotifyGroupsInTx(ctx, tx, groups, members)
+	if c.cfg.NotifyGroupsInTx == nil {
+		tx.AfterCommit(func() { c.notifyGroupNodes(ctx, groups, members, told...) })
+		return nil
+	}
+	return c.cfg.NotifyGroupsInTx(ctx, tx, groups, members)
 }
 
 // notifyGroupNodes wakes the nodes that enforce the groups
