@@ -2,7 +2,9 @@ package pxe
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -17,6 +19,8 @@ import (
 // time: while it is active, unknown MACs that PXE-boot become hosts of
 // its appliance, cluster and rack.
 type Session struct {
+	// ID names the session; the hosts it admits carry it.
+	ID        string
 	Appliance string
 	Cluster   string
 	Rack      int
@@ -82,13 +86,13 @@ func (d *Discovery) stale(s Session) bool {
 func scanSession(row *sql.Row) (Session, error) {
 	var s Session
 	var started, beat int64
-	err := row.Scan(&s.Appliance, &s.Cluster, &s.Rack, &s.PID, &s.Hostname, &started, &beat,
+	err := row.Scan(&s.ID, &s.Appliance, &s.Cluster, &s.Rack, &s.PID, &s.Hostname, &started, &beat,
 		&s.Max, &s.Admitted, &s.Refused, &s.LastRefused)
 	s.Started, s.Heartbeat = time.Unix(started, 0), time.Unix(beat, 0)
 	return s, err
 }
 
-const sessionCols = `appliance, cluster, rack, pid, hostname, started_at, heartbeat_at, max_hosts, admitted, refused, last_refused`
+const sessionCols = `session_id, appliance, cluster, rack, pid, hostname, started_at, heartbeat_at, max_hosts, admitted, refused, last_refused`
 
 // Start begins a session for appliance/cluster/rack owned by this process
 // that admits at most max new hosts (DefaultMaxHosts when max <= 0).
@@ -109,7 +113,11 @@ func (d *Discovery) Start(ctx context.Context, appliance, cluster string, rack, 
 	}
 	host, _ := os.Hostname()
 	now := d.now()
-	s := Session{Appliance: appliance, Cluster: cluster, Rack: rack, PID: os.Getpid(), Hostname: host,
+	id := make([]byte, 8)
+	if _, err := rand.Read(id); err != nil {
+		return Session{}, fmt.Errorf("start discovery: session ID: %w", err)
+	}
+	s := Session{ID: hex.EncodeToString(id), Appliance: appliance, Cluster: cluster, Rack: rack, PID: os.Getpid(), Hostname: host,
 		Started: now, Heartbeat: now, Max: max}
 	err := d.db.InTx(ctx, func(tx *store.Tx) error {
 		old, err := scanSession(tx.QueryRow(ctx, `SELECT `+sessionCols+` FROM pxe_discovery WHERE id = 1`))
@@ -126,8 +134,8 @@ func (d *Discovery) Start(ctx context.Context, appliance, cluster string, rack, 
 				return fmt.Errorf("remove stale discovery session: %w", err)
 			}
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO pxe_discovery (id, `+sessionCols+`) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, '')`,
-			s.Appliance, s.Cluster, s.Rack, s.PID, s.Hostname, now.Unix(), now.Unix(), s.Max)
+		_, err = tx.Exec(ctx, `INSERT INTO pxe_discovery (id, `+sessionCols+`) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, 0, '')`,
+			s.ID, s.Appliance, s.Cluster, s.Rack, s.PID, s.Hostname, now.Unix(), now.Unix(), s.Max)
 		if store.IsUniqueViolation(err) {
 			return fmt.Errorf("%w (started concurrently)", ErrDiscoveryActive)
 		}
@@ -259,7 +267,7 @@ func (d *Discovery) discoverOnce(ctx context.Context, m string, assign func(ctx 
 			return fmt.Errorf("%w: the session's cap is reached or it ended", ErrRefused)
 		}
 		h, err = d.hosts.add(ctx, tx, AddHost{MAC: m, IP: ip, Appliance: s.Appliance, Rack: s.Rack, Rank: -1,
-			Cluster: s.Cluster, Boot: BootInstall})
+			Cluster: s.Cluster, Boot: BootInstall, DiscoveredBy: s.ID})
 		return err
 	})
 	if err == nil {
@@ -280,18 +288,8 @@ func (d *Discovery) refuse(ctx context.Context, mac, why string) error {
 	return fmt.Errorf("MAC %s: %w: %s", mac, ErrRefused, why)
 }
 
-// Since lists the hosts of the session's appliance created since it began,
-// in the order they were named.
+// Since lists the hosts the session admitted, in the order they were
+// named. Hosts added by hand while it runs are not its discoveries.
 func (d *Discovery) Since(ctx context.Context, s Session) ([]Host, error) {
-	all, err := d.hosts.List(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var out []Host
-	for _, h := range all {
-		if h.Appliance == s.Appliance && !h.Created.Before(s.Started.Truncate(time.Second)) {
-			out = append(out, h)
-		}
-	}
-	return out, nil
+	return d.hosts.list(ctx, `WHERE discovered_by = ?`, s.ID)
 }

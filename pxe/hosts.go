@@ -124,6 +124,9 @@ type AddHost struct {
 	Rank      int
 	Cluster   string
 	Boot      BootAction
+	// DiscoveredBy is the ID of the discovery session that admits the
+	// host; "" for a host added by hand.
+	DiscoveredBy string
 }
 
 // Add inserts a host and returns it as stored.
@@ -173,8 +176,8 @@ func (hs *Hosts) add(ctx context.Context, q store.Querier, a AddHost) (Host, err
 	}
 	now := hs.now().Unix()
 	_, err = q.Exec(ctx, `INSERT INTO pxe_hosts (name, mac, ip, appliance, rack, rank, cluster, boot_action,
-		created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		a.Name, mac, a.IP, a.Appliance, a.Rack, a.Rank, a.Cluster, string(a.Boot), now, now)
+		discovered_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		a.Name, mac, a.IP, a.Appliance, a.Rack, a.Rank, a.Cluster, string(a.Boot), a.DiscoveredBy, now, now)
 	if store.IsUniqueViolation(err) {
 		return Host{}, fmt.Errorf("add host %s (%s): %w: name, MAC, IP or rack/rank taken", a.Name, mac, ErrHostExists)
 	}
@@ -211,7 +214,12 @@ func (hs *Hosts) ByMAC(ctx context.Context, mac string) (Host, error) {
 
 // List returns all hosts ordered by appliance, rack and rank.
 func (hs *Hosts) List(ctx context.Context) ([]Host, error) {
-	rows, err := hs.db.Query(ctx, `SELECT `+hostCols+` FROM pxe_hosts ORDER BY appliance, rack, rank, name`)
+	return hs.list(ctx, "")
+}
+
+// list returns the hosts matching where (with its args), in name order.
+func (hs *Hosts) list(ctx context.Context, where string, args ...any) ([]Host, error) {
+	rows, err := hs.db.Query(ctx, `SELECT `+hostCols+` FROM pxe_hosts `+where+` ORDER BY appliance, rack, rank, name`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list hosts: %w", err)
 	}

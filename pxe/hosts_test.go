@@ -43,9 +43,14 @@ func TestDiscoveryNamesHosts(t *testing.T) {
 		if err := d.Beat(ctx, s); err != nil {
 			t.Fatal(err)
 		}
+		// A host added by hand while the session runs is not one of its
+		// discoveries.
+		if _, err := hosts.Add(ctx, AddHost{MAC: "52:54:00:00:00:09", Appliance: "compute", Rack: 2, Rank: -1, Cluster: "c1"}); err != nil {
+			t.Fatal(err)
+		}
 		got, err := d.Since(ctx, s)
-		if err != nil || len(got) != 2 {
-			t.Fatalf("since: %v %v", got, err)
+		if err != nil || len(got) != 2 || got[0].Name != "compute-2-0" || got[1].Name != "compute-2-1" {
+			t.Fatalf("since: %v %v, want compute-2-0 and compute-2-1", got, err)
 		}
 		// The discover process died: its session is stale and replaced.
 		d.alive = func(int) bool { return false }

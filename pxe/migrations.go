@@ -49,5 +49,12 @@ ALTER TABLE pxe_discovery ADD COLUMN max_hosts BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE pxe_discovery ADD COLUMN admitted BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE pxe_discovery ADD COLUMN refused BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE pxe_discovery ADD COLUMN last_refused TEXT NOT NULL DEFAULT '';`},
+		// A host remembers the session that admitted it, so a session
+		// lists what it discovered and not the hosts added by hand
+		// while it ran.
+		{ID: "pxe/0004-discovered-by", SQL: `
+ALTER TABLE pxe_discovery ADD COLUMN session_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE pxe_hosts ADD COLUMN discovered_by TEXT NOT NULL DEFAULT '';
+CREATE INDEX pxe_hosts_discovered_by ON pxe_hosts (discovered_by) WHERE discovered_by <> '';`},
 	}
 }

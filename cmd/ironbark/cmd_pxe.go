@@ -232,9 +232,10 @@ func runDiscover(ctx context.Context, e *env, f discoverFlags) error {
 		lastRefused := ""
 		t := time.NewTicker(500 * time.Millisecond)
 		defer t.Stop()
-		for {
+		// report prints what is new since the last look.
+		report := func(ctx context.Context) error {
 			nodes, err := poll(ctx)
-			if err != nil && ctx.Err() == nil {
+			if err != nil {
 				return err
 			}
 			for _, n := range nodes {
@@ -247,10 +248,24 @@ func runDiscover(ctx context.Context, e *env, f discoverFlags) error {
 				lastRefused = r
 				e.say("%s", r)
 			}
+			return nil
+		}
+		for {
+			if err := report(ctx); err != nil && ctx.Err() == nil {
+				return err
+			}
 			select {
 			case <-ctx.Done():
 				if c := context.Cause(ctx); c != nil && !errors.Is(c, context.Canceled) {
 					return c
+				}
+				// A last look, so the total counts every host admitted
+				// before the end.
+				lctx, lcancel := context.WithTimeout(context.Background(), 5*time.Second)
+				err := report(lctx)
+				lcancel()
+				if err != nil {
+					e.say("discover: last look at the session: %v", err)
 				}
 				ended(len(seen), lastRefused)
 				return nil

@@ -241,6 +241,7 @@ func TestHostileProvisioningNetwork(t *testing.T) {
 	if err := disc.Interrupt(t, 10*time.Second); err != nil {
 		t.Fatalf("discover: %v", err)
 	}
+	// The real node was added by hand: it is not the session's discovery.
 	disc.WaitLine(t, fmt.Sprintf("discovery ended: %d node(s) discovered, ", max), time.Second)
 	t.Logf("discover output:\n%s", strings.Join(disc.Lines(), "\n"))
 	pxe.WaitLine(t, "profile refused", time.Second)
