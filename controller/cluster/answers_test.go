@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -26,14 +25,7 @@ import (
 func TestAnswerRebuiltForMemberChanges(t *testing.T) {
 	storetest.Each(t, controller.Migrations(), func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
-		admin, err := controller.EnsureAdmin(ctx, db)
-		if err != nil {
-			t.Fatal(err)
-		}
-		image, err := controller.RegisterStoredImage(ctx, db, controller.ImageRecord{Name: "answers", Digest: "sha256:" + strings.Repeat("cd", 32), Size: 1 << 20})
-		if err != nil {
-			t.Fatal(err)
-		}
+		admin, image := adminAndImage(t, db, "answers")
 		dataDir := t.TempDir()
 		a := startControllerIn(t, db.URL(), db.KeyFile(), admin, dataDir)
 		// The node polls b, another controller, where the store tells

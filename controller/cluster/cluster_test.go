@@ -2,7 +2,9 @@ package cluster
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -69,6 +71,23 @@ func newService(t *testing.T, db *store.DB, l InstanceLedger) *Service {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// adminAndImage gives a cloud on db its admin account and a stored image
+// named name to launch from.
+func adminAndImage(t *testing.T, db *store.DB, name string) (controller.Account, string) {
+	t.Helper()
+	ctx := context.Background()
+	admin, err := controller.EnsureAdmin(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte(name))
+	image, err := controller.RegisterStoredImage(ctx, db, controller.ImageRecord{Name: name, Digest: "sha256:" + hex.EncodeToString(sum[:]), Size: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return admin, image
 }
 
 func serve(t *testing.T, s *Service) string {

@@ -157,14 +157,7 @@ func (n nodeAt) client(t *testing.T, url string) *nodeapi.Client {
 func TestMemberDeltasAcrossControllers(t *testing.T) {
 	storetest.Each(t, controller.Migrations(), func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
-		admin, err := controller.EnsureAdmin(ctx, db)
-		if err != nil {
-			t.Fatal(err)
-		}
-		image, err := controller.RegisterStoredImage(ctx, db, controller.ImageRecord{Name: "member-deltas", Digest: "sha256:" + strings.Repeat("ab", 32), Size: 1 << 20})
-		if err != nil {
-			t.Fatal(err)
-		}
+		admin, image := adminAndImage(t, db, "member-deltas")
 		dataDir := t.TempDir()
 		a := startControllerIn(t, db.URL(), db.KeyFile(), admin, dataDir)
 		b := startControllerIn(t, db.URL(), db.KeyFile(), admin, dataDir)

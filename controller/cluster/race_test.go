@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -67,14 +66,7 @@ func TestTwoControllersRaceForLastCore(t *testing.T) {
 	db := storetest.Postgres(t, controller.Migrations())
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	admin, err := controller.EnsureAdmin(ctx, db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	image, err := controller.RegisterStoredImage(ctx, db, controller.ImageRecord{Name: "race", Digest: "sha256:" + strings.Repeat("ab", 32), Size: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
+	admin, image := adminAndImage(t, db, "race")
 	first := newService(t, db, newMemLedger())
 	if err := first.AddCluster(ctx, "c1", "GREEDY"); err != nil {
 		t.Fatal(err)

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/http/httptest"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -117,14 +116,7 @@ func TestLongPollWakesAcrossControllers(t *testing.T) {
 func testLongPollWakes(t *testing.T, dies bool) {
 	db := storetest.Postgres(t, controller.Migrations())
 	ctx := context.Background()
-	admin, err := controller.EnsureAdmin(ctx, db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	image, err := controller.RegisterStoredImage(ctx, db, controller.ImageRecord{Name: "wake", Digest: "sha256:" + strings.Repeat("cd", 32), Size: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
+	admin, image := adminAndImage(t, db, "wake")
 	a := startControllerOn(t, db.URL(), db.KeyFile(), admin)
 	b := startControllerOn(t, db.URL(), db.KeyFile(), admin)
 	if err := a.svc.AddCluster(ctx, "c1", "GREEDY"); err != nil {
@@ -211,14 +203,7 @@ func TestGroupWakesAcrossControllers(t *testing.T) {
 
 func testGroupWakes(t *testing.T, db *store.DB, other bool) {
 	ctx := context.Background()
-	admin, err := controller.EnsureAdmin(ctx, db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	image, err := controller.RegisterStoredImage(ctx, db, controller.ImageRecord{Name: "group-wake", Digest: "sha256:" + strings.Repeat("ef", 32), Size: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
+	admin, image := adminAndImage(t, db, "group-wake")
 	dataDir := t.TempDir()
 	a := startControllerIn(t, db.URL(), db.KeyFile(), admin, dataDir)
 	b := a
