@@ -89,6 +89,11 @@ type Result struct {
 	// instance launched (and dispatched): desired-state bytes, and member
 	// addresses in them.
 	LaunchBytes, LaunchMembers float64
+	// LaunchAnswers and PacedAnswers are the desired-state answers the
+	// nodes took per instance launched, in the fill and in the paced
+	// launches' window (with what the fill still sent then): how many
+	// times a launch woke a node.
+	LaunchAnswers, PacedAnswers float64
 	DescribeP50, DescribeP99   time.Duration
 	DispatchP50, DispatchP99   time.Duration // RunInstances sent -> the node has the launch
 	// PeerP50 and PeerP99: RunInstances sent -> a node holding the
@@ -280,9 +285,10 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if sent1 := simnode.Sum(nodes); len(sent) > 0 {
 		res.LaunchBytes = float64(sent1.DesiredBytes-sent0.DesiredBytes) / float64(len(sent))
 		res.LaunchMembers = float64(sent1.DesiredMembers-sent0.DesiredMembers) / float64(len(sent))
+		res.LaunchAnswers = float64(sent1.Polls-sent0.Polls) / float64(len(sent))
 	}
-	say("%d launches reached their nodes: p50 %s, p99 %s; per launch %.1f ms of controller CPU, %.0f bytes and %.1f member addresses sent to nodes",
-		res.Received, res.DispatchP50, res.DispatchP99, float64(res.LaunchCPU)/float64(time.Millisecond), res.LaunchBytes, res.LaunchMembers)
+	say("%d launches reached their nodes: p50 %s, p99 %s; per launch %.1f ms of controller CPU, %.1f answers to nodes with %.0f bytes and %.1f member addresses",
+		res.Received, res.DispatchP50, res.DispatchP99, float64(res.LaunchCPU)/float64(time.Millisecond), res.LaunchAnswers, res.LaunchBytes, res.LaunchMembers)
 
 	desc, err := describeAll(rctx, tenants, o.DescribeCalls)
 	if err != nil {
@@ -296,6 +302,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		}
 		say("member-list updates stopped %s after the describes", res.Settled.Round(time.Millisecond))
 	}
+	paced0 := simnode.Sum(nodes)
 	paced, pacedCalls, err := launchPaced(rctx, tenants, seed.Image, o, peers.launched)
 	if err != nil {
 		return res, fmt.Errorf("%w; controller log:\n%s", err, tail(ctl.Log(), 40))
@@ -303,6 +310,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	deadline = time.Now().Add(time.Minute)
 	for simnode.Sum(nodes).Launches < int64(len(sent)+len(paced)) && time.Now().Before(deadline) && rctx.Err() == nil {
 		time.Sleep(100 * time.Millisecond)
+	}
+	if len(paced) > 0 {
+		res.PacedAnswers = float64(simnode.Sum(nodes).Polls-paced0.Polls) / float64(len(paced))
 	}
 	var pacedDispatch []time.Duration
 	pacedSeen := map[string]int{}
@@ -333,9 +343,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	served := loggedDurations(ctl.Log(), "RunInstances")
 	served = served[max(len(served)-len(pacedCalls), 0):]
-	say("%d paced launches (%.0f/s) reached their nodes: p50 %s, p99 %s; their RunInstances took p50 %s, p99 %s (in the controller p50 %s, p99 %s)",
+	say("%d paced launches (%.0f/s) reached their nodes: p50 %s, p99 %s; their RunInstances took p50 %s, p99 %s (in the controller p50 %s, p99 %s); %.1f answers to nodes per launch",
 		res.PacedReceived, o.PacedRate, res.PacedP50, res.PacedP99, res.PacedRunP50, res.PacedRunP99,
-		percentile(served, 50), percentile(served, 99))
+		percentile(served, 50), percentile(served, 99), res.PacedAnswers)
 
 	// The steady state: every node heartbeating and long-polling, nothing
 	// launched.
