@@ -94,8 +94,8 @@ type Result struct {
 	// launches' window (with what the fill still sent then): how many
 	// times a launch woke a node.
 	LaunchAnswers, PacedAnswers float64
-	DescribeP50, DescribeP99   time.Duration
-	DispatchP50, DispatchP99   time.Duration // RunInstances sent -> the node has the launch
+	DescribeP50, DescribeP99    time.Duration
+	DispatchP50, DispatchP99    time.Duration // RunInstances sent -> the node has the launch
 	// PeerP50 and PeerP99: RunInstances sent -> a node holding the
 	// instance's security group's member list has its address, over
 	// every such node and address (PeerArrivals of them; none when the
