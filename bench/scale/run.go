@@ -107,6 +107,11 @@ type Result struct {
 	// PacedReceived reached a node once).
 	PacedP50, PacedP99           time.Duration
 	PacedRunP50, PacedRunP99     time.Duration // their RunInstances calls
+	// PacedAfterP50 and PacedAfterP99: the client had RunInstances'
+	// answer -> the node has the launch (0 when the node had it first, as
+	// PacedEarly of them did).
+	PacedAfterP50, PacedAfterP99 time.Duration
+	PacedEarly                   float64
 	PacedLaunched, PacedReceived int
 	// Settled is how long after the fill's describes the member-list
 	// updates took to stop (Options.Settle; 0 without it).
@@ -314,16 +319,28 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	if len(paced) > 0 {
 		res.PacedAnswers = float64(simnode.Sum(nodes).Polls-paced0.Polls) / float64(len(paced))
 	}
-	var pacedDispatch []time.Duration
+	var pacedDispatch, pacedAfter []time.Duration
 	pacedSeen := map[string]int{}
+	early := 0
 	for _, n := range nodes {
 		for id, at := range n.Received() {
-			if t0, ok := paced[id]; ok {
+			if c, ok := paced[id]; ok {
 				if pacedSeen[id]++; pacedSeen[id] == 1 {
-					pacedDispatch = append(pacedDispatch, max(at.Sub(t0), 0))
+					pacedDispatch = append(pacedDispatch, max(at.Sub(c.sent), 0))
+					pacedAfter = append(pacedAfter, max(at.Sub(c.returned), 0))
+					if at.Before(c.returned) {
+						early++
+					}
 				}
 			}
 		}
+	}
+	// Which part of a dispatch is the call and which the answer to the
+	// node: a launch reaches its node once its transaction commits, before
+	// or after the client reads RunInstances' answer.
+	if len(pacedAfter) > 0 {
+		res.PacedAfterP50, res.PacedAfterP99 = percentile(pacedAfter, 50), percentile(pacedAfter, 99)
+		res.PacedEarly = float64(early) / float64(len(pacedAfter))
 	}
 	res.PacedLaunched = len(paced)
 	for _, k := range pacedSeen {
@@ -343,9 +360,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	served := loggedDurations(ctl.Log(), "RunInstances")
 	served = served[max(len(served)-len(pacedCalls), 0):]
-	say("%d paced launches (%.0f/s) reached their nodes: p50 %s, p99 %s; their RunInstances took p50 %s, p99 %s (in the controller p50 %s, p99 %s); %.1f answers to nodes per launch",
+	say("%d paced launches (%.0f/s) reached their nodes: p50 %s, p99 %s; their RunInstances took p50 %s, p99 %s (in the controller p50 %s, p99 %s); after the client had the answer p50 %s, p99 %s (%.0f%% before); %.1f answers to nodes per launch",
 		res.PacedReceived, o.PacedRate, res.PacedP50, res.PacedP99, res.PacedRunP50, res.PacedRunP99,
-		percentile(served, 50), percentile(served, 99), res.PacedAnswers)
+		percentile(served, 50), percentile(served, 99), res.PacedAfterP50, res.PacedAfterP99, 100*res.PacedEarly, res.PacedAnswers)
 
 	// The steady state: every node heartbeating and long-polling, nothing
 	// launched.
@@ -541,9 +558,9 @@ func launchAll(ctx context.Context, tenants []tenant, image string, o Options, l
 // was sent and each call's latency; launched is told each private address
 // and its call's time.
 func launchPaced(ctx context.Context, tenants []tenant, image string, o Options,
-	launched func(addr string, t0 time.Time)) (map[string]time.Time, []time.Duration, error) {
+	launched func(addr string, t0 time.Time)) (map[string]pacedCall, []time.Duration, error) {
 	var mu sync.Mutex
-	sent := map[string]time.Time{}
+	sent := map[string]pacedCall{}
 	var calls []time.Duration
 	var firstErr error
 	var wg sync.WaitGroup
@@ -562,7 +579,8 @@ func launchPaced(ctx context.Context, tenants []tenant, image string, o Options,
 			out, err := t.client.RunInstances(ctx, &sdk.RunInstancesInput{ImageId: aws.String(image),
 				InstanceType: types.InstanceType("m1.small"), MinCount: aws.Int32(1), MaxCount: aws.Int32(1),
 				ClientToken: aws.String(ClientToken())})
-			d := time.Since(t0)
+			back := time.Now()
+			d := back.Sub(t0)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -573,7 +591,7 @@ func launchPaced(ctx context.Context, tenants []tenant, image string, o Options,
 			}
 			calls = append(calls, d)
 			for _, in := range out.Instances {
-				sent[aws.ToString(in.InstanceId)] = t0
+				sent[aws.ToString(in.InstanceId)] = pacedCall{sent: t0, returned: back}
 				if a := aws.ToString(in.PrivateIpAddress); a != "" && launched != nil {
 					launched(a, t0)
 				}
@@ -583,6 +601,10 @@ func launchPaced(ctx context.Context, tenants []tenant, image string, o Options,
 	wg.Wait()
 	return sent, calls, firstErr
 }
+
+// pacedCall is when a paced RunInstances was sent and when its answer
+// came back to the client.
+type pacedCall struct{ sent, returned time.Time }
 
 // describeAll has every tenant list its instances calls times.
 func describeAll(ctx context.Context, tenants []tenant, calls int) ([]time.Duration, error) {
