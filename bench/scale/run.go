@@ -105,8 +105,8 @@ type Result struct {
 	// PacedP50 and PacedP99: RunInstances sent -> the node has the launch,
 	// for the paced launches after the fill (PacedLaunched of them,
 	// PacedReceived reached a node once).
-	PacedP50, PacedP99           time.Duration
-	PacedRunP50, PacedRunP99     time.Duration // their RunInstances calls
+	PacedP50, PacedP99       time.Duration
+	PacedRunP50, PacedRunP99 time.Duration // their RunInstances calls
 	// PacedAfterP50 and PacedAfterP99: the client had RunInstances'
 	// answer -> the node has the launch (0 when the node had it first, as
 	// PacedEarly of them did).
