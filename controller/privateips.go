@@ -70,10 +70,19 @@ func (c *Cloud) allocPrivateIP(taken map[string]bool, z zoneNet, from *netip.Add
 //
 // A launch that fails after picking forgets the copy too (its picks were
 // never committed).
+//
+// The check against the index is skipped when the copy is exact: when the
+// launch sequence (launch_seq, bumped by every launch anywhere) is still
+// the one the copy was read at, with only this controller's launches since
+// (as usageCache trusts its copy). With one controller that is every
+// launch: a round trip less under the placement lock.
 type takenIPs struct {
 	mu   sync.Mutex
 	set  map[string]bool // nil: read it at the next launch
 	read time.Time
+	// seq is the launch sequence set is exact at, when seqKnown.
+	seq      int64
+	seqKnown bool
 	// low is, per subnet, where the search for a free address starts:
 	// every address of the pool below it is in set (picks are lowest
 	// first), so a launch does not walk the taken ones again.
@@ -85,14 +94,28 @@ const takenIPsTTL = 30 * time.Second
 // forget drops the copy: the next launch reads the set again.
 func (t *takenIPs) forget() {
 	t.mu.Lock()
-	t.set = nil
+	t.set, t.seqKnown = nil, false
 	t.mu.Unlock()
+}
+
+// launched says a launch of this controller that picked from the copy
+// committed as launch seq: the copy stays exact if it was at the one
+// before.
+func (t *takenIPs) launched(seq int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.seqKnown && t.seq == seq-1 {
+		t.seq = seq
+	} else {
+		t.seqKnown = false
+	}
 }
 
 // allocPrivateIPs picks n free private addresses in the zone's subnet,
 // the lowest free first, inside a launch transaction that holds the
-// placement lock; they count as taken from now on.
-func (c *Cloud) allocPrivateIPs(ctx context.Context, tx *store.Tx, zn zoneNet, n int) ([]string, error) {
+// placement lock and read the launch sequence seq under it; they count as
+// taken from now on.
+func (c *Cloud) allocPrivateIPs(ctx context.Context, tx *store.Tx, zn zoneNet, n int, seq int64) ([]string, error) {
 	t := &c.takenIPs
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -104,6 +127,7 @@ func (c *Cloud) allocPrivateIPs(ctx context.Context, tx *store.Tx, zn zoneNet, n
 				return nil, err
 			}
 			t.set, t.read, t.low = set, time.Now(), map[netip.Prefix]netip.Addr{}
+			t.seq, t.seqKnown = seq, true
 		}
 		picked := make([]string, 0, n)
 		from := t.low[zn.subnet] // the zero Addr: the pool's start
@@ -119,8 +143,9 @@ func (c *Cloud) allocPrivateIPs(ctx context.Context, tx *store.Tx, zn zoneNet, n
 			picked = append(picked, ip)
 		}
 		t.low[zn.subnet] = from
-		if reread {
-			// Read under the placement lock, in this transaction: exact.
+		if reread || (t.seqKnown && t.seq == seq) {
+			// Read under the placement lock, in this transaction, or
+			// no launch but this controller's since: exact.
 			return picked, nil
 		}
 		held, err := heldPrivateIPs(ctx, tx, picked)

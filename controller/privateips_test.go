@@ -144,12 +144,29 @@ func TestPrivateAddressesTwoControllers(t *testing.T) {
 		a, b := newTestEnv(t, db), newTestEnv(t, db)
 		ca, cb := a.client(a.alice), b.client(b.alice)
 		ip := func(out *sdk.RunInstancesOutput) string { return aws.ToString(out.Instances[0].PrivateIpAddress) }
+		// exact: the controller trusts its copy without checking the
+		// addresses it picks (the launch sequence is the copy's).
+		exact := func(c *Cloud) bool {
+			var seq int64
+			if err := db.QueryRow(ctx, `SELECT seq FROM launch_seq`).Scan(&seq); err != nil {
+				t.Fatal(err)
+			}
+			c.takenIPs.mu.Lock()
+			defer c.takenIPs.mu.Unlock()
+			return c.takenIPs.set != nil && c.takenIPs.seqKnown && c.takenIPs.seq == seq
+		}
 		first := a.run(ca, 1, "")
 		if got := ip(first); got != "10.88.0.10" {
 			t.Fatalf("first launch on a: %s", got)
 		}
+		if !exact(a.cloud) {
+			t.Fatal("a's copy is not exact after a launch of its own")
+		}
 		if got := ip(b.run(cb, 1, "")); got != "10.88.0.11" {
 			t.Fatalf("launch on b: %s, want 10.88.0.11", got)
+		}
+		if exact(a.cloud) {
+			t.Fatal("a's copy counts as exact after b launched")
 		}
 		// a's copy does not have .11: the launch finds it held and
 		// rereads.
@@ -160,6 +177,9 @@ func TestPrivateAddressesTwoControllers(t *testing.T) {
 		}
 		if !slices.Equal(got, []string{"10.88.0.12", "10.88.0.13", "10.88.0.14"}) {
 			t.Fatalf("launch of 3 on a after b's: %v", got)
+		}
+		if !exact(a.cloud) || exact(b.cloud) {
+			t.Fatalf("after a reread: a's copy exact %v (want true), b's %v (want false)", exact(a.cloud), exact(b.cloud))
 		}
 
 		// Freed on b: b reuses it at once; a once its copy is reread.

@@ -255,9 +255,16 @@ func (c *Cloud) runInstances(ctx context.Context, k *call) (any, error) {
 // they held each paced launch behind the one before for hundreds of
 // milliseconds (14 s p50 once they queued).
 func (c *Cloud) placeAndInsertQueued(ctx context.Context, k *call, l *launch) (*RunInstancesResponse, error) {
+	// The zones' networks are settings, read outside the placement's
+	// transaction as before: before the queue, so the launches queued
+	// behind this one do not wait for that round trip too.
+	nets, err := c.zoneNets(ctx)
+	if err != nil {
+		return nil, err
+	}
 	c.runMu.Lock()
 	defer c.runMu.Unlock()
-	return c.placeAndInsert(ctx, k, l)
+	return c.placeAndInsert(ctx, k, l, nets)
 }
 
 // place asks the placer for nodes, max instances if they fit, else min.
@@ -291,7 +298,7 @@ func (c *Cloud) place(ctx context.Context, l *launch) (string, []string, error) 
 // errTokenUsed says a client token was taken while this call waited.
 var errTokenUsed = errors.New("client token already used")
 
-func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch) (*RunInstancesResponse, error) {
+func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch, nets map[string]zoneNet) (*RunInstancesResponse, error) {
 	now := k.now
 	res := &RunInstancesResponse{Reservation: Reservation{ReservationID: newID("r", 17), OwnerID: k.account(), Groups: l.groups}}
 	groupsJSON, _ := json.Marshal(l.groups)
@@ -300,14 +307,10 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch) (*RunIns
 	var nodes []string
 	var seq int64              // the launch's sequence number (usagecache.go)
 	var perNode map[string]int // instances per node
-	nets, err := c.zoneNets(ctx)
-	if err != nil {
-		return nil, err
-	}
 	// picked: addresses were marked taken in c.takenIPs by an attempt
 	// that may not commit.
 	picked := false
-	err = c.db.InTx(ctx, func(tx *store.Tx) error {
+	err := c.db.InTx(ctx, func(tx *store.Tx) error {
 		if picked {
 			c.takenIPs.forget()
 			picked = false
@@ -317,17 +320,24 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch) (*RunIns
 		}
 		// A retry that waited for the lock while the original call
 		// placed and committed finds its token here, before placement
-		// could tell it the original's instances took the capacity.
+		// could tell it the original's instances took the capacity. The
+		// same statement reads the launch sequence placement's usage
+		// cache is checked against (withLaunchSeq): one round trip, not
+		// two, under the lock every launch queues behind.
+		tokenQ, tokenArgs := `SELECT 0, seq FROM launch_seq`, []any(nil)
 		if l.token != "" {
-			var n int
-			if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM client_tokens WHERE account_id = ? AND token = ?`,
-				k.account(), l.token).Scan(&n); err != nil {
-				return err
-			}
-			if n > 0 {
-				return errTokenUsed
-			}
+			tokenQ = `SELECT (SELECT COUNT(*) FROM client_tokens WHERE account_id = ? AND token = ?), seq FROM launch_seq`
+			tokenArgs = []any{k.account(), l.token}
 		}
+		var used int
+		var seqNow int64
+		if err := tx.QueryRow(ctx, tokenQ, tokenArgs...).Scan(&used, &seqNow); err != nil {
+			return fmt.Errorf("client token and launch sequence: %w", err)
+		}
+		if used > 0 {
+			return errTokenUsed
+		}
+		lctx := withLaunchSeq(ctx, seqNow)
 		// Quotas are counted under the placement lock too, so parallel
 		// launches cannot both take the last of an account's quota.
 		allowed, err := launchAllowance(ctx, tx, k.account(), l.vt, l.min, l.max, l.publicAddress)
@@ -336,7 +346,7 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch) (*RunIns
 		}
 		pl := *l
 		pl.max = allowed
-		if zone, nodes, err = c.place(ctx, &pl); err != nil {
+		if zone, nodes, err = c.place(lctx, &pl); err != nil {
 			return err
 		}
 		// The launch's writes go in one batch, one round trip on
@@ -370,7 +380,7 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch) (*RunIns
 			}
 		}
 		picked = true
-		ips, err := c.allocPrivateIPs(ctx, tx, zn, len(nodes))
+		ips, err := c.allocPrivateIPs(ctx, tx, zn, len(nodes), seqNow)
 		if err != nil {
 			return err
 		}
@@ -470,6 +480,7 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch) (*RunIns
 		return nil, err
 	}
 	c.launched(seq, l.vt.Name, perNode)
+	c.takenIPs.launched(seq)
 	tags := map[string]string{}
 	for _, t := range l.tags {
 		tags[t.Key] = t.Value

@@ -69,12 +69,27 @@ type usageCache struct {
 	reading bool
 }
 
+// launchSeqKey marks a context with the launch sequence its placement
+// read under the placement lock (withLaunchSeq).
+type launchSeqKey struct{}
+
+// withLaunchSeq gives the placement under way the launch sequence its
+// transaction read after taking the placement lock: usage checks the
+// cache against it instead of reading it again. Read under the lock, it
+// is the sequence of the last launch committed anywhere, as usage's own
+// read would be.
+func withLaunchSeq(ctx context.Context, seq int64) context.Context {
+	return context.WithValue(ctx, launchSeqKey{}, seq)
+}
+
 // usage answers from the cache when the launch sequence says it is
 // whole, else reads node_usage whole.
 func (c *Cloud) usage(ctx context.Context) (NodeUsages, bool, error) {
-	var seq int64
-	if err := c.db.QueryRow(ctx, `SELECT seq FROM launch_seq`).Scan(&seq); err != nil {
-		return NodeUsages{}, false, fmt.Errorf("launch sequence: %w", err)
+	seq, ok := ctx.Value(launchSeqKey{}).(int64)
+	if !ok {
+		if err := c.db.QueryRow(ctx, `SELECT seq FROM launch_seq`).Scan(&seq); err != nil {
+			return NodeUsages{}, false, fmt.Errorf("launch sequence: %w", err)
+		}
 	}
 	uc := &c.usageCache
 	uc.mu.Lock()
