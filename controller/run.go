@@ -262,7 +262,6 @@ func (c *Cloud) placeAndInsertQueued(ctx context.Context, k *call, l *launch) (*
 	if err != nil {
 		return nil, err
 	}
-	c.warmPlacement(ctx)
 	c.runMu.Lock()
 	defer c.runMu.Unlock()
 	return c.placeAndInsert(ctx, k, l, nets)
