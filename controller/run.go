@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"ironbark/controller/ec2"
 	"ironbark/controller/usage"
@@ -31,6 +32,10 @@ type artifacts struct {
 
 // launch is a validated RunInstances request.
 type launch struct {
+	// queued and placed are how long the launch waited for this
+	// controller's queue of launches and how long it held it (the log
+	// line says both: which of the two a slow launch was).
+	queued, placed   time.Duration
 	image            imageRow
 	kernel, ramdisk  *imageRow
 	vt               nodeapi.VMType
@@ -244,7 +249,8 @@ func (c *Cloud) runInstances(ctx context.Context, k *call) (any, error) {
 		return nil, err
 	}
 	c.log.Info("run instances", "account", k.account(), "reservation", res.ReservationID, "count", len(res.Instances),
-		"type", l.vt.Name, "image", l.image.ID, "zone", res.Instances[0].Placement.AvailabilityZone)
+		"type", l.vt.Name, "image", l.image.ID, "zone", res.Instances[0].Placement.AvailabilityZone,
+		"queued", l.queued.Round(time.Microsecond), "placed", l.placed.Round(time.Microsecond))
 	return res, nil
 }
 
@@ -262,8 +268,14 @@ func (c *Cloud) placeAndInsertQueued(ctx context.Context, k *call, l *launch) (*
 	if err != nil {
 		return nil, err
 	}
+	t0 := time.Now()
 	c.runMu.Lock()
-	defer c.runMu.Unlock()
+	t1 := time.Now()
+	defer func() {
+		c.runMu.Unlock()
+		l.queued += t1.Sub(t0)
+		l.placed += time.Since(t1)
+	}()
 	return c.placeAndInsert(ctx, k, l, nets)
 }
 

@@ -335,15 +335,28 @@ func (a *Agent) kickHeartbeat() {
 	}
 }
 
-// followDesired long-polls the controller for the desired instances.
+// followDesired follows the controller's desired instances: a stream of
+// answers, one per change, reopened as each ends (nodeapi.Client.InstancesStream).
 func (a *Agent) followDesired(ctx context.Context) {
 	etag := ""
 	// The member lists and instance specs of the last answer: the
 	// controller sends the lists that changed as deltas to them and names
 	// unchanged specs only (nodeapi.Held).
 	var held nodeapi.Held
+	got := func(d nodeapi.Desired) error {
+		if d.ETag != etag || etag == "" {
+			etag = d.ETag
+			a.mu.Lock()
+			a.desired, a.haveDesired = d.Instances, true
+			a.desiredGroups = d.SecurityGroups
+			a.mu.Unlock()
+			a.syncSecurityGroups()
+			a.kick()
+		}
+		return nil
+	}
 	for ctx.Err() == nil {
-		d, err := a.client.InstancesHeld(ctx, etag, 25*time.Second, &held)
+		err := a.client.InstancesStream(ctx, etag, 25*time.Second, &held, got)
 		if errors.Is(err, nodeapi.ErrMembersBase) || errors.Is(err, nodeapi.ErrSpecsBase) {
 			// That part of held is empty now: ask again at once for
 			// whole lists and specs.
@@ -357,16 +370,6 @@ func (a *Agent) followDesired(ctx context.Context) {
 			}
 			a.log.Warn("desired instances", "err", err)
 			sleep(ctx, 2*time.Second)
-			continue
-		}
-		if d.ETag != etag || etag == "" {
-			etag = d.ETag
-			a.mu.Lock()
-			a.desired, a.haveDesired = d.Instances, true
-			a.desiredGroups = d.SecurityGroups
-			a.mu.Unlock()
-			a.syncSecurityGroups()
-			a.kick()
 		}
 	}
 }

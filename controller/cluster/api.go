@@ -155,7 +155,8 @@ func (s *Service) handleHeartbeat(w http.ResponseWriter, r *http.Request, n Node
 
 func (s *Service) handleInstances(w http.ResponseWriter, r *http.Request, n Node) {
 	// Parsed once: the held member and spec versions make the query
-	// long, and every node sends one of these per wake-up.
+	// long, and every node sends one of these per wake-up (per stream,
+	// when it streams).
 	q := r.URL.Query()
 	etag := q.Get("etag")
 	wait := time.Duration(0)
@@ -175,6 +176,18 @@ func (s *Service) handleInstances(w http.ResponseWriter, r *http.Request, n Node
 	heldSpecs, err := nodeapi.ParseHeldSpecs(q.Get(nodeapi.QuerySpecs))
 	if err != nil {
 		writeErr(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	// stream: every change until the wait ends is answered on this
+	// response, a line each (nodeapi.Client.InstancesStream); otherwise
+	// the first one is, and the node asks again.
+	stream := false
+	switch v := q.Get(nodeapi.QueryStream); v {
+	case "", "0":
+	case "1":
+		stream = true
+	default:
+		writeErr(w, http.StatusBadRequest, fmt.Sprintf("%s: 1 or 0 expected, not %q", nodeapi.QueryStream, v))
 		return
 	}
 	answer := func(d nodeapi.Desired) nodeapi.Desired {
@@ -199,48 +212,71 @@ func (s *Service) handleInstances(w http.ResponseWriter, r *http.Request, n Node
 		turn = func() {}
 	}
 	defer endTurn()
+	// sent: a stream's first answer is out, with its status and headers,
+	// so a failure after it ends the stream instead of answering an error
+	// (which the node would read as an empty desired state).
+	sent := false
+	fail := func(code int, msg string) {
+		endTurn()
+		if !sent {
+			writeErr(w, code, msg)
+		}
+	}
 	// read reads the node's desired state; on a failure it has answered.
 	read := func() (nodeapi.Desired, bool) {
 		d, err := s.desired(r.Context(), n.ID, fresh, whole)
 		if err != nil {
 			s.log.Error("desired instances", "node", n.ID, "err", err)
-			endTurn()
-			writeErr(w, http.StatusInternalServerError, internalError)
+			fail(http.StatusInternalServerError, internalError)
 			return d, false
 		}
 		return d, true
 	}
-	// send answers d, read after wt was taken.
-	send := func(wt *waiter, d nodeapi.Desired) {
+	// send answers d, read after wt was taken; false when the node is
+	// gone.
+	rc := http.NewResponseController(w)
+	send := func(wt *waiter, d nodeapi.Desired) bool {
 		s.answered(wt, d.ETag)
 		b := encodeJSON(answer(d))
 		endTurn()
-		writeJSONBytes(w, b)
-	}
-	// sendNow reads the state and answers it, when the wait ends.
-	sendNow := func() {
-		wt := s.waiterFor(n.ID)
-		if d, ok := read(); ok {
-			send(wt, d)
+		if !stream {
+			writeJSONBytes(w, b)
+			return true
 		}
+		if !sent {
+			w.Header().Set("Content-Type", nodeapi.StreamContentType)
+			sent = true
+		}
+		if _, err := w.Write(b); err != nil {
+			return false
+		}
+		if rc.Flush() != nil {
+			return false
+		}
+		// The node holds what it was sent once it applied it, and it
+		// applies the lines in order: the next line's deltas and kept
+		// specs are against this one's.
+		etag, held, heldSpecs = d.ETag, heldOf(d), specsOf(d)
+		return true
 	}
 	// A node asks again as soon as it has applied an answer. When this
 	// controller gave it that answer and no wake-up came since the answer's
 	// read began, the state is the answer's: the request waits at once,
 	// without reading it again (which, after every member-list update of
-	// every node, doubled what the updates cost).
-	skipRead := etag != "" && wait > 0 && s.stillAnswered(n.ID, etag)
+	// every node, doubled what the updates cost). The waiter is taken
+	// first, so a wake-up right after the check is not missed.
+	wt := s.waiterFor(n.ID)
+	skipRead := etag != "" && wait > 0 && s.answeredWith(wt, etag)
 	for {
-		// Take the waiter before reading, so a Notify in between is seen.
-		wt := s.waiterFor(n.ID)
 		if !skipRead {
 			d, ok := read()
 			if !ok {
 				return
 			}
 			if d.ETag != etag || wait == 0 {
-				send(wt, d)
-				return
+				if !send(wt, d) || !stream || wait == 0 {
+					return
+				}
 			}
 		}
 		skipRead = false
@@ -251,10 +287,16 @@ func (s *Service) handleInstances(w http.ResponseWriter, r *http.Request, n Node
 		case <-ctx.Done():
 			s.park(-1)
 			t.Stop()
-			if r.Context().Err() != nil {
+			if r.Context().Err() != nil || stream {
+				// A stream just ends: the node opens the next one with
+				// the etag it holds.
 				return
 			}
-			sendNow()
+			// The wait's end: the state as it is now.
+			wt := s.waiterFor(n.ID)
+			if d, ok := read(); ok {
+				send(wt, d)
+			}
 			return
 		case <-wt.ch:
 			s.park(-1)
@@ -263,11 +305,14 @@ func (s *Service) handleInstances(w http.ResponseWriter, r *http.Request, n Node
 				var release func()
 				if fresh, release = s.rebuildTurn(ctx, n.ID, fresh); release == nil {
 					t.Stop()
-					if r.Context().Err() != nil {
+					if r.Context().Err() != nil || stream {
 						return
 					}
 					// The wait ended before the turn came.
-					sendNow()
+					wt := s.waiterFor(n.ID)
+					if d, ok := read(); ok {
+						send(wt, d)
+					}
 					return
 				}
 				turn = release
@@ -277,7 +322,48 @@ func (s *Service) handleInstances(w http.ResponseWriter, r *http.Request, n Node
 			fresh, whole = time.Now(), true
 		}
 		t.Stop()
+		if stream && !s.stillEnrolled(r.Context(), n) {
+			// Removed or re-enrolled while its stream was open: no more
+			// of its desired state to it.
+			return
+		}
+		// Taken before the next read, so a wake-up during it is seen.
+		wt = s.waiterFor(n.ID)
 	}
+}
+
+// stillEnrolled is whether n still holds the certificate it authenticated
+// with (from the node cache: a stream checks before each answer).
+func (s *Service) stillEnrolled(ctx context.Context, n Node) bool {
+	_, err := s.authNode(ctx, n.ID, n.CertSerial, true)
+	if err != nil && !errors.Is(err, errNotEnrolled) && !errors.Is(err, store.ErrNotFound) {
+		s.log.Error("node authentication", "node", n.ID, "err", err)
+	}
+	return err == nil
+}
+
+// heldOf is what a node holds of d's member lists once it applied d:
+// group -> version, for the lists that have one.
+func heldOf(d nodeapi.Desired) map[string]string {
+	out := make(map[string]string, len(d.SecurityGroups))
+	for _, g := range d.SecurityGroups {
+		if g.MembersVersion != "" {
+			out[g.ID] = g.MembersVersion
+		}
+	}
+	return out
+}
+
+// specsOf is what a node holds of d's instance specs once it applied d:
+// instance -> version.
+func specsOf(d nodeapi.Desired) map[string]string {
+	out := make(map[string]string, len(d.Instances))
+	for _, sp := range d.Instances {
+		if sp.Version != "" {
+			out[sp.InstanceID] = sp.Version
+		}
+	}
+	return out
 }
 
 // park counts requests waiting for a change (by +1 and -1).

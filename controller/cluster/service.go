@@ -439,13 +439,12 @@ func (s *Service) answered(wt *waiter, etag string) {
 	s.mu.Unlock()
 }
 
-// stillAnswered reports whether the node's open waiter was answered with
-// etag: no wake-up came since that answer's read began.
-func (s *Service) stillAnswered(nodeID, etag string) bool {
+// answeredWith reports whether wt, the node's open waiter, was answered
+// with etag: no wake-up came since that answer's read began.
+func (s *Service) answeredWith(wt *waiter, etag string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	w, ok := s.waiters[nodeID]
-	return ok && w.answered != "" && w.answered == etag
+	return wt.answered != "" && wt.answered == etag
 }
 
 // wakeLocal wakes the node's request waiting on this controller, if any;

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -96,9 +97,78 @@ func (c *Client) Instances(ctx context.Context, etag string, wait time.Duration)
 // ErrMembersBase or ErrSpecsBase (what held had could not be used: that
 // part of held is then empty) the caller asks again, with no etag.
 func (c *Client) InstancesHeld(ctx context.Context, etag string, wait time.Duration, held *Held) (Desired, error) {
+	var d Desired
+	if err := c.doCounted(ctx, http.MethodGet, instancesPath(etag, wait, held, false), nil, &d, &c.desiredBytes); err != nil {
+		return d, err
+	}
+	if err := c.took(&d, held); err != nil {
+		return Desired{}, err
+	}
+	return d, nil
+}
+
+// QueryStream asks PathInstances for a stream of answers
+// (InstancesStream).
+const QueryStream = "stream"
+
+// InstancesStream is InstancesHeld as a stream: the controller answers
+// every change of the desired state on the same response, one Desired per
+// line, until wait has passed, and each is handed, whole as
+// InstancesHeld's answer is, to got; it returns nil when the stream ended
+// (the caller opens the next one with the last answer's etag) and got's
+// error, a failure of the request or ErrMembersBase / ErrSpecsBase
+// otherwise. A node woken many times a second (a peer group's members
+// launching) thus costs the controller an answer each, not a request, an
+// authentication and a parse of what it holds each. A controller that
+// does not stream answers once, which reads as a stream of one answer.
+func (c *Client) InstancesStream(ctx context.Context, etag string, wait time.Duration, held *Held, got func(Desired) error) error {
+	opened := time.Now()
+	resp, err := c.open(ctx, http.MethodGet, instancesPath(etag, wait, held, true), nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(&countingReader{r: resp.Body, n: &c.desiredBytes})
+	for answers := 0; ; answers++ {
+		var d Desired
+		if err := dec.Decode(&d); err != nil {
+			if errors.Is(err, io.EOF) {
+				if answers == 0 && time.Since(opened) < wait/2 {
+					// The controller ends a stream without an answer
+					// only at the wait's end: whatever ended this one
+					// (a proxy, a controller shutting down) must not
+					// have the caller ask again at once, in a loop.
+					return fmt.Errorf("GET %s: the stream ended after %s without an answer", PathInstances, time.Since(opened).Round(time.Millisecond))
+				}
+				return nil
+			}
+			return fmt.Errorf("GET %s: decode answer: %w", PathInstances, err)
+		}
+		if d.ETag == "" {
+			// An error body, or not the node API: never an empty desired
+			// state, which would stop every instance.
+			return fmt.Errorf("GET %s: an answer without an etag", PathInstances)
+		}
+		if err := c.took(&d, held); err != nil {
+			return err
+		}
+		if err := got(d); err != nil {
+			return err
+		}
+	}
+}
+
+// instancesPath is PathInstances with its query: the wait with an etag
+// (always, for a stream, which ends at its wait), and what held holds.
+func instancesPath(etag string, wait time.Duration, held *Held, stream bool) string {
 	q := url.Values{}
+	if stream {
+		q.Set(QueryStream, "1")
+	}
 	if etag != "" {
 		q.Set("etag", etag)
+	}
+	if etag != "" || stream {
 		q.Set("wait", strconv.Itoa(int(wait/time.Second)))
 	}
 	if held != nil {
@@ -109,10 +179,11 @@ func (c *Client) InstancesHeld(ctx context.Context, etag string, wait time.Durat
 			q.Set(QuerySpecs, v)
 		}
 	}
-	var d Desired
-	if err := c.doCounted(ctx, http.MethodGet, PathInstances+"?"+q.Encode(), nil, &d, &c.desiredBytes); err != nil {
-		return d, err
-	}
+	return PathInstances + "?" + q.Encode()
+}
+
+// took counts an answer and applies it to held (nil: none).
+func (c *Client) took(d *Desired, held *Held) error {
 	n := 0
 	for _, g := range d.SecurityGroups {
 		n += len(g.Members)
@@ -124,13 +195,13 @@ func (c *Client) InstancesHeld(ctx context.Context, etag string, wait time.Durat
 	c.desiredSpecs.Add(int64(len(d.Instances)))
 	if held != nil {
 		if err := held.Members.Apply(d.SecurityGroups); err != nil {
-			return Desired{}, fmt.Errorf("desired instances: %w", err)
+			return fmt.Errorf("desired instances: %w", err)
 		}
-		if err := held.Specs.Apply(&d); err != nil {
-			return Desired{}, fmt.Errorf("desired instances: %w", err)
+		if err := held.Specs.Apply(d); err != nil {
+			return fmt.Errorf("desired instances: %w", err)
 		}
 	}
-	return d, nil
+	return nil
 }
 
 // DesiredSent is what the desired-state answers the client read carried:
@@ -146,42 +217,53 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 
 // doCounted is do, adding the answer's body bytes to count (nil: none).
 func (c *Client) doCounted(ctx context.Context, method, path string, in, out any, count *atomic.Int64) error {
+	resp, err := c.open(ctx, method, path, in)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var rd io.Reader = resp.Body
+	if count != nil {
+		rd = &countingReader{r: resp.Body, n: count}
+	}
+	if err := json.NewDecoder(rd).Decode(out); err != nil {
+		return fmt.Errorf("%s %s: decode answer: %w", method, strings.SplitN(path, "?", 2)[0], err)
+	}
+	return nil
+}
+
+// open sends a call and returns its 2xx answer, whose body the caller
+// reads and closes; any other answer is a StatusError.
+func (c *Client) open(ctx context.Context, method, path string, in any) (*http.Response, error) {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		body = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, strings.SplitN(path, "?", 2)[0], err)
+		return nil, fmt.Errorf("%s %s: %w", method, strings.SplitN(path, "?", 2)[0], err)
 	}
-	defer resp.Body.Close()
 	if resp.StatusCode/100 != 2 {
+		defer resp.Body.Close()
 		var e Error
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 		if json.Unmarshal(b, &e) != nil || e.Error == "" {
 			e.Error = strings.TrimSpace(string(b))
 		}
-		return &StatusError{Code: resp.StatusCode, Message: e.Error}
+		return nil, &StatusError{Code: resp.StatusCode, Message: e.Error}
 	}
-	var rd io.Reader = resp.Body
-	if count != nil {
-		rd = &countingReader{r: resp.Body, n: count}
-	}
-	if err := json.NewDecoder(rd).Decode(out); err != nil {
-		return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
-	}
-	return nil
+	return resp, nil
 }
 
 // countingReader adds what it reads to n.

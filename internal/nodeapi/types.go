@@ -89,9 +89,13 @@ const Version = "v1"
 const (
 	PathEnroll    = "/v1/enroll"    // POST EnrollRequest -> EnrollResponse; no client cert
 	PathHeartbeat = "/v1/heartbeat" // POST HeartbeatRequest -> HeartbeatResponse
-	PathInstances = "/v1/instances" // GET ?etag=E&wait=SECONDS&members=G:V,...&specs=I:V,... -> Desired (long poll)
+	PathInstances = "/v1/instances" // GET ?etag=E&wait=SECONDS&members=G:V,...&specs=I:V,...&stream=1 -> Desired (long poll; a line each, streamed)
 	PathBlobs     = "/v1/blobs/"    // GET /v1/blobs/sha256/<hex>, Range supported (image store)
 )
+
+// StreamContentType is a streamed PathInstances answer's: one Desired per
+// line.
+const StreamContentType = "application/x-ndjson"
 
 // EnrollRequest trades a one-time token for a node certificate.
 type EnrollRequest struct {

@@ -37,6 +37,9 @@ type Config struct {
 	LocalIP string
 	// Wait is the long poll's wait (default 25 s, the agent's).
 	Wait time.Duration
+	// NoStream has the node ask for one answer per request, as agents
+	// before streamed answers did (nodeapi.Client.InstancesStream).
+	NoStream bool
 	// WholeMembers has the node hold nothing, as agents before member-list
 	// deltas and spec versions: every answer carries whole lists and
 	// every spec.
@@ -250,8 +253,38 @@ func (n *Node) follow(ctx context.Context) {
 	if !n.cfg.WholeMembers {
 		held = &nodeapi.Held{}
 	}
+	got := func(d nodeapi.Desired) error {
+		n.polls.Add(1)
+		if n.cfg.OnMembers != nil {
+			now := time.Now()
+			for _, g := range d.SecurityGroups {
+				if g.MembersDelta != nil && len(g.MembersDelta.Added) > 0 {
+					n.cfg.OnMembers(g.MembersDelta.Added, now)
+				}
+			}
+		}
+		if d.ETag == etag && etag != "" {
+			return nil
+		}
+		etag = d.ETag
+		if n.apply(d.Instances) {
+			select {
+			case n.kick <- struct{}{}:
+			default:
+			}
+		}
+		return nil
+	}
 	for ctx.Err() == nil {
-		d, err := n.client.InstancesHeld(ctx, etag, n.cfg.Wait, held)
+		var err error
+		if n.cfg.NoStream {
+			var d nodeapi.Desired
+			if d, err = n.client.InstancesHeld(ctx, etag, n.cfg.Wait, held); err == nil {
+				err = got(d)
+			}
+		} else {
+			err = n.client.InstancesStream(ctx, etag, n.cfg.Wait, held, got)
+		}
 		if errors.Is(err, nodeapi.ErrMembersBase) || errors.Is(err, nodeapi.ErrSpecsBase) {
 			// A delta that did not give the list the controller named,
 			// or a kept spec not held: whole ones again, as the agent
@@ -268,26 +301,6 @@ func (n *Node) follow(ctx context.Context) {
 			n.pollErr.Add(1)
 			n.lastErr.Store("instances: " + err.Error())
 			sleep(ctx, 500*time.Millisecond)
-			continue
-		}
-		n.polls.Add(1)
-		if n.cfg.OnMembers != nil {
-			now := time.Now()
-			for _, g := range d.SecurityGroups {
-				if g.MembersDelta != nil && len(g.MembersDelta.Added) > 0 {
-					n.cfg.OnMembers(g.MembersDelta.Added, now)
-				}
-			}
-		}
-		if d.ETag == etag && etag != "" {
-			continue
-		}
-		etag = d.ETag
-		if n.apply(d.Instances) {
-			select {
-			case n.kick <- struct{}{}:
-			default:
-			}
 		}
 	}
 }
