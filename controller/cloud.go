@@ -90,6 +90,7 @@ type Cloud struct {
 	stsActions  map[string]actionSpec
 	iamActions  map[string]actionSpec
 	runMu       sync.Mutex
+	warmMu      sync.Mutex  // one warmPlacement at a time (warm.go)
 	secrets     secretCache // unsealed secrets (accesskeys.go)
 	keyUse      keyUse      // when keys last signed (accesskeys.go)
 	health      NodeHealth  // which nodes are up (failure.go); nil: all

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -87,6 +88,23 @@ type takenIPs struct {
 	// every address of the pool below it is in set (picks are lowest
 	// first), so a launch does not walk the taken ones again.
 	low map[netip.Prefix]netip.Addr
+	// A read made outside the placement lock (warmTakenIPs) may miss the
+	// picks of a launch that commits after its snapshot: pending are the
+	// picks of the launch under way (until it commits or fails), and
+	// picked those made while the read runs (warming); the read adds
+	// both. epoch counts the whole reads installed, so a read that a
+	// newer one overtook is dropped.
+	pending, picked []string
+	epoch           uint64
+	warming         bool
+}
+
+// install makes set, read whole at launch sequence seq, the copy.
+func (t *takenIPs) install(set map[string]bool, seq int64) {
+	t.set, t.read, t.low = set, time.Now(), map[netip.Prefix]netip.Addr{}
+	t.seq, t.seqKnown = seq, true
+	t.picked = nil
+	t.epoch++
 }
 
 const takenIPsTTL = 30 * time.Second
@@ -94,6 +112,7 @@ const takenIPsTTL = 30 * time.Second
 // forget drops the copy: the next launch reads the set again.
 func (t *takenIPs) forget() {
 	t.mu.Lock()
+	// pending stays: the launch under way may still commit its picks.
 	t.set, t.seqKnown = nil, false
 	t.mu.Unlock()
 }
@@ -104,6 +123,7 @@ func (t *takenIPs) forget() {
 func (t *takenIPs) launched(seq int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.pending = nil // committed: a read that starts now sees them
 	if t.seqKnown && t.seq == seq-1 {
 		t.seq = seq
 	} else {
@@ -126,8 +146,7 @@ func (c *Cloud) allocPrivateIPs(ctx context.Context, tx *store.Tx, zn zoneNet, n
 				t.set = nil
 				return nil, err
 			}
-			t.set, t.read, t.low = set, time.Now(), map[netip.Prefix]netip.Addr{}
-			t.seq, t.seqKnown = seq, true
+			t.install(set, seq)
 		}
 		picked := make([]string, 0, n)
 		from := t.low[zn.subnet] // the zero Addr: the pool's start
@@ -143,6 +162,10 @@ func (c *Cloud) allocPrivateIPs(ctx context.Context, tx *store.Tx, zn zoneNet, n
 			picked = append(picked, ip)
 		}
 		t.low[zn.subnet] = from
+		t.pending = picked
+		if t.warming {
+			t.picked = append(t.picked, picked...)
+		}
 		if reread || (t.seqKnown && t.seq == seq) {
 			// Read under the placement lock, in this transaction, or
 			// no launch but this controller's since: exact.
@@ -174,6 +197,29 @@ func heldPrivateIPs(ctx context.Context, q store.Querier, ips []string) (bool, e
 		ips = ips[k:]
 	}
 	return false, nil
+}
+
+// livePrivateIPsAt is livePrivateIPs with the launch sequence it is
+// exact at: one statement, one snapshot, no lock.
+func livePrivateIPsAt(ctx context.Context, q store.Querier) (map[string]bool, int64, error) {
+	rows, err := q.Query(ctx, `SELECT s.seq, i.private_ip FROM launch_seq s
+		LEFT JOIN instances i ON i.state <> 'terminated' AND i.private_ip <> ''`)
+	if err != nil {
+		return nil, 0, fmt.Errorf("private addresses in use: %w", err)
+	}
+	defer rows.Close()
+	taken := map[string]bool{}
+	var seq int64
+	for rows.Next() {
+		var ip sql.NullString
+		if err := rows.Scan(&seq, &ip); err != nil {
+			return nil, 0, err
+		}
+		if ip.Valid {
+			taken[ip.String] = true
+		}
+	}
+	return taken, seq, rows.Err()
 }
 
 // livePrivateIPs is the set of private addresses held by instances not

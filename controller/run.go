@@ -268,7 +268,10 @@ func (c *Cloud) placeAndInsertQueued(ctx context.Context, k *call, l *launch) (*
 	if err != nil {
 		return nil, err
 	}
+	// queued counts the warm reads too: the launch waits for them as it
+	// would in the queue.
 	t0 := time.Now()
+	c.warmPlacement(ctx)
 	c.runMu.Lock()
 	t1 := time.Now()
 	defer func() {

@@ -196,6 +196,15 @@ func (s *Service) nodesCached(ctx context.Context) ([]Node, error) {
 	return snap.nodes, err
 }
 
+// WarmPlacement implements controller.PlacementWarmer: the node table
+// is read now, before the launch queues, when the next Place would have
+// to read it (no snapshot, or one past snapshotMaxAge); a snapshot past
+// snapshotTTL is refreshed in the background as Place does.
+func (s *Service) WarmPlacement(ctx context.Context) error {
+	_, err := s.snapshotCached(ctx)
+	return err
+}
+
 // snapshotCached is nodesCached's snapshot, with its groups.
 func (s *Service) snapshotCached(ctx context.Context) (nodeSnapshot, error) {
 	s.mu.Lock()
@@ -266,3 +275,5 @@ func (s *Service) NodeStatus(ctx context.Context) (map[string]controller.NodeSta
 	}
 	return out, nil
 }
+
+var _ controller.PlacementWarmer = (*Service)(nil)

@@ -80,3 +80,19 @@ func TestCandidatesPerCluster(t *testing.T) {
 		t.Fatalf("after fewer nodes: %+v, want %+v", cs.byCluster, want)
 	}
 }
+
+// WarmPlacement reads the node table when the next Place would have to
+// (no snapshot), so that read is not made under the placement lock.
+func TestWarmPlacementReadsNodeTable(t *testing.T) {
+	ctx := context.Background()
+	s := newService(t, storetest.SQLite(t, nil), newMemLedger())
+	s.invalidate()
+	if err := s.WarmPlacement(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.snap.nodes == nil || time.Since(s.snap.at) > time.Minute {
+		t.Fatalf("no fresh snapshot after WarmPlacement: %+v", s.snap)
+	}
+}
