@@ -84,7 +84,7 @@ func Print(w io.Writer, rs []Result) {
 	fmt.Fprintln(w, "desc: one account listing all its instances; disp: RunInstances sent -> the node has the launch;")
 	fmt.Fprintln(w, "paced: the same for RunInstances of one instance sent at a fixed rate (-paced-rate) after the fill, each at its time;")
 	fmt.Fprintln(w, "peer: RunInstances sent -> each node holding the instance's security group's member list has its address;")
-	fmt.Fprintln(w, "hb/s: heartbeats answered per second in the steady state (every node heartbeating and long-polling),")
+	fmt.Fprintln(w, "hb/s: heartbeats answered per second in the steady state (every node heartbeating and following its instances),")
 	fmt.Fprintln(w, "cores: the controller's CPU in that window, ms/1k hb: its CPU milliseconds per 1,000 heartbeats;")
 	fmt.Fprintln(w, "RSS: the controller's resident memory at the end; DB: the store's size on disk.")
 }

@@ -62,6 +62,9 @@ type Options struct {
 	// WholeMembers has the nodes ask for whole member lists, as agents
 	// before member-list deltas did.
 	WholeMembers bool
+	// NoStream has the nodes ask for one desired-state answer per
+	// request, as agents before streamed answers did.
+	NoStream bool
 	// Settle has the paced launches wait until the fill's member-list
 	// updates have stopped reaching the nodes (at most SettleMax), so
 	// they measure launches at their rate, not behind the fill's backlog.
@@ -231,7 +234,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	defer fleet.Wait()
 	defer cancel()
 	peers := newMemberClock()
-	nodes, err := enrollFleet(rctx, ctl.NodeURL(), seed.Tokens, o.WholeMembers, peers.arrived, func(n *simnode.Node) { fleet.Go(func() { n.Run(rctx) }) })
+	nodes, err := enrollFleet(rctx, ctl.NodeURL(), seed.Tokens, simnode.Config{WholeMembers: o.WholeMembers, NoStream: o.NoStream}, peers.arrived, func(n *simnode.Node) { fleet.Go(func() { n.Run(rctx) }) })
 	if err != nil {
 		return res, fmt.Errorf("%w; controller log:\n%s", err, tail(ctl.Log(), 40))
 	}
@@ -364,7 +367,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		res.PacedReceived, o.PacedRate, res.PacedP50, res.PacedP99, res.PacedRunP50, res.PacedRunP99,
 		percentile(served, 50), percentile(served, 99), res.PacedAfterP50, res.PacedAfterP99, 100*res.PacedEarly, res.PacedAnswers)
 
-	// The steady state: every node heartbeating and long-polling, nothing
+	// The steady state: every node heartbeating and following its instances, nothing
 	// launched.
 	u0, err := ctl.Usage()
 	if err != nil {
@@ -407,7 +410,8 @@ func Run(ctx context.Context, o Options) (Result, error) {
 
 // enrollFleet enrolls one simulated node per token, each from a loopback
 // address of its own, and hands each to started once enrolled.
-func enrollFleet(ctx context.Context, nodeURL string, tokens []string, whole bool, onMembers func([]string, time.Time),
+// how gives the nodes' ways of asking (WholeMembers, NoStream).
+func enrollFleet(ctx context.Context, nodeURL string, tokens []string, how simnode.Config, onMembers func([]string, time.Time),
 	started func(*simnode.Node)) ([]*simnode.Node, error) {
 	nodes := make([]*simnode.Node, len(tokens))
 	var next atomic.Int64
@@ -420,7 +424,7 @@ func enrollFleet(ctx context.Context, nodeURL string, tokens []string, whole boo
 				if i >= len(tokens) || ctx.Err() != nil {
 					return
 				}
-				n, err := simnode.Enroll(ctx, simnode.Config{Controller: nodeURL, Token: tokens[i], WholeMembers: whole, OnMembers: onMembers,
+				n, err := simnode.Enroll(ctx, simnode.Config{Controller: nodeURL, Token: tokens[i], WholeMembers: how.WholeMembers, NoStream: how.NoStream, OnMembers: onMembers,
 					Hostname: fmt.Sprintf("sim-%05d", i), LocalIP: simnode.LoopbackIP(i),
 					Capacity: nodeapi.Capacity{Cores: 64, MemoryMiB: 64 << 10, DiskGiB: 2 << 10}})
 				if err != nil {

@@ -1,7 +1,7 @@
 // Package simnode runs simulated node agents for tests and benchmarks at
 // sizes no lab has: each one enrolls with a one-time token and a key of
 // its own through the real node API client (internal/nodeapi), heartbeats
-// at the interval the controller gives, long-polls its desired instances as
+// at the interval the controller gives, follows its desired instances as
 // the agent does, and "launches" what appears there by reporting it running
 // (no hypervisor, nothing boots), terminating what is desired terminated.
 // It counts what it did so a test can check that every launch reached
@@ -35,7 +35,8 @@ type Config struct {
 	// any): many nodes on one machine each take a loopback address of
 	// their own (127.x.y.z), as real nodes have addresses of their own.
 	LocalIP string
-	// Wait is the long poll's wait (default 25 s, the agent's).
+	// Wait is how long a request for the desired instances waits or streams
+	// (default 25 s, the agent's).
 	Wait time.Duration
 	// NoStream has the node ask for one answer per request, as agents
 	// before streamed answers did (nodeapi.Client.InstancesStream).
