@@ -67,6 +67,21 @@ type usageCache struct {
 	at  time.Time  // when u.read was read; zero: no read to trust
 	// reading: a background whole read is under way.
 	reading bool
+	// own is this controller's launches since u.read's read (at launch
+	// sequence readSeq), in order: a whole read that finishes behind some
+	// of them is brought up to date with them instead of dropped. Under a
+	// steady stream of launches every background read finished behind
+	// one, none was taken, and every usageMaxAge a launch read whole
+	// under the placement lock (about 1 s at 10,000 nodes and 100,000
+	// instances on PostgreSQL, with the launches behind it queued).
+	readSeq int64
+	own     []ownLaunch
+}
+
+// ownLaunch is one launch's usage by node, at its launch sequence.
+type ownLaunch struct {
+	seq   int64
+	usage map[string]nodeapi.NodeUsage
 }
 
 // launchSeqKey marks a context with the launch sequence its placement
@@ -116,15 +131,42 @@ func (c *Cloud) readUsageInto(ctx context.Context) (NodeUsages, error) {
 	if err != nil {
 		return NodeUsages{}, err
 	}
+	return c.adoptUsage(u, seq), nil
+}
+
+// adoptUsage keeps a whole read at launch sequence seq in the cache, as
+// read or brought up to date with this controller's launches since, and
+// returns it so; a read behind another controller's launch is not kept.
+func (c *Cloud) adoptUsage(u NodeUsages, seq int64) NodeUsages {
 	uc := &c.usageCache
 	uc.mu.Lock()
-	// A read that lost a race with a later one (or with a launch of this
-	// controller already added) does not replace it.
-	if seq >= uc.seq {
+	defer uc.mu.Unlock()
+	switch {
+	case seq >= uc.seq:
 		uc.u, uc.seq, uc.at = u, seq, time.Now()
+		uc.readSeq, uc.own = seq, nil
+	case !uc.at.IsZero() && seq >= uc.readSeq:
+		// Behind the cache by launches of this controller only (the
+		// cache's read is at readSeq or before, and every launch after
+		// that is in own): the read with them added.
+		keep := uc.own[:0:0]
+		since := map[string]nodeapi.NodeUsage{}
+		for _, l := range uc.own {
+			if l.seq <= seq {
+				continue
+			}
+			keep = append(keep, l)
+			for node, nu := range l.usage {
+				since[node] = addNodeUsage(since[node], nu)
+			}
+		}
+		uc.u, uc.at = NodeUsages{read: u.read, since: since}, time.Now()
+		uc.readSeq, uc.own = seq, keep
+		u = uc.u
 	}
-	uc.mu.Unlock()
-	return u, nil
+	// Otherwise a read that lost a race with a later one does not
+	// replace it.
+	return u
 }
 
 func (c *Cloud) refreshUsage() {
@@ -186,11 +228,14 @@ func (c *Cloud) launched(seq int64, vmType string, perNode map[string]int) {
 	if since == nil {
 		since = make(map[string]nodeapi.NodeUsage, len(perNode))
 	}
+	mine := make(map[string]nodeapi.NodeUsage, len(perNode))
 	for node, n := range perNode {
-		since[node] = addNodeUsage(since[node], c.usageOfType(vmType, n))
+		mine[node] = c.usageOfType(vmType, n)
+		since[node] = addNodeUsage(since[node], mine[node])
 	}
 	uc.u = NodeUsages{read: uc.u.read, since: since}
 	uc.seq = seq
+	uc.own = append(uc.own, ownLaunch{seq: seq, usage: mine})
 }
 
 // forgetUsage makes the next placement read node_usage whole; it says

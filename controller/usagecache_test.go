@@ -99,3 +99,57 @@ func secondCloud(t *testing.T, e *testEnv) *httptest.Server {
 	t.Cleanup(srv.Close)
 	return srv
 }
+
+// TestUsageReadBehindOwnLaunches: a whole read of node usage that
+// finishes after launches of this controller it did not see (a background
+// read under a steady stream of launches) is kept with them added, so the
+// cache does not age out into a read under the placement lock; one that
+// finishes behind another controller's launch is not kept.
+func TestUsageReadBehindOwnLaunches(t *testing.T) {
+	storetest.Each(t, Migrations(), func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		e := newTestEnv(t, db)
+		a := e.client(e.alice)
+		inB := func(c *sdk.Client) {
+			t.Helper()
+			if _, err := c.RunInstances(ctx, &sdk.RunInstancesInput{ImageId: aws.String(e.image), MinCount: aws.Int32(1), MaxCount: aws.Int32(1),
+				InstanceType: "m1.small", Placement: &types.Placement{AvailabilityZone: aws.String("zone-b")}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		inB(a)
+		// A read at this point, taken in after this controller's next
+		// launch: kept, counting both, as fresh as the read.
+		old, seq, err := e.cloud.readUsage(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inB(a)
+		e.cloud.usageCache.mu.Lock()
+		e.cloud.usageCache.at = time.Now().Add(-usageMaxAge) // aged out
+		e.cloud.usageCache.mu.Unlock()
+		e.cloud.adoptUsage(old, seq)
+		u, cached, err := e.cloud.usage(ctx)
+		if err != nil || !cached || u.Of("node-b1").Instances != 2 {
+			t.Fatalf("a read behind one own launch: cached %v, node-b1 %+v (%v); want it kept, counting both launches", cached, u.Of("node-b1"), err)
+		}
+		e.checkUsage(t)
+
+		// Behind another controller's launch: not kept, and the next
+		// placement reads whole.
+		old, seq, err = e.cloud.readUsage(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		other := secondCloud(t, e)
+		if _, err := ec2test.Client(other.URL+"/services/compute", e.bob.AccessKey, e.bob.SecretKey).RunInstances(ctx, &sdk.RunInstancesInput{
+			ImageId: aws.String(e.image), MinCount: aws.Int32(1), MaxCount: aws.Int32(1), InstanceType: "m1.small"}); err != nil {
+			t.Fatal(err)
+		}
+		e.cloud.adoptUsage(old, seq)
+		if _, cached, err := e.cloud.usage(ctx); err != nil || cached {
+			t.Fatalf("a read behind another controller's launch: cached %v (%v); want a whole read", cached, err)
+		}
+		e.checkUsage(t)
+	})
+}
