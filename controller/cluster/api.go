@@ -287,14 +287,15 @@ func (s *Service) handleInstances(w http.ResponseWriter, r *http.Request, n Node
 		case <-ctx.Done():
 			s.park(-1)
 			t.Stop()
-			if r.Context().Err() != nil || stream {
-				// A stream just ends: the node opens the next one with
-				// the etag it holds.
+			if r.Context().Err() != nil || (stream && !s.stillEnrolled(r.Context(), n)) {
 				return
 			}
-			// The wait's end: the state as it is now.
+			// The wait's end: the state as it is now, read without a
+			// wake-up (the reread that catches one lost). A stream sends
+			// it only if it changed, and ends: the node opens the next
+			// one with the etag it holds.
 			wt := s.waiterFor(n.ID)
-			if d, ok := read(); ok {
+			if d, ok := read(); ok && (!stream || d.ETag != etag) {
 				send(wt, d)
 			}
 			return

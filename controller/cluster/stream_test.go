@@ -173,10 +173,15 @@ func TestStreamedAnswers(t *testing.T) {
 	})
 }
 
-// A bad stream parameter is refused before anything is read.
-func TestStreamParameter(t *testing.T) {
+// A change whose wake-up was lost (here: made without one) reaches the
+// node at its stream's end, where the state is read once more; and a bad
+// stream parameter is refused before anything is read.
+func TestStreamRereadAndParameter(t *testing.T) {
 	db := storetest.SQLite(t, nil)
-	svc := newService(t, db, newMemLedger())
+	l := newMemLedger()
+	svc := newService(t, db, l)
+	// No periodic reread within the stream: its end is the one.
+	svc.cfg.DesiredPoll = time.Minute
 	url := serve(t, svc)
 	ctx := context.Background()
 	if err := svc.AddCluster(ctx, "c1", "GREEDY"); err != nil {
@@ -187,6 +192,23 @@ func TestStreamParameter(t *testing.T) {
 		t.Fatal(err)
 	}
 	node := enrollFor(t, url, token)
+	c := node.client(t, url)
+	var held nodeapi.Held
+	var got []nodeapi.Desired
+	keep := func(d nodeapi.Desired) error { got = append(got, d); return nil }
+	if err := c.InstancesStream(ctx, "", 0, &held, keep); err != nil || len(got) != 1 {
+		t.Fatalf("a stream without a wait: %d lines (%v); want the state, once", len(got), err)
+	}
+	l.mu.Lock()
+	l.specs[node.id] = []nodeapi.InstanceSpec{{InstanceID: "i-0a1b2c3d", Desired: nodeapi.StateRunning}}
+	l.mu.Unlock()
+	if err := c.InstancesStream(ctx, got[0].ETag, 2*time.Second, &held, keep); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || len(got[1].Instances) != 1 || got[1].Instances[0].InstanceID != "i-0a1b2c3d" {
+		t.Fatalf("after a change without a wake-up the stream sent %d lines (%+v); want the change at its end", len(got)-1, got[1:])
+	}
+
 	for _, v := range []string{"yes", "2", "true"} {
 		if code := rawQueryStatus(t, node.conf, url, nodeapi.QueryStream+"="+v); code != http.StatusBadRequest {
 			t.Fatalf("stream=%s: %d; want 400", v, code)
