@@ -35,7 +35,11 @@ type launch struct {
 	// queued and placed are how long the launch waited for this
 	// controller's queue of launches and how long it held it (the log
 	// line says both: which of the two a slow launch was).
-	queued, placed   time.Duration
+	queued, placed time.Duration
+	// steps times the steps of the placement under the lock (the last
+	// attempt's): a launch that held the queue long logs them.
+	steps placeSteps
+
 	image            imageRow
 	kernel, ramdisk  *imageRow
 	vt               nodeapi.VMType
@@ -276,11 +280,40 @@ func (c *Cloud) placeAndInsertQueued(ctx context.Context, k *call, l *launch) (*
 	t1 := time.Now()
 	defer func() {
 		c.runMu.Unlock()
+		held := time.Since(t1)
 		l.queued += t1.Sub(t0)
-		l.placed += time.Since(t1)
+		l.placed += held
+		if held >= slowPlacement {
+			// Every launch behind it waited as long: say what took it.
+			c.log.Warn("slow placement: the launch queue was held", "held", held.Round(time.Millisecond),
+				"steps", l.steps.String())
+		}
 	}()
 	return c.placeAndInsert(ctx, k, l, nets)
 }
+
+// slowPlacement is how long a launch may hold the launch queue before its
+// steps are logged.
+const slowPlacement = 250 * time.Millisecond
+
+// placeSteps times a placement's steps: each mark ends one, named.
+type placeSteps struct {
+	last  time.Time
+	steps []string
+}
+
+// start begins an attempt (a transaction retried starts again).
+func (p *placeSteps) start() {
+	p.last, p.steps = time.Now(), p.steps[:0]
+}
+
+func (p *placeSteps) mark(name string) {
+	now := time.Now()
+	p.steps = append(p.steps, name+"="+now.Sub(p.last).Round(time.Microsecond).String())
+	p.last = now
+}
+
+func (p *placeSteps) String() string { return strings.Join(p.steps, " ") }
 
 // place asks the placer for nodes, max instances if they fit, else min.
 func (c *Cloud) place(ctx context.Context, l *launch) (string, []string, error) {
@@ -325,14 +358,18 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch, nets map
 	// picked: addresses were marked taken in c.takenIPs by an attempt
 	// that may not commit.
 	picked := false
+	st := &l.steps
+	st.start()
 	err := c.db.InTx(ctx, func(tx *store.Tx) error {
 		if picked {
 			c.takenIPs.forget()
 			picked = false
 		}
+		st.start()
 		if err := tx.LockPlacement(ctx); err != nil {
 			return err
 		}
+		st.mark("lock")
 		// A retry that waited for the lock while the original call
 		// placed and committed finds its token here, before placement
 		// could tell it the original's instances took the capacity. The
@@ -355,15 +392,18 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch, nets map
 		lctx := withLaunchSeq(ctx, seqNow)
 		// Quotas are counted under the placement lock too, so parallel
 		// launches cannot both take the last of an account's quota.
+		st.mark("token")
 		allowed, err := launchAllowance(ctx, tx, k.account(), l.vt, l.min, l.max, l.publicAddress)
 		if err != nil {
 			return err
 		}
 		pl := *l
 		pl.max = allowed
+		st.mark("quota")
 		if zone, nodes, err = c.place(lctx, &pl); err != nil {
 			return err
 		}
+		st.mark("place")
 		// The launch's writes go in one batch, one round trip on
 		// PostgreSQL, at the end: the reads below (addresses, networks,
 		// quotas) do not read what it writes.
@@ -399,6 +439,7 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch, nets map
 		if err != nil {
 			return err
 		}
+		st.mark("addresses")
 		netSubnet := "" // the group network's, in MANAGED mode
 		if zn.vlan > 0 {
 			netSubnet = zn.subnet.String()
@@ -483,11 +524,14 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch, nets map
 		if err := c.notifyGroupsInTx(ctx, tx, groupIDsOf(l.groups), true, launchedOn...); err != nil {
 			return err
 		}
+		st.mark("prepare")
 		if err := b.QueryRow(ctx, tx, launchSeqBump, nil, &seq); err != nil {
 			return fmt.Errorf("launch: %w", err)
 		}
+		st.mark("write")
 		return nil
 	})
+	st.mark("commit")
 	if err != nil {
 		if picked {
 			c.takenIPs.forget()
