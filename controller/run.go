@@ -374,28 +374,37 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch, nets map
 		// placed and committed finds its token here, before placement
 		// could tell it the original's instances took the capacity. The
 		// same statement reads the launch sequence placement's usage
-		// cache is checked against (withLaunchSeq): one round trip, not
-		// two, under the lock every launch queues behind.
-		tokenQ, tokenArgs := `SELECT 0, seq FROM launch_seq`, []any(nil)
+		// cache is checked against (withLaunchSeq), and whether the
+		// account has quotas at all: one round trip, not three, under the
+		// lock every launch queues behind.
+		tokenQ := `SELECT 0, seq, (SELECT COUNT(*) FROM account_quotas WHERE account_id = ?) FROM launch_seq`
+		tokenArgs := []any{k.account()}
 		if l.token != "" {
-			tokenQ = `SELECT (SELECT COUNT(*) FROM client_tokens WHERE account_id = ? AND token = ?), seq FROM launch_seq`
-			tokenArgs = []any{k.account(), l.token}
+			tokenQ = `SELECT (SELECT COUNT(*) FROM client_tokens WHERE account_id = ? AND token = ?), seq,
+				(SELECT COUNT(*) FROM account_quotas WHERE account_id = ?) FROM launch_seq`
+			tokenArgs = []any{k.account(), l.token, k.account()}
 		}
-		var used int
+		var used, quotas int
 		var seqNow int64
-		if err := tx.QueryRow(ctx, tokenQ, tokenArgs...).Scan(&used, &seqNow); err != nil {
+		if err := tx.QueryRow(ctx, tokenQ, tokenArgs...).Scan(&used, &seqNow, &quotas); err != nil {
 			return fmt.Errorf("client token and launch sequence: %w", err)
 		}
 		if used > 0 {
 			return errTokenUsed
 		}
 		lctx := withLaunchSeq(ctx, seqNow)
-		// Quotas are counted under the placement lock too, so parallel
-		// launches cannot both take the last of an account's quota.
 		st.mark("token")
-		allowed, err := launchAllowance(ctx, tx, k.account(), l.vt, l.min, l.max, l.publicAddress)
-		if err != nil {
-			return err
+		// Quotas are counted under the placement lock too, so parallel
+		// launches cannot both take the last of an account's quota. An
+		// account without a quota row has no limit (launchAllowance would
+		// read the row to find so; a row set meanwhile, by a call that
+		// does not take the placement lock, it would not have seen
+		// either).
+		allowed, err := l.max, error(nil)
+		if quotas > 0 {
+			if allowed, err = launchAllowance(ctx, tx, k.account(), l.vt, l.min, l.max, l.publicAddress); err != nil {
+				return err
+			}
 		}
 		pl := *l
 		pl.max = allowed
