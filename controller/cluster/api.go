@@ -259,6 +259,15 @@ func (s *Service) handleInstances(w http.ResponseWriter, r *http.Request, n Node
 		etag, held, heldSpecs = d.ETag, heldOf(d), specsOf(d)
 		return true
 	}
+	// sendNow reads the state when the wait ends and answers it (a
+	// stream, only if it changed): the reread that catches a lost
+	// wake-up.
+	sendNow := func() {
+		wt := s.waiterFor(n.ID)
+		if d, ok := read(); ok && (!stream || d.ETag != etag) {
+			send(wt, d)
+		}
+	}
 	// A node asks again as soon as it has applied an answer. When this
 	// controller gave it that answer and no wake-up came since the answer's
 	// read began, the state is the answer's: the request waits at once,
@@ -290,14 +299,9 @@ func (s *Service) handleInstances(w http.ResponseWriter, r *http.Request, n Node
 			if r.Context().Err() != nil || (stream && !s.stillEnrolled(r.Context(), n)) {
 				return
 			}
-			// The wait's end: the state as it is now, read without a
-			// wake-up (the reread that catches one lost). A stream sends
-			// it only if it changed, and ends: the node opens the next
-			// one with the etag it holds.
-			wt := s.waiterFor(n.ID)
-			if d, ok := read(); ok && (!stream || d.ETag != etag) {
-				send(wt, d)
-			}
+			// A stream then ends: the node opens the next one with the
+			// etag it holds.
+			sendNow()
 			return
 		case <-wt.ch:
 			s.park(-1)
@@ -310,10 +314,7 @@ func (s *Service) handleInstances(w http.ResponseWriter, r *http.Request, n Node
 						return
 					}
 					// The wait ended before the turn came.
-					wt := s.waiterFor(n.ID)
-					if d, ok := read(); ok {
-						send(wt, d)
-					}
+					sendNow()
 					return
 				}
 				turn = release

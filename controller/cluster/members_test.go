@@ -141,6 +141,26 @@ func enrollFor(t *testing.T, url, token string) nodeAt {
 	return nodeAt{id: resp.NodeID, conf: tc}
 }
 
+// upNodeIn adds cluster c1 to svc and one node to it, enrolled and up (a
+// heartbeat, so placement picks it) through the node API at url.
+func upNodeIn(t *testing.T, svc *Service, url string) nodeAt {
+	t.Helper()
+	ctx := context.Background()
+	if err := svc.AddCluster(ctx, "c1", "GREEDY"); err != nil {
+		t.Fatal(err)
+	}
+	token, err := svc.NewToken(ctx, svc.CA(), "c1", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := enrollFor(t, url, token)
+	if _, err := node.client(t, url).Heartbeat(ctx, nodeapi.HeartbeatRequest{Hostname: "host-m", Full: true,
+		Capacity: nodeapi.Capacity{Cores: 16, MemoryMiB: 16384, DiskGiB: 500}}); err != nil {
+		t.Fatal(err)
+	}
+	return node
+}
+
 func (n nodeAt) client(t *testing.T, url string) *nodeapi.Client {
 	c := nodeapi.NewClient(url, n.conf)
 	t.Cleanup(c.Close)
@@ -161,21 +181,9 @@ func TestMemberDeltasAcrossControllers(t *testing.T) {
 		dataDir := t.TempDir()
 		a := startControllerIn(t, db.URL(), db.KeyFile(), admin, dataDir)
 		b := startControllerIn(t, db.URL(), db.KeyFile(), admin, dataDir)
-		if err := a.svc.AddCluster(ctx, "c1", "GREEDY"); err != nil {
-			t.Fatal(err)
-		}
-		token, err := a.svc.NewToken(ctx, a.svc.CA(), "c1", time.Hour)
-		if err != nil {
-			t.Fatal(err)
-		}
 		urlA, urlB := serve(t, a.svc), serve(t, b.svc)
-		node := enrollFor(t, urlA, token)
+		node := upNodeIn(t, a.svc, urlA)
 		atA, atB := node.client(t, urlA), node.client(t, urlB)
-		// The node is up (a heartbeat) so placement picks it.
-		if _, err := atA.Heartbeat(ctx, nodeapi.HeartbeatRequest{Hostname: "host-m", Full: true,
-			Capacity: nodeapi.Capacity{Cores: 16, MemoryMiB: 16384, DiskGiB: 500}}); err != nil {
-			t.Fatal(err)
-		}
 		var ips, ids []string
 		launch := func(through *controllerOn) {
 			t.Helper()
@@ -338,6 +346,7 @@ func TestMemberDeltasAcrossControllers(t *testing.T) {
 			if try == 3 {
 				t.Fatal(sameSpecs(d, ids))
 			}
+			var err error
 			if d, err = atA.InstancesHeld(ctx, d.ETag, 30*time.Second, &held); err != nil {
 				t.Fatal(err)
 			}

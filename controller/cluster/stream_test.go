@@ -21,28 +21,17 @@ import (
 // launches and a termination reach the node as lines of the stream, each
 // member list a delta to the line before and each unchanged spec kept, and
 // the node's whole state after each line is the one a node holding nothing
-// is sent. The stream ends at its wait without a line; the next one, opened
-// with the last etag, sends nothing until a change; a node removed while
-// its stream is open is sent nothing more; a bad stream parameter is a 400.
+// is sent. The node's cancel ends the stream; one opened with the last
+// etag ends at its wait without a line when nothing changed; a node
+// removed while its stream is open is sent nothing more, and refused.
 func TestStreamedAnswers(t *testing.T) {
 	storetest.Each(t, controller.Migrations(), func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		admin, image := adminAndImage(t, db, "stream")
 		a := startControllerIn(t, db.URL(), db.KeyFile(), admin, t.TempDir())
-		if err := a.svc.AddCluster(ctx, "c1", "GREEDY"); err != nil {
-			t.Fatal(err)
-		}
-		token, err := a.svc.NewToken(ctx, a.svc.CA(), "c1", time.Hour)
-		if err != nil {
-			t.Fatal(err)
-		}
 		url := serve(t, a.svc)
-		node := enrollFor(t, url, token)
+		node := upNodeIn(t, a.svc, url)
 		c := node.client(t, url)
-		if _, err := c.Heartbeat(ctx, nodeapi.HeartbeatRequest{Hostname: "host-m", Full: true,
-			Capacity: nodeapi.Capacity{Cores: 16, MemoryMiB: 16384, DiskGiB: 500}}); err != nil {
-			t.Fatal(err)
-		}
 		var ips, ids []string
 		launch := func() {
 			t.Helper()
@@ -184,14 +173,7 @@ func TestStreamRereadAndParameter(t *testing.T) {
 	svc.cfg.DesiredPoll = time.Minute
 	url := serve(t, svc)
 	ctx := context.Background()
-	if err := svc.AddCluster(ctx, "c1", "GREEDY"); err != nil {
-		t.Fatal(err)
-	}
-	token, err := svc.NewToken(ctx, svc.CA(), "c1", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	node := enrollFor(t, url, token)
+	node := upNodeIn(t, svc, url)
 	c := node.client(t, url)
 	var held nodeapi.Held
 	var got []nodeapi.Desired
