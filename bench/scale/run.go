@@ -65,6 +65,10 @@ type Options struct {
 	// NoStream has the nodes ask for one desired-state answer per
 	// request, as agents before streamed answers did.
 	NoStream bool
+	// OwnLists has each simulated node apply every member-list delta
+	// itself, as before the nodes shared them (nodeapi.MemberSteps): the
+	// generator's CPU, on the controller's cores, as it was.
+	OwnLists bool
 	// Settle has the paced launches wait until the fill's member-list
 	// updates have stopped reaching the nodes (at most SettleMax), so
 	// they measure launches at their rate, not behind the fill's backlog.
@@ -234,7 +238,11 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	defer fleet.Wait()
 	defer cancel()
 	peers := newMemberClock()
-	nodes, err := enrollFleet(rctx, ctl.NodeURL(), seed.Tokens, simnode.Config{WholeMembers: o.WholeMembers, NoStream: o.NoStream}, peers.arrived, func(n *simnode.Node) { fleet.Go(func() { n.Run(rctx) }) })
+	var steps *nodeapi.MemberSteps
+	if !o.OwnLists {
+		steps = &nodeapi.MemberSteps{}
+	}
+	nodes, err := enrollFleet(rctx, ctl.NodeURL(), seed.Tokens, simnode.Config{WholeMembers: o.WholeMembers, NoStream: o.NoStream, MemberSteps: steps}, peers.arrived, func(n *simnode.Node) { fleet.Go(func() { n.Run(rctx) }) })
 	if err != nil {
 		return res, fmt.Errorf("%w; controller log:\n%s", err, tail(ctl.Log(), 40))
 	}
@@ -410,7 +418,8 @@ func Run(ctx context.Context, o Options) (Result, error) {
 
 // enrollFleet enrolls one simulated node per token, each from a loopback
 // address of its own, and hands each to started once enrolled.
-// how gives the nodes' ways of asking (WholeMembers, NoStream).
+// how gives the nodes' ways of asking (WholeMembers, NoStream) and the
+// member-list steps they share.
 func enrollFleet(ctx context.Context, nodeURL string, tokens []string, how simnode.Config, onMembers func([]string, time.Time),
 	started func(*simnode.Node)) ([]*simnode.Node, error) {
 	nodes := make([]*simnode.Node, len(tokens))
@@ -424,7 +433,7 @@ func enrollFleet(ctx context.Context, nodeURL string, tokens []string, how simno
 				if i >= len(tokens) || ctx.Err() != nil {
 					return
 				}
-				n, err := simnode.Enroll(ctx, simnode.Config{Controller: nodeURL, Token: tokens[i], WholeMembers: how.WholeMembers, NoStream: how.NoStream, OnMembers: onMembers,
+				n, err := simnode.Enroll(ctx, simnode.Config{Controller: nodeURL, Token: tokens[i], WholeMembers: how.WholeMembers, NoStream: how.NoStream, MemberSteps: how.MemberSteps, OnMembers: onMembers,
 					Hostname: fmt.Sprintf("sim-%05d", i), LocalIP: simnode.LoopbackIP(i),
 					Capacity: nodeapi.Capacity{Cores: 64, MemoryMiB: 64 << 10, DiskGiB: 2 << 10}})
 				if err != nil {

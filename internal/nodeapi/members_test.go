@@ -215,3 +215,66 @@ func TestHeldMembersMergeMatchesSort(t *testing.T) {
 		}
 	}
 }
+
+// Nodes sharing MemberSteps: the second node to get a delta takes the
+// first one's list (the same array, not a copy), a different change to
+// the same base is applied and checked, not taken, and a delta that does
+// not give the version it names is refused on every node though another
+// node's right step is held.
+func TestMemberStepsShared(t *testing.T) {
+	var steps MemberSteps
+	base := []string{"10.0.0.1", "10.0.0.2", "10.0.0.10"}
+	bv := MembersVersion(base)
+	nodes := make([]*HeldMembers, 3)
+	for i := range nodes {
+		nodes[i] = &HeldMembers{Steps: &steps}
+		if err := nodes[i].Apply([]SecurityGroup{{ID: "sg-1", Members: slices.Clone(base), MembersVersion: bv}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	grown := []string{"10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.10"}
+	delta := func(added ...string) []SecurityGroup {
+		next := append(slices.Clone(base), added...)
+		return []SecurityGroup{{ID: "sg-1", MembersVersion: MembersVersion(next), MembersDelta: &MembersDelta{Base: bv, Added: added}}}
+	}
+	a, b := delta("10.0.0.3"), delta("10.0.0.3")
+	if err := nodes[0].Apply(a); err != nil {
+		t.Fatal(err)
+	}
+	if err := nodes[1].Apply(b); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(a[0].Members, grown) || !slices.Equal(b[0].Members, grown) {
+		t.Fatalf("lists %v and %v, want %v", a[0].Members, b[0].Members, grown)
+	}
+	if &a[0].Members[0] != &b[0].Members[0] {
+		t.Error("the second node applied the delta again instead of taking the first one's list")
+	}
+	if q := nodes[1].Query(); q != "sg-1:"+MembersVersion(grown) {
+		t.Errorf("held %q after the shared step", q)
+	}
+	c := delta("10.0.0.4")
+	if err := nodes[2].Apply(c); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"10.0.0.1", "10.0.0.2", "10.0.0.4", "10.0.0.10"}; !slices.Equal(c[0].Members, want) {
+		t.Fatalf("another change to the same base gave %v, want %v", c[0].Members, want)
+	}
+
+	// A wrong version named with a change already shared: applied and
+	// refused, whatever the others hold.
+	for _, h := range nodes[:2] {
+		h.Reset()
+		if err := h.Apply([]SecurityGroup{{ID: "sg-1", Members: slices.Clone(base), MembersVersion: bv}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bad := delta("10.0.0.3")
+	bad[0].MembersVersion = MembersVersion([]string{"10.0.0.9"})
+	if err := nodes[0].Apply(bad); !errors.Is(err, ErrMembersBase) {
+		t.Fatalf("a delta naming the wrong version: %v, want ErrMembersBase", err)
+	}
+	if err := nodes[1].Apply(delta("10.0.0.3")); err != nil {
+		t.Fatalf("the right step after a wrong one: %v", err)
+	}
+}

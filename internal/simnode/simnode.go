@@ -49,6 +49,10 @@ type Config struct {
 	// deltas added to the node's lists, and when the answer arrived: how
 	// a benchmark times a launch's address reaching its peers' nodes.
 	OnMembers func(added []string, at time.Time)
+	// MemberSteps, when set, is shared by the nodes of the process
+	// (nodeapi.MemberSteps): each launch's delta to a member list is then
+	// applied once, not once per node that holds the list.
+	MemberSteps *nodeapi.MemberSteps
 }
 
 // Stats are what a node did, counted since it started.
@@ -252,7 +256,7 @@ func (n *Node) follow(ctx context.Context) {
 	etag := ""
 	var held *nodeapi.Held
 	if !n.cfg.WholeMembers {
-		held = &nodeapi.Held{}
+		held = &nodeapi.Held{Members: nodeapi.HeldMembers{Steps: n.cfg.MemberSteps}}
 	}
 	got := func(d nodeapi.Desired) error {
 		n.polls.Add(1)

@@ -40,6 +40,7 @@ func main() {
 	flag.IntVar(&o.PacedCalls, "paced-calls", 200, "RunInstances of one instance sent at a fixed rate after the fill")
 	flag.Float64Var(&o.PacedRate, "paced-rate", 20, "paced RunInstances calls a second")
 	flag.BoolVar(&o.Settle, "settle", false, "before the paced launches, wait until the fill's member-list updates stop reaching the nodes")
+	flag.BoolVar(&o.OwnLists, "own-lists", false, "each simulated node applies every member-list delta itself (the generator's CPU as before nodes shared them)")
 	flag.BoolVar(&o.NoStream, "no-stream", false, "nodes ask for one desired-state answer per request (agents before streamed answers)")
 	flag.BoolVar(&o.WholeMembers, "whole-members", false, "nodes hold no member lists and get them whole in every answer (agents before member-list deltas)")
 	flag.StringVar(&o.ControllerLog, "controller-log", "", "write the controller's log to FILE after the paced launches")
