@@ -56,7 +56,11 @@ func (b *Batch) Run(ctx context.Context, tx *Tx) error {
 // QueryRow runs the gathered writes and then q, whose one row it scans
 // into dest: on PostgreSQL q is the statement the writes are WITH
 // clauses of, so all are one round trip. q runs with the writes'
-// snapshot: it must not read what they write.
+// snapshot: it must not read what they write. The notifications tx
+// gathered so far (Tx.Publish) ride in the same statement, as the
+// transaction's last one would otherwise send them on its own at the
+// commit: a launch's writes are its last statement under the placement
+// lock, and that round trip was one more for every launch queued behind.
 func (b *Batch) QueryRow(ctx context.Context, tx *Tx, q string, args []any, dest ...any) error {
 	return b.run(ctx, tx, q, args, dest)
 }
@@ -103,11 +107,34 @@ func (b *Batch) run(ctx context.Context, tx *Tx, q string, args []any, dest []an
 			fmt.Fprintf(&sb, "batch%d AS (%s)", i, s.q)
 			all = append(all, s.args...)
 		}
-		if len(group) > 0 {
-			sb.WriteByte(' ')
+		notes := isQ && len(tx.notes) > 0 && len(tx.notes)/2 <= notesPerStmt && params+len(tx.notes) <= maxParams
+		if notes {
+			// q becomes a clause too, and the notifications one that
+			// the statement reads, so that it runs: PostgreSQL skips a
+			// SELECT clause nothing reads.
+			if len(group) == 0 {
+				sb.WriteString("WITH ")
+			} else {
+				sb.WriteString(", ")
+			}
+			fmt.Fprintf(&sb, "batchq AS (%s), notes AS (SELECT ", main)
+			all = append(all, mainArgs...)
+			for i := 0; i < len(tx.notes); i += 2 {
+				if i > 0 {
+					sb.WriteString(", ")
+				}
+				sb.WriteString("pg_notify(?, ?)")
+				all = append(all, tx.notes[i], tx.notes[i+1])
+			}
+			sb.WriteString(") SELECT batchq.* FROM batchq CROSS JOIN notes")
+			tx.notes = nil
+		} else {
+			if len(group) > 0 {
+				sb.WriteByte(' ')
+			}
+			sb.WriteString(main)
+			all = append(all, mainArgs...)
 		}
-		sb.WriteString(main)
-		all = append(all, mainArgs...)
 		if isQ {
 			return tx.QueryRow(ctx, sb.String(), all...).Scan(dest...)
 		}

@@ -64,12 +64,15 @@ func (tx *Tx) Publish(ctx context.Context, channel, payload string) error {
 	return nil
 }
 
-// sendNotes sends the notifications Publish gathered, in one statement
-// per 100 (PostgreSQL queues them until the commit).
+// notesPerStmt is how many notifications one statement sends: each is a
+// column of its one row, and PostgreSQL allows 1,664.
+const notesPerStmt = 100
+
+// sendNotes sends the notifications Publish gathered that no Batch took,
+// in one statement per 100 (PostgreSQL queues them until the commit).
 func (tx *Tx) sendNotes(ctx context.Context) error {
-	const perStmt = 100
 	for notes := tx.notes; len(notes) > 0; {
-		n := min(len(notes)/2, perStmt)
+		n := min(len(notes)/2, notesPerStmt)
 		var q strings.Builder
 		q.WriteString("SELECT ")
 		for i := range n {

@@ -137,6 +137,49 @@ func TestListenHearsOtherProcess(t *testing.T) {
 		expect(fmt.Sprintf("many-%03d", i))
 	}
 
+	// Notifications published before a batch's final statement ride in
+	// it: none is left for the commit, and they are heard once it
+	// commits, in order, with the batch's writes done; a transaction that
+	// rolls back after the batch sends none. More than one statement's
+	// worth is left for the commit.
+	batched := func(n int, fail bool) error {
+		return db.InTx(ctx, func(tx *store.Tx) error {
+			for i := range n {
+				if err := tx.Publish(ctx, "ironbark_test", fmt.Sprintf("batched-%v-%d-%03d", fail, n, i)); err != nil {
+					return err
+				}
+			}
+			var b store.Batch
+			b.Exec(ctx, `INSERT INTO kv (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = kv.v + 1`, "batched", 1)
+			var one int
+			if err := b.QueryRow(ctx, tx, `SELECT 1`, nil, &one); err != nil || one != 1 {
+				return fmt.Errorf("batch: %d, %v", one, err)
+			}
+			if left, want := store.PendingNotes(tx), map[bool]int{true: 0, false: n}[n <= 100]; left != want {
+				return fmt.Errorf("%d notifications left for the commit after the batch, want %d", left, want)
+			}
+			if fail {
+				return errors.New("roll back")
+			}
+			return nil
+		})
+	}
+	if err := batched(3, true); err == nil {
+		t.Fatal("the rolled-back transaction committed")
+	}
+	for _, n := range []int{3, 101} {
+		if err := batched(n, false); err != nil {
+			t.Fatal(err)
+		}
+		for i := range n {
+			expect(fmt.Sprintf("batched-false-%d-%03d", n, i))
+		}
+	}
+	var v int
+	if err := db.QueryRow(ctx, `SELECT v FROM kv WHERE k = 'batched'`).Scan(&v); err != nil || v != 2 {
+		t.Fatalf("the batches' write: %d, %v; want 2", v, err)
+	}
+
 	long := make([]byte, store.MaxPayload+1)
 	for i := range long {
 		long[i] = 'x'
