@@ -120,6 +120,10 @@ type Result struct {
 	PacedAfterP50, PacedAfterP99 time.Duration
 	PacedEarly                   float64
 	PacedLaunched, PacedReceived int
+	// GenWaitP50 and GenWaitP99: how long the load generator's own
+	// goroutines waited for a CPU meanwhile (sched.go), by the bucket of
+	// the runtime's histogram they fell in.
+	GenWaitP50, GenWaitP99 time.Duration
 	// Settled is how long after the fill's describes the member-list
 	// updates took to stop (Options.Settle; 0 without it).
 	Settled                   time.Duration
@@ -319,6 +323,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		say("member-list updates stopped %s after the describes", res.Settled.Round(time.Millisecond))
 	}
 	paced0 := simnode.Sum(nodes)
+	sched0 := readSched()
 	paced, pacedCalls, err := launchPaced(rctx, tenants, seed.Image, o, peers.launched)
 	if err != nil {
 		return res, fmt.Errorf("%w; controller log:\n%s", err, tail(ctl.Log(), 40))
@@ -327,6 +332,8 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	for simnode.Sum(nodes).Launches < int64(len(sent)+len(paced)) && time.Now().Before(deadline) && rctx.Err() == nil {
 		time.Sleep(100 * time.Millisecond)
 	}
+	sched1 := readSched()
+	res.GenWaitP50, res.GenWaitP99 = sched1.waitsSince(sched0, 50), sched1.waitsSince(sched0, 99)
 	if len(paced) > 0 {
 		res.PacedAnswers = float64(simnode.Sum(nodes).Polls-paced0.Polls) / float64(len(paced))
 	}
@@ -371,9 +378,10 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	}
 	served := loggedDurations(ctl.Log(), "RunInstances")
 	served = served[max(len(served)-len(pacedCalls), 0):]
-	say("%d paced launches (%.0f/s) reached their nodes: p50 %s, p99 %s; their RunInstances took p50 %s, p99 %s (in the controller p50 %s, p99 %s); after the client had the answer p50 %s, p99 %s (%.0f%% before); %.1f answers to nodes per launch",
+	say("%d paced launches (%.0f/s) reached their nodes: p50 %s, p99 %s; their RunInstances took p50 %s, p99 %s (in the controller p50 %s, p99 %s); after the client had the answer p50 %s, p99 %s (%.0f%% before); %.1f answers to nodes per launch; the generator's goroutines waited for a CPU p50 %s, p99 %s",
 		res.PacedReceived, o.PacedRate, res.PacedP50, res.PacedP99, res.PacedRunP50, res.PacedRunP99,
-		percentile(served, 50), percentile(served, 99), res.PacedAfterP50, res.PacedAfterP99, 100*res.PacedEarly, res.PacedAnswers)
+		percentile(served, 50), percentile(served, 99), res.PacedAfterP50, res.PacedAfterP99, 100*res.PacedEarly, res.PacedAnswers,
+		res.GenWaitP50, res.GenWaitP99)
 
 	// The steady state: every node heartbeating and following its instances, nothing
 	// launched.
