@@ -22,6 +22,7 @@ import (
 	"ironbark/controller"
 	"ironbark/controller/ec2/ec2test"
 	"ironbark/internal/nodeapi"
+	"ironbark/internal/schedwait"
 	"ironbark/internal/simnode"
 )
 
@@ -121,9 +122,14 @@ type Result struct {
 	PacedEarly                   float64
 	PacedLaunched, PacedReceived int
 	// GenWaitP50 and GenWaitP99: how long the load generator's own
-	// goroutines waited for a CPU meanwhile (sched.go), by the bucket of
-	// the runtime's histogram they fell in.
+	// goroutines waited for a CPU meanwhile (internal/schedwait): its
+	// simulated nodes are tens of thousands of goroutines on the cores the
+	// controller uses, and a paced call's goroutine, or a node's receiving
+	// one, waits behind them inside the latencies it reports.
+	// CtlWaitP50 and CtlWaitP99: the controller's, read from its debug
+	// listener (DebugAddr; zero without one).
 	GenWaitP50, GenWaitP99 time.Duration
+	CtlWaitP50, CtlWaitP99 time.Duration
 	// Settled is how long after the fill's describes the member-list
 	// updates took to stop (Options.Settle; 0 without it).
 	Settled                   time.Duration
@@ -323,7 +329,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		say("member-list updates stopped %s after the describes", res.Settled.Round(time.Millisecond))
 	}
 	paced0 := simnode.Sum(nodes)
-	sched0 := readSched()
+	gen0, ctl0 := schedwait.Read(), ctlSched(o)
 	paced, pacedCalls, err := launchPaced(rctx, tenants, seed.Image, o, peers.launched)
 	if err != nil {
 		return res, fmt.Errorf("%w; controller log:\n%s", err, tail(ctl.Log(), 40))
@@ -332,8 +338,9 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	for simnode.Sum(nodes).Launches < int64(len(sent)+len(paced)) && time.Now().Before(deadline) && rctx.Err() == nil {
 		time.Sleep(100 * time.Millisecond)
 	}
-	sched1 := readSched()
-	res.GenWaitP50, res.GenWaitP99 = sched1.waitsSince(sched0, 50), sched1.waitsSince(sched0, 99)
+	gen1, ctl1 := schedwait.Read(), ctlSched(o)
+	res.GenWaitP50, res.GenWaitP99 = gen1.Since(gen0, 50), gen1.Since(gen0, 99)
+	res.CtlWaitP50, res.CtlWaitP99 = ctl1.Since(ctl0, 50), ctl1.Since(ctl0, 99)
 	if len(paced) > 0 {
 		res.PacedAnswers = float64(simnode.Sum(nodes).Polls-paced0.Polls) / float64(len(paced))
 	}
@@ -376,12 +383,16 @@ func Run(ctx context.Context, o Options) (Result, error) {
 			return res, fmt.Errorf("controller log: %w", err)
 		}
 	}
+	ctlWaits := " (the controller's with -debug-listen)"
+	if o.DebugAddr != "" {
+		ctlWaits = fmt.Sprintf(", p50 %s, p99 %s in the controller", res.CtlWaitP50, res.CtlWaitP99)
+	}
 	served := loggedDurations(ctl.Log(), "RunInstances")
 	served = served[max(len(served)-len(pacedCalls), 0):]
-	say("%d paced launches (%.0f/s) reached their nodes: p50 %s, p99 %s; their RunInstances took p50 %s, p99 %s (in the controller p50 %s, p99 %s); after the client had the answer p50 %s, p99 %s (%.0f%% before); %.1f answers to nodes per launch; the generator's goroutines waited for a CPU p50 %s, p99 %s",
+	say("%d paced launches (%.0f/s) reached their nodes: p50 %s, p99 %s; their RunInstances took p50 %s, p99 %s (in the controller p50 %s, p99 %s); after the client had the answer p50 %s, p99 %s (%.0f%% before); %.1f answers to nodes per launch; goroutines waited for a CPU p50 %s, p99 %s in the generator%s",
 		res.PacedReceived, o.PacedRate, res.PacedP50, res.PacedP99, res.PacedRunP50, res.PacedRunP99,
 		percentile(served, 50), percentile(served, 99), res.PacedAfterP50, res.PacedAfterP99, 100*res.PacedEarly, res.PacedAnswers,
-		res.GenWaitP50, res.GenWaitP99)
+		res.GenWaitP50, res.GenWaitP99, ctlWaits)
 
 	// The steady state: every node heartbeating and following its instances, nothing
 	// launched.
@@ -652,6 +663,20 @@ func nodesUp(ctx context.Context, ctl *Controller) (int, error) {
 		return 0, err
 	}
 	return countUp(out)
+}
+
+// ctlSched samples the controller's goroutine waits from its debug
+// listener; an empty sample (no listener, or a failure: the report then
+// says 0) costs the run nothing.
+func ctlSched(o Options) schedwait.Sample {
+	if o.DebugAddr == "" {
+		return schedwait.Sample{}
+	}
+	s, err := schedwait.Fetch(&http.Client{Timeout: 10 * time.Second}, "http://"+o.DebugAddr+"/debug/sched")
+	if err != nil {
+		return schedwait.Sample{}
+	}
+	return s
 }
 
 func percentile(ds []time.Duration, p int) time.Duration {

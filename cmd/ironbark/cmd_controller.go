@@ -22,6 +22,7 @@ import (
 	"ironbark/images/blobstore"
 	"ironbark/internal/httplimit"
 	"ironbark/internal/nodeapi"
+	"ironbark/internal/schedwait"
 	"ironbark/internal/store"
 	"ironbark/operator"
 	"ironbark/pxe"
@@ -292,7 +293,8 @@ func createAccount(ctx context.Context, e *env, name string) error {
 	return nil
 }
 
-// debugServer serves net/http/pprof's handlers on addr.
+// debugServer serves net/http/pprof's handlers, and the goroutines'
+// waits for a CPU (internal/schedwait), on addr.
 func debugServer(addr string) (*http.Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -304,6 +306,9 @@ func debugServer(addr string) (*http.Server, error) {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	// How long goroutines waited for a CPU (bench/scale reads it around
+	// its paced launches).
+	mux.HandleFunc("/debug/sched", schedwait.Handler)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	return srv, nil
