@@ -376,17 +376,13 @@ func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch, nets map
 		// same statement reads the launch sequence placement's usage
 		// cache is checked against (withLaunchSeq), and whether the
 		// account has quotas at all: one round trip, not three, under the
-		// lock every launch queues behind.
-		tokenQ := `SELECT 0, seq, (SELECT COUNT(*) FROM account_quotas WHERE account_id = ?) FROM launch_seq`
-		tokenArgs := []any{k.account()}
-		if l.token != "" {
-			tokenQ = `SELECT (SELECT COUNT(*) FROM client_tokens WHERE account_id = ? AND token = ?), seq,
-				(SELECT COUNT(*) FROM account_quotas WHERE account_id = ?) FROM launch_seq`
-			tokenArgs = []any{k.account(), l.token, k.account()}
-		}
+		// lock every launch queues behind. A launch without a token
+		// counts none: no token row is ever empty.
 		var used, quotas int
 		var seqNow int64
-		if err := tx.QueryRow(ctx, tokenQ, tokenArgs...).Scan(&used, &seqNow, &quotas); err != nil {
+		if err := tx.QueryRow(ctx, `SELECT (SELECT COUNT(*) FROM client_tokens WHERE account_id = ? AND token = ?), seq,
+			(SELECT COUNT(*) FROM account_quotas WHERE account_id = ?) FROM launch_seq`,
+			k.account(), l.token, k.account()).Scan(&used, &seqNow, &quotas); err != nil {
 			return fmt.Errorf("client token and launch sequence: %w", err)
 		}
 		if used > 0 {
