@@ -100,6 +100,7 @@ type Cloud struct {
 	parsedArtifacts parsedArtifacts
 	takenIPs        takenIPs // private addresses held, for launches (privateips.go)
 	usageCache      usageCache
+	ledgerReads     *ledgerReads // heartbeats' reads of their nodes' instances (ledgerreads.go)
 	// noUsage skips the usage record on launch: only benchmarks set it,
 	// to measure what the record costs.
 	noUsage bool
@@ -144,6 +145,7 @@ func New(cfg Config, db *store.DB, placer Placer, log *slog.Logger) (*Cloud, err
 	for _, vt := range cfg.VMTypes {
 		c.vmTypes[vt.Name] = vt
 	}
+	c.ledgerReads = newLedgerReads(c)
 	c.actions = c.actionTable()
 	c.stsActions = c.stsActionTable()
 	c.iamActions = c.iamActionTable()

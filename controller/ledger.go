@@ -236,7 +236,8 @@ func (c *Cloud) Observe(ctx context.Context, nodeID string, sts []nodeapi.Instan
 	return err
 }
 
-// unchanged reports whether recording sts would change nothing.
+// unchanged reports whether recording sts would change nothing. Its read
+// is gathered with other heartbeats' (ledgerreads.go).
 func (c *Cloud) unchanged(ctx context.Context, nodeID string, sts []nodeapi.InstanceStatus) (bool, error) {
 	for _, st := range sts {
 		if st.Reason != "" || len(st.ConsoleTail) > 0 {
@@ -246,23 +247,13 @@ func (c *Cloud) unchanged(ctx context.Context, nodeID string, sts []nodeapi.Inst
 	if len(sts) == 0 {
 		return true, nil
 	}
-	rows, err := c.db.Query(ctx, `SELECT id, state, desired, shutdown_behavior FROM instances WHERE node_id = ?`, nodeID)
+	got, err := c.ledgerReads.read(ctx, nodeID)
 	if err != nil {
 		return false, fmt.Errorf("observe %s: %w", nodeID, err)
 	}
-	defer rows.Close()
-	type rec struct{ state, desired, shutdown string }
-	recs := map[string]rec{}
-	for rows.Next() {
-		var id string
-		var r rec
-		if err := rows.Scan(&id, &r.state, &r.desired, &r.shutdown); err != nil {
-			return false, err
-		}
-		recs[id] = r
-	}
-	if err := rows.Err(); err != nil {
-		return false, err
+	recs := make(map[string]ledgerRec, len(got))
+	for _, r := range got {
+		recs[r.id] = r
 	}
 	for _, st := range sts {
 		r, ok := recs[st.InstanceID]
