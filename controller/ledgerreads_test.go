@@ -16,10 +16,10 @@ import (
 )
 
 // Heartbeats arriving while a read runs are read as one group, and each
-// still gets its own node's answer: a report that changes nothing writes
-// nothing, one that changes a state is recorded, a node asked for twice
-// or holding nothing is answered, and a group split over several queries
-// answers the same.
+// still gets its own node's answer: a report that changes nothing leaves
+// its instances as they were, one that changes a state is recorded, a
+// node asked for twice or holding nothing is answered, and a group split
+// over several queries answers the same.
 func TestHeartbeatReadsGathered(t *testing.T) {
 	storetest.Each(t, Migrations(), func(t *testing.T, db *store.DB) {
 		for _, chunk := range []int{ledgerReadChunk, 1} {
