@@ -23,39 +23,11 @@ import (
 // DesiredOnNode implements cluster.InstanceLedger: every instance placed on the
 // node that the node has not yet reported terminated.
 func (c *Cloud) DesiredOnNode(ctx context.Context, nodeID string) ([]nodeapi.InstanceSpec, error) {
-	nets, err := c.zoneNets(ctx)
-	if err != nil {
-		return nil, err
-	}
-	rows, err := c.db.Query(ctx, `SELECT id, account_id, vm_type, mac, private_ip, key_name, public_key, user_data,
-		desired, reboot_serial, artifacts, zone, public_ip, net_subnet, vlan FROM instances WHERE node_id = ? AND state <> 'terminated'`, nodeID)
+	specs, err := c.ledgerReads.desired.Do(ctx, nodeID)
 	if err != nil {
 		return nil, fmt.Errorf("desired on node %s: %w", nodeID, err)
 	}
-	defer rows.Close()
-	var specs []nodeapi.InstanceSpec
-	for rows.Next() {
-		var s nodeapi.InstanceSpec
-		var vmType, userData, arts, zone, publicIP, netSubnet string
-		var vlan int
-		if err := rows.Scan(&s.InstanceID, &s.AccountID, &vmType, &s.MAC, &s.PrivateIP, &s.KeyName, &s.PublicKey,
-			&userData, &s.Desired, &s.RebootSerial, &arts, &zone, &publicIP, &netSubnet, &vlan); err != nil {
-			return nil, err
-		}
-		s.Network = c.zoneNetOf(nets, zone).instanceNetwork(publicIP, netSubnet, vlan)
-		s.VMType = c.vmTypes[vmType]
-		s.VMType.Name = vmType
-		if userData != "" {
-			s.UserData, _ = base64.StdEncoding.DecodeString(userData)
-		}
-		a, err := c.parsedArtifacts.of(arts)
-		if err != nil {
-			return nil, fmt.Errorf("instance %s artifacts: %w", s.InstanceID, err)
-		}
-		s.Image, s.Kernel, s.Ramdisk = c.withURL(a.Image), c.withURLPtr(a.Kernel), c.withURLPtr(a.Ramdisk)
-		specs = append(specs, s)
-	}
-	return specs, rows.Err()
+	return specs, nil
 }
 
 // parsedArtifacts caches the parse of instances' artifacts columns: every
@@ -247,7 +219,7 @@ func (c *Cloud) unchanged(ctx context.Context, nodeID string, sts []nodeapi.Inst
 	if len(sts) == 0 {
 		return true, nil
 	}
-	got, err := c.ledgerReads.read(ctx, nodeID)
+	got, err := c.ledgerReads.heartbeat.Do(ctx, nodeID)
 	if err != nil {
 		return false, fmt.Errorf("observe %s: %w", nodeID, err)
 	}

@@ -2,6 +2,8 @@ package controller
 
 import (
 	"context"
+	"reflect"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -79,7 +81,7 @@ func TestHeartbeatReadsGathered(t *testing.T) {
 				// left to the caller's policy.
 				{"node-none", report(quiet, nodeapi.StateTerminated)},
 			}
-			g := e.cloud.ledgerReads.gather
+			g := e.cloud.ledgerReads.heartbeat
 			runs := g.Runs()
 			release := g.Hold()
 			var wg sync.WaitGroup
@@ -111,6 +113,113 @@ func TestHeartbeatReadsGathered(t *testing.T) {
 				}
 			}
 			e.stop()
+		}
+	})
+}
+
+// Nodes' desired states read while the reads run are read as one group
+// of each kind (instances, their groups, the groups' rules), and each
+// node gets what a read of its own gives: its instances in order, their
+// groups, the rules (peers named) and the peers' members. A node asked for
+// twice and one holding nothing are answered too, and a group split over
+// several queries answers the same.
+func TestDesiredReadsGathered(t *testing.T) {
+	storetest.Each(t, Migrations(), func(t *testing.T, db *store.DB) {
+		e := newTestEnv(t, db)
+		defer e.stop()
+		ctx := context.Background()
+		c := e.client(e.alice)
+		group := func(name string) string {
+			return aws.ToString(must[*sdk.CreateSecurityGroupOutput](t)(c.CreateSecurityGroup(ctx, &sdk.CreateSecurityGroupInput{
+				GroupName: aws.String(name), Description: aws.String(name)})).GroupId)
+		}
+		web, app := group("web"), group("app")
+		for _, g := range []string{web, app} {
+			if _, err := c.AuthorizeSecurityGroupIngress(ctx, &sdk.AuthorizeSecurityGroupIngressInput{GroupId: aws.String(g),
+				IpPermissions: []types.IpPermission{
+					{IpProtocol: aws.String("tcp"), FromPort: aws.Int32(22), ToPort: aws.Int32(22),
+						IpRanges: []types.IpRange{{CidrIp: aws.String("10.0.0.0/8")}}},
+					{IpProtocol: aws.String("tcp"), FromPort: aws.Int32(8000), ToPort: aws.Int32(8100),
+						UserIdGroupPairs: []types.UserIdGroupPair{{GroupId: aws.String(web)}}},
+				}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, l := range []struct {
+			zone   string
+			groups []string
+		}{{"zone-a", []string{web}}, {"zone-a", []string{web}}, {"zone-b", []string{app, web}}} {
+			if _, err := c.RunInstances(ctx, &sdk.RunInstancesInput{ImageId: aws.String(e.image),
+				MinCount: aws.Int32(2), MaxCount: aws.Int32(2), InstanceType: "m1.small", SecurityGroupIds: l.groups,
+				Placement: &types.Placement{AvailabilityZone: aws.String(l.zone)}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		nodes, err := store.Column[string](db.Query(ctx, `SELECT DISTINCT node_id FROM instances ORDER BY node_id`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(nodes) < 2 {
+			t.Fatalf("want instances on two nodes at least: %v", nodes)
+		}
+		asked := append(slices.Clone(nodes), nodes[0], "node-none")
+		type told struct {
+			specs  []nodeapi.InstanceSpec
+			groups []nodeapi.SecurityGroup
+		}
+		read := func(node string) (told, error) {
+			specs, err := e.cloud.DesiredOnNode(ctx, node)
+			if err != nil {
+				return told{}, err
+			}
+			gs, err := e.cloud.SecurityGroupsOnNode(ctx, node, specs, time.Now())
+			return told{specs, gs}, err
+		}
+		// Each alone first: what a read of its own gives.
+		want := map[string]told{}
+		for _, n := range asked {
+			if want[n], err = read(n); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if len(want[nodes[0]].groups) == 0 || len(want[nodes[0]].specs) == 0 {
+			t.Fatalf("%s was told nothing: %+v", nodes[0], want[nodes[0]])
+		}
+		for _, chunk := range []int{ledgerReadChunk, 1} {
+			defer func(was int) { ledgerReadChunk = was }(ledgerReadChunk)
+			ledgerReadChunk = chunk
+			r := e.cloud.ledgerReads
+			runs := []int64{r.desired.Runs(), r.groups.Runs(), r.rules.Runs()}
+			releases := []func(){r.desired.Hold(), r.groups.Hold(), r.rules.Hold()}
+			got := make([]told, len(asked))
+			errs := make([]error, len(asked))
+			var wg sync.WaitGroup
+			for i, n := range asked {
+				wg.Go(func() { got[i], errs[i] = read(n) })
+			}
+			// Every node waits for the instances' read; all but the one
+			// holding nothing go on to the groups' and the rules'.
+			waiting := []func() int{r.desired.Waiting, r.groups.Waiting, r.rules.Waiting}
+			for k, want := range []int{len(asked), len(asked) - 1, len(asked) - 1} {
+				for waiting[k]() < want {
+					time.Sleep(time.Millisecond)
+				}
+				releases[k]()
+			}
+			wg.Wait()
+			for i, n := range asked {
+				if errs[i] != nil {
+					t.Fatalf("%s: %v", n, errs[i])
+				}
+				if !reflect.DeepEqual(got[i], want[n]) {
+					t.Fatalf("chunk %d: %s read with others:\n%+v\nalone:\n%+v", chunk, n, got[i], want[n])
+				}
+			}
+			for k, g := range []interface{ Runs() int64 }{r.desired, r.groups, r.rules} {
+				if d := g.Runs() - runs[k]; d != 1 {
+					t.Fatalf("chunk %d: read %d ran %d times for one group", chunk, k, d)
+				}
+			}
 		}
 	})
 }

@@ -22,23 +22,9 @@ func (c *Cloud) SecurityGroupsOnNode(ctx context.Context, nodeID string, specs [
 	if len(specs) == 0 {
 		return nil, nil
 	}
-	rows, err := c.db.Query(ctx, `SELECT i.id, r.groups FROM instances i JOIN reservations r ON r.id = i.reservation_id
-		WHERE i.node_id = ? AND i.state <> 'terminated'`, nodeID)
+	of, err := c.ledgerReads.groups.Do(ctx, nodeID)
 	if err != nil {
 		return nil, fmt.Errorf("groups of the instances on %s: %w", nodeID, err)
-	}
-	of := map[string][]string{}
-	for rows.Next() {
-		var id, js string
-		if err := rows.Scan(&id, &js); err != nil {
-			rows.Close()
-			return nil, err
-		}
-		of[id] = c.groupLists.of(js)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, err
 	}
 	byID := map[string]*nodeapi.SecurityGroup{}
 	var ids []string
@@ -78,33 +64,26 @@ func (c *Cloud) SecurityGroupsOnNode(ctx context.Context, nodeID string, specs [
 // loadNodeRules fills the groups' rules and returns the peer groups they
 // name, sorted.
 func (c *Cloud) loadNodeRules(ctx context.Context, ids []string, byID map[string]*nodeapi.SecurityGroup) ([]string, error) {
-	rows, err := c.db.Query(ctx, `SELECT group_id, egress, protocol, from_port, to_port, cidr, source_group_id
-		FROM security_group_rules WHERE group_id IN (?`+strings.Repeat(`, ?`, len(ids)-1)+`)
-		ORDER BY group_id, egress, protocol, from_port, to_port, cidr, source_group_id`, anySlice(ids)...)
+	rules, err := c.ledgerReads.rules.Do(ctx, ids)
 	if err != nil {
 		return nil, fmt.Errorf("security group rules: %w", err)
 	}
-	defer rows.Close()
 	var peers []string
-	for rows.Next() {
-		var g string
-		var egress int
-		var r nodeapi.SecurityGroupRule
-		if err := rows.Scan(&g, &egress, &r.Protocol, &r.From, &r.To, &r.CIDR, &r.Group); err != nil {
-			return nil, err
-		}
+	for _, g := range ids {
 		sg := byID[g]
-		if egress == 1 {
-			sg.Egress = append(sg.Egress, r)
-		} else {
-			sg.Ingress = append(sg.Ingress, r)
-		}
-		if r.Group != "" {
-			peers = append(peers, r.Group)
+		for _, r := range rules[g] {
+			if r.egress {
+				sg.Egress = append(sg.Egress, r.rule)
+			} else {
+				sg.Ingress = append(sg.Ingress, r.rule)
+			}
+			if r.rule.Group != "" {
+				peers = append(peers, r.rule.Group)
+			}
 		}
 	}
 	slices.Sort(peers)
-	return slices.Compact(peers), rows.Err()
+	return slices.Compact(peers), nil
 }
 
 // loadMembers fills the private addresses of the peer groups' live
