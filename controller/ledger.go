@@ -21,7 +21,8 @@ import (
 // cluster.InstanceLedger.
 
 // DesiredOnNode implements cluster.InstanceLedger: every instance placed on the
-// node that the node has not yet reported terminated.
+// node that the node has not yet reported terminated, in instance ID order
+// (read with other nodes' asked for meanwhile: ledgerreads.go).
 func (c *Cloud) DesiredOnNode(ctx context.Context, nodeID string) ([]nodeapi.InstanceSpec, error) {
 	specs, err := c.ledgerReads.desired.Do(ctx, nodeID)
 	if err != nil {

@@ -19,14 +19,14 @@ import (
 // node, a new stream, an answer older than the cache keeps one) reads the
 // node's instances, their security groups and the groups' rules. One
 // query each, at 10,000 nodes that was over a thousand queries a second
-// in the node lane's eight connections; when the launches loaded the
-// store, the lane's queue grew to seconds, and a launch's answer to its
-// node waited in it (p99 4 s after RunInstances' answer, at 100,000
-// instances). ledgerReads gathers the reads of each kind asked for while
-// one is running into the next one, a query for all their nodes (or
-// groups): a busy store reads bigger groups, not more of them. A read
-// starts after it was asked for, so what it says is as fresh as a query
-// of its own.
+// for the node lane's eight connections. When the launches loaded the
+// store, each of a whole read's queries took up to seconds, and a
+// launch's answer to its node waited for them (p99 1.4-9.5 s after the
+// client had RunInstances' answer, at 100,000 instances). ledgerReads
+// gathers the reads of each kind asked for while one is running into the
+// next one, a query for all their nodes (or groups): a busy store reads
+// bigger groups, not more of them. A read starts after it was asked for,
+// so what it says is as fresh as a query of its own.
 type ledgerReads struct {
 	heartbeat *gather.Gatherer[string, []ledgerRec]
 	desired   *gather.Gatherer[string, []nodeapi.InstanceSpec]
