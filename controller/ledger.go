@@ -28,7 +28,9 @@ func (c *Cloud) DesiredOnNode(ctx context.Context, nodeID string) ([]nodeapi.Ins
 	if err != nil {
 		return nil, fmt.Errorf("desired on node %s: %w", nodeID, err)
 	}
-	return specs, nil
+	// A copy: a node asked for twice in one group gets one read's specs,
+	// and each caller sets their groups and versions.
+	return slices.Clone(specs), nil
 }
 
 // parsedArtifacts caches the parse of instances' artifacts columns: every
