@@ -79,13 +79,13 @@ func readByKey[K cmp.Ordered, V any](ctx context.Context, asked []K, what string
 	return out, nil
 }
 
-// in is a query's "IN (?, ...)" for n values.
-func in(n int) string { return `IN (?` + strings.Repeat(`, ?`, n-1) + `)` }
+// inClause is a query's "IN (?, ...)" for n values.
+func inClause(n int) string { return `IN (?` + strings.Repeat(`, ?`, n-1) + `)` }
 
 // readLedgers reads the instances of a group's nodes for unchanged.
 func (c *Cloud) readLedgers(ctx context.Context, asked []string) ([][]ledgerRec, error) {
 	return readByKey(ctx, asked, "the instances of nodes", func(ctx context.Context, nodes []string, got map[string][]ledgerRec) error {
-		rows, err := c.db.Query(ctx, `SELECT node_id, id, state, desired FROM instances WHERE node_id `+in(len(nodes)), anySlice(nodes)...)
+		rows, err := c.db.Query(ctx, `SELECT node_id, id, state, desired FROM instances WHERE node_id `+inClause(len(nodes)), anySlice(nodes)...)
 		if err != nil {
 			return err
 		}
@@ -112,7 +112,7 @@ func (c *Cloud) readDesired(ctx context.Context, asked []string) ([][]nodeapi.In
 	return readByKey(ctx, asked, "the desired instances of nodes", func(ctx context.Context, nodes []string, got map[string][]nodeapi.InstanceSpec) error {
 		rows, err := c.db.Query(ctx, `SELECT node_id, id, account_id, vm_type, mac, private_ip, key_name, public_key, user_data,
 			desired, reboot_serial, artifacts, zone, public_ip, net_subnet, vlan FROM instances
-			WHERE node_id `+in(len(nodes))+` AND state <> 'terminated' ORDER BY node_id, id`, anySlice(nodes)...)
+			WHERE node_id `+inClause(len(nodes))+` AND state <> 'terminated' ORDER BY node_id, id`, anySlice(nodes)...)
 		if err != nil {
 			return err
 		}
@@ -149,7 +149,7 @@ func (c *Cloud) readDesired(ctx context.Context, asked []string) ([][]nodeapi.In
 func (c *Cloud) readInstanceGroups(ctx context.Context, asked []string) ([]map[string][]string, error) {
 	return readByKey(ctx, asked, "the groups of nodes' instances", func(ctx context.Context, nodes []string, got map[string]map[string][]string) error {
 		rows, err := c.db.Query(ctx, `SELECT i.node_id, i.id, r.groups FROM instances i JOIN reservations r ON r.id = i.reservation_id
-			WHERE i.node_id `+in(len(nodes))+` AND i.state <> 'terminated'`, anySlice(nodes)...)
+			WHERE i.node_id `+inClause(len(nodes))+` AND i.state <> 'terminated'`, anySlice(nodes)...)
 		if err != nil {
 			return err
 		}
@@ -178,7 +178,7 @@ func (c *Cloud) readGroupRules(ctx context.Context, asked [][]string) ([]map[str
 	}
 	rules, err := readByKey(ctx, all, "the rules of security groups", func(ctx context.Context, groups []string, got map[string][]groupRule) error {
 		rows, err := c.db.Query(ctx, `SELECT group_id, egress, protocol, from_port, to_port, cidr, source_group_id
-			FROM security_group_rules WHERE group_id `+in(len(groups))+`
+			FROM security_group_rules WHERE group_id `+inClause(len(groups))+`
 			ORDER BY group_id, egress, protocol, from_port, to_port, cidr, source_group_id`, anySlice(groups)...)
 		if err != nil {
 			return err

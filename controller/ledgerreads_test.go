@@ -4,6 +4,7 @@ import (
 	"context"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -184,6 +185,11 @@ func TestDesiredReadsGathered(t *testing.T) {
 		}
 		if len(want[nodes[0]].groups) == 0 || len(want[nodes[0]].specs) == 0 {
 			t.Fatalf("%s was told nothing: %+v", nodes[0], want[nodes[0]])
+		}
+		for n, w := range want {
+			if !slices.IsSortedFunc(w.specs, func(a, b nodeapi.InstanceSpec) int { return strings.Compare(a.InstanceID, b.InstanceID) }) {
+				t.Fatalf("%s's instances out of order: %+v", n, w.specs)
+			}
 		}
 		for _, chunk := range []int{ledgerReadChunk, 1} {
 			defer func(was int) { ledgerReadChunk = was }(ledgerReadChunk)
