@@ -1,11 +1,9 @@
 package controller
 
 import (
-	"cmp"
 	"context"
 	"encoding/base64"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -59,24 +57,16 @@ func newLedgerReads(c *Cloud) *ledgerReads {
 	}
 }
 
-// readByKey reads the distinct keys asked for, ledgerReadChunk at a time
-// (read fills got), and returns each ask's value, in order.
-func readByKey[K cmp.Ordered, V any](ctx context.Context, asked []K, what string,
-	read func(ctx context.Context, keys []K, got map[K]V) error) ([]V, error) {
-	keys := slices.Compact(slices.Sorted(slices.Values(asked)))
-	got := make(map[K]V, len(keys))
-	for len(keys) > 0 {
-		chunk := keys[:min(len(keys), ledgerReadChunk)]
-		keys = keys[len(chunk):]
-		if err := read(ctx, chunk, got); err != nil {
-			return nil, fmt.Errorf("read %s (%d of them): %w", what, len(chunk), err)
+// readByKey is gather.ByKey in chunks of ledgerReadChunk, its errors
+// saying what was read.
+func readByKey[V any](ctx context.Context, asked []string, what string,
+	read func(ctx context.Context, keys []string, got map[string]V) error) ([]V, error) {
+	return gather.ByKey(ctx, asked, ledgerReadChunk, func(ctx context.Context, keys []string, got map[string]V) error {
+		if err := read(ctx, keys, got); err != nil {
+			return fmt.Errorf("read %s (%d of them): %w", what, len(keys), err)
 		}
-	}
-	out := make([]V, len(asked))
-	for i, k := range asked {
-		out[i] = got[k]
-	}
-	return out, nil
+		return nil
+	})
 }
 
 // inClause is a query's "IN (?, ...)" for n values.

@@ -54,44 +54,27 @@ func (r *nodeReads) read(ctx context.Context, id string) (Node, error) {
 
 // readAll reads a group's nodes, each once however often it was asked for.
 func (r *nodeReads) readAll(ctx context.Context, asked []string) ([]nodeRead, error) {
-	seen := make(map[string]bool, len(asked))
-	var ids []string
-	for _, id := range asked {
-		if !seen[id] {
-			seen[id] = true
-			ids = append(ids, id)
-		}
-	}
-	got := make(map[string]Node, len(ids))
-	for len(ids) > 0 {
-		chunk := ids[:min(len(ids), nodeReadChunk)]
-		ids = ids[len(chunk):]
-		args := make([]any, len(chunk))
-		for i, id := range chunk {
+	return gather.ByKey(ctx, asked, nodeReadChunk, func(ctx context.Context, ids []string, got map[string]nodeRead) error {
+		args := make([]any, len(ids))
+		for i, id := range ids {
 			args[i] = id
 		}
 		rows, err := r.db.Query(ctx, `SELECT `+nodeSelectCols+` FROM nodes WHERE id IN (`+
-			strings.TrimSuffix(strings.Repeat("?, ", len(chunk)), ", ")+`)`, args...)
+			strings.TrimSuffix(strings.Repeat("?, ", len(ids)), ", ")+`)`, args...)
 		if err != nil {
-			return nil, fmt.Errorf("read %d nodes: %w", len(chunk), err)
+			return fmt.Errorf("read %d nodes: %w", len(ids), err)
 		}
+		defer rows.Close()
 		for rows.Next() {
 			n, err := scanNode(rows)
 			if err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("read %d nodes: %w", len(chunk), err)
+				return fmt.Errorf("read %d nodes: %w", len(ids), err)
 			}
-			got[n.ID] = n
+			got[n.ID] = nodeRead{node: n, found: true}
 		}
-		err = rows.Err()
-		rows.Close()
-		if err != nil {
-			return nil, fmt.Errorf("read %d nodes: %w", len(chunk), err)
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("read %d nodes: %w", len(ids), err)
 		}
-	}
-	out := make([]nodeRead, len(asked))
-	for i, id := range asked {
-		out[i].node, out[i].found = got[id]
-	}
-	return out, nil
+		return nil
+	})
 }

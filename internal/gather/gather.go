@@ -12,8 +12,10 @@
 package gather
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -119,4 +121,26 @@ func (g *Gatherer[In, Out]) Waiting() int {
 func (g *Gatherer[In, Out]) Hold() (release func()) {
 	g.running.Lock()
 	return g.running.Unlock
+}
+
+// ByKey is the usual body of a Func that reads by key: it reads the
+// distinct keys asked for, at most chunk per call of read (which fills
+// got), and returns each ask's value in order; a key read found nothing
+// for gets V's zero value.
+func ByKey[K cmp.Ordered, V any](ctx context.Context, asked []K, chunk int,
+	read func(ctx context.Context, keys []K, got map[K]V) error) ([]V, error) {
+	keys := slices.Compact(slices.Sorted(slices.Values(asked)))
+	got := make(map[K]V, len(keys))
+	for len(keys) > 0 {
+		part := keys[:min(len(keys), chunk)]
+		keys = keys[len(part):]
+		if err := read(ctx, part, got); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]V, len(asked))
+	for i, k := range asked {
+		out[i] = got[k]
+	}
+	return out, nil
 }

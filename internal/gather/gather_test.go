@@ -3,6 +3,7 @@ package gather
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -120,5 +121,35 @@ func TestLeaderGoingAwayKeepsTheGroup(t *testing.T) {
 	}
 	if runCtxErr != nil {
 		t.Errorf("the group's run saw %v", runCtxErr)
+	}
+}
+
+// ByKey reads each distinct key once, chunk keys at a time, and answers
+// every ask in order, a key read found nothing for with the zero value;
+// a read's error is the call's.
+func TestByKey(t *testing.T) {
+	var calls [][]string
+	read := func(_ context.Context, keys []string, got map[string]int) error {
+		calls = append(calls, slices.Clone(keys))
+		for _, k := range keys {
+			if k != "none" {
+				got[k] = len(k)
+			}
+		}
+		return nil
+	}
+	out, err := ByKey(context.Background(), []string{"ccc", "a", "ccc", "none", "bb"}, 2, read)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []int{3, 1, 3, 0, 2}; !slices.Equal(out, want) {
+		t.Fatalf("got %v, want %v", out, want)
+	}
+	if want := [][]string{{"a", "bb"}, {"ccc", "none"}}; !slices.EqualFunc(calls, want, slices.Equal) {
+		t.Fatalf("reads %v, want %v", calls, want)
+	}
+	boom := errors.New("boom")
+	if _, err := ByKey(context.Background(), []string{"a"}, 2, func(context.Context, []string, map[string]int) error { return boom }); !errors.Is(err, boom) {
+		t.Fatalf("error %v, want boom", err)
 	}
 }
