@@ -89,7 +89,7 @@ type Cloud struct {
 	actions     map[string]actionSpec
 	stsActions  map[string]actionSpec
 	iamActions  map[string]actionSpec
-	runMu       sync.Mutex
+	launchQ     launchQueue // this controller's launches (launchqueue.go)
 	warmMu      sync.Mutex  // one warmPlacement at a time (warm.go)
 	secrets     secretCache // unsealed secrets (accesskeys.go)
 	keyUse      keyUse      // when keys last signed (accesskeys.go)

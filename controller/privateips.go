@@ -90,9 +90,9 @@ type takenIPs struct {
 	low map[netip.Prefix]netip.Addr
 	// A read made outside the placement lock (warmTakenIPs) may miss the
 	// picks of a launch that commits after its snapshot: pending are the
-	// picks of the launch under way (until it commits or fails), and
-	// picked those made while the read runs (warming); the read adds
-	// both. epoch counts the whole reads installed, so a read that a
+	// picks of the launches under way (a batch's, until it commits or
+	// fails), and picked those made while the read runs (warming); the
+	// read adds both. epoch counts the whole reads installed, so a read that a
 	// newer one overtook is dropped.
 	pending, picked []string
 	epoch           uint64
@@ -114,6 +114,14 @@ func (t *takenIPs) forget() {
 	t.mu.Lock()
 	// pending stays: the launch under way may still commit its picks.
 	t.set, t.seqKnown = nil, false
+	t.mu.Unlock()
+}
+
+// failed drops the copy and the picks of the launches under way: their
+// transaction rolled back.
+func (t *takenIPs) failed() {
+	t.mu.Lock()
+	t.set, t.seqKnown, t.pending = nil, false, nil
 	t.mu.Unlock()
 }
 
@@ -146,6 +154,11 @@ func (c *Cloud) allocPrivateIPs(ctx context.Context, tx *store.Tx, zn zoneNet, n
 				t.set = nil
 				return nil, err
 			}
+			// The launches before this one in its batch picked
+			// addresses the store does not hold yet.
+			for _, ip := range t.pending {
+				set[ip] = true
+			}
 			t.install(set, seq)
 		}
 		picked := make([]string, 0, n)
@@ -162,13 +175,13 @@ func (c *Cloud) allocPrivateIPs(ctx context.Context, tx *store.Tx, zn zoneNet, n
 			picked = append(picked, ip)
 		}
 		t.low[zn.subnet] = from
-		t.pending = picked
 		if t.warming {
 			t.picked = append(t.picked, picked...)
 		}
 		if reread || (t.seqKnown && t.seq == seq) {
 			// Read under the placement lock, in this transaction, or
 			// no launch but this controller's since: exact.
+			t.pending = append(t.pending, picked...)
 			return picked, nil
 		}
 		held, err := heldPrivateIPs(ctx, tx, picked)
@@ -177,6 +190,7 @@ func (c *Cloud) allocPrivateIPs(ctx context.Context, tx *store.Tx, zn zoneNet, n
 			return nil, err
 		}
 		if !held {
+			t.pending = append(t.pending, picked...)
 			return picked, nil
 		}
 	}

@@ -33,12 +33,11 @@ type artifacts struct {
 // launch is a validated RunInstances request.
 type launch struct {
 	// queued and placed are how long the launch waited for this
-	// controller's queue of launches and how long it held it (the log
-	// line says both: which of the two a slow launch was).
+	// controller's queue of launches and how long its batch held it (the
+	// log line says both: which of the two a slow launch was); batch is
+	// how many launches that batch placed (launchqueue.go).
 	queued, placed time.Duration
-	// steps times the steps of the placement under the lock (the last
-	// attempt's): a launch that held the queue long logs them.
-	steps placeSteps
+	batch          int
 
 	image            imageRow
 	kernel, ramdisk  *imageRow
@@ -254,315 +253,7 @@ func (c *Cloud) runInstances(ctx context.Context, k *call) (any, error) {
 	}
 	c.log.Info("run instances", "account", k.account(), "reservation", res.ReservationID, "count", len(res.Instances),
 		"type", l.vt.Name, "image", l.image.ID, "zone", res.Instances[0].Placement.AvailabilityZone,
-		"queued", l.queued.Round(time.Microsecond), "placed", l.placed.Round(time.Microsecond))
-	return res, nil
-}
-
-// placeAndInsertQueued is placeAndInsert in this controller's queue of
-// launches (runMu), held for the placement and its transaction only: the
-// wake-ups after the commit (the peers' member lists wait for a fresh read
-// of the member log) ran under it too, and at 10,000 nodes on PostgreSQL
-// they held each paced launch behind the one before for hundreds of
-// milliseconds (14 s p50 once they queued).
-func (c *Cloud) placeAndInsertQueued(ctx context.Context, k *call, l *launch) (*RunInstancesResponse, error) {
-	// The zones' networks are settings, read outside the placement's
-	// transaction as before: before the queue, so the launches queued
-	// behind this one do not wait for that round trip too.
-	nets, err := c.zoneNets(ctx)
-	if err != nil {
-		return nil, err
-	}
-	// queued counts the warm reads too: the launch waits for them as it
-	// would in the queue.
-	t0 := time.Now()
-	c.warmPlacement(ctx)
-	c.runMu.Lock()
-	t1 := time.Now()
-	defer func() {
-		c.runMu.Unlock()
-		held := time.Since(t1)
-		l.queued += t1.Sub(t0)
-		l.placed += held
-		if held >= slowPlacement {
-			// Every launch behind it waited as long: say what took it.
-			c.log.Warn("slow placement: the launch queue was held", "held", held.Round(time.Millisecond),
-				"steps", l.steps.String())
-		}
-	}()
-	return c.placeAndInsert(ctx, k, l, nets)
-}
-
-// slowPlacement is how long a launch may hold the launch queue before its
-// steps are logged.
-const slowPlacement = 250 * time.Millisecond
-
-// placeSteps times a placement's steps: each mark ends one, named.
-type placeSteps struct {
-	last  time.Time
-	steps []string
-}
-
-// start begins an attempt (a transaction retried starts again).
-func (p *placeSteps) start() {
-	p.last, p.steps = time.Now(), p.steps[:0]
-}
-
-func (p *placeSteps) mark(name string) {
-	now := time.Now()
-	p.steps = append(p.steps, name+"="+now.Sub(p.last).Round(time.Microsecond).String())
-	p.last = now
-}
-
-func (p *placeSteps) String() string { return strings.Join(p.steps, " ") }
-
-// place asks the placer for nodes, max instances if they fit, else min.
-func (c *Cloud) place(ctx context.Context, l *launch) (string, []string, error) {
-	zone, nodes, err := c.placer.Place(ctx, l.zone, l.vt, l.max)
-	if errors.Is(err, ErrInsufficientCapacity) && c.forgetUsage() {
-		// The cached usage may still count instances that ended since
-		// it was read whole (usagecache.go): ask again on a fresh read.
-		zone, nodes, err = c.placer.Place(ctx, l.zone, l.vt, l.max)
-	}
-	if errors.Is(err, ErrInsufficientCapacity) && l.min < l.max {
-		zone, nodes, err = c.placer.Place(ctx, l.zone, l.vt, l.min)
-	}
-	switch {
-	case errors.Is(err, ErrInsufficientCapacity):
-		return "", nil, ec2.InsufficientInstanceCapacity("There is not enough capacity to fulfill your request for %d %s instance(s).", l.min, l.vt.Name)
-	case errors.Is(err, ErrNoSuchZone):
-		return "", nil, ec2.InvalidParameterValue("Invalid availability zone: [%s]", l.zone)
-	case err != nil:
-		return "", nil, fmt.Errorf("place instances: %w", err)
-	}
-	if len(nodes) < l.min {
-		return "", nil, ec2.InsufficientInstanceCapacity("There is not enough capacity to fulfill your request for %d %s instance(s).", l.min, l.vt.Name)
-	}
-	return zone, nodes, nil
-}
-
-// placeAndInsert places the launch and persists its reservation in one
-// transaction that holds the placement lock from before Place reads the
-// usage until the instances that use it are committed.
-// errTokenUsed says a client token was taken while this call waited.
-var errTokenUsed = errors.New("client token already used")
-
-func (c *Cloud) placeAndInsert(ctx context.Context, k *call, l *launch, nets map[string]zoneNet) (*RunInstancesResponse, error) {
-	now := k.now
-	res := &RunInstancesResponse{Reservation: Reservation{ReservationID: newID("r", 17), OwnerID: k.account(), Groups: l.groups}}
-	groupsJSON, _ := json.Marshal(l.groups)
-	arts, _ := json.Marshal(artifacts{Image: *c.artifactOf(&l.image), Kernel: c.artifactOf(l.kernel), Ramdisk: c.artifactOf(l.ramdisk)})
-	var zone string
-	var nodes []string
-	var seq int64              // the launch's sequence number (usagecache.go)
-	var perNode map[string]int // instances per node
-	// picked: addresses were marked taken in c.takenIPs by an attempt
-	// that may not commit.
-	picked := false
-	st := &l.steps
-	st.start()
-	err := c.db.InTx(ctx, func(tx *store.Tx) error {
-		if picked {
-			c.takenIPs.forget()
-			picked = false
-		}
-		st.start()
-		if err := tx.LockPlacement(ctx); err != nil {
-			return err
-		}
-		st.mark("lock")
-		// A retry that waited for the lock while the original call
-		// placed and committed finds its token here, before placement
-		// could tell it the original's instances took the capacity. The
-		// same statement reads the launch sequence placement's usage
-		// cache is checked against (withLaunchSeq), and whether the
-		// account has quotas at all: one round trip, not three, under the
-		// lock every launch queues behind. A launch without a token
-		// counts none: no token row is ever empty.
-		var used, quotas int
-		var seqNow int64
-		if err := tx.QueryRow(ctx, `SELECT (SELECT COUNT(*) FROM client_tokens WHERE account_id = ? AND token = ?), seq,
-			(SELECT COUNT(*) FROM account_quotas WHERE account_id = ?) FROM launch_seq`,
-			k.account(), l.token, k.account()).Scan(&used, &seqNow, &quotas); err != nil {
-			return fmt.Errorf("client token and launch sequence: %w", err)
-		}
-		if used > 0 {
-			return errTokenUsed
-		}
-		lctx := withLaunchSeq(ctx, seqNow)
-		st.mark("token")
-		// Quotas are counted under the placement lock too, so parallel
-		// launches cannot both take the last of an account's quota. An
-		// account without a quota row has no limit (launchAllowance would
-		// read the row to find so; a row set meanwhile, by a call that
-		// does not take the placement lock, it would not have seen
-		// either).
-		allowed, err := l.max, error(nil)
-		if quotas > 0 {
-			if allowed, err = launchAllowance(ctx, tx, k.account(), l.vt, l.min, l.max, l.publicAddress); err != nil {
-				return err
-			}
-		}
-		pl := *l
-		pl.max = allowed
-		st.mark("quota")
-		if zone, nodes, err = c.place(lctx, &pl); err != nil {
-			return err
-		}
-		st.mark("place")
-		// The launch's writes go in one batch, one round trip on
-		// PostgreSQL, at the end: the reads below (addresses, networks,
-		// quotas) do not read what it writes.
-		var b store.Batch
-		b.Exec(ctx, `INSERT INTO reservations (id, account_id, groups, created_at) VALUES (?, ?, ?, ?)`,
-			res.ReservationID, k.account(), string(groupsJSON), now.Unix())
-		if l.token != "" {
-			b.Exec(ctx, `INSERT INTO client_tokens (account_id, token, reservation_id, created_at, params) VALUES (?, ?, ?, ?, ?)`,
-				k.account(), l.token, res.ReservationID, now.Unix(), l.signature)
-		}
-		zn := c.zoneNetOf(nets, zone)
-		// The zone gives every launch a public address unless the
-		// request asked for none.
-		withPublic := l.publicAddress || (zn.publicIPs && !l.publicAddressSet && zn.mode != nodeapi.ModeSystem)
-		if withPublic {
-			if err := noPublicInSystem(zn, zone); err != nil {
-				return err
-			}
-		}
-		if withPublic && !l.publicAddress {
-			if err := checkQuota(ctx, tx, k.account(), QuotaAddresses, int64(len(nodes))); err != nil {
-				return err
-			}
-		}
-		if zn.mode == nodeapi.ModeManaged {
-			// The instances sit on their first group's network.
-			if zn, err = c.groupNetwork(ctx, tx, zn, zone, l.groups[0].GroupID); err != nil {
-				return err
-			}
-		}
-		picked = true
-		ips, err := c.allocPrivateIPs(ctx, tx, zn, len(nodes), seqNow)
-		if err != nil {
-			return err
-		}
-		st.mark("addresses")
-		netSubnet := "" // the group network's, in MANAGED mode
-		if zn.vlan > 0 {
-			netSubnet = zn.subnet.String()
-		}
-		res.Instances = res.Instances[:0]
-		kernelID, ramdiskID := "", ""
-		if l.kernel != nil {
-			kernelID = l.kernel.ID
-		}
-		if l.ramdisk != nil {
-			ramdiskID = l.ramdisk.ID
-		}
-		for i, node := range nodes {
-			res.Instances = append(res.Instances, Instance{InstanceID: newID("i", 17), MACAddress: newMAC(), nodeID: node, AMILaunchIndex: i, PrivateIPAddress: ips[i]})
-		}
-		if withPublic {
-			// Each draw reads the addresses the ones before it took:
-			// their rows are written at once, not batched.
-			for i := range res.Instances {
-				in := &res.Instances[i]
-				if in.IPAddress, err = c.drawPublicAddress(ctx, tx); err != nil {
-					return err
-				}
-				if _, err := tx.Exec(ctx, `INSERT INTO addresses (public_ip, allocation_id, account_id, instance_id, created_at, auto)
-					VALUES (?, ?, ?, ?, ?, 1)`, in.IPAddress, newID("eipalloc", 17), k.account(), in.InstanceID, now.Unix()); err != nil {
-					return err
-				}
-			}
-		}
-		// The rows go in one statement, and the tags in another: a
-		// statement per instance was a round trip each, under the
-		// placement lock every launch queues behind.
-		args := make([]any, 0, 29*len(nodes))
-		for i, in := range res.Instances {
-			args = append(args, in.InstanceID, k.account(), res.ReservationID, i, l.image.ID, kernelID, ramdiskID, l.vt.Name, l.keyName,
-				zone, in.nodeID, in.MACAddress, in.PrivateIPAddress, nodeapi.StatePending, nodeapi.StateRunning, l.token, l.userData, now.Unix(),
-				string(arts), l.pubKey, boolInt(l.noTerminate), boolInt(l.noStop), l.shutdown, k.Principal.User, zn.vlan, netSubnet,
-				l.vt.Cores, l.vt.MemoryMiB, in.IPAddress)
-		}
-		if err := store.ExecRows(ctx, &b, `INSERT INTO instances (id, account_id, reservation_id, launch_index, image_id, kernel_id,
-			ramdisk_id, vm_type, key_name, zone, node_id, mac, private_ip, state, desired, client_token, user_data, launch_time,
-			artifacts, public_key, disable_api_termination, disable_api_stop, shutdown_behavior, user_name, vlan, net_subnet,
-			cores, memory_mib, public_ip) VALUES`, 29, args, ""); err != nil {
-			return err
-		}
-		// A new slice: the batch holds the instance rows' values until it runs.
-		args = make([]any, 0, 5*len(l.tags)*len(res.Instances))
-		for _, in := range res.Instances {
-			for _, t := range l.tags {
-				args = append(args, in.InstanceID, t.Key, t.Value, k.account(), "instance")
-			}
-		}
-		if err := store.ExecRows(ctx, &b, `INSERT INTO tags (resource_id, key, value, account_id, resource_type) VALUES`, 5, args, ""); err != nil {
-			return err
-		}
-		if !c.noUsage {
-			var evs []usage.Event
-			for i, in := range res.Instances {
-				evs = append(evs, usage.Event{At: now, Kind: usage.KindInstance, Resource: in.InstanceID, State: nodeapi.StatePending,
-					Account: k.account(), User: k.Principal.User, VMType: l.vt.Name, Cores: int64(l.vt.Cores), Zone: zone, Node: nodes[i]})
-				if in.IPAddress != "" {
-					evs = append(evs, addressEvent(now, in.IPAddress, usage.StateHeld, k.account(), k.Principal.User))
-				}
-			}
-			if err := usage.Record(ctx, &b, evs...); err != nil {
-				return err
-			}
-		}
-		perNode = map[string]int{}
-		for _, node := range nodes {
-			perNode[node]++
-		}
-		if err := addUsages(ctx, &b, l.vt.Name, perNode); err != nil {
-			return err
-		}
-		launchedOn := slices.Collect(maps.Keys(perNode))
-		if err := c.notifyInTx(ctx, tx, launchedOn...); err != nil {
-			return err
-		}
-		// The new instances join their groups: nodes whose rules name
-		// one of them as the peer update their member sets.
-		if err := c.notifyGroupsInTx(ctx, tx, groupIDsOf(l.groups), true, launchedOn...); err != nil {
-			return err
-		}
-		st.mark("prepare")
-		if err := b.QueryRow(ctx, tx, launchSeqBump, nil, &seq); err != nil {
-			return fmt.Errorf("launch: %w", err)
-		}
-		st.mark("write")
-		return nil
-	})
-	st.mark("commit")
-	if err != nil {
-		if picked {
-			c.takenIPs.forget()
-		}
-		return nil, err
-	}
-	c.launched(seq, l.vt.Name, perNode)
-	c.takenIPs.launched(seq)
-	tags := map[string]string{}
-	for _, t := range l.tags {
-		tags[t.Key] = t.Value
-	}
-	for i := range res.Instances {
-		row := instanceRow{ID: res.Instances[i].InstanceID, Owner: k.account(), ReservationID: res.ReservationID,
-			LaunchIndex: i, ImageID: l.image.ID, VMType: l.vt.Name, KeyName: l.keyName, Zone: zone,
-			NodeID: nodes[i], MAC: res.Instances[i].MACAddress, PrivateIP: res.Instances[i].PrivateIPAddress, PublicIP: res.Instances[i].IPAddress,
-			State: nodeapi.StatePending, Desired: nodeapi.StateRunning,
-			ClientToken: l.token, LaunchTime: now.Unix(), Groups: l.groups}
-		if l.kernel != nil {
-			row.KernelID = l.kernel.ID
-		}
-		if l.ramdisk != nil {
-			row.RamdiskID = l.ramdisk.ID
-		}
-		res.Instances[i] = c.instanceItem(row, tags)
-	}
+		"queued", l.queued.Round(time.Microsecond), "placed", l.placed.Round(time.Microsecond), "batch", l.batch)
 	return res, nil
 }
 
@@ -685,4 +376,233 @@ func groupIDsOf(groups []GroupIdentifier) []string {
 		ids[i] = g.GroupID
 	}
 	return ids
+}
+
+// place asks the placer for nodes, max instances if they fit, else min.
+func (c *Cloud) place(ctx context.Context, l *launch) (string, []string, error) {
+	zone, nodes, err := c.placer.Place(ctx, l.zone, l.vt, l.max)
+	if errors.Is(err, ErrInsufficientCapacity) && c.forgetUsage() {
+		// The cached usage may still count instances that ended since
+		// it was read whole (usagecache.go): ask again on a fresh read.
+		zone, nodes, err = c.placer.Place(ctx, l.zone, l.vt, l.max)
+	}
+	if errors.Is(err, ErrInsufficientCapacity) && l.min < l.max {
+		zone, nodes, err = c.placer.Place(ctx, l.zone, l.vt, l.min)
+	}
+	switch {
+	case errors.Is(err, ErrInsufficientCapacity):
+		return "", nil, ec2.InsufficientInstanceCapacity("There is not enough capacity to fulfill your request for %d %s instance(s).", l.min, l.vt.Name)
+	case errors.Is(err, ErrNoSuchZone):
+		return "", nil, ec2.InvalidParameterValue("Invalid availability zone: [%s]", l.zone)
+	case err != nil:
+		return "", nil, fmt.Errorf("place instances: %w", err)
+	}
+	if len(nodes) < l.min {
+		return "", nil, ec2.InsufficientInstanceCapacity("There is not enough capacity to fulfill your request for %d %s instance(s).", l.min, l.vt.Name)
+	}
+	return zone, nodes, nil
+}
+
+// errTokenUsed says a client token was taken while this call waited.
+var errTokenUsed = errors.New("client token already used")
+
+// prepareLaunch places one launch of a batch, against the usage and
+// addresses of the launches before it, and gathers its writes in the
+// batch's (public addresses are written at once: each draw reads the
+// ones before). A refusal before it wrote anything is its own answer
+// (the batch goes on without it); one after is errLaunchAfterWrites.
+// hasQuotas: the account has quota rows.
+func (c *Cloud) prepareLaunch(ctx context.Context, lb *launchBatch, q *queuedLaunch, hasQuotas bool) (*placedLaunch, error) {
+	k, l, tx := q.k, q.l, lb.tx
+	now := k.now
+	res := &RunInstancesResponse{Reservation: Reservation{ReservationID: newID("r", 17), OwnerID: k.account(), Groups: l.groups}}
+	// Quotas are counted under the placement lock too, so parallel
+	// launches cannot both take the last of an account's quota. An
+	// account without a quota row has no limit (launchAllowance would
+	// read the row to find so; a row set meanwhile, by a call that does
+	// not take the placement lock, it would not have seen either).
+	allowed := l.max
+	if hasQuotas {
+		if err := lb.flushFor(ctx, k.account()); err != nil {
+			return nil, err
+		}
+		var err error
+		if allowed, err = launchAllowance(ctx, tx, k.account(), l.vt, l.min, l.max, l.publicAddress); err != nil {
+			return nil, err
+		}
+	}
+	pl := *l
+	pl.max = allowed
+	zone, nodes, err := c.place(withBatchUsage(withLaunchSeq(ctx, lb.seq), lb.usage), &pl)
+	if err != nil {
+		return nil, err
+	}
+	zn := c.zoneNetOf(q.nets, zone)
+	// The zone gives every launch a public address unless the request
+	// asked for none.
+	withPublic := l.publicAddress || (zn.publicIPs && !l.publicAddressSet && zn.mode != nodeapi.ModeSystem)
+	if withPublic {
+		if err := noPublicInSystem(zn, zone); err != nil {
+			return nil, err
+		}
+	}
+	if withPublic && !l.publicAddress {
+		if err := lb.flushFor(ctx, k.account()); err != nil {
+			return nil, err
+		}
+		if err := checkQuota(ctx, tx, k.account(), QuotaAddresses, int64(len(nodes))); err != nil {
+			return nil, err
+		}
+	}
+	// Past here a refusal may follow a write in the transaction (a group
+	// network, a public address): the batch rolls back.
+	after := func(err error) error {
+		if err != nil && isRefusal(err) {
+			return errLaunchAfterWrites{err}
+		}
+		return err
+	}
+	if zn.mode == nodeapi.ModeManaged {
+		// The instances sit on their first group's network.
+		if zn, err = c.groupNetwork(ctx, tx, zn, zone, l.groups[0].GroupID); err != nil {
+			return nil, after(err)
+		}
+	}
+	lb.picked = true
+	ips, err := c.allocPrivateIPs(ctx, tx, zn, len(nodes), lb.seq)
+	if err != nil {
+		if zn.mode == nodeapi.ModeManaged {
+			err = after(err)
+		}
+		return nil, err
+	}
+	netSubnet := "" // the group network's, in MANAGED mode
+	if zn.vlan > 0 {
+		netSubnet = zn.subnet.String()
+	}
+	kernelID, ramdiskID := "", ""
+	if l.kernel != nil {
+		kernelID = l.kernel.ID
+	}
+	if l.ramdisk != nil {
+		ramdiskID = l.ramdisk.ID
+	}
+	for i, node := range nodes {
+		res.Instances = append(res.Instances, Instance{InstanceID: newID("i", 17), MACAddress: newMAC(), nodeID: node, AMILaunchIndex: i, PrivateIPAddress: ips[i]})
+	}
+	if withPublic {
+		// Each draw reads the addresses the ones before it took: their
+		// rows are written at once, not batched.
+		for i := range res.Instances {
+			in := &res.Instances[i]
+			if in.IPAddress, err = c.drawPublicAddress(ctx, tx); err != nil {
+				return nil, after(err)
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO addresses (public_ip, allocation_id, account_id, instance_id, created_at, auto)
+				VALUES (?, ?, ?, ?, ?, 1)`, in.IPAddress, newID("eipalloc", 17), k.account(), in.InstanceID, now.Unix()); err != nil {
+				return nil, err
+			}
+		}
+	}
+	// The launch's writes go in the batch's, one round trip on PostgreSQL
+	// at the end: the reads above (addresses, networks, quotas) do not
+	// read what they write (a quota read flushes them first). The rows go
+	// in one statement, and the tags in another: a statement per instance
+	// was a round trip each, under the placement lock every launch queues
+	// behind.
+	b := &lb.b
+	groupsJSON, _ := json.Marshal(l.groups)
+	arts, _ := json.Marshal(artifacts{Image: *c.artifactOf(&l.image), Kernel: c.artifactOf(l.kernel), Ramdisk: c.artifactOf(l.ramdisk)})
+	b.Exec(ctx, `INSERT INTO reservations (id, account_id, groups, created_at) VALUES (?, ?, ?, ?)`,
+		res.ReservationID, k.account(), string(groupsJSON), now.Unix())
+	if l.token != "" {
+		b.Exec(ctx, `INSERT INTO client_tokens (account_id, token, reservation_id, created_at, params) VALUES (?, ?, ?, ?, ?)`,
+			k.account(), l.token, res.ReservationID, now.Unix(), l.signature)
+	}
+	args := make([]any, 0, 29*len(nodes))
+	for i, in := range res.Instances {
+		args = append(args, in.InstanceID, k.account(), res.ReservationID, i, l.image.ID, kernelID, ramdiskID, l.vt.Name, l.keyName,
+			zone, in.nodeID, in.MACAddress, in.PrivateIPAddress, nodeapi.StatePending, nodeapi.StateRunning, l.token, l.userData, now.Unix(),
+			string(arts), l.pubKey, boolInt(l.noTerminate), boolInt(l.noStop), l.shutdown, k.Principal.User, zn.vlan, netSubnet,
+			l.vt.Cores, l.vt.MemoryMiB, in.IPAddress)
+	}
+	if err := store.ExecRows(ctx, b, `INSERT INTO instances (id, account_id, reservation_id, launch_index, image_id, kernel_id,
+		ramdisk_id, vm_type, key_name, zone, node_id, mac, private_ip, state, desired, client_token, user_data, launch_time,
+		artifacts, public_key, disable_api_termination, disable_api_stop, shutdown_behavior, user_name, vlan, net_subnet,
+		cores, memory_mib, public_ip) VALUES`, 29, args, ""); err != nil {
+		return nil, err
+	}
+	// A new slice: the batch holds the instance rows' values until it runs.
+	args = make([]any, 0, 5*len(l.tags)*len(res.Instances))
+	for _, in := range res.Instances {
+		for _, t := range l.tags {
+			args = append(args, in.InstanceID, t.Key, t.Value, k.account(), "instance")
+		}
+	}
+	if err := store.ExecRows(ctx, b, `INSERT INTO tags (resource_id, key, value, account_id, resource_type) VALUES`, 5, args, ""); err != nil {
+		return nil, err
+	}
+	if !c.noUsage {
+		var evs []usage.Event
+		for i, in := range res.Instances {
+			evs = append(evs, usage.Event{At: now, Kind: usage.KindInstance, Resource: in.InstanceID, State: nodeapi.StatePending,
+				Account: k.account(), User: k.Principal.User, VMType: l.vt.Name, Cores: int64(l.vt.Cores), Zone: zone, Node: nodes[i]})
+			if in.IPAddress != "" {
+				evs = append(evs, addressEvent(now, in.IPAddress, usage.StateHeld, k.account(), k.Principal.User))
+			}
+		}
+		if err := usage.Record(ctx, b, evs...); err != nil {
+			return nil, err
+		}
+	}
+	perNode := map[string]int{}
+	for _, node := range nodes {
+		perNode[node]++
+	}
+	// node_usage is written once for the batch (placeAndInsert); the
+	// launches after this one place against its usage.
+	byNode := lb.nodeUsage[l.vt.Name]
+	if byNode == nil {
+		byNode = map[string]int{}
+		lb.nodeUsage[l.vt.Name] = byNode
+	}
+	for node, n := range perNode {
+		byNode[node] += n
+		lb.usage[node] = addNodeUsage(lb.usage[node], c.usageOfType(l.vt.Name, n))
+	}
+	lb.unflushed[k.account()] = true
+	launchedOn := slices.Collect(maps.Keys(perNode))
+	if err := c.notifyInTx(ctx, tx, launchedOn...); err != nil {
+		return nil, err
+	}
+	// The new instances join their groups: nodes whose rules name one of
+	// them as the peer update their member sets.
+	if err := c.notifyGroupsInTx(ctx, tx, groupIDsOf(l.groups), true, launchedOn...); err != nil {
+		return nil, err
+	}
+	return &placedLaunch{q: q, res: res, zone: zone, nodes: nodes, perNode: perNode}, nil
+}
+
+// launchAnswer is RunInstances' answer for a committed launch.
+func (c *Cloud) launchAnswer(p *placedLaunch) *RunInstancesResponse {
+	k, l, res := p.q.k, p.q.l, p.res
+	tags := map[string]string{}
+	for _, t := range l.tags {
+		tags[t.Key] = t.Value
+	}
+	for i := range res.Instances {
+		row := instanceRow{ID: res.Instances[i].InstanceID, Owner: k.account(), ReservationID: res.ReservationID,
+			LaunchIndex: i, ImageID: l.image.ID, VMType: l.vt.Name, KeyName: l.keyName, Zone: p.zone,
+			NodeID: p.nodes[i], MAC: res.Instances[i].MACAddress, PrivateIP: res.Instances[i].PrivateIPAddress, PublicIP: res.Instances[i].IPAddress,
+			State: nodeapi.StatePending, Desired: nodeapi.StateRunning,
+			ClientToken: l.token, LaunchTime: k.now.Unix(), Groups: l.groups}
+		if l.kernel != nil {
+			row.KernelID = l.kernel.ID
+		}
+		if l.ramdisk != nil {
+			row.RamdiskID = l.ramdisk.ID
+		}
+		res.Instances[i] = c.instanceItem(row, tags)
+	}
+	return res
 }

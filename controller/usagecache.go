@@ -38,12 +38,18 @@ const (
 // node_usage and the launches this controller committed since.
 type NodeUsages struct {
 	read, since map[string]nodeapi.NodeUsage
+	// batch is the usage of the launches placed before this one in its
+	// batch, not committed yet (launchqueue.go).
+	batch map[string]nodeapi.NodeUsage
 }
 
 // Of is one node's usage.
 func (u NodeUsages) Of(node string) nodeapi.NodeUsage {
 	a := u.read[node]
 	if b, ok := u.since[node]; ok {
+		a = addNodeUsage(a, b)
+	}
+	if b, ok := u.batch[node]; ok {
 		a = addNodeUsage(a, b)
 	}
 	return a
@@ -100,6 +106,12 @@ func withLaunchSeq(ctx context.Context, seq int64) context.Context {
 // usage answers from the cache when the launch sequence says it is
 // whole, else reads node_usage whole.
 func (c *Cloud) usage(ctx context.Context) (NodeUsages, bool, error) {
+	u, cached, err := c.committedUsage(ctx)
+	u.batch = batchUsageOf(ctx)
+	return u, cached, err
+}
+
+func (c *Cloud) committedUsage(ctx context.Context) (NodeUsages, bool, error) {
 	seq, ok := ctx.Value(launchSeqKey{}).(int64)
 	if !ok {
 		if err := c.db.QueryRow(ctx, `SELECT seq FROM launch_seq`).Scan(&seq); err != nil {
@@ -249,6 +261,8 @@ func (c *Cloud) forgetUsage() bool {
 	return was
 }
 
-// launchSeqBump counts a launch in its transaction and returns its
-// sequence number (the last statement of the launch's batch).
-const launchSeqBump = `UPDATE launch_seq SET seq = seq + 1 RETURNING seq`
+// launchSeqBump counts the launches of a batch (its one parameter: how
+// many) in their transaction and returns the last one's sequence number
+// (the last statement of the batch's writes); the launches before it have
+// the numbers below, in their order.
+const launchSeqBump = `UPDATE launch_seq SET seq = seq + ? RETURNING seq`
