@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -197,6 +199,9 @@ type launchBatch struct {
 	// (account, NUL, token); unflushed the accounts whose launches have
 	// writes in b that a quota read must see.
 	tokens, unflushed map[string]bool
+	// nodes and groups are the nodes the batch's launches run on and
+	// their security groups: they are told once for the batch.
+	nodes, groups map[string]bool
 	// picked: private addresses were marked taken in c.takenIPs by
 	// launches that may not commit.
 	picked bool
@@ -263,7 +268,7 @@ func (c *Cloud) placeAndInsert(ctx context.Context, batch []*queuedLaunch, st *p
 		}
 		st.mark("token")
 		lb = &launchBatch{tx: tx, seq: seqNow, usage: map[string]nodeapi.NodeUsage{}, nodeUsage: map[string]map[string]int{},
-			tokens: map[string]bool{}, unflushed: map[string]bool{}}
+			tokens: map[string]bool{}, unflushed: map[string]bool{}, nodes: map[string]bool{}, groups: map[string]bool{}}
 		for i, q := range batch {
 			token := q.k.account() + "\x00" + q.l.token
 			if used[i] || (q.l.token != "" && lb.tokens[token]) {
@@ -296,6 +301,15 @@ func (c *Cloud) placeAndInsert(ctx context.Context, batch []*queuedLaunch, st *p
 			if err := addUsages(ctx, &lb.b, vt, perNode); err != nil {
 				return err
 			}
+		}
+		launchedOn := slices.Sorted(maps.Keys(lb.nodes))
+		if err := c.notifyInTx(ctx, tx, launchedOn...); err != nil {
+			return err
+		}
+		// The new instances join their groups: nodes whose rules name
+		// one of them as the peer update their member sets.
+		if err := c.notifyGroupsInTx(ctx, tx, slices.Sorted(maps.Keys(lb.groups)), true, launchedOn...); err != nil {
+			return err
 		}
 		if err := lb.b.QueryRow(ctx, tx, launchSeqBump, []any{len(placed)}, &seq); err != nil {
 			return fmt.Errorf("launch: %w", err)

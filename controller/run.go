@@ -7,8 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -369,15 +367,6 @@ func (c *Cloud) launchOptions(ctx context.Context, k *call, l *launch) error {
 	return nil
 }
 
-// groupIDsOf is the IDs of the groups.
-func groupIDsOf(groups []GroupIdentifier) []string {
-	ids := make([]string, len(groups))
-	for i, g := range groups {
-		ids[i] = g.GroupID
-	}
-	return ids
-}
-
 // place asks the placer for nodes, max instances if they fit, else min.
 func (c *Cloud) place(ctx context.Context, l *launch) (string, []string, error) {
 	zone, nodes, err := c.placer.Place(ctx, l.zone, l.vt, l.max)
@@ -571,14 +560,12 @@ func (c *Cloud) prepareLaunch(ctx context.Context, lb *launchBatch, q *queuedLau
 		lb.usage[node] = addNodeUsage(lb.usage[node], c.usageOfType(l.vt.Name, n))
 	}
 	lb.unflushed[k.account()] = true
-	launchedOn := slices.Collect(maps.Keys(perNode))
-	if err := c.notifyInTx(ctx, tx, launchedOn...); err != nil {
-		return nil, err
+	// Its nodes and groups are told with the batch's (placeAndInsert).
+	for node := range perNode {
+		lb.nodes[node] = true
 	}
-	// The new instances join their groups: nodes whose rules name one of
-	// them as the peer update their member sets.
-	if err := c.notifyGroupsInTx(ctx, tx, groupIDsOf(l.groups), true, launchedOn...); err != nil {
-		return nil, err
+	for _, g := range l.groups {
+		lb.groups[g.GroupID] = true
 	}
 	return &placedLaunch{q: q, res: res, zone: zone, nodes: nodes, perNode: perNode}, nil
 }
