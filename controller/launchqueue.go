@@ -181,6 +181,13 @@ func (p *placeSteps) mark(name string) {
 	p.last = now
 }
 
+// detail adds a note to the step just marked.
+func (p *placeSteps) detail(s string) {
+	if n := len(p.steps); n > 0 {
+		p.steps[n-1] += s
+	}
+}
+
 func (p *placeSteps) String() string { return strings.Join(p.steps, " ") }
 
 // launchBatch is what a batch's transaction knows while it places its
@@ -205,6 +212,8 @@ type launchBatch struct {
 	// picked: private addresses were marked taken in c.takenIPs by
 	// launches that may not commit.
 	picked bool
+	// took sums the time of the launches' slow steps, for the log.
+	took struct{ quota, place, addresses time.Duration }
 }
 
 // flushFor runs the batch's gathered writes before a read of the
@@ -294,6 +303,8 @@ func (c *Cloud) placeAndInsert(ctx context.Context, batch []*queuedLaunch, st *p
 			placed = append(placed, p)
 		}
 		st.mark("prepare")
+		st.detail(fmt.Sprintf("(quota=%s place=%s addresses=%s)", lb.took.quota.Round(time.Microsecond),
+			lb.took.place.Round(time.Microsecond), lb.took.addresses.Round(time.Microsecond)))
 		if len(placed) == 0 {
 			return nil
 		}

@@ -410,6 +410,7 @@ func (c *Cloud) prepareLaunch(ctx context.Context, lb *launchBatch, q *queuedLau
 	// account without a quota row has no limit (launchAllowance would
 	// read the row to find so; a row set meanwhile, by a call that does
 	// not take the placement lock, it would not have seen either).
+	t0 := time.Now()
 	allowed := l.max
 	if hasQuotas {
 		if err := lb.flushFor(ctx, k.account()); err != nil {
@@ -422,7 +423,11 @@ func (c *Cloud) prepareLaunch(ctx context.Context, lb *launchBatch, q *queuedLau
 	}
 	pl := *l
 	pl.max = allowed
+	t1 := time.Now()
 	zone, nodes, err := c.place(withBatchUsage(withLaunchSeq(ctx, lb.seq), lb.usage), &pl)
+	t2 := time.Now()
+	lb.took.quota += t1.Sub(t0)
+	lb.took.place += t2.Sub(t1)
 	if err != nil {
 		return nil, err
 	}
@@ -465,6 +470,8 @@ func (c *Cloud) prepareLaunch(ctx context.Context, lb *launchBatch, q *queuedLau
 		}
 		return nil, err
 	}
+	t3 := time.Now()
+	lb.took.addresses += t3.Sub(t2)
 	netSubnet := "" // the group network's, in MANAGED mode
 	if zn.vlan > 0 {
 		netSubnet = zn.subnet.String()
