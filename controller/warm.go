@@ -117,8 +117,19 @@ func (c *Cloud) warmTakenIPs(ctx context.Context) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.warming = false
-	if err != nil || t.epoch != epoch {
+	if err != nil {
 		return err
+	}
+	t.installWarm(set, seq, epoch, carry)
+	return nil
+}
+
+// installWarm makes a read made outside the placement lock at launch
+// sequence seq the copy, unless a whole read newer than epoch was
+// installed meanwhile. carry are the picks under way when it began.
+func (t *takenIPs) installWarm(set map[string]bool, seq int64, epoch uint64, carry []string) {
+	if t.epoch != epoch {
+		return
 	}
 	// The launch that was under way when the read began, and those that
 	// picked while it ran, may commit after its snapshot: their picks stay
@@ -130,6 +141,17 @@ func (c *Cloud) warmTakenIPs(ctx context.Context) error {
 	for _, ip := range t.picked {
 		set[ip] = true
 	}
+	// The copy may be exact at a later sequence than the read's snapshot:
+	// this controller's launches that committed meanwhile. Every launch
+	// after the copy's own whole read was this controller's (it is exact),
+	// the read began after that one, and the launches after its snapshot
+	// are among carry and picked: the new copy is exact there too. Taking
+	// the read's older sequence instead made every launch after it check
+	// its picks against the store (a round trip under the placement lock,
+	// each launch of a batch) until the next whole read, up to
+	// takenIPsTTL later.
+	if t.seqKnown && t.seq > seq {
+		seq = t.seq
+	}
 	t.install(set, seq)
-	return nil
 }

@@ -76,3 +76,40 @@ func TestWarmPlacement(t *testing.T) {
 
 	})
 }
+
+// A read made outside the placement lock whose snapshot predates launches
+// this controller committed while it ran keeps the copy exact at the
+// latest of them (those launches' picks are carried), so the next launch
+// trusts it without checking its picks against the store; a copy that
+// was not exact stays at the read's sequence.
+func TestWarmReadBehindOwnLaunches(t *testing.T) {
+	var tk takenIPs
+	tk.install(map[string]bool{"10.88.0.10": true}, 5)
+	epoch := tk.epoch
+	// Two launches of this controller commit (sequences 6 and 7) while a
+	// read at sequence 5 runs; the second was under way when it began.
+	tk.warming = true
+	tk.picked = []string{"10.88.0.11"}
+	tk.launched(6)
+	tk.launched(7)
+	tk.installWarm(map[string]bool{"10.88.0.10": true}, 5, epoch, []string{"10.88.0.12"})
+	if !tk.seqKnown || tk.seq != 7 || !tk.set["10.88.0.11"] || !tk.set["10.88.0.12"] || tk.epoch != epoch+1 {
+		t.Fatalf("copy after a read behind two launches: seq %d known %v, set %v, epoch %d (was %d)", tk.seq, tk.seqKnown, tk.set, tk.epoch, epoch)
+	}
+
+	// Another controller launched (sequence 8, not this one's): the copy
+	// is not exact, and a read at 7 is exact at 7 only.
+	tk.launched(9)
+	epoch = tk.epoch
+	tk.installWarm(map[string]bool{}, 7, epoch, nil)
+	if !tk.seqKnown || tk.seq != 7 {
+		t.Fatalf("copy after a read when it was not exact: seq %d known %v, want 7", tk.seq, tk.seqKnown)
+	}
+
+	// A read that a newer whole read overtook is dropped.
+	tk.install(map[string]bool{"10.88.0.20": true}, 10)
+	tk.installWarm(map[string]bool{}, 9, epoch, nil)
+	if tk.seq != 10 || !tk.set["10.88.0.20"] {
+		t.Fatalf("an overtaken read replaced the copy: seq %d, set %v", tk.seq, tk.set)
+	}
+}
