@@ -6,7 +6,9 @@
 // cluster.InstanceLedger (declared there).
 //
 // Cloud is the EC2 side: one action per file group (instances.go with
-// run.go, lifecycle.go and describe_instances.go; keypairs.go, groups.go,
+// run.go, lifecycle.go and describe_instances.go; launchqueue.go places
+// this controller's queued launches a batch per transaction under the
+// store's placement lock; keypairs.go, groups.go,
 // addresses.go with addresspool.go, images.go, tags.go, regions.go,
 // attributes.go for instance attributes, vpc.go for the synthetic default
 // VPC, subnets and network interfaces that automation tools expect, and
