@@ -110,9 +110,16 @@ func (c *Cloud) leadLaunches(first *queuedLaunch) {
 	batch = append(append(batch, first), lq.waiting[:n]...)
 	lq.waiting = append(lq.waiting[:0:0], lq.waiting[n:]...)
 	lq.mu.Unlock()
-
+	// The queue is handed on even if placing panics (the leader's request
+	// fails with it): a queue left busy would hold every launch after.
+	defer c.handOffLaunches()
 	c.placeBatch(batch)
+}
 
+// handOffLaunches makes the first launch waiting the next batch's leader,
+// or frees the queue.
+func (c *Cloud) handOffLaunches() {
+	lq := &c.launchQ
 	lq.mu.Lock()
 	if len(lq.waiting) == 0 {
 		lq.busy = false
@@ -127,6 +134,17 @@ func (c *Cloud) leadLaunches(first *queuedLaunch) {
 
 // placeBatch places the batch's launches and answers each.
 func (c *Cloud) placeBatch(batch []*queuedLaunch) {
+	defer func() {
+		if p := recover(); p != nil {
+			// The batch-mates are answered with an error; the leader's
+			// own request unwinds with the panic, as it would alone.
+			for _, q := range batch {
+				q.res, q.err = nil, fmt.Errorf("launch: internal error: %v", p)
+				close(q.done)
+			}
+			panic(p)
+		}
+	}()
 	start := time.Now()
 	var st placeSteps
 	ctx := batch[0].ctx

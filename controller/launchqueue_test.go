@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	sdk "github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
+	"ironbark/internal/nodeapi"
 	"ironbark/internal/store"
 	"ironbark/internal/store/storetest"
 )
@@ -235,4 +237,49 @@ func instanceIDsOf(out *sdk.RunInstancesOutput) []string {
 		ids = append(ids, aws.ToString(in.InstanceId))
 	}
 	return ids
+}
+
+// panickyPlacer panics on Place while armed.
+type panickyPlacer struct {
+	Placer
+	armed atomic.Bool
+}
+
+func (p *panickyPlacer) Place(ctx context.Context, zone string, vt nodeapi.VMType, n int) (string, []string, error) {
+	if p.armed.Load() {
+		panic("placement bug")
+	}
+	return p.Placer.Place(ctx, zone, vt, n)
+}
+
+// A panic while a batch is placed answers every launch of it with an
+// error and frees the queue: the launches after it are placed.
+func TestLaunchBatchPanic(t *testing.T) {
+	storetest.Each(t, Migrations(), func(t *testing.T, db *store.DB) {
+		ctx := context.Background()
+		e := newTestEnv(t, db)
+		pp := &panickyPlacer{Placer: e.placer}
+		pp.armed.Store(true)
+		e.cloud.SetPlacer(pp)
+		e.cloud.log = slog.New(slog.DiscardHandler)
+		alice := e.client(e.alice)
+		run := func() (*sdk.RunInstancesOutput, error) {
+			return alice.RunInstances(ctx, &sdk.RunInstancesInput{ImageId: aws.String(e.image), MinCount: aws.Int32(1),
+				MaxCount: aws.Int32(1), InstanceType: "m1.small"})
+		}
+		_, errs := queueLaunches(t, e.cloud, run, run, run)
+		for i, err := range errs {
+			if err == nil {
+				t.Fatalf("launch %d of the batch that panicked succeeded", i)
+			}
+		}
+		pp.armed.Store(false)
+		if _, err := run(); err != nil {
+			t.Fatalf("launch after the panic: %v", err)
+		}
+		var n int
+		if err := db.QueryRow(ctx, `SELECT COUNT(*) FROM instances`).Scan(&n); err != nil || n != 1 {
+			t.Fatalf("%d instances, want 1 (the batch that panicked wrote none): %v", n, err)
+		}
+	})
 }
