@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"ironbark/internal/nodeapi"
@@ -38,6 +39,9 @@ const (
 // node_usage and the launches this controller committed since.
 type NodeUsages struct {
 	read, since map[string]nodeapi.NodeUsage
+	// readID names read's contents (read maps are never changed once
+	// made): placement keeps what it built from one read (BaseID).
+	readID uint64
 	// batch is the usage of the launches placed before this one in its
 	// batch, not committed yet (launchqueue.go).
 	batch map[string]nodeapi.NodeUsage
@@ -55,8 +59,34 @@ func (u NodeUsages) Of(node string) nodeapi.NodeUsage {
 	return a
 }
 
-// UsageOf makes NodeUsages from a map (tests, other ledgers).
-func UsageOf(m map[string]nodeapi.NodeUsage) NodeUsages { return NodeUsages{read: m} }
+// UsageOf makes NodeUsages from a map (tests, other ledgers), which must
+// not change after.
+func UsageOf(m map[string]nodeapi.NodeUsage) NodeUsages {
+	return NodeUsages{read: m, readID: usageReads.Add(1)}
+}
+
+// usageReads numbers whole reads of usage (NodeUsages.readID).
+var usageReads atomic.Uint64
+
+// BaseID names the whole read u adds its recent launches to: two
+// NodeUsages with one BaseID have the same BaseOf for every node.
+func (u NodeUsages) BaseID() uint64 { return u.readID }
+
+// BaseOf is one node's usage as of the whole read, without the launches
+// since (EachRecent).
+func (u NodeUsages) BaseOf(node string) nodeapi.NodeUsage { return u.read[node] }
+
+// EachRecent calls f with the usage Of adds to BaseOf: this controller's
+// launches since the whole read and the batch's before this launch. A
+// node may come twice; Of(node) is BaseOf(node) plus all of its calls.
+func (u NodeUsages) EachRecent(f func(node string, nu nodeapi.NodeUsage)) {
+	for node, nu := range u.since {
+		f(node, nu)
+	}
+	for node, nu := range u.batch {
+		f(node, nu)
+	}
+}
 
 func addNodeUsage(a, b nodeapi.NodeUsage) nodeapi.NodeUsage {
 	a.Cores += b.Cores
@@ -172,7 +202,7 @@ func (c *Cloud) adoptUsage(u NodeUsages, seq int64) NodeUsages {
 				since[node] = addNodeUsage(since[node], nu)
 			}
 		}
-		uc.u, uc.at = NodeUsages{read: u.read, since: since}, time.Now()
+		uc.u, uc.at = NodeUsages{read: u.read, readID: u.readID, since: since}, time.Now()
 		uc.readSeq, uc.own = seq, keep
 		u = uc.u
 	}
@@ -217,7 +247,7 @@ func (c *Cloud) readUsage(ctx context.Context) (NodeUsages, int64, error) {
 	if err := rows.Err(); err != nil {
 		return NodeUsages{}, 0, err
 	}
-	return NodeUsages{read: out}, seq, nil
+	return UsageOf(out), seq, nil
 }
 
 func (c *Cloud) usageOfType(vmType string, n int) nodeapi.NodeUsage {
@@ -245,7 +275,7 @@ func (c *Cloud) launched(seq int64, vmType string, perNode map[string]int) {
 		mine[node] = c.usageOfType(vmType, n)
 		since[node] = addNodeUsage(since[node], mine[node])
 	}
-	uc.u = NodeUsages{read: uc.u.read, since: since}
+	uc.u = NodeUsages{read: uc.u.read, readID: uc.u.readID, since: since}
 	uc.seq = seq
 	uc.own = append(uc.own, ownLaunch{seq: seq, usage: mine})
 }

@@ -37,6 +37,17 @@ type memLedger struct {
 	specs    map[string][]nodeapi.InstanceSpec
 	observed map[string][]nodeapi.InstanceStatus
 	usage    map[string]nodeapi.NodeUsage
+	// frozen, when set, is what Usage answers: one whole read, as the
+	// controller's cache answers between its reads (benchmarks).
+	frozen *controller.NodeUsages
+}
+
+// freeze makes Usage answer the usage as it is now, as one read.
+func (l *memLedger) freeze() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	u := controller.UsageOf(maps.Clone(l.usage))
+	l.frozen = &u
 }
 
 func newMemLedger() *memLedger {
@@ -60,6 +71,9 @@ func (l *memLedger) Observe(_ context.Context, id string, st []nodeapi.InstanceS
 func (l *memLedger) Usage(context.Context) (controller.NodeUsages, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.frozen != nil {
+		return *l.frozen, nil
+	}
 	return controller.UsageOf(maps.Clone(l.usage)), nil
 }
 

@@ -46,21 +46,78 @@ func (s *Service) candidates(ctx context.Context) (*candidateSet, error) {
 		return nil, fmt.Errorf("instance usage: %w", err)
 	}
 	cutoff := s.cfg.Now().Add(-s.cfg.HeartbeatTimeout)
+	base := s.candidateBase(snap, usage, cutoff)
 	cs := candPool.Get().(*candidateSet)
 	clear(cs.byCluster)
-	if cap(cs.buf) < len(snap.nodes) {
-		cs.buf = make([]sched.Node, 0, len(snap.nodes))
+	// The base's lists with this controller's launches since its usage
+	// read booked on them: a copy and a few hundred nodes, where
+	// building the lists looked every node's usage up in three maps
+	// (about 2 ms a placement at 10,000 nodes).
+	cs.buf = append(cs.buf[:0], base.nodes...)
+	usage.EachRecent(func(node string, nu nodeapi.NodeUsage) {
+		i, ok := base.pos[node]
+		if !ok {
+			return // down, drained or not in the snapshot
+		}
+		n := &cs.buf[i]
+		n.Free.Cores -= nu.Cores
+		n.Free.MemoryMiB -= nu.MemoryMiB
+		n.Free.DiskGiB -= nu.DiskGiB
+		n.Instances += nu.Instances
+	})
+	for _, sp := range base.spans {
+		// Capped, so no list can grow into the next one.
+		cs.byCluster[sp.cluster] = cs.buf[sp.from:sp.to:sp.to]
 	}
-	buf := cs.buf[:0]
+	return cs, nil
+}
+
+// candidateBase is the live nodes of one node snapshot with what is
+// free on them after one whole read of usage: the candidates but for
+// the launches since that read. It holds until either is replaced or a
+// node in it falls silent (its last heartbeat passes the cutoff).
+type candidateBase struct {
+	snap, usage uint64 // nodeSnapshot.id, NodeUsages.BaseID
+	// The base holds for cutoffs from the one it was built at (a node
+	// it left out as silent stays out) to until, the earliest last
+	// heartbeat among its nodes.
+	cutoff, until time.Time
+	nodes         []sched.Node
+	pos           map[string]int // node ID -> index in nodes
+	spans         []clusterSpan
+}
+
+type clusterSpan struct {
+	cluster  string
+	from, to int
+}
+
+// candidateBase returns the base for snap, usage and cutoff, built now
+// when the one kept is not (the base is read-only once kept: placements
+// and zone listings copy it concurrently).
+func (s *Service) candidateBase(snap nodeSnapshot, usage controller.NodeUsages, cutoff time.Time) *candidateBase {
+	s.mu.Lock()
+	b := s.candBase
+	s.mu.Unlock()
+	if b != nil && b.snap == snap.id && b.usage == usage.BaseID() && usage.BaseID() != 0 &&
+		!cutoff.Before(b.cutoff) && !cutoff.After(b.until) {
+		return b
+	}
+	b = &candidateBase{snap: snap.id, usage: usage.BaseID(), cutoff: cutoff, nodes: make([]sched.Node, 0, len(snap.nodes))}
+	b.pos = make(map[string]int, len(snap.nodes))
 	for _, g := range snap.groups {
-		from := len(buf)
+		from := len(b.nodes)
 		for _, i := range g.nodes {
 			n := &snap.nodes[i]
 			if !n.heardSince(cutoff) || n.Drained {
 				continue
 			}
-			u := usage.Of(n.ID)
-			buf = append(buf, sched.Node{
+			if b.until.IsZero() || n.LastHeartbeat.Before(b.until) {
+				b.until = n.LastHeartbeat
+			}
+			u := usage.BaseOf(n.ID)
+			b.pos[n.ID] = len(b.nodes)
+			b.nodes = append(b.nodes, sched.Node{
 				ID: n.ID,
 				Free: nodeapi.Capacity{
 					Cores:     n.Capacity.Cores - u.Cores,
@@ -70,13 +127,14 @@ func (s *Service) candidates(ctx context.Context) (*candidateSet, error) {
 				Instances: u.Instances,
 			})
 		}
-		if len(buf) > from {
-			// Capped, so no list can grow into the next one.
-			cs.byCluster[g.cluster] = buf[from:len(buf):len(buf)]
+		if len(b.nodes) > from {
+			b.spans = append(b.spans, clusterSpan{g.cluster, from, len(b.nodes)})
 		}
 	}
-	cs.buf = buf
-	return cs, nil
+	s.mu.Lock()
+	s.candBase = b
+	s.mu.Unlock()
+	return b
 }
 
 // Zones lists every cluster with free and max counts per VM type.
@@ -156,9 +214,11 @@ func (s *Service) Place(ctx context.Context, zone string, vt nodeapi.VMType, n i
 	if len(clusters) > 1 {
 		free := make(map[string]int, len(clusters))
 		for _, c := range clusters {
+			n := 0 // summed here, not in the map: a map write per node was most of a placement
 			for _, nd := range cands[c.Name] {
-				free[c.Name] += sched.Count(nd.Free, vt)
+				n += sched.Count(nd.Free, vt)
 			}
+			free[c.Name] = n
 		}
 		sort.SliceStable(clusters, func(i, j int) bool { return free[clusters[i].Name] > free[clusters[j].Name] })
 	}

@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"ironbark/controller"
@@ -103,6 +104,7 @@ type Service struct {
 	snapGen  uint64 // counts invalidations: a read from before one is not kept
 	// snapReading: a background read of the node table is under way.
 	snapReading bool
+	candBase    *candidateBase  // place.go
 	soon        map[string]bool // nodes NotifySoon will wake at its next flush
 	soonGroups  map[string]bool // groups whose members' nodes it will wake (groupwake.go)
 	soonArm     bool            // a flush is scheduled
@@ -132,7 +134,11 @@ type nodeSnapshot struct {
 	// clusters by name (a map operation each).
 	groups []nodeGroup
 	at     time.Time
+	id     uint64 // names the read (snapshotReads)
 }
+
+// snapshotReads numbers the node table's reads (nodeSnapshot.id).
+var snapshotReads atomic.Uint64
 
 type nodeGroup struct {
 	cluster string
@@ -141,7 +147,7 @@ type nodeGroup struct {
 
 // snapshotOf builds the snapshot of nodes (in ID order) read at.
 func snapshotOf(nodes []Node, at time.Time) nodeSnapshot {
-	snap := nodeSnapshot{nodes: nodes, at: at}
+	snap := nodeSnapshot{nodes: nodes, at: at, id: snapshotReads.Add(1)}
 	index := map[string]int{}
 	for i := range nodes {
 		g, ok := index[nodes[i].Cluster]
