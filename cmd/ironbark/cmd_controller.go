@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -57,6 +58,9 @@ func controllerRun(fs *flag.FlagSet) runFunc {
 // runController serves the EC2 and node APIs until ctx ends.
 func runController(ctx context.Context, e *env, f controllerFlags) error {
 	log := e.logger(slog.LevelInfo)
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(controller.GCPercent)
+	}
 
 	settings, err := controller.LoadSettings(e.dataDir)
 	if err != nil {
