@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net/http/httptest"
 	"reflect"
 	"slices"
 	"testing"
@@ -17,8 +16,6 @@ import (
 	"github.com/aws/smithy-go"
 
 	"ironbark/controller"
-	"ironbark/controller/ec2"
-	"ironbark/controller/ec2/ec2test"
 	"ironbark/controller/sched"
 	"ironbark/internal/nodeapi"
 	"ironbark/internal/store/storetest"
@@ -218,13 +215,7 @@ func TestPlacementCountsOwnLaunches(t *testing.T) {
 		t.Fatal(err)
 	}
 	node := addNode(t, s, "c1", nodeapi.Capacity{Cores: 2, MemoryMiB: 4096, DiskGiB: 100})
-	key, err := controller.TokenKey(ctx, db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(ec2.NewServer(ec2.Config{Handler: cloud, Credentials: cloud, Logger: log, TokenKey: key}))
-	t.Cleanup(srv.Close)
-	client := ec2test.Client(srv.URL, admin.AccessKey, admin.SecretKey)
+	client := serveEC2(t, db, cloud, admin)
 	run := func() error {
 		_, err := client.RunInstances(ctx, &sdk.RunInstancesInput{ImageId: aws.String(image),
 			InstanceType: types.InstanceType("m1.small"), MinCount: aws.Int32(1), MaxCount: aws.Int32(1)})

@@ -59,6 +59,20 @@ func (l *rendezvousLedger) Usage(ctx context.Context) (controller.NodeUsages, er
 	return u, err
 }
 
+// serveEC2 serves cloud's EC2 API (its token key in db) on a test server
+// and returns a client signing as account.
+func serveEC2(t *testing.T, db *store.DB, cloud *controller.Cloud, account controller.Account) *sdk.Client {
+	t.Helper()
+	key, err := controller.TokenKey(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(ec2.NewServer(ec2.Config{Handler: cloud, Credentials: cloud,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), TokenKey: key}))
+	t.Cleanup(srv.Close)
+	return ec2test.Client(srv.URL, account.AccessKey, account.SecretKey)
+}
+
 // Two controllers on one PostgreSQL race for a node's last core: one wins,
 // the other answers InsufficientInstanceCapacity, and the node never holds
 // more than it has.
@@ -91,13 +105,7 @@ func TestTwoControllersRaceForLastCore(t *testing.T) {
 		}
 		svc := newService(t, h, &rendezvousLedger{InstanceLedger: cloud, db: h, arrived: arrived[i], other: arrived[1-i]})
 		cloud.SetPlacer(svc.Placer())
-		key, err := controller.TokenKey(ctx, h)
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv := httptest.NewServer(ec2.NewServer(ec2.Config{Handler: cloud, Credentials: cloud, Logger: log, TokenKey: key}))
-		t.Cleanup(srv.Close)
-		clients[i] = ec2test.Client(srv.URL, admin.AccessKey, admin.SecretKey)
+		clients[i] = serveEC2(t, h, cloud, admin)
 	}
 
 	var wg sync.WaitGroup
